@@ -1,0 +1,146 @@
+//! The cost model: parameters, FLOPs and MACs per layer by the lecture's
+//! rules, and the memory figures of one image.
+//!
+//! The rules (DSL.md, and ground_truth.json's conventions):
+//! - conv and dwconv: params `K (Fh Fw Cin/g + 1)` (no `+ 1` without bias),
+//!   MACs = FLOPs = `Hout Wout K Fh Fw Cin/g`;
+//! - dense: params `N (Nin + 1)`, MACs = FLOPs = `N Nin`;
+//! - pools: FLOPs `Hout Wout C Fh Fw` (a global pool: `H W C`), no MAC;
+//! - bn: `2C` learnable parameters, and `2C` running statistics counted
+//!   apart as buffers; activations, adds, concat and scale count nothing.
+//!
+//! Every sum is checked: a network whose figures overflow `u64` is
+//! [`ShapeError::Overflow`].
+
+use crate::ir::{Graph, Op, Shape};
+use crate::shape::ShapeError;
+
+/// The figures of one layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerCost {
+    /// Learnable parameters.
+    pub params: u64,
+    /// Non-learnable state (bn running mean and variance).
+    pub buffers: u64,
+    /// FLOPs by the lecture's rule (one multiply-accumulate = one FLOP, pool windows counted).
+    pub flops: u64,
+    /// Multiply-accumulates of conv, dwconv and dense.
+    pub macs: u64,
+}
+
+/// The figures of a whole network, for one image, in `f32`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Per node, in graph order (the input's figures are zero).
+    pub layers: Vec<LayerCost>,
+    /// Learnable parameters.
+    pub params: u64,
+    /// Non-learnable state (bn running statistics).
+    pub buffers: u64,
+    /// FLOPs by the lecture's rule.
+    pub flops: u64,
+    /// Multiply-accumulates of conv, dwconv and dense.
+    pub macs: u64,
+    /// `4 * params`.
+    pub param_bytes: u64,
+    /// `4 *` the output elements of every layer.
+    pub activation_bytes: u64,
+}
+
+/// The figures of one node, from its op, its input shapes and its output shape.
+pub fn layer_cost(op: &Op, inputs: &[Shape], output: Shape) -> Result<LayerCost, ShapeError> {
+    let o = ShapeError::Overflow;
+    let input = inputs.first().copied().unwrap_or(output);
+    let product = |xs: &[u64]| {
+        xs.iter()
+            .try_fold(1u64, |acc, &x| acc.checked_mul(x))
+            .ok_or(ShapeError::Overflow)
+    };
+    Ok(match op {
+        Op::Conv2d(c) => {
+            let per_output = product(&[
+                c.kernel.h as u64,
+                c.kernel.w as u64,
+                (input.channels() / c.groups.max(1)) as u64,
+            ])?;
+            let weights = product(&[c.out_channels as u64, per_output])?;
+            let bias = if c.bias { c.out_channels as u64 } else { 0 };
+            let macs = product(&[output.len(), per_output])?;
+            LayerCost {
+                params: weights.checked_add(bias).ok_or(o)?,
+                buffers: 0,
+                flops: macs,
+                macs,
+            }
+        }
+        Op::Dense(d) => {
+            let macs = product(&[d.out_features as u64, input.len()])?;
+            let bias = if d.bias { d.out_features as u64 } else { 0 };
+            LayerCost {
+                params: macs.checked_add(bias).ok_or(o)?,
+                buffers: 0,
+                flops: macs,
+                macs,
+            }
+        }
+        Op::Pool2d(p) => LayerCost {
+            flops: product(&[output.len(), p.kernel.h as u64, p.kernel.w as u64])?,
+            ..LayerCost::default()
+        },
+        Op::GlobalPool(_) => LayerCost {
+            flops: input.len(),
+            ..LayerCost::default()
+        },
+        Op::BatchNorm { .. } => {
+            let c = 2 * output.channels() as u64;
+            LayerCost {
+                params: c,
+                buffers: c,
+                ..LayerCost::default()
+            }
+        }
+        Op::Input
+        | Op::Flatten
+        | Op::Activation(_)
+        | Op::Softmax
+        | Op::Dropout { .. }
+        | Op::Identity
+        | Op::Lrn(_)
+        | Op::Concat
+        | Op::Add
+        | Op::Scale => LayerCost::default(),
+    })
+}
+
+/// The figures of a whole graph.
+pub fn figures(graph: &Graph) -> Result<Figures, ShapeError> {
+    let mut f = Figures::default();
+    let add = |acc: &mut u64, x: u64| -> Result<(), ShapeError> {
+        *acc = acc.checked_add(x).ok_or(ShapeError::Overflow)?;
+        Ok(())
+    };
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let inputs: Vec<Shape> = node
+            .inputs
+            .iter()
+            .map(|id| graph.node(*id).output)
+            .collect();
+        let cost = layer_cost(&node.op, &inputs, node.output)?;
+        add(&mut f.params, cost.params)?;
+        add(&mut f.buffers, cost.buffers)?;
+        add(&mut f.flops, cost.flops)?;
+        add(&mut f.macs, cost.macs)?;
+        if i > 0 {
+            add(
+                &mut f.activation_bytes,
+                node.output
+                    .len()
+                    .checked_mul(4)
+                    .ok_or(ShapeError::Overflow)?,
+            )?;
+        }
+        f.layers.push(cost);
+    }
+    f.param_bytes = f.params.checked_mul(4).ok_or(ShapeError::Overflow)?;
+    Ok(f)
+}

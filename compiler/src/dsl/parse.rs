@@ -1,0 +1,490 @@
+//! The parser: `proc_macro2` tokens to the [`ast`](super::ast), with syn's
+//! `ParseStream`. The same code reads a macro's tokens and a `.cnn` file's
+//! (the CLI turns the text into tokens first), so both report the same errors.
+//!
+//! `224x224x3` and `3x3` are single integer literals whose suffix (`x224x3`,
+//! `x3`) the parser reads; everything else is ordinary Rust tokens.
+
+use super::ast::*;
+use proc_macro2::{Delimiter, Span, TokenStream};
+use syn::buffer::Cursor;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::Ident;
+use syn::{braced, bracketed, parenthesized, LitFloat, LitInt, Token};
+
+/// Words that introduce composite layers and so cannot name a block.
+pub const RESERVED: &[&str] = &["repeat", "concat", "residual", "scale", "block"];
+
+/// Parses the contents of a `cnn!` call or a `.cnn` file.
+pub fn parse_items(tokens: TokenStream) -> syn::Result<Items> {
+    Parser::parse2(Items::parse, tokens)
+}
+
+impl Parse for Items {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut items = Items {
+            blocks: Vec::new(),
+            nets: Vec::new(),
+        };
+        while !input.is_empty() {
+            let attrs = input.call(syn::Attribute::parse_outer)?;
+            if input.peek(Ident::peek_any) && input.fork().call(Ident::parse_any)? == "block" {
+                input.call(Ident::parse_any)?;
+                items.blocks.push(parse_block(input)?);
+            } else {
+                items.nets.push(parse_net(input, attrs)?);
+            }
+        }
+        Ok(items)
+    }
+}
+
+fn parse_block(input: ParseStream) -> syn::Result<BlockDef> {
+    let name: Ident = input
+        .call(Ident::parse_any)
+        .map_err(|e| syn::Error::new(e.span(), "expected a block name after `block`"))?;
+    if RESERVED.contains(&name.to_string().as_str()) {
+        return Err(syn::Error::new(
+            name.span(),
+            format!("`{name}` is a reserved word of the language and cannot name a block"),
+        ));
+    }
+    let content;
+    parenthesized!(content in input);
+    let params = content.parse_terminated(Ident::parse, Token![,])?;
+    let mut seen: Vec<&Ident> = Vec::new();
+    for p in &params {
+        if seen.contains(&p) {
+            return Err(syn::Error::new(
+                p.span(),
+                format!("parameter `{p}` is given twice"),
+            ));
+        }
+        seen.push(p);
+    }
+    let body = parse_braced_seq(input)?;
+    Ok(BlockDef {
+        name,
+        params: params.into_iter().collect(),
+        body,
+    })
+}
+
+fn parse_net(input: ParseStream, attrs: Vec<syn::Attribute>) -> syn::Result<NetDef> {
+    let vis: syn::Visibility = input.parse()?;
+    let name: Ident = input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected a net (`Name(224x224x3) { ... }`) or a block (`block name(a, b) { ... }`)",
+        )
+    })?;
+    let content;
+    parenthesized!(content in input);
+    let lit: LitInt = content.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected the input's dimensions, e.g. `224x224x3` or a flat `784`",
+        )
+    })?;
+    let input_span = SpanRange::single(lit.span());
+    let dims = parse_suffixed_dims(&lit)?;
+    let input_dims = match dims.as_slice() {
+        [h, w, c] => InputDims::Volume(*h, *w, *c),
+        [n] => InputDims::Flat(*n),
+        _ => {
+            return Err(syn::Error::new(
+                lit.span(),
+                format!(
+                    "expected the input as HxWxC (e.g. `224x224x3`) or a flat N, found `{lit}`"
+                ),
+            ))
+        }
+    };
+    let mut width = None;
+    if content.parse::<Option<Token![,]>>()?.is_some() && !content.is_empty() {
+        let key = content.call(Ident::parse_any)?;
+        if key != "width" {
+            return Err(syn::Error::new(
+                key.span(),
+                format!("unknown net argument `{key}`; expected `width = a`"),
+            ));
+        }
+        content.parse::<Token![=]>()?;
+        let start = content.span();
+        let value = if content.peek(LitFloat) {
+            content.parse::<LitFloat>()?.base10_parse::<f64>()?
+        } else {
+            content.parse::<LitInt>()?.base10_parse::<u64>()? as f64
+        };
+        if !(value > 0.0 && value.is_finite()) {
+            return Err(syn::Error::new(
+                start,
+                format!("`width` must be a positive number, found {value}"),
+            ));
+        }
+        width = Some((value, SpanRange::single(start)));
+        content.parse::<Option<Token![,]>>()?;
+    }
+    if !content.is_empty() {
+        return Err(content.error("unexpected tokens after the net's input"));
+    }
+    let body = parse_braced_seq(input)?;
+    Ok(NetDef {
+        attrs,
+        vis,
+        name,
+        input: input_dims,
+        input_span,
+        width,
+        body,
+    })
+}
+
+/// Reads `224x224x3` (digits `224`, suffix `x224x3`) as `[224, 224, 3]`.
+fn parse_suffixed_dims(lit: &LitInt) -> syn::Result<Vec<u64>> {
+    let bad = || {
+        syn::Error::new(
+            lit.span(),
+            format!("expected dimensions such as `3x3` or `224x224x3`, found `{lit}`"),
+        )
+    };
+    let first: u64 = lit.base10_parse().map_err(|_| bad())?;
+    let mut dims = vec![first];
+    let suffix = lit.suffix();
+    if suffix.is_empty() {
+        return Ok(dims);
+    }
+    let rest = suffix.strip_prefix('x').ok_or_else(bad)?;
+    for part in rest.split('x') {
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        dims.push(part.parse().map_err(|_| bad())?);
+    }
+    Ok(dims)
+}
+
+fn parse_braced_seq(input: ParseStream) -> syn::Result<Seq> {
+    let content;
+    braced!(content in input);
+    parse_seq(&content)
+}
+
+fn parse_seq(input: ParseStream) -> syn::Result<Seq> {
+    let mut layers = Vec::new();
+    while !input.is_empty() {
+        layers.push(parse_layer(input)?);
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(Seq(layers))
+}
+
+fn parse_layer(input: ParseStream) -> syn::Result<Layer> {
+    let label = if input.peek(Ident::peek_any) && input.peek2(Token![:]) && !input.peek2(Token![::])
+    {
+        let label = input.call(Ident::parse_any)?;
+        input.parse::<Token![:]>()?;
+        Some(label)
+    } else {
+        None
+    };
+    let from = input.cursor();
+    let name: Ident = input.call(Ident::parse_any).map_err(|e| {
+        syn::Error::new(e.span(), "expected a layer, e.g. `relu` or `conv(64, 3x3)`")
+    })?;
+    let start = name.span();
+    let word = name.to_string();
+    let op = match word.as_str() {
+        "repeat" if input.peek(syn::token::Paren) => {
+            let content;
+            parenthesized!(content in input);
+            let count = parse_expr(&content)?;
+            if !content.is_empty() {
+                return Err(content.error("expected `repeat(n) { ... }`"));
+            }
+            LayerOp::Repeat {
+                count,
+                body: parse_braced_seq(input)?,
+            }
+        }
+        "concat" if input.peek(syn::token::Brace) => {
+            let content;
+            braced!(content in input);
+            let mut branches = Vec::new();
+            while !content.is_empty() {
+                if !content.peek(syn::token::Bracket) {
+                    return Err(content
+                        .error("expected a branch in brackets: `concat { [ ... ], [ ... ] }`"));
+                }
+                let branch;
+                bracketed!(branch in content);
+                branches.push(parse_seq(&branch)?);
+                if content.is_empty() {
+                    break;
+                }
+                content.parse::<Token![,]>()?;
+            }
+            if branches.is_empty() {
+                return Err(syn::Error::new(
+                    start,
+                    "a concat needs at least one branch: `concat { [ ... ], [ ... ] }`",
+                ));
+            }
+            LayerOp::Concat { branches }
+        }
+        "residual" if input.peek(syn::token::Paren) || input.peek(syn::token::Brace) => {
+            let mut shortcut = Shortcut::Identity;
+            if input.peek(syn::token::Paren) {
+                let content;
+                parenthesized!(content in input);
+                let key = content.call(Ident::parse_any)?;
+                if key != "shortcut" {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!("unknown argument `{key}` for residual; expected `shortcut = auto` or `shortcut = [ ... ]`"),
+                    ));
+                }
+                content.parse::<Token![=]>()?;
+                if content.peek(syn::token::Bracket) {
+                    let seq;
+                    bracketed!(seq in content);
+                    shortcut = Shortcut::Explicit(parse_seq(&seq)?);
+                } else {
+                    let word = content.call(Ident::parse_any)?;
+                    if word != "auto" {
+                        return Err(syn::Error::new(
+                            word.span(),
+                            format!(
+                                "expected `auto` or `[ ... ]` after `shortcut =`, found `{word}`"
+                            ),
+                        ));
+                    }
+                    shortcut = Shortcut::Auto;
+                }
+                content.parse::<Option<Token![,]>>()?;
+                if !content.is_empty() {
+                    return Err(content.error("residual takes one argument, `shortcut`"));
+                }
+            }
+            LayerOp::Residual {
+                shortcut,
+                body: parse_braced_seq(input)?,
+            }
+        }
+        "scale" if input.peek(syn::token::Brace) => LayerOp::Scale {
+            body: parse_braced_seq(input)?,
+        },
+        _ => {
+            let (args, parens) = if input.peek(syn::token::Paren) {
+                let content;
+                parenthesized!(content in input);
+                let mut args = Vec::new();
+                while !content.is_empty() {
+                    args.push(parse_arg(&content)?);
+                    if content.is_empty() {
+                        break;
+                    }
+                    content.parse::<Token![,]>()?;
+                }
+                (args, true)
+            } else {
+                (Vec::new(), false)
+            };
+            LayerOp::Call(Call { name, args, parens })
+        }
+    };
+    let end = last_span(from, input);
+    Ok(Layer {
+        label,
+        op,
+        span: SpanRange { start, end },
+    })
+}
+
+/// The span of the last token tree between `from` and where `input` now is.
+fn last_span(from: Cursor, input: ParseStream) -> Span {
+    let end = input.cursor();
+    let (mut cursor, mut last) = (from, from.span());
+    while cursor != end {
+        match cursor.token_tree() {
+            Some((tree, next)) => {
+                last = tree.span();
+                cursor = next;
+            }
+            None => break,
+        }
+    }
+    last
+}
+
+fn parse_arg(input: ParseStream) -> syn::Result<Arg> {
+    let start = input.span();
+    let from = input.cursor();
+    let key = if input.peek(Ident::peek_any) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
+        let key = input.call(Ident::parse_any)?;
+        input.parse::<Token![=]>()?;
+        Some(key)
+    } else {
+        None
+    };
+    let value = parse_value(input)?;
+    let end = last_span(from, input);
+    Ok(Arg {
+        key,
+        value,
+        span: SpanRange { start, end },
+    })
+}
+
+fn parse_value(input: ParseStream) -> syn::Result<Value> {
+    if input.peek(LitInt)
+        && !input.peek2(Token![+])
+        && !input.peek2(Token![-])
+        && !input.peek2(Token![*])
+        && !input.peek2(Token![/])
+    {
+        let lit: LitInt = input.parse()?;
+        let dims = parse_suffixed_dims(&lit)?;
+        let span = lit.span();
+        return match dims.as_slice() {
+            [n] => Ok(Value::Expr(Expr::Int(*n, span))),
+            [a, b] => Ok(Value::Dims(Expr::Int(*a, span), Expr::Int(*b, span))),
+            _ => Err(syn::Error::new(
+                span,
+                format!("expected a size such as `3x3`, found `{lit}`"),
+            )),
+        };
+    }
+    if input.peek(LitFloat) {
+        let lit: LitFloat = input.parse()?;
+        return Ok(Value::Float(lit.base10_parse()?));
+    }
+    if input.peek(syn::LitBool) {
+        return Ok(Value::Bool(input.parse::<syn::LitBool>()?.value));
+    }
+    if input.peek(Token![-]) && input.peek2(LitFloat) {
+        input.parse::<Token![-]>()?;
+        let lit: LitFloat = input.parse()?;
+        return Ok(Value::Float(-lit.base10_parse::<f64>()?));
+    }
+    if input.peek(syn::token::Paren) && is_pair(input) {
+        let content;
+        parenthesized!(content in input);
+        let a = parse_expr(&content)?;
+        content.parse::<Token![,]>()?;
+        let b = parse_expr(&content)?;
+        content.parse::<Option<Token![,]>>()?;
+        if !content.is_empty() {
+            return Err(content.error("expected a pair `(a, b)`"));
+        }
+        return Ok(Value::Dims(a, b));
+    }
+    if input.peek(Ident::peek_any) && (input.peek2(Token![,]) || is_last(input)) {
+        return Ok(Value::Word(input.call(Ident::parse_any)?));
+    }
+    Ok(Value::Expr(parse_expr(input)?))
+}
+
+/// Whether the next token is the last of its group.
+fn is_last(input: ParseStream) -> bool {
+    let fork = input.fork();
+    fork.step(|c| {
+        c.token_tree()
+            .map(|(_, rest)| ((), rest))
+            .ok_or_else(|| c.error(""))
+    })
+    .is_ok()
+        && fork.is_empty()
+}
+
+/// Whether the next token is a parenthesised group with a top-level comma
+/// followed by nothing, or by a comma (a pair, not an expression in parentheses).
+fn is_pair(input: ParseStream) -> bool {
+    let fork = input.fork();
+    let Ok(group) = fork.step(|c| {
+        c.group(Delimiter::Parenthesis)
+            .map(|(inside, _, rest)| (inside.token_stream(), rest))
+            .ok_or_else(|| c.error("expected parentheses"))
+    }) else {
+        return false;
+    };
+    let has_comma = group
+        .into_iter()
+        .any(|t| matches!(t, proc_macro2::TokenTree::Punct(p) if p.as_char() == ','));
+    has_comma && (fork.is_empty() || fork.peek(Token![,]))
+}
+
+/// `expr := term (('+' | '-') term)*`
+pub fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
+    let mut lhs = parse_term(input)?;
+    loop {
+        let op = if input.peek(Token![+]) {
+            input.parse::<Token![+]>()?;
+            BinOp::Add
+        } else if input.peek(Token![-]) {
+            input.parse::<Token![-]>()?;
+            BinOp::Sub
+        } else {
+            return Ok(lhs);
+        };
+        lhs = Expr::Binary(Box::new(lhs), op, Box::new(parse_term(input)?));
+    }
+}
+
+/// `term := atom (('*' | '/') atom)*`
+fn parse_term(input: ParseStream) -> syn::Result<Expr> {
+    let mut lhs = parse_atom(input)?;
+    loop {
+        let op = if input.peek(Token![*]) {
+            input.parse::<Token![*]>()?;
+            BinOp::Mul
+        } else if input.peek(Token![/]) {
+            input.parse::<Token![/]>()?;
+            BinOp::Div
+        } else {
+            return Ok(lhs);
+        };
+        lhs = Expr::Binary(Box::new(lhs), op, Box::new(parse_atom(input)?));
+    }
+}
+
+/// `atom := INT | PARAM | '-' atom | '(' expr ')'`
+fn parse_atom(input: ParseStream) -> syn::Result<Expr> {
+    if input.peek(LitInt) {
+        let lit: LitInt = input.parse()?;
+        if !lit.suffix().is_empty() {
+            return Err(syn::Error::new(
+                lit.span(),
+                format!("expected an integer, found `{lit}`"),
+            ));
+        }
+        let n = lit.base10_parse::<u64>().map_err(|_| {
+            syn::Error::new(
+                lit.span(),
+                format!("arithmetic overflows: `{lit}` does not fit in 64 bits"),
+            )
+        })?;
+        return Ok(Expr::Int(n, lit.span()));
+    }
+    if input.peek(Token![-]) {
+        let minus = input.parse::<Token![-]>()?;
+        return Ok(Expr::Neg(Box::new(parse_atom(input)?), minus.span));
+    }
+    if input.peek(syn::token::Paren) {
+        let content;
+        let paren = parenthesized!(content in input);
+        let inner = parse_expr(&content)?;
+        if !content.is_empty() {
+            return Err(content.error("expected `)` after the expression"));
+        }
+        return Ok(Expr::Paren(Box::new(inner), paren.span.join()));
+    }
+    if input.peek(Ident::peek_any) {
+        return Ok(Expr::Param(input.call(Ident::parse_any)?));
+    }
+    Err(input.error("expected an integer expression"))
+}

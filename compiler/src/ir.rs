@@ -1,0 +1,479 @@
+//! The Graph IR: the one plain-data description of a network that every pass
+//! after [`expand`](crate::expand) reads.
+//!
+//! Invariants (checked by [`Graph::verify`]):
+//! - node 0 is the only [`Op::Input`] and has no inputs;
+//! - nodes are in topological order: every input of node `i` is a node `< i`;
+//! - the last node is the network's output;
+//! - every node's `output` is the shape [`crate::shape::output_shape`] gives for
+//!   its op and its inputs' shapes;
+//! - names are unique.
+//!
+//! Every field is a plain value, a `&'static str`-or-`String` ([`Str`]) or a
+//! borrowed-or-owned slice ([`List`]), so that the `cnn!` macro can embed a
+//! whole graph as a `const` built from literals while the CLI and the passes
+//! build owned ones. Run time never re-parses a network.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// A name: borrowed when the macro embeds a graph, owned when a pass builds one.
+pub type Str = Cow<'static, str>;
+/// A list: borrowed when the macro embeds a graph, owned when a pass builds one.
+pub type List<T> = Cow<'static, [T]>;
+
+/// The shape of one image's tensor: a volume in (height, width, channels)
+/// order, or a flat vector of features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shape {
+    /// A volume, laid out height, width, channel (HWC).
+    Volume {
+        /// Height.
+        h: u32,
+        /// Width.
+        w: u32,
+        /// Channels.
+        c: u32,
+    },
+    /// A flat vector of `n` features, e.g. after `flatten`.
+    Flat(u32),
+}
+
+impl Shape {
+    /// Number of `f32` elements of one image's tensor.
+    pub const fn len(&self) -> u64 {
+        match *self {
+            Shape::Volume { h, w, c } => h as u64 * w as u64 * c as u64,
+            Shape::Flat(n) => n as u64,
+        }
+    }
+
+    /// Whether the tensor holds no element (never true of a checked graph).
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Channels of a volume; features of a flat vector.
+    pub const fn channels(&self) -> u32 {
+        match *self {
+            Shape::Volume { c, .. } => c,
+            Shape::Flat(n) => n,
+        }
+    }
+
+    /// The dimensions in (height, width, channels) order, `[n]` once flat.
+    pub fn dims(&self) -> Vec<u32> {
+        match *self {
+            Shape::Volume { h, w, c } => vec![h, w, c],
+            Shape::Flat(n) => vec![n],
+        }
+    }
+}
+
+impl fmt::Display for Shape {
+    /// The lecture's notation: `(28,28,6)`, and `(400,)` once flat.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Shape::Volume { h, w, c } => write!(f, "({h},{w},{c})"),
+            Shape::Flat(n) => write!(f, "({n},)"),
+        }
+    }
+}
+
+/// A pair of sizes along height and width: a kernel, a stride or a dilation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Hw {
+    /// Along the height.
+    pub h: u32,
+    /// Along the width.
+    pub w: u32,
+}
+
+impl Hw {
+    /// The same size along both axes.
+    pub const fn square(n: u32) -> Hw {
+        Hw { h: n, w: n }
+    }
+}
+
+impl fmt::Display for Hw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({},{})", self.h, self.w)
+    }
+}
+
+/// Zero padding on each side, resolved to numbers (`same` already applied).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Padding {
+    /// Rows added above.
+    pub top: u32,
+    /// Columns added on the left.
+    pub left: u32,
+    /// Rows added below.
+    pub bottom: u32,
+    /// Columns added on the right.
+    pub right: u32,
+}
+
+impl Padding {
+    /// Whether no padding is added on any side.
+    pub const fn is_zero(&self) -> bool {
+        self.top == 0 && self.left == 0 && self.bottom == 0 && self.right == 0
+    }
+}
+
+impl fmt::Display for Padding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.top == self.bottom && self.left == self.right {
+            write!(f, "({},{})", self.top, self.left)
+        } else {
+            write!(
+                f,
+                "({},{},{},{})",
+                self.top, self.left, self.bottom, self.right
+            )
+        }
+    }
+}
+
+/// A 2-D convolution (`conv`), or a depthwise one (`dwconv`: one group per
+/// input channel, `out_channels = C * multiplier`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2d {
+    /// Output channels (K).
+    pub out_channels: u32,
+    /// Kernel size (Fh x Fw).
+    pub kernel: Hw,
+    /// Stride.
+    pub stride: Hw,
+    /// Dilation.
+    pub dilation: Hw,
+    /// Zero padding.
+    pub padding: Padding,
+    /// Channel groups; the weights are `[K, Cin/groups, Fh, Fw]`.
+    pub groups: u32,
+    /// Whether a bias is added.
+    pub bias: bool,
+    /// Written as `dwconv` (groups equal to the input channels).
+    pub depthwise: bool,
+}
+
+/// A fully connected layer (`dense`, `fc`) on a flat input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Dense {
+    /// Output features (N).
+    pub out_features: u32,
+    /// Whether a bias is added.
+    pub bias: bool,
+}
+
+/// Which reduction a pooling layer takes over its window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PoolKind {
+    /// The maximum.
+    Max,
+    /// The mean.
+    Avg,
+}
+
+/// A windowed pooling layer (`maxpool`, `avgpool`), with PyTorch's semantics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Pool2d {
+    /// Max or average.
+    pub kind: PoolKind,
+    /// Window size.
+    pub kernel: Hw,
+    /// Stride.
+    pub stride: Hw,
+    /// Padding (implicit -inf for max, zeros for average).
+    pub padding: Padding,
+    /// PyTorch's `ceil_mode`.
+    pub ceil: bool,
+    /// Whether padded zeros count in an average's divisor (PyTorch's default).
+    pub count_include_pad: bool,
+}
+
+/// An element-wise activation function.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// max(x, 0).
+    Relu,
+    /// min(max(x, 0), 6).
+    Relu6,
+    /// tanh(x).
+    Tanh,
+    /// 1 / (1 + e^-x).
+    Sigmoid,
+    /// x * sigmoid(x) (SiLU).
+    Swish,
+    /// x * relu6(x + 3) / 6.
+    HardSwish,
+    /// relu6(x + 3) / 6.
+    HardSigmoid,
+    /// x for x >= 0, else slope * x.
+    LeakyRelu(f32),
+}
+
+/// PyTorch's `LocalResponseNorm` across channels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lrn {
+    /// Number of neighbouring channels summed over.
+    pub size: u32,
+    /// Multiplicative factor.
+    pub alpha: f32,
+    /// Exponent.
+    pub beta: f32,
+    /// Additive constant.
+    pub k: f32,
+}
+
+/// What a node computes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Op {
+    /// The network's input (node 0 only).
+    Input,
+    /// `conv` and `dwconv`.
+    Conv2d(Conv2d),
+    /// `dense`.
+    Dense(Dense),
+    /// `maxpool`, `avgpool`.
+    Pool2d(Pool2d),
+    /// `global_maxpool`, `global_avgpool`: a volume to `(1,1,C)`.
+    GlobalPool(PoolKind),
+    /// `flatten`: a volume to `(H W C,)`; a view, no data moves.
+    Flatten,
+    /// `bn`: batch normalisation with running statistics.
+    BatchNorm {
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// An element-wise activation.
+    Activation(Activation),
+    /// Softmax over the channels.
+    Softmax,
+    /// `dropout(p)`: nothing at inference.
+    Dropout {
+        /// Drop probability during training.
+        p: f32,
+    },
+    /// `identity`: nothing.
+    Identity,
+    /// `lrn`.
+    Lrn(Lrn),
+    /// Channel concatenation of its inputs, in order.
+    Concat,
+    /// Element-wise sum of its two inputs (a residual's join).
+    Add,
+    /// Its first input multiplied channel-wise by its second (`scale`).
+    Scale,
+}
+
+impl Op {
+    /// The layer kind as the language writes it; the stem of default names.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Op::Input => "input",
+            Op::Conv2d(c) if c.depthwise => "dwconv",
+            Op::Conv2d(_) => "conv",
+            Op::Dense(_) => "dense",
+            Op::Pool2d(Pool2d {
+                kind: PoolKind::Max,
+                ..
+            }) => "maxpool",
+            Op::Pool2d(_) => "avgpool",
+            Op::GlobalPool(PoolKind::Max) => "global_maxpool",
+            Op::GlobalPool(PoolKind::Avg) => "global_avgpool",
+            Op::Flatten => "flatten",
+            Op::BatchNorm { .. } => "bn",
+            Op::Activation(a) => match a {
+                Activation::Relu => "relu",
+                Activation::Relu6 => "relu6",
+                Activation::Tanh => "tanh",
+                Activation::Sigmoid => "sigmoid",
+                Activation::Swish => "swish",
+                Activation::HardSwish => "hard_swish",
+                Activation::HardSigmoid => "hard_sigmoid",
+                Activation::LeakyRelu(_) => "leaky_relu",
+            },
+            Op::Softmax => "softmax",
+            Op::Dropout { .. } => "dropout",
+            Op::Identity => "identity",
+            Op::Lrn(_) => "lrn",
+            Op::Concat => "concat",
+            Op::Add => "residual",
+            Op::Scale => "scale",
+        }
+    }
+
+    /// The hyper-parameters in the lecture's notation, e.g. `K=6, f=(5,5), s=(1,1)`.
+    pub fn hyper_parameters(&self) -> String {
+        fn window(
+            out: &mut String,
+            kernel: Hw,
+            stride: Hw,
+            padding: Padding,
+            dilation: Option<Hw>,
+        ) {
+            out.push_str(&format!("f={kernel}, s={stride}"));
+            if !padding.is_zero() {
+                out.push_str(&format!(", p={padding}"));
+            }
+            if let Some(d) = dilation.filter(|d| *d != Hw::square(1)) {
+                out.push_str(&format!(", d={d}"));
+            }
+        }
+        let mut out = String::new();
+        match *self {
+            Op::Conv2d(c) => {
+                if !c.depthwise {
+                    out.push_str(&format!("K={}, ", c.out_channels));
+                }
+                window(&mut out, c.kernel, c.stride, c.padding, Some(c.dilation));
+                if c.groups > 1 && !c.depthwise {
+                    out.push_str(&format!(", g={}", c.groups));
+                }
+                if !c.bias {
+                    out.push_str(", no bias");
+                }
+            }
+            Op::Dense(d) => {
+                out.push_str(&format!("n={}", d.out_features));
+                if !d.bias {
+                    out.push_str(", no bias");
+                }
+            }
+            Op::Pool2d(p) => {
+                window(&mut out, p.kernel, p.stride, p.padding, None);
+                if p.ceil {
+                    out.push_str(", ceil");
+                }
+            }
+            Op::BatchNorm { eps } => out.push_str(&format!("eps={eps}")),
+            Op::Activation(Activation::LeakyRelu(a)) => out.push_str(&format!("a={a}")),
+            Op::Dropout { p } => out.push_str(&format!("p={p}")),
+            Op::Lrn(l) => out.push_str(&format!(
+                "size={}, alpha={}, beta={}, k={}",
+                l.size, l.alpha, l.beta, l.k
+            )),
+            _ => {}
+        }
+        out
+    }
+}
+
+/// The index of a node in [`Graph::nodes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    /// The index into [`Graph::nodes`].
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n{}", self.0)
+    }
+}
+
+/// One layer of the network and the tensor it produces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// Unique name (DSL.md's naming rules), the key of its weights.
+    pub name: Str,
+    /// What it computes.
+    pub op: Op,
+    /// The nodes whose outputs it reads, in order.
+    pub inputs: List<NodeId>,
+    /// The shape of its output for one image.
+    pub output: Shape,
+}
+
+/// A whole network: nodes in topological order, node 0 the input, the last
+/// node the output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Graph {
+    /// The net's name as written (`LeNet5`).
+    pub name: Str,
+    /// The nodes.
+    pub nodes: List<Node>,
+}
+
+impl Graph {
+    /// The input's shape.
+    pub fn input_shape(&self) -> Shape {
+        self.nodes[0].output
+    }
+
+    /// The output's shape.
+    pub fn output_shape(&self) -> Shape {
+        self.nodes[self.nodes.len() - 1].output
+    }
+
+    /// The node with this id.
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.index()]
+    }
+
+    /// Every layer: the nodes after the input, with their ids.
+    pub fn layers(&self) -> impl Iterator<Item = (NodeId, &Node)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, n)| (NodeId(i as u32), n))
+    }
+
+    /// How many nodes read each node's output.
+    pub fn consumer_counts(&self) -> Vec<u32> {
+        let mut counts = vec![0; self.nodes.len()];
+        for node in self.nodes.iter() {
+            for input in node.inputs.iter() {
+                counts[input.index()] += 1;
+            }
+        }
+        counts
+    }
+
+    /// Checks the invariants in this module's documentation.
+    pub fn verify(&self) -> Result<(), String> {
+        let Some(first) = self.nodes.first() else {
+            return Err("a graph needs an input node".into());
+        };
+        if first.op != Op::Input || !first.inputs.is_empty() {
+            return Err("node 0 must be the input and read nothing".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if i > 0 && node.op == Op::Input {
+                return Err(format!("{}: only node 0 may be the input", node.name));
+            }
+            if let Some(bad) = node.inputs.iter().find(|id| id.index() >= i) {
+                return Err(format!("{}: reads {bad}, which comes later", node.name));
+            }
+            if i > 0 {
+                let inputs: Vec<Shape> = node
+                    .inputs
+                    .iter()
+                    .map(|id| self.nodes[id.index()].output)
+                    .collect();
+                match crate::shape::output_shape(&node.op, &inputs) {
+                    Ok(shape) if shape == node.output => {}
+                    Ok(shape) => {
+                        return Err(format!(
+                            "{}: recorded shape {} but its op gives {shape}",
+                            node.name, node.output
+                        ))
+                    }
+                    Err(e) => return Err(format!("{}: {e}", node.name)),
+                }
+            }
+            if !names.insert(node.name.as_ref()) {
+                return Err(format!("{}: the name is used twice", node.name));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! Planning: which nodes run together as one kernel ([`fuse`]), and where
+//! every tensor lives in one arena ([`plan_arena`]).
+//!
+//! A [`Step`] is one kernel: an anchor node that reads its inputs and writes a
+//! fresh tensor, followed by epilogue nodes that transform that tensor in
+//! place (bn, activations, softmax, dropout, identity, flatten, and the add of
+//! a residual, which also reads its shortcut). A node joins the step before it
+//! only when it reads that step's tensor and nothing else reads that tensor,
+//! so no value another node needs is ever overwritten.
+//!
+//! Invariants of a [`Plan`]:
+//! - every node of the graph but the input belongs to exactly one step, and
+//!   steps are in graph order;
+//! - value 0 is the network's input; the last step's value is the output;
+//! - two values whose lifetimes (from the step that writes them to the last
+//!   step that reads them; the input from before the first step, the output
+//!   to after the last) overlap never overlap in the arena;
+//! - offsets are multiples of [`ALIGN_ELEMENTS`] (64 bytes), and
+//!   [`Plan::arena_bytes`] is the end of the highest value: exactly the arena
+//!   the runtime allocates, and `PEAK_INFERENCE_BYTES`.
+
+use crate::ir::{Graph, NodeId, Op};
+use crate::shape::ShapeError;
+
+/// Offsets are multiples of this many `f32`s (64 bytes, a cache line and an AVX-512 vector).
+pub const ALIGN_ELEMENTS: u64 = 16;
+
+/// The index of a tensor in [`Plan::values`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId(pub u32);
+
+/// A tensor of one image, placed in the arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Value {
+    /// `f32` elements.
+    pub len: u64,
+    /// Offset in the arena, in `f32` elements.
+    pub offset: u64,
+}
+
+/// One kernel: an anchor node, then epilogue nodes applied in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The anchor first, then its epilogue, in graph order.
+    pub nodes: Vec<NodeId>,
+    /// Every value the step reads: the anchor's inputs, then epilogue shortcuts.
+    pub inputs: Vec<ValueId>,
+    /// The value the step writes.
+    pub output: ValueId,
+}
+
+/// The kernels of a network and the layout of its arena.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Kernels in execution order.
+    pub steps: Vec<Step>,
+    /// Tensors: value 0 is the input.
+    pub values: Vec<Value>,
+    /// For every node, the value holding its output.
+    pub node_values: Vec<ValueId>,
+    /// The arena's size in bytes.
+    pub arena_bytes: u64,
+}
+
+/// Whether `op` can run in place on the tensor it reads.
+fn is_epilogue(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::BatchNorm { .. }
+            | Op::Activation(_)
+            | Op::Softmax
+            | Op::Dropout { .. }
+            | Op::Identity
+            | Op::Flatten
+            | Op::Add
+    )
+}
+
+/// Groups the graph's nodes into steps and assigns each node its value.
+/// Offsets are left at zero for [`plan_arena`].
+pub fn fuse(graph: &Graph) -> Plan {
+    let consumers = graph.consumer_counts();
+    let mut steps: Vec<Step> = Vec::new();
+    let mut values = vec![Value {
+        len: graph.input_shape().len(),
+        offset: 0,
+    }];
+    let mut node_values = vec![ValueId(0); graph.nodes.len()];
+    for (id, node) in graph.layers() {
+        let joins = steps.last().is_some_and(|step| {
+            let tail = *step.nodes.last().expect("a step has an anchor");
+            is_epilogue(&node.op)
+                && node.inputs.first() == Some(&tail)
+                && consumers[tail.index()] == 1
+                && node.inputs[1..]
+                    .iter()
+                    .all(|other| !step.nodes.contains(other))
+        });
+        if joins {
+            let step = steps.last_mut().expect("checked above");
+            step.nodes.push(id);
+            for other in &node.inputs[1..] {
+                step.inputs.push(node_values[other.index()]);
+            }
+            node_values[id.index()] = step.output;
+        } else {
+            let output = ValueId(values.len() as u32);
+            values.push(Value {
+                len: node.output.len(),
+                offset: 0,
+            });
+            steps.push(Step {
+                nodes: vec![id],
+                inputs: node.inputs.iter().map(|i| node_values[i.index()]).collect(),
+                output,
+            });
+            node_values[id.index()] = output;
+        }
+    }
+    Plan {
+        steps,
+        values,
+        node_values,
+        arena_bytes: 0,
+    }
+}
+
+/// Places every value of `plan` in one arena, reusing memory between values
+/// whose lifetimes do not overlap (greedy by size, as TensorFlow Lite does).
+pub fn plan_arena(mut plan: Plan) -> Result<Plan, ShapeError> {
+    let n = plan.values.len();
+    // Lifetimes in step indices shifted by one: the input is written at 0,
+    // step s writes at s + 1; the output is read after the last step.
+    let mut first = vec![0usize; n];
+    let mut last = vec![0usize; n];
+    for (s, step) in plan.steps.iter().enumerate() {
+        first[step.output.0 as usize] = s + 1;
+        last[step.output.0 as usize] = last[step.output.0 as usize].max(s + 1);
+        for input in &step.inputs {
+            last[input.0 as usize] = last[input.0 as usize].max(s + 1);
+        }
+    }
+    if let Some(out) = plan.steps.last().map(|s| s.output) {
+        last[out.0 as usize] = plan.steps.len() + 1;
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| plan.values[b].len.cmp(&plan.values[a].len).then(a.cmp(&b)));
+    let mut placed: Vec<usize> = Vec::new();
+    let mut arena: u64 = 0;
+    for v in order {
+        let len = plan.values[v]
+            .len
+            .checked_next_multiple_of(ALIGN_ELEMENTS)
+            .ok_or(ShapeError::Overflow)?;
+        let mut live: Vec<(u64, u64)> = placed
+            .iter()
+            .filter(|&&p| first[p] <= last[v] && first[v] <= last[p])
+            .map(|&p| {
+                let value = plan.values[p];
+                (
+                    value.offset,
+                    value.offset + value.len.next_multiple_of(ALIGN_ELEMENTS),
+                )
+            })
+            .collect();
+        live.sort_unstable();
+        // The lowest gap that fits, best fit among gaps.
+        let mut best: Option<(u64, u64)> = None;
+        let mut cursor = 0u64;
+        for (start, end) in &live {
+            if *start >= cursor && start - cursor >= len {
+                let gap = start - cursor;
+                if best.is_none_or(|(_, g)| gap < g) {
+                    best = Some((cursor, gap));
+                }
+            }
+            cursor = cursor.max(*end);
+        }
+        let offset = best.map(|(o, _)| o).unwrap_or(cursor);
+        plan.values[v].offset = offset;
+        arena = arena.max(offset.checked_add(len).ok_or(ShapeError::Overflow)?);
+        placed.push(v);
+    }
+    plan.arena_bytes = arena.checked_mul(4).ok_or(ShapeError::Overflow)?;
+    Ok(plan)
+}
+
+/// [`fuse`], then [`plan_arena`].
+pub fn plan(graph: &Graph) -> Result<Plan, ShapeError> {
+    plan_arena(fuse(graph))
+}

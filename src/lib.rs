@@ -1,0 +1,24 @@
+//! cnnjit: a compiler for convolutional neural networks.
+//!
+//! Write a network in the `cnn!` layer language; the macro parses it at
+//! build time, infers every shape, turns mistakes into compile errors on the
+//! offending token, and emits a type with `const` figures:
+//!
+//! ```
+//! cnnjit::cnn! {
+//!     pub LeNet5(32x32x1) {
+//!         conv(6, 5x5), tanh, avgpool(2x2, stride = 2),
+//!         conv(16, 5x5), tanh, avgpool(2x2, stride = 2),
+//!         flatten, dense(120), tanh, dense(84), tanh, dense(10), softmax,
+//!     }
+//! }
+//! const _: () = assert!(LeNet5::PARAMS == 61_706);
+//! assert_eq!(LeNet5::OUTPUT_LEN, 10);
+//! println!("{}", LeNet5::summary());
+//! ```
+//!
+//! The language is documented in docs/language.md.
+
+pub use cnnjit_compiler as compiler;
+pub use cnnjit_macros::cnn;
+pub use cnnjit_runtime::{ir, Graph, LayerInfo, Shape, Summary};
