@@ -309,8 +309,12 @@ impl<'a> Expander<'a> {
     ) -> syn::Result<NodeId> {
         let from = self.shape(input);
         let (Shape::Volume { h, w, .. }, Shape::Volume { h: ho, w: wo, c }) = (from, target) else {
+            let example = match target {
+                Shape::Flat(n) => format!("`shortcut = [dense({n})]`"),
+                _ => "`shortcut = [ ... ]`".to_string(),
+            };
             return Err(span.error(format!(
-                "residual: `shortcut = auto` projects volumes, but the body goes from {from} to {target}"
+                "residual: `shortcut = auto` projects volumes, but the body goes from {from} to {target}; write the shortcut out, e.g. {example}"
             )));
         };
         let stride = Hw {
@@ -740,10 +744,26 @@ impl<'c> Args<'c> {
         )
     }
 
+    /// A word (`same`, `foo`) where a number is expected, when it is neither
+    /// a block parameter nor a likely typo of one: a wrong type, not an unknown
+    /// parameter.
+    fn stray_word(&self, name: &str, what: &str, value: &Value) -> Option<syn::Error> {
+        let Value::Word(word) = value else {
+            return None;
+        };
+        let word = word.to_string();
+        let params = self.env.params.keys().map(|k| k.as_str());
+        (!self.env.params.contains_key(&word) && nearest(&word, params).is_none())
+            .then(|| self.expected(name, what, value))
+    }
+
     fn int(&self, name: &str) -> syn::Result<Option<u32>> {
         let Some(&(value, span, _)) = self.values.get(name) else {
             return Ok(None);
         };
+        if let Some(e) = self.stray_word(name, "an integer", value) {
+            return Err(e);
+        }
         let n = int_value(value, span, self.env)
             .map_err(|e| self.error(name, format!("{}: {e}", self.call)))?;
         u32::try_from(n).map(Some).map_err(|_| {
@@ -761,15 +781,17 @@ impl<'c> Args<'c> {
         let Some(&(value, span, _)) = self.values.get(name) else {
             return Ok(None);
         };
+        let what = "a size such as `3x3`, `(a, b)` or `3`";
+        if let Some(e) = self.stray_word(name, what, value) {
+            return Err(e);
+        }
         let (h, w) = match value {
             Value::Dims(a, b) => (eval(a, self.env)?, eval(b, self.env)?),
             Value::Expr(_) | Value::Word(_) => {
                 let n = int_value(value, span, self.env)?;
                 (n, n)
             }
-            other => {
-                return Err(self.expected(name, "a size such as `3x3`, `(a, b)` or `3`", other))
-            }
+            other => return Err(self.expected(name, what, other)),
         };
         let fit = |n: i64| {
             u32::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
@@ -928,19 +950,25 @@ pub fn nearest<'b>(word: &str, candidates: impl Iterator<Item = &'b str>) -> Opt
         .map(|(_, c)| c)
 }
 
+/// Edit distance counting an insertion, a deletion, a substitution or a swap
+/// of two neighbouring letters (`rleu` for `relu`) as one edit.
 fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // Rows i-2, i-1 and i of the table of distances between prefixes.
+    let mut before: Vec<usize> = Vec::new();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let mut d = (prev[j - 1] + usize::from(a[i - 1] != b[j - 1]))
+                .min(prev[j] + 1)
+                .min(cur[j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            cur[j] = d;
         }
-        prev = cur;
+        before = std::mem::replace(&mut prev, cur);
     }
     prev[b.len()]
 }

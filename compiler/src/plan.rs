@@ -189,3 +189,119 @@ pub fn plan_arena(mut plan: Plan) -> Result<Plan, ShapeError> {
 pub fn plan(graph: &Graph) -> Result<Plan, ShapeError> {
     plan_arena(fuse(graph))
 }
+
+impl Plan {
+    /// Checks the invariants in this module's documentation against `graph`.
+    pub fn verify(&self, graph: &Graph) -> Result<(), String> {
+        let mut seen = vec![false; graph.nodes.len()];
+        let mut previous = 0usize;
+        for step in &self.steps {
+            for id in &step.nodes {
+                if id.index() == 0 || id.index() <= previous || seen[id.index()] {
+                    return Err(format!("{id} is out of order or in two steps"));
+                }
+                seen[id.index()] = true;
+                previous = id.index();
+                if self.node_values[id.index()] != step.output {
+                    return Err(format!("{id} is not mapped to its step's value"));
+                }
+            }
+            for (i, id) in step.nodes.iter().enumerate().skip(1) {
+                if !is_epilogue(&graph.node(*id).op)
+                    || graph.node(*id).inputs[0] != step.nodes[i - 1]
+                {
+                    return Err(format!(
+                        "{id} cannot run in place after {}",
+                        step.nodes[i - 1]
+                    ));
+                }
+            }
+        }
+        if let Some(missing) = seen.iter().skip(1).position(|s| !s) {
+            return Err(format!("n{} is in no step", missing + 1));
+        }
+        // Lifetimes as in plan_arena; overlapping lifetimes must not share memory.
+        let n = self.values.len();
+        let (mut first, mut last) = (vec![0usize; n], vec![0usize; n]);
+        for (s, step) in self.steps.iter().enumerate() {
+            first[step.output.0 as usize] = s + 1;
+            last[step.output.0 as usize] = last[step.output.0 as usize].max(s + 1);
+            for input in &step.inputs {
+                last[input.0 as usize] = last[input.0 as usize].max(s + 1);
+            }
+        }
+        if let Some(out) = self.steps.last().map(|s| s.output) {
+            last[out.0 as usize] = self.steps.len() + 1;
+        }
+        let mut end = 0;
+        for (a, va) in self.values.iter().enumerate() {
+            if va.offset % ALIGN_ELEMENTS != 0 {
+                return Err(format!("value {a} is not aligned"));
+            }
+            end = end.max(va.offset + va.len);
+            for (b, vb) in self.values.iter().enumerate().skip(a + 1) {
+                let live_together = first[a] <= last[b] && first[b] <= last[a];
+                let share = va.offset < vb.offset + vb.len && vb.offset < va.offset + va.len;
+                if live_together && share {
+                    return Err(format!(
+                        "values {a} and {b} are live at once but share memory"
+                    ));
+                }
+            }
+        }
+        if self.arena_bytes < end * 4 || self.arena_bytes > (end + ALIGN_ELEMENTS) * 4 {
+            return Err(format!(
+                "arena of {} bytes for values ending at {end} floats",
+                self.arena_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::compile_source;
+
+    fn resnet_block() -> (crate::ir::Graph, super::Plan) {
+        let net = compile_source(
+            "Block(8x8x4) { conv(4, 3x3, pad = 1), bn, relu, residual { conv(4, 3x3, pad = 1), bn, relu, conv(4, 3x3, pad = 1), bn }, relu }",
+        )
+        .unwrap()
+        .remove(0);
+        (net.graph, net.plan)
+    }
+
+    #[test]
+    fn conv_bn_relu_and_residual_add_fuse_into_one_step() {
+        let (graph, plan) = resnet_block();
+        let kinds: Vec<Vec<&str>> = plan
+            .steps
+            .iter()
+            .map(|s| s.nodes.iter().map(|id| graph.node(*id).op.kind()).collect())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                vec!["conv", "bn", "relu"],
+                vec!["conv", "bn", "relu"],
+                vec!["conv", "bn", "residual", "relu"],
+            ]
+        );
+        // The last step reads its input and the block's input (the shortcut).
+        assert_eq!(plan.steps[2].inputs.len(), 2);
+        plan.verify(&graph).unwrap();
+        // 8*8*4 = 256 floats a tensor; at most three are live at once
+        // (shortcut, body tensor, output of the step).
+        assert_eq!(plan.arena_bytes, 3 * 256 * 4);
+    }
+
+    #[test]
+    fn verify_rejects_shared_memory_between_live_values() {
+        let (graph, mut plan) = resnet_block();
+        let last = plan.steps.last().unwrap().output.0 as usize;
+        let shortcut = plan.steps[2].inputs[1].0 as usize;
+        plan.values[last].offset = plan.values[shortcut].offset;
+        assert!(plan.verify(&graph).unwrap_err().contains("share memory"));
+    }
+}

@@ -178,9 +178,29 @@ fn parse_seq(input: ParseStream) -> syn::Result<Seq> {
         if input.is_empty() {
             break;
         }
+        if !input.peek(Token![,]) {
+            return Err(input.error(format!(
+                "expected `,` between layers, found {}",
+                found(input)
+            )));
+        }
         input.parse::<Token![,]>()?;
     }
     Ok(Seq(layers))
+}
+
+/// The next token as written, for "expected ..., found ..." messages.
+fn found(input: ParseStream) -> String {
+    match input.cursor().token_tree() {
+        Some((proc_macro2::TokenTree::Group(group), _)) => match group.delimiter() {
+            Delimiter::Parenthesis => "`( ... )`".into(),
+            Delimiter::Brace => "`{ ... }`".into(),
+            Delimiter::Bracket => "`[ ... ]`".into(),
+            Delimiter::None => "a group".into(),
+        },
+        Some((tree, _)) => format!("`{tree}`"),
+        None => "the end".into(),
+    }
 }
 
 fn parse_layer(input: ParseStream) -> syn::Result<Layer> {
@@ -341,7 +361,10 @@ fn parse_arg(input: ParseStream) -> syn::Result<Arg> {
 }
 
 fn parse_value(input: ParseStream) -> syn::Result<Value> {
+    // syn reads `-1` as one negative literal; a negative number is an
+    // expression (`-` applied to `1`), checked where its value is used.
     if input.peek(LitInt)
+        && !input.peek(Token![-])
         && !input.peek2(Token![+])
         && !input.peek2(Token![-])
         && !input.peek2(Token![*])
@@ -454,6 +477,10 @@ fn parse_term(input: ParseStream) -> syn::Result<Expr> {
 
 /// `atom := INT | PARAM | '-' atom | '(' expr ')'`
 fn parse_atom(input: ParseStream) -> syn::Result<Expr> {
+    if input.peek(Token![-]) {
+        let minus = input.parse::<Token![-]>()?;
+        return Ok(Expr::Neg(Box::new(parse_atom(input)?), minus.span));
+    }
     if input.peek(LitInt) {
         let lit: LitInt = input.parse()?;
         if !lit.suffix().is_empty() {
@@ -469,10 +496,6 @@ fn parse_atom(input: ParseStream) -> syn::Result<Expr> {
             )
         })?;
         return Ok(Expr::Int(n, lit.span()));
-    }
-    if input.peek(Token![-]) {
-        let minus = input.parse::<Token![-]>()?;
-        return Ok(Expr::Neg(Box::new(parse_atom(input)?), minus.span));
     }
     if input.peek(syn::token::Paren) {
         let content;

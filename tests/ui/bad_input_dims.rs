@@ -1,0 +1,7 @@
+cnnjit::cnn! {
+    Net(224x224) {
+        relu,
+    }
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+cnnjit::cnn! {
+    Net(32x32x3) {
+        conv(8, 3x3), relu,
+        dense(10),
+    }
+}
+
+fn main() {}

@@ -1,0 +1,5 @@
+cnnjit::cnn! {
+    Net(32x32x3) {}
+}
+
+fn main() {}

@@ -1,0 +1,3 @@
+cnnjit::cnn!(file = "tests/ui/nets/bad.cnn");
+
+fn main() {}

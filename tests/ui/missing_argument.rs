@@ -1,0 +1,7 @@
+cnnjit::cnn! {
+    Net(32x32x3) {
+        conv(64), relu,
+    }
+}
+
+fn main() {}

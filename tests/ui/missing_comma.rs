@@ -1,0 +1,7 @@
+cnnjit::cnn! {
+    Net(32x32x3) {
+        conv(8, 3x3) relu,
+    }
+}
+
+fn main() {}
