@@ -22,3 +22,6 @@
 pub use cnnjit_compiler as compiler;
 pub use cnnjit_macros::cnn;
 pub use cnnjit_runtime::{ir, Graph, LayerInfo, Shape, Summary};
+
+#[cfg(feature = "cli")]
+pub mod report;

@@ -89,7 +89,7 @@ fn peak_memory_is_the_largest_live_pair() {
     // avgpool1 reads those 4704 and writes 1176, rounded up to 64 bytes (16 floats)
     // = 1184: 5888 live, the most at any step; every later pair is smaller.
     assert_eq!(LeNet5::PEAK_INFERENCE_BYTES, 4 * (4704 + 1184));
-    assert!(LeNet5::PEAK_INFERENCE_BYTES < LeNet5::ACTIVATION_BYTES);
+    const { assert!(LeNet5::PEAK_INFERENCE_BYTES < LeNet5::ACTIVATION_BYTES) };
 }
 
 #[test]

@@ -9,6 +9,17 @@
 //! - bn: `2C` learnable parameters, and `2C` running statistics counted
 //!   apart as buffers; activations, adds, concat and scale count nothing.
 //!
+//!
+//! Training (the lecture's questions on backward passes and memory):
+//! - `stored_elements` sums the outputs of every layer a framework keeps for
+//!   the backward pass: all but activation functions (softmax included),
+//!   dropout, identity and flatten, which run in place or as views;
+//! - `train_macs` is the forward MACs plus, for every conv, dwconv and dense,
+//!   the gradient with respect to its weights (its forward MACs again) and,
+//!   unless no learnable layer lies upstream of it (the first weighted layer
+//!   of a chain), the gradient with respect to its input (again as many);
+//! - [`training_bytes`]: `4 (2 params + batch (input + 2 stored))`.
+//!
 //! Every sum is checked: a network whose figures overflow `u64` is
 //! [`ShapeError::Overflow`].
 
@@ -45,6 +56,42 @@ pub struct Figures {
     pub param_bytes: u64,
     /// `4 *` the output elements of every layer.
     pub activation_bytes: u64,
+    /// Output elements of every layer kept for the backward pass.
+    pub stored_elements: u64,
+    /// Multiply-accumulates of one training step of one image (forward and backward).
+    pub train_macs: u64,
+    /// `f32` elements of one input.
+    pub input_elements: u64,
+}
+
+/// Bytes to train with `batch` images in `f32`, without optimizer state: the
+/// parameters and their gradients, and per image the input and every stored
+/// output and its gradient. The generated `training_bytes` is this function.
+/// It saturates at `u64::MAX` rather than overflow.
+pub const fn training_bytes(
+    params: u64,
+    input_elements: u64,
+    stored_elements: u64,
+    batch: u64,
+) -> u64 {
+    let per_image = input_elements.saturating_add(stored_elements.saturating_mul(2));
+    params
+        .saturating_mul(2)
+        .saturating_add(batch.saturating_mul(per_image))
+        .saturating_mul(4)
+}
+
+/// Whether a layer's output is kept for the backward pass (not in place, not a view).
+pub fn is_stored(op: &Op) -> bool {
+    !matches!(
+        op,
+        Op::Input
+            | Op::Activation(_)
+            | Op::Softmax
+            | Op::Dropout { .. }
+            | Op::Identity
+            | Op::Flatten
+    )
 }
 
 /// The figures of one node, from its op, its input shapes and its output shape.
@@ -119,6 +166,9 @@ pub fn figures(graph: &Graph) -> Result<Figures, ShapeError> {
         *acc = acc.checked_add(x).ok_or(ShapeError::Overflow)?;
         Ok(())
     };
+    // Whether some learnable layer lies at or before each node's output.
+    let mut learnable_upstream = vec![false; graph.nodes.len()];
+    f.input_elements = graph.input_shape().len();
     for (i, node) in graph.nodes.iter().enumerate() {
         let inputs: Vec<Shape> = node
             .inputs
@@ -126,6 +176,24 @@ pub fn figures(graph: &Graph) -> Result<Figures, ShapeError> {
             .map(|id| graph.node(*id).output)
             .collect();
         let cost = layer_cost(&node.op, &inputs, node.output)?;
+        let upstream = node.inputs.iter().any(|id| learnable_upstream[id.index()]);
+        learnable_upstream[i] = upstream || cost.params > 0;
+        // The weight gradient costs the forward MACs again; the input gradient too,
+        // unless nothing learnable lies upstream (the first weighted layer).
+        let backward = if upstream {
+            cost.macs.checked_mul(2).ok_or(ShapeError::Overflow)?
+        } else {
+            cost.macs
+        };
+        add(
+            &mut f.train_macs,
+            cost.macs
+                .checked_add(backward)
+                .ok_or(ShapeError::Overflow)?,
+        )?;
+        if is_stored(&node.op) {
+            add(&mut f.stored_elements, node.output.len())?;
+        }
         add(&mut f.params, cost.params)?;
         add(&mut f.buffers, cost.buffers)?;
         add(&mut f.flops, cost.flops)?;

@@ -12,7 +12,7 @@ use crate::ir::{Activation, Graph, Hw, Op, Padding, PoolKind, Shape};
 use crate::summary::{layer_infos, thousands};
 use crate::{compile_items, CompiledNet};
 use proc_macro2::{Literal, TokenStream};
-use quote::quote;
+use quote::{quote, ToTokens};
 
 /// The whole `cnn!` expansion: `file = "path"` or inline items.
 pub fn expand_macro(input: TokenStream) -> TokenStream {
@@ -149,8 +149,16 @@ fn padding(p: Padding) -> TokenStream {
     quote!(::cnnjit::ir::Padding { top: #top, left: #left, bottom: #bottom, right: #right })
 }
 
-fn float(x: f32) -> Literal {
-    Literal::f32_suffixed(x)
+fn float(x: f32) -> TokenStream {
+    if x.is_finite() {
+        Literal::f32_suffixed(x).into_token_stream()
+    } else if x.is_nan() {
+        quote!(::core::f32::NAN)
+    } else if x > 0.0 {
+        quote!(::core::f32::INFINITY)
+    } else {
+        quote!(::core::f32::NEG_INFINITY)
+    }
 }
 
 fn pool_kind(k: PoolKind) -> TokenStream {
@@ -268,6 +276,7 @@ fn net_items(net: &CompiledNet) -> TokenStream {
     let (params, buffers, flops, macs) = (f.params, f.buffers, f.flops, f.macs);
     let (param_bytes, activation_bytes, peak) =
         (f.param_bytes, f.activation_bytes, net.plan.arena_bytes);
+    let (stored, train_macs) = (f.stored_elements, f.train_macs);
     let (input_shape, output_shape) = (shape(input), shape(output));
     let infos = layer_infos(&net.graph, f).into_iter().map(|l| {
         let (lname, kind, hyper, out) = (
@@ -324,8 +333,20 @@ fn net_items(net: &CompiledNet) -> TokenStream {
             pub const ACTIVATION_BYTES: u64 = #activation_bytes;
             /// Bytes of the arena the runtime allocates for one image (the largest live set, with reuse).
             pub const PEAK_INFERENCE_BYTES: u64 = #peak;
+            /// Output elements of the layers kept for the backward pass (all but
+            /// activations, dropout, identity and flatten).
+            pub const STORED_ELEMENTS: u64 = #stored;
+            /// Multiply-accumulates of one training step of one image: forward, and the
+            /// gradients with respect to weights and (but for the first weighted layer) inputs.
+            pub const TRAIN_MACS: u64 = #train_macs;
             /// One row per layer: name, hyper-parameters, output shape, params, FLOPs.
             pub const LAYERS: &'static [::cnnjit::LayerInfo] = &[#(#infos),*];
+
+            /// Bytes to train on `batch` images in `f32` without optimizer state:
+            /// `4 (2 PARAMS + batch (INPUT_LEN + 2 STORED_ELEMENTS))`.
+            pub const fn training_bytes(batch: u64) -> u64 {
+                ::cnnjit::compiler::cost::training_bytes(Self::PARAMS, Self::INPUT_LEN as u64, Self::STORED_ELEMENTS, batch)
+            }
 
             /// The lecture's table with totals; `Display` prints it.
             pub fn summary() -> ::cnnjit::Summary {
@@ -340,6 +361,8 @@ fn net_items(net: &CompiledNet) -> TokenStream {
                     param_bytes: Self::PARAM_BYTES,
                     activation_bytes: Self::ACTIVATION_BYTES,
                     peak_inference_bytes: Self::PEAK_INFERENCE_BYTES,
+                    stored_elements: Self::STORED_ELEMENTS,
+                    train_macs: Self::TRAIN_MACS,
                 }
             }
 

@@ -80,6 +80,11 @@ pub fn expand_net(net: &NetDef, blocks: &[BlockDef]) -> syn::Result<Expanded> {
         },
         InputDims::Flat(n) => Shape::Flat(fit_u32(n, net.input_span)?),
     };
+    if elements(input).is_none() {
+        return Err(net.input_span.error(format!(
+            "arithmetic overflows: the input {input} has more elements than fit in 64 bits"
+        )));
+    }
     if input.is_empty() {
         return Err(net
             .input_span
@@ -114,6 +119,17 @@ pub fn expand_net(net: &NetDef, blocks: &[BlockDef]) -> syn::Result<Expanded> {
         },
         spans: expander.spans,
     })
+}
+
+/// A shape's element count, or `None` where it does not fit in 64 bits
+/// (three `u32` dimensions can reach 2^96); [`Shape::len`] assumes it fits.
+fn elements(shape: Shape) -> Option<u64> {
+    match shape {
+        Shape::Volume { h, w, c } => u64::from(h)
+            .checked_mul(u64::from(w))?
+            .checked_mul(u64::from(c)),
+        Shape::Flat(n) => Some(u64::from(n)),
+    }
 }
 
 fn fit_u32(n: u64, span: SpanRange) -> syn::Result<u32> {
@@ -185,6 +201,11 @@ impl<'a> Expander<'a> {
         let shapes: Vec<Shape> = inputs.iter().map(|&i| self.shape(i)).collect();
         let output =
             shape::output_shape(&op, &shapes).map_err(|e| span.error(format!("{what}: {e}")))?;
+        if elements(output).is_none() {
+            return Err(span.error(format!(
+                "{what}: arithmetic overflows: the output {output} has more elements than fit in 64 bits"
+            )));
+        }
         if !self.names.insert(name.clone()) {
             return Err(span.error(format!(
                 "{what}: the layer name `{name}` is already taken; give it another label"
@@ -808,12 +829,22 @@ impl<'c> Args<'c> {
     }
 
     fn float(&self, name: &str) -> syn::Result<Option<f32>> {
-        match self.values.get(name) {
-            None => Ok(None),
-            Some((Value::Float(x), _, _)) => Ok(Some(*x as f32)),
-            Some((Value::Expr(Expr::Int(n, _)), _, _)) => Ok(Some(*n as f32)),
-            Some((other, _, _)) => Err(self.expected(name, "a number", other)),
+        let x = match self.values.get(name) {
+            None => return Ok(None),
+            Some((Value::Float(x), _, _)) => *x as f32,
+            Some((Value::Expr(Expr::Int(n, _)), _, _)) => *n as f32,
+            Some((other, _, _)) => return Err(self.expected(name, "a number", other)),
+        };
+        if !x.is_finite() {
+            return Err(self.error(
+                name,
+                format!(
+                    "{}: `{name}` must be a finite 32-bit float, found {x}",
+                    self.call
+                ),
+            ));
         }
+        Ok(Some(x))
     }
 
     fn bool(&self, name: &str) -> syn::Result<Option<bool>> {

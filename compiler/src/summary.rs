@@ -52,6 +52,17 @@ pub struct Summary {
     pub activation_bytes: u64,
     /// The runtime's arena for one image, in bytes.
     pub peak_inference_bytes: u64,
+    /// Output elements of the layers kept for the backward pass.
+    pub stored_elements: u64,
+    /// Multiply-accumulates of one training step of one image.
+    pub train_macs: u64,
+}
+
+impl Summary {
+    /// Bytes to train with `batch` images (see [`crate::cost::training_bytes`]).
+    pub const fn training_bytes(&self, batch: u64) -> u64 {
+        crate::cost::training_bytes(self.params, self.input.len(), self.stored_elements, batch)
+    }
 }
 
 impl Summary {
@@ -68,6 +79,8 @@ impl Summary {
             param_bytes: figures.param_bytes,
             activation_bytes: figures.activation_bytes,
             peak_inference_bytes,
+            stored_elements: figures.stored_elements,
+            train_macs: figures.train_macs,
         }
     }
 }
@@ -191,10 +204,21 @@ impl fmt::Display for Summary {
             "Activations (all layers, one image): {}",
             megabytes(self.activation_bytes)
         )?;
-        write!(
+        writeln!(
             f,
             "Peak inference memory (arena, one image): {}",
             megabytes(self.peak_inference_bytes)
+        )?;
+        writeln!(
+            f,
+            "Training MACs per image (forward + backward): {}",
+            thousands(self.train_macs)
+        )?;
+        write!(
+            f,
+            "Training memory (params, gradients, stored outputs and their gradients): {} at batch 1, {} at batch 32",
+            megabytes(self.training_bytes(1)),
+            megabytes(self.training_bytes(32))
         )
     }
 }

@@ -4,7 +4,8 @@
 //! caret, and the exit status is 1.
 
 use clap::{Parser, Subcommand};
-use cnnjit::compiler::{dot, dsl::diagnostic, CompiledNet};
+use cnnjit::compiler::{dot, dsl::diagnostic, summary::Summary, CompiledNet};
+use cnnjit::report;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,6 +32,21 @@ enum Command {
         /// Print one JSON object instead of tables.
         #[arg(long)]
         json: bool,
+        /// Add this optimizer's state to the training memory.
+        #[arg(long, value_enum, default_value_t = Optimizer::Sgd)]
+        optimizer: Optimizer,
+    },
+    /// Compare networks side by side (sorted by FLOPs), optionally as a bubble chart.
+    Compare {
+        /// Files in the cnn! language.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Only these nets (repeatable; default: every net in the files).
+        #[arg(long)]
+        net: Vec<String>,
+        /// Write the lecture's bubble chart (x: GFLOPs, y: parameters, area: parameters) as SVG.
+        #[arg(long)]
+        svg: Option<PathBuf>,
     },
     /// Print the graph in Graphviz DOT.
     Graph {
@@ -40,6 +56,27 @@ enum Command {
         #[arg(long)]
         net: Option<String>,
     },
+}
+
+/// Optimizer state kept beside the parameters while training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Optimizer {
+    /// Plain SGD: no state.
+    Sgd,
+    /// SGD with momentum: one copy of the parameters.
+    Momentum,
+    /// Adam: two copies (first and second moments).
+    Adam,
+}
+
+impl Optimizer {
+    fn state_copies(self) -> u64 {
+        match self {
+            Optimizer::Sgd => 0,
+            Optimizer::Momentum => 1,
+            Optimizer::Adam => 2,
+        }
+    }
 }
 
 fn load(file: &PathBuf, net: Option<&str>) -> Result<Vec<CompiledNet>, String> {
@@ -66,7 +103,7 @@ fn load(file: &PathBuf, net: Option<&str>) -> Result<Vec<CompiledNet>, String> {
     }
 }
 
-fn summary_json(nets: &[CompiledNet]) -> serde_json::Value {
+fn summary_json(nets: &[CompiledNet], optimizer: Optimizer) -> serde_json::Value {
     let nets: Vec<serde_json::Value> = nets
         .iter()
         .map(|net| {
@@ -92,6 +129,13 @@ fn summary_json(nets: &[CompiledNet]) -> serde_json::Value {
                 "param_bytes": s.param_bytes,
                 "activation_bytes": s.activation_bytes,
                 "peak_inference_bytes": s.peak_inference_bytes,
+                "stored_elements": s.stored_elements,
+                "train_bytes": {
+                    "1": train_bytes(&s, 1, optimizer),
+                    "32": train_bytes(&s, 32, optimizer),
+                },
+                "train_macs": s.train_macs,
+                "optimizer": format!("{optimizer:?}").to_lowercase(),
                 "layers": layers,
             })
         })
@@ -99,18 +143,61 @@ fn summary_json(nets: &[CompiledNet]) -> serde_json::Value {
     serde_json::json!({ "nets": nets })
 }
 
+/// Training bytes at `batch` with the optimizer's state (4 bytes a copy of each parameter).
+fn train_bytes(s: &Summary, batch: u64, optimizer: Optimizer) -> u64 {
+    s.training_bytes(batch)
+        .saturating_add(4 * s.params * optimizer.state_copies())
+}
+
 fn run(cli: Cli) -> Result<String, String> {
     match cli.command {
-        Command::Summary { file, net, json } => {
+        Command::Summary {
+            file,
+            net,
+            json,
+            optimizer,
+        } => {
             let nets = load(&file, net.as_deref())?;
             if json {
-                Ok(format!("{:#}\n", summary_json(&nets)))
-            } else {
-                Ok(nets
-                    .iter()
-                    .map(|n| format!("{}\n\n", n.summary()))
-                    .collect())
+                return Ok(format!("{:#}\n", summary_json(&nets, optimizer)));
             }
+            let mut out = String::new();
+            for net in &nets {
+                let s = net.summary();
+                out.push_str(&format!("{s}\n"));
+                if optimizer != Optimizer::Sgd {
+                    out.push_str(&format!(
+                        "Training memory with {optimizer:?} state: {:.2} MB at batch 1, {:.2} MB at batch 32\n",
+                        train_bytes(&s, 1, optimizer) as f64 / 1e6,
+                        train_bytes(&s, 32, optimizer) as f64 / 1e6
+                    ));
+                }
+                out.push('\n');
+            }
+            Ok(out)
+        }
+        Command::Compare { files, net, svg } => {
+            let mut rows = Vec::new();
+            for file in &files {
+                for compiled in load(file, None)? {
+                    if net.is_empty() || net.iter().any(|n| compiled.graph.name == n.as_str()) {
+                        rows.push(report::Row::of(&compiled.summary()));
+                    }
+                }
+            }
+            if rows.is_empty() {
+                return Err(format!(
+                    "error: none of the nets {net:?} is defined in the files given"
+                ));
+            }
+            report::sort_by_flops(&mut rows);
+            if let Some(path) = svg {
+                let chart = report::bubble_chart(&rows)
+                    .map_err(|e| format!("error: cannot draw the chart: {e}"))?;
+                std::fs::write(&path, chart)
+                    .map_err(|e| format!("error: cannot write {}: {e}", path.display()))?;
+            }
+            Ok(report::table(&rows))
         }
         Command::Graph { file, net } => {
             let nets = load(&file, net.as_deref())?;
