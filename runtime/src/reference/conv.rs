@@ -169,7 +169,13 @@ mod tests {
     /// ```
     const K1234: [f32; 4] = [1.0, 2.0, 3.0, 4.0];
 
-    fn run(op: &Conv2d, input: &[f32], dims: Dims, weight: &[f32], bias: Option<&[f32]>) -> (Dims, Vec<f32>) {
+    fn run(
+        op: &Conv2d,
+        input: &[f32],
+        dims: Dims,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+    ) -> (Dims, Vec<f32>) {
         let out_dims = conv2d_output_dims(op, dims).unwrap();
         let mut out = vec![f32::NAN; out_dims.len()];
         let got = conv2d(op, input, dims, weight, bias, &mut out).unwrap();
@@ -181,7 +187,13 @@ mod tests {
     fn valid_2x2_on_3x3_with_bias() {
         // Window at (0,0): 1*1 + 2*2 + 3*4 + 4*5 = 37; (0,1): 1*2 + 2*3 + 3*5 + 4*6 = 47;
         // (1,0): 1*4 + 2*5 + 3*7 + 4*8 = 67; (1,1): 1*5 + 2*6 + 3*8 + 4*9 = 77; plus 0.5.
-        let (d, out) = run(&conv(1, (2, 2)), &GRID, Dims::new(3, 3, 1), &K1234, Some(&[0.5]));
+        let (d, out) = run(
+            &conv(1, (2, 2)),
+            &GRID,
+            Dims::new(3, 3, 1),
+            &K1234,
+            Some(&[0.5]),
+        );
         assert_eq!(d, Dims::new(2, 2, 1));
         assert_close(&out, &[37.5, 47.5, 67.5, 77.5]);
     }
@@ -260,7 +272,13 @@ mod tests {
             1.0, 0.0, 0.0, 0.0,   0.0, 0.0, 0.0, 1.0, // k0: ci0, ci1
             1.0, 1.0, 1.0, 1.0,   0.0, 2.0, 0.0, 0.0, // k1: ci0, ci1
         ];
-        let (d, out) = run(&conv(2, (2, 2)), &input, Dims::new(2, 2, 2), &weight, Some(&[1.0, -1.0]));
+        let (d, out) = run(
+            &conv(2, (2, 2)),
+            &input,
+            Dims::new(2, 2, 2),
+            &weight,
+            Some(&[1.0, -1.0]),
+        );
         assert_eq!(d, Dims::new(1, 1, 2));
         assert_close(&out, &[10.0, 21.0]);
     }
@@ -333,14 +351,23 @@ mod tests {
         // The compiler's shape inference is independent code: both must agree.
         for (h, w, c) in [(3, 3, 2), (7, 5, 4), (1, 9, 6), (224, 224, 3)] {
             for (kh, kw) in [(1, 1), (2, 3), (3, 3), (7, 7)] {
-                for (s, d, p) in [(1, 1, (0, 0, 0, 0)), (2, 1, (1, 2, 0, 1)), (3, 2, (3, 3, 3, 3)), (1, 1, (0, 1, 1, 0))] {
+                for (s, d, p) in [
+                    (1, 1, (0, 0, 0, 0)),
+                    (2, 1, (1, 2, 0, 1)),
+                    (3, 2, (3, 3, 3, 3)),
+                    (1, 1, (0, 1, 1, 0)),
+                ] {
                     for groups in [1, 2, c] {
                         let mut op = conv(2 * c, (kh, kw));
-                        op.stride = Hw { h: s, w: s.max(2) - 1 };
+                        op.stride = Hw {
+                            h: s,
+                            w: s.max(2) - 1,
+                        };
                         op.dilation = Hw::square(d);
                         op.padding = pad(p.0, p.1, p.2, p.3);
                         op.groups = groups;
-                        let ours = conv2d_output_dims(&op, Dims::new(h as usize, w as usize, c as usize));
+                        let ours =
+                            conv2d_output_dims(&op, Dims::new(h as usize, w as usize, c as usize));
                         let theirs = cnnjit_compiler::shape::output_shape(
                             &crate::ir::Op::Conv2d(op),
                             &[Shape::Volume { h, w, c }],
@@ -363,19 +390,32 @@ mod tests {
         let dims = Dims::new(3, 3, 1);
         assert!(matches!(
             conv2d(&op, &GRID[..8], dims, &K1234, None, &mut out),
-            Err(KernelError::Length { what: "conv input", expected: 9, found: 8 })
+            Err(KernelError::Length {
+                what: "conv input",
+                expected: 9,
+                found: 8
+            })
         ));
         assert!(matches!(
             conv2d(&op, &GRID, dims, &K1234[..3], None, &mut out),
-            Err(KernelError::Length { what: "conv weight", .. })
+            Err(KernelError::Length {
+                what: "conv weight",
+                ..
+            })
         ));
         assert!(matches!(
             conv2d(&op, &GRID, dims, &K1234, Some(&[1.0, 2.0]), &mut out),
-            Err(KernelError::Length { what: "conv bias", .. })
+            Err(KernelError::Length {
+                what: "conv bias",
+                ..
+            })
         ));
         assert!(matches!(
             conv2d(&op, &GRID, dims, &K1234, None, &mut out[..3]),
-            Err(KernelError::Length { what: "conv output", .. })
+            Err(KernelError::Length {
+                what: "conv output",
+                ..
+            })
         ));
         let big = conv(1, (4, 4));
         assert!(matches!(

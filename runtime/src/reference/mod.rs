@@ -219,7 +219,10 @@ pub(crate) mod testutil {
             } else {
                 (a - e).abs() <= 1e-6 * e.abs().max(1.0)
             };
-            assert!(ok, "element {i}: got {a}, expected {e}\n got {actual:?}\nwant {expected:?}");
+            assert!(
+                ok,
+                "element {i}: got {a}, expected {e}\n got {actual:?}\nwant {expected:?}"
+            );
         }
     }
 

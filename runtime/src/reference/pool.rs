@@ -235,7 +235,11 @@ mod tests {
     #[test]
     fn max_2x2_stride_1() {
         // Windows of GRID: max(1,2,4,5) = 5, max(2,3,5,6) = 6, 8, 9.
-        let (d, out) = run(&pool(PoolKind::Max, (2, 2), (1, 1)), &GRID, Dims::new(3, 3, 1));
+        let (d, out) = run(
+            &pool(PoolKind::Max, (2, 2), (1, 1)),
+            &GRID,
+            Dims::new(3, 3, 1),
+        );
         assert_eq!(d, Dims::new(2, 2, 1));
         assert_close(&out, &[5.0, 6.0, 8.0, 9.0]);
     }
@@ -273,10 +277,18 @@ mod tests {
     fn max_propagates_nan() {
         // One row [1, NaN, 3], window 1x3: NaN; window 1x1: each element.
         let input = [1.0, f32::NAN, 3.0];
-        let (_, out) = run(&pool(PoolKind::Max, (1, 3), (1, 1)), &input, Dims::new(1, 3, 1));
+        let (_, out) = run(
+            &pool(PoolKind::Max, (1, 3), (1, 1)),
+            &input,
+            Dims::new(1, 3, 1),
+        );
         assert!(out[0].is_nan());
         // 1x2 windows stride 1: [1, NaN] -> NaN, [NaN, 3] -> NaN.
-        let (_, out) = run(&pool(PoolKind::Max, (1, 2), (1, 1)), &input, Dims::new(1, 3, 1));
+        let (_, out) = run(
+            &pool(PoolKind::Max, (1, 2), (1, 1)),
+            &input,
+            Dims::new(1, 3, 1),
+        );
         assert!(out[0].is_nan() && out[1].is_nan());
     }
 
@@ -396,7 +408,13 @@ mod tests {
         global_pool(PoolKind::Max, &input, dims, &mut out).unwrap();
         assert_close(&out, &[4.0, 2.0]);
         // All negative: max is the largest, not 0.
-        global_pool(PoolKind::Max, &[-3.0, -2.0], Dims::new(1, 2, 1), &mut out[..1]).unwrap();
+        global_pool(
+            PoolKind::Max,
+            &[-3.0, -2.0],
+            Dims::new(1, 2, 1),
+            &mut out[..1],
+        )
+        .unwrap();
         assert_close(&out[..1], &[-2.0]);
     }
 
@@ -411,7 +429,8 @@ mod tests {
                             let mut op = pool(PoolKind::Max, (kh, kw), (sh, sw));
                             op.padding = pad(p.0, p.1, p.2, p.3);
                             op.ceil = ceil;
-                            let ours = pool2d_output_dims(&op, Dims::new(h as usize, w as usize, 3));
+                            let ours =
+                                pool2d_output_dims(&op, Dims::new(h as usize, w as usize, 3));
                             let theirs = cnnjit_compiler::shape::output_shape(
                                 &crate::ir::Op::Pool2d(op),
                                 &[Shape::Volume { h, w, c: 3 }],
@@ -434,11 +453,17 @@ mod tests {
         let mut out = [0.0; 4];
         assert!(matches!(
             pool2d(&op, &GRID[..8], Dims::new(3, 3, 1), &mut out),
-            Err(KernelError::Length { what: "pool input", .. })
+            Err(KernelError::Length {
+                what: "pool input",
+                ..
+            })
         ));
         assert!(matches!(
             pool2d(&op, &GRID, Dims::new(3, 3, 1), &mut out[..3]),
-            Err(KernelError::Length { what: "pool output", .. })
+            Err(KernelError::Length {
+                what: "pool output",
+                ..
+            })
         ));
         assert!(pool2d(&op, &[1.0], Dims::new(1, 1, 1), &mut out).is_err());
         assert!(global_pool(PoolKind::Avg, &GRID, Dims::new(3, 3, 1), &mut out[..2]).is_err());

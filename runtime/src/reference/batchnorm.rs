@@ -1,0 +1,127 @@
+//! Batch normalisation (`bn`) at inference, as PyTorch's `BatchNorm2d` (or
+//! `BatchNorm1d` on a flat vector) in `eval()` mode: with running statistics.
+
+use super::{check_len, KernelError, Result};
+
+/// The parameters of one batch norm, in PyTorch's tensors (each `[C]`).
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNorm<'a> {
+    /// `weight` (gamma).
+    pub gamma: &'a [f32],
+    /// `bias` (beta).
+    pub beta: &'a [f32],
+    /// `running_mean`.
+    pub running_mean: &'a [f32],
+    /// `running_var`.
+    pub running_var: &'a [f32],
+    /// Added to the variance (PyTorch's default is `1e-5`).
+    pub eps: f32,
+}
+
+impl BatchNorm<'_> {
+    /// The channels, checking that all four tensors have the same length.
+    fn channels(&self) -> Result<usize> {
+        let c = self.gamma.len();
+        check_len("bn beta", c, self.beta.len())?;
+        check_len("bn running_mean", c, self.running_mean.len())?;
+        check_len("bn running_var", c, self.running_var.len())?;
+        Ok(c)
+    }
+}
+
+/// Normalises `input` (HWC, or a flat vector: any number of pixels of `C`
+/// channels, `C` the parameters' length) into `output`:
+///
+/// ```text
+/// out[p, c] = (in[p, c] - running_mean[c]) / sqrt(running_var[c] + eps) * gamma[c] + beta[c]
+/// ```
+///
+/// computed in `f64`. Preconditions (else an error): the four parameter
+/// slices have one length `C > 0`, `input.len()` is a multiple of `C`, and
+/// `output.len() == input.len()`.
+pub fn batch_norm(bn: &BatchNorm<'_>, input: &[f32], output: &mut [f32]) -> Result<()> {
+    check_len("bn output", input.len(), output.len())?;
+    output.copy_from_slice(input);
+    batch_norm_in_place(bn, output)
+}
+
+/// [`batch_norm`] in place on `data` (as the executor runs a `bn` epilogue).
+pub fn batch_norm_in_place(bn: &BatchNorm<'_>, data: &mut [f32]) -> Result<()> {
+    let channels = bn.channels()?;
+    if channels == 0 || !data.len().is_multiple_of(channels) {
+        return Err(KernelError::Invalid(format!(
+            "bn: {} elements are not pixels of {channels} channels",
+            data.len()
+        )));
+    }
+    for pixel in data.chunks_exact_mut(channels) {
+        for (c, x) in pixel.iter_mut().enumerate() {
+            let std = (f64::from(bn.running_var[c]) + f64::from(bn.eps)).sqrt();
+            let normalised = (f64::from(*x) - f64::from(bn.running_mean[c])) / std;
+            *x = (normalised * f64::from(bn.gamma[c]) + f64::from(bn.beta[c])) as f32;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::testutil::assert_close;
+
+    // Two channels; eps = 1 so that sqrt(var + eps) = sqrt(3 + 1) = 2 and sqrt(15 + 1) = 4.
+    const BN: BatchNorm<'static> = BatchNorm {
+        gamma: &[2.0, 0.5],
+        beta: &[1.0, -1.0],
+        running_mean: &[1.0, 2.0],
+        running_var: &[3.0, 15.0],
+        eps: 1.0,
+    };
+
+    #[test]
+    fn normalises_per_channel() {
+        // Pixels [1, 2] and [3, 4].
+        // Channel 0: (x - 1) / 2 * 2 + 1 = x  -> 1, 3.
+        // Channel 1: (x - 2) / 4 * 0.5 - 1    -> (0) - 1 = -1; (2/4)*0.5 - 1 = -0.75.
+        let input = [1.0, 2.0, 3.0, 4.0];
+        let mut out = [0.0; 4];
+        batch_norm(&BN, &input, &mut out).unwrap();
+        assert_close(&out, &[1.0, -1.0, 3.0, -0.75]);
+        let mut data = input;
+        batch_norm_in_place(&BN, &mut data).unwrap();
+        assert_close(&data, &[1.0, -1.0, 3.0, -0.75]);
+    }
+
+    #[test]
+    fn default_eps() {
+        // One channel, var 1 - 1e-5 + eps 1e-5 = 1: (x - 0.5) / 1 * 1 + 0 -> 1.5 - 0.5 = 1.
+        let bn = BatchNorm {
+            gamma: &[1.0],
+            beta: &[0.0],
+            running_mean: &[0.5],
+            running_var: &[1.0 - 1e-5],
+            eps: 1e-5,
+        };
+        let mut data = [1.5];
+        batch_norm_in_place(&bn, &mut data).unwrap();
+        assert_close(&data, &[1.0]);
+    }
+
+    #[test]
+    fn bad_lengths_are_errors() {
+        let mut out = [0.0; 3];
+        assert!(batch_norm(&BN, &[1.0, 2.0, 3.0], &mut out).is_err());
+        assert!(batch_norm(&BN, &[1.0, 2.0], &mut out).is_err());
+        let short = BatchNorm {
+            running_var: &[1.0],
+            ..BN
+        };
+        assert!(matches!(
+            batch_norm_in_place(&short, &mut [0.0, 0.0]),
+            Err(KernelError::Length {
+                what: "bn running_var",
+                ..
+            })
+        ));
+    }
+}
