@@ -21,7 +21,10 @@
 
 pub use cnnjit_compiler as compiler;
 pub use cnnjit_macros::cnn;
-pub use cnnjit_runtime::{ir, Graph, LayerInfo, Shape, Summary};
+pub use cnnjit_runtime as runtime;
+pub use cnnjit_runtime::{
+    ir, Error, Graph, LayerInfo, Model, Options, Shape, Summary, Tensor, Weights,
+};
 
 #[cfg(feature = "cli")]
 pub mod report;

@@ -307,7 +307,8 @@ fn net_items(net: &CompiledNet) -> TokenStream {
         #(#attrs)*
         #[doc = #doc]
         #[allow(dead_code)]
-        #vis struct #name { _private: () }
+        #[derive(Clone, Debug)]
+        #vis struct #name { model: ::cnnjit::Model }
 
         #[allow(dead_code)]
         impl #name {
@@ -369,6 +370,53 @@ fn net_items(net: &CompiledNet) -> TokenStream {
             /// The network's graph, every layer with its resolved op and shape.
             pub fn graph() -> ::cnnjit::Graph {
                 #graph
+            }
+
+            /// The network with `weights` (PyTorch's names and layouts); every
+            /// missing, mis-shaped or unused tensor is an error naming it.
+            pub fn new(weights: &::cnnjit::Weights) -> ::core::result::Result<Self, ::cnnjit::Error> {
+                Self::with_options(weights, ::cnnjit::Options::default())
+            }
+
+            /// [`Self::new`] with options.
+            pub fn with_options(
+                weights: &::cnnjit::Weights,
+                options: ::cnnjit::Options,
+            ) -> ::core::result::Result<Self, ::cnnjit::Error> {
+                ::core::result::Result::Ok(Self {
+                    model: ::cnnjit::Model::with_options(Self::graph(), weights, options)?,
+                })
+            }
+
+            /// The network initialised like PyTorch's defaults; the same seed gives the same network.
+            pub fn random(seed: u64) -> Self {
+                Self {
+                    model: ::cnnjit::Model::random(Self::graph(), seed)
+                        .expect("random weights fit the network they are made for"),
+                }
+            }
+
+            /// Runs one image (height, width, channel order) and returns its output.
+            pub fn forward(&mut self, input: &[f32; #input_len]) -> [f32; #output_len] {
+                let mut output = [0.0f32; #output_len];
+                self.model
+                    .forward_into(input, &mut output)
+                    .expect("the array types fix both lengths");
+                output
+            }
+
+            /// Runs a batch: whole images one after another in `inputs`, as many outputs in `outputs`.
+            pub fn forward_batch(
+                &mut self,
+                inputs: &[f32],
+                outputs: &mut [f32],
+            ) -> ::core::result::Result<(), ::cnnjit::Error> {
+                self.model.forward_batch(inputs, outputs)
+            }
+
+            /// The underlying dynamic model.
+            pub fn model(&self) -> &::cnnjit::Model {
+                &self.model
             }
         }
     }

@@ -1,0 +1,98 @@
+//! `cnnjit::Error`: every mistake at run time — a weights file that is
+//! missing, corrupt or does not fit the network, a buffer of the wrong length,
+//! a network file that does not compile — as a value that names what is wrong
+//! and where. Nothing in the runtime panics on user input.
+
+use std::path::PathBuf;
+
+/// What went wrong while loading weights, building a model or running it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A weights file is not valid safetensors (truncated, corrupt header, bad offsets).
+    #[error("{origin}: not a valid safetensors file: {reason}")]
+    Corrupt {
+        /// The file, or `<bytes>`.
+        origin: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A tensor has an element type other than `f32`.
+    #[error("tensor `{tensor}` is {found}, expected F32")]
+    WrongDtype {
+        /// The tensor's name.
+        tensor: String,
+        /// Its dtype.
+        found: String,
+    },
+    /// A tensor the network needs is absent.
+    #[error("layer `{layer}` needs tensor `{tensor}` with shape {expected:?}, which the weights do not have")]
+    MissingTensor {
+        /// The layer.
+        layer: String,
+        /// The tensor's full name (`conv1.weight`).
+        tensor: String,
+        /// The shape it must have.
+        expected: Vec<usize>,
+    },
+    /// A tensor has the wrong shape.
+    #[error("layer `{layer}`: tensor `{tensor}` has shape {found:?}, expected {expected:?}")]
+    WrongShape {
+        /// The layer.
+        layer: String,
+        /// The tensor's full name.
+        tensor: String,
+        /// The shape the layer needs.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// The weights hold tensors no layer uses (an error unless allowed).
+    #[error("the weights have {} tensor(s) no layer of `{net}` uses: {}; check the layer names, or allow extra tensors", names.len(), names.join(", "))]
+    UnusedTensors {
+        /// The network.
+        net: String,
+        /// The unused tensors' names.
+        names: Vec<String>,
+    },
+    /// A tensor holds a value that is not finite, or a bn variance below zero.
+    #[error("tensor `{tensor}`: {reason}")]
+    BadValue {
+        /// The tensor's name.
+        tensor: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A caller's buffer has the wrong length.
+    #[error("{what} has {found} elements, expected {expected}")]
+    BufferLength {
+        /// Which buffer.
+        what: &'static str,
+        /// The length needed.
+        expected: usize,
+        /// The length given.
+        found: usize,
+    },
+    /// A network source did not compile (rendered diagnostics).
+    #[error("{0}")]
+    Network(String),
+    /// A kernel rejected its arguments: a bug in cnnjit, reported rather than a panic.
+    #[error("internal error in layer `{layer}`: {reason}")]
+    Internal {
+        /// The layer.
+        layer: String,
+        /// What the kernel said.
+        reason: String,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

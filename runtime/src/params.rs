@@ -1,0 +1,366 @@
+//! From a [`Weights`] file to the parameters each kernel reads.
+//!
+//! - [`tensor_specs`] lists every tensor a graph needs, by DSL.md's names and
+//!   PyTorch's shapes: `conv1.weight` `[K, Cin/g, Fh, Fw]`, `conv1.bias`,
+//!   `dense1.weight` `[N, Nin]`, `bn1.weight/bias/running_mean/running_var`.
+//! - [`load_params`] checks a file against that list (a missing tensor, a
+//!   wrong shape, a value that is not finite, a negative variance, and unused
+//!   tensors unless allowed are errors naming the layer and tensor), then
+//!   folds every bn that directly follows a conv or dense in the same plan
+//!   step into that layer's weights and bias (`fold_batch_norm`), and reorders
+//!   the columns of a dense (and the vectors of a bn) that reads a flattened
+//!   volume from PyTorch's (C, H, W) order to ours (H, W, C).
+//! - [`random_weights`] initialises a graph like PyTorch's defaults, from a seed.
+//!
+//! Invariant: after loading, `Params::layers[i]` matches node `i`'s op and the
+//! kernels need no further checks of lengths.
+
+use crate::error::{Error, Result};
+use crate::ir::{Graph, NodeId, Op, Shape};
+use crate::reference::{permute_dense_weight_chw_to_hwc, KernelError};
+use crate::weights::Weights;
+use cnnjit_compiler::plan::Plan;
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use std::collections::BTreeSet;
+
+/// What one node's kernel reads besides its inputs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerParams {
+    /// No parameter (pools, activations, ...).
+    None,
+    /// A conv or dense: weights in PyTorch's layout (a dense's columns in HWC
+    /// order), and a bias when the layer has one or a bn was folded into it.
+    Linear {
+        /// `[K, Cin/g, Fh, Fw]` or `[N, Nin]`, row-major.
+        weight: Vec<f32>,
+        /// `[K]` or `[N]`.
+        bias: Option<Vec<f32>>,
+    },
+    /// A bn that could not be folded into the layer before it.
+    BatchNorm {
+        /// gamma.
+        gamma: Vec<f32>,
+        /// beta.
+        beta: Vec<f32>,
+        /// Running mean.
+        mean: Vec<f32>,
+        /// Running variance.
+        var: Vec<f32>,
+    },
+    /// A bn folded into the conv or dense before it: nothing left to do.
+    Folded,
+}
+
+/// The parameters of a whole graph, one entry per node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    /// Indexed by node.
+    pub layers: Vec<LayerParams>,
+}
+
+/// One tensor a graph needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// The node it belongs to.
+    pub node: NodeId,
+    /// Its full name (`conv1.weight`).
+    pub name: String,
+    /// PyTorch's shape.
+    pub shape: Vec<usize>,
+    /// Fan-in of the layer (for initialisation), 0 for bn tensors.
+    pub fan_in: usize,
+}
+
+/// Every tensor `graph` needs, in graph order.
+pub fn tensor_specs(graph: &Graph) -> Vec<TensorSpec> {
+    let mut specs = Vec::new();
+    for (id, node) in graph.layers() {
+        let input = graph.node(node.inputs[0]).output;
+        let mut push = |suffix: &str, shape: Vec<usize>, fan_in: usize| {
+            specs.push(TensorSpec {
+                node: id,
+                name: format!("{}.{suffix}", node.name),
+                shape,
+                fan_in,
+            })
+        };
+        match node.op {
+            Op::Conv2d(c) => {
+                let per_group = (input.channels() / c.groups.max(1)) as usize;
+                let (k, fh, fw) = (
+                    c.out_channels as usize,
+                    c.kernel.h as usize,
+                    c.kernel.w as usize,
+                );
+                let fan_in = per_group * fh * fw;
+                push("weight", vec![k, per_group, fh, fw], fan_in);
+                if c.bias {
+                    push("bias", vec![k], fan_in);
+                }
+            }
+            Op::Dense(d) => {
+                let (n, nin) = (d.out_features as usize, input.len() as usize);
+                push("weight", vec![n, nin], nin);
+                if d.bias {
+                    push("bias", vec![n], nin);
+                }
+            }
+            Op::BatchNorm { .. } => {
+                let c = node.output.channels() as usize;
+                for suffix in ["weight", "bias", "running_mean", "running_var"] {
+                    push(suffix, vec![c], 0);
+                }
+            }
+            _ => {}
+        }
+    }
+    specs
+}
+
+/// How strictly [`load_params`] treats the weights.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Accept tensors no layer uses (default: an error).
+    pub allow_unused_tensors: bool,
+}
+
+/// Checks `weights` against `graph` and packs them for the kernels.
+pub fn load_params(
+    graph: &Graph,
+    plan: &Plan,
+    weights: &Weights,
+    options: LoadOptions,
+) -> Result<Params> {
+    let specs = tensor_specs(graph);
+    let mut used = BTreeSet::new();
+    let mut fetched: Vec<Vec<f32>> = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let layer = graph.node(spec.node).name.to_string();
+        let tensor = weights
+            .get(&spec.name)
+            .ok_or_else(|| Error::MissingTensor {
+                layer: layer.clone(),
+                tensor: spec.name.clone(),
+                expected: spec.shape.clone(),
+            })?;
+        if tensor.shape != spec.shape {
+            return Err(Error::WrongShape {
+                layer,
+                tensor: spec.name.clone(),
+                expected: spec.shape.clone(),
+                found: tensor.shape.clone(),
+            });
+        }
+        if let Some(bad) = tensor.data.iter().find(|x| !x.is_finite()) {
+            return Err(Error::BadValue {
+                tensor: spec.name.clone(),
+                reason: format!("holds {bad}; every value must be finite"),
+            });
+        }
+        if spec.name.ends_with(".running_var") && tensor.data.iter().any(|&v| v < 0.0) {
+            return Err(Error::BadValue {
+                tensor: spec.name.clone(),
+                reason: "a variance is negative".into(),
+            });
+        }
+        used.insert(spec.name.as_str());
+        fetched.push(tensor.data.clone());
+    }
+    if !options.allow_unused_tensors {
+        let unused: Vec<String> = weights
+            .names()
+            .filter(|n| !used.contains(n))
+            .map(String::from)
+            .collect();
+        if !unused.is_empty() {
+            return Err(Error::UnusedTensors {
+                net: graph.name.to_string(),
+                names: unused,
+            });
+        }
+    }
+    let mut layers = vec![LayerParams::None; graph.nodes.len()];
+    let mut tensors = specs.iter().zip(fetched).peekable();
+    while let Some((spec, data)) = tensors.next() {
+        let node = graph.node(spec.node);
+        let mut take_next = |suffix: &str| -> Option<Vec<f32>> {
+            let follows = tensors
+                .peek()
+                .is_some_and(|(next, _)| next.node == spec.node && next.name.ends_with(suffix));
+            if follows {
+                tensors.next().map(|(_, d)| d)
+            } else {
+                None
+            }
+        };
+        layers[spec.node.index()] = match node.op {
+            Op::Conv2d(_) | Op::Dense(_) => LayerParams::Linear {
+                weight: data,
+                bias: take_next(".bias"),
+            },
+            Op::BatchNorm { .. } => {
+                let beta = take_next(".bias").unwrap_or_default();
+                let mean = take_next(".running_mean").unwrap_or_default();
+                let var = take_next(".running_var").unwrap_or_default();
+                LayerParams::BatchNorm {
+                    gamma: data,
+                    beta,
+                    mean,
+                    var,
+                }
+            }
+            _ => LayerParams::None,
+        };
+    }
+    reorder_flattened(graph, &mut layers)?;
+    for step in &plan.steps {
+        if let [anchor, bn, ..] = step.nodes[..] {
+            if matches!(graph.node(anchor).op, Op::Conv2d(_) | Op::Dense(_)) {
+                if let Op::BatchNorm { eps } = graph.node(bn).op {
+                    fold_batch_norm(&mut layers, anchor, bn, eps);
+                }
+            }
+        }
+    }
+    Ok(Params { layers })
+}
+
+/// Folds the bn at `bn` into the conv or dense at `anchor`:
+/// `s = gamma / sqrt(var + eps)`, `W' = W s` per output channel,
+/// `b' = (b - mean) s + beta`.
+pub fn fold_batch_norm(layers: &mut [LayerParams], anchor: NodeId, bn: NodeId, eps: f32) {
+    let LayerParams::BatchNorm {
+        gamma,
+        beta,
+        mean,
+        var,
+    } = std::mem::replace(&mut layers[bn.index()], LayerParams::Folded)
+    else {
+        return;
+    };
+    let LayerParams::Linear { weight, bias } = &mut layers[anchor.index()] else {
+        return;
+    };
+    let channels = gamma.len();
+    let per_channel = weight.len() / channels.max(1);
+    let b = bias.get_or_insert_with(|| vec![0.0; channels]);
+    for k in 0..channels {
+        let s = f64::from(gamma[k]) / (f64::from(var[k]) + f64::from(eps)).sqrt();
+        for w in &mut weight[k * per_channel..(k + 1) * per_channel] {
+            *w = (f64::from(*w) * s) as f32;
+        }
+        b[k] = ((f64::from(b[k]) - f64::from(mean[k])) * s + f64::from(beta[k])) as f32;
+    }
+}
+
+/// The volume a flat tensor was flattened from, if PyTorch would order its
+/// features (C, H, W): a flatten of a volume, through element-wise layers.
+fn flattened_from(graph: &Graph, mut id: NodeId) -> Option<(usize, usize, usize)> {
+    loop {
+        let node = graph.node(id);
+        match node.op {
+            Op::Flatten => {
+                return match graph.node(node.inputs[0]).output {
+                    Shape::Volume { h, w, c } if h as usize * w as usize > 1 => {
+                        Some((h as usize, w as usize, c as usize))
+                    }
+                    _ => None,
+                };
+            }
+            Op::Activation(_) | Op::Dropout { .. } | Op::Identity | Op::BatchNorm { .. } => {
+                id = node.inputs[0]
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Reorders a dense's columns, and a flat bn's vectors, from PyTorch's
+/// flatten order to ours, where they read a flattened volume.
+fn reorder_flattened(graph: &Graph, layers: &mut [LayerParams]) -> Result<()> {
+    for (id, node) in graph.layers() {
+        let Some((h, w, c)) = flattened_from(graph, node.inputs[0]) else {
+            continue;
+        };
+        let internal = |e: KernelError| Error::Internal {
+            layer: node.name.to_string(),
+            reason: e.to_string(),
+        };
+        match &mut layers[id.index()] {
+            LayerParams::Linear { weight, .. } if matches!(node.op, Op::Dense(_)) => {
+                let n = weight.len() / (h * w * c).max(1);
+                *weight = permute_dense_weight_chw_to_hwc(weight, n, h, w, c).map_err(internal)?;
+            }
+            LayerParams::BatchNorm {
+                gamma,
+                beta,
+                mean,
+                var,
+            } => {
+                for v in [gamma, beta, mean, var] {
+                    *v = permute_dense_weight_chw_to_hwc(v, 1, h, w, c).map_err(internal)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Weights for `graph` initialised as PyTorch does by default, from `seed`:
+/// conv and dense weights and biases uniform in `±1/sqrt(fan_in)` (Kaiming-uniform
+/// with `a = sqrt(5)`), bn `gamma = 1`, `beta = 0`, `mean = 0`, `var = 1`.
+pub fn random_weights(graph: &Graph, seed: u64) -> Weights {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut weights = Weights::new();
+    for spec in tensor_specs(graph) {
+        let len = spec.shape.iter().product();
+        let data: Vec<f32> = if spec.fan_in > 0 {
+            let bound = 1.0 / (spec.fan_in as f32).sqrt();
+            // 24 random bits to a uniform float in [-bound, bound).
+            (0..len)
+                .map(|_| ((rng.next_u32() >> 8) as f32 / (1 << 24) as f32 * 2.0 - 1.0) * bound)
+                .collect()
+        } else {
+            let one = spec.name.ends_with(".weight") || spec.name.ends_with(".running_var");
+            vec![if one { 1.0 } else { 0.0 }; len]
+        };
+        weights
+            .insert(spec.name, spec.shape, data)
+            .expect("a spec's data has its shape's length");
+    }
+    weights
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_matches_bn_after_conv() {
+        // One output channel, weight 2, bias 1; bn gamma 3, beta 0.5, mean 1, var 3, eps 1:
+        // s = 3 / sqrt(4) = 1.5; W' = 3; b' = (1 - 1) * 1.5 + 0.5 = 0.5.
+        let mut layers = vec![
+            LayerParams::None,
+            LayerParams::Linear {
+                weight: vec![2.0],
+                bias: Some(vec![1.0]),
+            },
+            LayerParams::BatchNorm {
+                gamma: vec![3.0],
+                beta: vec![0.5],
+                mean: vec![1.0],
+                var: vec![3.0],
+            },
+        ];
+        fold_batch_norm(&mut layers, NodeId(1), NodeId(2), 1.0);
+        assert_eq!(
+            layers[1],
+            LayerParams::Linear {
+                weight: vec![3.0],
+                bias: Some(vec![0.5])
+            }
+        );
+        assert_eq!(layers[2], LayerParams::Folded);
+    }
+}
