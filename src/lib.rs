@@ -26,5 +26,6 @@ pub use cnnjit_runtime::{
     ir, Error, Graph, LayerInfo, Model, Options, Shape, Summary, Tensor, Weights,
 };
 
+pub mod bench;
 #[cfg(feature = "cli")]
 pub mod report;

@@ -4,7 +4,7 @@
 //! - [`params`]: those tensors checked against a graph and packed for the
 //!   kernels (bn folded, dense columns reordered to HWC), and PyTorch-like
 //!   random initialisation;
-//! - [`reference`]: one obvious loop nest per layer kind, the oracle every
+//! - [`reference`](mod@reference): one obvious loop nest per layer kind, the oracle every
 //!   fast kernel is tested against;
 //! - [`exec`]: runs a plan's steps in one arena;
 //! - [`model`]: [`Model`], the whole of it behind `new` and `forward`;

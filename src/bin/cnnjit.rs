@@ -44,9 +44,13 @@ enum Command {
         /// Only these nets (repeatable; default: every net in the files).
         #[arg(long)]
         net: Vec<String>,
-        /// Write the lecture's bubble chart (x: GFLOPs, y: parameters, area: parameters) as SVG.
+        /// Write the lecture's bubble chart (x: GFLOPs, y: parameters, or latency with
+        /// --bench; area: parameters) as SVG.
         #[arg(long)]
         svg: Option<PathBuf>,
+        /// Also measure batch-1 latency (random weights, the reference kernels).
+        #[arg(long)]
+        bench: bool,
     },
     /// Print the graph in Graphviz DOT.
     Graph {
@@ -149,6 +153,18 @@ fn train_bytes(s: &Summary, batch: u64, optimizer: Optimizer) -> u64 {
         .saturating_add(4 * s.params * optimizer.state_copies())
 }
 
+/// Batch-1 median latency of a net with random weights, with progress on stderr.
+fn measure(net: &CompiledNet) -> Result<f64, String> {
+    let name = &net.graph.name;
+    eprint!("benchmarking {name} ... ");
+    let mut model =
+        cnnjit::Model::random(net.graph.clone(), 0).map_err(|e| format!("error: {name}: {e}"))?;
+    let timing = cnnjit::bench::time_forward(&mut model, 3, std::time::Duration::from_millis(500))
+        .map_err(|e| format!("error: {name}: {e}"))?;
+    eprintln!("{:.3} ms (median of {})", timing.median_ms, timing.runs);
+    Ok(timing.median_ms)
+}
+
 fn run(cli: Cli) -> Result<String, String> {
     match cli.command {
         Command::Summary {
@@ -176,12 +192,21 @@ fn run(cli: Cli) -> Result<String, String> {
             }
             Ok(out)
         }
-        Command::Compare { files, net, svg } => {
+        Command::Compare {
+            files,
+            net,
+            svg,
+            bench,
+        } => {
             let mut rows = Vec::new();
             for file in &files {
                 for compiled in load(file, None)? {
                     if net.is_empty() || net.iter().any(|n| compiled.graph.name == n.as_str()) {
-                        rows.push(report::Row::of(&compiled.summary()));
+                        let mut row = report::Row::of(&compiled.summary());
+                        if bench {
+                            row.latency_ms = Some(measure(&compiled)?);
+                        }
+                        rows.push(row);
                     }
                 }
             }
