@@ -52,6 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("{}\n", LeNet5::summary());
     let mut net = LeNet5::new(&weights)?;
+    println!("backend: {:?}", net.model().backend());
     let mut outputs = vec![0.0f32; n * LeNet5::OUTPUT_LEN];
     let start = Instant::now();
     net.forward_batch(images, &mut outputs)?;

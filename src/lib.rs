@@ -28,4 +28,7 @@ pub use cnnjit_runtime::{
 
 pub mod bench;
 #[cfg(feature = "cli")]
+pub mod npy;
+pub mod peak;
+#[cfg(feature = "cli")]
 pub mod report;

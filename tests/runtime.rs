@@ -150,6 +150,7 @@ fn weights_mistakes_are_errors_naming_the_tensor() {
     );
     let allowed = Options {
         allow_unused_tensors: true,
+        ..Options::default()
     };
     assert!(Affine::with_options(&extra, allowed).is_ok());
 

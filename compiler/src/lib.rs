@@ -15,6 +15,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "jit")]
+pub mod codegen;
 pub mod cost;
 pub mod dot;
 pub mod dsl;

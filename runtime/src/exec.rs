@@ -9,7 +9,7 @@
 //! (an overlap is an internal error, never aliasing).
 
 use crate::error::{Error, Result};
-use crate::ir::{Graph, Node, Op};
+use crate::ir::{Graph, Node, NodeId, Op};
 use crate::params::{LayerParams, Params};
 use crate::reference::{self as r, BatchNorm, Dims, KernelError};
 use cnnjit_compiler::plan::{Plan, Step, Value, ALIGN_ELEMENTS};
@@ -75,15 +75,26 @@ fn carve<'a>(
     Some((output, inputs))
 }
 
+/// What runs a plan: the graph, its plan and parameters, and, when the JIT
+/// serves it, the compiled kernels and the threads that split their rows.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    /// The network.
+    pub graph: Graph,
+    /// Its steps and arena layout.
+    pub plan: Plan,
+    /// Its parameters for the reference kernels.
+    pub params: Params,
+    /// Compiled kernels, if any.
+    #[cfg(feature = "jit")]
+    pub compiled: Option<crate::jit::Compiled>,
+    /// Threads for the compiled kernels.
+    pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+}
+
 /// Runs one image: `input` in, `output` out; lengths are the caller's to check.
-pub fn run(
-    graph: &Graph,
-    plan: &Plan,
-    params: &Params,
-    arena: &mut Arena,
-    input: &[f32],
-    output: &mut [f32],
-) -> Result<()> {
+pub fn run(engine: &Engine, arena: &mut Arena, input: &[f32], output: &mut [f32]) -> Result<()> {
+    let (graph, plan) = (&engine.graph, &engine.plan);
     let arena = arena.as_mut_slice();
     let internal = |what: &str| Error::Internal {
         layer: graph.name.to_string(),
@@ -93,8 +104,8 @@ pub fn run(
         .get_mut(range(&plan.values[0]))
         .ok_or_else(|| internal("the input does not fit the arena"))?
         .copy_from_slice(input);
-    for step in &plan.steps {
-        run_step(graph, plan, params, step, arena)?;
+    for (i, step) in plan.steps.iter().enumerate() {
+        run_step(engine, i, step, arena)?;
     }
     let last = plan.steps.last().map(|s| s.output.0 as usize).unwrap_or(0);
     output.copy_from_slice(
@@ -105,13 +116,8 @@ pub fn run(
     Ok(())
 }
 
-fn run_step(
-    graph: &Graph,
-    plan: &Plan,
-    params: &Params,
-    step: &Step,
-    arena: &mut [f32],
-) -> Result<()> {
+fn run_step(engine: &Engine, index: usize, step: &Step, arena: &mut [f32]) -> Result<()> {
+    let (graph, plan, params) = (&engine.graph, &engine.plan, &engine.params);
     let anchor = graph.node(step.nodes[0]);
     let ins: Vec<Range<usize>> = step
         .inputs
@@ -130,6 +136,31 @@ fn run_step(
             reason: e.to_string(),
         }
     };
+    #[cfg(feature = "jit")]
+    if let Some((compiled, lowered)) = engine
+        .compiled
+        .as_ref()
+        .and_then(|c| c.steps[index].as_ref().map(|l| (c, l)))
+    {
+        let extra = lowered.extra.map(|i| inputs[i]);
+        crate::jit::run(
+            &compiled.program,
+            lowered,
+            inputs[0],
+            extra,
+            out,
+            engine.pool.as_deref(),
+        )
+        .map_err(|reason| Error::Internal {
+            layer: anchor.name.to_string(),
+            reason,
+        })?;
+        let mut shortcuts =
+            inputs[anchor.inputs.len() + usize::from(lowered.extra.is_some())..].iter();
+        return epilogue(graph, params, &lowered.rest, out, &mut shortcuts);
+    }
+    #[cfg(not(feature = "jit"))]
+    let _ = index;
     let in_dims = |i: usize| Dims::from(graph.node(anchor.inputs[i]).output);
     let layer = &params.layers[step.nodes[0].index()];
     match (&anchor.op, layer) {
@@ -184,19 +215,29 @@ fn run_step(
             })
         }
     }
-    let mut extra = inputs[anchor.inputs.len()..].iter();
-    for id in &step.nodes[1..] {
+    let mut shortcuts = inputs[anchor.inputs.len()..].iter();
+    epilogue(graph, params, &step.nodes[1..], out, &mut shortcuts)
+}
+
+/// Applies `nodes` in place to `data`, each residual add taking the next shortcut.
+fn epilogue<'s>(
+    graph: &Graph,
+    params: &Params,
+    nodes: &[NodeId],
+    data: &mut [f32],
+    shortcuts: &mut impl Iterator<Item = &'s &'s [f32]>,
+) -> Result<()> {
+    for id in nodes {
         let node = graph.node(*id);
         let shortcut: Vec<&[f32]> = if node.op == Op::Add {
-            vec![*extra.next().ok_or_else(|| {
-                fail(node)(KernelError::Invalid(
-                    "a residual add without its shortcut".into(),
-                ))
+            vec![*shortcuts.next().ok_or_else(|| Error::Internal {
+                layer: node.name.to_string(),
+                reason: "a residual add without its shortcut".into(),
             })?]
         } else {
             Vec::new()
         };
-        in_place(node, &params.layers[id.index()], out, &shortcut)?;
+        in_place(node, &params.layers[id.index()], data, &shortcut)?;
     }
     Ok(())
 }

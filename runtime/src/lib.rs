@@ -18,6 +18,8 @@ pub use cnnjit_compiler::summary::{LayerInfo, Summary};
 
 pub mod error;
 pub mod exec;
+#[cfg(feature = "jit")]
+pub mod jit;
 pub mod model;
 pub mod params;
 pub mod reference;

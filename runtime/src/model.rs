@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::exec::{self, Arena};
 use crate::ir::Graph;
-use crate::params::{load_params, random_weights, LoadOptions, Params};
+use crate::params::{load_params, random_weights, LoadOptions};
 use crate::weights::Weights;
 use cnnjit_compiler::plan::{self, Plan};
 use std::path::Path;
@@ -20,15 +20,38 @@ pub struct Options {
     /// Accept weights with tensors no layer uses (default: an error, which
     /// catches misnamed layers).
     pub allow_unused_tensors: bool,
+    /// Threads that split each compiled kernel's output rows; 0 (the
+    /// default) means every core. Outputs are bitwise identical for any count.
+    pub threads: usize,
+    /// Run the reference kernels instead of compiling (the JIT's slow twin).
+    pub reference: bool,
+}
+
+/// Which kernels a model runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Backend {
+    /// Cranelift-compiled kernels where the JIT serves a step, reference elsewhere.
+    Jit {
+        /// Distinct kernels compiled.
+        kernels: usize,
+        /// Steps that run compiled code, of all steps.
+        compiled_steps: usize,
+        /// Milliseconds spent lowering and compiling.
+        compile_ms: f64,
+    },
+    /// The reference kernels only.
+    Reference {
+        /// Why: asked for, or the JIT's error on this host.
+        reason: String,
+    },
 }
 
 /// A network with its weights, ready to run.
 #[derive(Clone, Debug)]
 pub struct Model {
-    graph: Graph,
-    plan: Plan,
-    params: Params,
+    engine: exec::Engine,
     arena: Arena,
+    backend: Backend,
 }
 
 impl Model {
@@ -53,12 +76,72 @@ impl Model {
             },
         )?;
         let arena = Arena::new(plan.arena_bytes);
-        Ok(Model {
-            graph,
-            plan,
-            params,
+        let mut model = Model {
+            engine: exec::Engine {
+                graph,
+                plan,
+                params,
+                #[cfg(feature = "jit")]
+                compiled: None,
+                pool: None,
+            },
             arena,
-        })
+            backend: Backend::Reference {
+                reason: "asked for with `Options::reference`".into(),
+            },
+        };
+        if !options.reference {
+            model.compile(options.threads);
+        }
+        Ok(model)
+    }
+
+    /// Compiles the plan; on a host the JIT cannot serve, warns and keeps the
+    /// reference kernels.
+    #[cfg(feature = "jit")]
+    fn compile(&mut self, threads: usize) {
+        let e = &mut self.engine;
+        match crate::jit::compile(&e.graph, &e.plan, &e.params) {
+            Ok(compiled) => {
+                self.backend = Backend::Jit {
+                    kernels: compiled.kernels,
+                    compiled_steps: compiled.steps.iter().flatten().count(),
+                    compile_ms: compiled.compile_ms,
+                };
+                e.compiled = Some(compiled);
+                let threads = if threads == 0 {
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                } else {
+                    threads
+                };
+                e.pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .ok()
+                    .map(std::sync::Arc::new);
+            }
+            Err(err) => {
+                eprintln!(
+                    "cnnjit: warning: cannot compile `{}` ({err}); running the reference kernels",
+                    e.graph.name
+                );
+                self.backend = Backend::Reference {
+                    reason: err.to_string(),
+                };
+            }
+        }
+    }
+
+    #[cfg(not(feature = "jit"))]
+    fn compile(&mut self, _threads: usize) {
+        self.backend = Backend::Reference {
+            reason: "cnnjit was built without its `jit` feature".into(),
+        };
+    }
+
+    /// Which kernels this model runs, and what compiling cost.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// A model of `graph` initialised like PyTorch's defaults from `seed`
@@ -92,22 +175,22 @@ impl Model {
 
     /// The network.
     pub fn graph(&self) -> &Graph {
-        &self.graph
+        &self.engine.graph
     }
 
     /// The fused steps and the arena layout.
     pub fn plan(&self) -> &Plan {
-        &self.plan
+        &self.engine.plan
     }
 
     /// `f32` elements of one input image.
     pub fn input_len(&self) -> usize {
-        self.graph.input_shape().len() as usize
+        self.engine.graph.input_shape().len() as usize
     }
 
     /// `f32` elements of one output.
     pub fn output_len(&self) -> usize {
-        self.graph.output_shape().len() as usize
+        self.engine.graph.output_shape().len() as usize
     }
 
     /// Bytes of the arena, equal to the compiler's `PEAK_INFERENCE_BYTES`.
@@ -126,14 +209,7 @@ impl Model {
     pub fn forward_into(&mut self, input: &[f32], output: &mut [f32]) -> Result<()> {
         check_len("the input", self.input_len(), input.len())?;
         check_len("the output", self.output_len(), output.len())?;
-        exec::run(
-            &self.graph,
-            &self.plan,
-            &self.params,
-            &mut self.arena,
-            input,
-            output,
-        )
+        exec::run(&self.engine, &mut self.arena, input, output)
     }
 
     /// Runs a batch: `inputs` holds whole images one after another (NHWC),
@@ -153,7 +229,7 @@ impl Model {
             .chunks_exact(n_in)
             .zip(outputs.chunks_exact_mut(n_out))
         {
-            exec::run(&self.graph, &self.plan, &self.params, &mut self.arena, x, y)?;
+            exec::run(&self.engine, &mut self.arena, x, y)?;
         }
         Ok(())
     }

@@ -1,12 +1,13 @@
 //! The `cnnjit` command-line tool: reads `.cnn` files (the `cnn!` language)
-//! and prints their summaries (text or JSON) or graphs (Graphviz DOT).
+//! and prints their summaries (text or JSON) or graphs (Graphviz DOT), or
+//! runs a net on images from a `.npy` file.
 //! Errors in a file are printed rustc-style with file, line, column and a
 //! caret, and the exit status is 1.
 
 use clap::{Parser, Subcommand};
 use cnnjit::compiler::{dot, dsl::diagnostic, summary::Summary, CompiledNet};
-use cnnjit::report;
-use std::path::PathBuf;
+use cnnjit::{npy, report};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -51,6 +52,33 @@ enum Command {
         /// Also measure batch-1 latency (random weights, the reference kernels).
         #[arg(long)]
         bench: bool,
+    },
+    /// Run a net on images from a .npy file and print the top classes of each.
+    Run {
+        /// A file in the cnn! language.
+        file: PathBuf,
+        /// The net to run (needed if the file defines several).
+        #[arg(long)]
+        net: Option<String>,
+        /// The weights, a safetensors file (PyTorch names and layouts).
+        #[arg(long)]
+        weights: PathBuf,
+        /// The images: a float32 C-order .npy of shape (H, W, C) or (N, H, W, C)
+        /// ((F,) or (N, F) for a net with a flat input).
+        #[arg(long)]
+        input: PathBuf,
+        /// Write the outputs as a float32 .npy of shape (N, ...output dims).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// How many classes to print per image (at most the output's size).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        top: u32,
+    },
+    /// Measure this CPU's peak fp32 FMA throughput per core (one thread).
+    Peak {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the graph in Graphviz DOT.
     Graph {
@@ -165,6 +193,81 @@ fn measure(net: &CompiledNet) -> Result<f64, String> {
     Ok(timing.median_ms)
 }
 
+/// `cnnjit run`: the model, the images, the outputs, the top classes.
+fn run_model(
+    file: &Path,
+    net: Option<&str>,
+    weights: &Path,
+    input: &Path,
+    output: Option<&Path>,
+    top: usize,
+) -> Result<String, String> {
+    let params = cnnjit::Weights::from_file(weights).map_err(|e| weights_error(e, weights))?;
+    let mut model =
+        cnnjit::Model::from_file(file, net, &params).map_err(|e| weights_error(e, weights))?;
+    let array = npy::read_f32(input).map_err(|e| format!("error: {e}"))?;
+    let graph = model.graph();
+    let (input_dims, output_dims) = (graph.input_shape().dims(), graph.output_shape().dims());
+    let Some(images) = npy::images_in(&array.shape, &input_dims) else {
+        let one: Vec<u64> = input_dims.iter().map(|&d| u64::from(d)).collect();
+        let dims: Vec<String> = one.iter().map(u64::to_string).collect();
+        return Err(format!(
+            "error: {}: expected shape {} or (N, {}) for the input of net `{}`, found {}",
+            input.display(),
+            npy::show_shape(&one),
+            dims.join(", "),
+            graph.name,
+            npy::show_shape(&array.shape)
+        ));
+    };
+    let out_len = model.output_len();
+    let mut outputs = usize::try_from(images)
+        .ok()
+        .and_then(|n| n.checked_mul(out_len))
+        .map(|n| vec![0.0f32; n])
+        .ok_or_else(|| format!("error: {}: too many images", input.display()))?;
+    model
+        .forward_batch(&array.data, &mut outputs)
+        .map_err(|e| format!("error: running net `{}`: {e}", model.graph().name))?;
+    if let Some(path) = output {
+        let shape: Vec<u64> = std::iter::once(images)
+            .chain(output_dims.iter().map(|&d| u64::from(d)))
+            .collect();
+        npy::write_f32(path, &shape, &outputs).map_err(|e| format!("error: {e}"))?;
+    }
+    let mut out = String::new();
+    for (i, scores) in outputs.chunks_exact(out_len.max(1)).enumerate() {
+        let best: Vec<String> = top_k(scores, top)
+            .into_iter()
+            .map(|c| format!("{c} ({})", scores[c]))
+            .collect();
+        out.push_str(&format!("image {i}: {}\n", best.join(", ")));
+    }
+    Ok(out)
+}
+
+/// The indices of the `k` largest values (at most `values.len()`), largest
+/// first; ties go to the lower index.
+fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    order.truncate(k);
+    order
+}
+
+/// A model-building error as one line: weights that do not fit the net are
+/// attributed to the weights file (other errors name their file already).
+fn weights_error(e: cnnjit::Error, weights: &Path) -> String {
+    match e {
+        // Diagnostics rendered rustc-style carry their own `error:`.
+        cnnjit::Error::Network(text) if text.starts_with("error: ") => text,
+        cnnjit::Error::Io { .. } | cnnjit::Error::Corrupt { .. } | cnnjit::Error::Network(_) => {
+            format!("error: {e}")
+        }
+        _ => format!("error: {}: {e}", weights.display()),
+    }
+}
+
 fn run(cli: Cli) -> Result<String, String> {
     match cli.command {
         Command::Summary {
@@ -224,6 +327,25 @@ fn run(cli: Cli) -> Result<String, String> {
             }
             Ok(report::table(&rows))
         }
+        Command::Run {
+            file,
+            net,
+            weights,
+            input,
+            output,
+            top,
+        } => run_model(
+            &file,
+            net.as_deref(),
+            &weights,
+            &input,
+            output.as_deref(),
+            top as usize,
+        ),
+        Command::Peak { json } => Ok(peak_report(
+            &cnnjit::peak::measure_peak(std::time::Duration::from_millis(200)),
+            json,
+        )),
         Command::Graph { file, net } => {
             let nets = load(&file, net.as_deref())?;
             let first = nets
@@ -232,6 +354,27 @@ fn run(cli: Cli) -> Result<String, String> {
             Ok(dot::to_dot(&first.graph))
         }
     }
+}
+
+/// `cnnjit peak`'s output: one line per vector width the CPU has, or one
+/// JSON object (`null` for the widths it lacks).
+fn peak_report(peak: &cnnjit::peak::Peak, json: bool) -> String {
+    if json {
+        let value = serde_json::json!({
+            "peak_gflops_128": peak.gflops_128,
+            "peak_gflops_256": peak.gflops_256,
+            "peak_gflops_512": peak.gflops_512,
+        });
+        return format!("{value:#}\n");
+    }
+    let mut out = format!("128-bit FMA: {:.1} GFLOP/s per core\n", peak.gflops_128);
+    for (bits, gflops) in [(256, peak.gflops_256), (512, peak.gflops_512)] {
+        match gflops {
+            Some(g) => out.push_str(&format!("{bits}-bit FMA: {g:.1} GFLOP/s per core\n")),
+            None => out.push_str(&format!("{bits}-bit FMA: not available\n")),
+        }
+    }
+    out
 }
 
 fn main() -> ExitCode {

@@ -1,0 +1,472 @@
+//! Direct convolution on HWC data, with its epilogue fused: bias (with any bn
+//! folded in), per-channel affine (a bn that could not be folded), every
+//! activation, and a residual's add, in the order the plan gives them. A
+//! 1x1 convolution and a dense layer (a 1x1 convolution of a 1x1 input) are
+//! the same kernel, which is then a packed matrix-vector product.
+//!
+//! Register blocking: a tile of up to [`TILE`] output pixels of one row by
+//! [`BLOCK`] output channels, in `2 x TILE` `f32x4` accumulators. Weights are
+//! packed per group and block of 8 output channels as
+//! `[g][block][ky][kx][ci][8]` (zero-padded past the group's channels), so
+//! each step loads two vectors of weights and one splatted input per pixel.
+//!
+//! Padding is never materialised: output rows and columns are split at
+//! compile time into classes by which kernel taps fall inside the input, and
+//! each class gets code with exactly those taps, so no load ever leaves the
+//! input and no branch is taken per tap.
+
+use super::vector::{self, Act};
+use super::{clamp, for_range, int, Args, Lengths};
+use crate::ir::{Conv2d, Dense, Shape};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_frontend::{FunctionBuilder, Variable};
+
+/// Output channels per register block (two `f32x4`).
+pub const BLOCK: usize = 8;
+/// Output pixels per register tile.
+pub const TILE: usize = 6;
+
+/// One step of a fused epilogue, applied to the accumulators in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Epilogue {
+    /// `x * scale + shift`, per channel: the next two vectors in `params`.
+    Affine,
+    /// An activation.
+    Act(Act),
+    /// `x + extra` (a residual's shortcut, same layout as the output).
+    Add,
+}
+
+/// Everything a convolution kernel is specialised to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConvSpec {
+    /// Input height, width, channels.
+    pub input: [usize; 3],
+    /// Output height, width, channels.
+    pub output: [usize; 3],
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride along height and width.
+    pub stride: [usize; 2],
+    /// Dilation along height and width.
+    pub dilation: [usize; 2],
+    /// Zero padding above and on the left (below and right follow from the output size).
+    pub pad: [usize; 2],
+    /// Channel groups.
+    pub groups: usize,
+    /// The fused epilogue, in order.
+    pub epilogue: Vec<Epilogue>,
+}
+
+impl ConvSpec {
+    /// The spec of a `conv` or `dwconv` from `input` to `output`.
+    pub fn of_conv(op: &Conv2d, input: Shape, output: Shape, epilogue: Vec<Epilogue>) -> ConvSpec {
+        let dims = |s: Shape| {
+            let d = s.dims();
+            match d.as_slice() {
+                [h, w, c] => [*h as usize, *w as usize, *c as usize],
+                _ => [1, 1, s.len() as usize],
+            }
+        };
+        ConvSpec {
+            input: dims(input),
+            output: dims(output),
+            kernel: [op.kernel.h as usize, op.kernel.w as usize],
+            stride: [op.stride.h as usize, op.stride.w as usize],
+            dilation: [op.dilation.h as usize, op.dilation.w as usize],
+            pad: [op.padding.top as usize, op.padding.left as usize],
+            groups: op.groups as usize,
+            epilogue,
+        }
+    }
+
+    /// The spec of a `dense` on `inputs` features: a 1x1 convolution of a 1x1 input.
+    pub fn of_dense(op: &Dense, inputs: usize, epilogue: Vec<Epilogue>) -> ConvSpec {
+        ConvSpec {
+            input: [1, 1, inputs],
+            output: [1, 1, op.out_features as usize],
+            kernel: [1, 1],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [0, 0],
+            groups: 1,
+            epilogue,
+        }
+    }
+
+    fn in_per_group(&self) -> usize {
+        self.input[2] / self.groups
+    }
+
+    fn out_per_group(&self) -> usize {
+        self.output[2] / self.groups
+    }
+
+    /// Blocks of [`BLOCK`] output channels per group.
+    fn blocks(&self) -> usize {
+        self.out_per_group().div_ceil(BLOCK)
+    }
+
+    /// `f32`s in one packed per-channel vector.
+    fn vector_len(&self) -> usize {
+        self.groups * self.blocks() * BLOCK
+    }
+
+    fn affines(&self) -> usize {
+        self.epilogue
+            .iter()
+            .filter(|e| **e == Epilogue::Affine)
+            .count()
+    }
+
+    /// The buffer lengths of the kernel's safety contract.
+    pub fn lengths(&self) -> Lengths {
+        let [h, w, c] = self.input;
+        let [ho, wo, k] = self.output;
+        Lengths {
+            input: h * w * c,
+            weights: self.vector_len() * self.kernel[0] * self.kernel[1] * self.in_per_group(),
+            params: self.vector_len() * (1 + 2 * self.affines()),
+            extra: if self.epilogue.contains(&Epilogue::Add) {
+                ho * wo * k
+            } else {
+                0
+            },
+            output: ho * wo * k,
+            rows: ho,
+        }
+    }
+
+    /// PyTorch's `[K, Cin/g, Fh, Fw]` weights packed as `[g][block][ky][kx][ci][8]`.
+    pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
+        let (cg, kg, [fh, fw]) = (self.in_per_group(), self.out_per_group(), self.kernel);
+        let mut packed = vec![0.0; self.lengths().weights];
+        let mut i = 0;
+        for g in 0..self.groups {
+            for blk in 0..self.blocks() {
+                for ky in 0..fh {
+                    for kx in 0..fw {
+                        for ci in 0..cg {
+                            for lane in 0..BLOCK {
+                                let k = blk * BLOCK + lane;
+                                if k < kg {
+                                    packed[i] =
+                                        weight[(((g * kg + k) * cg + ci) * fh + ky) * fw + kx];
+                                }
+                                i += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        packed
+    }
+
+    /// A per-channel vector (`[K]`) packed as `[g][block][8]`, zero-padded.
+    pub fn pack_vector(&self, v: &[f32]) -> Vec<f32> {
+        let kg = self.out_per_group();
+        let mut packed = vec![0.0; self.vector_len()];
+        for g in 0..self.groups {
+            for k in 0..kg {
+                packed[(g * self.blocks() + k / BLOCK) * BLOCK + k % BLOCK] = v[g * kg + k];
+            }
+        }
+        packed
+    }
+}
+
+/// Runs of consecutive outputs along one axis whose valid kernel taps are the
+/// same: `(first output, end output, first tap, end tap)`.
+fn tap_classes(
+    outputs: usize,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad: usize,
+) -> Vec<(usize, usize, usize, usize)> {
+    let mut classes: Vec<(usize, usize, usize, usize)> = Vec::new();
+    for o in 0..outputs {
+        let valid = |t: usize| {
+            let i = (o * stride + t * dilation) as i64 - pad as i64;
+            i >= 0 && (i as usize) < input
+        };
+        let lo = (0..kernel).find(|&t| valid(t)).unwrap_or(kernel);
+        let hi = (lo..kernel)
+            .take_while(|&t| valid(t))
+            .last()
+            .map_or(lo, |t| t + 1);
+        match classes.last_mut() {
+            Some(last) if last.1 == o && last.2 == lo && last.3 == hi => last.1 = o + 1,
+            _ => classes.push((o, o + 1, lo, hi)),
+        }
+    }
+    classes
+}
+
+/// Byte offsets and sizes of the spec, as `i64`s.
+struct Layout<'s> {
+    spec: &'s ConvSpec,
+    /// Bytes per input row (`W C 4`).
+    in_row: i64,
+    /// Bytes per output row.
+    out_row: i64,
+    /// Bytes of one packed weight block (`Fh Fw Cg 8 4`).
+    weight_block: i64,
+    /// Bytes of one packed per-channel vector.
+    vector: i64,
+}
+
+/// Where one tile's code reads and writes.
+struct Tile {
+    /// The first input pixel of the tile's first tap row, group applied (may
+    /// point before the input: every load adds a tap offset that lands inside).
+    input: Value,
+    /// The tile's first output element of this block.
+    output: Value,
+    /// The same place in `extra`.
+    extra: Value,
+    /// This block's packed weights.
+    weights: Value,
+    /// This block's bias in `params`.
+    params: Value,
+    /// Pixels in the tile.
+    pixels: usize,
+    /// Valid output channels in this block (1 to 8).
+    lanes: usize,
+}
+
+/// Emits the kernel body for rows `[begin, end)`.
+pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
+    let [h, w, c] = spec.input;
+    let [ho, wo, k] = spec.output;
+    let l = Layout {
+        spec,
+        in_row: (w * c * 4) as i64,
+        out_row: (wo * k * 4) as i64,
+        weight_block: (spec.kernel[0] * spec.kernel[1] * spec.in_per_group() * BLOCK * 4) as i64,
+        vector: (spec.vector_len() * 4) as i64,
+    };
+    for (oy_lo, oy_hi, ky_lo, ky_hi) in tap_classes(
+        ho,
+        h,
+        spec.kernel[0],
+        spec.stride[0],
+        spec.dilation[0],
+        spec.pad[0],
+    ) {
+        let lo = clamp(b, a.begin, oy_lo as i64, oy_hi as i64);
+        let hi = clamp(b, a.end, oy_lo as i64, oy_hi as i64);
+        for_range(b, lo, hi, 1, |b, oy| row(&l, b, a, oy, (ky_lo, ky_hi)));
+    }
+}
+
+fn row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, ky: (usize, usize)) {
+    let spec = l.spec;
+    // The input row of tap 0: (oy * sh - pt) rows in, possibly negative.
+    let iy0 = b.ins().imul_imm_s(oy, spec.stride[0] as i64);
+    let iy0 = b.ins().iadd_imm_s(iy0, -(spec.pad[0] as i64));
+    let in_off = b.ins().imul_imm_s(iy0, l.in_row);
+    let in_row = b.ins().iadd(a.input, in_off);
+    let out_off = b.ins().imul_imm_s(oy, l.out_row);
+    let out_row = b.ins().iadd(a.output, out_off);
+    let extra_row = b.ins().iadd(a.extra, out_off);
+    let full_blocks = spec.out_per_group() / BLOCK;
+    let tail = spec.out_per_group() % BLOCK;
+    let zero = int(b, 0);
+    let groups = int(b, spec.groups as i64);
+    for_range(b, zero, groups, 1, |b, g| {
+        let blocks = |b: &mut FunctionBuilder, blk: Value, lanes: usize| {
+            // Block index within the whole packed layout: g * blocks + blk.
+            let index = b.ins().imul_imm_s(g, spec.blocks() as i64);
+            let index = b.ins().iadd(index, blk);
+            let w_off = b.ins().imul_imm_s(index, l.weight_block);
+            let weights = b.ins().iadd(a.weights, w_off);
+            let p_off = b.ins().imul_imm_s(index, (BLOCK * 4) as i64);
+            let params = b.ins().iadd(a.params, p_off);
+            // Output channel offset: g * Kg + blk * 8.
+            let ch = b.ins().imul_imm_s(g, spec.out_per_group() as i64);
+            let ch8 = b.ins().imul_imm_s(blk, BLOCK as i64);
+            let ch = b.ins().iadd(ch, ch8);
+            let ch_bytes = b.ins().imul_imm_s(ch, 4);
+            let output = b.ins().iadd(out_row, ch_bytes);
+            let extra = b.ins().iadd(extra_row, ch_bytes);
+            let gi = b.ins().imul_imm_s(g, (spec.in_per_group() * 4) as i64);
+            let input = b.ins().iadd(in_row, gi);
+            columns(
+                l,
+                b,
+                Tile {
+                    input,
+                    output,
+                    extra,
+                    weights,
+                    params,
+                    pixels: 0,
+                    lanes,
+                },
+                ky,
+            );
+        };
+        if full_blocks > 0 {
+            let zero = int(b, 0);
+            let n = int(b, full_blocks as i64);
+            for_range(b, zero, n, 1, |b, blk| blocks(b, blk, BLOCK));
+        }
+        if tail > 0 {
+            let blk = int(b, full_blocks as i64);
+            blocks(b, blk, tail);
+        }
+    });
+}
+
+fn columns(l: &Layout, b: &mut FunctionBuilder, base: Tile, ky: (usize, usize)) {
+    let spec = l.spec;
+    let [_, wo, k] = spec.output;
+    let step_in = (spec.stride[1] * spec.input[2] * 4) as i64;
+    let step_out = (k * 4) as i64;
+    for (ox_lo, ox_hi, kx_lo, kx_hi) in tap_classes(
+        wo,
+        spec.input[1],
+        spec.kernel[1],
+        spec.stride[1],
+        spec.dilation[1],
+        spec.pad[1],
+    ) {
+        let n = ox_hi - ox_lo;
+        let (full, rest) = (n / TILE, n % TILE);
+        let at = |b: &mut FunctionBuilder, ox: Value, pixels: usize| {
+            let i = b.ins().imul_imm_s(ox, step_in);
+            let o = b.ins().imul_imm_s(ox, step_out);
+            Tile {
+                input: b.ins().iadd(base.input, i),
+                output: b.ins().iadd(base.output, o),
+                extra: b.ins().iadd(base.extra, o),
+                weights: base.weights,
+                params: base.params,
+                pixels,
+                lanes: base.lanes,
+            }
+        };
+        if full > 0 {
+            let lo = int(b, ox_lo as i64);
+            let hi = int(b, (ox_lo + full * TILE) as i64);
+            for_range(b, lo, hi, TILE as i64, |b, ox| {
+                let t = at(b, ox, TILE);
+                tile(l, b, &t, ky, (kx_lo, kx_hi));
+            });
+        }
+        if rest > 0 {
+            let ox = int(b, (ox_lo + full * TILE) as i64);
+            let t = at(b, ox, rest);
+            tile(l, b, &t, ky, (kx_lo, kx_hi));
+        }
+    }
+}
+
+fn tile(l: &Layout, b: &mut FunctionBuilder, t: &Tile, ky: (usize, usize), kx: (usize, usize)) {
+    let spec = l.spec;
+    let c = spec.input[2] as i64;
+    let cg = spec.in_per_group();
+    let vectors = t.lanes.div_ceil(4);
+    let acc: Vec<Vec<Variable>> = (0..t.pixels)
+        .map(|_| {
+            (0..vectors)
+                .map(|_| {
+                    let v = b.declare_var(types::F32X4);
+                    let zero = vector::splat(b, 0.0);
+                    b.def_var(v, zero);
+                    v
+                })
+                .collect()
+        })
+        .collect();
+    let ky_lo = int(b, ky.0 as i64);
+    let ky_hi = int(b, ky.1 as i64);
+    for_range(b, ky_lo, ky_hi, 1, |b, y| {
+        let in_off = b.ins().imul_imm_s(y, spec.dilation[0] as i64 * l.in_row);
+        let in_y = b.ins().iadd(t.input, in_off);
+        let w_off = b
+            .ins()
+            .imul_imm_s(y, (spec.kernel[1] * cg * BLOCK * 4) as i64);
+        let w_y = b.ins().iadd(t.weights, w_off);
+        for x in kx.0..kx.1 {
+            let zero = int(b, 0);
+            let n = int(b, cg as i64);
+            for_range(b, zero, n, 1, |b, ci| {
+                let ci_in = b.ins().imul_imm_s(ci, 4);
+                let in_ci = b.ins().iadd(in_y, ci_in);
+                let ci_w = b.ins().imul_imm_s(ci, (BLOCK * 4) as i64);
+                let w_ci = b.ins().iadd(w_y, ci_w);
+                let w_base = (x * cg * BLOCK * 4) as i64;
+                let weights: Vec<Value> = (0..vectors)
+                    .map(|v| vector::load4(b, w_ci, w_base + 16 * v as i64))
+                    .collect();
+                for (p, acc_p) in acc.iter().enumerate() {
+                    let column =
+                        (p * spec.stride[1] + x * spec.dilation[1]) as i64 - spec.pad[1] as i64;
+                    let xs = vector::load_splat(b, in_ci, column * c * 4);
+                    for (var, wv) in acc_p.iter().zip(&weights) {
+                        let old = b.use_var(*var);
+                        let new = vector::mul_add(b, xs, *wv, old);
+                        b.def_var(*var, new);
+                    }
+                }
+            });
+        }
+    });
+    epilogue(l, b, t, &acc);
+}
+
+fn epilogue(l: &Layout, b: &mut FunctionBuilder, t: &Tile, acc: &[Vec<Variable>]) {
+    let spec = l.spec;
+    let k = spec.output[2] as i64;
+    for (p, acc_p) in acc.iter().enumerate() {
+        for (v, var) in acc_p.iter().enumerate() {
+            let lanes = (t.lanes - 4 * v).min(4);
+            let mut x = b.use_var(*var);
+            let bias = vector::load4(b, t.params, 16 * v as i64);
+            x = b.ins().fadd(x, bias);
+            let mut affine = 0;
+            for step in &spec.epilogue {
+                match *step {
+                    Epilogue::Affine => {
+                        let at = l.vector * (1 + 2 * affine) + 16 * v as i64;
+                        let scale = vector::load4(b, t.params, at);
+                        let shift = vector::load4(b, t.params, at + l.vector);
+                        x = vector::mul_add(b, x, scale, shift);
+                        affine += 1;
+                    }
+                    Epilogue::Act(act) => x = vector::activate(b, act, x),
+                    Epilogue::Add => {
+                        let s = vector::load_partial(
+                            b,
+                            t.extra,
+                            (p as i64 * k + 4 * v as i64) * 4,
+                            lanes,
+                        );
+                        x = b.ins().fadd(x, s);
+                    }
+                }
+            }
+            vector::store_partial(b, x, t.output, (p as i64 * k + 4 * v as i64) * 4, lanes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tap_classes;
+
+    #[test]
+    fn tap_classes_split_borders_from_the_interior() {
+        // 3 taps, stride 1, pad 1 on 5 inputs: output 0 has taps 1..3, 1..=3 all, 4 has 0..2.
+        assert_eq!(
+            tap_classes(5, 5, 3, 1, 1, 1),
+            vec![(0, 1, 1, 3), (1, 4, 0, 3), (4, 5, 0, 2)]
+        );
+        // 7 taps, stride 2, pad 3 on 8 inputs (4 outputs): output 0 reads inputs -3..=3 -> taps 3..7.
+        assert_eq!(tap_classes(4, 8, 7, 2, 1, 3)[0], (0, 1, 3, 7));
+    }
+}

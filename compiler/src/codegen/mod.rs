@@ -1,0 +1,328 @@
+//! Cranelift code generation: kernels specialised to a network's exact
+//! shapes, compiled once when a model is built.
+//!
+//! One module per kernel family ([`conv`]: direct convolution, which also
+//! serves 1x1 convolutions and dense layers as a packed GEMM). Each family
+//! has a `Spec` (every shape and hyper-parameter, baked into the code as
+//! constants), a packing function that lays weights out as its code reads
+//! them, and an `emit` function. [`Jit`] compiles specs into a [`Program`],
+//! compiling each distinct spec once.
+//!
+//! Every kernel has one signature, [`KernelFn`]:
+//! `(input, weights, params, extra, output, begin, end)`, where `params`
+//! holds per-channel vectors (bias, bn scale and shift), `extra` a residual's
+//! shortcut, and `[begin, end)` the output rows to compute, so that threads
+//! split rows and never a reduction.
+//!
+//! Invariant (the safety contract of every kernel): given buffers of at least
+//! the lengths in [`Lengths`], the code reads only `input`, `weights`,
+//! `params` and `extra` within those lengths and writes only `output`
+//! within its length, for any `0 <= begin <= end <= rows`. Every bound is a
+//! constant derived from the spec; there is no data-dependent address.
+//!
+//! What was measured on this CPU shapes the code (ARCHITECTURE.md):
+//! `opt_level = none`, `fmul` + `fadd` rather than `fma`, a fresh load and
+//! splat per use, one short loop per kernel tap, top-tested loops.
+
+pub mod conv;
+pub mod vector;
+
+use cranelift_codegen::ir::{types, AbiParam, BlockArg, InstBuilder, UserFuncName, Value};
+use cranelift_codegen::{settings, settings::Configurable, Context};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use std::collections::HashMap;
+
+/// Why code could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum CodegenError {
+    /// Cranelift cannot generate code for this host.
+    #[error("Cranelift cannot generate code for this host: {0}")]
+    Unsupported(String),
+    /// Cranelift rejected a kernel (a bug in cnnjit).
+    #[error("code generation failed for {kernel}: {reason}")]
+    Failed {
+        /// The kernel.
+        kernel: String,
+        /// Cranelift's message.
+        reason: String,
+    },
+}
+
+/// The signature of every kernel: `(input, weights, params, extra, output, begin, end)`.
+pub type KernelFn =
+    unsafe extern "C" fn(*const f32, *const f32, *const f32, *const f32, *mut f32, i64, i64);
+
+/// The lengths, in `f32`s, that a kernel's buffers must have at least.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lengths {
+    /// `input`.
+    pub input: usize,
+    /// `weights` (packed).
+    pub weights: usize,
+    /// `params` (packed per-channel vectors).
+    pub params: usize,
+    /// `extra` (a residual's shortcut), 0 if unused.
+    pub extra: usize,
+    /// `output`.
+    pub output: usize,
+    /// The rows `[begin, end)` ranges over.
+    pub rows: usize,
+}
+
+/// Any kernel the JIT can compile.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Direct convolution, 1x1 convolution, dense.
+    Conv(conv::ConvSpec),
+}
+
+impl Kernel {
+    /// The buffer lengths of its safety contract.
+    pub fn lengths(&self) -> Lengths {
+        match self {
+            Kernel::Conv(spec) => spec.lengths(),
+        }
+    }
+
+    fn emit(&self, b: &mut FunctionBuilder, args: &Args) {
+        match self {
+            Kernel::Conv(spec) => conv::emit(spec, b, args),
+        }
+    }
+}
+
+/// The kernel's parameters, as SSA values in the entry block.
+pub(crate) struct Args {
+    pub input: Value,
+    pub weights: Value,
+    pub params: Value,
+    pub extra: Value,
+    pub output: Value,
+    pub begin: Value,
+    pub end: Value,
+}
+
+/// The index of a compiled kernel in its [`Program`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KernelId(usize);
+
+/// Compiles kernels, each distinct spec once.
+pub struct Jit {
+    module: JITModule,
+    ctx: Context,
+    fctx: FunctionBuilderContext,
+    ids: HashMap<Kernel, KernelId>,
+    funcs: Vec<FuncId>,
+}
+
+impl Jit {
+    /// A JIT for this host.
+    pub fn new() -> Result<Jit, CodegenError> {
+        let unsupported = |e: &dyn std::fmt::Display| CodegenError::Unsupported(e.to_string());
+        let mut flags = settings::builder();
+        flags
+            .set("opt_level", "none")
+            .map_err(|e| unsupported(&e))?;
+        flags.set("is_pic", "false").map_err(|e| unsupported(&e))?;
+        flags
+            .set(
+                "enable_verifier",
+                if cfg!(debug_assertions) {
+                    "true"
+                } else {
+                    "false"
+                },
+            )
+            .map_err(|e| unsupported(&e))?;
+        let isa = cranelift_native::builder()
+            .map_err(|e| unsupported(&e))?
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| unsupported(&e))?;
+        let module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+        Ok(Jit {
+            ctx: module.make_context(),
+            module,
+            fctx: FunctionBuilderContext::new(),
+            ids: HashMap::new(),
+            funcs: Vec::new(),
+        })
+    }
+
+    /// How many distinct kernels were compiled.
+    pub fn compiled(&self) -> usize {
+        self.funcs.len()
+    }
+
+    /// Compiles `kernel`, or returns the id of the identical one compiled before.
+    pub fn compile(&mut self, kernel: &Kernel) -> Result<KernelId, CodegenError> {
+        if let Some(id) = self.ids.get(kernel) {
+            return Ok(*id);
+        }
+        let failed = |reason: String| CodegenError::Failed {
+            kernel: format!("{kernel:?}"),
+            reason,
+        };
+        let mut sig = self.module.make_signature();
+        let ptr = self.module.target_config().pointer_type();
+        for _ in 0..5 {
+            sig.params.push(AbiParam::new(ptr));
+        }
+        sig.params.push(AbiParam::new(types::I64));
+        sig.params.push(AbiParam::new(types::I64));
+        let index = self.funcs.len();
+        let func = self
+            .module
+            .declare_function(&format!("kernel{index}"), Linkage::Local, &sig)
+            .map_err(|e| failed(e.to_string()))?;
+        self.ctx.func.signature = sig;
+        self.ctx.func.name = UserFuncName::user(0, func.as_u32());
+        let config = self.module.target_config();
+        {
+            let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            let p = b.block_params(entry).to_vec();
+            let args = Args {
+                input: p[0],
+                weights: p[1],
+                params: p[2],
+                extra: p[3],
+                output: p[4],
+                begin: p[5],
+                end: p[6],
+            };
+            kernel.emit(&mut b, &args);
+            b.ins().return_(&[]);
+            b.seal_all_blocks();
+            b.finalize(config);
+        }
+        self.module
+            .define_function(func, &mut self.ctx)
+            .map_err(|e| failed(format!("{e:?}")))?;
+        self.module.clear_context(&mut self.ctx);
+        let id = KernelId(index);
+        self.funcs.push(func);
+        self.ids.insert(kernel.clone(), id);
+        Ok(id)
+    }
+
+    /// Links every compiled kernel into an executable [`Program`].
+    pub fn finish(mut self) -> Result<Program, CodegenError> {
+        self.module
+            .finalize_definitions()
+            .map_err(|e| CodegenError::Failed {
+                kernel: "the program".into(),
+                reason: e.to_string(),
+            })?;
+        let functions = self
+            .funcs
+            .iter()
+            .map(|f| {
+                let code = self.module.get_finalized_function(*f);
+                // SAFETY: `code` is the finalized entry of a function declared with the
+                // signature of `KernelFn` (five pointers and two i64s, the host's C calling
+                // convention, no return value); it stays valid while `module` lives, and
+                // `Program` owns `module` for as long as it hands out these pointers.
+                unsafe { std::mem::transmute::<*const u8, KernelFn>(code) }
+            })
+            .collect();
+        Ok(Program {
+            module: Some(self.module),
+            functions,
+        })
+    }
+}
+
+/// Compiled kernels, executable. Dropping it frees their code.
+pub struct Program {
+    module: Option<JITModule>,
+    functions: Vec<KernelFn>,
+}
+
+// SAFETY: after `finalize_definitions` the code is immutable and mapped read +
+// execute; the kernels keep no state, so they may be called from any thread at
+// once. The module is touched again only in `drop`, which needs `&mut self`.
+unsafe impl Send for Program {}
+// SAFETY: as for `Send`: shared references only read the function pointers.
+unsafe impl Sync for Program {}
+
+impl Program {
+    /// The compiled code of `id`. Calling it is `unsafe`: the caller must
+    /// honour the kernel's [`Lengths`].
+    pub fn function(&self, id: KernelId) -> KernelFn {
+        self.functions[id.0]
+    }
+
+    /// How many kernels it holds.
+    pub fn len(&self) -> usize {
+        self.functions.len()
+    }
+
+    /// Whether it holds no kernel.
+    pub fn is_empty(&self) -> bool {
+        self.functions.is_empty()
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        if let Some(module) = self.module.take() {
+            // SAFETY: the function pointers into this memory live in `self.functions`,
+            // which is being dropped with it; `Program` hands out copies only through
+            // `function`, whose callers (the runtime's executor) hold the `Program`
+            // (behind an `Arc`) for as long as they call them.
+            unsafe { module.free_memory() };
+        }
+    }
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Program({} kernels)", self.functions.len())
+    }
+}
+
+/// `for iv in (start..end).step_by(step) { body(iv) }`, a top-tested loop over
+/// `I64` values.
+pub(crate) fn for_range(
+    b: &mut FunctionBuilder,
+    start: Value,
+    end: Value,
+    step: i64,
+    mut body: impl FnMut(&mut FunctionBuilder, Value),
+) {
+    let header = b.create_block();
+    let body_block = b.create_block();
+    let exit = b.create_block();
+    b.append_block_param(header, types::I64);
+    b.ins().jump(header, &[BlockArg::Value(start)]);
+    b.switch_to_block(header);
+    let iv = b.block_params(header)[0];
+    let more = b.ins().icmp(
+        cranelift_codegen::ir::condcodes::IntCC::SignedLessThan,
+        iv,
+        end,
+    );
+    b.ins().brif(more, body_block, &[], exit, &[]);
+    b.switch_to_block(body_block);
+    body(b, iv);
+    let next = b.ins().iadd_imm_s(iv, step);
+    b.ins().jump(header, &[BlockArg::Value(next)]);
+    b.switch_to_block(exit);
+}
+
+/// A constant `I64`.
+pub(crate) fn int(b: &mut FunctionBuilder, n: i64) -> Value {
+    b.ins().iconst(types::I64, n)
+}
+
+/// `max(lo, min(x, hi))` of runtime `x` and constants.
+pub(crate) fn clamp(b: &mut FunctionBuilder, x: Value, lo: i64, hi: i64) -> Value {
+    let lo = int(b, lo);
+    let hi = int(b, hi);
+    let x = b.ins().smax(x, lo);
+    b.ins().smin(x, hi)
+}

@@ -1,0 +1,196 @@
+//! `f32x4` building blocks shared by the kernel families: loads and stores at
+//! constant offsets, constants, and every activation of the language as
+//! vector code (`exp` by range reduction and a polynomial, so sigmoid, tanh
+//! and swish fuse like the others).
+
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use cranelift_frontend::FunctionBuilder;
+
+/// An activation in a kernel's epilogue. `LeakyRelu` keeps its slope's bits
+/// so that specs can be hashed and compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Act {
+    /// max(x, 0).
+    Relu,
+    /// min(max(x, 0), 6).
+    Relu6,
+    /// x, or slope * x below zero (the slope's `f32` bits).
+    LeakyRelu(u32),
+    /// tanh.
+    Tanh,
+    /// 1 / (1 + e^-x).
+    Sigmoid,
+    /// x sigmoid(x).
+    Swish,
+    /// x relu6(x + 3) / 6.
+    HardSwish,
+    /// relu6(x + 3) / 6.
+    HardSigmoid,
+}
+
+impl Act {
+    /// The epilogue form of an IR activation.
+    pub fn of(a: crate::ir::Activation) -> Act {
+        use crate::ir::Activation as A;
+        match a {
+            A::Relu => Act::Relu,
+            A::Relu6 => Act::Relu6,
+            A::LeakyRelu(s) => Act::LeakyRelu(s.to_bits()),
+            A::Tanh => Act::Tanh,
+            A::Sigmoid => Act::Sigmoid,
+            A::Swish => Act::Swish,
+            A::HardSwish => Act::HardSwish,
+            A::HardSigmoid => Act::HardSigmoid,
+        }
+    }
+}
+
+fn flags() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+/// `base + offset` bytes, folding the offset into the instruction when it fits.
+fn address(b: &mut FunctionBuilder, base: Value, offset: i64) -> (Value, i32) {
+    match i32::try_from(offset) {
+        Ok(o) => (base, o),
+        Err(_) => (b.ins().iadd_imm_s(base, offset), 0),
+    }
+}
+
+/// Loads four `f32`s at `base + offset` bytes.
+pub fn load4(b: &mut FunctionBuilder, base: Value, offset: i64) -> Value {
+    let (p, o) = address(b, base, offset);
+    b.ins().load(types::F32X4, flags(), p, o)
+}
+
+/// Loads one `f32` at `base + offset` bytes, splatted to four lanes.
+pub fn load_splat(b: &mut FunctionBuilder, base: Value, offset: i64) -> Value {
+    let (p, o) = address(b, base, offset);
+    let x = b.ins().load(types::F32, flags(), p, o);
+    b.ins().splat(types::F32X4, x)
+}
+
+/// Loads the first `lanes` (1 to 4) `f32`s at `base + offset`, zero elsewhere:
+/// never reads past them.
+pub fn load_partial(b: &mut FunctionBuilder, base: Value, offset: i64, lanes: usize) -> Value {
+    if lanes >= 4 {
+        return load4(b, base, offset);
+    }
+    let mut v = splat(b, 0.0);
+    for lane in 0..lanes {
+        let (p, o) = address(b, base, offset + 4 * lane as i64);
+        let x = b.ins().load(types::F32, flags(), p, o);
+        v = b.ins().insertlane(v, x, lane as u8);
+    }
+    v
+}
+
+/// Stores the first `lanes` (1 to 4) lanes of `v` at `base + offset`.
+pub fn store_partial(b: &mut FunctionBuilder, v: Value, base: Value, offset: i64, lanes: usize) {
+    if lanes >= 4 {
+        let (p, o) = address(b, base, offset);
+        b.ins().store(flags(), v, p, o);
+        return;
+    }
+    for lane in 0..lanes {
+        let x = b.ins().extractlane(v, lane as u8);
+        let (p, o) = address(b, base, offset + 4 * lane as i64);
+        b.ins().store(flags(), x, p, o);
+    }
+}
+
+/// Four lanes of `x`.
+pub fn splat(b: &mut FunctionBuilder, x: f32) -> Value {
+    let s = b.ins().f32const(x);
+    b.ins().splat(types::F32X4, s)
+}
+
+/// `a * b + c` as `fmul` then `fadd` (faster than `fma` in Cranelift on x86-64).
+pub fn mul_add(b: &mut FunctionBuilder, x: Value, y: Value, acc: Value) -> Value {
+    let p = b.ins().fmul(x, y);
+    b.ins().fadd(acc, p)
+}
+
+/// e^x, lane-wise: `x = n ln2 + r`, `2^n` built in the exponent bits, `e^r`
+/// by its Taylor polynomial to degree 6 (relative error below 2e-7 on |r| <= ln2/2).
+pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
+    let lo = splat(b, -87.0);
+    let hi = splat(b, 88.0);
+    let x = b.ins().fmax(x, lo);
+    let x = b.ins().fmin(x, hi);
+    let log2e = splat(b, std::f32::consts::LOG2_E);
+    let t = b.ins().fmul(x, log2e);
+    let n = b.ins().nearest(t);
+    let ln2_hi = splat(b, 0.693_359_4);
+    let ln2_lo = splat(b, -2.121_944_4e-4);
+    let r = b.ins().fmul(n, ln2_hi);
+    let r = b.ins().fsub(x, r);
+    let r2 = b.ins().fmul(n, ln2_lo);
+    let r = b.ins().fsub(r, r2);
+    let mut p = splat(b, 1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        let c = splat(b, c);
+        p = mul_add(b, p, r, c);
+    }
+    let ni = b.ins().fcvt_to_sint_sat(types::I32X4, n);
+    let bias = b.ins().iconst(types::I32, 127);
+    let bias = b.ins().splat(types::I32X4, bias);
+    let e = b.ins().iadd(ni, bias);
+    let e = b.ins().ishl_imm_s(e, 23);
+    let scale = b.ins().bitcast(types::F32X4, MemFlagsData::new(), e);
+    b.ins().fmul(p, scale)
+}
+
+fn sigmoid(b: &mut FunctionBuilder, x: Value) -> Value {
+    let nx = b.ins().fneg(x);
+    let e = exp(b, nx);
+    let one = splat(b, 1.0);
+    let d = b.ins().fadd(one, e);
+    b.ins().fdiv(one, d)
+}
+
+/// `act(x)`, lane-wise.
+pub fn activate(b: &mut FunctionBuilder, act: Act, x: Value) -> Value {
+    let zero = splat(b, 0.0);
+    match act {
+        Act::Relu => b.ins().fmax(x, zero),
+        Act::Relu6 => {
+            let six = splat(b, 6.0);
+            let r = b.ins().fmax(x, zero);
+            b.ins().fmin(r, six)
+        }
+        Act::LeakyRelu(bits) => {
+            let slope = splat(b, f32::from_bits(bits));
+            let pos = b.ins().fmax(x, zero);
+            let neg = b.ins().fmin(x, zero);
+            mul_add(b, neg, slope, pos)
+        }
+        Act::Sigmoid => sigmoid(b, x),
+        Act::Tanh => {
+            let two = splat(b, 2.0);
+            let x2 = b.ins().fmul(x, two);
+            let s = sigmoid(b, x2);
+            let s2 = b.ins().fmul(s, two);
+            let one = splat(b, 1.0);
+            b.ins().fsub(s2, one)
+        }
+        Act::Swish => {
+            let s = sigmoid(b, x);
+            b.ins().fmul(x, s)
+        }
+        Act::HardSigmoid | Act::HardSwish => {
+            let three = splat(b, 3.0);
+            let six = splat(b, 6.0);
+            let sixth = splat(b, 1.0 / 6.0);
+            let t = b.ins().fadd(x, three);
+            let t = b.ins().fmax(t, zero);
+            let t = b.ins().fmin(t, six);
+            let hs = b.ins().fmul(t, sixth);
+            if act == Act::HardSwish {
+                b.ins().fmul(x, hs)
+            } else {
+                hs
+            }
+        }
+    }
+}

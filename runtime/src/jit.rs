@@ -1,0 +1,265 @@
+//! Lowering a plan to JIT kernels: for each step, the kernel spec, its packed
+//! weights and per-channel vectors, and which of the step's epilogue nodes the
+//! kernel fuses. Steps the JIT does not serve (yet) keep the reference kernels.
+//!
+//! A step is compiled when its anchor is a `conv`, `dwconv` or `dense`; its
+//! epilogue is fused up to the first node the kernel cannot apply per channel
+//! (softmax, a second residual add), and the rest runs in place after it.
+//! Every call checks the buffers against the kernel's [`Lengths`] first, so a
+//! kernel can never be handed a buffer shorter than its code assumes.
+
+use crate::error::{Error, Result};
+use crate::ir::{Graph, NodeId, Op};
+use crate::params::{LayerParams, Params};
+use cnnjit_compiler::codegen::conv::{ConvSpec, Epilogue};
+use cnnjit_compiler::codegen::vector::Act;
+use cnnjit_compiler::codegen::{Jit, Kernel, KernelFn, KernelId, Lengths, Program};
+use cnnjit_compiler::plan::{Plan, Step};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One step lowered to a kernel.
+#[derive(Clone, Debug)]
+pub struct Lowered {
+    /// The compiled kernel.
+    pub kernel: KernelId,
+    /// Its safety contract.
+    pub lengths: Lengths,
+    /// Packed weights.
+    pub weights: Vec<f32>,
+    /// Packed bias, then a scale and a shift per fused unfolded bn.
+    pub params: Vec<f32>,
+    /// Which of the step's inputs is the fused residual's shortcut.
+    pub extra: Option<usize>,
+    /// The epilogue nodes left for the reference path, in order.
+    pub rest: Vec<NodeId>,
+}
+
+/// The whole plan lowered: a kernel per step where the JIT serves it.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    /// The code, shared by clones of a model.
+    pub program: Arc<Program>,
+    /// Per step: its kernel, or `None` for the reference path.
+    pub steps: Vec<Option<Lowered>>,
+    /// Distinct kernels compiled.
+    pub kernels: usize,
+    /// Wall time of lowering and compiling, in milliseconds.
+    pub compile_ms: f64,
+}
+
+fn internal(graph: &Graph, id: NodeId, reason: impl std::fmt::Display) -> Error {
+    Error::Internal {
+        layer: graph.node(id).name.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Lowers and compiles every step the JIT serves.
+pub fn compile(graph: &Graph, plan: &Plan, params: &Params) -> Result<Compiled> {
+    let start = Instant::now();
+    let mut jit = Jit::new().map_err(|e| Error::Internal {
+        layer: graph.name.to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut steps = Vec::with_capacity(plan.steps.len());
+    for step in &plan.steps {
+        steps.push(lower(graph, params, step, &mut jit)?);
+    }
+    let kernels = jit.compiled();
+    let program = jit.finish().map_err(|e| Error::Internal {
+        layer: graph.name.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(Compiled {
+        program: Arc::new(program),
+        steps,
+        kernels,
+        compile_ms: start.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+fn lower(graph: &Graph, params: &Params, step: &Step, jit: &mut Jit) -> Result<Option<Lowered>> {
+    let anchor_id = step.nodes[0];
+    let anchor = graph.node(anchor_id);
+    let LayerParams::Linear { weight, bias } = &params.layers[anchor_id.index()] else {
+        return Ok(None);
+    };
+    // The fusable prefix of the epilogue.
+    let mut epilogue = Vec::new();
+    let mut affines: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
+    let mut extra = None;
+    let mut fused = 1;
+    for (i, id) in step.nodes.iter().enumerate().skip(1) {
+        let node = graph.node(*id);
+        match (&node.op, &params.layers[id.index()]) {
+            (Op::BatchNorm { .. }, LayerParams::Folded)
+            | (Op::Dropout { .. } | Op::Identity | Op::Flatten, _) => {}
+            (
+                Op::BatchNorm { eps },
+                LayerParams::BatchNorm {
+                    gamma,
+                    beta,
+                    mean,
+                    var,
+                },
+            ) => {
+                let scale: Vec<f32> = gamma
+                    .iter()
+                    .zip(var)
+                    .map(|(g, v)| g / (v + eps).sqrt())
+                    .collect();
+                let shift = beta
+                    .iter()
+                    .zip(mean)
+                    .zip(&scale)
+                    .map(|((b, m), s)| b - m * s)
+                    .collect();
+                affines.push((scale, shift));
+                epilogue.push(Epilogue::Affine);
+            }
+            (Op::Activation(a), _) => epilogue.push(Epilogue::Act(Act::of(*a))),
+            (Op::Add, _) if extra.is_none() => {
+                // The shortcut is this step's input after the anchor's own inputs and
+                // any earlier epilogue inputs (only adds have them, and this is the first).
+                extra = Some(anchor.inputs.len());
+                epilogue.push(Epilogue::Add);
+            }
+            _ => break,
+        }
+        fused = i + 1;
+    }
+    let input = graph.node(anchor.inputs[0]).output;
+    let spec = match &anchor.op {
+        Op::Conv2d(conv) => ConvSpec::of_conv(conv, input, anchor.output, epilogue),
+        Op::Dense(dense) => ConvSpec::of_dense(dense, input.len() as usize, epilogue),
+        _ => return Ok(None),
+    };
+    let channels = anchor.output.channels() as usize;
+    let mut packed_params = spec.pack_vector(bias.as_deref().unwrap_or(&vec![0.0; channels]));
+    for (scale, shift) in &affines {
+        packed_params.extend(spec.pack_vector(scale));
+        packed_params.extend(spec.pack_vector(shift));
+    }
+    let kernel = Kernel::Conv(spec.clone());
+    let lengths = kernel.lengths();
+    let weights = spec.pack_weights(weight);
+    if weights.len() != lengths.weights || packed_params.len() != lengths.params {
+        return Err(internal(
+            graph,
+            anchor_id,
+            "packed buffers do not match the kernel",
+        ));
+    }
+    let id = jit
+        .compile(&kernel)
+        .map_err(|e| internal(graph, anchor_id, e))?;
+    Ok(Some(Lowered {
+        kernel: id,
+        lengths,
+        weights,
+        params: packed_params,
+        extra,
+        rest: step.nodes[fused..].to_vec(),
+    }))
+}
+
+/// Raw pointers of one kernel call, shareable across the threads that split its rows.
+#[derive(Clone, Copy)]
+struct Call {
+    input: *const f32,
+    weights: *const f32,
+    params: *const f32,
+    extra: *const f32,
+    output: *mut f32,
+}
+
+// SAFETY: the pointers come from slices that outlive the parallel section
+// (`run` borrows them for its whole duration), and the threads write disjoint
+// output rows, so sharing the pointers across threads creates no data race.
+unsafe impl Send for Call {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Call {}
+
+impl Call {
+    /// Calls `function` on output rows `[begin, end)`.
+    ///
+    /// # Safety
+    /// Every buffer must be at least as long as the kernel's `Lengths`, and no
+    /// other call may write the same rows at the same time.
+    unsafe fn rows(self, function: KernelFn, begin: i64, end: i64) {
+        // SAFETY: the caller's contract, and codegen's: the kernel touches only
+        // those lengths and only output rows in [begin, end).
+        unsafe {
+            function(
+                self.input,
+                self.weights,
+                self.params,
+                self.extra,
+                self.output,
+                begin,
+                end,
+            )
+        }
+    }
+}
+
+/// Runs a lowered step: checks every buffer against the kernel's lengths,
+/// then calls the kernel over its rows, split across `pool`'s threads.
+pub fn run(
+    program: &Program,
+    lowered: &Lowered,
+    input: &[f32],
+    extra: Option<&[f32]>,
+    output: &mut [f32],
+    pool: Option<&rayon::ThreadPool>,
+) -> std::result::Result<(), String> {
+    let l = &lowered.lengths;
+    let extra = extra.unwrap_or(&[]);
+    let short = [
+        ("input", input.len(), l.input),
+        ("weights", lowered.weights.len(), l.weights),
+        ("params", lowered.params.len(), l.params),
+        ("extra", extra.len(), l.extra),
+        ("output", output.len(), l.output),
+    ]
+    .into_iter()
+    .find(|(_, have, need)| have < need);
+    if let Some((what, have, need)) = short {
+        return Err(format!(
+            "the kernel's {what} needs {need} elements, has {have}"
+        ));
+    }
+    let call = Call {
+        input: input.as_ptr(),
+        weights: lowered.weights.as_ptr(),
+        params: lowered.params.as_ptr(),
+        extra: if l.extra > 0 {
+            extra.as_ptr()
+        } else {
+            std::ptr::null()
+        },
+        output: output.as_mut_ptr(),
+    };
+    let function = program.function(lowered.kernel);
+    let rows = l.rows as i64;
+    let run_rows = move |begin: i64, end: i64| {
+        // SAFETY: every buffer was checked above to be at least as long as the
+        // kernel's `Lengths` require; the row ranges given here are disjoint;
+        // `program` outlives the calls.
+        unsafe { call.rows(function, begin, end) }
+    };
+    match pool {
+        Some(pool) if pool.current_num_threads() > 1 && rows > 1 => {
+            let parts = (pool.current_num_threads() as i64 * 4).min(rows);
+            pool.scope(|s| {
+                for p in 0..parts {
+                    let (begin, end) = (rows * p / parts, rows * (p + 1) / parts);
+                    s.spawn(move |_| run_rows(begin, end));
+                }
+            });
+        }
+        _ => run_rows(0, rows),
+    }
+    Ok(())
+}

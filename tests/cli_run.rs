@@ -1,0 +1,339 @@
+//! `cnnjit run`: a net from a `.cnn` file, weights from safetensors, images
+//! from `.npy`. The outputs it writes equal `Model::forward`'s, it prints the
+//! top classes of each image, and every bad input is a one-line error naming
+//! the file, with exit status 1 and no panic.
+#![cfg(feature = "cli")]
+
+use cnnjit::{npy, Model, Weights};
+use npyz::WriterBuilder;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const NETS: &str = "\
+/// A tiny conv net.
+Tiny(2x2x1) { c: conv(2, 1x1), relu, flatten, fc: dense(3), softmax }
+/// A tiny net with a flat input.
+Flat(4) { fc: dense(2) }
+";
+
+/// A fresh directory for one test, holding `nets.cnn` and weights for both nets.
+struct Fixture {
+    dir: PathBuf,
+}
+
+impl Fixture {
+    fn new(test: &str) -> Fixture {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli_run_{test}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("nets.cnn"), NETS).unwrap();
+        let mut tiny = Weights::new();
+        tiny.insert("c.weight", vec![2, 1, 1, 1], vec![1.5, -0.5])
+            .unwrap();
+        tiny.insert("c.bias", vec![2], vec![0.1, 0.2]).unwrap();
+        let fc: Vec<f32> = (0..24).map(|i| ((i * 7) % 11) as f32 / 5.0 - 1.0).collect();
+        tiny.insert("fc.weight", vec![3, 8], fc).unwrap();
+        tiny.insert("fc.bias", vec![3], vec![0.0, 0.5, -0.5])
+            .unwrap();
+        tiny.save(dir.join("tiny.safetensors")).unwrap();
+        let mut flat = Weights::new();
+        let fc: Vec<f32> = (0..8).map(|i| i as f32 * 0.25 - 1.0).collect();
+        flat.insert("fc.weight", vec![2, 4], fc).unwrap();
+        flat.insert("fc.bias", vec![2], vec![1.0, -1.0]).unwrap();
+        flat.save(dir.join("flat.safetensors")).unwrap();
+        Fixture { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn path_str(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    /// The model `cnnjit run` should build, built in-process.
+    fn model(&self, net: &str, weights: &str) -> Model {
+        let weights = Weights::from_file(self.path(weights)).unwrap();
+        Model::from_file(self.path("nets.cnn"), Some(net), &weights).unwrap()
+    }
+
+    /// Writes a float32 `.npy` with `npyz`.
+    fn write_f32(&self, name: &str, shape: &[u64], data: &[f32]) -> String {
+        let mut bytes = Vec::new();
+        let mut w = npyz::WriteOptions::<f32>::new()
+            .default_dtype()
+            .shape(shape)
+            .writer(&mut bytes)
+            .begin_nd()
+            .unwrap();
+        w.extend(data.iter().copied()).unwrap();
+        w.finish().unwrap();
+        std::fs::write(self.path(name), bytes).unwrap();
+        self.path_str(name)
+    }
+
+    /// `cnnjit run nets.cnn --net NET --weights WEIGHTS --input INPUT` plus `extra`.
+    fn run(&self, net: &str, weights: &str, input: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "run".to_string(),
+            self.path_str("nets.cnn"),
+            "--net".to_string(),
+            net.to_string(),
+            "--weights".to_string(),
+            self.path_str(weights),
+            "--input".to_string(),
+            input.to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        run(&args)
+    }
+}
+
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[String]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_cnnjit"))
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// Asserts a failure: exit status 1, one line on stderr holding every one of `needles`.
+fn assert_fails(out: &Output, needles: &[&str]) {
+    assert_eq!(out.code, Some(1), "stderr: {}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+    for needle in needles {
+        assert!(
+            out.stderr.contains(needle),
+            "`{needle}` is not in: {}",
+            out.stderr
+        );
+    }
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
+
+/// The top `k` of `scores` as `cnnjit run` prints them.
+fn top_line(i: usize, scores: &[f32], k: usize) -> String {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let best: Vec<String> = order[..k]
+        .iter()
+        .map(|&c| format!("{c} ({})", scores[c]))
+        .collect();
+    format!("image {i}: {}", best.join(", "))
+}
+
+fn images(n: usize, len: usize) -> Vec<f32> {
+    (0..n * len)
+        .map(|i| ((i * 37) % 17) as f32 / 8.0 - 1.0)
+        .collect()
+}
+
+#[test]
+fn outputs_equal_model_forward_and_top_k_is_printed() {
+    let fx = Fixture::new("batch");
+    let x = images(3, 4);
+    let input = fx.write_f32("x.npy", &[3, 2, 2, 1], &x);
+    let y = fx.path_str("y.npy");
+    let out = fx.run(
+        "Tiny",
+        "tiny.safetensors",
+        &input,
+        &["--output", &y, "--top", "2"],
+    );
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let written = npy::read_f32(&y).unwrap();
+    assert_eq!(written.shape, vec![3, 3]);
+    let mut model = fx.model("Tiny", "tiny.safetensors");
+    let mut expected_lines = Vec::new();
+    for (i, image) in x.chunks(4).enumerate() {
+        let expected = model.forward(image).unwrap();
+        assert_eq!(&written.data[i * 3..i * 3 + 3], expected.as_slice());
+        expected_lines.push(top_line(i, &expected, 2));
+    }
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines, expected_lines);
+    // The outputs are a softmax: three different probabilities summing to one.
+    let sum: f32 = written.data[..3].iter().sum();
+    assert!((sum - 1.0).abs() < 1e-5, "{:?}", written.data);
+}
+
+#[test]
+fn one_image_and_top_k_clamped_to_the_output() {
+    let fx = Fixture::new("one");
+    let x = images(1, 4);
+    let input = fx.write_f32("x.npy", &[2, 2, 1], &x);
+    let y = fx.path_str("y.npy");
+    // The default --top is 5, more than the 3 classes.
+    let out = fx.run("Tiny", "tiny.safetensors", &input, &["--output", &y]);
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let expected = fx.model("Tiny", "tiny.safetensors").forward(&x).unwrap();
+    assert_eq!(out.stdout, format!("{}\n", top_line(0, &expected, 3)));
+    let written = npy::read_f32(&y).unwrap();
+    assert_eq!(
+        (written.shape, written.data),
+        (vec![1, 3], expected.clone())
+    );
+    // --top 1: only the best class.
+    let out = fx.run("Tiny", "tiny.safetensors", &input, &["--top", "1"]);
+    assert_eq!(out.stdout, format!("{}\n", top_line(0, &expected, 1)));
+}
+
+#[test]
+fn flat_input_nets_take_vectors() {
+    let fx = Fixture::new("flat");
+    let mut model = fx.model("Flat", "flat.safetensors");
+    for shape in [vec![4u64], vec![2, 4]] {
+        let n = if shape.len() == 1 {
+            1
+        } else {
+            shape[0] as usize
+        };
+        let x = images(n, 4);
+        let input = fx.write_f32("x.npy", &shape, &x);
+        let y = fx.path_str("y.npy");
+        let out = fx.run("Flat", "flat.safetensors", &input, &["--output", &y]);
+        assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+        let written = npy::read_f32(&y).unwrap();
+        assert_eq!(written.shape, vec![n as u64, 2]);
+        let expected: Vec<f32> = x
+            .chunks(4)
+            .flat_map(|image| model.forward(image).unwrap())
+            .collect();
+        assert_eq!(written.data, expected);
+        assert_eq!(out.stdout.lines().count(), n);
+    }
+}
+
+#[test]
+fn wrong_shape_is_an_error() {
+    let fx = Fixture::new("shape");
+    let input = fx.write_f32("x.npy", &[2, 2, 2], &[0.0; 8]);
+    let out = fx.run("Tiny", "tiny.safetensors", &input, &[]);
+    assert_fails(
+        &out,
+        &[&input, "(2, 2, 1)", "(N, 2, 2, 1)", "found (2, 2, 2)"],
+    );
+    let input = fx.write_f32("v.npy", &[3, 5], &[0.0; 15]);
+    let y = fx.path_str("y.npy");
+    let out = fx.run("Flat", "flat.safetensors", &input, &["--output", &y]);
+    assert_fails(&out, &[&input, "(4,)", "(N, 4)", "found (3, 5)"]);
+    assert!(!fx.path("y.npy").exists());
+}
+
+#[test]
+fn float64_int_and_fortran_order_are_errors() {
+    let fx = Fixture::new("dtype");
+    let mut bytes = Vec::new();
+    let mut w = npyz::WriteOptions::<f64>::new()
+        .default_dtype()
+        .shape(&[2, 2, 1])
+        .writer(&mut bytes)
+        .begin_nd()
+        .unwrap();
+    w.extend([0.0f64; 4]).unwrap();
+    w.finish().unwrap();
+    std::fs::write(fx.path("f8.npy"), bytes).unwrap();
+    let out = fx.run("Tiny", "tiny.safetensors", &fx.path_str("f8.npy"), &[]);
+    assert_fails(
+        &out,
+        &[&fx.path_str("f8.npy"), "float32", "'<f8' (float64)"],
+    );
+
+    let mut bytes = Vec::new();
+    let mut w = npyz::WriteOptions::<i64>::new()
+        .default_dtype()
+        .shape(&[2, 2, 1])
+        .writer(&mut bytes)
+        .begin_nd()
+        .unwrap();
+    w.extend([1i64; 4]).unwrap();
+    w.finish().unwrap();
+    std::fs::write(fx.path("i8.npy"), bytes).unwrap();
+    let out = fx.run("Tiny", "tiny.safetensors", &fx.path_str("i8.npy"), &[]);
+    assert_fails(&out, &["i8.npy", "float32", "'<i8' (int64)"]);
+
+    let mut bytes = Vec::new();
+    let mut w = npyz::WriteOptions::<f32>::new()
+        .default_dtype()
+        .order(npyz::Order::Fortran)
+        .shape(&[2, 2, 1])
+        .writer(&mut bytes)
+        .begin_nd()
+        .unwrap();
+    w.extend([0.0f32; 4]).unwrap();
+    w.finish().unwrap();
+    std::fs::write(fx.path("f.npy"), bytes).unwrap();
+    let out = fx.run("Tiny", "tiny.safetensors", &fx.path_str("f.npy"), &[]);
+    assert_fails(&out, &["f.npy", "C-order", "Fortran"]);
+}
+
+#[test]
+fn truncated_and_corrupt_npy_are_errors() {
+    let fx = Fixture::new("truncated");
+    let input = fx.write_f32("x.npy", &[2, 2, 2, 1], &images(2, 4));
+    let bytes = std::fs::read(&input).unwrap();
+    std::fs::write(&input, &bytes[..bytes.len() - 3]).unwrap();
+    let out = fx.run("Tiny", "tiny.safetensors", &input, &[]);
+    assert_fails(&out, &[&input, "truncated", "32 bytes", "found 29"]);
+    // Cut inside the header.
+    std::fs::write(&input, &bytes[..20]).unwrap();
+    let out = fx.run("Tiny", "tiny.safetensors", &input, &[]);
+    assert_fails(&out, &[&input, "truncated in the header"]);
+    // Not a .npy at all.
+    std::fs::write(&input, b"P5\n2 2\n255\n\x00\x01\x02\x03").unwrap();
+    let out = fx.run("Tiny", "tiny.safetensors", &input, &[]);
+    assert_fails(&out, &[&input, "not a .npy file"]);
+}
+
+#[test]
+fn missing_files_are_errors() {
+    let fx = Fixture::new("missing");
+    let input = fx.write_f32("x.npy", &[2, 2, 1], &[0.0; 4]);
+    let out = fx.run("Tiny", "nope.safetensors", &input, &[]);
+    assert_fails(&out, &[&fx.path_str("nope.safetensors"), "cannot read"]);
+    let out = fx.run("Tiny", "tiny.safetensors", &fx.path_str("nope.npy"), &[]);
+    assert_fails(&out, &[&fx.path_str("nope.npy"), "cannot read"]);
+    let out = run(&[
+        "run".into(),
+        fx.path_str("nope.cnn"),
+        "--weights".into(),
+        fx.path_str("tiny.safetensors"),
+        "--input".into(),
+        input,
+    ]);
+    assert_fails(&out, &[&fx.path_str("nope.cnn"), "cannot read"]);
+}
+
+#[test]
+fn wrong_net_and_mismatched_weights_are_errors() {
+    let fx = Fixture::new("net");
+    let input = fx.write_f32("x.npy", &[2, 2, 1], &[0.0; 4]);
+    let out = fx.run("Nope", "tiny.safetensors", &input, &[]);
+    assert_fails(&out, &["nets.cnn", "no net `Nope`", "Tiny, Flat"]);
+    // Without --net, a file of two nets is ambiguous.
+    let out = run(&[
+        "run".into(),
+        fx.path_str("nets.cnn"),
+        "--weights".into(),
+        fx.path_str("tiny.safetensors"),
+        "--input".into(),
+        input.clone(),
+    ]);
+    assert_fails(&out, &["nets.cnn", "2 nets", "Tiny, Flat"]);
+    // The flat net's weights do not fit the conv net: the error names the weights file.
+    let out = fx.run("Tiny", "flat.safetensors", &input, &[]);
+    assert_fails(&out, &[&fx.path_str("flat.safetensors"), "tensor"]);
+}
