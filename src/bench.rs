@@ -1,6 +1,6 @@
-//! Timing a model, for `cnnjit compare --bench` (and `cnnjit bench`): the
-//! median latency of single-image forward passes on deterministic input.
-//! Speed is reported, never asserted: these machines are shared and noisy.
+//! Timing a model, for `cnnjit bench` and `cnnjit compare --bench`: the
+//! median latency of forward passes on deterministic input. Speed is
+//! reported, never asserted: these machines are shared and noisy.
 
 use crate::{Error, Model};
 use std::time::{Duration, Instant};
@@ -14,19 +14,22 @@ pub struct Timing {
     pub runs: usize,
 }
 
-/// Times `model.forward_into` on one image: one warm-up, then runs until at
-/// least `min_runs` and `budget` have passed (at most 1000 runs).
-pub fn time_forward(model: &mut Model, min_runs: usize, budget: Duration) -> Result<Timing, Error> {
-    let input: Vec<f32> = (0..model.input_len())
-        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
-        .collect();
-    let mut output = vec![0.0; model.output_len()];
-    model.forward_into(&input, &mut output)?;
+/// Times `model.forward_batch` on `batch` images: one warm-up, then runs
+/// until at least `min_runs` and `budget` have passed (at most 1000 runs).
+pub fn time_forward(
+    model: &mut Model,
+    batch: usize,
+    min_runs: usize,
+    budget: Duration,
+) -> Result<Timing, Error> {
+    let input = crate::check::random_input(model.input_len() * batch.max(1), 1);
+    let mut output = vec![0.0; model.output_len() * batch.max(1)];
+    model.forward_batch(&input, &mut output)?;
     let start = Instant::now();
     let mut times = Vec::new();
     while times.len() < min_runs.max(1) || (start.elapsed() < budget && times.len() < 1000) {
         let t = Instant::now();
-        model.forward_into(&input, &mut output)?;
+        model.forward_batch(&input, &mut output)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);

@@ -27,6 +27,7 @@ pub use cnnjit_runtime::{
 };
 
 pub mod bench;
+pub mod check;
 #[cfg(feature = "cli")]
 pub mod npy;
 pub mod peak;

@@ -19,6 +19,11 @@ use std::collections::{HashMap, HashSet};
 /// The most layers one net may expand to: a guard against `repeat(1000000000)`.
 pub const MAX_LAYERS: usize = 100_000;
 
+/// The most layers, block calls and repeats one net may expand through,
+/// counting those that add no node: a guard against blocks with empty bodies
+/// calling each other exponentially often.
+pub const MAX_EXPANSION_STEPS: usize = 10 * MAX_LAYERS;
+
 /// The layers the language knows, with their aliases, for suggestions.
 pub const LAYER_NAMES: &[&str] = &[
     "conv",
@@ -102,6 +107,7 @@ pub fn expand_net(net: &NetDef, blocks: &[BlockDef]) -> syn::Result<Expanded> {
         spans: vec![net.input_span],
         names: HashSet::from(["input".to_string()]),
         calls: Vec::new(),
+        steps: 0,
     };
     let mut scope = Scope::default();
     let env = Env::default();
@@ -177,6 +183,8 @@ struct Expander<'a> {
     names: HashSet<String>,
     /// Blocks being expanded, outermost first: recursion shows up here.
     calls: Vec<String>,
+    /// Layers expanded so far, see [`MAX_EXPANSION_STEPS`].
+    steps: usize,
 }
 
 impl<'a> Expander<'a> {
@@ -241,6 +249,12 @@ impl<'a> Expander<'a> {
         scope: &mut Scope,
         env: &Env,
     ) -> syn::Result<NodeId> {
+        self.steps += 1;
+        if self.steps > MAX_EXPANSION_STEPS {
+            return Err(layer.span.error(format!(
+                "the network takes more than {MAX_EXPANSION_STEPS} steps to expand (layers, block calls and repeats)"
+            )));
+        }
         let label = layer.label.as_ref();
         let span = layer.span;
         match &layer.op {
@@ -268,6 +282,7 @@ impl<'a> Expander<'a> {
                 }
                 let mut cur = input;
                 for i in 0..n {
+                    let before = self.nodes.len();
                     cur = match label {
                         Some(label) => {
                             let mut inner = Scope {
@@ -278,6 +293,11 @@ impl<'a> Expander<'a> {
                         }
                         None => self.seq(body, cur, scope, env)?,
                     };
+                    if self.nodes.len() == before {
+                        // An empty body: the remaining iterations would do
+                        // nothing either (and `repeat(4294967295) {}` would take hours).
+                        break;
+                    }
                 }
                 Ok(cur)
             }
@@ -964,6 +984,17 @@ fn eval(expr: &Expr, env: &Env) -> syn::Result<i64> {
 }
 
 fn unknown_layer<'b>(word: &str, blocks: impl Iterator<Item = &'b String>) -> String {
+    // A composite written without its braces (`concat`, `repeat(2)` alone).
+    let composite = match word {
+        "repeat" => Some("repeat(n) { ... }"),
+        "concat" => Some("concat { [ ... ], [ ... ] }"),
+        "residual" => Some("residual { ... }` or `residual(shortcut = auto) { ... }"),
+        "scale" => Some("scale { ... }"),
+        _ => None,
+    };
+    if let Some(usage) = composite {
+        return format!("`{word}` is written `{usage}`");
+    }
     let blocks: Vec<&str> = blocks.map(|s| s.as_str()).collect();
     let candidates = LAYER_NAMES.iter().copied().chain(blocks.iter().copied());
     match nearest(word, candidates) {

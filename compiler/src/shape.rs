@@ -49,7 +49,9 @@ pub enum ShapeError {
         groups: u32,
     },
     /// Branches of a concat disagree.
-    #[error("concat branches must agree in spatial size: branch 1 gives {first}, branch {index} gives {other}")]
+    #[error(
+        "branches must agree in spatial size: branch 1 gives {first}, branch {index} gives {other}"
+    )]
     Concat {
         /// The first branch's output.
         first: Shape,
@@ -59,7 +61,7 @@ pub enum ShapeError {
         other: Shape,
     },
     /// The two sides of an add differ.
-    #[error("a residual's body gives {body} but its shortcut gives {shortcut}")]
+    #[error("the body gives {body} but the shortcut gives {shortcut}; the shortcut must end in the body's shape")]
     Add {
         /// The body's output.
         body: Shape,
@@ -67,7 +69,7 @@ pub enum ShapeError {
         shortcut: Shape,
     },
     /// A `scale` gate of the wrong shape.
-    #[error("a scale body must end in (1,1,{c}) or the input's shape {input}, found {gate}", c = input.channels())]
+    #[error("the body must end in (1,1,{c}) or the input's shape {input}, found {gate}", c = input.channels())]
     Scale {
         /// The scaled input.
         input: Shape,

@@ -74,6 +74,34 @@ enum Command {
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
         top: u32,
     },
+    /// Run a net with random weights through the JIT and the reference kernels; compare.
+    Check {
+        /// A file in the cnn! language.
+        file: PathBuf,
+        /// The net (default: the only net in the file).
+        #[arg(long)]
+        net: Option<String>,
+        /// Seed of the random weights and input.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Time a net: compile time, JIT and reference latency, GFLOP/s, fraction of peak.
+    Bench {
+        /// A file in the cnn! language.
+        file: PathBuf,
+        /// The net (default: the only net in the file).
+        #[arg(long)]
+        net: Option<String>,
+        /// Threads for the JIT's kernels (default: every core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure this CPU's peak fp32 FMA throughput per core (one thread).
     Peak {
         /// Print one JSON object instead of text.
@@ -181,14 +209,90 @@ fn train_bytes(s: &Summary, batch: u64, optimizer: Optimizer) -> u64 {
         .saturating_add(4 * s.params * optimizer.state_copies())
 }
 
+/// The net called `net`, or the only net of the file.
+fn one_net(file: &PathBuf, net: Option<&str>) -> Result<CompiledNet, String> {
+    let mut nets = load(file, net)?;
+    if nets.len() > 1 {
+        let names: Vec<String> = nets.iter().map(|n| n.graph.name.to_string()).collect();
+        return Err(format!(
+            "error: {} defines several nets ({}); choose one with --net",
+            file.display(),
+            names.join(", ")
+        ));
+    }
+    nets.pop()
+        .ok_or_else(|| format!("error: {} defines no net", file.display()))
+}
+
+/// `cnnjit bench`: compile time, JIT and reference latency, GFLOP/s and the fraction of peak.
+fn bench(net: &CompiledNet, threads: usize, batch: usize, json: bool) -> Result<String, String> {
+    use cnnjit::runtime::model::Backend;
+    use std::time::Duration;
+    let name = net.graph.name.to_string();
+    let fail = |e: cnnjit::Error| format!("error: {name}: {e}");
+    let weights = cnnjit::runtime::params::random_weights(&net.graph, 0);
+    let options = cnnjit::Options {
+        threads,
+        ..cnnjit::Options::default()
+    };
+    eprintln!("compiling {name} ...");
+    let mut jit =
+        cnnjit::Model::with_options(net.graph.clone(), &weights, options).map_err(fail)?;
+    let compile_ms = match jit.backend() {
+        Backend::Jit { compile_ms, .. } => *compile_ms,
+        Backend::Reference { reason } => {
+            return Err(format!(
+                "error: {name}: the JIT is unavailable here: {reason}"
+            ))
+        }
+    };
+    eprintln!("timing the JIT ...");
+    let jit_ms = cnnjit::bench::time_forward(&mut jit, batch, 5, Duration::from_secs(2))
+        .map_err(fail)?
+        .median_ms;
+    eprintln!("timing the reference kernels ...");
+    let reference = cnnjit::Options {
+        reference: true,
+        ..cnnjit::Options::default()
+    };
+    let mut slow =
+        cnnjit::Model::with_options(net.graph.clone(), &weights, reference).map_err(fail)?;
+    let reference_ms = cnnjit::bench::time_forward(&mut slow, batch, 1, Duration::from_secs(2))
+        .map_err(fail)?
+        .median_ms;
+    eprintln!("measuring the FMA peak ...");
+    let peak = cnnjit::peak::measure_peak(Duration::from_millis(200));
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    let gflops = (net.figures.macs * 2 * batch as u64) as f64 / (jit_ms * 1e6);
+    if json {
+        return Ok(format!(
+            "{:#}\n",
+            serde_json::json!({
+                "net": name, "compile_ms": compile_ms, "jit_ms": jit_ms, "reference_ms": reference_ms,
+                "gflops": gflops, "peak_gflops_128": peak.gflops_128, "threads": threads, "batch": batch,
+            })
+        ));
+    }
+    Ok(format!(
+        "{name}: batch {batch}, {threads} thread(s)\n  compile: {compile_ms:.1} ms\n  JIT: {jit_ms:.3} ms ({gflops:.1} GFLOP/s, {:.2} of the 128-bit peak per core x {threads})\n  reference: {reference_ms:.3} ms ({:.1}x slower)\n",
+        gflops / (peak.gflops_128 * threads as f64),
+        reference_ms / jit_ms
+    ))
+}
+
 /// Batch-1 median latency of a net with random weights, with progress on stderr.
 fn measure(net: &CompiledNet) -> Result<f64, String> {
     let name = &net.graph.name;
     eprint!("benchmarking {name} ... ");
     let mut model =
         cnnjit::Model::random(net.graph.clone(), 0).map_err(|e| format!("error: {name}: {e}"))?;
-    let timing = cnnjit::bench::time_forward(&mut model, 3, std::time::Duration::from_millis(500))
-        .map_err(|e| format!("error: {name}: {e}"))?;
+    let timing =
+        cnnjit::bench::time_forward(&mut model, 1, 3, std::time::Duration::from_millis(500))
+            .map_err(|e| format!("error: {name}: {e}"))?;
     eprintln!("{:.3} ms (median of {})", timing.median_ms, timing.runs);
     Ok(timing.median_ms)
 }
@@ -341,6 +445,33 @@ fn run(cli: Cli) -> Result<String, String> {
             &input,
             output.as_deref(),
             top as usize,
+        ),
+        Command::Check { file, net, seed } => {
+            let net = one_net(&file, net.as_deref())?;
+            let a = cnnjit::check::jit_against_reference(&net.graph, seed, 0)
+                .map_err(|e| format!("error: {e}"))?;
+            let verdict = if a.within_tolerance { "ok" } else { "FAILED" };
+            let report = format!(
+                "{}: JIT vs reference (seed {seed}, {:?}): max abs error {:.3e}, max rel error {:.3e}: {verdict} (tolerance 1e-5 + 1e-4 |x|)\n",
+                net.graph.name, a.backend, a.max_abs, a.max_rel
+            );
+            if a.within_tolerance {
+                Ok(report)
+            } else {
+                Err(report)
+            }
+        }
+        Command::Bench {
+            file,
+            net,
+            threads,
+            batch,
+            json,
+        } => bench(
+            &one_net(&file, net.as_deref())?,
+            threads,
+            batch.max(1),
+            json,
         ),
         Command::Peak { json } => Ok(peak_report(
             &cnnjit::peak::measure_peak(std::time::Duration::from_millis(200)),

@@ -23,6 +23,8 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 
 /// Output channels per register block (two `f32x4`).
 pub const BLOCK: usize = 8;
+/// Input channels per iteration of the channel loop.
+const UNROLL: usize = 4;
 /// Output pixels per register tile.
 pub const TILE: usize = 6;
 
@@ -392,28 +394,47 @@ fn tile(l: &Layout, b: &mut FunctionBuilder, t: &Tile, ky: (usize, usize), kx: (
             .imul_imm_s(y, (spec.kernel[1] * cg * BLOCK * 4) as i64);
         let w_y = b.ins().iadd(t.weights, w_off);
         for x in kx.0..kx.1 {
-            let zero = int(b, 0);
-            let n = int(b, cg as i64);
-            for_range(b, zero, n, 1, |b, ci| {
+            // Where channel `ci` starts in the input and in the packed weights.
+            let at = |b: &mut FunctionBuilder, ci: Value| {
                 let ci_in = b.ins().imul_imm_s(ci, 4);
                 let in_ci = b.ins().iadd(in_y, ci_in);
                 let ci_w = b.ins().imul_imm_s(ci, (BLOCK * 4) as i64);
-                let w_ci = b.ins().iadd(w_y, ci_w);
-                let w_base = (x * cg * BLOCK * 4) as i64;
+                (in_ci, b.ins().iadd(w_y, ci_w))
+            };
+            // One input channel's contribution, `unit` channels past those pointers.
+            let step = |b: &mut FunctionBuilder, (in_ci, w_ci): (Value, Value), unit: usize| {
+                let w_base = ((x * cg + unit) * BLOCK * 4) as i64;
                 let weights: Vec<Value> = (0..vectors)
                     .map(|v| vector::load4(b, w_ci, w_base + 16 * v as i64))
                     .collect();
                 for (p, acc_p) in acc.iter().enumerate() {
                     let column =
                         (p * spec.stride[1] + x * spec.dilation[1]) as i64 - spec.pad[1] as i64;
-                    let xs = vector::load_splat(b, in_ci, column * c * 4);
+                    let xs = vector::load_splat(b, in_ci, (column * c + unit as i64) * 4);
                     for (var, wv) in acc_p.iter().zip(&weights) {
                         let old = b.use_var(*var);
                         let new = vector::mul_add(b, xs, *wv, old);
                         b.def_var(*var, new);
                     }
                 }
-            });
+            };
+            // The channel loop unrolled by UNROLL, then the remaining channels.
+            let main = cg / UNROLL * UNROLL;
+            if main > 0 {
+                let zero = int(b, 0);
+                let n = int(b, main as i64);
+                for_range(b, zero, n, UNROLL as i64, |b, ci| {
+                    let ptrs = at(b, ci);
+                    for unit in 0..UNROLL {
+                        step(b, ptrs, unit);
+                    }
+                });
+            }
+            let ci = int(b, main as i64);
+            let ptrs = at(b, ci);
+            for unit in 0..cg - main {
+                step(b, ptrs, unit);
+            }
         }
     });
     epilogue(l, b, t, &acc);

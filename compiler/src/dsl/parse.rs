@@ -166,6 +166,9 @@ fn parse_suffixed_dims(lit: &LitInt) -> syn::Result<Vec<u64>> {
 }
 
 fn parse_braced_seq(input: ParseStream) -> syn::Result<Seq> {
+    if !input.peek(syn::token::Brace) {
+        return Err(expected(input, "layers in braces, `{ ... }`"));
+    }
     let content;
     braced!(content in input);
     parse_seq(&content)
@@ -179,28 +182,27 @@ fn parse_seq(input: ParseStream) -> syn::Result<Seq> {
             break;
         }
         if !input.peek(Token![,]) {
-            return Err(input.error(format!(
-                "expected `,` between layers, found {}",
-                found(input)
-            )));
+            return Err(expected(input, "`,` between layers"));
         }
         input.parse::<Token![,]>()?;
     }
     Ok(Seq(layers))
 }
 
-/// The next token as written, for "expected ..., found ..." messages.
-fn found(input: ParseStream) -> String {
-    match input.cursor().token_tree() {
+/// "expected WHAT, found `TOKEN`" at the next token (syn itself says
+/// "unexpected end of input" where there is none).
+fn expected(input: ParseStream, what: &str) -> syn::Error {
+    let found = match input.cursor().token_tree() {
+        None => return input.error(format!("expected {what}")),
         Some((proc_macro2::TokenTree::Group(group), _)) => match group.delimiter() {
-            Delimiter::Parenthesis => "`( ... )`".into(),
-            Delimiter::Brace => "`{ ... }`".into(),
-            Delimiter::Bracket => "`[ ... ]`".into(),
-            Delimiter::None => "a group".into(),
+            Delimiter::Parenthesis => "`( ... )`".to_string(),
+            Delimiter::Brace => "`{ ... }`".to_string(),
+            Delimiter::Bracket => "`[ ... ]`".to_string(),
+            Delimiter::None => "a group".to_string(),
         },
         Some((tree, _)) => format!("`{tree}`"),
-        None => "the end".into(),
-    }
+    };
+    input.error(format!("expected {what}, found {found}"))
 }
 
 fn parse_layer(input: ParseStream) -> syn::Result<Layer> {
@@ -245,6 +247,9 @@ fn parse_layer(input: ParseStream) -> syn::Result<Layer> {
                 branches.push(parse_seq(&branch)?);
                 if content.is_empty() {
                     break;
+                }
+                if !content.peek(Token![,]) {
+                    return Err(expected(&content, "`,` between branches"));
                 }
                 content.parse::<Token![,]>()?;
             }
