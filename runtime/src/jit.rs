@@ -11,8 +11,10 @@
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Op};
 use crate::params::{LayerParams, Params};
-use cnnjit_compiler::codegen::conv::{ConvSpec, Epilogue};
+use cnnjit_compiler::codegen::conv::ConvSpec;
+use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::vector::Act;
+use cnnjit_compiler::codegen::Epilogue;
 use cnnjit_compiler::codegen::{Jit, Kernel, KernelFn, KernelId, Lengths, Program};
 use cnnjit_compiler::plan::{Plan, Step};
 use std::sync::Arc;
@@ -130,20 +132,24 @@ fn lower(graph: &Graph, params: &Params, step: &Step, jit: &mut Jit) -> Result<O
         fused = i + 1;
     }
     let input = graph.node(anchor.inputs[0]).output;
-    let spec = match &anchor.op {
-        Op::Conv2d(conv) => ConvSpec::of_conv(conv, input, anchor.output, epilogue),
-        Op::Dense(dense) => ConvSpec::of_dense(dense, input.len() as usize, epilogue),
+    let kernel = match &anchor.op {
+        Op::Conv2d(conv) => {
+            match DepthwiseSpec::of_conv(conv, input, anchor.output, epilogue.clone()) {
+                Some(spec) => Kernel::Depthwise(spec),
+                None => Kernel::Conv(ConvSpec::of_conv(conv, input, anchor.output, epilogue)),
+            }
+        }
+        Op::Dense(dense) => Kernel::Conv(ConvSpec::of_dense(dense, input.len() as usize, epilogue)),
         _ => return Ok(None),
     };
     let channels = anchor.output.channels() as usize;
-    let mut packed_params = spec.pack_vector(bias.as_deref().unwrap_or(&vec![0.0; channels]));
+    let mut packed_params = kernel.pack_vector(bias.as_deref().unwrap_or(&vec![0.0; channels]));
     for (scale, shift) in &affines {
-        packed_params.extend(spec.pack_vector(scale));
-        packed_params.extend(spec.pack_vector(shift));
+        packed_params.extend(kernel.pack_vector(scale));
+        packed_params.extend(kernel.pack_vector(shift));
     }
-    let kernel = Kernel::Conv(spec.clone());
     let lengths = kernel.lengths();
-    let weights = spec.pack_weights(weight);
+    let weights = kernel.pack_weights(weight);
     if weights.len() != lengths.weights || packed_params.len() != lengths.params {
         return Err(internal(
             graph,
@@ -214,12 +220,51 @@ pub fn run(
     output: &mut [f32],
     pool: Option<&rayon::ThreadPool>,
 ) -> std::result::Result<(), String> {
-    let l = &lowered.lengths;
-    let extra = extra.unwrap_or(&[]);
+    let buffers = Buffers {
+        input,
+        weights: &lowered.weights,
+        params: &lowered.params,
+        extra: extra.unwrap_or(&[]),
+        output,
+    };
+    call_kernel(program, lowered.kernel, &lowered.lengths, buffers, pool)
+}
+
+/// The buffers of one kernel call.
+pub struct Buffers<'a> {
+    /// The input tensor.
+    pub input: &'a [f32],
+    /// Packed weights.
+    pub weights: &'a [f32],
+    /// Packed per-channel vectors.
+    pub params: &'a [f32],
+    /// A residual's shortcut (empty if the kernel has none).
+    pub extra: &'a [f32],
+    /// The output tensor.
+    pub output: &'a mut [f32],
+}
+
+/// Calls compiled kernel `kernel` on `buffers`, after checking each against
+/// `lengths` (the kernel's contract), its rows split across `pool`'s threads.
+pub fn call_kernel(
+    program: &Program,
+    kernel: KernelId,
+    lengths: &Lengths,
+    buffers: Buffers<'_>,
+    pool: Option<&rayon::ThreadPool>,
+) -> std::result::Result<(), String> {
+    let l = lengths;
+    let Buffers {
+        input,
+        weights,
+        params,
+        extra,
+        output,
+    } = buffers;
     let short = [
         ("input", input.len(), l.input),
-        ("weights", lowered.weights.len(), l.weights),
-        ("params", lowered.params.len(), l.params),
+        ("weights", weights.len(), l.weights),
+        ("params", params.len(), l.params),
         ("extra", extra.len(), l.extra),
         ("output", output.len(), l.output),
     ]
@@ -232,8 +277,8 @@ pub fn run(
     }
     let call = Call {
         input: input.as_ptr(),
-        weights: lowered.weights.as_ptr(),
-        params: lowered.params.as_ptr(),
+        weights: weights.as_ptr(),
+        params: params.as_ptr(),
         extra: if l.extra > 0 {
             extra.as_ptr()
         } else {
@@ -241,7 +286,7 @@ pub fn run(
         },
         output: output.as_mut_ptr(),
     };
-    let function = program.function(lowered.kernel);
+    let function = program.function(kernel);
     let rows = l.rows as i64;
     let run_rows = move |begin: i64, end: i64| {
         // SAFETY: every buffer was checked above to be at least as long as the

@@ -15,8 +15,10 @@
 //! each class gets code with exactly those taps, so no load ever leaves the
 //! input and no branch is taken per tap.
 
-use super::vector::{self, Act};
-use super::{clamp, for_range, int, Args, Lengths};
+use super::vector;
+use super::{
+    apply_epilogue, clamp, for_range, int, tap_classes, Args, Epilogue, Epilogued, Lengths,
+};
 use crate::ir::{Conv2d, Dense, Shape};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -27,17 +29,6 @@ pub const BLOCK: usize = 8;
 const UNROLL: usize = 4;
 /// Output pixels per register tile.
 pub const TILE: usize = 6;
-
-/// One step of a fused epilogue, applied to the accumulators in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Epilogue {
-    /// `x * scale + shift`, per channel: the next two vectors in `params`.
-    Affine,
-    /// An activation.
-    Act(Act),
-    /// `x + extra` (a residual's shortcut, same layout as the output).
-    Add,
-}
 
 /// Everything a convolution kernel is specialised to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -176,35 +167,6 @@ impl ConvSpec {
         }
         packed
     }
-}
-
-/// Runs of consecutive outputs along one axis whose valid kernel taps are the
-/// same: `(first output, end output, first tap, end tap)`.
-fn tap_classes(
-    outputs: usize,
-    input: usize,
-    kernel: usize,
-    stride: usize,
-    dilation: usize,
-    pad: usize,
-) -> Vec<(usize, usize, usize, usize)> {
-    let mut classes: Vec<(usize, usize, usize, usize)> = Vec::new();
-    for o in 0..outputs {
-        let valid = |t: usize| {
-            let i = (o * stride + t * dilation) as i64 - pad as i64;
-            i >= 0 && (i as usize) < input
-        };
-        let lo = (0..kernel).find(|&t| valid(t)).unwrap_or(kernel);
-        let hi = (lo..kernel)
-            .take_while(|&t| valid(t))
-            .last()
-            .map_or(lo, |t| t + 1);
-        match classes.last_mut() {
-            Some(last) if last.1 == o && last.2 == lo && last.3 == hi => last.1 = o + 1,
-            _ => classes.push((o, o + 1, lo, hi)),
-        }
-    }
-    classes
 }
 
 /// Byte offsets and sizes of the spec, as `i64`s.
@@ -441,53 +403,21 @@ fn tile(l: &Layout, b: &mut FunctionBuilder, t: &Tile, ky: (usize, usize), kx: (
 }
 
 fn epilogue(l: &Layout, b: &mut FunctionBuilder, t: &Tile, acc: &[Vec<Variable>]) {
-    let spec = l.spec;
-    let k = spec.output[2] as i64;
+    let k = l.spec.output[2] as i64;
     for (p, acc_p) in acc.iter().enumerate() {
         for (v, var) in acc_p.iter().enumerate() {
             let lanes = (t.lanes - 4 * v).min(4);
-            let mut x = b.use_var(*var);
-            let bias = vector::load4(b, t.params, 16 * v as i64);
-            x = b.ins().fadd(x, bias);
-            let mut affine = 0;
-            for step in &spec.epilogue {
-                match *step {
-                    Epilogue::Affine => {
-                        let at = l.vector * (1 + 2 * affine) + 16 * v as i64;
-                        let scale = vector::load4(b, t.params, at);
-                        let shift = vector::load4(b, t.params, at + l.vector);
-                        x = vector::mul_add(b, x, scale, shift);
-                        affine += 1;
-                    }
-                    Epilogue::Act(act) => x = vector::activate(b, act, x),
-                    Epilogue::Add => {
-                        let s = vector::load_partial(
-                            b,
-                            t.extra,
-                            (p as i64 * k + 4 * v as i64) * 4,
-                            lanes,
-                        );
-                        x = b.ins().fadd(x, s);
-                    }
-                }
-            }
-            vector::store_partial(b, x, t.output, (p as i64 * k + 4 * v as i64) * 4, lanes);
+            let x = b.use_var(*var);
+            let at = Epilogued {
+                params: t.params,
+                channel: 16 * v as i64,
+                vector: l.vector,
+                extra: t.extra,
+                output: t.output,
+                element: (p as i64 * k + 4 * v as i64) * 4,
+                lanes,
+            };
+            apply_epilogue(b, &l.spec.epilogue, x, &at);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tap_classes;
-
-    #[test]
-    fn tap_classes_split_borders_from_the_interior() {
-        // 3 taps, stride 1, pad 1 on 5 inputs: output 0 has taps 1..3, 1..=3 all, 4 has 0..2.
-        assert_eq!(
-            tap_classes(5, 5, 3, 1, 1, 1),
-            vec![(0, 1, 1, 3), (1, 4, 0, 3), (4, 5, 0, 2)]
-        );
-        // 7 taps, stride 2, pad 3 on 8 inputs (4 outputs): output 0 reads inputs -3..=3 -> taps 3..7.
-        assert_eq!(tap_classes(4, 8, 7, 2, 1, 3)[0], (0, 1, 3, 7));
     }
 }

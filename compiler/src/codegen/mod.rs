@@ -25,7 +25,10 @@
 //! splat per use, one short loop per kernel tap, top-tested loops.
 
 pub mod conv;
+pub mod depthwise;
 pub mod vector;
+
+use vector::Act;
 
 use cranelift_codegen::ir::{types, AbiParam, BlockArg, InstBuilder, UserFuncName, Value};
 use cranelift_codegen::{settings, settings::Configurable, Context};
@@ -76,6 +79,8 @@ pub struct Lengths {
 pub enum Kernel {
     /// Direct convolution, 1x1 convolution, dense.
     Conv(conv::ConvSpec),
+    /// Depthwise convolution.
+    Depthwise(depthwise::DepthwiseSpec),
 }
 
 impl Kernel {
@@ -83,12 +88,30 @@ impl Kernel {
     pub fn lengths(&self) -> Lengths {
         match self {
             Kernel::Conv(spec) => spec.lengths(),
+            Kernel::Depthwise(spec) => spec.lengths(),
+        }
+    }
+
+    /// PyTorch-layout weights packed as the kernel reads them.
+    pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
+        match self {
+            Kernel::Conv(spec) => spec.pack_weights(weight),
+            Kernel::Depthwise(spec) => spec.pack_weights(weight),
+        }
+    }
+
+    /// A per-channel vector (bias, bn scale or shift) packed as the kernel reads it.
+    pub fn pack_vector(&self, v: &[f32]) -> Vec<f32> {
+        match self {
+            Kernel::Conv(spec) => spec.pack_vector(v),
+            Kernel::Depthwise(spec) => spec.pack_vector(v),
         }
     }
 
     fn emit(&self, b: &mut FunctionBuilder, args: &Args) {
         match self {
             Kernel::Conv(spec) => conv::emit(spec, b, args),
+            Kernel::Depthwise(spec) => depthwise::emit(spec, b, args),
         }
     }
 }
@@ -285,6 +308,94 @@ impl std::fmt::Debug for Program {
     }
 }
 
+/// One step of a fused epilogue, applied to the accumulators in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Epilogue {
+    /// `x * scale + shift`, per channel: the next two vectors in `params`.
+    Affine,
+    /// An activation.
+    Act(Act),
+    /// `x + extra` (a residual's shortcut, same layout as the output).
+    Add,
+}
+
+/// Where one output vector of a fused epilogue lives.
+pub(crate) struct Epilogued {
+    /// The bias of this channel block in `params` (affine vectors follow at multiples of `vector`).
+    pub params: Value,
+    /// Byte offset of these four channels within the block's vectors.
+    pub channel: i64,
+    /// Bytes of one packed per-channel vector.
+    pub vector: i64,
+    /// `extra` at the output's position.
+    pub extra: Value,
+    /// `output` at the output's position.
+    pub output: Value,
+    /// Byte offset of these four lanes from `extra` and `output`.
+    pub element: i64,
+    /// Valid lanes (1 to 4).
+    pub lanes: usize,
+}
+
+/// Adds the bias to the accumulator `x`, applies `steps` in order, and stores
+/// the valid lanes: the epilogue every kernel family shares.
+pub(crate) fn apply_epilogue(
+    b: &mut FunctionBuilder,
+    steps: &[Epilogue],
+    x: Value,
+    at: &Epilogued,
+) {
+    let bias = vector::load4(b, at.params, at.channel);
+    let mut x = b.ins().fadd(x, bias);
+    let mut affine = 0;
+    for step in steps {
+        match *step {
+            Epilogue::Affine => {
+                let offset = at.vector * (1 + 2 * affine) + at.channel;
+                let scale = vector::load4(b, at.params, offset);
+                let shift = vector::load4(b, at.params, offset + at.vector);
+                x = vector::mul_add(b, x, scale, shift);
+                affine += 1;
+            }
+            Epilogue::Act(act) => x = vector::activate(b, act, x),
+            Epilogue::Add => {
+                let s = vector::load_partial(b, at.extra, at.element, at.lanes);
+                x = b.ins().fadd(x, s);
+            }
+        }
+    }
+    vector::store_partial(b, x, at.output, at.element, at.lanes);
+}
+
+/// Runs of consecutive outputs along one axis whose valid kernel taps are the
+/// same: `(first output, end output, first tap, end tap)`.
+pub(crate) fn tap_classes(
+    outputs: usize,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad: usize,
+) -> Vec<(usize, usize, usize, usize)> {
+    let mut classes: Vec<(usize, usize, usize, usize)> = Vec::new();
+    for o in 0..outputs {
+        let valid = |t: usize| {
+            let i = (o * stride + t * dilation) as i64 - pad as i64;
+            i >= 0 && (i as usize) < input
+        };
+        let lo = (0..kernel).find(|&t| valid(t)).unwrap_or(kernel);
+        let hi = (lo..kernel)
+            .take_while(|&t| valid(t))
+            .last()
+            .map_or(lo, |t| t + 1);
+        match classes.last_mut() {
+            Some(last) if last.1 == o && last.2 == lo && last.3 == hi => last.1 = o + 1,
+            _ => classes.push((o, o + 1, lo, hi)),
+        }
+    }
+    classes
+}
+
 /// `for iv in (start..end).step_by(step) { body(iv) }`, a top-tested loop over
 /// `I64` values.
 pub(crate) fn for_range(
@@ -325,4 +436,20 @@ pub(crate) fn clamp(b: &mut FunctionBuilder, x: Value, lo: i64, hi: i64) -> Valu
     let hi = int(b, hi);
     let x = b.ins().smax(x, lo);
     b.ins().smin(x, hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tap_classes;
+
+    #[test]
+    fn tap_classes_split_borders_from_the_interior() {
+        // 3 taps, stride 1, pad 1 on 5 inputs: output 0 has taps 1..3, 1..=3 all, 4 has 0..2.
+        assert_eq!(
+            tap_classes(5, 5, 3, 1, 1, 1),
+            vec![(0, 1, 1, 3), (1, 4, 0, 3), (4, 5, 0, 2)]
+        );
+        // 7 taps, stride 2, pad 3 on 8 inputs (4 outputs): output 0 reads inputs -3..=3 -> taps 3..7.
+        assert_eq!(tap_classes(4, 8, 7, 2, 1, 3)[0], (0, 1, 3, 7));
+    }
 }
