@@ -106,6 +106,30 @@ proptest! {
     }
 
     #[test]
+    fn pools_equal_reference(
+        (h, w) in (1u32..12, 1u32..12),
+        c in 1u32..11,
+        max in any::<bool>(),
+        (fh, fw) in (1u32..5, 1u32..5),
+        (sh, sw) in (1u32..4, 1u32..4),
+        (ph, pw) in (0u32..3, 0u32..3),
+        ceil in any::<bool>(),
+        include_pad in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // PyTorch allows padding up to half the window.
+        let (ph, pw) = (ph.min(fh / 2), pw.min(fw / 2));
+        let kind = if max { "maxpool" } else { "avgpool" };
+        let extra = if max { String::new() } else { format!(", count_include_pad = {include_pad}") };
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ conv({c}, 1x1), {kind}({fh}x{fw}, stride = ({sh}, {sw}), pad = ({ph}, {pw}), ceil = {ceil}{extra}){}, global_{kind}{} }}",
+            EPILOGUES[epilogue], EPILOGUES[(epilogue + 3) % EPILOGUES.len()]
+        );
+        assert_agrees(&source, seed, 1);
+    }
+
+    #[test]
     fn conv_add_relu_fuses_and_equals_reference(
         (h, w) in (2u32..10, 2u32..10),
         c in 1u32..13,

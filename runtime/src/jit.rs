@@ -13,6 +13,7 @@ use crate::ir::{Graph, NodeId, Op};
 use crate::params::{LayerParams, Params};
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
+use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::vector::Act;
 use cnnjit_compiler::codegen::Epilogue;
 use cnnjit_compiler::codegen::{Jit, Kernel, KernelFn, KernelId, Lengths, Program};
@@ -35,7 +36,13 @@ pub struct Lowered {
     pub extra: Option<usize>,
     /// The epilogue nodes left for the reference path, in order.
     pub rest: Vec<NodeId>,
+    /// Multiply-accumulates of one call: below [`PARALLEL_WORK`] it runs on one thread.
+    pub work: u64,
 }
+
+/// The least work (MACs) worth splitting across threads: below it, waking a
+/// thread costs more than it saves (LeNet-5's layers, for instance).
+pub const PARALLEL_WORK: u64 = 1 << 18;
 
 /// The whole plan lowered: a kernel per step where the JIT serves it.
 #[derive(Clone, Debug)]
@@ -84,8 +91,10 @@ pub fn compile(graph: &Graph, plan: &Plan, params: &Params) -> Result<Compiled> 
 fn lower(graph: &Graph, params: &Params, step: &Step, jit: &mut Jit) -> Result<Option<Lowered>> {
     let anchor_id = step.nodes[0];
     let anchor = graph.node(anchor_id);
-    let LayerParams::Linear { weight, bias } = &params.layers[anchor_id.index()] else {
-        return Ok(None);
+    let (weight, bias) = match &params.layers[anchor_id.index()] {
+        LayerParams::Linear { weight, bias } => (Some(weight), bias.as_deref()),
+        LayerParams::None => (None, None),
+        _ => return Ok(None),
     };
     // The fusable prefix of the epilogue.
     let mut epilogue = Vec::new();
@@ -132,24 +141,34 @@ fn lower(graph: &Graph, params: &Params, step: &Step, jit: &mut Jit) -> Result<O
         fused = i + 1;
     }
     let input = graph.node(anchor.inputs[0]).output;
-    let kernel = match &anchor.op {
-        Op::Conv2d(conv) => {
+    let kernel = match (&anchor.op, weight) {
+        (Op::Conv2d(conv), Some(_)) => {
             match DepthwiseSpec::of_conv(conv, input, anchor.output, epilogue.clone()) {
                 Some(spec) => Kernel::Depthwise(spec),
                 None => Kernel::Conv(ConvSpec::of_conv(conv, input, anchor.output, epilogue)),
             }
         }
-        Op::Dense(dense) => Kernel::Conv(ConvSpec::of_dense(dense, input.len() as usize, epilogue)),
+        (Op::Dense(dense), Some(_)) => {
+            Kernel::Conv(ConvSpec::of_dense(dense, input.len() as usize, epilogue))
+        }
+        (Op::Pool2d(pool), None) => match PoolSpec::of_pool(pool, input, anchor.output, epilogue) {
+            Some(spec) => Kernel::Pool(spec),
+            None => return Ok(None),
+        },
+        (Op::GlobalPool(kind), None) => match PoolSpec::of_global(*kind, input, epilogue) {
+            Some(spec) => Kernel::Pool(spec),
+            None => return Ok(None),
+        },
         _ => return Ok(None),
     };
     let channels = anchor.output.channels() as usize;
-    let mut packed_params = kernel.pack_vector(bias.as_deref().unwrap_or(&vec![0.0; channels]));
+    let mut packed_params = kernel.pack_vector(bias.unwrap_or(&vec![0.0; channels]));
     for (scale, shift) in &affines {
         packed_params.extend(kernel.pack_vector(scale));
         packed_params.extend(kernel.pack_vector(shift));
     }
     let lengths = kernel.lengths();
-    let weights = kernel.pack_weights(weight);
+    let weights = weight.map(|w| kernel.pack_weights(w)).unwrap_or_default();
     if weights.len() != lengths.weights || packed_params.len() != lengths.params {
         return Err(internal(
             graph,
@@ -167,6 +186,8 @@ fn lower(graph: &Graph, params: &Params, step: &Step, jit: &mut Jit) -> Result<O
         params: packed_params,
         extra,
         rest: step.nodes[fused..].to_vec(),
+        work: cnnjit_compiler::cost::layer_cost(&anchor.op, &[input], anchor.output)
+            .map_or(u64::MAX, |c| c.macs),
     }))
 }
 
@@ -227,6 +248,7 @@ pub fn run(
         extra: extra.unwrap_or(&[]),
         output,
     };
+    let pool = pool.filter(|_| lowered.work >= PARALLEL_WORK);
     call_kernel(program, lowered.kernel, &lowered.lengths, buffers, pool)
 }
 

@@ -52,7 +52,7 @@ impl DepthwiseSpec {
         else {
             return None;
         };
-        (op.groups == c && k == c).then(|| DepthwiseSpec {
+        (op.groups == c && k == c).then_some(DepthwiseSpec {
             channels: c as usize,
             input: [h as usize, w as usize],
             output: [ho as usize, wo as usize],
@@ -209,7 +209,7 @@ fn channels(
             vector_tile(spec, b, p, pixels, kx, row.ky, 4);
         });
     }
-    if c % 4 > 0 {
+    if !c.is_multiple_of(4) {
         let cv = int(b, full as i64);
         let p = ptrs(b, cv);
         vector_tile(spec, b, p, pixels, kx, row.ky, c % 4);

@@ -26,6 +26,7 @@
 
 pub mod conv;
 pub mod depthwise;
+pub mod pool;
 pub mod vector;
 
 use vector::Act;
@@ -81,6 +82,8 @@ pub enum Kernel {
     Conv(conv::ConvSpec),
     /// Depthwise convolution.
     Depthwise(depthwise::DepthwiseSpec),
+    /// Max and average pooling, windowed and global.
+    Pool(pool::PoolSpec),
 }
 
 impl Kernel {
@@ -89,6 +92,7 @@ impl Kernel {
         match self {
             Kernel::Conv(spec) => spec.lengths(),
             Kernel::Depthwise(spec) => spec.lengths(),
+            Kernel::Pool(spec) => spec.lengths(),
         }
     }
 
@@ -97,6 +101,7 @@ impl Kernel {
         match self {
             Kernel::Conv(spec) => spec.pack_weights(weight),
             Kernel::Depthwise(spec) => spec.pack_weights(weight),
+            Kernel::Pool(_) => Vec::new(),
         }
     }
 
@@ -105,6 +110,7 @@ impl Kernel {
         match self {
             Kernel::Conv(spec) => spec.pack_vector(v),
             Kernel::Depthwise(spec) => spec.pack_vector(v),
+            Kernel::Pool(spec) => spec.pack_vector(v),
         }
     }
 
@@ -112,6 +118,7 @@ impl Kernel {
         match self {
             Kernel::Conv(spec) => conv::emit(spec, b, args),
             Kernel::Depthwise(spec) => depthwise::emit(spec, b, args),
+            Kernel::Pool(spec) => pool::emit(spec, b, args),
         }
     }
 }

@@ -1,0 +1,73 @@
+//! The JIT against its slow twin, one image at a time with random weights:
+//! the layers of benches/nets/layers.cnn (the 3x3 conv + ReLU on 56x56x128
+//! and on 28x28x256, MobileNet's depthwise-separable block, the 1x3 + 3x1
+//! pair) and whole LeNet-5, MobileNetV1, ResNet-18, ResNet-50 and VGG16.
+//! The reference path takes seconds per image on the large nets, so it is
+//! timed on the layers, LeNet-5 and ResNet-18 only, with few flat samples.
+//!
+//! `cargo bench --bench jit_vs_reference` (`-- jit` for the JIT alone).
+
+use cnnjit::{Model, Options};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+use std::time::Duration;
+
+const LAYERS: &str = include_str!("nets/layers.cnn");
+const LENET5: &str = include_str!("../examples/nets/lenet5.cnn");
+const MOBILENET: &str = include_str!("../examples/nets/mobilenet_v1.cnn");
+const RESNET: &str = include_str!("../examples/nets/resnet.cnn");
+const VGG: &str = include_str!("../examples/nets/vgg16.cnn");
+
+/// The net called `name` in `source` with random weights (seed 0).
+fn model(source: &str, name: &str, reference: bool) -> Model {
+    let graph = cnnjit::compiler::compile_source(source)
+        .expect("the net compiles")
+        .into_iter()
+        .find(|n| n.graph.name == name)
+        .unwrap_or_else(|| panic!("the source defines {name}"))
+        .graph;
+    let weights = cnnjit::runtime::params::random_weights(&graph, 0);
+    let options = Options {
+        reference,
+        ..Options::default()
+    };
+    Model::with_options(graph, &weights, options).expect("random weights fit the net")
+}
+
+fn bench(c: &mut Criterion, source: &str, name: &str, with_reference: bool) {
+    for (backend, reference) in [("jit", false), ("reference", true)] {
+        if reference && !with_reference {
+            continue;
+        }
+        let mut model = model(source, name, reference);
+        let x = cnnjit::check::random_input(model.input_len(), 1);
+        let mut y = vec![0.0; model.output_len()];
+        let mut group = c.benchmark_group(backend);
+        group
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_secs(2));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                model
+                    .forward_into(std::hint::black_box(&x), &mut y)
+                    .expect("forward runs")
+            })
+        });
+        group.finish();
+    }
+}
+
+fn jit_vs_reference(c: &mut Criterion) {
+    for layer in ["Conv3x3_56", "Conv3x3_28", "DwSep112", "Conv1x3_3x1"] {
+        bench(c, LAYERS, layer, true);
+    }
+    bench(c, LENET5, "LeNet5", true);
+    bench(c, RESNET, "ResNet18", true);
+    bench(c, MOBILENET, "MobileNetV1", false);
+    bench(c, RESNET, "ResNet50", false);
+    bench(c, VGG, "VGG16", false);
+}
+
+criterion_group!(benches, jit_vs_reference);
+criterion_main!(benches);
