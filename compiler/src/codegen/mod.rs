@@ -20,6 +20,8 @@
 //! within its length, for any `0 <= begin <= end <= rows`. Every bound is a
 //! constant derived from the spec; there is no data-dependent address.
 //!
+//! Set `CNNJIT_DISASM=1` to print every kernel's machine code to stderr.
+//!
 //! What was measured on this CPU shapes the code (ARCHITECTURE.md):
 //! `opt_level = none`, `fmul` + `fadd` rather than `fma`, a fresh load and
 //! splat per use, one short loop per kernel tap, top-tested loops.
@@ -229,9 +231,19 @@ impl Jit {
             b.seal_all_blocks();
             b.finalize(config);
         }
+        let disasm = std::env::var_os("CNNJIT_DISASM").is_some();
+        self.ctx.set_disasm(disasm);
         self.module
             .define_function(func, &mut self.ctx)
             .map_err(|e| failed(format!("{e:?}")))?;
+        if let Some(code) = self
+            .ctx
+            .compiled_code()
+            .and_then(|c| c.vcode.as_ref())
+            .filter(|_| disasm)
+        {
+            eprintln!("cnnjit: kernel{index}: {kernel:?}\n{code}");
+        }
         self.module.clear_context(&mut self.ctx);
         let id = KernelId(index);
         self.funcs.push(func);

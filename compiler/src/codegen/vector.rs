@@ -45,8 +45,11 @@ impl Act {
     }
 }
 
+/// Loads and stores cannot trap (the kernel contract keeps them in bounds)
+/// but are not marked aligned: channel offsets make many of them 4-byte aligned
+/// only, which an SSE memory operand would fault on.
 fn flags() -> MemFlagsData {
-    MemFlagsData::trusted()
+    MemFlagsData::new().with_notrap()
 }
 
 /// `base + offset` bytes, folding the offset into the instruction when it fits.
@@ -63,10 +66,12 @@ pub fn load4(b: &mut FunctionBuilder, base: Value, offset: i64) -> Value {
     b.ins().load(types::F32X4, flags(), p, o)
 }
 
-/// Loads one `f32` at `base + offset` bytes, splatted to four lanes.
+/// Loads one `f32` at `base + offset` bytes, splatted to four lanes. The
+/// load is marked read-only (a kernel never writes its inputs) so that
+/// Cranelift folds it into one `vbroadcastss` from memory.
 pub fn load_splat(b: &mut FunctionBuilder, base: Value, offset: i64) -> Value {
     let (p, o) = address(b, base, offset);
-    let x = b.ins().load(types::F32, flags(), p, o);
+    let x = b.ins().load(types::F32, flags().with_readonly(), p, o);
     b.ins().splat(types::F32X4, x)
 }
 

@@ -1,0 +1,691 @@
+//! Generated code touches only its own buffers.
+//!
+//! Every buffer of a kernel call (input, weights, params, extra, output) gets
+//! its own anonymous mapping, laid out as
+//!
+//! ```text
+//! [ PROT_NONE page | ... unused ... buffer ][ PROT_NONE page ]
+//!                                          ^ page boundary
+//! ```
+//!
+//! so the buffer's last element ends exactly where a guard page begins (a read
+//! or write even one `f32` past the end faults) and a guard page sits before
+//! it (an underflow of up to a page past the buffer's page faults). Inputs are
+//! made read-only once filled, so a write to anything but `output` faults as
+//! well. Each buffer is exactly as long as the kernel's `Lengths`: the safety
+//! contract of codegen says that is enough.
+//!
+//! Random kernels of every family (direct, grouped, 1x1 and dense
+//! convolutions through `ConvSpec`, depthwise through `DepthwiseSpec`, max
+//! and average pools, windowed and global, through `PoolSpec`) with random
+//! fused epilogues (affine, activations, residual add) are compiled and run
+//! over all rows (on the calling thread and split across a 2-thread pool) and
+//! over sub-ranges of rows, including out-of-range and reversed ones, which
+//! the code must clamp. The output is compared with the reference kernels,
+//! and rows outside the range asked for must keep a sentinel.
+//!
+//! A fault kills the test binary (that is the point of the test). The cases
+//! come from a fixed seed; run with `--nocapture` to see each case before it
+//! runs, so the last one printed is the one that faulted. `GUARD_PAGES_SEED`
+//! and `GUARD_PAGES_CASES` override the seed and the number of cases.
+
+#![cfg(all(unix, feature = "jit"))]
+
+use cnnjit_compiler::codegen::conv::ConvSpec;
+use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
+use cnnjit_compiler::codegen::pool::PoolSpec;
+use cnnjit_compiler::codegen::vector::Act;
+use cnnjit_compiler::codegen::{Epilogue, Jit, Kernel, Lengths};
+use cnnjit_runtime::ir::{self, Activation, Conv2d, Hw, Padding, Pool2d, PoolKind};
+use cnnjit_runtime::jit::{call_kernel, Buffers};
+use cnnjit_runtime::reference::{self, Dims};
+use std::ptr::NonNull;
+
+/// The system's page size in bytes.
+fn page_size() -> usize {
+    // SAFETY: `sysconf` only reads a configuration value; it has no
+    // preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    assert!(page > 0, "sysconf(_SC_PAGESIZE) failed");
+    page as usize
+}
+
+/// `len` `f32`s in their own mapping, between two `PROT_NONE` guard pages,
+/// the last element ending exactly at the trailing guard page.
+struct Guarded {
+    /// The whole mapping (leading guard, data pages, trailing guard): its
+    /// start and length in bytes; `None` for an empty buffer.
+    map: Option<(NonNull<libc::c_void>, usize)>,
+    /// The first element (dangling, and never dereferenced, when empty).
+    data: NonNull<f32>,
+    len: usize,
+}
+
+impl Guarded {
+    /// `len` zeros.
+    fn new(len: usize) -> Guarded {
+        if len == 0 {
+            return Guarded {
+                map: None,
+                data: NonNull::dangling(),
+                len,
+            };
+        }
+        let page = page_size();
+        let bytes = len * std::mem::size_of::<f32>();
+        let body = bytes.div_ceil(page) * page;
+        let total = body + 2 * page;
+        // SAFETY: a fresh private anonymous mapping at an address the kernel
+        // picks: it overlaps no existing memory and has no file behind it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED, "mmap of {total} bytes failed");
+        let base = NonNull::new(base).expect("mmap returned null");
+        let guarded = Guarded {
+            map: Some((base, total)),
+            // SAFETY: `page + body - bytes <= total`, so the pointer stays
+            // inside the mapping; it is 4-aligned since `base` is page
+            // aligned and `page + body - bytes` is a multiple of 4.
+            data: unsafe { base.cast::<u8>().add(page + body - bytes).cast::<f32>() },
+            len,
+        };
+        guarded.protect(libc::PROT_READ | libc::PROT_WRITE);
+        guarded
+    }
+
+    /// A copy of `values`.
+    fn from_slice(values: &[f32]) -> Guarded {
+        let mut g = Guarded::new(values.len());
+        g.as_mut_slice().copy_from_slice(values);
+        g
+    }
+
+    /// Sets the protection of the data pages (not the guards) to `prot`.
+    fn protect(&self, prot: libc::c_int) {
+        let Some((base, total)) = self.map else {
+            return;
+        };
+        let page = page_size();
+        // SAFETY: `[base + page, base + total - page)` is the page-aligned
+        // middle of the mapping this `Guarded` owns; changing its protection
+        // touches no other memory. Callers only make it read-only while no
+        // `&mut` to it is alive (`freeze` takes `&mut self`).
+        let rc = unsafe {
+            libc::mprotect(
+                base.cast::<u8>().add(page).cast().as_ptr(),
+                total - 2 * page,
+                prot,
+            )
+        };
+        assert_eq!(rc, 0, "mprotect failed");
+    }
+
+    /// Makes the data read-only: a write to it then faults.
+    fn freeze(&mut self) {
+        self.protect(libc::PROT_READ);
+    }
+
+    fn as_slice(&self) -> &[f32] {
+        // SAFETY: `data` points to `len` `f32`s inside the readable pages of
+        // the mapping (or is dangling with `len == 0`, which a slice allows),
+        // initialised (zero-filled by `mmap`, then written as `f32`s), and
+        // alive as long as `self`; `&self` excludes any `&mut` to them.
+        unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [f32] {
+        // SAFETY: as in `as_slice`; `&mut self` makes this the only reference.
+        // Only unfrozen buffers are written (a frozen one would fault, not
+        // corrupt memory).
+        unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Some((base, total)) = self.map {
+            // SAFETY: the mapping was created by `mmap` in `new` with exactly
+            // this start and length, is owned by `self` alone, and no slice of
+            // it outlives `self` (they borrow it).
+            let rc = unsafe { libc::munmap(base.as_ptr(), total) };
+            debug_assert_eq!(rc, 0, "munmap failed");
+        }
+    }
+}
+
+/// SplitMix64: a small deterministic generator, so a case is reproducible
+/// from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo + 1) as u64) as usize
+    }
+
+    /// Uniform in `[-bound, bound)`.
+    fn value(&mut self, bound: f32) -> f32 {
+        let unit = (self.next() >> 40) as f32 / (1u64 << 24) as f32;
+        (2.0 * unit - 1.0) * bound
+    }
+
+    fn values(&mut self, n: usize, bound: f32) -> Vec<f32> {
+        (0..n).map(|_| self.value(bound)).collect()
+    }
+
+    /// Uniform in `lo..=hi`, signed.
+    fn signed(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+}
+
+/// One step of the epilogue as the test applies it (the activation in the
+/// IR's form, for the reference).
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Affine,
+    Act(Activation),
+    Add,
+}
+
+/// The IR op of a case, for the reference.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Conv(Conv2d),
+    Pool(Pool2d),
+}
+
+/// One random configuration: the IR op (for the reference), the kernel, the
+/// epilogue.
+#[derive(Debug)]
+struct Case {
+    input: Dims,
+    output: Dims,
+    op: Op,
+    kernel: Kernel,
+    steps: Vec<Step>,
+}
+
+fn random_activation(rng: &mut Rng) -> Activation {
+    match rng.range(0, 7) {
+        0 => Activation::Relu,
+        1 => Activation::Relu6,
+        2 => Activation::Tanh,
+        3 => Activation::Sigmoid,
+        4 => Activation::Swish,
+        5 => Activation::HardSwish,
+        6 => Activation::HardSigmoid,
+        _ => Activation::LeakyRelu(0.01 + rng.value(0.5).abs()),
+    }
+}
+
+fn hw(v: [usize; 2]) -> Hw {
+    Hw {
+        h: v[0] as u32,
+        w: v[1] as u32,
+    }
+}
+
+/// A random kernel with a random epilogue, or `None` if its output would be
+/// empty. Half the cases are direct convolutions (grouped or not); one in ten
+/// is a dense layer (a 1x1 convolution of a 1x1 input) with more channels, to
+/// run the channel loop and the block loop longer; two in ten are depthwise
+/// (one group per channel, multiplier 1) and two in ten pools (max or
+/// average, windowed or global), which have kernels of their own.
+fn random_case(rng: &mut Rng) -> Option<Case> {
+    let steps: Vec<Step> = (0..rng.range(0, 3))
+        .map(|_| match rng.range(0, 3) {
+            0 => Step::Affine,
+            1 => Step::Add,
+            _ => Step::Act(random_activation(rng)),
+        })
+        .collect();
+    let epilogue: Vec<Epilogue> = steps
+        .iter()
+        .map(|s| match *s {
+            Step::Affine => Epilogue::Affine,
+            Step::Act(a) => Epilogue::Act(Act::of(a)),
+            Step::Add => Epilogue::Add,
+        })
+        .collect();
+    let (input, output, op, kernel) = match rng.range(0, 9) {
+        0 => random_conv(rng, ConvKind::Dense, epilogue)?,
+        1 | 2 => random_conv(rng, ConvKind::Depthwise, epilogue)?,
+        3 | 4 => random_pool(rng, epilogue)?,
+        _ => random_conv(rng, ConvKind::Direct, epilogue)?,
+    };
+    Some(Case {
+        input,
+        output,
+        op,
+        kernel,
+        steps,
+    })
+}
+
+/// Which convolution [`random_conv`] draws.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ConvKind {
+    Direct,
+    Dense,
+    Depthwise,
+}
+
+/// A random convolution: input h, w in 1..=9, channels per group 1..=8 in 1
+/// or 2 groups, 1..=10 output channels per group, kernel 1..=4, stride 1..=3,
+/// dilation 1..=2, symmetric padding 0..=2 per axis.
+fn random_conv(
+    rng: &mut Rng,
+    kind: ConvKind,
+    epilogue: Vec<Epilogue>,
+) -> Option<(Dims, Dims, Op, Kernel)> {
+    let depthwise = kind == ConvKind::Depthwise;
+    let (h, w, groups, in_per_group, out_per_group) = match kind {
+        ConvKind::Dense => (1, 1, 1, rng.range(1, 64), rng.range(1, 40)),
+        ConvKind::Depthwise => (rng.range(1, 9), rng.range(1, 9), rng.range(1, 19), 1, 1),
+        ConvKind::Direct => (
+            rng.range(1, 9),
+            rng.range(1, 9),
+            rng.range(1, 2),
+            rng.range(1, 8),
+            rng.range(1, 10),
+        ),
+    };
+    let (kernel, stride, dilation, pad) = if kind == ConvKind::Dense {
+        ([1, 1], [1, 1], [1, 1], [0, 0])
+    } else {
+        (
+            [rng.range(1, 4), rng.range(1, 4)],
+            [rng.range(1, 3), rng.range(1, 3)],
+            [rng.range(1, 2), rng.range(1, 2)],
+            [rng.range(0, 2), rng.range(0, 2)],
+        )
+    };
+    // PyTorch's output size, symmetric padding: floor((n + 2p - d(f-1) - 1) / s) + 1.
+    let out_len = |n: usize, axis: usize| {
+        let span = (n + 2 * pad[axis]) as i64 - (dilation[axis] * (kernel[axis] - 1)) as i64 - 1;
+        (span >= 0).then(|| span as usize / stride[axis] + 1)
+    };
+    let (ho, wo) = (out_len(h, 0)?, out_len(w, 1)?);
+    let (c, k) = (groups * in_per_group, groups * out_per_group);
+    let op = Conv2d {
+        out_channels: k as u32,
+        kernel: hw(kernel),
+        stride: hw(stride),
+        dilation: hw(dilation),
+        padding: Padding {
+            top: pad[0] as u32,
+            left: pad[1] as u32,
+            bottom: pad[0] as u32,
+            right: pad[1] as u32,
+        },
+        groups: groups as u32,
+        bias: true,
+        depthwise,
+    };
+    let kernel = if depthwise {
+        Kernel::Depthwise(DepthwiseSpec {
+            channels: c,
+            input: [h, w],
+            output: [ho, wo],
+            kernel,
+            stride,
+            dilation,
+            pad,
+            epilogue,
+        })
+    } else {
+        Kernel::Conv(ConvSpec {
+            input: [h, w, c],
+            output: [ho, wo, k],
+            kernel,
+            stride,
+            dilation,
+            pad,
+            groups,
+            epilogue,
+        })
+    };
+    Some((
+        Dims::new(h, w, c),
+        Dims::new(ho, wo, k),
+        Op::Conv(op),
+        kernel,
+    ))
+}
+
+/// A random pool: max or average, window 1..=4, stride 1..=3, padding up to
+/// half the window on each side (PyTorch's limit, asymmetric allowed), ceil
+/// mode and `count_include_pad` either way; one in four global.
+fn random_pool(rng: &mut Rng, epilogue: Vec<Epilogue>) -> Option<(Dims, Dims, Op, Kernel)> {
+    let (h, w, c) = (rng.range(1, 9), rng.range(1, 9), rng.range(1, 19));
+    let kind = if rng.range(0, 1) == 0 {
+        PoolKind::Max
+    } else {
+        PoolKind::Avg
+    };
+    let input = Dims::new(h, w, c);
+    let shape = ir::Shape::Volume {
+        h: h as u32,
+        w: w as u32,
+        c: c as u32,
+    };
+    if rng.range(0, 3) == 0 {
+        let op = Pool2d {
+            kind,
+            kernel: hw([h, w]),
+            stride: Hw::square(1),
+            padding: Padding::default(),
+            ceil: false,
+            count_include_pad: true,
+        };
+        let spec = PoolSpec::of_global(kind, shape, epilogue)?;
+        return Some((input, Dims::new(1, 1, c), Op::Pool(op), Kernel::Pool(spec)));
+    }
+    let kernel = [rng.range(1, 4), rng.range(1, 4)];
+    let mut pad = || rng.range(0, kernel[0] / 2) as u32;
+    let (top, bottom) = (pad(), pad());
+    let mut pad = || rng.range(0, kernel[1] / 2) as u32;
+    let (left, right) = (pad(), pad());
+    let op = Pool2d {
+        kind,
+        kernel: hw(kernel),
+        stride: hw([rng.range(1, 3), rng.range(1, 3)]),
+        padding: Padding {
+            top,
+            left,
+            bottom,
+            right,
+        },
+        ceil: rng.range(0, 1) == 0,
+        count_include_pad: rng.range(0, 1) == 0,
+    };
+    let output = reference::pool2d_output_dims(&op, input).ok()?;
+    let out_shape = ir::Shape::Volume {
+        h: output.h as u32,
+        w: output.w as u32,
+        c: output.c as u32,
+    };
+    let spec = PoolSpec::of_pool(&op, shape, out_shape, epilogue)?;
+    Some((input, output, Op::Pool(op), Kernel::Pool(spec)))
+}
+
+/// The data of one case, in PyTorch's layouts.
+struct Data {
+    input: Vec<f32>,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    /// `(scale, shift)` per `Affine` step.
+    affines: Vec<(Vec<f32>, Vec<f32>)>,
+    extra: Vec<f32>,
+}
+
+fn random_data(case: &Case, lengths: &Lengths, rng: &mut Rng) -> Data {
+    let k = case.output.c;
+    let affines = case
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::Affine))
+        .map(|_| (rng.values(k, 2.0), rng.values(k, 1.0)))
+        .collect();
+    let (weight, bias) = match case.op {
+        Op::Conv(op) => {
+            let fan_in = case.input.c / op.groups as usize * (op.kernel.h * op.kernel.w) as usize;
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            (rng.values(k * fan_in, bound), rng.values(k, bound))
+        }
+        // A pool has no weights, and the bias of its fused epilogue is zero.
+        Op::Pool(_) => (Vec::new(), vec![0.0; k]),
+    };
+    Data {
+        input: rng.values(lengths.input, 2.0),
+        weight,
+        bias,
+        affines,
+        extra: rng.values(lengths.extra, 2.0),
+    }
+}
+
+/// The reference output: the conv, then the epilogue applied element by element.
+fn expected(case: &Case, data: &Data) -> Vec<f32> {
+    let k = case.output.c;
+    let mut out = vec![0.0; case.output.len()];
+    let dims = match &case.op {
+        Op::Conv(op) => reference::conv2d(
+            op,
+            &data.input,
+            case.input,
+            &data.weight,
+            Some(&data.bias),
+            &mut out,
+        ),
+        Op::Pool(op) => reference::pool2d(op, &data.input, case.input, &mut out),
+    }
+    .expect("the reference accepts the case");
+    assert_eq!(dims, case.output, "output size of {case:?}");
+    for (i, x) in out.iter_mut().enumerate() {
+        let ch = i % k;
+        let mut affine = data.affines.iter();
+        for step in &case.steps {
+            match *step {
+                Step::Affine => {
+                    let (scale, shift) = affine.next().expect("one pair per affine");
+                    *x = *x * scale[ch] + shift[ch];
+                }
+                Step::Act(a) => *x = reference::activate(a, *x),
+                Step::Add => *x += data.extra[i],
+            }
+        }
+    }
+    out
+}
+
+/// Written nowhere by a kernel: a NaN with a payload no arithmetic produces.
+const SENTINEL: u32 = 0x7fc0_dead;
+
+/// Checks `got` against `want` on output rows `[lo, hi)` and against the
+/// sentinel elsewhere.
+fn check(got: &[f32], want: &[f32], row_len: usize, (lo, hi): (usize, usize), what: &str) {
+    assert_eq!(got.len(), want.len());
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let row = i / row_len;
+        if (lo..hi).contains(&row) {
+            // Equal (infinities included), both NaN, or within 1e-4 relative + 1e-5 absolute.
+            let close =
+                g == w || (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-4 * w.abs() + 1e-5;
+            assert!(
+                close,
+                "{what}: element {i} (row {row}) is {g}, the reference {w}"
+            );
+        } else {
+            assert_eq!(
+                g.to_bits(),
+                SENTINEL,
+                "{what}: element {i} (row {row}) is outside rows [{lo}, {hi}) but was written ({g})"
+            );
+        }
+    }
+}
+
+/// Compiles, runs and checks one case.
+fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) {
+    let kernel = &case.kernel;
+    let lengths = kernel.lengths();
+    let mut jit = Jit::new().expect("a JIT for this host");
+    let id = jit.compile(kernel).expect("the kernel compiles");
+    let program = jit.finish().expect("the program links");
+
+    let data = random_data(case, &lengths, rng);
+    let want = expected(case, &data);
+    let mut packed_params = kernel.pack_vector(&data.bias);
+    for (scale, shift) in &data.affines {
+        packed_params.extend(kernel.pack_vector(scale));
+        packed_params.extend(kernel.pack_vector(shift));
+    }
+    let packed_weights = kernel.pack_weights(&data.weight);
+    assert_eq!(packed_weights.len(), lengths.weights, "{case:?}");
+    assert_eq!(packed_params.len(), lengths.params, "{case:?}");
+
+    let mut input = Guarded::from_slice(&data.input);
+    let mut weights = Guarded::from_slice(&packed_weights);
+    let mut params = Guarded::from_slice(&packed_params);
+    let mut extra = Guarded::from_slice(&data.extra);
+    for g in [&mut input, &mut weights, &mut params, &mut extra] {
+        g.freeze();
+    }
+    let mut output = Guarded::new(lengths.output);
+    let rows = lengths.rows;
+    let row_len = case.output.w * case.output.c;
+
+    // All rows through the runtime's entry point, alone and on two threads.
+    for (pool, label) in [(None, "all rows"), (Some(pool), "all rows, 2 threads")] {
+        output.as_mut_slice().fill(f32::from_bits(SENTINEL));
+        let buffers = Buffers {
+            input: input.as_slice(),
+            weights: weights.as_slice(),
+            params: params.as_slice(),
+            extra: extra.as_slice(),
+            output: output.as_mut_slice(),
+        };
+        call_kernel(&program, id, &lengths, buffers, pool).expect("the buffers fit");
+        check(
+            output.as_slice(),
+            &want,
+            row_len,
+            (0, rows),
+            &format!("case {index}, {label}: {case:?}"),
+        );
+    }
+
+    // Sub-ranges of rows, straight to the code, out-of-range and reversed ones
+    // included: the kernel clamps them to [0, rows).
+    let r = rows as i64;
+    let mut ranges = vec![
+        (0, r),
+        (-5, r + 7),
+        (r + 7, -5),
+        (-5, 0),
+        (r, r + 7),
+        (r / 2, r / 2),
+        (r - 1, r),
+        (3, 1),
+    ];
+    for _ in 0..4 {
+        ranges.push((rng.signed(-5, r + 7), rng.signed(-5, r + 7)));
+    }
+    let function = program.function(id);
+    for (begin, end) in ranges {
+        output.as_mut_slice().fill(f32::from_bits(SENTINEL));
+        let extra_ptr = if lengths.extra > 0 {
+            extra.as_slice().as_ptr()
+        } else {
+            std::ptr::null()
+        };
+        // SAFETY: every buffer is exactly as long as the kernel's `Lengths`
+        // (checked by the asserts above and by construction), the code
+        // outlives the call (`program`), and nothing else touches `output`.
+        // `[begin, end)` may lie outside `0 <= begin <= end <= rows`: the
+        // kernel clamps it to constant bounds, which is what this exercises; a
+        // stray access lands in a guard page (or a read-only page) and kills
+        // the test rather than corrupting memory silently.
+        unsafe {
+            function(
+                input.as_slice().as_ptr(),
+                weights.as_slice().as_ptr(),
+                params.as_slice().as_ptr(),
+                extra_ptr,
+                output.as_mut_slice().as_mut_ptr(),
+                begin,
+                end,
+            )
+        };
+        let lo = begin.clamp(0, r) as usize;
+        let hi = end.clamp(0, r) as usize;
+        check(
+            output.as_slice(),
+            &want,
+            row_len,
+            (lo, hi.max(lo)),
+            &format!("case {index}, rows [{begin}, {end}): {case:?}"),
+        );
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn generated_code_touches_only_its_own_buffers() {
+    let seed = env_u64("GUARD_PAGES_SEED", 0x6775_6172_645f_7067);
+    let cases = env_u64("GUARD_PAGES_CASES", 128) as usize;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("a 2-thread pool");
+    let mut rng = Rng(seed);
+    let (mut run, mut skipped) = (0, 0);
+    while run < cases {
+        let Some(case) = random_case(&mut rng) else {
+            skipped += 1;
+            continue;
+        };
+        eprintln!("seed {seed:#x}, case {run}: {case:?}");
+        run_case(run, &case, &mut rng, &pool);
+        run += 1;
+    }
+    eprintln!("{run} cases run, {skipped} configurations skipped (empty output)");
+}
+
+#[test]
+fn guarded_buffers_end_at_a_guard_page() {
+    let page = page_size();
+    for len in [
+        0,
+        1,
+        3,
+        4,
+        page / 4 - 1,
+        page / 4,
+        page / 4 + 1,
+        3 * page / 4 + 5,
+    ] {
+        let mut g = Guarded::new(len);
+        assert_eq!(g.as_slice().len(), len);
+        assert!(g.as_slice().iter().all(|&x| x == 0.0));
+        g.as_mut_slice()
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, x)| *x = i as f32);
+        if len > 0 {
+            let end = g.as_slice().as_ptr_range().end as usize;
+            assert_eq!(
+                end % page,
+                0,
+                "length {len} does not end at a page boundary"
+            );
+            assert_eq!(g.as_slice()[len - 1], (len - 1) as f32);
+        }
+        g.freeze();
+        assert!(g.as_slice().iter().enumerate().all(|(i, &x)| x == i as f32));
+    }
+}
