@@ -28,7 +28,8 @@ pub const BLOCK: usize = 8;
 /// Input channels per iteration of the channel loop.
 const UNROLL: usize = 4;
 /// Output pixels per register tile: 10 accumulators, two weight vectors, a
-/// broadcast input and a product fit x86-64's 16 vector registers (6 spilled).
+/// broadcast input and a product fit x86-64's 16 vector registers (a
+/// 6-pixel tile spills one accumulator).
 pub const TILE: usize = 5;
 
 /// Everything a convolution kernel is specialised to.
