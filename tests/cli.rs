@@ -1,0 +1,121 @@
+//! The `cnnjit` binary: summaries (text and JSON), Graphviz output,
+//! rustc-style diagnostics with exit status 1, and `check`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn cnnjit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cnnjit"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn nets(file: &str) -> String {
+    format!("{}/examples/nets/{file}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("cnnjit-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn summary_json_has_every_documented_key() {
+    let out = cnnjit(&["summary", &nets("lenet5.cnn"), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let net = &json["nets"][0];
+    for key in [
+        "name",
+        "input_shape",
+        "output_shape",
+        "params",
+        "flops",
+        "macs",
+        "param_bytes",
+        "activation_bytes",
+        "peak_inference_bytes",
+        "layers",
+        "stored_elements",
+        "train_bytes",
+        "train_macs",
+    ] {
+        assert!(!net[key].is_null(), "missing {key}");
+    }
+    // The lecture's LeNet-5 (slide 43): 61,706 parameters, shapes in (h, w, c) order.
+    assert_eq!(net["params"], 61_706);
+    assert_eq!(net["input_shape"], serde_json::json!([32, 32, 1]));
+    assert_eq!(net["output_shape"], serde_json::json!([10]));
+    assert_eq!(
+        net["layers"][0]["output_shape"],
+        serde_json::json!([28, 28, 6])
+    );
+    for key in ["name", "kind", "output_shape", "params", "flops"] {
+        assert!(!net["layers"][0][key].is_null(), "layer lacks {key}");
+    }
+    // 4 (2 * 61,706 + 1024 + 2 * 8,094) bytes at batch 1 (see tests/training.rs).
+    assert_eq!(net["train_bytes"]["1"], 562_496);
+}
+
+#[test]
+fn summary_text_and_net_selection() {
+    let out = cnnjit(&["summary", &nets("resnet.cnn"), "--net", "ResNet18"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("Total params: 11,689,512"), "{text}");
+    assert!(!text.contains("ResNet50"));
+    let out = cnnjit(&["summary", &nets("resnet.cnn"), "--net", "ResNet19"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no net `ResNet19`"));
+}
+
+#[test]
+fn graph_is_dot_with_joins_visible() {
+    let out = cnnjit(&["graph", &nets("resnet.cnn"), "--net", "ResNet18"]);
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(dot.starts_with("digraph \"ResNet18\" {"), "{dot}");
+    assert!(
+        dot.contains("residual") && dot.contains("shape=diamond") && dot.contains("(56,56,64)")
+    );
+    assert!(dot.trim_end().ends_with('}'));
+}
+
+#[test]
+fn errors_are_rendered_like_rustc_with_status_1() {
+    let path = temp_file(
+        "bad.cnn",
+        "Net(8x8x3) {\n    conv(16, 3x3),\n    dense(10),\n}\n",
+    );
+    let out = cnnjit(&["summary", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.starts_with("error: dense(10): expected a flat input, found the volume (6,6,16); add `flatten` before it"), "{err}");
+    assert!(
+        err.contains(&format!("--> {}:3:5", path.display())),
+        "{err}"
+    );
+    assert!(err.contains("3 |     dense(10),"), "{err}");
+    assert!(err.contains("  |     ^^^^^^^^^"), "{err}");
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn check_compares_the_jit_with_the_reference() {
+    let out = cnnjit(&["check", &nets("lenet5.cnn"), "--seed", "4"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("max abs error") && text.contains(": ok"),
+        "{text}"
+    );
+}
