@@ -47,32 +47,68 @@ fn range(value: &Value) -> Range<usize> {
     value.offset as usize..(value.offset + value.len) as usize
 }
 
+/// A step's input tensors, shared, beside its output borrowed mutably:
+/// views into the arena on either side of the output, found without
+/// allocating.
+struct Inputs<'a> {
+    left: &'a [f32],
+    right: &'a [f32],
+    out: Range<usize>,
+    ranges: &'a [Range<usize>],
+}
+
+impl<'a> Inputs<'a> {
+    /// Input `i`; `carve` checked that every range lies on one side of the output.
+    fn get(&self, i: usize) -> &'a [f32] {
+        let r = &self.ranges[i];
+        if r.end <= self.out.start {
+            &self.left[r.clone()]
+        } else {
+            &self.right[r.start - self.out.end..r.end - self.out.end]
+        }
+    }
+}
+
 /// The output range mutably and the input ranges shared, or `None` if an input
 /// overlaps the output or a range lies outside the arena.
 fn carve<'a>(
     arena: &'a mut [f32],
     out: Range<usize>,
-    ins: &[Range<usize>],
-) -> Option<(&'a mut [f32], Vec<&'a [f32]>)> {
+    ranges: &'a [Range<usize>],
+) -> Option<(&'a mut [f32], Inputs<'a>)> {
     if out.end > arena.len() {
         return None;
     }
     let (left, rest) = arena.split_at_mut(out.start);
     let (output, right) = rest.split_at_mut(out.len());
-    let (left, right): (&'a [f32], &'a [f32]) = (left, right);
-    let inputs = ins
+    let fits = ranges.iter().all(|r| {
+        r.start <= r.end
+            && (r.end <= out.start || (r.start >= out.end && r.end <= out.end + right.len()))
+    });
+    fits.then_some((
+        output,
+        Inputs {
+            left,
+            right,
+            out,
+            ranges,
+        },
+    ))
+}
+
+/// Every step's output range and input ranges in the arena, computed once.
+fn step_ranges(plan: &Plan) -> Vec<(Range<usize>, Vec<Range<usize>>)> {
+    plan.steps
         .iter()
-        .map(|r| {
-            if r.end <= out.start {
-                left.get(r.clone())
-            } else if r.start >= out.end {
-                right.get(r.start - out.end..r.end - out.end)
-            } else {
-                None
-            }
+        .map(|step| {
+            let ins = step
+                .inputs
+                .iter()
+                .map(|v| range(&plan.values[v.0 as usize]))
+                .collect();
+            (range(&plan.values[step.output.0 as usize]), ins)
         })
-        .collect::<Option<Vec<_>>>()?;
-    Some((output, inputs))
+        .collect()
 }
 
 /// What runs a plan: the graph, its plan and parameters, and, when the JIT
@@ -90,6 +126,24 @@ pub struct Engine {
     pub compiled: Option<crate::jit::Compiled>,
     /// Threads for the compiled kernels.
     pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    /// Per step, its output's and inputs' ranges in the arena.
+    ranges: Vec<(Range<usize>, Vec<Range<usize>>)>,
+}
+
+impl Engine {
+    /// An engine running `plan` on the reference kernels (`compiled` and
+    /// `pool` may be set afterwards).
+    pub fn new(graph: Graph, plan: Plan, params: Params) -> Engine {
+        Engine {
+            ranges: step_ranges(&plan),
+            graph,
+            plan,
+            params,
+            #[cfg(feature = "jit")]
+            compiled: None,
+            pool: None,
+        }
+    }
 }
 
 /// Runs one image: `input` in, `output` out; lengths are the caller's to check.
@@ -117,36 +171,25 @@ pub fn run(engine: &Engine, arena: &mut Arena, input: &[f32], output: &mut [f32]
 }
 
 fn run_step(engine: &Engine, index: usize, step: &Step, arena: &mut [f32]) -> Result<()> {
-    let (graph, plan, params) = (&engine.graph, &engine.plan, &engine.params);
+    let (graph, params) = (&engine.graph, &engine.params);
     let anchor = graph.node(step.nodes[0]);
-    let ins: Vec<Range<usize>> = step
-        .inputs
-        .iter()
-        .map(|v| range(&plan.values[v.0 as usize]))
-        .collect();
-    let (out, inputs) = carve(arena, range(&plan.values[step.output.0 as usize]), &ins)
-        .ok_or_else(|| Error::Internal {
-            layer: anchor.name.to_string(),
-            reason: "a step's input and output share memory".into(),
-        })?;
-    let fail = |node: &Node| {
-        let layer = node.name.to_string();
-        move |e: KernelError| Error::Internal {
-            layer,
-            reason: e.to_string(),
-        }
-    };
+    let (out_range, ranges) = &engine.ranges[index];
+    let (out, inputs) = carve(arena, out_range.clone(), ranges).ok_or_else(|| Error::Internal {
+        layer: anchor.name.to_string(),
+        reason: "a step's input and output share memory".into(),
+    })?;
+    let fail = |e: KernelError| kernel_error(anchor, e);
     #[cfg(feature = "jit")]
     if let Some((compiled, lowered)) = engine
         .compiled
         .as_ref()
         .and_then(|c| c.steps[index].as_ref().map(|l| (c, l)))
     {
-        let extra = lowered.extra.map(|i| inputs[i]);
+        let extra = lowered.extra.map(|i| inputs.get(i));
         crate::jit::run(
             &compiled.program,
             lowered,
-            inputs[0],
+            inputs.get(0),
             extra,
             out,
             engine.pool.as_deref(),
@@ -155,9 +198,8 @@ fn run_step(engine: &Engine, index: usize, step: &Step, arena: &mut [f32]) -> Re
             layer: anchor.name.to_string(),
             reason,
         })?;
-        let mut shortcuts =
-            inputs[anchor.inputs.len() + usize::from(lowered.extra.is_some())..].iter();
-        return epilogue(graph, params, &lowered.rest, out, &mut shortcuts);
+        let first_shortcut = anchor.inputs.len() + usize::from(lowered.extra.is_some());
+        return epilogue(graph, params, &lowered.rest, out, &inputs, first_shortcut);
     }
     #[cfg(not(feature = "jit"))]
     let _ = index;
@@ -165,29 +207,36 @@ fn run_step(engine: &Engine, index: usize, step: &Step, arena: &mut [f32]) -> Re
     let layer = &params.layers[step.nodes[0].index()];
     match (&anchor.op, layer) {
         (Op::Conv2d(conv), LayerParams::Linear { weight, bias }) => {
-            r::conv2d(conv, inputs[0], in_dims(0), weight, bias.as_deref(), out)
-                .map_err(fail(anchor))?;
+            r::conv2d(
+                conv,
+                inputs.get(0),
+                in_dims(0),
+                weight,
+                bias.as_deref(),
+                out,
+            )
+            .map_err(fail)?;
         }
         (Op::Dense(dense), LayerParams::Linear { weight, bias }) => {
-            r::dense(dense, inputs[0], weight, bias.as_deref(), out).map_err(fail(anchor))?;
+            r::dense(dense, inputs.get(0), weight, bias.as_deref(), out).map_err(fail)?;
         }
         (Op::Pool2d(pool), _) => {
-            r::pool2d(pool, inputs[0], in_dims(0), out).map_err(fail(anchor))?;
+            r::pool2d(pool, inputs.get(0), in_dims(0), out).map_err(fail)?;
         }
         (Op::GlobalPool(kind), _) => {
-            r::global_pool(*kind, inputs[0], in_dims(0), out).map_err(fail(anchor))?
+            r::global_pool(*kind, inputs.get(0), in_dims(0), out).map_err(fail)?
         }
-        (Op::Lrn(lrn), _) => r::lrn(lrn, inputs[0], in_dims(0).c, out).map_err(fail(anchor))?,
+        (Op::Lrn(lrn), _) => r::lrn(lrn, inputs.get(0), in_dims(0).c, out).map_err(fail)?,
         (Op::Concat, _) => {
-            let parts: Vec<(&[f32], Dims)> = inputs
-                .iter()
-                .enumerate()
-                .map(|(i, x)| (*x, in_dims(i)))
-                .collect();
-            r::concat(&parts, out).map_err(fail(anchor))?;
+            let total = Dims::from(anchor.output);
+            let mut offset = 0;
+            for i in 0..anchor.inputs.len() {
+                r::concat_part(inputs.get(i), in_dims(i), offset, total, out).map_err(fail)?;
+                offset += in_dims(i).c;
+            }
         }
-        (Op::Add, _) => r::add(inputs[0], inputs[1], out).map_err(fail(anchor))?,
-        (Op::Scale, _) => r::scale(inputs[0], in_dims(0), inputs[1], out).map_err(fail(anchor))?,
+        (Op::Add, _) => r::add(inputs.get(0), inputs.get(1), out).map_err(fail)?,
+        (Op::Scale, _) => r::scale(inputs.get(0), in_dims(0), inputs.get(1), out).map_err(fail)?,
         // An epilogue op that could not run in place: copy, then apply in place.
         (
             Op::BatchNorm { .. }
@@ -198,15 +247,15 @@ fn run_step(engine: &Engine, index: usize, step: &Step, arena: &mut [f32]) -> Re
             | Op::Flatten,
             _,
         ) => {
-            if out.len() != inputs[0].len() {
-                return Err(fail(anchor)(KernelError::Length {
+            if out.len() != inputs.get(0).len() {
+                return Err(fail(KernelError::Length {
                     what: "element-wise output",
-                    expected: inputs[0].len(),
+                    expected: inputs.get(0).len(),
                     found: out.len(),
                 }));
             }
-            out.copy_from_slice(inputs[0]);
-            in_place(anchor, layer, out, &[])?;
+            out.copy_from_slice(inputs.get(0));
+            in_place(anchor, layer, out, None)?;
         }
         (op, _) => {
             return Err(Error::Internal {
@@ -215,39 +264,56 @@ fn run_step(engine: &Engine, index: usize, step: &Step, arena: &mut [f32]) -> Re
             })
         }
     }
-    let mut shortcuts = inputs[anchor.inputs.len()..].iter();
-    epilogue(graph, params, &step.nodes[1..], out, &mut shortcuts)
+    epilogue(
+        graph,
+        params,
+        &step.nodes[1..],
+        out,
+        &inputs,
+        anchor.inputs.len(),
+    )
 }
 
-/// Applies `nodes` in place to `data`, each residual add taking the next shortcut.
-fn epilogue<'s>(
+/// Applies `nodes` in place to `data`, each residual add taking the next
+/// input from `first_shortcut` on.
+fn epilogue(
     graph: &Graph,
     params: &Params,
     nodes: &[NodeId],
     data: &mut [f32],
-    shortcuts: &mut impl Iterator<Item = &'s &'s [f32]>,
+    inputs: &Inputs<'_>,
+    first_shortcut: usize,
 ) -> Result<()> {
+    let mut next = first_shortcut;
     for id in nodes {
         let node = graph.node(*id);
-        let shortcut: Vec<&[f32]> = if node.op == Op::Add {
-            vec![*shortcuts.next().ok_or_else(|| Error::Internal {
-                layer: node.name.to_string(),
-                reason: "a residual add without its shortcut".into(),
-            })?]
+        let shortcut = if node.op == Op::Add && next < inputs.ranges.len() {
+            next += 1;
+            Some(inputs.get(next - 1))
         } else {
-            Vec::new()
+            None
         };
-        in_place(node, &params.layers[id.index()], data, &shortcut)?;
+        in_place(node, &params.layers[id.index()], data, shortcut)?;
     }
     Ok(())
 }
 
-/// Applies an epilogue node to `data` in place.
-fn in_place(node: &Node, layer: &LayerParams, data: &mut [f32], shortcut: &[&[f32]]) -> Result<()> {
-    let fail = |e: KernelError| Error::Internal {
+/// A kernel's complaint about `node`'s buffers: a bug in cnnjit, reported as a value.
+fn kernel_error(node: &Node, e: KernelError) -> Error {
+    Error::Internal {
         layer: node.name.to_string(),
         reason: e.to_string(),
-    };
+    }
+}
+
+/// Applies an epilogue node to `data` in place.
+fn in_place(
+    node: &Node,
+    layer: &LayerParams,
+    data: &mut [f32],
+    shortcut: Option<&[f32]>,
+) -> Result<()> {
+    let fail = |e: KernelError| kernel_error(node, e);
     match (&node.op, layer) {
         (
             Op::BatchNorm { eps },
@@ -277,7 +343,7 @@ fn in_place(node: &Node, layer: &LayerParams, data: &mut [f32], shortcut: &[&[f3
             r::softmax_in_place(data, node.output.channels() as usize).map_err(fail)
         }
         (Op::Add, _) => match shortcut {
-            [other] => r::add_in_place(data, other).map_err(fail),
+            Some(other) => r::add_in_place(data, other).map_err(fail),
             _ => Err(fail(KernelError::Invalid(
                 "a residual add without its shortcut".into(),
             ))),

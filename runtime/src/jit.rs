@@ -18,6 +18,7 @@ use cnnjit_compiler::codegen::vector::Act;
 use cnnjit_compiler::codegen::Epilogue;
 use cnnjit_compiler::codegen::{Jit, Kernel, KernelFn, KernelId, Lengths, Program};
 use cnnjit_compiler::plan::{Plan, Step};
+use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -319,11 +320,12 @@ pub fn call_kernel(
     match pool {
         Some(pool) if pool.current_num_threads() > 1 && rows > 1 => {
             let parts = (pool.current_num_threads() as i64 * 4).min(rows);
-            pool.scope(|s| {
-                for p in 0..parts {
-                    let (begin, end) = (rows * p / parts, rows * (p + 1) / parts);
-                    s.spawn(move |_| run_rows(begin, end));
-                }
+            // A parallel iterator splits by `join`, whose jobs live on the stack:
+            // no allocation per call, unlike `scope` + `spawn`.
+            pool.install(|| {
+                (0..parts)
+                    .into_par_iter()
+                    .for_each(|p| run_rows(rows * p / parts, rows * (p + 1) / parts));
             });
         }
         _ => run_rows(0, rows),

@@ -77,14 +77,7 @@ impl Model {
         )?;
         let arena = Arena::new(plan.arena_bytes);
         let mut model = Model {
-            engine: exec::Engine {
-                graph,
-                plan,
-                params,
-                #[cfg(feature = "jit")]
-                compiled: None,
-                pool: None,
-            },
+            engine: exec::Engine::new(graph, plan, params),
             arena,
             backend: Backend::Reference {
                 reason: "asked for with `Options::reference`".into(),

@@ -27,17 +27,39 @@ pub fn concat(inputs: &[(&[f32], Dims)], output: &mut [f32]) -> Result<Dims> {
         channels = channels.saturating_add(dims.c);
     }
     let out = Dims::new(first.h, first.w, channels);
-    check_len("concat output", out.len(), output.len())?;
-    for p in 0..out.pixels() {
-        let mut offset = 0;
-        for &(data, dims) in inputs {
-            for c in 0..dims.c {
-                output[p * out.c + offset + c] = data[p * dims.c + c];
-            }
-            offset += dims.c;
-        }
+    let mut offset = 0;
+    for &(data, dims) in inputs {
+        concat_part(data, dims, offset, out, output)?;
+        offset += dims.c;
     }
     Ok(out)
+}
+
+/// Writes one input of a concat into its channel slice of `output`: at every
+/// pixel, `dims.c` channels starting at channel `offset` of `out`.
+///
+/// Preconditions (else an error): `data` of `dims`' length, `output` of
+/// `out`'s, equal pixel counts, and the slice within `out`'s channels.
+pub fn concat_part(
+    data: &[f32],
+    dims: Dims,
+    offset: usize,
+    out: Dims,
+    output: &mut [f32],
+) -> Result<()> {
+    check_len("concat input", dims.len(), data.len())?;
+    check_len("concat output", out.len(), output.len())?;
+    if dims.pixels() != out.pixels() || offset.saturating_add(dims.c) > out.c {
+        return Err(KernelError::Invalid(format!(
+            "concat: {}x{}x{} at channel {offset} does not fit {}x{}x{}",
+            dims.h, dims.w, dims.c, out.h, out.w, out.c
+        )));
+    }
+    for p in 0..out.pixels() {
+        output[p * out.c + offset..p * out.c + offset + dims.c]
+            .copy_from_slice(&data[p * dims.c..(p + 1) * dims.c]);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
