@@ -125,14 +125,11 @@ pub fn fuse(graph: &Graph) -> Plan {
     }
 }
 
-/// Places every value of `plan` in one arena, reusing memory between values
-/// whose lifetimes do not overlap (greedy by size, as TensorFlow Lite does).
-pub fn plan_arena(mut plan: Plan) -> Result<Plan, ShapeError> {
+/// Each value's lifetime as (first, last) step, shifted by one: the input is
+/// written at 0, step `s` writes at `s + 1`, the output is read after the last step.
+fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
     let n = plan.values.len();
-    // Lifetimes in step indices shifted by one: the input is written at 0,
-    // step s writes at s + 1; the output is read after the last step.
-    let mut first = vec![0usize; n];
-    let mut last = vec![0usize; n];
+    let (mut first, mut last) = (vec![0usize; n], vec![0usize; n]);
     for (s, step) in plan.steps.iter().enumerate() {
         first[step.output.0 as usize] = s + 1;
         last[step.output.0 as usize] = last[step.output.0 as usize].max(s + 1);
@@ -143,6 +140,14 @@ pub fn plan_arena(mut plan: Plan) -> Result<Plan, ShapeError> {
     if let Some(out) = plan.steps.last().map(|s| s.output) {
         last[out.0 as usize] = plan.steps.len() + 1;
     }
+    (first, last)
+}
+
+/// Places every value of `plan` in one arena, reusing memory between values
+/// whose lifetimes do not overlap (greedy by size, as TensorFlow Lite does).
+pub fn plan_arena(mut plan: Plan) -> Result<Plan, ShapeError> {
+    let n = plan.values.len();
+    let (first, last) = lifetimes(&plan);
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| plan.values[b].len.cmp(&plan.values[a].len).then(a.cmp(&b)));
     let mut placed: Vec<usize> = Vec::new();
@@ -220,19 +225,8 @@ impl Plan {
         if let Some(missing) = seen.iter().skip(1).position(|s| !s) {
             return Err(format!("n{} is in no step", missing + 1));
         }
-        // Lifetimes as in plan_arena; overlapping lifetimes must not share memory.
-        let n = self.values.len();
-        let (mut first, mut last) = (vec![0usize; n], vec![0usize; n]);
-        for (s, step) in self.steps.iter().enumerate() {
-            first[step.output.0 as usize] = s + 1;
-            last[step.output.0 as usize] = last[step.output.0 as usize].max(s + 1);
-            for input in &step.inputs {
-                last[input.0 as usize] = last[input.0 as usize].max(s + 1);
-            }
-        }
-        if let Some(out) = self.steps.last().map(|s| s.output) {
-            last[out.0 as usize] = self.steps.len() + 1;
-        }
+        // Overlapping lifetimes must not share memory.
+        let (first, last) = lifetimes(self);
         let mut end = 0;
         for (a, va) in self.values.iter().enumerate() {
             if va.offset % ALIGN_ELEMENTS != 0 {

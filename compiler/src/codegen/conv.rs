@@ -15,6 +15,7 @@
 //! each class gets code with exactly those taps, so no load ever leaves the
 //! input and no branch is taken per tap.
 
+use super::epilogue_lengths;
 use super::vector;
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, Args, Epilogue, Epilogued, Lengths,
@@ -107,26 +108,16 @@ impl ConvSpec {
         self.groups * self.blocks() * BLOCK
     }
 
-    fn affines(&self) -> usize {
-        self.epilogue
-            .iter()
-            .filter(|e| **e == Epilogue::Affine)
-            .count()
-    }
-
     /// The buffer lengths of the kernel's safety contract.
     pub fn lengths(&self) -> Lengths {
         let [h, w, c] = self.input;
         let [ho, wo, k] = self.output;
+        let (params, extra) = epilogue_lengths(&self.epilogue, self.vector_len(), ho * wo * k);
         Lengths {
             input: h * w * c,
             weights: self.vector_len() * self.kernel[0] * self.kernel[1] * self.in_per_group(),
-            params: self.vector_len() * (1 + 2 * self.affines()),
-            extra: if self.epilogue.contains(&Epilogue::Add) {
-                ho * wo * k
-            } else {
-                0
-            },
+            params,
+            extra,
             output: ho * wo * k,
             rows: ho,
         }

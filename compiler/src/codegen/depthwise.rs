@@ -11,6 +11,7 @@
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, vector, Args, Epilogue, Epilogued, Lengths,
 };
+use super::{epilogue_lengths, pack_padded, padded_channels};
 use crate::ir::{Conv2d, Shape};
 use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
@@ -64,28 +65,19 @@ impl DepthwiseSpec {
         })
     }
 
-    /// Channels rounded up to whole vectors.
     fn padded(&self) -> usize {
-        self.channels.div_ceil(4) * 4
+        padded_channels(self.channels)
     }
 
     /// The buffer lengths of the kernel's safety contract.
     pub fn lengths(&self) -> Lengths {
-        let affines = self
-            .epilogue
-            .iter()
-            .filter(|e| **e == Epilogue::Affine)
-            .count();
         let out = self.output[0] * self.output[1] * self.channels;
+        let (params, extra) = epilogue_lengths(&self.epilogue, self.padded(), out);
         Lengths {
             input: self.input[0] * self.input[1] * self.channels,
             weights: self.kernel[0] * self.kernel[1] * self.padded(),
-            params: self.padded() * (1 + 2 * affines),
-            extra: if self.epilogue.contains(&Epilogue::Add) {
-                out
-            } else {
-                0
-            },
+            params,
+            extra,
             output: out,
             rows: self.output[0],
         }
@@ -107,9 +99,7 @@ impl DepthwiseSpec {
 
     /// A per-channel vector padded to whole vectors.
     pub fn pack_vector(&self, v: &[f32]) -> Vec<f32> {
-        let mut packed = v.to_vec();
-        packed.resize(self.padded(), 0.0);
-        packed
+        pack_padded(v)
     }
 }
 

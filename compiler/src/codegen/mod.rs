@@ -338,6 +338,35 @@ pub enum Epilogue {
     Add,
 }
 
+/// The `params` and `extra` lengths a fused epilogue needs: a bias vector
+/// plus a scale and a shift vector per affine step (each `vector` floats),
+/// and an output-sized shortcut if it adds one.
+pub(crate) fn epilogue_lengths(
+    epilogue: &[Epilogue],
+    vector: usize,
+    output: usize,
+) -> (usize, usize) {
+    let affines = epilogue.iter().filter(|e| **e == Epilogue::Affine).count();
+    let extra = if epilogue.contains(&Epilogue::Add) {
+        output
+    } else {
+        0
+    };
+    (vector * (1 + 2 * affines), extra)
+}
+
+/// Channels rounded up to whole `f32x4` vectors.
+pub(crate) fn padded_channels(channels: usize) -> usize {
+    channels.div_ceil(4) * 4
+}
+
+/// A per-channel vector zero-padded to whole `f32x4` vectors.
+pub(crate) fn pack_padded(v: &[f32]) -> Vec<f32> {
+    let mut packed = v.to_vec();
+    packed.resize(padded_channels(v.len()), 0.0);
+    packed
+}
+
 /// Where one output vector of a fused epilogue lives.
 pub(crate) struct Epilogued {
     /// The bias of this channel block in `params` (affine vectors follow at multiples of `vector`).

@@ -9,6 +9,7 @@
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, vector, Args, Epilogue, Epilogued, Lengths,
 };
+use super::{epilogue_lengths, pack_padded, padded_channels};
 use crate::ir::{Pool2d, PoolKind, Shape};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
@@ -85,26 +86,18 @@ impl PoolSpec {
     }
 
     fn padded(&self) -> usize {
-        self.channels.div_ceil(4) * 4
+        padded_channels(self.channels)
     }
 
     /// The buffer lengths of the kernel's safety contract.
     pub fn lengths(&self) -> Lengths {
-        let affines = self
-            .epilogue
-            .iter()
-            .filter(|e| **e == Epilogue::Affine)
-            .count();
         let out = self.output[0] * self.output[1] * self.channels;
+        let (params, extra) = epilogue_lengths(&self.epilogue, self.padded(), out);
         Lengths {
             input: self.input[0] * self.input[1] * self.channels,
             weights: 0,
-            params: self.padded() * (1 + 2 * affines),
-            extra: if self.epilogue.contains(&Epilogue::Add) {
-                out
-            } else {
-                0
-            },
+            params,
+            extra,
             output: out,
             rows: self.output[0],
         }
@@ -112,9 +105,7 @@ impl PoolSpec {
 
     /// A per-channel vector padded to whole vectors.
     pub fn pack_vector(&self, v: &[f32]) -> Vec<f32> {
-        let mut packed = v.to_vec();
-        packed.resize(self.padded(), 0.0);
-        packed
+        pack_padded(v)
     }
 
     /// PyTorch's window extent along one axis for output `o`: from its start
