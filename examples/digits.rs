@@ -41,7 +41,7 @@ fn ascii(image: &[f32]) -> Vec<String> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let weights = Weights::from_file(format!("{DATA}/lenet5_digits.safetensors"))?;
     let test = Weights::from_file(format!("{DATA}/digits_test.safetensors"))?;
-    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!(
+    let pytorch: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!(
         "{DATA}/lenet5_digits.json"
     ))?)?;
     let (images, labels) = (
@@ -51,12 +51,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = labels.len();
 
     println!("{}\n", LeNet5::summary());
+    // The JIT, and its slow twin on the same weights.
     let mut net = LeNet5::new(&weights)?;
-    println!("backend: {:?}", net.model().backend());
+    let reference = cnnjit::Options {
+        reference: true,
+        ..cnnjit::Options::default()
+    };
+    let mut slow = LeNet5::with_options(&weights, reference)?;
     let mut outputs = vec![0.0f32; n * LeNet5::OUTPUT_LEN];
+    let mut slow_outputs = outputs.clone();
     let start = Instant::now();
     net.forward_batch(images, &mut outputs)?;
-    let seconds = start.elapsed().as_secs_f64();
+    let jit_seconds = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    slow.forward_batch(images, &mut slow_outputs)?;
+    let reference_seconds = start.elapsed().as_secs_f64();
 
     let predictions: Vec<usize> = outputs.chunks(LeNet5::OUTPUT_LEN).map(argmax).collect();
     let correct = predictions
@@ -89,12 +98,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "cnnjit accuracy: {correct}/{n} = {:.2}%   (PyTorch on the same split: {:.2}%)",
         100.0 * correct as f64 / n as f64,
-        100.0 * reference["test_accuracy"].as_f64().unwrap_or(f64::NAN)
+        100.0 * pytorch["test_accuracy"].as_f64().unwrap_or(f64::NAN)
     );
+    let same = predictions
+        == slow_outputs
+            .chunks(LeNet5::OUTPUT_LEN)
+            .map(argmax)
+            .collect::<Vec<_>>();
+    if let cnnjit::runtime::model::Backend::Jit {
+        compile_ms,
+        kernels,
+        ..
+    } = net.model().backend()
+    {
+        println!("JIT: {kernels} kernels compiled in {compile_ms:.1} ms");
+    }
+    for (name, seconds) in [
+        ("JIT", jit_seconds),
+        ("reference kernels", reference_seconds),
+    ] {
+        println!(
+            "{name:>17}: {:>7.0} images/s ({:.3} ms per image)",
+            n as f64 / seconds,
+            1e3 * seconds / n as f64
+        );
+    }
     println!(
-        "reference kernels: {:.0} images/s ({:.3} ms per image)",
-        n as f64 / seconds,
-        1e3 * seconds / n as f64
+        "the JIT is {:.1}x faster; both predict {} the same digits",
+        reference_seconds / jit_seconds,
+        if same { "exactly" } else { "NOT" }
     );
     Ok(())
 }
