@@ -452,8 +452,8 @@ fn run(cli: Cli) -> Result<String, String> {
                 .map_err(|e| format!("error: {e}"))?;
             let verdict = if a.within_tolerance { "ok" } else { "FAILED" };
             let report = format!(
-                "{}: JIT vs reference (seed {seed}, {:?}): max abs error {:.3e}, max rel error {:.3e}: {verdict} (tolerance 1e-5 + 1e-4 |x|)\n",
-                net.graph.name, a.backend, a.max_abs, a.max_rel
+                "{}: JIT vs reference (seed {seed}, {:?}): output scale {:.3e}, max abs error {:.3e} ({:.1e} of the scale), max rel error {:.3e}: {verdict} (tolerance 1e-5 + 1e-4 x the scale)\n",
+                net.graph.name, a.backend, a.scale, a.max_abs, a.max_abs / a.scale.max(f64::MIN_POSITIVE), a.max_rel
             );
             if a.within_tolerance {
                 Ok(report)
