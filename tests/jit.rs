@@ -1,6 +1,6 @@
 //! The JIT against its slow twin: property tests over random shapes,
 //! strides, pads, dilations, groups, odd channel counts and fused epilogues
-//! (JIT == reference within 1e-4 relative), every example network, and
+//! (JIT == reference within 1e-4 of the output's scale), every example network, and
 //! outputs bitwise identical for any thread count.
 
 use cnnjit::check::{jit_against_reference, random_input};
