@@ -52,7 +52,8 @@ pub fn lively_weights(graph: &Graph, seed: u64) -> Weights {
         let data: Vec<f32> = if spec.fan_in > 0 && name.ends_with(".weight") {
             let bound = (6.0 / spec.fan_in as f32).sqrt();
             u.iter().map(|x| x * bound).collect()
-        } else if name.ends_with(".running_var") || (spec.fan_in == 0 && name.ends_with(".weight")) {
+        } else if name.ends_with(".running_var") || (spec.fan_in == 0 && name.ends_with(".weight"))
+        {
             u.iter().map(|x| 1.0 + 0.5 * x).collect()
         } else {
             u.iter().map(|x| 0.1 * x).collect()
@@ -87,7 +88,9 @@ pub fn jit_against_reference(graph: &Graph, seed: u64, threads: usize) -> Result
     let input = random_input(reference.input_len(), seed);
     let expected = reference.forward(&input)?;
     let actual = jit.forward(&input)?;
-    let scale = expected.iter().fold(0.0f64, |m, x| m.max(f64::from(x.abs())));
+    let scale = expected
+        .iter()
+        .fold(0.0f64, |m, x| m.max(f64::from(x.abs())));
     let (mut max_abs, mut max_rel) = (0.0f64, 0.0f64);
     for (a, b) in actual.iter().zip(&expected) {
         let diff = (f64::from(*a) - f64::from(*b)).abs();
