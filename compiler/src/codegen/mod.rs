@@ -23,8 +23,10 @@
 //! Set `CNNJIT_DISASM=1` to print every kernel's machine code to stderr.
 //!
 //! What was measured on this CPU shapes the code (ARCHITECTURE.md):
-//! `opt_level = none`, `fmul` + `fadd` rather than `fma`, a fresh load and
-//! splat per use, one short loop per kernel tap, top-tested loops.
+//! `opt_level = none`, a fresh load and splat per use (a read-only load folds
+//! into one `vbroadcastss` from memory), one short loop per kernel tap,
+//! top-tested loops. Unlike the design notes' prototype, `fma` beat `fmul` +
+//! `fadd` here (see `vector::mul_add`).
 
 pub mod conv;
 pub mod depthwise;
