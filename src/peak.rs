@@ -133,70 +133,58 @@ mod kernels {
         }
     }
 
-    #[target_feature(enable = "fma")]
-    fn fma128(iters: u64) -> f32 {
-        let m = _mm_set1_ps(black_box(M));
-        let c = _mm_set1_ps(black_box(C));
-        let mut acc = [_mm_set1_ps(black_box(1.0)); ACCUMULATORS];
-        for _ in 0..iters {
-            for a in &mut acc {
-                *a = _mm_fmadd_ps(*a, m, c);
+    /// One throughput loop per vector width: `ACCUMULATORS` independent
+    /// chains of `acc = step(acc)`, then a sum so nothing is optimised away.
+    macro_rules! throughput_loop {
+        ($(#[$doc:meta])* $name:ident, $features:literal, $set1:ident, $zero:ident, $add:ident, $to_f32:ident, |$a:ident, $m:ident, $c:ident| $step:expr) => {
+            $(#[$doc])*
+            #[target_feature(enable = $features)]
+            fn $name(iters: u64) -> f32 {
+                let $m = $set1(black_box(M));
+                let $c = $set1(black_box(C));
+                let mut acc = [$set1(black_box(1.0)); ACCUMULATORS];
+                for _ in 0..iters {
+                    for $a in &mut acc {
+                        *$a = $step;
+                    }
+                }
+                let acc = black_box(acc);
+                $to_f32(acc.iter().fold($zero(), |s, &a| $add(s, a)))
             }
-        }
-        let acc = black_box(acc);
-        let sum = acc.iter().fold(_mm_setzero_ps(), |s, &a| _mm_add_ps(s, a));
-        _mm_cvtss_f32(sum)
+        };
     }
 
-    /// SSE (baseline on x86_64): a multiply and an add per lane, 2 FLOPs.
-    #[target_feature(enable = "sse")]
-    fn sse_mul_add(iters: u64) -> f32 {
-        let m = _mm_set1_ps(black_box(M));
-        let c = _mm_set1_ps(black_box(C));
-        let mut acc = [_mm_set1_ps(black_box(1.0)); ACCUMULATORS];
-        for _ in 0..iters {
-            for a in &mut acc {
-                *a = _mm_add_ps(_mm_mul_ps(*a, m), c);
-            }
-        }
-        let acc = black_box(acc);
-        let sum = acc.iter().fold(_mm_setzero_ps(), |s, &a| _mm_add_ps(s, a));
-        _mm_cvtss_f32(sum)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    fn fma256(iters: u64) -> f32 {
-        let m = _mm256_set1_ps(black_box(M));
-        let c = _mm256_set1_ps(black_box(C));
-        let mut acc = [_mm256_set1_ps(black_box(1.0)); ACCUMULATORS];
-        for _ in 0..iters {
-            for a in &mut acc {
-                *a = _mm256_fmadd_ps(*a, m, c);
-            }
-        }
-        let acc = black_box(acc);
-        let sum = acc
-            .iter()
-            .fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
-        _mm256_cvtss_f32(sum)
-    }
-
-    #[target_feature(enable = "avx512f,fma")]
-    fn fma512(iters: u64) -> f32 {
-        let m = _mm512_set1_ps(black_box(M));
-        let c = _mm512_set1_ps(black_box(C));
-        let mut acc = [_mm512_set1_ps(black_box(1.0)); ACCUMULATORS];
-        for _ in 0..iters {
-            for a in &mut acc {
-                *a = _mm512_fmadd_ps(*a, m, c);
-            }
-        }
-        let acc = black_box(acc);
-        let sum = acc
-            .iter()
-            .fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a));
-        _mm512_reduce_add_ps(sum)
-    }
+    throughput_loop!(
+        fma128,
+        "fma",
+        _mm_set1_ps,
+        _mm_setzero_ps,
+        _mm_add_ps,
+        _mm_cvtss_f32,
+        |a, m, c| _mm_fmadd_ps(*a, m, c)
+    );
+    throughput_loop!(
+        /// SSE (baseline on x86_64): a multiply and an add per lane, 2 FLOPs.
+        sse_mul_add, "sse", _mm_set1_ps, _mm_setzero_ps, _mm_add_ps, _mm_cvtss_f32, |a, m, c| _mm_add_ps(_mm_mul_ps(*a, m), c)
+    );
+    throughput_loop!(
+        fma256,
+        "avx2,fma",
+        _mm256_set1_ps,
+        _mm256_setzero_ps,
+        _mm256_add_ps,
+        _mm256_cvtss_f32,
+        |a, m, c| _mm256_fmadd_ps(*a, m, c)
+    );
+    throughput_loop!(
+        fma512,
+        "avx512f,fma",
+        _mm512_set1_ps,
+        _mm512_setzero_ps,
+        _mm512_add_ps,
+        _mm512_reduce_add_ps,
+        |a, m, c| _mm512_fmadd_ps(*a, m, c)
+    );
 }
 
 #[cfg(not(target_arch = "x86_64"))]
