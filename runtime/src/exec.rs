@@ -144,10 +144,27 @@ impl Engine {
             pool: None,
         }
     }
+
+    /// The working memory, in `f32`s, that [`run`] needs for the compiled kernels.
+    pub fn scratch_len(&self) -> usize {
+        #[cfg(feature = "jit")]
+        if let Some(compiled) = &self.compiled {
+            return compiled.scratch_len(self.pool.as_deref());
+        }
+        0
+    }
 }
 
-/// Runs one image: `input` in, `output` out; lengths are the caller's to check.
-pub fn run(engine: &Engine, arena: &mut Arena, input: &[f32], output: &mut [f32]) -> Result<()> {
+/// Runs one image: `input` in, `output` out; lengths are the caller's to
+/// check. `scratch` is the compiled kernels' working memory
+/// ([`Engine::scratch_len`] elements).
+pub fn run(
+    engine: &Engine,
+    arena: &mut Arena,
+    scratch: &mut [f32],
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<()> {
     let (graph, plan) = (&engine.graph, &engine.plan);
     let arena = arena.as_mut_slice();
     let internal = |what: &str| Error::Internal {
@@ -159,7 +176,7 @@ pub fn run(engine: &Engine, arena: &mut Arena, input: &[f32], output: &mut [f32]
         .ok_or_else(|| internal("the input does not fit the arena"))?
         .copy_from_slice(input);
     for (i, step) in plan.steps.iter().enumerate() {
-        run_step(engine, i, step, arena)?;
+        run_step(engine, i, step, arena, scratch)?;
     }
     let last = plan.steps.last().map(|s| s.output.0 as usize).unwrap_or(0);
     output.copy_from_slice(
@@ -170,7 +187,13 @@ pub fn run(engine: &Engine, arena: &mut Arena, input: &[f32], output: &mut [f32]
     Ok(())
 }
 
-fn run_step(engine: &Engine, index: usize, step: &Step, arena: &mut [f32]) -> Result<()> {
+fn run_step(
+    engine: &Engine,
+    index: usize,
+    step: &Step,
+    arena: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<()> {
     let (graph, params) = (&engine.graph, &engine.params);
     let anchor = graph.node(step.nodes[0]);
     let (out_range, ranges) = &engine.ranges[index];
@@ -192,6 +215,7 @@ fn run_step(engine: &Engine, index: usize, step: &Step, arena: &mut [f32]) -> Re
             inputs.get(0),
             extra,
             out,
+            scratch,
             engine.pool.as_deref(),
         )
         .map_err(|reason| Error::Internal {
@@ -202,7 +226,7 @@ fn run_step(engine: &Engine, index: usize, step: &Step, arena: &mut [f32]) -> Re
         return epilogue(graph, params, &lowered.rest, out, &inputs, first_shortcut);
     }
     #[cfg(not(feature = "jit"))]
-    let _ = index;
+    let _ = (index, scratch);
     let in_dims = |i: usize| Dims::from(graph.node(anchor.inputs[i]).output);
     let layer = &params.layers[step.nodes[0].index()];
     match (&anchor.op, layer) {

@@ -51,6 +51,8 @@ pub enum Backend {
 pub struct Model {
     engine: exec::Engine,
     arena: Arena,
+    /// The compiled kernels' working memory, allocated once with the arena.
+    scratch: Vec<f32>,
     backend: Backend,
 }
 
@@ -79,6 +81,7 @@ impl Model {
         let mut model = Model {
             engine: exec::Engine::new(graph, plan, params),
             arena,
+            scratch: Vec::new(),
             backend: Backend::Reference {
                 reason: "asked for with `Options::reference`".into(),
             },
@@ -86,6 +89,7 @@ impl Model {
         if !options.reference {
             model.compile(options.threads);
         }
+        model.scratch = vec![0.0; model.engine.scratch_len()];
         Ok(model)
     }
 
@@ -202,7 +206,13 @@ impl Model {
     pub fn forward_into(&mut self, input: &[f32], output: &mut [f32]) -> Result<()> {
         check_len("the input", self.input_len(), input.len())?;
         check_len("the output", self.output_len(), output.len())?;
-        exec::run(&self.engine, &mut self.arena, input, output)
+        exec::run(
+            &self.engine,
+            &mut self.arena,
+            &mut self.scratch,
+            input,
+            output,
+        )
     }
 
     /// Runs a batch: `inputs` holds whole images one after another (NHWC),
@@ -222,7 +232,7 @@ impl Model {
             .chunks_exact(n_in)
             .zip(outputs.chunks_exact_mut(n_out))
         {
-            exec::run(&self.engine, &mut self.arena, x, y)?;
+            exec::run(&self.engine, &mut self.arena, &mut self.scratch, x, y)?;
         }
         Ok(())
     }

@@ -37,7 +37,7 @@ use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::vector::Act;
 use cnnjit_compiler::codegen::{Epilogue, Jit, Kernel, Lengths};
 use cnnjit_runtime::ir::{self, Activation, Conv2d, Hw, Padding, Pool2d, PoolKind};
-use cnnjit_runtime::jit::{call_kernel, Buffers};
+use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers};
 use cnnjit_runtime::reference::{self, Dims};
 use std::ptr::NonNull;
 
@@ -556,12 +556,14 @@ fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) 
     // All rows through the runtime's entry point, alone and on two threads.
     for (pool, label) in [(None, "all rows"), (Some(pool), "all rows, 2 threads")] {
         output.as_mut_slice().fill(f32::from_bits(SENTINEL));
+        let mut scratch = Guarded::new(scratch_len(&lengths, pool));
         let buffers = Buffers {
             input: input.as_slice(),
             weights: weights.as_slice(),
             params: params.as_slice(),
             extra: extra.as_slice(),
             output: output.as_mut_slice(),
+            scratch: scratch.as_mut_slice(),
         };
         call_kernel(&program, id, &lengths, buffers, pool).expect("the buffers fit");
         check(
@@ -590,6 +592,7 @@ fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) 
         ranges.push((rng.signed(-5, r + 7), rng.signed(-5, r + 7)));
     }
     let function = program.function(id);
+    let mut scratch = Guarded::new(lengths.scratch);
     for (begin, end) in ranges {
         output.as_mut_slice().fill(f32::from_bits(SENTINEL));
         let extra_ptr = if lengths.extra > 0 {
@@ -611,6 +614,7 @@ fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) 
                 params.as_slice().as_ptr(),
                 extra_ptr,
                 output.as_mut_slice().as_mut_ptr(),
+                scratch.as_mut_slice().as_mut_ptr(),
                 begin,
                 end,
             )

@@ -119,6 +119,7 @@ impl ConvSpec {
             params,
             extra,
             output: ho * wo * k,
+            scratch: 0,
             rows: ho,
         }
     }
