@@ -30,6 +30,7 @@
 
 pub mod conv;
 pub mod depthwise;
+pub mod native;
 pub mod pool;
 pub mod vector;
 
