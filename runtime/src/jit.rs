@@ -84,8 +84,9 @@ fn internal(graph: &Graph, id: NodeId, reason: impl std::fmt::Display) -> Error 
     }
 }
 
-/// Lowers and compiles every step the JIT serves.
-pub fn compile(graph: &Graph, plan: &Plan, params: &Params) -> Result<Compiled> {
+/// Lowers and compiles every step the JIT serves; convolutions get the
+/// native GEMM tile if `native_tile` and the host has it.
+pub fn compile(graph: &Graph, plan: &Plan, params: &Params, native_tile: bool) -> Result<Compiled> {
     let start = Instant::now();
     let mut jit = Jit::new().map_err(|e| Error::Internal {
         layer: graph.name.to_string(),
@@ -93,7 +94,7 @@ pub fn compile(graph: &Graph, plan: &Plan, params: &Params) -> Result<Compiled> 
     })?;
     let mut steps = Vec::with_capacity(plan.steps.len());
     for step in &plan.steps {
-        steps.push(lower(graph, params, step, &mut jit)?);
+        steps.push(lower(graph, params, step, native_tile, &mut jit)?);
     }
     let kernels = jit.compiled();
     let program = jit.finish().map_err(|e| Error::Internal {
@@ -108,7 +109,13 @@ pub fn compile(graph: &Graph, plan: &Plan, params: &Params) -> Result<Compiled> 
     })
 }
 
-fn lower(graph: &Graph, params: &Params, step: &Step, jit: &mut Jit) -> Result<Option<Lowered>> {
+fn lower(
+    graph: &Graph,
+    params: &Params,
+    step: &Step,
+    native_tile: bool,
+    jit: &mut Jit,
+) -> Result<Option<Lowered>> {
     let anchor_id = step.nodes[0];
     let anchor = graph.node(anchor_id);
     let (weight, bias) = match &params.layers[anchor_id.index()] {
@@ -165,7 +172,13 @@ fn lower(graph: &Graph, params: &Params, step: &Step, jit: &mut Jit) -> Result<O
         (Op::Conv2d(conv), Some(_)) => {
             match DepthwiseSpec::of_conv(conv, input, anchor.output, epilogue.clone()) {
                 Some(spec) => Kernel::Depthwise(spec),
-                None => Kernel::Conv(ConvSpec::of_conv(conv, input, anchor.output, epilogue)),
+                None => Kernel::Conv(ConvSpec::of_conv(
+                    conv,
+                    input,
+                    anchor.output,
+                    epilogue,
+                    native_tile,
+                )),
             }
         }
         (Op::Dense(dense), Some(_)) => {

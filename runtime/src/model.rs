@@ -15,7 +15,7 @@ use cnnjit_compiler::plan::{self, Plan};
 use std::path::Path;
 
 /// How a model is built.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Accept weights with tensors no layer uses (default: an error, which
     /// catches misnamed layers).
@@ -25,6 +25,23 @@ pub struct Options {
     pub threads: usize,
     /// Run the reference kernels instead of compiling (the JIT's slow twin).
     pub reference: bool,
+    /// Let convolutions call the native AVX2 GEMM tile for their innermost
+    /// tile where the host has AVX2 and FMA (detected at run time; default
+    /// true). `false`, or a host without them, compiles every kernel in pure
+    /// Cranelift, which emits 128-bit vectors only on x86-64. Dense layers
+    /// always run on Cranelift code.
+    pub native_tile: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            allow_unused_tensors: false,
+            threads: 0,
+            reference: false,
+            native_tile: true,
+        }
+    }
 }
 
 /// Which kernels a model runs.
@@ -38,6 +55,9 @@ pub enum Backend {
         compiled_steps: usize,
         /// Milliseconds spent lowering and compiling.
         compile_ms: f64,
+        /// Whether convolutions call the native AVX2 GEMM tile
+        /// ([`Options::native_tile`] and the host has AVX2 and FMA).
+        native_tile: bool,
     },
     /// The reference kernels only.
     Reference {
@@ -87,7 +107,7 @@ impl Model {
             },
         };
         if !options.reference {
-            model.compile(options.threads);
+            model.compile(options);
         }
         model.scratch = vec![0.0; model.engine.scratch_len()];
         Ok(model)
@@ -96,20 +116,22 @@ impl Model {
     /// Compiles the plan; on a host the JIT cannot serve, warns and keeps the
     /// reference kernels.
     #[cfg(feature = "jit")]
-    fn compile(&mut self, threads: usize) {
+    fn compile(&mut self, options: Options) {
         let e = &mut self.engine;
-        match crate::jit::compile(&e.graph, &e.plan, &e.params) {
+        match crate::jit::compile(&e.graph, &e.plan, &e.params, options.native_tile) {
             Ok(compiled) => {
                 self.backend = Backend::Jit {
                     kernels: compiled.kernels,
                     compiled_steps: compiled.steps.iter().flatten().count(),
                     compile_ms: compiled.compile_ms,
+                    native_tile: options.native_tile
+                        && cnnjit_compiler::codegen::native::available(),
                 };
                 e.compiled = Some(compiled);
-                let threads = if threads == 0 {
+                let threads = if options.threads == 0 {
                     std::thread::available_parallelism().map_or(1, |n| n.get())
                 } else {
-                    threads
+                    options.threads
                 };
                 e.pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
@@ -130,7 +152,7 @@ impl Model {
     }
 
     #[cfg(not(feature = "jit"))]
-    fn compile(&mut self, _threads: usize) {
+    fn compile(&mut self, _options: Options) {
         self.backend = Backend::Reference {
             reason: "cnnjit was built without its `jit` feature".into(),
         };

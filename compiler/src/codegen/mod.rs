@@ -33,6 +33,7 @@
 
 pub mod conv;
 pub mod depthwise;
+pub mod native;
 pub mod pool;
 pub mod vector;
 
