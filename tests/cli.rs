@@ -136,7 +136,7 @@ const LENET_STEPS: [(&[&str], &str, u64); 7] = [
 
 #[test]
 fn bench_plan_lists_every_step_with_its_kernel() {
-    let out = cnnjit(&["bench", &nets("lenet5.cnn"), "--plan"]);
+    let out = cnnjit(&["bench", &nets("lenet5.cnn"), "--plan", "--pure-cranelift"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -178,6 +178,7 @@ fn bench_profile_json_times_every_step_and_batch() {
         "1,3",
         "--threads",
         "1",
+        "--pure-cranelift",
     ]);
     assert!(
         out.status.success(),

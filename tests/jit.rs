@@ -1,7 +1,9 @@
 //! The JIT against its slow twin: property tests over random shapes,
 //! strides, pads, dilations, groups, odd channel counts and fused epilogues
 //! (JIT == reference within 1e-4 of the output's scale), every example network, and
-//! outputs bitwise identical for any thread count.
+//! outputs bitwise identical for any thread count. Every property runs both
+//! code paths: convolutions on the native AVX2 tile (where the host has it)
+//! and in pure Cranelift.
 
 use cnnjit::check::{jit_against_reference, random_input};
 use cnnjit::runtime::model::Backend;
@@ -17,17 +19,24 @@ fn graph(source: &str) -> Option<cnnjit::Graph> {
 
 fn assert_agrees(source: &str, seed: u64, threads: usize) {
     let Some(graph) = graph(source) else { return };
-    let a = jit_against_reference(&graph, seed, threads).unwrap();
-    assert!(
-        matches!(a.backend, Backend::Jit { compiled_steps, .. } if compiled_steps > 0),
-        "{source}: {:?}",
-        a.backend
-    );
-    assert!(
-        a.within_tolerance,
-        "{source}: max abs {:e}, max rel {:e}",
-        a.max_abs, a.max_rel
-    );
+    for native_tile in [true, false] {
+        let options = Options {
+            threads,
+            native_tile,
+            ..Options::default()
+        };
+        let a = jit_against_reference(&graph, seed, options).unwrap();
+        assert!(
+            matches!(a.backend, Backend::Jit { compiled_steps, .. } if compiled_steps > 0),
+            "{source}: {:?}",
+            a.backend
+        );
+        assert!(
+            a.within_tolerance,
+            "{source}, native tile {native_tile}: max abs {:e}, max rel {:e}",
+            a.max_abs, a.max_rel
+        );
+    }
 }
 
 const EPILOGUES: &[&str] = &[
@@ -167,12 +176,18 @@ fn every_example_network_agrees_with_reference() {
             if skip.contains(&net.graph.name.as_ref()) {
                 continue;
             }
-            let a = jit_against_reference(&net.graph, 3, 0).unwrap();
-            assert!(
-                a.within_tolerance,
-                "{}: max abs {:e}, max rel {:e}",
-                net.graph.name, a.max_abs, a.max_rel
-            );
+            for native_tile in [true, false] {
+                let options = Options {
+                    native_tile,
+                    ..Options::default()
+                };
+                let a = jit_against_reference(&net.graph, 3, options).unwrap();
+                assert!(
+                    a.within_tolerance,
+                    "{}, native tile {native_tile}: max abs {:e}, max rel {:e}",
+                    net.graph.name, a.max_abs, a.max_rel
+                );
+            }
         }
     }
 }
@@ -223,7 +238,11 @@ fn kernel_report_and_profile_cover_every_step() {
     )
     .unwrap();
     let weights = cnnjit::runtime::params::random_weights(&net, 3);
-    let mut jit = Model::with_options(net.clone(), &weights, Options::default()).unwrap();
+    let cranelift = Options {
+        native_tile: false,
+        ..Options::default()
+    };
+    let mut jit = Model::with_options(net.clone(), &weights, cranelift).unwrap();
     let report = jit.kernels();
     assert_eq!(report.steps.len(), jit.plan().steps.len());
     let Backend::Jit { compiled_steps, .. } = *jit.backend() else {

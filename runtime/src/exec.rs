@@ -145,14 +145,31 @@ impl Engine {
             pool: None,
         }
     }
+
+    /// The working memory, in `f32`s, that [`run`] needs for the compiled kernels.
+    pub fn scratch_len(&self) -> usize {
+        #[cfg(feature = "jit")]
+        if let Some(compiled) = &self.compiled {
+            return compiled.scratch_len(self.pool.as_deref());
+        }
+        0
+    }
 }
 
-/// Runs one image: `input` in, `output` out; lengths are the caller's to check.
-pub fn run(engine: &Engine, arena: &mut Arena, input: &[f32], output: &mut [f32]) -> Result<()> {
+/// Runs one image: `input` in, `output` out; lengths are the caller's to
+/// check. `scratch` is the compiled kernels' working memory
+/// ([`Engine::scratch_len`] elements).
+pub fn run(
+    engine: &Engine,
+    arena: &mut Arena,
+    scratch: &mut [f32],
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<()> {
     let arena = arena.as_mut_slice();
     load_input(engine, arena, input)?;
     for (i, step) in engine.plan.steps.iter().enumerate() {
-        run_step(engine, i, step, arena)?;
+        run_step(engine, i, step, arena, scratch)?;
     }
     store_output(engine, arena, output)
 }
@@ -162,6 +179,7 @@ pub fn run(engine: &Engine, arena: &mut Arena, input: &[f32], output: &mut [f32]
 pub fn run_timed(
     engine: &Engine,
     arena: &mut Arena,
+    scratch: &mut [f32],
     input: &[f32],
     output: &mut [f32],
     seconds: &mut [f64],
@@ -170,7 +188,7 @@ pub fn run_timed(
     load_input(engine, arena, input)?;
     for ((i, step), time) in engine.plan.steps.iter().enumerate().zip(seconds) {
         let start = Instant::now();
-        run_step(engine, i, step, arena)?;
+        run_step(engine, i, step, arena, scratch)?;
         *time = start.elapsed().as_secs_f64();
     }
     store_output(engine, arena, output)
@@ -202,7 +220,13 @@ fn store_output(engine: &Engine, arena: &[f32], output: &mut [f32]) -> Result<()
     Ok(())
 }
 
-fn run_step(engine: &Engine, index: usize, step: &Step, arena: &mut [f32]) -> Result<()> {
+fn run_step(
+    engine: &Engine,
+    index: usize,
+    step: &Step,
+    arena: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<()> {
     let (graph, params) = (&engine.graph, &engine.params);
     let anchor = graph.node(step.nodes[0]);
     let (out_range, ranges) = &engine.ranges[index];
@@ -224,6 +248,7 @@ fn run_step(engine: &Engine, index: usize, step: &Step, arena: &mut [f32]) -> Re
             inputs.get(0),
             extra,
             out,
+            scratch,
             engine.pool.as_deref(),
         )
         .map_err(|reason| Error::Internal {
@@ -234,7 +259,7 @@ fn run_step(engine: &Engine, index: usize, step: &Step, arena: &mut [f32]) -> Re
         return epilogue(graph, params, &lowered.rest, out, &inputs, first_shortcut);
     }
     #[cfg(not(feature = "jit"))]
-    let _ = index;
+    let _ = (index, scratch);
     let in_dims = |i: usize| Dims::from(graph.node(anchor.inputs[i]).output);
     let layer = &params.layers[step.nodes[0].index()];
     match (&anchor.op, layer) {

@@ -62,6 +62,25 @@ pub struct Compiled {
     pub compile_ms: f64,
 }
 
+impl Lowered {
+    /// The threads this step runs on: none below [`PARALLEL_WORK`].
+    fn pool<'p>(&self, pool: Option<&'p rayon::ThreadPool>) -> Option<&'p rayon::ThreadPool> {
+        pool.filter(|_| self.work >= PARALLEL_WORK)
+    }
+}
+
+impl Compiled {
+    /// The scratch, in `f32`s, that [`run`] needs for any step on `pool`.
+    pub fn scratch_len(&self, pool: Option<&rayon::ThreadPool>) -> usize {
+        self.steps
+            .iter()
+            .flatten()
+            .map(|l| scratch_len(&l.lengths, l.pool(pool)))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 fn internal(graph: &Graph, id: NodeId, reason: impl std::fmt::Display) -> Error {
     Error::Internal {
         layer: graph.node(id).name.to_string(),
@@ -69,8 +88,9 @@ fn internal(graph: &Graph, id: NodeId, reason: impl std::fmt::Display) -> Error 
     }
 }
 
-/// Lowers and compiles every step the JIT serves.
-pub fn compile(graph: &Graph, plan: &Plan, params: &Params) -> Result<Compiled> {
+/// Lowers and compiles every step the JIT serves; convolutions get the
+/// native GEMM tile if `native_tile` and the host has it.
+pub fn compile(graph: &Graph, plan: &Plan, params: &Params, native_tile: bool) -> Result<Compiled> {
     let start = Instant::now();
     let mut jit = Jit::new().map_err(|e| Error::Internal {
         layer: graph.name.to_string(),
@@ -78,7 +98,7 @@ pub fn compile(graph: &Graph, plan: &Plan, params: &Params) -> Result<Compiled> 
     })?;
     let mut steps = Vec::with_capacity(plan.steps.len());
     for step in &plan.steps {
-        steps.push(lower(graph, params, step, &mut jit)?);
+        steps.push(lower(graph, params, step, native_tile, &mut jit)?);
     }
     let kernels = jit.compiled();
     let program = jit.finish().map_err(|e| Error::Internal {
@@ -93,7 +113,13 @@ pub fn compile(graph: &Graph, plan: &Plan, params: &Params) -> Result<Compiled> 
     })
 }
 
-fn lower(graph: &Graph, params: &Params, step: &Step, jit: &mut Jit) -> Result<Option<Lowered>> {
+fn lower(
+    graph: &Graph,
+    params: &Params,
+    step: &Step,
+    native_tile: bool,
+    jit: &mut Jit,
+) -> Result<Option<Lowered>> {
     let anchor_id = step.nodes[0];
     let anchor = graph.node(anchor_id);
     let (weight, bias) = match &params.layers[anchor_id.index()] {
@@ -150,7 +176,13 @@ fn lower(graph: &Graph, params: &Params, step: &Step, jit: &mut Jit) -> Result<O
         (Op::Conv2d(conv), Some(_)) => {
             match DepthwiseSpec::of_conv(conv, input, anchor.output, epilogue.clone()) {
                 Some(spec) => Kernel::Depthwise(spec),
-                None => Kernel::Conv(ConvSpec::of_conv(conv, input, anchor.output, epilogue)),
+                None => Kernel::Conv(ConvSpec::of_conv(
+                    conv,
+                    input,
+                    anchor.output,
+                    epilogue,
+                    native_tile,
+                )),
             }
         }
         (Op::Dense(dense), Some(_)) => {
@@ -206,22 +238,26 @@ struct Call {
     params: *const f32,
     extra: *const f32,
     output: *mut f32,
+    scratch: *mut f32,
 }
 
 // SAFETY: the pointers come from slices that outlive the parallel section
 // (`run` borrows them for its whole duration), and the threads write disjoint
-// output rows, so sharing the pointers across threads creates no data race.
+// output rows and disjoint scratch, so sharing the pointers across threads
+// creates no data race.
 unsafe impl Send for Call {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Call {}
 
 impl Call {
-    /// Calls `function` on output rows `[begin, end)`.
+    /// Calls `function` on output rows `[begin, end)` with the `part`-th
+    /// scratch of `scratch` elements.
     ///
     /// # Safety
-    /// Every buffer must be at least as long as the kernel's `Lengths`, and no
-    /// other call may write the same rows at the same time.
-    unsafe fn rows(self, function: KernelFn, begin: i64, end: i64) {
+    /// Every buffer must be at least as long as the kernel's `Lengths` (the
+    /// scratch `(part + 1) * scratch` elements), and no other call may write
+    /// the same rows or the same part at the same time.
+    unsafe fn rows(self, function: KernelFn, part: usize, scratch: usize, begin: i64, end: i64) {
         // SAFETY: the caller's contract, and codegen's: the kernel touches only
         // those lengths and only output rows in [begin, end).
         unsafe {
@@ -231,6 +267,7 @@ impl Call {
                 self.params,
                 self.extra,
                 self.output,
+                self.scratch.add(part * scratch),
                 begin,
                 end,
             )
@@ -246,6 +283,7 @@ pub fn run(
     input: &[f32],
     extra: Option<&[f32]>,
     output: &mut [f32],
+    scratch: &mut [f32],
     pool: Option<&rayon::ThreadPool>,
 ) -> std::result::Result<(), String> {
     let buffers = Buffers {
@@ -254,9 +292,15 @@ pub fn run(
         params: &lowered.params,
         extra: extra.unwrap_or(&[]),
         output,
+        scratch,
     };
-    let pool = pool.filter(|_| lowered.work >= PARALLEL_WORK);
-    call_kernel(program, lowered.kernel, &lowered.lengths, buffers, pool)
+    call_kernel(
+        program,
+        lowered.kernel,
+        &lowered.lengths,
+        buffers,
+        lowered.pool(pool),
+    )
 }
 
 /// The buffers of one kernel call.
@@ -271,6 +315,24 @@ pub struct Buffers<'a> {
     pub extra: &'a [f32],
     /// The output tensor.
     pub output: &'a mut [f32],
+    /// Working memory: [`scratch_len`] for the pool the kernel runs on.
+    pub scratch: &'a mut [f32],
+}
+
+/// How many calls [`call_kernel`] splits a kernel of `rows` rows into on `pool`.
+fn parts(rows: usize, pool: Option<&rayon::ThreadPool>) -> usize {
+    match pool {
+        Some(pool) if pool.current_num_threads() > 1 && rows > 1 => {
+            (pool.current_num_threads() * 4).min(rows)
+        }
+        _ => 1,
+    }
+}
+
+/// The scratch, in `f32`s, that [`call_kernel`] needs for a kernel with
+/// `lengths` on `pool`: one per call it splits the rows into.
+pub fn scratch_len(lengths: &Lengths, pool: Option<&rayon::ThreadPool>) -> usize {
+    lengths.scratch * parts(lengths.rows, pool)
 }
 
 /// Calls compiled kernel `kernel` on `buffers`, after checking each against
@@ -289,13 +351,16 @@ pub fn call_kernel(
         params,
         extra,
         output,
+        scratch,
     } = buffers;
+    let pool = pool.filter(|pool| parts(l.rows, Some(pool)) > 1);
     let short = [
         ("input", input.len(), l.input),
         ("weights", weights.len(), l.weights),
         ("params", params.len(), l.params),
         ("extra", extra.len(), l.extra),
         ("output", output.len(), l.output),
+        ("scratch", scratch.len(), scratch_len(l, pool)),
     ]
     .into_iter()
     .find(|(_, have, need)| have < need);
@@ -314,27 +379,29 @@ pub fn call_kernel(
             std::ptr::null()
         },
         output: output.as_mut_ptr(),
+        scratch: scratch.as_mut_ptr(),
     };
     let function = program.function(kernel);
     let rows = l.rows as i64;
-    let run_rows = move |begin: i64, end: i64| {
+    let per_call = l.scratch;
+    let run_rows = move |part: usize, begin: i64, end: i64| {
         // SAFETY: every buffer was checked above to be at least as long as the
-        // kernel's `Lengths` require; the row ranges given here are disjoint;
-        // `program` outlives the calls.
-        unsafe { call.rows(function, begin, end) }
+        // kernel's `Lengths` require, the scratch for every part; the row
+        // ranges and parts given here are disjoint; `program` outlives the calls.
+        unsafe { call.rows(function, part, per_call, begin, end) }
     };
     match pool {
-        Some(pool) if pool.current_num_threads() > 1 && rows > 1 => {
-            let parts = (pool.current_num_threads() as i64 * 4).min(rows);
+        Some(pool) => {
+            let parts = parts(l.rows, Some(pool)) as i64;
             // A parallel iterator splits by `join`, whose jobs live on the stack:
             // no allocation per call, unlike `scope` + `spawn`.
             pool.install(|| {
                 (0..parts)
                     .into_par_iter()
-                    .for_each(|p| run_rows(rows * p / parts, rows * (p + 1) / parts));
+                    .for_each(|p| run_rows(p as usize, rows * p / parts, rows * (p + 1) / parts));
             });
         }
-        _ => run_rows(0, rows),
+        None => run_rows(0, 0, rows),
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use cnnjit_compiler::plan::{self, Plan};
 use std::path::Path;
 
 /// How a model is built.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Accept weights with tensors no layer uses (default: an error, which
     /// catches misnamed layers).
@@ -27,6 +27,23 @@ pub struct Options {
     pub threads: usize,
     /// Run the reference kernels instead of compiling (the JIT's slow twin).
     pub reference: bool,
+    /// Let convolutions call the native AVX2 GEMM tile for their innermost
+    /// tile where the host has AVX2 and FMA (detected at run time; default
+    /// true). `false`, or a host without them, compiles every kernel in pure
+    /// Cranelift, which emits 128-bit vectors only on x86-64. Dense layers
+    /// always run on Cranelift code.
+    pub native_tile: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            allow_unused_tensors: false,
+            threads: 0,
+            reference: false,
+            native_tile: true,
+        }
+    }
 }
 
 /// Which kernels a model runs.
@@ -40,6 +57,9 @@ pub enum Backend {
         compiled_steps: usize,
         /// Milliseconds spent lowering and compiling.
         compile_ms: f64,
+        /// Whether convolutions call the native AVX2 GEMM tile
+        /// ([`Options::native_tile`] and the host has AVX2 and FMA).
+        native_tile: bool,
     },
     /// The reference kernels only.
     Reference {
@@ -53,6 +73,8 @@ pub enum Backend {
 pub struct Model {
     engine: exec::Engine,
     arena: Arena,
+    /// The compiled kernels' working memory, allocated once with the arena.
+    scratch: Vec<f32>,
     backend: Backend,
 }
 
@@ -81,33 +103,37 @@ impl Model {
         let mut model = Model {
             engine: exec::Engine::new(graph, plan, params),
             arena,
+            scratch: Vec::new(),
             backend: Backend::Reference {
                 reason: "asked for with `Options::reference`".into(),
             },
         };
         if !options.reference {
-            model.compile(options.threads);
+            model.compile(options);
         }
+        model.scratch = vec![0.0; model.engine.scratch_len()];
         Ok(model)
     }
 
     /// Compiles the plan; on a host the JIT cannot serve, warns and keeps the
     /// reference kernels.
     #[cfg(feature = "jit")]
-    fn compile(&mut self, threads: usize) {
+    fn compile(&mut self, options: Options) {
         let e = &mut self.engine;
-        match crate::jit::compile(&e.graph, &e.plan, &e.params) {
+        match crate::jit::compile(&e.graph, &e.plan, &e.params, options.native_tile) {
             Ok(compiled) => {
                 self.backend = Backend::Jit {
                     kernels: compiled.kernels,
                     compiled_steps: compiled.steps.iter().flatten().count(),
                     compile_ms: compiled.compile_ms,
+                    native_tile: options.native_tile
+                        && cnnjit_compiler::codegen::native::available(),
                 };
                 e.compiled = Some(compiled);
-                let threads = if threads == 0 {
+                let threads = if options.threads == 0 {
                     std::thread::available_parallelism().map_or(1, |n| n.get())
                 } else {
-                    threads
+                    options.threads
                 };
                 e.pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
@@ -128,7 +154,7 @@ impl Model {
     }
 
     #[cfg(not(feature = "jit"))]
-    fn compile(&mut self, _threads: usize) {
+    fn compile(&mut self, _options: Options) {
         self.backend = Backend::Reference {
             reason: "cnnjit was built without its `jit` feature".into(),
         };
@@ -202,11 +228,18 @@ impl Model {
         let runs = runs.max(1);
         let mut samples = vec![vec![0.0; runs]; steps];
         let mut seconds = vec![0.0; steps];
-        exec::run(&self.engine, &mut self.arena, input, &mut output)?;
+        exec::run(
+            &self.engine,
+            &mut self.arena,
+            &mut self.scratch,
+            input,
+            &mut output,
+        )?;
         for run in 0..runs {
             exec::run_timed(
                 &self.engine,
                 &mut self.arena,
+                &mut self.scratch,
                 input,
                 &mut output,
                 &mut seconds,
@@ -255,7 +288,13 @@ impl Model {
     pub fn forward_into(&mut self, input: &[f32], output: &mut [f32]) -> Result<()> {
         check_len("the input", self.input_len(), input.len())?;
         check_len("the output", self.output_len(), output.len())?;
-        exec::run(&self.engine, &mut self.arena, input, output)
+        exec::run(
+            &self.engine,
+            &mut self.arena,
+            &mut self.scratch,
+            input,
+            output,
+        )
     }
 
     /// Runs a batch: `inputs` holds whole images one after another (NHWC),
@@ -275,7 +314,7 @@ impl Model {
             .chunks_exact(n_in)
             .zip(outputs.chunks_exact_mut(n_out))
         {
-            exec::run(&self.engine, &mut self.arena, x, y)?;
+            exec::run(&self.engine, &mut self.arena, &mut self.scratch, x, y)?;
         }
         Ok(())
     }

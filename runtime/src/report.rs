@@ -228,7 +228,7 @@ fn table(
         .max(8);
     write!(
         f,
-        "{:>4}  {:<width$}  {:<14}  {:<11}  {:<10}  {:<epi_width$}  {:>13}",
+        "{:>4}  {:<width$}  {:<14}  {:<13}  {:<10}  {:<epi_width$}  {:>13}",
         "step", "layer", "kind", "algorithm", "tile", "epilogue", "MACs"
     )?;
     if profile.is_some() {
@@ -239,7 +239,7 @@ fn table(
         let tile = s.tile().map_or_else(|| "-".to_string(), |t| t.to_string());
         write!(
             f,
-            "{i:>4}  {:<width$}  {:<14}  {:<11}  {:<10}  {:<epi_width$}  {:>13}",
+            "{i:>4}  {:<width$}  {:<14}  {:<13}  {:<10}  {:<epi_width$}  {:>13}",
             s.layers[0],
             s.kind,
             s.algorithm(),

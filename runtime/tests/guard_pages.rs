@@ -37,7 +37,7 @@ use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::vector::Act;
 use cnnjit_compiler::codegen::{Epilogue, Jit, Kernel, Lengths};
 use cnnjit_runtime::ir::{self, Activation, Conv2d, Hw, Padding, Pool2d, PoolKind};
-use cnnjit_runtime::jit::{call_kernel, Buffers};
+use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers};
 use cnnjit_runtime::reference::{self, Dims};
 use std::ptr::NonNull;
 
@@ -288,8 +288,10 @@ enum ConvKind {
 }
 
 /// A random convolution: input h, w in 1..=9, channels per group 1..=8 in 1
-/// or 2 groups, 1..=10 output channels per group, kernel 1..=4, stride 1..=3,
-/// dilation 1..=2, symmetric padding 0..=2 per axis.
+/// or 2 groups, 1..=20 output channels per group (one native block of 16 and a
+/// tail), kernel 1..=4, stride 1..=3, dilation 1..=2, symmetric padding 0..=2
+/// per axis; direct and dense ones on the native tile or in pure Cranelift,
+/// half each.
 fn random_conv(
     rng: &mut Rng,
     kind: ConvKind,
@@ -304,7 +306,7 @@ fn random_conv(
             rng.range(1, 9),
             rng.range(1, 2),
             rng.range(1, 8),
-            rng.range(1, 10),
+            rng.range(1, 20),
         ),
     };
     let (kernel, stride, dilation, pad) = if kind == ConvKind::Dense {
@@ -360,6 +362,7 @@ fn random_conv(
             pad,
             groups,
             epilogue,
+            native: rng.range(0, 1) == 0,
         })
     };
     Some((
@@ -556,12 +559,14 @@ fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) 
     // All rows through the runtime's entry point, alone and on two threads.
     for (pool, label) in [(None, "all rows"), (Some(pool), "all rows, 2 threads")] {
         output.as_mut_slice().fill(f32::from_bits(SENTINEL));
+        let mut scratch = Guarded::new(scratch_len(&lengths, pool));
         let buffers = Buffers {
             input: input.as_slice(),
             weights: weights.as_slice(),
             params: params.as_slice(),
             extra: extra.as_slice(),
             output: output.as_mut_slice(),
+            scratch: scratch.as_mut_slice(),
         };
         call_kernel(&program, id, &lengths, buffers, pool).expect("the buffers fit");
         check(
@@ -590,6 +595,7 @@ fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) 
         ranges.push((rng.signed(-5, r + 7), rng.signed(-5, r + 7)));
     }
     let function = program.function(id);
+    let mut scratch = Guarded::new(lengths.scratch);
     for (begin, end) in ranges {
         output.as_mut_slice().fill(f32::from_bits(SENTINEL));
         let extra_ptr = if lengths.extra > 0 {
@@ -611,6 +617,7 @@ fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) 
                 params.as_slice().as_ptr(),
                 extra_ptr,
                 output.as_mut_slice().as_mut_ptr(),
+                scratch.as_mut_slice().as_mut_ptr(),
                 begin,
                 end,
             )

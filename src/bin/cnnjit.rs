@@ -84,6 +84,9 @@ enum Command {
         /// Seed of the random weights and input.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Compile every kernel in pure Cranelift, without the native AVX2 GEMM tile.
+        #[arg(long)]
+        pure_cranelift: bool,
     },
     /// Time a net: compile time, JIT and reference latency, GFLOP/s, fraction of peak.
     Bench {
@@ -108,6 +111,9 @@ enum Command {
         /// GFLOP/s, share of the total.
         #[arg(long)]
         profile: bool,
+        /// Compile every kernel in pure Cranelift, without the native AVX2 GEMM tile.
+        #[arg(long)]
+        pure_cranelift: bool,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -236,7 +242,7 @@ fn one_net(file: &PathBuf, net: Option<&str>) -> Result<CompiledNet, String> {
 
 /// What `cnnjit bench` measures and prints.
 struct BenchArgs {
-    threads: usize,
+    options: cnnjit::Options,
     batches: Vec<usize>,
     plan: bool,
     profile: bool,
@@ -252,15 +258,15 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     let name = net.graph.name.to_string();
     let fail = |e: cnnjit::Error| format!("error: {name}: {e}");
     let weights = cnnjit::runtime::params::random_weights(&net.graph, 0);
-    let options = cnnjit::Options {
-        threads: args.threads,
-        ..cnnjit::Options::default()
-    };
     eprintln!("compiling {name} ...");
     let mut jit =
-        cnnjit::Model::with_options(net.graph.clone(), &weights, options).map_err(fail)?;
-    let compile_ms = match jit.backend() {
-        Backend::Jit { compile_ms, .. } => *compile_ms,
+        cnnjit::Model::with_options(net.graph.clone(), &weights, args.options).map_err(fail)?;
+    let (compile_ms, native_tile) = match jit.backend() {
+        Backend::Jit {
+            compile_ms,
+            native_tile,
+            ..
+        } => (*compile_ms, *native_tile),
         Backend::Reference { reason } => {
             return Err(format!(
                 "error: {name}: the JIT is unavailable here: {reason}"
@@ -304,12 +310,17 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
         .median_ms;
     eprintln!("measuring the FMA peak ...");
     let peak = cnnjit::peak::measure_peak(Duration::from_millis(200));
-    let threads = if args.threads == 0 {
+    let threads = if args.options.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
-        args.threads
+        args.options.threads
     };
     let gflops = (net.figures.macs * 2 * batch as u64) as f64 / (jit_ms * 1e6);
+    // The native tile's kernels run at the 256-bit peak's pace, Cranelift's at the 128-bit one's.
+    let (bits, peak_gflops) = match peak.gflops_256 {
+        Some(p) if native_tile => (256, p),
+        _ => (128, peak.gflops_128),
+    };
     let images_per_s = |batch: usize, ms: f64| batch as f64 * 1e3 / ms;
     if args.json {
         let batches: Vec<serde_json::Value> = latencies
@@ -318,8 +329,8 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
             .collect();
         let mut out = serde_json::json!({
             "net": name, "compile_ms": compile_ms, "jit_ms": jit_ms, "reference_ms": reference_ms,
-            "gflops": gflops, "peak_gflops_128": peak.gflops_128, "threads": threads, "batch": batch,
-            "batches": batches,
+            "gflops": gflops, "peak_gflops_128": peak.gflops_128, "peak_gflops_256": peak.gflops_256,
+            "native_tile": native_tile, "threads": threads, "batch": batch, "batches": batches,
         });
         if let Some(p) = &profile {
             out["steps"] = steps_json(&p.kernels, Some(p));
@@ -329,8 +340,9 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     }
     let mut out = profile.map(|p| format!("{p}\n")).unwrap_or_default();
     out.push_str(&format!(
-        "{name}: batch {batch}, {threads} thread(s)\n  compile: {compile_ms:.1} ms\n  JIT: {jit_ms:.3} ms ({gflops:.1} GFLOP/s, {:.2} of the 128-bit peak per core x {threads})\n  reference: {reference_ms:.3} ms ({:.1}x slower)\n",
-        gflops / (peak.gflops_128 * threads as f64),
+        "{name}: batch {batch}, {threads} thread(s), {}\n  compile: {compile_ms:.1} ms\n  JIT: {jit_ms:.3} ms ({gflops:.1} GFLOP/s, {:.2} of the {bits}-bit peak per core x {threads})\n  reference: {reference_ms:.3} ms ({:.1}x slower)\n",
+        if native_tile { "native AVX2 tile" } else { "pure Cranelift" },
+        gflops / (peak_gflops * threads as f64),
         reference_ms / jit_ms
     ));
     if latencies.len() > 1 {
@@ -537,9 +549,18 @@ fn run(cli: Cli) -> Result<String, String> {
             output.as_deref(),
             top as usize,
         ),
-        Command::Check { file, net, seed } => {
+        Command::Check {
+            file,
+            net,
+            seed,
+            pure_cranelift,
+        } => {
             let net = one_net(&file, net.as_deref())?;
-            let a = cnnjit::check::jit_against_reference(&net.graph, seed, 0)
+            let options = cnnjit::Options {
+                native_tile: !pure_cranelift,
+                ..cnnjit::Options::default()
+            };
+            let a = cnnjit::check::jit_against_reference(&net.graph, seed, options)
                 .map_err(|e| format!("error: {e}"))?;
             let verdict = if a.within_tolerance { "ok" } else { "FAILED" };
             let report = format!(
@@ -559,11 +580,16 @@ fn run(cli: Cli) -> Result<String, String> {
             batch,
             plan,
             profile,
+            pure_cranelift,
             json,
         } => bench(
             &one_net(&file, net.as_deref())?,
             &BenchArgs {
-                threads,
+                options: cnnjit::Options {
+                    threads,
+                    native_tile: !pure_cranelift,
+                    ..cnnjit::Options::default()
+                },
                 batches: batch.into_iter().map(|b| b as usize).collect(),
                 plan,
                 profile,

@@ -7,7 +7,7 @@
 //! report names exactly the code that runs. Reporting reads specs only; it
 //! never changes what is compiled.
 
-use super::{conv, depthwise, Kernel};
+use super::{depthwise, Kernel};
 use std::fmt;
 
 /// The algorithm a compiled kernel implements.
@@ -17,8 +17,13 @@ pub enum Algorithm {
     /// A k x k (or grouped) convolution computed directly, tap by tap, on a
     /// register tile of pixels by output channels.
     Direct,
+    /// [`Direct`](Algorithm::Direct) with the native AVX2 tile
+    /// ([`super::native`]) as its innermost loop.
+    NativeDirect,
     /// A 1x1 convolution over several pixels: a packed matrix product.
     Gemm,
+    /// [`Gemm`](Algorithm::Gemm) on the native AVX2 tile.
+    NativeGemm,
     /// One output pixel from a flat input (a dense layer, or a 1x1
     /// convolution of a 1x1 input): a packed matrix-vector product.
     Gemv,
@@ -35,7 +40,9 @@ impl Algorithm {
     pub const fn name(self) -> &'static str {
         match self {
             Algorithm::Direct => "direct",
+            Algorithm::NativeDirect => "direct-avx2",
             Algorithm::Gemm => "1x1-gemm",
+            Algorithm::NativeGemm => "1x1-gemm-avx2",
             Algorithm::Gemv => "gemv",
             Algorithm::Depthwise => "depthwise",
             Algorithm::Pool => "pool",
@@ -72,10 +79,12 @@ impl Kernel {
         match self {
             Kernel::Conv(spec) => {
                 let pointwise = spec.kernel == [1, 1] && spec.stride == [1, 1] && spec.groups == 1;
-                match (pointwise, spec.output[0] * spec.output[1]) {
-                    (true, 1) => Algorithm::Gemv,
-                    (true, _) => Algorithm::Gemm,
-                    (false, _) => Algorithm::Direct,
+                match (pointwise, spec.output[0] * spec.output[1], spec.native) {
+                    (true, 1, _) => Algorithm::Gemv,
+                    (true, _, false) => Algorithm::Gemm,
+                    (true, _, true) => Algorithm::NativeGemm,
+                    (false, _, false) => Algorithm::Direct,
+                    (false, _, true) => Algorithm::NativeDirect,
                 }
             }
             Kernel::Depthwise(_) => Algorithm::Depthwise,
@@ -89,7 +98,7 @@ impl Kernel {
     /// Its register tile, clipped to the output's width.
     pub fn tile(&self) -> Tile {
         let (pixels, channels, width) = match self {
-            Kernel::Conv(spec) => (conv::TILE, conv::BLOCK, spec.output[1]),
+            Kernel::Conv(spec) => (spec.tile(), spec.block(), spec.output[1]),
             Kernel::Depthwise(spec) => (depthwise::TILE, 4, spec.output[1]),
             Kernel::Pool(spec) => (1, 4, spec.output[1]),
         };
@@ -103,7 +112,7 @@ impl Kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codegen::conv::ConvSpec;
+    use crate::codegen::conv::{self, ConvSpec};
     use crate::codegen::pool::PoolSpec;
     use crate::ir::{Dense, PoolKind, Shape};
 
@@ -117,12 +126,13 @@ mod tests {
             pad: [kernel / 2; 2],
             groups: 1,
             epilogue: Vec::new(),
+            native: false,
         })
     }
 
     #[test]
     fn convolutions_are_named_by_their_shape() {
-        let k3 = conv(3, [8, 8, 4], [8, 8, 16]);
+        let k3 = conv(3, [8, 8, 8], [8, 8, 16]);
         assert_eq!(k3.algorithm(), Algorithm::Direct);
         assert_eq!(
             k3.tile(),
@@ -132,6 +142,19 @@ mod tests {
             }
         );
         assert_eq!(conv(1, [8, 8, 4], [8, 8, 16]).algorithm(), Algorithm::Gemm);
+        let Kernel::Conv(mut native) = k3 else {
+            unreachable!()
+        };
+        native.native = true;
+        let native = Kernel::Conv(native);
+        assert_eq!(native.algorithm(), Algorithm::NativeDirect);
+        assert_eq!(
+            native.tile(),
+            Tile {
+                pixels: crate::codegen::native::ROWS,
+                channels: crate::codegen::native::WIDTH
+            }
+        );
         // A 1x1 convolution of one pixel (a squeeze-excite bottleneck) is a dense layer.
         assert_eq!(conv(1, [1, 1, 4], [1, 1, 16]).algorithm(), Algorithm::Gemv);
         let dense = Kernel::Conv(ConvSpec::of_dense(

@@ -79,6 +79,7 @@ impl DepthwiseSpec {
             params,
             extra,
             output: out,
+            scratch: 0,
             rows: self.output[0],
         }
     }

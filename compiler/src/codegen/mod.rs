@@ -9,16 +9,19 @@
 //! compiling each distinct spec once.
 //!
 //! Every kernel has one signature, [`KernelFn`]:
-//! `(input, weights, params, extra, output, begin, end)`, where `params`
-//! holds per-channel vectors (bias, bn scale and shift), `extra` a residual's
-//! shortcut, and `[begin, end)` the output rows to compute, so that threads
-//! split rows and never a reduction.
+//! `(input, weights, params, extra, output, scratch, begin, end)`, where
+//! `params` holds per-channel vectors (bias, bn scale and shift), `extra` a
+//! residual's shortcut, `scratch` working memory private to this call (a
+//! kernel that keeps an intermediate in cache, e.g. a fused pair of layers or
+//! a transformed tile), and `[begin, end)` the output rows to compute, so that
+//! threads split rows and never a reduction. Each thread's call gets its own
+//! `scratch`, so no two calls ever write the same scratch.
 //!
 //! Invariant (the safety contract of every kernel): given buffers of at least
 //! the lengths in [`Lengths`], the code reads only `input`, `weights`,
-//! `params` and `extra` within those lengths and writes only `output`
-//! within its length, for any `0 <= begin <= end <= rows`. Every bound is a
-//! constant derived from the spec; there is no data-dependent address.
+//! `params` and `extra` within those lengths and writes only `output` and
+//! `scratch` within theirs, for any `0 <= begin <= end <= rows`. Every bound
+//! is a constant derived from the spec; there is no data-dependent address.
 //!
 //! Set `CNNJIT_DISASM=1` to print every kernel's machine code to stderr.
 //!
@@ -31,6 +34,7 @@
 pub mod algorithm;
 pub mod conv;
 pub mod depthwise;
+pub mod native;
 pub mod pool;
 pub mod vector;
 
@@ -60,9 +64,18 @@ pub enum CodegenError {
     },
 }
 
-/// The signature of every kernel: `(input, weights, params, extra, output, begin, end)`.
-pub type KernelFn =
-    unsafe extern "C" fn(*const f32, *const f32, *const f32, *const f32, *mut f32, i64, i64);
+/// The signature of every kernel:
+/// `(input, weights, params, extra, output, scratch, begin, end)`.
+pub type KernelFn = unsafe extern "C" fn(
+    *const f32,
+    *const f32,
+    *const f32,
+    *const f32,
+    *mut f32,
+    *mut f32,
+    i64,
+    i64,
+);
 
 /// The lengths, in `f32`s, that a kernel's buffers must have at least.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -77,6 +90,8 @@ pub struct Lengths {
     pub extra: usize,
     /// `output`.
     pub output: usize,
+    /// `scratch`, per call: each thread's call gets this many of its own; 0 if unused.
+    pub scratch: usize,
     /// The rows `[begin, end)` ranges over.
     pub rows: usize,
 }
@@ -136,6 +151,10 @@ pub(crate) struct Args {
     pub params: Value,
     pub extra: Value,
     pub output: Value,
+    // Read by the kernels that keep an intermediate (fused pairs, Winograd),
+    // which land next; the allowance goes with them.
+    #[allow(dead_code)]
+    pub scratch: Value,
     pub begin: Value,
     pub end: Value,
 }
@@ -202,7 +221,7 @@ impl Jit {
         };
         let mut sig = self.module.make_signature();
         let ptr = self.module.target_config().pointer_type();
-        for _ in 0..5 {
+        for _ in 0..6 {
             sig.params.push(AbiParam::new(ptr));
         }
         sig.params.push(AbiParam::new(types::I64));
@@ -227,8 +246,9 @@ impl Jit {
                 params: p[2],
                 extra: p[3],
                 output: p[4],
-                begin: p[5],
-                end: p[6],
+                scratch: p[5],
+                begin: p[6],
+                end: p[7],
             };
             kernel.emit(&mut b, &args);
             b.ins().return_(&[]);
@@ -269,7 +289,7 @@ impl Jit {
             .map(|f| {
                 let code = self.module.get_finalized_function(*f);
                 // SAFETY: `code` is the finalized entry of a function declared with the
-                // signature of `KernelFn` (five pointers and two i64s, the host's C calling
+                // signature of `KernelFn` (six pointers and two i64s, the host's C calling
                 // convention, no return value); it stays valid while `module` lives, and
                 // `Program` owns `module` for as long as it hands out these pointers.
                 unsafe { std::mem::transmute::<*const u8, KernelFn>(code) }

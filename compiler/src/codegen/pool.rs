@@ -99,6 +99,7 @@ impl PoolSpec {
             params,
             extra,
             output: out,
+            scratch: 0,
             rows: self.output[0],
         }
     }
