@@ -225,3 +225,65 @@ fn outputs_are_bitwise_identical_for_any_thread_count() {
     assert_eq!(outputs[0], outputs[1]);
     assert_eq!(outputs[0], outputs[2]);
 }
+
+/// `Model::kernels` names what each step runs, in agreement with the backend
+/// and with the reference twin; `Model::profile` times every step.
+#[test]
+fn kernel_report_and_profile_cover_every_step() {
+    let net = graph(
+        "Net(12x12x3) {
+            conv(8, 3x3, pad = 1), bn, relu, dwconv(3x3), relu6, conv(16, 1x1),
+            lrn(size = 3), global_avgpool, flatten, dense(5), softmax,
+        }",
+    )
+    .unwrap();
+    let weights = cnnjit::runtime::params::random_weights(&net, 3);
+    let cranelift = Options {
+        native_tile: false,
+        ..Options::default()
+    };
+    let mut jit = Model::with_options(net.clone(), &weights, cranelift).unwrap();
+    let report = jit.kernels();
+    assert_eq!(report.steps.len(), jit.plan().steps.len());
+    let Backend::Jit { compiled_steps, .. } = *jit.backend() else {
+        panic!("no JIT: {:?}", jit.backend())
+    };
+    assert_eq!(report.compiled_steps(), compiled_steps);
+    let algorithms: Vec<&str> = report.steps.iter().map(|s| s.algorithm()).collect();
+    // By hand: a 3x3 conv, a depthwise conv, a 1x1 conv over 10x10 pixels, an
+    // lrn (no JIT kernel), a global pool, a dense layer; the softmax follows it.
+    assert_eq!(
+        algorithms,
+        [
+            "direct",
+            "depthwise",
+            "1x1-gemm",
+            "reference",
+            "global-pool",
+            "gemv"
+        ]
+    );
+    assert_eq!(report.steps[0].fused, ["bn", "relu"]);
+    assert_eq!(report.steps[5].unfused, ["softmax"]);
+    // 10x10x16 outputs of 8 channels each.
+    assert_eq!(report.steps[2].macs, 10 * 10 * 16 * 8);
+    let table = report.to_string();
+    assert!(table.contains("(no JIT kernel for lrn)"), "{table}");
+
+    let profile = jit.profile(&random_input(jit.input_len(), 1), 3).unwrap();
+    assert_eq!(profile.kernels, report);
+    assert_eq!(profile.step_ms.len(), report.steps.len());
+    assert_eq!(profile.runs, 3);
+
+    let reference = Options {
+        reference: true,
+        ..Options::default()
+    };
+    let slow = Model::with_options(net, &weights, reference).unwrap();
+    let report = slow.kernels();
+    assert_eq!(report.compiled_steps(), 0);
+    assert!(report.steps.iter().all(|s| matches!(
+        &s.path,
+        cnnjit::runtime::report::Path::Reference { reason } if reason.contains("Options::reference")
+    )));
+}

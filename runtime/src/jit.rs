@@ -15,7 +15,7 @@ use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::vector::Act;
-use cnnjit_compiler::codegen::Epilogue;
+use cnnjit_compiler::codegen::{Algorithm, Epilogue, Tile};
 use cnnjit_compiler::codegen::{Jit, Kernel, KernelFn, KernelId, Lengths, Program};
 use cnnjit_compiler::plan::{Plan, Step};
 use rayon::prelude::*;
@@ -39,6 +39,10 @@ pub struct Lowered {
     pub rest: Vec<NodeId>,
     /// Multiply-accumulates of one call: below [`PARALLEL_WORK`] it runs on one thread.
     pub work: u64,
+    /// What the kernel computes with, for reports.
+    pub algorithm: Algorithm,
+    /// Its register tile, for reports.
+    pub tile: Tile,
 }
 
 /// The least work (MACs) worth splitting across threads: below it, waking a
@@ -221,6 +225,8 @@ fn lower(
         rest: step.nodes[fused..].to_vec(),
         work: cnnjit_compiler::cost::layer_cost(&anchor.op, &[input], anchor.output)
             .map_or(u64::MAX, |c| c.macs),
+        algorithm: kernel.algorithm(),
+        tile: kernel.tile(),
     }))
 }
 

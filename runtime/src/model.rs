@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 use crate::exec::{self, Arena};
 use crate::ir::Graph;
 use crate::params::{load_params, random_weights, LoadOptions};
+#[cfg(feature = "jit")]
+use crate::report::{KernelReport, Profile};
 use crate::weights::Weights;
 use cnnjit_compiler::plan::{self, Plan};
 use std::path::Path;
@@ -197,9 +199,67 @@ impl Model {
         &self.engine.graph
     }
 
-    /// The fused steps and the arena layout.
+    /// The fused steps and the arena layout, as the compiler planned them
+    /// (for what each step was compiled to, see [`Model::kernels`]).
     pub fn plan(&self) -> &Plan {
         &self.engine.plan
+    }
+
+    /// What was built for each step of the plan: the layers it covers, its
+    /// kernel's algorithm and tile (or why it runs on the reference kernels),
+    /// the fused epilogue and its MACs. Its `Display` is a table.
+    #[cfg(feature = "jit")]
+    pub fn kernels(&self) -> KernelReport {
+        let no_jit = match &self.backend {
+            Backend::Jit { .. } => None,
+            Backend::Reference { reason } => Some(reason.as_str()),
+        };
+        KernelReport::of(&self.engine, no_jit)
+    }
+
+    /// Times each step of the plan on `input` over `runs` forward passes
+    /// (after one warm-up) and reports the medians beside [`Model::kernels`].
+    /// The clock is read only here: [`Model::forward`] pays nothing for it.
+    #[cfg(feature = "jit")]
+    pub fn profile(&mut self, input: &[f32], runs: usize) -> Result<Profile> {
+        check_len("the input", self.input_len(), input.len())?;
+        let mut output = vec![0.0; self.output_len()];
+        let steps = self.engine.plan.steps.len();
+        let runs = runs.max(1);
+        let mut samples = vec![vec![0.0; runs]; steps];
+        let mut seconds = vec![0.0; steps];
+        exec::run(
+            &self.engine,
+            &mut self.arena,
+            &mut self.scratch,
+            input,
+            &mut output,
+        )?;
+        for run in 0..runs {
+            exec::run_timed(
+                &self.engine,
+                &mut self.arena,
+                &mut self.scratch,
+                input,
+                &mut output,
+                &mut seconds,
+            )?;
+            for (step, s) in seconds.iter().enumerate() {
+                samples[step][run] = *s;
+            }
+        }
+        let step_ms = samples
+            .iter_mut()
+            .map(|times| {
+                times.sort_by(f64::total_cmp);
+                times[runs / 2] * 1e3
+            })
+            .collect();
+        Ok(Profile {
+            kernels: self.kernels(),
+            step_ms,
+            runs,
+        })
     }
 
     /// `f32` elements of one input image.

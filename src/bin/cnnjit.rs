@@ -98,9 +98,19 @@ enum Command {
         /// Threads for the JIT's kernels (default: every core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
-        /// Images per forward pass.
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
+        /// Images per forward pass; a comma-separated list (1,8,32) times each
+        /// and reports images per second.
+        #[arg(long, value_delimiter = ',', default_value = "1",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        batch: Vec<u32>,
+        /// Print what was built for each step (layers, algorithm, tile, fused
+        /// epilogue, MACs, reference steps and why) without timing anything.
+        #[arg(long)]
+        plan: bool,
+        /// Time each step (median over runs): layer, algorithm, tile, time,
+        /// GFLOP/s, share of the total.
+        #[arg(long)]
+        profile: bool,
         /// Compile every kernel in pure Cranelift, without the native AVX2 GEMM tile.
         #[arg(long)]
         pure_cranelift: bool,
@@ -230,13 +240,19 @@ fn one_net(file: &PathBuf, net: Option<&str>) -> Result<CompiledNet, String> {
         .ok_or_else(|| format!("error: {} defines no net", file.display()))
 }
 
-/// `cnnjit bench`: compile time, JIT and reference latency, GFLOP/s and the fraction of peak.
-fn bench(
-    net: &CompiledNet,
+/// What `cnnjit bench` measures and prints.
+struct BenchArgs {
     options: cnnjit::Options,
-    batch: usize,
+    batches: Vec<usize>,
+    plan: bool,
+    profile: bool,
     json: bool,
-) -> Result<String, String> {
+}
+
+/// `cnnjit bench`: compile time, JIT latency per batch size (with images per
+/// second), reference latency, GFLOP/s and the fraction of peak; with
+/// `--plan` what was built per step, with `--profile` where the time goes.
+fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     use cnnjit::runtime::model::Backend;
     use std::time::Duration;
     let name = net.graph.name.to_string();
@@ -244,7 +260,7 @@ fn bench(
     let weights = cnnjit::runtime::params::random_weights(&net.graph, 0);
     eprintln!("compiling {name} ...");
     let mut jit =
-        cnnjit::Model::with_options(net.graph.clone(), &weights, options).map_err(fail)?;
+        cnnjit::Model::with_options(net.graph.clone(), &weights, args.options).map_err(fail)?;
     let (compile_ms, native_tile) = match jit.backend() {
         Backend::Jit {
             compile_ms,
@@ -257,10 +273,31 @@ fn bench(
             ))
         }
     };
-    eprintln!("timing the JIT ...");
-    let jit_ms = cnnjit::bench::time_forward(&mut jit, batch, 5, Duration::from_secs(2))
-        .map_err(fail)?
-        .median_ms;
+    if args.plan {
+        let kernels = jit.kernels();
+        return Ok(if args.json {
+            format!(
+                "{:#}\n",
+                serde_json::json!({ "net": name, "compile_ms": compile_ms, "steps": steps_json(&kernels, None) })
+            )
+        } else {
+            kernels.to_string()
+        });
+    }
+    let profile = if args.profile {
+        eprintln!("profiling each step ...");
+        Some(cnnjit::bench::profile(&mut jit, 5, Duration::from_secs(1)).map_err(fail)?)
+    } else {
+        None
+    };
+    let mut latencies = Vec::with_capacity(args.batches.len());
+    for &batch in &args.batches {
+        eprintln!("timing the JIT at batch {batch} ...");
+        let timing = cnnjit::bench::time_forward(&mut jit, batch, 5, Duration::from_secs(2))
+            .map_err(fail)?;
+        latencies.push((batch, timing.median_ms));
+    }
+    let (batch, jit_ms) = latencies[0];
     eprintln!("timing the reference kernels ...");
     let reference = cnnjit::Options {
         reference: true,
@@ -273,10 +310,10 @@ fn bench(
         .median_ms;
     eprintln!("measuring the FMA peak ...");
     let peak = cnnjit::peak::measure_peak(Duration::from_millis(200));
-    let threads = if options.threads == 0 {
+    let threads = if args.options.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
-        options.threads
+        args.options.threads
     };
     let gflops = (net.figures.macs * 2 * batch as u64) as f64 / (jit_ms * 1e6);
     // The native tile's kernels run at the 256-bit peak's pace, Cranelift's at the 128-bit one's.
@@ -284,22 +321,70 @@ fn bench(
         Some(p) if native_tile => (256, p),
         _ => (128, peak.gflops_128),
     };
-    if json {
-        return Ok(format!(
-            "{:#}\n",
-            serde_json::json!({
-                "net": name, "compile_ms": compile_ms, "jit_ms": jit_ms, "reference_ms": reference_ms,
-                "gflops": gflops, "peak_gflops_128": peak.gflops_128, "peak_gflops_256": peak.gflops_256,
-                "native_tile": native_tile, "threads": threads, "batch": batch,
-            })
-        ));
+    let images_per_s = |batch: usize, ms: f64| batch as f64 * 1e3 / ms;
+    if args.json {
+        let batches: Vec<serde_json::Value> = latencies
+            .iter()
+            .map(|&(batch, ms)| serde_json::json!({ "batch": batch, "ms": ms, "images_per_s": images_per_s(batch, ms) }))
+            .collect();
+        let mut out = serde_json::json!({
+            "net": name, "compile_ms": compile_ms, "jit_ms": jit_ms, "reference_ms": reference_ms,
+            "gflops": gflops, "peak_gflops_128": peak.gflops_128, "peak_gflops_256": peak.gflops_256,
+            "native_tile": native_tile, "threads": threads, "batch": batch, "batches": batches,
+        });
+        if let Some(p) = &profile {
+            out["steps"] = steps_json(&p.kernels, Some(p));
+            out["profile_runs"] = p.runs.into();
+        }
+        return Ok(format!("{out:#}\n"));
     }
-    Ok(format!(
+    let mut out = profile.map(|p| format!("{p}\n")).unwrap_or_default();
+    out.push_str(&format!(
         "{name}: batch {batch}, {threads} thread(s), {}\n  compile: {compile_ms:.1} ms\n  JIT: {jit_ms:.3} ms ({gflops:.1} GFLOP/s, {:.2} of the {bits}-bit peak per core x {threads})\n  reference: {reference_ms:.3} ms ({:.1}x slower)\n",
         if native_tile { "native AVX2 tile" } else { "pure Cranelift" },
         gflops / (peak_gflops * threads as f64),
         reference_ms / jit_ms
-    ))
+    ));
+    if latencies.len() > 1 {
+        for &(batch, ms) in &latencies {
+            out.push_str(&format!(
+                "  batch {batch:>3}: {ms:.3} ms, {:.1} images/s\n",
+                images_per_s(batch, ms)
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// One JSON object per step of `kernels`, with its timing if profiled.
+fn steps_json(
+    kernels: &cnnjit::runtime::report::KernelReport,
+    profile: Option<&cnnjit::runtime::report::Profile>,
+) -> serde_json::Value {
+    use cnnjit::runtime::report::Path;
+    let steps: Vec<serde_json::Value> = kernels
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut step = serde_json::json!({
+                "layers": s.layers, "kind": s.kind, "algorithm": s.algorithm(),
+                "tile": s.tile().map(|t| [t.pixels, t.channels]),
+                "fused": s.fused, "unfused": s.unfused, "macs": s.macs,
+                "reference_reason": match &s.path {
+                    Path::Reference { reason } => Some(reason),
+                    Path::Compiled { .. } => None,
+                },
+            });
+            if let Some(p) = profile {
+                step["time_ms"] = p.step_ms[i].into();
+                step["gflops"] = p.gflops(i).into();
+                step["share"] = p.share(i).into();
+            }
+            step
+        })
+        .collect();
+    steps.into()
 }
 
 /// Batch-1 median latency of a net with random weights, with progress on stderr.
@@ -493,17 +578,23 @@ fn run(cli: Cli) -> Result<String, String> {
             net,
             threads,
             batch,
+            plan,
+            profile,
             pure_cranelift,
             json,
         } => bench(
             &one_net(&file, net.as_deref())?,
-            cnnjit::Options {
-                threads,
-                native_tile: !pure_cranelift,
-                ..cnnjit::Options::default()
+            &BenchArgs {
+                options: cnnjit::Options {
+                    threads,
+                    native_tile: !pure_cranelift,
+                    ..cnnjit::Options::default()
+                },
+                batches: batch.into_iter().map(|b| b as usize).collect(),
+                plan,
+                profile,
+                json,
             },
-            batch.max(1),
-            json,
         ),
         Command::Peak { json } => Ok(peak_report(
             &cnnjit::peak::measure_peak(std::time::Duration::from_millis(200)),

@@ -122,7 +122,7 @@ impl ConvSpec {
     }
 
     /// Output channels per block: the width of the tile.
-    fn block(&self) -> usize {
+    pub(super) fn block(&self) -> usize {
         if self.native {
             native::WIDTH
         } else {
@@ -131,7 +131,7 @@ impl ConvSpec {
     }
 
     /// Output pixels per full tile.
-    fn tile(&self) -> usize {
+    pub(super) fn tile(&self) -> usize {
         if self.native {
             native::ROWS
         } else {
