@@ -69,7 +69,47 @@ pub fn count(seq: &[Item]) -> usize {
 /// The net as one sequence from the input to the output.
 pub fn nest(dag: &Dag) -> Result<Vec<Item>> {
     let idom = dominators(dag);
-    Nester { dag, idom: &idom }.seq(0, dag.output)
+    let items = Nester { dag, idom: &idom }.seq(0, dag.output)?;
+    let mut seen = vec![false; dag.layers.len()];
+    let mut twice = None;
+    visit(&items, &mut |id| {
+        if std::mem::replace(&mut seen[id], true) {
+            twice.get_or_insert(id);
+        }
+    });
+    match twice {
+        Some(id) => Err(Error::layer(
+            &dag.layers[id],
+            "the graph cannot be nested: this layer's output is read both inside a block and after it",
+        )),
+        None => Ok(items),
+    }
+}
+
+/// Calls `f` on every layer of `items`, joins included.
+fn visit(items: &[Item], f: &mut impl FnMut(usize)) {
+    for item in items {
+        match item {
+            Item::Layer(id) => f(*id),
+            Item::Residual {
+                body,
+                shortcut,
+                join,
+            } => {
+                visit(body, f);
+                visit(shortcut, f);
+                f(*join);
+            }
+            Item::Concat { branches, join } => {
+                branches.iter().for_each(|b| visit(b, f));
+                f(*join);
+            }
+            Item::Scale { body, join } => {
+                visit(body, f);
+                f(*join);
+            }
+        }
+    }
 }
 
 /// The immediate dominator of every layer that reaches the output (the
