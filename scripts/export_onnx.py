@@ -20,7 +20,8 @@ every fixture is deterministic. Python is never needed to build or test the
 Rust code: the files are committed (under 5 MB in all).
 
 The second form exports torchvision's ResNet-18, MobileNetV2, SqueezeNet 1.0,
-GoogLeNet and EfficientNet-B0 (random weights) to DIR, with
+GoogLeNet and EfficientNet-B0 (torchvision's random initialisation, batch
+norm statistics drawn at random) to DIR, with
 DIR/torchvision.json giving each one's parameter count (torch's own
 `numel` sum) and multiply-accumulates of its convs and linears (counted with
 forward hooks), for the check that `cnnjit import` reproduces them.
@@ -227,6 +228,13 @@ def full(out_dir):
     for name, make in models.items():
         torch.manual_seed(SEED)
         model = make().eval()
+        with torch.no_grad():
+            # Batch norm statistics that are not the identity, so that a
+            # numerical comparison of the import sees them.
+            for m in model.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.running_mean.normal_(0.0, 0.1)
+                    m.running_var.uniform_(0.5, 1.5)
         shape = (3, 224, 224)
         params, macs = count(model, shape)
         export(model, shape, os.path.join(out_dir, f"{name}.onnx"), 1)

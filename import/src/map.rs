@@ -152,20 +152,17 @@ pub fn map(graph: &GraphProto, opset: i64, dir: Option<&Path>) -> Result<Dag> {
     }
 }
 
-/// `[N, C, H, W]` as the volume `(H, W, C)`, `[N, F]` as `(F,)`.
+/// `[N, C, H, W]` as the volume `(H, W, C)`, `[N, F]` as `(F,)`; the batch
+/// size does not matter (cnnjit runs a batch image by image).
 fn input_shape(dims: Option<Vec<Option<i64>>>) -> Option<Shape> {
-    let dims = dims?;
-    let size = |d: &Option<i64>| d.and_then(|v| u32::try_from(v).ok()).filter(|&v| v > 0);
-    let batch_ok = dims
-        .first()
-        .is_some_and(|b| b.is_none_or(|b| b == 1) || b.is_none());
-    match dims[..] {
-        [_, c, h, w] if batch_ok => Some(Shape::Volume {
-            h: size(&h)?,
-            w: size(&w)?,
-            c: size(&c)?,
+    let size = |d: Option<i64>| d.and_then(|v| u32::try_from(v).ok()).filter(|&v| v > 0);
+    match dims?[..] {
+        [_, c, h, w] => Some(Shape::Volume {
+            h: size(h)?,
+            w: size(w)?,
+            c: size(c)?,
         }),
-        [_, f] if batch_ok => Some(Shape::Flat(size(&f)?)),
+        [_, f] => Some(Shape::Flat(size(f)?)),
         _ => None,
     }
 }
@@ -455,12 +452,14 @@ impl Mapper<'_> {
                     (0.0, 6.0) => act(Activation::Relu6),
                     (0.0, f32::MAX) => act(Activation::Relu),
                     (0.0, hi) if hi.is_infinite() => act(Activation::Relu),
-                    _ => return Err(node_error(
-                        node,
-                        format!(
+                    _ => {
+                        return Err(node_error(
+                            node,
+                            format!(
                             "clips to [{lo}, {hi}]; cnnjit has relu6 ([0, 6]) and relu ([0, inf))"
                         ),
-                    )),
+                        ))
+                    }
                 };
                 self.push(node, op, vec![x], vec![])
             }
@@ -914,12 +913,6 @@ fn padding(
         }
         other => Err(node_error(node, format!("auto_pad `{other}`"))),
     }
-}
-
-/// Whether `padding` can be written in the language: symmetric, or what
-/// `pad = same` gives.
-pub fn writable(padding: Padding, same: Option<Padding>) -> bool {
-    (padding.top == padding.bottom && padding.left == padding.right) || Some(padding) == same
 }
 
 impl Error {

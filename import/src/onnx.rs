@@ -359,7 +359,7 @@ pub fn tensor(proto: &TensorProto, dir: Option<&Path>) -> Result<Tensor> {
             )))
         }
     };
-    if raw.len() % width != 0 {
+    if !raw.len().is_multiple_of(width) {
         return Err(Error::Decode(format!(
             "{} has {} bytes of data, not a whole number of elements",
             what(),

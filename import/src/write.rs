@@ -422,7 +422,7 @@ fn op_text(layer: &Layer, input: Shape) -> Result<String> {
             }
             s + ")"
         }
-        Op::BatchNorm { eps } if eps == 1e-5 => "bn".into(),
+        Op::BatchNorm { eps: 1e-5 } => "bn".into(),
         Op::BatchNorm { eps } => format!("bn(eps = {eps:?})"),
         Op::Activation(Activation::LeakyRelu(a)) => format!("leaky_relu({a:?})"),
         Op::Dropout { p } => format!("dropout({p:?})"),

@@ -33,7 +33,13 @@ fn attr_i(name: &str, i: i64) -> Attribute {
     }
 }
 
-fn node(op: &str, name: &str, inputs: &[&str], output: &str, attribute: Vec<Attribute>) -> NodeProto {
+fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    output: &str,
+    attribute: Vec<Attribute>,
+) -> NodeProto {
     NodeProto {
         input: inputs.iter().map(|s| s.to_string()).collect(),
         output: vec![output.into()],
@@ -110,7 +116,10 @@ fn import(bytes: &[u8]) -> Result<Imported, Error> {
 /// The net's body: the source's lines between the braces, trimmed.
 fn body(imported: &Imported) -> Vec<String> {
     let lines: Vec<&str> = imported.source.lines().collect();
-    let start = lines.iter().position(|l| l.starts_with("pub Net(")).unwrap();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("pub Net("))
+        .unwrap();
     lines[start + 1..lines.len() - 1]
         .iter()
         .map(|l| l.trim().to_string())
@@ -131,17 +140,30 @@ fn labels_come_from_node_names_that_are_identifiers() {
         13,
         &[1, 2, 5, 5],
         vec![
-            node("Conv", "stem", &["x", "w", "b"], "c", vec![attr_ints("pads", &[1, 1, 1, 1])]),
+            node(
+                "Conv",
+                "stem",
+                &["x", "w", "b"],
+                "c",
+                vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ),
             node("Relu", "/relu/Relu", &["c"], "r", vec![]),
             node("Conv", "conv2", &["r", "w2"], "y", vec![]),
         ],
-        vec![weight("w", &[3, 2, 3, 3]), weight("b", &[3]), weight("w2", &[4, 3, 1, 1])],
+        vec![
+            weight("w", &[3, 2, 3, 3]),
+            weight("b", &[3]),
+            weight("w2", &[4, 3, 1, 1]),
+        ],
     );
     let imported = import(&bytes).unwrap();
     // `conv2` would clash with the default names, so it takes one.
     assert_eq!(
         body(&imported),
-        ["stem: conv(3, 3x3, pad = 1), relu,", "conv(4, 1x1, bias = false),"]
+        [
+            "stem: conv(3, 3x3, pad = 1), relu,",
+            "conv(4, 1x1, bias = false),"
+        ]
     );
     let names: Vec<&str> = imported.tensors.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["stem.weight", "stem.bias", "conv2.weight"]);
@@ -177,7 +199,11 @@ fn lrn_leaky_relu_and_same_padding_are_written_with_their_arguments() {
                 "/lrn/LRN",
                 &["x"],
                 "l",
-                vec![attr_i("size", 3), attr_f("alpha", 0.001), attr_f("bias", 2.0)],
+                vec![
+                    attr_i("size", 3),
+                    attr_f("alpha", 0.001),
+                    attr_f("bias", 2.0),
+                ],
             ),
             node("LeakyRelu", "", &["l"], "r", vec![attr_f("alpha", 0.2)]),
             node(
@@ -262,7 +288,12 @@ fn a_tensor_read_across_a_block_is_an_error_not_a_wrong_net() {
 #[test]
 fn opsets_outside_the_supported_range_are_errors() {
     for opset in [1, 6, 99] {
-        let bytes = model(opset, &[1, 3], vec![node("Relu", "r", &["x"], "y", vec![])], vec![]);
+        let bytes = model(
+            opset,
+            &[1, 3],
+            vec![node("Relu", "r", &["x"], "y", vec![])],
+            vec![],
+        );
         match import(&bytes) {
             Err(Error::Opset(message)) => assert!(message.contains(&format!("opset {opset}"))),
             other => panic!("opset {opset}: {:?}", other.map(|i| i.source)),
@@ -275,7 +306,11 @@ fn external_data_is_read_from_the_side_file() {
     let dir = std::env::temp_dir().join(format!("cnnjit-import-external-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let inline = weight("w", &[3, 2, 1, 1]);
-    std::fs::write(dir.join("w.bin"), [vec![0u8; 8], inline.raw_data.clone()].concat()).unwrap();
+    std::fs::write(
+        dir.join("w.bin"),
+        [vec![0u8; 8], inline.raw_data.clone()].concat(),
+    )
+    .unwrap();
     let entry = |key: &str, value: &str| cnnjit_import::onnx::StringEntry {
         key: key.into(),
         value: value.into(),
@@ -283,11 +318,20 @@ fn external_data_is_read_from_the_side_file() {
     let external = TensorProto {
         raw_data: vec![],
         data_location: 1,
-        external_data: vec![entry("location", "w.bin"), entry("offset", "8"), entry("length", "24")],
+        external_data: vec![
+            entry("location", "w.bin"),
+            entry("offset", "8"),
+            entry("length", "24"),
+        ],
         ..inline.clone()
     };
     let net = |w: TensorProto| {
-        model(13, &[1, 2, 4, 4], vec![node("Conv", "c", &["x", "w"], "y", vec![])], vec![w])
+        model(
+            13,
+            &[1, 2, 4, 4],
+            vec![node("Conv", "c", &["x", "w"], "y", vec![])],
+            vec![w],
+        )
     };
     std::fs::write(dir.join("ext.onnx"), net(external.clone())).unwrap();
     let options = cnnjit_import::Options {
@@ -297,9 +341,16 @@ fn external_data_is_read_from_the_side_file() {
     let from_inline = import(&net(inline)).unwrap();
     assert_eq!(from_file.tensors, from_inline.tensors);
     // Without a folder to look in, or past the file's end: errors.
-    assert!(matches!(import(&net(external.clone())), Err(Error::Decode(_))));
+    assert!(matches!(
+        import(&net(external.clone())),
+        Err(Error::Decode(_))
+    ));
     let beyond = TensorProto {
-        external_data: vec![entry("location", "w.bin"), entry("offset", "16"), entry("length", "24")],
+        external_data: vec![
+            entry("location", "w.bin"),
+            entry("offset", "16"),
+            entry("length", "24"),
+        ],
         ..external
     };
     std::fs::write(dir.join("beyond.onnx"), net(beyond)).unwrap();
