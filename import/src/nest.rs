@@ -216,10 +216,14 @@ impl Nester<'_> {
                             ))
                         }
                     };
-                    Item::Scale {
-                        body: branch(gate)?,
-                        join: cur,
+                    let body = branch(gate)?;
+                    if body.is_empty() {
+                        return Err(Error::layer(
+                            layer,
+                            "multiplies a tensor by itself; the language's scale multiplies a block's input by a gate computed from it",
+                        ));
                     }
+                    Item::Scale { body, join: cur }
                 }
                 _ => Item::Layer(cur),
             });
