@@ -115,7 +115,14 @@ pub fn compile(graph: &Graph, plan: &Plan, params: &Params, native_tile: bool) -
                 // The packer holds the receiver until this sender is dropped.
                 let _ = to_pack.send((index, kernel.clone(), weight));
             };
-            steps.push(lower(graph, params, step, native_tile, &mut jit, &mut pack)?);
+            steps.push(lower(
+                graph,
+                params,
+                step,
+                native_tile,
+                &mut jit,
+                &mut pack,
+            )?);
         }
         drop(to_pack);
         packer.join().map_err(|_| Error::Internal {

@@ -1,7 +1,7 @@
 //! `f32x4` building blocks shared by the kernel families: loads and stores at
 //! constant offsets, constants, and every activation of the language as
-//! vector code (`exp` by range reduction and a polynomial, so sigmoid, tanh
-//! and swish fuse like the others).
+//! vector code (`exp` by range reduction and a polynomial, tanh as a ratio of
+//! polynomials, so sigmoid, tanh and swish fuse like the others).
 
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
