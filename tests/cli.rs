@@ -208,3 +208,38 @@ fn bench_profile_json_times_every_step_and_batch() {
     assert_eq!(batches, [1, 3]);
     assert_eq!(json["batch"], 1);
 }
+
+#[test]
+fn import_writes_the_net_and_its_weights_and_prints_the_summary() {
+    let fixtures = format!("{}/tests/fixtures/onnx", env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("cnnjit-cli-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cnn = dir.join("resnet_basic.cnn");
+    let out = cnnjit(&[
+        "import",
+        &format!("{fixtures}/resnet_basic.onnx"),
+        "-o",
+        cnn.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // torch's parameter count of the fixture (see tests/onnx_import.rs).
+    assert!(stdout.contains("Total params: 5,266"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(&cnn).unwrap(),
+        std::fs::read_to_string(format!("{fixtures}/resnet_basic.cnn")).unwrap()
+    );
+    let weights = cnnjit::Weights::from_file(dir.join("resnet_basic.safetensors")).unwrap();
+    assert_eq!(weights.len(), 32);
+    assert!(weights.get("conv1.weight").is_some());
+    // A file that is not ONNX: an error, exit status 1.
+    let out = cnnjit(&["import", cnn.to_str().unwrap(), "-o", cnn.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not an ONNX model"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

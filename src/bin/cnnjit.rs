@@ -1,6 +1,6 @@
 //! The `cnnjit` command-line tool: reads `.cnn` files (the `cnn!` language)
 //! and prints their summaries (text or JSON) or graphs (Graphviz DOT), or
-//! runs a net on images from a `.npy` file.
+//! runs a net on images from a `.npy` file, or imports an ONNX model.
 //! Errors in a file are printed rustc-style with file, line, column and a
 //! caret, and the exit status is 1.
 
@@ -123,6 +123,18 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Import an ONNX model: write its net in the cnn! language and its weights
+    /// (a safetensors file beside it), and print the net's summary.
+    Import {
+        /// The ONNX file (external data is read from its folder).
+        model: PathBuf,
+        /// The .cnn file to write; the weights go to the same path with .safetensors.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The net's name (default: the model file's name in UpperCamelCase).
+        #[arg(long)]
+        net: Option<String>,
     },
     /// Print the graph in Graphviz DOT.
     Graph {
@@ -600,6 +612,19 @@ fn run(cli: Cli) -> Result<String, String> {
             &cnnjit::peak::measure_peak(std::time::Duration::from_millis(200)),
             json,
         )),
+        Command::Import { model, output, net } => {
+            let options = cnnjit::import::Options { net };
+            let fail = |e: cnnjit::import::Error| format!("error: {}: {e}", model.display());
+            let imported = cnnjit::import::import(&model, &options).map_err(fail)?;
+            let weights = imported.save(&output).map_err(fail)?;
+            Ok(format!(
+                "wrote {} and {} ({} tensors)\n\n{}\n",
+                output.display(),
+                weights.display(),
+                imported.tensors.len(),
+                imported.net.summary()
+            ))
+        }
         Command::Graph { file, net } => {
             let nets = load(&file, net.as_deref())?;
             let first = nets

@@ -91,6 +91,11 @@ mod avx2 {
         _mm256_storeu_ps,
     };
 
+    /// Input channels per step of the unrolled depth loop: the rows'
+    /// addresses are computed once per step and each load has a constant
+    /// displacement.
+    const UNROLL: usize = 4;
+
     /// The tile of `R` rows.
     ///
     /// # Safety
@@ -107,26 +112,32 @@ mod avx2 {
         depth: i64,
         c: *mut f32,
     ) {
+        let depth = depth.max(0) as usize;
         let mut acc: [[__m256; 2]; R] = [[_mm256_setzero_ps(); 2]; R];
         for t in 0..count.max(0) as usize {
             // SAFETY: the caller passes `count` taps at `taps`.
             let tap = unsafe { *taps.add(t) };
-            let rows: [*const f32; R] = std::array::from_fn(|r| {
-                a.wrapping_byte_offset((tap.a + r as i64 * a_stride) as isize)
-            });
-            let mut w = b.wrapping_byte_offset(tap.b as isize);
-            for k in 0..depth.max(0) as usize {
-                // SAFETY: `w` is `B(t, k, 0)`, 16 readable floats by the
-                // caller's contract; `rows[r] + k` is `A(r, t, k)`.
-                unsafe {
-                    let (w0, w1) = (_mm256_loadu_ps(w), _mm256_loadu_ps(w.add(8)));
-                    for (acc, row) in acc.iter_mut().zip(&rows) {
-                        let x = _mm256_broadcast_ss(&*row.add(k));
-                        acc[0] = _mm256_fmadd_ps(x, w0, acc[0]);
-                        acc[1] = _mm256_fmadd_ps(x, w1, acc[1]);
-                    }
-                    w = w.add(WIDTH);
+            let row0 = a.wrapping_byte_offset(tap.a as isize);
+            let w = b.wrapping_byte_offset(tap.b as isize);
+            let rows = |k: usize| -> [*const f32; R] {
+                std::array::from_fn(|r| {
+                    row0.wrapping_byte_offset(r as isize * a_stride as isize)
+                        .wrapping_add(k)
+                })
+            };
+            let main = depth / UNROLL * UNROLL;
+            for k in (0..main).step_by(UNROLL) {
+                let rows = rows(k);
+                for u in 0..UNROLL {
+                    // SAFETY: `rows[r] + u` is `A(r, t, k + u)` and
+                    // `w + 16 (k + u)` is `B(t, k + u, 0)`, both readable by
+                    // the caller's contract.
+                    unsafe { fma_step(&mut acc, &rows, u, w.add(WIDTH * (k + u))) };
                 }
+            }
+            for k in main..depth {
+                // SAFETY: as above, for `k`.
+                unsafe { fma_step(&mut acc, &rows(k), 0, w.add(WIDTH * k)) };
             }
         }
         for (r, acc) in acc.iter().enumerate() {
@@ -134,6 +145,29 @@ mod avx2 {
             unsafe {
                 _mm256_storeu_ps(c.add(r * WIDTH), acc[0]);
                 _mm256_storeu_ps(c.add(r * WIDTH + 8), acc[1]);
+            }
+        }
+    }
+
+    /// One input channel: `acc[r] += rows[r][u] * w[0..16]` for every row.
+    ///
+    /// # Safety
+    /// The host has AVX2 and FMA; `rows[r] + u` and `w[0..16]` are readable.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn fma_step<const R: usize>(
+        acc: &mut [[__m256; 2]; R],
+        rows: &[*const f32; R],
+        u: usize,
+        w: *const f32,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let (w0, w1) = (_mm256_loadu_ps(w), _mm256_loadu_ps(w.add(8)));
+            for (acc, row) in acc.iter_mut().zip(rows) {
+                let x = _mm256_broadcast_ss(&*row.add(u));
+                acc[0] = _mm256_fmadd_ps(x, w0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(x, w1, acc[1]);
             }
         }
     }
