@@ -90,6 +90,10 @@ fn internal(graph: &Graph, id: NodeId, reason: impl std::fmt::Display) -> Error 
 
 /// Lowers and compiles every step the JIT serves; convolutions get the
 /// native GEMM tile if `native_tile` and the host has it.
+///
+/// Packing weights (touching every one, about 100 MB for ResNet-50) and
+/// Cranelift's work are independent: a second thread packs each step's
+/// weights while this one compiles the next kernels.
 pub fn compile(graph: &Graph, plan: &Plan, params: &Params, native_tile: bool) -> Result<Compiled> {
     let start = Instant::now();
     let mut jit = Jit::new().map_err(|e| Error::Internal {
@@ -97,8 +101,48 @@ pub fn compile(graph: &Graph, plan: &Plan, params: &Params, native_tile: bool) -
         reason: e.to_string(),
     })?;
     let mut steps = Vec::with_capacity(plan.steps.len());
-    for step in &plan.steps {
-        steps.push(lower(graph, params, step, native_tile, &mut jit)?);
+    let packed = std::thread::scope(|scope| {
+        let (to_pack, packing) = std::sync::mpsc::channel::<(usize, Kernel, &[f32])>();
+        let packer = scope.spawn(move || {
+            packing
+                .into_iter()
+                .map(|(index, kernel, weight)| (index, kernel.pack_weights(weight)))
+                .collect::<Vec<_>>()
+        });
+        for step in &plan.steps {
+            let index = steps.len();
+            let mut pack = |kernel: &Kernel, weight| {
+                // The packer holds the receiver until this sender is dropped.
+                let _ = to_pack.send((index, kernel.clone(), weight));
+            };
+            steps.push(lower(
+                graph,
+                params,
+                step,
+                native_tile,
+                &mut jit,
+                &mut pack,
+            )?);
+        }
+        drop(to_pack);
+        packer.join().map_err(|_| Error::Internal {
+            layer: graph.name.to_string(),
+            reason: "packing the weights panicked".into(),
+        })
+    })?;
+    for (index, weights) in packed {
+        let mismatch = || {
+            internal(
+                graph,
+                plan.steps[index].nodes[0],
+                "packed weights do not match the kernel",
+            )
+        };
+        let lowered = steps[index].as_mut().ok_or_else(mismatch)?;
+        if weights.len() != lowered.lengths.weights {
+            return Err(mismatch());
+        }
+        lowered.weights = weights;
     }
     let kernels = jit.compiled();
     let program = jit.finish().map_err(|e| Error::Internal {
@@ -113,12 +157,15 @@ pub fn compile(graph: &Graph, plan: &Plan, params: &Params, native_tile: bool) -
     })
 }
 
-fn lower(
+/// Lowers `step` and compiles its kernel; its weights go to `pack`, which
+/// packs them (on another thread) into `Lowered::weights`.
+fn lower<'p>(
     graph: &Graph,
-    params: &Params,
+    params: &'p Params,
     step: &Step,
     native_tile: bool,
     jit: &mut Jit,
+    pack: &mut dyn FnMut(&Kernel, &'p [f32]),
 ) -> Result<Option<Lowered>> {
     let anchor_id = step.nodes[0];
     let anchor = graph.node(anchor_id);
@@ -205,8 +252,10 @@ fn lower(
         packed_params.extend(kernel.pack_vector(shift));
     }
     let lengths = kernel.lengths();
-    let weights = weight.map(|w| kernel.pack_weights(w)).unwrap_or_default();
-    if weights.len() != lengths.weights || packed_params.len() != lengths.params {
+    if let Some(weight) = weight {
+        pack(&kernel, weight);
+    }
+    if packed_params.len() != lengths.params || (weight.is_none() && lengths.weights > 0) {
         return Err(internal(
             graph,
             anchor_id,
@@ -219,7 +268,7 @@ fn lower(
     Ok(Some(Lowered {
         kernel: id,
         lengths,
-        weights,
+        weights: Vec::new(),
         params: packed_params,
         extra,
         rest: step.nodes[fused..].to_vec(),

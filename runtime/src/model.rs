@@ -226,7 +226,7 @@ impl Model {
         let mut output = vec![0.0; self.output_len()];
         let steps = self.engine.plan.steps.len();
         let runs = runs.max(1);
-        let mut samples = vec![vec![0.0; runs]; steps];
+        let mut samples = vec![Vec::with_capacity(runs); steps];
         let mut seconds = vec![0.0; steps];
         exec::run(
             &self.engine,
@@ -235,7 +235,7 @@ impl Model {
             input,
             &mut output,
         )?;
-        for run in 0..runs {
+        for _ in 0..runs {
             exec::run_timed(
                 &self.engine,
                 &mut self.arena,
@@ -244,8 +244,8 @@ impl Model {
                 &mut output,
                 &mut seconds,
             )?;
-            for (step, s) in seconds.iter().enumerate() {
-                samples[step][run] = *s;
+            for (times, s) in samples.iter_mut().zip(&seconds) {
+                times.push(*s);
             }
         }
         let step_ms = samples
