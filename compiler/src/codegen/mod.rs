@@ -35,6 +35,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod pool;
 pub mod vector;
+pub mod winograd;
 
 use vector::Act;
 
@@ -102,6 +103,8 @@ pub enum Kernel {
     Depthwise(depthwise::DepthwiseSpec),
     /// Max and average pooling, windowed and global.
     Pool(pool::PoolSpec),
+    /// Winograd F(m x m, 3 x 3) convolution; its rows are tile rows.
+    Winograd(winograd::WinogradSpec),
 }
 
 impl Kernel {
@@ -111,6 +114,7 @@ impl Kernel {
             Kernel::Conv(spec) => spec.lengths(),
             Kernel::Depthwise(spec) => spec.lengths(),
             Kernel::Pool(spec) => spec.lengths(),
+            Kernel::Winograd(spec) => spec.lengths(),
         }
     }
 
@@ -120,6 +124,7 @@ impl Kernel {
             Kernel::Conv(spec) => spec.pack_weights(weight),
             Kernel::Depthwise(spec) => spec.pack_weights(weight),
             Kernel::Pool(_) => Vec::new(),
+            Kernel::Winograd(spec) => spec.pack_weights(weight),
         }
     }
 
@@ -129,6 +134,7 @@ impl Kernel {
             Kernel::Conv(spec) => spec.pack_vector(v),
             Kernel::Depthwise(spec) => spec.pack_vector(v),
             Kernel::Pool(spec) => spec.pack_vector(v),
+            Kernel::Winograd(spec) => spec.pack_vector(v),
         }
     }
 
@@ -137,6 +143,7 @@ impl Kernel {
             Kernel::Conv(spec) => conv::emit(spec, b, args),
             Kernel::Depthwise(spec) => depthwise::emit(spec, b, args),
             Kernel::Pool(spec) => pool::emit(spec, b, args),
+            Kernel::Winograd(spec) => winograd::emit(spec, b, args),
         }
     }
 }
@@ -148,9 +155,6 @@ pub(crate) struct Args {
     pub params: Value,
     pub extra: Value,
     pub output: Value,
-    // Read by the kernels that keep an intermediate (fused pairs, Winograd),
-    // which land next; the allowance goes with them.
-    #[allow(dead_code)]
     pub scratch: Value,
     pub begin: Value,
     pub end: Value,
