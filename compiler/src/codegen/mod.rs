@@ -31,6 +31,7 @@
 //! top-tested loops. Unlike the design notes' prototype, `fma` beat `fmul` +
 //! `fadd` here (see `vector::mul_add`).
 
+pub mod choice;
 pub mod conv;
 pub mod depthwise;
 pub mod pool;
