@@ -1,11 +1,15 @@
 //! The JIT against its slow twin, one image at a time with random weights:
 //! the layers of benches/nets/layers.cnn (the 3x3 conv + ReLU on 56x56x128
 //! and on 28x28x256, MobileNet's depthwise-separable block, the 1x3 + 3x1
-//! pair) and whole LeNet-5, MobileNetV1, ResNet-18, ResNet-50 and VGG16.
-//! The reference path takes seconds per image on the large nets, so it is
-//! timed on the layers, LeNet-5 and ResNet-18 only, with few flat samples.
+//! pair, two 1x1 convs) and whole LeNet-5, MobileNetV1, ResNet-18, ResNet-50
+//! and VGG16. The JIT runs twice: with the native AVX2 GEMM tile (group
+//! `native`; pure Cranelift where the host lacks AVX2) and in pure Cranelift
+//! (group `cranelift`). The reference path takes seconds per image on the
+//! large nets, so it is timed on the layers, LeNet-5 and ResNet-18 only, with
+//! few flat samples.
 //!
-//! `cargo bench --bench jit_vs_reference` (`-- jit` for the JIT alone).
+//! `cargo bench --bench jit_vs_reference` (`-- native` or `-- cranelift` for
+//! one JIT path alone).
 
 use cnnjit::{Model, Options};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
@@ -18,7 +22,7 @@ const RESNET: &str = include_str!("../examples/nets/resnet.cnn");
 const VGG: &str = include_str!("../examples/nets/vgg16.cnn");
 
 /// The net called `name` in `source` with random weights (seed 0).
-fn model(source: &str, name: &str, reference: bool) -> Model {
+fn model(source: &str, name: &str, options: Options) -> Model {
     let graph = cnnjit::compiler::compile_source(source)
         .expect("the net compiles")
         .into_iter()
@@ -26,19 +30,32 @@ fn model(source: &str, name: &str, reference: bool) -> Model {
         .unwrap_or_else(|| panic!("the source defines {name}"))
         .graph;
     let weights = cnnjit::runtime::params::random_weights(&graph, 0);
-    let options = Options {
-        reference,
-        ..Options::default()
-    };
     Model::with_options(graph, &weights, options).expect("random weights fit the net")
 }
 
 fn bench(c: &mut Criterion, source: &str, name: &str, with_reference: bool) {
-    for (backend, reference) in [("jit", false), ("reference", true)] {
-        if reference && !with_reference {
+    let backends = [
+        ("native", Options::default()),
+        (
+            "cranelift",
+            Options {
+                native_tile: false,
+                ..Options::default()
+            },
+        ),
+        (
+            "reference",
+            Options {
+                reference: true,
+                ..Options::default()
+            },
+        ),
+    ];
+    for (backend, options) in backends {
+        if options.reference && !with_reference {
             continue;
         }
-        let mut model = model(source, name, reference);
+        let mut model = model(source, name, options);
         let x = cnnjit::check::random_input(model.input_len(), 1);
         let mut y = vec![0.0; model.output_len()];
         let mut group = c.benchmark_group(backend);
@@ -59,7 +76,14 @@ fn bench(c: &mut Criterion, source: &str, name: &str, with_reference: bool) {
 }
 
 fn jit_vs_reference(c: &mut Criterion) {
-    for layer in ["Conv3x3_56", "Conv3x3_28", "DwSep112", "Conv1x3_3x1"] {
+    for layer in [
+        "Conv3x3_56",
+        "Conv3x3_28",
+        "DwSep112",
+        "Conv1x3_3x1",
+        "Conv1x1_56",
+        "Conv1x1_28",
+    ] {
         bench(c, LAYERS, layer, true);
     }
     bench(c, LENET5, "LeNet5", true);

@@ -23,6 +23,7 @@ fn conv3x3(side: usize, channels: usize) -> ConvSpec {
         pad: [1, 1],
         groups: 1,
         epilogue: vec![Epilogue::Act(Act::Relu)],
+        native: false,
     }
 }
 

@@ -38,3 +38,20 @@ pub fn time_forward(
         runs: times.len(),
     })
 }
+
+/// Profiles `model` step by step (see [`Model::profile`]) on deterministic
+/// input: as many passes as fit in `budget` after a timed warm-up, at least
+/// `min_runs` and at most 1000.
+#[cfg(feature = "jit")]
+pub fn profile(
+    model: &mut Model,
+    min_runs: usize,
+    budget: Duration,
+) -> Result<crate::runtime::report::Profile, Error> {
+    let input = crate::check::random_input(model.input_len(), 1);
+    let start = Instant::now();
+    model.forward(&input)?;
+    let pass = start.elapsed().as_secs_f64().max(1e-9);
+    let runs = ((budget.as_secs_f64() / pass) as usize).clamp(min_runs.max(1), 1000);
+    model.profile(&input, runs)
+}

@@ -66,8 +66,12 @@ pub fn lively_weights(graph: &Graph, seed: u64) -> Weights {
 }
 
 /// Runs `graph` with weights ([`lively_weights`]) and input from `seed` on
-/// both backends, with `threads` for the JIT.
-pub fn jit_against_reference(graph: &Graph, seed: u64, threads: usize) -> Result<Agreement, Error> {
+/// the reference kernels and on the JIT built with `options`.
+pub fn jit_against_reference(
+    graph: &Graph,
+    seed: u64,
+    options: Options,
+) -> Result<Agreement, Error> {
     let weights = lively_weights(graph, seed);
     let mut reference = Model::with_options(
         graph.clone(),
@@ -77,14 +81,11 @@ pub fn jit_against_reference(graph: &Graph, seed: u64, threads: usize) -> Result
             ..Options::default()
         },
     )?;
-    let mut jit = Model::with_options(
-        graph.clone(),
-        &weights,
-        Options {
-            threads,
-            ..Options::default()
-        },
-    )?;
+    let jit_options = Options {
+        reference: false,
+        ..options
+    };
+    let mut jit = Model::with_options(graph.clone(), &weights, jit_options)?;
     let input = random_input(reference.input_len(), seed);
     let expected = reference.forward(&input)?;
     let actual = jit.forward(&input)?;

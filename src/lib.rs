@@ -20,6 +20,7 @@
 //! The language is documented in docs/language.md.
 
 pub use cnnjit_compiler as compiler;
+pub use cnnjit_import as import;
 pub use cnnjit_macros::cnn;
 pub use cnnjit_runtime as runtime;
 pub use cnnjit_runtime::{

@@ -119,3 +119,127 @@ fn check_compares_the_jit_with_the_reference() {
         "{text}"
     );
 }
+
+/// LeNet-5's steps as examples/nets/lenet5.cnn writes them, grouped by the
+/// planner's rule (an anchor, then the element-wise layers on its output),
+/// with each anchor's MACs by hand: 28*28*6 outputs x 5*5*1 taps, 10*10*16 x
+/// 5*5*6, 400 x 120, 120 x 84, 84 x 10 (pools have none).
+const LENET_STEPS: [(&[&str], &str, u64); 7] = [
+    (&["conv1", "tanh1"], "direct", 117_600),
+    (&["avgpool1"], "pool", 0),
+    (&["conv2", "tanh2"], "direct", 240_000),
+    (&["avgpool2", "flatten1"], "pool", 0),
+    (&["dense1", "tanh3"], "gemv", 48_000),
+    (&["dense2", "tanh4"], "gemv", 10_080),
+    (&["dense3", "softmax1"], "gemv", 840),
+];
+
+#[test]
+fn bench_plan_lists_every_step_with_its_kernel() {
+    let out = cnnjit(&["bench", &nets("lenet5.cnn"), "--plan", "--pure-cranelift"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].split_whitespace().eq([
+        "step",
+        "layer",
+        "kind",
+        "algorithm",
+        "tile",
+        "epilogue",
+        "MACs"
+    ]));
+    assert_eq!(lines.len(), LENET_STEPS.len() + 2, "{text}");
+    for (i, (line, (layers, algorithm, _))) in lines[1..].iter().zip(LENET_STEPS).enumerate() {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(&cells[..2], [i.to_string().as_str(), layers[0]], "{line}");
+        assert_eq!(cells[3], algorithm, "{line}");
+    }
+    // The softmax is not fused into the last dense: the table says it runs after it.
+    assert!(lines[7].contains("then softmax (ref)"), "{text}");
+    assert!(
+        lines[8].starts_with("LeNet5: 7 steps, 7 compiled"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bench_profile_json_times_every_step_and_batch() {
+    let out = cnnjit(&[
+        "bench",
+        &nets("lenet5.cnn"),
+        "--profile",
+        "--json",
+        "--batch",
+        "1,3",
+        "--threads",
+        "1",
+        "--pure-cranelift",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = json["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), LENET_STEPS.len());
+    let mut share = 0.0;
+    for (step, (layers, algorithm, macs)) in steps.iter().zip(LENET_STEPS) {
+        assert_eq!(step["layers"], serde_json::json!(layers));
+        assert_eq!(step["algorithm"], algorithm);
+        assert_eq!(step["macs"], macs);
+        assert!(step["reference_reason"].is_null());
+        assert!(step["time_ms"].as_f64().unwrap() >= 0.0);
+        share += step["share"].as_f64().unwrap();
+    }
+    assert!((share - 1.0).abs() < 1e-9, "shares sum to {share}");
+    assert_eq!(steps[6]["unfused"], serde_json::json!(["softmax"]));
+    let batches: Vec<u64> = json["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["batch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(batches, [1, 3]);
+    assert_eq!(json["batch"], 1);
+}
+
+#[test]
+fn import_writes_the_net_and_its_weights_and_prints_the_summary() {
+    let fixtures = format!("{}/tests/fixtures/onnx", env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("cnnjit-cli-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cnn = dir.join("resnet_basic.cnn");
+    let out = cnnjit(&[
+        "import",
+        &format!("{fixtures}/resnet_basic.onnx"),
+        "-o",
+        cnn.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // torch's parameter count of the fixture (see tests/onnx_import.rs).
+    assert!(stdout.contains("Total params: 5,266"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(&cnn).unwrap(),
+        std::fs::read_to_string(format!("{fixtures}/resnet_basic.cnn")).unwrap()
+    );
+    let weights = cnnjit::Weights::from_file(dir.join("resnet_basic.safetensors")).unwrap();
+    assert_eq!(weights.len(), 32);
+    assert!(weights.get("conv1.weight").is_some());
+    // A file that is not ONNX: an error, exit status 1.
+    let out = cnnjit(&["import", cnn.to_str().unwrap(), "-o", cnn.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not an ONNX model"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,10 +2,13 @@
 //! strides, pads, dilations, groups, odd channel counts and fused epilogues
 //! (JIT == reference within 1e-4 of the output's scale; Winograd F(4x4)
 //! errs by about 1e-5 of it, runtime/tests/winograd.rs), every example network, and
-//! outputs bitwise identical for any thread count.
+//! outputs bitwise identical for any thread count. Every property runs both
+//! code paths: convolutions on the native AVX2 tile (where the host has it)
+//! and in pure Cranelift.
 
 use cnnjit::check::{jit_against_reference, random_input};
-use cnnjit::compiler::codegen::choice::{Algorithm, MEASURED};
+use cnnjit::compiler::codegen::algorithm::Algorithm;
+use cnnjit::compiler::codegen::choice::MEASURED;
 use cnnjit::compiler::codegen::conv::ConvSpec;
 use cnnjit::runtime::model::Backend;
 use cnnjit::{Model, Options};
@@ -20,17 +23,24 @@ fn graph(source: &str) -> Option<cnnjit::Graph> {
 
 fn assert_agrees(source: &str, seed: u64, threads: usize) {
     let Some(graph) = graph(source) else { return };
-    let a = jit_against_reference(&graph, seed, threads).unwrap();
-    assert!(
-        matches!(a.backend, Backend::Jit { compiled_steps, .. } if compiled_steps > 0),
-        "{source}: {:?}",
-        a.backend
-    );
-    assert!(
-        a.within_tolerance,
-        "{source}: max abs {:e}, max rel {:e}",
-        a.max_abs, a.max_rel
-    );
+    for native_tile in [true, false] {
+        let options = Options {
+            threads,
+            native_tile,
+            ..Options::default()
+        };
+        let a = jit_against_reference(&graph, seed, options).unwrap();
+        assert!(
+            matches!(a.backend, Backend::Jit { compiled_steps, .. } if compiled_steps > 0),
+            "{source}: {:?}",
+            a.backend
+        );
+        assert!(
+            a.within_tolerance,
+            "{source}, native tile {native_tile}: max abs {:e}, max rel {:e}",
+            a.max_abs, a.max_rel
+        );
+    }
 }
 
 const EPILOGUES: &[&str] = &[
@@ -153,6 +163,7 @@ proptest! {
             pad: [pad; 2],
             groups: 1,
             epilogue: Vec::new(),
+            native: false,
         };
         // Shapes the cost model gives to a direct kernel are tested above.
         prop_assume!(matches!(MEASURED.choose(&spec), Algorithm::Winograd { .. }));
@@ -203,12 +214,18 @@ fn every_example_network_agrees_with_reference() {
             if skip.contains(&net.graph.name.as_ref()) {
                 continue;
             }
-            let a = jit_against_reference(&net.graph, 3, 0).unwrap();
-            assert!(
-                a.within_tolerance,
-                "{}: max abs {:e}, max rel {:e}",
-                net.graph.name, a.max_abs, a.max_rel
-            );
+            for native_tile in [true, false] {
+                let options = Options {
+                    native_tile,
+                    ..Options::default()
+                };
+                let a = jit_against_reference(&net.graph, 3, options).unwrap();
+                assert!(
+                    a.within_tolerance,
+                    "{}, native tile {native_tile}: max abs {:e}, max rel {:e}",
+                    net.graph.name, a.max_abs, a.max_rel
+                );
+            }
         }
     }
 }
@@ -245,4 +262,66 @@ fn outputs_are_bitwise_identical_for_any_thread_count() {
         .collect();
     assert_eq!(outputs[0], outputs[1]);
     assert_eq!(outputs[0], outputs[2]);
+}
+
+/// `Model::kernels` names what each step runs, in agreement with the backend
+/// and with the reference twin; `Model::profile` times every step.
+#[test]
+fn kernel_report_and_profile_cover_every_step() {
+    let net = graph(
+        "Net(12x12x3) {
+            conv(8, 3x3, pad = 1), bn, relu, dwconv(3x3), relu6, conv(16, 1x1),
+            lrn(size = 3), global_avgpool, flatten, dense(5), softmax,
+        }",
+    )
+    .unwrap();
+    let weights = cnnjit::runtime::params::random_weights(&net, 3);
+    let cranelift = Options {
+        native_tile: false,
+        ..Options::default()
+    };
+    let mut jit = Model::with_options(net.clone(), &weights, cranelift).unwrap();
+    let report = jit.kernels();
+    assert_eq!(report.steps.len(), jit.plan().steps.len());
+    let Backend::Jit { compiled_steps, .. } = *jit.backend() else {
+        panic!("no JIT: {:?}", jit.backend())
+    };
+    assert_eq!(report.compiled_steps(), compiled_steps);
+    let algorithms: Vec<&str> = report.steps.iter().map(|s| s.algorithm()).collect();
+    // By hand: a 3x3 conv, a depthwise conv, a 1x1 conv over 10x10 pixels, an
+    // lrn (no JIT kernel), a global pool, a dense layer; the softmax follows it.
+    assert_eq!(
+        algorithms,
+        [
+            "direct",
+            "depthwise",
+            "1x1-gemm",
+            "reference",
+            "global-pool",
+            "gemv"
+        ]
+    );
+    assert_eq!(report.steps[0].fused, ["bn", "relu"]);
+    assert_eq!(report.steps[5].unfused, ["softmax"]);
+    // 10x10x16 outputs of 8 channels each.
+    assert_eq!(report.steps[2].macs, 10 * 10 * 16 * 8);
+    let table = report.to_string();
+    assert!(table.contains("(no JIT kernel for lrn)"), "{table}");
+
+    let profile = jit.profile(&random_input(jit.input_len(), 1), 3).unwrap();
+    assert_eq!(profile.kernels, report);
+    assert_eq!(profile.step_ms.len(), report.steps.len());
+    assert_eq!(profile.runs, 3);
+
+    let reference = Options {
+        reference: true,
+        ..Options::default()
+    };
+    let slow = Model::with_options(net, &weights, reference).unwrap();
+    let report = slow.kernels();
+    assert_eq!(report.compiled_steps(), 0);
+    assert!(report.steps.iter().all(|s| matches!(
+        &s.path,
+        cnnjit::runtime::report::Path::Reference { reason } if reason.contains("Options::reference")
+    )));
 }

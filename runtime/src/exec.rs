@@ -14,6 +14,7 @@ use crate::params::{LayerParams, Params};
 use crate::reference::{self as r, BatchNorm, Dims, KernelError};
 use cnnjit_compiler::plan::{Plan, Step, Value, ALIGN_ELEMENTS};
 use std::ops::Range;
+use std::time::Instant;
 
 /// A zeroed `f32` buffer whose first element is 64-byte aligned.
 #[derive(Clone, Debug)]
@@ -165,24 +166,56 @@ pub fn run(
     input: &[f32],
     output: &mut [f32],
 ) -> Result<()> {
-    let (graph, plan) = (&engine.graph, &engine.plan);
     let arena = arena.as_mut_slice();
-    let internal = |what: &str| Error::Internal {
-        layer: graph.name.to_string(),
-        reason: what.to_string(),
-    };
-    arena
-        .get_mut(range(&plan.values[0]))
-        .ok_or_else(|| internal("the input does not fit the arena"))?
-        .copy_from_slice(input);
-    for (i, step) in plan.steps.iter().enumerate() {
+    load_input(engine, arena, input)?;
+    for (i, step) in engine.plan.steps.iter().enumerate() {
         run_step(engine, i, step, arena, scratch)?;
     }
+    store_output(engine, arena, output)
+}
+
+/// [`run`], writing each step's wall time in seconds to `seconds[step]`
+/// (which must have one entry per step). Only profiling pays for the clock.
+pub fn run_timed(
+    engine: &Engine,
+    arena: &mut Arena,
+    scratch: &mut [f32],
+    input: &[f32],
+    output: &mut [f32],
+    seconds: &mut [f64],
+) -> Result<()> {
+    let arena = arena.as_mut_slice();
+    load_input(engine, arena, input)?;
+    for ((i, step), time) in engine.plan.steps.iter().enumerate().zip(seconds) {
+        let start = Instant::now();
+        run_step(engine, i, step, arena, scratch)?;
+        *time = start.elapsed().as_secs_f64();
+    }
+    store_output(engine, arena, output)
+}
+
+fn internal(engine: &Engine, what: &str) -> Error {
+    Error::Internal {
+        layer: engine.graph.name.to_string(),
+        reason: what.to_string(),
+    }
+}
+
+fn load_input(engine: &Engine, arena: &mut [f32], input: &[f32]) -> Result<()> {
+    arena
+        .get_mut(range(&engine.plan.values[0]))
+        .ok_or_else(|| internal(engine, "the input does not fit the arena"))?
+        .copy_from_slice(input);
+    Ok(())
+}
+
+fn store_output(engine: &Engine, arena: &[f32], output: &mut [f32]) -> Result<()> {
+    let plan = &engine.plan;
     let last = plan.steps.last().map(|s| s.output.0 as usize).unwrap_or(0);
     output.copy_from_slice(
         arena
             .get(range(&plan.values[last]))
-            .ok_or_else(|| internal("the output does not fit the arena"))?,
+            .ok_or_else(|| internal(engine, "the output does not fit the arena"))?,
     );
     Ok(())
 }

@@ -16,7 +16,7 @@ use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::vector::Act;
-use cnnjit_compiler::codegen::Epilogue;
+use cnnjit_compiler::codegen::{Algorithm, Epilogue, Tile};
 use cnnjit_compiler::codegen::{Jit, Kernel, KernelFn, KernelId, Lengths, Program};
 use cnnjit_compiler::plan::{Plan, Step};
 use rayon::prelude::*;
@@ -40,6 +40,10 @@ pub struct Lowered {
     pub rest: Vec<NodeId>,
     /// Multiply-accumulates of one call: below [`PARALLEL_WORK`] it runs on one thread.
     pub work: u64,
+    /// What the kernel computes with, for reports.
+    pub algorithm: Algorithm,
+    /// Its register tile, for reports.
+    pub tile: Tile,
 }
 
 /// The least work (MACs) worth splitting across threads: below it, waking a
@@ -85,8 +89,9 @@ fn internal(graph: &Graph, id: NodeId, reason: impl std::fmt::Display) -> Error 
     }
 }
 
-/// Lowers and compiles every step the JIT serves.
-pub fn compile(graph: &Graph, plan: &Plan, params: &Params) -> Result<Compiled> {
+/// Lowers and compiles every step the JIT serves; convolutions get the
+/// native GEMM tile if `native_tile` and the host has it.
+pub fn compile(graph: &Graph, plan: &Plan, params: &Params, native_tile: bool) -> Result<Compiled> {
     let start = Instant::now();
     let mut jit = Jit::new().map_err(|e| Error::Internal {
         layer: graph.name.to_string(),
@@ -94,7 +99,7 @@ pub fn compile(graph: &Graph, plan: &Plan, params: &Params) -> Result<Compiled> 
     })?;
     let mut steps = Vec::with_capacity(plan.steps.len());
     for step in &plan.steps {
-        steps.push(lower(graph, params, step, &mut jit)?);
+        steps.push(lower(graph, params, step, native_tile, &mut jit)?);
     }
     let kernels = jit.compiled();
     let program = jit.finish().map_err(|e| Error::Internal {
@@ -109,7 +114,13 @@ pub fn compile(graph: &Graph, plan: &Plan, params: &Params) -> Result<Compiled> 
     })
 }
 
-fn lower(graph: &Graph, params: &Params, step: &Step, jit: &mut Jit) -> Result<Option<Lowered>> {
+fn lower(
+    graph: &Graph,
+    params: &Params,
+    step: &Step,
+    native_tile: bool,
+    jit: &mut Jit,
+) -> Result<Option<Lowered>> {
     let anchor_id = step.nodes[0];
     let anchor = graph.node(anchor_id);
     let (weight, bias) = match &params.layers[anchor_id.index()] {
@@ -166,7 +177,13 @@ fn lower(graph: &Graph, params: &Params, step: &Step, jit: &mut Jit) -> Result<O
         (Op::Conv2d(conv), Some(_)) => {
             match DepthwiseSpec::of_conv(conv, input, anchor.output, epilogue.clone()) {
                 Some(spec) => Kernel::Depthwise(spec),
-                None => choice::kernel(ConvSpec::of_conv(conv, input, anchor.output, epilogue)),
+                None => choice::kernel(ConvSpec::of_conv(
+                    conv,
+                    input,
+                    anchor.output,
+                    epilogue,
+                    native_tile,
+                )),
             }
         }
         (Op::Dense(dense), Some(_)) => {
@@ -209,6 +226,8 @@ fn lower(graph: &Graph, params: &Params, step: &Step, jit: &mut Jit) -> Result<O
         rest: step.nodes[fused..].to_vec(),
         work: cnnjit_compiler::cost::layer_cost(&anchor.op, &[input], anchor.output)
             .map_or(u64::MAX, |c| c.macs),
+        algorithm: kernel.algorithm(),
+        tile: kernel.tile(),
     }))
 }
 

@@ -10,12 +10,14 @@ use crate::error::{Error, Result};
 use crate::exec::{self, Arena};
 use crate::ir::Graph;
 use crate::params::{load_params, random_weights, LoadOptions};
+#[cfg(feature = "jit")]
+use crate::report::{KernelReport, Profile};
 use crate::weights::Weights;
 use cnnjit_compiler::plan::{self, Plan};
 use std::path::Path;
 
 /// How a model is built.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Accept weights with tensors no layer uses (default: an error, which
     /// catches misnamed layers).
@@ -25,6 +27,23 @@ pub struct Options {
     pub threads: usize,
     /// Run the reference kernels instead of compiling (the JIT's slow twin).
     pub reference: bool,
+    /// Let convolutions call the native AVX2 GEMM tile for their innermost
+    /// tile where the host has AVX2 and FMA (detected at run time; default
+    /// true). `false`, or a host without them, compiles every kernel in pure
+    /// Cranelift, which emits 128-bit vectors only on x86-64. Dense layers
+    /// always run on Cranelift code.
+    pub native_tile: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            allow_unused_tensors: false,
+            threads: 0,
+            reference: false,
+            native_tile: true,
+        }
+    }
 }
 
 /// Which kernels a model runs.
@@ -38,6 +57,9 @@ pub enum Backend {
         compiled_steps: usize,
         /// Milliseconds spent lowering and compiling.
         compile_ms: f64,
+        /// Whether convolutions call the native AVX2 GEMM tile
+        /// ([`Options::native_tile`] and the host has AVX2 and FMA).
+        native_tile: bool,
     },
     /// The reference kernels only.
     Reference {
@@ -87,7 +109,7 @@ impl Model {
             },
         };
         if !options.reference {
-            model.compile(options.threads);
+            model.compile(options);
         }
         model.scratch = vec![0.0; model.engine.scratch_len()];
         Ok(model)
@@ -96,20 +118,22 @@ impl Model {
     /// Compiles the plan; on a host the JIT cannot serve, warns and keeps the
     /// reference kernels.
     #[cfg(feature = "jit")]
-    fn compile(&mut self, threads: usize) {
+    fn compile(&mut self, options: Options) {
         let e = &mut self.engine;
-        match crate::jit::compile(&e.graph, &e.plan, &e.params) {
+        match crate::jit::compile(&e.graph, &e.plan, &e.params, options.native_tile) {
             Ok(compiled) => {
                 self.backend = Backend::Jit {
                     kernels: compiled.kernels,
                     compiled_steps: compiled.steps.iter().flatten().count(),
                     compile_ms: compiled.compile_ms,
+                    native_tile: options.native_tile
+                        && cnnjit_compiler::codegen::native::available(),
                 };
                 e.compiled = Some(compiled);
-                let threads = if threads == 0 {
+                let threads = if options.threads == 0 {
                     std::thread::available_parallelism().map_or(1, |n| n.get())
                 } else {
-                    threads
+                    options.threads
                 };
                 e.pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
@@ -130,7 +154,7 @@ impl Model {
     }
 
     #[cfg(not(feature = "jit"))]
-    fn compile(&mut self, _threads: usize) {
+    fn compile(&mut self, _options: Options) {
         self.backend = Backend::Reference {
             reason: "cnnjit was built without its `jit` feature".into(),
         };
@@ -175,9 +199,67 @@ impl Model {
         &self.engine.graph
     }
 
-    /// The fused steps and the arena layout.
+    /// The fused steps and the arena layout, as the compiler planned them
+    /// (for what each step was compiled to, see [`Model::kernels`]).
     pub fn plan(&self) -> &Plan {
         &self.engine.plan
+    }
+
+    /// What was built for each step of the plan: the layers it covers, its
+    /// kernel's algorithm and tile (or why it runs on the reference kernels),
+    /// the fused epilogue and its MACs. Its `Display` is a table.
+    #[cfg(feature = "jit")]
+    pub fn kernels(&self) -> KernelReport {
+        let no_jit = match &self.backend {
+            Backend::Jit { .. } => None,
+            Backend::Reference { reason } => Some(reason.as_str()),
+        };
+        KernelReport::of(&self.engine, no_jit)
+    }
+
+    /// Times each step of the plan on `input` over `runs` forward passes
+    /// (after one warm-up) and reports the medians beside [`Model::kernels`].
+    /// The clock is read only here: [`Model::forward`] pays nothing for it.
+    #[cfg(feature = "jit")]
+    pub fn profile(&mut self, input: &[f32], runs: usize) -> Result<Profile> {
+        check_len("the input", self.input_len(), input.len())?;
+        let mut output = vec![0.0; self.output_len()];
+        let steps = self.engine.plan.steps.len();
+        let runs = runs.max(1);
+        let mut samples = vec![vec![0.0; runs]; steps];
+        let mut seconds = vec![0.0; steps];
+        exec::run(
+            &self.engine,
+            &mut self.arena,
+            &mut self.scratch,
+            input,
+            &mut output,
+        )?;
+        for run in 0..runs {
+            exec::run_timed(
+                &self.engine,
+                &mut self.arena,
+                &mut self.scratch,
+                input,
+                &mut output,
+                &mut seconds,
+            )?;
+            for (step, s) in seconds.iter().enumerate() {
+                samples[step][run] = *s;
+            }
+        }
+        let step_ms = samples
+            .iter_mut()
+            .map(|times| {
+                times.sort_by(f64::total_cmp);
+                times[runs / 2] * 1e3
+            })
+            .collect();
+        Ok(Profile {
+            kernels: self.kernels(),
+            step_ms,
+            runs,
+        })
     }
 
     /// `f32` elements of one input image.

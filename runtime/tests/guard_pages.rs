@@ -294,8 +294,10 @@ enum ConvKind {
 }
 
 /// A random convolution: input h, w in 1..=9, channels per group 1..=8 in 1
-/// or 2 groups, 1..=10 output channels per group, kernel 1..=4, stride 1..=3,
-/// dilation 1..=2, symmetric padding 0..=2 per axis.
+/// or 2 groups, 1..=20 output channels per group (one native block of 16 and a
+/// tail), kernel 1..=4, stride 1..=3, dilation 1..=2, symmetric padding 0..=2
+/// per axis; direct and dense ones on the native tile or in pure Cranelift,
+/// half each.
 fn random_conv(
     rng: &mut Rng,
     kind: ConvKind,
@@ -317,7 +319,7 @@ fn random_conv(
             rng.range(1, 9),
             rng.range(1, 2),
             rng.range(1, 8),
-            rng.range(1, 10),
+            rng.range(1, 20),
         ),
     };
     let (kernel, stride, dilation, pad) = if kind == ConvKind::Dense {
@@ -375,6 +377,7 @@ fn random_conv(
             pad,
             groups,
             epilogue,
+            native: rng.range(0, 1) == 0,
         };
         match kind {
             ConvKind::Winograd => {

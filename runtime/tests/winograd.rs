@@ -15,7 +15,7 @@
 
 #![cfg(feature = "jit")]
 
-use cnnjit_compiler::codegen::choice::{algorithm, Algorithm};
+use cnnjit_compiler::codegen::algorithm::Algorithm;
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::vector::Act;
 use cnnjit_compiler::codegen::winograd::WinogradSpec;
@@ -34,6 +34,7 @@ fn spec(input: [usize; 3], k: usize, pad: usize, epilogue: Vec<Epilogue>) -> Con
         pad: [pad; 2],
         groups: 1,
         epilogue,
+        native: false,
     }
 }
 
@@ -113,8 +114,8 @@ fn kernels(spec: &ConvSpec) -> Vec<Kernel> {
 }
 
 fn tolerance(kernel: &Kernel) -> f64 {
-    match algorithm(kernel) {
-        Some(Algorithm::Winograd { tile: 4 }) => 3e-5,
+    match kernel.algorithm() {
+        Algorithm::Winograd { tile: 4 } => 3e-5,
         _ => 5e-6,
     }
 }
@@ -140,7 +141,7 @@ fn error_of_every_algorithm(input_dims: [usize; 3], k: usize, pad: usize, seed: 
             / scale;
         eprintln!(
             "{input_dims:?} -> {k}, pad {pad}: {:?}: error {error:.2e} of the output's scale",
-            algorithm(&kernel)
+            kernel.algorithm()
         );
         assert!(
             error <= tolerance(&kernel),

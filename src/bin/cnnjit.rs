@@ -1,6 +1,6 @@
 //! The `cnnjit` command-line tool: reads `.cnn` files (the `cnn!` language)
 //! and prints their summaries (text or JSON) or graphs (Graphviz DOT), or
-//! runs a net on images from a `.npy` file.
+//! runs a net on images from a `.npy` file, or imports an ONNX model.
 //! Errors in a file are printed rustc-style with file, line, column and a
 //! caret, and the exit status is 1.
 
@@ -84,6 +84,9 @@ enum Command {
         /// Seed of the random weights and input.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Compile every kernel in pure Cranelift, without the native AVX2 GEMM tile.
+        #[arg(long)]
+        pure_cranelift: bool,
     },
     /// Time a net: compile time, JIT and reference latency, GFLOP/s, fraction of peak.
     Bench {
@@ -95,9 +98,22 @@ enum Command {
         /// Threads for the JIT's kernels (default: every core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
-        /// Images per forward pass.
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
+        /// Images per forward pass; a comma-separated list (1,8,32) times each
+        /// and reports images per second.
+        #[arg(long, value_delimiter = ',', default_value = "1",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        batch: Vec<u32>,
+        /// Print what was built for each step (layers, algorithm, tile, fused
+        /// epilogue, MACs, reference steps and why) without timing anything.
+        #[arg(long)]
+        plan: bool,
+        /// Time each step (median over runs): layer, algorithm, tile, time,
+        /// GFLOP/s, share of the total.
+        #[arg(long)]
+        profile: bool,
+        /// Compile every kernel in pure Cranelift, without the native AVX2 GEMM tile.
+        #[arg(long)]
+        pure_cranelift: bool,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -107,6 +123,18 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Import an ONNX model: write its net in the cnn! language and its weights
+    /// (a safetensors file beside it), and print the net's summary.
+    Import {
+        /// The ONNX file (external data is read from its folder).
+        model: PathBuf,
+        /// The .cnn file to write; the weights go to the same path with .safetensors.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The net's name (default: the model file's name in UpperCamelCase).
+        #[arg(long)]
+        net: Option<String>,
     },
     /// Print the graph in Graphviz DOT.
     Graph {
@@ -224,32 +252,64 @@ fn one_net(file: &PathBuf, net: Option<&str>) -> Result<CompiledNet, String> {
         .ok_or_else(|| format!("error: {} defines no net", file.display()))
 }
 
-/// `cnnjit bench`: compile time, JIT and reference latency, GFLOP/s and the fraction of peak.
-fn bench(net: &CompiledNet, threads: usize, batch: usize, json: bool) -> Result<String, String> {
+/// What `cnnjit bench` measures and prints.
+struct BenchArgs {
+    options: cnnjit::Options,
+    batches: Vec<usize>,
+    plan: bool,
+    profile: bool,
+    json: bool,
+}
+
+/// `cnnjit bench`: compile time, JIT latency per batch size (with images per
+/// second), reference latency, GFLOP/s and the fraction of peak; with
+/// `--plan` what was built per step, with `--profile` where the time goes.
+fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     use cnnjit::runtime::model::Backend;
     use std::time::Duration;
     let name = net.graph.name.to_string();
     let fail = |e: cnnjit::Error| format!("error: {name}: {e}");
     let weights = cnnjit::runtime::params::random_weights(&net.graph, 0);
-    let options = cnnjit::Options {
-        threads,
-        ..cnnjit::Options::default()
-    };
     eprintln!("compiling {name} ...");
     let mut jit =
-        cnnjit::Model::with_options(net.graph.clone(), &weights, options).map_err(fail)?;
-    let compile_ms = match jit.backend() {
-        Backend::Jit { compile_ms, .. } => *compile_ms,
+        cnnjit::Model::with_options(net.graph.clone(), &weights, args.options).map_err(fail)?;
+    let (compile_ms, native_tile) = match jit.backend() {
+        Backend::Jit {
+            compile_ms,
+            native_tile,
+            ..
+        } => (*compile_ms, *native_tile),
         Backend::Reference { reason } => {
             return Err(format!(
                 "error: {name}: the JIT is unavailable here: {reason}"
             ))
         }
     };
-    eprintln!("timing the JIT ...");
-    let jit_ms = cnnjit::bench::time_forward(&mut jit, batch, 5, Duration::from_secs(2))
-        .map_err(fail)?
-        .median_ms;
+    if args.plan {
+        let kernels = jit.kernels();
+        return Ok(if args.json {
+            format!(
+                "{:#}\n",
+                serde_json::json!({ "net": name, "compile_ms": compile_ms, "steps": steps_json(&kernels, None) })
+            )
+        } else {
+            kernels.to_string()
+        });
+    }
+    let profile = if args.profile {
+        eprintln!("profiling each step ...");
+        Some(cnnjit::bench::profile(&mut jit, 5, Duration::from_secs(1)).map_err(fail)?)
+    } else {
+        None
+    };
+    let mut latencies = Vec::with_capacity(args.batches.len());
+    for &batch in &args.batches {
+        eprintln!("timing the JIT at batch {batch} ...");
+        let timing = cnnjit::bench::time_forward(&mut jit, batch, 5, Duration::from_secs(2))
+            .map_err(fail)?;
+        latencies.push((batch, timing.median_ms));
+    }
+    let (batch, jit_ms) = latencies[0];
     eprintln!("timing the reference kernels ...");
     let reference = cnnjit::Options {
         reference: true,
@@ -262,26 +322,81 @@ fn bench(net: &CompiledNet, threads: usize, batch: usize, json: bool) -> Result<
         .median_ms;
     eprintln!("measuring the FMA peak ...");
     let peak = cnnjit::peak::measure_peak(Duration::from_millis(200));
-    let threads = if threads == 0 {
+    let threads = if args.options.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
-        threads
+        args.options.threads
     };
     let gflops = (net.figures.macs * 2 * batch as u64) as f64 / (jit_ms * 1e6);
-    if json {
-        return Ok(format!(
-            "{:#}\n",
-            serde_json::json!({
-                "net": name, "compile_ms": compile_ms, "jit_ms": jit_ms, "reference_ms": reference_ms,
-                "gflops": gflops, "peak_gflops_128": peak.gflops_128, "threads": threads, "batch": batch,
-            })
-        ));
+    // The native tile's kernels run at the 256-bit peak's pace, Cranelift's at the 128-bit one's.
+    let (bits, peak_gflops) = match peak.gflops_256 {
+        Some(p) if native_tile => (256, p),
+        _ => (128, peak.gflops_128),
+    };
+    let images_per_s = |batch: usize, ms: f64| batch as f64 * 1e3 / ms;
+    if args.json {
+        let batches: Vec<serde_json::Value> = latencies
+            .iter()
+            .map(|&(batch, ms)| serde_json::json!({ "batch": batch, "ms": ms, "images_per_s": images_per_s(batch, ms) }))
+            .collect();
+        let mut out = serde_json::json!({
+            "net": name, "compile_ms": compile_ms, "jit_ms": jit_ms, "reference_ms": reference_ms,
+            "gflops": gflops, "peak_gflops_128": peak.gflops_128, "peak_gflops_256": peak.gflops_256,
+            "native_tile": native_tile, "threads": threads, "batch": batch, "batches": batches,
+        });
+        if let Some(p) = &profile {
+            out["steps"] = steps_json(&p.kernels, Some(p));
+            out["profile_runs"] = p.runs.into();
+        }
+        return Ok(format!("{out:#}\n"));
     }
-    Ok(format!(
-        "{name}: batch {batch}, {threads} thread(s)\n  compile: {compile_ms:.1} ms\n  JIT: {jit_ms:.3} ms ({gflops:.1} GFLOP/s, {:.2} of the 128-bit peak per core x {threads})\n  reference: {reference_ms:.3} ms ({:.1}x slower)\n",
-        gflops / (peak.gflops_128 * threads as f64),
+    let mut out = profile.map(|p| format!("{p}\n")).unwrap_or_default();
+    out.push_str(&format!(
+        "{name}: batch {batch}, {threads} thread(s), {}\n  compile: {compile_ms:.1} ms\n  JIT: {jit_ms:.3} ms ({gflops:.1} GFLOP/s, {:.2} of the {bits}-bit peak per core x {threads})\n  reference: {reference_ms:.3} ms ({:.1}x slower)\n",
+        if native_tile { "native AVX2 tile" } else { "pure Cranelift" },
+        gflops / (peak_gflops * threads as f64),
         reference_ms / jit_ms
-    ))
+    ));
+    if latencies.len() > 1 {
+        for &(batch, ms) in &latencies {
+            out.push_str(&format!(
+                "  batch {batch:>3}: {ms:.3} ms, {:.1} images/s\n",
+                images_per_s(batch, ms)
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// One JSON object per step of `kernels`, with its timing if profiled.
+fn steps_json(
+    kernels: &cnnjit::runtime::report::KernelReport,
+    profile: Option<&cnnjit::runtime::report::Profile>,
+) -> serde_json::Value {
+    use cnnjit::runtime::report::Path;
+    let steps: Vec<serde_json::Value> = kernels
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut step = serde_json::json!({
+                "layers": s.layers, "kind": s.kind, "algorithm": s.algorithm(),
+                "tile": s.tile().map(|t| [t.pixels, t.channels]),
+                "fused": s.fused, "unfused": s.unfused, "macs": s.macs,
+                "reference_reason": match &s.path {
+                    Path::Reference { reason } => Some(reason),
+                    Path::Compiled { .. } => None,
+                },
+            });
+            if let Some(p) = profile {
+                step["time_ms"] = p.step_ms[i].into();
+                step["gflops"] = p.gflops(i).into();
+                step["share"] = p.share(i).into();
+            }
+            step
+        })
+        .collect();
+    steps.into()
 }
 
 /// Batch-1 median latency of a net with random weights, with progress on stderr.
@@ -446,9 +561,18 @@ fn run(cli: Cli) -> Result<String, String> {
             output.as_deref(),
             top as usize,
         ),
-        Command::Check { file, net, seed } => {
+        Command::Check {
+            file,
+            net,
+            seed,
+            pure_cranelift,
+        } => {
             let net = one_net(&file, net.as_deref())?;
-            let a = cnnjit::check::jit_against_reference(&net.graph, seed, 0)
+            let options = cnnjit::Options {
+                native_tile: !pure_cranelift,
+                ..cnnjit::Options::default()
+            };
+            let a = cnnjit::check::jit_against_reference(&net.graph, seed, options)
                 .map_err(|e| format!("error: {e}"))?;
             let verdict = if a.within_tolerance { "ok" } else { "FAILED" };
             let report = format!(
@@ -466,17 +590,41 @@ fn run(cli: Cli) -> Result<String, String> {
             net,
             threads,
             batch,
+            plan,
+            profile,
+            pure_cranelift,
             json,
         } => bench(
             &one_net(&file, net.as_deref())?,
-            threads,
-            batch.max(1),
-            json,
+            &BenchArgs {
+                options: cnnjit::Options {
+                    threads,
+                    native_tile: !pure_cranelift,
+                    ..cnnjit::Options::default()
+                },
+                batches: batch.into_iter().map(|b| b as usize).collect(),
+                plan,
+                profile,
+                json,
+            },
         ),
         Command::Peak { json } => Ok(peak_report(
             &cnnjit::peak::measure_peak(std::time::Duration::from_millis(200)),
             json,
         )),
+        Command::Import { model, output, net } => {
+            let options = cnnjit::import::Options { net };
+            let fail = |e: cnnjit::import::Error| format!("error: {}: {e}", model.display());
+            let imported = cnnjit::import::import(&model, &options).map_err(fail)?;
+            let weights = imported.save(&output).map_err(fail)?;
+            Ok(format!(
+                "wrote {} and {} ({} tensors)\n\n{}\n",
+                output.display(),
+                weights.display(),
+                imported.tensors.len(),
+                imported.net.summary()
+            ))
+        }
         Command::Graph { file, net } => {
             let nets = load(&file, net.as_deref())?;
             let first = nets

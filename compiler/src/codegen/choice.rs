@@ -16,30 +16,18 @@
 //! same code on every run, and [`kernel`] returns a Winograd kernel only for
 //! a spec [`WinogradSpec::of_conv`] accepts.
 
+use super::algorithm::Algorithm;
 use super::conv::{ConvSpec, BLOCK};
 use super::winograd::WinogradSpec;
 use super::Kernel;
 
-/// How a convolution is computed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    /// The direct kernel, one loop per tap.
-    Direct,
-    /// A 1x1 stride-1 convolution or a dense layer: the direct kernel, which
-    /// is then a packed GEMM.
-    Gemm,
-    /// Winograd F(`tile` x `tile`, 3 x 3).
-    Winograd {
-        /// The output tile side: 2 or 4.
-        tile: usize,
-    },
-}
-
 /// Measured throughputs, one thread.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CostModel {
-    /// MACs per nanosecond of the direct kernel.
+    /// MACs per nanosecond of the direct kernel on the Cranelift tile.
     pub direct_macs_per_ns: f64,
+    /// MACs per nanosecond of the direct kernel on the native AVX2 tile.
+    pub native_direct_macs_per_ns: f64,
     /// MACs per nanosecond of the transformed-domain GEMMs.
     pub gemm_macs_per_ns: f64,
     /// Nanoseconds per `f32x4` of `V` or `M` the transforms write (loads,
@@ -49,8 +37,9 @@ pub struct CostModel {
 
 /// The model measured on the development machine (BENCHMARKS.md).
 pub const MEASURED: CostModel = CostModel {
-    direct_macs_per_ns: 46.0,
-    gemm_macs_per_ns: 40.0,
+    direct_macs_per_ns: 23.0,
+    native_direct_macs_per_ns: 46.0,
+    gemm_macs_per_ns: 21.0,
     transform_ns_per_vector: 1.5,
 };
 
@@ -64,7 +53,12 @@ impl CostModel {
         match algorithm {
             Algorithm::Direct | Algorithm::Gemm => {
                 let macs = ho * wo * blocked_k * c * spec.kernel[0] * spec.kernel[1];
-                Some(macs as f64 / self.direct_macs_per_ns)
+                let rate = if spec.native {
+                    self.native_direct_macs_per_ns
+                } else {
+                    self.direct_macs_per_ns
+                };
+                Some(macs as f64 / rate)
             }
             Algorithm::Winograd { tile } => {
                 let w = WinogradSpec::of_conv(spec, tile)?;
@@ -77,6 +71,7 @@ impl CostModel {
                         + vectors as f64 * self.transform_ns_per_vector,
                 )
             }
+            _ => None,
         }
     }
 
@@ -107,19 +102,7 @@ pub fn kernel(spec: ConvSpec) -> Kernel {
             Some(w) => Kernel::Winograd(w),
             None => Kernel::Conv(spec),
         },
-        Algorithm::Direct | Algorithm::Gemm => Kernel::Conv(spec),
-    }
-}
-
-/// The algorithm a kernel computes its convolution by, if it is one.
-pub fn algorithm(kernel: &Kernel) -> Option<Algorithm> {
-    match kernel {
-        Kernel::Conv(spec) if spec.kernel == [1, 1] && spec.stride == [1, 1] => {
-            Some(Algorithm::Gemm)
-        }
-        Kernel::Conv(_) => Some(Algorithm::Direct),
-        Kernel::Winograd(spec) => Some(Algorithm::Winograd { tile: spec.tile }),
-        Kernel::Depthwise(_) | Kernel::Pool(_) => None,
+        _ => Kernel::Conv(spec),
     }
 }
 
@@ -138,18 +121,24 @@ mod tests {
             pad: [pad; 2],
             groups: 1,
             epilogue: Vec::new(),
+            native: false,
         }
     }
 
     #[test]
     fn known_shapes_get_the_algorithm_the_model_says() {
         // VGG's 56x56x128 -> 128 3x3, by hand from MEASURED: direct 56² 128 128 9
-        // = 924.8M MACs / 46 = 20.1 ms; F(4x4) 14² 36 = 7056 points, 7056 128 128
-        // = 115.6M MACs / 40 = 2.89 ms + 7056 (32 + 32) vectors 1.5 ns = 0.68 ms;
-        // F(2x2) 28² 16 = 12544 points: 5.14 ms + 1.20 ms.
+        // = 462.4M MACs / 23 = 20.1 ms (native: 10.1 ms); F(4x4) 14² 36 = 7056
+        // points, 7056 128 128 = 115.6M MACs / 21 = 5.5 ms + 7056 (32 + 32)
+        // vectors 1.5 ns = 0.68 ms; F(2x2) 28² 16 = 12544 points: 9.8 + 1.2 ms.
         let vgg = conv([56, 56, 128], 128, 3, 1, 1);
         assert_eq!(MEASURED.choose(&vgg), Algorithm::Winograd { tile: 4 });
-        assert!(matches!(kernel(vgg), Kernel::Winograd(w) if w.tile == 4));
+        assert!(matches!(kernel(vgg.clone()), Kernel::Winograd(w) if w.tile == 4));
+        let native = ConvSpec {
+            native: true,
+            ..vgg
+        };
+        assert_eq!(MEASURED.choose(&native), Algorithm::Winograd { tile: 4 });
         // ResNet's stem, 7x7 stride 2: only the direct kernel computes it.
         let stem = conv([224, 224, 3], 64, 7, 2, 3);
         assert_eq!(MEASURED.choose(&stem), Algorithm::Direct);

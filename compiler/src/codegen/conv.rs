@@ -4,11 +4,15 @@
 //! 1x1 convolution and a dense layer (a 1x1 convolution of a 1x1 input) are
 //! the same kernel, which is then a packed matrix-vector product.
 //!
-//! Register blocking: a tile of up to [`TILE`] output pixels of one row by
-//! [`BLOCK`] output channels, in `2 x TILE` `f32x4` accumulators. Weights are
-//! packed per group and block of 8 output channels as
-//! `[g][block][ky][kx][ci][8]` (zero-padded past the group's channels), so
-//! each step loads two vectors of weights and one splatted input per pixel.
+//! Register blocking: a tile of output pixels of one row by a block of output
+//! channels. Pure Cranelift: up to [`TILE`] pixels by [`BLOCK`] channels in
+//! `2 x TILE` `f32x4` accumulators. With the native tile
+//! ([`ConvSpec::native`]): up to [`native::ROWS`] pixels by [`native::WIDTH`]
+//! channels, accumulated by the precompiled AVX2 micro-kernel into a stack
+//! slot, from which the generated epilogue reads them. Weights are packed per
+//! group and block of output channels as `[g][block][ky][kx][ci][width]`
+//! (zero-padded past the group's channels), so each step loads the block's
+//! weights for one input channel and one splatted input per pixel.
 //!
 //! Padding is never materialised: output rows and columns are split at
 //! compile time into classes by which kernel taps fall inside the input, and
@@ -16,15 +20,18 @@
 //! input and no branch is taken per tap.
 
 use super::epilogue_lengths;
+use super::native::{self, Tap, TileFn};
 use super::vector;
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, Args, Epilogue, Epilogued, Lengths,
 };
 use crate::ir::{Conv2d, Dense, Shape};
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::{
+    types, AbiParam, InstBuilder, SigRef, Signature, StackSlot, StackSlotData, StackSlotKind, Value,
+};
 use cranelift_frontend::{FunctionBuilder, Variable};
 
-/// Output channels per register block (two `f32x4`).
+/// Output channels per register block of the pure Cranelift tile (two `f32x4`).
 pub const BLOCK: usize = 8;
 /// Input channels per iteration of the channel loop.
 const UNROLL: usize = 4;
@@ -52,11 +59,22 @@ pub struct ConvSpec {
     pub groups: usize,
     /// The fused epilogue, in order.
     pub epilogue: Vec<Epilogue>,
+    /// Whether the innermost tile is the native micro-kernel ([`native`]),
+    /// which also sets the packing's block width. Only where
+    /// [`native::available`]; elsewhere the Cranelift tile serves either width.
+    pub native: bool,
 }
 
 impl ConvSpec {
-    /// The spec of a `conv` or `dwconv` from `input` to `output`.
-    pub fn of_conv(op: &Conv2d, input: Shape, output: Shape, epilogue: Vec<Epilogue>) -> ConvSpec {
+    /// The spec of a `conv` or `dwconv` from `input` to `output`; its tile is
+    /// native if `native_tile` is asked for and the host has it.
+    pub fn of_conv(
+        op: &Conv2d,
+        input: Shape,
+        output: Shape,
+        epilogue: Vec<Epilogue>,
+        native_tile: bool,
+    ) -> ConvSpec {
         let dims = |s: Shape| {
             let d = s.dims();
             match d.as_slice() {
@@ -73,10 +91,14 @@ impl ConvSpec {
             pad: [op.padding.top as usize, op.padding.left as usize],
             groups: op.groups as usize,
             epilogue,
+            native: native_tile && native::available(),
         }
     }
 
-    /// The spec of a `dense` on `inputs` features: a 1x1 convolution of a 1x1 input.
+    /// The spec of a `dense` on `inputs` features: a 1x1 convolution of a 1x1
+    /// input, always on the Cranelift tile. It is a matrix-vector product,
+    /// bound by reading the weights once; a one-row native tile would add
+    /// nothing but a call.
     pub fn of_dense(op: &Dense, inputs: usize, epilogue: Vec<Epilogue>) -> ConvSpec {
         ConvSpec {
             input: [1, 1, inputs],
@@ -87,6 +109,7 @@ impl ConvSpec {
             pad: [0, 0],
             groups: 1,
             epilogue,
+            native: false,
         }
     }
 
@@ -98,14 +121,32 @@ impl ConvSpec {
         self.output[2] / self.groups
     }
 
-    /// Blocks of [`BLOCK`] output channels per group.
+    /// Output channels per block: the width of the tile.
+    pub(super) fn block(&self) -> usize {
+        if self.native {
+            native::WIDTH
+        } else {
+            BLOCK
+        }
+    }
+
+    /// Output pixels per full tile.
+    pub(super) fn tile(&self) -> usize {
+        if self.native {
+            native::ROWS
+        } else {
+            TILE
+        }
+    }
+
+    /// Blocks of output channels per group.
     fn blocks(&self) -> usize {
-        self.out_per_group().div_ceil(BLOCK)
+        self.out_per_group().div_ceil(self.block())
     }
 
     /// `f32`s in one packed per-channel vector.
     fn vector_len(&self) -> usize {
-        self.groups * self.blocks() * BLOCK
+        self.groups * self.blocks() * self.block()
     }
 
     /// The buffer lengths of the kernel's safety contract.
@@ -124,9 +165,10 @@ impl ConvSpec {
         }
     }
 
-    /// PyTorch's `[K, Cin/g, Fh, Fw]` weights packed as `[g][block][ky][kx][ci][8]`.
+    /// PyTorch's `[K, Cin/g, Fh, Fw]` weights packed as `[g][block][ky][kx][ci][width]`.
     pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
         let (cg, kg, [fh, fw]) = (self.in_per_group(), self.out_per_group(), self.kernel);
+        let width = self.block();
         let mut packed = vec![0.0; self.lengths().weights];
         let mut i = 0;
         for g in 0..self.groups {
@@ -134,8 +176,8 @@ impl ConvSpec {
                 for ky in 0..fh {
                     for kx in 0..fw {
                         for ci in 0..cg {
-                            for lane in 0..BLOCK {
-                                let k = blk * BLOCK + lane;
+                            for lane in 0..width {
+                                let k = blk * width + lane;
                                 if k < kg {
                                     packed[i] =
                                         weight[(((g * kg + k) * cg + ci) * fh + ky) * fw + kx];
@@ -150,13 +192,13 @@ impl ConvSpec {
         packed
     }
 
-    /// A per-channel vector (`[K]`) packed as `[g][block][8]`, zero-padded.
+    /// A per-channel vector (`[K]`) packed as `[g][block][width]`, zero-padded.
     pub fn pack_vector(&self, v: &[f32]) -> Vec<f32> {
-        let kg = self.out_per_group();
+        let (kg, width) = (self.out_per_group(), self.block());
         let mut packed = vec![0.0; self.vector_len()];
         for g in 0..self.groups {
             for k in 0..kg {
-                packed[(g * self.blocks() + k / BLOCK) * BLOCK + k % BLOCK] = v[g * kg + k];
+                packed[(g * self.blocks() + k / width) * width + k % width] = v[g * kg + k];
             }
         }
         packed
@@ -170,10 +212,52 @@ struct Layout<'s> {
     in_row: i64,
     /// Bytes per output row.
     out_row: i64,
-    /// Bytes of one packed weight block (`Fh Fw Cg 8 4`).
+    /// Bytes of one packed weight block (`Fh Fw Cg width 4`).
     weight_block: i64,
     /// Bytes of one packed per-channel vector.
     vector: i64,
+    /// The native tile, if the spec asks for it.
+    native: Option<Native>,
+}
+
+/// What the generated code needs to call the native tile.
+struct Native {
+    /// The tile of each row count.
+    tiles: [TileFn; native::ROWS],
+    /// [`TileFn`]'s signature, imported into the kernel.
+    signature: SigRef,
+    /// The taps of one call.
+    taps: StackSlot,
+    /// The tile one call writes (`ROWS x WIDTH` floats).
+    tile: StackSlot,
+}
+
+impl Native {
+    fn new(
+        spec: &ConvSpec,
+        b: &mut FunctionBuilder,
+        a: &Args,
+        tiles: [TileFn; native::ROWS],
+    ) -> Native {
+        let ptr = b.func.dfg.value_type(a.input);
+        let mut signature = Signature::new(b.func.signature.call_conv);
+        signature.params = [ptr, types::I64, ptr, ptr, types::I64, types::I64, ptr]
+            .into_iter()
+            .map(AbiParam::new)
+            .collect();
+        let taps = spec.kernel[0] * spec.kernel[1] * size_of::<Tap>();
+        let tile = native::ROWS * native::WIDTH * 4;
+        let mut slot = |bytes: usize| {
+            let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+            b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 5))
+        };
+        Native {
+            tiles,
+            taps: slot(taps),
+            tile: slot(tile),
+            signature: b.import_signature(signature),
+        }
+    }
 }
 
 /// Where one tile's code reads and writes.
@@ -191,7 +275,7 @@ struct Tile {
     params: Value,
     /// Pixels in the tile.
     pixels: usize,
-    /// Valid output channels in this block (1 to 8).
+    /// Valid output channels in this block (1 to the block's width).
     lanes: usize,
 }
 
@@ -199,12 +283,21 @@ struct Tile {
 pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
     let [h, w, c] = spec.input;
     let [ho, wo, k] = spec.output;
+    // Where the host lacks the native tile (a spec built by hand), the
+    // Cranelift tile serves the native packing too.
+    let native = spec
+        .native
+        .then(native::tiles)
+        .flatten()
+        .map(|tiles| Native::new(spec, b, a, tiles));
     let l = Layout {
         spec,
         in_row: (w * c * 4) as i64,
         out_row: (wo * k * 4) as i64,
-        weight_block: (spec.kernel[0] * spec.kernel[1] * spec.in_per_group() * BLOCK * 4) as i64,
+        weight_block: (spec.kernel[0] * spec.kernel[1] * spec.in_per_group() * spec.block() * 4)
+            as i64,
         vector: (spec.vector_len() * 4) as i64,
+        native,
     };
     for (oy_lo, oy_hi, ky_lo, ky_hi) in tap_classes(
         ho,
@@ -222,6 +315,7 @@ pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
 
 fn row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, ky: (usize, usize)) {
     let spec = l.spec;
+    let width = spec.block();
     // The input row of tap 0: (oy * sh - pt) rows in, possibly negative.
     let iy0 = b.ins().imul_imm_s(oy, spec.stride[0] as i64);
     let iy0 = b.ins().iadd_imm_s(iy0, -(spec.pad[0] as i64));
@@ -230,8 +324,8 @@ fn row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, ky: (usize, usi
     let out_off = b.ins().imul_imm_s(oy, l.out_row);
     let out_row = b.ins().iadd(a.output, out_off);
     let extra_row = b.ins().iadd(a.extra, out_off);
-    let full_blocks = spec.out_per_group() / BLOCK;
-    let tail = spec.out_per_group() % BLOCK;
+    let full_blocks = spec.out_per_group() / width;
+    let tail = spec.out_per_group() % width;
     let zero = int(b, 0);
     let groups = int(b, spec.groups as i64);
     for_range(b, zero, groups, 1, |b, g| {
@@ -241,12 +335,12 @@ fn row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, ky: (usize, usi
             let index = b.ins().iadd(index, blk);
             let w_off = b.ins().imul_imm_s(index, l.weight_block);
             let weights = b.ins().iadd(a.weights, w_off);
-            let p_off = b.ins().imul_imm_s(index, (BLOCK * 4) as i64);
+            let p_off = b.ins().imul_imm_s(index, (width * 4) as i64);
             let params = b.ins().iadd(a.params, p_off);
-            // Output channel offset: g * Kg + blk * 8.
+            // Output channel offset: g * Kg + blk * width.
             let ch = b.ins().imul_imm_s(g, spec.out_per_group() as i64);
-            let ch8 = b.ins().imul_imm_s(blk, BLOCK as i64);
-            let ch = b.ins().iadd(ch, ch8);
+            let ch_blk = b.ins().imul_imm_s(blk, width as i64);
+            let ch = b.ins().iadd(ch, ch_blk);
             let ch_bytes = b.ins().imul_imm_s(ch, 4);
             let output = b.ins().iadd(out_row, ch_bytes);
             let extra = b.ins().iadd(extra_row, ch_bytes);
@@ -270,7 +364,7 @@ fn row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, ky: (usize, usi
         if full_blocks > 0 {
             let zero = int(b, 0);
             let n = int(b, full_blocks as i64);
-            for_range(b, zero, n, 1, |b, blk| blocks(b, blk, BLOCK));
+            for_range(b, zero, n, 1, |b, blk| blocks(b, blk, width));
         }
         if tail > 0 {
             let blk = int(b, full_blocks as i64);
@@ -282,6 +376,7 @@ fn row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, ky: (usize, usi
 fn columns(l: &Layout, b: &mut FunctionBuilder, base: Tile, ky: (usize, usize)) {
     let spec = l.spec;
     let [_, wo, k] = spec.output;
+    let per_tile = spec.tile();
     let step_in = (spec.stride[1] * spec.input[2] * 4) as i64;
     let step_out = (k * 4) as i64;
     for (ox_lo, ox_hi, kx_lo, kx_hi) in tap_classes(
@@ -293,7 +388,7 @@ fn columns(l: &Layout, b: &mut FunctionBuilder, base: Tile, ky: (usize, usize)) 
         spec.pad[1],
     ) {
         let n = ox_hi - ox_lo;
-        let (full, rest) = (n / TILE, n % TILE);
+        let (full, rest) = (n / per_tile, n % per_tile);
         let at = |b: &mut FunctionBuilder, ox: Value, pixels: usize| {
             let i = b.ins().imul_imm_s(ox, step_in);
             let o = b.ins().imul_imm_s(ox, step_out);
@@ -309,24 +404,93 @@ fn columns(l: &Layout, b: &mut FunctionBuilder, base: Tile, ky: (usize, usize)) 
         };
         if full > 0 {
             let lo = int(b, ox_lo as i64);
-            let hi = int(b, (ox_lo + full * TILE) as i64);
-            for_range(b, lo, hi, TILE as i64, |b, ox| {
-                let t = at(b, ox, TILE);
+            let hi = int(b, (ox_lo + full * per_tile) as i64);
+            for_range(b, lo, hi, per_tile as i64, |b, ox| {
+                let t = at(b, ox, per_tile);
                 tile(l, b, &t, ky, (kx_lo, kx_hi));
             });
         }
         if rest > 0 {
-            let ox = int(b, (ox_lo + full * TILE) as i64);
+            let ox = int(b, (ox_lo + full * per_tile) as i64);
             let t = at(b, ox, rest);
             tile(l, b, &t, ky, (kx_lo, kx_hi));
         }
     }
 }
 
+/// One tile: its accumulators (per pixel, per `f32x4` of channels), then the
+/// epilogue on them.
 fn tile(l: &Layout, b: &mut FunctionBuilder, t: &Tile, ky: (usize, usize), kx: (usize, usize)) {
+    let acc = match &l.native {
+        Some(native) => native_tile(l, native, b, t, ky, kx),
+        None => cranelift_tile(l, b, t, ky, kx),
+    };
+    epilogue(l, b, t, &acc);
+}
+
+/// The tile by a call to the native micro-kernel, one [`Tap`] per kernel tap
+/// of the class.
+fn native_tile(
+    l: &Layout,
+    native: &Native,
+    b: &mut FunctionBuilder,
+    t: &Tile,
+    ky: (usize, usize),
+    kx: (usize, usize),
+) -> Vec<Vec<Value>> {
+    let spec = l.spec;
+    let (c, cg) = (spec.input[2] as i64, spec.in_per_group());
+    let ptr = b.func.dfg.value_type(t.input);
+    let taps: Vec<Tap> = (ky.0..ky.1)
+        .flat_map(|y| (kx.0..kx.1).map(move |x| (y, x)))
+        .map(|(y, x)| Tap {
+            a: (y * spec.dilation[0]) as i64 * l.in_row
+                + ((x * spec.dilation[1]) as i64 - spec.pad[1] as i64) * c * 4,
+            b: ((y * spec.kernel[1] + x) * cg * native::WIDTH * 4) as i64,
+        })
+        .collect();
+    for (i, tap) in taps.iter().enumerate() {
+        let at = (i * size_of::<Tap>()) as i32;
+        let a = int(b, tap.a);
+        b.ins().stack_store(ptr, a, native.taps, at);
+        let w = int(b, tap.b);
+        b.ins().stack_store(ptr, w, native.taps, at + 8);
+    }
+    let callee = int(b, native.tiles[t.pixels - 1] as usize as i64);
+    let a_stride = int(b, (spec.stride[1] * spec.input[2] * 4) as i64);
+    let taps_at = b.ins().stack_addr(ptr, native.taps, 0);
+    let count = int(b, taps.len() as i64);
+    let depth = int(b, cg as i64);
+    let tile_at = b.ins().stack_addr(ptr, native.tile, 0);
+    b.ins().call_indirect(
+        native.signature,
+        callee,
+        &[t.input, a_stride, t.weights, taps_at, count, depth, tile_at],
+    );
+    (0..t.pixels)
+        .map(|p| {
+            (0..t.lanes.div_ceil(4))
+                .map(|v| {
+                    let at = ((p * native::WIDTH + 4 * v) * 4) as i32;
+                    b.ins().stack_load(ptr, types::F32X4, native.tile, at)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The tile in Cranelift code: `f32x4` fused multiply-adds.
+fn cranelift_tile(
+    l: &Layout,
+    b: &mut FunctionBuilder,
+    t: &Tile,
+    ky: (usize, usize),
+    kx: (usize, usize),
+) -> Vec<Vec<Value>> {
     let spec = l.spec;
     let c = spec.input[2] as i64;
     let cg = spec.in_per_group();
+    let width = spec.block();
     let vectors = t.lanes.div_ceil(4);
     let acc: Vec<Vec<Variable>> = (0..t.pixels)
         .map(|_| {
@@ -347,19 +511,19 @@ fn tile(l: &Layout, b: &mut FunctionBuilder, t: &Tile, ky: (usize, usize), kx: (
         let in_y = b.ins().iadd(t.input, in_off);
         let w_off = b
             .ins()
-            .imul_imm_s(y, (spec.kernel[1] * cg * BLOCK * 4) as i64);
+            .imul_imm_s(y, (spec.kernel[1] * cg * width * 4) as i64);
         let w_y = b.ins().iadd(t.weights, w_off);
         for x in kx.0..kx.1 {
             // Where channel `ci` starts in the input and in the packed weights.
             let at = |b: &mut FunctionBuilder, ci: Value| {
                 let ci_in = b.ins().imul_imm_s(ci, 4);
                 let in_ci = b.ins().iadd(in_y, ci_in);
-                let ci_w = b.ins().imul_imm_s(ci, (BLOCK * 4) as i64);
+                let ci_w = b.ins().imul_imm_s(ci, (width * 4) as i64);
                 (in_ci, b.ins().iadd(w_y, ci_w))
             };
             // One input channel's contribution, `unit` channels past those pointers.
             let step = |b: &mut FunctionBuilder, (in_ci, w_ci): (Value, Value), unit: usize| {
-                let w_base = ((x * cg + unit) * BLOCK * 4) as i64;
+                let w_base = ((x * cg + unit) * width * 4) as i64;
                 let weights: Vec<Value> = (0..vectors)
                     .map(|v| vector::load4(b, w_ci, w_base + 16 * v as i64))
                     .collect();
@@ -393,15 +557,16 @@ fn tile(l: &Layout, b: &mut FunctionBuilder, t: &Tile, ky: (usize, usize), kx: (
             }
         }
     });
-    epilogue(l, b, t, &acc);
+    acc.iter()
+        .map(|acc_p| acc_p.iter().map(|var| b.use_var(*var)).collect())
+        .collect()
 }
 
-fn epilogue(l: &Layout, b: &mut FunctionBuilder, t: &Tile, acc: &[Vec<Variable>]) {
+fn epilogue(l: &Layout, b: &mut FunctionBuilder, t: &Tile, acc: &[Vec<Value>]) {
     let k = l.spec.output[2] as i64;
     for (p, acc_p) in acc.iter().enumerate() {
-        for (v, var) in acc_p.iter().enumerate() {
+        for (v, x) in acc_p.iter().enumerate() {
             let lanes = (t.lanes - 4 * v).min(4);
-            let x = b.use_var(*var);
             let at = Epilogued {
                 params: t.params,
                 channel: 16 * v as i64,
@@ -411,7 +576,7 @@ fn epilogue(l: &Layout, b: &mut FunctionBuilder, t: &Tile, acc: &[Vec<Variable>]
                 element: (p as i64 * k + 4 * v as i64) * 4,
                 lanes,
             };
-            apply_epilogue(b, &l.spec.epilogue, x, &at);
+            apply_epilogue(b, &l.spec.epilogue, *x, &at);
         }
     }
 }

@@ -31,13 +31,16 @@
 //! top-tested loops. Unlike the design notes' prototype, `fma` beat `fmul` +
 //! `fadd` here (see `vector::mul_add`).
 
+pub mod algorithm;
 pub mod choice;
 pub mod conv;
 pub mod depthwise;
+pub mod native;
 pub mod pool;
 pub mod vector;
 pub mod winograd;
 
+pub use algorithm::{Algorithm, Tile};
 use vector::Act;
 
 use cranelift_codegen::ir::{types, AbiParam, BlockArg, InstBuilder, UserFuncName, Value};

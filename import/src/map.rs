@@ -1,0 +1,927 @@
+//! Operator mapping: an ONNX graph to a [`Dag`] of cnnjit layers.
+//!
+//! Nodes are visited in the file's (topological) order. Every ONNX value is
+//! either a constant (an initializer, or folded by [`crate::fold`]) or the
+//! output of a layer; a node that reads only constants is folded, a node that
+//! reads a layer becomes one (or merges into one: `x * sigmoid(x)` is
+//! `swish`, `x * hard_sigmoid(x)` is `hard_swish`, `MatMul` then `Add` of a
+//! constant is one `dense`), or is an error naming the node, its operator and
+//! why the language cannot say it.
+//!
+//! Layouts: ONNX computes in NCHW, cnnjit in HWC. Only shapes are converted
+//! here (`[1, C, H, W]` is the volume `(H, W, C)`); weights keep their ONNX
+//! layout, which is PyTorch's, the one cnnjit's weight files use. A `Shape`
+//! of a layer gives the NCHW dimensions, with a batch of 1.
+//!
+//! Invariants of the [`Dag`]: layer 0 is the input; every layer's inputs come
+//! before it; every layer's `shape` is what `cnnjit_compiler::shape` gives
+//! for its op and its inputs' shapes.
+
+use crate::error::{Error, Result};
+use crate::fold::{self, attr, node_error, normalise_axis};
+use crate::onnx::{self, GraphProto, NodeProto, Tensor};
+use cnnjit_compiler::ir::{
+    Activation, Conv2d, Dense, Hw, Lrn, Op, Padding, Pool2d, PoolKind, Shape,
+};
+use cnnjit_compiler::shape;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A weight tensor of a layer: PyTorch's suffix (`weight`, `running_mean`),
+/// dimensions and values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    /// The name's last part, after the layer's name.
+    pub suffix: &'static str,
+    /// Dimensions, PyTorch's layout.
+    pub dims: Vec<usize>,
+    /// Values, row-major.
+    pub values: Vec<f32>,
+}
+
+/// One layer of the imported net.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layer {
+    /// What it computes (`Op::Input` for layer 0).
+    pub op: Op,
+    /// The layers it reads, in the op's order.
+    pub inputs: Vec<usize>,
+    /// Its output's shape.
+    pub shape: Shape,
+    /// The ONNX node it came from (empty for the input).
+    pub node: String,
+    /// That node's operator.
+    pub onnx_op: String,
+    /// Its weights.
+    pub params: Vec<Param>,
+}
+
+/// The model as cnnjit layers: a DAG in topological order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dag {
+    /// Layer 0 is the input.
+    pub layers: Vec<Layer>,
+    /// The layer whose output is the model's output.
+    pub output: usize,
+    /// The model's output dimensions as the file declares them (NCHW, batch
+    /// first; `None` for a symbolic one), when it does.
+    pub declared_output: Option<Vec<Option<i64>>>,
+}
+
+/// What an ONNX value is.
+#[derive(Clone, Debug)]
+enum Value {
+    Const(Tensor),
+    Layer(usize),
+}
+
+/// The ONNX operator-set versions read.
+pub const OPSETS: std::ops::RangeInclusive<i64> = 7..=24;
+
+/// Maps `graph` (operator set `opset` of the standard domain) to a [`Dag`];
+/// `dir` is where external data lives.
+pub fn map(graph: &GraphProto, opset: i64, dir: Option<&Path>) -> Result<Dag> {
+    let mut values = HashMap::new();
+    for init in &graph.initializer {
+        values.insert(init.name.clone(), Value::Const(onnx::tensor(init, dir)?));
+    }
+    let inputs: Vec<_> = graph
+        .input
+        .iter()
+        .filter(|i| !values.contains_key(&i.name))
+        .collect();
+    let [input] = inputs[..] else {
+        return Err(Error::Decode(format!(
+            "the model has {} inputs that are not initializers; cnnjit nets have one",
+            inputs.len()
+        )));
+    };
+    let shape = input_shape(input.dims()).ok_or_else(|| {
+        Error::Decode(format!(
+            "input `{}` has dimensions {:?}; cnnjit reads [N, C, H, W] or [N, F] with fixed sizes",
+            input.name,
+            input.dims()
+        ))
+    })?;
+    values.insert(input.name.clone(), Value::Layer(0));
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for name in graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter())
+        .chain(graph.output.iter().map(|o| &o.name))
+    {
+        *uses.entry(name.as_str()).or_default() += 1;
+    }
+    let mut mapper = Mapper {
+        layers: vec![Layer {
+            op: Op::Input,
+            inputs: vec![],
+            shape,
+            node: String::new(),
+            onnx_op: String::new(),
+            params: vec![],
+        }],
+        values,
+        uses,
+        opset,
+    };
+    for node in &graph.node {
+        mapper.node(node)?;
+    }
+    let [output] = &graph.output[..] else {
+        return Err(Error::Decode(format!(
+            "the model has {} outputs; cnnjit nets have one",
+            graph.output.len()
+        )));
+    };
+    match mapper.values.get(&output.name) {
+        Some(Value::Layer(id)) => Ok(Dag {
+            output: *id,
+            layers: mapper.layers,
+            declared_output: output.dims(),
+        }),
+        Some(Value::Const(_)) => Err(Error::Decode(format!(
+            "output `{}` is a constant, not computed from the input",
+            output.name
+        ))),
+        None => Err(Error::Decode(format!(
+            "output `{}` is computed by no node",
+            output.name
+        ))),
+    }
+}
+
+/// `[N, C, H, W]` as the volume `(H, W, C)`, `[N, F]` as `(F,)`; the batch
+/// size does not matter (cnnjit runs a batch image by image).
+fn input_shape(dims: Option<Vec<Option<i64>>>) -> Option<Shape> {
+    let size = |d: Option<i64>| d.and_then(|v| u32::try_from(v).ok()).filter(|&v| v > 0);
+    match dims?[..] {
+        [_, c, h, w] => Some(Shape::Volume {
+            h: size(h)?,
+            w: size(w)?,
+            c: size(c)?,
+        }),
+        [_, f] => Some(Shape::Flat(size(f)?)),
+        _ => None,
+    }
+}
+
+/// The NCHW dimensions of one image's tensor of `shape`, batch of 1.
+pub fn nchw(shape: Shape) -> Vec<usize> {
+    match shape {
+        Shape::Volume { h, w, c } => vec![1, c as usize, h as usize, w as usize],
+        Shape::Flat(n) => vec![1, n as usize],
+    }
+}
+
+struct Mapper<'g> {
+    layers: Vec<Layer>,
+    values: HashMap<String, Value>,
+    uses: HashMap<&'g str, usize>,
+    opset: i64,
+}
+
+/// The operators that become layers (besides those [`fold::FOLDABLE`] folds).
+pub const LAYER_OPS: &[&str] = &[
+    "Conv",
+    "BatchNormalization",
+    "Relu",
+    "Clip",
+    "LeakyRelu",
+    "Sigmoid",
+    "Tanh",
+    "HardSwish",
+    "HardSigmoid",
+    "Mul",
+    "Add",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "Gemm",
+    "MatMul",
+    "Flatten",
+    "Reshape",
+    "Concat",
+    "Softmax",
+    "LRN",
+    "Dropout",
+    "Identity",
+];
+
+impl Mapper<'_> {
+    fn node(&mut self, node: &NodeProto) -> Result<()> {
+        if !node.domain.is_empty() && node.domain != "ai.onnx" {
+            return Err(node_error(
+                node,
+                format!(
+                    "operators of domain `{}` are not supported; cnnjit reads the standard ONNX operators",
+                    node.domain
+                ),
+            ));
+        }
+        let mut inputs = Vec::with_capacity(node.input.len());
+        for name in &node.input {
+            inputs.push(if name.is_empty() {
+                None
+            } else {
+                Some(self.values.get(name).cloned().ok_or_else(|| {
+                    node_error(
+                        node,
+                        format!("reads `{name}`, which no earlier node computes (the graph must be in topological order)"),
+                    )
+                })?)
+            });
+        }
+        let reads_layer = inputs.iter().any(|v| matches!(v, Some(Value::Layer(_))));
+        let value = if node.op_type == "Shape" {
+            let dims = match inputs.first() {
+                Some(Some(Value::Layer(id))) => nchw(self.layers[*id].shape),
+                Some(Some(Value::Const(t))) => t.dims.clone(),
+                _ => return Err(node_error(node, "input 0 is missing")),
+            };
+            Value::Const(Tensor::i64(
+                vec![dims.len()],
+                dims.iter().map(|&d| d as i64).collect(),
+            )?)
+        } else if !reads_layer && fold::FOLDABLE.contains(&node.op_type.as_str()) {
+            let consts: Vec<Option<&Tensor>> = inputs
+                .iter()
+                .map(|v| match v {
+                    Some(Value::Const(t)) => Some(t),
+                    _ => None,
+                })
+                .collect();
+            Value::Const(fold::fold(node, &consts)?)
+        } else if LAYER_OPS.contains(&node.op_type.as_str()) {
+            self.layer(node, &inputs)?
+        } else if fold::FOLDABLE.contains(&node.op_type.as_str()) {
+            return Err(node_error(
+                node,
+                "is only supported on constants (shape arithmetic), and here it reads the network's data",
+            ));
+        } else {
+            return Err(node_error(
+                node,
+                format!(
+                    "the operator is not supported; cnnjit imports {}",
+                    LAYER_OPS.join(", ")
+                ),
+            ));
+        };
+        let Some(first) = node.output.first() else {
+            return Err(node_error(node, "has no output"));
+        };
+        for extra in node.output.iter().skip(1) {
+            if !extra.is_empty() && self.uses.get(extra.as_str()).is_some_and(|&n| n > 0) {
+                return Err(node_error(
+                    node,
+                    format!("its output `{extra}` is read, and cnnjit layers have one output"),
+                ));
+            }
+        }
+        self.values.insert(first.clone(), value);
+        Ok(())
+    }
+
+    /// The layer that input `i` is, or an error if it is a constant.
+    fn layer_input(&self, node: &NodeProto, inputs: &[Option<Value>], i: usize) -> Result<usize> {
+        match inputs.get(i) {
+            Some(Some(Value::Layer(id))) => Ok(*id),
+            Some(Some(Value::Const(_))) => Err(node_error(
+                node,
+                format!("input {i} is a constant where the network's data is expected"),
+            )),
+            _ => Err(node_error(node, format!("input {i} is missing"))),
+        }
+    }
+
+    fn constant<'a>(
+        &self,
+        node: &NodeProto,
+        inputs: &'a [Option<Value>],
+        i: usize,
+    ) -> Result<Option<&'a Tensor>> {
+        match inputs.get(i) {
+            Some(Some(Value::Const(t))) => Ok(Some(t)),
+            Some(Some(Value::Layer(_))) => Err(node_error(
+                node,
+                format!(
+                    "input {i} is computed from the network's data; cnnjit needs a constant here"
+                ),
+            )),
+            _ => Ok(None),
+        }
+    }
+
+    fn required<'a>(
+        &self,
+        node: &NodeProto,
+        inputs: &'a [Option<Value>],
+        i: usize,
+    ) -> Result<&'a Tensor> {
+        self.constant(node, inputs, i)?
+            .ok_or_else(|| node_error(node, format!("input {i} is missing")))
+    }
+
+    fn shape(&self, id: usize) -> Shape {
+        self.layers[id].shape
+    }
+
+    fn uses(&self, id: usize) -> usize {
+        // A layer's value may be known under several names (aliases); count
+        // the reads of all of them.
+        self.values
+            .iter()
+            .filter(|(_, v)| matches!(v, Value::Layer(l) if *l == id))
+            .map(|(name, _)| self.uses.get(name.as_str()).copied().unwrap_or(0))
+            .sum()
+    }
+
+    fn push(
+        &mut self,
+        node: &NodeProto,
+        op: Op,
+        inputs: Vec<usize>,
+        params: Vec<Param>,
+    ) -> Result<Value> {
+        let shapes: Vec<Shape> = inputs.iter().map(|&i| self.shape(i)).collect();
+        let shape =
+            shape::output_shape(&op, &shapes).map_err(|e| node_error(node, e.to_string()))?;
+        self.layers.push(Layer {
+            op,
+            inputs,
+            shape,
+            node: node.name.clone(),
+            onnx_op: node.op_type.clone(),
+            params,
+        });
+        Ok(Value::Layer(self.layers.len() - 1))
+    }
+
+    fn ints(node: &NodeProto, name: &str, default: &[i64]) -> Vec<i64> {
+        attr(node, name).map_or_else(|| default.to_vec(), |a| a.ints.clone())
+    }
+
+    fn int(node: &NodeProto, name: &str, default: i64) -> i64 {
+        attr(node, name).map_or(default, |a| a.i)
+    }
+
+    fn float(node: &NodeProto, name: &str, default: f32) -> f32 {
+        attr(node, name).map_or(default, |a| a.f)
+    }
+
+    fn layer(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        let act = |a: Activation| Op::Activation(a);
+        let op = node.op_type.as_str();
+        match op {
+            "Conv" => self.conv(node, inputs),
+            "BatchNormalization" => {
+                let x = self.layer_input(node, inputs, 0)?;
+                let c = self.shape(x).channels() as usize;
+                let mut params = Vec::new();
+                for (i, suffix) in ["weight", "bias", "running_mean", "running_var"]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let t = self.required(node, inputs, i + 1)?;
+                    if t.len() != c {
+                        return Err(node_error(
+                            node,
+                            format!("{suffix} has {} values for {c} channels", t.len()),
+                        ));
+                    }
+                    params.push(Param {
+                        suffix,
+                        dims: vec![c],
+                        values: t.floats(),
+                    });
+                }
+                let eps = Self::float(node, "epsilon", 1e-5);
+                if !(eps.is_finite() && eps > 0.0) {
+                    return Err(node_error(node, format!("epsilon {eps} is not positive")));
+                }
+                self.push(node, Op::BatchNorm { eps }, vec![x], params)
+            }
+            "Relu" | "Sigmoid" | "Tanh" | "HardSwish" | "GlobalAveragePool" | "GlobalMaxPool" => {
+                let x = self.layer_input(node, inputs, 0)?;
+                let op = match op {
+                    "Relu" => act(Activation::Relu),
+                    "Sigmoid" => act(Activation::Sigmoid),
+                    "Tanh" => act(Activation::Tanh),
+                    "HardSwish" => act(Activation::HardSwish),
+                    "GlobalAveragePool" => Op::GlobalPool(PoolKind::Avg),
+                    _ => Op::GlobalPool(PoolKind::Max),
+                };
+                self.push(node, op, vec![x], vec![])
+            }
+            "LeakyRelu" => {
+                let x = self.layer_input(node, inputs, 0)?;
+                let a = Self::float(node, "alpha", 0.01);
+                self.push(node, act(Activation::LeakyRelu(a)), vec![x], vec![])
+            }
+            "HardSigmoid" => {
+                let x = self.layer_input(node, inputs, 0)?;
+                let (alpha, beta) = (
+                    Self::float(node, "alpha", 0.2),
+                    Self::float(node, "beta", 0.5),
+                );
+                if (alpha - 1.0 / 6.0).abs() > 1e-6 || (beta - 0.5).abs() > 1e-6 {
+                    return Err(node_error(
+                        node,
+                        format!("alpha {alpha}, beta {beta}: cnnjit's hard_sigmoid is relu6(x + 3) / 6 (alpha 1/6, beta 0.5)"),
+                    ));
+                }
+                self.push(node, act(Activation::HardSigmoid), vec![x], vec![])
+            }
+            "Clip" => {
+                let x = self.layer_input(node, inputs, 0)?;
+                let bound = |i: usize, name: &str, default: f32| -> Result<f32> {
+                    if self.opset < 11 {
+                        return Ok(Self::float(node, name, default));
+                    }
+                    match self.constant(node, inputs, i)? {
+                        Some(t) if t.len() == 1 => Ok(t.floats()[0]),
+                        Some(_) => Err(node_error(node, format!("{name} is not a scalar"))),
+                        None => Ok(default),
+                    }
+                };
+                let (lo, hi) = (bound(1, "min", f32::MIN)?, bound(2, "max", f32::MAX)?);
+                let op = match (lo, hi) {
+                    (0.0, 6.0) => act(Activation::Relu6),
+                    (0.0, f32::MAX) => act(Activation::Relu),
+                    (0.0, hi) if hi.is_infinite() => act(Activation::Relu),
+                    _ => {
+                        return Err(node_error(
+                            node,
+                            format!(
+                            "clips to [{lo}, {hi}]; cnnjit has relu6 ([0, 6]) and relu ([0, inf))"
+                        ),
+                        ))
+                    }
+                };
+                self.push(node, op, vec![x], vec![])
+            }
+            "Mul" => self.mul(node, inputs),
+            "Add" => self.add(node, inputs),
+            "MaxPool" | "AveragePool" => self.pool(node, inputs),
+            "Gemm" => {
+                let x = self.layer_input(node, inputs, 0)?;
+                if Self::int(node, "transA", 0) != 0 {
+                    return Err(node_error(node, "transA = 1 is not supported"));
+                }
+                let b = self.required(node, inputs, 1)?;
+                let (alpha, beta) = (
+                    Self::float(node, "alpha", 1.0),
+                    Self::float(node, "beta", 1.0),
+                );
+                let weight = self.dense_weight(node, x, b, Self::int(node, "transB", 0) != 0)?;
+                let bias = self.constant(node, inputs, 2)?;
+                self.dense(node, x, weight, alpha, bias.map(|t| (t, beta)))
+            }
+            "MatMul" => {
+                let x = self.layer_input(node, inputs, 0)?;
+                let b = self.required(node, inputs, 1)?;
+                let weight = self.dense_weight(node, x, b, false)?;
+                self.dense(node, x, weight, 1.0, None)
+            }
+            "Flatten" | "Reshape" => {
+                let x = self.layer_input(node, inputs, 0)?;
+                let from = nchw(self.shape(x));
+                let to = if op == "Flatten" {
+                    let axis = normalise_axis(node, Self::int(node, "axis", 1), from.len())?;
+                    if axis != 1 {
+                        return Err(node_error(
+                            node,
+                            format!("flattens from axis {axis}; cnnjit's flatten keeps the batch axis only (axis 1)"),
+                        ));
+                    }
+                    vec![1, from[1..].iter().product()]
+                } else {
+                    let target = match self.opset {
+                        ..5 => Self::ints(node, "shape", &[]),
+                        _ => self.required(node, inputs, 1)?.ints(),
+                    };
+                    fold::reshape_dims(node, &from, &target)?
+                };
+                if to == from {
+                    Ok(Value::Layer(x))
+                } else if to.len() == 2 && to[0] == 1 {
+                    self.push(node, Op::Flatten, vec![x], vec![])
+                } else {
+                    Err(node_error(
+                        node,
+                        format!("reshapes {from:?} to {to:?}; cnnjit only flattens a volume to [N, C*H*W]"),
+                    ))
+                }
+            }
+            "Concat" => {
+                let ids = (0..inputs.len())
+                    .map(|i| self.layer_input(node, inputs, i))
+                    .collect::<Result<Vec<_>>>()?;
+                let rank = nchw(self.shape(ids[0])).len();
+                let axis = normalise_axis(node, Self::int(node, "axis", 1), rank)?;
+                if axis != 1 {
+                    return Err(node_error(
+                        node,
+                        format!(
+                            "concatenates along axis {axis}; cnnjit concatenates channels (axis 1)"
+                        ),
+                    ));
+                }
+                self.push(node, Op::Concat, ids, vec![])
+            }
+            "Softmax" => {
+                let x = self.layer_input(node, inputs, 0)?;
+                let rank = nchw(self.shape(x)).len();
+                let default = if self.opset < 13 { 1 } else { -1 };
+                let axis = normalise_axis(node, Self::int(node, "axis", default), rank)?;
+                // Before opset 13 the input is coerced to 2-D at `axis`, so
+                // axis 1 on a volume spans C*H*W, not the channels.
+                let channels = axis == 1 && (rank == 2 || self.opset >= 13);
+                if !channels {
+                    return Err(node_error(
+                        node,
+                        format!("softmax over axis {axis} of a rank-{rank} tensor (opset {}); cnnjit's softmax runs over the channels", self.opset),
+                    ));
+                }
+                self.push(node, Op::Softmax, vec![x], vec![])
+            }
+            "LRN" => {
+                let x = self.layer_input(node, inputs, 0)?;
+                let size = u32::try_from(Self::int(node, "size", 0))
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| node_error(node, "size must be positive"))?;
+                let lrn = Lrn {
+                    size,
+                    alpha: Self::float(node, "alpha", 1e-4),
+                    beta: Self::float(node, "beta", 0.75),
+                    k: Self::float(node, "bias", 1.0),
+                };
+                self.push(node, Op::Lrn(lrn), vec![x], vec![])
+            }
+            "Dropout" => {
+                let x = self.layer_input(node, inputs, 0)?;
+                let p = match self.constant(node, inputs, 1)? {
+                    Some(t) if t.len() == 1 => t.floats()[0],
+                    Some(_) => return Err(node_error(node, "the ratio is not a scalar")),
+                    None => Self::float(node, "ratio", 0.5),
+                };
+                if self
+                    .constant(node, inputs, 2)?
+                    .is_some_and(|t| t.ints().first().is_some_and(|&m| m != 0))
+                {
+                    return Err(node_error(node, "dropout in training mode"));
+                }
+                if !(0.0..1.0).contains(&p) {
+                    return Err(node_error(node, format!("ratio {p} is not in [0, 1)")));
+                }
+                self.push(node, Op::Dropout { p }, vec![x], vec![])
+            }
+            "Identity" => {
+                let x = self.layer_input(node, inputs, 0)?;
+                self.push(node, Op::Identity, vec![x], vec![])
+            }
+            _ => unreachable!("LAYER_OPS lists only the operators matched here"),
+        }
+    }
+
+    fn conv(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        let x = self.layer_input(node, inputs, 0)?;
+        let Shape::Volume { h, w, c } = self.shape(x) else {
+            return Err(node_error(node, "a convolution of a flat tensor"));
+        };
+        let weight = self.required(node, inputs, 1)?;
+        let [k, per_group, fh, fw] = weight.dims[..] else {
+            return Err(node_error(
+                node,
+                format!(
+                    "weight dimensions {:?}; cnnjit convolutions are 2-D",
+                    weight.dims
+                ),
+            ));
+        };
+        let groups = Self::int(node, "group", 1);
+        let groups = u32::try_from(groups)
+            .ok()
+            .filter(|&g| g > 0 && c % g == 0 && (c / g) as usize == per_group)
+            .ok_or_else(|| {
+                node_error(
+                    node,
+                    format!("group {groups} with {c} input channels does not match weights of {per_group} channels per group"),
+                )
+            })?;
+        let kernel = hw(node, &[fh as i64, fw as i64])?;
+        if attr(node, "kernel_shape").is_some_and(|a| a.ints != [fh as i64, fw as i64]) {
+            return Err(node_error(node, "kernel_shape disagrees with the weights"));
+        }
+        let stride = hw(node, &Self::ints(node, "strides", &[1, 1]))?;
+        let dilation = hw(node, &Self::ints(node, "dilations", &[1, 1]))?;
+        let padding = padding(node, h, w, kernel, stride, dilation)?;
+        let out_channels =
+            u32::try_from(k).map_err(|_| node_error(node, "too many output channels"))?;
+        let mut params = vec![Param {
+            suffix: "weight",
+            dims: weight.dims.clone(),
+            values: weight.floats(),
+        }];
+        if let Some(b) = self.constant(node, inputs, 2)? {
+            if b.len() != k {
+                return Err(node_error(
+                    node,
+                    format!("a bias of {} values for {k} channels", b.len()),
+                ));
+            }
+            params.push(Param {
+                suffix: "bias",
+                dims: vec![k],
+                values: b.floats(),
+            });
+        }
+        let op = Op::Conv2d(Conv2d {
+            out_channels,
+            kernel,
+            stride,
+            dilation,
+            padding,
+            groups,
+            bias: params.len() == 2,
+            depthwise: groups == c && c > 1 && out_channels % c == 0,
+        });
+        self.push(node, op, vec![x], params)
+    }
+
+    fn pool(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        let x = self.layer_input(node, inputs, 0)?;
+        let Shape::Volume { h, w, .. } = self.shape(x) else {
+            return Err(node_error(node, "pooling of a flat tensor"));
+        };
+        let kernel = hw(
+            node,
+            &attr(node, "kernel_shape")
+                .ok_or_else(|| node_error(node, "no kernel_shape"))?
+                .ints,
+        )?;
+        let stride = hw(node, &Self::ints(node, "strides", &[1, 1]))?;
+        if Self::ints(node, "dilations", &[1, 1]) != [1, 1] {
+            return Err(node_error(node, "dilated pooling is not supported"));
+        }
+        let padding = padding(node, h, w, kernel, stride, Hw::square(1))?;
+        let ceil = Self::int(node, "ceil_mode", 0) != 0;
+        let max = node.op_type == "MaxPool";
+        // Where no window reaches padding the divisor does not depend on the
+        // flag: keep the language's default then, so the source stays short.
+        let count_include_pad =
+            (padding.is_zero() && !ceil) || (!max && Self::int(node, "count_include_pad", 0) != 0);
+        let op = Op::Pool2d(Pool2d {
+            kind: if max { PoolKind::Max } else { PoolKind::Avg },
+            kernel,
+            stride,
+            padding,
+            ceil,
+            count_include_pad: max || count_include_pad,
+        });
+        self.push(node, op, vec![x], vec![])
+    }
+
+    /// A dense layer's `[N, Nin]` weight from ONNX's `B` (`[Nin, N]`, or
+    /// `[N, Nin]` when `transposed`).
+    fn dense_weight(
+        &self,
+        node: &NodeProto,
+        x: usize,
+        b: &Tensor,
+        transposed: bool,
+    ) -> Result<Param> {
+        let Shape::Flat(nin) = self.shape(x) else {
+            return Err(node_error(
+                node,
+                format!(
+                    "a matrix product of the volume {}; flatten it first",
+                    self.shape(x)
+                ),
+            ));
+        };
+        let [r, c] = b.dims[..] else {
+            return Err(node_error(
+                node,
+                format!("weights of dimensions {:?}, not a matrix", b.dims),
+            ));
+        };
+        let (n, k) = if transposed { (r, c) } else { (c, r) };
+        if k != nin as usize {
+            return Err(node_error(
+                node,
+                format!(
+                    "weights of dimensions {:?} for {nin} input features",
+                    b.dims
+                ),
+            ));
+        }
+        let values = b.floats();
+        let values = if transposed {
+            values
+        } else {
+            (0..n)
+                .flat_map(|j| (0..k).map(move |i| (i, j)))
+                .map(|(i, j)| values[i * n + j])
+                .collect()
+        };
+        Ok(Param {
+            suffix: "weight",
+            dims: vec![n, k],
+            values,
+        })
+    }
+
+    fn dense(
+        &mut self,
+        node: &NodeProto,
+        x: usize,
+        mut weight: Param,
+        alpha: f32,
+        bias: Option<(&Tensor, f32)>,
+    ) -> Result<Value> {
+        let n = weight.dims[0];
+        if alpha != 1.0 {
+            weight.values.iter_mut().for_each(|v| *v *= alpha);
+        }
+        let mut params = vec![weight];
+        if let Some((b, beta)) = bias {
+            if b.len() != n || b.dims.iter().filter(|&&d| d != 1).count() > 1 {
+                return Err(node_error(
+                    node,
+                    format!("a bias of dimensions {:?} for {n} outputs", b.dims),
+                ));
+            }
+            params.push(Param {
+                suffix: "bias",
+                dims: vec![n],
+                values: b.floats().iter().map(|v| v * beta).collect(),
+            });
+        }
+        let out_features = u32::try_from(n).map_err(|_| node_error(node, "too many outputs"))?;
+        let op = Op::Dense(Dense {
+            out_features,
+            bias: params.len() == 2,
+        });
+        self.push(node, op, vec![x], params)
+    }
+
+    fn mul(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        let (a, b) = (
+            self.layer_input(node, inputs, 0)?,
+            self.layer_input(node, inputs, 1)?,
+        );
+        // x * sigmoid(x) and x * hard_sigmoid(x), the gate read by nothing else.
+        for (x, gate) in [(a, b), (b, a)] {
+            let g = &self.layers[gate];
+            let fused = match g.op {
+                Op::Activation(Activation::Sigmoid) => Activation::Swish,
+                Op::Activation(Activation::HardSigmoid) => Activation::HardSwish,
+                _ => continue,
+            };
+            if g.inputs == [x] && self.uses(gate) == 1 {
+                let layer = &mut self.layers[gate];
+                layer.op = Op::Activation(fused);
+                layer.node = node.name.clone();
+                layer.onnx_op = format!("{}+Mul", layer.onnx_op);
+                return Ok(Value::Layer(gate));
+            }
+        }
+        let (sa, sb) = (self.shape(a), self.shape(b));
+        let gate_like = |s: Shape, of: Shape| matches!((s, of), (Shape::Volume { h: 1, w: 1, c }, Shape::Volume { c: c2, .. }) if c == c2);
+        let order = if gate_like(sa, sb) && !gate_like(sb, sa) {
+            vec![b, a]
+        } else {
+            vec![a, b]
+        };
+        self.push(node, Op::Scale, order, vec![])
+    }
+
+    fn add(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        let layer_and_const = match (&inputs.first(), &inputs.get(1)) {
+            (Some(Some(Value::Layer(l))), Some(Some(Value::Const(t))))
+            | (Some(Some(Value::Const(t))), Some(Some(Value::Layer(l)))) => Some((*l, t.clone())),
+            _ => None,
+        };
+        let Some((l, bias)) = layer_and_const else {
+            let (a, b) = (
+                self.layer_input(node, inputs, 0)?,
+                self.layer_input(node, inputs, 1)?,
+            );
+            return self.push(node, Op::Add, vec![a, b], vec![]);
+        };
+        // MatMul + Add (or a bias-free conv + Add): a bias.
+        let uses = self.uses(l);
+        let layer = &mut self.layers[l];
+        let n = layer.shape.channels() as usize;
+        // [N] after a dense; [C, 1, 1] or [1, C, 1, 1] (NCHW broadcasting) after a conv.
+        let fits = match layer.shape {
+            Shape::Flat(_) => bias.dims.len() <= 2 && bias.dims.last() == Some(&n),
+            Shape::Volume { .. } => bias.dims.len() >= 3 && bias.dims[bias.dims.len() - 3] == n,
+        } && bias.len() == n;
+        let free = match &mut layer.op {
+            Op::Dense(d) if !d.bias => Some(&mut d.bias),
+            Op::Conv2d(c) if !c.bias => Some(&mut c.bias),
+            _ => None,
+        };
+        match free {
+            Some(flag) if uses == 1 && fits => {
+                *flag = true;
+                layer.params.push(Param {
+                    suffix: "bias",
+                    dims: vec![n],
+                    values: bias.floats(),
+                });
+                Ok(Value::Layer(l))
+            }
+            _ => Err(node_error(
+                node,
+                format!("adds a constant of dimensions {:?}; cnnjit adds constants only as the bias of the dense or conv right before", bias.dims),
+            )),
+        }
+    }
+}
+
+/// Two sizes (height, width) from ONNX's list of per-axis values.
+fn hw(node: &NodeProto, values: &[i64]) -> Result<Hw> {
+    let size = |v: i64| u32::try_from(v).ok().filter(|&v| v > 0);
+    match values {
+        [h, w] => match (size(*h), size(*w)) {
+            (Some(h), Some(w)) => Ok(Hw { h, w }),
+            _ => Err(node_error(
+                node,
+                format!("sizes {values:?} must be positive"),
+            )),
+        },
+        _ => Err(node_error(
+            node,
+            format!("{values:?}: cnnjit layers are 2-D (two values per list)"),
+        )),
+    }
+}
+
+/// The padding of a conv or pool: `pads` or `auto_pad`.
+fn padding(
+    node: &NodeProto,
+    h: u32,
+    w: u32,
+    kernel: Hw,
+    stride: Hw,
+    dilation: Hw,
+) -> Result<Padding> {
+    let auto = attr(node, "auto_pad")
+        .map(|a| a.string())
+        .unwrap_or_default();
+    let same = || {
+        shape::same_padding(h, w, kernel, stride, dilation)
+            .map_err(|e| node_error(node, e.to_string()))
+    };
+    match auto.as_str() {
+        "" | "NOTSET" => {
+            let pads = Mapper::ints(node, "pads", &[0, 0, 0, 0]);
+            let pad = |v: i64| {
+                u32::try_from(v)
+                    .map_err(|_| node_error(node, format!("pads {pads:?} must not be negative")))
+            };
+            match pads[..] {
+                [top, left, bottom, right] => Ok(Padding {
+                    top: pad(top)?,
+                    left: pad(left)?,
+                    bottom: pad(bottom)?,
+                    right: pad(right)?,
+                }),
+                _ => Err(node_error(
+                    node,
+                    format!("pads {pads:?}: cnnjit layers are 2-D"),
+                )),
+            }
+        }
+        "VALID" => Ok(Padding::default()),
+        "SAME_UPPER" => same(),
+        "SAME_LOWER" => {
+            let p = same()?;
+            Ok(Padding {
+                top: p.bottom,
+                left: p.right,
+                bottom: p.top,
+                right: p.left,
+            })
+        }
+        other => Err(node_error(node, format!("auto_pad `{other}`"))),
+    }
+}
+
+impl Error {
+    /// An error about the node a layer came from.
+    pub fn layer(layer: &Layer, why: impl Into<String>) -> Error {
+        Error::Node {
+            node: layer.node.clone(),
+            op: layer.onnx_op.clone(),
+            why: why.into(),
+        }
+    }
+}

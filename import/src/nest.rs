@@ -1,0 +1,235 @@
+//! Nesting recovery: the [`Dag`] of layers as the language's nested blocks.
+//!
+//! The language nests: a `residual`, `concat` or `scale` reads one tensor,
+//! runs its branches on it and joins them. In the DAG such a block is a join
+//! layer (`Add`, `Concat`, `Scale`) and the layer where its branches fork,
+//! which is the join's immediate dominator (every path from the input to the
+//! join passes through it, and it is the last such layer). So the net is read
+//! backwards from its output: a layer with one input is the next item of the
+//! sequence; a join becomes a block whose branches are the sequences from its
+//! dominator to each of the join's inputs, recursively, and the walk goes on
+//! from the dominator.
+//!
+//! What this cannot see (a tensor read both inside a block and after it, a
+//! `Scale` of two computed tensors) either fails here, naming the node, or
+//! yields a tree whose compiled graph [`crate::verify`] finds different from
+//! the DAG; never a silently wrong net.
+
+use crate::error::{Error, Result};
+use crate::map::Dag;
+use cnnjit_compiler::ir::Op;
+
+/// One item of a sequence.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item {
+    /// A layer with one input.
+    Layer(usize),
+    /// `residual`: the body, the shortcut (empty for the identity), the join.
+    Residual {
+        /// The longer branch.
+        body: Vec<Item>,
+        /// The other branch; empty for the identity shortcut.
+        shortcut: Vec<Item>,
+        /// The `Add` layer.
+        join: usize,
+    },
+    /// `concat`: one sequence per input of the join (empty: the block's input).
+    Concat {
+        /// In the join's input order.
+        branches: Vec<Vec<Item>>,
+        /// The `Concat` layer.
+        join: usize,
+    },
+    /// `scale`: the gate's sequence.
+    Scale {
+        /// From the block's input to the gate.
+        body: Vec<Item>,
+        /// The `Scale` layer.
+        join: usize,
+    },
+}
+
+impl Item {
+    /// Layers in this item, joins included.
+    pub fn count(&self) -> usize {
+        match self {
+            Item::Layer(_) => 1,
+            Item::Residual { body, shortcut, .. } => 1 + count(body) + count(shortcut),
+            Item::Concat { branches, .. } => 1 + branches.iter().map(|b| count(b)).sum::<usize>(),
+            Item::Scale { body, .. } => 1 + count(body),
+        }
+    }
+}
+
+/// Layers in a sequence.
+pub fn count(seq: &[Item]) -> usize {
+    seq.iter().map(Item::count).sum()
+}
+
+/// The net as one sequence from the input to the output.
+pub fn nest(dag: &Dag) -> Result<Vec<Item>> {
+    let idom = dominators(dag);
+    let items = Nester { dag, idom: &idom }.seq(0, dag.output)?;
+    let mut seen = vec![false; dag.layers.len()];
+    let mut twice = None;
+    visit(&items, &mut |id| {
+        if std::mem::replace(&mut seen[id], true) {
+            twice.get_or_insert(id);
+        }
+    });
+    match twice {
+        Some(id) => Err(Error::layer(
+            &dag.layers[id],
+            "the graph cannot be nested: this layer's output is read both inside a block and after it",
+        )),
+        None => Ok(items),
+    }
+}
+
+/// Calls `f` on every layer of `items`, joins included.
+fn visit(items: &[Item], f: &mut impl FnMut(usize)) {
+    for item in items {
+        match item {
+            Item::Layer(id) => f(*id),
+            Item::Residual {
+                body,
+                shortcut,
+                join,
+            } => {
+                visit(body, f);
+                visit(shortcut, f);
+                f(*join);
+            }
+            Item::Concat { branches, join } => {
+                branches.iter().for_each(|b| visit(b, f));
+                f(*join);
+            }
+            Item::Scale { body, join } => {
+                visit(body, f);
+                f(*join);
+            }
+        }
+    }
+}
+
+/// The immediate dominator of every layer that reaches the output (the
+/// input dominates itself; layers that do not reach the output get none).
+fn dominators(dag: &Dag) -> Vec<Option<usize>> {
+    let n = dag.layers.len();
+    let mut live = vec![false; n];
+    live[dag.output] = true;
+    for id in (0..n).rev() {
+        if live[id] {
+            for &i in &dag.layers[id].inputs {
+                live[i] = true;
+            }
+        }
+    }
+    let mut idom: Vec<Option<usize>> = vec![None; n];
+    idom[0] = Some(0);
+    // Layers are in topological order, so one pass in it settles every
+    // dominator (Cooper, Harvey, Kennedy's intersection on a DAG).
+    for id in 1..n {
+        if !live[id] {
+            continue;
+        }
+        let mut preds = dag.layers[id]
+            .inputs
+            .iter()
+            .filter_map(|&p| idom[p].map(|_| p));
+        let Some(mut dom) = preds.next() else {
+            continue;
+        };
+        for mut other in preds {
+            while dom != other {
+                while dom > other {
+                    dom = idom[dom].expect("a dominator's dominators are set");
+                }
+                while other > dom {
+                    other = idom[other].expect("a dominator's dominators are set");
+                }
+            }
+        }
+        idom[id] = Some(dom);
+    }
+    idom
+}
+
+struct Nester<'a> {
+    dag: &'a Dag,
+    idom: &'a [Option<usize>],
+}
+
+impl Nester<'_> {
+    /// The items that turn the output of `start` into the output of `end`.
+    fn seq(&self, start: usize, end: usize) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut cur = end;
+        while cur != start {
+            let layer = &self.dag.layers[cur];
+            let fork = match layer.op {
+                Op::Add | Op::Concat | Op::Scale => self.idom[cur],
+                _ => layer.inputs.first().copied(),
+            };
+            let Some(fork) = fork.filter(|&f| f >= start && f < cur) else {
+                return Err(Error::layer(
+                    layer,
+                    "the graph cannot be nested: this layer is reached by a path that bypasses the block it is in",
+                ));
+            };
+            let branch = |input: usize| self.seq(fork, input);
+            items.push(match layer.op {
+                Op::Add => {
+                    let [a, b] = layer.inputs[..] else {
+                        return Err(Error::layer(layer, "an addition of other than two tensors"));
+                    };
+                    let (a, b) = (branch(a)?, branch(b)?);
+                    if a.is_empty() && b.is_empty() {
+                        return Err(Error::layer(
+                            layer,
+                            "adds a tensor to itself; the language's residual adds a body to its input",
+                        ));
+                    }
+                    let (body, shortcut) = if count(&b) > count(&a) { (b, a) } else { (a, b) };
+                    Item::Residual {
+                        body,
+                        shortcut,
+                        join: cur,
+                    }
+                }
+                Op::Concat => Item::Concat {
+                    branches: layer
+                        .inputs
+                        .iter()
+                        .map(|&i| branch(i))
+                        .collect::<Result<_>>()?,
+                    join: cur,
+                },
+                Op::Scale => {
+                    let gate = match layer.inputs[..] {
+                        [x, gate] if x == fork => gate,
+                        [gate, x] if x == fork => gate,
+                        _ => {
+                            return Err(Error::layer(
+                                layer,
+                                "multiplies two computed tensors; the language's scale multiplies a block's input by a gate computed from it",
+                            ))
+                        }
+                    };
+                    let body = branch(gate)?;
+                    if body.is_empty() {
+                        return Err(Error::layer(
+                            layer,
+                            "multiplies a tensor by itself; the language's scale multiplies a block's input by a gate computed from it",
+                        ));
+                    }
+                    Item::Scale { body, join: cur }
+                }
+                _ => Item::Layer(cur),
+            });
+            cur = fork;
+        }
+        items.reverse();
+        Ok(items)
+    }
+}

@@ -1,0 +1,447 @@
+//! Reading an ONNX file: the protobuf messages, and tensors decoded to
+//! [`Tensor`]s (inline or in an external-data side file).
+//!
+//! The messages are the subset of `onnx.proto` (ONNX 1.x, stable since IR
+//! version 3) that an importer of feed-forward CNNs reads, written as `prost`
+//! derive structs with the field numbers of `onnx.proto`. Protobuf skips
+//! fields a reader does not declare, so any ONNX file decodes; subgraphs
+//! (`If`, `Loop`), sparse tensors and training info are simply not read.
+//! Writing them by hand rather than depending on a crate of generated types
+//! keeps the build free of `protoc` and of the one published crate of
+//! generated ONNX types (`onnx-protobuf`), which is a single author's and
+//! pulls in rust-protobuf; `prost` is the well-kept protobuf crate.
+//!
+//! Invariant: every decoded [`Tensor`] has exactly `dims.iter().product()`
+//! elements; a file that says otherwise is an [`Error`].
+
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// `ModelProto`: the whole file.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Model {
+    /// The IR version of the file format.
+    #[prost(int64, tag = "1")]
+    pub ir_version: i64,
+    /// The tool that wrote the file.
+    #[prost(string, tag = "2")]
+    pub producer_name: String,
+    /// The graph.
+    #[prost(message, optional, tag = "7")]
+    pub graph: Option<GraphProto>,
+    /// The operator sets the graph's nodes are taken from.
+    #[prost(message, repeated, tag = "8")]
+    pub opset_import: Vec<OperatorSetId>,
+}
+
+/// `OperatorSetIdProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OperatorSetId {
+    /// `""` (or `"ai.onnx"`) for the standard operators.
+    #[prost(string, tag = "1")]
+    pub domain: String,
+    /// The operator set's version.
+    #[prost(int64, tag = "2")]
+    pub version: i64,
+}
+
+/// `GraphProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GraphProto {
+    /// The nodes, in topological order.
+    #[prost(message, repeated, tag = "1")]
+    pub node: Vec<NodeProto>,
+    /// The graph's name.
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// Constant tensors (the weights).
+    #[prost(message, repeated, tag = "5")]
+    pub initializer: Vec<TensorProto>,
+    /// Inputs (in old files, initializers are listed here too).
+    #[prost(message, repeated, tag = "11")]
+    pub input: Vec<ValueInfo>,
+    /// Outputs.
+    #[prost(message, repeated, tag = "12")]
+    pub output: Vec<ValueInfo>,
+}
+
+/// `NodeProto`: one operator application.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NodeProto {
+    /// Names of the values it reads (`""` for an omitted optional input).
+    #[prost(string, repeated, tag = "1")]
+    pub input: Vec<String>,
+    /// Names of the values it writes.
+    #[prost(string, repeated, tag = "2")]
+    pub output: Vec<String>,
+    /// Its name (may be empty).
+    #[prost(string, tag = "3")]
+    pub name: String,
+    /// The operator.
+    #[prost(string, tag = "4")]
+    pub op_type: String,
+    /// Its attributes.
+    #[prost(message, repeated, tag = "5")]
+    pub attribute: Vec<Attribute>,
+    /// The operator set's domain (`""` for the standard one).
+    #[prost(string, tag = "7")]
+    pub domain: String,
+}
+
+/// `AttributeProto` (the kinds an importer of CNNs reads).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Attribute {
+    /// Its name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// A float.
+    #[prost(float, tag = "2")]
+    pub f: f32,
+    /// An integer.
+    #[prost(int64, tag = "3")]
+    pub i: i64,
+    /// A string.
+    #[prost(bytes = "vec", tag = "4")]
+    pub s: Vec<u8>,
+    /// A tensor.
+    #[prost(message, optional, tag = "5")]
+    pub t: Option<TensorProto>,
+    /// Floats.
+    #[prost(float, repeated, tag = "7")]
+    pub floats: Vec<f32>,
+    /// Integers.
+    #[prost(int64, repeated, tag = "8")]
+    pub ints: Vec<i64>,
+}
+
+/// `TensorProto.DataType` values that are read.
+pub mod data_type {
+    /// float32.
+    pub const FLOAT: i32 = 1;
+    /// int32.
+    pub const INT32: i32 = 6;
+    /// int64.
+    pub const INT64: i32 = 7;
+    /// float64.
+    pub const DOUBLE: i32 = 11;
+}
+
+/// `TensorProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TensorProto {
+    /// Dimensions.
+    #[prost(int64, repeated, tag = "1")]
+    pub dims: Vec<i64>,
+    /// One of [`data_type`].
+    #[prost(int32, tag = "2")]
+    pub data_type: i32,
+    /// float32 values.
+    #[prost(float, repeated, tag = "4")]
+    pub float_data: Vec<f32>,
+    /// int32 values.
+    #[prost(int32, repeated, tag = "5")]
+    pub int32_data: Vec<i32>,
+    /// int64 values.
+    #[prost(int64, repeated, tag = "7")]
+    pub int64_data: Vec<i64>,
+    /// Its name.
+    #[prost(string, tag = "8")]
+    pub name: String,
+    /// Values as little-endian bytes.
+    #[prost(bytes = "vec", tag = "9")]
+    pub raw_data: Vec<u8>,
+    /// float64 values.
+    #[prost(double, repeated, tag = "10")]
+    pub double_data: Vec<f64>,
+    /// Where external data is (`location`, `offset`, `length`).
+    #[prost(message, repeated, tag = "13")]
+    pub external_data: Vec<StringEntry>,
+    /// 1 when the values are in a side file.
+    #[prost(int32, tag = "14")]
+    pub data_location: i32,
+}
+
+/// `StringStringEntryProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StringEntry {
+    /// Key.
+    #[prost(string, tag = "1")]
+    pub key: String,
+    /// Value.
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// `ValueInfoProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ValueInfo {
+    /// The value's name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Its type.
+    #[prost(message, optional, tag = "2")]
+    pub r#type: Option<TypeProto>,
+}
+
+/// `TypeProto` (only its tensor case).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TypeProto {
+    /// A tensor type.
+    #[prost(message, optional, tag = "1")]
+    pub tensor_type: Option<TensorType>,
+}
+
+/// `TypeProto.Tensor`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TensorType {
+    /// Element type, one of [`data_type`].
+    #[prost(int32, tag = "1")]
+    pub elem_type: i32,
+    /// Shape, when known.
+    #[prost(message, optional, tag = "2")]
+    pub shape: Option<TensorShape>,
+}
+
+/// `TensorShapeProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TensorShape {
+    /// Dimensions.
+    #[prost(message, repeated, tag = "1")]
+    pub dim: Vec<Dimension>,
+}
+
+/// `TensorShapeProto.Dimension`: a size or a symbolic name.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Dimension {
+    /// A fixed size.
+    #[prost(int64, optional, tag = "1")]
+    pub dim_value: Option<i64>,
+    /// A symbolic size (`batch`).
+    #[prost(string, optional, tag = "2")]
+    pub dim_param: Option<String>,
+}
+
+impl ValueInfo {
+    /// The dimensions, `None` for a symbolic or unknown one; `None` overall
+    /// when the shape is not given.
+    pub fn dims(&self) -> Option<Vec<Option<i64>>> {
+        let shape = self.r#type.as_ref()?.tensor_type.as_ref()?.shape.as_ref()?;
+        Some(shape.dim.iter().map(|d| d.dim_value).collect())
+    }
+}
+
+impl Attribute {
+    /// The string value.
+    pub fn string(&self) -> String {
+        String::from_utf8_lossy(&self.s).into_owned()
+    }
+}
+
+/// Decodes a model from the bytes of an `.onnx` file.
+pub fn decode(bytes: &[u8]) -> Result<Model> {
+    <Model as prost::Message>::decode(bytes)
+        .map_err(|e| Error::Decode(format!("not an ONNX model: {e}")))
+}
+
+/// A constant tensor's values.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    /// Floating point (float32, and float64 narrowed).
+    F32(Vec<f32>),
+    /// Integers (int64 and int32 widened).
+    I64(Vec<i64>),
+}
+
+/// A constant tensor: dimensions and values in row-major order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    /// Dimensions (empty for a scalar).
+    pub dims: Vec<usize>,
+    /// Values.
+    pub data: Data,
+}
+
+impl Tensor {
+    /// Number of elements `dims` holds, or `None` on overflow.
+    pub fn count(dims: &[usize]) -> Option<usize> {
+        dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+    }
+
+    /// A float tensor, checked against its dimensions.
+    pub fn f32(dims: Vec<usize>, values: Vec<f32>) -> Result<Tensor> {
+        Tensor::new(dims, Data::F32(values))
+    }
+
+    /// An integer tensor, checked against its dimensions.
+    pub fn i64(dims: Vec<usize>, values: Vec<i64>) -> Result<Tensor> {
+        Tensor::new(dims, Data::I64(values))
+    }
+
+    fn new(dims: Vec<usize>, data: Data) -> Result<Tensor> {
+        let len = match &data {
+            Data::F32(v) => v.len(),
+            Data::I64(v) => v.len(),
+        };
+        if Tensor::count(&dims) != Some(len) {
+            return Err(Error::Decode(format!(
+                "a tensor of dimensions {dims:?} holds {len} values"
+            )));
+        }
+        Ok(Tensor { dims, data })
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match &self.data {
+            Data::F32(v) => v.len(),
+            Data::I64(v) => v.len(),
+        }
+    }
+
+    /// Whether it holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values as floats.
+    pub fn floats(&self) -> Vec<f32> {
+        match &self.data {
+            Data::F32(v) => v.clone(),
+            Data::I64(v) => v.iter().map(|&x| x as f32).collect(),
+        }
+    }
+
+    /// The values as integers (floats truncated, as ONNX's `Cast` does).
+    pub fn ints(&self) -> Vec<i64> {
+        match &self.data {
+            Data::F32(v) => v.iter().map(|&x| x as i64).collect(),
+            Data::I64(v) => v.clone(),
+        }
+    }
+}
+
+/// Largest side file read for one tensor's external data (4 GiB, ONNX's limit
+/// for a single protobuf is 2 GiB).
+const MAX_EXTERNAL_BYTES: u64 = 1 << 32;
+
+/// Decodes a tensor; `dir` is where external data files are looked up.
+pub fn tensor(proto: &TensorProto, dir: Option<&Path>) -> Result<Tensor> {
+    let what = || {
+        if proto.name.is_empty() {
+            "a tensor".to_string()
+        } else {
+            format!("tensor `{}`", proto.name)
+        }
+    };
+    let dims = proto
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| Error::Decode(format!("{} has a negative dimension", what())))?;
+    let external;
+    let raw: &[u8] = if proto.data_location == 1 {
+        external = read_external(proto, dir).map_err(|e| match e {
+            Error::Decode(m) => Error::Decode(format!("{}: {m}", what())),
+            other => other,
+        })?;
+        &external
+    } else {
+        &proto.raw_data
+    };
+    let width = match proto.data_type {
+        data_type::FLOAT | data_type::INT32 => 4,
+        data_type::INT64 | data_type::DOUBLE => 8,
+        other => {
+            return Err(Error::Decode(format!(
+                "{} has element type {other}, not float32, float64, int32 or int64",
+                what()
+            )))
+        }
+    };
+    if !raw.len().is_multiple_of(width) {
+        return Err(Error::Decode(format!(
+            "{} has {} bytes of data, not a whole number of elements",
+            what(),
+            raw.len()
+        )));
+    }
+    let chunks = raw.chunks_exact(width);
+    let data = match (proto.data_type, raw.is_empty()) {
+        (data_type::FLOAT, false) => Data::F32(
+            chunks
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ),
+        (data_type::FLOAT, true) => Data::F32(proto.float_data.clone()),
+        (data_type::DOUBLE, false) => Data::F32(
+            chunks
+                .map(|b| f64::from_le_bytes(b.try_into().expect("8-byte chunk")) as f32)
+                .collect(),
+        ),
+        (data_type::DOUBLE, true) => {
+            Data::F32(proto.double_data.iter().map(|&x| x as f32).collect())
+        }
+        (data_type::INT32, false) => Data::I64(
+            chunks
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+                .collect(),
+        ),
+        (data_type::INT32, true) => Data::I64(proto.int32_data.iter().map(|&x| x as i64).collect()),
+        (_, false) => Data::I64(
+            chunks
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8-byte chunk")))
+                .collect(),
+        ),
+        (_, true) => Data::I64(proto.int64_data.clone()),
+    };
+    Tensor::new(dims, data).map_err(|e| match e {
+        Error::Decode(m) => Error::Decode(format!("{}: {m}", what())),
+        other => other,
+    })
+}
+
+/// The bytes of a tensor stored in a side file.
+fn read_external(proto: &TensorProto, dir: Option<&Path>) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let entry = |key: &str| {
+        proto
+            .external_data
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.as_str())
+    };
+    let number = |key: &str| -> Result<Option<u64>> {
+        entry(key)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| Error::Decode(format!("external data {key} `{v}` is not a size")))
+            })
+            .transpose()
+    };
+    let location = entry("location")
+        .ok_or_else(|| Error::Decode("external data without a location".into()))?;
+    let Some(dir) = dir else {
+        return Err(Error::Decode(format!(
+            "its data is in the side file `{location}`, and the model was not read from a file"
+        )));
+    };
+    let path = dir.join(location);
+    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+    let mut file = std::fs::File::open(&path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let offset = number("offset")?.unwrap_or(0);
+    let length = match number("length")? {
+        Some(n) => n,
+        None => size.saturating_sub(offset),
+    };
+    if offset.checked_add(length).is_none_or(|end| end > size) || length > MAX_EXTERNAL_BYTES {
+        return Err(Error::Decode(format!(
+            "external data at offset {offset}, length {length} lies outside `{location}` ({size} bytes)"
+        )));
+    }
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    let mut bytes = vec![0; length as usize];
+    file.read_exact(&mut bytes).map_err(io)?;
+    Ok(bytes)
+}

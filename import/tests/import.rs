@@ -1,0 +1,360 @@
+//! The importer on small ONNX graphs built here, message by message: what
+//! each supported pattern becomes, and an error naming the node for what the
+//! language cannot say. Models exported by PyTorch are tested at the top
+//! level (tests/onnx_import.rs), against ONNX Runtime's outputs.
+
+use cnnjit_import::onnx::{
+    data_type, Attribute, GraphProto, Model, NodeProto, OperatorSetId, TensorProto, ValueInfo,
+};
+use cnnjit_import::{import_bytes, Error, Imported};
+use prost::Message;
+
+fn attr_ints(name: &str, ints: &[i64]) -> Attribute {
+    Attribute {
+        name: name.into(),
+        ints: ints.to_vec(),
+        ..Attribute::default()
+    }
+}
+
+fn attr_f(name: &str, f: f32) -> Attribute {
+    Attribute {
+        name: name.into(),
+        f,
+        ..Attribute::default()
+    }
+}
+
+fn attr_i(name: &str, i: i64) -> Attribute {
+    Attribute {
+        name: name.into(),
+        i,
+        ..Attribute::default()
+    }
+}
+
+fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    output: &str,
+    attribute: Vec<Attribute>,
+) -> NodeProto {
+    NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        name: name.into(),
+        op_type: op.into(),
+        attribute,
+        ..NodeProto::default()
+    }
+}
+
+/// A float tensor whose values are 0.1, 0.2, ... (distinct, to see layouts).
+fn weight(name: &str, dims: &[i64]) -> TensorProto {
+    let n: i64 = dims.iter().product();
+    let raw = (0..n)
+        .flat_map(|i| ((i + 1) as f32 * 0.1).to_le_bytes())
+        .collect();
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: data_type::FLOAT,
+        raw_data: raw,
+        ..TensorProto::default()
+    }
+}
+
+fn value(name: &str, dims: &[i64]) -> ValueInfo {
+    use cnnjit_import::onnx::{Dimension, TensorShape, TensorType, TypeProto};
+    ValueInfo {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorType {
+                elem_type: data_type::FLOAT,
+                shape: Some(TensorShape {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            dim_value: Some(d),
+                            dim_param: None,
+                        })
+                        .collect(),
+                }),
+            }),
+        }),
+    }
+}
+
+/// A model reading `x` of `input` dimensions and writing `y`.
+fn model(opset: i64, input: &[i64], nodes: Vec<NodeProto>, weights: Vec<TensorProto>) -> Vec<u8> {
+    Model {
+        ir_version: 8,
+        producer_name: "test".into(),
+        graph: Some(GraphProto {
+            node: nodes,
+            name: "g".into(),
+            initializer: weights,
+            input: vec![value("x", input)],
+            output: vec![ValueInfo {
+                name: "y".into(),
+                r#type: None,
+            }],
+        }),
+        opset_import: vec![OperatorSetId {
+            domain: String::new(),
+            version: opset,
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn import(bytes: &[u8]) -> Result<Imported, Error> {
+    import_bytes(bytes, None, "Net", "net.onnx", "net.safetensors")
+}
+
+/// The net's body: the source's lines between the braces, trimmed.
+fn body(imported: &Imported) -> Vec<String> {
+    let lines: Vec<&str> = imported.source.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("pub Net("))
+        .unwrap();
+    lines[start + 1..lines.len() - 1]
+        .iter()
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+fn node_error(result: Result<Imported, Error>) -> (String, String, String) {
+    match result {
+        Err(Error::Node { node, op, why }) => (node, op, why),
+        Err(other) => panic!("expected an error naming a node, got: {other}"),
+        Ok(imported) => panic!("expected an error, imported:\n{}", imported.source),
+    }
+}
+
+#[test]
+fn labels_come_from_node_names_that_are_identifiers() {
+    let bytes = model(
+        13,
+        &[1, 2, 5, 5],
+        vec![
+            node(
+                "Conv",
+                "stem",
+                &["x", "w", "b"],
+                "c",
+                vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ),
+            node("Relu", "/relu/Relu", &["c"], "r", vec![]),
+            node("Conv", "conv2", &["r", "w2"], "y", vec![]),
+        ],
+        vec![
+            weight("w", &[3, 2, 3, 3]),
+            weight("b", &[3]),
+            weight("w2", &[4, 3, 1, 1]),
+        ],
+    );
+    let imported = import(&bytes).unwrap();
+    // `conv2` would clash with the default names, so it takes one.
+    assert_eq!(
+        body(&imported),
+        [
+            "stem: conv(3, 3x3, pad = 1), relu,",
+            "conv(4, 1x1, bias = false),"
+        ]
+    );
+    let names: Vec<&str> = imported.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["stem.weight", "stem.bias", "conv2.weight"]);
+}
+
+#[test]
+fn matmul_and_add_are_a_dense_with_the_weights_transposed() {
+    let bytes = model(
+        13,
+        &[1, 3],
+        vec![
+            node("MatMul", "/fc/MatMul", &["x", "w"], "m", vec![]),
+            node("Add", "/fc/Add", &["m", "b"], "y", vec![]),
+        ],
+        vec![weight("w", &[3, 2]), weight("b", &[2])],
+    );
+    let imported = import(&bytes).unwrap();
+    assert_eq!(body(&imported), ["dense(2),"]);
+    // ONNX's [Nin, N] = [[.1, .2], [.3, .4], [.5, .6]] is PyTorch's [N, Nin].
+    assert_eq!(imported.tensors[0].dims, [2, 3]);
+    assert_eq!(imported.tensors[0].values, [0.1, 0.3, 0.5, 0.2, 0.4, 0.6]);
+    assert_eq!(imported.tensors[1].values, [0.1, 0.2]);
+}
+
+#[test]
+fn lrn_leaky_relu_and_same_padding_are_written_with_their_arguments() {
+    let bytes = model(
+        13,
+        &[1, 4, 6, 6],
+        vec![
+            node(
+                "LRN",
+                "/lrn/LRN",
+                &["x"],
+                "l",
+                vec![
+                    attr_i("size", 3),
+                    attr_f("alpha", 0.001),
+                    attr_f("bias", 2.0),
+                ],
+            ),
+            node("LeakyRelu", "", &["l"], "r", vec![attr_f("alpha", 0.2)]),
+            node(
+                "MaxPool",
+                "/pool/MaxPool",
+                &["r"],
+                "y",
+                vec![
+                    attr_ints("kernel_shape", &[2, 2]),
+                    attr_ints("strides", &[2, 2]),
+                    Attribute {
+                        name: "auto_pad".into(),
+                        s: b"SAME_UPPER".to_vec(),
+                        ..Attribute::default()
+                    },
+                ],
+            ),
+        ],
+        vec![],
+    );
+    assert_eq!(
+        body(&import(&bytes).unwrap()),
+        [
+            "lrn(size = 3, alpha = 0.001, beta = 0.75, k = 2.0), leaky_relu(0.2),",
+            "maxpool(2x2),"
+        ]
+    );
+}
+
+#[test]
+fn an_unsupported_operator_is_an_error_naming_the_node() {
+    let bytes = model(
+        13,
+        &[1, 2, 4, 4],
+        vec![node("Transpose", "t", &["x"], "y", vec![])],
+        vec![],
+    );
+    let (node, op, why) = node_error(import(&bytes));
+    assert_eq!((node.as_str(), op.as_str()), ("t", "Transpose"));
+    assert!(why.contains("not supported"), "{why}");
+}
+
+#[test]
+fn asymmetric_padding_is_an_error_naming_the_node() {
+    let bytes = model(
+        13,
+        &[1, 2, 5, 5],
+        vec![node(
+            "Conv",
+            "odd",
+            &["x", "w"],
+            "y",
+            vec![attr_ints("pads", &[1, 0, 0, 1])],
+        )],
+        vec![weight("w", &[3, 2, 3, 3])],
+    );
+    let (node, op, why) = node_error(import(&bytes));
+    assert_eq!((node.as_str(), op.as_str()), ("odd", "Conv"));
+    assert!(why.contains("neither symmetric nor `same`"), "{why}");
+}
+
+#[test]
+fn a_tensor_read_across_a_block_is_an_error_not_a_wrong_net() {
+    // a = relu(x); b = tanh(a); c = x + b; y = c + a: `a` is read inside the
+    // first residual and again by the second, which no nesting can say.
+    let bytes = model(
+        13,
+        &[1, 2, 3, 3],
+        vec![
+            node("Relu", "a", &["x"], "a", vec![]),
+            node("Tanh", "b", &["a"], "b", vec![]),
+            node("Add", "c", &["x", "b"], "c", vec![]),
+            node("Add", "d", &["c", "a"], "y", vec![]),
+        ],
+        vec![],
+    );
+    let (node, _, why) = node_error(import(&bytes));
+    assert_eq!(node, "a");
+    assert!(why.contains("cannot be nested"), "{why}");
+}
+
+#[test]
+fn opsets_outside_the_supported_range_are_errors() {
+    for opset in [1, 6, 99] {
+        let bytes = model(
+            opset,
+            &[1, 3],
+            vec![node("Relu", "r", &["x"], "y", vec![])],
+            vec![],
+        );
+        match import(&bytes) {
+            Err(Error::Opset(message)) => assert!(message.contains(&format!("opset {opset}"))),
+            other => panic!("opset {opset}: {:?}", other.map(|i| i.source)),
+        }
+    }
+}
+
+#[test]
+fn external_data_is_read_from_the_side_file() {
+    let dir = std::env::temp_dir().join(format!("cnnjit-import-external-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let inline = weight("w", &[3, 2, 1, 1]);
+    std::fs::write(
+        dir.join("w.bin"),
+        [vec![0u8; 8], inline.raw_data.clone()].concat(),
+    )
+    .unwrap();
+    let entry = |key: &str, value: &str| cnnjit_import::onnx::StringEntry {
+        key: key.into(),
+        value: value.into(),
+    };
+    let external = TensorProto {
+        raw_data: vec![],
+        data_location: 1,
+        external_data: vec![
+            entry("location", "w.bin"),
+            entry("offset", "8"),
+            entry("length", "24"),
+        ],
+        ..inline.clone()
+    };
+    let net = |w: TensorProto| {
+        model(
+            13,
+            &[1, 2, 4, 4],
+            vec![node("Conv", "c", &["x", "w"], "y", vec![])],
+            vec![w],
+        )
+    };
+    std::fs::write(dir.join("ext.onnx"), net(external.clone())).unwrap();
+    let options = cnnjit_import::Options {
+        net: Some("Net".into()),
+    };
+    let from_file = cnnjit_import::import(dir.join("ext.onnx"), &options).unwrap();
+    let from_inline = import(&net(inline)).unwrap();
+    assert_eq!(from_file.tensors, from_inline.tensors);
+    // Without a folder to look in, or past the file's end: errors.
+    assert!(matches!(
+        import(&net(external.clone())),
+        Err(Error::Decode(_))
+    ));
+    let beyond = TensorProto {
+        external_data: vec![
+            entry("location", "w.bin"),
+            entry("offset", "16"),
+            entry("length", "24"),
+        ],
+        ..external
+    };
+    std::fs::write(dir.join("beyond.onnx"), net(beyond)).unwrap();
+    let result = cnnjit_import::import(dir.join("beyond.onnx"), &options);
+    assert!(matches!(result, Err(Error::Decode(m)) if m.contains("outside")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,285 @@
+//! What cnnjit built for a model, step by step ([`KernelReport`], from
+//! `Model::kernels`), and where a forward pass spends its time ([`Profile`],
+//! from `Model::profile`): the layers each step covers, the algorithm and
+//! register tile of its compiled kernel (or why it runs on the reference
+//! kernels), the epilogue fused into it, and its multiply-accumulates.
+//!
+//! A report is read off the engine after the fact and owns its data; making
+//! one changes nothing about how the model runs.
+
+use crate::exec::Engine;
+use cnnjit_compiler::codegen::{Algorithm, Tile};
+use cnnjit_compiler::plan::Step;
+use cnnjit_compiler::summary::thousands;
+use std::fmt::{self, Write as _};
+
+/// How a step runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Path {
+    /// Through a kernel the JIT compiled.
+    Compiled {
+        /// What the kernel computes with.
+        algorithm: Algorithm,
+        /// Its register tile.
+        tile: Tile,
+    },
+    /// Through the reference kernels.
+    Reference {
+        /// Why the JIT does not serve it.
+        reason: String,
+    },
+}
+
+/// One step of the plan: an anchor layer and the epilogue that runs on its output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepKernel {
+    /// The names of the layers it covers, the anchor first.
+    pub layers: Vec<String>,
+    /// The anchor's kind, as the language writes it (`conv`, `dense`, ...).
+    pub kind: &'static str,
+    /// Compiled or reference.
+    pub path: Path,
+    /// Kinds of the epilogue layers the compiled kernel applies to its
+    /// accumulators before storing (empty on the reference path).
+    pub fused: Vec<&'static str>,
+    /// Kinds of the epilogue layers applied in place afterwards by the
+    /// reference kernels.
+    pub unfused: Vec<&'static str>,
+    /// Multiply-accumulates of the anchor (0 for pools and element-wise layers).
+    pub macs: u64,
+}
+
+impl StepKernel {
+    /// The algorithm column: the compiled kernel's, or `reference`.
+    pub fn algorithm(&self) -> &'static str {
+        match &self.path {
+            Path::Compiled { algorithm, .. } => algorithm.name(),
+            Path::Reference { .. } => "reference",
+        }
+    }
+
+    /// The register tile, if compiled.
+    pub fn tile(&self) -> Option<Tile> {
+        match &self.path {
+            Path::Compiled { tile, .. } => Some(*tile),
+            Path::Reference { .. } => None,
+        }
+    }
+}
+
+/// Every step of a model, as built.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelReport {
+    /// The net's name.
+    pub net: String,
+    /// One entry per step of the plan, in execution order.
+    pub steps: Vec<StepKernel>,
+    /// Distinct kernels compiled (identical specs share one).
+    pub distinct_kernels: usize,
+}
+
+impl KernelReport {
+    /// The report of `engine`; `no_jit` says why it has no compiled kernels
+    /// at all, if so.
+    pub(crate) fn of(engine: &Engine, no_jit: Option<&str>) -> KernelReport {
+        let graph = &engine.graph;
+        let kinds = |ids: &[crate::ir::NodeId]| -> Vec<&'static str> {
+            ids.iter().map(|id| graph.node(*id).op.kind()).collect()
+        };
+        let steps = engine
+            .plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(index, step)| {
+                let anchor = graph.node(step.nodes[0]);
+                let inputs: Vec<_> = anchor
+                    .inputs
+                    .iter()
+                    .map(|id| graph.node(*id).output)
+                    .collect();
+                let reference = |reason: String| (Path::Reference { reason }, 1);
+                let (path, fused) = match no_jit {
+                    Some(why) => reference(why.to_string()),
+                    None => compiled(engine, index, step).unwrap_or_else(|| {
+                        reference(format!("no JIT kernel for {}", anchor.op.kind()))
+                    }),
+                };
+                StepKernel {
+                    layers: step
+                        .nodes
+                        .iter()
+                        .map(|id| graph.node(*id).name.to_string())
+                        .collect(),
+                    kind: anchor.op.kind(),
+                    path,
+                    fused: kinds(&step.nodes[1..fused]),
+                    unfused: kinds(&step.nodes[fused..]),
+                    macs: cnnjit_compiler::cost::layer_cost(&anchor.op, &inputs, anchor.output)
+                        .map_or(0, |c| c.macs),
+                }
+            })
+            .collect();
+        KernelReport {
+            net: graph.name.to_string(),
+            steps,
+            distinct_kernels: engine.compiled.as_ref().map_or(0, |c| c.kernels),
+        }
+    }
+
+    /// Steps that run compiled code.
+    pub fn compiled_steps(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.path, Path::Compiled { .. }))
+            .count()
+    }
+}
+
+/// Step `index`'s compiled kernel and how many of its nodes (the anchor
+/// included) the kernel covers, if the JIT serves it.
+fn compiled(engine: &Engine, index: usize, step: &Step) -> Option<(Path, usize)> {
+    let lowered = engine.compiled.as_ref()?.steps[index].as_ref()?;
+    let path = Path::Compiled {
+        algorithm: lowered.algorithm,
+        tile: lowered.tile,
+    };
+    Some((path, step.nodes.len() - lowered.rest.len()))
+}
+
+/// Where one forward pass spends its time, step by step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    /// What each step runs.
+    pub kernels: KernelReport,
+    /// Per step, its median wall time over the runs, in milliseconds.
+    pub step_ms: Vec<f64>,
+    /// Forward passes timed (after one warm-up).
+    pub runs: usize,
+}
+
+impl Profile {
+    /// The sum of the steps' medians, in milliseconds.
+    pub fn total_ms(&self) -> f64 {
+        self.step_ms.iter().sum()
+    }
+
+    /// Step `i`'s share of [`total_ms`](Profile::total_ms), from 0 to 1.
+    pub fn share(&self, i: usize) -> f64 {
+        let total = self.total_ms();
+        if total > 0.0 {
+            self.step_ms[i] / total
+        } else {
+            0.0
+        }
+    }
+
+    /// Step `i`'s arithmetic rate, two flops per MAC, in GFLOP/s (`None` for
+    /// steps without MACs or too fast to time).
+    pub fn gflops(&self, i: usize) -> Option<f64> {
+        let (macs, ms) = (self.kernels.steps[i].macs, self.step_ms[i]);
+        (macs > 0 && ms > 0.0).then(|| 2.0 * macs as f64 / (ms * 1e6))
+    }
+}
+
+impl fmt::Display for KernelReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        table(f, self, None)
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        table(f, &self.kernels, Some(self))
+    }
+}
+
+/// The table of `report`, with timing columns if `profile` is given: one
+/// row per step, then a footer. The epilogue column lists the fused layers,
+/// then (`then ... (ref)`) those the reference kernels apply afterwards.
+fn table(
+    f: &mut fmt::Formatter<'_>,
+    report: &KernelReport,
+    profile: Option<&Profile>,
+) -> fmt::Result {
+    let epilogue = |s: &StepKernel| {
+        let mut text = s.fused.join("+");
+        if !s.unfused.is_empty() {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            let _ = write!(text, "then {} (ref)", s.unfused.join("+"));
+        }
+        text
+    };
+    let width = report
+        .steps
+        .iter()
+        .map(|s| s.layers[0].len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let epi_width = report
+        .steps
+        .iter()
+        .map(|s| epilogue(s).len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    write!(
+        f,
+        "{:>4}  {:<width$}  {:<14}  {:<13}  {:<10}  {:<epi_width$}  {:>13}",
+        "step", "layer", "kind", "algorithm", "tile", "epilogue", "MACs"
+    )?;
+    if profile.is_some() {
+        write!(f, "  {:>10}  {:>8}  {:>6}", "time (ms)", "GFLOP/s", "share")?;
+    }
+    writeln!(f)?;
+    for (i, s) in report.steps.iter().enumerate() {
+        let tile = s.tile().map_or_else(|| "-".to_string(), |t| t.to_string());
+        write!(
+            f,
+            "{i:>4}  {:<width$}  {:<14}  {:<13}  {:<10}  {:<epi_width$}  {:>13}",
+            s.layers[0],
+            s.kind,
+            s.algorithm(),
+            tile,
+            epilogue(s),
+            thousands(s.macs),
+        )?;
+        if let Some(p) = profile {
+            let rate = p
+                .gflops(i)
+                .map_or_else(|| "-".into(), |g| format!("{g:.1}"));
+            write!(
+                f,
+                "  {:>10.4}  {:>8}  {:>5.1}%",
+                p.step_ms[i],
+                rate,
+                100.0 * p.share(i)
+            )?;
+        }
+        if let Path::Reference { reason } = &s.path {
+            write!(f, "  ({reason})")?;
+        }
+        writeln!(f)?;
+    }
+    write!(
+        f,
+        "{}: {} steps, {} compiled ({} distinct kernels), {} on the reference kernels",
+        report.net,
+        report.steps.len(),
+        report.compiled_steps(),
+        report.distinct_kernels,
+        report.steps.len() - report.compiled_steps()
+    )?;
+    if let Some(p) = profile {
+        write!(
+            f,
+            "; {:.4} ms a pass (sum of per-step medians over {} runs)",
+            p.total_ms(),
+            p.runs
+        )?;
+    }
+    writeln!(f)
+}
