@@ -39,8 +39,17 @@ fn algorithms(c: &mut Criterion) {
         let macs = (side * side * channels * channels * 9) as u64;
         group.throughput(Throughput::Elements(2 * macs));
         let mut kernels = vec![("direct", Kernel::Conv(spec.clone()))];
-        for (name, tile) in [("F2x2", 2), ("F4x4", 4)] {
-            let w = WinogradSpec::of_conv(&spec, tile).expect("a 3x3 stride-1 conv");
+        let native = ConvSpec {
+            native: cnnjit::compiler::codegen::native::available(),
+            ..spec.clone()
+        };
+        kernels.push(("direct-native", Kernel::Conv(native.clone())));
+        for (name, conv, tile) in [
+            ("F2x2", &spec, 2),
+            ("F4x4", &spec, 4),
+            ("F4x4-native", &native, 4),
+        ] {
+            let w = WinogradSpec::of_conv(conv, tile).expect("a 3x3 stride-1 conv");
             kernels.push((name, Kernel::Winograd(w)));
         }
         for (name, kernel) in kernels {

@@ -102,13 +102,20 @@ fn run(kernel: &Kernel, input: &[f32], weight: &[f32], params: &[f32], extra: &[
     output
 }
 
-/// The kernels of every algorithm for `spec`.
+/// The kernels of every algorithm for `spec`, on the Cranelift tile and on
+/// the native one (where the host lacks it, the Cranelift tile again).
 fn kernels(spec: &ConvSpec) -> Vec<Kernel> {
     let mut kernels = vec![Kernel::Conv(spec.clone())];
-    for tile in [2, 4] {
-        kernels.push(Kernel::Winograd(
-            WinogradSpec::of_conv(spec, tile).expect("a 3x3 stride-1 conv"),
-        ));
+    for native in [false, true] {
+        let spec = ConvSpec {
+            native,
+            ..spec.clone()
+        };
+        for tile in [2, 4] {
+            kernels.push(Kernel::Winograd(
+                WinogradSpec::of_conv(&spec, tile).expect("a 3x3 stride-1 conv"),
+            ));
+        }
     }
     kernels
 }
@@ -140,8 +147,9 @@ fn error_of_every_algorithm(input_dims: [usize; 3], k: usize, pad: usize, seed: 
             .fold(0.0, f64::max)
             / scale;
         eprintln!(
-            "{input_dims:?} -> {k}, pad {pad}: {:?}: error {error:.2e} of the output's scale",
-            kernel.algorithm()
+            "{input_dims:?} -> {k}, pad {pad}: {:?}, native {}: error {error:.2e} of the output's scale",
+            kernel.algorithm(),
+            matches!(&kernel, Kernel::Winograd(w) if w.native)
         );
         assert!(
             error <= tolerance(&kernel),

@@ -11,14 +11,15 @@
 //!    classes by which patch rows and columns fall inside the input, and the
 //!    others are known zeros in that class's code;
 //! 2. `alpha²` GEMMs in the transformed domain, `M[ξ] = V[ξ] U[ξ]`, stored in
-//!    `scratch` as `[alpha²][tiles_w][K rounded up to 8]`, with the same
-//!    register tile as the direct convolution ([`gemm_tile`], the one place a
-//!    native micro-kernel would go);
+//!    `scratch` as `[alpha²][block][tiles_w][width]`: on the native AVX2 tile
+//!    ([`super::native`], blocks of 16 channels, up to 6 tiles a call) where
+//!    the spec asks for it and the host has it, else on the direct
+//!    convolution's Cranelift register tile (blocks of 8, 4 tiles);
 //! 3. output transform `Y = Aᵀ M A`, then the epilogue, storing only the
 //!    output pixels and channels that exist.
 //!
 //! The weights are transformed once, at packing time, in `f64`:
-//! `U = G g Gᵀ`, packed `[alpha²][block][ci][8]` (zero past `K`). A row of
+//! `U = G g Gᵀ`, packed `[alpha²][block][ci][width]` (zero past `K`). A row of
 //! `V` and `M` is about 0.5 MB for 56x56x128, so it stays in L2.
 //!
 //! Numerics: the transforms' constants make F(4x4) lose about three more
@@ -26,11 +27,14 @@
 //! given in BENCHMARKS.md ("Winograd").
 
 use super::conv::{ConvSpec, BLOCK, TILE};
+use super::native::{self, Tap, TileFn};
 use super::{
     apply_epilogue, clamp, epilogue_lengths, for_range, int, tap_classes, vector, Args, Epilogue,
     Epilogued, Lengths,
 };
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::{
+    types, InstBuilder, SigRef, StackSlot, StackSlotData, StackSlotKind, Value,
+};
 use cranelift_frontend::{FunctionBuilder, Variable};
 
 /// Input channels per iteration of the GEMM's channel loop.
@@ -102,6 +106,9 @@ pub struct WinogradSpec {
     pub pad: [usize; 2],
     /// The fused epilogue, in order.
     pub epilogue: Vec<Epilogue>,
+    /// Whether the GEMMs run on the native tile ([`native`]), which also
+    /// sets the packing's block width; the Cranelift tile serves either width.
+    pub native: bool,
 }
 
 impl WinogradSpec {
@@ -119,6 +126,7 @@ impl WinogradSpec {
             output: conv.output,
             pad: conv.pad,
             epilogue: conv.epilogue.clone(),
+            native: conv.native,
         })
     }
 
@@ -143,15 +151,24 @@ impl WinogradSpec {
         ]
     }
 
-    /// Blocks of [`BLOCK`] output channels.
+    /// Output channels per block: the width of the GEMM's tile.
+    fn width(&self) -> usize {
+        if self.native {
+            native::WIDTH
+        } else {
+            BLOCK
+        }
+    }
+
+    /// Blocks of [`Self::width`] output channels.
     fn blocks(&self) -> usize {
-        self.output[2].div_ceil(BLOCK)
+        self.output[2].div_ceil(self.width())
     }
 
     /// Output channels rounded up to whole blocks: one packed per-channel
     /// vector, and one transformed output pixel in scratch.
     fn vector_len(&self) -> usize {
-        self.blocks() * BLOCK
+        self.blocks() * self.width()
     }
 
     /// Input channels rounded up to whole `f32x4`: one transformed input pixel in scratch.
@@ -159,7 +176,8 @@ impl WinogradSpec {
         super::padded_channels(self.input[2])
     }
 
-    /// `f32`s of `V` in scratch (one tile row); `M` follows.
+    /// `f32`s of `V` in scratch (one tile row); `M` follows, `alpha² tiles_w
+    /// vector_len` of them.
     fn v_len(&self) -> usize {
         self.alpha().pow(2) * self.tiles()[1] * self.channels()
     }
@@ -182,10 +200,10 @@ impl WinogradSpec {
     }
 
     /// PyTorch's `[K, C, 3, 3]` weights transformed to `U = G g Gᵀ` (in
-    /// `f64`) and packed as `[alpha²][block][ci][8]`.
+    /// `f64`) and packed as `[alpha²][block][ci][width]`.
     pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
         let (c, k, alpha) = (self.input[2], self.output[2], self.alpha());
-        let g = self.transforms().g;
+        let (g, width) = (self.transforms().g, self.width());
         let mut packed = vec![0.0; self.lengths().weights];
         for ko in 0..k {
             for ci in 0..c {
@@ -198,8 +216,8 @@ impl WinogradSpec {
                     for (bb, row) in g.iter().enumerate() {
                         let u: f64 = (0..3).map(|x| gw[x] * row[x]).sum();
                         let xi = a * alpha + bb;
-                        let block = xi * self.blocks() + ko / BLOCK;
-                        packed[(block * c + ci) * BLOCK + ko % BLOCK] = u as f32;
+                        let block = xi * self.blocks() + ko / width;
+                        packed[(block * c + ci) * width + ko % width] = u as f32;
                     }
                 }
             }
@@ -396,46 +414,89 @@ fn input_row(
     }
 }
 
+/// What the generated code needs to call the native tile.
+struct Native {
+    /// The tile of each row count.
+    tiles: [TileFn; native::ROWS],
+    /// [`TileFn`]'s signature, imported into the kernel.
+    signature: SigRef,
+    /// The one tap of every call, `{a: 0, b: 0}`: a plain GEMM.
+    tap: StackSlot,
+}
+
 /// `M[ξ] = V[ξ] U[ξ]` for every `ξ` of the tile row in scratch.
 fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
     let c = spec.input[2];
     let tw = spec.tiles()[1];
-    let (cp, kp) = (spec.channels(), spec.vector_len());
+    let (cp, width, blocks) = (spec.channels(), spec.width(), spec.blocks());
+    let ptr = b.func.dfg.value_type(a.input);
+    // Where the host lacks the native tile (a spec built by hand), the
+    // Cranelift tile serves the native packing too.
+    let native = spec.native.then(native::tiles).flatten().map(|tiles| {
+        let bytes = size_of::<Tap>() as u32;
+        let tap =
+            b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 3));
+        let zero = int(b, 0);
+        b.ins().stack_store(ptr, zero, tap, 0);
+        b.ins().stack_store(ptr, zero, tap, 8);
+        Native {
+            tiles,
+            signature: native::import_signature(b, ptr),
+            tap,
+        }
+    });
+    let rows = if native.is_some() { native::ROWS } else { TILE };
+    let shape = Gemm { c, cp, width };
     let v_base = a.scratch;
     let m_base = b.ins().iadd_imm_s(a.scratch, (spec.v_len() * 4) as i64);
     let zero = int(b, 0);
     let points = int(b, spec.alpha().pow(2) as i64);
     for_range(b, zero, points, 1, |b, xi| {
-        let blocks = int(b, spec.blocks() as i64);
+        let n = int(b, blocks as i64);
         let zero = int(b, 0);
-        for_range(b, zero, blocks, 1, |b, blk| {
-            let index = b.ins().imul_imm_s(xi, spec.blocks() as i64);
+        for_range(b, zero, n, 1, |b, blk| {
+            let index = b.ins().imul_imm_s(xi, blocks as i64);
             let index = b.ins().iadd(index, blk);
-            let off = b.ins().imul_imm_s(index, (c * BLOCK * 4) as i64);
+            let off = b.ins().imul_imm_s(index, (c * width * 4) as i64);
             let u = b.ins().iadd(a.weights, off);
+            // M[ξ][block] holds tiles_w rows of `width`.
+            let off = b.ins().imul_imm_s(index, (tw * width * 4) as i64);
+            let m = b.ins().iadd(m_base, off);
             let at = |b: &mut FunctionBuilder, tx: Value| {
                 let pixel = b.ins().imul_imm_s(xi, tw as i64);
                 let pixel = b.ins().iadd(pixel, tx);
                 let off = b.ins().imul_imm_s(pixel, (cp * 4) as i64);
                 let v = b.ins().iadd(v_base, off);
-                let off = b.ins().imul_imm_s(pixel, (kp * 4) as i64);
-                let out = b.ins().iadd(m_base, off);
-                let off = b.ins().imul_imm_s(blk, (BLOCK * 4) as i64);
-                (v, b.ins().iadd(out, off))
+                let off = b.ins().imul_imm_s(tx, (width * 4) as i64);
+                (v, b.ins().iadd(m, off))
             };
-            let full = tw / TILE * TILE;
+            let tile = |b: &mut FunctionBuilder, tx: Value, pixels: usize| {
+                let (v, out) = at(b, tx);
+                match &native {
+                    Some(native) => {
+                        let callee = int(b, native.tiles[pixels - 1] as usize as i64);
+                        let a_stride = int(b, (cp * 4) as i64);
+                        let taps = b.ins().stack_addr(ptr, native.tap, 0);
+                        let count = int(b, 1);
+                        let depth = int(b, c as i64);
+                        b.ins().call_indirect(
+                            native.signature,
+                            callee,
+                            &[v, a_stride, u, taps, count, depth, out],
+                        );
+                    }
+                    None => gemm_tile(b, &shape, v, u, out, pixels),
+                }
+            };
+            let full = tw / rows * rows;
             if full > 0 {
                 let zero = int(b, 0);
                 let end = int(b, full as i64);
-                for_range(b, zero, end, TILE as i64, |b, tx| {
-                    let (v, out) = at(b, tx);
-                    gemm_tile(b, &Gemm { c, cp, kp }, v, u, out, TILE);
-                });
+                for_range(b, zero, end, rows as i64, |b, tx| tile(b, tx, rows));
             }
             if tw > full {
                 let tx = int(b, full as i64);
-                let (v, out) = at(b, tx);
-                gemm_tile(b, &Gemm { c, cp, kp }, v, u, out, tw - full);
+                tile(b, tx, tw - full);
             }
         });
     });
@@ -447,31 +508,37 @@ struct Gemm {
     c: usize,
     /// Between rows of `V` (tiles).
     cp: usize,
-    /// Between rows of `M`.
-    kp: usize,
+    /// Output channels of a block, and between rows of `M`.
+    width: usize,
 }
 
-/// `pixels` rows of `V` times one packed block of `U` (`[ci][8]`), stored as
-/// `pixels` rows of 8 in `M`: `2 x pixels` `f32x4` accumulators, one splatted
-/// `V` element and two weight vectors per step, as in the direct convolution.
+/// `pixels` rows of `V` times one packed block of `U` (`[ci][width]`), stored
+/// as `pixels` rows of `width` in `M`: `width / 4 x pixels` `f32x4`
+/// accumulators, one splatted `V` element and `width / 4` weight vectors per
+/// step, as in the direct convolution.
 fn gemm_tile(b: &mut FunctionBuilder, g: &Gemm, v: Value, u: Value, out: Value, pixels: usize) {
-    let acc: Vec<[Variable; 2]> = (0..pixels)
+    let vectors = g.width / 4;
+    let acc: Vec<Vec<Variable>> = (0..pixels)
         .map(|_| {
-            [(); 2].map(|_| {
-                let var = b.declare_var(types::F32X4);
-                let zero = vector::splat(b, 0.0);
-                b.def_var(var, zero);
-                var
-            })
+            (0..vectors)
+                .map(|_| {
+                    let var = b.declare_var(types::F32X4);
+                    let zero = vector::splat(b, 0.0);
+                    b.def_var(var, zero);
+                    var
+                })
+                .collect()
         })
         .collect();
     let step = |b: &mut FunctionBuilder, v: Value, u: Value, unit: usize| {
-        let w = [0, 1].map(|half| vector::load4(b, u, ((unit * BLOCK + 4 * half) * 4) as i64));
+        let w: Vec<Value> = (0..vectors)
+            .map(|q| vector::load4(b, u, ((unit * g.width + 4 * q) * 4) as i64))
+            .collect();
         for (p, acc_p) in acc.iter().enumerate() {
             let x = vector::load_splat(b, v, ((p * g.cp + unit) * 4) as i64);
-            for (var, wv) in acc_p.iter().zip(w) {
+            for (var, wv) in acc_p.iter().zip(&w) {
                 let old = b.use_var(*var);
-                let new = vector::mul_add(b, x, wv, old);
+                let new = vector::mul_add(b, x, *wv, old);
                 b.def_var(*var, new);
             }
         }
@@ -479,7 +546,7 @@ fn gemm_tile(b: &mut FunctionBuilder, g: &Gemm, v: Value, u: Value, out: Value, 
     let at = |b: &mut FunctionBuilder, ci: Value| {
         let off = b.ins().imul_imm_s(ci, 4);
         let v = b.ins().iadd(v, off);
-        let off = b.ins().imul_imm_s(ci, (BLOCK * 4) as i64);
+        let off = b.ins().imul_imm_s(ci, (g.width * 4) as i64);
         (v, b.ins().iadd(u, off))
     };
     let main = g.c / UNROLL * UNROLL;
@@ -499,9 +566,9 @@ fn gemm_tile(b: &mut FunctionBuilder, g: &Gemm, v: Value, u: Value, out: Value, 
         step(b, v, u, unit);
     }
     for (p, acc_p) in acc.iter().enumerate() {
-        for (half, var) in acc_p.iter().enumerate() {
+        for (q, var) in acc_p.iter().enumerate() {
             let x = b.use_var(*var);
-            vector::store_partial(b, x, out, ((p * g.kp + 4 * half) * 4) as i64, 4);
+            vector::store_partial(b, x, out, ((p * g.width + 4 * q) * 4) as i64, 4);
         }
     }
 }
@@ -512,7 +579,7 @@ fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value,
     let [_, wo, k] = spec.output;
     let m = spec.tile;
     let tw = spec.tiles()[1];
-    let kp = spec.vector_len();
+    let (kp, width) = (spec.vector_len(), spec.width());
     let m_base = b.ins().iadd_imm_s(a.scratch, (spec.v_len() * 4) as i64);
     // The first output element of the tile row.
     let oy = b.ins().imul_imm_s(ty, (m * wo * k * 4) as i64);
@@ -525,18 +592,25 @@ fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value,
             let ox = b.ins().imul_imm_s(tx, (m * k * 4) as i64);
             let output = b.ins().iadd(out_row, ox);
             let extra = b.ins().iadd(extra_row, ox);
-            let off = b.ins().imul_imm_s(tx, (kp * 4) as i64);
+            let off = b.ins().imul_imm_s(tx, (width * 4) as i64);
             let mt = b.ins().iadd(m_base, off);
-            channel_vectors(b, k, |b, ch, lanes| {
-                let off = b.ins().imul_imm_s(ch, 4);
+            block_vectors(b, k, width, |b, blk, sub, lanes| {
+                // M[ξ][blk][tx][4 sub..]: ξ apart by a whole M[ξ].
+                let off = b.ins().imul_imm_s(blk, (tw * width * 4) as i64);
                 let mt = b.ins().iadd(mt, off);
                 let x: Vec<Option<Value>> = (0..spec.alpha().pow(2))
-                    .map(|xi| Some(vector::load4(b, mt, (xi * tw * kp * 4) as i64)))
+                    .map(|xi| {
+                        let at = ((xi * tw * kp + 4 * sub) * 4) as i64;
+                        Some(vector::load4(b, mt, at))
+                    })
                     .collect();
                 let y = transform(b, spec.transforms().at, (rows, cols), &x);
-                let params = b.ins().iadd(a.params, off);
-                let output = b.ins().iadd(output, off);
-                let extra = b.ins().iadd(extra, off);
+                // The first channel of this vector.
+                let ch = b.ins().imul_imm_s(blk, (width * 4) as i64);
+                let ch = b.ins().iadd_imm_s(ch, (16 * sub) as i64);
+                let params = b.ins().iadd(a.params, ch);
+                let output = b.ins().iadd(output, ch);
+                let extra = b.ins().iadd(extra, ch);
                 for (i, y_i) in y.iter().enumerate() {
                     for (j, y_ij) in y_i.iter().enumerate() {
                         let y_ij = y_ij.unwrap_or_else(|| vector::splat(b, 0.0));
@@ -554,5 +628,32 @@ fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value,
                 }
             });
         });
+    }
+}
+
+/// `body(block, vector, lanes)` over `n` channels in blocks of `width`, four
+/// channels a vector: a loop over the whole blocks, then the partial one.
+fn block_vectors(
+    b: &mut FunctionBuilder,
+    n: usize,
+    width: usize,
+    mut body: impl FnMut(&mut FunctionBuilder, Value, usize, usize),
+) {
+    let full = n / width;
+    if full > 0 {
+        let zero = int(b, 0);
+        let end = int(b, full as i64);
+        for_range(b, zero, end, 1, |b, blk| {
+            for sub in 0..width / 4 {
+                body(b, blk, sub, 4);
+            }
+        });
+    }
+    let rest = n - full * width;
+    if rest > 0 {
+        let blk = int(b, full as i64);
+        for sub in 0..rest.div_ceil(4) {
+            body(b, blk, sub, (rest - 4 * sub).min(4));
+        }
     }
 }
