@@ -28,8 +28,10 @@ pub struct CostModel {
     pub direct_macs_per_ns: f64,
     /// MACs per nanosecond of the direct kernel on the native AVX2 tile.
     pub native_direct_macs_per_ns: f64,
-    /// MACs per nanosecond of the transformed-domain GEMMs.
+    /// MACs per nanosecond of the transformed-domain GEMMs on the Cranelift tile.
     pub gemm_macs_per_ns: f64,
+    /// MACs per nanosecond of the transformed-domain GEMMs on the native tile.
+    pub native_gemm_macs_per_ns: f64,
     /// Nanoseconds per `f32x4` of `V` or `M` the transforms write (loads,
     /// arithmetic and the store, averaged over both transforms).
     pub transform_ns_per_vector: f64,
@@ -38,8 +40,9 @@ pub struct CostModel {
 /// The model measured on the development machine (BENCHMARKS.md).
 pub const MEASURED: CostModel = CostModel {
     direct_macs_per_ns: 23.0,
-    native_direct_macs_per_ns: 46.0,
-    gemm_macs_per_ns: 21.0,
+    native_direct_macs_per_ns: 54.0,
+    gemm_macs_per_ns: 15.0,
+    native_gemm_macs_per_ns: 29.0,
     transform_ns_per_vector: 1.5,
 };
 
@@ -66,10 +69,12 @@ impl CostModel {
                 let points = th * tw * (tile + 2).pow(2);
                 let macs = points * c * blocked_k;
                 let vectors = points * (c.div_ceil(4) + k.div_ceil(4));
-                Some(
-                    macs as f64 / self.gemm_macs_per_ns
-                        + vectors as f64 * self.transform_ns_per_vector,
-                )
+                let rate = if w.native {
+                    self.native_gemm_macs_per_ns
+                } else {
+                    self.gemm_macs_per_ns
+                };
+                Some(macs as f64 / rate + vectors as f64 * self.transform_ns_per_vector)
             }
             _ => None,
         }
@@ -128,9 +133,10 @@ mod tests {
     #[test]
     fn known_shapes_get_the_algorithm_the_model_says() {
         // VGG's 56x56x128 -> 128 3x3, by hand from MEASURED: direct 56² 128 128 9
-        // = 462.4M MACs / 23 = 20.1 ms (native: 10.1 ms); F(4x4) 14² 36 = 7056
-        // points, 7056 128 128 = 115.6M MACs / 21 = 5.5 ms + 7056 (32 + 32)
-        // vectors 1.5 ns = 0.68 ms; F(2x2) 28² 16 = 12544 points: 9.8 + 1.2 ms.
+        // = 462.4M MACs / 23 = 20.1 ms (native: / 54 = 8.6 ms); F(4x4) 14² 36 =
+        // 7056 points, 7056 128 128 = 115.6M MACs / 15 = 7.7 ms (native: / 29 =
+        // 4.0 ms) + 7056 (32 + 32) vectors 1.5 ns = 0.68 ms; F(2x2) 28² 16 =
+        // 12544 points: 205.5M MACs, 13.7 ms (native: 7.1 ms) + 1.2 ms.
         let vgg = conv([56, 56, 128], 128, 3, 1, 1);
         assert_eq!(MEASURED.choose(&vgg), Algorithm::Winograd { tile: 4 });
         assert!(matches!(kernel(vgg.clone()), Kernel::Winograd(w) if w.tile == 4));
@@ -140,6 +146,15 @@ mod tests {
         };
         assert_eq!(MEASURED.choose(&native), Algorithm::Winograd { tile: 4 });
         // ResNet's stem, 7x7 stride 2: only the direct kernel computes it.
+        // VGG's first layer, 3 input channels: direct 224² 64 3 9 = 86.7M MACs
+        // / 54 = 1.6 ms native; F(4x4) 56² 36 = 112896 points: 21.7M MACs / 29
+        // = 0.75 ms + 112896 (1 + 16) vectors 1.5 ns = 2.9 ms.
+        let first = conv([224, 224, 3], 64, 3, 1, 1);
+        let first = ConvSpec {
+            native: true,
+            ..first
+        };
+        assert_eq!(MEASURED.choose(&first), Algorithm::Direct);
         let stem = conv([224, 224, 3], 64, 7, 2, 3);
         assert_eq!(MEASURED.choose(&stem), Algorithm::Direct);
         assert!(matches!(kernel(stem), Kernel::Conv(_)));
