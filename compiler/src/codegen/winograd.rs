@@ -594,20 +594,21 @@ fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value,
             let extra = b.ins().iadd(extra_row, ox);
             let off = b.ins().imul_imm_s(tx, (width * 4) as i64);
             let mt = b.ins().iadd(m_base, off);
-            block_vectors(b, k, width, |b, blk, sub, lanes| {
-                // M[ξ][blk][tx][4 sub..]: ξ apart by a whole M[ξ].
+            channel_vectors(b, k, |b, ch, lanes| {
+                // Vector ch / 4 is vector `sub` of block `blk`: M[ξ][blk][tx][4 sub..].
+                let q = b.ins().ushr_imm_s(ch, 2);
+                let per_block = (width / 4) as i64;
+                let blk = b.ins().ushr_imm_s(q, i64::from(per_block.trailing_zeros()));
+                let sub = b.ins().band_imm_s(q, per_block - 1);
                 let off = b.ins().imul_imm_s(blk, (tw * width * 4) as i64);
                 let mt = b.ins().iadd(mt, off);
+                let off = b.ins().imul_imm_s(sub, 16);
+                let mt = b.ins().iadd(mt, off);
                 let x: Vec<Option<Value>> = (0..spec.alpha().pow(2))
-                    .map(|xi| {
-                        let at = ((xi * tw * kp + 4 * sub) * 4) as i64;
-                        Some(vector::load4(b, mt, at))
-                    })
+                    .map(|xi| Some(vector::load4(b, mt, (xi * tw * kp * 4) as i64)))
                     .collect();
                 let y = transform(b, spec.transforms().at, (rows, cols), &x);
-                // The first channel of this vector.
-                let ch = b.ins().imul_imm_s(blk, (width * 4) as i64);
-                let ch = b.ins().iadd_imm_s(ch, (16 * sub) as i64);
+                let ch = b.ins().imul_imm_s(ch, 4);
                 let params = b.ins().iadd(a.params, ch);
                 let output = b.ins().iadd(output, ch);
                 let extra = b.ins().iadd(extra, ch);
@@ -628,32 +629,5 @@ fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value,
                 }
             });
         });
-    }
-}
-
-/// `body(block, vector, lanes)` over `n` channels in blocks of `width`, four
-/// channels a vector: a loop over the whole blocks, then the partial one.
-fn block_vectors(
-    b: &mut FunctionBuilder,
-    n: usize,
-    width: usize,
-    mut body: impl FnMut(&mut FunctionBuilder, Value, usize, usize),
-) {
-    let full = n / width;
-    if full > 0 {
-        let zero = int(b, 0);
-        let end = int(b, full as i64);
-        for_range(b, zero, end, 1, |b, blk| {
-            for sub in 0..width / 4 {
-                body(b, blk, sub, 4);
-            }
-        });
-    }
-    let rest = n - full * width;
-    if rest > 0 {
-        let blk = int(b, full as i64);
-        for sub in 0..rest.div_ceil(4) {
-            body(b, blk, sub, (rest - 4 * sub).min(4));
-        }
     }
 }
