@@ -1,11 +1,15 @@
 //! The JIT against its slow twin: property tests over random shapes,
 //! strides, pads, dilations, groups, odd channel counts and fused epilogues
-//! (JIT == reference within 1e-4 of the output's scale), every example network, and
+//! (JIT == reference within 1e-4 of the output's scale; Winograd F(4x4)
+//! errs by about 1e-5 of it, runtime/tests/winograd.rs), every example network, and
 //! outputs bitwise identical for any thread count. Every property runs both
 //! code paths: convolutions on the native AVX2 tile (where the host has it)
 //! and in pure Cranelift.
 
 use cnnjit::check::{jit_against_reference, random_input};
+use cnnjit::compiler::codegen::algorithm::Algorithm;
+use cnnjit::compiler::codegen::choice::MEASURED;
+use cnnjit::compiler::codegen::conv::ConvSpec;
 use cnnjit::runtime::model::Backend;
 use cnnjit::{Model, Options};
 use proptest::prelude::*;
@@ -136,6 +140,40 @@ proptest! {
             EPILOGUES[epilogue], EPILOGUES[(epilogue + 3) % EPILOGUES.len()]
         );
         assert_agrees(&source, seed, 1);
+    }
+
+    #[test]
+    fn winograd_convs_equal_reference(
+        (h, w) in (4usize..14, 4usize..14),
+        (c, k) in (30usize..44, 30usize..44),
+        pad in 0usize..2,
+        bias in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        residual in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        // A residual's conv keeps the shape: k = c, pad 1.
+        let (k, pad) = if residual { (c, 1) } else { (k, pad) };
+        let spec = ConvSpec {
+            input: [h, w, c],
+            output: [h + 2 * pad - 2, w + 2 * pad - 2, k],
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [pad; 2],
+            groups: 1,
+            epilogue: Vec::new(),
+            native: false,
+        };
+        // Shapes the cost model gives to a direct kernel are tested above.
+        prop_assume!(matches!(MEASURED.choose(&spec), Algorithm::Winograd { .. }));
+        let conv = format!("conv({k}, 3x3, pad = {pad}, bias = {bias}){}", EPILOGUES[epilogue]);
+        let source = if residual {
+            format!("Net({h}x{w}x{c}) {{ residual {{ {conv} }}, relu }}")
+        } else {
+            format!("Net({h}x{w}x{c}) {{ {conv} }}")
+        };
+        assert_agrees(&source, seed, 2);
     }
 
     #[test]

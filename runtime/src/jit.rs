@@ -11,6 +11,7 @@
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Op};
 use crate::params::{LayerParams, Params};
+use cnnjit_compiler::codegen::choice;
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::pool::PoolSpec;
@@ -223,7 +224,7 @@ fn lower<'p>(
         (Op::Conv2d(conv), Some(_)) => {
             match DepthwiseSpec::of_conv(conv, input, anchor.output, epilogue.clone()) {
                 Some(spec) => Kernel::Depthwise(spec),
-                None => Kernel::Conv(ConvSpec::of_conv(
+                None => choice::kernel(ConvSpec::of_conv(
                     conv,
                     input,
                     anchor.output,

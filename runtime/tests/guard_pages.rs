@@ -16,7 +16,8 @@
 //! contract of codegen says that is enough.
 //!
 //! Random kernels of every family (direct, grouped, 1x1 and dense
-//! convolutions through `ConvSpec`, depthwise through `DepthwiseSpec`, max
+//! convolutions through `ConvSpec`, Winograd F(2x2) and F(4x4) 3x3
+//! convolutions through `WinogradSpec`, depthwise through `DepthwiseSpec`, max
 //! and average pools, windowed and global, through `PoolSpec`) with random
 //! fused epilogues (affine, activations, residual add) are compiled and run
 //! over all rows (on the calling thread and split across a 2-thread pool) and
@@ -35,6 +36,7 @@ use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::vector::Act;
+use cnnjit_compiler::codegen::winograd::WinogradSpec;
 use cnnjit_compiler::codegen::{Epilogue, Jit, Kernel, Lengths};
 use cnnjit_runtime::ir::{self, Activation, Conv2d, Hw, Padding, Pool2d, PoolKind};
 use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers};
@@ -246,8 +248,9 @@ fn hw(v: [usize; 2]) -> Hw {
 /// empty. Half the cases are direct convolutions (grouped or not); one in ten
 /// is a dense layer (a 1x1 convolution of a 1x1 input) with more channels, to
 /// run the channel loop and the block loop longer; two in ten are depthwise
-/// (one group per channel, multiplier 1) and two in ten pools (max or
-/// average, windowed or global), which have kernels of their own.
+/// (one group per channel, multiplier 1), two in ten pools (max or
+/// average, windowed or global) and one in ten a Winograd 3x3 convolution,
+/// which have kernels of their own.
 fn random_case(rng: &mut Rng) -> Option<Case> {
     let steps: Vec<Step> = (0..rng.range(0, 3))
         .map(|_| match rng.range(0, 3) {
@@ -264,10 +267,11 @@ fn random_case(rng: &mut Rng) -> Option<Case> {
             Step::Add => Epilogue::Add,
         })
         .collect();
-    let (input, output, op, kernel) = match rng.range(0, 9) {
+    let (input, output, op, kernel) = match rng.range(0, 10) {
         0 => random_conv(rng, ConvKind::Dense, epilogue)?,
         1 | 2 => random_conv(rng, ConvKind::Depthwise, epilogue)?,
         3 | 4 => random_pool(rng, epilogue)?,
+        5 => random_conv(rng, ConvKind::Winograd, epilogue)?,
         _ => random_conv(rng, ConvKind::Direct, epilogue)?,
     };
     Some(Case {
@@ -285,6 +289,8 @@ enum ConvKind {
     Direct,
     Dense,
     Depthwise,
+    /// 3x3, stride 1, F(2x2) or F(4x4).
+    Winograd,
 }
 
 /// A random convolution: input h, w in 1..=9, channels per group 1..=8 in 1
@@ -301,6 +307,13 @@ fn random_conv(
     let (h, w, groups, in_per_group, out_per_group) = match kind {
         ConvKind::Dense => (1, 1, 1, rng.range(1, 64), rng.range(1, 40)),
         ConvKind::Depthwise => (rng.range(1, 9), rng.range(1, 9), rng.range(1, 19), 1, 1),
+        ConvKind::Winograd => (
+            rng.range(1, 13),
+            rng.range(1, 13),
+            1,
+            rng.range(1, 12),
+            rng.range(1, 20),
+        ),
         ConvKind::Direct => (
             rng.range(1, 9),
             rng.range(1, 9),
@@ -311,6 +324,8 @@ fn random_conv(
     };
     let (kernel, stride, dilation, pad) = if kind == ConvKind::Dense {
         ([1, 1], [1, 1], [1, 1], [0, 0])
+    } else if kind == ConvKind::Winograd {
+        ([3, 3], [1, 1], [1, 1], [rng.range(0, 1), rng.range(0, 1)])
     } else {
         (
             [rng.range(1, 4), rng.range(1, 4)],
@@ -353,7 +368,7 @@ fn random_conv(
             epilogue,
         })
     } else {
-        Kernel::Conv(ConvSpec {
+        let spec = ConvSpec {
             input: [h, w, c],
             output: [ho, wo, k],
             kernel,
@@ -363,7 +378,14 @@ fn random_conv(
             groups,
             epilogue,
             native: rng.range(0, 1) == 0,
-        })
+        };
+        match kind {
+            ConvKind::Winograd => {
+                let tile = [2, 4][rng.range(0, 1)];
+                Kernel::Winograd(WinogradSpec::of_conv(&spec, tile).expect("a 3x3 stride-1 conv"))
+            }
+            _ => Kernel::Conv(spec),
+        }
     };
     Some((
         Dims::new(h, w, c),
@@ -554,7 +576,12 @@ fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) 
     }
     let mut output = Guarded::new(lengths.output);
     let rows = lengths.rows;
-    let row_len = case.output.w * case.output.c;
+    // The kernel's rows are output rows, or tile rows of a Winograd kernel.
+    let output_rows = match kernel {
+        Kernel::Winograd(spec) => spec.tile,
+        _ => 1,
+    };
+    let row_len = output_rows * case.output.w * case.output.c;
 
     // All rows through the runtime's entry point, alone and on two threads.
     for (pool, label) in [(None, "all rows"), (Some(pool), "all rows, 2 threads")] {

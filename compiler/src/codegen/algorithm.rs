@@ -7,7 +7,7 @@
 //! report names exactly the code that runs. Reporting reads specs only; it
 //! never changes what is compiled.
 
-use super::{depthwise, Kernel};
+use super::{conv, depthwise, Kernel};
 use std::fmt;
 
 /// The algorithm a compiled kernel implements.
@@ -27,6 +27,12 @@ pub enum Algorithm {
     /// One output pixel from a flat input (a dense layer, or a 1x1
     /// convolution of a 1x1 input): a packed matrix-vector product.
     Gemv,
+    /// Winograd F(`tile` x `tile`, 3 x 3) ([`super::winograd`]), chosen by
+    /// the cost model ([`super::choice`]).
+    Winograd {
+        /// The output tile side: 2 or 4.
+        tile: usize,
+    },
     /// Depthwise convolution, vectorised across channels.
     Depthwise,
     /// Windowed max or average pooling.
@@ -44,6 +50,8 @@ impl Algorithm {
             Algorithm::Gemm => "1x1-gemm",
             Algorithm::NativeGemm => "1x1-gemm-avx2",
             Algorithm::Gemv => "gemv",
+            Algorithm::Winograd { tile: 2 } => "winograd-f2x2",
+            Algorithm::Winograd { .. } => "winograd-f4x4",
             Algorithm::Depthwise => "depthwise",
             Algorithm::Pool => "pool",
             Algorithm::GlobalPool => "global-pool",
@@ -87,6 +95,7 @@ impl Kernel {
                     (false, _, true) => Algorithm::NativeDirect,
                 }
             }
+            Kernel::Winograd(spec) => Algorithm::Winograd { tile: spec.tile },
             Kernel::Depthwise(_) => Algorithm::Depthwise,
             Kernel::Pool(spec) if spec.output == [1, 1] && spec.kernel == spec.input => {
                 Algorithm::GlobalPool
@@ -99,6 +108,7 @@ impl Kernel {
     pub fn tile(&self) -> Tile {
         let (pixels, channels, width) = match self {
             Kernel::Conv(spec) => (spec.tile(), spec.block(), spec.output[1]),
+            Kernel::Winograd(spec) => (conv::TILE, conv::BLOCK, spec.tiles()[1]),
             Kernel::Depthwise(spec) => (depthwise::TILE, 4, spec.output[1]),
             Kernel::Pool(spec) => (1, 4, spec.output[1]),
         };

@@ -27,7 +27,7 @@ use super::{
 };
 use crate::ir::{Conv2d, Dense, Shape};
 use cranelift_codegen::ir::{
-    types, AbiParam, InstBuilder, SigRef, Signature, StackSlot, StackSlotData, StackSlotKind, Value,
+    types, InstBuilder, SigRef, StackSlot, StackSlotData, StackSlotKind, Value,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 
@@ -240,11 +240,6 @@ impl Native {
         tiles: [TileFn; native::ROWS],
     ) -> Native {
         let ptr = b.func.dfg.value_type(a.input);
-        let mut signature = Signature::new(b.func.signature.call_conv);
-        signature.params = [ptr, types::I64, ptr, ptr, types::I64, types::I64, ptr]
-            .into_iter()
-            .map(AbiParam::new)
-            .collect();
         let taps = spec.kernel[0] * spec.kernel[1] * size_of::<Tap>();
         let tile = native::ROWS * native::WIDTH * 4;
         let mut slot = |bytes: usize| {
@@ -255,7 +250,7 @@ impl Native {
             tiles,
             taps: slot(taps),
             tile: slot(tile),
-            signature: b.import_signature(signature),
+            signature: native::import_signature(b, ptr),
         }
     }
 }

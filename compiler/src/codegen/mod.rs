@@ -32,11 +32,13 @@
 //! `fadd` here (see `vector::mul_add`).
 
 pub mod algorithm;
+pub mod choice;
 pub mod conv;
 pub mod depthwise;
 pub mod native;
 pub mod pool;
 pub mod vector;
+pub mod winograd;
 
 pub use algorithm::{Algorithm, Tile};
 use vector::Act;
@@ -105,6 +107,8 @@ pub enum Kernel {
     Depthwise(depthwise::DepthwiseSpec),
     /// Max and average pooling, windowed and global.
     Pool(pool::PoolSpec),
+    /// Winograd F(m x m, 3 x 3) convolution; its rows are tile rows.
+    Winograd(winograd::WinogradSpec),
 }
 
 impl Kernel {
@@ -114,6 +118,7 @@ impl Kernel {
             Kernel::Conv(spec) => spec.lengths(),
             Kernel::Depthwise(spec) => spec.lengths(),
             Kernel::Pool(spec) => spec.lengths(),
+            Kernel::Winograd(spec) => spec.lengths(),
         }
     }
 
@@ -123,6 +128,7 @@ impl Kernel {
             Kernel::Conv(spec) => spec.pack_weights(weight),
             Kernel::Depthwise(spec) => spec.pack_weights(weight),
             Kernel::Pool(_) => Vec::new(),
+            Kernel::Winograd(spec) => spec.pack_weights(weight),
         }
     }
 
@@ -132,6 +138,7 @@ impl Kernel {
             Kernel::Conv(spec) => spec.pack_vector(v),
             Kernel::Depthwise(spec) => spec.pack_vector(v),
             Kernel::Pool(spec) => spec.pack_vector(v),
+            Kernel::Winograd(spec) => spec.pack_vector(v),
         }
     }
 
@@ -140,6 +147,7 @@ impl Kernel {
             Kernel::Conv(spec) => conv::emit(spec, b, args),
             Kernel::Depthwise(spec) => depthwise::emit(spec, b, args),
             Kernel::Pool(spec) => pool::emit(spec, b, args),
+            Kernel::Winograd(spec) => winograd::emit(spec, b, args),
         }
     }
 }
@@ -151,9 +159,6 @@ pub(crate) struct Args {
     pub params: Value,
     pub extra: Value,
     pub output: Value,
-    // Read by the kernels that keep an intermediate (fused pairs, Winograd),
-    // which land next; the allowance goes with them.
-    #[allow(dead_code)]
     pub scratch: Value,
     pub begin: Value,
     pub end: Value,

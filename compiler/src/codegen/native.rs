@@ -41,6 +41,9 @@
 //! which `conv`'s tap classes guarantee (`runtime/tests/guard_pages.rs`
 //! checks both paths against guard pages).
 
+use cranelift_codegen::ir::{types, AbiParam, SigRef, Signature, Type};
+use cranelift_frontend::FunctionBuilder;
+
 /// Output columns of a tile (two 256-bit vectors of `f32`).
 pub const WIDTH: usize = 16;
 
@@ -61,6 +64,16 @@ pub struct Tap {
 /// A tile's entry point: `(a, a_stride, b, taps, count, depth, c)`, see the
 /// module doc.
 pub type TileFn = unsafe extern "C" fn(*const f32, i64, *const f32, *const Tap, i64, i64, *mut f32);
+
+/// Imports [`TileFn`]'s signature into a kernel whose pointers are `ptr`.
+pub(crate) fn import_signature(b: &mut FunctionBuilder, ptr: Type) -> SigRef {
+    let mut signature = Signature::new(b.func.signature.call_conv);
+    signature.params = [ptr, types::I64, ptr, ptr, types::I64, types::I64, ptr]
+        .into_iter()
+        .map(AbiParam::new)
+        .collect();
+    b.import_signature(signature)
+}
 
 /// Whether this host runs the native tile (x86-64 with AVX2 and FMA).
 pub fn available() -> bool {

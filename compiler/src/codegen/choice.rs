@@ -1,0 +1,170 @@
+//! The per-layer choice of convolution algorithm: direct, GEMM (a 1x1
+//! convolution, which the direct kernel computes as a packed GEMM) or
+//! Winograd F(2x2, 3x3) / F(4x4, 3x3).
+//!
+//! A static cost model, from one-thread throughputs measured on the
+//! development machine (BENCHMARKS.md, "Winograd"): the direct convolution
+//! runs at [`CostModel::direct_macs_per_ns`] over its MACs (output channels
+//! rounded up to its 8-channel blocks); Winograd pays its transformed-domain
+//! GEMMs at [`CostModel::gemm_macs_per_ns`] plus a cost per transformed
+//! `f32x4` written by its input and output transforms. Tiles that stick out
+//! of the output are paid in full, which is what makes F(2x2) or the direct
+//! kernel win on small images. The cheapest estimate wins; ties go to the
+//! simpler algorithm.
+//!
+//! Invariant: the choice depends only on the spec, so a model compiles the
+//! same code on every run, and [`kernel`] returns a Winograd kernel only for
+//! a spec [`WinogradSpec::of_conv`] accepts.
+
+use super::algorithm::Algorithm;
+use super::conv::{ConvSpec, BLOCK};
+use super::winograd::WinogradSpec;
+use super::Kernel;
+
+/// Measured throughputs, one thread.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CostModel {
+    /// MACs per nanosecond of the direct kernel on the Cranelift tile.
+    pub direct_macs_per_ns: f64,
+    /// MACs per nanosecond of the direct kernel on the native AVX2 tile.
+    pub native_direct_macs_per_ns: f64,
+    /// MACs per nanosecond of the transformed-domain GEMMs on the Cranelift tile.
+    pub gemm_macs_per_ns: f64,
+    /// MACs per nanosecond of the transformed-domain GEMMs on the native tile.
+    pub native_gemm_macs_per_ns: f64,
+    /// Nanoseconds per `f32x4` of `V` or `M` the transforms write (loads,
+    /// arithmetic and the store, averaged over both transforms).
+    pub transform_ns_per_vector: f64,
+}
+
+/// The model measured on the development machine (BENCHMARKS.md).
+pub const MEASURED: CostModel = CostModel {
+    direct_macs_per_ns: 23.0,
+    native_direct_macs_per_ns: 54.0,
+    gemm_macs_per_ns: 15.0,
+    native_gemm_macs_per_ns: 29.0,
+    transform_ns_per_vector: 1.5,
+};
+
+impl CostModel {
+    /// Estimated nanoseconds of `spec` computed by `algorithm`, or `None` if
+    /// the algorithm cannot compute it.
+    pub fn estimate(&self, spec: &ConvSpec, algorithm: Algorithm) -> Option<f64> {
+        let [ho, wo, k] = spec.output;
+        let c = spec.input[2] / spec.groups;
+        let blocked_k = (k / spec.groups).div_ceil(BLOCK) * BLOCK * spec.groups;
+        match algorithm {
+            Algorithm::Direct | Algorithm::Gemm => {
+                let macs = ho * wo * blocked_k * c * spec.kernel[0] * spec.kernel[1];
+                let rate = if spec.native {
+                    self.native_direct_macs_per_ns
+                } else {
+                    self.direct_macs_per_ns
+                };
+                Some(macs as f64 / rate)
+            }
+            Algorithm::Winograd { tile } => {
+                let w = WinogradSpec::of_conv(spec, tile)?;
+                let [th, tw] = w.tiles();
+                let points = th * tw * (tile + 2).pow(2);
+                let macs = points * c * blocked_k;
+                let vectors = points * (c.div_ceil(4) + k.div_ceil(4));
+                let rate = if w.native {
+                    self.native_gemm_macs_per_ns
+                } else {
+                    self.gemm_macs_per_ns
+                };
+                Some(macs as f64 / rate + vectors as f64 * self.transform_ns_per_vector)
+            }
+            _ => None,
+        }
+    }
+
+    /// The cheapest algorithm for `spec`.
+    pub fn choose(&self, spec: &ConvSpec) -> Algorithm {
+        if spec.kernel == [1, 1] && spec.stride == [1, 1] {
+            return Algorithm::Gemm;
+        }
+        [
+            Algorithm::Direct,
+            Algorithm::Winograd { tile: 2 },
+            Algorithm::Winograd { tile: 4 },
+        ]
+        .into_iter()
+        .filter_map(|a| Some((a, self.estimate(spec, a)?)))
+        .fold(None, |best: Option<(Algorithm, f64)>, (a, t)| match best {
+            Some((_, bt)) if bt <= t => best,
+            _ => Some((a, t)),
+        })
+        .map_or(Algorithm::Direct, |(a, _)| a)
+    }
+}
+
+/// The kernel that computes `spec` by the algorithm [`MEASURED`] chooses.
+pub fn kernel(spec: ConvSpec) -> Kernel {
+    match MEASURED.choose(&spec) {
+        Algorithm::Winograd { tile } => match WinogradSpec::of_conv(&spec, tile) {
+            Some(w) => Kernel::Winograd(w),
+            None => Kernel::Conv(spec),
+        },
+        _ => Kernel::Conv(spec),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(input: [usize; 3], k: usize, kernel: usize, stride: usize, pad: usize) -> ConvSpec {
+        let out = |n: usize| (n + 2 * pad - kernel) / stride + 1;
+        ConvSpec {
+            input,
+            output: [out(input[0]), out(input[1]), k],
+            kernel: [kernel; 2],
+            stride: [stride; 2],
+            dilation: [1, 1],
+            pad: [pad; 2],
+            groups: 1,
+            epilogue: Vec::new(),
+            native: false,
+        }
+    }
+
+    #[test]
+    fn known_shapes_get_the_algorithm_the_model_says() {
+        // VGG's 56x56x128 -> 128 3x3, by hand from MEASURED: direct 56² 128 128 9
+        // = 462.4M MACs / 23 = 20.1 ms (native: / 54 = 8.6 ms); F(4x4) 14² 36 =
+        // 7056 points, 7056 128 128 = 115.6M MACs / 15 = 7.7 ms (native: / 29 =
+        // 4.0 ms) + 7056 (32 + 32) vectors 1.5 ns = 0.68 ms; F(2x2) 28² 16 =
+        // 12544 points: 205.5M MACs, 13.7 ms (native: 7.1 ms) + 1.2 ms.
+        let vgg = conv([56, 56, 128], 128, 3, 1, 1);
+        assert_eq!(MEASURED.choose(&vgg), Algorithm::Winograd { tile: 4 });
+        assert!(matches!(kernel(vgg.clone()), Kernel::Winograd(w) if w.tile == 4));
+        let native = ConvSpec {
+            native: true,
+            ..vgg
+        };
+        assert_eq!(MEASURED.choose(&native), Algorithm::Winograd { tile: 4 });
+        // ResNet's stem, 7x7 stride 2: only the direct kernel computes it.
+        // VGG's first layer, 3 input channels: direct 224² 64 3 9 = 86.7M MACs
+        // / 54 = 1.6 ms native; F(4x4) 56² 36 = 112896 points: 21.7M MACs / 29
+        // = 0.75 ms + 112896 (1 + 16) vectors 1.5 ns = 2.9 ms.
+        let first = conv([224, 224, 3], 64, 3, 1, 1);
+        let first = ConvSpec {
+            native: true,
+            ..first
+        };
+        assert_eq!(MEASURED.choose(&first), Algorithm::Direct);
+        let stem = conv([224, 224, 3], 64, 7, 2, 3);
+        assert_eq!(MEASURED.choose(&stem), Algorithm::Direct);
+        assert!(matches!(kernel(stem), Kernel::Conv(_)));
+        // A 1x1 convolution is a GEMM.
+        let pointwise = conv([28, 28, 256], 128, 1, 1, 0);
+        assert_eq!(MEASURED.choose(&pointwise), Algorithm::Gemm);
+        // A 3x3 stride-2 convolution has no Winograd form here.
+        assert_eq!(
+            MEASURED.choose(&conv([56, 56, 64], 128, 3, 2, 1)),
+            Algorithm::Direct
+        );
+    }
+}

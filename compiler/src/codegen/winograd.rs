@@ -1,0 +1,633 @@
+//! Winograd convolution F(m x m, 3 x 3) for 3x3 stride-1 convolutions
+//! (m = 2 or 4, tiles of `alpha = m + 2` inputs), with the epilogue fused
+//! into the output transform.
+//!
+//! Per tile row of the output (the kernel's rows are tile rows, so threads
+//! never share a tile):
+//! 1. input transform: each tile's `alpha x alpha` input patch, read straight
+//!    from the HWC input four channels at a time, becomes `V = Bᵀ d B`, stored
+//!    in `scratch` as `[alpha²][tiles_w][C rounded up to 4]`. Padding is never
+//!    materialised: tile rows and columns are split at compile time into
+//!    classes by which patch rows and columns fall inside the input, and the
+//!    others are known zeros in that class's code;
+//! 2. `alpha²` GEMMs in the transformed domain, `M[ξ] = V[ξ] U[ξ]`, stored in
+//!    `scratch` as `[alpha²][block][tiles_w][width]`: on the native AVX2 tile
+//!    ([`super::native`], blocks of 16 channels, up to 6 tiles a call) where
+//!    the spec asks for it and the host has it, else on the direct
+//!    convolution's Cranelift register tile (blocks of 8, 4 tiles);
+//! 3. output transform `Y = Aᵀ M A`, then the epilogue, storing only the
+//!    output pixels and channels that exist.
+//!
+//! The weights are transformed once, at packing time, in `f64`:
+//! `U = G g Gᵀ`, packed `[alpha²][block][ci][width]` (zero past `K`). A row of
+//! `V` and `M` is about 0.5 MB for 56x56x128, so it stays in L2.
+//!
+//! Numerics: the transforms' constants make F(4x4) lose about three more
+//! bits than the direct convolution; the error measured against `f64` is
+//! given in BENCHMARKS.md ("Winograd").
+
+use super::conv::{ConvSpec, BLOCK, TILE};
+use super::native::{self, Tap, TileFn};
+use super::{
+    apply_epilogue, clamp, epilogue_lengths, for_range, int, tap_classes, vector, Args, Epilogue,
+    Epilogued, Lengths,
+};
+use cranelift_codegen::ir::{
+    types, InstBuilder, SigRef, StackSlot, StackSlotData, StackSlotKind, Value,
+};
+use cranelift_frontend::{FunctionBuilder, Variable};
+
+/// Input channels per iteration of the GEMM's channel loop.
+const UNROLL: usize = 4;
+
+/// F(2x2, 3x3): `Bᵀ`, `G`, `Aᵀ` (Lavin and Gray, 2016).
+const F2: Transforms = Transforms {
+    bt: &[
+        &[1.0, 0.0, -1.0, 0.0],
+        &[0.0, 1.0, 1.0, 0.0],
+        &[0.0, -1.0, 1.0, 0.0],
+        &[0.0, 1.0, 0.0, -1.0],
+    ],
+    g: &[
+        &[1.0, 0.0, 0.0],
+        &[0.5, 0.5, 0.5],
+        &[0.5, -0.5, 0.5],
+        &[0.0, 0.0, 1.0],
+    ],
+    at: &[&[1.0, 1.0, 1.0, 0.0], &[0.0, 1.0, -1.0, -1.0]],
+};
+
+/// F(4x4, 3x3) with the points 0, ±1, ±2 and infinity (Lavin and Gray, 2016).
+const F4: Transforms = Transforms {
+    bt: &[
+        &[4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+        &[0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+        &[0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+        &[0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+        &[0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+        &[0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+    ],
+    g: &[
+        &[1.0 / 4.0, 0.0, 0.0],
+        &[-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+        &[-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+        &[1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+        &[1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+        &[0.0, 0.0, 1.0],
+    ],
+    at: &[
+        &[1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+        &[0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
+        &[0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
+        &[0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
+    ],
+};
+
+/// The three matrices of one F(m x m, 3 x 3).
+struct Transforms {
+    /// `alpha x alpha`: input tile to transformed domain.
+    bt: &'static [&'static [f64]],
+    /// `alpha x 3`: kernel to transformed domain.
+    g: &'static [&'static [f64]],
+    /// `m x alpha`: transformed domain to output tile.
+    at: &'static [&'static [f64]],
+}
+
+/// Everything a Winograd kernel is specialised to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WinogradSpec {
+    /// Output tile side `m` of F(m x m, 3 x 3): 2 or 4.
+    pub tile: usize,
+    /// Input height, width, channels.
+    pub input: [usize; 3],
+    /// Output height, width, channels.
+    pub output: [usize; 3],
+    /// Zero padding above and on the left (below and right follow from the output size).
+    pub pad: [usize; 2],
+    /// The fused epilogue, in order.
+    pub epilogue: Vec<Epilogue>,
+    /// Whether the GEMMs run on the native tile ([`native`]), which also
+    /// sets the packing's block width; the Cranelift tile serves either width.
+    pub native: bool,
+}
+
+impl WinogradSpec {
+    /// F(`tile` x `tile`, 3 x 3) for `conv`, or `None` unless it is a 3x3,
+    /// stride 1, undilated, ungrouped convolution and `tile` is 2 or 4.
+    pub fn of_conv(conv: &ConvSpec, tile: usize) -> Option<WinogradSpec> {
+        let fits = conv.kernel == [3, 3]
+            && conv.stride == [1, 1]
+            && conv.dilation == [1, 1]
+            && conv.groups == 1
+            && matches!(tile, 2 | 4);
+        fits.then(|| WinogradSpec {
+            tile,
+            input: conv.input,
+            output: conv.output,
+            pad: conv.pad,
+            epilogue: conv.epilogue.clone(),
+            native: conv.native,
+        })
+    }
+
+    fn transforms(&self) -> &'static Transforms {
+        if self.tile == 2 {
+            &F2
+        } else {
+            &F4
+        }
+    }
+
+    /// Inputs per tile side, `m + 2`.
+    fn alpha(&self) -> usize {
+        self.tile + 2
+    }
+
+    /// Tiles along height and width.
+    pub fn tiles(&self) -> [usize; 2] {
+        [
+            self.output[0].div_ceil(self.tile),
+            self.output[1].div_ceil(self.tile),
+        ]
+    }
+
+    /// Output channels per block: the width of the GEMM's tile.
+    fn width(&self) -> usize {
+        if self.native {
+            native::WIDTH
+        } else {
+            BLOCK
+        }
+    }
+
+    /// Blocks of [`Self::width`] output channels.
+    fn blocks(&self) -> usize {
+        self.output[2].div_ceil(self.width())
+    }
+
+    /// Output channels rounded up to whole blocks: one packed per-channel
+    /// vector, and one transformed output pixel in scratch.
+    fn vector_len(&self) -> usize {
+        self.blocks() * self.width()
+    }
+
+    /// Input channels rounded up to whole `f32x4`: one transformed input pixel in scratch.
+    fn channels(&self) -> usize {
+        super::padded_channels(self.input[2])
+    }
+
+    /// `f32`s of `V` in scratch (one tile row); `M` follows, `alpha² tiles_w
+    /// vector_len` of them.
+    fn v_len(&self) -> usize {
+        self.alpha().pow(2) * self.tiles()[1] * self.channels()
+    }
+
+    /// The buffer lengths of the kernel's safety contract. Its rows are tile rows.
+    pub fn lengths(&self) -> Lengths {
+        let [h, w, c] = self.input;
+        let [ho, wo, k] = self.output;
+        let (params, extra) = epilogue_lengths(&self.epilogue, self.vector_len(), ho * wo * k);
+        let tw = self.tiles()[1];
+        Lengths {
+            input: h * w * c,
+            weights: self.alpha().pow(2) * self.vector_len() * c,
+            params,
+            extra,
+            output: ho * wo * k,
+            scratch: self.v_len() + self.alpha().pow(2) * tw * self.vector_len(),
+            rows: self.tiles()[0],
+        }
+    }
+
+    /// PyTorch's `[K, C, 3, 3]` weights transformed to `U = G g Gᵀ` (in
+    /// `f64`) and packed as `[alpha²][block][ci][width]`.
+    pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
+        let (c, k, alpha) = (self.input[2], self.output[2], self.alpha());
+        let (g, width) = (self.transforms().g, self.width());
+        let mut packed = vec![0.0; self.lengths().weights];
+        for ko in 0..k {
+            for ci in 0..c {
+                let w = |y: usize, x: usize| f64::from(weight[((ko * c + ci) * 3 + y) * 3 + x]);
+                for a in 0..alpha {
+                    // (G g)[a][x], then times Gᵀ.
+                    let gw: Vec<f64> = (0..3)
+                        .map(|x| (0..3).map(|y| g[a][y] * w(y, x)).sum())
+                        .collect();
+                    for (bb, row) in g.iter().enumerate() {
+                        let u: f64 = (0..3).map(|x| gw[x] * row[x]).sum();
+                        let xi = a * alpha + bb;
+                        let block = xi * self.blocks() + ko / width;
+                        packed[(block * c + ci) * width + ko % width] = u as f32;
+                    }
+                }
+            }
+        }
+        packed
+    }
+
+    /// A per-channel vector (`[K]`) zero-padded to whole blocks.
+    pub fn pack_vector(&self, v: &[f32]) -> Vec<f32> {
+        let mut packed = v.to_vec();
+        packed.resize(self.vector_len(), 0.0);
+        packed
+    }
+}
+
+/// `out[r] = Σ_k m[r][k] x[k]` for `r < rows`, where `None` is a known zero:
+/// zero coefficients and zero inputs cost nothing.
+fn combine(
+    b: &mut FunctionBuilder,
+    m: &[&[f64]],
+    rows: usize,
+    x: &[Option<Value>],
+) -> Vec<Option<Value>> {
+    m[..rows]
+        .iter()
+        .map(|row| {
+            let mut acc: Option<Value> = None;
+            for (&coef, &xk) in row.iter().zip(x) {
+                let Some(xk) = xk.filter(|_| coef != 0.0) else {
+                    continue;
+                };
+                acc = Some(match (acc, coef) {
+                    (None, 1.0) => xk,
+                    (None, -1.0) => b.ins().fneg(xk),
+                    (None, _) => {
+                        let c = vector::splat(b, coef as f32);
+                        b.ins().fmul(xk, c)
+                    }
+                    (Some(acc), 1.0) => b.ins().fadd(acc, xk),
+                    (Some(acc), -1.0) => b.ins().fsub(acc, xk),
+                    (Some(acc), _) => {
+                        let c = vector::splat(b, coef as f32);
+                        vector::mul_add(b, xk, c, acc)
+                    }
+                });
+            }
+            acc
+        })
+        .collect()
+}
+
+/// `L x Rᵀ` of an `alpha x alpha` tile `x` (row-major), keeping the first
+/// `rows x cols` of the result.
+fn transform(
+    b: &mut FunctionBuilder,
+    m: &[&[f64]],
+    (rows, cols): (usize, usize),
+    x: &[Option<Value>],
+) -> Vec<Vec<Option<Value>>> {
+    let alpha = m[0].len();
+    // Columns first: t[r][j] = Σ_i m[r][i] x[i][j].
+    let columns: Vec<Vec<Option<Value>>> = (0..alpha)
+        .map(|j| {
+            let column: Vec<Option<Value>> = (0..alpha).map(|i| x[i * alpha + j]).collect();
+            combine(b, m, rows, &column)
+        })
+        .collect();
+    (0..rows)
+        .map(|r| {
+            let row: Vec<Option<Value>> = columns.iter().map(|c| c[r]).collect();
+            combine(b, m, cols, &row)
+        })
+        .collect()
+}
+
+/// `body` once if the constant range `[lo, hi)` holds `i`, else not at all.
+fn when_in(
+    b: &mut FunctionBuilder,
+    i: Value,
+    (lo, hi): (usize, usize),
+    body: impl FnMut(&mut FunctionBuilder, Value),
+) {
+    let start = clamp(b, i, lo as i64, hi as i64);
+    let next = b.ins().iadd_imm_s(i, 1);
+    let end = clamp(b, next, lo as i64, hi as i64);
+    for_range(b, start, end, 1, body);
+}
+
+/// `body(first, lanes)` over `n` channels in vectors of four: a loop over the
+/// whole vectors, then the partial one.
+fn channel_vectors(
+    b: &mut FunctionBuilder,
+    n: usize,
+    mut body: impl FnMut(&mut FunctionBuilder, Value, usize),
+) {
+    let full = n / 4 * 4;
+    if full > 0 {
+        let zero = int(b, 0);
+        let end = int(b, full as i64);
+        for_range(b, zero, end, 4, |b, ch| body(b, ch, 4));
+    }
+    if n > full {
+        let ch = int(b, full as i64);
+        body(b, ch, n - full);
+    }
+}
+
+/// Emits the kernel body for tile rows `[begin, end)`.
+pub(crate) fn emit(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
+    let [th, _] = spec.tiles();
+    let [h, _, _] = spec.input;
+    let m = spec.tile;
+    let in_rows = tap_classes(th, h, spec.alpha(), m, 1, spec.pad[0]);
+    let out_rows = remainder_classes(th, spec.output[0], m);
+    let begin = clamp(b, a.begin, 0, th as i64);
+    let end = clamp(b, a.end, 0, th as i64);
+    for_range(b, begin, end, 1, |b, ty| {
+        for &(lo, hi, i_lo, i_hi) in &in_rows {
+            when_in(b, ty, (lo, hi), |b, ty| {
+                input_row(spec, b, a, ty, (i_lo, i_hi))
+            });
+        }
+        gemm(spec, b, a);
+        for &(lo, hi, rows) in &out_rows {
+            when_in(b, ty, (lo, hi), |b, ty| output_row(spec, b, a, ty, rows));
+        }
+    });
+}
+
+/// Runs of tiles with the same number of valid outputs (`m`, or fewer in
+/// the last tile): `(first tile, end tile, outputs)`.
+fn remainder_classes(tiles: usize, outputs: usize, m: usize) -> Vec<(usize, usize, usize)> {
+    let last = outputs - (tiles - 1) * m;
+    if last == m {
+        vec![(0, tiles, m)]
+    } else {
+        [(0, tiles - 1, m), (tiles - 1, tiles, last)]
+            .into_iter()
+            .filter(|c| c.0 < c.1)
+            .collect()
+    }
+}
+
+/// Transforms tile row `ty` of the input into `V`; patch rows `i_lo..i_hi`
+/// lie inside the input.
+fn input_row(
+    spec: &WinogradSpec,
+    b: &mut FunctionBuilder,
+    a: &Args,
+    ty: Value,
+    (i_lo, i_hi): (usize, usize),
+) {
+    let [_, w, c] = spec.input;
+    let (m, alpha) = (spec.tile, spec.alpha());
+    let tw = spec.tiles()[1];
+    let cp = spec.channels();
+    let in_row = (w * c * 4) as i64;
+    // The input row of patch row 0: ty m - pad, possibly negative.
+    let iy = b.ins().imul_imm_s(ty, m as i64);
+    let iy = b.ins().iadd_imm_s(iy, -(spec.pad[0] as i64));
+    let off = b.ins().imul_imm_s(iy, in_row);
+    let row = b.ins().iadd(a.input, off);
+    for (tx_lo, tx_hi, j_lo, j_hi) in tap_classes(tw, w, alpha, m, 1, spec.pad[1]) {
+        let lo = int(b, tx_lo as i64);
+        let hi = int(b, tx_hi as i64);
+        for_range(b, lo, hi, 1, |b, tx| {
+            // Patch column 0 of this tile: tx m - pad, possibly negative.
+            let ix = b.ins().imul_imm_s(tx, m as i64);
+            let ix = b.ins().iadd_imm_s(ix, -(spec.pad[1] as i64));
+            let off = b.ins().imul_imm_s(ix, (c * 4) as i64);
+            let patch = b.ins().iadd(row, off);
+            let off = b.ins().imul_imm_s(tx, (cp * 4) as i64);
+            let v = b.ins().iadd(a.scratch, off);
+            channel_vectors(b, c, |b, ch, lanes| {
+                let off = b.ins().imul_imm_s(ch, 4);
+                let patch = b.ins().iadd(patch, off);
+                let v = b.ins().iadd(v, off);
+                let d: Vec<Option<Value>> = (0..alpha * alpha)
+                    .map(|p| {
+                        let (i, j) = (p / alpha, p % alpha);
+                        let inside = (i_lo..i_hi).contains(&i) && (j_lo..j_hi).contains(&j);
+                        inside.then(|| {
+                            vector::load_partial(b, patch, ((i * w + j) * c * 4) as i64, lanes)
+                        })
+                    })
+                    .collect();
+                let t = transform(b, spec.transforms().bt, (alpha, alpha), &d);
+                for (xi, x) in t.into_iter().flatten().enumerate() {
+                    let x = x.unwrap_or_else(|| vector::splat(b, 0.0));
+                    vector::store_partial(b, x, v, (xi * tw * cp * 4) as i64, 4);
+                }
+            });
+        });
+    }
+}
+
+/// What the generated code needs to call the native tile.
+struct Native {
+    /// The tile of each row count.
+    tiles: [TileFn; native::ROWS],
+    /// [`TileFn`]'s signature, imported into the kernel.
+    signature: SigRef,
+    /// The one tap of every call, `{a: 0, b: 0}`: a plain GEMM.
+    tap: StackSlot,
+}
+
+/// `M[ξ] = V[ξ] U[ξ]` for every `ξ` of the tile row in scratch.
+fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
+    let c = spec.input[2];
+    let tw = spec.tiles()[1];
+    let (cp, width, blocks) = (spec.channels(), spec.width(), spec.blocks());
+    let ptr = b.func.dfg.value_type(a.input);
+    // Where the host lacks the native tile (a spec built by hand), the
+    // Cranelift tile serves the native packing too.
+    let native = spec.native.then(native::tiles).flatten().map(|tiles| {
+        let bytes = size_of::<Tap>() as u32;
+        let tap =
+            b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 3));
+        let zero = int(b, 0);
+        b.ins().stack_store(ptr, zero, tap, 0);
+        b.ins().stack_store(ptr, zero, tap, 8);
+        Native {
+            tiles,
+            signature: native::import_signature(b, ptr),
+            tap,
+        }
+    });
+    let rows = if native.is_some() { native::ROWS } else { TILE };
+    let shape = Gemm { c, cp, width };
+    let v_base = a.scratch;
+    let m_base = b.ins().iadd_imm_s(a.scratch, (spec.v_len() * 4) as i64);
+    let zero = int(b, 0);
+    let points = int(b, spec.alpha().pow(2) as i64);
+    for_range(b, zero, points, 1, |b, xi| {
+        let n = int(b, blocks as i64);
+        let zero = int(b, 0);
+        for_range(b, zero, n, 1, |b, blk| {
+            let index = b.ins().imul_imm_s(xi, blocks as i64);
+            let index = b.ins().iadd(index, blk);
+            let off = b.ins().imul_imm_s(index, (c * width * 4) as i64);
+            let u = b.ins().iadd(a.weights, off);
+            // M[ξ][block] holds tiles_w rows of `width`.
+            let off = b.ins().imul_imm_s(index, (tw * width * 4) as i64);
+            let m = b.ins().iadd(m_base, off);
+            let at = |b: &mut FunctionBuilder, tx: Value| {
+                let pixel = b.ins().imul_imm_s(xi, tw as i64);
+                let pixel = b.ins().iadd(pixel, tx);
+                let off = b.ins().imul_imm_s(pixel, (cp * 4) as i64);
+                let v = b.ins().iadd(v_base, off);
+                let off = b.ins().imul_imm_s(tx, (width * 4) as i64);
+                (v, b.ins().iadd(m, off))
+            };
+            let tile = |b: &mut FunctionBuilder, tx: Value, pixels: usize| {
+                let (v, out) = at(b, tx);
+                match &native {
+                    Some(native) => {
+                        let callee = int(b, native.tiles[pixels - 1] as usize as i64);
+                        let a_stride = int(b, (cp * 4) as i64);
+                        let taps = b.ins().stack_addr(ptr, native.tap, 0);
+                        let count = int(b, 1);
+                        let depth = int(b, c as i64);
+                        b.ins().call_indirect(
+                            native.signature,
+                            callee,
+                            &[v, a_stride, u, taps, count, depth, out],
+                        );
+                    }
+                    None => gemm_tile(b, &shape, v, u, out, pixels),
+                }
+            };
+            let full = tw / rows * rows;
+            if full > 0 {
+                let zero = int(b, 0);
+                let end = int(b, full as i64);
+                for_range(b, zero, end, rows as i64, |b, tx| tile(b, tx, rows));
+            }
+            if tw > full {
+                let tx = int(b, full as i64);
+                tile(b, tx, tw - full);
+            }
+        });
+    });
+}
+
+/// The strides of one transformed-domain GEMM, in `f32`s.
+struct Gemm {
+    /// Reduction length (input channels).
+    c: usize,
+    /// Between rows of `V` (tiles).
+    cp: usize,
+    /// Output channels of a block, and between rows of `M`.
+    width: usize,
+}
+
+/// `pixels` rows of `V` times one packed block of `U` (`[ci][width]`), stored
+/// as `pixels` rows of `width` in `M`: `width / 4 x pixels` `f32x4`
+/// accumulators, one splatted `V` element and `width / 4` weight vectors per
+/// step, as in the direct convolution.
+fn gemm_tile(b: &mut FunctionBuilder, g: &Gemm, v: Value, u: Value, out: Value, pixels: usize) {
+    let vectors = g.width / 4;
+    let acc: Vec<Vec<Variable>> = (0..pixels)
+        .map(|_| {
+            (0..vectors)
+                .map(|_| {
+                    let var = b.declare_var(types::F32X4);
+                    let zero = vector::splat(b, 0.0);
+                    b.def_var(var, zero);
+                    var
+                })
+                .collect()
+        })
+        .collect();
+    let step = |b: &mut FunctionBuilder, v: Value, u: Value, unit: usize| {
+        let w: Vec<Value> = (0..vectors)
+            .map(|q| vector::load4(b, u, ((unit * g.width + 4 * q) * 4) as i64))
+            .collect();
+        for (p, acc_p) in acc.iter().enumerate() {
+            let x = vector::load_splat(b, v, ((p * g.cp + unit) * 4) as i64);
+            for (var, wv) in acc_p.iter().zip(&w) {
+                let old = b.use_var(*var);
+                let new = vector::mul_add(b, x, *wv, old);
+                b.def_var(*var, new);
+            }
+        }
+    };
+    let at = |b: &mut FunctionBuilder, ci: Value| {
+        let off = b.ins().imul_imm_s(ci, 4);
+        let v = b.ins().iadd(v, off);
+        let off = b.ins().imul_imm_s(ci, (g.width * 4) as i64);
+        (v, b.ins().iadd(u, off))
+    };
+    let main = g.c / UNROLL * UNROLL;
+    if main > 0 {
+        let zero = int(b, 0);
+        let end = int(b, main as i64);
+        for_range(b, zero, end, UNROLL as i64, |b, ci| {
+            let (v, u) = at(b, ci);
+            for unit in 0..UNROLL {
+                step(b, v, u, unit);
+            }
+        });
+    }
+    let ci = int(b, main as i64);
+    let (v, u) = at(b, ci);
+    for unit in 0..g.c - main {
+        step(b, v, u, unit);
+    }
+    for (p, acc_p) in acc.iter().enumerate() {
+        for (q, var) in acc_p.iter().enumerate() {
+            let x = b.use_var(*var);
+            vector::store_partial(b, x, out, ((p * g.width + 4 * q) * 4) as i64, 4);
+        }
+    }
+}
+
+/// Transforms tile row `ty` of `M` back, applies the epilogue and stores the
+/// first `rows` output rows of each tile.
+fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value, rows: usize) {
+    let [_, wo, k] = spec.output;
+    let m = spec.tile;
+    let tw = spec.tiles()[1];
+    let (kp, width) = (spec.vector_len(), spec.width());
+    let m_base = b.ins().iadd_imm_s(a.scratch, (spec.v_len() * 4) as i64);
+    // The first output element of the tile row.
+    let oy = b.ins().imul_imm_s(ty, (m * wo * k * 4) as i64);
+    let out_row = b.ins().iadd(a.output, oy);
+    let extra_row = b.ins().iadd(a.extra, oy);
+    for (tx_lo, tx_hi, cols) in remainder_classes(tw, wo, m) {
+        let lo = int(b, tx_lo as i64);
+        let hi = int(b, tx_hi as i64);
+        for_range(b, lo, hi, 1, |b, tx| {
+            let ox = b.ins().imul_imm_s(tx, (m * k * 4) as i64);
+            let output = b.ins().iadd(out_row, ox);
+            let extra = b.ins().iadd(extra_row, ox);
+            let off = b.ins().imul_imm_s(tx, (width * 4) as i64);
+            let mt = b.ins().iadd(m_base, off);
+            channel_vectors(b, k, |b, ch, lanes| {
+                // Vector ch / 4 is vector `sub` of block `blk`: M[ξ][blk][tx][4 sub..].
+                let q = b.ins().ushr_imm_s(ch, 2);
+                let per_block = (width / 4) as i64;
+                let blk = b.ins().ushr_imm_s(q, i64::from(per_block.trailing_zeros()));
+                let sub = b.ins().band_imm_s(q, per_block - 1);
+                let off = b.ins().imul_imm_s(blk, (tw * width * 4) as i64);
+                let mt = b.ins().iadd(mt, off);
+                let off = b.ins().imul_imm_s(sub, 16);
+                let mt = b.ins().iadd(mt, off);
+                let x: Vec<Option<Value>> = (0..spec.alpha().pow(2))
+                    .map(|xi| Some(vector::load4(b, mt, (xi * tw * kp * 4) as i64)))
+                    .collect();
+                let y = transform(b, spec.transforms().at, (rows, cols), &x);
+                let ch = b.ins().imul_imm_s(ch, 4);
+                let params = b.ins().iadd(a.params, ch);
+                let output = b.ins().iadd(output, ch);
+                let extra = b.ins().iadd(extra, ch);
+                for (i, y_i) in y.iter().enumerate() {
+                    for (j, y_ij) in y_i.iter().enumerate() {
+                        let y_ij = y_ij.unwrap_or_else(|| vector::splat(b, 0.0));
+                        let at = Epilogued {
+                            params,
+                            channel: 0,
+                            vector: (kp * 4) as i64,
+                            extra,
+                            output,
+                            element: ((i * wo + j) * k * 4) as i64,
+                            lanes,
+                        };
+                        apply_epilogue(b, &spec.epilogue, y_ij, &at);
+                    }
+                }
+            });
+        });
+    }
+}
