@@ -4,8 +4,10 @@
 //! pair) and whole LeNet-5, MobileNetV1, ResNet-18, ResNet-50 and VGG16.
 //! The reference path takes seconds per image on the large nets, so it is
 //! timed on the layers, LeNet-5 and ResNet-18 only, with few flat samples.
+//! The separable pairs and MobileNetV1 also run as `jit_separate`: each pair
+//! as two JIT kernels (`Options::fuse_separable` off), against the fused one.
 //!
-//! `cargo bench --bench jit_vs_reference` (`-- jit` for the JIT alone).
+//! `cargo bench --bench jit_vs_reference` (`-- jit/` for the JIT alone).
 
 use cnnjit::{Model, Options};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
@@ -17,8 +19,28 @@ const MOBILENET: &str = include_str!("../examples/nets/mobilenet_v1.cnn");
 const RESNET: &str = include_str!("../examples/nets/resnet.cnn");
 const VGG: &str = include_str!("../examples/nets/vgg16.cnn");
 
+/// Every way a net runs, by the name of its benchmark group.
+const ALL: &[&str] = &["jit", "jit_separate", "reference"];
+/// The JIT and the reference.
+const BOTH: &[&str] = &["jit", "reference"];
+
+/// The options a benchmark group builds its model with.
+fn options(backend: &str) -> Options {
+    match backend {
+        "jit" => Options::default(),
+        "jit_separate" => Options {
+            fuse_separable: false,
+            ..Options::default()
+        },
+        _ => Options {
+            reference: true,
+            ..Options::default()
+        },
+    }
+}
+
 /// The net called `name` in `source` with random weights (seed 0).
-fn model(source: &str, name: &str, reference: bool) -> Model {
+fn model(source: &str, name: &str, options: Options) -> Model {
     let graph = cnnjit::compiler::compile_source(source)
         .expect("the net compiles")
         .into_iter()
@@ -26,19 +48,12 @@ fn model(source: &str, name: &str, reference: bool) -> Model {
         .unwrap_or_else(|| panic!("the source defines {name}"))
         .graph;
     let weights = cnnjit::runtime::params::random_weights(&graph, 0);
-    let options = Options {
-        reference,
-        ..Options::default()
-    };
     Model::with_options(graph, &weights, options).expect("random weights fit the net")
 }
 
-fn bench(c: &mut Criterion, source: &str, name: &str, with_reference: bool) {
-    for (backend, reference) in [("jit", false), ("reference", true)] {
-        if reference && !with_reference {
-            continue;
-        }
-        let mut model = model(source, name, reference);
+fn bench(c: &mut Criterion, source: &str, name: &str, backends: &[&str]) {
+    for &backend in backends {
+        let mut model = model(source, name, options(backend));
         let x = cnnjit::check::random_input(model.input_len(), 1);
         let mut y = vec![0.0; model.output_len()];
         let mut group = c.benchmark_group(backend);
@@ -59,14 +74,17 @@ fn bench(c: &mut Criterion, source: &str, name: &str, with_reference: bool) {
 }
 
 fn jit_vs_reference(c: &mut Criterion) {
-    for layer in ["Conv3x3_56", "Conv3x3_28", "DwSep112", "Conv1x3_3x1"] {
-        bench(c, LAYERS, layer, true);
+    for layer in ["Conv3x3_56", "Conv3x3_28"] {
+        bench(c, LAYERS, layer, BOTH);
     }
-    bench(c, LENET5, "LeNet5", true);
-    bench(c, RESNET, "ResNet18", true);
-    bench(c, MOBILENET, "MobileNetV1", false);
-    bench(c, RESNET, "ResNet50", false);
-    bench(c, VGG, "VGG16", false);
+    for layer in ["DwSep112", "Conv1x3_3x1"] {
+        bench(c, LAYERS, layer, ALL);
+    }
+    bench(c, LENET5, "LeNet5", BOTH);
+    bench(c, RESNET, "ResNet18", BOTH);
+    bench(c, MOBILENET, "MobileNetV1", &ALL[..2]);
+    bench(c, RESNET, "ResNet50", &ALL[..1]);
+    bench(c, VGG, "VGG16", &ALL[..1]);
 }
 
 criterion_group!(benches, jit_vs_reference);

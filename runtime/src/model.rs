@@ -15,7 +15,7 @@ use cnnjit_compiler::plan::{self, Plan};
 use std::path::Path;
 
 /// How a model is built.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Accept weights with tensors no layer uses (default: an error, which
     /// catches misnamed layers).
@@ -25,6 +25,21 @@ pub struct Options {
     pub threads: usize,
     /// Run the reference kernels instead of compiling (the JIT's slow twin).
     pub reference: bool,
+    /// Run each separable pair the plan marks (depthwise + pointwise, `1xk` +
+    /// `kx1`) as one fused kernel (the default), rather than as two kernels
+    /// with the intermediate tensor in the arena between them.
+    pub fuse_separable: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            allow_unused_tensors: false,
+            threads: 0,
+            reference: false,
+            fuse_separable: true,
+        }
+    }
 }
 
 /// Which kernels a model runs.
@@ -87,7 +102,7 @@ impl Model {
             },
         };
         if !options.reference {
-            model.compile(options.threads);
+            model.compile(options);
         }
         model.scratch = vec![0.0; model.engine.scratch_len()];
         Ok(model)
@@ -96,13 +111,18 @@ impl Model {
     /// Compiles the plan; on a host the JIT cannot serve, warns and keeps the
     /// reference kernels.
     #[cfg(feature = "jit")]
-    fn compile(&mut self, threads: usize) {
+    fn compile(&mut self, options: Options) {
         let e = &mut self.engine;
-        match crate::jit::compile(&e.graph, &e.plan, &e.params) {
+        match crate::jit::compile(&e.graph, &e.plan, &e.params, options.fuse_separable) {
             Ok(compiled) => {
+                let threads = options.threads;
                 self.backend = Backend::Jit {
                     kernels: compiled.kernels,
-                    compiled_steps: compiled.steps.iter().flatten().count(),
+                    compiled_steps: compiled
+                        .steps
+                        .iter()
+                        .filter(|s| !matches!(s, crate::jit::Lowering::Reference))
+                        .count(),
                     compile_ms: compiled.compile_ms,
                 };
                 e.compiled = Some(compiled);
@@ -130,7 +150,7 @@ impl Model {
     }
 
     #[cfg(not(feature = "jit"))]
-    fn compile(&mut self, _threads: usize) {
+    fn compile(&mut self, _options: Options) {
         self.backend = Backend::Reference {
             reason: "cnnjit was built without its `jit` feature".into(),
         };

@@ -98,6 +98,10 @@ enum Command {
         /// Images per forward pass.
         #[arg(long, default_value_t = 1)]
         batch: usize,
+        /// Run each separable pair (depthwise + pointwise, 1xk + kx1) as two
+        /// kernels instead of one fused kernel, to compare.
+        #[arg(long)]
+        separate_pairs: bool,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -225,7 +229,13 @@ fn one_net(file: &PathBuf, net: Option<&str>) -> Result<CompiledNet, String> {
 }
 
 /// `cnnjit bench`: compile time, JIT and reference latency, GFLOP/s and the fraction of peak.
-fn bench(net: &CompiledNet, threads: usize, batch: usize, json: bool) -> Result<String, String> {
+fn bench(
+    net: &CompiledNet,
+    threads: usize,
+    batch: usize,
+    fuse_separable: bool,
+    json: bool,
+) -> Result<String, String> {
     use cnnjit::runtime::model::Backend;
     use std::time::Duration;
     let name = net.graph.name.to_string();
@@ -233,6 +243,7 @@ fn bench(net: &CompiledNet, threads: usize, batch: usize, json: bool) -> Result<
     let weights = cnnjit::runtime::params::random_weights(&net.graph, 0);
     let options = cnnjit::Options {
         threads,
+        fuse_separable,
         ..cnnjit::Options::default()
     };
     eprintln!("compiling {name} ...");
@@ -466,11 +477,13 @@ fn run(cli: Cli) -> Result<String, String> {
             net,
             threads,
             batch,
+            separate_pairs,
             json,
         } => bench(
             &one_net(&file, net.as_deref())?,
             threads,
             batch.max(1),
+            !separate_pairs,
             json,
         ),
         Command::Peak { json } => Ok(peak_report(

@@ -2,7 +2,8 @@
 //! shapes, compiled once when a model is built.
 //!
 //! One module per kernel family ([`conv`]: direct convolution, which also
-//! serves 1x1 convolutions and dense layers as a packed GEMM). Each family
+//! serves 1x1 convolutions and dense layers as a packed GEMM; [`separable`]:
+//! two convolutions fused into one pass). Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
 //! constants), a packing function that lays weights out as its code reads
 //! them, and an `emit` function. [`Jit`] compiles specs into a [`Program`],
@@ -34,6 +35,7 @@
 pub mod conv;
 pub mod depthwise;
 pub mod pool;
+pub mod separable;
 pub mod vector;
 
 use vector::Act;
@@ -102,6 +104,8 @@ pub enum Kernel {
     Depthwise(depthwise::DepthwiseSpec),
     /// Max and average pooling, windowed and global.
     Pool(pool::PoolSpec),
+    /// A separable pair (depthwise + pointwise, `1xk` + `kx1`) in one pass.
+    Separable(separable::SeparableSpec),
 }
 
 impl Kernel {
@@ -111,24 +115,28 @@ impl Kernel {
             Kernel::Conv(spec) => spec.lengths(),
             Kernel::Depthwise(spec) => spec.lengths(),
             Kernel::Pool(spec) => spec.lengths(),
+            Kernel::Separable(spec) => spec.lengths(),
         }
     }
 
-    /// PyTorch-layout weights packed as the kernel reads them.
+    /// PyTorch-layout weights packed as the kernel reads them. A separable
+    /// pair has two layers' weights: each half packs its own, first then second.
     pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
         match self {
             Kernel::Conv(spec) => spec.pack_weights(weight),
             Kernel::Depthwise(spec) => spec.pack_weights(weight),
-            Kernel::Pool(_) => Vec::new(),
+            Kernel::Pool(_) | Kernel::Separable(_) => Vec::new(),
         }
     }
 
-    /// A per-channel vector (bias, bn scale or shift) packed as the kernel reads it.
+    /// A per-channel vector (bias, bn scale or shift) packed as the kernel
+    /// reads it; a separable pair's halves pack their own, as for weights.
     pub fn pack_vector(&self, v: &[f32]) -> Vec<f32> {
         match self {
             Kernel::Conv(spec) => spec.pack_vector(v),
             Kernel::Depthwise(spec) => spec.pack_vector(v),
             Kernel::Pool(spec) => spec.pack_vector(v),
+            Kernel::Separable(_) => Vec::new(),
         }
     }
 
@@ -137,20 +145,19 @@ impl Kernel {
             Kernel::Conv(spec) => conv::emit(spec, b, args),
             Kernel::Depthwise(spec) => depthwise::emit(spec, b, args),
             Kernel::Pool(spec) => pool::emit(spec, b, args),
+            Kernel::Separable(spec) => separable::emit(spec, b, args),
         }
     }
 }
 
 /// The kernel's parameters, as SSA values in the entry block.
+#[derive(Clone, Copy)]
 pub(crate) struct Args {
     pub input: Value,
     pub weights: Value,
     pub params: Value,
     pub extra: Value,
     pub output: Value,
-    // Read by the kernels that keep an intermediate (fused pairs, Winograd),
-    // which land next; the allowance goes with them.
-    #[allow(dead_code)]
     pub scratch: Value,
     pub begin: Value,
     pub end: Value,
