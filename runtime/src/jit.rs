@@ -397,11 +397,14 @@ pub struct Buffers<'a> {
     pub scratch: &'a mut [f32],
 }
 
-/// How many calls [`call_kernel`] splits a kernel of `rows` rows into on `pool`.
-fn parts(rows: usize, pool: Option<&rayon::ThreadPool>) -> usize {
+/// How many calls [`call_kernel`] splits a kernel with `lengths` into on
+/// `pool`: four per thread to balance the load, but one per thread for a
+/// kernel with scratch, which recomputes its intermediate at each seam.
+fn parts(lengths: &Lengths, pool: Option<&rayon::ThreadPool>) -> usize {
     match pool {
-        Some(pool) if pool.current_num_threads() > 1 && rows > 1 => {
-            (pool.current_num_threads() * 4).min(rows)
+        Some(pool) if pool.current_num_threads() > 1 && lengths.rows > 1 => {
+            let per_thread = if lengths.scratch > 0 { 1 } else { 4 };
+            (pool.current_num_threads() * per_thread).min(lengths.rows)
         }
         _ => 1,
     }
@@ -410,7 +413,7 @@ fn parts(rows: usize, pool: Option<&rayon::ThreadPool>) -> usize {
 /// The scratch, in `f32`s, that [`call_kernel`] needs for a kernel with
 /// `lengths` on `pool`: one per call it splits the rows into.
 pub fn scratch_len(lengths: &Lengths, pool: Option<&rayon::ThreadPool>) -> usize {
-    lengths.scratch * parts(lengths.rows, pool)
+    lengths.scratch * parts(lengths, pool)
 }
 
 /// Calls compiled kernel `kernel` on `buffers`, after checking each against
@@ -431,7 +434,7 @@ pub fn call_kernel(
         output,
         scratch,
     } = buffers;
-    let pool = pool.filter(|pool| parts(l.rows, Some(pool)) > 1);
+    let pool = pool.filter(|pool| parts(l, Some(pool)) > 1);
     let short = [
         ("input", input.len(), l.input),
         ("weights", weights.len(), l.weights),
@@ -470,7 +473,7 @@ pub fn call_kernel(
     };
     match pool {
         Some(pool) => {
-            let parts = parts(l.rows, Some(pool)) as i64;
+            let parts = parts(l, Some(pool)) as i64;
             // A parallel iterator splits by `join`, whose jobs live on the stack:
             // no allocation per call, unlike `scope` + `spawn`.
             pool.install(|| {
