@@ -33,6 +33,10 @@ pub struct Options {
     /// Cranelift, which emits 128-bit vectors only on x86-64. Dense layers
     /// always run on Cranelift code.
     pub native_tile: bool,
+    /// Run each separable pair the plan marks (depthwise + pointwise, `1xk` +
+    /// `kx1`) as one fused kernel (the default), rather than as two kernels
+    /// with the intermediate tensor in the arena between them.
+    pub fuse_separable: bool,
 }
 
 impl Default for Options {
@@ -42,6 +46,7 @@ impl Default for Options {
             threads: 0,
             reference: false,
             native_tile: true,
+            fuse_separable: true,
         }
     }
 }
@@ -120,11 +125,21 @@ impl Model {
     #[cfg(feature = "jit")]
     fn compile(&mut self, options: Options) {
         let e = &mut self.engine;
-        match crate::jit::compile(&e.graph, &e.plan, &e.params, options.native_tile) {
+        match crate::jit::compile(
+            &e.graph,
+            &e.plan,
+            &e.params,
+            options.native_tile,
+            options.fuse_separable,
+        ) {
             Ok(compiled) => {
                 self.backend = Backend::Jit {
                     kernels: compiled.kernels,
-                    compiled_steps: compiled.steps.iter().flatten().count(),
+                    compiled_steps: compiled
+                        .steps
+                        .iter()
+                        .filter(|s| !matches!(s, crate::jit::Lowering::Reference))
+                        .count(),
                     compile_ms: compiled.compile_ms,
                     native_tile: options.native_tile
                         && cnnjit_compiler::codegen::native::available(),

@@ -2,7 +2,8 @@
 //! shapes, compiled once when a model is built.
 //!
 //! One module per kernel family ([`conv`]: direct convolution, which also
-//! serves 1x1 convolutions and dense layers as a packed GEMM). Each family
+//! serves 1x1 convolutions and dense layers as a packed GEMM; [`separable`]:
+//! two convolutions fused into one pass). Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
 //! constants), a packing function that lays weights out as its code reads
 //! them, and an `emit` function. [`Jit`] compiles specs into a [`Program`],
@@ -37,6 +38,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod native;
 pub mod pool;
+pub mod separable;
 pub mod vector;
 pub mod winograd;
 
@@ -109,6 +111,8 @@ pub enum Kernel {
     Pool(pool::PoolSpec),
     /// Winograd F(m x m, 3 x 3) convolution; its rows are tile rows.
     Winograd(winograd::WinogradSpec),
+    /// A separable pair (depthwise + pointwise, `1xk` + `kx1`) in one pass.
+    Separable(separable::SeparableSpec),
 }
 
 impl Kernel {
@@ -119,26 +123,30 @@ impl Kernel {
             Kernel::Depthwise(spec) => spec.lengths(),
             Kernel::Pool(spec) => spec.lengths(),
             Kernel::Winograd(spec) => spec.lengths(),
+            Kernel::Separable(spec) => spec.lengths(),
         }
     }
 
-    /// PyTorch-layout weights packed as the kernel reads them.
+    /// PyTorch-layout weights packed as the kernel reads them. A separable
+    /// pair has two layers' weights: each half packs its own, first then second.
     pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
         match self {
             Kernel::Conv(spec) => spec.pack_weights(weight),
             Kernel::Depthwise(spec) => spec.pack_weights(weight),
-            Kernel::Pool(_) => Vec::new(),
+            Kernel::Pool(_) | Kernel::Separable(_) => Vec::new(),
             Kernel::Winograd(spec) => spec.pack_weights(weight),
         }
     }
 
-    /// A per-channel vector (bias, bn scale or shift) packed as the kernel reads it.
+    /// A per-channel vector (bias, bn scale or shift) packed as the kernel
+    /// reads it; a separable pair's halves pack their own, as for weights.
     pub fn pack_vector(&self, v: &[f32]) -> Vec<f32> {
         match self {
             Kernel::Conv(spec) => spec.pack_vector(v),
             Kernel::Depthwise(spec) => spec.pack_vector(v),
             Kernel::Pool(spec) => spec.pack_vector(v),
             Kernel::Winograd(spec) => spec.pack_vector(v),
+            Kernel::Separable(_) => Vec::new(),
         }
     }
 
@@ -148,11 +156,13 @@ impl Kernel {
             Kernel::Depthwise(spec) => depthwise::emit(spec, b, args),
             Kernel::Pool(spec) => pool::emit(spec, b, args),
             Kernel::Winograd(spec) => winograd::emit(spec, b, args),
+            Kernel::Separable(spec) => separable::emit(spec, b, args),
         }
     }
 }
 
 /// The kernel's parameters, as SSA values in the entry block.
+#[derive(Clone, Copy)]
 pub(crate) struct Args {
     pub input: Value,
     pub weights: Value,
