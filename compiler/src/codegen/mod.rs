@@ -2,7 +2,9 @@
 //! shapes, compiled once when a model is built.
 //!
 //! One module per kernel family ([`conv`]: direct convolution, which also
-//! serves 1x1 convolutions and dense layers as a packed GEMM). Each family
+//! serves 1x1 convolutions and dense layers as a packed GEMM), and
+//! [`native`], the precompiled AVX2 GEMM tile that convolution kernels call
+//! for their innermost tile where the host has AVX2 and FMA. Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
 //! constants), a packing function that lays weights out as its code reads
 //! them, and an `emit` function. [`Jit`] compiles specs into a [`Program`],
