@@ -2,8 +2,12 @@
 //! shapes, compiled once when a model is built.
 //!
 //! One module per kernel family ([`conv`]: direct convolution, which also
-//! serves 1x1 convolutions and dense layers as a packed GEMM; [`separable`]:
-//! two convolutions fused into one pass). Each family
+//! serves 1x1 convolutions and dense layers as a packed GEMM; [`winograd`]:
+//! Winograd F(2x2) and F(4x4) 3x3 convolutions, picked per layer by
+//! [`choice`]; [`separable`]: two convolutions fused into one pass;
+//! [`depthwise`], [`pool`]), and [`native`], the precompiled AVX2 GEMM tile
+//! that convolution kernels call for their innermost tile where the host has
+//! AVX2 and FMA. Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
 //! constants), a packing function that lays weights out as its code reads
 //! them, and an `emit` function. [`Jit`] compiles specs into a [`Program`],
