@@ -118,6 +118,9 @@ enum Command {
         /// kernels instead of one fused kernel, to compare.
         #[arg(long)]
         separate_pairs: bool,
+        /// Skip timing the reference kernels (seconds per image on large nets).
+        #[arg(long)]
+        no_reference: bool,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -262,6 +265,7 @@ struct BenchArgs {
     batches: Vec<usize>,
     plan: bool,
     profile: bool,
+    reference: bool,
     json: bool,
 }
 
@@ -314,16 +318,20 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
         latencies.push((batch, timing.median_ms));
     }
     let (batch, jit_ms) = latencies[0];
-    eprintln!("timing the reference kernels ...");
-    let reference = cnnjit::Options {
-        reference: true,
-        ..cnnjit::Options::default()
+    let reference_ms = if args.reference {
+        eprintln!("timing the reference kernels ...");
+        let reference = cnnjit::Options {
+            reference: true,
+            ..cnnjit::Options::default()
+        };
+        let mut slow =
+            cnnjit::Model::with_options(net.graph.clone(), &weights, reference).map_err(fail)?;
+        let timing = cnnjit::bench::time_forward(&mut slow, batch, 1, Duration::from_secs(2))
+            .map_err(fail)?;
+        Some(timing.median_ms)
+    } else {
+        None
     };
-    let mut slow =
-        cnnjit::Model::with_options(net.graph.clone(), &weights, reference).map_err(fail)?;
-    let reference_ms = cnnjit::bench::time_forward(&mut slow, batch, 1, Duration::from_secs(2))
-        .map_err(fail)?
-        .median_ms;
     eprintln!("measuring the FMA peak ...");
     let peak = cnnjit::peak::measure_peak(Duration::from_millis(200));
     let threads = if args.options.threads == 0 {
@@ -356,10 +364,13 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     }
     let mut out = profile.map(|p| format!("{p}\n")).unwrap_or_default();
     out.push_str(&format!(
-        "{name}: batch {batch}, {threads} thread(s), {}\n  compile: {compile_ms:.1} ms\n  JIT: {jit_ms:.3} ms ({gflops:.1} GFLOP/s, {:.2} of the {bits}-bit peak per core x {threads})\n  reference: {reference_ms:.3} ms ({:.1}x slower)\n",
+        "{name}: batch {batch}, {threads} thread(s), {}\n  compile: {compile_ms:.1} ms\n  JIT: {jit_ms:.3} ms ({gflops:.1} GFLOP/s, {:.2} of the {bits}-bit peak per core x {threads})\n  reference: {}\n",
         if native_tile { "native AVX2 tile" } else { "pure Cranelift" },
         gflops / (peak_gflops * threads as f64),
-        reference_ms / jit_ms
+        reference_ms.map_or_else(
+            || "not timed (--no-reference)".to_string(),
+            |ms| format!("{ms:.3} ms ({:.1}x slower)", ms / jit_ms)
+        )
     ));
     if latencies.len() > 1 {
         for &(batch, ms) in &latencies {
@@ -598,6 +609,7 @@ fn run(cli: Cli) -> Result<String, String> {
             profile,
             pure_cranelift,
             separate_pairs,
+            no_reference,
             json,
         } => bench(
             &one_net(&file, net.as_deref())?,
@@ -611,6 +623,7 @@ fn run(cli: Cli) -> Result<String, String> {
                 batches: batch.into_iter().map(|b| b as usize).collect(),
                 plan,
                 profile,
+                reference: !no_reference,
                 json,
             },
         ),
