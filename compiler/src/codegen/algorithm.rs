@@ -7,7 +7,7 @@
 //! report names exactly the code that runs. Reporting reads specs only; it
 //! never changes what is compiled.
 
-use super::{conv, depthwise, Kernel};
+use super::{depthwise, Kernel};
 use std::fmt;
 
 /// The algorithm a compiled kernel implements.
@@ -108,7 +108,7 @@ impl Kernel {
     pub fn tile(&self) -> Tile {
         let (pixels, channels, width) = match self {
             Kernel::Conv(spec) => (spec.tile(), spec.block(), spec.output[1]),
-            Kernel::Winograd(spec) => (conv::TILE, conv::BLOCK, spec.tiles()[1]),
+            Kernel::Winograd(spec) => (spec.gemm_tile(), spec.width(), spec.tiles()[1]),
             Kernel::Depthwise(spec) => (depthwise::TILE, 4, spec.output[1]),
             Kernel::Pool(spec) => (1, 4, spec.output[1]),
         };

@@ -2,7 +2,8 @@
 //! shapes, compiled once when a model is built.
 //!
 //! One module per kernel family ([`conv`]: direct convolution, which also
-//! serves 1x1 convolutions and dense layers as a packed GEMM). Each family
+//! serves 1x1 convolutions and dense layers as a packed GEMM; [`winograd`]:
+//! 3x3 stride-1 convolutions, chosen per layer by [`choice`]). Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
 //! constants), a packing function that lays weights out as its code reads
 //! them, and an `emit` function. [`Jit`] compiles specs into a [`Program`],
