@@ -2,14 +2,15 @@
 //! the layers of benches/nets/layers.cnn (the 3x3 conv + ReLU on 56x56x128
 //! and on 28x28x256, MobileNet's depthwise-separable block, the 1x3 + 3x1
 //! pair, two 1x1 convs) and whole LeNet-5, MobileNetV1, ResNet-18, ResNet-50
-//! and VGG16. The JIT runs twice: with the native AVX2 GEMM tile (group
-//! `native`; pure Cranelift where the host lacks AVX2) and in pure Cranelift
-//! (group `cranelift`). The reference path takes seconds per image on the
-//! large nets, so it is timed on the layers, LeNet-5 and ResNet-18 only, with
-//! few flat samples.
+//! and VGG16. The JIT runs with the native AVX2 GEMM tile (group `native`;
+//! pure Cranelift where the host lacks AVX2) and in pure Cranelift (group
+//! `cranelift`). The separable pairs and MobileNetV1 also run as `separate`:
+//! each pair as two JIT kernels (`Options::fuse_separable` off), against the
+//! fused one. The reference path takes seconds per image on the large nets,
+//! so it is timed on the layers, LeNet-5 and ResNet-18 only, with few flat
+//! samples.
 //!
-//! `cargo bench --bench jit_vs_reference` (`-- native` or `-- cranelift` for
-//! one JIT path alone).
+//! `cargo bench --bench jit_vs_reference` (`-- native/` for one group alone).
 
 use cnnjit::{Model, Options};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
@@ -20,6 +21,32 @@ const LENET5: &str = include_str!("../examples/nets/lenet5.cnn");
 const MOBILENET: &str = include_str!("../examples/nets/mobilenet_v1.cnn");
 const RESNET: &str = include_str!("../examples/nets/resnet.cnn");
 const VGG: &str = include_str!("../examples/nets/vgg16.cnn");
+
+/// The two JIT paths.
+const JIT: &[&str] = &["native", "cranelift"];
+/// The JIT paths and the reference.
+const WITH_REFERENCE: &[&str] = &["native", "cranelift", "reference"];
+/// Every way a separable pair runs.
+const PAIRS: &[&str] = &["native", "cranelift", "separate", "reference"];
+
+/// The options a benchmark group builds its model with.
+fn options(backend: &str) -> Options {
+    match backend {
+        "native" => Options::default(),
+        "cranelift" => Options {
+            native_tile: false,
+            ..Options::default()
+        },
+        "separate" => Options {
+            fuse_separable: false,
+            ..Options::default()
+        },
+        _ => Options {
+            reference: true,
+            ..Options::default()
+        },
+    }
+}
 
 /// The net called `name` in `source` with random weights (seed 0).
 fn model(source: &str, name: &str, options: Options) -> Model {
@@ -33,29 +60,9 @@ fn model(source: &str, name: &str, options: Options) -> Model {
     Model::with_options(graph, &weights, options).expect("random weights fit the net")
 }
 
-fn bench(c: &mut Criterion, source: &str, name: &str, with_reference: bool) {
-    let backends = [
-        ("native", Options::default()),
-        (
-            "cranelift",
-            Options {
-                native_tile: false,
-                ..Options::default()
-            },
-        ),
-        (
-            "reference",
-            Options {
-                reference: true,
-                ..Options::default()
-            },
-        ),
-    ];
-    for (backend, options) in backends {
-        if options.reference && !with_reference {
-            continue;
-        }
-        let mut model = model(source, name, options);
+fn bench(c: &mut Criterion, source: &str, name: &str, backends: &[&str]) {
+    for &backend in backends {
+        let mut model = model(source, name, options(backend));
         let x = cnnjit::check::random_input(model.input_len(), 1);
         let mut y = vec![0.0; model.output_len()];
         let mut group = c.benchmark_group(backend);
@@ -76,21 +83,17 @@ fn bench(c: &mut Criterion, source: &str, name: &str, with_reference: bool) {
 }
 
 fn jit_vs_reference(c: &mut Criterion) {
-    for layer in [
-        "Conv3x3_56",
-        "Conv3x3_28",
-        "DwSep112",
-        "Conv1x3_3x1",
-        "Conv1x1_56",
-        "Conv1x1_28",
-    ] {
-        bench(c, LAYERS, layer, true);
+    for layer in ["Conv3x3_56", "Conv3x3_28", "Conv1x1_56", "Conv1x1_28"] {
+        bench(c, LAYERS, layer, WITH_REFERENCE);
     }
-    bench(c, LENET5, "LeNet5", true);
-    bench(c, RESNET, "ResNet18", true);
-    bench(c, MOBILENET, "MobileNetV1", false);
-    bench(c, RESNET, "ResNet50", false);
-    bench(c, VGG, "VGG16", false);
+    for layer in ["DwSep112", "Conv1x3_3x1"] {
+        bench(c, LAYERS, layer, PAIRS);
+    }
+    bench(c, LENET5, "LeNet5", WITH_REFERENCE);
+    bench(c, RESNET, "ResNet18", WITH_REFERENCE);
+    bench(c, MOBILENET, "MobileNetV1", &PAIRS[..3]);
+    bench(c, RESNET, "ResNet50", JIT);
+    bench(c, VGG, "VGG16", JIT);
 }
 
 criterion_group!(benches, jit_vs_reference);

@@ -22,6 +22,12 @@ fn graph(source: &str) -> Option<cnnjit::Graph> {
 }
 
 fn assert_agrees(source: &str, seed: u64, threads: usize) {
+    assert_agrees_in(source, seed, threads, None);
+}
+
+/// [`assert_agrees`], and the JIT compiled exactly `kernels` distinct kernels
+/// if given (a fused separable pair is one).
+fn assert_agrees_in(source: &str, seed: u64, threads: usize, kernels: Option<usize>) {
     let Some(graph) = graph(source) else { return };
     for native_tile in [true, false] {
         let options = Options {
@@ -31,7 +37,8 @@ fn assert_agrees(source: &str, seed: u64, threads: usize) {
         };
         let a = jit_against_reference(&graph, seed, options).unwrap();
         assert!(
-            matches!(a.backend, Backend::Jit { compiled_steps, .. } if compiled_steps > 0),
+            matches!(a.backend, Backend::Jit { compiled_steps, kernels: n, .. }
+                if compiled_steps > 0 && kernels.is_none_or(|k| k == n)),
             "{source}: {:?}",
             a.backend
         );
@@ -67,7 +74,7 @@ proptest! {
     fn conv_equals_reference(
         (h, w) in (1u32..12, 1u32..12),
         c in 1u32..11,
-        k_per_group in 1u32..12,
+        k_per_group in 1u32..40,
         groups in 1u32..4,
         (fh, fw) in (1u32..5, 1u32..5),
         (sh, sw) in (1u32..4, 1u32..4),
@@ -189,6 +196,81 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn depthwise_pointwise_fuses_and_equals_reference(
+        (h, w) in (1u32..14, 1u32..14),
+        c in 1u32..20,
+        k in 1u32..20,
+        f in 1u32..6,
+        s in 1u32..3,
+        residual in any::<bool>(),
+        (first, second) in (0..EPILOGUES.len(), 0..EPILOGUES.len()),
+        seed in any::<u64>(),
+    ) {
+        // MobileNetV2's projection adds the block's input: same shape, stride 1.
+        let pair = |k: u32, s: u32| format!(
+            "dwconv({f}x{f}, stride = {s}, pad = same){}, conv({k}, 1x1){}",
+            EPILOGUES[first], EPILOGUES[second]
+        );
+        let body = if residual {
+            format!("residual {{ {} }}", pair(c, 1))
+        } else {
+            pair(k, s)
+        };
+        assert_agrees_in(&format!("Net({h}x{w}x{c}) {{ {body} }}"), seed, 2, Some(1));
+    }
+
+    #[test]
+    fn one_by_k_then_k_by_one_fuses_and_equals_reference(
+        (h, w) in (1u32..14, 1u32..14),
+        (c, m, n) in (1u32..12, 1u32..12, 1u32..12),
+        k in prop::sample::select(vec![3u32, 5, 7]),
+        (pad, s, d) in (0u32..4, 1u32..3, 1u32..3),
+        (first, second) in (0..EPILOGUES.len(), 0..EPILOGUES.len()),
+        threads in 1usize..3,
+        seed in any::<u64>(),
+    ) {
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ conv({m}, 1x{k}, pad = (0, {})){}, conv({n}, {k}x1, pad = ({pad}, 0), stride = ({s}, 1), dilation = ({d}, 1)){} }}",
+            k / 2, EPILOGUES[first], EPILOGUES[second]
+        );
+        assert_agrees_in(&source, seed, threads, Some(1));
+    }
+}
+
+#[test]
+fn separable_pairs_run_unfused_when_asked() {
+    let source = "Net(9x7x5) { dwconv(3x3, pad = same), bn, relu, conv(6, 1x1), relu, conv(4, 1x3, pad = (0, 1)), relu, conv(3, 3x1, pad = (1, 0)) }";
+    let graph = graph(source).unwrap();
+    let weights = cnnjit::runtime::params::random_weights(&graph, 1);
+    let input = random_input(9 * 7 * 5, 2);
+    let run = |fuse_separable| {
+        let mut model = Model::with_options(
+            graph.clone(),
+            &weights,
+            Options {
+                fuse_separable,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let kernels = match model.backend() {
+            Backend::Jit { kernels, .. } => *kernels,
+            other => panic!("{other:?}"),
+        };
+        (kernels, model.forward(&input).unwrap())
+    };
+    let (fused, unfused) = (run(true), run(false));
+    assert_eq!((fused.0, unfused.0), (2, 4));
+    let scale = unfused.1.iter().fold(0f32, |m, x| m.max(x.abs()));
+    for (a, b) in fused.1.iter().zip(&unfused.1) {
+        assert!((a - b).abs() <= 1e-5 * scale.max(1.0), "{a} vs {b}");
+    }
+}
+
 #[test]
 fn every_example_network_agrees_with_reference() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nets");
@@ -288,14 +370,15 @@ fn kernel_report_and_profile_cover_every_step() {
     };
     assert_eq!(report.compiled_steps(), compiled_steps);
     let algorithms: Vec<&str> = report.steps.iter().map(|s| s.algorithm()).collect();
-    // By hand: a 3x3 conv, a depthwise conv, a 1x1 conv over 10x10 pixels, an
-    // lrn (no JIT kernel), a global pool, a dense layer; the softmax follows it.
+    // By hand: a 3x3 conv; a depthwise conv feeding only a 1x1 conv over 10x10
+    // pixels, so the two run as one fused kernel at the second step; an lrn
+    // (no JIT kernel), a global pool, a dense layer; the softmax follows it.
     assert_eq!(
         algorithms,
         [
             "direct",
-            "depthwise",
-            "1x1-gemm",
+            "in next",
+            "dw+pw",
             "reference",
             "global-pool",
             "gemv"

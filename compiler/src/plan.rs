@@ -47,6 +47,9 @@ pub struct Step {
     pub inputs: Vec<ValueId>,
     /// The value the step writes.
     pub output: ValueId,
+    /// A value the step does not read but keeps live through it: the input of
+    /// the step before, when the two form a separable pair (see [`separable`]).
+    pub keeps: Option<ValueId>,
 }
 
 /// The kernels of a network and the layout of its arena.
@@ -74,6 +77,39 @@ fn is_epilogue(op: &Op) -> bool {
             | Op::Flatten
             | Op::Add
     )
+}
+
+/// Whether steps `a` then `b` form a separable pair that a JIT may run as one
+/// kernel from `a`'s input to `b`'s output, never writing `a`'s output: `a` is
+/// a depthwise convolution (multiplier 1) or a `1xk` convolution whose
+/// epilogue is per channel (bn, activations), and `b` a convolution with
+/// kernels one column wide (a `1x1` or a `kx1`) that is the only reader of
+/// `a`'s output. Such a `b` keeps `a`'s input live, so the fused kernel never
+/// writes over what it reads; the reference path then holds one more tensor
+/// there, which `PEAK_INFERENCE_BYTES` counts.
+fn separable(graph: &Graph, consumers: &[u32], a: &Step, b: &Step) -> bool {
+    let anchor = |step: &Step| graph.node(step.nodes[0]);
+    let (first, second) = (anchor(a), anchor(b));
+    let tail = *a.nodes.last().expect("a step has an anchor");
+    let first_fits = match &first.op {
+        Op::Conv2d(conv) => {
+            let c = first.output.channels();
+            let depthwise = conv.groups == c && graph.node(first.inputs[0]).output.channels() == c;
+            depthwise || (conv.kernel.h == 1 && conv.groups == 1)
+        }
+        _ => false,
+    };
+    let per_channel = a.nodes[1..].iter().all(|id| {
+        matches!(
+            graph.node(*id).op,
+            Op::BatchNorm { .. } | Op::Activation(_) | Op::Dropout { .. } | Op::Identity
+        )
+    });
+    first_fits
+        && per_channel
+        && matches!(&second.op, Op::Conv2d(conv) if conv.kernel.w == 1)
+        && second.inputs.as_ref() == [tail]
+        && consumers[tail.index()] == 1
 }
 
 /// Groups the graph's nodes into steps and assigns each node its value.
@@ -113,8 +149,14 @@ pub fn fuse(graph: &Graph) -> Plan {
                 nodes: vec![id],
                 inputs: node.inputs.iter().map(|i| node_values[i.index()]).collect(),
                 output,
+                keeps: None,
             });
             node_values[id.index()] = output;
+        }
+    }
+    for s in 1..steps.len() {
+        if steps[s - 1].keeps.is_none() && separable(graph, &consumers, &steps[s - 1], &steps[s]) {
+            steps[s].keeps = steps[s - 1].inputs.first().copied();
         }
     }
     Plan {
@@ -133,7 +175,7 @@ fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
     for (s, step) in plan.steps.iter().enumerate() {
         first[step.output.0 as usize] = s + 1;
         last[step.output.0 as usize] = last[step.output.0 as usize].max(s + 1);
-        for input in &step.inputs {
+        for input in step.inputs.iter().chain(&step.keeps) {
             last[input.0 as usize] = last[input.0 as usize].max(s + 1);
         }
     }

@@ -113,7 +113,9 @@ pub fn map(graph: &GraphProto, opset: i64, dir: Option<&Path>) -> Result<Dag> {
     {
         *uses.entry(name.as_str()).or_default() += 1;
     }
+    let input_reads = uses.get(input.name.as_str()).copied().unwrap_or(0);
     let mut mapper = Mapper {
+        reads: vec![input_reads],
         layers: vec![Layer {
             op: Op::Input,
             inputs: vec![],
@@ -179,6 +181,9 @@ struct Mapper<'g> {
     layers: Vec<Layer>,
     values: HashMap<String, Value>,
     uses: HashMap<&'g str, usize>,
+    /// Per layer: how many node inputs and graph outputs read it, under
+    /// every name it has, less the reads a fusion absorbed.
+    reads: Vec<usize>,
     opset: i64,
 }
 
@@ -281,6 +286,9 @@ impl Mapper<'_> {
                 ));
             }
         }
+        if let Value::Layer(id) = value {
+            self.reads[id] += self.uses.get(first.as_str()).copied().unwrap_or(0);
+        }
         self.values.insert(first.clone(), value);
         Ok(())
     }
@@ -329,14 +337,11 @@ impl Mapper<'_> {
         self.layers[id].shape
     }
 
-    fn uses(&self, id: usize) -> usize {
-        // A layer's value may be known under several names (aliases); count
-        // the reads of all of them.
-        self.values
-            .iter()
-            .filter(|(_, v)| matches!(v, Value::Layer(l) if *l == id))
-            .map(|(name, _)| self.uses.get(name.as_str()).copied().unwrap_or(0))
-            .sum()
+    /// Merges the node being mapped into layer `id`: the node's read of it
+    /// is no longer a read by another layer.
+    fn absorb(&mut self, id: usize) -> Value {
+        self.reads[id] -= 1;
+        Value::Layer(id)
     }
 
     fn push(
@@ -357,6 +362,7 @@ impl Mapper<'_> {
             onnx_op: node.op_type.clone(),
             params,
         });
+        self.reads.push(0);
         Ok(Value::Layer(self.layers.len() - 1))
     }
 
@@ -506,7 +512,7 @@ impl Mapper<'_> {
                     fold::reshape_dims(node, &from, &target)?
                 };
                 if to == from {
-                    Ok(Value::Layer(x))
+                    Ok(self.absorb(x))
                 } else if to.len() == 2 && to[0] == 1 {
                     self.push(node, Op::Flatten, vec![x], vec![])
                 } else {
@@ -783,12 +789,12 @@ impl Mapper<'_> {
                 Op::Activation(Activation::HardSigmoid) => Activation::HardSwish,
                 _ => continue,
             };
-            if g.inputs == [x] && self.uses(gate) == 1 {
+            if g.inputs == [x] && self.reads[gate] == 1 {
                 let layer = &mut self.layers[gate];
                 layer.op = Op::Activation(fused);
                 layer.node = node.name.clone();
                 layer.onnx_op = format!("{}+Mul", layer.onnx_op);
-                return Ok(Value::Layer(gate));
+                return Ok(self.absorb(gate));
             }
         }
         let (sa, sb) = (self.shape(a), self.shape(b));
@@ -815,7 +821,7 @@ impl Mapper<'_> {
             return self.push(node, Op::Add, vec![a, b], vec![]);
         };
         // MatMul + Add (or a bias-free conv + Add): a bias.
-        let uses = self.uses(l);
+        let uses = self.reads[l];
         let layer = &mut self.layers[l];
         let n = layer.shape.channels() as usize;
         // [N] after a dense; [C, 1, 1] or [1, C, 1, 1] (NCHW broadcasting) after a conv.
@@ -836,6 +842,7 @@ impl Mapper<'_> {
                     dims: vec![n],
                     values: bias.floats(),
                 });
+                self.reads[l] -= 1;
                 Ok(Value::Layer(l))
             }
             _ => Err(node_error(

@@ -14,16 +14,23 @@ fn fixture() -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
-fn import(bytes: &[u8]) {
-    // Either outcome is fine; a panic fails the test.
-    let _ = import_bytes(bytes, None, "Net", "net.onnx", "net.safetensors");
+/// Whether the bytes import; a panic fails the test. (About a fifth of the
+/// mutated files still import: their edits hit weights; most others fail in
+/// the decoder, some in mapping, each with an error naming the node.)
+fn import(bytes: &[u8]) -> bool {
+    import_bytes(bytes, None, "Net", "net.onnx", "net.safetensors").is_ok()
 }
 
 #[test]
-fn every_truncation_of_the_header_region_is_an_error() {
+fn the_unmutated_fixture_imports() {
+    assert!(import(&fixture()));
+}
+
+#[test]
+fn every_truncation_of_the_first_2_kib_is_an_error() {
     let bytes = fixture();
     for len in 0..bytes.len().min(2048) {
-        import(&bytes[..len]);
+        assert!(!import(&bytes[..len]));
     }
 }
 

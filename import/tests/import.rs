@@ -358,3 +358,86 @@ fn external_data_is_read_from_the_side_file() {
     assert!(matches!(result, Err(Error::Decode(m)) if m.contains("outside")));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn scalar(name: &str, v: f32) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        data_type: data_type::FLOAT,
+        float_data: vec![v],
+        ..TensorProto::default()
+    }
+}
+
+#[test]
+fn dropout_identity_hard_swish_global_max_pool_gemm_clip_and_softmax() {
+    let bytes = model(
+        13,
+        &[1, 4, 6, 6],
+        vec![
+            node("Dropout", "", &["x", "ratio"], "d", vec![]),
+            node("Identity", "", &["d"], "i", vec![]),
+            node("HardSwish", "", &["i"], "h", vec![]),
+            node("GlobalMaxPool", "", &["h"], "g", vec![]),
+            node("Flatten", "", &["g"], "f", vec![]),
+            node(
+                "Gemm",
+                "",
+                &["f", "b", "c"],
+                "m",
+                vec![attr_f("alpha", 2.0), attr_f("beta", 0.5)],
+            ),
+            node("Clip", "", &["m", "lo", "hi"], "r", vec![]),
+            node("Softmax", "", &["r"], "y", vec![attr_i("axis", 1)]),
+        ],
+        vec![
+            scalar("ratio", 0.3),
+            weight("b", &[4, 3]),
+            weight("c", &[3]),
+            scalar("lo", 0.0),
+            scalar("hi", 6.0),
+        ],
+    );
+    let imported = import(&bytes).unwrap();
+    assert_eq!(
+        body(&imported),
+        [
+            "dropout(0.3),",
+            "identity, hard_swish,",
+            "global_maxpool,",
+            "flatten,",
+            "dense(3), relu6,",
+            "softmax,"
+        ]
+    );
+    // Gemm without transB: B is [Nin, N] = [[.1, .2, .3], ...]; PyTorch's
+    // weight is alpha B^T, the bias beta C.
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+    let (w, bias) = (&imported.tensors[0], &imported.tensors[1]);
+    assert_eq!(w.dims, [3, 4]);
+    assert!(
+        close(&w.values[..4], &[0.2, 0.8, 1.4, 2.0]),
+        "{:?}",
+        w.values
+    );
+    assert!(close(&bias.values, &[0.05, 0.1, 0.15]), "{:?}", bias.values);
+}
+
+#[test]
+fn a_reshape_that_does_not_flatten_is_an_error() {
+    let shape = TensorProto {
+        name: "s".into(),
+        dims: vec![4],
+        data_type: data_type::INT64,
+        int64_data: vec![1, 2, 2, 18],
+        ..TensorProto::default()
+    };
+    let bytes = model(
+        13,
+        &[1, 4, 3, 6],
+        vec![node("Reshape", "/r/Reshape", &["x", "s"], "y", vec![])],
+        vec![shape],
+    );
+    let (node, op, why) = node_error(import(&bytes));
+    assert_eq!((node.as_str(), op.as_str()), ("/r/Reshape", "Reshape"));
+    assert!(why.contains("only flattens"), "{why}");
+}

@@ -97,7 +97,8 @@ fn carve<'a>(
     ))
 }
 
-/// Every step's output range and input ranges in the arena, computed once.
+/// Every step's output range and input ranges in the arena (the value it
+/// keeps, if any, after its inputs), computed once.
 fn step_ranges(plan: &Plan) -> Vec<(Range<usize>, Vec<Range<usize>>)> {
     plan.steps
         .iter()
@@ -105,6 +106,7 @@ fn step_ranges(plan: &Plan) -> Vec<(Range<usize>, Vec<Range<usize>>)> {
             let ins = step
                 .inputs
                 .iter()
+                .chain(&step.keeps)
                 .map(|v| range(&plan.values[v.0 as usize]))
                 .collect();
             (range(&plan.values[step.output.0 as usize]), ins)
@@ -236,27 +238,31 @@ fn run_step(
     })?;
     let fail = |e: KernelError| kernel_error(anchor, e);
     #[cfg(feature = "jit")]
-    if let Some((compiled, lowered)) = engine
-        .compiled
-        .as_ref()
-        .and_then(|c| c.steps[index].as_ref().map(|l| (c, l)))
-    {
-        let extra = lowered.extra.map(|i| inputs.get(i));
-        crate::jit::run(
-            &compiled.program,
-            lowered,
-            inputs.get(0),
-            extra,
-            out,
-            scratch,
-            engine.pool.as_deref(),
-        )
-        .map_err(|reason| Error::Internal {
-            layer: anchor.name.to_string(),
-            reason,
-        })?;
-        let first_shortcut = anchor.inputs.len() + usize::from(lowered.extra.is_some());
-        return epilogue(graph, params, &lowered.rest, out, &inputs, first_shortcut);
+    if let Some(compiled) = &engine.compiled {
+        use crate::jit::Lowering;
+        let lowered = match &compiled.steps[index] {
+            Lowering::Reference => None,
+            Lowering::Kernel(lowered) => Some(lowered),
+            Lowering::InNext => return Ok(()),
+        };
+        if let Some(lowered) = lowered {
+            let extra = lowered.extra.map(|i| inputs.get(i));
+            crate::jit::run(
+                &compiled.program,
+                lowered,
+                inputs.get(lowered.input),
+                extra,
+                out,
+                scratch,
+                engine.pool.as_deref(),
+            )
+            .map_err(|reason| Error::Internal {
+                layer: anchor.name.to_string(),
+                reason,
+            })?;
+            let first_shortcut = anchor.inputs.len() + usize::from(lowered.extra.is_some());
+            return epilogue(graph, params, &lowered.rest, out, &inputs, first_shortcut);
+        }
     }
     #[cfg(not(feature = "jit"))]
     let _ = (index, scratch);

@@ -7,6 +7,10 @@
 //! A step is compiled when its anchor is a `conv`, `dwconv` or `dense`; its
 //! epilogue is fused up to the first node the kernel cannot apply per channel
 //! (softmax, a second residual add), and the rest runs in place after it.
+//! A separable pair the plan marks (`Step::keeps`: a depthwise or `1xk`
+//! convolution feeding only a `1x1` or `kx1` one) becomes one
+//! [`SeparableSpec`] kernel at the second step, reading the first step's
+//! input; the first step then runs nothing ([`Lowering::InNext`]).
 //! Every call checks the buffers against the kernel's [`Lengths`] first, so a
 //! kernel can never be handed a buffer shorter than its code assumes.
 
@@ -17,6 +21,7 @@ use cnnjit_compiler::codegen::choice;
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::pool::PoolSpec;
+use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
 use cnnjit_compiler::codegen::vector::Act;
 use cnnjit_compiler::codegen::{Algorithm, Epilogue, Tile};
 use cnnjit_compiler::codegen::{Jit, Kernel, KernelFn, KernelId, Lengths, Program};
@@ -24,6 +29,18 @@ use cnnjit_compiler::plan::{Plan, Step};
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// How one step runs.
+#[derive(Clone, Debug)]
+pub enum Lowering {
+    /// On the reference kernels.
+    Reference,
+    /// On a compiled kernel.
+    Kernel(Lowered),
+    /// Not at all: the next step's kernel computes it too (a fused separable
+    /// pair), never writing its output.
+    InNext,
+}
 
 /// One step lowered to a kernel.
 #[derive(Clone, Debug)]
@@ -36,6 +53,9 @@ pub struct Lowered {
     pub weights: Vec<f32>,
     /// Packed bias, then a scale and a shift per fused unfolded bn.
     pub params: Vec<f32>,
+    /// Which of the step's inputs the kernel reads: 0, or for a fused pair the
+    /// value the step keeps (`Step::keeps`), listed after the step's inputs.
+    pub input: usize,
     /// Which of the step's inputs is the fused residual's shortcut.
     pub extra: Option<usize>,
     /// The epilogue nodes left for the reference path, in order.
@@ -48,6 +68,17 @@ pub struct Lowered {
     pub tile: Tile,
 }
 
+/// A step's kernel spec and packed buffers, before compiling.
+struct Packed {
+    kernel: Kernel,
+    weights: Vec<f32>,
+    params: Vec<f32>,
+    input: usize,
+    extra: Option<usize>,
+    rest: Vec<NodeId>,
+    work: u64,
+}
+
 /// The least work (MACs) worth splitting across threads: below it, waking a
 /// thread costs more than it saves (LeNet-5's layers, for instance).
 pub const PARALLEL_WORK: u64 = 1 << 18;
@@ -57,8 +88,8 @@ pub const PARALLEL_WORK: u64 = 1 << 18;
 pub struct Compiled {
     /// The code, shared by clones of a model.
     pub program: Arc<Program>,
-    /// Per step: its kernel, or `None` for the reference path.
-    pub steps: Vec<Option<Lowered>>,
+    /// Per step, how it runs.
+    pub steps: Vec<Lowering>,
     /// Distinct kernels compiled.
     pub kernels: usize,
     /// Wall time of lowering and compiling, in milliseconds.
@@ -77,8 +108,10 @@ impl Compiled {
     pub fn scratch_len(&self, pool: Option<&rayon::ThreadPool>) -> usize {
         self.steps
             .iter()
-            .flatten()
-            .map(|l| scratch_len(&l.lengths, l.pool(pool)))
+            .filter_map(|step| match step {
+                Lowering::Kernel(l) => Some(scratch_len(&l.lengths, l.pool(pool))),
+                _ => None,
+            })
             .max()
             .unwrap_or(0)
     }
@@ -91,17 +124,49 @@ fn internal(graph: &Graph, id: NodeId, reason: impl std::fmt::Display) -> Error 
     }
 }
 
-/// Lowers and compiles every step the JIT serves; convolutions get the
-/// native GEMM tile if `native_tile` and the host has it.
-pub fn compile(graph: &Graph, plan: &Plan, params: &Params, native_tile: bool) -> Result<Compiled> {
+/// Lowers and compiles every step the JIT serves: convolutions get the
+/// native GEMM tile if `native_tile` and the host has it; with
+/// `fuse_separable`, each separable pair the plan marks becomes one kernel.
+///
+/// Lowering a step packs its weights (touching every one, about 100 MB for
+/// ResNet-50) and depends on no other step, so steps are lowered on every
+/// core; Cranelift then compiles the distinct kernels in order.
+pub fn compile(
+    graph: &Graph,
+    plan: &Plan,
+    params: &Params,
+    native_tile: bool,
+    fuse_separable: bool,
+) -> Result<Compiled> {
     let start = Instant::now();
     let mut jit = Jit::new().map_err(|e| Error::Internal {
         layer: graph.name.to_string(),
         reason: e.to_string(),
     })?;
+    let mut packed = plan
+        .steps
+        .par_iter()
+        .map(|step| lower(graph, params, step, native_tile))
+        .collect::<Result<Vec<_>>>()?;
+    let mut in_next = vec![false; packed.len()];
+    for (s, step) in plan.steps.iter().enumerate().skip(1) {
+        if !fuse_separable || step.keeps.is_none() || in_next[s - 1] {
+            continue;
+        }
+        if let (Some(first), Some(second)) = (&packed[s - 1], &packed[s]) {
+            if let Some(pair) = pair(first, second, step.inputs.len()) {
+                packed[s] = Some(pair);
+                in_next[s - 1] = true;
+            }
+        }
+    }
     let mut steps = Vec::with_capacity(plan.steps.len());
-    for step in &plan.steps {
-        steps.push(lower(graph, params, step, native_tile, &mut jit)?);
+    for ((step, packed), in_next) in plan.steps.iter().zip(packed).zip(in_next) {
+        steps.push(match packed {
+            _ if in_next => Lowering::InNext,
+            Some(packed) => Lowering::Kernel(compile_packed(graph, step, packed, &mut jit)?),
+            None => Lowering::Reference,
+        });
     }
     let kernels = jit.compiled();
     let program = jit.finish().map_err(|e| Error::Internal {
@@ -116,13 +181,57 @@ pub fn compile(graph: &Graph, plan: &Plan, params: &Params, native_tile: bool) -
     })
 }
 
-fn lower(
-    graph: &Graph,
-    params: &Params,
-    step: &Step,
-    native_tile: bool,
-    jit: &mut Jit,
-) -> Result<Option<Lowered>> {
+/// Two lowered steps as one separable kernel reading the first's input (the
+/// second step's input `kept`), or `None` if they do not make a pair.
+fn pair(first: &Packed, second: &Packed, kept: usize) -> Option<Packed> {
+    let half = |packed: &Packed| match &packed.kernel {
+        Kernel::Depthwise(spec) => Some(Half::Depthwise(spec.clone())),
+        Kernel::Conv(spec) => Some(Half::Conv(spec.clone())),
+        _ => None,
+    };
+    if !first.rest.is_empty() || first.extra.is_some() {
+        return None;
+    }
+    let spec = SeparableSpec::new(half(first)?, half(second)?)?;
+    Some(Packed {
+        kernel: Kernel::Separable(spec),
+        weights: [first.weights.as_slice(), &second.weights].concat(),
+        params: [first.params.as_slice(), &second.params].concat(),
+        input: kept,
+        extra: second.extra,
+        rest: second.rest.clone(),
+        work: first.work.saturating_add(second.work),
+    })
+}
+
+fn compile_packed(graph: &Graph, step: &Step, packed: Packed, jit: &mut Jit) -> Result<Lowered> {
+    let anchor_id = step.nodes[0];
+    let lengths = packed.kernel.lengths();
+    if packed.weights.len() != lengths.weights || packed.params.len() != lengths.params {
+        return Err(internal(
+            graph,
+            anchor_id,
+            "packed buffers do not match the kernel",
+        ));
+    }
+    let id = jit
+        .compile(&packed.kernel)
+        .map_err(|e| internal(graph, anchor_id, e))?;
+    Ok(Lowered {
+        kernel: id,
+        lengths,
+        weights: packed.weights,
+        params: packed.params,
+        input: packed.input,
+        extra: packed.extra,
+        rest: packed.rest,
+        work: packed.work,
+        algorithm: packed.kernel.algorithm(),
+        tile: packed.kernel.tile(),
+    })
+}
+
+fn lower(graph: &Graph, params: &Params, step: &Step, native_tile: bool) -> Result<Option<Packed>> {
     let anchor_id = step.nodes[0];
     let anchor = graph.node(anchor_id);
     let (weight, bias) = match &params.layers[anchor_id.index()] {
@@ -207,29 +316,16 @@ fn lower(
         packed_params.extend(kernel.pack_vector(scale));
         packed_params.extend(kernel.pack_vector(shift));
     }
-    let lengths = kernel.lengths();
     let weights = weight.map(|w| kernel.pack_weights(w)).unwrap_or_default();
-    if weights.len() != lengths.weights || packed_params.len() != lengths.params {
-        return Err(internal(
-            graph,
-            anchor_id,
-            "packed buffers do not match the kernel",
-        ));
-    }
-    let id = jit
-        .compile(&kernel)
-        .map_err(|e| internal(graph, anchor_id, e))?;
-    Ok(Some(Lowered {
-        kernel: id,
-        lengths,
+    Ok(Some(Packed {
+        kernel,
         weights,
         params: packed_params,
+        input: 0,
         extra,
         rest: step.nodes[fused..].to_vec(),
         work: cnnjit_compiler::cost::layer_cost(&anchor.op, &[input], anchor.output)
             .map_or(u64::MAX, |c| c.macs),
-        algorithm: kernel.algorithm(),
-        tile: kernel.tile(),
     }))
 }
 
@@ -322,11 +418,14 @@ pub struct Buffers<'a> {
     pub scratch: &'a mut [f32],
 }
 
-/// How many calls [`call_kernel`] splits a kernel of `rows` rows into on `pool`.
-fn parts(rows: usize, pool: Option<&rayon::ThreadPool>) -> usize {
+/// How many calls [`call_kernel`] splits a kernel with `lengths` into on
+/// `pool`: four per thread to balance the load, but one per thread for a
+/// kernel with scratch, which recomputes its intermediate at each seam.
+fn parts(lengths: &Lengths, pool: Option<&rayon::ThreadPool>) -> usize {
     match pool {
-        Some(pool) if pool.current_num_threads() > 1 && rows > 1 => {
-            (pool.current_num_threads() * 4).min(rows)
+        Some(pool) if pool.current_num_threads() > 1 && lengths.rows > 1 => {
+            let per_thread = if lengths.scratch > 0 { 1 } else { 4 };
+            (pool.current_num_threads() * per_thread).min(lengths.rows)
         }
         _ => 1,
     }
@@ -335,7 +434,7 @@ fn parts(rows: usize, pool: Option<&rayon::ThreadPool>) -> usize {
 /// The scratch, in `f32`s, that [`call_kernel`] needs for a kernel with
 /// `lengths` on `pool`: one per call it splits the rows into.
 pub fn scratch_len(lengths: &Lengths, pool: Option<&rayon::ThreadPool>) -> usize {
-    lengths.scratch * parts(lengths.rows, pool)
+    lengths.scratch * parts(lengths, pool)
 }
 
 /// Calls compiled kernel `kernel` on `buffers`, after checking each against
@@ -356,7 +455,7 @@ pub fn call_kernel(
         output,
         scratch,
     } = buffers;
-    let pool = pool.filter(|pool| parts(l.rows, Some(pool)) > 1);
+    let pool = pool.filter(|pool| parts(l, Some(pool)) > 1);
     let short = [
         ("input", input.len(), l.input),
         ("weights", weights.len(), l.weights),
@@ -395,7 +494,7 @@ pub fn call_kernel(
     };
     match pool {
         Some(pool) => {
-            let parts = parts(l.rows, Some(pool)) as i64;
+            let parts = parts(l, Some(pool)) as i64;
             // A parallel iterator splits by `join`, whose jobs live on the stack:
             // no allocation per call, unlike `scope` + `spawn`.
             pool.install(|| {

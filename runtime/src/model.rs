@@ -33,6 +33,10 @@ pub struct Options {
     /// Cranelift, which emits 128-bit vectors only on x86-64. Dense layers
     /// always run on Cranelift code.
     pub native_tile: bool,
+    /// Run each separable pair the plan marks (depthwise + pointwise, `1xk` +
+    /// `kx1`) as one fused kernel (the default), rather than as two kernels
+    /// with the intermediate tensor in the arena between them.
+    pub fuse_separable: bool,
 }
 
 impl Default for Options {
@@ -42,6 +46,7 @@ impl Default for Options {
             threads: 0,
             reference: false,
             native_tile: true,
+            fuse_separable: true,
         }
     }
 }
@@ -120,11 +125,21 @@ impl Model {
     #[cfg(feature = "jit")]
     fn compile(&mut self, options: Options) {
         let e = &mut self.engine;
-        match crate::jit::compile(&e.graph, &e.plan, &e.params, options.native_tile) {
+        match crate::jit::compile(
+            &e.graph,
+            &e.plan,
+            &e.params,
+            options.native_tile,
+            options.fuse_separable,
+        ) {
             Ok(compiled) => {
                 self.backend = Backend::Jit {
                     kernels: compiled.kernels,
-                    compiled_steps: compiled.steps.iter().flatten().count(),
+                    compiled_steps: compiled
+                        .steps
+                        .iter()
+                        .filter(|s| !matches!(s, crate::jit::Lowering::Reference))
+                        .count(),
                     compile_ms: compiled.compile_ms,
                     native_tile: options.native_tile
                         && cnnjit_compiler::codegen::native::available(),
@@ -226,7 +241,7 @@ impl Model {
         let mut output = vec![0.0; self.output_len()];
         let steps = self.engine.plan.steps.len();
         let runs = runs.max(1);
-        let mut samples = vec![vec![0.0; runs]; steps];
+        let mut samples = vec![Vec::with_capacity(runs); steps];
         let mut seconds = vec![0.0; steps];
         exec::run(
             &self.engine,
@@ -235,7 +250,7 @@ impl Model {
             input,
             &mut output,
         )?;
-        for run in 0..runs {
+        for _ in 0..runs {
             exec::run_timed(
                 &self.engine,
                 &mut self.arena,
@@ -244,8 +259,8 @@ impl Model {
                 &mut output,
                 &mut seconds,
             )?;
-            for (step, s) in seconds.iter().enumerate() {
-                samples[step][run] = *s;
+            for (times, s) in samples.iter_mut().zip(&seconds) {
+                times.push(*s);
             }
         }
         let step_ms = samples

@@ -8,6 +8,7 @@
 //! one changes nothing about how the model runs.
 
 use crate::exec::Engine;
+use crate::jit::Lowering;
 use cnnjit_compiler::codegen::{Algorithm, Tile};
 use cnnjit_compiler::plan::Step;
 use cnnjit_compiler::summary::thousands;
@@ -23,6 +24,9 @@ pub enum Path {
         /// Its register tile.
         tile: Tile,
     },
+    /// By the next step's kernel: the first half of a fused separable pair,
+    /// whose output never reaches the arena.
+    InNext,
     /// Through the reference kernels.
     Reference {
         /// Why the JIT does not serve it.
@@ -54,6 +58,7 @@ impl StepKernel {
     pub fn algorithm(&self) -> &'static str {
         match &self.path {
             Path::Compiled { algorithm, .. } => algorithm.name(),
+            Path::InNext => "in next",
             Path::Reference { .. } => "reference",
         }
     }
@@ -62,7 +67,7 @@ impl StepKernel {
     pub fn tile(&self) -> Option<Tile> {
         match &self.path {
             Path::Compiled { tile, .. } => Some(*tile),
-            Path::Reference { .. } => None,
+            Path::InNext | Path::Reference { .. } => None,
         }
     }
 }
@@ -127,11 +132,11 @@ impl KernelReport {
         }
     }
 
-    /// Steps that run compiled code.
+    /// Steps that run compiled code (a fused pair's first half included).
     pub fn compiled_steps(&self) -> usize {
         self.steps
             .iter()
-            .filter(|s| matches!(s.path, Path::Compiled { .. }))
+            .filter(|s| !matches!(s.path, Path::Reference { .. }))
             .count()
     }
 }
@@ -139,12 +144,17 @@ impl KernelReport {
 /// Step `index`'s compiled kernel and how many of its nodes (the anchor
 /// included) the kernel covers, if the JIT serves it.
 fn compiled(engine: &Engine, index: usize, step: &Step) -> Option<(Path, usize)> {
-    let lowered = engine.compiled.as_ref()?.steps[index].as_ref()?;
-    let path = Path::Compiled {
-        algorithm: lowered.algorithm,
-        tile: lowered.tile,
-    };
-    Some((path, step.nodes.len() - lowered.rest.len()))
+    match &engine.compiled.as_ref()?.steps[index] {
+        Lowering::Kernel(lowered) => {
+            let path = Path::Compiled {
+                algorithm: lowered.algorithm,
+                tile: lowered.tile,
+            };
+            Some((path, step.nodes.len() - lowered.rest.len()))
+        }
+        Lowering::InNext => Some((Path::InNext, step.nodes.len())),
+        Lowering::Reference => None,
+    }
 }
 
 /// Where one forward pass spends its time, step by step.

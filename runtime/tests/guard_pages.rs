@@ -18,7 +18,9 @@
 //! Random kernels of every family (direct, grouped, 1x1 and dense
 //! convolutions through `ConvSpec`, Winograd F(2x2) and F(4x4) 3x3
 //! convolutions through `WinogradSpec`, depthwise through `DepthwiseSpec`, max
-//! and average pools, windowed and global, through `PoolSpec`) with random
+//! and average pools, windowed and global, through `PoolSpec`, and fused
+//! separable pairs of two convolutions through `SeparableSpec`, checked
+//! against the two references in turn) with random
 //! fused epilogues (affine, activations, residual add) are compiled and run
 //! over all rows (on the calling thread and split across a 2-thread pool) and
 //! over sub-ranges of rows, including out-of-range and reversed ones, which
@@ -35,6 +37,7 @@
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::pool::PoolSpec;
+use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
 use cnnjit_compiler::codegen::vector::Act;
 use cnnjit_compiler::codegen::winograd::WinogradSpec;
 use cnnjit_compiler::codegen::{Epilogue, Jit, Kernel, Lengths};
@@ -252,27 +255,13 @@ fn hw(v: [usize; 2]) -> Hw {
 /// average, windowed or global) and one in ten a Winograd 3x3 convolution,
 /// which have kernels of their own.
 fn random_case(rng: &mut Rng) -> Option<Case> {
-    let steps: Vec<Step> = (0..rng.range(0, 3))
-        .map(|_| match rng.range(0, 3) {
-            0 => Step::Affine,
-            1 => Step::Add,
-            _ => Step::Act(random_activation(rng)),
-        })
-        .collect();
-    let epilogue: Vec<Epilogue> = steps
-        .iter()
-        .map(|s| match *s {
-            Step::Affine => Epilogue::Affine,
-            Step::Act(a) => Epilogue::Act(Act::of(a)),
-            Step::Add => Epilogue::Add,
-        })
-        .collect();
+    let (steps, epilogue) = random_epilogue(rng, true);
     let (input, output, op, kernel) = match rng.range(0, 10) {
-        0 => random_conv(rng, ConvKind::Dense, epilogue)?,
-        1 | 2 => random_conv(rng, ConvKind::Depthwise, epilogue)?,
+        0 => random_conv(rng, ConvKind::Dense, None, epilogue)?,
+        1 | 2 => random_conv(rng, ConvKind::Depthwise, None, epilogue)?,
         3 | 4 => random_pool(rng, epilogue)?,
-        5 => random_conv(rng, ConvKind::Winograd, epilogue)?,
-        _ => random_conv(rng, ConvKind::Direct, epilogue)?,
+        5 => random_conv(rng, ConvKind::Winograd, None, epilogue)?,
+        _ => random_conv(rng, ConvKind::Direct, None, epilogue)?,
     };
     Some(Case {
         input,
@@ -281,6 +270,64 @@ fn random_case(rng: &mut Rng) -> Option<Case> {
         kernel,
         steps,
     })
+}
+
+/// Up to two random epilogue steps (a residual add only if `add`), as the
+/// test applies them and as the kernel does.
+fn random_epilogue(rng: &mut Rng, add: bool) -> (Vec<Step>, Vec<Epilogue>) {
+    let steps: Vec<Step> = (0..rng.range(0, 3))
+        .map(|_| match rng.range(0, 3) {
+            0 => Step::Affine,
+            1 if add => Step::Add,
+            _ => Step::Act(random_activation(rng)),
+        })
+        .collect();
+    let epilogue = steps
+        .iter()
+        .map(|s| match *s {
+            Step::Affine => Epilogue::Affine,
+            Step::Act(a) => Epilogue::Act(Act::of(a)),
+            Step::Add => Epilogue::Add,
+        })
+        .collect();
+    (steps, epilogue)
+}
+
+/// A random separable pair: a depthwise or direct convolution with an
+/// epilogue without add, then a direct (three in four) or depthwise
+/// convolution of its output with any epilogue; and the fused kernel.
+fn random_pair(rng: &mut Rng) -> Option<(Case, Case, Kernel)> {
+    let half = |rng: &mut Rng, kind, on, add| {
+        let (steps, epilogue) = random_epilogue(rng, add);
+        let (input, output, op, kernel) = random_conv(rng, kind, on, epilogue)?;
+        let half = match &kernel {
+            Kernel::Depthwise(spec) => Half::Depthwise(spec.clone()),
+            Kernel::Conv(spec) => Half::Conv(spec.clone()),
+            _ => return None,
+        };
+        let case = Case {
+            input,
+            output,
+            op,
+            kernel,
+            steps,
+        };
+        Some((case, half))
+    };
+    let kind = if rng.range(0, 1) == 0 {
+        ConvKind::Depthwise
+    } else {
+        ConvKind::Direct
+    };
+    let (first, a) = half(rng, kind, None, false)?;
+    let kind = if rng.range(0, 3) == 0 {
+        ConvKind::Depthwise
+    } else {
+        ConvKind::Direct
+    };
+    let (second, b) = half(rng, kind, Some(first.output), true)?;
+    let kernel = Kernel::Separable(SeparableSpec::new(a, b)?);
+    Some((first, second, kernel))
 }
 
 /// Which convolution [`random_conv`] draws.
@@ -293,28 +340,31 @@ enum ConvKind {
     Winograd,
 }
 
-/// A random convolution: input h, w in 1..=9, channels per group 1..=8 in 1
-/// or 2 groups, 1..=20 output channels per group (one native block of 16 and a
-/// tail), kernel 1..=4, stride 1..=3, dilation 1..=2, symmetric padding 0..=2
-/// per axis; direct and dense ones on the native tile or in pure Cranelift,
-/// half each.
+/// A random convolution: input h, w in 1..=9 (or `on`, in one group),
+/// channels per group 1..=8 in 1 or 2 groups, 1..=20 output channels per
+/// group (one native block of 16 and a tail; 1..=10 after `on`), kernel
+/// 1..=4, stride 1..=3, dilation 1..=2, symmetric padding 0..=2 per axis;
+/// direct and dense ones on the native tile or in pure Cranelift, half each.
 fn random_conv(
     rng: &mut Rng,
     kind: ConvKind,
+    on: Option<Dims>,
     epilogue: Vec<Epilogue>,
 ) -> Option<(Dims, Dims, Op, Kernel)> {
     let depthwise = kind == ConvKind::Depthwise;
-    let (h, w, groups, in_per_group, out_per_group) = match kind {
-        ConvKind::Dense => (1, 1, 1, rng.range(1, 64), rng.range(1, 40)),
-        ConvKind::Depthwise => (rng.range(1, 9), rng.range(1, 9), rng.range(1, 19), 1, 1),
-        ConvKind::Winograd => (
+    let (h, w, groups, in_per_group, out_per_group) = match (kind, on) {
+        (ConvKind::Depthwise, Some(d)) => (d.h, d.w, d.c, 1, 1),
+        (_, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 10)),
+        (ConvKind::Dense, None) => (1, 1, 1, rng.range(1, 64), rng.range(1, 40)),
+        (ConvKind::Depthwise, None) => (rng.range(1, 9), rng.range(1, 9), rng.range(1, 19), 1, 1),
+        (ConvKind::Winograd, None) => (
             rng.range(1, 13),
             rng.range(1, 13),
             1,
             rng.range(1, 12),
             rng.range(1, 20),
         ),
-        ConvKind::Direct => (
+        (ConvKind::Direct, None) => (
             rng.range(1, 9),
             rng.range(1, 9),
             rng.range(1, 2),
@@ -548,29 +598,87 @@ fn check(got: &[f32], want: &[f32], row_len: usize, (lo, hi): (usize, usize), wh
     }
 }
 
+/// A case's weights and per-channel vectors, packed as its kernel reads them.
+fn pack(case: &Case, data: &Data) -> (Vec<f32>, Vec<f32>) {
+    let kernel = &case.kernel;
+    let mut params = kernel.pack_vector(&data.bias);
+    for (scale, shift) in &data.affines {
+        params.extend(kernel.pack_vector(scale));
+        params.extend(kernel.pack_vector(shift));
+    }
+    (kernel.pack_weights(&data.weight), params)
+}
+
 /// Compiles, runs and checks one case.
 fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) {
-    let kernel = &case.kernel;
+    let data = random_data(case, &case.kernel.lengths(), rng);
+    let want = expected(case, &data);
+    let (weights, params) = pack(case, &data);
+    let buffers = Packed {
+        input: &data.input,
+        weights: &weights,
+        params: &params,
+        extra: &data.extra,
+    };
+    let what = format!("case {index}: {case:?}");
+    run_kernel(&what, &case.kernel, buffers, &want, case.output, rng, pool);
+}
+
+/// Compiles, runs and checks one separable pair against the two
+/// convolutions' references, one after the other.
+fn run_pair(
+    index: usize,
+    (first, second, kernel): &(Case, Case, Kernel),
+    rng: &mut Rng,
+    pool: &rayon::ThreadPool,
+) {
+    let data = random_data(first, &first.kernel.lengths(), rng);
+    let mut then = random_data(second, &second.kernel.lengths(), rng);
+    then.input = expected(first, &data);
+    let want = expected(second, &then);
+    let (w1, p1) = pack(first, &data);
+    let (w2, p2) = pack(second, &then);
+    let (weights, params) = ([w1, w2].concat(), [p1, p2].concat());
+    let buffers = Packed {
+        input: &data.input,
+        weights: &weights,
+        params: &params,
+        extra: &then.extra,
+    };
+    let what = format!("pair {index}: {kernel:?}");
+    run_kernel(&what, kernel, buffers, &want, second.output, rng, pool);
+}
+
+/// A kernel's read-only buffers, packed.
+struct Packed<'a> {
+    input: &'a [f32],
+    weights: &'a [f32],
+    params: &'a [f32],
+    extra: &'a [f32],
+}
+
+/// Compiles `kernel`, runs it on `data` in guarded buffers over all rows and
+/// sub-ranges of rows, and checks its output (`dims`) against `want`.
+fn run_kernel(
+    what: &str,
+    kernel: &Kernel,
+    data: Packed<'_>,
+    want: &[f32],
+    dims: Dims,
+    rng: &mut Rng,
+    pool: &rayon::ThreadPool,
+) {
     let lengths = kernel.lengths();
     let mut jit = Jit::new().expect("a JIT for this host");
     let id = jit.compile(kernel).expect("the kernel compiles");
     let program = jit.finish().expect("the program links");
+    assert_eq!(data.weights.len(), lengths.weights, "{what}");
+    assert_eq!(data.params.len(), lengths.params, "{what}");
 
-    let data = random_data(case, &lengths, rng);
-    let want = expected(case, &data);
-    let mut packed_params = kernel.pack_vector(&data.bias);
-    for (scale, shift) in &data.affines {
-        packed_params.extend(kernel.pack_vector(scale));
-        packed_params.extend(kernel.pack_vector(shift));
-    }
-    let packed_weights = kernel.pack_weights(&data.weight);
-    assert_eq!(packed_weights.len(), lengths.weights, "{case:?}");
-    assert_eq!(packed_params.len(), lengths.params, "{case:?}");
-
-    let mut input = Guarded::from_slice(&data.input);
-    let mut weights = Guarded::from_slice(&packed_weights);
-    let mut params = Guarded::from_slice(&packed_params);
-    let mut extra = Guarded::from_slice(&data.extra);
+    let mut input = Guarded::from_slice(data.input);
+    let mut weights = Guarded::from_slice(data.weights);
+    let mut params = Guarded::from_slice(data.params);
+    let mut extra = Guarded::from_slice(&data.extra[..lengths.extra]);
     for g in [&mut input, &mut weights, &mut params, &mut extra] {
         g.freeze();
     }
@@ -581,7 +689,7 @@ fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) 
         Kernel::Winograd(spec) => spec.tile,
         _ => 1,
     };
-    let row_len = output_rows * case.output.w * case.output.c;
+    let row_len = output_rows * dims.w * dims.c;
 
     // All rows through the runtime's entry point, alone and on two threads.
     for (pool, label) in [(None, "all rows"), (Some(pool), "all rows, 2 threads")] {
@@ -598,10 +706,10 @@ fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) 
         call_kernel(&program, id, &lengths, buffers, pool).expect("the buffers fit");
         check(
             output.as_slice(),
-            &want,
+            want,
             row_len,
             (0, rows),
-            &format!("case {index}, {label}: {case:?}"),
+            &format!("{what}, {label}"),
         );
     }
 
@@ -653,10 +761,10 @@ fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) 
         let hi = end.clamp(0, r) as usize;
         check(
             output.as_slice(),
-            &want,
+            want,
             row_len,
             (lo, hi.max(lo)),
-            &format!("case {index}, rows [{begin}, {end}): {case:?}"),
+            &format!("{what}, rows [{begin}, {end})"),
         );
     }
 }
@@ -688,6 +796,26 @@ fn generated_code_touches_only_its_own_buffers() {
         run += 1;
     }
     eprintln!("{run} cases run, {skipped} configurations skipped (empty output)");
+}
+
+#[test]
+fn fused_separable_pairs_touch_only_their_own_buffers() {
+    let seed = env_u64("GUARD_PAGES_SEED", 0x7061_6972_735f_6770);
+    let cases = env_u64("GUARD_PAGES_CASES", 128) as usize / 2;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("a 2-thread pool");
+    let mut rng = Rng(seed);
+    let mut run = 0;
+    while run < cases {
+        let Some(pair) = random_pair(&mut rng) else {
+            continue;
+        };
+        eprintln!("seed {seed:#x}, pair {run}: {:?}", pair.2);
+        run_pair(run, &pair, &mut rng, &pool);
+        run += 1;
+    }
 }
 
 #[test]

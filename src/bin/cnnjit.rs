@@ -114,6 +114,10 @@ enum Command {
         /// Compile every kernel in pure Cranelift, without the native AVX2 GEMM tile.
         #[arg(long)]
         pure_cranelift: bool,
+        /// Run each separable pair (depthwise + pointwise, 1xk + kx1) as two
+        /// kernels instead of one fused kernel, to compare.
+        #[arg(long)]
+        separate_pairs: bool,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -385,7 +389,7 @@ fn steps_json(
                 "fused": s.fused, "unfused": s.unfused, "macs": s.macs,
                 "reference_reason": match &s.path {
                     Path::Reference { reason } => Some(reason),
-                    Path::Compiled { .. } => None,
+                    Path::Compiled { .. } | Path::InNext => None,
                 },
             });
             if let Some(p) = profile {
@@ -593,6 +597,7 @@ fn run(cli: Cli) -> Result<String, String> {
             plan,
             profile,
             pure_cranelift,
+            separate_pairs,
             json,
         } => bench(
             &one_net(&file, net.as_deref())?,
@@ -600,6 +605,7 @@ fn run(cli: Cli) -> Result<String, String> {
                 options: cnnjit::Options {
                     threads,
                     native_tile: !pure_cranelift,
+                    fuse_separable: !separate_pairs,
                     ..cnnjit::Options::default()
                 },
                 batches: batch.into_iter().map(|b| b as usize).collect(),

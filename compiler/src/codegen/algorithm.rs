@@ -7,6 +7,7 @@
 //! report names exactly the code that runs. Reporting reads specs only; it
 //! never changes what is compiled.
 
+use super::separable::Half;
 use super::{depthwise, Kernel};
 use std::fmt;
 
@@ -35,6 +36,12 @@ pub enum Algorithm {
     },
     /// Depthwise convolution, vectorised across channels.
     Depthwise,
+    /// A depthwise convolution and the pointwise one it feeds, fused into
+    /// one pass ([`super::separable`]).
+    DepthwisePointwise,
+    /// A `1xk` convolution and the `kx1` one it feeds, fused into one pass
+    /// ([`super::separable`]).
+    SpatiallySeparable,
     /// Windowed max or average pooling.
     Pool,
     /// One window over the whole input.
@@ -53,6 +60,8 @@ impl Algorithm {
             Algorithm::Winograd { tile: 2 } => "winograd-f2x2",
             Algorithm::Winograd { .. } => "winograd-f4x4",
             Algorithm::Depthwise => "depthwise",
+            Algorithm::DepthwisePointwise => "dw+pw",
+            Algorithm::SpatiallySeparable => "1xk+kx1",
             Algorithm::Pool => "pool",
             Algorithm::GlobalPool => "global-pool",
         }
@@ -97,6 +106,10 @@ impl Kernel {
             }
             Kernel::Winograd(spec) => Algorithm::Winograd { tile: spec.tile },
             Kernel::Depthwise(_) => Algorithm::Depthwise,
+            Kernel::Separable(spec) => match spec.first {
+                Half::Depthwise(_) => Algorithm::DepthwisePointwise,
+                Half::Conv(_) => Algorithm::SpatiallySeparable,
+            },
             Kernel::Pool(spec) if spec.output == [1, 1] && spec.kernel == spec.input => {
                 Algorithm::GlobalPool
             }
@@ -110,6 +123,11 @@ impl Kernel {
             Kernel::Conv(spec) => (spec.tile(), spec.block(), spec.output[1]),
             Kernel::Winograd(spec) => (spec.gemm_tile(), spec.width(), spec.tiles()[1]),
             Kernel::Depthwise(spec) => (depthwise::TILE, 4, spec.output[1]),
+            // The second half's tile: the first's rows are computed into scratch.
+            Kernel::Separable(spec) => match &spec.second {
+                Half::Conv(conv) => (conv.tile(), conv.block(), conv.output[1]),
+                Half::Depthwise(dw) => (depthwise::TILE, 4, dw.output[1]),
+            },
             Kernel::Pool(spec) => (1, 4, spec.output[1]),
         };
         Tile {

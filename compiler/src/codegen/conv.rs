@@ -487,14 +487,22 @@ fn cranelift_tile(
     let cg = spec.in_per_group();
     let width = spec.block();
     let vectors = t.lanes.div_ceil(4);
-    let acc: Vec<Vec<Variable>> = (0..t.pixels)
+    // One pixel (a dense layer) gives too few accumulators to hide the FMA
+    // latency: each unrolled channel then gets its own set, summed at the
+    // end (LeNet-5's dense1, 400 x 120: 6.2 us -> see BENCHMARKS.md).
+    let sets = if t.pixels == 1 { UNROLL } else { 1 };
+    let acc: Vec<Vec<Vec<Variable>>> = (0..sets)
         .map(|_| {
-            (0..vectors)
+            (0..t.pixels)
                 .map(|_| {
-                    let v = b.declare_var(types::F32X4);
-                    let zero = vector::splat(b, 0.0);
-                    b.def_var(v, zero);
-                    v
+                    (0..vectors)
+                        .map(|_| {
+                            let v = b.declare_var(types::F32X4);
+                            let zero = vector::splat(b, 0.0);
+                            b.def_var(v, zero);
+                            v
+                        })
+                        .collect()
                 })
                 .collect()
         })
@@ -522,7 +530,7 @@ fn cranelift_tile(
                 let weights: Vec<Value> = (0..vectors)
                     .map(|v| vector::load4(b, w_ci, w_base + 16 * v as i64))
                     .collect();
-                for (p, acc_p) in acc.iter().enumerate() {
+                for (p, acc_p) in acc[unit % sets].iter().enumerate() {
                     let column =
                         (p * spec.stride[1] + x * spec.dilation[1]) as i64 - spec.pad[1] as i64;
                     let xs = vector::load_splat(b, in_ci, (column * c + unit as i64) * 4);
@@ -552,8 +560,18 @@ fn cranelift_tile(
             }
         }
     });
-    acc.iter()
-        .map(|acc_p| acc_p.iter().map(|var| b.use_var(*var)).collect())
+    (0..t.pixels)
+        .map(|p| {
+            (0..vectors)
+                .map(|v| {
+                    let first = b.use_var(acc[0][p][v]);
+                    acc[1..].iter().fold(first, |sum, set| {
+                        let x = b.use_var(set[p][v]);
+                        b.ins().fadd(sum, x)
+                    })
+                })
+                .collect()
+        })
         .collect()
 }
 

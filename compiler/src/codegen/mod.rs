@@ -3,7 +3,11 @@
 //!
 //! One module per kernel family ([`conv`]: direct convolution, which also
 //! serves 1x1 convolutions and dense layers as a packed GEMM; [`winograd`]:
-//! 3x3 stride-1 convolutions, chosen per layer by [`choice`]). Each family
+//! Winograd F(2x2) and F(4x4) 3x3 convolutions, picked per layer by
+//! [`choice`]; [`separable`]: two convolutions fused into one pass;
+//! [`depthwise`], [`pool`]), and [`native`], the precompiled AVX2 GEMM tile
+//! that convolution kernels call for their innermost tile where the host has
+//! AVX2 and FMA. Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
 //! constants), a packing function that lays weights out as its code reads
 //! them, and an `emit` function. [`Jit`] compiles specs into a [`Program`],
@@ -38,6 +42,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod native;
 pub mod pool;
+pub mod separable;
 pub mod vector;
 pub mod winograd;
 
@@ -110,6 +115,8 @@ pub enum Kernel {
     Pool(pool::PoolSpec),
     /// Winograd F(m x m, 3 x 3) convolution; its rows are tile rows.
     Winograd(winograd::WinogradSpec),
+    /// A separable pair (depthwise + pointwise, `1xk` + `kx1`) in one pass.
+    Separable(separable::SeparableSpec),
 }
 
 impl Kernel {
@@ -120,26 +127,30 @@ impl Kernel {
             Kernel::Depthwise(spec) => spec.lengths(),
             Kernel::Pool(spec) => spec.lengths(),
             Kernel::Winograd(spec) => spec.lengths(),
+            Kernel::Separable(spec) => spec.lengths(),
         }
     }
 
-    /// PyTorch-layout weights packed as the kernel reads them.
+    /// PyTorch-layout weights packed as the kernel reads them. A separable
+    /// pair has two layers' weights: each half packs its own, first then second.
     pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
         match self {
             Kernel::Conv(spec) => spec.pack_weights(weight),
             Kernel::Depthwise(spec) => spec.pack_weights(weight),
-            Kernel::Pool(_) => Vec::new(),
+            Kernel::Pool(_) | Kernel::Separable(_) => Vec::new(),
             Kernel::Winograd(spec) => spec.pack_weights(weight),
         }
     }
 
-    /// A per-channel vector (bias, bn scale or shift) packed as the kernel reads it.
+    /// A per-channel vector (bias, bn scale or shift) packed as the kernel
+    /// reads it; a separable pair's halves pack their own, as for weights.
     pub fn pack_vector(&self, v: &[f32]) -> Vec<f32> {
         match self {
             Kernel::Conv(spec) => spec.pack_vector(v),
             Kernel::Depthwise(spec) => spec.pack_vector(v),
             Kernel::Pool(spec) => spec.pack_vector(v),
             Kernel::Winograd(spec) => spec.pack_vector(v),
+            Kernel::Separable(_) => Vec::new(),
         }
     }
 
@@ -149,11 +160,13 @@ impl Kernel {
             Kernel::Depthwise(spec) => depthwise::emit(spec, b, args),
             Kernel::Pool(spec) => pool::emit(spec, b, args),
             Kernel::Winograd(spec) => winograd::emit(spec, b, args),
+            Kernel::Separable(spec) => separable::emit(spec, b, args),
         }
     }
 }
 
 /// The kernel's parameters, as SSA values in the entry block.
+#[derive(Clone, Copy)]
 pub(crate) struct Args {
     pub input: Value,
     pub weights: Value,
