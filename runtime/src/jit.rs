@@ -2,6 +2,8 @@
 //! weights and per-channel vectors, and which of the step's epilogue nodes the
 //! kernel fuses. Steps the JIT does not serve (yet) keep the reference kernels.
 //!
+//! A convolution's algorithm (direct, 1x1 GEMM or Winograd) is the static
+//! cost model's choice ([`choice::kernel`]), a function of its spec alone.
 //! A step is compiled when its anchor is a `conv`, `dwconv` or `dense`; its
 //! epilogue is fused up to the first node the kernel cannot apply per channel
 //! (softmax, a second residual add), and the rest runs in place after it.

@@ -8,7 +8,7 @@
 //! never changes what is compiled.
 
 use super::separable::Half;
-use super::{conv, depthwise, Kernel};
+use super::{depthwise, Kernel};
 use std::fmt;
 
 /// The algorithm a compiled kernel implements.
@@ -121,7 +121,7 @@ impl Kernel {
     pub fn tile(&self) -> Tile {
         let (pixels, channels, width) = match self {
             Kernel::Conv(spec) => (spec.tile(), spec.block(), spec.output[1]),
-            Kernel::Winograd(spec) => (conv::TILE, conv::BLOCK, spec.tiles()[1]),
+            Kernel::Winograd(spec) => (spec.gemm_tile(), spec.width(), spec.tiles()[1]),
             Kernel::Depthwise(spec) => (depthwise::TILE, 4, spec.output[1]),
             // The second half's tile: the first's rows are computed into scratch.
             Kernel::Separable(spec) => match &spec.second {

@@ -152,11 +152,20 @@ impl WinogradSpec {
     }
 
     /// Output channels per block: the width of the GEMM's tile.
-    fn width(&self) -> usize {
+    pub(super) fn width(&self) -> usize {
         if self.native {
             native::WIDTH
         } else {
             BLOCK
+        }
+    }
+
+    /// Tiles per GEMM tile (its rows), where the host has the tile the spec asks for.
+    pub(super) fn gemm_tile(&self) -> usize {
+        if self.native && native::available() {
+            native::ROWS
+        } else {
+            TILE
         }
     }
 
@@ -445,7 +454,7 @@ fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
             tap,
         }
     });
-    let rows = if native.is_some() { native::ROWS } else { TILE };
+    let rows = spec.gemm_tile();
     let shape = Gemm { c, cp, width };
     let v_base = a.scratch;
     let m_base = b.ins().iadd_imm_s(a.scratch, (spec.v_len() * 4) as i64);
