@@ -16,6 +16,7 @@ reused activation memory as cnnjit does.
 Self-contained version of shared/refs/peer_bench.py (same timing method), with the networks written
 as cnnjit writes them:
   * LeNet-5 as in examples/nets/lenet5.cnn (the lecture's: tanh, average pools, softmax);
+  * AlexNet as in examples/nets/alexnet.cnn (the lecture's single tower on 227x227x3, no LRN);
   * MobileNetV1 1.0 (no torchvision model): BN after every conv, no conv bias, as in
     examples/nets/mobilenet_v1.cnn and ground_truth.py;
   * the MobileNet dw-separable block at 112x112x32 -> 64: dw3x3 + BN + ReLU, pw1x1 + BN + ReLU;
@@ -77,6 +78,25 @@ def lenet5():
     ]))
 
 
+def alexnet_lecture():
+    """The lecture's single-tower AlexNet on 227x227x3 (examples/nets/alexnet.cnn): 62,378,344 params,
+    1,135,256,096 MACs; no LRN, no dropout, softmax at the end."""
+    return nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(3, 96, 11, stride=4)), ("relu1", nn.ReLU()),
+        ("pool1", nn.MaxPool2d(3, 2)),
+        ("conv2", nn.Conv2d(96, 256, 5, padding=2)), ("relu2", nn.ReLU()),
+        ("pool2", nn.MaxPool2d(3, 2)),
+        ("conv3", nn.Conv2d(256, 384, 3, padding=1)), ("relu3", nn.ReLU()),
+        ("conv4", nn.Conv2d(384, 384, 3, padding=1)), ("relu4", nn.ReLU()),
+        ("conv5", nn.Conv2d(384, 256, 3, padding=1)), ("relu5", nn.ReLU()),
+        ("pool3", nn.MaxPool2d(3, 2)),
+        ("flatten", nn.Flatten()),
+        ("fc6", nn.Linear(256 * 6 * 6, 4096)), ("relu6", nn.ReLU()),
+        ("fc7", nn.Linear(4096, 4096)), ("relu7", nn.ReLU()),
+        ("fc8", nn.Linear(4096, 1000)), ("softmax", nn.Softmax(dim=1)),
+    ]))
+
+
 def cbr(cin, cout, k, s=1, p=0, groups=1):
     """conv (no bias) + BN + ReLU."""
     return nn.Sequential(OrderedDict([
@@ -123,6 +143,7 @@ CASES = [
     ("mbv1_dwsep_112x112x32_to64", lambda: dwsep(32, 64), (1, 32, 112, 112)),
     ("conv1x3_3x1_28x28x192_to128", conv1x3_3x1, (1, 192, 28, 28)),
     ("lenet5", lenet5, (1, 1, 32, 32)),
+    ("alexnet", alexnet_lecture, (1, 3, 227, 227)),
     ("mobilenet_v1", mobilenet_v1, (1, 3, 224, 224)),
     ("resnet18", lambda: torchvision.models.resnet18(weights=None), (1, 3, 224, 224)),
     ("resnet50", lambda: torchvision.models.resnet50(weights=None), (1, 3, 224, 224)),
