@@ -13,6 +13,7 @@
 use crate::error::{Error, Result};
 use crate::map::{Dag, Layer};
 use crate::nest::Item;
+use cnnjit_compiler::expand::LAYER_NAMES;
 use cnnjit_compiler::ir::{Activation, Conv2d, Hw, Op, Padding, PoolKind, Shape};
 use cnnjit_compiler::shape;
 use std::collections::HashMap;
@@ -262,8 +263,9 @@ impl Writer<'_> {
             && name != "_";
         let stem = name.trim_end_matches(|c: char| c.is_ascii_digit());
         let reserved = RUST_KEYWORDS.contains(&name)
-            || LANGUAGE_WORDS.contains(&name)
-            || LANGUAGE_WORDS.contains(&stem);
+            || [LAYER_NAMES, KEYWORDS]
+                .iter()
+                .any(|words| words.contains(&name) || words.contains(&stem));
         (identifier && !reserved && self.names.get(name) == Some(&1)).then_some(name)
     }
 }
@@ -276,42 +278,9 @@ const RUST_KEYWORDS: &[&str] = &[
     "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
 ];
 
-/// The language's words and layer kinds (a label `conv3` would clash with a
-/// default name).
-const LANGUAGE_WORDS: &[&str] = &[
-    "input",
-    "conv",
-    "dwconv",
-    "dense",
-    "fc",
-    "maxpool",
-    "avgpool",
-    "global_avgpool",
-    "global_maxpool",
-    "flatten",
-    "bn",
-    "batchnorm",
-    "relu",
-    "relu6",
-    "tanh",
-    "sigmoid",
-    "swish",
-    "hard_swish",
-    "hard_sigmoid",
-    "leaky_relu",
-    "softmax",
-    "dropout",
-    "identity",
-    "lrn",
-    "concat",
-    "residual",
-    "scale",
-    "repeat",
-    "block",
-    "shortcut",
-    "auto",
-    "width",
-];
+/// Words of the language that are not layer kinds ([`LAYER_NAMES`] holds
+/// those; a label `conv3` would clash with a default name).
+const KEYWORDS: &[&str] = &["input", "block", "shortcut", "auto", "width"];
 
 /// `2` for a square size, `1x2` otherwise.
 fn dims(hw: Hw) -> String {
