@@ -8,44 +8,24 @@
 //! and by values at and past the limits of u32, i64 and u64; (c) the macro
 //! entry point, `emit::expand_macro`, on the tokens of such mutants.
 
+use cnnjit_compiler::expand::LAYER_NAMES;
 use cnnjit_compiler::{compile_source, dsl, emit};
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use std::path::Path;
 use std::sync::OnceLock;
 
-/// Words and punctuation of the language, and values at its limits.
-const VOCAB: &[&str] = &[
-    // layers
-    "conv",
-    "dwconv",
-    "dense",
-    "fc",
-    "maxpool",
-    "avgpool",
-    "global_avgpool",
-    "global_maxpool",
-    "flatten",
-    "bn",
-    "batchnorm",
-    "relu",
-    "relu6",
-    "tanh",
-    "sigmoid",
-    "swish",
-    "hard_swish",
-    "softmax",
-    "leaky_relu",
-    "dropout",
-    "identity",
-    "lrn",
+/// Every token the fuzzers draw from: the layer kinds, then [`WORDS`].
+fn vocab() -> Vec<&'static str> {
+    LAYER_NAMES.iter().chain(WORDS).copied().collect()
+}
+
+/// Words and punctuation of the language besides its layer kinds
+/// ([`LAYER_NAMES`]), a misspelt layer, and values at its limits.
+const WORDS: &[&str] = &[
     "rleu",
     // composites and words
     "block",
-    "repeat",
-    "concat",
-    "residual",
-    "scale",
     "shortcut",
     "auto",
     "same",
@@ -376,7 +356,7 @@ enum Mutation {
     Number(Index, &'static str),
     /// Swap two tokens.
     Swap(Index, Index),
-    /// Insert a token of [`VOCAB`].
+    /// Insert a token of [`vocab`].
     Insert(Index, &'static str),
 }
 
@@ -386,7 +366,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         1 => (any::<Index>(), 1..40usize).prop_map(|(i, n)| Mutation::Duplicate(i, n)),
         4 => (any::<Index>(), select(NUMBERS)).prop_map(|(i, v)| Mutation::Number(i, v)),
         1 => (any::<Index>(), any::<Index>()).prop_map(|(i, j)| Mutation::Swap(i, j)),
-        1 => (any::<Index>(), select(VOCAB)).prop_map(|(i, t)| Mutation::Insert(i, t)),
+        1 => (any::<Index>(), select(vocab())).prop_map(|(i, t)| Mutation::Insert(i, t)),
     ]
 }
 
@@ -506,13 +486,13 @@ proptest! {
 
     /// (a) Loose token soup over the language's vocabulary.
     #[test]
-    fn token_soup_never_panics(tokens in prop::collection::vec(select(VOCAB), 0..60)) {
+    fn token_soup_never_panics(tokens in prop::collection::vec(select(vocab()), 0..60)) {
         compile(&tokens.join(" "));
     }
 
     /// (a) Token soup inside a well-formed net, so it gets past the header.
     #[test]
-    fn token_soup_in_a_net_never_panics(tokens in prop::collection::vec(select(VOCAB), 0..40)) {
+    fn token_soup_in_a_net_never_panics(tokens in prop::collection::vec(select(vocab()), 0..40)) {
         compile(&format!("Net(32x32x3) {{ {} }}", tokens.join(" ")));
     }
 
