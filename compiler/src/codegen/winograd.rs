@@ -212,26 +212,36 @@ impl WinogradSpec {
     /// PyTorch's `[K, C, 3, 3]` weights transformed to `U = G g Gᵀ` (in
     /// `f64`) and packed as `[alpha²][block][ci][width]`.
     pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
+        /// The widest block.
+        const LANES: usize = native::WIDTH;
         let (c, k, alpha) = (self.input[2], self.output[2], self.alpha());
         let (g, width, blocks) = (self.transforms().g, self.width(), self.blocks());
         let mut packed = vec![0.0; self.lengths().weights];
-        // Block-major, with the block's output channels innermost: the
-        // `alpha²` rows of `width` written per input channel are whole cache
-        // lines, which keeps packing the largest layers (36 MB for 512
-        // channels) to a few milliseconds.
+        // One block of output channels and one input channel at a time, the
+        // block's channels innermost: the arithmetic runs on whole vectors and
+        // every row of `width` written is a whole cache line, which matters
+        // for the largest layers (36 MB packed for 512 channels).
         for kb in 0..blocks {
+            let channels = kb * width..k.min((kb + 1) * width);
             for ci in 0..c {
-                for ko in kb * width..k.min((kb + 1) * width) {
-                    let w = &weight[(ko * c + ci) * 9..][..9];
-                    for a in 0..alpha {
-                        // (G g)[a][x], then times Gᵀ.
-                        let gw: [f64; 3] = std::array::from_fn(|x| {
-                            (0..3).map(|y| g[a][y] * f64::from(w[y * 3 + x])).sum()
-                        });
-                        for (bb, row) in g.iter().enumerate() {
-                            let u: f64 = (0..3).map(|x| gw[x] * row[x]).sum();
-                            let block = (a * alpha + bb) * blocks + kb;
-                            packed[(block * c + ci) * width + ko % width] = u as f32;
+                // w[tap][lane], zero past K.
+                let mut w = [[0.0f64; LANES]; 9];
+                for (lane, ko) in channels.clone().enumerate() {
+                    for (tap, &x) in weight[(ko * c + ci) * 9..][..9].iter().enumerate() {
+                        w[tap][lane] = f64::from(x);
+                    }
+                }
+                for (a, ga) in g.iter().enumerate() {
+                    // (G g)[a][x], then times Gᵀ.
+                    let gw: [[f64; LANES]; 3] = std::array::from_fn(|x| {
+                        std::array::from_fn(|l| {
+                            ga[0] * w[x][l] + ga[1] * w[3 + x][l] + ga[2] * w[6 + x][l]
+                        })
+                    });
+                    for (bb, gb) in g.iter().enumerate() {
+                        let at = (((a * alpha + bb) * blocks + kb) * c + ci) * width;
+                        for (l, u) in packed[at..at + width].iter_mut().enumerate() {
+                            *u = (gw[0][l] * gb[0] + gw[1][l] * gb[1] + gw[2][l] * gb[2]) as f32;
                         }
                     }
                 }
