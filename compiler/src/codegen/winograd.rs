@@ -4,19 +4,24 @@
 //!
 //! Per tile row of the output (the kernel's rows are tile rows, so threads
 //! never share a tile):
-//! 1. input transform: each tile's `alpha x alpha` input patch, read straight
-//!    from the HWC input four channels at a time, becomes `V = Bᵀ d B`, stored
-//!    in `scratch` as `[alpha²][tiles_w][C rounded up to 4]`. Padding is never
-//!    materialised: tile rows and columns are split at compile time into
-//!    classes by which patch rows and columns fall inside the input, and the
-//!    others are known zeros in that class's code;
+//! 1. input transform: each tile's `alpha x alpha` input patch, four channels
+//!    at a time, becomes `V = Bᵀ d B`, stored in `scratch` as
+//!    `[alpha²][tiles_w][C rounded up to 4]`. Interior tiles read the patch
+//!    straight from the HWC input; border tiles first copy the part of it
+//!    inside the input into a zeroed `alpha x alpha` tile on the stack, so
+//!    the padding is never read and the transform is emitted only twice;
 //! 2. `alpha²` GEMMs in the transformed domain, `M[ξ] = V[ξ] U[ξ]`, stored in
 //!    `scratch` as `[alpha²][block][tiles_w][width]`: on the native AVX2 tile
 //!    ([`super::native`], blocks of 16 channels, up to 6 tiles a call) where
 //!    the spec asks for it and the host has it, else on the direct
 //!    convolution's Cranelift register tile (blocks of 8, 4 tiles);
 //! 3. output transform `Y = Aᵀ M A`, then the epilogue, storing only the
-//!    output pixels and channels that exist.
+//!    output pixels and channels that exist (tiles cut by the bottom or right
+//!    edge through a stack tile and a loop over the pixels that exist).
+//!
+//! Compile time is what shapes the code: Cranelift's time grows with the
+//! code, so each transform is emitted once per path and loops over channel
+//! vectors, and only the whole tiles' epilogue is unrolled.
 //!
 //! The weights are transformed once, at packing time, in `f64`:
 //! `U = G g Gᵀ`, packed `[alpha²][block][ci][width]` (zero past `K`). A row of
@@ -447,11 +452,12 @@ fn input_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value) 
                 let (i_lo, i_hi) = bounds(b, iy, h);
                 let (j_lo, j_hi) = bounds(b, ix, w);
                 let tile = b.ins().stack_addr(ptr, staging, 0);
+                // Every channel vector copies the same part, so the rest stays zero.
+                let zero = vector::splat(b, 0.0);
+                for p in 0..alpha * alpha {
+                    vector::store_partial(b, zero, tile, (p * 16) as i64, 4);
+                }
                 channel_vectors(b, c, |b, ch, lanes| {
-                    let zero = vector::splat(b, 0.0);
-                    for p in 0..alpha * alpha {
-                        vector::store_partial(b, zero, tile, (p * 16) as i64, 4);
-                    }
                     let off = b.ins().imul_imm_s(ch, 4);
                     let patch = b.ins().iadd(patch, off);
                     for_range(b, i_lo, i_hi, 1, |b, i| {
@@ -771,4 +777,20 @@ fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value)
             );
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interior;
+
+    #[test]
+    fn interior_tiles_read_only_inside_the_input() {
+        // F(4x4), pad 1 on 56: tile t reads inputs 4t - 1 ..= 4t + 4, inside
+        // for 1 <= t <= 12.
+        assert_eq!(interior(14, 56, 4, 1), (1, 13));
+        // On 7 inputs tile 0 reads -1 and tile 1 reads up to 8: none inside.
+        assert_eq!(interior(2, 7, 4, 1), (0, 0));
+        // F(2x2) without padding on 6 inputs: tile t reads 2t ..= 2t + 3.
+        assert_eq!(interior(2, 6, 2, 0), (0, 2));
+    }
 }
