@@ -4,19 +4,24 @@
 //!
 //! Per tile row of the output (the kernel's rows are tile rows, so threads
 //! never share a tile):
-//! 1. input transform: each tile's `alpha x alpha` input patch, read straight
-//!    from the HWC input four channels at a time, becomes `V = Bᵀ d B`, stored
-//!    in `scratch` as `[alpha²][tiles_w][C rounded up to 4]`. Padding is never
-//!    materialised: tile rows and columns are split at compile time into
-//!    classes by which patch rows and columns fall inside the input, and the
-//!    others are known zeros in that class's code;
+//! 1. input transform: each tile's `alpha x alpha` input patch, four channels
+//!    at a time, becomes `V = Bᵀ d B`, stored in `scratch` as
+//!    `[alpha²][tiles_w][C rounded up to 4]`. Interior tiles read the patch
+//!    straight from the HWC input; border tiles first copy the part of it
+//!    inside the input into a zeroed `alpha x alpha` tile on the stack, so
+//!    the padding is never read and the transform is emitted only twice;
 //! 2. `alpha²` GEMMs in the transformed domain, `M[ξ] = V[ξ] U[ξ]`, stored in
 //!    `scratch` as `[alpha²][block][tiles_w][width]`: on the native AVX2 tile
 //!    ([`super::native`], blocks of 16 channels, up to 6 tiles a call) where
 //!    the spec asks for it and the host has it, else on the direct
 //!    convolution's Cranelift register tile (blocks of 8, 4 tiles);
 //! 3. output transform `Y = Aᵀ M A`, then the epilogue, storing only the
-//!    output pixels and channels that exist.
+//!    output pixels and channels that exist (tiles cut by the bottom or right
+//!    edge through a stack tile and a loop over the pixels that exist).
+//!
+//! Compile time is what shapes the code: Cranelift's time grows with the
+//! code, so each transform is emitted once per path and loops over channel
+//! vectors, and only the whole tiles' epilogue is unrolled.
 //!
 //! The weights are transformed once, at packing time, in `f64`:
 //! `U = G g Gᵀ`, packed `[alpha²][block][ci][width]` (zero past `K`). A row of
@@ -32,6 +37,7 @@ use super::{
     apply_epilogue, clamp, epilogue_lengths, for_range, int, tap_classes, vector, Args, Epilogue,
     Epilogued, Lengths,
 };
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, InstBuilder, SigRef, StackSlot, StackSlotData, StackSlotKind, Value,
 };
@@ -211,22 +217,37 @@ impl WinogradSpec {
     /// PyTorch's `[K, C, 3, 3]` weights transformed to `U = G g Gᵀ` (in
     /// `f64`) and packed as `[alpha²][block][ci][width]`.
     pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
+        /// The widest block.
+        const LANES: usize = native::WIDTH;
         let (c, k, alpha) = (self.input[2], self.output[2], self.alpha());
-        let (g, width) = (self.transforms().g, self.width());
+        let (g, width, blocks) = (self.transforms().g, self.width(), self.blocks());
         let mut packed = vec![0.0; self.lengths().weights];
-        for ko in 0..k {
+        // One block of output channels and one input channel at a time, the
+        // block's channels innermost: the arithmetic runs on whole vectors and
+        // every row of `width` written is a whole cache line, which matters
+        // for the largest layers (36 MB packed for 512 channels).
+        for kb in 0..blocks {
+            let channels = kb * width..k.min((kb + 1) * width);
             for ci in 0..c {
-                let w = |y: usize, x: usize| f64::from(weight[((ko * c + ci) * 3 + y) * 3 + x]);
-                for a in 0..alpha {
+                // w[tap][lane], zero past K.
+                let mut w = [[0.0f64; LANES]; 9];
+                for (lane, ko) in channels.clone().enumerate() {
+                    for (tap, &x) in weight[(ko * c + ci) * 9..][..9].iter().enumerate() {
+                        w[tap][lane] = f64::from(x);
+                    }
+                }
+                for (a, ga) in g.iter().enumerate() {
                     // (G g)[a][x], then times Gᵀ.
-                    let gw: Vec<f64> = (0..3)
-                        .map(|x| (0..3).map(|y| g[a][y] * w(y, x)).sum())
-                        .collect();
-                    for (bb, row) in g.iter().enumerate() {
-                        let u: f64 = (0..3).map(|x| gw[x] * row[x]).sum();
-                        let xi = a * alpha + bb;
-                        let block = xi * self.blocks() + ko / width;
-                        packed[(block * c + ci) * width + ko % width] = u as f32;
+                    let gw: [[f64; LANES]; 3] = std::array::from_fn(|x| {
+                        std::array::from_fn(|l| {
+                            ga[0] * w[x][l] + ga[1] * w[3 + x][l] + ga[2] * w[6 + x][l]
+                        })
+                    });
+                    for (bb, gb) in g.iter().enumerate() {
+                        let at = (((a * alpha + bb) * blocks + kb) * c + ci) * width;
+                        for (l, u) in packed[at..at + width].iter_mut().enumerate() {
+                            *u = (gw[0][l] * gb[0] + gw[1][l] * gb[1] + gw[2][l] * gb[2]) as f32;
+                        }
                     }
                 }
             }
@@ -302,19 +323,6 @@ fn transform(
         .collect()
 }
 
-/// `body` once if the constant range `[lo, hi)` holds `i`, else not at all.
-fn when_in(
-    b: &mut FunctionBuilder,
-    i: Value,
-    (lo, hi): (usize, usize),
-    body: impl FnMut(&mut FunctionBuilder, Value),
-) {
-    let start = clamp(b, i, lo as i64, hi as i64);
-    let next = b.ins().iadd_imm_s(i, 1);
-    let end = clamp(b, next, lo as i64, hi as i64);
-    for_range(b, start, end, 1, body);
-}
-
 /// `body(first, lanes)` over `n` channels in vectors of four: a loop over the
 /// whole vectors, then the partial one.
 fn channel_vectors(
@@ -337,89 +345,165 @@ fn channel_vectors(
 /// Emits the kernel body for tile rows `[begin, end)`.
 pub(crate) fn emit(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
     let [th, _] = spec.tiles();
-    let [h, _, _] = spec.input;
-    let m = spec.tile;
-    let in_rows = tap_classes(th, h, spec.alpha(), m, 1, spec.pad[0]);
-    let out_rows = remainder_classes(th, spec.output[0], m);
     let begin = clamp(b, a.begin, 0, th as i64);
     let end = clamp(b, a.end, 0, th as i64);
     for_range(b, begin, end, 1, |b, ty| {
-        for &(lo, hi, i_lo, i_hi) in &in_rows {
-            when_in(b, ty, (lo, hi), |b, ty| {
-                input_row(spec, b, a, ty, (i_lo, i_hi))
-            });
-        }
+        input_row(spec, b, a, ty);
         gemm(spec, b, a);
-        for &(lo, hi, rows) in &out_rows {
-            when_in(b, ty, (lo, hi), |b, ty| output_row(spec, b, a, ty, rows));
-        }
+        output_row(spec, b, a, ty);
     });
 }
 
-/// Runs of tiles with the same number of valid outputs (`m`, or fewer in
-/// the last tile): `(first tile, end tile, outputs)`.
-fn remainder_classes(tiles: usize, outputs: usize, m: usize) -> Vec<(usize, usize, usize)> {
-    let last = outputs - (tiles - 1) * m;
-    if last == m {
-        vec![(0, tiles, m)]
-    } else {
-        [(0, tiles - 1, m), (tiles - 1, tiles, last)]
-            .into_iter()
-            .filter(|c| c.0 < c.1)
-            .collect()
-    }
+/// The tiles, along one side, whose whole patch lies inside the input:
+/// `[first, end)`, empty if there are none.
+fn interior(tiles: usize, input: usize, m: usize, pad: usize) -> (i64, i64) {
+    let alpha = m + 2;
+    tap_classes(tiles, input, alpha, m, 1, pad)
+        .into_iter()
+        .find(|c| (c.2, c.3) == (0, alpha))
+        .map_or((0, 0), |c| (c.0 as i64, c.1 as i64))
 }
 
-/// Transforms tile row `ty` of the input into `V`; patch rows `i_lo..i_hi`
-/// lie inside the input.
-fn input_row(
-    spec: &WinogradSpec,
+/// `then` if `cond` is nonzero, else `otherwise`.
+fn if_else(
     b: &mut FunctionBuilder,
-    a: &Args,
-    ty: Value,
-    (i_lo, i_hi): (usize, usize),
+    cond: Value,
+    then: impl FnOnce(&mut FunctionBuilder),
+    otherwise: impl FnOnce(&mut FunctionBuilder),
 ) {
-    let [_, w, c] = spec.input;
+    let (yes, no, join) = (b.create_block(), b.create_block(), b.create_block());
+    b.ins().brif(cond, yes, &[], no, &[]);
+    b.switch_to_block(yes);
+    then(b);
+    b.ins().jump(join, &[]);
+    b.switch_to_block(no);
+    otherwise(b);
+    b.ins().jump(join, &[]);
+    b.switch_to_block(join);
+}
+
+/// `start <= x < end` for constants `start` and `end`, as an `I8` truth value.
+fn in_range(b: &mut FunctionBuilder, x: Value, (start, end): (i64, i64)) -> Value {
+    let above = b
+        .ins()
+        .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, x, start);
+    let below = b.ins().icmp_imm_s(IntCC::SignedLessThan, x, end);
+    b.ins().band(above, below)
+}
+
+/// Transforms tile row `ty` of the input into `V`.
+///
+/// The transform is emitted once for the interior tiles, which read their
+/// patch straight from the input, and once for all the border tiles, which
+/// first gather the part of their patch inside the input into a zeroed
+/// `alpha x alpha` stack tile of one channel vector: two copies of the
+/// transform instead of one per class of border (up to nine), which is most
+/// of the kernel's compile time, for a little more work on the border tiles.
+fn input_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value) {
+    let [h, w, c] = spec.input;
     let (m, alpha) = (spec.tile, spec.alpha());
-    let tw = spec.tiles()[1];
+    let [th, tw] = spec.tiles();
     let cp = spec.channels();
-    let in_row = (w * c * 4) as i64;
+    let (pixel, in_row) = ((c * 4) as i64, (w * c * 4) as i64);
+    let row_inside = in_range(b, ty, interior(th, h, m, spec.pad[0]));
+    let columns = interior(tw, w, m, spec.pad[1]);
+    let staging = b.create_sized_stack_slot(StackSlotData::new(
+        StackSlotKind::ExplicitSlot,
+        (alpha * alpha * 16) as u32,
+        4,
+    ));
+    let ptr = b.func.dfg.value_type(a.input);
     // The input row of patch row 0: ty m - pad, possibly negative.
     let iy = b.ins().imul_imm_s(ty, m as i64);
     let iy = b.ins().iadd_imm_s(iy, -(spec.pad[0] as i64));
     let off = b.ins().imul_imm_s(iy, in_row);
     let row = b.ins().iadd(a.input, off);
-    for (tx_lo, tx_hi, j_lo, j_hi) in tap_classes(tw, w, alpha, m, 1, spec.pad[1]) {
-        let lo = int(b, tx_lo as i64);
-        let hi = int(b, tx_hi as i64);
-        for_range(b, lo, hi, 1, |b, tx| {
-            // Patch column 0 of this tile: tx m - pad, possibly negative.
-            let ix = b.ins().imul_imm_s(tx, m as i64);
-            let ix = b.ins().iadd_imm_s(ix, -(spec.pad[1] as i64));
-            let off = b.ins().imul_imm_s(ix, (c * 4) as i64);
-            let patch = b.ins().iadd(row, off);
-            let off = b.ins().imul_imm_s(tx, (cp * 4) as i64);
-            let v = b.ins().iadd(a.scratch, off);
-            channel_vectors(b, c, |b, ch, lanes| {
-                let off = b.ins().imul_imm_s(ch, 4);
-                let patch = b.ins().iadd(patch, off);
-                let v = b.ins().iadd(v, off);
-                let d: Vec<Option<Value>> = (0..alpha * alpha)
-                    .map(|p| {
-                        let (i, j) = (p / alpha, p % alpha);
-                        let inside = (i_lo..i_hi).contains(&i) && (j_lo..j_hi).contains(&j);
-                        inside.then(|| {
-                            vector::load_partial(b, patch, ((i * w + j) * c * 4) as i64, lanes)
-                        })
-                    })
-                    .collect();
-                let t = transform(b, spec.transforms().bt, (alpha, alpha), &d);
-                for (xi, x) in t.into_iter().flatten().enumerate() {
-                    let x = x.unwrap_or_else(|| vector::splat(b, 0.0));
-                    vector::store_partial(b, x, v, (xi * tw * cp * 4) as i64, 4);
+    let zero = int(b, 0);
+    let tiles = int(b, tw as i64);
+    for_range(b, zero, tiles, 1, |b, tx| {
+        // Patch column 0 of this tile: tx m - pad, possibly negative.
+        let ix = b.ins().imul_imm_s(tx, m as i64);
+        let ix = b.ins().iadd_imm_s(ix, -(spec.pad[1] as i64));
+        let off = b.ins().imul_imm_s(ix, pixel);
+        let patch = b.ins().iadd(row, off);
+        let off = b.ins().imul_imm_s(tx, (cp * 4) as i64);
+        let v = b.ins().iadd(a.scratch, off);
+        let column_inside = in_range(b, tx, columns);
+        let inside = b.ins().band(row_inside, column_inside);
+        if_else(
+            b,
+            inside,
+            |b| {
+                channel_vectors(b, c, |b, ch, lanes| {
+                    let off = b.ins().imul_imm_s(ch, 4);
+                    let patch = b.ins().iadd(patch, off);
+                    let v = b.ins().iadd(v, off);
+                    transform_patch(spec, b, (patch, in_row, pixel), lanes, v);
+                })
+            },
+            |b| {
+                // The patch rows and columns inside the input.
+                let bounds = |b: &mut FunctionBuilder, first: Value, n: usize| {
+                    let neg = b.ins().ineg(first);
+                    let lo = clamp(b, neg, 0, alpha as i64);
+                    let rest = b.ins().iadd_imm_s(neg, n as i64);
+                    (lo, clamp(b, rest, 0, alpha as i64))
+                };
+                let (i_lo, i_hi) = bounds(b, iy, h);
+                let (j_lo, j_hi) = bounds(b, ix, w);
+                let tile = b.ins().stack_addr(ptr, staging, 0);
+                // Every channel vector copies the same part, so the rest stays zero.
+                let zero = vector::splat(b, 0.0);
+                for p in 0..alpha * alpha {
+                    vector::store_partial(b, zero, tile, (p * 16) as i64, 4);
                 }
-            });
-        });
+                channel_vectors(b, c, |b, ch, lanes| {
+                    let off = b.ins().imul_imm_s(ch, 4);
+                    let patch = b.ins().iadd(patch, off);
+                    for_range(b, i_lo, i_hi, 1, |b, i| {
+                        let off = b.ins().imul_imm_s(i, in_row);
+                        let src = b.ins().iadd(patch, off);
+                        let off = b.ins().imul_imm_s(i, (alpha * 16) as i64);
+                        let dst = b.ins().iadd(tile, off);
+                        for_range(b, j_lo, j_hi, 1, |b, j| {
+                            let off = b.ins().imul_imm_s(j, pixel);
+                            let src = b.ins().iadd(src, off);
+                            let x = vector::load_partial(b, src, 0, lanes);
+                            let off = b.ins().imul_imm_s(j, 16);
+                            let dst = b.ins().iadd(dst, off);
+                            vector::store_partial(b, x, dst, 0, 4);
+                        });
+                    });
+                    let off = b.ins().imul_imm_s(ch, 4);
+                    let v = b.ins().iadd(v, off);
+                    transform_patch(spec, b, (tile, (alpha * 16) as i64, 16), 4, v);
+                })
+            },
+        );
+    });
+}
+
+/// `V = Bᵀ d B` of one channel vector of one tile, `d[i][j]` at
+/// `base + i row + j column` bytes (`lanes` of it), stored at `v`.
+fn transform_patch(
+    spec: &WinogradSpec,
+    b: &mut FunctionBuilder,
+    (base, row, column): (Value, i64, i64),
+    lanes: usize,
+    v: Value,
+) {
+    let alpha = spec.alpha();
+    let stride = (spec.tiles()[1] * spec.channels() * 4) as i64;
+    let d: Vec<Option<Value>> = (0..alpha * alpha)
+        .map(|p| {
+            let (i, j) = ((p / alpha) as i64, (p % alpha) as i64);
+            Some(vector::load_partial(b, base, i * row + j * column, lanes))
+        })
+        .collect();
+    let t = transform(b, spec.transforms().bt, (alpha, alpha), &d);
+    for (xi, x) in t.into_iter().flatten().enumerate() {
+        let x = x.unwrap_or_else(|| vector::splat(b, 0.0));
+        vector::store_partial(b, x, v, xi as i64 * stride, 4);
     }
 }
 
@@ -583,60 +667,130 @@ fn gemm_tile(b: &mut FunctionBuilder, g: &Gemm, v: Value, u: Value, out: Value, 
 }
 
 /// Transforms tile row `ty` of `M` back, applies the epilogue and stores the
-/// first `rows` output rows of each tile.
-fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value, rows: usize) {
-    let [_, wo, k] = spec.output;
+/// output pixels that exist.
+///
+/// The transform is emitted once; whole tiles then store all `m x m`
+/// pixels unrolled, while the tiles cut by the bottom or right edge stage
+/// the transformed tile on the stack and store the pixels that exist in a
+/// loop, so a kernel holds two copies of the epilogue rather than one per
+/// class of edge tile.
+fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value) {
+    let [ho, wo, k] = spec.output;
     let m = spec.tile;
     let tw = spec.tiles()[1];
     let (kp, width) = (spec.vector_len(), spec.width());
+    let (pixel, out_row) = ((k * 4) as i64, (wo * k * 4) as i64);
     let m_base = b.ins().iadd_imm_s(a.scratch, (spec.v_len() * 4) as i64);
+    let staging = b.create_sized_stack_slot(StackSlotData::new(
+        StackSlotKind::ExplicitSlot,
+        (m * m * 16) as u32,
+        4,
+    ));
+    let ptr = b.func.dfg.value_type(a.input);
+    let row_whole = in_range(b, ty, (0, (ho / m) as i64));
+    // The output rows of this tile row that exist.
+    let first = b.ins().imul_imm_s(ty, m as i64);
+    let left = b.ins().ineg(first);
+    let left = b.ins().iadd_imm_s(left, ho as i64);
+    let rows = clamp(b, left, 0, m as i64);
     // The first output element of the tile row.
-    let oy = b.ins().imul_imm_s(ty, (m * wo * k * 4) as i64);
-    let out_row = b.ins().iadd(a.output, oy);
+    let oy = b.ins().imul_imm_s(first, out_row);
+    let out_row_base = b.ins().iadd(a.output, oy);
     let extra_row = b.ins().iadd(a.extra, oy);
-    for (tx_lo, tx_hi, cols) in remainder_classes(tw, wo, m) {
-        let lo = int(b, tx_lo as i64);
-        let hi = int(b, tx_hi as i64);
-        for_range(b, lo, hi, 1, |b, tx| {
-            let ox = b.ins().imul_imm_s(tx, (m * k * 4) as i64);
-            let output = b.ins().iadd(out_row, ox);
-            let extra = b.ins().iadd(extra_row, ox);
-            let off = b.ins().imul_imm_s(tx, (width * 4) as i64);
-            let mt = b.ins().iadd(m_base, off);
-            channel_vectors(b, k, |b, ch, lanes| {
-                // Vector ch / 4 is vector `sub` of block `blk`: M[ξ][blk][tx][4 sub..].
-                let q = b.ins().ushr_imm_s(ch, 2);
-                let per_block = (width / 4) as i64;
-                let blk = b.ins().ushr_imm_s(q, i64::from(per_block.trailing_zeros()));
-                let sub = b.ins().band_imm_s(q, per_block - 1);
-                let off = b.ins().imul_imm_s(blk, (tw * width * 4) as i64);
-                let mt = b.ins().iadd(mt, off);
-                let off = b.ins().imul_imm_s(sub, 16);
-                let mt = b.ins().iadd(mt, off);
-                let x: Vec<Option<Value>> = (0..spec.alpha().pow(2))
-                    .map(|xi| Some(vector::load4(b, mt, (xi * tw * kp * 4) as i64)))
-                    .collect();
-                let y = transform(b, spec.transforms().at, (rows, cols), &x);
-                let ch = b.ins().imul_imm_s(ch, 4);
-                let params = b.ins().iadd(a.params, ch);
-                let output = b.ins().iadd(output, ch);
-                let extra = b.ins().iadd(extra, ch);
-                for (i, y_i) in y.iter().enumerate() {
-                    for (j, y_ij) in y_i.iter().enumerate() {
-                        let y_ij = y_ij.unwrap_or_else(|| vector::splat(b, 0.0));
-                        let at = Epilogued {
-                            params,
-                            channel: 0,
-                            vector: (kp * 4) as i64,
-                            extra,
-                            output,
-                            element: ((i * wo + j) * k * 4) as i64,
-                            lanes,
-                        };
-                        apply_epilogue(b, &spec.epilogue, y_ij, &at);
+    let zero = int(b, 0);
+    let tiles = int(b, tw as i64);
+    for_range(b, zero, tiles, 1, |b, tx| {
+        let ox = b.ins().imul_imm_s(tx, m as i64 * pixel);
+        let output = b.ins().iadd(out_row_base, ox);
+        let extra = b.ins().iadd(extra_row, ox);
+        let off = b.ins().imul_imm_s(tx, (width * 4) as i64);
+        let mt = b.ins().iadd(m_base, off);
+        let column_whole = in_range(b, tx, (0, (wo / m) as i64));
+        let whole = b.ins().band(row_whole, column_whole);
+        let first = b.ins().imul_imm_s(tx, m as i64);
+        let left = b.ins().ineg(first);
+        let left = b.ins().iadd_imm_s(left, wo as i64);
+        let cols = clamp(b, left, 0, m as i64);
+        channel_vectors(b, k, |b, ch, lanes| {
+            // Vector ch / 4 is vector `sub` of block `blk`: M[ξ][blk][tx][4 sub..].
+            let q = b.ins().ushr_imm_s(ch, 2);
+            let per_block = (width / 4) as i64;
+            let blk = b.ins().ushr_imm_s(q, i64::from(per_block.trailing_zeros()));
+            let sub = b.ins().band_imm_s(q, per_block - 1);
+            let off = b.ins().imul_imm_s(blk, (tw * width * 4) as i64);
+            let mt = b.ins().iadd(mt, off);
+            let off = b.ins().imul_imm_s(sub, 16);
+            let mt = b.ins().iadd(mt, off);
+            let x: Vec<Option<Value>> = (0..spec.alpha().pow(2))
+                .map(|xi| Some(vector::load4(b, mt, (xi * tw * kp * 4) as i64)))
+                .collect();
+            let y: Vec<Value> = transform(b, spec.transforms().at, (m, m), &x)
+                .into_iter()
+                .flatten()
+                .map(|y| y.unwrap_or_else(|| vector::splat(b, 0.0)))
+                .collect();
+            let ch = b.ins().imul_imm_s(ch, 4);
+            let params = b.ins().iadd(a.params, ch);
+            let output = b.ins().iadd(output, ch);
+            let extra = b.ins().iadd(extra, ch);
+            let at = |output: Value, extra: Value, element: i64| Epilogued {
+                params,
+                channel: 0,
+                vector: (kp * 4) as i64,
+                extra,
+                output,
+                element,
+                lanes,
+            };
+            if_else(
+                b,
+                whole,
+                |b| {
+                    for (p, &y) in y.iter().enumerate() {
+                        let element = (p / m) as i64 * out_row + (p % m) as i64 * pixel;
+                        apply_epilogue(b, &spec.epilogue, y, &at(output, extra, element));
                     }
-                }
-            });
+                },
+                |b| {
+                    let tile = b.ins().stack_addr(ptr, staging, 0);
+                    for (p, &y) in y.iter().enumerate() {
+                        vector::store_partial(b, y, tile, (p * 16) as i64, 4);
+                    }
+                    let zero = int(b, 0);
+                    for_range(b, zero, rows, 1, |b, i| {
+                        let off = b.ins().imul_imm_s(i, out_row);
+                        let (output, extra) = (b.ins().iadd(output, off), b.ins().iadd(extra, off));
+                        let off = b.ins().imul_imm_s(i, (m * 16) as i64);
+                        let src = b.ins().iadd(tile, off);
+                        let zero = int(b, 0);
+                        for_range(b, zero, cols, 1, |b, j| {
+                            let off = b.ins().imul_imm_s(j, 16);
+                            let src = b.ins().iadd(src, off);
+                            let y = vector::load4(b, src, 0);
+                            let off = b.ins().imul_imm_s(j, pixel);
+                            let (output, extra) =
+                                (b.ins().iadd(output, off), b.ins().iadd(extra, off));
+                            apply_epilogue(b, &spec.epilogue, y, &at(output, extra, 0));
+                        });
+                    });
+                },
+            );
         });
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interior;
+
+    #[test]
+    fn interior_tiles_read_only_inside_the_input() {
+        // F(4x4), pad 1 on 56: tile t reads inputs 4t - 1 ..= 4t + 4, inside
+        // for 1 <= t <= 12.
+        assert_eq!(interior(14, 56, 4, 1), (1, 13));
+        // On 7 inputs tile 0 reads -1 and tile 1 reads up to 8: none inside.
+        assert_eq!(interior(2, 7, 4, 1), (0, 0));
+        // F(2x2) without padding on 6 inputs: tile t reads 2t ..= 2t + 3.
+        assert_eq!(interior(2, 6, 2, 0), (0, 2));
     }
 }
