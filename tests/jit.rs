@@ -184,6 +184,30 @@ proptest! {
     }
 
     #[test]
+    fn add_and_scale_equal_reference(
+        (h, w) in (2u32..10, 2u32..10),
+        (c, k) in (1u32..13, 1u32..13),
+        per_channel in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // A strided `auto` residual adds its projection as a step of its own
+        // (the body's output is not the last step's); a scale multiplies by a
+        // gate per channel (squeeze-excite) or per element.
+        let gate = if per_channel { "global_avgpool, " } else { "" };
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ residual(shortcut = auto) {{ conv({k}, 3x3, pad = 1, stride = 2), bn }}{}, scale {{ {gate}conv({k}, 1x1), sigmoid }}{} }}",
+            EPILOGUES[epilogue], EPILOGUES[(epilogue + 3) % EPILOGUES.len()]
+        );
+        assert_agrees(&source, seed, 2);
+        let net = graph(&source).unwrap();
+        let weights = cnnjit::runtime::params::random_weights(&net, seed);
+        let report = Model::new(net, &weights).unwrap().kernels();
+        let algorithms: Vec<&str> = report.steps.iter().map(|s| s.algorithm()).collect();
+        prop_assert!(algorithms.contains(&"add") && algorithms.contains(&"scale"), "{:?}", algorithms);
+    }
+
+    #[test]
     fn conv_add_relu_fuses_and_equals_reference(
         (h, w) in (2u32..10, 2u32..10),
         c in 1u32..13,

@@ -260,7 +260,10 @@ fn run_step(
                 layer: anchor.name.to_string(),
                 reason,
             })?;
-            let first_shortcut = anchor.inputs.len() + usize::from(lowered.extra.is_some());
+            // A fused add's shortcut follows the anchor's inputs; a binary
+            // anchor's `extra` is one of its own inputs.
+            let fused_add = lowered.extra.is_some_and(|e| e >= anchor.inputs.len());
+            let first_shortcut = anchor.inputs.len() + usize::from(fused_add);
             return epilogue(graph, params, &lowered.rest, out, &inputs, first_shortcut);
         }
     }

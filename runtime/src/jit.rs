@@ -4,7 +4,8 @@
 //!
 //! A convolution's algorithm (direct, 1x1 GEMM or Winograd) is the static
 //! cost model's choice ([`choice::kernel`]), a function of its spec alone.
-//! A step is compiled when its anchor is a `conv`, `dwconv` or `dense`; its
+//! A step is compiled when its anchor is a `conv`, `dwconv`, `dense`, a
+//! pool, an `add` or a `scale` (the second operand as `extra`); its
 //! epilogue is fused up to the first node the kernel cannot apply per channel
 //! (softmax, a second residual add), and the rest runs in place after it.
 //! A separable pair the plan marks (`Step::keeps`: a depthwise or `1xk`
@@ -20,6 +21,7 @@ use crate::params::{LayerParams, Params};
 use cnnjit_compiler::codegen::choice;
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
+use cnnjit_compiler::codegen::elementwise::{Binary, ElementwiseSpec};
 use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
 use cnnjit_compiler::codegen::vector::Act;
@@ -242,7 +244,14 @@ fn lower(graph: &Graph, params: &Params, step: &Step, native_tile: bool) -> Resu
     // The fusable prefix of the epilogue.
     let mut epilogue = Vec::new();
     let mut affines: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
-    let mut extra = None;
+    // A binary element-wise anchor reads its second operand as `extra`, so
+    // its epilogue fuses no add of its own.
+    let binary = match anchor.op {
+        Op::Add => Some(Binary::Add),
+        Op::Scale => Some(Binary::Mul),
+        _ => None,
+    };
+    let mut extra = binary.map(|_| 1);
     let mut fused = 1;
     for (i, id) in step.nodes.iter().enumerate().skip(1) {
         let node = graph.node(*id);
@@ -308,6 +317,13 @@ fn lower(graph: &Graph, params: &Params, step: &Step, native_tile: bool) -> Resu
             Some(spec) => Kernel::Pool(spec),
             None => return Ok(None),
         },
+        (Op::Add | Op::Scale, None) => {
+            let other = graph.node(anchor.inputs[1]).output;
+            match binary.and_then(|op| ElementwiseSpec::new(op, input, other, epilogue)) {
+                Some(spec) => Kernel::Elementwise(spec),
+                None => return Ok(None),
+            }
+        }
         _ => return Ok(None),
     };
     let channels = anchor.output.channels() as usize;

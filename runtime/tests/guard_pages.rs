@@ -20,7 +20,8 @@
 //! convolutions through `WinogradSpec`, depthwise through `DepthwiseSpec`, max
 //! and average pools, windowed and global, through `PoolSpec`, and fused
 //! separable pairs of two convolutions through `SeparableSpec`, checked
-//! against the two references in turn) with random
+//! against the two references in turn, element-wise adds and scales, whole
+//! or per channel, through `ElementwiseSpec`) with random
 //! fused epilogues (affine, activations, residual add) are compiled and run
 //! over all rows (on the calling thread and split across a 2-thread pool) and
 //! over sub-ranges of rows, including out-of-range and reversed ones, which
@@ -36,6 +37,7 @@
 
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
+use cnnjit_compiler::codegen::elementwise::{Binary, ElementwiseSpec};
 use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
 use cnnjit_compiler::codegen::vector::Act;
@@ -214,6 +216,8 @@ enum Step {
 enum Op {
     Conv(Conv2d),
     Pool(Pool2d),
+    /// `input op extra`.
+    Elementwise(Binary),
 }
 
 /// One random configuration: the IR op (for the reference), the kernel, the
@@ -253,8 +257,12 @@ fn hw(v: [usize; 2]) -> Hw {
 /// run the channel loop and the block loop longer; two in ten are depthwise
 /// (one group per channel, multiplier 1), two in ten pools (max or
 /// average, windowed or global) and one in ten a Winograd 3x3 convolution,
-/// which have kernels of their own.
+/// which have kernels of their own. One case in eleven is instead an
+/// element-wise add or scale.
 fn random_case(rng: &mut Rng) -> Option<Case> {
+    if rng.range(0, 10) == 0 {
+        return Some(random_elementwise(rng));
+    }
     let (steps, epilogue) = random_epilogue(rng, true);
     let (input, output, op, kernel) = match rng.range(0, 10) {
         0 => random_conv(rng, ConvKind::Dense, None, epilogue)?,
@@ -270,6 +278,40 @@ fn random_case(rng: &mut Rng) -> Option<Case> {
         kernel,
         steps,
     })
+}
+
+/// A random add or scale (a per-channel gate one time in two), odd channel
+/// counts included, with an epilogue without add (`extra` is its operand).
+fn random_elementwise(rng: &mut Rng) -> Case {
+    let (steps, epilogue) = random_epilogue(rng, false);
+    let (h, w, c) = (rng.range(1, 9), rng.range(1, 9), rng.range(1, 19));
+    let shape = ir::Shape::Volume {
+        h: h as u32,
+        w: w as u32,
+        c: c as u32,
+    };
+    let op = if rng.range(0, 1) == 0 {
+        Binary::Add
+    } else {
+        Binary::Mul
+    };
+    let other = if op == Binary::Mul && rng.range(0, 1) == 0 {
+        ir::Shape::Volume {
+            h: 1,
+            w: 1,
+            c: c as u32,
+        }
+    } else {
+        shape
+    };
+    let spec = ElementwiseSpec::new(op, shape, other, epilogue).expect("operands of one shape");
+    Case {
+        input: Dims::new(h, w, c),
+        output: Dims::new(h, w, c),
+        op: Op::Elementwise(op),
+        kernel: Kernel::Elementwise(spec),
+        steps,
+    }
 }
 
 /// Up to two random epilogue steps (a residual add only if `add`), as the
@@ -525,8 +567,9 @@ fn random_data(case: &Case, lengths: &Lengths, rng: &mut Rng) -> Data {
             let bound = 1.0 / (fan_in as f32).sqrt();
             (rng.values(k * fan_in, bound), rng.values(k, bound))
         }
-        // A pool has no weights, and the bias of its fused epilogue is zero.
-        Op::Pool(_) => (Vec::new(), vec![0.0; k]),
+        // A pool or an element-wise op has no weights, and the bias of its
+        // fused epilogue is zero.
+        Op::Pool(_) | Op::Elementwise(_) => (Vec::new(), vec![0.0; k]),
     };
     Data {
         input: rng.values(lengths.input, 2.0),
@@ -551,6 +594,12 @@ fn expected(case: &Case, data: &Data) -> Vec<f32> {
             &mut out,
         ),
         Op::Pool(op) => reference::pool2d(op, &data.input, case.input, &mut out),
+        Op::Elementwise(Binary::Add) => {
+            reference::add(&data.input, &data.extra, &mut out).map(|()| case.output)
+        }
+        Op::Elementwise(Binary::Mul) => {
+            reference::scale(&data.input, case.input, &data.extra, &mut out).map(|()| case.output)
+        }
     }
     .expect("the reference accepts the case");
     assert_eq!(dims, case.output, "output size of {case:?}");

@@ -5,7 +5,7 @@
 //! serves 1x1 convolutions and dense layers as a packed GEMM; [`winograd`]:
 //! Winograd F(2x2) and F(4x4) 3x3 convolutions, picked per layer by
 //! [`choice`]; [`separable`]: two convolutions fused into one pass;
-//! [`depthwise`], [`pool`]), and [`native`], the precompiled AVX2 GEMM tile
+//! [`depthwise`], [`pool`], [`elementwise`]: an unfused add or a scale), and [`native`], the precompiled AVX2 GEMM tile
 //! that convolution kernels call for their innermost tile where the host has
 //! AVX2 and FMA. Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
@@ -40,6 +40,7 @@ pub mod algorithm;
 pub mod choice;
 pub mod conv;
 pub mod depthwise;
+pub mod elementwise;
 pub mod native;
 pub mod pool;
 pub mod separable;
@@ -117,6 +118,8 @@ pub enum Kernel {
     Winograd(winograd::WinogradSpec),
     /// A separable pair (depthwise + pointwise, `1xk` + `kx1`) in one pass.
     Separable(separable::SeparableSpec),
+    /// An unfused add or a scale, the second operand in `extra`.
+    Elementwise(elementwise::ElementwiseSpec),
 }
 
 impl Kernel {
@@ -128,6 +131,7 @@ impl Kernel {
             Kernel::Pool(spec) => spec.lengths(),
             Kernel::Winograd(spec) => spec.lengths(),
             Kernel::Separable(spec) => spec.lengths(),
+            Kernel::Elementwise(spec) => spec.lengths(),
         }
     }
 
@@ -137,7 +141,7 @@ impl Kernel {
         match self {
             Kernel::Conv(spec) => spec.pack_weights(weight),
             Kernel::Depthwise(spec) => spec.pack_weights(weight),
-            Kernel::Pool(_) | Kernel::Separable(_) => Vec::new(),
+            Kernel::Pool(_) | Kernel::Separable(_) | Kernel::Elementwise(_) => Vec::new(),
             Kernel::Winograd(spec) => spec.pack_weights(weight),
         }
     }
@@ -150,6 +154,7 @@ impl Kernel {
             Kernel::Depthwise(spec) => spec.pack_vector(v),
             Kernel::Pool(spec) => spec.pack_vector(v),
             Kernel::Winograd(spec) => spec.pack_vector(v),
+            Kernel::Elementwise(spec) => spec.pack_vector(v),
             Kernel::Separable(_) => Vec::new(),
         }
     }
@@ -161,6 +166,7 @@ impl Kernel {
             Kernel::Pool(spec) => pool::emit(spec, b, args),
             Kernel::Winograd(spec) => winograd::emit(spec, b, args),
             Kernel::Separable(spec) => separable::emit(spec, b, args),
+            Kernel::Elementwise(spec) => elementwise::emit(spec, b, args),
         }
     }
 }
