@@ -208,6 +208,21 @@ proptest! {
     }
 
     #[test]
+    fn softmax_after_a_kernel_equals_reference(
+        (h, w) in (1u32..6, 1u32..6),
+        (c, k) in (1u32..13, 1u32..40),
+        dense in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // Over the channels of each pixel after a conv, or of one vector after
+        // a dense layer; whatever follows the softmax runs on the reference.
+        let layer = if dense { format!("flatten, dense({k})") } else { format!("conv({k}, 1x1)") };
+        let source = format!("Net({h}x{w}x{c}) {{ {layer}, relu, softmax{} }}", EPILOGUES[epilogue]);
+        assert_agrees(&source, seed, 2);
+    }
+
+    #[test]
     fn conv_add_relu_fuses_and_equals_reference(
         (h, w) in (2u32..10, 2u32..10),
         c in 1u32..13,
@@ -396,7 +411,8 @@ fn kernel_report_and_profile_cover_every_step() {
     let algorithms: Vec<&str> = report.steps.iter().map(|s| s.algorithm()).collect();
     // By hand: a 3x3 conv; a depthwise conv feeding only a 1x1 conv over 10x10
     // pixels, so the two run as one fused kernel at the second step; an lrn
-    // (no JIT kernel), a global pool, a dense layer; the softmax follows it.
+    // (no JIT kernel), a global pool, a dense layer; the softmax follows it
+    // on a kernel of its own, in place, so the step lists it as fused.
     assert_eq!(
         algorithms,
         [
@@ -409,7 +425,8 @@ fn kernel_report_and_profile_cover_every_step() {
         ]
     );
     assert_eq!(report.steps[0].fused, ["bn", "relu"]);
-    assert_eq!(report.steps[5].unfused, ["softmax"]);
+    assert_eq!(report.steps[5].fused, ["softmax"]);
+    assert!(report.steps[5].unfused.is_empty());
     // 10x10x16 outputs of 8 channels each.
     assert_eq!(report.steps[2].macs, 10 * 10 * 16 * 8);
     let table = report.to_string();

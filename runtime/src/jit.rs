@@ -7,7 +7,9 @@
 //! A step is compiled when its anchor is a `conv`, `dwconv`, `dense`, a
 //! pool, an `add` or a `scale` (the second operand as `extra`); its
 //! epilogue is fused up to the first node the kernel cannot apply per channel
-//! (softmax, a second residual add), and the rest runs in place after it.
+//! (softmax, a second residual add), and the rest runs in place after it: a
+//! softmax there on a compiled [`SoftmaxSpec`] kernel, the others on the
+//! reference kernels.
 //! A separable pair the plan marks (`Step::keeps`: a depthwise or `1xk`
 //! convolution feeding only a `1x1` or `kx1` one) becomes one
 //! [`SeparableSpec`] kernel at the second step, reading the first step's
@@ -24,6 +26,7 @@ use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::elementwise::{Binary, ElementwiseSpec};
 use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
+use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
 use cnnjit_compiler::codegen::vector::Act;
 use cnnjit_compiler::codegen::{Algorithm, Epilogue, Tile};
 use cnnjit_compiler::codegen::{Jit, Kernel, KernelFn, KernelId, Lengths, Program};
@@ -37,8 +40,8 @@ use std::time::Instant;
 pub enum Lowering {
     /// On the reference kernels.
     Reference,
-    /// On a compiled kernel.
-    Kernel(Lowered),
+    /// On a compiled kernel (boxed: a `Lowered` is large beside the other variants).
+    Kernel(Box<Lowered>),
     /// Not at all: the next step's kernel computes it too (a fused separable
     /// pair), never writing its output.
     InNext,
@@ -60,6 +63,9 @@ pub struct Lowered {
     pub input: usize,
     /// Which of the step's inputs is the fused residual's shortcut.
     pub extra: Option<usize>,
+    /// A softmax the epilogue ends in, run in place on the output after the
+    /// kernel: its compiled kernel and spec.
+    pub then: Option<(KernelId, SoftmaxSpec)>,
     /// The epilogue nodes left for the reference path, in order.
     pub rest: Vec<NodeId>,
     /// Multiply-accumulates of one call: below [`PARALLEL_WORK`] it runs on one thread.
@@ -77,6 +83,7 @@ struct Packed {
     params: Vec<f32>,
     input: usize,
     extra: Option<usize>,
+    then: Option<SoftmaxSpec>,
     rest: Vec<NodeId>,
     work: u64,
 }
@@ -166,7 +173,9 @@ pub fn compile(
     for ((step, packed), in_next) in plan.steps.iter().zip(packed).zip(in_next) {
         steps.push(match packed {
             _ if in_next => Lowering::InNext,
-            Some(packed) => Lowering::Kernel(compile_packed(graph, step, packed, &mut jit)?),
+            Some(packed) => {
+                Lowering::Kernel(Box::new(compile_packed(graph, step, packed, &mut jit)?))
+            }
             None => Lowering::Reference,
         });
     }
@@ -191,7 +200,7 @@ fn pair(first: &Packed, second: &Packed, kept: usize) -> Option<Packed> {
         Kernel::Conv(spec) => Some(Half::Conv(spec.clone())),
         _ => None,
     };
-    if !first.rest.is_empty() || first.extra.is_some() {
+    if !first.rest.is_empty() || first.extra.is_some() || first.then.is_some() {
         return None;
     }
     let spec = SeparableSpec::new(half(first)?, half(second)?)?;
@@ -201,6 +210,7 @@ fn pair(first: &Packed, second: &Packed, kept: usize) -> Option<Packed> {
         params: [first.params.as_slice(), &second.params].concat(),
         input: kept,
         extra: second.extra,
+        then: second.then.clone(),
         rest: second.rest.clone(),
         work: first.work.saturating_add(second.work),
     })
@@ -219,6 +229,14 @@ fn compile_packed(graph: &Graph, step: &Step, packed: Packed, jit: &mut Jit) -> 
     let id = jit
         .compile(&packed.kernel)
         .map_err(|e| internal(graph, anchor_id, e))?;
+    let then = match packed.then {
+        Some(spec) => Some((
+            jit.compile(&Kernel::Softmax(spec.clone()))
+                .map_err(|e| internal(graph, anchor_id, e))?,
+            spec,
+        )),
+        None => None,
+    };
     Ok(Lowered {
         kernel: id,
         lengths,
@@ -226,6 +244,7 @@ fn compile_packed(graph: &Graph, step: &Step, packed: Packed, jit: &mut Jit) -> 
         params: packed.params,
         input: packed.input,
         extra: packed.extra,
+        then,
         rest: packed.rest,
         work: packed.work,
         algorithm: packed.kernel.algorithm(),
@@ -333,12 +352,26 @@ fn lower(graph: &Graph, params: &Params, step: &Step, native_tile: bool) -> Resu
         packed_params.extend(kernel.pack_vector(shift));
     }
     let weights = weight.map(|w| kernel.pack_weights(w)).unwrap_or_default();
+    // A softmax right after the fused prefix runs in place after the kernel.
+    let then = step
+        .nodes
+        .get(fused)
+        .filter(|id| graph.node(**id).op == Op::Softmax)
+        .map(|_| {
+            fused += 1;
+            let out = anchor.output;
+            SoftmaxSpec {
+                pixels: (out.len() / u64::from(out.channels())) as usize,
+                channels: out.channels() as usize,
+            }
+        });
     Ok(Some(Packed {
         kernel,
         weights,
         params: packed_params,
         input: 0,
         extra,
+        then,
         rest: step.nodes[fused..].to_vec(),
         work: cnnjit_compiler::cost::layer_cost(&anchor.op, &[input], anchor.output)
             .map_or(u64::MAX, |c| c.macs),
@@ -391,7 +424,8 @@ impl Call {
 }
 
 /// Runs a lowered step: checks every buffer against the kernel's lengths,
-/// then calls the kernel over its rows, split across `pool`'s threads.
+/// then calls the kernel over its rows, split across `pool`'s threads, and
+/// the softmax after it, if any, in place on `output`.
 pub fn run(
     program: &Program,
     lowered: &Lowered,
@@ -406,7 +440,7 @@ pub fn run(
         weights: &lowered.weights,
         params: &lowered.params,
         extra: extra.unwrap_or(&[]),
-        output,
+        output: &mut *output,
         scratch,
     };
     call_kernel(
@@ -415,7 +449,19 @@ pub fn run(
         &lowered.lengths,
         buffers,
         lowered.pool(pool),
-    )
+    )?;
+    if let Some((kernel, spec)) = &lowered.then {
+        let in_place = Buffers {
+            input: &[],
+            weights: &[],
+            params: &[],
+            extra: &[],
+            output,
+            scratch: &mut [],
+        };
+        call_kernel(program, *kernel, &spec.lengths(), in_place, None)?;
+    }
+    Ok(())
 }
 
 /// The buffers of one kernel call.

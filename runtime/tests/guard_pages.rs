@@ -28,6 +28,9 @@
 //! the code must clamp. The output is compared with the reference kernels,
 //! and rows outside the range asked for must keep a sentinel.
 //!
+//! Softmax, the in-place kernel, gets only a guarded `output` holding its
+//! data (every other pointer null): rows outside the range must keep theirs.
+//!
 //! A fault kills the test binary (that is the point of the test). The cases
 //! come from a fixed seed; run with `--nocapture` to see each case before it
 //! runs, so the last one printed is the one that faulted. `GUARD_PAGES_SEED`
@@ -40,6 +43,7 @@ use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::elementwise::{Binary, ElementwiseSpec};
 use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
+use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
 use cnnjit_compiler::codegen::vector::Act;
 use cnnjit_compiler::codegen::winograd::WinogradSpec;
 use cnnjit_compiler::codegen::{Epilogue, Jit, Kernel, Lengths};
@@ -864,6 +868,71 @@ fn fused_separable_pairs_touch_only_their_own_buffers() {
         eprintln!("seed {seed:#x}, pair {run}: {:?}", pair.2);
         run_pair(run, &pair, &mut rng, &pool);
         run += 1;
+    }
+}
+
+#[test]
+fn softmax_touches_only_its_output() {
+    let seed = env_u64("GUARD_PAGES_SEED", 0x736f_6674_6d61_7867);
+    let mut rng = Rng(seed);
+    for case in 0..env_u64("GUARD_PAGES_CASES", 128) / 4 {
+        let spec = SoftmaxSpec {
+            pixels: rng.range(1, 9),
+            channels: rng.range(1, 19),
+        };
+        let lengths = Kernel::Softmax(spec.clone()).lengths();
+        let what = format!("softmax case {case}: {spec:?}");
+        eprintln!("seed {seed:#x}, {what}");
+        let data = rng.values(lengths.output, 8.0);
+        let mut want = data.clone();
+        reference::softmax_in_place(&mut want, spec.channels).expect("whole pixels");
+        let mut jit = Jit::new().expect("a JIT for this host");
+        let id = jit
+            .compile(&Kernel::Softmax(spec.clone()))
+            .expect("the kernel compiles");
+        let program = jit.finish().expect("the program links");
+        let function = program.function(id);
+        let mut output = Guarded::new(lengths.output);
+        let r = spec.pixels as i64;
+        for (begin, end) in [(0, r), (-5, r + 7), (r + 7, -5), (r / 2, r), (1, r / 2 + 1)] {
+            output.as_mut_slice().copy_from_slice(&data);
+            // SAFETY: `output` is exactly `lengths.output` long and no other
+            // buffer is read (the spec declares none); the kernel clamps
+            // `[begin, end)` to its pixels; `program` outlives the call.
+            unsafe {
+                function(
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    output.as_mut_slice().as_mut_ptr(),
+                    std::ptr::null_mut(),
+                    begin,
+                    end,
+                )
+            };
+            let (lo, hi) = (begin.clamp(0, r) as usize, end.clamp(0, r) as usize);
+            for (i, (&g, (&w, &d))) in output
+                .as_slice()
+                .iter()
+                .zip(want.iter().zip(&data))
+                .enumerate()
+            {
+                let pixel = i / spec.channels;
+                if (lo..hi).contains(&pixel) {
+                    assert!(
+                        (g - w).abs() <= 1e-5,
+                        "{what}, [{begin}, {end}): element {i} is {g}, the reference {w}"
+                    );
+                } else {
+                    assert_eq!(
+                        g.to_bits(),
+                        d.to_bits(),
+                        "{what}, [{begin}, {end}): element {i} outside the range was written"
+                    );
+                }
+            }
+        }
     }
 }
 

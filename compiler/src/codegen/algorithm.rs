@@ -51,6 +51,8 @@ pub enum Algorithm {
     Add,
     /// An element-wise product, or a per-channel gate (squeeze-excite).
     Scale,
+    /// Softmax over channels.
+    Softmax,
 }
 
 impl Algorithm {
@@ -71,6 +73,7 @@ impl Algorithm {
             Algorithm::GlobalPool => "global-pool",
             Algorithm::Add => "add",
             Algorithm::Scale => "scale",
+            Algorithm::Softmax => "softmax",
         }
     }
 }
@@ -125,6 +128,7 @@ impl Kernel {
                 Binary::Add => Algorithm::Add,
                 Binary::Mul => Algorithm::Scale,
             },
+            Kernel::Softmax(_) => Algorithm::Softmax,
         }
     }
 
@@ -141,6 +145,7 @@ impl Kernel {
             },
             Kernel::Pool(spec) => (1, 4, spec.output[1]),
             Kernel::Elementwise(spec) => (1, 4, spec.shape[1]),
+            Kernel::Softmax(_) => (1, 4, 1),
         };
         Tile {
             pixels: pixels.min(width),

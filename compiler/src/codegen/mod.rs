@@ -5,7 +5,8 @@
 //! serves 1x1 convolutions and dense layers as a packed GEMM; [`winograd`]:
 //! Winograd F(2x2) and F(4x4) 3x3 convolutions, picked per layer by
 //! [`choice`]; [`separable`]: two convolutions fused into one pass;
-//! [`depthwise`], [`pool`], [`elementwise`]: an unfused add or a scale), and [`native`], the precompiled AVX2 GEMM tile
+//! [`depthwise`], [`pool`], [`elementwise`]: an unfused add or a scale;
+//! [`softmax`], in place), and [`native`], the precompiled AVX2 GEMM tile
 //! that convolution kernels call for their innermost tile where the host has
 //! AVX2 and FMA. Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
@@ -25,7 +26,8 @@
 //! Invariant (the safety contract of every kernel): given buffers of at least
 //! the lengths in [`Lengths`], the code reads only `input`, `weights`,
 //! `params` and `extra` within those lengths and writes only `output` and
-//! `scratch` within theirs, for any `0 <= begin <= end <= rows`. Every bound
+//! `scratch` within theirs (an in-place kernel, [`softmax`], reads `output`
+//! too), for any `0 <= begin <= end <= rows`. Every bound
 //! is a constant derived from the spec; there is no data-dependent address.
 //!
 //! Set `CNNJIT_DISASM=1` to print every kernel's machine code to stderr.
@@ -44,6 +46,7 @@ pub mod elementwise;
 pub mod native;
 pub mod pool;
 pub mod separable;
+pub mod softmax;
 pub mod vector;
 pub mod winograd;
 
@@ -120,6 +123,8 @@ pub enum Kernel {
     Separable(separable::SeparableSpec),
     /// An unfused add or a scale, the second operand in `extra`.
     Elementwise(elementwise::ElementwiseSpec),
+    /// Softmax over channels, in place on `output`.
+    Softmax(softmax::SoftmaxSpec),
 }
 
 impl Kernel {
@@ -132,6 +137,7 @@ impl Kernel {
             Kernel::Winograd(spec) => spec.lengths(),
             Kernel::Separable(spec) => spec.lengths(),
             Kernel::Elementwise(spec) => spec.lengths(),
+            Kernel::Softmax(spec) => spec.lengths(),
         }
     }
 
@@ -141,7 +147,10 @@ impl Kernel {
         match self {
             Kernel::Conv(spec) => spec.pack_weights(weight),
             Kernel::Depthwise(spec) => spec.pack_weights(weight),
-            Kernel::Pool(_) | Kernel::Separable(_) | Kernel::Elementwise(_) => Vec::new(),
+            Kernel::Pool(_)
+            | Kernel::Separable(_)
+            | Kernel::Elementwise(_)
+            | Kernel::Softmax(_) => Vec::new(),
             Kernel::Winograd(spec) => spec.pack_weights(weight),
         }
     }
@@ -155,7 +164,7 @@ impl Kernel {
             Kernel::Pool(spec) => spec.pack_vector(v),
             Kernel::Winograd(spec) => spec.pack_vector(v),
             Kernel::Elementwise(spec) => spec.pack_vector(v),
-            Kernel::Separable(_) => Vec::new(),
+            Kernel::Separable(_) | Kernel::Softmax(_) => Vec::new(),
         }
     }
 
@@ -167,6 +176,7 @@ impl Kernel {
             Kernel::Winograd(spec) => winograd::emit(spec, b, args),
             Kernel::Separable(spec) => separable::emit(spec, b, args),
             Kernel::Elementwise(spec) => elementwise::emit(spec, b, args),
+            Kernel::Softmax(spec) => softmax::emit(spec, b, args),
         }
     }
 }
