@@ -223,6 +223,26 @@ proptest! {
     }
 
     #[test]
+    fn concat_equals_reference(
+        (h, w) in (1u32..8, 1u32..8),
+        c in 1u32..9,
+        (a, b) in (1u32..13, 1u32..13),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // Three branches of odd widths, one the input itself, then an epilogue.
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ concat {{ [relu], [conv({a}, 1x1)], [conv({b}, 3x3, pad = 1)] }}{}, conv(3, 1x1) }}",
+            EPILOGUES[epilogue]
+        );
+        assert_agrees(&source, seed, 2);
+        let net = graph(&source).unwrap();
+        let weights = cnnjit::runtime::params::random_weights(&net, seed);
+        let report = Model::new(net, &weights).unwrap().kernels();
+        prop_assert!(report.steps.iter().any(|s| s.algorithm() == "concat"));
+    }
+
+    #[test]
     fn conv_add_relu_fuses_and_equals_reference(
         (h, w) in (2u32..10, 2u32..10),
         c in 1u32..13,

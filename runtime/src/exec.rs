@@ -244,6 +244,18 @@ fn run_step(
             Lowering::Reference => None,
             Lowering::Kernel(lowered) => Some(lowered),
             Lowering::InNext => return Ok(()),
+            Lowering::Concat(branches) => {
+                for (i, branch) in branches.iter().enumerate() {
+                    crate::jit::run_branch(&compiled.program, branch, inputs.get(i), out).map_err(
+                        |reason| Error::Internal {
+                            layer: anchor.name.to_string(),
+                            reason,
+                        },
+                    )?;
+                }
+                let rest = &step.nodes[1..];
+                return epilogue(graph, params, rest, out, &inputs, anchor.inputs.len());
+            }
         };
         if let Some(lowered) = lowered {
             let extra = lowered.extra.map(|i| inputs.get(i));

@@ -14,6 +14,8 @@
 //! convolution feeding only a `1x1` or `kx1` one) becomes one
 //! [`SeparableSpec`] kernel at the second step, reading the first step's
 //! input; the first step then runs nothing ([`Lowering::InNext`]).
+//! A concat runs one copy kernel per branch into its channel slice
+//! ([`Lowering::Concat`]); the branches are not (yet) written in place.
 //! Every call checks the buffers against the kernel's [`Lengths`] first, so a
 //! kernel can never be handed a buffer shorter than its code assumes.
 
@@ -21,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Op};
 use crate::params::{LayerParams, Params};
 use cnnjit_compiler::codegen::choice;
+use cnnjit_compiler::codegen::concat::ConcatSpec;
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::elementwise::{Binary, ElementwiseSpec};
@@ -45,6 +48,18 @@ pub enum Lowering {
     /// Not at all: the next step's kernel computes it too (a fused separable
     /// pair), never writing its output.
     InNext,
+    /// A concat: one compiled copy per branch, in order, each into its
+    /// channel slice of the output; the epilogue on the reference kernels.
+    Concat(Vec<Branch>),
+}
+
+/// One concat branch's compiled copy.
+#[derive(Clone, Debug)]
+pub struct Branch {
+    /// The compiled kernel.
+    pub kernel: KernelId,
+    /// Its spec (the branch's slice), whose lengths are its contract.
+    pub spec: ConcatSpec,
 }
 
 /// One step lowered to a kernel.
@@ -176,7 +191,10 @@ pub fn compile(
             Some(packed) => {
                 Lowering::Kernel(Box::new(compile_packed(graph, step, packed, &mut jit)?))
             }
-            None => Lowering::Reference,
+            None => match concat(graph, step, &mut jit)? {
+                Some(branches) => Lowering::Concat(branches),
+                None => Lowering::Reference,
+            },
         });
     }
     let kernels = jit.compiled();
@@ -214,6 +232,35 @@ fn pair(first: &Packed, second: &Packed, kept: usize) -> Option<Packed> {
         rest: second.rest.clone(),
         work: first.work.saturating_add(second.work),
     })
+}
+
+/// A concat step's branches, each compiled to a copy into its channel
+/// slice, or `None` if the step is not a concat.
+fn concat(graph: &Graph, step: &Step, jit: &mut Jit) -> Result<Option<Vec<Branch>>> {
+    let anchor_id = step.nodes[0];
+    let anchor = graph.node(anchor_id);
+    if anchor.op != Op::Concat {
+        return Ok(None);
+    }
+    let total = anchor.output.channels() as usize;
+    let pixels = anchor.output.len() as usize / total;
+    let mut offset = 0;
+    let mut branches = Vec::with_capacity(anchor.inputs.len());
+    for id in anchor.inputs.iter() {
+        let channels = graph.node(*id).output.channels() as usize;
+        let spec = ConcatSpec {
+            pixels,
+            channels,
+            offset,
+            total,
+        };
+        let kernel = jit
+            .compile(&Kernel::Concat(spec.clone()))
+            .map_err(|e| internal(graph, anchor_id, e))?;
+        branches.push(Branch { kernel, spec });
+        offset += channels;
+    }
+    Ok(Some(branches))
 }
 
 fn compile_packed(graph: &Graph, step: &Step, packed: Packed, jit: &mut Jit) -> Result<Lowered> {
@@ -462,6 +509,25 @@ pub fn run(
         call_kernel(program, *kernel, &spec.lengths(), in_place, None)?;
     }
     Ok(())
+}
+
+/// Copies one concat branch, `input`, into its channel slice of `output`.
+pub fn run_branch(
+    program: &Program,
+    branch: &Branch,
+    input: &[f32],
+    output: &mut [f32],
+) -> std::result::Result<(), String> {
+    let buffers = Buffers {
+        input,
+        weights: &[],
+        params: &[],
+        extra: &[],
+        output,
+        scratch: &mut [],
+    };
+    let lengths = branch.spec.lengths();
+    call_kernel(program, branch.kernel, &lengths, buffers, None)
 }
 
 /// The buffers of one kernel call.

@@ -21,7 +21,9 @@
 //! and average pools, windowed and global, through `PoolSpec`, and fused
 //! separable pairs of two convolutions through `SeparableSpec`, checked
 //! against the two references in turn, element-wise adds and scales, whole
-//! or per channel, through `ElementwiseSpec`) with random
+//! or per channel, through `ElementwiseSpec`, and concat branches copied into
+//! their channel slice through `ConcatSpec`, whose other channels must keep
+//! the sentinel) with random
 //! fused epilogues (affine, activations, residual add) are compiled and run
 //! over all rows (on the calling thread and split across a 2-thread pool) and
 //! over sub-ranges of rows, including out-of-range and reversed ones, which
@@ -38,6 +40,7 @@
 
 #![cfg(all(unix, feature = "jit"))]
 
+use cnnjit_compiler::codegen::concat::ConcatSpec;
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::elementwise::{Binary, ElementwiseSpec};
@@ -222,6 +225,8 @@ enum Op {
     Pool(Pool2d),
     /// `input op extra`.
     Elementwise(Binary),
+    /// A concat branch at this channel offset.
+    Concat(usize),
 }
 
 /// One random configuration: the IR op (for the reference), the kernel, the
@@ -262,10 +267,12 @@ fn hw(v: [usize; 2]) -> Hw {
 /// (one group per channel, multiplier 1), two in ten pools (max or
 /// average, windowed or global) and one in ten a Winograd 3x3 convolution,
 /// which have kernels of their own. One case in eleven is instead an
-/// element-wise add or scale.
+/// element-wise add or scale, and one in eleven of the rest a concat branch.
 fn random_case(rng: &mut Rng) -> Option<Case> {
-    if rng.range(0, 10) == 0 {
-        return Some(random_elementwise(rng));
+    match rng.range(0, 10) {
+        0 => return Some(random_elementwise(rng)),
+        1 => return Some(random_branch(rng)),
+        _ => {}
     }
     let (steps, epilogue) = random_epilogue(rng, true);
     let (input, output, op, kernel) = match rng.range(0, 10) {
@@ -282,6 +289,27 @@ fn random_case(rng: &mut Rng) -> Option<Case> {
         kernel,
         steps,
     })
+}
+
+/// A random concat branch: its pixels are the kernel's rows, so the output
+/// is `pixels x 1 x total`.
+fn random_branch(rng: &mut Rng) -> Case {
+    let (pixels, channels) = (rng.range(1, 40), rng.range(1, 19));
+    let (offset, after) = (rng.range(0, 9), rng.range(0, 9));
+    let total = offset + channels + after;
+    let spec = ConcatSpec {
+        pixels,
+        channels,
+        offset,
+        total,
+    };
+    Case {
+        input: Dims::new(pixels, 1, channels),
+        output: Dims::new(pixels, 1, total),
+        op: Op::Concat(offset),
+        kernel: Kernel::Concat(spec),
+        steps: Vec::new(),
+    }
 }
 
 /// A random add or scale (a per-channel gate one time in two), odd channel
@@ -573,7 +601,7 @@ fn random_data(case: &Case, lengths: &Lengths, rng: &mut Rng) -> Data {
         }
         // A pool or an element-wise op has no weights, and the bias of its
         // fused epilogue is zero.
-        Op::Pool(_) | Op::Elementwise(_) => (Vec::new(), vec![0.0; k]),
+        Op::Pool(_) | Op::Elementwise(_) | Op::Concat(_) => (Vec::new(), vec![0.0; k]),
     };
     Data {
         input: rng.values(lengths.input, 2.0),
@@ -600,6 +628,12 @@ fn expected(case: &Case, data: &Data) -> Vec<f32> {
         Op::Pool(op) => reference::pool2d(op, &data.input, case.input, &mut out),
         Op::Elementwise(Binary::Add) => {
             reference::add(&data.input, &data.extra, &mut out).map(|()| case.output)
+        }
+        // Other branches' channels are the sentinel: the branch must not write them.
+        &Op::Concat(offset) => {
+            out.fill(f32::from_bits(SENTINEL));
+            reference::concat_part(&data.input, case.input, offset, case.output, &mut out)
+                .map(|()| case.output)
         }
         Op::Elementwise(Binary::Mul) => {
             reference::scale(&data.input, case.input, &data.extra, &mut out).map(|()| case.output)

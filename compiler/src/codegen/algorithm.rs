@@ -53,6 +53,8 @@ pub enum Algorithm {
     Scale,
     /// Softmax over channels.
     Softmax,
+    /// Concat branches copied into their channel slices.
+    Concat,
 }
 
 impl Algorithm {
@@ -74,6 +76,7 @@ impl Algorithm {
             Algorithm::Add => "add",
             Algorithm::Scale => "scale",
             Algorithm::Softmax => "softmax",
+            Algorithm::Concat => "concat",
         }
     }
 }
@@ -129,6 +132,7 @@ impl Kernel {
                 Binary::Mul => Algorithm::Scale,
             },
             Kernel::Softmax(_) => Algorithm::Softmax,
+            Kernel::Concat(_) => Algorithm::Concat,
         }
     }
 
@@ -145,7 +149,7 @@ impl Kernel {
             },
             Kernel::Pool(spec) => (1, 4, spec.output[1]),
             Kernel::Elementwise(spec) => (1, 4, spec.shape[1]),
-            Kernel::Softmax(_) => (1, 4, 1),
+            Kernel::Softmax(_) | Kernel::Concat(_) => (1, 4, 1),
         };
         Tile {
             pixels: pixels.min(width),

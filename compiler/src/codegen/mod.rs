@@ -6,7 +6,7 @@
 //! Winograd F(2x2) and F(4x4) 3x3 convolutions, picked per layer by
 //! [`choice`]; [`separable`]: two convolutions fused into one pass;
 //! [`depthwise`], [`pool`], [`elementwise`]: an unfused add or a scale;
-//! [`softmax`], in place), and [`native`], the precompiled AVX2 GEMM tile
+//! [`softmax`], in place; [`concat`], a branch into its channel slice), and [`native`], the precompiled AVX2 GEMM tile
 //! that convolution kernels call for their innermost tile where the host has
 //! AVX2 and FMA. Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
@@ -40,6 +40,7 @@
 
 pub mod algorithm;
 pub mod choice;
+pub mod concat;
 pub mod conv;
 pub mod depthwise;
 pub mod elementwise;
@@ -125,6 +126,8 @@ pub enum Kernel {
     Elementwise(elementwise::ElementwiseSpec),
     /// Softmax over channels, in place on `output`.
     Softmax(softmax::SoftmaxSpec),
+    /// One concat branch copied into its channel slice of `output`.
+    Concat(concat::ConcatSpec),
 }
 
 impl Kernel {
@@ -138,6 +141,7 @@ impl Kernel {
             Kernel::Separable(spec) => spec.lengths(),
             Kernel::Elementwise(spec) => spec.lengths(),
             Kernel::Softmax(spec) => spec.lengths(),
+            Kernel::Concat(spec) => spec.lengths(),
         }
     }
 
@@ -150,7 +154,8 @@ impl Kernel {
             Kernel::Pool(_)
             | Kernel::Separable(_)
             | Kernel::Elementwise(_)
-            | Kernel::Softmax(_) => Vec::new(),
+            | Kernel::Softmax(_)
+            | Kernel::Concat(_) => Vec::new(),
             Kernel::Winograd(spec) => spec.pack_weights(weight),
         }
     }
@@ -164,7 +169,7 @@ impl Kernel {
             Kernel::Pool(spec) => spec.pack_vector(v),
             Kernel::Winograd(spec) => spec.pack_vector(v),
             Kernel::Elementwise(spec) => spec.pack_vector(v),
-            Kernel::Separable(_) | Kernel::Softmax(_) => Vec::new(),
+            Kernel::Separable(_) | Kernel::Softmax(_) | Kernel::Concat(_) => Vec::new(),
         }
     }
 
@@ -177,6 +182,7 @@ impl Kernel {
             Kernel::Separable(spec) => separable::emit(spec, b, args),
             Kernel::Elementwise(spec) => elementwise::emit(spec, b, args),
             Kernel::Softmax(spec) => softmax::emit(spec, b, args),
+            Kernel::Concat(spec) => concat::emit(spec, b, args),
         }
     }
 }
