@@ -1,10 +1,11 @@
 //! One branch of a channel concatenation: copies its HWC tensor into its
 //! channel slice of the output, `[offset, offset + channels)` of every pixel.
 //! A concat runs one such kernel per branch, each writing a disjoint slice.
-//! The copy is in `f32x4` vectors with a partial one for the tail, so it
-//! never writes a neighbouring branch's channels.
+//! The copy is in `f32x4` vectors, unrolled over the channels, with a
+//! partial one for the tail, so it never writes a neighbouring branch's
+//! channels.
 
-use super::{clamp, for_range, int, vector, Args, Lengths};
+use super::{clamp, for_range, vector, Args, Lengths};
 use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 
@@ -43,25 +44,19 @@ pub(crate) fn emit(spec: &ConcatSpec, b: &mut FunctionBuilder, a: &Args) {
         let to = b.ins().imul_imm_s(p, (spec.total * 4) as i64);
         let to = b.ins().iadd(a.output, to);
         let to = b.ins().iadd_imm_s(to, (spec.offset * 4) as i64);
+        // Unrolled: a copy is a load and a store per vector, so a loop's
+        // counter and address arithmetic would cost as much as the copy.
         let full = spec.channels / 4;
-        if full > 0 {
-            let zero = int(b, 0);
-            let n = int(b, full as i64);
-            for_range(b, zero, n, 1, |b, cv| {
-                let bytes = b.ins().imul_imm_s(cv, 16);
-                let at = [from, to].map(|p| b.ins().iadd(p, bytes));
-                copy(b, at, 4);
-            });
+        for v in 0..full {
+            copy(b, [from, to], (v * 16) as i64, 4);
         }
         if !spec.channels.is_multiple_of(4) {
-            let bytes = (full * 16) as i64;
-            let at = [from, to].map(|p| b.ins().iadd_imm_s(p, bytes));
-            copy(b, at, spec.channels % 4);
+            copy(b, [from, to], (full * 16) as i64, spec.channels % 4);
         }
     });
 }
 
-fn copy(b: &mut FunctionBuilder, [from, to]: [Value; 2], lanes: usize) {
-    let v = vector::load_partial(b, from, 0, lanes);
-    vector::store_partial(b, v, to, 0, lanes);
+fn copy(b: &mut FunctionBuilder, [from, to]: [Value; 2], offset: i64, lanes: usize) {
+    let v = vector::load_partial(b, from, offset, lanes);
+    vector::store_partial(b, v, to, offset, lanes);
 }
