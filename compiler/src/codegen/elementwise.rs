@@ -69,6 +69,10 @@ impl ElementwiseSpec {
         })
     }
 
+    fn channels(&self) -> usize {
+        self.shape[2]
+    }
+
     fn padded(&self) -> usize {
         padded_channels(self.shape[2])
     }
@@ -120,26 +124,14 @@ pub(crate) fn emit(spec: &ElementwiseSpec, b: &mut FunctionBuilder, a: &Args) {
     });
 }
 
-/// One pixel's channels: whole vectors in a loop, then the tail's lanes.
+/// One pixel's channels: whole vectors unrolled (the loop's counter and
+/// address arithmetic cost as much as an add), then the tail's lanes.
 fn channels(spec: &ElementwiseSpec, b: &mut FunctionBuilder, a: &Args, pixel: [Value; 3]) {
-    let c = spec.shape[2];
-    let full = c / 4;
-    let at = |b: &mut FunctionBuilder, cv: Value| {
-        let bytes = b.ins().imul_imm_s(cv, 16);
-        [pixel[0], pixel[1], pixel[2], a.params].map(|p| b.ins().iadd(p, bytes))
-    };
-    if full > 0 {
-        let zero = int(b, 0);
-        let n = int(b, full as i64);
-        for_range(b, zero, n, 1, |b, cv| {
-            let p = at(b, cv);
-            lanes(spec, b, p, 4);
-        });
-    }
-    if !c.is_multiple_of(4) {
-        let cv = int(b, full as i64);
-        let p = at(b, cv);
-        lanes(spec, b, p, c % 4);
+    let c = spec.channels();
+    for v in 0..c.div_ceil(4) {
+        let bytes = (v * 16) as i64;
+        let p = [pixel[0], pixel[1], pixel[2], a.params].map(|p| b.ins().iadd_imm_s(p, bytes));
+        lanes(spec, b, p, (c - 4 * v).min(4));
     }
 }
 
