@@ -1,7 +1,8 @@
 //! The JIT against its slow twin, one image at a time with random weights:
 //! the layers of benches/nets/layers.cnn (the 3x3 conv + ReLU on 56x56x128
 //! and on 28x28x256, MobileNet's depthwise-separable block, the 1x3 + 3x1
-//! pair, two 1x1 convs) and whole LeNet-5, MobileNetV1, ResNet-18, ResNet-50
+//! pair, two 1x1 convs, a squeeze-excite scale and an unfused add, a dense +
+//! softmax head, a four-branch concat) and whole LeNet-5, MobileNetV1, ResNet-18, ResNet-50
 //! and VGG16. The JIT runs with the native AVX2 GEMM tile (group `native`;
 //! pure Cranelift where the host lacks AVX2) and in pure Cranelift (group
 //! `cranelift`). The separable pairs and MobileNetV1 also run as `separate`:
@@ -84,6 +85,9 @@ fn bench(c: &mut Criterion, source: &str, name: &str, backends: &[&str]) {
 
 fn jit_vs_reference(c: &mut Criterion) {
     for layer in ["Conv3x3_56", "Conv3x3_28", "Conv1x1_56", "Conv1x1_28"] {
+        bench(c, LAYERS, layer, WITH_REFERENCE);
+    }
+    for layer in ["ScaleAdd28", "DenseSoftmax", "Concat28"] {
         bench(c, LAYERS, layer, WITH_REFERENCE);
     }
     for layer in ["DwSep112", "Conv1x3_3x1"] {

@@ -159,8 +159,10 @@ fn bench_plan_lists_every_step_with_its_kernel() {
         assert_eq!(&cells[..2], [i.to_string().as_str(), layers[0]], "{line}");
         assert_eq!(cells[3], algorithm, "{line}");
     }
-    // The softmax is not fused into the last dense: the table says it runs after it.
-    assert!(lines[7].contains("then softmax (ref)"), "{text}");
+    // The softmax after the last dense runs on a compiled kernel of its own,
+    // in place: the table lists it in the dense's epilogue, not as reference.
+    assert!(lines[7].contains("softmax"), "{text}");
+    assert!(!lines[7].contains("(ref)"), "{text}");
     assert!(
         lines[8].starts_with("LeNet5: 7 steps, 7 compiled"),
         "{text}"
@@ -198,7 +200,9 @@ fn bench_profile_json_times_every_step_and_batch() {
         share += step["share"].as_f64().unwrap();
     }
     assert!((share - 1.0).abs() < 1e-9, "shares sum to {share}");
-    assert_eq!(steps[6]["unfused"], serde_json::json!(["softmax"]));
+    // The last dense's softmax runs in place on a kernel of its own.
+    assert_eq!(steps[6]["fused"], serde_json::json!(["softmax"]));
+    assert_eq!(steps[6]["unfused"], serde_json::json!([]));
     let batches: Vec<u64> = json["batches"]
         .as_array()
         .unwrap()

@@ -184,6 +184,65 @@ proptest! {
     }
 
     #[test]
+    fn add_and_scale_equal_reference(
+        (h, w) in (2u32..10, 2u32..10),
+        (c, k) in (1u32..13, 1u32..13),
+        per_channel in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // A strided `auto` residual adds its projection as a step of its own
+        // (the body's output is not the last step's); a scale multiplies by a
+        // gate per channel (squeeze-excite) or per element.
+        let gate = if per_channel { "global_avgpool, " } else { "" };
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ residual(shortcut = auto) {{ conv({k}, 3x3, pad = 1, stride = 2), bn }}{}, scale {{ {gate}conv({k}, 1x1), sigmoid }}{} }}",
+            EPILOGUES[epilogue], EPILOGUES[(epilogue + 3) % EPILOGUES.len()]
+        );
+        assert_agrees(&source, seed, 2);
+        let net = graph(&source).unwrap();
+        let weights = cnnjit::runtime::params::random_weights(&net, seed);
+        let report = Model::new(net, &weights).unwrap().kernels();
+        let algorithms: Vec<&str> = report.steps.iter().map(|s| s.algorithm()).collect();
+        prop_assert!(algorithms.contains(&"add") && algorithms.contains(&"scale"), "{:?}", algorithms);
+    }
+
+    #[test]
+    fn softmax_after_a_kernel_equals_reference(
+        (h, w) in (1u32..6, 1u32..6),
+        (c, k) in (1u32..13, 1u32..40),
+        dense in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // Over the channels of each pixel after a conv, or of one vector after
+        // a dense layer; whatever follows the softmax runs on the reference.
+        let layer = if dense { format!("flatten, dense({k})") } else { format!("conv({k}, 1x1)") };
+        let source = format!("Net({h}x{w}x{c}) {{ {layer}, relu, softmax{} }}", EPILOGUES[epilogue]);
+        assert_agrees(&source, seed, 2);
+    }
+
+    #[test]
+    fn concat_equals_reference(
+        (h, w) in (1u32..8, 1u32..8),
+        c in 1u32..9,
+        (a, b) in (1u32..13, 1u32..13),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // Three branches of odd widths, one the input itself, then an epilogue.
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ concat {{ [relu], [conv({a}, 1x1)], [conv({b}, 3x3, pad = 1)] }}{}, conv(3, 1x1) }}",
+            EPILOGUES[epilogue]
+        );
+        assert_agrees(&source, seed, 2);
+        let net = graph(&source).unwrap();
+        let weights = cnnjit::runtime::params::random_weights(&net, seed);
+        let report = Model::new(net, &weights).unwrap().kernels();
+        prop_assert!(report.steps.iter().any(|s| s.algorithm() == "concat"));
+    }
+
+    #[test]
     fn conv_add_relu_fuses_and_equals_reference(
         (h, w) in (2u32..10, 2u32..10),
         c in 1u32..13,
@@ -372,7 +431,8 @@ fn kernel_report_and_profile_cover_every_step() {
     let algorithms: Vec<&str> = report.steps.iter().map(|s| s.algorithm()).collect();
     // By hand: a 3x3 conv; a depthwise conv feeding only a 1x1 conv over 10x10
     // pixels, so the two run as one fused kernel at the second step; an lrn
-    // (no JIT kernel), a global pool, a dense layer; the softmax follows it.
+    // (no JIT kernel), a global pool, a dense layer; the softmax follows it
+    // on a kernel of its own, in place, so the step lists it as fused.
     assert_eq!(
         algorithms,
         [
@@ -385,7 +445,8 @@ fn kernel_report_and_profile_cover_every_step() {
         ]
     );
     assert_eq!(report.steps[0].fused, ["bn", "relu"]);
-    assert_eq!(report.steps[5].unfused, ["softmax"]);
+    assert_eq!(report.steps[5].fused, ["softmax"]);
+    assert!(report.steps[5].unfused.is_empty());
     // 10x10x16 outputs of 8 channels each.
     assert_eq!(report.steps[2].macs, 10 * 10 * 16 * 8);
     let table = report.to_string();

@@ -244,6 +244,18 @@ fn run_step(
             Lowering::Reference => None,
             Lowering::Kernel(lowered) => Some(lowered),
             Lowering::InNext => return Ok(()),
+            Lowering::Concat(branches) => {
+                for (i, branch) in branches.iter().enumerate() {
+                    crate::jit::run_branch(&compiled.program, branch, inputs.get(i), out).map_err(
+                        |reason| Error::Internal {
+                            layer: anchor.name.to_string(),
+                            reason,
+                        },
+                    )?;
+                }
+                let rest = &step.nodes[1..];
+                return epilogue(graph, params, rest, out, &inputs, anchor.inputs.len());
+            }
         };
         if let Some(lowered) = lowered {
             let extra = lowered.extra.map(|i| inputs.get(i));
@@ -260,7 +272,10 @@ fn run_step(
                 layer: anchor.name.to_string(),
                 reason,
             })?;
-            let first_shortcut = anchor.inputs.len() + usize::from(lowered.extra.is_some());
+            // A fused add's shortcut follows the anchor's inputs; a binary
+            // anchor's `extra` is one of its own inputs.
+            let fused_add = lowered.extra.is_some_and(|e| e >= anchor.inputs.len());
+            let first_shortcut = anchor.inputs.len() + usize::from(fused_add);
             return epilogue(graph, params, &lowered.rest, out, &inputs, first_shortcut);
         }
     }

@@ -4,13 +4,18 @@
 //!
 //! A convolution's algorithm (direct, 1x1 GEMM or Winograd) is the static
 //! cost model's choice ([`choice::kernel`]), a function of its spec alone.
-//! A step is compiled when its anchor is a `conv`, `dwconv` or `dense`; its
+//! A step is compiled when its anchor is a `conv`, `dwconv`, `dense`, a
+//! pool, an `add` or a `scale` (the second operand as `extra`); its
 //! epilogue is fused up to the first node the kernel cannot apply per channel
-//! (softmax, a second residual add), and the rest runs in place after it.
+//! (softmax, a second residual add), and the rest runs in place after it: a
+//! softmax there on a compiled [`SoftmaxSpec`] kernel, the others on the
+//! reference kernels.
 //! A separable pair the plan marks (`Step::keeps`: a depthwise or `1xk`
 //! convolution feeding only a `1x1` or `kx1` one) becomes one
 //! [`SeparableSpec`] kernel at the second step, reading the first step's
 //! input; the first step then runs nothing ([`Lowering::InNext`]).
+//! A concat runs one copy kernel per branch into its channel slice
+//! ([`Lowering::Concat`]); the branches are not (yet) written in place.
 //! Every call checks the buffers against the kernel's [`Lengths`] first, so a
 //! kernel can never be handed a buffer shorter than its code assumes.
 
@@ -18,10 +23,13 @@ use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Op};
 use crate::params::{LayerParams, Params};
 use cnnjit_compiler::codegen::choice;
+use cnnjit_compiler::codegen::concat::ConcatSpec;
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
+use cnnjit_compiler::codegen::elementwise::{Binary, ElementwiseSpec};
 use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
+use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
 use cnnjit_compiler::codegen::vector::Act;
 use cnnjit_compiler::codegen::{Algorithm, Epilogue, Tile};
 use cnnjit_compiler::codegen::{Jit, Kernel, KernelFn, KernelId, Lengths, Program};
@@ -35,11 +43,23 @@ use std::time::Instant;
 pub enum Lowering {
     /// On the reference kernels.
     Reference,
-    /// On a compiled kernel.
-    Kernel(Lowered),
+    /// On a compiled kernel (boxed: a `Lowered` is large beside the other variants).
+    Kernel(Box<Lowered>),
     /// Not at all: the next step's kernel computes it too (a fused separable
     /// pair), never writing its output.
     InNext,
+    /// A concat: one compiled copy per branch, in order, each into its
+    /// channel slice of the output; the epilogue on the reference kernels.
+    Concat(Vec<Branch>),
+}
+
+/// One concat branch's compiled copy.
+#[derive(Clone, Debug)]
+pub struct Branch {
+    /// The compiled kernel.
+    pub kernel: KernelId,
+    /// Its spec (the branch's slice), whose lengths are its contract.
+    pub spec: ConcatSpec,
 }
 
 /// One step lowered to a kernel.
@@ -58,6 +78,9 @@ pub struct Lowered {
     pub input: usize,
     /// Which of the step's inputs is the fused residual's shortcut.
     pub extra: Option<usize>,
+    /// A softmax the epilogue ends in, run in place on the output after the
+    /// kernel: its compiled kernel and spec.
+    pub then: Option<(KernelId, SoftmaxSpec)>,
     /// The epilogue nodes left for the reference path, in order.
     pub rest: Vec<NodeId>,
     /// Multiply-accumulates of one call: below [`PARALLEL_WORK`] it runs on one thread.
@@ -75,6 +98,7 @@ struct Packed {
     params: Vec<f32>,
     input: usize,
     extra: Option<usize>,
+    then: Option<SoftmaxSpec>,
     rest: Vec<NodeId>,
     work: u64,
 }
@@ -164,8 +188,13 @@ pub fn compile(
     for ((step, packed), in_next) in plan.steps.iter().zip(packed).zip(in_next) {
         steps.push(match packed {
             _ if in_next => Lowering::InNext,
-            Some(packed) => Lowering::Kernel(compile_packed(graph, step, packed, &mut jit)?),
-            None => Lowering::Reference,
+            Some(packed) => {
+                Lowering::Kernel(Box::new(compile_packed(graph, step, packed, &mut jit)?))
+            }
+            None => match concat(graph, step, &mut jit)? {
+                Some(branches) => Lowering::Concat(branches),
+                None => Lowering::Reference,
+            },
         });
     }
     let kernels = jit.compiled();
@@ -189,7 +218,7 @@ fn pair(first: &Packed, second: &Packed, kept: usize) -> Option<Packed> {
         Kernel::Conv(spec) => Some(Half::Conv(spec.clone())),
         _ => None,
     };
-    if !first.rest.is_empty() || first.extra.is_some() {
+    if !first.rest.is_empty() || first.extra.is_some() || first.then.is_some() {
         return None;
     }
     let spec = SeparableSpec::new(half(first)?, half(second)?)?;
@@ -199,9 +228,39 @@ fn pair(first: &Packed, second: &Packed, kept: usize) -> Option<Packed> {
         params: [first.params.as_slice(), &second.params].concat(),
         input: kept,
         extra: second.extra,
+        then: second.then.clone(),
         rest: second.rest.clone(),
         work: first.work.saturating_add(second.work),
     })
+}
+
+/// A concat step's branches, each compiled to a copy into its channel
+/// slice, or `None` if the step is not a concat.
+fn concat(graph: &Graph, step: &Step, jit: &mut Jit) -> Result<Option<Vec<Branch>>> {
+    let anchor_id = step.nodes[0];
+    let anchor = graph.node(anchor_id);
+    if anchor.op != Op::Concat {
+        return Ok(None);
+    }
+    let total = anchor.output.channels() as usize;
+    let pixels = anchor.output.len() as usize / total;
+    let mut offset = 0;
+    let mut branches = Vec::with_capacity(anchor.inputs.len());
+    for id in anchor.inputs.iter() {
+        let channels = graph.node(*id).output.channels() as usize;
+        let spec = ConcatSpec {
+            pixels,
+            channels,
+            offset,
+            total,
+        };
+        let kernel = jit
+            .compile(&Kernel::Concat(spec.clone()))
+            .map_err(|e| internal(graph, anchor_id, e))?;
+        branches.push(Branch { kernel, spec });
+        offset += channels;
+    }
+    Ok(Some(branches))
 }
 
 fn compile_packed(graph: &Graph, step: &Step, packed: Packed, jit: &mut Jit) -> Result<Lowered> {
@@ -217,6 +276,14 @@ fn compile_packed(graph: &Graph, step: &Step, packed: Packed, jit: &mut Jit) -> 
     let id = jit
         .compile(&packed.kernel)
         .map_err(|e| internal(graph, anchor_id, e))?;
+    let then = match packed.then {
+        Some(spec) => Some((
+            jit.compile(&Kernel::Softmax(spec.clone()))
+                .map_err(|e| internal(graph, anchor_id, e))?,
+            spec,
+        )),
+        None => None,
+    };
     Ok(Lowered {
         kernel: id,
         lengths,
@@ -224,6 +291,7 @@ fn compile_packed(graph: &Graph, step: &Step, packed: Packed, jit: &mut Jit) -> 
         params: packed.params,
         input: packed.input,
         extra: packed.extra,
+        then,
         rest: packed.rest,
         work: packed.work,
         algorithm: packed.kernel.algorithm(),
@@ -242,7 +310,14 @@ fn lower(graph: &Graph, params: &Params, step: &Step, native_tile: bool) -> Resu
     // The fusable prefix of the epilogue.
     let mut epilogue = Vec::new();
     let mut affines: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
-    let mut extra = None;
+    // A binary element-wise anchor reads its second operand as `extra`, so
+    // its epilogue fuses no add of its own.
+    let binary = match anchor.op {
+        Op::Add => Some(Binary::Add),
+        Op::Scale => Some(Binary::Mul),
+        _ => None,
+    };
+    let mut extra = binary.map(|_| 1);
     let mut fused = 1;
     for (i, id) in step.nodes.iter().enumerate().skip(1) {
         let node = graph.node(*id);
@@ -308,6 +383,13 @@ fn lower(graph: &Graph, params: &Params, step: &Step, native_tile: bool) -> Resu
             Some(spec) => Kernel::Pool(spec),
             None => return Ok(None),
         },
+        (Op::Add | Op::Scale, None) => {
+            let other = graph.node(anchor.inputs[1]).output;
+            match binary.and_then(|op| ElementwiseSpec::new(op, input, other, epilogue)) {
+                Some(spec) => Kernel::Elementwise(spec),
+                None => return Ok(None),
+            }
+        }
         _ => return Ok(None),
     };
     let channels = anchor.output.channels() as usize;
@@ -317,12 +399,26 @@ fn lower(graph: &Graph, params: &Params, step: &Step, native_tile: bool) -> Resu
         packed_params.extend(kernel.pack_vector(shift));
     }
     let weights = weight.map(|w| kernel.pack_weights(w)).unwrap_or_default();
+    // A softmax right after the fused prefix runs in place after the kernel.
+    let then = step
+        .nodes
+        .get(fused)
+        .filter(|id| graph.node(**id).op == Op::Softmax)
+        .map(|_| {
+            fused += 1;
+            let out = anchor.output;
+            SoftmaxSpec {
+                pixels: (out.len() / u64::from(out.channels())) as usize,
+                channels: out.channels() as usize,
+            }
+        });
     Ok(Some(Packed {
         kernel,
         weights,
         params: packed_params,
         input: 0,
         extra,
+        then,
         rest: step.nodes[fused..].to_vec(),
         work: cnnjit_compiler::cost::layer_cost(&anchor.op, &[input], anchor.output)
             .map_or(u64::MAX, |c| c.macs),
@@ -375,7 +471,8 @@ impl Call {
 }
 
 /// Runs a lowered step: checks every buffer against the kernel's lengths,
-/// then calls the kernel over its rows, split across `pool`'s threads.
+/// then calls the kernel over its rows, split across `pool`'s threads, and
+/// the softmax after it, if any, in place on `output`.
 pub fn run(
     program: &Program,
     lowered: &Lowered,
@@ -390,7 +487,7 @@ pub fn run(
         weights: &lowered.weights,
         params: &lowered.params,
         extra: extra.unwrap_or(&[]),
-        output,
+        output: &mut *output,
         scratch,
     };
     call_kernel(
@@ -399,7 +496,38 @@ pub fn run(
         &lowered.lengths,
         buffers,
         lowered.pool(pool),
-    )
+    )?;
+    if let Some((kernel, spec)) = &lowered.then {
+        let in_place = Buffers {
+            input: &[],
+            weights: &[],
+            params: &[],
+            extra: &[],
+            output,
+            scratch: &mut [],
+        };
+        call_kernel(program, *kernel, &spec.lengths(), in_place, None)?;
+    }
+    Ok(())
+}
+
+/// Copies one concat branch, `input`, into its channel slice of `output`.
+pub fn run_branch(
+    program: &Program,
+    branch: &Branch,
+    input: &[f32],
+    output: &mut [f32],
+) -> std::result::Result<(), String> {
+    let buffers = Buffers {
+        input,
+        weights: &[],
+        params: &[],
+        extra: &[],
+        output,
+        scratch: &mut [],
+    };
+    let lengths = branch.spec.lengths();
+    call_kernel(program, branch.kernel, &lengths, buffers, None)
 }
 
 /// The buffers of one kernel call.

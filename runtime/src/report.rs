@@ -9,7 +9,7 @@
 
 use crate::exec::Engine;
 use crate::jit::Lowering;
-use cnnjit_compiler::codegen::{Algorithm, Tile};
+use cnnjit_compiler::codegen::{Algorithm, Kernel, Tile};
 use cnnjit_compiler::plan::Step;
 use cnnjit_compiler::summary::thousands;
 use std::fmt::{self, Write as _};
@@ -153,6 +153,14 @@ fn compiled(engine: &Engine, index: usize, step: &Step) -> Option<(Path, usize)>
             Some((path, step.nodes.len() - lowered.rest.len()))
         }
         Lowering::InNext => Some((Path::InNext, step.nodes.len())),
+        Lowering::Concat(branches) => {
+            let kernel = Kernel::Concat(branches.first()?.spec.clone());
+            let path = Path::Compiled {
+                algorithm: kernel.algorithm(),
+                tile: kernel.tile(),
+            };
+            Some((path, 1))
+        }
         Lowering::Reference => None,
     }
 }

@@ -20,12 +20,18 @@
 //! convolutions through `WinogradSpec`, depthwise through `DepthwiseSpec`, max
 //! and average pools, windowed and global, through `PoolSpec`, and fused
 //! separable pairs of two convolutions through `SeparableSpec`, checked
-//! against the two references in turn) with random
+//! against the two references in turn, element-wise adds and scales, whole
+//! or per channel, through `ElementwiseSpec`, and concat branches copied into
+//! their channel slice through `ConcatSpec`, whose other channels must keep
+//! the sentinel) with random
 //! fused epilogues (affine, activations, residual add) are compiled and run
 //! over all rows (on the calling thread and split across a 2-thread pool) and
 //! over sub-ranges of rows, including out-of-range and reversed ones, which
 //! the code must clamp. The output is compared with the reference kernels,
 //! and rows outside the range asked for must keep a sentinel.
+//!
+//! Softmax, the in-place kernel, gets only a guarded `output` holding its
+//! data (every other pointer null): rows outside the range must keep theirs.
 //!
 //! A fault kills the test binary (that is the point of the test). The cases
 //! come from a fixed seed; run with `--nocapture` to see each case before it
@@ -34,10 +40,13 @@
 
 #![cfg(all(unix, feature = "jit"))]
 
+use cnnjit_compiler::codegen::concat::ConcatSpec;
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
+use cnnjit_compiler::codegen::elementwise::{Binary, ElementwiseSpec};
 use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
+use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
 use cnnjit_compiler::codegen::vector::Act;
 use cnnjit_compiler::codegen::winograd::WinogradSpec;
 use cnnjit_compiler::codegen::{Epilogue, Jit, Kernel, Lengths};
@@ -214,6 +223,10 @@ enum Step {
 enum Op {
     Conv(Conv2d),
     Pool(Pool2d),
+    /// `input op extra`.
+    Elementwise(Binary),
+    /// A concat branch at this channel offset.
+    Concat(usize),
 }
 
 /// One random configuration: the IR op (for the reference), the kernel, the
@@ -253,8 +266,14 @@ fn hw(v: [usize; 2]) -> Hw {
 /// run the channel loop and the block loop longer; two in ten are depthwise
 /// (one group per channel, multiplier 1), two in ten pools (max or
 /// average, windowed or global) and one in ten a Winograd 3x3 convolution,
-/// which have kernels of their own.
+/// which have kernels of their own. One case in eleven is instead an
+/// element-wise add or scale, and one in eleven of the rest a concat branch.
 fn random_case(rng: &mut Rng) -> Option<Case> {
+    match rng.range(0, 10) {
+        0 => return Some(random_elementwise(rng)),
+        1 => return Some(random_branch(rng)),
+        _ => {}
+    }
     let (steps, epilogue) = random_epilogue(rng, true);
     let (input, output, op, kernel) = match rng.range(0, 10) {
         0 => random_conv(rng, ConvKind::Dense, None, epilogue)?,
@@ -270,6 +289,61 @@ fn random_case(rng: &mut Rng) -> Option<Case> {
         kernel,
         steps,
     })
+}
+
+/// A random concat branch: its pixels are the kernel's rows, so the output
+/// is `pixels x 1 x total`.
+fn random_branch(rng: &mut Rng) -> Case {
+    let (pixels, channels) = (rng.range(1, 40), rng.range(1, 19));
+    let (offset, after) = (rng.range(0, 9), rng.range(0, 9));
+    let total = offset + channels + after;
+    let spec = ConcatSpec {
+        pixels,
+        channels,
+        offset,
+        total,
+    };
+    Case {
+        input: Dims::new(pixels, 1, channels),
+        output: Dims::new(pixels, 1, total),
+        op: Op::Concat(offset),
+        kernel: Kernel::Concat(spec),
+        steps: Vec::new(),
+    }
+}
+
+/// A random add or scale (a per-channel gate one time in two), odd channel
+/// counts included, with an epilogue without add (`extra` is its operand).
+fn random_elementwise(rng: &mut Rng) -> Case {
+    let (steps, epilogue) = random_epilogue(rng, false);
+    let (h, w, c) = (rng.range(1, 9), rng.range(1, 9), rng.range(1, 19));
+    let shape = ir::Shape::Volume {
+        h: h as u32,
+        w: w as u32,
+        c: c as u32,
+    };
+    let op = if rng.range(0, 1) == 0 {
+        Binary::Add
+    } else {
+        Binary::Mul
+    };
+    let other = if op == Binary::Mul && rng.range(0, 1) == 0 {
+        ir::Shape::Volume {
+            h: 1,
+            w: 1,
+            c: c as u32,
+        }
+    } else {
+        shape
+    };
+    let spec = ElementwiseSpec::new(op, shape, other, epilogue).expect("operands of one shape");
+    Case {
+        input: Dims::new(h, w, c),
+        output: Dims::new(h, w, c),
+        op: Op::Elementwise(op),
+        kernel: Kernel::Elementwise(spec),
+        steps,
+    }
 }
 
 /// Up to two random epilogue steps (a residual add only if `add`), as the
@@ -525,8 +599,9 @@ fn random_data(case: &Case, lengths: &Lengths, rng: &mut Rng) -> Data {
             let bound = 1.0 / (fan_in as f32).sqrt();
             (rng.values(k * fan_in, bound), rng.values(k, bound))
         }
-        // A pool has no weights, and the bias of its fused epilogue is zero.
-        Op::Pool(_) => (Vec::new(), vec![0.0; k]),
+        // A pool or an element-wise op has no weights, and the bias of its
+        // fused epilogue is zero.
+        Op::Pool(_) | Op::Elementwise(_) | Op::Concat(_) => (Vec::new(), vec![0.0; k]),
     };
     Data {
         input: rng.values(lengths.input, 2.0),
@@ -551,6 +626,18 @@ fn expected(case: &Case, data: &Data) -> Vec<f32> {
             &mut out,
         ),
         Op::Pool(op) => reference::pool2d(op, &data.input, case.input, &mut out),
+        Op::Elementwise(Binary::Add) => {
+            reference::add(&data.input, &data.extra, &mut out).map(|()| case.output)
+        }
+        // Other branches' channels are the sentinel: the branch must not write them.
+        &Op::Concat(offset) => {
+            out.fill(f32::from_bits(SENTINEL));
+            reference::concat_part(&data.input, case.input, offset, case.output, &mut out)
+                .map(|()| case.output)
+        }
+        Op::Elementwise(Binary::Mul) => {
+            reference::scale(&data.input, case.input, &data.extra, &mut out).map(|()| case.output)
+        }
     }
     .expect("the reference accepts the case");
     assert_eq!(dims, case.output, "output size of {case:?}");
@@ -815,6 +902,71 @@ fn fused_separable_pairs_touch_only_their_own_buffers() {
         eprintln!("seed {seed:#x}, pair {run}: {:?}", pair.2);
         run_pair(run, &pair, &mut rng, &pool);
         run += 1;
+    }
+}
+
+#[test]
+fn softmax_touches_only_its_output() {
+    let seed = env_u64("GUARD_PAGES_SEED", 0x736f_6674_6d61_7867);
+    let mut rng = Rng(seed);
+    for case in 0..env_u64("GUARD_PAGES_CASES", 128) / 4 {
+        let spec = SoftmaxSpec {
+            pixels: rng.range(1, 9),
+            channels: rng.range(1, 19),
+        };
+        let lengths = Kernel::Softmax(spec.clone()).lengths();
+        let what = format!("softmax case {case}: {spec:?}");
+        eprintln!("seed {seed:#x}, {what}");
+        let data = rng.values(lengths.output, 8.0);
+        let mut want = data.clone();
+        reference::softmax_in_place(&mut want, spec.channels).expect("whole pixels");
+        let mut jit = Jit::new().expect("a JIT for this host");
+        let id = jit
+            .compile(&Kernel::Softmax(spec.clone()))
+            .expect("the kernel compiles");
+        let program = jit.finish().expect("the program links");
+        let function = program.function(id);
+        let mut output = Guarded::new(lengths.output);
+        let r = spec.pixels as i64;
+        for (begin, end) in [(0, r), (-5, r + 7), (r + 7, -5), (r / 2, r), (1, r / 2 + 1)] {
+            output.as_mut_slice().copy_from_slice(&data);
+            // SAFETY: `output` is exactly `lengths.output` long and no other
+            // buffer is read (the spec declares none); the kernel clamps
+            // `[begin, end)` to its pixels; `program` outlives the call.
+            unsafe {
+                function(
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    output.as_mut_slice().as_mut_ptr(),
+                    std::ptr::null_mut(),
+                    begin,
+                    end,
+                )
+            };
+            let (lo, hi) = (begin.clamp(0, r) as usize, end.clamp(0, r) as usize);
+            for (i, (&g, (&w, &d))) in output
+                .as_slice()
+                .iter()
+                .zip(want.iter().zip(&data))
+                .enumerate()
+            {
+                let pixel = i / spec.channels;
+                if (lo..hi).contains(&pixel) {
+                    assert!(
+                        (g - w).abs() <= 1e-5,
+                        "{what}, [{begin}, {end}): element {i} is {g}, the reference {w}"
+                    );
+                } else {
+                    assert_eq!(
+                        g.to_bits(),
+                        d.to_bits(),
+                        "{what}, [{begin}, {end}): element {i} outside the range was written"
+                    );
+                }
+            }
+        }
     }
 }
 

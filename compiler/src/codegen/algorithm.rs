@@ -7,6 +7,7 @@
 //! report names exactly the code that runs. Reporting reads specs only; it
 //! never changes what is compiled.
 
+use super::elementwise::Binary;
 use super::separable::Half;
 use super::{depthwise, Kernel};
 use std::fmt;
@@ -46,6 +47,14 @@ pub enum Algorithm {
     Pool,
     /// One window over the whole input.
     GlobalPool,
+    /// An element-wise add of two tensors.
+    Add,
+    /// An element-wise product, or a per-channel gate (squeeze-excite).
+    Scale,
+    /// Softmax over channels.
+    Softmax,
+    /// Concat branches copied into their channel slices.
+    Concat,
 }
 
 impl Algorithm {
@@ -64,6 +73,10 @@ impl Algorithm {
             Algorithm::SpatiallySeparable => "1xk+kx1",
             Algorithm::Pool => "pool",
             Algorithm::GlobalPool => "global-pool",
+            Algorithm::Add => "add",
+            Algorithm::Scale => "scale",
+            Algorithm::Softmax => "softmax",
+            Algorithm::Concat => "concat",
         }
     }
 }
@@ -114,6 +127,12 @@ impl Kernel {
                 Algorithm::GlobalPool
             }
             Kernel::Pool(_) => Algorithm::Pool,
+            Kernel::Elementwise(spec) => match spec.op {
+                Binary::Add => Algorithm::Add,
+                Binary::Mul => Algorithm::Scale,
+            },
+            Kernel::Softmax(_) => Algorithm::Softmax,
+            Kernel::Concat(_) => Algorithm::Concat,
         }
     }
 
@@ -129,6 +148,8 @@ impl Kernel {
                 Half::Depthwise(dw) => (depthwise::TILE, 4, dw.output[1]),
             },
             Kernel::Pool(spec) => (1, 4, spec.output[1]),
+            Kernel::Elementwise(spec) => (1, 4, spec.shape[1]),
+            Kernel::Softmax(_) | Kernel::Concat(_) => (1, 4, 1),
         };
         Tile {
             pixels: pixels.min(width),

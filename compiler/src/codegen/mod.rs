@@ -5,7 +5,8 @@
 //! serves 1x1 convolutions and dense layers as a packed GEMM; [`winograd`]:
 //! Winograd F(2x2) and F(4x4) 3x3 convolutions, picked per layer by
 //! [`choice`]; [`separable`]: two convolutions fused into one pass;
-//! [`depthwise`], [`pool`]), and [`native`], the precompiled AVX2 GEMM tile
+//! [`depthwise`], [`pool`], [`elementwise`]: an unfused add or a scale;
+//! [`softmax`], in place; [`concat`], a branch into its channel slice), and [`native`], the precompiled AVX2 GEMM tile
 //! that convolution kernels call for their innermost tile where the host has
 //! AVX2 and FMA. Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
@@ -25,7 +26,8 @@
 //! Invariant (the safety contract of every kernel): given buffers of at least
 //! the lengths in [`Lengths`], the code reads only `input`, `weights`,
 //! `params` and `extra` within those lengths and writes only `output` and
-//! `scratch` within theirs, for any `0 <= begin <= end <= rows`. Every bound
+//! `scratch` within theirs (an in-place kernel, [`softmax`], reads `output`
+//! too), for any `0 <= begin <= end <= rows`. Every bound
 //! is a constant derived from the spec; there is no data-dependent address.
 //!
 //! Set `CNNJIT_DISASM=1` to print every kernel's machine code to stderr.
@@ -38,11 +40,14 @@
 
 pub mod algorithm;
 pub mod choice;
+pub mod concat;
 pub mod conv;
 pub mod depthwise;
+pub mod elementwise;
 pub mod native;
 pub mod pool;
 pub mod separable;
+pub mod softmax;
 pub mod vector;
 pub mod winograd;
 
@@ -117,6 +122,12 @@ pub enum Kernel {
     Winograd(winograd::WinogradSpec),
     /// A separable pair (depthwise + pointwise, `1xk` + `kx1`) in one pass.
     Separable(separable::SeparableSpec),
+    /// An unfused add or a scale, the second operand in `extra`.
+    Elementwise(elementwise::ElementwiseSpec),
+    /// Softmax over channels, in place on `output`.
+    Softmax(softmax::SoftmaxSpec),
+    /// One concat branch copied into its channel slice of `output`.
+    Concat(concat::ConcatSpec),
 }
 
 impl Kernel {
@@ -128,6 +139,9 @@ impl Kernel {
             Kernel::Pool(spec) => spec.lengths(),
             Kernel::Winograd(spec) => spec.lengths(),
             Kernel::Separable(spec) => spec.lengths(),
+            Kernel::Elementwise(spec) => spec.lengths(),
+            Kernel::Softmax(spec) => spec.lengths(),
+            Kernel::Concat(spec) => spec.lengths(),
         }
     }
 
@@ -137,7 +151,11 @@ impl Kernel {
         match self {
             Kernel::Conv(spec) => spec.pack_weights(weight),
             Kernel::Depthwise(spec) => spec.pack_weights(weight),
-            Kernel::Pool(_) | Kernel::Separable(_) => Vec::new(),
+            Kernel::Pool(_)
+            | Kernel::Separable(_)
+            | Kernel::Elementwise(_)
+            | Kernel::Softmax(_)
+            | Kernel::Concat(_) => Vec::new(),
             Kernel::Winograd(spec) => spec.pack_weights(weight),
         }
     }
@@ -150,7 +168,8 @@ impl Kernel {
             Kernel::Depthwise(spec) => spec.pack_vector(v),
             Kernel::Pool(spec) => spec.pack_vector(v),
             Kernel::Winograd(spec) => spec.pack_vector(v),
-            Kernel::Separable(_) => Vec::new(),
+            Kernel::Elementwise(spec) => spec.pack_vector(v),
+            Kernel::Separable(_) | Kernel::Softmax(_) | Kernel::Concat(_) => Vec::new(),
         }
     }
 
@@ -161,6 +180,9 @@ impl Kernel {
             Kernel::Pool(spec) => pool::emit(spec, b, args),
             Kernel::Winograd(spec) => winograd::emit(spec, b, args),
             Kernel::Separable(spec) => separable::emit(spec, b, args),
+            Kernel::Elementwise(spec) => elementwise::emit(spec, b, args),
+            Kernel::Softmax(spec) => softmax::emit(spec, b, args),
+            Kernel::Concat(spec) => concat::emit(spec, b, args),
         }
     }
 }
