@@ -57,6 +57,26 @@ pub const LAYER_NAMES: &[&str] = &[
     "scale",
 ];
 
+/// The convolution `shortcut = auto` writes to project an `h x w` volume onto
+/// `ho x wo x c`: `conv(c, 1x1, stride = s, bias = false)` with the stride
+/// that maps the input's size onto the target's (a `bn` with the default eps
+/// follows it).
+pub fn auto_projection([h, w]: [u32; 2], [ho, wo, c]: [u32; 3]) -> Conv2d {
+    Conv2d {
+        out_channels: c,
+        kernel: Hw::square(1),
+        stride: Hw {
+            h: h.div_ceil(ho.max(1)),
+            w: w.div_ceil(wo.max(1)),
+        },
+        dilation: Hw::square(1),
+        padding: Padding::default(),
+        groups: 1,
+        bias: false,
+        depthwise: false,
+    }
+}
+
 /// A net expanded to a graph, with the span of every node.
 #[derive(Clone, Debug)]
 pub struct Expanded {
@@ -358,20 +378,7 @@ impl<'a> Expander<'a> {
                 "residual: `shortcut = auto` projects volumes, but the body goes from {from} to {target}; write the shortcut out, e.g. {example}"
             )));
         };
-        let stride = Hw {
-            h: h.div_ceil(ho.max(1)),
-            w: w.div_ceil(wo.max(1)),
-        };
-        let conv = Op::Conv2d(Conv2d {
-            out_channels: c,
-            kernel: Hw::square(1),
-            stride,
-            dilation: Hw::square(1),
-            padding: Padding::default(),
-            groups: 1,
-            bias: false,
-            depthwise: false,
-        });
+        let conv = Op::Conv2d(auto_projection([h, w], [ho, wo, c]));
         let what = format!("residual(shortcut = auto) from {from} to {target}");
         let name = scope.name("conv", None);
         let conv = self.push(name, conv, vec![input], span, &what)?;

@@ -13,8 +13,8 @@
 use crate::error::{Error, Result};
 use crate::map::{Dag, Layer};
 use crate::nest::Item;
-use cnnjit_compiler::expand::LAYER_NAMES;
-use cnnjit_compiler::ir::{Activation, Conv2d, Hw, Op, Padding, PoolKind, Shape};
+use cnnjit_compiler::expand::{auto_projection, LAYER_NAMES};
+use cnnjit_compiler::ir::{Activation, Hw, Op, Padding, PoolKind, Shape};
 use cnnjit_compiler::shape;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -231,21 +231,8 @@ impl Writer<'_> {
         else {
             return false;
         };
-        let stride = Hw {
-            h: h.div_ceil(ho.max(1)),
-            w: w.div_ceil(wo.max(1)),
-        };
-        let projection = Op::Conv2d(Conv2d {
-            out_channels: conv.shape.channels(),
-            kernel: Hw::square(1),
-            stride,
-            dilation: Hw::square(1),
-            padding: Padding::default(),
-            groups: 1,
-            bias: false,
-            depthwise: false,
-        });
-        conv.op == projection
+        let projection = auto_projection([h, w], [ho, wo, conv.shape.channels()]);
+        conv.op == Op::Conv2d(projection)
             && bn.op == (Op::BatchNorm { eps: 1e-5 })
             && self.label(conv).is_none()
             && self.label(bn).is_none()
