@@ -92,40 +92,6 @@ proptest! {
         assert_agrees(&source, seed, 1);
     }
 
-    /// Convolutions with enough input channels that the native tile reduces
-    /// them in chunks whose weights fit in L1 (`ConvSpec::chunk`: 16 KB, so
-    /// 84 channels of a 1x3, 28 of a 3x3, 16 of a 4x4, 256 of a 1x1), a
-    /// partial last chunk included: plain, grouped and strided, with a
-    /// residual add in the epilogue, and as the halves of a fused `1x3` +
-    /// `3x1` pair.
-    #[test]
-    fn chunked_conv_equals_reference(
-        (h, w) in (1u32..9, 1u32..15),
-        c_per_group in 17u32..100,
-        k_per_group in 1u32..40,
-        groups in 1u32..3,
-        f in 1u32..5,
-        s in 1u32..3,
-        shape in 0..3,
-        seed in any::<u64>(),
-    ) {
-        let c = (c_per_group + if f == 1 { 240 } else { 0 }) * groups;
-        let k = k_per_group * groups;
-        let source = match shape {
-            0 => format!(
-                "Net({h}x{w}x{c}) {{ conv({k}, {f}x{f}, stride = {s}, pad = 1, groups = {groups}), relu }}"
-            ),
-            1 => format!(
-                "Net({h}x{w}x{c}) {{ residual {{ conv({c}, 3x3, pad = 1, groups = {groups}), bn }}, relu }}"
-            ),
-            _ => format!(
-                "Net({h}x{w}x{}) {{ conv({k}, 1x3, pad = (0, 1)), relu, conv({c}, 3x1, pad = (1, 0)) }}",
-                c + 70
-            ),
-        };
-        assert_agrees(&source, seed, 1 + shape as usize % 2);
-    }
-
     #[test]
     fn dwconv_and_same_padding_equal_reference(
         (h, w) in (1u32..14, 1u32..14),

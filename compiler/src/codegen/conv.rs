@@ -26,7 +26,6 @@ use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, Args, Epilogue, Epilogued, Lengths,
 };
 use crate::ir::{Conv2d, Dense, Shape};
-use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, InstBuilder, SigRef, StackSlot, StackSlotData, StackSlotKind, Value,
 };
@@ -36,14 +35,6 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 pub const BLOCK: usize = 8;
 /// Input channels per iteration of the channel loop.
 const UNROLL: usize = 4;
-/// Bytes of packed weights one call of the native tile may read: a chunk of
-/// input channels whose weights, for every tap, stay in L1 (48 KB here)
-/// beside the input rows.
-const L1_WEIGHTS: usize = 16 * 1024;
-/// Bytes of input rows (one chunk's channels) a chunked kernel keeps in L1.
-const L1_INPUT: usize = 24 * 1024;
-/// Bytes of accumulators a chunked kernel keeps (in L2) for a group of rows.
-const L2_ACCUMULATORS: usize = 256 * 1024;
 /// Output pixels per register tile: 8 accumulators, two weight vectors and a
 /// broadcast input. Measured on the 56x56x128 3x3 conv with `fma`: 4 pixels
 /// 0.78 of the 128-bit peak, 3 pixels 0.71, 5 pixels 0.75, 6 pixels 0.67.
@@ -153,62 +144,6 @@ impl ConvSpec {
         self.out_per_group().div_ceil(self.block())
     }
 
-    /// Whether the kernel loops over output rows inside each block of output
-    /// channels, so each block's weights are read from memory once per call
-    /// and stay in cache for every row, rather than over blocks inside each
-    /// row, which reads all the weights once per row but the input once.
-    /// Whichever of the two is larger is the one kept still: on ResNet-50's
-    /// 7x7x512 3x3 conv (9.4 MB of weights against 100 KB of input), rows
-    /// outside read 66 MB of weights per image; blocks outside, 9.4.
-    pub(super) fn weights_stationary(&self) -> bool {
-        let [h, w, c] = self.input;
-        self.lengths().weights > h * w * c
-    }
-
-    /// Input channels one call of the native tile reduces over: all of the
-    /// group's, unless their weights (every tap's, since a call reads them
-    /// all) would not stay in L1; then chunks of at most [`L1_WEIGHTS`],
-    /// each call adding its sums to the row's accumulators. The native tile
-    /// streams its weights from L2 otherwise: on 28x28 1x1 convs to 256
-    /// channels, 93 GFLOP/s from 256 input channels (16 KB a block), 33 from
-    /// 512 to 2048.
-    pub(super) fn chunk(&self) -> usize {
-        let cg = self.in_per_group();
-        let per_channel = self.kernel[0] * self.kernel[1] * native::WIDTH * 4;
-        if self.native {
-            cg.min((L1_WEIGHTS / per_channel / 4 * 4).max(4))
-        } else {
-            cg
-        }
-    }
-
-    /// Whether the input channels are reduced in chunks.
-    pub(super) fn chunked(&self) -> bool {
-        self.chunk() < self.in_per_group()
-    }
-
-    /// Output rows a chunked kernel computes at once: as many as keep the
-    /// input rows they read, one chunk's channels of them, within
-    /// [`L1_INPUT`] (so that they stay in L1 across the blocks of output
-    /// channels) and their accumulators within [`L2_ACCUMULATORS`]. All the
-    /// weights are read once per group of rows, which matters on the small
-    /// images deep in a network: ResNet-50's 7x7x512 3x3 conv has 9.4 MB of
-    /// weights, read once instead of seven times.
-    pub(super) fn group_rows(&self) -> usize {
-        let in_row = self.input[1] * self.chunk() * 4;
-        let acc_row = self.vector_len() * self.output[1] * 4;
-        let span = |rows: usize| {
-            ((rows - 1) * self.stride[0] + (self.kernel[0] - 1) * self.dilation[0] + 1)
-                .min(self.input[0])
-        };
-        (2..=self.output[0])
-            .take_while(|&rows| {
-                span(rows) * in_row <= L1_INPUT && rows * acc_row <= L2_ACCUMULATORS
-            })
-            .last()
-            .unwrap_or(1)
-    }
-
     /// `f32`s in one packed per-channel vector.
     fn vector_len(&self) -> usize {
         self.groups * self.blocks() * self.block()
@@ -225,11 +160,7 @@ impl ConvSpec {
             params,
             extra,
             output: ho * wo * k,
-            scratch: if self.chunked() {
-                self.group_rows() * wo * self.vector_len()
-            } else {
-                0
-            },
+            scratch: 0,
             rows: ho,
         }
     }
@@ -293,8 +224,6 @@ struct Layout<'s> {
 struct Native {
     /// The tile of each row count.
     tiles: [TileFn; native::ROWS],
-    /// The same, adding to the tile it is given.
-    accumulating: [TileFn; native::ROWS],
     /// [`TileFn`]'s signature, imported into the kernel.
     signature: SigRef,
     /// The taps of one call.
@@ -308,19 +237,19 @@ impl Native {
         spec: &ConvSpec,
         b: &mut FunctionBuilder,
         a: &Args,
-        [tiles, accumulating]: [[TileFn; native::ROWS]; 2],
+        tiles: [TileFn; native::ROWS],
     ) -> Native {
         let ptr = b.func.dfg.value_type(a.input);
         let taps = spec.kernel[0] * spec.kernel[1] * size_of::<Tap>();
+        let tile = native::ROWS * native::WIDTH * 4;
         let mut slot = |bytes: usize| {
             let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
             b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 5))
         };
         Native {
             tiles,
-            accumulating,
             taps: slot(taps),
-            tile: slot(native::ROWS * native::WIDTH * 4),
+            tile: slot(tile),
             signature: native::import_signature(b, ptr),
         }
     }
@@ -347,13 +276,13 @@ struct Tile {
 
 /// Emits the kernel body for rows `[begin, end)`.
 pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
-    let [_, w, c] = spec.input;
-    let [_, wo, k] = spec.output;
+    let [h, w, c] = spec.input;
+    let [ho, wo, k] = spec.output;
     // Where the host lacks the native tile (a spec built by hand), the
     // Cranelift tile serves the native packing too.
     let native = spec
         .native
-        .then(|| Some([native::tiles()?, native::accumulating_tiles()?]))
+        .then(native::tiles)
         .flatten()
         .map(|tiles| Native::new(spec, b, a, tiles));
     let l = Layout {
@@ -365,96 +294,21 @@ pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
         vector: (spec.vector_len() * 4) as i64,
         native,
     };
-    let columns = |b: &mut FunctionBuilder, oy, ky, block| {
-        let base = block_row(&l, b, a, oy, block);
-        columns(&l, b, base, ky)
-    };
-    let rows = [a.begin, a.end];
-    match &l.native {
-        Some(native) if spec.chunked() => chunked(&l, native, b, a),
-        _ if spec.weights_stationary() => for_blocks(spec, b, |b, block| {
-            for_rows(spec, b, rows, |b, oy, ky| columns(b, oy, ky, block))
-        }),
-        _ => for_rows(spec, b, rows, |b, oy, ky| {
-            for_blocks(spec, b, |b, block| columns(b, oy, ky, block))
-        }),
-    }
-}
-
-/// One block of output channels: its group, its index in the group, and its
-/// valid channels (1 to the block's width).
-#[derive(Clone, Copy)]
-struct Block {
-    group: Value,
-    index: Value,
-    lanes: usize,
-}
-
-/// `body(oy, (ky_lo, ky_hi))` for each output row in `[begin, end)`, with
-/// the kernel rows that fall inside the input, one loop per class of rows.
-fn for_rows(
-    spec: &ConvSpec,
-    b: &mut FunctionBuilder,
-    [begin, end]: [Value; 2],
-    mut body: impl FnMut(&mut FunctionBuilder, Value, (usize, usize)),
-) {
     for (oy_lo, oy_hi, ky_lo, ky_hi) in tap_classes(
-        spec.output[0],
-        spec.input[0],
+        ho,
+        h,
         spec.kernel[0],
         spec.stride[0],
         spec.dilation[0],
         spec.pad[0],
     ) {
-        let lo = clamp(b, begin, oy_lo as i64, oy_hi as i64);
-        let hi = clamp(b, end, oy_lo as i64, oy_hi as i64);
-        for_range(b, lo, hi, 1, |b, oy| body(b, oy, (ky_lo, ky_hi)));
+        let lo = clamp(b, a.begin, oy_lo as i64, oy_hi as i64);
+        let hi = clamp(b, a.end, oy_lo as i64, oy_hi as i64);
+        for_range(b, lo, hi, 1, |b, oy| row(&l, b, a, oy, (ky_lo, ky_hi)));
     }
 }
 
-/// `body(block)` for each group and block of output channels: a loop over
-/// the full blocks, then the partial one.
-fn for_blocks(
-    spec: &ConvSpec,
-    b: &mut FunctionBuilder,
-    mut body: impl FnMut(&mut FunctionBuilder, Block),
-) {
-    let width = spec.block();
-    let full_blocks = spec.out_per_group() / width;
-    let tail = spec.out_per_group() % width;
-    let zero = int(b, 0);
-    let groups = int(b, spec.groups as i64);
-    for_range(b, zero, groups, 1, |b, group| {
-        if full_blocks > 0 {
-            let zero = int(b, 0);
-            let n = int(b, full_blocks as i64);
-            for_range(b, zero, n, 1, |b, index| {
-                body(
-                    b,
-                    Block {
-                        group,
-                        index,
-                        lanes: width,
-                    },
-                )
-            });
-        }
-        if tail > 0 {
-            let index = int(b, full_blocks as i64);
-            body(
-                b,
-                Block {
-                    group,
-                    index,
-                    lanes: tail,
-                },
-            );
-        }
-    });
-}
-
-/// Where one block of output channels of output row `oy` starts.
-fn block_row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, block: Block) -> Tile {
+fn row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, ky: (usize, usize)) {
     let spec = l.spec;
     let width = spec.block();
     // The input row of tap 0: (oy * sh - pt) rows in, possibly negative.
@@ -465,48 +319,56 @@ fn block_row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, block: Bl
     let out_off = b.ins().imul_imm_s(oy, l.out_row);
     let out_row = b.ins().iadd(a.output, out_off);
     let extra_row = b.ins().iadd(a.extra, out_off);
-    // Block index within the whole packed layout: g * blocks + blk.
-    let index = b.ins().imul_imm_s(block.group, spec.blocks() as i64);
-    let index = b.ins().iadd(index, block.index);
-    let w_off = b.ins().imul_imm_s(index, l.weight_block);
-    let weights = b.ins().iadd(a.weights, w_off);
-    let p_off = b.ins().imul_imm_s(index, (width * 4) as i64);
-    let params = b.ins().iadd(a.params, p_off);
-    // Output channel offset: g * Kg + blk * width.
-    let ch = b.ins().imul_imm_s(block.group, spec.out_per_group() as i64);
-    let ch_blk = b.ins().imul_imm_s(block.index, width as i64);
-    let ch = b.ins().iadd(ch, ch_blk);
-    let ch_bytes = b.ins().imul_imm_s(ch, 4);
-    let output = b.ins().iadd(out_row, ch_bytes);
-    let extra = b.ins().iadd(extra_row, ch_bytes);
-    let gi = b
-        .ins()
-        .imul_imm_s(block.group, (spec.in_per_group() * 4) as i64);
-    Tile {
-        input: b.ins().iadd(in_row, gi),
-        output,
-        extra,
-        weights,
-        params,
-        pixels: 0,
-        lanes: block.lanes,
-    }
+    let full_blocks = spec.out_per_group() / width;
+    let tail = spec.out_per_group() % width;
+    let zero = int(b, 0);
+    let groups = int(b, spec.groups as i64);
+    for_range(b, zero, groups, 1, |b, g| {
+        let blocks = |b: &mut FunctionBuilder, blk: Value, lanes: usize| {
+            // Block index within the whole packed layout: g * blocks + blk.
+            let index = b.ins().imul_imm_s(g, spec.blocks() as i64);
+            let index = b.ins().iadd(index, blk);
+            let w_off = b.ins().imul_imm_s(index, l.weight_block);
+            let weights = b.ins().iadd(a.weights, w_off);
+            let p_off = b.ins().imul_imm_s(index, (width * 4) as i64);
+            let params = b.ins().iadd(a.params, p_off);
+            // Output channel offset: g * Kg + blk * width.
+            let ch = b.ins().imul_imm_s(g, spec.out_per_group() as i64);
+            let ch_blk = b.ins().imul_imm_s(blk, width as i64);
+            let ch = b.ins().iadd(ch, ch_blk);
+            let ch_bytes = b.ins().imul_imm_s(ch, 4);
+            let output = b.ins().iadd(out_row, ch_bytes);
+            let extra = b.ins().iadd(extra_row, ch_bytes);
+            let gi = b.ins().imul_imm_s(g, (spec.in_per_group() * 4) as i64);
+            let input = b.ins().iadd(in_row, gi);
+            columns(
+                l,
+                b,
+                Tile {
+                    input,
+                    output,
+                    extra,
+                    weights,
+                    params,
+                    pixels: 0,
+                    lanes,
+                },
+                ky,
+            );
+        };
+        if full_blocks > 0 {
+            let zero = int(b, 0);
+            let n = int(b, full_blocks as i64);
+            for_range(b, zero, n, 1, |b, blk| blocks(b, blk, width));
+        }
+        if tail > 0 {
+            let blk = int(b, full_blocks as i64);
+            blocks(b, blk, tail);
+        }
+    });
 }
 
-/// The tiles of one block of one output row: each tile's sums, then its epilogue.
 fn columns(l: &Layout, b: &mut FunctionBuilder, base: Tile, ky: (usize, usize)) {
-    for_tiles(l, b, &base, |b, _, t, kx| tile(l, b, &t, ky, kx));
-}
-
-/// `body(ox, tile, kx)` for each tile of the row that `base` starts: runs of
-/// up to [`ConvSpec::tile`] pixels starting at output column `ox`, within
-/// one class of columns whose valid kernel columns are `kx`.
-fn for_tiles(
-    l: &Layout,
-    b: &mut FunctionBuilder,
-    base: &Tile,
-    mut body: impl FnMut(&mut FunctionBuilder, Value, Tile, (usize, usize)),
-) {
     let spec = l.spec;
     let [_, wo, k] = spec.output;
     let per_tile = spec.tile();
@@ -522,10 +384,10 @@ fn for_tiles(
     ) {
         let n = ox_hi - ox_lo;
         let (full, rest) = (n / per_tile, n % per_tile);
-        let mut at = |b: &mut FunctionBuilder, ox: Value, pixels: usize| {
+        let at = |b: &mut FunctionBuilder, ox: Value, pixels: usize| {
             let i = b.ins().imul_imm_s(ox, step_in);
             let o = b.ins().imul_imm_s(ox, step_out);
-            let t = Tile {
+            Tile {
                 input: b.ins().iadd(base.input, i),
                 output: b.ins().iadd(base.output, o),
                 extra: b.ins().iadd(base.extra, o),
@@ -533,92 +395,22 @@ fn for_tiles(
                 params: base.params,
                 pixels,
                 lanes: base.lanes,
-            };
-            body(b, ox, t, (kx_lo, kx_hi));
+            }
         };
         if full > 0 {
             let lo = int(b, ox_lo as i64);
             let hi = int(b, (ox_lo + full * per_tile) as i64);
-            for_range(b, lo, hi, per_tile as i64, |b, ox| at(b, ox, per_tile));
+            for_range(b, lo, hi, per_tile as i64, |b, ox| {
+                let t = at(b, ox, per_tile);
+                tile(l, b, &t, ky, (kx_lo, kx_hi));
+            });
         }
         if rest > 0 {
             let ox = int(b, (ox_lo + full * per_tile) as i64);
-            at(b, ox, rest);
+            let t = at(b, ox, rest);
+            tile(l, b, &t, ky, (kx_lo, kx_hi));
         }
     }
-}
-
-/// The kernel when the input channels are reduced in chunks
-/// ([`ConvSpec::chunk`]), a group of [`ConvSpec::group_rows`] output rows at
-/// a time: for each chunk, for each block of output channels, every tile of
-/// the group adds the chunk's sums to its accumulators in `scratch`
-/// (`[block][row][Wo][WIDTH]`), so each block's chunk of weights stays in L1
-/// across the group's tiles, and all the weights are read once per group;
-/// then every tile's epilogue.
-fn chunked(l: &Layout, native: &Native, b: &mut FunctionBuilder, a: &Args) {
-    let spec = l.spec;
-    let (cg, chunk, group) = (spec.in_per_group(), spec.chunk(), spec.group_rows());
-    let ho = spec.output[0] as i64;
-    let lo = clamp(b, a.begin, 0, ho);
-    let hi = clamp(b, a.end, 0, ho);
-    for_range(b, lo, hi, group as i64, |b, first_row| {
-        let last = b.ins().iadd_imm_s(first_row, group as i64);
-        let rows = [first_row, b.ins().smin(last, hi)];
-        // The accumulators of `block`'s tile at row `oy`, column `ox`.
-        let sums = |b: &mut FunctionBuilder, block: Block, oy: Value, ox: Value| {
-            let index = b.ins().imul_imm_s(block.group, spec.blocks() as i64);
-            let index = b.ins().iadd(index, block.index);
-            let index = b.ins().imul_imm_s(index, group as i64);
-            let row = b.ins().isub(oy, first_row);
-            let index = b.ins().iadd(index, row);
-            let index = b.ins().imul_imm_s(index, spec.output[1] as i64);
-            let index = b.ins().iadd(index, ox);
-            let at = b.ins().imul_imm_s(index, (native::WIDTH * 4) as i64);
-            b.ins().iadd(a.scratch, at)
-        };
-        // One chunk of `depth` channels from channel `ci`; the first chunk
-        // overwrites the accumulators, the others add to them.
-        let pass = |b: &mut FunctionBuilder, ci: Value, depth: usize| {
-            let first = b.ins().icmp_imm_s(IntCC::Equal, ci, 0);
-            for_blocks(spec, b, |b, block| {
-                for_rows(spec, b, rows, |b, oy, ky| {
-                    let base = block_row(l, b, a, oy, block);
-                    let at = b.ins().imul_imm_s(ci, 4);
-                    let w_at = b.ins().imul_imm_s(ci, (native::WIDTH * 4) as i64);
-                    let base = Tile {
-                        input: b.ins().iadd(base.input, at),
-                        weights: b.ins().iadd(base.weights, w_at),
-                        ..base
-                    };
-                    for_tiles(l, b, &base, |b, ox, t, kx| {
-                        let fresh = int(b, native.tiles[t.pixels - 1] as usize as i64);
-                        let adding = int(b, native.accumulating[t.pixels - 1] as usize as i64);
-                        let callee = b.ins().select(first, fresh, adding);
-                        let c = sums(b, block, oy, ox);
-                        native_call(l, native, b, &t, (ky, kx), depth, callee, c);
-                    });
-                });
-            });
-        };
-        let full = cg / chunk * chunk;
-        let zero = int(b, 0);
-        let end = int(b, full as i64);
-        for_range(b, zero, end, chunk as i64, |b, ci| pass(b, ci, chunk));
-        if full < cg {
-            let ci = int(b, full as i64);
-            pass(b, ci, cg - full);
-        }
-        for_blocks(spec, b, |b, block| {
-            for_rows(spec, b, rows, |b, oy, _| {
-                let base = block_row(l, b, a, oy, block);
-                for_tiles(l, b, &base, |b, ox, t, _| {
-                    let c = sums(b, block, oy, ox);
-                    let acc = load_sums(b, c, &t);
-                    epilogue(l, b, &t, &acc);
-                });
-            });
-        });
-    });
 }
 
 /// One tile: its accumulators (per pixel, per `f32x4` of channels), then the
@@ -631,8 +423,8 @@ fn tile(l: &Layout, b: &mut FunctionBuilder, t: &Tile, ky: (usize, usize), kx: (
     epilogue(l, b, t, &acc);
 }
 
-/// The tile by a call to the native micro-kernel over all the group's
-/// input channels, into the tile slot.
+/// The tile by a call to the native micro-kernel, one [`Tap`] per kernel tap
+/// of the class.
 fn native_tile(
     l: &Layout,
     native: &Native,
@@ -641,35 +433,14 @@ fn native_tile(
     ky: (usize, usize),
     kx: (usize, usize),
 ) -> Vec<Vec<Value>> {
-    let ptr = b.func.dfg.value_type(t.input);
-    let callee = int(b, native.tiles[t.pixels - 1] as usize as i64);
-    let c = b.ins().stack_addr(ptr, native.tile, 0);
-    native_call(l, native, b, t, (ky, kx), l.spec.in_per_group(), callee, c);
-    load_sums(b, c, t)
-}
-
-/// Calls the native tile `callee` for `t`'s pixels, one [`Tap`] per kernel
-/// tap of the class `(ky, kx)`, reducing over `depth` input channels from
-/// `t.input` and `t.weights`, into the `pixels x WIDTH` floats at `c`.
-#[allow(clippy::too_many_arguments)]
-fn native_call(
-    l: &Layout,
-    native: &Native,
-    b: &mut FunctionBuilder,
-    t: &Tile,
-    (ky, kx): ((usize, usize), (usize, usize)),
-    depth: usize,
-    callee: Value,
-    c: Value,
-) {
     let spec = l.spec;
-    let (ci, cg) = (spec.input[2] as i64, spec.in_per_group());
+    let (c, cg) = (spec.input[2] as i64, spec.in_per_group());
     let ptr = b.func.dfg.value_type(t.input);
     let taps: Vec<Tap> = (ky.0..ky.1)
         .flat_map(|y| (kx.0..kx.1).map(move |x| (y, x)))
         .map(|(y, x)| Tap {
             a: (y * spec.dilation[0]) as i64 * l.in_row
-                + ((x * spec.dilation[1]) as i64 - spec.pad[1] as i64) * ci * 4,
+                + ((x * spec.dilation[1]) as i64 - spec.pad[1] as i64) * c * 4,
             b: ((y * spec.kernel[1] + x) * cg * native::WIDTH * 4) as i64,
         })
         .collect();
@@ -680,23 +451,24 @@ fn native_call(
         let w = int(b, tap.b);
         b.ins().stack_store(ptr, w, native.taps, at + 8);
     }
+    let callee = int(b, native.tiles[t.pixels - 1] as usize as i64);
     let a_stride = int(b, (spec.stride[1] * spec.input[2] * 4) as i64);
     let taps_at = b.ins().stack_addr(ptr, native.taps, 0);
     let count = int(b, taps.len() as i64);
-    let depth = int(b, depth as i64);
+    let depth = int(b, cg as i64);
+    let tile_at = b.ins().stack_addr(ptr, native.tile, 0);
     b.ins().call_indirect(
         native.signature,
         callee,
-        &[t.input, a_stride, t.weights, taps_at, count, depth, c],
+        &[t.input, a_stride, t.weights, taps_at, count, depth, tile_at],
     );
-}
-
-/// The valid vectors of `t`'s sums in the `pixels x WIDTH` floats at `c`.
-fn load_sums(b: &mut FunctionBuilder, c: Value, t: &Tile) -> Vec<Vec<Value>> {
     (0..t.pixels)
         .map(|p| {
             (0..t.lanes.div_ceil(4))
-                .map(|v| vector::load4(b, c, ((p * native::WIDTH + 4 * v) * 4) as i64))
+                .map(|v| {
+                    let at = ((p * native::WIDTH + 4 * v) * 4) as i32;
+                    b.ins().stack_load(ptr, types::F32X4, native.tile, at)
+                })
                 .collect()
         })
         .collect()

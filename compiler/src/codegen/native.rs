@@ -16,8 +16,8 @@
 //! tile(a, a_stride, b, taps, count, depth, c)
 //!
 //! for r in 0..R, n in 0..16:
-//!     c[16 r + n] = c0[16 r + n] + sum over t < count, k < depth of
-//!                                  A(r, t, k) * B(t, k, n)
+//!     c[16 r + n] = sum over t < count, k < depth of
+//!                   A(r, t, k) * B(t, k, n)
 //! where
 //!     A(r, t, k) = *(a + taps[t].a + r * a_stride + 4 k)         (bytes)
 //!     B(t, k, n) = *(b + taps[t].b + 64 k + 4 n)                 (bytes)
@@ -27,10 +27,8 @@
 //! output pixels for a convolution. Each row reads `depth` consecutive `f32`s
 //! of `A` per tap (input channels), the rows `a_stride` bytes apart; `B` is
 //! packed `[k][16]` per tap (16 output channels, zero-padded by the packer);
-//! the tile is written whole to `c` (`R x 16` floats, row-major). `c0` is
-//! zero for the tiles of [`tiles`], which overwrite `c`, and `c`'s own
-//! values for those of [`accumulating_tiles`], which add to it: a caller
-//! splits a long reduction into chunks whose `B` stays in L1. A tap is one K-step group with its own offsets into `A` and `B`: a
+//! the tile is written whole to `c` (`R x 16` floats, row-major), overwriting
+//! it. A tap is one K-step group with its own offsets into `A` and `B`: a
 //! convolution passes one per kernel tap that falls inside the input, a
 //! plain GEMM one tap `{a: 0, b: 0}`. `a` may point outside `A`'s buffer as
 //! long as every address above lands inside it: offsets are applied with
@@ -84,24 +82,15 @@ pub fn available() -> bool {
 
 /// The tiles of 1 to [`ROWS`] rows (index `rows - 1`), where [`available`].
 pub fn tiles() -> Option<[TileFn; ROWS]> {
-    family::<false>()
-}
-
-/// The tiles that add their sums to `c` rather than overwrite it.
-pub fn accumulating_tiles() -> Option<[TileFn; ROWS]> {
-    family::<true>()
-}
-
-fn family<const ACCUMULATE: bool>() -> Option<[TileFn; ROWS]> {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         return Some([
-            avx2::tile::<1, ACCUMULATE>,
-            avx2::tile::<2, ACCUMULATE>,
-            avx2::tile::<3, ACCUMULATE>,
-            avx2::tile::<4, ACCUMULATE>,
-            avx2::tile::<5, ACCUMULATE>,
-            avx2::tile::<6, ACCUMULATE>,
+            avx2::tile::<1>,
+            avx2::tile::<2>,
+            avx2::tile::<3>,
+            avx2::tile::<4>,
+            avx2::tile::<5>,
+            avx2::tile::<6>,
         ]);
     }
     None
@@ -120,14 +109,14 @@ mod avx2 {
     /// displacement.
     const UNROLL: usize = 4;
 
-    /// The tile of `R` rows, adding to `c` if `ACCUMULATE`.
+    /// The tile of `R` rows.
     ///
     /// # Safety
     /// The host has AVX2 and FMA; every address the module doc's formula
     /// names is readable (`A`, `B`, the `count` taps) and `c` has `R x 16`
-    /// writable (and, if `ACCUMULATE`, initialised) floats.
+    /// writable floats.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe extern "C" fn tile<const R: usize, const ACCUMULATE: bool>(
+    pub(super) unsafe extern "C" fn tile<const R: usize>(
         a: *const f32,
         a_stride: i64,
         b: *const f32,
@@ -137,17 +126,7 @@ mod avx2 {
         c: *mut f32,
     ) {
         let depth = depth.max(0) as usize;
-        let mut acc: [[__m256; 2]; R] = if ACCUMULATE {
-            // SAFETY: `c` has `R x 16` initialised floats.
-            std::array::from_fn(|r| unsafe {
-                [
-                    _mm256_loadu_ps(c.add(r * WIDTH)),
-                    _mm256_loadu_ps(c.add(r * WIDTH + 8)),
-                ]
-            })
-        } else {
-            [[_mm256_setzero_ps(); 2]; R]
-        };
+        let mut acc: [[__m256; 2]; R] = [[_mm256_setzero_ps(); 2]; R];
         for t in 0..count.max(0) as usize {
             // SAFETY: the caller passes `count` taps at `taps`.
             let tap = unsafe { *taps.add(t) };
@@ -236,7 +215,7 @@ mod tests {
 
     #[test]
     fn every_tile_computes_the_formula() {
-        let (Some(tiles), Some(accumulating)) = (tiles(), accumulating_tiles()) else {
+        let Some(tiles) = tiles() else {
             return;
         };
         let (depth, a_stride) = (5, 7);
@@ -274,22 +253,6 @@ mod tests {
             // Small integers and halves: every sum is exact in f32.
             let got: Vec<f64> = c.iter().map(|&x| f64::from(x)).collect();
             assert_eq!(got, want, "{rows} rows");
-            // The accumulating tile adds the same sums to what `c` holds.
-            // SAFETY: as above; `c` is initialised.
-            unsafe {
-                accumulating[i](
-                    a.as_ptr(),
-                    4 * a_stride as i64,
-                    b.as_ptr(),
-                    raw.as_ptr(),
-                    raw.len() as i64,
-                    depth as i64,
-                    c.as_mut_ptr(),
-                )
-            };
-            let doubled: Vec<f64> = want.iter().map(|x| 2.0 * x).collect();
-            let got: Vec<f64> = c.iter().map(|&x| f64::from(x)).collect();
-            assert_eq!(got, doubled, "{rows} rows, accumulating");
         }
     }
 }

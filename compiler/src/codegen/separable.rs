@@ -160,9 +160,7 @@ impl SeparableSpec {
             params: first.params + second.params,
             extra: second.extra,
             output: second.output,
-            // The ring, then the halves' own scratch (a chunked convolution's
-            // accumulators), which they use one after the other.
-            scratch: self.ring_rows() * self.row_len() + first.scratch.max(second.scratch),
+            scratch: self.ring_rows() * self.row_len(),
             rows: second.rows,
         }
     }
@@ -178,9 +176,6 @@ pub(crate) fn emit(spec: &SeparableSpec, b: &mut FunctionBuilder, a: &Args) {
     let row_bytes = (spec.row_len() * 4) as i64;
     let second_weights = b.ins().iadd_imm_s(a.weights, (first.weights * 4) as i64);
     let second_params = b.ins().iadd_imm_s(a.params, (first.params * 4) as i64);
-    let own_scratch = b
-        .ins()
-        .iadd_imm_s(a.scratch, (spec.ring_rows() * row_bytes as usize) as i64);
     // The first intermediate row not computed yet in this call.
     let next = b.declare_var(types::I64);
     let zero = int(b, 0);
@@ -203,7 +198,6 @@ pub(crate) fn emit(spec: &SeparableSpec, b: &mut FunctionBuilder, a: &Args) {
             let r1 = b.ins().iadd_imm_s(r, 1);
             let args = Args {
                 output,
-                scratch: own_scratch,
                 begin: r,
                 end: r1,
                 ..*a
@@ -224,7 +218,6 @@ pub(crate) fn emit(spec: &SeparableSpec, b: &mut FunctionBuilder, a: &Args) {
             input,
             weights: second_weights,
             params: second_params,
-            scratch: own_scratch,
             begin: oy,
             end: oy1,
             ..*a
