@@ -9,8 +9,14 @@
 //! GEMMs at [`CostModel::gemm_macs_per_ns`] plus a cost per transformed
 //! `f32x4` written by its input and output transforms. Tiles that stick out
 //! of the output are paid in full, which is what makes F(2x2) or the direct
-//! kernel win on small images. The cheapest estimate wins; ties go to the
-//! simpler algorithm.
+//! kernel win on small images. An estimate is the larger of that compute
+//! time and the time to read the weights: inside a network they are cold,
+//! and weights larger than [`CostModel::cache_bytes`] are read from memory
+//! once and again from the outer caches as often as the kernel's loops
+//! re-read them (Winograd: once per tile row; the direct kernel: once, or
+//! once per row unless [`ConvSpec::weights_stationary`]). Deep in ResNet-50,
+//! F(4x4)'s 36/9 larger weights, re-read per tile row, make it memory bound.
+//! The cheapest estimate wins; ties go to the simpler algorithm.
 //!
 //! Invariant: the choice depends only on the spec, so a model compiles the
 //! same code on every run, and [`kernel`] returns a Winograd kernel only for
@@ -35,6 +41,13 @@ pub struct CostModel {
     /// Nanoseconds per `f32x4` of `V` or `M` the transforms write (loads,
     /// arithmetic and the store, averaged over both transforms).
     pub transform_ns_per_vector: f64,
+    /// Packed weights larger than this many bytes do not stay in L2 from
+    /// one pass over them to the next.
+    pub cache_bytes: usize,
+    /// Bytes per nanosecond of the first read of weights, from memory.
+    pub memory_bytes_per_ns: f64,
+    /// Bytes per nanosecond of every later read, from the outer caches.
+    pub reread_bytes_per_ns: f64,
 }
 
 /// The model measured on the development machine (BENCHMARKS.md).
@@ -44,6 +57,9 @@ pub const MEASURED: CostModel = CostModel {
     gemm_macs_per_ns: 15.0,
     native_gemm_macs_per_ns: 29.0,
     transform_ns_per_vector: 1.5,
+    cache_bytes: 1 << 20,
+    memory_bytes_per_ns: 10.0,
+    reread_bytes_per_ns: 25.0,
 };
 
 impl CostModel {
@@ -61,7 +77,9 @@ impl CostModel {
                 } else {
                     self.direct_macs_per_ns
                 };
-                Some(macs as f64 / rate)
+                let passes = if spec.weights_stationary() { 1 } else { ho };
+                let compute = macs as f64 / rate;
+                Some(compute.max(self.weight_ns(spec.lengths().weights * 4, passes)))
             }
             Algorithm::Winograd { tile } => {
                 let w = WinogradSpec::of_conv(spec, tile)?;
@@ -74,10 +92,22 @@ impl CostModel {
                 } else {
                     self.gemm_macs_per_ns
                 };
-                Some(macs as f64 / rate + vectors as f64 * self.transform_ns_per_vector)
+                let compute = macs as f64 / rate + vectors as f64 * self.transform_ns_per_vector;
+                Some(compute.max(self.weight_ns(w.lengths().weights * 4, th)))
             }
             _ => None,
         }
+    }
+
+    /// Nanoseconds to read `bytes` of weights `passes` times, if they do
+    /// not stay in L2 between passes (else the compute hides them).
+    fn weight_ns(&self, bytes: usize, passes: usize) -> f64 {
+        if bytes <= self.cache_bytes {
+            return 0.0;
+        }
+        let bytes = bytes as f64;
+        bytes / self.memory_bytes_per_ns
+            + (passes.max(1) - 1) as f64 * bytes / self.reread_bytes_per_ns
     }
 
     /// The cheapest algorithm for `spec`.
@@ -161,6 +191,25 @@ mod tests {
         // A 1x1 convolution is a GEMM.
         let pointwise = conv([28, 28, 256], 128, 1, 1, 0);
         assert_eq!(MEASURED.choose(&pointwise), Algorithm::Gemm);
+        // Deep in ResNet-50, weights bound the time. 14x14x256 -> 256, native:
+        // F(2x2) 7² tiles 16 points 256 256 = 51.4M MACs / 29 = 1.77 ms +
+        // 784 (64 + 64) vectors 1.5 ns = 0.15 ms = 1.92 ms, its 4.2 MB of
+        // weights read from memory once (0.42 ms) and from cache 6 more
+        // times (1.01 ms): 1.92 ms. F(4x4): 4² tiles 36 points = 37.7M MACs,
+        // 1.30 + 0.11 ms compute, but 9.4 MB of weights read 4 times: 0.94 +
+        // 1.13 = 2.07 ms. Direct: 115.6M MACs / 54 = 2.14 ms, its 2.4 MB
+        // read once (the weights are the larger, so they stay still): 0.24 ms.
+        let native = |spec: ConvSpec| ConvSpec {
+            native: true,
+            ..spec
+        };
+        let layer3 = native(conv([14, 14, 256], 256, 3, 1, 1));
+        assert_eq!(MEASURED.choose(&layer3), Algorithm::Winograd { tile: 2 });
+        // 7x7x512 -> 512: direct 2.14 ms compute, 9.4 MB read once 0.94 ms;
+        // F(2x2) 4² tiles 16 points: 67.1M MACs 2.31 ms, 16.8 MB read 4 times
+        // 1.68 + 2.01 = 3.69 ms; F(4x4) 2² tiles: 37.7 MB read twice, 5.28 ms.
+        let layer4 = native(conv([7, 7, 512], 512, 3, 1, 1));
+        assert_eq!(MEASURED.choose(&layer4), Algorithm::Direct);
         // A 3x3 stride-2 convolution has no Winograd form here.
         assert_eq!(
             MEASURED.choose(&conv([56, 56, 64], 128, 3, 2, 1)),
