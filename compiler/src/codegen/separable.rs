@@ -45,6 +45,7 @@
 use super::conv::ConvSpec;
 use super::depthwise::DepthwiseSpec;
 use super::{clamp, for_range, int, vector, Args, Epilogue, Lengths};
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 
@@ -151,31 +152,174 @@ impl SeparableSpec {
         w * c
     }
 
+    /// The second half as a GEMM over whole blocks of rows, if it is a
+    /// pointwise convolution (`1x1`, stride 1, no padding): its output row
+    /// `r` reads intermediate row `r` alone, and consecutive rows of either
+    /// are consecutive pixels, so a block of rows is one row of a `1x1`
+    /// convolution over all its pixels.
+    fn pointwise(&self) -> Option<Blocks<'_>> {
+        let Half::Conv(conv) = &self.second else {
+            return None;
+        };
+        (conv.kernel == [1, 1] && conv.stride == [1, 1] && conv.pad == [0, 0]).then(|| {
+            let [height, width, _] = conv.output;
+            // Rows per block: the fewest whose pixels fill whole tiles
+            // (112 pixels a row are 18 tiles of 6 and one of 4; 3 rows are
+            // 56 tiles), but no more than the tensor has.
+            let tile = conv.tile();
+            let rows = (tile / gcd(width, tile)).min(height);
+            Blocks { conv, rows }
+        })
+    }
+
+    /// Output rows per row of the kernel (`Lengths::rows` counts blocks of
+    /// this many output rows, the last one possibly shorter).
+    pub fn block_rows(&self) -> usize {
+        self.pointwise().map_or(1, |blocks| blocks.rows)
+    }
+
     /// The buffer lengths of the kernel's safety contract.
     pub fn lengths(&self) -> Lengths {
         let (first, second) = (self.first.lengths(), self.second.lengths());
+        let (scratch, rows) = match self.pointwise() {
+            Some(blocks) => (blocks.rows * self.row_len(), blocks.count()),
+            None => (self.ring_rows() * self.row_len(), second.rows),
+        };
         Lengths {
             input: first.input,
             weights: first.weights + second.weights,
             params: first.params + second.params,
             extra: second.extra,
             output: second.output,
-            scratch: self.ring_rows() * self.row_len(),
-            rows: second.rows,
+            scratch,
+            rows,
         }
     }
 }
 
-/// Emits the kernel body for output rows `[begin, end)`.
+/// A pointwise second half run over blocks of `rows` rows: the kernel's
+/// rows are these blocks (the last one has the rows left over), so threads
+/// split whole blocks.
+struct Blocks<'s> {
+    conv: &'s ConvSpec,
+    rows: usize,
+}
+
+impl Blocks<'_> {
+    fn height(&self) -> usize {
+        self.conv.output[0]
+    }
+
+    /// Blocks in the tensor.
+    fn count(&self) -> usize {
+        self.height().div_ceil(self.rows)
+    }
+
+    /// The second half over `rows` rows, as one row of all their pixels.
+    /// Its packed weights and vectors are the same as the whole tensor's:
+    /// they depend only on channels, groups and tile width.
+    fn flat(&self, rows: usize) -> ConvSpec {
+        let [_, w, c] = self.conv.input;
+        let [_, _, k] = self.conv.output;
+        ConvSpec {
+            input: [1, rows * w, c],
+            output: [1, rows * w, k],
+            ..self.conv.clone()
+        }
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Emits the kernel body for rows `[begin, end)`: output rows, or blocks of
+/// them for a pointwise second half.
 pub(crate) fn emit(spec: &SeparableSpec, b: &mut FunctionBuilder, a: &Args) {
+    match spec.pointwise() {
+        Some(blocks) => emit_blocks(spec, &blocks, b, a),
+        None => emit_rows(spec, b, a),
+    }
+}
+
+/// The second half's weights and vectors, after the first's.
+fn second_buffers(spec: &SeparableSpec, b: &mut FunctionBuilder, a: &Args) -> (Value, Value) {
     let first = spec.first.lengths();
+    (
+        b.ins().iadd_imm_s(a.weights, (first.weights * 4) as i64),
+        b.ins().iadd_imm_s(a.params, (first.params * 4) as i64),
+    )
+}
+
+/// A pointwise pair, block by block: the first half computes the block's
+/// intermediate rows into `scratch` (one after the other, so they are one
+/// run of pixels), then the second half runs once over all of them.
+fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a: &Args) {
+    let (weights, params) = second_buffers(spec, b, a);
+    let height = blocks.height() as i64;
+    let per_block = blocks.rows as i64;
+    let full = height / per_block;
+    let row_bytes = (spec.row_len() * 4) as i64;
+    let out_row_bytes = (blocks.conv.output[1] * blocks.conv.output[2] * 4) as i64;
+    let lo = clamp(b, a.begin, 0, blocks.count() as i64);
+    let hi = clamp(b, a.end, 0, blocks.count() as i64);
+    for_range(b, lo, hi, 1, |b, block| {
+        let top = b.ins().imul_imm_s(block, per_block);
+        let bottom = b.ins().iadd_imm_s(top, per_block);
+        let bottom = clamp(b, bottom, 0, height);
+        let back = b.ins().imul_imm_s(top, row_bytes);
+        let output = b.ins().isub(a.scratch, back);
+        spec.first.emit(
+            b,
+            &Args {
+                output,
+                begin: top,
+                end: bottom,
+                ..*a
+            },
+        );
+        let offset = b.ins().imul_imm_s(top, out_row_bytes);
+        let args = Args {
+            input: a.scratch,
+            weights,
+            params,
+            extra: b.ins().iadd(a.extra, offset),
+            output: b.ins().iadd(a.output, offset),
+            begin: int(b, 0),
+            end: int(b, 1),
+            ..*a
+        };
+        let rest = blocks.height() % blocks.rows;
+        if rest == 0 {
+            super::conv::emit(&blocks.flat(blocks.rows), b, &args);
+        } else {
+            // Every block but the last is whole.
+            let whole = b.ins().icmp_imm_s(IntCC::SignedLessThan, block, full);
+            let (then, other, join) = (b.create_block(), b.create_block(), b.create_block());
+            b.ins().brif(whole, then, &[], other, &[]);
+            b.switch_to_block(then);
+            super::conv::emit(&blocks.flat(blocks.rows), b, &args);
+            b.ins().jump(join, &[]);
+            b.switch_to_block(other);
+            super::conv::emit(&blocks.flat(rest), b, &args);
+            b.ins().jump(join, &[]);
+            b.switch_to_block(join);
+        }
+    });
+}
+
+/// Any other pair, output row by output row, through the ring.
+fn emit_rows(spec: &SeparableSpec, b: &mut FunctionBuilder, a: &Args) {
     let second = &spec.second;
     let [_, stride, _, pad] = second.rows();
     let window = spec.window() as i64;
     let mid_rows = second.input()[0] as i64;
     let row_bytes = (spec.row_len() * 4) as i64;
-    let second_weights = b.ins().iadd_imm_s(a.weights, (first.weights * 4) as i64);
-    let second_params = b.ins().iadd_imm_s(a.params, (first.params * 4) as i64);
+    let (second_weights, second_params) = second_buffers(spec, b, a);
     // The first intermediate row not computed yet in this call.
     let next = b.declare_var(types::I64);
     let zero = int(b, 0);
@@ -257,5 +401,57 @@ fn copy(b: &mut FunctionBuilder, from: Value, to: Value, len: usize) {
         let lanes = (len - at).min(4);
         let x = vector::load_partial(b, from, at as i64 * 4, lanes);
         vector::store_partial(b, x, to, at as i64 * 4, lanes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(height: usize, width: usize, native: bool) -> SeparableSpec {
+        let depthwise = DepthwiseSpec {
+            channels: 8,
+            input: [height, width],
+            output: [height, width],
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [1, 1],
+            epilogue: Vec::new(),
+        };
+        let pointwise = ConvSpec {
+            input: [height, width, 8],
+            output: [height, width, 16],
+            kernel: [1, 1],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [0, 0],
+            groups: 1,
+            epilogue: Vec::new(),
+            native,
+        };
+        SeparableSpec::new(Half::Depthwise(depthwise), Half::Conv(pointwise)).unwrap()
+    }
+
+    #[test]
+    fn pointwise_blocks_fill_whole_tiles() {
+        // By hand, with tiles of 6 (native) and 4 pixels: 112 = 18 x 6 + 4, so
+        // 3 rows (336 = 56 x 6); 7 needs 6 rows (42), or 4 (28); 14 needs 3 or 2.
+        // The kernel's rows are blocks, the last one shorter; scratch is one block.
+        for (height, width, native, rows, blocks) in [
+            (112, 112, true, 3, 38),
+            (112, 112, false, 1, 112),
+            (7, 7, true, 6, 2),
+            (7, 7, false, 4, 2),
+            (14, 14, true, 3, 5),
+            (14, 14, false, 2, 7),
+            (4, 7, true, 4, 1),
+        ] {
+            let spec = pair(height, width, native);
+            assert_eq!(spec.block_rows(), rows, "{height}x{width}, native {native}");
+            let lengths = spec.lengths();
+            assert_eq!(lengths.rows, blocks, "{height}x{width}, native {native}");
+            assert_eq!(lengths.scratch, rows * width * 8);
+        }
     }
 }
