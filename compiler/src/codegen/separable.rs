@@ -1,32 +1,44 @@
-//! A separable pair fused into one pass over output rows: a first
-//! convolution (depthwise, or `1xk`) with its per-channel epilogue, whose
-//! output feeds only a second convolution (a pointwise `1x1`, or `kx1`) with
-//! its epilogue, residual add included. MobileNet's block (depthwise +
-//! pointwise) and the lecture's spatially separable convolution (`1xk` +
-//! `kx1`) are the two pairs the plan marks (`plan::Step::keeps`).
+//! A separable pair fused into one kernel: a first convolution (depthwise,
+//! or `1xk`) with its per-channel epilogue, whose output feeds only a second
+//! convolution (a pointwise `1x1`, or `kx1`) with its epilogue, residual add
+//! included. MobileNet's block (depthwise + pointwise) and the lecture's
+//! spatially separable convolution (`1xk` + `kx1`) are the two pairs the
+//! plan marks (`plan::Step::keeps`).
 //!
-//! The intermediate tensor never leaves cache: for each output row of the
-//! second convolution, the kernel computes the rows of the intermediate that
-//! row reads and has not computed yet into a ring in `scratch`, then runs the
-//! second convolution's row code on the ring. Each intermediate row is
-//! computed once per call (a thread's part of the rows; rows at the seams of
-//! two parts are computed by both). Both halves are the families' own code,
-//! [`super::depthwise::emit`] or [`super::conv::emit`] for one intermediate
-//! row, either for one output row, given pointers that make
-//! the ring look like the whole tensor:
+//! The intermediate tensor never leaves cache: the kernel computes the rows
+//! of the intermediate that the next output rows read and it has not
+//! computed yet into a ring in `scratch`, then runs the second convolution's
+//! code on the ring. Each intermediate row is computed once per call (a
+//! thread's part of the rows; rows at the seams of two parts are computed by
+//! both). Both halves are the families' own code, [`super::depthwise::emit`]
+//! or [`super::conv::emit`], given pointers that make the ring look like the
+//! tensor. Two ways, by the second convolution:
 //!
-//! - The second convolution's output row `oy` reads the `window` rows
-//!   `oy * stride - pad ..` (`window` = its dilated kernel height), clipped to
-//!   the intermediate. The ring holds `window` rows, row `r` in slot
-//!   `r % window`, and each row is stored twice, in slot `s` and `s + window`,
-//!   so that any `window` consecutive rows are contiguous: the second
-//!   convolution reads them at a fixed row stride, as it reads a tensor.
-//!   With `window` 1 (a pointwise second half) the ring is one row.
-//! - The first convolution writes row `r` through an `output` pointer that
-//!   is `r` rows before its slot; the second reads through an `input` pointer
-//!   that is `top` rows before the slot of its first row `top`. Neither
-//!   pointer is dereferenced outside the ring: the families address only the
-//!   rows `[begin, end)` they are given (one row here) and the taps inside.
+//! - **Blocks of rows** (`Blocks`), where the second is a `kx1` (or `1x1`)
+//!   convolution of stride 1, the two pairs the plan marks in the networks
+//!   we run. The kernel's rows are blocks of output rows, as many as make
+//!   their pixels whole register tiles (3 rows of 112 pixels are 56 tiles of
+//!   6; one row is 18 and a ragged tile of 4). The ring holds the block's
+//!   intermediate rows and the `window - 1` after them (`window` = the
+//!   dilated kernel height) in order, padding rows zeroed, so it is one run
+//!   of pixels; the second convolution is then one row of a `1xk`
+//!   convolution over it, its taps whole rows of pixels apart, with no
+//!   padding and no ragged tile but the block's last. The rows two blocks
+//!   share are moved to the front of the ring, not recomputed.
+//! - **Row by row** otherwise (a strided or depthwise second half). Output row
+//!   `oy` reads the `window` rows `oy * stride - pad ..`, clipped to the
+//!   intermediate. The ring holds `window` rows, row `r` in slot
+//!   `r % window`, and each row is stored twice, in slot `s` and
+//!   `s + window`, so that any `window` consecutive rows are contiguous: the
+//!   second convolution reads them at a fixed row stride, as it reads a
+//!   tensor.
+//!
+//! Either way the first convolution writes row `r` through an `output`
+//! pointer that is `r` rows before its slot, and the second reads through
+//! an `input` pointer at the slot of its first row (row by row: that many
+//! rows before it). Neither pointer is dereferenced outside the ring: the
+//! families address only the rows `[begin, end)` they are given and the taps
+//! inside.
 //!
 //! Buffers: `input` is the first's input, `weights` and `params` are the
 //! first's packed ones followed by the second's, `extra` is the second's
@@ -39,8 +51,9 @@
 //! conv kernel, although the ring is written by the same function. Cranelift
 //! then treats them as pure, which lets lowering sink a load to its use
 //! within one block; the ring rows a block of the second convolution reads
-//! are all written by earlier blocks (the first convolution's), and with
-//! `opt_level = none` no pass moves a load across blocks.
+//! are all written by earlier blocks (the first convolution's, the copy's
+//! and the zeroing's), and with `opt_level = none` no pass moves a load
+//! across blocks.
 
 use super::conv::ConvSpec;
 use super::depthwise::DepthwiseSpec;
@@ -152,16 +165,19 @@ impl SeparableSpec {
         w * c
     }
 
-    /// The second half as a GEMM over whole blocks of rows, if it is a
-    /// pointwise convolution (`1x1`, stride 1, no padding): its output row
-    /// `r` reads intermediate row `r` alone, and consecutive rows of either
-    /// are consecutive pixels, so a block of rows is one row of a `1x1`
-    /// convolution over all its pixels.
-    fn pointwise(&self) -> Option<Blocks<'_>> {
+    /// The second half over whole blocks of rows, if it is a `kx1`
+    /// convolution of stride 1 (a pointwise `1x1` one included): then its
+    /// output pixel `(y, x)` reads intermediate pixels `(y - pad + t d, x)`,
+    /// which in a block of consecutive rows, padding rows zeroed, are the
+    /// block's pixels shifted by `t d` whole rows. A block is then one row of
+    /// a `1xk` convolution dilated by `d` rows' worth of pixels, with no
+    /// padding ([`Blocks::flat`]): one run of pixels, tiled without a ragged
+    /// tile at every row's end.
+    fn blocks(&self) -> Option<Blocks<'_>> {
         let Half::Conv(conv) = &self.second else {
             return None;
         };
-        (conv.kernel == [1, 1] && conv.stride == [1, 1] && conv.pad == [0, 0]).then(|| {
+        (conv.kernel[1] == 1 && conv.stride == [1, 1] && conv.pad[1] == 0).then(|| {
             let [height, width, _] = conv.output;
             // Rows per block: the fewest whose pixels fill whole tiles
             // (112 pixels a row are 18 tiles of 6 and one of 4; 3 rows are
@@ -175,14 +191,14 @@ impl SeparableSpec {
     /// Output rows per row of the kernel (`Lengths::rows` counts blocks of
     /// this many output rows, the last one possibly shorter).
     pub fn block_rows(&self) -> usize {
-        self.pointwise().map_or(1, |blocks| blocks.rows)
+        self.blocks().map_or(1, |blocks| blocks.rows)
     }
 
     /// The buffer lengths of the kernel's safety contract.
     pub fn lengths(&self) -> Lengths {
         let (first, second) = (self.first.lengths(), self.second.lengths());
-        let (scratch, rows) = match self.pointwise() {
-            Some(blocks) => (blocks.rows * self.row_len(), blocks.count()),
+        let (scratch, rows) = match self.blocks() {
+            Some(blocks) => (blocks.ring_rows() * self.row_len(), blocks.count()),
             None => (self.ring_rows() * self.row_len(), second.rows),
         };
         Lengths {
@@ -197,7 +213,7 @@ impl SeparableSpec {
     }
 }
 
-/// A pointwise second half run over blocks of `rows` rows: the kernel's
+/// A `kx1` second half run over blocks of `rows` output rows: the kernel's
 /// rows are these blocks (the last one has the rows left over), so threads
 /// split whole blocks.
 struct Blocks<'s> {
@@ -215,15 +231,30 @@ impl Blocks<'_> {
         self.height().div_ceil(self.rows)
     }
 
-    /// The second half over `rows` rows, as one row of all their pixels.
-    /// Its packed weights and vectors are the same as the whole tensor's:
-    /// they depend only on channels, groups and tile width.
+    /// Intermediate rows one output row reads: the dilated kernel height.
+    fn window(&self) -> usize {
+        (self.conv.kernel[0] - 1) * self.conv.dilation[0] + 1
+    }
+
+    /// Intermediate rows a block reads, consecutive in the ring.
+    fn ring_rows(&self) -> usize {
+        self.rows + self.window() - 1
+    }
+
+    /// The second half over a block of `rows` output rows, as one row of
+    /// the ring's pixels: kernel `1xk`, each tap `d` rows of pixels after the
+    /// last. Its packed weights and vectors are the `kx1` convolution's: the
+    /// packing's tap order `ky kx` is the same, and the rest depends only on
+    /// channels, groups and tile width.
     fn flat(&self, rows: usize) -> ConvSpec {
         let [_, w, c] = self.conv.input;
         let [_, _, k] = self.conv.output;
         ConvSpec {
-            input: [1, rows * w, c],
+            input: [1, (rows + self.window() - 1) * w, c],
             output: [1, rows * w, k],
+            kernel: [1, self.conv.kernel[0]],
+            dilation: [1, self.conv.dilation[0] * w],
+            pad: [0, 0],
             ..self.conv.clone()
         }
     }
@@ -238,9 +269,9 @@ fn gcd(a: usize, b: usize) -> usize {
 }
 
 /// Emits the kernel body for rows `[begin, end)`: output rows, or blocks of
-/// them for a pointwise second half.
+/// them for a `kx1` second half.
 pub(crate) fn emit(spec: &SeparableSpec, b: &mut FunctionBuilder, a: &Args) {
-    match spec.pointwise() {
+    match spec.blocks() {
         Some(blocks) => emit_blocks(spec, &blocks, b, a),
         None => emit_rows(spec, b, a),
     }
@@ -255,34 +286,75 @@ fn second_buffers(spec: &SeparableSpec, b: &mut FunctionBuilder, a: &Args) -> (V
     )
 }
 
-/// A pointwise pair, block by block: the first half computes the block's
-/// intermediate rows into `scratch` (one after the other, so they are one
-/// run of pixels), then the second half runs once over all of them.
+/// A `kx1` pair, block by block. Ring slot `i` holds intermediate row
+/// `top + i`, `top` the block's first output row less the padding; the
+/// rows the block shares with the previous one in this call are moved to
+/// the front, the first half computes the others (each row once per call,
+/// as in [`emit_rows`]), rows outside the intermediate are zeroed (the
+/// second's padding), then the second half runs once over the block.
 fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a: &Args) {
     let (weights, params) = second_buffers(spec, b, a);
     let height = blocks.height() as i64;
     let per_block = blocks.rows as i64;
     let full = height / per_block;
-    let row_bytes = (spec.row_len() * 4) as i64;
+    let ring = blocks.ring_rows() as i64;
+    let shared = ring - per_block;
+    let mid_rows = spec.second.input()[0] as i64;
+    let pad = blocks.conv.pad[0] as i64;
+    let row_len = spec.row_len();
+    let row_bytes = (row_len * 4) as i64;
     let out_row_bytes = (blocks.conv.output[1] * blocks.conv.output[2] * 4) as i64;
     let lo = clamp(b, a.begin, 0, blocks.count() as i64);
     let hi = clamp(b, a.end, 0, blocks.count() as i64);
     for_range(b, lo, hi, 1, |b, block| {
-        let top = b.ins().imul_imm_s(block, per_block);
-        let bottom = b.ins().iadd_imm_s(top, per_block);
-        let bottom = clamp(b, bottom, 0, height);
+        let first_row = b.ins().imul_imm_s(block, per_block);
+        let top = b.ins().iadd_imm_s(first_row, -pad);
+        let bottom = b.ins().iadd_imm_s(top, ring);
+        // Row `r` of the intermediate at `rows + r * row_bytes` (never
+        // dereferenced outside the ring).
         let back = b.ins().imul_imm_s(top, row_bytes);
-        let output = b.ins().isub(a.scratch, back);
+        let rows = b.ins().isub(a.scratch, back);
+        let from = if shared > 0 {
+            // The block's first `shared` rows are the previous block's last:
+            // moved forward (an ascending copy to a lower address, safe when
+            // the two overlap). In the call's first block they are garbage,
+            // then overwritten below.
+            let last = b.ins().iadd_imm_s(a.scratch, per_block * row_bytes);
+            copy(b, Some(last), a.scratch, shared as usize * row_len);
+            let kept = b.ins().iadd_imm_s(top, shared);
+            let first = b.ins().icmp(IntCC::Equal, block, lo);
+            b.ins().select(first, top, kept)
+        } else {
+            top
+        };
+        let zero_rows = |b: &mut FunctionBuilder, from: Value, to: Value| {
+            for_range(b, from, to, 1, |b, r| {
+                let offset = b.ins().imul_imm_s(r, row_bytes);
+                let at = b.ins().iadd(rows, offset);
+                copy(b, None, at, row_len);
+            });
+        };
+        if pad > 0 {
+            let zero = int(b, 0);
+            let above = b.ins().smin(bottom, zero);
+            zero_rows(b, from, above);
+        }
+        // The first half clamps its rows to the intermediate's.
         spec.first.emit(
             b,
             &Args {
-                output,
-                begin: top,
+                output: rows,
+                begin: from,
                 end: bottom,
                 ..*a
             },
         );
-        let offset = b.ins().imul_imm_s(top, out_row_bytes);
+        if blocks.window() > 1 {
+            let end = int(b, mid_rows);
+            let below = b.ins().smax(from, end);
+            zero_rows(b, below, bottom);
+        }
+        let offset = b.ins().imul_imm_s(first_row, out_row_bytes);
         let args = Args {
             input: a.scratch,
             weights,
@@ -349,7 +421,7 @@ fn emit_rows(spec: &SeparableSpec, b: &mut FunctionBuilder, a: &Args) {
             spec.first.emit(b, &args);
             if window > 1 {
                 let twin = b.ins().iadd_imm_s(slot, window * row_bytes);
-                copy(b, slot, twin, spec.row_len());
+                copy(b, Some(slot), twin, spec.row_len());
             }
         });
         let computed = b.ins().smax(computed, bottom);
@@ -380,26 +452,32 @@ fn slot(b: &mut FunctionBuilder, r: Value, window: i64, row_bytes: i64, scratch:
     b.ins().iadd(scratch, offset)
 }
 
-/// Copies `len` `f32`s from `from` to `to` (which do not overlap).
-fn copy(b: &mut FunctionBuilder, from: Value, to: Value, len: usize) {
+/// Copies `len` `f32`s from `from` to `to`, or zeroes them if `from` is
+/// `None`. Ascending, each vector loaded before it is stored, so `to` may
+/// overlap `from` if it is the lower address.
+fn copy(b: &mut FunctionBuilder, from: Option<Value>, to: Value, len: usize) {
     const UNROLL: usize = 4;
     let chunk = 4 * UNROLL;
     let full = len / chunk;
+    let load = |b: &mut FunctionBuilder, at: Option<Value>, offset: i64, lanes: usize| match at {
+        Some(at) => vector::load_partial(b, at, offset, lanes),
+        None => vector::splat(b, 0.0),
+    };
     if full > 0 {
         let zero = int(b, 0);
         let end = int(b, (full * chunk * 4) as i64);
         for_range(b, zero, end, (chunk * 4) as i64, |b, offset| {
-            let src = b.ins().iadd(from, offset);
+            let src = from.map(|from| b.ins().iadd(from, offset));
             let dst = b.ins().iadd(to, offset);
             for v in 0..UNROLL as i64 {
-                let x = vector::load4(b, src, 16 * v);
+                let x = load(b, src, 16 * v, 4);
                 vector::store_partial(b, x, dst, 16 * v, 4);
             }
         });
     }
     for at in (full * chunk..len).step_by(4) {
         let lanes = (len - at).min(4);
-        let x = vector::load_partial(b, from, at as i64 * 4, lanes);
+        let x = load(b, from, at as i64 * 4, lanes);
         vector::store_partial(b, x, to, at as i64 * 4, lanes);
     }
 }
@@ -408,7 +486,9 @@ fn copy(b: &mut FunctionBuilder, from: Value, to: Value, len: usize) {
 mod tests {
     use super::*;
 
-    fn pair(height: usize, width: usize, native: bool) -> SeparableSpec {
+    /// A 3x3 depthwise convolution on 8 channels, then a `kernel x 1`
+    /// convolution to 16 channels with `same` padding.
+    fn pair(height: usize, width: usize, kernel: usize, native: bool) -> SeparableSpec {
         let depthwise = DepthwiseSpec {
             channels: 8,
             input: [height, width],
@@ -419,39 +499,42 @@ mod tests {
             pad: [1, 1],
             epilogue: Vec::new(),
         };
-        let pointwise = ConvSpec {
+        let second = ConvSpec {
             input: [height, width, 8],
             output: [height, width, 16],
-            kernel: [1, 1],
+            kernel: [kernel, 1],
             stride: [1, 1],
             dilation: [1, 1],
-            pad: [0, 0],
+            pad: [kernel / 2, 0],
             groups: 1,
             epilogue: Vec::new(),
             native,
         };
-        SeparableSpec::new(Half::Depthwise(depthwise), Half::Conv(pointwise)).unwrap()
+        SeparableSpec::new(Half::Depthwise(depthwise), Half::Conv(second)).unwrap()
     }
 
     #[test]
-    fn pointwise_blocks_fill_whole_tiles() {
+    fn blocks_fill_whole_tiles() {
         // By hand, with tiles of 6 (native) and 4 pixels: 112 = 18 x 6 + 4, so
         // 3 rows (336 = 56 x 6); 7 needs 6 rows (42), or 4 (28); 14 needs 3 or 2.
-        // The kernel's rows are blocks, the last one shorter; scratch is one block.
-        for (height, width, native, rows, blocks) in [
-            (112, 112, true, 3, 38),
-            (112, 112, false, 1, 112),
-            (7, 7, true, 6, 2),
-            (7, 7, false, 4, 2),
-            (14, 14, true, 3, 5),
-            (14, 14, false, 2, 7),
-            (4, 7, true, 4, 1),
+        // The kernel's rows are blocks, the last one shorter; scratch is one
+        // block and the `kernel - 1` rows a `kx1` second half reads beyond it.
+        for (height, width, kernel, native, rows, blocks) in [
+            (112, 112, 1, true, 3, 38),
+            (112, 112, 1, false, 1, 112),
+            (7, 7, 1, true, 6, 2),
+            (7, 7, 1, false, 4, 2),
+            (14, 14, 1, true, 3, 5),
+            (14, 14, 3, false, 2, 7),
+            (4, 7, 1, true, 4, 1),
+            (28, 28, 3, true, 3, 10),
         ] {
-            let spec = pair(height, width, native);
-            assert_eq!(spec.block_rows(), rows, "{height}x{width}, native {native}");
+            let spec = pair(height, width, kernel, native);
+            let what = format!("{height}x{width}, {kernel}x1, native {native}");
+            assert_eq!(spec.block_rows(), rows, "{what}");
             let lengths = spec.lengths();
-            assert_eq!(lengths.rows, blocks, "{height}x{width}, native {native}");
-            assert_eq!(lengths.scratch, rows * width * 8);
+            assert_eq!(lengths.rows, blocks, "{what}");
+            assert_eq!(lengths.scratch, (rows + kernel - 1) * width * 8, "{what}");
         }
     }
 }
