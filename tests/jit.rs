@@ -300,6 +300,38 @@ proptest! {
     }
 }
 
+/// A pair whose second half is `1x1` or `kx1` runs over blocks of rows
+/// whose pixels fill whole tiles (native: 6 pixels, so 6 rows of 7, 3 of 4
+/// or 2, 1 of 6; Cranelift: 4 pixels, so 4 rows of 7, 1 of 4): whole blocks
+/// only, a shorter last block, one block taller than the tensor's rows,
+/// threads splitting the blocks, and for `kx1` the rows two blocks share,
+/// padding rows (dilated, and more than the kernel's half) zeroed in the ring.
+#[test]
+fn separable_pairs_run_over_blocks_of_rows() {
+    let pairs = [
+        "dwconv(3x3, pad = same), bn, relu, conv(20, 1x1), relu",
+        "conv(5, 1x3, pad = (0, 1)), relu, conv(7, 3x1, pad = (1, 0))",
+        "conv(5, 1x3, pad = (0, 1)), conv(7, 3x1, pad = (3, 0), dilation = (2, 1)), relu",
+    ];
+    for (h, w) in [
+        (12, 7),
+        (13, 7),
+        (5, 7),
+        (9, 4),
+        (10, 4),
+        (7, 2),
+        (4, 6),
+        (1, 5),
+    ] {
+        for pair in pairs {
+            for threads in 1..=3 {
+                let source = format!("Net({h}x{w}x6) {{ {pair} }}");
+                assert_agrees_in(&source, h as u64 * 31 + w as u64, threads, Some(1));
+            }
+        }
+    }
+}
+
 #[test]
 fn separable_pairs_run_unfused_when_asked() {
     let source = "Net(9x7x5) { dwconv(3x3, pad = same), bn, relu, conv(6, 1x1), relu, conv(4, 1x3, pad = (0, 1)), relu, conv(3, 3x1, pad = (1, 0)) }";

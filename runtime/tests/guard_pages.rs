@@ -368,7 +368,7 @@ fn random_epilogue(rng: &mut Rng, add: bool) -> (Vec<Step>, Vec<Epilogue>) {
 }
 
 /// A random separable pair: a depthwise or direct convolution with an
-/// epilogue without add, then a direct (three in four) or depthwise
+/// epilogue without add, then a direct (two in four), pointwise or depthwise
 /// convolution of its output with any epilogue; and the fused kernel.
 fn random_pair(rng: &mut Rng) -> Option<(Case, Case, Kernel)> {
     let half = |rng: &mut Rng, kind, on, add| {
@@ -394,10 +394,11 @@ fn random_pair(rng: &mut Rng) -> Option<(Case, Case, Kernel)> {
         ConvKind::Direct
     };
     let (first, a) = half(rng, kind, None, false)?;
-    let kind = if rng.range(0, 3) == 0 {
-        ConvKind::Depthwise
-    } else {
-        ConvKind::Direct
+    let kind = match rng.range(0, 3) {
+        0 => ConvKind::Depthwise,
+        // A 1x1 convolution of the first's output: run over blocks of rows.
+        1 => ConvKind::Dense,
+        _ => ConvKind::Direct,
     };
     let (second, b) = half(rng, kind, Some(first.output), true)?;
     let kernel = Kernel::Separable(SeparableSpec::new(a, b)?);
@@ -408,6 +409,7 @@ fn random_pair(rng: &mut Rng) -> Option<(Case, Case, Kernel)> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ConvKind {
     Direct,
+    /// 1x1, stride 1, no padding: a dense layer, or a pointwise convolution `on` a tensor.
     Dense,
     Depthwise,
     /// 3x3, stride 1, F(2x2) or F(4x4).
@@ -771,9 +773,11 @@ fn run_kernel(
     }
     let mut output = Guarded::new(lengths.output);
     let rows = lengths.rows;
-    // The kernel's rows are output rows, or tile rows of a Winograd kernel.
+    // The kernel's rows are output rows, tile rows of a Winograd kernel, or
+    // blocks of rows of a pointwise separable pair.
     let output_rows = match kernel {
         Kernel::Winograd(spec) => spec.tile,
+        Kernel::Separable(spec) => spec.block_rows(),
         _ => 1,
     };
     let row_len = output_rows * dims.w * dims.c;

@@ -1,32 +1,44 @@
-//! A separable pair fused into one pass over output rows: a first
-//! convolution (depthwise, or `1xk`) with its per-channel epilogue, whose
-//! output feeds only a second convolution (a pointwise `1x1`, or `kx1`) with
-//! its epilogue, residual add included. MobileNet's block (depthwise +
-//! pointwise) and the lecture's spatially separable convolution (`1xk` +
-//! `kx1`) are the two pairs the plan marks (`plan::Step::keeps`).
+//! A separable pair fused into one kernel: a first convolution (depthwise,
+//! or `1xk`) with its per-channel epilogue, whose output feeds only a second
+//! convolution (a pointwise `1x1`, or `kx1`) with its epilogue, residual add
+//! included. MobileNet's block (depthwise + pointwise) and the lecture's
+//! spatially separable convolution (`1xk` + `kx1`) are the two pairs the
+//! plan marks (`plan::Step::keeps`).
 //!
-//! The intermediate tensor never leaves cache: for each output row of the
-//! second convolution, the kernel computes the rows of the intermediate that
-//! row reads and has not computed yet into a ring in `scratch`, then runs the
-//! second convolution's row code on the ring. Each intermediate row is
-//! computed once per call (a thread's part of the rows; rows at the seams of
-//! two parts are computed by both). Both halves are the families' own code,
-//! [`super::depthwise::emit`] or [`super::conv::emit`] for one intermediate
-//! row, either for one output row, given pointers that make
-//! the ring look like the whole tensor:
+//! The intermediate tensor never leaves cache: the kernel computes the rows
+//! of the intermediate that the next output rows read and it has not
+//! computed yet into a ring in `scratch`, then runs the second convolution's
+//! code on the ring. Each intermediate row is computed once per call (a
+//! thread's part of the rows; rows at the seams of two parts are computed by
+//! both). Both halves are the families' own code, [`super::depthwise::emit`]
+//! or [`super::conv::emit`], given pointers that make the ring look like the
+//! tensor. Two ways, by the second convolution:
 //!
-//! - The second convolution's output row `oy` reads the `window` rows
-//!   `oy * stride - pad ..` (`window` = its dilated kernel height), clipped to
-//!   the intermediate. The ring holds `window` rows, row `r` in slot
-//!   `r % window`, and each row is stored twice, in slot `s` and `s + window`,
-//!   so that any `window` consecutive rows are contiguous: the second
-//!   convolution reads them at a fixed row stride, as it reads a tensor.
-//!   With `window` 1 (a pointwise second half) the ring is one row.
-//! - The first convolution writes row `r` through an `output` pointer that
-//!   is `r` rows before its slot; the second reads through an `input` pointer
-//!   that is `top` rows before the slot of its first row `top`. Neither
-//!   pointer is dereferenced outside the ring: the families address only the
-//!   rows `[begin, end)` they are given (one row here) and the taps inside.
+//! - **Blocks of rows** (`Blocks`), where the second is a `kx1` (or `1x1`)
+//!   convolution of stride 1, the two pairs the plan marks in the networks
+//!   we run. The kernel's rows are blocks of output rows, as many as make
+//!   their pixels whole register tiles (3 rows of 112 pixels are 56 tiles of
+//!   6; one row is 18 and a ragged tile of 4). The ring holds the block's
+//!   intermediate rows and the `window - 1` after them (`window` = the
+//!   dilated kernel height) in order, padding rows zeroed, so it is one run
+//!   of pixels; the second convolution is then one row of a `1xk`
+//!   convolution over it, its taps whole rows of pixels apart, with no
+//!   padding and no ragged tile but the block's last. The rows two blocks
+//!   share are moved to the front of the ring, not recomputed.
+//! - **Row by row** otherwise (a strided or depthwise second half). Output row
+//!   `oy` reads the `window` rows `oy * stride - pad ..`, clipped to the
+//!   intermediate. The ring holds `window` rows, row `r` in slot
+//!   `r % window`, and each row is stored twice, in slot `s` and
+//!   `s + window`, so that any `window` consecutive rows are contiguous: the
+//!   second convolution reads them at a fixed row stride, as it reads a
+//!   tensor.
+//!
+//! Either way the first convolution writes row `r` through an `output`
+//! pointer that is `r` rows before its slot, and the second reads through
+//! an `input` pointer at the slot of its first row (row by row: that many
+//! rows before it). Neither pointer is dereferenced outside the ring: the
+//! families address only the rows `[begin, end)` they are given and the taps
+//! inside.
 //!
 //! Buffers: `input` is the first's input, `weights` and `params` are the
 //! first's packed ones followed by the second's, `extra` is the second's
@@ -39,12 +51,14 @@
 //! conv kernel, although the ring is written by the same function. Cranelift
 //! then treats them as pure, which lets lowering sink a load to its use
 //! within one block; the ring rows a block of the second convolution reads
-//! are all written by earlier blocks (the first convolution's), and with
-//! `opt_level = none` no pass moves a load across blocks.
+//! are all written by earlier blocks (the first convolution's, the copy's
+//! and the zeroing's), and with `opt_level = none` no pass moves a load
+//! across blocks.
 
 use super::conv::ConvSpec;
 use super::depthwise::DepthwiseSpec;
 use super::{clamp, for_range, int, vector, Args, Epilogue, Lengths};
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 
@@ -151,31 +165,233 @@ impl SeparableSpec {
         w * c
     }
 
+    /// The second half over whole blocks of rows, if it is a `kx1`
+    /// convolution of stride 1 (a pointwise `1x1` one included): then its
+    /// output pixel `(y, x)` reads intermediate pixels `(y - pad + t d, x)`,
+    /// which in a block of consecutive rows, padding rows zeroed, are the
+    /// block's pixels shifted by `t d` whole rows. A block is then one row of
+    /// a `1xk` convolution dilated by `d` rows' worth of pixels, with no
+    /// padding ([`Blocks::flat`]): one run of pixels, tiled without a ragged
+    /// tile at every row's end.
+    fn blocks(&self) -> Option<Blocks<'_>> {
+        let Half::Conv(conv) = &self.second else {
+            return None;
+        };
+        (conv.kernel[1] == 1 && conv.stride == [1, 1] && conv.pad[1] == 0).then(|| {
+            let [height, width, _] = conv.output;
+            // Rows per block: the fewest whose pixels fill whole tiles
+            // (112 pixels a row are 18 tiles of 6 and one of 4; 3 rows are
+            // 56 tiles), but no more than the tensor has.
+            let tile = conv.tile();
+            let rows = (tile / gcd(width, tile)).min(height);
+            Blocks { conv, rows }
+        })
+    }
+
+    /// Output rows per row of the kernel (`Lengths::rows` counts blocks of
+    /// this many output rows, the last one possibly shorter).
+    pub fn block_rows(&self) -> usize {
+        self.blocks().map_or(1, |blocks| blocks.rows)
+    }
+
     /// The buffer lengths of the kernel's safety contract.
     pub fn lengths(&self) -> Lengths {
         let (first, second) = (self.first.lengths(), self.second.lengths());
+        let (scratch, rows) = match self.blocks() {
+            Some(blocks) => (blocks.ring_rows() * self.row_len(), blocks.count()),
+            None => (self.ring_rows() * self.row_len(), second.rows),
+        };
         Lengths {
             input: first.input,
             weights: first.weights + second.weights,
             params: first.params + second.params,
             extra: second.extra,
             output: second.output,
-            scratch: self.ring_rows() * self.row_len(),
-            rows: second.rows,
+            scratch,
+            rows,
         }
     }
 }
 
-/// Emits the kernel body for output rows `[begin, end)`.
+/// A `kx1` second half run over blocks of `rows` output rows: the kernel's
+/// rows are these blocks (the last one has the rows left over), so threads
+/// split whole blocks.
+struct Blocks<'s> {
+    conv: &'s ConvSpec,
+    rows: usize,
+}
+
+impl Blocks<'_> {
+    fn height(&self) -> usize {
+        self.conv.output[0]
+    }
+
+    /// Blocks in the tensor.
+    fn count(&self) -> usize {
+        self.height().div_ceil(self.rows)
+    }
+
+    /// Intermediate rows one output row reads: the dilated kernel height.
+    fn window(&self) -> usize {
+        (self.conv.kernel[0] - 1) * self.conv.dilation[0] + 1
+    }
+
+    /// Intermediate rows a block reads, consecutive in the ring.
+    fn ring_rows(&self) -> usize {
+        self.rows + self.window() - 1
+    }
+
+    /// The second half over a block of `rows` output rows, as one row of
+    /// the ring's pixels: kernel `1xk`, each tap `d` rows of pixels after the
+    /// last. Its packed weights and vectors are the `kx1` convolution's: the
+    /// packing's tap order `ky kx` is the same, and the rest depends only on
+    /// channels, groups and tile width.
+    fn flat(&self, rows: usize) -> ConvSpec {
+        let [_, w, c] = self.conv.input;
+        let [_, _, k] = self.conv.output;
+        ConvSpec {
+            input: [1, (rows + self.window() - 1) * w, c],
+            output: [1, rows * w, k],
+            kernel: [1, self.conv.kernel[0]],
+            dilation: [1, self.conv.dilation[0] * w],
+            pad: [0, 0],
+            ..self.conv.clone()
+        }
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Emits the kernel body for rows `[begin, end)`: output rows, or blocks of
+/// them for a `kx1` second half.
 pub(crate) fn emit(spec: &SeparableSpec, b: &mut FunctionBuilder, a: &Args) {
+    match spec.blocks() {
+        Some(blocks) => emit_blocks(spec, &blocks, b, a),
+        None => emit_rows(spec, b, a),
+    }
+}
+
+/// The second half's weights and vectors, after the first's.
+fn second_buffers(spec: &SeparableSpec, b: &mut FunctionBuilder, a: &Args) -> (Value, Value) {
     let first = spec.first.lengths();
+    (
+        b.ins().iadd_imm_s(a.weights, (first.weights * 4) as i64),
+        b.ins().iadd_imm_s(a.params, (first.params * 4) as i64),
+    )
+}
+
+/// A `kx1` pair, block by block. Ring slot `i` holds intermediate row
+/// `top + i`, `top` the block's first output row less the padding; the
+/// rows the block shares with the previous one in this call are moved to
+/// the front, the first half computes the others (each row once per call,
+/// as in [`emit_rows`]), rows outside the intermediate are zeroed (the
+/// second's padding), then the second half runs once over the block.
+fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a: &Args) {
+    let (weights, params) = second_buffers(spec, b, a);
+    let height = blocks.height() as i64;
+    let per_block = blocks.rows as i64;
+    let full = height / per_block;
+    let ring = blocks.ring_rows() as i64;
+    let shared = ring - per_block;
+    let mid_rows = spec.second.input()[0] as i64;
+    let pad = blocks.conv.pad[0] as i64;
+    let row_len = spec.row_len();
+    let row_bytes = (row_len * 4) as i64;
+    let out_row_bytes = (blocks.conv.output[1] * blocks.conv.output[2] * 4) as i64;
+    let lo = clamp(b, a.begin, 0, blocks.count() as i64);
+    let hi = clamp(b, a.end, 0, blocks.count() as i64);
+    for_range(b, lo, hi, 1, |b, block| {
+        let first_row = b.ins().imul_imm_s(block, per_block);
+        let top = b.ins().iadd_imm_s(first_row, -pad);
+        let bottom = b.ins().iadd_imm_s(top, ring);
+        // Row `r` of the intermediate at `rows + r * row_bytes` (never
+        // dereferenced outside the ring).
+        let back = b.ins().imul_imm_s(top, row_bytes);
+        let rows = b.ins().isub(a.scratch, back);
+        let from = if shared > 0 {
+            // The block's first `shared` rows are the previous block's last:
+            // moved forward (an ascending copy to a lower address, safe when
+            // the two overlap). In the call's first block they are garbage,
+            // then overwritten below.
+            let last = b.ins().iadd_imm_s(a.scratch, per_block * row_bytes);
+            copy(b, Some(last), a.scratch, shared as usize * row_len);
+            let kept = b.ins().iadd_imm_s(top, shared);
+            let first = b.ins().icmp(IntCC::Equal, block, lo);
+            b.ins().select(first, top, kept)
+        } else {
+            top
+        };
+        let zero_rows = |b: &mut FunctionBuilder, from: Value, to: Value| {
+            for_range(b, from, to, 1, |b, r| {
+                let offset = b.ins().imul_imm_s(r, row_bytes);
+                let at = b.ins().iadd(rows, offset);
+                copy(b, None, at, row_len);
+            });
+        };
+        if pad > 0 {
+            let zero = int(b, 0);
+            let above = b.ins().smin(bottom, zero);
+            zero_rows(b, from, above);
+        }
+        // The first half clamps its rows to the intermediate's.
+        spec.first.emit(
+            b,
+            &Args {
+                output: rows,
+                begin: from,
+                end: bottom,
+                ..*a
+            },
+        );
+        if blocks.window() > 1 {
+            let end = int(b, mid_rows);
+            let below = b.ins().smax(from, end);
+            zero_rows(b, below, bottom);
+        }
+        let offset = b.ins().imul_imm_s(first_row, out_row_bytes);
+        let args = Args {
+            input: a.scratch,
+            weights,
+            params,
+            extra: b.ins().iadd(a.extra, offset),
+            output: b.ins().iadd(a.output, offset),
+            begin: int(b, 0),
+            end: int(b, 1),
+            ..*a
+        };
+        let rest = blocks.height() % blocks.rows;
+        if rest == 0 {
+            super::conv::emit(&blocks.flat(blocks.rows), b, &args);
+        } else {
+            // Every block but the last is whole.
+            let whole = b.ins().icmp_imm_s(IntCC::SignedLessThan, block, full);
+            let (then, other, join) = (b.create_block(), b.create_block(), b.create_block());
+            b.ins().brif(whole, then, &[], other, &[]);
+            b.switch_to_block(then);
+            super::conv::emit(&blocks.flat(blocks.rows), b, &args);
+            b.ins().jump(join, &[]);
+            b.switch_to_block(other);
+            super::conv::emit(&blocks.flat(rest), b, &args);
+            b.ins().jump(join, &[]);
+            b.switch_to_block(join);
+        }
+    });
+}
+
+/// Any other pair, output row by output row, through the ring.
+fn emit_rows(spec: &SeparableSpec, b: &mut FunctionBuilder, a: &Args) {
     let second = &spec.second;
     let [_, stride, _, pad] = second.rows();
     let window = spec.window() as i64;
     let mid_rows = second.input()[0] as i64;
     let row_bytes = (spec.row_len() * 4) as i64;
-    let second_weights = b.ins().iadd_imm_s(a.weights, (first.weights * 4) as i64);
-    let second_params = b.ins().iadd_imm_s(a.params, (first.params * 4) as i64);
+    let (second_weights, second_params) = second_buffers(spec, b, a);
     // The first intermediate row not computed yet in this call.
     let next = b.declare_var(types::I64);
     let zero = int(b, 0);
@@ -205,7 +421,7 @@ pub(crate) fn emit(spec: &SeparableSpec, b: &mut FunctionBuilder, a: &Args) {
             spec.first.emit(b, &args);
             if window > 1 {
                 let twin = b.ins().iadd_imm_s(slot, window * row_bytes);
-                copy(b, slot, twin, spec.row_len());
+                copy(b, Some(slot), twin, spec.row_len());
             }
         });
         let computed = b.ins().smax(computed, bottom);
@@ -236,26 +452,89 @@ fn slot(b: &mut FunctionBuilder, r: Value, window: i64, row_bytes: i64, scratch:
     b.ins().iadd(scratch, offset)
 }
 
-/// Copies `len` `f32`s from `from` to `to` (which do not overlap).
-fn copy(b: &mut FunctionBuilder, from: Value, to: Value, len: usize) {
+/// Copies `len` `f32`s from `from` to `to`, or zeroes them if `from` is
+/// `None`. Ascending, each vector loaded before it is stored, so `to` may
+/// overlap `from` if it is the lower address.
+fn copy(b: &mut FunctionBuilder, from: Option<Value>, to: Value, len: usize) {
     const UNROLL: usize = 4;
     let chunk = 4 * UNROLL;
     let full = len / chunk;
+    let load = |b: &mut FunctionBuilder, at: Option<Value>, offset: i64, lanes: usize| match at {
+        Some(at) => vector::load_partial(b, at, offset, lanes),
+        None => vector::splat(b, 0.0),
+    };
     if full > 0 {
         let zero = int(b, 0);
         let end = int(b, (full * chunk * 4) as i64);
         for_range(b, zero, end, (chunk * 4) as i64, |b, offset| {
-            let src = b.ins().iadd(from, offset);
+            let src = from.map(|from| b.ins().iadd(from, offset));
             let dst = b.ins().iadd(to, offset);
             for v in 0..UNROLL as i64 {
-                let x = vector::load4(b, src, 16 * v);
+                let x = load(b, src, 16 * v, 4);
                 vector::store_partial(b, x, dst, 16 * v, 4);
             }
         });
     }
     for at in (full * chunk..len).step_by(4) {
         let lanes = (len - at).min(4);
-        let x = vector::load_partial(b, from, at as i64 * 4, lanes);
+        let x = load(b, from, at as i64 * 4, lanes);
         vector::store_partial(b, x, to, at as i64 * 4, lanes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 3x3 depthwise convolution on 8 channels, then a `kernel x 1`
+    /// convolution to 16 channels with `same` padding.
+    fn pair(height: usize, width: usize, kernel: usize, native: bool) -> SeparableSpec {
+        let depthwise = DepthwiseSpec {
+            channels: 8,
+            input: [height, width],
+            output: [height, width],
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [1, 1],
+            epilogue: Vec::new(),
+        };
+        let second = ConvSpec {
+            input: [height, width, 8],
+            output: [height, width, 16],
+            kernel: [kernel, 1],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [kernel / 2, 0],
+            groups: 1,
+            epilogue: Vec::new(),
+            native,
+        };
+        SeparableSpec::new(Half::Depthwise(depthwise), Half::Conv(second)).unwrap()
+    }
+
+    #[test]
+    fn blocks_fill_whole_tiles() {
+        // By hand, with tiles of 6 (native) and 4 pixels: 112 = 18 x 6 + 4, so
+        // 3 rows (336 = 56 x 6); 7 needs 6 rows (42), or 4 (28); 14 needs 3 or 2.
+        // The kernel's rows are blocks, the last one shorter; scratch is one
+        // block and the `kernel - 1` rows a `kx1` second half reads beyond it.
+        for (height, width, kernel, native, rows, blocks) in [
+            (112, 112, 1, true, 3, 38),
+            (112, 112, 1, false, 1, 112),
+            (7, 7, 1, true, 6, 2),
+            (7, 7, 1, false, 4, 2),
+            (14, 14, 1, true, 3, 5),
+            (14, 14, 3, false, 2, 7),
+            (4, 7, 1, true, 4, 1),
+            (28, 28, 3, true, 3, 10),
+        ] {
+            let spec = pair(height, width, kernel, native);
+            let what = format!("{height}x{width}, {kernel}x1, native {native}");
+            assert_eq!(spec.block_rows(), rows, "{what}");
+            let lengths = spec.lengths();
+            assert_eq!(lengths.rows, blocks, "{what}");
+            assert_eq!(lengths.scratch, (rows + kernel - 1) * width * 8, "{what}");
+        }
     }
 }
