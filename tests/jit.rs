@@ -171,6 +171,7 @@ proptest! {
             groups: 1,
             epilogue: Vec::new(),
             native: false,
+            slice: None,
         };
         // Shapes the cost model gives to a direct kernel are tested above.
         prop_assume!(matches!(MEASURED.choose(&spec), Algorithm::Winograd { .. }));

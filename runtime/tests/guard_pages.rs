@@ -490,6 +490,7 @@ fn random_conv(
             dilation,
             pad,
             epilogue,
+            slice: None,
         })
     } else {
         let spec = ConvSpec {
@@ -502,6 +503,7 @@ fn random_conv(
             groups,
             epilogue,
             native: rng.range(0, 1) == 0,
+            slice: None,
         };
         match kind {
             ConvKind::Winograd => {

@@ -127,6 +127,7 @@ mod tests {
             groups: 1,
             epilogue: Vec::new(),
             native: false,
+            slice: None,
         }
     }
 
