@@ -217,10 +217,11 @@ fn writes_strided(graph: &Graph, step: &Step) -> bool {
 }
 
 /// Makes each concat input that its step can write in place a [`Slice`] of
-/// the concat's output: a step's output (not the network's input) that
-/// [`writes_strided`], read by the concat alone, and listed once among its
-/// inputs. The concat then copies only its other inputs. Offsets are left
-/// for [`plan_arena`].
+/// the concat's output: the output of a step (not the network's input)
+/// anchored at a conv, dwconv or pool with a per-channel epilogue (no
+/// shortcut: it is contiguous; no softmax), read by the concat alone and
+/// listed once among its inputs. The concat then copies only its other
+/// inputs. Offsets are left for [`plan_arena`].
 pub fn concat_in_place(graph: &Graph, mut plan: Plan) -> Plan {
     let consumers = graph.consumer_counts();
     let mut writers = vec![None; plan.values.len()];

@@ -14,6 +14,12 @@
 //! them, and an `emit` function. [`Jit`] compiles specs into a [`Program`],
 //! compiling each distinct spec once.
 //!
+//! A conv, depthwise, Winograd or pool kernel can write its output into a
+//! channel slice of a wider tensor ([`Kernel::sliced`], [`ChannelSlice`]):
+//! a concat's branch writes its channels of the concat's output in place.
+//! Its output addresses then go through one `OutputLayout` (pixel stride,
+//! first channel), and `Lengths::output` is the wider tensor's length.
+//!
 //! Every kernel has one signature, [`KernelFn`]:
 //! `(input, weights, params, extra, output, scratch, begin, end)`, where
 //! `params` holds per-channel vectors (bias, bn scale and shift), `extra` a
@@ -532,7 +538,8 @@ pub(crate) struct Epilogued {
     pub extra: Value,
     /// `output` at the output's position.
     pub output: Value,
-    /// Byte offset of these four lanes from `extra` and `output`.
+    /// Byte offset of these four lanes from `extra` and `output` (one
+    /// offset for both: a kernel writing a [`ChannelSlice`] adds no shortcut).
     pub element: i64,
     /// Valid lanes (1 to 4).
     pub lanes: usize,
