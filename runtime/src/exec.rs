@@ -349,7 +349,12 @@ fn scatter(anchor: &Node, data: &[f32], slice: Slice, out: &mut [f32]) -> Result
 
 /// Runs `step` on the reference kernels into `out`, the step's own contiguous
 /// output; a concat writes only its inputs that are not in place already.
-fn reference_step(engine: &Engine, step: &Step, out: &mut [f32], inputs: &Inputs<'_>) -> Result<()> {
+fn reference_step(
+    engine: &Engine,
+    step: &Step,
+    out: &mut [f32],
+    inputs: &Inputs<'_>,
+) -> Result<()> {
     let (graph, params) = (&engine.graph, &engine.params);
     let anchor = graph.node(step.nodes[0]);
     let fail = |e: KernelError| kernel_error(anchor, e);
@@ -382,8 +387,7 @@ fn reference_step(engine: &Engine, step: &Step, out: &mut [f32], inputs: &Inputs
             let mut offset = 0;
             for i in 0..anchor.inputs.len() {
                 if !is_slice(&engine.plan, step.inputs[i]) {
-                    r::concat_part(inputs.get(i), in_dims(i), offset, total, out)
-                        .map_err(fail)?;
+                    r::concat_part(inputs.get(i), in_dims(i), offset, total, out).map_err(fail)?;
                 }
                 offset += in_dims(i).c;
             }
