@@ -11,10 +11,10 @@
 //! A step whose output is a slice of a concat's output (`plan::Slice`) is
 //! given the whole concat output: a compiled kernel writes its channels in
 //! place, while the reference kernels, which write contiguous tensors, write
-//! into the engine's working memory (allocated once with the model, beside
-//! the compiled kernels' scratch, which no reference step uses) and the step
-//! then scatters it into its channels. The concat step skips the inputs
-//! already in place.
+//! into the engine's working memory (the compiled kernels' scratch, which no
+//! reference step uses, allocated once with the model and long enough for
+//! both) and the step then scatters it into its channels. The concat step
+//! skips the inputs already in place.
 
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Node, NodeId, Op};
