@@ -130,9 +130,12 @@ fn step_ranges(plan: &Plan) -> Vec<(Range<usize>, Vec<Range<usize>>)> {
                 .inputs
                 .iter()
                 .chain(&step.keeps)
-                .map(|v| match is_slice(plan, *v) {
-                    true => 0..0,
-                    false => range(&plan.values[v.0 as usize]),
+                .map(|v| {
+                    if is_slice(plan, *v) {
+                        0..0
+                    } else {
+                        range(&plan.values[v.0 as usize])
+                    }
                 })
                 .collect();
             (memory(plan, step.output), ins)
