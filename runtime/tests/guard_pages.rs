@@ -31,8 +31,8 @@
 //! and rows outside the range asked for must keep a sentinel. One in three
 //! convolutions and pools without a residual add writes its output into a
 //! random channel slice of a wider tensor (`Kernel::sliced`, as a concat's
-//! branch does in place): the channels outside the slice must keep the
-//! sentinel too.
+//! branch does in place), and so does the second half of one fused pair in
+//! three: the channels outside the slice must keep the sentinel too.
 //!
 //! Softmax, the in-place kernel, gets only a guarded `output` holding its
 //! data (every other pointer null): rows outside the range must keep theirs.
@@ -288,15 +288,7 @@ fn random_case(rng: &mut Rng) -> Option<Case> {
         5 => random_conv(rng, ConvKind::Winograd, None, epilogue)?,
         _ => random_conv(rng, ConvKind::Direct, None, epilogue)?,
     };
-    let first = rng.range(0, 6);
-    let slice = ChannelSlice {
-        first,
-        total: first + output.c + rng.range(0, 6),
-    };
-    let (kernel, slice) = match kernel.clone().sliced(slice) {
-        Some(sliced) if rng.range(0, 2) == 0 => (sliced, Some(slice)),
-        _ => (kernel, None),
-    };
+    let (kernel, slice) = maybe_sliced(rng, kernel, output.c);
     Some(Case {
         input,
         output,
@@ -305,6 +297,33 @@ fn random_case(rng: &mut Rng) -> Option<Case> {
         steps,
         slice,
     })
+}
+
+/// One time in three, `kernel` writing its `channels` into a random channel
+/// slice of a wider tensor, if it can (no residual add), and that slice.
+fn maybe_sliced(rng: &mut Rng, kernel: Kernel, channels: usize) -> (Kernel, Option<ChannelSlice>) {
+    let first = rng.range(0, 6);
+    let slice = ChannelSlice {
+        first,
+        total: first + channels + rng.range(0, 6),
+    };
+    match kernel.clone().sliced(slice) {
+        Some(sliced) if rng.range(0, 2) == 0 => (sliced, Some(slice)),
+        _ => (kernel, None),
+    }
+}
+
+/// The reference output `want` of `dims`, spread into its `slice` of a wider
+/// tensor whose other channels are the sentinel (the kernel must not write
+/// them), and the wider tensor's dimensions.
+fn widen(want: Vec<f32>, dims: Dims, slice: Option<ChannelSlice>) -> (Vec<f32>, Dims) {
+    let Some(ChannelSlice { first, total }) = slice else {
+        return (want, dims);
+    };
+    let wide = Dims::new(dims.h, dims.w, total);
+    let mut out = vec![f32::from_bits(SENTINEL); wide.len()];
+    reference::concat_part(&want, dims, first, wide, &mut out).expect("the slice fits");
+    (out, wide)
 }
 
 /// A random concat branch: its pixels are the kernel's rows, so the output
@@ -387,11 +406,17 @@ fn random_epilogue(rng: &mut Rng, add: bool) -> (Vec<Step>, Vec<Epilogue>) {
 
 /// A random separable pair: a depthwise or direct convolution with an
 /// epilogue without add, then a direct (three in four) or depthwise
-/// convolution of its output with any epilogue; and the fused kernel.
+/// convolution of its output with any epilogue, which may write a channel
+/// slice of a wider tensor ([`maybe_sliced`]); and the fused kernel.
 fn random_pair(rng: &mut Rng) -> Option<(Case, Case, Kernel)> {
-    let half = |rng: &mut Rng, kind, on, add| {
+    let half = |rng: &mut Rng, kind, on: Option<Dims>, add| {
         let (steps, epilogue) = random_epilogue(rng, add);
         let (input, output, op, kernel) = random_conv(rng, kind, on, epilogue)?;
+        // Only the second half's output is a tensor that may be a slice.
+        let (kernel, slice) = match on {
+            Some(_) => maybe_sliced(rng, kernel, output.c),
+            None => (kernel, None),
+        };
         let half = match &kernel {
             Kernel::Depthwise(spec) => Half::Depthwise(spec.clone()),
             Kernel::Conv(spec) => Half::Conv(spec.clone()),
@@ -403,7 +428,7 @@ fn random_pair(rng: &mut Rng) -> Option<(Case, Case, Kernel)> {
             op,
             kernel,
             steps,
-            slice: None,
+            slice,
         };
         Some((case, half))
     };
@@ -729,18 +754,7 @@ fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) 
         extra: &data.extra,
     };
     let what = format!("case {index}: {case:?}");
-    let (want, dims) = match case.slice {
-        // The other channels of the wider tensor are the sentinel: the kernel
-        // must not write them.
-        Some(ChannelSlice { first, total }) => {
-            let wide = Dims::new(case.output.h, case.output.w, total);
-            let mut out = vec![f32::from_bits(SENTINEL); wide.len()];
-            reference::concat_part(&want, case.output, first, wide, &mut out)
-                .expect("the slice fits");
-            (out, wide)
-        }
-        None => (want, case.output),
-    };
+    let (want, dims) = widen(want, case.output, case.slice);
     run_kernel(&what, &case.kernel, buffers, &want, dims, rng, pool);
 }
 
@@ -766,7 +780,8 @@ fn run_pair(
         extra: &then.extra,
     };
     let what = format!("pair {index}: {kernel:?}");
-    run_kernel(&what, kernel, buffers, &want, second.output, rng, pool);
+    let (want, dims) = widen(want, second.output, second.slice);
+    run_kernel(&what, kernel, buffers, &want, dims, rng, pool);
 }
 
 /// A kernel's read-only buffers, packed.
