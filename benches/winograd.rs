@@ -24,6 +24,7 @@ fn conv3x3(side: usize, channels: usize) -> ConvSpec {
         groups: 1,
         epilogue: vec![Epilogue::Act(Act::Relu)],
         native: false,
+        slice: None,
     }
 }
 

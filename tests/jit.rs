@@ -67,6 +67,21 @@ const EPILOGUES: &[&str] = &[
     ", dropout(0.2), identity, relu",
 ];
 
+/// Concat branches on an input of any channels, keeping its height and
+/// width, `{k}` their channels where they choose them: the first six can
+/// be written in place, the last three cannot.
+const BRANCHES: &[&str] = &[
+    "conv({k}, 1x1)",
+    "conv({k}, 3x3, pad = 1)",
+    "conv({k}, 1x1), relu, conv({k}, 5x5, pad = 2)",
+    "dwconv(3x3, pad = same)",
+    "dwconv(3x3, pad = same), conv({k}, 1x1)",
+    "maxpool(3x3, stride = 1, pad = 1)",
+    "identity",
+    "residual { dwconv(3x3, pad = same) }",
+    "conv({k}, 1x1), softmax",
+];
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -171,6 +186,7 @@ proptest! {
             groups: 1,
             epilogue: Vec::new(),
             native: false,
+            slice: None,
         };
         // Shapes the cost model gives to a direct kernel are tested above.
         prop_assume!(matches!(MEASURED.choose(&spec), Algorithm::Winograd { .. }));
@@ -240,6 +256,61 @@ proptest! {
         let weights = cnnjit::runtime::params::random_weights(&net, seed);
         let report = Model::new(net, &weights).unwrap().kernels();
         prop_assert!(report.steps.iter().any(|s| s.algorithm() == "concat"));
+    }
+
+    #[test]
+    fn concat_in_place_equals_reference(
+        (h, w) in (1u32..9, 1u32..9),
+        c in 1u32..12,
+        branches in prop::collection::vec((0..BRANCHES.len(), 1u32..21, 0..EPILOGUES.len()), 2..5),
+        relu_after in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        // Branches of odd widths: those a conv, dwconv or pool ends write
+        // their channels of the concat's output in place; the others (the
+        // input itself, a residual, a softmax) keep the copy.
+        let branches: Vec<String> = branches
+            .iter()
+            .map(|&(kind, k, epilogue)| {
+                let branch = BRANCHES[kind].replace("{k}", &k.to_string());
+                format!("[{branch}{}]", EPILOGUES[epilogue])
+            })
+            .collect();
+        let after = if relu_after { ", relu" } else { "" };
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ concat {{ {} }}{after}, conv(3, 1x1) }}",
+            branches.join(", ")
+        );
+        assert_agrees(&source, seed, 2);
+    }
+
+    #[test]
+    fn winograd_writes_its_concat_slice_in_place(
+        (h, w) in (4usize..12, 4usize..12),
+        (c, k) in (30usize..44, 30usize..44),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        let spec = ConvSpec {
+            input: [h, w, c],
+            output: [h, w, k],
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [1; 2],
+            groups: 1,
+            epilogue: Vec::new(),
+            native: false,
+            slice: None,
+        };
+        prop_assume!(matches!(MEASURED.choose(&spec), Algorithm::Winograd { .. }));
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ concat {{ [conv(5, 1x1)], [conv({k}, 3x3, pad = 1){}], [maxpool(3x3, stride = 1, pad = 1)] }} }}",
+            EPILOGUES[epilogue]
+        );
+        let net = cnnjit::compiler::compile_source(&source).unwrap().remove(0);
+        prop_assert!(net.plan.values.iter().filter(|v| v.slice.is_some()).count() == 3);
+        assert_agrees(&source, seed, 2);
     }
 
     #[test]

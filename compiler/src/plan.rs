@@ -1,5 +1,7 @@
-//! Planning: which nodes run together as one kernel ([`fuse`]), and where
-//! every tensor lives in one arena ([`plan_arena`]).
+//! Planning: which nodes run together as one kernel ([`fuse`]), which
+//! concat inputs are written straight into the concat's output
+//! ([`concat_in_place`]), and where every tensor lives in one arena
+//! ([`plan_arena`]).
 //!
 //! A [`Step`] is one kernel: an anchor node that reads its inputs and writes a
 //! fresh tensor, followed by epilogue nodes that transform that tensor in
@@ -8,18 +10,28 @@
 //! only when it reads that step's tensor and nothing else reads that tensor,
 //! so no value another node needs is ever overwritten.
 //!
+//! A concat's input may be a [`Slice`] of the concat's output: its step writes
+//! its channels straight into their place in every pixel of the output, and
+//! the concat copies only its other inputs. A slice has no memory of its own.
+//!
 //! Invariants of a [`Plan`]:
 //! - every node of the graph but the input belongs to exactly one step, and
 //!   steps are in graph order;
 //! - value 0 is the network's input; the last step's value is the output;
 //! - two values whose lifetimes (from the step that writes them to the last
 //!   step that reads them; the input from before the first step, the output
-//!   to after the last) overlap never overlap in the arena;
+//!   to after the last; a concat's output from the first step that writes one
+//!   of its slices) overlap never overlap in the arena;
+//! - a slice is an input of exactly one step, the concat that writes the
+//!   value it is a slice `of`, at its own channels of that concat; it is
+//!   written by a conv, dwconv or pool step whose epilogue is per channel
+//!   (bn, activations, dropout, identity: no shortcut, no softmax), and its
+//!   offset is that of the value it is a slice of, which is no slice itself;
 //! - offsets are multiples of [`ALIGN_ELEMENTS`] (64 bytes), and
-//!   [`Plan::arena_bytes`] is the end of the highest value: exactly the arena
+//!   [`Plan::arena_bytes`] is the end of the highest value (slices aside): exactly the arena
 //!   the runtime allocates, and `PEAK_INFERENCE_BYTES`.
 
-use crate::ir::{Graph, NodeId, Op};
+use crate::ir::{Graph, NodeId, Op, Shape};
 use crate::shape::ShapeError;
 
 /// Offsets are multiples of this many `f32`s (64 bytes, a cache line and an AVX-512 vector).
@@ -34,8 +46,26 @@ pub struct ValueId(pub u32);
 pub struct Value {
     /// `f32` elements.
     pub len: u64,
-    /// Offset in the arena, in `f32` elements.
+    /// Offset in the arena, in `f32` elements; a slice's is that of the value
+    /// it is a slice of.
     pub offset: u64,
+    /// Where the value lives inside another, if it has no memory of its own.
+    pub slice: Option<Slice>,
+}
+
+/// A value that lives in a channel slice of another (a concat's input, in
+/// the concat's output): channel `c` of pixel `p` is element
+/// `p * total + first + c` of value `of`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slice {
+    /// The value it lives in.
+    pub of: ValueId,
+    /// Its first channel there.
+    pub first: u32,
+    /// Its channels.
+    pub channels: u32,
+    /// The channels of `of`: the pixel stride.
+    pub total: u32,
 }
 
 /// One kernel: an anchor node, then epilogue nodes applied in place.
@@ -79,6 +109,15 @@ fn is_epilogue(op: &Op) -> bool {
     )
 }
 
+/// Whether `op` is an epilogue node that works per channel and keeps the
+/// shape: a step ending in such nodes only can write a strided output.
+fn is_per_channel(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::BatchNorm { .. } | Op::Activation(_) | Op::Dropout { .. } | Op::Identity
+    )
+}
+
 /// Whether steps `a` then `b` form a separable pair that a JIT may run as one
 /// kernel from `a`'s input to `b`'s output, never writing `a`'s output: `a` is
 /// a depthwise convolution (multiplier 1) or a `1xk` convolution whose
@@ -99,12 +138,9 @@ fn separable(graph: &Graph, consumers: &[u32], a: &Step, b: &Step) -> bool {
         }
         _ => false,
     };
-    let per_channel = a.nodes[1..].iter().all(|id| {
-        matches!(
-            graph.node(*id).op,
-            Op::BatchNorm { .. } | Op::Activation(_) | Op::Dropout { .. } | Op::Identity
-        )
-    });
+    let per_channel = a.nodes[1..]
+        .iter()
+        .all(|id| is_per_channel(&graph.node(*id).op));
     first_fits
         && per_channel
         && matches!(&second.op, Op::Conv2d(conv) if conv.kernel.w == 1)
@@ -120,6 +156,7 @@ pub fn fuse(graph: &Graph) -> Plan {
     let mut values = vec![Value {
         len: graph.input_shape().len(),
         offset: 0,
+        slice: None,
     }];
     let mut node_values = vec![ValueId(0); graph.nodes.len()];
     for (id, node) in graph.layers() {
@@ -144,6 +181,7 @@ pub fn fuse(graph: &Graph) -> Plan {
             values.push(Value {
                 len: node.output.len(),
                 offset: 0,
+                slice: None,
             });
             steps.push(Step {
                 nodes: vec![id],
@@ -167,8 +205,62 @@ pub fn fuse(graph: &Graph) -> Plan {
     }
 }
 
+/// Whether `step` can write its output as a slice of a concat's output: its
+/// anchor is a conv, dwconv or pool (the kernels with a strided output) and
+/// its epilogue works per channel.
+fn writes_strided(graph: &Graph, step: &Step) -> bool {
+    let anchor = &graph.node(step.nodes[0]).op;
+    matches!(anchor, Op::Conv2d(_) | Op::Pool2d(_) | Op::GlobalPool(_))
+        && step.nodes[1..]
+            .iter()
+            .all(|id| is_per_channel(&graph.node(*id).op))
+}
+
+/// Makes each concat input that its step can write in place a [`Slice`] of
+/// the concat's output: the output of a step (not the network's input)
+/// anchored at a conv, dwconv or pool with a per-channel epilogue (no
+/// shortcut: it is contiguous; no softmax), read by the concat alone and
+/// listed once among its inputs. The concat then copies only its other
+/// inputs. Offsets are left for [`plan_arena`].
+pub fn concat_in_place(graph: &Graph, mut plan: Plan) -> Plan {
+    let consumers = graph.consumer_counts();
+    let mut writers = vec![None; plan.values.len()];
+    for step in &plan.steps {
+        writers[step.output.0 as usize] = Some(step);
+    }
+    let mut slices = Vec::new();
+    for step in &plan.steps {
+        let anchor = graph.node(step.nodes[0]);
+        if anchor.op != Op::Concat || !matches!(anchor.output, Shape::Volume { .. }) {
+            continue;
+        }
+        let total = anchor.output.channels();
+        let mut first = 0;
+        for (input, value) in anchor.inputs.iter().zip(&step.inputs) {
+            let channels = graph.node(*input).output.channels();
+            let once = anchor.inputs.iter().filter(|i| *i == input).count() == 1;
+            let in_place = writers[value.0 as usize].is_some_and(|w| writes_strided(graph, w));
+            if in_place && once && consumers[input.index()] == 1 {
+                let slice = Slice {
+                    of: step.output,
+                    first,
+                    channels,
+                    total,
+                };
+                slices.push((*value, slice));
+            }
+            first += channels;
+        }
+    }
+    for (value, slice) in slices {
+        plan.values[value.0 as usize].slice = Some(slice);
+    }
+    plan
+}
+
 /// Each value's lifetime as (first, last) step, shifted by one: the input is
-/// written at 0, step `s` writes at `s + 1`, the output is read after the last step.
+/// written at 0, step `s` writes at `s + 1`, the output is read after the last
+/// step. A value with slices is live from the first write of any of them.
 fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
     let n = plan.values.len();
     let (mut first, mut last) = (vec![0usize; n], vec![0usize; n]);
@@ -182,15 +274,23 @@ fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
     if let Some(out) = plan.steps.last().map(|s| s.output) {
         last[out.0 as usize] = plan.steps.len() + 1;
     }
+    for (v, value) in plan.values.iter().enumerate() {
+        if let Some(slice) = value.slice {
+            let of = slice.of.0 as usize;
+            first[of] = first[of].min(first[v]);
+            last[of] = last[of].max(last[v]);
+        }
+    }
     (first, last)
 }
 
 /// Places every value of `plan` in one arena, reusing memory between values
-/// whose lifetimes do not overlap (greedy by size, as TensorFlow Lite does).
+/// whose lifetimes do not overlap (greedy by size, as TensorFlow Lite does);
+/// a slice takes the offset of the value it lives in.
 pub fn plan_arena(mut plan: Plan) -> Result<Plan, ShapeError> {
     let n = plan.values.len();
     let (first, last) = lifetimes(&plan);
-    let mut order: Vec<usize> = (0..n).collect();
+    let mut order: Vec<usize> = (0..n).filter(|&v| plan.values[v].slice.is_none()).collect();
     order.sort_by(|&a, &b| plan.values[b].len.cmp(&plan.values[a].len).then(a.cmp(&b)));
     let mut placed: Vec<usize> = Vec::new();
     let mut arena: u64 = 0;
@@ -228,13 +328,18 @@ pub fn plan_arena(mut plan: Plan) -> Result<Plan, ShapeError> {
         arena = arena.max(offset.checked_add(len).ok_or(ShapeError::Overflow)?);
         placed.push(v);
     }
+    for v in 0..n {
+        if let Some(slice) = plan.values[v].slice {
+            plan.values[v].offset = plan.values[slice.of.0 as usize].offset;
+        }
+    }
     plan.arena_bytes = arena.checked_mul(4).ok_or(ShapeError::Overflow)?;
     Ok(plan)
 }
 
-/// [`fuse`], then [`plan_arena`].
+/// [`fuse`], then [`concat_in_place`], then [`plan_arena`].
 pub fn plan(graph: &Graph) -> Result<Plan, ShapeError> {
-    plan_arena(fuse(graph))
+    plan_arena(concat_in_place(graph, fuse(graph)))
 }
 
 impl Plan {
@@ -267,15 +372,27 @@ impl Plan {
         if let Some(missing) = seen.iter().skip(1).position(|s| !s) {
             return Err(format!("n{} is in no step", missing + 1));
         }
-        // Overlapping lifetimes must not share memory.
+        for (v, value) in self.values.iter().enumerate() {
+            if let Some(slice) = value.slice {
+                self.verify_slice(graph, v, value, slice)?;
+            }
+        }
+        // Overlapping lifetimes must not share memory; a slice's memory is
+        // its parent's, whose lifetime covers it.
         let (first, last) = lifetimes(self);
         let mut end = 0;
-        for (a, va) in self.values.iter().enumerate() {
+        let owned = || {
+            self.values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.slice.is_none())
+        };
+        for (a, va) in owned() {
             if va.offset % ALIGN_ELEMENTS != 0 {
                 return Err(format!("value {a} is not aligned"));
             }
             end = end.max(va.offset + va.len);
-            for (b, vb) in self.values.iter().enumerate().skip(a + 1) {
+            for (b, vb) in owned().filter(|(b, _)| *b > a) {
                 let live_together = first[a] <= last[b] && first[b] <= last[a];
                 let share = va.offset < vb.offset + vb.len && vb.offset < va.offset + va.len;
                 if live_together && share {
@@ -290,6 +407,54 @@ impl Plan {
                 "arena of {} bytes for values ending at {end} floats",
                 self.arena_bytes
             ));
+        }
+        Ok(())
+    }
+
+    /// Checks the module's invariant on slices for value `v`.
+    fn verify_slice(
+        &self,
+        graph: &Graph,
+        v: usize,
+        value: &Value,
+        slice: Slice,
+    ) -> Result<(), String> {
+        let bad = |why: &str| Err(format!("value {v}, a slice of value {}, {why}", slice.of.0));
+        let Some(parent) = self.values.get(slice.of.0 as usize) else {
+            return bad("lives in no value");
+        };
+        let Some(concat) = self.steps.iter().find(|s| s.output == slice.of) else {
+            return bad("lives in a value no step writes");
+        };
+        let anchor = graph.node(concat.nodes[0]);
+        let mut first = 0;
+        let mut at = None;
+        for (input, id) in concat.inputs.iter().zip(anchor.inputs.iter()) {
+            let channels = graph.node(*id).output.channels();
+            if input.0 as usize == v {
+                at = at.xor(Some((first, channels)));
+            }
+            first += channels;
+        }
+        if parent.slice.is_some() || anchor.op != Op::Concat {
+            return bad("does not live in a concat's own output");
+        }
+        if at != Some((slice.first, slice.channels)) || slice.total != anchor.output.channels() {
+            return bad("is not the concat's input once, at its own channels");
+        }
+        let readers = self
+            .steps
+            .iter()
+            .filter(|s| s.inputs.iter().chain(&s.keeps).any(|i| i.0 as usize == v));
+        if readers.count() != 1 {
+            return bad("is read by another step than its concat");
+        }
+        match self.steps.iter().find(|s| s.output.0 as usize == v) {
+            Some(writer) if writes_strided(graph, writer) => {}
+            _ => return bad("is not written by a step that writes a strided output"),
+        }
+        if value.offset != parent.offset {
+            return bad("is not at its parent's offset");
         }
         Ok(())
     }
@@ -330,6 +495,100 @@ mod tests {
         // 8*8*4 = 256 floats a tensor; at most three are live at once
         // (shortcut, body tensor, output of the step).
         assert_eq!(plan.arena_bytes, 3 * 256 * 4);
+    }
+
+    fn net(source: &str) -> (crate::ir::Graph, super::Plan) {
+        let net = compile_source(source).unwrap().remove(0);
+        net.plan.verify(&net.graph).unwrap();
+        (net.graph, net.plan)
+    }
+
+    /// For each input of the step anchored at the concat, the channels of
+    /// the concat's output it is written into in place, if it is.
+    fn slices(graph: &crate::ir::Graph, plan: &super::Plan) -> Vec<Option<(u32, u32)>> {
+        let concat = plan
+            .steps
+            .iter()
+            .find(|s| graph.node(s.nodes[0]).op == crate::ir::Op::Concat)
+            .expect("a concat step");
+        concat
+            .inputs
+            .iter()
+            .map(|v| {
+                let slice = plan.values[v.0 as usize].slice?;
+                assert_eq!(slice.of, concat.output);
+                Some((slice.first, slice.channels))
+            })
+            .collect()
+    }
+
+    const FIRE: &str = "Fire(8x8x16) { conv(4, 1x1), relu, concat { [conv(8, 1x1), relu], [conv(8, 3x3, pad = 1), relu] } }";
+
+    #[test]
+    fn fire_expands_write_their_halves_of_the_concat_in_place() {
+        let (graph, plan) = net(FIRE);
+        assert_eq!(slices(&graph, &plan), [Some((0, 8)), Some((8, 8))]);
+        // By hand: input X 1024 floats, squeeze S 256, concat C 1024.
+        // Lifetimes (step writing .. last step reading, shifted by one):
+        // X 0..1, S 1..3, C 2..5 (from the first expand that writes into it).
+        // Greedy by size: X at 0, C at 0 (not live with X), S at 1024.
+        assert_eq!(plan.arena_bytes, 1280 * 4);
+        // Copying the expands (E1 2..4, E3 3..4, C 4..5): X 0, C 0, E1 1024,
+        // E3 1536, S 2048; 2304 floats.
+        let copied = super::plan_arena(super::fuse(&graph)).unwrap();
+        assert_eq!(copied.arena_bytes, 2304 * 4);
+    }
+
+    #[test]
+    fn every_inception_branch_writes_its_slice_in_place() {
+        let (graph, plan) = net(
+            "Inception(12x12x8) { concat { [conv(8, 1x1), relu], [conv(6, 1x1), relu, conv(10, 3x3, pad = 1), relu], [conv(3, 1x1), relu, conv(5, 5x5, pad = 2), relu], [maxpool(3x3, stride = 1, pad = 1), conv(7, 1x1), relu] }, relu }",
+        );
+        assert_eq!(
+            slices(&graph, &plan),
+            [Some((0, 8)), Some((8, 10)), Some((18, 5)), Some((23, 7))]
+        );
+        // By hand (floats): X 1152 live 0..6, the reductions R3 864 (2..3)
+        // and R5 432 (4..5), the pool's P 1152 (6..7), the concat C 4320
+        // from the first branch, 1..9. Greedy by size: C 0, X 4320, P 5472,
+        // R3 and R5 5472: 6624 floats.
+        assert_eq!(plan.arena_bytes, 6624 * 4);
+        // Copying the branches (B1 1152 1..8, B3 1440 3..8, B5 720 5..8,
+        // B7 1008 7..8, C 8..9): C 0, B3 4320, X 0, B1 5760, P 1152,
+        // B7 6912, R3 1152, B5 7920, R5 1152: 8640 floats.
+        let copied = super::plan_arena(super::fuse(&graph)).unwrap();
+        assert_eq!(copied.arena_bytes, 8640 * 4);
+    }
+
+    #[test]
+    fn inputs_a_step_cannot_write_in_place_keep_their_copy() {
+        // The network's input; a residual's output (its add reads a
+        // contiguous shortcut); a conv whose output is read twice; a dense
+        // head is no concat input, but a softmax ends no strided step either.
+        let (graph, plan) = net(
+            "Mixed(6x6x4) { concat { [identity], [residual { conv(4, 3x3, pad = 1) }], [conv(5, 1x1), softmax], [maxpool(2x2, stride = 1, pad = same), relu] } }",
+        );
+        assert_eq!(slices(&graph, &plan), [None, None, None, Some((13, 4))]);
+    }
+
+    #[test]
+    fn verify_rejects_a_slice_overlapping_a_live_value() {
+        let (graph, mut plan) = net(FIRE);
+        // The squeeze's output is read while the expands write their slices:
+        // placing it in the concat's memory must be caught, though the
+        // concat's own step comes after the squeeze's last read.
+        let squeeze = plan.steps[0].output.0 as usize;
+        let concat = plan.steps.last().unwrap().output.0 as usize;
+        plan.values[squeeze].offset = plan.values[concat].offset;
+        assert!(plan.verify(&graph).unwrap_err().contains("share memory"));
+    }
+
+    #[test]
+    fn verify_rejects_a_slice_of_the_wrong_channels() {
+        let (graph, mut plan) = net(FIRE);
+        let expand = plan.steps[1].output.0 as usize;
+        plan.values[expand].slice.as_mut().unwrap().first = 4;
+        assert!(plan.verify(&graph).unwrap_err().contains("own channels"));
     }
 
     #[test]

@@ -7,12 +7,20 @@
 //! the step's extra input. The plan guarantees that a step's inputs and its
 //! output never share memory, and this module checks it before every step
 //! (an overlap is an internal error, never aliasing).
+//!
+//! A step whose output is a slice of a concat's output (`plan::Slice`) is
+//! given the whole concat output: a compiled kernel writes its channels in
+//! place, while the reference kernels, which write contiguous tensors, write
+//! into the engine's working memory (the compiled kernels' scratch, which no
+//! reference step uses, allocated once with the model and long enough for
+//! both) and the step then scatters it into its channels. The concat step
+//! skips the inputs already in place.
 
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Node, NodeId, Op};
 use crate::params::{LayerParams, Params};
 use crate::reference::{self as r, BatchNorm, Dims, KernelError};
-use cnnjit_compiler::plan::{Plan, Step, Value, ALIGN_ELEMENTS};
+use cnnjit_compiler::plan::{Plan, Slice, Step, Value, ValueId, ALIGN_ELEMENTS};
 use std::ops::Range;
 use std::time::Instant;
 
@@ -46,6 +54,20 @@ impl Arena {
 
 fn range(value: &Value) -> Range<usize> {
     value.offset as usize..(value.offset + value.len) as usize
+}
+
+/// The arena a value's step writes: a slice's is its parent's whole tensor.
+fn memory(plan: &Plan, value: ValueId) -> Range<usize> {
+    let value = &plan.values[value.0 as usize];
+    match value.slice {
+        Some(slice) => range(&plan.values[slice.of.0 as usize]),
+        None => range(value),
+    }
+}
+
+/// Whether `value` lives in a slice of a concat's output.
+fn is_slice(plan: &Plan, value: ValueId) -> bool {
+    plan.values[value.0 as usize].slice.is_some()
 }
 
 /// A step's input tensors, shared, beside its output borrowed mutably:
@@ -98,7 +120,8 @@ fn carve<'a>(
 }
 
 /// Every step's output range and input ranges in the arena (the value it
-/// keeps, if any, after its inputs), computed once.
+/// keeps, if any, after its inputs), computed once. A slice, which only its
+/// concat reads and which is already in place there, is read as nothing.
 fn step_ranges(plan: &Plan) -> Vec<(Range<usize>, Vec<Range<usize>>)> {
     plan.steps
         .iter()
@@ -107,9 +130,15 @@ fn step_ranges(plan: &Plan) -> Vec<(Range<usize>, Vec<Range<usize>>)> {
                 .inputs
                 .iter()
                 .chain(&step.keeps)
-                .map(|v| range(&plan.values[v.0 as usize]))
+                .map(|v| {
+                    if is_slice(plan, *v) {
+                        0..0
+                    } else {
+                        range(&plan.values[v.0 as usize])
+                    }
+                })
                 .collect();
-            (range(&plan.values[step.output.0 as usize]), ins)
+            (memory(plan, step.output), ins)
         })
         .collect()
 }
@@ -148,13 +177,30 @@ impl Engine {
         }
     }
 
-    /// The working memory, in `f32`s, that [`run`] needs for the compiled kernels.
+    /// The working memory, in `f32`s, that [`run`] needs: the compiled
+    /// kernels' scratch, or the output of the largest step that writes a
+    /// slice on the reference kernels, whichever is longer.
     pub fn scratch_len(&self) -> usize {
+        let staging = (self.plan.steps.iter().enumerate())
+            .filter(|(i, step)| is_slice(&self.plan, step.output) && self.on_reference(*i))
+            .map(|(_, step)| self.plan.values[step.output.0 as usize].len as usize)
+            .max()
+            .unwrap_or(0);
         #[cfg(feature = "jit")]
         if let Some(compiled) = &self.compiled {
-            return compiled.scratch_len(self.pool.as_deref());
+            return staging.max(compiled.scratch_len(self.pool.as_deref()));
         }
-        0
+        staging
+    }
+
+    /// Whether step `index` runs on the reference kernels.
+    fn on_reference(&self, index: usize) -> bool {
+        #[cfg(feature = "jit")]
+        if let Some(compiled) = &self.compiled {
+            return matches!(compiled.steps[index], crate::jit::Lowering::Reference);
+        }
+        let _ = index;
+        true
     }
 }
 
@@ -236,7 +282,6 @@ fn run_step(
         layer: anchor.name.to_string(),
         reason: "a step's input and output share memory".into(),
     })?;
-    let fail = |e: KernelError| kernel_error(anchor, e);
     #[cfg(feature = "jit")]
     if let Some(compiled) = &engine.compiled {
         use crate::jit::Lowering;
@@ -245,8 +290,9 @@ fn run_step(
             Lowering::Kernel(lowered) => Some(lowered),
             Lowering::InNext => return Ok(()),
             Lowering::Concat(branches) => {
-                for (i, branch) in branches.iter().enumerate() {
-                    crate::jit::run_branch(&compiled.program, branch, inputs.get(i), out).map_err(
+                for branch in branches {
+                    let input = inputs.get(branch.input);
+                    crate::jit::run_branch(&compiled.program, branch, input, out).map_err(
                         |reason| Error::Internal {
                             layer: anchor.name.to_string(),
                             reason,
@@ -280,7 +326,41 @@ fn run_step(
         }
     }
     #[cfg(not(feature = "jit"))]
-    let _ = (index, scratch);
+    let _ = index;
+    match engine.plan.values[step.output.0 as usize].slice {
+        None => reference_step(engine, step, out, &inputs),
+        Some(slice) => {
+            let len = engine.plan.values[step.output.0 as usize].len as usize;
+            let staging = scratch
+                .get_mut(..len)
+                .ok_or_else(|| internal(engine, "the working memory is short of a slice"))?;
+            reference_step(engine, step, staging, &inputs)?;
+            scatter(anchor, staging, slice, out)
+        }
+    }
+}
+
+/// Writes a step's contiguous output `data` into its `slice` of `out`.
+fn scatter(anchor: &Node, data: &[f32], slice: Slice, out: &mut [f32]) -> Result<()> {
+    let (channels, total) = (slice.channels as usize, slice.total as usize);
+    let pixels = data.len() / channels.max(1);
+    let dims = Dims::new(1, pixels, channels);
+    let first = slice.first as usize;
+    r::concat_part(data, dims, first, Dims::new(1, pixels, total), out)
+        .map_err(|e| kernel_error(anchor, e))
+}
+
+/// Runs `step` on the reference kernels into `out`, the step's own contiguous
+/// output; a concat writes only its inputs that are not in place already.
+fn reference_step(
+    engine: &Engine,
+    step: &Step,
+    out: &mut [f32],
+    inputs: &Inputs<'_>,
+) -> Result<()> {
+    let (graph, params) = (&engine.graph, &engine.params);
+    let anchor = graph.node(step.nodes[0]);
+    let fail = |e: KernelError| kernel_error(anchor, e);
     let in_dims = |i: usize| Dims::from(graph.node(anchor.inputs[i]).output);
     let layer = &params.layers[step.nodes[0].index()];
     match (&anchor.op, layer) {
@@ -309,7 +389,9 @@ fn run_step(
             let total = Dims::from(anchor.output);
             let mut offset = 0;
             for i in 0..anchor.inputs.len() {
-                r::concat_part(inputs.get(i), in_dims(i), offset, total, out).map_err(fail)?;
+                if !is_slice(&engine.plan, step.inputs[i]) {
+                    r::concat_part(inputs.get(i), in_dims(i), offset, total, out).map_err(fail)?;
+                }
                 offset += in_dims(i).c;
             }
         }
@@ -347,7 +429,7 @@ fn run_step(
         params,
         &step.nodes[1..],
         out,
-        &inputs,
+        inputs,
         anchor.inputs.len(),
     )
 }

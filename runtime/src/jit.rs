@@ -14,8 +14,12 @@
 //! convolution feeding only a `1x1` or `kx1` one) becomes one
 //! [`SeparableSpec`] kernel at the second step, reading the first step's
 //! input; the first step then runs nothing ([`Lowering::InNext`]).
-//! A concat runs one copy kernel per branch into its channel slice
-//! ([`Lowering::Concat`]); the branches are not (yet) written in place.
+//! A step whose output the plan makes a slice of a concat's output
+//! (`plan::Slice`) gets its kernel's strided form ([`Kernel::sliced`]),
+//! which writes its channels of the concat's output in place; where that
+//! kernel would leave epilogue nodes to run after it, the step runs on the
+//! reference kernels instead. A concat then runs one copy kernel only per
+//! input not written in place, into its channel slice ([`Lowering::Concat`]).
 //! Every call checks the buffers against the kernel's [`Lengths`] first, so a
 //! kernel can never be handed a buffer shorter than its code assumes.
 
@@ -31,7 +35,7 @@ use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
 use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
 use cnnjit_compiler::codegen::vector::Act;
-use cnnjit_compiler::codegen::{Algorithm, Epilogue, Tile};
+use cnnjit_compiler::codegen::{Algorithm, ChannelSlice, Epilogue, Tile};
 use cnnjit_compiler::codegen::{Jit, Kernel, KernelFn, KernelId, Lengths, Program};
 use cnnjit_compiler::plan::{Plan, Step};
 use rayon::prelude::*;
@@ -48,14 +52,17 @@ pub enum Lowering {
     /// Not at all: the next step's kernel computes it too (a fused separable
     /// pair), never writing its output.
     InNext,
-    /// A concat: one compiled copy per branch, in order, each into its
-    /// channel slice of the output; the epilogue on the reference kernels.
+    /// A concat: one compiled copy per input not written in place, in
+    /// order, each into its channel slice of the output; the epilogue on the
+    /// reference kernels.
     Concat(Vec<Branch>),
 }
 
-/// One concat branch's compiled copy.
+/// One concat input's compiled copy.
 #[derive(Clone, Debug)]
 pub struct Branch {
+    /// Which of the step's inputs it copies.
+    pub input: usize,
     /// The compiled kernel.
     pub kernel: KernelId,
     /// Its spec (the branch's slice), whose lengths are its contract.
@@ -170,7 +177,7 @@ pub fn compile(
     let mut packed = plan
         .steps
         .par_iter()
-        .map(|step| lower(graph, params, step, native_tile))
+        .map(|step| lower(graph, plan, params, step, native_tile))
         .collect::<Result<Vec<_>>>()?;
     let mut in_next = vec![false; packed.len()];
     for (s, step) in plan.steps.iter().enumerate().skip(1) {
@@ -191,7 +198,7 @@ pub fn compile(
             Some(packed) => {
                 Lowering::Kernel(Box::new(compile_packed(graph, step, packed, &mut jit)?))
             }
-            None => match concat(graph, step, &mut jit)? {
+            None => match concat(graph, plan, step, &mut jit)? {
                 Some(branches) => Lowering::Concat(branches),
                 None => Lowering::Reference,
             },
@@ -234,9 +241,9 @@ fn pair(first: &Packed, second: &Packed, kept: usize) -> Option<Packed> {
     })
 }
 
-/// A concat step's branches, each compiled to a copy into its channel
-/// slice, or `None` if the step is not a concat.
-fn concat(graph: &Graph, step: &Step, jit: &mut Jit) -> Result<Option<Vec<Branch>>> {
+/// A concat step's inputs not written in place, each compiled to a copy
+/// into its channel slice, or `None` if the step is not a concat.
+fn concat(graph: &Graph, plan: &Plan, step: &Step, jit: &mut Jit) -> Result<Option<Vec<Branch>>> {
     let anchor_id = step.nodes[0];
     let anchor = graph.node(anchor_id);
     if anchor.op != Op::Concat {
@@ -246,8 +253,12 @@ fn concat(graph: &Graph, step: &Step, jit: &mut Jit) -> Result<Option<Vec<Branch
     let pixels = anchor.output.len() as usize / total;
     let mut offset = 0;
     let mut branches = Vec::with_capacity(anchor.inputs.len());
-    for id in anchor.inputs.iter() {
+    for (input, (id, value)) in anchor.inputs.iter().zip(&step.inputs).enumerate() {
         let channels = graph.node(*id).output.channels() as usize;
+        if plan.values[value.0 as usize].slice.is_some() {
+            offset += channels;
+            continue;
+        }
         let spec = ConcatSpec {
             pixels,
             channels,
@@ -257,7 +268,11 @@ fn concat(graph: &Graph, step: &Step, jit: &mut Jit) -> Result<Option<Vec<Branch
         let kernel = jit
             .compile(&Kernel::Concat(spec.clone()))
             .map_err(|e| internal(graph, anchor_id, e))?;
-        branches.push(Branch { kernel, spec });
+        branches.push(Branch {
+            input,
+            kernel,
+            spec,
+        });
         offset += channels;
     }
     Ok(Some(branches))
@@ -299,7 +314,13 @@ fn compile_packed(graph: &Graph, step: &Step, packed: Packed, jit: &mut Jit) -> 
     })
 }
 
-fn lower(graph: &Graph, params: &Params, step: &Step, native_tile: bool) -> Result<Option<Packed>> {
+fn lower(
+    graph: &Graph,
+    plan: &Plan,
+    params: &Params,
+    step: &Step,
+    native_tile: bool,
+) -> Result<Option<Packed>> {
     let anchor_id = step.nodes[0];
     let anchor = graph.node(anchor_id);
     let (weight, bias) = match &params.layers[anchor_id.index()] {
@@ -391,6 +412,23 @@ fn lower(graph: &Graph, params: &Params, step: &Step, native_tile: bool) -> Resu
             }
         }
         _ => return Ok(None),
+    };
+    // A slice of a concat's output is written in place, by the strided form
+    // of the kernel, which must then be the whole step.
+    let slice = plan.values[step.output.0 as usize].slice;
+    let kernel = match slice {
+        Some(slice) if fused == step.nodes.len() => {
+            let slice = ChannelSlice {
+                first: slice.first as usize,
+                total: slice.total as usize,
+            };
+            match kernel.sliced(slice) {
+                Some(kernel) => kernel,
+                None => return Ok(None),
+            }
+        }
+        Some(_) => return Ok(None),
+        None => kernel,
     };
     let channels = anchor.output.channels() as usize;
     let mut packed_params = kernel.pack_vector(bias.unwrap_or(&vec![0.0; channels]));

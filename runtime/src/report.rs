@@ -27,6 +27,9 @@ pub enum Path {
     /// By the next step's kernel: the first half of a fused separable pair,
     /// whose output never reaches the arena.
     InNext,
+    /// Not at all: a concat whose inputs were all written in place by their
+    /// own steps, leaving nothing to copy.
+    InPlace,
     /// Through the reference kernels.
     Reference {
         /// Why the JIT does not serve it.
@@ -59,6 +62,7 @@ impl StepKernel {
         match &self.path {
             Path::Compiled { algorithm, .. } => algorithm.name(),
             Path::InNext => "in next",
+            Path::InPlace => "in place",
             Path::Reference { .. } => "reference",
         }
     }
@@ -67,7 +71,7 @@ impl StepKernel {
     pub fn tile(&self) -> Option<Tile> {
         match &self.path {
             Path::Compiled { tile, .. } => Some(*tile),
-            Path::InNext | Path::Reference { .. } => None,
+            Path::InNext | Path::InPlace | Path::Reference { .. } => None,
         }
     }
 }
@@ -153,6 +157,7 @@ fn compiled(engine: &Engine, index: usize, step: &Step) -> Option<(Path, usize)>
             Some((path, step.nodes.len() - lowered.rest.len()))
         }
         Lowering::InNext => Some((Path::InNext, step.nodes.len())),
+        Lowering::Concat(branches) if branches.is_empty() => Some((Path::InPlace, 1)),
         Lowering::Concat(branches) => {
             let kernel = Kernel::Concat(branches.first()?.spec.clone());
             let path = Path::Compiled {

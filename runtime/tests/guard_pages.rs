@@ -28,7 +28,11 @@
 //! over all rows (on the calling thread and split across a 2-thread pool) and
 //! over sub-ranges of rows, including out-of-range and reversed ones, which
 //! the code must clamp. The output is compared with the reference kernels,
-//! and rows outside the range asked for must keep a sentinel.
+//! and rows outside the range asked for must keep a sentinel. One in three
+//! convolutions and pools without a residual add writes its output into a
+//! random channel slice of a wider tensor (`Kernel::sliced`, as a concat's
+//! branch does in place), and so does the second half of one fused pair in
+//! three: the channels outside the slice must keep the sentinel too.
 //!
 //! Softmax, the in-place kernel, gets only a guarded `output` holding its
 //! data (every other pointer null): rows outside the range must keep theirs.
@@ -49,7 +53,7 @@ use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
 use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
 use cnnjit_compiler::codegen::vector::Act;
 use cnnjit_compiler::codegen::winograd::WinogradSpec;
-use cnnjit_compiler::codegen::{Epilogue, Jit, Kernel, Lengths};
+use cnnjit_compiler::codegen::{ChannelSlice, Epilogue, Jit, Kernel, Lengths};
 use cnnjit_runtime::ir::{self, Activation, Conv2d, Hw, Padding, Pool2d, PoolKind};
 use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers};
 use cnnjit_runtime::reference::{self, Dims};
@@ -230,7 +234,8 @@ enum Op {
 }
 
 /// One random configuration: the IR op (for the reference), the kernel, the
-/// epilogue.
+/// epilogue, and the channel slice of a wider tensor the kernel writes into,
+/// if it does (`output` is then the slice's own dimensions).
 #[derive(Debug)]
 struct Case {
     input: Dims,
@@ -238,6 +243,7 @@ struct Case {
     op: Op,
     kernel: Kernel,
     steps: Vec<Step>,
+    slice: Option<ChannelSlice>,
 }
 
 fn random_activation(rng: &mut Rng) -> Activation {
@@ -282,13 +288,42 @@ fn random_case(rng: &mut Rng) -> Option<Case> {
         5 => random_conv(rng, ConvKind::Winograd, None, epilogue)?,
         _ => random_conv(rng, ConvKind::Direct, None, epilogue)?,
     };
+    let (kernel, slice) = maybe_sliced(rng, kernel, output.c);
     Some(Case {
         input,
         output,
         op,
         kernel,
         steps,
+        slice,
     })
+}
+
+/// One time in three, `kernel` writing its `channels` into a random channel
+/// slice of a wider tensor, if it can (no residual add), and that slice.
+fn maybe_sliced(rng: &mut Rng, kernel: Kernel, channels: usize) -> (Kernel, Option<ChannelSlice>) {
+    let first = rng.range(0, 6);
+    let slice = ChannelSlice {
+        first,
+        total: first + channels + rng.range(0, 6),
+    };
+    match kernel.clone().sliced(slice) {
+        Some(sliced) if rng.range(0, 2) == 0 => (sliced, Some(slice)),
+        _ => (kernel, None),
+    }
+}
+
+/// The reference output `want` of `dims`, spread into its `slice` of a wider
+/// tensor whose other channels are the sentinel (the kernel must not write
+/// them), and the wider tensor's dimensions.
+fn widen(want: Vec<f32>, dims: Dims, slice: Option<ChannelSlice>) -> (Vec<f32>, Dims) {
+    let Some(ChannelSlice { first, total }) = slice else {
+        return (want, dims);
+    };
+    let wide = Dims::new(dims.h, dims.w, total);
+    let mut out = vec![f32::from_bits(SENTINEL); wide.len()];
+    reference::concat_part(&want, dims, first, wide, &mut out).expect("the slice fits");
+    (out, wide)
 }
 
 /// A random concat branch: its pixels are the kernel's rows, so the output
@@ -309,6 +344,7 @@ fn random_branch(rng: &mut Rng) -> Case {
         op: Op::Concat(offset),
         kernel: Kernel::Concat(spec),
         steps: Vec::new(),
+        slice: None,
     }
 }
 
@@ -343,6 +379,7 @@ fn random_elementwise(rng: &mut Rng) -> Case {
         op: Op::Elementwise(op),
         kernel: Kernel::Elementwise(spec),
         steps,
+        slice: None,
     }
 }
 
@@ -369,11 +406,17 @@ fn random_epilogue(rng: &mut Rng, add: bool) -> (Vec<Step>, Vec<Epilogue>) {
 
 /// A random separable pair: a depthwise or direct convolution with an
 /// epilogue without add, then a direct (two in four), pointwise or depthwise
-/// convolution of its output with any epilogue; and the fused kernel.
+/// convolution of its output with any epilogue, which may write a channel
+/// slice of a wider tensor ([`maybe_sliced`]); and the fused kernel.
 fn random_pair(rng: &mut Rng) -> Option<(Case, Case, Kernel)> {
-    let half = |rng: &mut Rng, kind, on, add| {
+    let half = |rng: &mut Rng, kind, on: Option<Dims>, add| {
         let (steps, epilogue) = random_epilogue(rng, add);
         let (input, output, op, kernel) = random_conv(rng, kind, on, epilogue)?;
+        // Only the second half's output is a tensor that may be a slice.
+        let (kernel, slice) = match on {
+            Some(_) => maybe_sliced(rng, kernel, output.c),
+            None => (kernel, None),
+        };
         let half = match &kernel {
             Kernel::Depthwise(spec) => Half::Depthwise(spec.clone()),
             Kernel::Conv(spec) => Half::Conv(spec.clone()),
@@ -385,6 +428,7 @@ fn random_pair(rng: &mut Rng) -> Option<(Case, Case, Kernel)> {
             op,
             kernel,
             steps,
+            slice,
         };
         Some((case, half))
     };
@@ -492,6 +536,7 @@ fn random_conv(
             dilation,
             pad,
             epilogue,
+            slice: None,
         })
     } else {
         let spec = ConvSpec {
@@ -504,6 +549,7 @@ fn random_conv(
             groups,
             epilogue,
             native: rng.range(0, 1) == 0,
+            slice: None,
         };
         match kind {
             ConvKind::Winograd => {
@@ -669,7 +715,7 @@ fn check(got: &[f32], want: &[f32], row_len: usize, (lo, hi): (usize, usize), wh
     assert_eq!(got.len(), want.len());
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let row = i / row_len;
-        if (lo..hi).contains(&row) {
+        if (lo..hi).contains(&row) && w.to_bits() != SENTINEL {
             // Equal (infinities included), both NaN, or within 1e-4 relative + 1e-5 absolute.
             let close =
                 g == w || (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-4 * w.abs() + 1e-5;
@@ -681,7 +727,7 @@ fn check(got: &[f32], want: &[f32], row_len: usize, (lo, hi): (usize, usize), wh
             assert_eq!(
                 g.to_bits(),
                 SENTINEL,
-                "{what}: element {i} (row {row}) is outside rows [{lo}, {hi}) but was written ({g})"
+                "{what}: element {i} (row {row}) is outside rows [{lo}, {hi}) or the slice but was written ({g})"
             );
         }
     }
@@ -710,7 +756,8 @@ fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) 
         extra: &data.extra,
     };
     let what = format!("case {index}: {case:?}");
-    run_kernel(&what, &case.kernel, buffers, &want, case.output, rng, pool);
+    let (want, dims) = widen(want, case.output, case.slice);
+    run_kernel(&what, &case.kernel, buffers, &want, dims, rng, pool);
 }
 
 /// Compiles, runs and checks one separable pair against the two
@@ -735,7 +782,8 @@ fn run_pair(
         extra: &then.extra,
     };
     let what = format!("pair {index}: {kernel:?}");
-    run_kernel(&what, kernel, buffers, &want, second.output, rng, pool);
+    let (want, dims) = widen(want, second.output, second.slice);
+    run_kernel(&what, kernel, buffers, &want, dims, rng, pool);
 }
 
 /// A kernel's read-only buffers, packed.

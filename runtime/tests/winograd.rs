@@ -35,6 +35,7 @@ fn spec(input: [usize; 3], k: usize, pad: usize, epilogue: Vec<Epilogue>) -> Con
         groups: 1,
         epilogue,
         native: false,
+        slice: None,
     }
 }
 

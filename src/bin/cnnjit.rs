@@ -400,7 +400,7 @@ fn steps_json(
                 "fused": s.fused, "unfused": s.unfused, "macs": s.macs,
                 "reference_reason": match &s.path {
                     Path::Reference { reason } => Some(reason),
-                    Path::Compiled { .. } | Path::InNext => None,
+                    Path::Compiled { .. } | Path::InNext | Path::InPlace => None,
                 },
             });
             if let Some(p) = profile {

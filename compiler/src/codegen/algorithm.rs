@@ -176,6 +176,7 @@ mod tests {
             groups: 1,
             epilogue: Vec::new(),
             native: false,
+            slice: None,
         })
     }
 

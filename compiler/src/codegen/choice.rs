@@ -157,6 +157,7 @@ mod tests {
             groups: 1,
             epilogue: Vec::new(),
             native: false,
+            slice: None,
         }
     }
 

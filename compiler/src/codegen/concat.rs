@@ -1,6 +1,9 @@
 //! One branch of a channel concatenation: copies its HWC tensor into its
 //! channel slice of the output, `[offset, offset + channels)` of every pixel.
-//! A concat runs one such kernel per branch, each writing a disjoint slice.
+//! A concat runs one such kernel per input that its own step did not write
+//! in place (the network's input, a residual's output, ...; see
+//! `plan::concat_in_place` and [`super::Kernel::sliced`]), each writing a
+//! disjoint slice.
 //! The copy is in `f32x4` vectors, unrolled over the channels, with a
 //! partial one for the tail, so it never writes a neighbouring branch's
 //! channels.

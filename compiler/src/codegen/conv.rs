@@ -23,7 +23,8 @@ use super::epilogue_lengths;
 use super::native::{self, Tap, TileFn};
 use super::vector;
 use super::{
-    apply_epilogue, clamp, for_range, int, tap_classes, Args, Epilogue, Epilogued, Lengths,
+    apply_epilogue, clamp, for_range, int, tap_classes, Args, ChannelSlice, Epilogue, Epilogued,
+    Lengths, OutputLayout,
 };
 use crate::ir::{Conv2d, Dense, Shape};
 use cranelift_codegen::ir::{
@@ -63,6 +64,9 @@ pub struct ConvSpec {
     /// which also sets the packing's block width. Only where
     /// [`native::available`]; elsewhere the Cranelift tile serves either width.
     pub native: bool,
+    /// The channel slice of a wider tensor the output is written into, if
+    /// not a tensor of its own ([`super::Kernel::sliced`]).
+    pub slice: Option<ChannelSlice>,
 }
 
 impl ConvSpec {
@@ -92,6 +96,7 @@ impl ConvSpec {
             groups: op.groups as usize,
             epilogue,
             native: native_tile && native::available(),
+            slice: None,
         }
     }
 
@@ -110,6 +115,7 @@ impl ConvSpec {
             groups: 1,
             epilogue,
             native: false,
+            slice: None,
         }
     }
 
@@ -160,6 +166,11 @@ impl ConvSpec {
         self.groups * self.blocks() * self.block()
     }
 
+    /// Where its output pixels lie.
+    pub(super) fn layout(&self) -> OutputLayout {
+        OutputLayout::new(self.slice, self.output[2])
+    }
+
     /// The buffer lengths of the kernel's safety contract.
     pub fn lengths(&self) -> Lengths {
         let [h, w, c] = self.input;
@@ -170,7 +181,7 @@ impl ConvSpec {
             weights: self.vector_len() * self.kernel[0] * self.kernel[1] * self.in_per_group(),
             params,
             extra,
-            output: ho * wo * k,
+            output: self.layout().len(ho * wo),
             scratch: 0,
             rows: ho,
         }
@@ -221,6 +232,8 @@ struct Layout<'s> {
     spec: &'s ConvSpec,
     /// Bytes per input row (`W C 4`).
     in_row: i64,
+    /// Where the output pixels lie.
+    out: OutputLayout,
     /// Bytes per output row.
     out_row: i64,
     /// Bytes of one packed weight block (`Fh Fw Cg width 4`).
@@ -288,7 +301,8 @@ struct Tile {
 /// Emits the kernel body for rows `[begin, end)`.
 pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
     let [_, w, c] = spec.input;
-    let [_, wo, k] = spec.output;
+    let [_, wo, _] = spec.output;
+    let out = spec.layout();
     // Where the host lacks the native tile (a spec built by hand), the
     // Cranelift tile serves the native packing too.
     let native = spec
@@ -299,7 +313,8 @@ pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
     let l = Layout {
         spec,
         in_row: (w * c * 4) as i64,
-        out_row: (wo * k * 4) as i64,
+        out,
+        out_row: wo as i64 * out.pixel_bytes(),
         weight_block: (spec.kernel[0] * spec.kernel[1] * spec.in_per_group() * spec.block() * 4)
             as i64,
         vector: (spec.vector_len() * 4) as i64,
@@ -403,7 +418,8 @@ fn block_row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, block: Bl
     let in_off = b.ins().imul_imm_s(iy0, l.in_row);
     let in_row = b.ins().iadd(a.input, in_off);
     let out_off = b.ins().imul_imm_s(oy, l.out_row);
-    let out_row = b.ins().iadd(a.output, out_off);
+    let output = l.out.start(b, a.output);
+    let out_row = b.ins().iadd(output, out_off);
     let extra_row = b.ins().iadd(a.extra, out_off);
     // Block index within the whole packed layout: g * blocks + blk.
     let index = b.ins().imul_imm_s(block.group, spec.blocks() as i64);
@@ -436,10 +452,10 @@ fn block_row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, block: Bl
 /// The tiles of one block of one output row: each tile's sums, then its epilogue.
 fn columns(l: &Layout, b: &mut FunctionBuilder, base: Tile, ky: (usize, usize)) {
     let spec = l.spec;
-    let [_, wo, k] = spec.output;
+    let wo = spec.output[1];
     let per_tile = spec.tile();
     let step_in = (spec.stride[1] * spec.input[2] * 4) as i64;
-    let step_out = (k * 4) as i64;
+    let step_out = l.out.pixel_bytes();
     for (ox_lo, ox_hi, kx_lo, kx_hi) in tap_classes(
         wo,
         spec.input[1],
@@ -642,7 +658,7 @@ fn cranelift_tile(
 }
 
 fn epilogue(l: &Layout, b: &mut FunctionBuilder, t: &Tile, acc: &[Vec<Value>]) {
-    let k = l.spec.output[2] as i64;
+    let pixel = l.out.pixel_bytes();
     for (p, acc_p) in acc.iter().enumerate() {
         for (v, x) in acc_p.iter().enumerate() {
             let lanes = (t.lanes - 4 * v).min(4);
@@ -652,7 +668,7 @@ fn epilogue(l: &Layout, b: &mut FunctionBuilder, t: &Tile, acc: &[Vec<Value>]) {
                 vector: l.vector,
                 extra: t.extra,
                 output: t.output,
-                element: (p as i64 * k + 4 * v as i64) * 4,
+                element: p as i64 * pixel + 16 * v as i64,
                 lanes,
             };
             apply_epilogue(b, &l.spec.epilogue, *x, &at);

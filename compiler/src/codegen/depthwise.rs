@@ -11,7 +11,7 @@
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, vector, Args, Epilogue, Epilogued, Lengths,
 };
-use super::{epilogue_lengths, pack_padded, padded_channels};
+use super::{epilogue_lengths, pack_padded, padded_channels, ChannelSlice, OutputLayout};
 use crate::ir::{Conv2d, Shape};
 use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
@@ -38,6 +38,9 @@ pub struct DepthwiseSpec {
     pub pad: [usize; 2],
     /// The fused epilogue.
     pub epilogue: Vec<Epilogue>,
+    /// The channel slice of a wider tensor the output is written into, if
+    /// not a tensor of its own ([`super::Kernel::sliced`]).
+    pub slice: Option<ChannelSlice>,
 }
 
 impl DepthwiseSpec {
@@ -62,11 +65,16 @@ impl DepthwiseSpec {
             dilation: [op.dilation.h as usize, op.dilation.w as usize],
             pad: [op.padding.top as usize, op.padding.left as usize],
             epilogue,
+            slice: None,
         })
     }
 
     fn padded(&self) -> usize {
         padded_channels(self.channels)
+    }
+
+    fn layout(&self) -> OutputLayout {
+        OutputLayout::new(self.slice, self.channels)
     }
 
     /// The buffer lengths of the kernel's safety contract.
@@ -78,7 +86,7 @@ impl DepthwiseSpec {
             weights: self.kernel[0] * self.kernel[1] * self.padded(),
             params,
             extra,
-            output: out,
+            output: self.layout().len(self.output[0] * self.output[1]),
             scratch: 0,
             rows: self.output[0],
         }
@@ -110,7 +118,9 @@ pub(crate) fn emit(spec: &DepthwiseSpec, b: &mut FunctionBuilder, a: &Args) {
     let [ho, wo] = spec.output;
     let c = spec.channels as i64;
     let in_row = w as i64 * c * 4;
-    let out_row = wo as i64 * c * 4;
+    let out = spec.layout();
+    let out_row = wo as i64 * out.pixel_bytes();
+    let output = out.start(b, a.output);
     let rows = tap_classes(
         ho,
         h,
@@ -136,7 +146,7 @@ pub(crate) fn emit(spec: &DepthwiseSpec, b: &mut FunctionBuilder, a: &Args) {
             let in_off = b.ins().imul_imm_s(iy0, in_row);
             let input = b.ins().iadd(a.input, in_off);
             let out_off = b.ins().imul_imm_s(oy, out_row);
-            let output = b.ins().iadd(a.output, out_off);
+            let output = b.ins().iadd(output, out_off);
             let extra = b.ins().iadd(a.extra, out_off);
             let row = Row {
                 input,
@@ -184,7 +194,7 @@ fn channels(
     let c = spec.channels;
     let step_in = b.ins().imul_imm_s(ox, (spec.stride[1] * c * 4) as i64);
     let input = b.ins().iadd(row.input, step_in);
-    let step_out = b.ins().imul_imm_s(ox, (c * 4) as i64);
+    let step_out = b.ins().imul_imm_s(ox, spec.layout().pixel_bytes());
     let output = b.ins().iadd(row.output, step_out);
     let extra = b.ins().iadd(row.extra, step_out);
     let ptrs = |b: &mut FunctionBuilder, cv: Value| {
@@ -239,7 +249,7 @@ fn vector_tile(
             vector: padded * 4,
             extra,
             output,
-            element: p as i64 * c * 4,
+            element: p as i64 * spec.layout().pixel_bytes(),
             lanes,
         };
         apply_epilogue(b, &spec.epilogue, x, &at);

@@ -14,6 +14,12 @@
 //! them, and an `emit` function. [`Jit`] compiles specs into a [`Program`],
 //! compiling each distinct spec once.
 //!
+//! A conv, depthwise, Winograd or pool kernel can write its output into a
+//! channel slice of a wider tensor ([`Kernel::sliced`], [`ChannelSlice`]):
+//! a concat's branch writes its channels of the concat's output in place.
+//! Its output addresses then go through one `OutputLayout` (pixel stride,
+//! first channel), and `Lengths::output` is the wider tensor's length.
+//!
 //! Every kernel has one signature, [`KernelFn`]:
 //! `(input, weights, params, extra, output, scratch, begin, end)`, where
 //! `params` holds per-channel vectors (bias, bn scale and shift), `extra` a
@@ -184,6 +190,94 @@ impl Kernel {
             Kernel::Softmax(spec) => softmax::emit(spec, b, args),
             Kernel::Concat(spec) => concat::emit(spec, b, args),
         }
+    }
+}
+
+impl Kernel {
+    /// The kernel writing its output into channel slice `slice` of a wider
+    /// tensor (a concat's output, in place) rather than into a tensor of its
+    /// own, or `None` where it cannot: a family without a strided output
+    /// (only conv, depthwise, Winograd and pool kernels have one), a slice
+    /// that does not fit in `slice.total` channels, or an epilogue that adds
+    /// a shortcut (the shortcut is contiguous, and the shared epilogue reads
+    /// it at the output's offsets).
+    pub fn sliced(self, slice: ChannelSlice) -> Option<Kernel> {
+        let fits = |epilogue: &[Epilogue], channels: usize| {
+            !epilogue.contains(&Epilogue::Add) && slice.first + channels <= slice.total
+        };
+        match self {
+            Kernel::Conv(mut spec) if fits(&spec.epilogue, spec.output[2]) => {
+                spec.slice = Some(slice);
+                Some(Kernel::Conv(spec))
+            }
+            Kernel::Depthwise(mut spec) if fits(&spec.epilogue, spec.channels) => {
+                spec.slice = Some(slice);
+                Some(Kernel::Depthwise(spec))
+            }
+            Kernel::Pool(mut spec) if fits(&spec.epilogue, spec.channels) => {
+                spec.slice = Some(slice);
+                Some(Kernel::Pool(spec))
+            }
+            Kernel::Winograd(mut spec) if fits(&spec.epilogue, spec.output[2]) => {
+                spec.slice = Some(slice);
+                Some(Kernel::Winograd(spec))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A channel slice of a wider HWC tensor that a kernel writes its output
+/// into: channel `c` of pixel `p` at element `p * total + first + c`. A
+/// concat's branch writes its slice of the concat's output this way, in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChannelSlice {
+    /// The slice's first channel in the wider tensor.
+    pub first: usize,
+    /// The wider tensor's channels: the slice's pixel stride.
+    pub total: usize,
+}
+
+/// Where a kernel's output pixels lie in `output`: `stride` elements apart,
+/// from element `first`. Every family that can write a [`ChannelSlice`]
+/// computes its output addresses through this, contiguous or not.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OutputLayout {
+    /// Elements from one pixel to the next.
+    pub stride: usize,
+    /// The element of pixel 0's channel 0.
+    pub first: usize,
+}
+
+impl OutputLayout {
+    /// The layout of an output of `channels` channels per pixel, written
+    /// into `slice` if any, else contiguous.
+    pub(crate) fn new(slice: Option<ChannelSlice>, channels: usize) -> OutputLayout {
+        match slice {
+            Some(ChannelSlice { first, total }) => OutputLayout {
+                stride: total,
+                first,
+            },
+            None => OutputLayout {
+                stride: channels,
+                first: 0,
+            },
+        }
+    }
+
+    /// The `output` length of `pixels` pixels ([`Lengths::output`]).
+    pub(crate) fn len(self, pixels: usize) -> usize {
+        pixels * self.stride
+    }
+
+    /// Bytes from one pixel to the next.
+    pub(crate) fn pixel_bytes(self) -> i64 {
+        (self.stride * 4) as i64
+    }
+
+    /// `output` moved to pixel 0's channel 0.
+    pub(crate) fn start(self, b: &mut FunctionBuilder, output: Value) -> Value {
+        b.ins().iadd_imm_s(output, (self.first * 4) as i64)
     }
 }
 
@@ -444,7 +538,8 @@ pub(crate) struct Epilogued {
     pub extra: Value,
     /// `output` at the output's position.
     pub output: Value,
-    /// Byte offset of these four lanes from `extra` and `output`.
+    /// Byte offset of these four lanes from `extra` and `output` (one
+    /// offset for both: a kernel writing a [`ChannelSlice`] adds no shortcut).
     pub element: i64,
     /// Valid lanes (1 to 4).
     pub lanes: usize,

@@ -9,7 +9,7 @@
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, vector, Args, Epilogue, Epilogued, Lengths,
 };
-use super::{epilogue_lengths, pack_padded, padded_channels};
+use super::{epilogue_lengths, pack_padded, padded_channels, ChannelSlice, OutputLayout};
 use crate::ir::{Pool2d, PoolKind, Shape};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
@@ -37,6 +37,9 @@ pub struct PoolSpec {
     pub count_include_pad: bool,
     /// The fused epilogue.
     pub epilogue: Vec<Epilogue>,
+    /// The channel slice of a wider tensor the output is written into, if
+    /// not a tensor of its own ([`super::Kernel::sliced`]).
+    pub slice: Option<ChannelSlice>,
 }
 
 impl PoolSpec {
@@ -62,6 +65,7 @@ impl PoolSpec {
             pad_after: [op.padding.bottom as usize, op.padding.right as usize],
             count_include_pad: op.count_include_pad,
             epilogue,
+            slice: None,
         })
     }
 
@@ -82,11 +86,16 @@ impl PoolSpec {
             pad_after: [0, 0],
             count_include_pad: true,
             epilogue,
+            slice: None,
         })
     }
 
     fn padded(&self) -> usize {
         padded_channels(self.channels)
+    }
+
+    fn layout(&self) -> OutputLayout {
+        OutputLayout::new(self.slice, self.channels)
     }
 
     /// The buffer lengths of the kernel's safety contract.
@@ -98,7 +107,7 @@ impl PoolSpec {
             weights: 0,
             params,
             extra,
-            output: out,
+            output: self.layout().len(self.output[0] * self.output[1]),
             scratch: 0,
             rows: self.output[0],
         }
@@ -124,6 +133,8 @@ pub(crate) fn emit(spec: &PoolSpec, b: &mut FunctionBuilder, a: &Args) {
     let [h, w] = spec.input;
     let [ho, wo] = spec.output;
     let c = spec.channels as i64;
+    let out = spec.layout();
+    let output = out.start(b, a.output);
     let rows = tap_classes(ho, h, spec.kernel[0], spec.stride[0], 1, spec.pad[0]);
     let cols = tap_classes(wo, w, spec.kernel[1], spec.stride[1], 1, spec.pad[1]);
     for (oy_lo, oy_hi, ky_lo, ky_hi) in rows {
@@ -134,8 +145,8 @@ pub(crate) fn emit(spec: &PoolSpec, b: &mut FunctionBuilder, a: &Args) {
             let iy0 = b.ins().iadd_imm_s(iy0, -(spec.pad[0] as i64));
             let in_off = b.ins().imul_imm_s(iy0, w as i64 * c * 4);
             let input = b.ins().iadd(a.input, in_off);
-            let out_off = b.ins().imul_imm_s(oy, wo as i64 * c * 4);
-            let output = b.ins().iadd(a.output, out_off);
+            let out_off = b.ins().imul_imm_s(oy, wo as i64 * out.pixel_bytes());
+            let output = b.ins().iadd(output, out_off);
             let extra = b.ins().iadd(a.extra, out_off);
             for &(ox_lo, ox_hi, kx_lo, kx_hi) in &cols {
                 let divisor = if spec.count_include_pad {
@@ -147,7 +158,7 @@ pub(crate) fn emit(spec: &PoolSpec, b: &mut FunctionBuilder, a: &Args) {
                 let hi = int(b, ox_hi as i64);
                 for_range(b, lo, hi, 1, |b, ox| {
                     let i = b.ins().imul_imm_s(ox, spec.stride[1] as i64 * c * 4);
-                    let o = b.ins().imul_imm_s(ox, c * 4);
+                    let o = b.ins().imul_imm_s(ox, out.pixel_bytes());
                     let pixel = Pixel {
                         input: b.ins().iadd(input, i),
                         output: b.ins().iadd(output, o),

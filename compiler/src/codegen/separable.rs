@@ -303,7 +303,10 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
     let pad = blocks.conv.pad[0] as i64;
     let row_len = spec.row_len();
     let row_bytes = (row_len * 4) as i64;
-    let out_row_bytes = (blocks.conv.output[1] * blocks.conv.output[2] * 4) as i64;
+    // The shortcut is a tensor of its own; the output may be a channel slice
+    // of a wider one, its pixels further apart.
+    let extra_row_bytes = (blocks.conv.output[1] * blocks.conv.output[2] * 4) as i64;
+    let out_row_bytes = blocks.conv.output[1] as i64 * blocks.conv.layout().pixel_bytes();
     let lo = clamp(b, a.begin, 0, blocks.count() as i64);
     let hi = clamp(b, a.end, 0, blocks.count() as i64);
     for_range(b, lo, hi, 1, |b, block| {
@@ -354,12 +357,13 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
             let below = b.ins().smax(from, end);
             zero_rows(b, below, bottom);
         }
+        let extra_offset = b.ins().imul_imm_s(first_row, extra_row_bytes);
         let offset = b.ins().imul_imm_s(first_row, out_row_bytes);
         let args = Args {
             input: a.scratch,
             weights,
             params,
-            extra: b.ins().iadd(a.extra, offset),
+            extra: b.ins().iadd(a.extra, extra_offset),
             output: b.ins().iadd(a.output, offset),
             begin: int(b, 0),
             end: int(b, 1),

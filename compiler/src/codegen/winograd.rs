@@ -34,8 +34,8 @@
 use super::conv::{ConvSpec, BLOCK, TILE};
 use super::native::{self, Tap, TileFn};
 use super::{
-    apply_epilogue, clamp, epilogue_lengths, for_range, int, tap_classes, vector, Args, Epilogue,
-    Epilogued, Lengths,
+    apply_epilogue, clamp, epilogue_lengths, for_range, int, tap_classes, vector, Args,
+    ChannelSlice, Epilogue, Epilogued, Lengths, OutputLayout,
 };
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
@@ -115,6 +115,9 @@ pub struct WinogradSpec {
     /// Whether the GEMMs run on the native tile ([`native`]), which also
     /// sets the packing's block width; the Cranelift tile serves either width.
     pub native: bool,
+    /// The channel slice of a wider tensor the output is written into, if
+    /// not a tensor of its own ([`super::Kernel::sliced`]).
+    pub slice: Option<ChannelSlice>,
 }
 
 impl WinogradSpec {
@@ -133,6 +136,7 @@ impl WinogradSpec {
             pad: conv.pad,
             epilogue: conv.epilogue.clone(),
             native: conv.native,
+            slice: conv.slice,
         })
     }
 
@@ -208,7 +212,7 @@ impl WinogradSpec {
             weights: self.alpha().pow(2) * self.vector_len() * c,
             params,
             extra,
-            output: ho * wo * k,
+            output: OutputLayout::new(self.slice, k).len(ho * wo),
             scratch: self.v_len() + self.alpha().pow(2) * tw * self.vector_len(),
             rows: self.tiles()[0],
         }
@@ -679,7 +683,8 @@ fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value)
     let m = spec.tile;
     let tw = spec.tiles()[1];
     let (kp, width) = (spec.vector_len(), spec.width());
-    let (pixel, out_row) = ((k * 4) as i64, (wo * k * 4) as i64);
+    let out = OutputLayout::new(spec.slice, k);
+    let (pixel, out_row) = (out.pixel_bytes(), wo as i64 * out.pixel_bytes());
     let m_base = b.ins().iadd_imm_s(a.scratch, (spec.v_len() * 4) as i64);
     let staging = b.create_sized_stack_slot(StackSlotData::new(
         StackSlotKind::ExplicitSlot,
@@ -695,7 +700,8 @@ fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value)
     let rows = clamp(b, left, 0, m as i64);
     // The first output element of the tile row.
     let oy = b.ins().imul_imm_s(first, out_row);
-    let out_row_base = b.ins().iadd(a.output, oy);
+    let output = out.start(b, a.output);
+    let out_row_base = b.ins().iadd(output, oy);
     let extra_row = b.ins().iadd(a.extra, oy);
     let zero = int(b, 0);
     let tiles = int(b, tw as i64);
