@@ -3,6 +3,7 @@
 //! vector code (`exp` by range reduction and a polynomial, tanh as a ratio of
 //! polynomials, so sigmoid, tanh and swish fuse like the others).
 
+use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
 
@@ -138,13 +139,30 @@ fn host_has_fma() -> bool {
     }
 }
 
+/// `x < lo ? lo : x`, lane-wise: one `maxps` on x86-64, where Cranelift's
+/// `fmax` (which must order -0 below +0 and propagate either NaN) is nine
+/// instructions, most of the epilogue around a short tile. A NaN `x` stays a
+/// NaN and -0 stays -0, as in the reference kernels.
+pub fn at_least(b: &mut FunctionBuilder, x: Value, lo: Value) -> Value {
+    let below = b.ins().fcmp(FloatCC::LessThan, x, lo);
+    let below = b.ins().bitcast(types::F32X4, MemFlagsData::new(), below);
+    b.ins().bitselect(below, lo, x)
+}
+
+/// `hi < x ? hi : x`, lane-wise: one `minps` on x86-64, as [`at_least`].
+pub fn at_most(b: &mut FunctionBuilder, x: Value, hi: Value) -> Value {
+    let above = b.ins().fcmp(FloatCC::LessThan, hi, x);
+    let above = b.ins().bitcast(types::F32X4, MemFlagsData::new(), above);
+    b.ins().bitselect(above, hi, x)
+}
+
 /// e^x, lane-wise: `x = n ln2 + r`, `2^n` built in the exponent bits, `e^r`
 /// by its Taylor polynomial to degree 6 (relative error below 2e-7 on |r| <= ln2/2).
 pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
     let lo = splat(b, -87.0);
     let hi = splat(b, 88.0);
-    let x = b.ins().fmax(x, lo);
-    let x = b.ins().fmin(x, hi);
+    let x = at_least(b, x, lo);
+    let x = at_most(b, x, hi);
     let log2e = splat(b, std::f32::consts::LOG2_E);
     let t = b.ins().fmul(x, log2e);
     let n = b.ins().nearest(t);
@@ -199,8 +217,8 @@ fn tanh(b: &mut FunctionBuilder, x: Value) -> Value {
     ];
     let lo = splat(b, -LIMIT as f32);
     let hi = splat(b, LIMIT as f32);
-    let x = b.ins().fmax(x, lo);
-    let x = b.ins().fmin(x, hi);
+    let x = at_least(b, x, lo);
+    let x = at_most(b, x, hi);
     let x2 = b.ins().fmul(x, x);
     let horner = |b: &mut FunctionBuilder, coefficients: &[f64]| {
         let mut acc = splat(b, coefficients[0] as f32);
@@ -220,16 +238,16 @@ fn tanh(b: &mut FunctionBuilder, x: Value) -> Value {
 pub fn activate(b: &mut FunctionBuilder, act: Act, x: Value) -> Value {
     let zero = splat(b, 0.0);
     match act {
-        Act::Relu => b.ins().fmax(x, zero),
+        Act::Relu => at_least(b, x, zero),
         Act::Relu6 => {
             let six = splat(b, 6.0);
-            let r = b.ins().fmax(x, zero);
-            b.ins().fmin(r, six)
+            let r = at_least(b, x, zero);
+            at_most(b, r, six)
         }
         Act::LeakyRelu(bits) => {
             let slope = splat(b, f32::from_bits(bits));
-            let pos = b.ins().fmax(x, zero);
-            let neg = b.ins().fmin(x, zero);
+            let pos = at_least(b, x, zero);
+            let neg = at_most(b, x, zero);
             mul_add(b, neg, slope, pos)
         }
         Act::Sigmoid => sigmoid(b, x),
@@ -243,8 +261,8 @@ pub fn activate(b: &mut FunctionBuilder, act: Act, x: Value) -> Value {
             let six = splat(b, 6.0);
             let sixth = splat(b, 1.0 / 6.0);
             let t = b.ins().fadd(x, three);
-            let t = b.ins().fmax(t, zero);
-            let t = b.ins().fmin(t, six);
+            let t = at_least(b, t, zero);
+            let t = at_most(b, t, six);
             let hs = b.ins().fmul(t, sixth);
             if act == Act::HardSwish {
                 b.ins().fmul(x, hs)
