@@ -30,6 +30,7 @@ fn conv(side: usize, c: usize, k: usize, kernel: usize, epilogue: Vec<Epilogue>)
         groups: 1,
         epilogue,
         native: native::available(),
+        slice: None,
     }
 }
 

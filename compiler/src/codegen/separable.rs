@@ -502,6 +502,7 @@ mod tests {
             dilation: [1, 1],
             pad: [1, 1],
             epilogue: Vec::new(),
+            slice: None,
         };
         let second = ConvSpec {
             input: [height, width, 8],
@@ -513,6 +514,7 @@ mod tests {
             groups: 1,
             epilogue: Vec::new(),
             native,
+            slice: None,
         };
         SeparableSpec::new(Half::Depthwise(depthwise), Half::Conv(second)).unwrap()
     }
