@@ -243,6 +243,28 @@ proptest! {
     }
 
     #[test]
+    fn lrn_equals_reference(
+        (h, w) in (1u32..6, 1u32..6),
+        c in 1u32..24,
+        size in 1u32..12,
+        (alpha, k) in (0.0f32..3.0, 0.05f32..3.0),
+        beta in prop_oneof![Just(0.75f32), Just(0.5), Just(1.0), 0.01f32..2.0],
+        flat in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // Odd and even sizes, windows wider than the channels, AlexNet's beta
+        // and the others the kernel special-cases beside general ones; over a
+        // volume's pixels or one flat vector.
+        let flatten = if flat { "flatten, " } else { "" };
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ {flatten}lrn(size = {size}, alpha = {alpha:?}, beta = {beta:?}, k = {k:?}){} }}",
+            EPILOGUES[epilogue]
+        );
+        assert_agrees(&source, seed, 2);
+    }
+
+    #[test]
     fn conv_add_relu_fuses_and_equals_reference(
         (h, w) in (2u32..10, 2u32..10),
         c in 1u32..13,
@@ -412,7 +434,8 @@ fn kernel_report_and_profile_cover_every_step() {
     let net = graph(
         "Net(12x12x3) {
             conv(8, 3x3, pad = 1), bn, relu, dwconv(3x3), relu6, conv(16, 1x1),
-            lrn(size = 3), global_avgpool, flatten, dense(5), softmax,
+            lrn(size = 3), maxpool(2x2), lrn(size = 3, k = 0.0), global_avgpool,
+            flatten, dense(5), softmax,
         }",
     )
     .unwrap();
@@ -430,27 +453,30 @@ fn kernel_report_and_profile_cover_every_step() {
     assert_eq!(report.compiled_steps(), compiled_steps);
     let algorithms: Vec<&str> = report.steps.iter().map(|s| s.algorithm()).collect();
     // By hand: a 3x3 conv; a depthwise conv feeding only a 1x1 conv over 10x10
-    // pixels, so the two run as one fused kernel at the second step; an lrn
-    // (no JIT kernel), a global pool, a dense layer; the softmax follows it
-    // on a kernel of its own, in place, so the step lists it as fused.
+    // pixels, so the two run as one fused kernel at the second step; an lrn, a
+    // pool, an lrn whose base can be zero (k = 0: the reference keeps
+    // PyTorch's 0/0), a global pool, a dense layer; the softmax follows it on
+    // a kernel of its own, in place, so the step lists it as fused.
     assert_eq!(
         algorithms,
         [
             "direct",
             "in next",
             "dw+pw",
+            "lrn",
+            "pool",
             "reference",
             "global-pool",
             "gemv"
         ]
     );
     assert_eq!(report.steps[0].fused, ["bn", "relu"]);
-    assert_eq!(report.steps[5].fused, ["softmax"]);
-    assert!(report.steps[5].unfused.is_empty());
+    assert_eq!(report.steps[7].fused, ["softmax"]);
+    assert!(report.steps[7].unfused.is_empty());
     // 10x10x16 outputs of 8 channels each.
     assert_eq!(report.steps[2].macs, 10 * 10 * 16 * 8);
     let table = report.to_string();
-    assert!(table.contains("(no JIT kernel for lrn)"), "{table}");
+    assert!(table.contains("(no JIT kernel for lrn: k <= 0)"), "{table}");
 
     let profile = jit.profile(&random_input(jit.input_len(), 1), 3).unwrap();
     assert_eq!(profile.kernels, report);

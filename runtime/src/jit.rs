@@ -5,7 +5,8 @@
 //! A convolution's algorithm (direct, 1x1 GEMM or Winograd) is the static
 //! cost model's choice ([`choice::kernel`]), a function of its spec alone.
 //! A step is compiled when its anchor is a `conv`, `dwconv`, `dense`, a
-//! pool, an `add` or a `scale` (the second operand as `extra`); its
+//! pool, an `add` or a `scale` (the second operand as `extra`), or an `lrn`
+//! whose base is positive ([`LrnSpec::new`]); its
 //! epilogue is fused up to the first node the kernel cannot apply per channel
 //! (softmax, a second residual add), and the rest runs in place after it: a
 //! softmax there on a compiled [`SoftmaxSpec`] kernel, the others on the
@@ -27,6 +28,7 @@ use cnnjit_compiler::codegen::concat::ConcatSpec;
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::elementwise::{Binary, ElementwiseSpec};
+use cnnjit_compiler::codegen::lrn::LrnSpec;
 use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
 use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
@@ -381,6 +383,10 @@ fn lower(graph: &Graph, params: &Params, step: &Step, native_tile: bool) -> Resu
         },
         (Op::GlobalPool(kind), None) => match PoolSpec::of_global(*kind, input, epilogue) {
             Some(spec) => Kernel::Pool(spec),
+            None => return Ok(None),
+        },
+        (Op::Lrn(lrn), None) => match LrnSpec::new(lrn, input, epilogue) {
+            Some(spec) => Kernel::Lrn(spec),
             None => return Ok(None),
         },
         (Op::Add | Op::Scale, None) => {

@@ -23,7 +23,7 @@
 //! against the two references in turn, element-wise adds and scales, whole
 //! or per channel, through `ElementwiseSpec`, and concat branches copied into
 //! their channel slice through `ConcatSpec`, whose other channels must keep
-//! the sentinel) with random
+//! the sentinel, and local response normalisations through `LrnSpec`) with random
 //! fused epilogues (affine, activations, residual add) are compiled and run
 //! over all rows (on the calling thread and split across a 2-thread pool) and
 //! over sub-ranges of rows, including out-of-range and reversed ones, which
@@ -44,6 +44,7 @@ use cnnjit_compiler::codegen::concat::ConcatSpec;
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::elementwise::{Binary, ElementwiseSpec};
+use cnnjit_compiler::codegen::lrn::LrnSpec;
 use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
 use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
@@ -227,6 +228,8 @@ enum Op {
     Elementwise(Binary),
     /// A concat branch at this channel offset.
     Concat(usize),
+    /// Local response normalisation.
+    Lrn(ir::Lrn),
 }
 
 /// One random configuration: the IR op (for the reference), the kernel, the
@@ -267,11 +270,13 @@ fn hw(v: [usize; 2]) -> Hw {
 /// (one group per channel, multiplier 1), two in ten pools (max or
 /// average, windowed or global) and one in ten a Winograd 3x3 convolution,
 /// which have kernels of their own. One case in eleven is instead an
-/// element-wise add or scale, and one in eleven of the rest a concat branch.
+/// element-wise add or scale, one a concat branch and one a local response
+/// normalisation.
 fn random_case(rng: &mut Rng) -> Option<Case> {
     match rng.range(0, 10) {
         0 => return Some(random_elementwise(rng)),
         1 => return Some(random_branch(rng)),
+        2 => return Some(random_lrn(rng)),
         _ => {}
     }
     let (steps, epilogue) = random_epilogue(rng, true);
@@ -309,6 +314,33 @@ fn random_branch(rng: &mut Rng) -> Case {
         op: Op::Concat(offset),
         kernel: Kernel::Concat(spec),
         steps: Vec::new(),
+    }
+}
+
+/// A random local response normalisation over pixels of odd channel counts,
+/// windows wider than the channels and powers of every kind the kernel
+/// distinguishes, with any epilogue; its pixels are its rows.
+fn random_lrn(rng: &mut Rng) -> Case {
+    let (steps, epilogue) = random_epilogue(rng, true);
+    let (pixels, c) = (rng.range(1, 30), rng.range(1, 19));
+    let op = ir::Lrn {
+        size: rng.range(1, 12) as u32,
+        alpha: rng.value(2.0).abs(),
+        beta: [0.75, 0.5, 1.0, 0.1 + rng.value(1.5).abs()][rng.range(0, 3)],
+        k: 0.1 + rng.value(2.0).abs(),
+    };
+    let shape = ir::Shape::Volume {
+        h: pixels as u32,
+        w: 1,
+        c: c as u32,
+    };
+    let spec = LrnSpec::new(&op, shape, epilogue).expect("a positive base");
+    Case {
+        input: Dims::new(pixels, 1, c),
+        output: Dims::new(pixels, 1, c),
+        op: Op::Lrn(op),
+        kernel: Kernel::Lrn(spec),
+        steps,
     }
 }
 
@@ -601,7 +633,7 @@ fn random_data(case: &Case, lengths: &Lengths, rng: &mut Rng) -> Data {
         }
         // A pool or an element-wise op has no weights, and the bias of its
         // fused epilogue is zero.
-        Op::Pool(_) | Op::Elementwise(_) | Op::Concat(_) => (Vec::new(), vec![0.0; k]),
+        Op::Pool(_) | Op::Elementwise(_) | Op::Concat(_) | Op::Lrn(_) => (Vec::new(), vec![0.0; k]),
     };
     Data {
         input: rng.values(lengths.input, 2.0),
@@ -637,6 +669,9 @@ fn expected(case: &Case, data: &Data) -> Vec<f32> {
         }
         Op::Elementwise(Binary::Mul) => {
             reference::scale(&data.input, case.input, &data.extra, &mut out).map(|()| case.output)
+        }
+        Op::Lrn(op) => {
+            reference::lrn(op, &data.input, case.input.c, &mut out).map(|()| case.output)
         }
     }
     .expect("the reference accepts the case");
