@@ -393,6 +393,10 @@ fn every_example_network_agrees_with_reference() {
     }
 }
 
+/// Threads split a kernel's rows, never a reduction: MobileNetV1_025's
+/// convolutions, and a net whose lrn, concat copies and dense layers (split
+/// by blocks of output channels) are each large enough to split
+/// (`jit::PARALLEL_WORK`).
 #[test]
 fn outputs_are_bitwise_identical_for_any_thread_count() {
     let text = std::fs::read_to_string(concat!(
@@ -400,31 +404,59 @@ fn outputs_are_bitwise_identical_for_any_thread_count() {
         "/examples/nets/mobilenet_v1.cnn"
     ))
     .unwrap();
-    let graph = cnnjit::compiler::compile_source(&text)
+    let mobilenet = cnnjit::compiler::compile_source(&text)
         .unwrap()
         .into_iter()
         .find(|n| n.graph.name == "MobileNetV1_025")
         .unwrap()
         .graph;
-    let weights = cnnjit::runtime::params::random_weights(&graph, 5);
-    let input = random_input(224 * 224 * 3, 9);
-    let outputs: Vec<Vec<f32>> = [1, 2, 3]
-        .iter()
-        .map(|&threads| {
-            let mut model = Model::with_options(
-                graph.clone(),
-                &weights,
-                Options {
-                    threads,
-                    ..Options::default()
-                },
-            )
-            .unwrap();
-            model.forward(&input).unwrap()
-        })
-        .collect();
-    assert_eq!(outputs[0], outputs[1]);
-    assert_eq!(outputs[0], outputs[2]);
+    let split = graph(
+        "Split(96x96x64) {
+            lrn(size = 5), residual { conv(64, 1x1) }, concat { [maxpool(2x2)], [avgpool(2x2)] },
+            global_avgpool, flatten, dense(4200), relu, dense(1000), softmax,
+        }",
+    )
+    .unwrap();
+    for graph in [mobilenet, split] {
+        let weights = cnnjit::runtime::params::random_weights(&graph, 5);
+        let input = random_input(graph.input_shape().len() as usize, 9);
+        let outputs: Vec<Vec<f32>> = [1, 2, 3]
+            .iter()
+            .map(|&threads| {
+                let mut model = Model::with_options(
+                    graph.clone(),
+                    &weights,
+                    Options {
+                        threads,
+                        ..Options::default()
+                    },
+                )
+                .unwrap();
+                model.forward(&input).unwrap()
+            })
+            .collect();
+        assert_eq!(outputs[0], outputs[1], "{}", graph.name);
+        assert_eq!(outputs[0], outputs[2], "{}", graph.name);
+    }
+}
+
+/// AlexNet's and GoogLeNet's every step runs compiled code (GoogLeNet's lrn
+/// included).
+#[test]
+fn alexnet_and_googlenet_run_every_step_on_the_jit() {
+    for (file, name) in [("alexnet", "AlexNet"), ("googlenet", "GoogLeNet")] {
+        let path = format!("{}/examples/nets/{file}.cnn", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let graph = cnnjit::compiler::compile_source(&text)
+            .unwrap()
+            .into_iter()
+            .find(|n| n.graph.name == name)
+            .unwrap()
+            .graph;
+        let weights = cnnjit::runtime::params::random_weights(&graph, 1);
+        let report = Model::new(graph, &weights).unwrap().kernels();
+        assert_eq!(report.compiled_steps(), report.steps.len(), "{report}");
+    }
 }
 
 /// `Model::kernels` names what each step runs, in agreement with the backend

@@ -246,12 +246,12 @@ fn run_step(
             Lowering::InNext => return Ok(()),
             Lowering::Concat(branches) => {
                 for (i, branch) in branches.iter().enumerate() {
-                    crate::jit::run_branch(&compiled.program, branch, inputs.get(i), out).map_err(
-                        |reason| Error::Internal {
+                    let pool = engine.pool.as_deref();
+                    crate::jit::run_branch(&compiled.program, branch, inputs.get(i), out, pool)
+                        .map_err(|reason| Error::Internal {
                             layer: anchor.name.to_string(),
                             reason,
-                        },
-                    )?;
+                        })?;
                 }
                 let rest = &step.nodes[1..];
                 return epilogue(graph, params, rest, out, &inputs, anchor.inputs.len());

@@ -85,7 +85,7 @@ pub struct Lowered {
     pub then: Option<(KernelId, SoftmaxSpec)>,
     /// The epilogue nodes left for the reference path, in order.
     pub rest: Vec<NodeId>,
-    /// Multiply-accumulates of one call: below [`PARALLEL_WORK`] it runs on one thread.
+    /// Its [`work`]: below [`PARALLEL_WORK`] it runs on one thread.
     pub work: u64,
     /// What the kernel computes with, for reports.
     pub algorithm: Algorithm,
@@ -105,9 +105,32 @@ struct Packed {
     work: u64,
 }
 
-/// The least work (MACs) worth splitting across threads: below it, waking a
+/// The least [`work`] worth splitting across threads: below it, waking a
 /// thread costs more than it saves (LeNet-5's layers, for instance).
 pub const PARALLEL_WORK: u64 = 1 << 18;
+
+/// A kernel's work, to decide whether to split it across threads: its
+/// multiply-accumulates (`macs`, from the cost model), or, for a kernel bound
+/// by memory (a pool, an add, a concat, an lrn, a softmax), the elements its
+/// buffers hold, whichever is more. A dense layer's MACs are its weights.
+pub fn work(macs: u64, lengths: &Lengths) -> u64 {
+    let elements = [
+        lengths.input,
+        lengths.weights,
+        lengths.params,
+        lengths.extra,
+        lengths.output,
+    ]
+    .iter()
+    .map(|&n| n as u64)
+    .fold(0u64, u64::saturating_add);
+    macs.max(elements)
+}
+
+/// `pool` if `work` is worth splitting across its threads.
+fn split(work: u64, pool: Option<&rayon::ThreadPool>) -> Option<&rayon::ThreadPool> {
+    pool.filter(|_| work >= PARALLEL_WORK)
+}
 
 /// The whole plan lowered: a kernel per step where the JIT serves it.
 #[derive(Clone, Debug)]
@@ -125,7 +148,7 @@ pub struct Compiled {
 impl Lowered {
     /// The threads this step runs on: none below [`PARALLEL_WORK`].
     fn pool<'p>(&self, pool: Option<&'p rayon::ThreadPool>) -> Option<&'p rayon::ThreadPool> {
-        pool.filter(|_| self.work >= PARALLEL_WORK)
+        split(self.work, pool)
     }
 }
 
@@ -418,7 +441,10 @@ fn lower(graph: &Graph, params: &Params, step: &Step, native_tile: bool) -> Resu
                 channels: out.channels() as usize,
             }
         });
+    let macs = cnnjit_compiler::cost::layer_cost(&anchor.op, &[input], anchor.output)
+        .map_or(u64::MAX, |c| c.macs);
     Ok(Some(Packed {
+        work: work(macs, &kernel.lengths()),
         kernel,
         weights,
         params: packed_params,
@@ -426,8 +452,6 @@ fn lower(graph: &Graph, params: &Params, step: &Step, native_tile: bool) -> Resu
         extra,
         then,
         rest: step.nodes[fused..].to_vec(),
-        work: cnnjit_compiler::cost::layer_cost(&anchor.op, &[input], anchor.output)
-            .map_or(u64::MAX, |c| c.macs),
     }))
 }
 
@@ -512,17 +536,21 @@ pub fn run(
             output,
             scratch: &mut [],
         };
-        call_kernel(program, *kernel, &spec.lengths(), in_place, None)?;
+        let lengths = spec.lengths();
+        let pool = split(work(0, &lengths), pool);
+        call_kernel(program, *kernel, &lengths, in_place, pool)?;
     }
     Ok(())
 }
 
-/// Copies one concat branch, `input`, into its channel slice of `output`.
+/// Copies one concat branch, `input`, into its channel slice of `output`,
+/// its pixels split across `pool`'s threads if it is large enough.
 pub fn run_branch(
     program: &Program,
     branch: &Branch,
     input: &[f32],
     output: &mut [f32],
+    pool: Option<&rayon::ThreadPool>,
 ) -> std::result::Result<(), String> {
     let buffers = Buffers {
         input,
@@ -533,7 +561,8 @@ pub fn run_branch(
         scratch: &mut [],
     };
     let lengths = branch.spec.lengths();
-    call_kernel(program, branch.kernel, &lengths, buffers, None)
+    let pool = split(work(0, &lengths), pool);
+    call_kernel(program, branch.kernel, &lengths, buffers, pool)
 }
 
 /// The buffers of one kernel call.

@@ -265,8 +265,9 @@ fn hw(v: [usize; 2]) -> Hw {
 
 /// A random kernel with a random epilogue, or `None` if its output would be
 /// empty. Half the cases are direct convolutions (grouped or not); one in ten
-/// is a dense layer (a 1x1 convolution of a 1x1 input) with more channels, to
-/// run the channel loop and the block loop longer; two in ten are depthwise
+/// is a dense layer (a 1x1 convolution of a 1x1 input, whose rows are blocks
+/// of output channels) with more channels, to run the channel loop and the
+/// block loop longer; two in ten are depthwise
 /// (one group per channel, multiplier 1), two in ten pools (max or
 /// average, windowed or global) and one in ten a Winograd 3x3 convolution,
 /// which have kernels of their own. One case in eleven is instead an
@@ -806,12 +807,13 @@ fn run_kernel(
     }
     let mut output = Guarded::new(lengths.output);
     let rows = lengths.rows;
-    // The kernel's rows are output rows, or tile rows of a Winograd kernel.
-    let output_rows = match kernel {
-        Kernel::Winograd(spec) => spec.tile,
-        _ => 1,
+    // The kernel's rows are output rows, tile rows of a Winograd kernel, or
+    // blocks of output channels of a convolution with one output pixel.
+    let row_len = match kernel {
+        Kernel::Winograd(spec) => spec.tile * dims.w * dims.c,
+        Kernel::Conv(spec) if spec.rows_are_blocks() => spec.block(),
+        _ => dims.w * dims.c,
     };
-    let row_len = output_rows * dims.w * dims.c;
 
     // All rows through the runtime's entry point, alone and on two threads.
     for (pool, label) in [(None, "all rows"), (Some(pool), "all rows, 2 threads")] {

@@ -113,6 +113,15 @@ impl ConvSpec {
         }
     }
 
+    /// Whether the kernel's rows are blocks of output channels rather than
+    /// output rows: a spec of one output pixel (a dense layer, a
+    /// squeeze-excite 1x1 convolution) has a single output row, which threads
+    /// could not split. Each block still computes its whole reduction, so the
+    /// output does not depend on how the blocks are split.
+    pub fn rows_are_blocks(&self) -> bool {
+        self.output[0] * self.output[1] == 1 && self.groups == 1
+    }
+
     fn in_per_group(&self) -> usize {
         self.input[2] / self.groups
     }
@@ -122,7 +131,7 @@ impl ConvSpec {
     }
 
     /// Output channels per block: the width of the tile.
-    pub(super) fn block(&self) -> usize {
+    pub fn block(&self) -> usize {
         if self.native {
             native::WIDTH
         } else {
@@ -161,7 +170,11 @@ impl ConvSpec {
             extra,
             output: ho * wo * k,
             scratch: 0,
-            rows: ho,
+            rows: if self.rows_are_blocks() {
+                self.blocks()
+            } else {
+                ho
+            },
         }
     }
 
@@ -274,10 +287,53 @@ struct Tile {
     lanes: usize,
 }
 
-/// Emits the kernel body for rows `[begin, end)`.
+/// Emits the kernel body for rows `[begin, end)`: output rows, or blocks of
+/// output channels of the one output pixel ([`ConvSpec::rows_are_blocks`]).
 pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
-    let [h, w, c] = spec.input;
-    let [ho, wo, k] = spec.output;
+    if !spec.rows_are_blocks() {
+        return emit_rows(spec, b, a);
+    }
+    let l = layout(spec, b, a);
+    let blocks = spec.blocks() as i64;
+    let lo = clamp(b, a.begin, 0, blocks);
+    let hi = clamp(b, a.end, 0, blocks);
+    let oy = int(b, 0);
+    for (_, _, ky_lo, ky_hi) in row_classes(spec) {
+        row(&l, b, a, oy, (ky_lo, ky_hi), (lo, hi));
+    }
+}
+
+/// Emits code for output rows `[begin, end)`, every block of each: the body
+/// of a kernel whose rows are output rows, and what a fused separable pair
+/// runs for one row of either half.
+pub(crate) fn emit_rows(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
+    let l = layout(spec, b, a);
+    for (oy_lo, oy_hi, ky_lo, ky_hi) in row_classes(spec) {
+        let lo = clamp(b, a.begin, oy_lo as i64, oy_hi as i64);
+        let hi = clamp(b, a.end, oy_lo as i64, oy_hi as i64);
+        for_range(b, lo, hi, 1, |b, oy| {
+            let first = int(b, 0);
+            let end = int(b, spec.blocks() as i64);
+            row(&l, b, a, oy, (ky_lo, ky_hi), (first, end));
+        });
+    }
+}
+
+/// The output rows' tap classes.
+fn row_classes(spec: &ConvSpec) -> Vec<(usize, usize, usize, usize)> {
+    tap_classes(
+        spec.output[0],
+        spec.input[0],
+        spec.kernel[0],
+        spec.stride[0],
+        spec.dilation[0],
+        spec.pad[0],
+    )
+}
+
+fn layout<'s>(spec: &'s ConvSpec, b: &mut FunctionBuilder, a: &Args) -> Layout<'s> {
+    let [_, w, c] = spec.input;
+    let [_, wo, k] = spec.output;
     // Where the host lacks the native tile (a spec built by hand), the
     // Cranelift tile serves the native packing too.
     let native = spec
@@ -285,7 +341,7 @@ pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
         .then(native::tiles)
         .flatten()
         .map(|tiles| Native::new(spec, b, a, tiles));
-    let l = Layout {
+    Layout {
         spec,
         in_row: (w * c * 4) as i64,
         out_row: (wo * k * 4) as i64,
@@ -293,22 +349,19 @@ pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
             as i64,
         vector: (spec.vector_len() * 4) as i64,
         native,
-    };
-    for (oy_lo, oy_hi, ky_lo, ky_hi) in tap_classes(
-        ho,
-        h,
-        spec.kernel[0],
-        spec.stride[0],
-        spec.dilation[0],
-        spec.pad[0],
-    ) {
-        let lo = clamp(b, a.begin, oy_lo as i64, oy_hi as i64);
-        let hi = clamp(b, a.end, oy_lo as i64, oy_hi as i64);
-        for_range(b, lo, hi, 1, |b, oy| row(&l, b, a, oy, (ky_lo, ky_hi)));
     }
 }
 
-fn row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, ky: (usize, usize)) {
+/// Output row `oy`, its blocks `[first, end)` of each group (`end` at most
+/// the blocks per group).
+fn row(
+    l: &Layout,
+    b: &mut FunctionBuilder,
+    a: &Args,
+    oy: Value,
+    ky: (usize, usize),
+    (first, end): (Value, Value),
+) {
     let spec = l.spec;
     let width = spec.block();
     // The input row of tap 0: (oy * sh - pt) rows in, possibly negative.
@@ -356,14 +409,15 @@ fn row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, ky: (usize, usi
                 ky,
             );
         };
+        let full = int(b, full_blocks as i64);
         if full_blocks > 0 {
-            let zero = int(b, 0);
-            let n = int(b, full_blocks as i64);
-            for_range(b, zero, n, 1, |b, blk| blocks(b, blk, width));
+            let full_end = b.ins().smin(end, full);
+            for_range(b, first, full_end, 1, |b, blk| blocks(b, blk, width));
         }
         if tail > 0 {
-            let blk = int(b, full_blocks as i64);
-            blocks(b, blk, tail);
+            // The partial block, if the range reaches it: at most one iteration.
+            let tail_first = b.ins().smax(first, full);
+            for_range(b, tail_first, end, 1, |b, blk| blocks(b, blk, tail));
         }
     });
 }

@@ -11,7 +11,7 @@
 //! second convolution's row code on the ring. Each intermediate row is
 //! computed once per call (a thread's part of the rows; rows at the seams of
 //! two parts are computed by both). Both halves are the families' own code,
-//! [`super::depthwise::emit`] or [`super::conv::emit`] for one intermediate
+//! [`super::depthwise::emit`] or [`super::conv::emit_rows`] for one intermediate
 //! row, either for one output row, given pointers that make
 //! the ring look like the whole tensor:
 //!
@@ -109,7 +109,7 @@ impl Half {
     fn emit(&self, b: &mut FunctionBuilder, a: &Args) {
         match self {
             Half::Depthwise(spec) => super::depthwise::emit(spec, b, a),
-            Half::Conv(spec) => super::conv::emit(spec, b, a),
+            Half::Conv(spec) => super::conv::emit_rows(spec, b, a),
         }
     }
 }
@@ -161,7 +161,7 @@ impl SeparableSpec {
             extra: second.extra,
             output: second.output,
             scratch: self.ring_rows() * self.row_len(),
-            rows: second.rows,
+            rows: self.second.output()[0],
         }
     }
 }
