@@ -199,7 +199,9 @@ pub fn ln(b: &mut FunctionBuilder, x: Value) -> Value {
     let s = b.ins().fdiv(f, d);
     let z = b.ins().fmul(s, s);
     let w = b.ins().fmul(z, z);
-    let [lg1, lg2, lg3, lg4] = [0.666_666_63, 0.400_009_72, 0.284_987_87, 0.242_790_79];
+    // musl's coefficients, by their bits (0xaaaaaa.0p-24, 0xccce13.0p-25, ...).
+    let [lg1, lg2, lg3, lg4] =
+        [0x3f2a_aaaa, 0x3ecc_ce13, 0x3e91_e9ee, 0x3e78_9e26].map(f32::from_bits);
     let lg4 = splat(b, lg4);
     let lg2 = splat(b, lg2);
     let t1 = mul_add(b, w, lg4, lg2);
@@ -212,8 +214,9 @@ pub fn ln(b: &mut FunctionBuilder, x: Value) -> Value {
     let half = splat(b, 0.5);
     let hfsq = b.ins().fmul(f, f);
     let hfsq = b.ins().fmul(hfsq, half);
-    let ln2_hi = splat(b, 6.931_381_2e-1);
-    let ln2_lo = splat(b, 9.058_000_6e-6);
+    // ln 2 = hi + lo, hi with its low mantissa bits zero so that k hi is exact.
+    let ln2_hi = splat(b, f32::from_bits(0x3f31_7180));
+    let ln2_lo = splat(b, f32::from_bits(0x3717_f7d1));
     // s (hfsq + R) + k ln2_lo - hfsq + f + k ln2_hi, in musl's order.
     let sum = b.ins().fadd(hfsq, r);
     let y = b.ins().fmul(s, sum);
