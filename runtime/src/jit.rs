@@ -18,7 +18,11 @@
 //! A concat runs one copy kernel per branch into its channel slice
 //! ([`Lowering::Concat`]); the branches are not (yet) written in place.
 //! Every call checks the buffers against the kernel's [`Lengths`] first, so a
-//! kernel can never be handed a buffer shorter than its code assumes.
+//! kernel can never be handed a buffer shorter than its code assumes, then
+//! splits the kernel's rows (output rows, pixels, tile rows, or a dense
+//! layer's blocks of output channels) across the pool's threads if its
+//! [`work`] reaches [`PARALLEL_WORK`]; a row is a whole reduction, so the
+//! output is the same for any thread count.
 
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Op};
