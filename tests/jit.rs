@@ -441,10 +441,16 @@ fn outputs_are_bitwise_identical_for_any_thread_count() {
 }
 
 /// AlexNet's and GoogLeNet's every step runs compiled code (GoogLeNet's lrn
-/// included).
+/// included), and which steps split across threads: none of LeNet-5's
+/// (waking a thread would cost more than its layers take), every dense layer
+/// of AlexNet (by blocks of output channels: fc6's 4096 outputs are 512
+/// blocks of 8) and GoogLeNet's lrn (by pixels), whose MACs (zero) alone
+/// would not split it.
 #[test]
-fn alexnet_and_googlenet_run_every_step_on_the_jit() {
-    for (file, name) in [("alexnet", "AlexNet"), ("googlenet", "GoogLeNet")] {
+fn every_step_runs_compiled_and_large_kernels_split() {
+    use cnnjit::runtime::jit::{self, Lowering, PARALLEL_WORK};
+    use cnnjit::runtime::params::{load_params, random_weights, LoadOptions};
+    let net = |file: &str, name: &str| {
         let path = format!("{}/examples/nets/{file}.cnn", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(path).unwrap();
         let graph = cnnjit::compiler::compile_source(&text)
@@ -453,10 +459,44 @@ fn alexnet_and_googlenet_run_every_step_on_the_jit() {
             .find(|n| n.graph.name == name)
             .unwrap()
             .graph;
-        let weights = cnnjit::runtime::params::random_weights(&graph, 1);
-        let report = Model::new(graph, &weights).unwrap().kernels();
-        assert_eq!(report.compiled_steps(), report.steps.len(), "{report}");
-    }
+        let plan = cnnjit::compiler::plan::plan(&graph).unwrap();
+        let weights = random_weights(&graph, 1);
+        let params = load_params(&graph, &plan, &weights, LoadOptions::default()).unwrap();
+        let compiled = jit::compile(&graph, &plan, &params, false, true).unwrap();
+        let reference = compiled
+            .steps
+            .iter()
+            .filter(|l| matches!(l, Lowering::Reference));
+        assert_eq!(reference.count(), 0, "{name}");
+        // (anchor kind, rows, splits) of each compiled step.
+        plan.steps
+            .iter()
+            .zip(compiled.steps)
+            .filter_map(|(step, lowering)| match lowering {
+                Lowering::Kernel(l) => Some((
+                    graph.node(step.nodes[0]).op.kind(),
+                    l.lengths.rows,
+                    l.work >= PARALLEL_WORK,
+                )),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let lenet = net("lenet5", "LeNet5");
+    assert!(lenet.iter().all(|&(_, _, split)| !split), "{lenet:?}");
+    let alexnet = net("alexnet", "AlexNet");
+    let dense: Vec<_> = alexnet.iter().filter(|s| s.0 == "dense").collect();
+    assert_eq!(
+        dense,
+        [
+            &("dense", 512, true),
+            &("dense", 512, true),
+            &("dense", 125, true)
+        ]
+    );
+    let googlenet = net("googlenet", "GoogLeNet");
+    let lrn: Vec<_> = googlenet.iter().filter(|s| s.0 == "lrn").collect();
+    assert_eq!(lrn, [&("lrn", 56 * 56, true), &("lrn", 56 * 56, true)]);
 }
 
 /// `Model::kernels` names what each step runs, in agreement with the backend
