@@ -144,8 +144,8 @@ pub(crate) fn emit(spec: &LrnSpec, b: &mut FunctionBuilder, a: &Args) {
     let hi = clamp(b, a.end, 0, spec.pixels as i64);
     for_range(b, lo, hi, 1, |b, p| {
         let offset = b.ins().imul_imm_s(p, (c * 4) as i64);
-        let at = |b: &mut FunctionBuilder, base: Value| b.ins().iadd(base, offset);
-        let [input, output, extra] = [a.input, a.output, a.extra].map(|base| at(b, base));
+        let [input, output, extra] =
+            [a.input, a.output, a.extra].map(|base| b.ins().iadd(base, offset));
         for v in 0..c.div_ceil(4) {
             let x = vector::load_partial(b, input, (v * 16) as i64, (c - 4 * v).min(4));
             let x2 = b.ins().fmul(x, x);
