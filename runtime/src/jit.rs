@@ -480,7 +480,7 @@ unsafe impl Sync for Call {}
 
 impl Call {
     /// Calls `function` on output rows `[begin, end)` with the `part`-th
-    /// scratch of `scratch` elements.
+    /// scratch, the scratches `scratch` elements apart.
     ///
     /// # Safety
     /// Every buffer must be at least as long as the kernel's `Lengths` (the
@@ -601,7 +601,20 @@ fn parts(lengths: &Lengths, pool: Option<&rayon::ThreadPool>) -> usize {
 /// The scratch, in `f32`s, that [`call_kernel`] needs for a kernel with
 /// `lengths` on `pool`: one per call it splits the rows into.
 pub fn scratch_len(lengths: &Lengths, pool: Option<&rayon::ThreadPool>) -> usize {
-    lengths.scratch * parts(lengths, pool)
+    scratch_stride(lengths) * parts(lengths, pool)
+}
+
+/// The `f32`s from one call's scratch to the next's: its own, rounded up to
+/// a cache line, and one line more, so that two threads never write one
+/// cache line whatever the buffer's alignment (an lrn rewrites its few
+/// hundred bytes of scratch at every pixel: sharing a line made two threads
+/// slower than one).
+fn scratch_stride(lengths: &Lengths) -> usize {
+    const LINE: usize = 16;
+    match lengths.scratch {
+        0 => 0,
+        n => n.div_ceil(LINE) * LINE + LINE,
+    }
 }
 
 /// Calls compiled kernel `kernel` on `buffers`, after checking each against
@@ -652,7 +665,7 @@ pub fn call_kernel(
     };
     let function = program.function(kernel);
     let rows = l.rows as i64;
-    let per_call = l.scratch;
+    let per_call = scratch_stride(l);
     let run_rows = move |part: usize, begin: i64, end: i64| {
         // SAFETY: every buffer was checked above to be at least as long as the
         // kernel's `Lengths` require, the scratch for every part; the row
