@@ -2,8 +2,8 @@
 //! the layers of benches/nets/layers.cnn (the 3x3 conv + ReLU on 56x56x128
 //! and on 28x28x256, MobileNet's depthwise-separable block, the 1x3 + 3x1
 //! pair, two 1x1 convs, a squeeze-excite scale and an unfused add, a dense +
-//! softmax head, a four-branch concat) and whole LeNet-5, MobileNetV1, ResNet-18, ResNet-50
-//! and VGG16. The JIT runs with the native AVX2 GEMM tile (group `native`;
+//! softmax head, a four-branch concat, GoogLeNet's lrn, AlexNet's fc6) and
+//! whole LeNet-5, MobileNetV1, ResNet-18, ResNet-50 and VGG16. The JIT runs with the native AVX2 GEMM tile (group `native`;
 //! pure Cranelift where the host lacks AVX2) and in pure Cranelift (group
 //! `cranelift`). The separable pairs and MobileNetV1 also run as `separate`:
 //! each pair as two JIT kernels (`Options::fuse_separable` off), against the
@@ -87,7 +87,13 @@ fn jit_vs_reference(c: &mut Criterion) {
     for layer in ["Conv3x3_56", "Conv3x3_28", "Conv1x1_56", "Conv1x1_28"] {
         bench(c, LAYERS, layer, WITH_REFERENCE);
     }
-    for layer in ["ScaleAdd28", "DenseSoftmax", "Concat28"] {
+    for layer in [
+        "ScaleAdd28",
+        "DenseSoftmax",
+        "Concat28",
+        "Lrn56",
+        "Dense9216",
+    ] {
         bench(c, LAYERS, layer, WITH_REFERENCE);
     }
     for layer in ["DwSep112", "Conv1x3_3x1"] {

@@ -314,6 +314,28 @@ proptest! {
     }
 
     #[test]
+    fn lrn_equals_reference(
+        (h, w) in (1u32..6, 1u32..6),
+        c in 1u32..24,
+        size in 1u32..12,
+        (alpha, k) in (0.0f32..3.0, 0.05f32..3.0),
+        beta in prop_oneof![Just(0.75f32), Just(0.5), Just(1.0), 0.01f32..2.0],
+        flat in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // Odd and even sizes, windows wider than the channels, AlexNet's beta
+        // and the others the kernel special-cases beside general ones; over a
+        // volume's pixels or one flat vector.
+        let flatten = if flat { "flatten, " } else { "" };
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ {flatten}lrn(size = {size}, alpha = {alpha:?}, beta = {beta:?}, k = {k:?}){} }}",
+            EPILOGUES[epilogue]
+        );
+        assert_agrees(&source, seed, 2);
+    }
+
+    #[test]
     fn conv_add_relu_fuses_and_equals_reference(
         (h, w) in (2u32..10, 2u32..10),
         c in 1u32..13,
@@ -474,6 +496,10 @@ fn every_example_network_agrees_with_reference() {
     }
 }
 
+/// Threads split a kernel's rows, never a reduction: MobileNetV1_025's
+/// convolutions, and a net whose lrn, concat copies and dense layers (split
+/// by blocks of output channels) are each large enough to split
+/// (`jit::PARALLEL_WORK`).
 #[test]
 fn outputs_are_bitwise_identical_for_any_thread_count() {
     let text = std::fs::read_to_string(concat!(
@@ -481,31 +507,99 @@ fn outputs_are_bitwise_identical_for_any_thread_count() {
         "/examples/nets/mobilenet_v1.cnn"
     ))
     .unwrap();
-    let graph = cnnjit::compiler::compile_source(&text)
+    let mobilenet = cnnjit::compiler::compile_source(&text)
         .unwrap()
         .into_iter()
         .find(|n| n.graph.name == "MobileNetV1_025")
         .unwrap()
         .graph;
-    let weights = cnnjit::runtime::params::random_weights(&graph, 5);
-    let input = random_input(224 * 224 * 3, 9);
-    let outputs: Vec<Vec<f32>> = [1, 2, 3]
-        .iter()
-        .map(|&threads| {
-            let mut model = Model::with_options(
-                graph.clone(),
-                &weights,
-                Options {
-                    threads,
-                    ..Options::default()
-                },
-            )
-            .unwrap();
-            model.forward(&input).unwrap()
-        })
-        .collect();
-    assert_eq!(outputs[0], outputs[1]);
-    assert_eq!(outputs[0], outputs[2]);
+    let split = graph(
+        "Split(96x96x64) {
+            lrn(size = 5), residual { conv(64, 1x1) }, concat { [maxpool(2x2)], [avgpool(2x2)] },
+            global_avgpool, flatten, dense(4200), relu, dense(1000), softmax,
+        }",
+    )
+    .unwrap();
+    for graph in [mobilenet, split] {
+        let weights = cnnjit::runtime::params::random_weights(&graph, 5);
+        let input = random_input(graph.input_shape().len() as usize, 9);
+        let outputs: Vec<Vec<f32>> = [1, 2, 3]
+            .iter()
+            .map(|&threads| {
+                let mut model = Model::with_options(
+                    graph.clone(),
+                    &weights,
+                    Options {
+                        threads,
+                        ..Options::default()
+                    },
+                )
+                .unwrap();
+                model.forward(&input).unwrap()
+            })
+            .collect();
+        assert_eq!(outputs[0], outputs[1], "{}", graph.name);
+        assert_eq!(outputs[0], outputs[2], "{}", graph.name);
+    }
+}
+
+/// AlexNet's and GoogLeNet's every step runs compiled code (GoogLeNet's lrn
+/// included), and which steps split across threads: none of LeNet-5's
+/// (waking a thread would cost more than its layers take), every dense layer
+/// of AlexNet (by blocks of output channels: fc6's 4096 outputs are 512
+/// blocks of 8) and GoogLeNet's lrn (by pixels), whose MACs (zero) alone
+/// would not split it.
+#[test]
+fn every_step_runs_compiled_and_large_kernels_split() {
+    use cnnjit::runtime::jit::{self, Lowering, PARALLEL_WORK};
+    use cnnjit::runtime::params::{load_params, random_weights, LoadOptions};
+    let net = |file: &str, name: &str| {
+        let path = format!("{}/examples/nets/{file}.cnn", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let graph = cnnjit::compiler::compile_source(&text)
+            .unwrap()
+            .into_iter()
+            .find(|n| n.graph.name == name)
+            .unwrap()
+            .graph;
+        let plan = cnnjit::compiler::plan::plan(&graph).unwrap();
+        let weights = random_weights(&graph, 1);
+        let params = load_params(&graph, &plan, &weights, LoadOptions::default()).unwrap();
+        let compiled = jit::compile(&graph, &plan, &params, false, true).unwrap();
+        let reference = compiled
+            .steps
+            .iter()
+            .filter(|l| matches!(l, Lowering::Reference));
+        assert_eq!(reference.count(), 0, "{name}");
+        // (anchor kind, rows, splits) of each compiled step.
+        plan.steps
+            .iter()
+            .zip(compiled.steps)
+            .filter_map(|(step, lowering)| match lowering {
+                Lowering::Kernel(l) => Some((
+                    graph.node(step.nodes[0]).op.kind(),
+                    l.lengths.rows,
+                    l.work >= PARALLEL_WORK,
+                )),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let lenet = net("lenet5", "LeNet5");
+    assert!(lenet.iter().all(|&(_, _, split)| !split), "{lenet:?}");
+    let alexnet = net("alexnet", "AlexNet");
+    let dense: Vec<_> = alexnet.iter().filter(|s| s.0 == "dense").collect();
+    assert_eq!(
+        dense,
+        [
+            &("dense", 512, true),
+            &("dense", 512, true),
+            &("dense", 125, true)
+        ]
+    );
+    let googlenet = net("googlenet", "GoogLeNet");
+    let lrn: Vec<_> = googlenet.iter().filter(|s| s.0 == "lrn").collect();
+    assert_eq!(lrn, [&("lrn", 56 * 56, true), &("lrn", 56 * 56, true)]);
 }
 
 /// `Model::kernels` names what each step runs, in agreement with the backend
@@ -515,7 +609,8 @@ fn kernel_report_and_profile_cover_every_step() {
     let net = graph(
         "Net(12x12x3) {
             conv(8, 3x3, pad = 1), bn, relu, dwconv(3x3), relu6, conv(16, 1x1),
-            lrn(size = 3), global_avgpool, flatten, dense(5), softmax,
+            lrn(size = 3), maxpool(2x2), lrn(size = 3, k = 0.0), global_avgpool,
+            flatten, dense(5), softmax,
         }",
     )
     .unwrap();
@@ -533,27 +628,30 @@ fn kernel_report_and_profile_cover_every_step() {
     assert_eq!(report.compiled_steps(), compiled_steps);
     let algorithms: Vec<&str> = report.steps.iter().map(|s| s.algorithm()).collect();
     // By hand: a 3x3 conv; a depthwise conv feeding only a 1x1 conv over 10x10
-    // pixels, so the two run as one fused kernel at the second step; an lrn
-    // (no JIT kernel), a global pool, a dense layer; the softmax follows it
-    // on a kernel of its own, in place, so the step lists it as fused.
+    // pixels, so the two run as one fused kernel at the second step; an lrn, a
+    // pool, an lrn whose base can be zero (k = 0: the reference keeps
+    // PyTorch's 0/0), a global pool, a dense layer; the softmax follows it on
+    // a kernel of its own, in place, so the step lists it as fused.
     assert_eq!(
         algorithms,
         [
             "direct",
             "in next",
             "dw+pw",
+            "lrn",
+            "pool",
             "reference",
             "global-pool",
             "gemv"
         ]
     );
     assert_eq!(report.steps[0].fused, ["bn", "relu"]);
-    assert_eq!(report.steps[5].fused, ["softmax"]);
-    assert!(report.steps[5].unfused.is_empty());
+    assert_eq!(report.steps[7].fused, ["softmax"]);
+    assert!(report.steps[7].unfused.is_empty());
     // 10x10x16 outputs of 8 channels each.
     assert_eq!(report.steps[2].macs, 10 * 10 * 16 * 8);
     let table = report.to_string();
-    assert!(table.contains("(no JIT kernel for lrn)"), "{table}");
+    assert!(table.contains("(no JIT kernel for lrn: k <= 0)"), "{table}");
 
     let profile = jit.profile(&random_input(jit.input_len(), 1), 3).unwrap();
     assert_eq!(profile.kernels, report);

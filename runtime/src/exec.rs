@@ -292,7 +292,8 @@ fn run_step(
             Lowering::Concat(branches) => {
                 for branch in branches {
                     let input = inputs.get(branch.input);
-                    crate::jit::run_branch(&compiled.program, branch, input, out).map_err(
+                    let pool = engine.pool.as_deref();
+                    crate::jit::run_branch(&compiled.program, branch, input, out, pool).map_err(
                         |reason| Error::Internal {
                             layer: anchor.name.to_string(),
                             reason,

@@ -5,7 +5,8 @@
 //! A convolution's algorithm (direct, 1x1 GEMM or Winograd) is the static
 //! cost model's choice ([`choice::kernel`]), a function of its spec alone.
 //! A step is compiled when its anchor is a `conv`, `dwconv`, `dense`, a
-//! pool, an `add` or a `scale` (the second operand as `extra`); its
+//! pool, an `add` or a `scale` (the second operand as `extra`), or an `lrn`
+//! whose base is positive ([`LrnSpec::new`]); its
 //! epilogue is fused up to the first node the kernel cannot apply per channel
 //! (softmax, a second residual add), and the rest runs in place after it: a
 //! softmax there on a compiled [`SoftmaxSpec`] kernel, the others on the
@@ -21,7 +22,11 @@
 //! reference kernels instead. A concat then runs one copy kernel only per
 //! input not written in place, into its channel slice ([`Lowering::Concat`]).
 //! Every call checks the buffers against the kernel's [`Lengths`] first, so a
-//! kernel can never be handed a buffer shorter than its code assumes.
+//! kernel can never be handed a buffer shorter than its code assumes, then
+//! splits the kernel's rows (output rows, pixels, tile rows, or a dense
+//! layer's blocks of output channels) across the pool's threads if its
+//! [`work`] reaches [`PARALLEL_WORK`]; a row is a whole reduction, so the
+//! output is the same for any thread count.
 
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Op};
@@ -31,6 +36,7 @@ use cnnjit_compiler::codegen::concat::ConcatSpec;
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::elementwise::{Binary, ElementwiseSpec};
+use cnnjit_compiler::codegen::lrn::LrnSpec;
 use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
 use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
@@ -90,7 +96,7 @@ pub struct Lowered {
     pub then: Option<(KernelId, SoftmaxSpec)>,
     /// The epilogue nodes left for the reference path, in order.
     pub rest: Vec<NodeId>,
-    /// Multiply-accumulates of one call: below [`PARALLEL_WORK`] it runs on one thread.
+    /// Its [`work`]: below [`PARALLEL_WORK`] it runs on one thread.
     pub work: u64,
     /// What the kernel computes with, for reports.
     pub algorithm: Algorithm,
@@ -110,9 +116,32 @@ struct Packed {
     work: u64,
 }
 
-/// The least work (MACs) worth splitting across threads: below it, waking a
+/// The least [`work`] worth splitting across threads: below it, waking a
 /// thread costs more than it saves (LeNet-5's layers, for instance).
 pub const PARALLEL_WORK: u64 = 1 << 18;
+
+/// A kernel's work, to decide whether to split it across threads: its
+/// multiply-accumulates (`macs`, from the cost model), or, for a kernel bound
+/// by memory (a pool, an add, a concat, an lrn, a softmax), the elements its
+/// buffers hold, whichever is more. A dense layer's MACs are its weights.
+pub fn work(macs: u64, lengths: &Lengths) -> u64 {
+    let elements = [
+        lengths.input,
+        lengths.weights,
+        lengths.params,
+        lengths.extra,
+        lengths.output,
+    ]
+    .iter()
+    .map(|&n| n as u64)
+    .fold(0u64, u64::saturating_add);
+    macs.max(elements)
+}
+
+/// `pool` if `work` is worth splitting across its threads.
+fn split(work: u64, pool: Option<&rayon::ThreadPool>) -> Option<&rayon::ThreadPool> {
+    pool.filter(|_| work >= PARALLEL_WORK)
+}
 
 /// The whole plan lowered: a kernel per step where the JIT serves it.
 #[derive(Clone, Debug)]
@@ -130,7 +159,7 @@ pub struct Compiled {
 impl Lowered {
     /// The threads this step runs on: none below [`PARALLEL_WORK`].
     fn pool<'p>(&self, pool: Option<&'p rayon::ThreadPool>) -> Option<&'p rayon::ThreadPool> {
-        pool.filter(|_| self.work >= PARALLEL_WORK)
+        split(self.work, pool)
     }
 }
 
@@ -404,6 +433,10 @@ fn lower(
             Some(spec) => Kernel::Pool(spec),
             None => return Ok(None),
         },
+        (Op::Lrn(lrn), None) => match LrnSpec::new(lrn, input, epilogue) {
+            Some(spec) => Kernel::Lrn(spec),
+            None => return Ok(None),
+        },
         (Op::Add | Op::Scale, None) => {
             let other = graph.node(anchor.inputs[1]).output;
             match binary.and_then(|op| ElementwiseSpec::new(op, input, other, epilogue)) {
@@ -450,7 +483,10 @@ fn lower(
                 channels: out.channels() as usize,
             }
         });
+    let macs = cnnjit_compiler::cost::layer_cost(&anchor.op, &[input], anchor.output)
+        .map_or(u64::MAX, |c| c.macs);
     Ok(Some(Packed {
+        work: work(macs, &kernel.lengths()),
         kernel,
         weights,
         params: packed_params,
@@ -458,8 +494,6 @@ fn lower(
         extra,
         then,
         rest: step.nodes[fused..].to_vec(),
-        work: cnnjit_compiler::cost::layer_cost(&anchor.op, &[input], anchor.output)
-            .map_or(u64::MAX, |c| c.macs),
     }))
 }
 
@@ -484,7 +518,7 @@ unsafe impl Sync for Call {}
 
 impl Call {
     /// Calls `function` on output rows `[begin, end)` with the `part`-th
-    /// scratch of `scratch` elements.
+    /// scratch, the scratches `scratch` elements apart.
     ///
     /// # Safety
     /// Every buffer must be at least as long as the kernel's `Lengths` (the
@@ -544,17 +578,21 @@ pub fn run(
             output,
             scratch: &mut [],
         };
-        call_kernel(program, *kernel, &spec.lengths(), in_place, None)?;
+        let lengths = spec.lengths();
+        let pool = split(work(0, &lengths), pool);
+        call_kernel(program, *kernel, &lengths, in_place, pool)?;
     }
     Ok(())
 }
 
-/// Copies one concat branch, `input`, into its channel slice of `output`.
+/// Copies one concat branch, `input`, into its channel slice of `output`,
+/// its pixels split across `pool`'s threads if it is large enough.
 pub fn run_branch(
     program: &Program,
     branch: &Branch,
     input: &[f32],
     output: &mut [f32],
+    pool: Option<&rayon::ThreadPool>,
 ) -> std::result::Result<(), String> {
     let buffers = Buffers {
         input,
@@ -565,7 +603,8 @@ pub fn run_branch(
         scratch: &mut [],
     };
     let lengths = branch.spec.lengths();
-    call_kernel(program, branch.kernel, &lengths, buffers, None)
+    let pool = split(work(0, &lengths), pool);
+    call_kernel(program, branch.kernel, &lengths, buffers, pool)
 }
 
 /// The buffers of one kernel call.
@@ -600,7 +639,20 @@ fn parts(lengths: &Lengths, pool: Option<&rayon::ThreadPool>) -> usize {
 /// The scratch, in `f32`s, that [`call_kernel`] needs for a kernel with
 /// `lengths` on `pool`: one per call it splits the rows into.
 pub fn scratch_len(lengths: &Lengths, pool: Option<&rayon::ThreadPool>) -> usize {
-    lengths.scratch * parts(lengths, pool)
+    scratch_stride(lengths) * parts(lengths, pool)
+}
+
+/// The `f32`s from one call's scratch to the next's: its own, rounded up to
+/// a cache line, and one line more, so that two threads never write one
+/// cache line whatever the buffer's alignment (an lrn rewrites its few
+/// hundred bytes of scratch at every pixel: sharing a line made two threads
+/// slower than one).
+fn scratch_stride(lengths: &Lengths) -> usize {
+    const LINE: usize = 16;
+    match lengths.scratch {
+        0 => 0,
+        n => n.div_ceil(LINE) * LINE + LINE,
+    }
 }
 
 /// Calls compiled kernel `kernel` on `buffers`, after checking each against
@@ -651,7 +703,7 @@ pub fn call_kernel(
     };
     let function = program.function(kernel);
     let rows = l.rows as i64;
-    let per_call = l.scratch;
+    let per_call = scratch_stride(l);
     let run_rows = move |part: usize, begin: i64, end: i64| {
         // SAFETY: every buffer was checked above to be at least as long as the
         // kernel's `Lengths` require, the scratch for every part; the row

@@ -111,7 +111,10 @@ impl KernelReport {
                 let (path, fused) = match no_jit {
                     Some(why) => reference(why.to_string()),
                     None => compiled(engine, index, step).unwrap_or_else(|| {
-                        reference(format!("no JIT kernel for {}", anchor.op.kind()))
+                        reference(match unsupported(&anchor.op) {
+                            Some(why) => format!("no JIT kernel for {}: {why}", anchor.op.kind()),
+                            None => format!("no JIT kernel for {}", anchor.op.kind()),
+                        })
                     }),
                 };
                 StepKernel {
@@ -142,6 +145,15 @@ impl KernelReport {
             .iter()
             .filter(|s| !matches!(s.path, Path::Reference { .. }))
             .count()
+    }
+}
+
+/// Why the JIT has no kernel for `op` with these parameters, where it has
+/// one for others.
+fn unsupported(op: &crate::ir::Op) -> Option<&'static str> {
+    match op {
+        crate::ir::Op::Lrn(lrn) => cnnjit_compiler::codegen::lrn::unsupported(lrn),
+        _ => None,
     }
 }
 

@@ -23,7 +23,7 @@
 //! against the two references in turn, element-wise adds and scales, whole
 //! or per channel, through `ElementwiseSpec`, and concat branches copied into
 //! their channel slice through `ConcatSpec`, whose other channels must keep
-//! the sentinel) with random
+//! the sentinel, and local response normalisations through `LrnSpec`) with random
 //! fused epilogues (affine, activations, residual add) are compiled and run
 //! over all rows (on the calling thread and split across a 2-thread pool) and
 //! over sub-ranges of rows, including out-of-range and reversed ones, which
@@ -48,6 +48,7 @@ use cnnjit_compiler::codegen::concat::ConcatSpec;
 use cnnjit_compiler::codegen::conv::ConvSpec;
 use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::elementwise::{Binary, ElementwiseSpec};
+use cnnjit_compiler::codegen::lrn::LrnSpec;
 use cnnjit_compiler::codegen::pool::PoolSpec;
 use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
 use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
@@ -231,6 +232,8 @@ enum Op {
     Elementwise(Binary),
     /// A concat branch at this channel offset.
     Concat(usize),
+    /// Local response normalisation.
+    Lrn(ir::Lrn),
 }
 
 /// One random configuration: the IR op (for the reference), the kernel, the
@@ -268,16 +271,19 @@ fn hw(v: [usize; 2]) -> Hw {
 
 /// A random kernel with a random epilogue, or `None` if its output would be
 /// empty. Half the cases are direct convolutions (grouped or not); one in ten
-/// is a dense layer (a 1x1 convolution of a 1x1 input) with more channels, to
-/// run the channel loop and the block loop longer; two in ten are depthwise
+/// is a dense layer (a 1x1 convolution of a 1x1 input, whose rows are blocks
+/// of output channels) with more channels, to run the channel loop and the
+/// block loop longer; two in ten are depthwise
 /// (one group per channel, multiplier 1), two in ten pools (max or
 /// average, windowed or global) and one in ten a Winograd 3x3 convolution,
 /// which have kernels of their own. One case in eleven is instead an
-/// element-wise add or scale, and one in eleven of the rest a concat branch.
+/// element-wise add or scale, one a concat branch and one a local response
+/// normalisation.
 fn random_case(rng: &mut Rng) -> Option<Case> {
     match rng.range(0, 10) {
         0 => return Some(random_elementwise(rng)),
         1 => return Some(random_branch(rng)),
+        2 => return Some(random_lrn(rng)),
         _ => {}
     }
     let (steps, epilogue) = random_epilogue(rng, true);
@@ -344,6 +350,34 @@ fn random_branch(rng: &mut Rng) -> Case {
         op: Op::Concat(offset),
         kernel: Kernel::Concat(spec),
         steps: Vec::new(),
+        slice: None,
+    }
+}
+
+/// A random local response normalisation over pixels of odd channel counts,
+/// windows wider than the channels and powers of every kind the kernel
+/// distinguishes, with any epilogue; its pixels are its rows.
+fn random_lrn(rng: &mut Rng) -> Case {
+    let (steps, epilogue) = random_epilogue(rng, true);
+    let (pixels, c) = (rng.range(1, 30), rng.range(1, 19));
+    let op = ir::Lrn {
+        size: rng.range(1, 12) as u32,
+        alpha: rng.value(2.0).abs(),
+        beta: [0.75, 0.5, 1.0, 0.1 + rng.value(1.5).abs()][rng.range(0, 3)],
+        k: 0.1 + rng.value(2.0).abs(),
+    };
+    let shape = ir::Shape::Volume {
+        h: pixels as u32,
+        w: 1,
+        c: c as u32,
+    };
+    let spec = LrnSpec::new(&op, shape, epilogue).expect("a positive base");
+    Case {
+        input: Dims::new(pixels, 1, c),
+        output: Dims::new(pixels, 1, c),
+        op: Op::Lrn(op),
+        kernel: Kernel::Lrn(spec),
+        steps,
         slice: None,
     }
 }
@@ -649,7 +683,7 @@ fn random_data(case: &Case, lengths: &Lengths, rng: &mut Rng) -> Data {
         }
         // A pool or an element-wise op has no weights, and the bias of its
         // fused epilogue is zero.
-        Op::Pool(_) | Op::Elementwise(_) | Op::Concat(_) => (Vec::new(), vec![0.0; k]),
+        Op::Pool(_) | Op::Elementwise(_) | Op::Concat(_) | Op::Lrn(_) => (Vec::new(), vec![0.0; k]),
     };
     Data {
         input: rng.values(lengths.input, 2.0),
@@ -686,6 +720,9 @@ fn expected(case: &Case, data: &Data) -> Vec<f32> {
         Op::Elementwise(Binary::Mul) => {
             reference::scale(&data.input, case.input, &data.extra, &mut out).map(|()| case.output)
         }
+        Op::Lrn(op) => {
+            reference::lrn(op, &data.input, case.input.c, &mut out).map(|()| case.output)
+        }
     }
     .expect("the reference accepts the case");
     assert_eq!(dims, case.output, "output size of {case:?}");
@@ -709,12 +746,18 @@ fn expected(case: &Case, data: &Data) -> Vec<f32> {
 /// Written nowhere by a kernel: a NaN with a payload no arithmetic produces.
 const SENTINEL: u32 = 0x7fc0_dead;
 
-/// Checks `got` against `want` on output rows `[lo, hi)` and against the
-/// sentinel elsewhere.
-fn check(got: &[f32], want: &[f32], row_len: usize, (lo, hi): (usize, usize), what: &str) {
+/// Checks `got` against `want` on output rows `[lo, hi)` (element `i` is in
+/// row `row_of(i)`) and against the sentinel elsewhere.
+fn check(
+    got: &[f32],
+    want: &[f32],
+    row_of: impl Fn(usize) -> usize,
+    (lo, hi): (usize, usize),
+    what: &str,
+) {
     assert_eq!(got.len(), want.len());
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let row = i / row_len;
+        let row = row_of(i);
         if (lo..hi).contains(&row) && w.to_bits() != SENTINEL {
             // Equal (infinities included), both NaN, or within 1e-4 relative + 1e-5 absolute.
             let close =
@@ -821,14 +864,21 @@ fn run_kernel(
     }
     let mut output = Guarded::new(lengths.output);
     let rows = lengths.rows;
-    // The kernel's rows are output rows, tile rows of a Winograd kernel, or
-    // blocks of rows of a pointwise separable pair.
-    let output_rows = match kernel {
-        Kernel::Winograd(spec) => spec.tile,
-        Kernel::Separable(spec) => spec.block_rows(),
-        _ => 1,
+    // The kernel's rows are output rows, tile rows of a Winograd kernel,
+    // blocks of rows of a pointwise separable pair, or blocks of output
+    // channels of a convolution with one output pixel (from the slice's
+    // first channel, if it writes one).
+    let row_len = match kernel {
+        Kernel::Winograd(spec) => spec.tile * dims.w * dims.c,
+        Kernel::Separable(spec) => spec.block_rows() * dims.w * dims.c,
+        Kernel::Conv(spec) if spec.rows_are_blocks() => spec.block(),
+        _ => dims.w * dims.c,
     };
-    let row_len = output_rows * dims.w * dims.c;
+    let first = match kernel {
+        Kernel::Conv(spec) if spec.rows_are_blocks() => spec.slice.map_or(0, |s| s.first),
+        _ => 0,
+    };
+    let row_of = |i: usize| i.saturating_sub(first) / row_len;
 
     // All rows through the runtime's entry point, alone and on two threads.
     for (pool, label) in [(None, "all rows"), (Some(pool), "all rows, 2 threads")] {
@@ -846,7 +896,7 @@ fn run_kernel(
         check(
             output.as_slice(),
             want,
-            row_len,
+            row_of,
             (0, rows),
             &format!("{what}, {label}"),
         );
@@ -901,7 +951,7 @@ fn run_kernel(
         check(
             output.as_slice(),
             want,
-            row_len,
+            row_of,
             (lo, hi.max(lo)),
             &format!("{what}, rows [{begin}, {end})"),
         );

@@ -55,6 +55,8 @@ pub enum Algorithm {
     Softmax,
     /// Concat branches copied into their channel slices.
     Concat,
+    /// Local response normalisation across channels ([`super::lrn`]).
+    Lrn,
 }
 
 impl Algorithm {
@@ -77,6 +79,7 @@ impl Algorithm {
             Algorithm::Scale => "scale",
             Algorithm::Softmax => "softmax",
             Algorithm::Concat => "concat",
+            Algorithm::Lrn => "lrn",
         }
     }
 }
@@ -133,6 +136,7 @@ impl Kernel {
             },
             Kernel::Softmax(_) => Algorithm::Softmax,
             Kernel::Concat(_) => Algorithm::Concat,
+            Kernel::Lrn(_) => Algorithm::Lrn,
         }
     }
 
@@ -149,7 +153,7 @@ impl Kernel {
             },
             Kernel::Pool(spec) => (1, 4, spec.output[1]),
             Kernel::Elementwise(spec) => (1, 4, spec.shape[1]),
-            Kernel::Softmax(_) | Kernel::Concat(_) => (1, 4, 1),
+            Kernel::Softmax(_) | Kernel::Concat(_) | Kernel::Lrn(_) => (1, 4, 1),
         };
         Tile {
             pixels: pixels.min(width),

@@ -119,6 +119,15 @@ impl ConvSpec {
         }
     }
 
+    /// Whether the kernel's rows are blocks of output channels rather than
+    /// output rows: a spec of one output pixel (a dense layer, a
+    /// squeeze-excite 1x1 convolution) has a single output row, which threads
+    /// could not split. Each block still computes its whole reduction, so the
+    /// output does not depend on how the blocks are split.
+    pub fn rows_are_blocks(&self) -> bool {
+        self.output[0] * self.output[1] == 1 && self.groups == 1
+    }
+
     fn in_per_group(&self) -> usize {
         self.input[2] / self.groups
     }
@@ -128,7 +137,7 @@ impl ConvSpec {
     }
 
     /// Output channels per block: the width of the tile.
-    pub(super) fn block(&self) -> usize {
+    pub fn block(&self) -> usize {
         if self.native {
             native::WIDTH
         } else {
@@ -183,7 +192,11 @@ impl ConvSpec {
             extra,
             output: self.layout().len(ho * wo),
             scratch: 0,
-            rows: ho,
+            rows: if self.rows_are_blocks() {
+                self.blocks()
+            } else {
+                ho
+            },
         }
     }
 
@@ -298,8 +311,48 @@ struct Tile {
     lanes: usize,
 }
 
-/// Emits the kernel body for rows `[begin, end)`.
+/// Emits the kernel body for rows `[begin, end)`: output rows, or blocks of
+/// output channels of the one output pixel ([`ConvSpec::rows_are_blocks`]).
 pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
+    if !spec.rows_are_blocks() {
+        return emit_rows(spec, b, a);
+    }
+    let l = layout(spec, b, a);
+    let blocks = spec.blocks() as i64;
+    let range = [clamp(b, a.begin, 0, blocks), clamp(b, a.end, 0, blocks)];
+    let rows = [int(b, 0), int(b, 1)];
+    for_rows(spec, b, rows, |b, oy, ky| {
+        for_blocks(spec, b, range, |b, block| {
+            let base = block_row(&l, b, a, oy, block);
+            columns(&l, b, base, ky)
+        })
+    });
+}
+
+/// Emits code for output rows `[begin, end)`, every block of each, in the
+/// order that keeps the larger of weights and input still
+/// ([`ConvSpec::weights_stationary`]): the body of a kernel whose rows are
+/// output rows, and what a fused separable pair runs for either half.
+pub(crate) fn emit_rows(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
+    let l = layout(spec, b, a);
+    let blocks = [int(b, 0), int(b, spec.blocks() as i64)];
+    let columns = |b: &mut FunctionBuilder, oy, ky, block| {
+        let base = block_row(&l, b, a, oy, block);
+        columns(&l, b, base, ky)
+    };
+    let rows = [a.begin, a.end];
+    if spec.weights_stationary() {
+        for_blocks(spec, b, blocks, |b, block| {
+            for_rows(spec, b, rows, |b, oy, ky| columns(b, oy, ky, block))
+        });
+    } else {
+        for_rows(spec, b, rows, |b, oy, ky| {
+            for_blocks(spec, b, blocks, |b, block| columns(b, oy, ky, block))
+        });
+    }
+}
+
+fn layout<'s>(spec: &'s ConvSpec, b: &mut FunctionBuilder, a: &Args) -> Layout<'s> {
     let [_, w, c] = spec.input;
     let [_, wo, _] = spec.output;
     let out = spec.layout();
@@ -310,7 +363,7 @@ pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
         .then(native::tiles)
         .flatten()
         .map(|tiles| Native::new(spec, b, a, tiles));
-    let l = Layout {
+    Layout {
         spec,
         in_row: (w * c * 4) as i64,
         out,
@@ -319,20 +372,6 @@ pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
             as i64,
         vector: (spec.vector_len() * 4) as i64,
         native,
-    };
-    let columns = |b: &mut FunctionBuilder, oy, ky, block| {
-        let base = block_row(&l, b, a, oy, block);
-        columns(&l, b, base, ky)
-    };
-    let rows = [a.begin, a.end];
-    if spec.weights_stationary() {
-        for_blocks(spec, b, |b, block| {
-            for_rows(spec, b, rows, |b, oy, ky| columns(b, oy, ky, block))
-        });
-    } else {
-        for_rows(spec, b, rows, |b, oy, ky| {
-            for_blocks(spec, b, |b, block| columns(b, oy, ky, block))
-        });
     }
 }
 
@@ -367,11 +406,13 @@ fn for_rows(
     }
 }
 
-/// `body(block)` for each group and block of output channels: a loop over
-/// the full blocks, then the partial one.
+/// `body(block)` for each group and its blocks of output channels in
+/// `[first, end)` (`end` at most the blocks per group): a loop over the
+/// full blocks, then the partial one if the range reaches it.
 fn for_blocks(
     spec: &ConvSpec,
     b: &mut FunctionBuilder,
+    [first, end]: [Value; 2],
     mut body: impl FnMut(&mut FunctionBuilder, Block),
 ) {
     let width = spec.block();
@@ -380,10 +421,10 @@ fn for_blocks(
     let zero = int(b, 0);
     let groups = int(b, spec.groups as i64);
     for_range(b, zero, groups, 1, |b, group| {
+        let full = int(b, full_blocks as i64);
         if full_blocks > 0 {
-            let zero = int(b, 0);
-            let n = int(b, full_blocks as i64);
-            for_range(b, zero, n, 1, |b, index| {
+            let full_end = b.ins().smin(end, full);
+            for_range(b, first, full_end, 1, |b, index| {
                 body(
                     b,
                     Block {
@@ -395,15 +436,18 @@ fn for_blocks(
             });
         }
         if tail > 0 {
-            let index = int(b, full_blocks as i64);
-            body(
-                b,
-                Block {
-                    group,
-                    index,
-                    lanes: tail,
-                },
-            );
+            // At most one iteration.
+            let tail_first = b.ins().smax(first, full);
+            for_range(b, tail_first, end, 1, |b, index| {
+                body(
+                    b,
+                    Block {
+                        group,
+                        index,
+                        lanes: tail,
+                    },
+                )
+            });
         }
     });
 }

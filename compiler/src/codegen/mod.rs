@@ -6,7 +6,8 @@
 //! Winograd F(2x2) and F(4x4) 3x3 convolutions, picked per layer by
 //! [`choice`]; [`separable`]: two convolutions fused into one pass;
 //! [`depthwise`], [`pool`], [`elementwise`]: an unfused add or a scale;
-//! [`softmax`], in place; [`concat`], a branch into its channel slice), and [`native`], the precompiled AVX2 GEMM tile
+//! [`softmax`], in place; [`concat`], a branch into its channel slice;
+//! [`lrn`], local response normalisation), and [`native`], the precompiled AVX2 GEMM tile
 //! that convolution kernels call for their innermost tile where the host has
 //! AVX2 and FMA. Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
@@ -50,6 +51,7 @@ pub mod concat;
 pub mod conv;
 pub mod depthwise;
 pub mod elementwise;
+pub mod lrn;
 pub mod native;
 pub mod pool;
 pub mod separable;
@@ -134,6 +136,8 @@ pub enum Kernel {
     Softmax(softmax::SoftmaxSpec),
     /// One concat branch copied into its channel slice of `output`.
     Concat(concat::ConcatSpec),
+    /// Local response normalisation across channels; its rows are pixels.
+    Lrn(lrn::LrnSpec),
 }
 
 impl Kernel {
@@ -148,6 +152,7 @@ impl Kernel {
             Kernel::Elementwise(spec) => spec.lengths(),
             Kernel::Softmax(spec) => spec.lengths(),
             Kernel::Concat(spec) => spec.lengths(),
+            Kernel::Lrn(spec) => spec.lengths(),
         }
     }
 
@@ -161,7 +166,8 @@ impl Kernel {
             | Kernel::Separable(_)
             | Kernel::Elementwise(_)
             | Kernel::Softmax(_)
-            | Kernel::Concat(_) => Vec::new(),
+            | Kernel::Concat(_)
+            | Kernel::Lrn(_) => Vec::new(),
             Kernel::Winograd(spec) => spec.pack_weights(weight),
         }
     }
@@ -175,6 +181,7 @@ impl Kernel {
             Kernel::Pool(spec) => spec.pack_vector(v),
             Kernel::Winograd(spec) => spec.pack_vector(v),
             Kernel::Elementwise(spec) => spec.pack_vector(v),
+            Kernel::Lrn(spec) => spec.pack_vector(v),
             Kernel::Separable(_) | Kernel::Softmax(_) | Kernel::Concat(_) => Vec::new(),
         }
     }
@@ -189,6 +196,7 @@ impl Kernel {
             Kernel::Elementwise(spec) => elementwise::emit(spec, b, args),
             Kernel::Softmax(spec) => softmax::emit(spec, b, args),
             Kernel::Concat(spec) => concat::emit(spec, b, args),
+            Kernel::Lrn(spec) => lrn::emit(spec, b, args),
         }
     }
 }

@@ -11,7 +11,7 @@
 //! code on the ring. Each intermediate row is computed once per call (a
 //! thread's part of the rows; rows at the seams of two parts are computed by
 //! both). Both halves are the families' own code, [`super::depthwise::emit`]
-//! or [`super::conv::emit`], given pointers that make the ring look like the
+//! or [`super::conv::emit_rows`], given pointers that make the ring look like the
 //! tensor. Two ways, by the second convolution:
 //!
 //! - **Blocks of rows** (`Blocks`), where the second is a `kx1` (or `1x1`)
@@ -123,7 +123,7 @@ impl Half {
     fn emit(&self, b: &mut FunctionBuilder, a: &Args) {
         match self {
             Half::Depthwise(spec) => super::depthwise::emit(spec, b, a),
-            Half::Conv(spec) => super::conv::emit(spec, b, a),
+            Half::Conv(spec) => super::conv::emit_rows(spec, b, a),
         }
     }
 }
@@ -199,7 +199,7 @@ impl SeparableSpec {
         let (first, second) = (self.first.lengths(), self.second.lengths());
         let (scratch, rows) = match self.blocks() {
             Some(blocks) => (blocks.ring_rows() * self.row_len(), blocks.count()),
-            None => (self.ring_rows() * self.row_len(), second.rows),
+            None => (self.ring_rows() * self.row_len(), self.second.output()[0]),
         };
         Lengths {
             input: first.input,
@@ -371,17 +371,17 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
         };
         let rest = blocks.height() % blocks.rows;
         if rest == 0 {
-            super::conv::emit(&blocks.flat(blocks.rows), b, &args);
+            super::conv::emit_rows(&blocks.flat(blocks.rows), b, &args);
         } else {
             // Every block but the last is whole.
             let whole = b.ins().icmp_imm_s(IntCC::SignedLessThan, block, full);
             let (then, other, join) = (b.create_block(), b.create_block(), b.create_block());
             b.ins().brif(whole, then, &[], other, &[]);
             b.switch_to_block(then);
-            super::conv::emit(&blocks.flat(blocks.rows), b, &args);
+            super::conv::emit_rows(&blocks.flat(blocks.rows), b, &args);
             b.ins().jump(join, &[]);
             b.switch_to_block(other);
-            super::conv::emit(&blocks.flat(rest), b, &args);
+            super::conv::emit_rows(&blocks.flat(rest), b, &args);
             b.ins().jump(join, &[]);
             b.switch_to_block(join);
         }

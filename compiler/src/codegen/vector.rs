@@ -1,7 +1,8 @@
 //! `f32x4` building blocks shared by the kernel families: loads and stores at
 //! constant offsets, constants, and every activation of the language as
 //! vector code (`exp` by range reduction and a polynomial, tanh as a ratio of
-//! polynomials, so sigmoid, tanh and swish fuse like the others).
+//! polynomials, so sigmoid, tanh and swish fuse like the others); `ln`, for
+//! the powers of local response normalisation.
 
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
@@ -184,6 +185,63 @@ pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
     let e = b.ins().ishl_imm_s(e, 23);
     let scale = b.ins().bitcast(types::F32X4, MemFlagsData::new(), e);
     b.ins().fmul(p, scale)
+}
+
+/// ln x, lane-wise, for positive normal `x`: musl's `logf` (after FreeBSD):
+/// `x = 2^k (1 + f)` with `1 + f` in `[sqrt(2)/2, sqrt(2))` (the exponent
+/// split off with the mantissa's rollover moved to `sqrt(2)` by one integer
+/// add), then `ln(1 + f)` from `s = f / (2 + f)` by a minimax polynomial in
+/// `s^2` (error below 1 ulp).
+pub fn ln(b: &mut FunctionBuilder, x: Value) -> Value {
+    let int4 = |b: &mut FunctionBuilder, n: i32| {
+        let n = b.ins().iconst(types::I32, i64::from(n));
+        b.ins().splat(types::I32X4, n)
+    };
+    const SQRT_HALF_BITS: i32 = 0x3f35_04f3;
+    let bits = b.ins().bitcast(types::I32X4, MemFlagsData::new(), x);
+    let shift = int4(b, 0x3f80_0000 - SQRT_HALF_BITS);
+    let bits = b.ins().iadd(bits, shift);
+    let k = b.ins().ushr_imm_s(bits, 23);
+    let bias = int4(b, 0x7f);
+    let k = b.ins().isub(k, bias);
+    let k = b.ins().fcvt_from_sint(types::F32X4, k);
+    let mantissa = int4(b, 0x007f_ffff);
+    let m = b.ins().band(bits, mantissa);
+    let offset = int4(b, SQRT_HALF_BITS);
+    let m = b.ins().iadd(m, offset);
+    let m = b.ins().bitcast(types::F32X4, MemFlagsData::new(), m);
+    let one = splat(b, 1.0);
+    let f = b.ins().fsub(m, one);
+    let two = splat(b, 2.0);
+    let d = b.ins().fadd(f, two);
+    let s = b.ins().fdiv(f, d);
+    let z = b.ins().fmul(s, s);
+    let w = b.ins().fmul(z, z);
+    // musl's coefficients, by their bits (0xaaaaaa.0p-24, 0xccce13.0p-25, ...).
+    let [lg1, lg2, lg3, lg4] =
+        [0x3f2a_aaaa, 0x3ecc_ce13, 0x3e91_e9ee, 0x3e78_9e26].map(f32::from_bits);
+    let lg4 = splat(b, lg4);
+    let lg2 = splat(b, lg2);
+    let t1 = mul_add(b, w, lg4, lg2);
+    let t1 = b.ins().fmul(t1, w);
+    let lg3 = splat(b, lg3);
+    let lg1 = splat(b, lg1);
+    let t2 = mul_add(b, w, lg3, lg1);
+    let t2 = b.ins().fmul(t2, z);
+    let r = b.ins().fadd(t2, t1);
+    let half = splat(b, 0.5);
+    let hfsq = b.ins().fmul(f, f);
+    let hfsq = b.ins().fmul(hfsq, half);
+    // ln 2 = hi + lo, hi with its low mantissa bits zero so that k hi is exact.
+    let ln2_hi = splat(b, f32::from_bits(0x3f31_7180));
+    let ln2_lo = splat(b, f32::from_bits(0x3717_f7d1));
+    // s (hfsq + R) + k ln2_lo - hfsq + f + k ln2_hi, in musl's order.
+    let sum = b.ins().fadd(hfsq, r);
+    let y = b.ins().fmul(s, sum);
+    let y = mul_add(b, k, ln2_lo, y);
+    let y = b.ins().fsub(y, hfsq);
+    let y = b.ins().fadd(y, f);
+    mul_add(b, k, ln2_hi, y)
 }
 
 fn sigmoid(b: &mut FunctionBuilder, x: Value) -> Value {
