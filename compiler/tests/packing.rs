@@ -3,7 +3,9 @@
 //! Each packer is compared, bit for bit, with a straightforward one written
 //! here from the layout alone: one output element at a time, its source index
 //! spelt out. The fast packers write in a cache-friendly order; these say
-//! what they must write.
+//! what they must write. With a bn's factors, a packer must give what
+//! packing the folded weights gives (`params::fold_batch_norm`'s rounding:
+//! the product in `f64`, rounded once).
 
 use cnnjit_compiler::codegen::conv::{ConvSpec, BLOCK};
 use cnnjit_compiler::codegen::native::WIDTH;
@@ -13,6 +15,21 @@ use proptest::prelude::*;
 /// `n` distinct, exactly representable values (so a misplaced one shows).
 fn weights(n: usize) -> Vec<f32> {
     (0..n).map(|i| i as f32 * 0.25 - 100.0).collect()
+}
+
+/// A factor per output channel that rounds differently in `f32` and `f64`.
+fn factors(channels: usize) -> Vec<f64> {
+    (0..channels).map(|k| 1.0 / (3.0 + k as f64)).collect()
+}
+
+/// `weight` with each of its `channels` output channels times its factor.
+fn folded(weight: &[f32], scale: &[f64]) -> Vec<f32> {
+    let per_channel = weight.len() / scale.len();
+    weight
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| (f64::from(w) * scale[i / per_channel]) as f32)
+        .collect()
 }
 
 fn conv_spec(
@@ -153,7 +170,12 @@ proptest! {
     ) {
         let spec = conv_spec(groups, in_per_group, out_per_group, [kernel.0, kernel.1], native);
         let weight = weights(groups * out_per_group * in_per_group * kernel.0 * kernel.1);
-        same_bits(&spec.pack_weights(&weight), &conv_layout(&spec, &weight))?;
+        same_bits(&spec.pack_weights(&weight, None), &conv_layout(&spec, &weight))?;
+        let scale = factors(groups * out_per_group);
+        same_bits(
+            &spec.pack_weights(&weight, Some(&scale)),
+            &conv_layout(&spec, &folded(&weight, &scale)),
+        )?;
     }
 
     #[test]
@@ -166,6 +188,12 @@ proptest! {
         let conv = conv_spec(1, channels, outputs, [3, 3], native);
         let spec = WinogradSpec::of_conv(&conv, tile).expect("a 3x3 stride-1 conv");
         let weight = weights(outputs * channels * 9);
-        same_bits(&spec.pack_weights(&weight), &winograd_layout(&spec, &transform(tile), &weight))?;
+        let g = transform(tile);
+        same_bits(&spec.pack_weights(&weight, None), &winograd_layout(&spec, &g, &weight))?;
+        let scale = factors(outputs);
+        same_bits(
+            &spec.pack_weights(&weight, Some(&scale)),
+            &winograd_layout(&spec, &g, &folded(&weight, &scale)),
+        )?;
     }
 }

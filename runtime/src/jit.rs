@@ -21,7 +21,8 @@
 
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Op};
-use crate::params::{LayerParams, Params};
+use crate::params::{LayerParams, Params, Weight};
+use crate::weights::Weights;
 use cnnjit_compiler::codegen::choice;
 use cnnjit_compiler::codegen::concat::ConcatSpec;
 use cnnjit_compiler::codegen::conv::ConvSpec;
@@ -96,8 +97,9 @@ pub struct Lowered {
 struct Packed<'p> {
     kernel: Kernel,
     /// The layer weights to pack, in order, each by its own spec (a fused
-    /// pair has two); [`Packed::pack_weights`] packs them into one buffer.
-    weights: Vec<(Kernel, &'p [f32])>,
+    /// pair has two) and with its folded bn's factors, if any;
+    /// [`Packed::pack_weights`] packs them into one buffer.
+    weights: Vec<(Kernel, &'p [f32], Option<&'p [f64]>)>,
     params: Vec<f32>,
     input: usize,
     extra: Option<usize>,
@@ -166,6 +168,8 @@ fn internal(graph: &Graph, id: NodeId, reason: impl std::fmt::Display) -> Error 
 /// Lowers and compiles every step the JIT serves: convolutions get the
 /// native GEMM tile if `native_tile` and the host has it; with
 /// `fuse_separable`, each separable pair the plan marks becomes one kernel.
+/// Weights that `params` left in the file ([`Weight::InFile`]) are packed
+/// from `file`, folding their bn as they are packed.
 ///
 /// Packing touches every weight (200 MB packed for ResNet-50, most of it
 /// memory the process has never touched) and each step's depends on no other
@@ -176,6 +180,7 @@ pub fn compile(
     graph: &Graph,
     plan: &Plan,
     params: &Params,
+    file: &Weights,
     native_tile: bool,
     fuse_separable: bool,
 ) -> Result<Compiled> {
@@ -187,7 +192,7 @@ pub fn compile(
     let mut packed = plan
         .steps
         .iter()
-        .map(|step| lower(graph, params, step, native_tile))
+        .map(|step| lower(graph, params, file, step, native_tile))
         .collect::<Result<Vec<_>>>()?;
     let mut in_next = vec![false; packed.len()];
     for (s, step) in plan.steps.iter().enumerate().skip(1) {
@@ -329,10 +334,10 @@ impl Packed<'_> {
     /// The weights packed as the kernel reads them, each part after the last.
     fn pack_weights(&self) -> Vec<f32> {
         match self.weights.as_slice() {
-            [(kernel, weight)] => kernel.pack_weights(weight),
+            [(kernel, weight, scale)] => kernel.pack_weights(weight, *scale),
             parts => parts
                 .iter()
-                .flat_map(|(kernel, weight)| kernel.pack_weights(weight))
+                .flat_map(|(kernel, weight, scale)| kernel.pack_weights(weight, *scale))
                 .collect(),
         }
     }
@@ -376,16 +381,37 @@ fn compile_packed(graph: &Graph, step: &Step, packed: &Packed, jit: &mut Jit) ->
     })
 }
 
+/// A layer's weights as packing reads them: the copy in `params`, or the
+/// tensor in `file` and the factors of the bn folded into it.
+fn source<'p>(
+    graph: &Graph,
+    id: NodeId,
+    weight: &'p Weight,
+    file: &'p Weights,
+) -> Result<(&'p [f32], Option<&'p [f64]>)> {
+    match weight {
+        Weight::Loaded(weight) => Ok((weight, None)),
+        Weight::InFile { tensor, scale } => file
+            .get(tensor)
+            .map(|t| (t.data.as_slice(), scale.as_deref()))
+            .ok_or_else(|| internal(graph, id, format!("no tensor `{tensor}` in the weights"))),
+    }
+}
+
 fn lower<'p>(
     graph: &Graph,
     params: &'p Params,
+    file: &'p Weights,
     step: &Step,
     native_tile: bool,
 ) -> Result<Option<Packed<'p>>> {
     let anchor_id = step.nodes[0];
     let anchor = graph.node(anchor_id);
     let (weight, bias) = match &params.layers[anchor_id.index()] {
-        LayerParams::Linear { weight, bias } => (Some(weight), bias.as_deref()),
+        LayerParams::Linear { weight, bias } => (
+            Some(source(graph, anchor_id, weight, file)?),
+            bias.as_deref(),
+        ),
         LayerParams::None => (None, None),
         _ => return Ok(None),
     };
@@ -481,7 +507,7 @@ fn lower<'p>(
         packed_params.extend(kernel.pack_vector(shift));
     }
     let weights = weight
-        .map(|w| vec![(kernel.clone(), w.as_slice())])
+        .map(|(weight, scale)| vec![(kernel.clone(), weight, scale)])
         .unwrap_or_default();
     // A softmax right after the fused prefix runs in place after the kernel.
     let then = step

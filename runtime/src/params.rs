@@ -9,7 +9,10 @@
 //!   folds every bn that directly follows a conv or dense in the same plan
 //!   step into that layer's weights and bias (`fold_batch_norm`), and reorders
 //!   the columns of a dense (and the vectors of a bn) that reads a flattened
-//!   volume from PyTorch's (C, H, W) order to ours (H, W, C).
+//!   volume from PyTorch's (C, H, W) order to ours (H, W, C). For a model
+//!   that compiles its layers, it can leave conv and dense weights in the
+//!   file ([`Weight::InFile`]) with the fold's factors beside them: the JIT
+//!   packs them straight from the file, so their only copy is the packed one.
 //! - [`random_weights`] initialises a graph like PyTorch's defaults, from a seed.
 //!
 //! Invariant: after loading, `Params::layers[i]` matches node `i`'s op and the
@@ -33,7 +36,7 @@ pub enum LayerParams {
     /// order), and a bias when the layer has one or a bn was folded into it.
     Linear {
         /// `[K, Cin/g, Fh, Fw]` or `[N, Nin]`, row-major.
-        weight: Vec<f32>,
+        weight: Weight,
         /// `[K]` or `[N]`.
         bias: Option<Vec<f32>>,
     },
@@ -50,6 +53,23 @@ pub enum LayerParams {
     },
     /// A bn folded into the conv or dense before it: nothing left to do.
     Folded,
+}
+
+/// A conv's or dense's weights.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Weight {
+    /// Copied out of the file, any folded bn applied: what the reference
+    /// kernels read.
+    Loaded(Vec<f32>),
+    /// Left in the weights file, under the name `tensor`, for the JIT to pack
+    /// from; each output channel's weights times its `scale` if a bn is folded
+    /// into the layer (`codegen::fold`, which rounds as folding first would).
+    InFile {
+        /// The tensor's name.
+        tensor: String,
+        /// The folded bn's factor per output channel.
+        scale: Option<Vec<f64>>,
+    },
 }
 
 /// The parameters of a whole graph, one entry per node.
@@ -123,6 +143,10 @@ pub fn tensor_specs(graph: &Graph) -> Vec<TensorSpec> {
 pub struct LoadOptions {
     /// Accept tensors no layer uses (default: an error).
     pub allow_unused_tensors: bool,
+    /// Leave conv and dense weights in the file ([`Weight::InFile`]) rather
+    /// than copy them, for a model that packs them for its compiled kernels;
+    /// a dense whose columns are reordered is copied all the same.
+    pub leave_weights_in_file: bool,
 }
 
 /// Checks `weights` against `graph` and packs them for the kernels.
@@ -138,7 +162,10 @@ pub fn load_params(
     // graph order is the one reported, whatever the threads' timing.
     let fetched: Vec<Result<Vec<f32>>> = specs
         .par_iter()
-        .map(|spec| fetch(graph, weights, spec))
+        .map(|spec| {
+            let copy = !(options.leave_weights_in_file && stays_in_file(graph, spec));
+            fetch(graph, weights, spec, copy)
+        })
         .collect();
     let fetched = fetched.into_iter().collect::<Result<Vec<_>>>()?;
     let used: BTreeSet<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();
@@ -171,7 +198,14 @@ pub fn load_params(
         };
         layers[spec.node.index()] = match node.op {
             Op::Conv2d(_) | Op::Dense(_) => LayerParams::Linear {
-                weight: data,
+                weight: if options.leave_weights_in_file && stays_in_file(graph, spec) {
+                    Weight::InFile {
+                        tensor: spec.name.clone(),
+                        scale: None,
+                    }
+                } else {
+                    Weight::Loaded(data)
+                },
                 bias: take_next(".bias"),
             },
             Op::BatchNorm { .. } => {
@@ -201,9 +235,21 @@ pub fn load_params(
     Ok(Params { layers })
 }
 
+/// Whether `spec` names weights that can be packed straight from the file:
+/// a conv's, or a dense's whose columns need no reordering.
+fn stays_in_file(graph: &Graph, spec: &TensorSpec) -> bool {
+    let node = graph.node(spec.node);
+    spec.name.ends_with(".weight")
+        && match node.op {
+            Op::Conv2d(_) => true,
+            Op::Dense(_) => flattened_from(graph, node.inputs[0]).is_none(),
+            _ => false,
+        }
+}
+
 /// `spec`'s tensor in `weights`, checked (present, of its shape, finite, a
-/// variance not negative) and copied.
-fn fetch(graph: &Graph, weights: &Weights, spec: &TensorSpec) -> Result<Vec<f32>> {
+/// variance not negative) and, if `copy`, copied (else empty).
+fn fetch(graph: &Graph, weights: &Weights, spec: &TensorSpec, copy: bool) -> Result<Vec<f32>> {
     let layer = graph.node(spec.node).name.to_string();
     let tensor = weights
         .get(&spec.name)
@@ -220,7 +266,14 @@ fn fetch(graph: &Graph, weights: &Weights, spec: &TensorSpec) -> Result<Vec<f32>
             found: tensor.shape.clone(),
         });
     }
-    if let Some(bad) = tensor.data.iter().find(|x| !x.is_finite()) {
+    // Whole chunks checked without a branch per value, so the check vectorises.
+    let finite = |chunk: &[f32]| chunk.iter().fold(true, |all, x| all & x.is_finite());
+    if let Some(bad) = tensor
+        .data
+        .chunks(1024)
+        .find(|chunk| !finite(chunk))
+        .and_then(|chunk| chunk.iter().find(|x| !x.is_finite()))
+    {
         return Err(Error::BadValue {
             tensor: spec.name.clone(),
             reason: format!("holds {bad}; every value must be finite"),
@@ -232,7 +285,11 @@ fn fetch(graph: &Graph, weights: &Weights, spec: &TensorSpec) -> Result<Vec<f32>
             reason: "a variance is negative".into(),
         });
     }
-    Ok(tensor.data.clone())
+    Ok(if copy {
+        tensor.data.clone()
+    } else {
+        Vec::new()
+    })
 }
 
 /// Folds the bn at `bn` into the conv or dense at `anchor`:
@@ -261,16 +318,21 @@ pub fn fold_batch_norm(layers: &mut [LayerParams], anchor: NodeId, bn: NodeId, e
     for (k, s) in scale.iter().enumerate() {
         b[k] = ((f64::from(b[k]) - f64::from(mean[k])) * s + f64::from(beta[k])) as f32;
     }
-    // `max(1)`: a layer without weights has no chunk, and no chunk may be empty.
-    let per_channel = (weight.len() / channels.max(1)).max(1);
-    weight
-        .par_chunks_mut(per_channel)
-        .zip(&scale)
-        .for_each(|(weight, &s)| {
-            for w in weight {
-                *w = (f64::from(*w) * s) as f32;
-            }
-        });
+    match weight {
+        Weight::Loaded(weight) => {
+            // `max(1)`: a layer without weights has no chunk, and no chunk may be empty.
+            let per_channel = (weight.len() / channels.max(1)).max(1);
+            weight
+                .par_chunks_mut(per_channel)
+                .zip(&scale)
+                .for_each(|(weight, &s)| {
+                    for w in weight {
+                        *w = (f64::from(*w) * s) as f32;
+                    }
+                });
+        }
+        Weight::InFile { scale: folded, .. } => *folded = Some(scale),
+    }
 }
 
 /// The volume a flat tensor was flattened from, if PyTorch would order its
@@ -307,7 +369,10 @@ fn reorder_flattened(graph: &Graph, layers: &mut [LayerParams]) -> Result<()> {
             reason: e.to_string(),
         };
         match &mut layers[id.index()] {
-            LayerParams::Linear { weight, .. } if matches!(node.op, Op::Dense(_)) => {
+            LayerParams::Linear {
+                weight: Weight::Loaded(weight),
+                ..
+            } if matches!(node.op, Op::Dense(_)) => {
                 let n = weight.len() / (h * w * c).max(1);
                 *weight = permute_dense_weight_chw_to_hwc(weight, n, h, w, c).map_err(internal)?;
             }
@@ -363,7 +428,7 @@ mod tests {
         let mut layers = vec![
             LayerParams::None,
             LayerParams::Linear {
-                weight: vec![2.0],
+                weight: Weight::Loaded(vec![2.0]),
                 bias: Some(vec![1.0]),
             },
             LayerParams::BatchNorm {
@@ -377,7 +442,7 @@ mod tests {
         assert_eq!(
             layers[1],
             LayerParams::Linear {
-                weight: vec![3.0],
+                weight: Weight::Loaded(vec![3.0]),
                 bias: Some(vec![0.5])
             }
         );

@@ -32,6 +32,7 @@
 //! given in BENCHMARKS.md ("Winograd").
 
 use super::conv::{ConvSpec, BLOCK, TILE};
+use super::fold;
 use super::native::{self, Tap, TileFn};
 use super::{
     apply_epilogue, clamp, epilogue_lengths, for_range, int, tap_classes, vector, Args, Epilogue,
@@ -214,9 +215,10 @@ impl WinogradSpec {
         }
     }
 
-    /// PyTorch's `[K, C, 3, 3]` weights transformed to `U = G g Gᵀ` (in
-    /// `f64`) and packed as `[alpha²][block][ci][width]`.
-    pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
+    /// PyTorch's `[K, C, 3, 3]` weights, each output channel's times its
+    /// `scale` if given, transformed to `U = G g Gᵀ` (in `f64`) and packed as
+    /// `[alpha²][block][ci][width]`.
+    pub fn pack_weights(&self, weight: &[f32], scale: Option<&[f64]>) -> Vec<f32> {
         /// The widest block.
         const LANES: usize = native::WIDTH;
         /// Input channels transformed before they are stored.
@@ -248,7 +250,7 @@ impl WinogradSpec {
                     let mut w = [[0.0f64; LANES]; 9];
                     for (lane, ko) in channels.clone().enumerate() {
                         for (tap, &x) in weight[(ko * c + c0 + dc) * 9..][..9].iter().enumerate() {
-                            w[tap][lane] = f64::from(x);
+                            w[tap][lane] = f64::from(fold(x, ko, scale));
                         }
                     }
                     for (a, ga) in g.iter().enumerate() {
