@@ -448,4 +448,37 @@ mod tests {
         );
         assert_eq!(layers[2], LayerParams::Folded);
     }
+
+    #[test]
+    fn folding_weights_left_in_the_file_keeps_their_factors() {
+        // The bn above: the bias folds now, b' = 0.5; the weights keep
+        // s = 3 / sqrt(3 + 1) = 1.5 for the JIT to apply as it packs them.
+        let mut layers = vec![
+            LayerParams::None,
+            LayerParams::Linear {
+                weight: Weight::InFile {
+                    tensor: "conv1.weight".into(),
+                    scale: None,
+                },
+                bias: Some(vec![1.0]),
+            },
+            LayerParams::BatchNorm {
+                gamma: vec![3.0],
+                beta: vec![0.5],
+                mean: vec![1.0],
+                var: vec![3.0],
+            },
+        ];
+        fold_batch_norm(&mut layers, NodeId(1), NodeId(2), 1.0);
+        assert_eq!(
+            layers[1],
+            LayerParams::Linear {
+                weight: Weight::InFile {
+                    tensor: "conv1.weight".into(),
+                    scale: Some(vec![1.5]),
+                },
+                bias: Some(vec![0.5])
+            }
+        );
+    }
 }

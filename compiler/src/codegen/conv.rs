@@ -169,15 +169,11 @@ impl ConvSpec {
     /// PyTorch's `[K, Cin/g, Fh, Fw]` weights, each output channel's times
     /// its `scale` if given, packed as `[g][block][ky][kx][ci][width]`.
     ///
-    /// Written one block at a time, and within it a chunk of input channels
-    /// at a time: each of the block's rows gives the chunk's taps, a run of a
-    /// few cache lines read in order, into a part of the block small enough
-    /// to stay in L1. (Reading a column of the rows instead, one lane per
-    /// row, strides by a whole row: 4 KB for 1024 channels, where every row
-    /// maps to the same L1 set.)
+    /// Written in order, one block at a time: for each input channel, the
+    /// block's rows are read at that channel's taps (each row forward, so
+    /// the reads stream too) and each tap's `width` lanes are stored
+    /// together, so every store fills a cache line of its tap's stream.
     pub fn pack_weights(&self, weight: &[f32], scale: Option<&[f64]>) -> Vec<f32> {
-        /// Input channels per chunk.
-        const CHUNK: usize = 16;
         let (cg, kg, [fh, fw]) = (self.in_per_group(), self.out_per_group(), self.kernel);
         let (taps, width, blocks) = (fh * fw, self.block(), self.blocks());
         let row = cg * taps;
@@ -188,15 +184,12 @@ impl ConvSpec {
             let lanes = width.min(kg - first);
             let k0 = g * kg + first;
             let rows = &weight[k0 * row..][..lanes * row];
-            for c0 in (0..cg).step_by(CHUNK) {
-                let chunk = c0..cg.min(c0 + CHUNK);
-                for (lane, row) in rows.chunks_exact(row).enumerate() {
-                    let k = k0 + lane;
-                    let taps_of = row[chunk.start * taps..chunk.end * taps].chunks_exact(taps);
-                    for (ci, taps_of) in chunk.clone().zip(taps_of) {
-                        for (tap, &x) in taps_of.iter().enumerate() {
-                            block[(tap * cg + ci) * width + lane] = fold(x, k, scale);
-                        }
+            for ci in 0..cg {
+                for tap in 0..taps {
+                    let lanes = &mut block[(tap * cg + ci) * width..][..lanes];
+                    let column = rows[ci * taps + tap..].iter().step_by(row);
+                    for (lane, (out, &x)) in lanes.iter_mut().zip(column).enumerate() {
+                        *out = fold(x, k0 + lane, scale);
                     }
                 }
             }
