@@ -92,6 +92,21 @@ pub struct Lowered {
     pub tile: Tile,
 }
 
+/// One layer's weights to pack: by `kernel`'s layout, each output channel's
+/// times its `scale` if a bn is folded in.
+#[derive(Clone)]
+struct Part<'p> {
+    kernel: Kernel,
+    weight: &'p [f32],
+    scale: Option<&'p [f64]>,
+}
+
+impl Part<'_> {
+    fn pack(&self) -> Vec<f32> {
+        self.kernel.pack_weights(self.weight, self.scale)
+    }
+}
+
 /// A step's kernel spec and packed per-channel vectors, before compiling,
 /// and the weights it will pack.
 struct Packed<'p> {
@@ -99,7 +114,7 @@ struct Packed<'p> {
     /// The layer weights to pack, in order, each by its own spec (a fused
     /// pair has two) and with its folded bn's factors, if any;
     /// [`Packed::pack_weights`] packs them into one buffer.
-    weights: Vec<(Kernel, &'p [f32], Option<&'p [f64]>)>,
+    weights: Vec<Part<'p>>,
     params: Vec<f32>,
     input: usize,
     extra: Option<usize>,
@@ -334,11 +349,8 @@ impl Packed<'_> {
     /// The weights packed as the kernel reads them, each part after the last.
     fn pack_weights(&self) -> Vec<f32> {
         match self.weights.as_slice() {
-            [(kernel, weight, scale)] => kernel.pack_weights(weight, *scale),
-            parts => parts
-                .iter()
-                .flat_map(|(kernel, weight, scale)| kernel.pack_weights(weight, *scale))
-                .collect(),
+            [part] => part.pack(),
+            parts => parts.iter().flat_map(Part::pack).collect(),
         }
     }
 }
@@ -507,7 +519,13 @@ fn lower<'p>(
         packed_params.extend(kernel.pack_vector(shift));
     }
     let weights = weight
-        .map(|(weight, scale)| vec![(kernel.clone(), weight, scale)])
+        .map(|(weight, scale)| {
+            vec![Part {
+                kernel: kernel.clone(),
+                weight,
+                scale,
+            }]
+        })
         .unwrap_or_default();
     // A softmax right after the fused prefix runs in place after the kernel.
     let then = step
