@@ -8,6 +8,7 @@
 //! the product in `f64`, rounded once).
 
 use cnnjit_compiler::codegen::conv::{ConvSpec, BLOCK};
+use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
 use cnnjit_compiler::codegen::native::WIDTH;
 use cnnjit_compiler::codegen::winograd::WinogradSpec;
 use proptest::prelude::*;
@@ -175,6 +176,29 @@ proptest! {
         same_bits(
             &spec.pack_weights(&weight, Some(&scale)),
             &conv_layout(&spec, &folded(&weight, &scale)),
+        )?;
+    }
+
+    #[test]
+    fn depthwise_packing_folds_as_folding_first(
+        channels in 1usize..40,
+        kernel in (1usize..6, 1usize..6),
+    ) {
+        let spec = DepthwiseSpec {
+            channels,
+            input: [9, 9],
+            output: [10 - kernel.0, 10 - kernel.1],
+            kernel: [kernel.0, kernel.1],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [0, 0],
+            epilogue: Vec::new(),
+        };
+        let weight = weights(channels * kernel.0 * kernel.1);
+        let scale = factors(channels);
+        same_bits(
+            &spec.pack_weights(&weight, Some(&scale)),
+            &spec.pack_weights(&folded(&weight, &scale), None),
         )?;
     }
 
