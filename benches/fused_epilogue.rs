@@ -56,7 +56,7 @@ impl Compiled {
         Compiled {
             program: jit.finish().expect("the program links"),
             id,
-            weights: kernel.pack_weights(weight),
+            weights: kernel.pack_weights(weight, None),
             params,
             scratch: vec![0.0; scratch_len(&lengths, None)],
             lengths,

@@ -60,7 +60,7 @@ fn algorithms(c: &mut Criterion) {
             let program = jit.finish().expect("the program links");
             let input = cnnjit::check::random_input(lengths.input, 1);
             let weight = cnnjit::check::random_input(channels * channels * 9, 2);
-            let weights = kernel.pack_weights(&weight);
+            let weights = kernel.pack_weights(&weight, None);
             let params = kernel.pack_vector(&vec![0.1; channels]);
             let mut output = vec![0.0; lengths.output];
             let mut scratch = vec![0.0; scratch_len(&lengths, None)];

@@ -18,7 +18,7 @@
 
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Node, NodeId, Op};
-use crate::params::{LayerParams, Params};
+use crate::params::{LayerParams, Params, Weight};
 use crate::reference::{self as r, BatchNorm, Dims, KernelError};
 use cnnjit_compiler::plan::{Plan, Slice, Step, Value, ValueId, ALIGN_ELEMENTS};
 use std::ops::Range;
@@ -365,7 +365,13 @@ fn reference_step(
     let in_dims = |i: usize| Dims::from(graph.node(anchor.inputs[i]).output);
     let layer = &params.layers[step.nodes[0].index()];
     match (&anchor.op, layer) {
-        (Op::Conv2d(conv), LayerParams::Linear { weight, bias }) => {
+        (
+            Op::Conv2d(conv),
+            LayerParams::Linear {
+                weight: Weight::Loaded(weight),
+                bias,
+            },
+        ) => {
             r::conv2d(
                 conv,
                 inputs.get(0),
@@ -376,7 +382,13 @@ fn reference_step(
             )
             .map_err(fail)?;
         }
-        (Op::Dense(dense), LayerParams::Linear { weight, bias }) => {
+        (
+            Op::Dense(dense),
+            LayerParams::Linear {
+                weight: Weight::Loaded(weight),
+                bias,
+            },
+        ) => {
             r::dense(dense, inputs.get(0), weight, bias.as_deref(), out).map_err(fail)?;
         }
         (Op::Pool2d(pool), _) => {

@@ -30,7 +30,8 @@
 
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Op};
-use crate::params::{LayerParams, Params};
+use crate::params::{LayerParams, Params, Weight};
+use crate::weights::Weights;
 use cnnjit_compiler::codegen::choice;
 use cnnjit_compiler::codegen::concat::ConcatSpec;
 use cnnjit_compiler::codegen::conv::ConvSpec;
@@ -104,10 +105,29 @@ pub struct Lowered {
     pub tile: Tile,
 }
 
-/// A step's kernel spec and packed buffers, before compiling.
-struct Packed {
+/// One layer's weights to pack: by `kernel`'s layout, each output channel's
+/// times its `scale` if a bn is folded in.
+#[derive(Clone)]
+struct Part<'p> {
     kernel: Kernel,
-    weights: Vec<f32>,
+    weight: &'p [f32],
+    scale: Option<&'p [f64]>,
+}
+
+impl Part<'_> {
+    fn pack(&self) -> Vec<f32> {
+        self.kernel.pack_weights(self.weight, self.scale)
+    }
+}
+
+/// A step's kernel spec and packed per-channel vectors, before compiling,
+/// and the weights it will pack.
+struct Packed<'p> {
+    kernel: Kernel,
+    /// The layer weights to pack, in order, each by its own spec (a fused
+    /// pair has two) and with its folded bn's factors, if any;
+    /// [`Packed::pack_weights`] packs them into one buffer.
+    weights: Vec<Part<'p>>,
     params: Vec<f32>,
     input: usize,
     extra: Option<usize>,
@@ -154,6 +174,18 @@ pub struct Compiled {
     pub kernels: usize,
     /// Wall time of lowering and compiling, in milliseconds.
     pub compile_ms: f64,
+    /// Where that time went.
+    pub phases: Phases,
+}
+
+/// Wall times, in milliseconds, of the two halves of [`compile`], which run
+/// side by side: their sum exceeds `compile_ms` by the overlap.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Phases {
+    /// Packing every step's weights, on every core.
+    pub pack_ms: f64,
+    /// Cranelift compiling the distinct kernels, on the calling thread.
+    pub cranelift_ms: f64,
 }
 
 impl Lowered {
@@ -187,14 +219,19 @@ fn internal(graph: &Graph, id: NodeId, reason: impl std::fmt::Display) -> Error 
 /// Lowers and compiles every step the JIT serves: convolutions get the
 /// native GEMM tile if `native_tile` and the host has it; with
 /// `fuse_separable`, each separable pair the plan marks becomes one kernel.
+/// Weights that `params` left in the file ([`Weight::InFile`]) are packed
+/// from `file`, folding their bn as they are packed.
 ///
-/// Lowering a step packs its weights (touching every one, about 100 MB for
-/// ResNet-50) and depends on no other step, so steps are lowered on every
-/// core; Cranelift then compiles the distinct kernels in order.
+/// Packing touches every weight (200 MB packed for ResNet-50, most of it
+/// memory the process has never touched) and each step's depends on no other
+/// step's, so the steps' weights are packed on every core while the calling
+/// thread compiles the distinct kernels with Cranelift; neither waits for the
+/// other, since a kernel's code depends on its spec alone.
 pub fn compile(
     graph: &Graph,
     plan: &Plan,
     params: &Params,
+    file: &Weights,
     native_tile: bool,
     fuse_separable: bool,
 ) -> Result<Compiled> {
@@ -205,8 +242,8 @@ pub fn compile(
     })?;
     let mut packed = plan
         .steps
-        .par_iter()
-        .map(|step| lower(graph, plan, params, step, native_tile))
+        .iter()
+        .map(|step| lower(graph, plan, params, file, step, native_tile))
         .collect::<Result<Vec<_>>>()?;
     let mut in_next = vec![false; packed.len()];
     for (s, step) in plan.steps.iter().enumerate().skip(1) {
@@ -220,19 +257,60 @@ pub fn compile(
             }
         }
     }
-    let mut steps = Vec::with_capacity(plan.steps.len());
-    for ((step, packed), in_next) in plan.steps.iter().zip(packed).zip(in_next) {
-        steps.push(match packed {
-            _ if in_next => Lowering::InNext,
-            Some(packed) => {
-                Lowering::Kernel(Box::new(compile_packed(graph, step, packed, &mut jit)?))
-            }
-            None => match concat(graph, plan, step, &mut jit)? {
-                Some(branches) => Lowering::Concat(branches),
-                None => Lowering::Reference,
-            },
+    let (mut weights, mut pack_ms, mut cranelift_ms) = (Vec::new(), 0.0, 0.0);
+    let steps = rayon::in_place_scope(|scope| {
+        scope.spawn(|_| {
+            let start = Instant::now();
+            weights = packed
+                .par_iter()
+                .zip(&in_next)
+                .map(|(packed, in_next)| match packed {
+                    Some(packed) if !in_next => packed.pack_weights(),
+                    _ => Vec::new(),
+                })
+                .collect::<Vec<_>>();
+            pack_ms = start.elapsed().as_secs_f64() * 1e3;
         });
-    }
+        let start = Instant::now();
+        let steps = plan
+            .steps
+            .iter()
+            .zip(&packed)
+            .zip(&in_next)
+            .map(|((step, packed), in_next)| {
+                Ok(match packed {
+                    _ if *in_next => Lowering::InNext,
+                    Some(packed) => {
+                        Lowering::Kernel(Box::new(compile_packed(graph, step, packed, &mut jit)?))
+                    }
+                    None => match concat(graph, plan, step, &mut jit)? {
+                        Some(branches) => Lowering::Concat(branches),
+                        None => Lowering::Reference,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>();
+        cranelift_ms = start.elapsed().as_secs_f64() * 1e3;
+        steps
+    })?;
+    let steps = steps
+        .into_iter()
+        .zip(weights)
+        .zip(&plan.steps)
+        .map(|((mut lowering, weights), step)| {
+            if let Lowering::Kernel(lowered) = &mut lowering {
+                if weights.len() != lowered.lengths.weights {
+                    return Err(internal(
+                        graph,
+                        step.nodes[0],
+                        "packed weights do not match the kernel",
+                    ));
+                }
+                lowered.weights = weights;
+            }
+            Ok(lowering)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let kernels = jit.compiled();
     let program = jit.finish().map_err(|e| Error::Internal {
         layer: graph.name.to_string(),
@@ -243,12 +321,16 @@ pub fn compile(
         steps,
         kernels,
         compile_ms: start.elapsed().as_secs_f64() * 1e3,
+        phases: Phases {
+            pack_ms,
+            cranelift_ms,
+        },
     })
 }
 
 /// Two lowered steps as one separable kernel reading the first's input (the
 /// second step's input `kept`), or `None` if they do not make a pair.
-fn pair(first: &Packed, second: &Packed, kept: usize) -> Option<Packed> {
+fn pair<'p>(first: &Packed<'p>, second: &Packed<'p>, kept: usize) -> Option<Packed<'p>> {
     let half = |packed: &Packed| match &packed.kernel {
         Kernel::Depthwise(spec) => Some(Half::Depthwise(spec.clone())),
         Kernel::Conv(spec) => Some(Half::Conv(spec.clone())),
@@ -307,53 +389,86 @@ fn concat(graph: &Graph, plan: &Plan, step: &Step, jit: &mut Jit) -> Result<Opti
     Ok(Some(branches))
 }
 
-fn compile_packed(graph: &Graph, step: &Step, packed: Packed, jit: &mut Jit) -> Result<Lowered> {
+impl Packed<'_> {
+    /// The weights packed as the kernel reads them, each part after the last.
+    fn pack_weights(&self) -> Vec<f32> {
+        match self.weights.as_slice() {
+            [part] => part.pack(),
+            parts => parts.iter().flat_map(Part::pack).collect(),
+        }
+    }
+}
+
+/// Compiles a lowered step's kernels; its weights are packed elsewhere
+/// (`weights` is empty until [`compile`] moves them in).
+fn compile_packed(graph: &Graph, step: &Step, packed: &Packed, jit: &mut Jit) -> Result<Lowered> {
     let anchor_id = step.nodes[0];
     let lengths = packed.kernel.lengths();
-    if packed.weights.len() != lengths.weights || packed.params.len() != lengths.params {
+    if packed.params.len() != lengths.params {
         return Err(internal(
             graph,
             anchor_id,
-            "packed buffers do not match the kernel",
+            "packed params do not match the kernel",
         ));
     }
     let id = jit
         .compile(&packed.kernel)
         .map_err(|e| internal(graph, anchor_id, e))?;
-    let then = match packed.then {
+    let then = match &packed.then {
         Some(spec) => Some((
             jit.compile(&Kernel::Softmax(spec.clone()))
                 .map_err(|e| internal(graph, anchor_id, e))?,
-            spec,
+            spec.clone(),
         )),
         None => None,
     };
     Ok(Lowered {
         kernel: id,
         lengths,
-        weights: packed.weights,
-        params: packed.params,
+        weights: Vec::new(),
+        params: packed.params.clone(),
         input: packed.input,
         extra: packed.extra,
         then,
-        rest: packed.rest,
+        rest: packed.rest.clone(),
         work: packed.work,
         algorithm: packed.kernel.algorithm(),
         tile: packed.kernel.tile(),
     })
 }
 
-fn lower(
+/// A layer's weights as packing reads them: the copy in `params`, or the
+/// tensor in `file` and the factors of the bn folded into it.
+fn source<'p>(
+    graph: &Graph,
+    id: NodeId,
+    weight: &'p Weight,
+    file: &'p Weights,
+) -> Result<(&'p [f32], Option<&'p [f64]>)> {
+    match weight {
+        Weight::Loaded(weight) => Ok((weight, None)),
+        Weight::InFile { tensor, scale } => file
+            .get(tensor)
+            .map(|t| (t.data.as_slice(), scale.as_deref()))
+            .ok_or_else(|| internal(graph, id, format!("no tensor `{tensor}` in the weights"))),
+    }
+}
+
+fn lower<'p>(
     graph: &Graph,
     plan: &Plan,
-    params: &Params,
+    params: &'p Params,
+    file: &'p Weights,
     step: &Step,
     native_tile: bool,
-) -> Result<Option<Packed>> {
+) -> Result<Option<Packed<'p>>> {
     let anchor_id = step.nodes[0];
     let anchor = graph.node(anchor_id);
     let (weight, bias) = match &params.layers[anchor_id.index()] {
-        LayerParams::Linear { weight, bias } => (Some(weight), bias.as_deref()),
+        LayerParams::Linear { weight, bias } => (
+            Some(source(graph, anchor_id, weight, file)?),
+            bias.as_deref(),
+        ),
         LayerParams::None => (None, None),
         _ => return Ok(None),
     };
@@ -469,7 +584,15 @@ fn lower(
         packed_params.extend(kernel.pack_vector(scale));
         packed_params.extend(kernel.pack_vector(shift));
     }
-    let weights = weight.map(|w| kernel.pack_weights(w)).unwrap_or_default();
+    let weights = weight
+        .map(|(weight, scale)| {
+            vec![Part {
+                kernel: kernel.clone(),
+                weight,
+                scale,
+            }]
+        })
+        .unwrap_or_default();
     // A softmax right after the fused prefix runs in place after the kernel.
     let then = step
         .nodes

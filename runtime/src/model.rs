@@ -62,6 +62,10 @@ pub enum Backend {
         compiled_steps: usize,
         /// Milliseconds spent lowering and compiling.
         compile_ms: f64,
+        /// Of which packing the weights, on every core...
+        pack_ms: f64,
+        /// ... alongside Cranelift compiling the kernels.
+        cranelift_ms: f64,
         /// Whether convolutions call the native AVX2 GEMM tile
         /// ([`Options::native_tile`] and the host has AVX2 and FMA).
         native_tile: bool,
@@ -102,6 +106,9 @@ impl Model {
             weights,
             LoadOptions {
                 allow_unused_tensors: options.allow_unused_tensors,
+                // The JIT packs them straight from `weights`: no copy of
+                // 100 MB (ResNet-50) that the compiled model would never read.
+                leave_weights_in_file: !options.reference && cfg!(feature = "jit"),
             },
         )?;
         let arena = Arena::new(plan.arena_bytes);
@@ -114,21 +121,22 @@ impl Model {
             },
         };
         if !options.reference {
-            model.compile(options);
+            model.compile(options, weights)?;
         }
         model.scratch = vec![0.0; model.engine.scratch_len()];
         Ok(model)
     }
 
     /// Compiles the plan; on a host the JIT cannot serve, warns and keeps the
-    /// reference kernels.
+    /// reference kernels, copying the weights they read out of `weights`.
     #[cfg(feature = "jit")]
-    fn compile(&mut self, options: Options) {
+    fn compile(&mut self, options: Options, weights: &Weights) -> Result<()> {
         let e = &mut self.engine;
         match crate::jit::compile(
             &e.graph,
             &e.plan,
             &e.params,
+            weights,
             options.native_tile,
             options.fuse_separable,
         ) {
@@ -141,6 +149,8 @@ impl Model {
                         .filter(|s| !matches!(s, crate::jit::Lowering::Reference))
                         .count(),
                     compile_ms: compiled.compile_ms,
+                    pack_ms: compiled.phases.pack_ms,
+                    cranelift_ms: compiled.phases.cranelift_ms,
                     native_tile: options.native_tile
                         && cnnjit_compiler::codegen::native::available(),
                 };
@@ -164,15 +174,26 @@ impl Model {
                 self.backend = Backend::Reference {
                     reason: err.to_string(),
                 };
+                e.params = load_params(
+                    &e.graph,
+                    &e.plan,
+                    weights,
+                    LoadOptions {
+                        allow_unused_tensors: options.allow_unused_tensors,
+                        leave_weights_in_file: false,
+                    },
+                )?;
             }
         }
+        Ok(())
     }
 
     #[cfg(not(feature = "jit"))]
-    fn compile(&mut self, _options: Options) {
+    fn compile(&mut self, _options: Options, _weights: &Weights) -> Result<()> {
         self.backend = Backend::Reference {
             reason: "cnnjit was built without its `jit` feature".into(),
         };
+        Ok(())
     }
 
     /// Which kernels this model runs, and what compiling cost.

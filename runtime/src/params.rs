@@ -9,7 +9,10 @@
 //!   folds every bn that directly follows a conv or dense in the same plan
 //!   step into that layer's weights and bias (`fold_batch_norm`), and reorders
 //!   the columns of a dense (and the vectors of a bn) that reads a flattened
-//!   volume from PyTorch's (C, H, W) order to ours (H, W, C).
+//!   volume from PyTorch's (C, H, W) order to ours (H, W, C). For a model
+//!   that compiles its layers, it can leave conv and dense weights in the
+//!   file ([`Weight::InFile`]) with the fold's factors beside them: the JIT
+//!   packs them straight from the file, so their only copy is the packed one.
 //! - [`random_weights`] initialises a graph like PyTorch's defaults, from a seed.
 //!
 //! Invariant: after loading, `Params::layers[i]` matches node `i`'s op and the
@@ -21,6 +24,7 @@ use crate::reference::{permute_dense_weight_chw_to_hwc, KernelError};
 use crate::weights::Weights;
 use cnnjit_compiler::plan::Plan;
 use rand_chacha::rand_core::{Rng, SeedableRng};
+use rayon::prelude::*;
 use std::collections::BTreeSet;
 
 /// What one node's kernel reads besides its inputs.
@@ -32,7 +36,7 @@ pub enum LayerParams {
     /// order), and a bias when the layer has one or a bn was folded into it.
     Linear {
         /// `[K, Cin/g, Fh, Fw]` or `[N, Nin]`, row-major.
-        weight: Vec<f32>,
+        weight: Weight,
         /// `[K]` or `[N]`.
         bias: Option<Vec<f32>>,
     },
@@ -49,6 +53,23 @@ pub enum LayerParams {
     },
     /// A bn folded into the conv or dense before it: nothing left to do.
     Folded,
+}
+
+/// A conv's or dense's weights.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Weight {
+    /// Copied out of the file, any folded bn applied: what the reference
+    /// kernels read.
+    Loaded(Vec<f32>),
+    /// Left in the weights file, under the name `tensor`, for the JIT to pack
+    /// from; each output channel's weights times its `scale` if a bn is folded
+    /// into the layer (`codegen::fold`, which rounds as folding first would).
+    InFile {
+        /// The tensor's name.
+        tensor: String,
+        /// The folded bn's factor per output channel.
+        scale: Option<Vec<f64>>,
+    },
 }
 
 /// The parameters of a whole graph, one entry per node.
@@ -122,6 +143,10 @@ pub fn tensor_specs(graph: &Graph) -> Vec<TensorSpec> {
 pub struct LoadOptions {
     /// Accept tensors no layer uses (default: an error).
     pub allow_unused_tensors: bool,
+    /// Leave conv and dense weights in the file ([`Weight::InFile`]) rather
+    /// than copy them, for a model that packs them for its compiled kernels;
+    /// a dense whose columns are reordered is copied all the same.
+    pub leave_weights_in_file: bool,
 }
 
 /// Checks `weights` against `graph` and packs them for the kernels.
@@ -132,40 +157,18 @@ pub fn load_params(
     options: LoadOptions,
 ) -> Result<Params> {
     let specs = tensor_specs(graph);
-    let mut used = BTreeSet::new();
-    let mut fetched: Vec<Vec<f32>> = Vec::with_capacity(specs.len());
-    for spec in &specs {
-        let layer = graph.node(spec.node).name.to_string();
-        let tensor = weights
-            .get(&spec.name)
-            .ok_or_else(|| Error::MissingTensor {
-                layer: layer.clone(),
-                tensor: spec.name.clone(),
-                expected: spec.shape.clone(),
-            })?;
-        if tensor.shape != spec.shape {
-            return Err(Error::WrongShape {
-                layer,
-                tensor: spec.name.clone(),
-                expected: spec.shape.clone(),
-                found: tensor.shape.clone(),
-            });
-        }
-        if let Some(bad) = tensor.data.iter().find(|x| !x.is_finite()) {
-            return Err(Error::BadValue {
-                tensor: spec.name.clone(),
-                reason: format!("holds {bad}; every value must be finite"),
-            });
-        }
-        if spec.name.ends_with(".running_var") && tensor.data.iter().any(|&v| v < 0.0) {
-            return Err(Error::BadValue {
-                tensor: spec.name.clone(),
-                reason: "a variance is negative".into(),
-            });
-        }
-        used.insert(spec.name.as_str());
-        fetched.push(tensor.data.clone());
-    }
+    // Each tensor is checked and copied on its own (on every core: the copy
+    // is most of loading, about 100 MB for ResNet-50); the first mistake in
+    // graph order is the one reported, whatever the threads' timing.
+    let fetched: Vec<Result<Vec<f32>>> = specs
+        .par_iter()
+        .map(|spec| {
+            let copy = !(options.leave_weights_in_file && stays_in_file(graph, spec));
+            fetch(graph, weights, spec, copy)
+        })
+        .collect();
+    let fetched = fetched.into_iter().collect::<Result<Vec<_>>>()?;
+    let used: BTreeSet<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();
     if !options.allow_unused_tensors {
         let unused: Vec<String> = weights
             .names()
@@ -195,7 +198,14 @@ pub fn load_params(
         };
         layers[spec.node.index()] = match node.op {
             Op::Conv2d(_) | Op::Dense(_) => LayerParams::Linear {
-                weight: data,
+                weight: if options.leave_weights_in_file && stays_in_file(graph, spec) {
+                    Weight::InFile {
+                        tensor: spec.name.clone(),
+                        scale: None,
+                    }
+                } else {
+                    Weight::Loaded(data)
+                },
                 bias: take_next(".bias"),
             },
             Op::BatchNorm { .. } => {
@@ -225,6 +235,63 @@ pub fn load_params(
     Ok(Params { layers })
 }
 
+/// Whether `spec` names weights that can be packed straight from the file:
+/// a conv's, or a dense's whose columns need no reordering.
+fn stays_in_file(graph: &Graph, spec: &TensorSpec) -> bool {
+    let node = graph.node(spec.node);
+    spec.name.ends_with(".weight")
+        && match node.op {
+            Op::Conv2d(_) => true,
+            Op::Dense(_) => flattened_from(graph, node.inputs[0]).is_none(),
+            _ => false,
+        }
+}
+
+/// `spec`'s tensor in `weights`, checked (present, of its shape, finite, a
+/// variance not negative) and, if `copy`, copied (else empty).
+fn fetch(graph: &Graph, weights: &Weights, spec: &TensorSpec, copy: bool) -> Result<Vec<f32>> {
+    let layer = graph.node(spec.node).name.to_string();
+    let tensor = weights
+        .get(&spec.name)
+        .ok_or_else(|| Error::MissingTensor {
+            layer: layer.clone(),
+            tensor: spec.name.clone(),
+            expected: spec.shape.clone(),
+        })?;
+    if tensor.shape != spec.shape {
+        return Err(Error::WrongShape {
+            layer,
+            tensor: spec.name.clone(),
+            expected: spec.shape.clone(),
+            found: tensor.shape.clone(),
+        });
+    }
+    // Whole chunks checked without a branch per value, so the check vectorises.
+    let finite = |chunk: &[f32]| chunk.iter().fold(true, |all, x| all & x.is_finite());
+    if let Some(bad) = tensor
+        .data
+        .chunks(1024)
+        .find(|chunk| !finite(chunk))
+        .and_then(|chunk| chunk.iter().find(|x| !x.is_finite()))
+    {
+        return Err(Error::BadValue {
+            tensor: spec.name.clone(),
+            reason: format!("holds {bad}; every value must be finite"),
+        });
+    }
+    if spec.name.ends_with(".running_var") && tensor.data.iter().any(|&v| v < 0.0) {
+        return Err(Error::BadValue {
+            tensor: spec.name.clone(),
+            reason: "a variance is negative".into(),
+        });
+    }
+    Ok(if copy {
+        tensor.data.clone()
+    } else {
+        Vec::new()
+    })
+}
+
 /// Folds the bn at `bn` into the conv or dense at `anchor`:
 /// `s = gamma / sqrt(var + eps)`, `W' = W s` per output channel,
 /// `b' = (b - mean) s + beta`.
@@ -242,14 +309,29 @@ pub fn fold_batch_norm(layers: &mut [LayerParams], anchor: NodeId, bn: NodeId, e
         return;
     };
     let channels = gamma.len();
-    let per_channel = weight.len() / channels.max(1);
+    let scale: Vec<f64> = gamma
+        .iter()
+        .zip(&var)
+        .map(|(&g, &v)| f64::from(g) / (f64::from(v) + f64::from(eps)).sqrt())
+        .collect();
     let b = bias.get_or_insert_with(|| vec![0.0; channels]);
-    for k in 0..channels {
-        let s = f64::from(gamma[k]) / (f64::from(var[k]) + f64::from(eps)).sqrt();
-        for w in &mut weight[k * per_channel..(k + 1) * per_channel] {
-            *w = (f64::from(*w) * s) as f32;
-        }
+    for (k, s) in scale.iter().enumerate() {
         b[k] = ((f64::from(b[k]) - f64::from(mean[k])) * s + f64::from(beta[k])) as f32;
+    }
+    match weight {
+        Weight::Loaded(weight) => {
+            // `max(1)`: a layer without weights has no chunk, and no chunk may be empty.
+            let per_channel = (weight.len() / channels.max(1)).max(1);
+            weight
+                .par_chunks_mut(per_channel)
+                .zip(&scale)
+                .for_each(|(weight, &s)| {
+                    for w in weight {
+                        *w = (f64::from(*w) * s) as f32;
+                    }
+                });
+        }
+        Weight::InFile { scale: folded, .. } => *folded = Some(scale),
     }
 }
 
@@ -287,7 +369,10 @@ fn reorder_flattened(graph: &Graph, layers: &mut [LayerParams]) -> Result<()> {
             reason: e.to_string(),
         };
         match &mut layers[id.index()] {
-            LayerParams::Linear { weight, .. } if matches!(node.op, Op::Dense(_)) => {
+            LayerParams::Linear {
+                weight: Weight::Loaded(weight),
+                ..
+            } if matches!(node.op, Op::Dense(_)) => {
                 let n = weight.len() / (h * w * c).max(1);
                 *weight = permute_dense_weight_chw_to_hwc(weight, n, h, w, c).map_err(internal)?;
             }
@@ -343,7 +428,7 @@ mod tests {
         let mut layers = vec![
             LayerParams::None,
             LayerParams::Linear {
-                weight: vec![2.0],
+                weight: Weight::Loaded(vec![2.0]),
                 bias: Some(vec![1.0]),
             },
             LayerParams::BatchNorm {
@@ -357,10 +442,43 @@ mod tests {
         assert_eq!(
             layers[1],
             LayerParams::Linear {
-                weight: vec![3.0],
+                weight: Weight::Loaded(vec![3.0]),
                 bias: Some(vec![0.5])
             }
         );
         assert_eq!(layers[2], LayerParams::Folded);
+    }
+
+    #[test]
+    fn folding_weights_left_in_the_file_keeps_their_factors() {
+        // The bn above: the bias folds now, b' = 0.5; the weights keep
+        // s = 3 / sqrt(3 + 1) = 1.5 for the JIT to apply as it packs them.
+        let mut layers = vec![
+            LayerParams::None,
+            LayerParams::Linear {
+                weight: Weight::InFile {
+                    tensor: "conv1.weight".into(),
+                    scale: None,
+                },
+                bias: Some(vec![1.0]),
+            },
+            LayerParams::BatchNorm {
+                gamma: vec![3.0],
+                beta: vec![0.5],
+                mean: vec![1.0],
+                var: vec![3.0],
+            },
+        ];
+        fold_batch_norm(&mut layers, NodeId(1), NodeId(2), 1.0);
+        assert_eq!(
+            layers[1],
+            LayerParams::Linear {
+                weight: Weight::InFile {
+                    tensor: "conv1.weight".into(),
+                    scale: Some(vec![1.5]),
+                },
+                bias: Some(vec![0.5])
+            }
+        );
     }
 }

@@ -784,7 +784,7 @@ fn pack(case: &Case, data: &Data) -> (Vec<f32>, Vec<f32>) {
         params.extend(kernel.pack_vector(scale));
         params.extend(kernel.pack_vector(shift));
     }
-    (kernel.pack_weights(&data.weight), params)
+    (kernel.pack_weights(&data.weight, None), params)
 }
 
 /// Compiles, runs and checks one case.

@@ -88,7 +88,7 @@ fn run(kernel: &Kernel, input: &[f32], weight: &[f32], params: &[f32], extra: &[
     let mut jit = Jit::new().expect("a JIT for this host");
     let id = jit.compile(kernel).expect("the kernel compiles");
     let program = jit.finish().expect("the program links");
-    let weights = kernel.pack_weights(weight);
+    let weights = kernel.pack_weights(weight, None);
     let mut output = vec![0.0; lengths.output];
     let mut scratch = vec![0.0; scratch_len(&lengths, None)];
     let buffers = Buffers {

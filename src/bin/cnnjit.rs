@@ -281,12 +281,15 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     eprintln!("compiling {name} ...");
     let mut jit =
         cnnjit::Model::with_options(net.graph.clone(), &weights, args.options).map_err(fail)?;
-    let (compile_ms, native_tile) = match jit.backend() {
+    let (compile_ms, pack_ms, cranelift_ms, kernels, native_tile) = match jit.backend() {
         Backend::Jit {
             compile_ms,
+            pack_ms,
+            cranelift_ms,
+            kernels,
             native_tile,
             ..
-        } => (*compile_ms, *native_tile),
+        } => (*compile_ms, *pack_ms, *cranelift_ms, *kernels, *native_tile),
         Backend::Reference { reason } => {
             return Err(format!(
                 "error: {name}: the JIT is unavailable here: {reason}"
@@ -298,7 +301,7 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
         return Ok(if args.json {
             format!(
                 "{:#}\n",
-                serde_json::json!({ "net": name, "compile_ms": compile_ms, "steps": steps_json(&kernels, None) })
+                serde_json::json!({ "net": name, "compile_ms": compile_ms, "pack_ms": pack_ms, "cranelift_ms": cranelift_ms, "steps": steps_json(&kernels, None) })
             )
         } else {
             kernels.to_string()
@@ -352,7 +355,7 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
             .map(|&(batch, ms)| serde_json::json!({ "batch": batch, "ms": ms, "images_per_s": images_per_s(batch, ms) }))
             .collect();
         let mut out = serde_json::json!({
-            "net": name, "compile_ms": compile_ms, "jit_ms": jit_ms, "reference_ms": reference_ms,
+            "net": name, "compile_ms": compile_ms, "pack_ms": pack_ms, "cranelift_ms": cranelift_ms, "jit_ms": jit_ms, "reference_ms": reference_ms,
             "gflops": gflops, "peak_gflops_128": peak.gflops_128, "peak_gflops_256": peak.gflops_256,
             "native_tile": native_tile, "threads": threads, "batch": batch, "batches": batches,
         });
@@ -364,7 +367,7 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     }
     let mut out = profile.map(|p| format!("{p}\n")).unwrap_or_default();
     out.push_str(&format!(
-        "{name}: batch {batch}, {threads} thread(s), {}\n  compile: {compile_ms:.1} ms\n  JIT: {jit_ms:.3} ms ({gflops:.1} GFLOP/s, {:.2} of the {bits}-bit peak per core x {threads})\n  reference: {}\n",
+        "{name}: batch {batch}, {threads} thread(s), {}\n  compile: {compile_ms:.1} ms (packing weights {pack_ms:.1} ms on every core, alongside Cranelift {cranelift_ms:.1} ms for {kernels} kernels)\n  JIT: {jit_ms:.3} ms ({gflops:.1} GFLOP/s, {:.2} of the {bits}-bit peak per core x {threads})\n  reference: {}\n",
         if native_tile { "native AVX2 tile" } else { "pure Cranelift" },
         gflops / (peak_gflops * threads as f64),
         reference_ms.map_or_else(

@@ -20,6 +20,7 @@
 //! input and no branch is taken per tap.
 
 use super::epilogue_lengths;
+use super::fold;
 use super::native::{self, Tap, TileFn};
 use super::vector;
 use super::{
@@ -200,26 +201,30 @@ impl ConvSpec {
         }
     }
 
-    /// PyTorch's `[K, Cin/g, Fh, Fw]` weights packed as `[g][block][ky][kx][ci][width]`.
-    pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
+    /// PyTorch's `[K, Cin/g, Fh, Fw]` weights, each output channel's times
+    /// its `scale` if given, packed as `[g][block][ky][kx][ci][width]`.
+    ///
+    /// Written in order, one block at a time: for each input channel, the
+    /// block's rows are read at that channel's taps (each row forward, so
+    /// the reads stream too) and each tap's `width` lanes are stored
+    /// together, so every store fills a cache line of its tap's stream.
+    pub fn pack_weights(&self, weight: &[f32], scale: Option<&[f64]>) -> Vec<f32> {
         let (cg, kg, [fh, fw]) = (self.in_per_group(), self.out_per_group(), self.kernel);
-        let width = self.block();
+        let (taps, width, blocks) = (fh * fw, self.block(), self.blocks());
+        let row = cg * taps;
         let mut packed = vec![0.0; self.lengths().weights];
-        let mut i = 0;
-        for g in 0..self.groups {
-            for blk in 0..self.blocks() {
-                for ky in 0..fh {
-                    for kx in 0..fw {
-                        for ci in 0..cg {
-                            for lane in 0..width {
-                                let k = blk * width + lane;
-                                if k < kg {
-                                    packed[i] =
-                                        weight[(((g * kg + k) * cg + ci) * fh + ky) * fw + kx];
-                                }
-                                i += 1;
-                            }
-                        }
+        // `max(1)`: an empty layer has no block, and no chunk may be empty.
+        for (b, block) in packed.chunks_exact_mut((row * width).max(1)).enumerate() {
+            let (g, first) = (b / blocks, b % blocks * width);
+            let lanes = width.min(kg - first);
+            let k0 = g * kg + first;
+            let rows = &weight[k0 * row..][..lanes * row];
+            for ci in 0..cg {
+                for tap in 0..taps {
+                    let lanes = &mut block[(tap * cg + ci) * width..][..lanes];
+                    let column = rows[ci * taps + tap..].iter().step_by(row);
+                    for (lane, (out, &x)) in lanes.iter_mut().zip(column).enumerate() {
+                        *out = fold(x, k0 + lane, scale);
                     }
                 }
             }

@@ -8,6 +8,7 @@
 //! row by four channels. Padding is handled as in [`super::conv`]: output
 //! rows and columns are classed at compile time by which taps fall inside.
 
+use super::fold;
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, vector, Args, Epilogue, Epilogued, Lengths,
 };
@@ -92,14 +93,16 @@ impl DepthwiseSpec {
         }
     }
 
-    /// PyTorch's `[C, 1, Fh, Fw]` weights packed as `[ky][kx][C']`.
-    pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
+    /// PyTorch's `[C, 1, Fh, Fw]` weights, each channel's times its `scale`
+    /// if given, packed as `[ky][kx][C']`.
+    pub fn pack_weights(&self, weight: &[f32], scale: Option<&[f64]>) -> Vec<f32> {
         let [fh, fw] = self.kernel;
         let mut packed = vec![0.0; self.lengths().weights];
         for ky in 0..fh {
             for kx in 0..fw {
                 for c in 0..self.channels {
-                    packed[(ky * fw + kx) * self.padded() + c] = weight[(c * fh + ky) * fw + kx];
+                    packed[(ky * fw + kx) * self.padded() + c] =
+                        fold(weight[(c * fh + ky) * fw + kx], c, scale);
                 }
             }
         }

@@ -156,19 +156,21 @@ impl Kernel {
         }
     }
 
-    /// PyTorch-layout weights packed as the kernel reads them. A separable
-    /// pair has two layers' weights: each half packs its own, first then second.
-    pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
+    /// PyTorch-layout weights packed as the kernel reads them, each output
+    /// channel's times its `scale` if given (a bn folded in as they are packed;
+    /// see [`fold`]). A separable pair has two layers' weights: each half
+    /// packs its own, first then second.
+    pub fn pack_weights(&self, weight: &[f32], scale: Option<&[f64]>) -> Vec<f32> {
         match self {
-            Kernel::Conv(spec) => spec.pack_weights(weight),
-            Kernel::Depthwise(spec) => spec.pack_weights(weight),
+            Kernel::Conv(spec) => spec.pack_weights(weight, scale),
+            Kernel::Depthwise(spec) => spec.pack_weights(weight, scale),
             Kernel::Pool(_)
             | Kernel::Separable(_)
             | Kernel::Elementwise(_)
             | Kernel::Softmax(_)
             | Kernel::Concat(_)
             | Kernel::Lrn(_) => Vec::new(),
-            Kernel::Winograd(spec) => spec.pack_weights(weight),
+            Kernel::Winograd(spec) => spec.pack_weights(weight, scale),
         }
     }
 
@@ -520,6 +522,13 @@ pub(crate) fn epilogue_lengths(
         0
     };
     (vector * (1 + 2 * affines), extra)
+}
+
+/// `weight` times output channel `k`'s factor in `scale` (none: 1), in `f64`
+/// and rounded once: exactly what folding a bn into the weights gives, so
+/// packing with a scale equals packing weights folded beforehand.
+pub fn fold(weight: f32, k: usize, scale: Option<&[f64]>) -> f32 {
+    scale.map_or(weight, |s| (f64::from(weight) * s[k]) as f32)
 }
 
 /// Channels rounded up to whole `f32x4` vectors.

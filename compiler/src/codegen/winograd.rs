@@ -32,6 +32,7 @@
 //! given in BENCHMARKS.md ("Winograd").
 
 use super::conv::{ConvSpec, BLOCK, TILE};
+use super::fold;
 use super::native::{self, Tap, TileFn};
 use super::{
     apply_epilogue, clamp, epilogue_lengths, for_range, int, tap_classes, vector, Args,
@@ -218,40 +219,66 @@ impl WinogradSpec {
         }
     }
 
-    /// PyTorch's `[K, C, 3, 3]` weights transformed to `U = G g Gᵀ` (in
-    /// `f64`) and packed as `[alpha²][block][ci][width]`.
-    pub fn pack_weights(&self, weight: &[f32]) -> Vec<f32> {
+    /// PyTorch's `[K, C, 3, 3]` weights, each output channel's times its
+    /// `scale` if given, transformed to `U = G g Gᵀ` (in `f64`) and packed as
+    /// `[alpha²][block][ci][width]`.
+    pub fn pack_weights(&self, weight: &[f32], scale: Option<&[f64]>) -> Vec<f32> {
         /// The widest block.
         const LANES: usize = native::WIDTH;
+        /// Input channels transformed before they are stored.
+        const CHUNK: usize = 8;
         let (c, k, alpha) = (self.input[2], self.output[2], self.alpha());
-        let (g, width, blocks) = (self.transforms().g, self.width(), self.blocks());
+        let (width, blocks) = (self.width(), self.blocks());
+        let g: Vec<[f64; 3]> = self
+            .transforms()
+            .g
+            .iter()
+            .map(|r| [r[0], r[1], r[2]])
+            .collect();
         let mut packed = vec![0.0; self.lengths().weights];
-        // One block of output channels and one input channel at a time, the
-        // block's channels innermost: the arithmetic runs on whole vectors and
-        // every row of `width` written is a whole cache line, which matters
-        // for the largest layers (36 MB packed for 512 channels).
+        // `U` of one block and `CHUNK` input channels, `[alpha²][ci][lane]`.
+        let mut u = vec![[0.0f32; LANES]; alpha * alpha * CHUNK];
+        // One block of output channels and a chunk of input channels at a
+        // time, the block's channels innermost: the arithmetic runs on whole
+        // arrays of lanes, and each of the `alpha²` planes then receives the
+        // chunk as one contiguous run (a few cache lines, written in order),
+        // which matters for the largest layers (36 MB packed for 512 channels).
         for kb in 0..blocks {
             let channels = kb * width..k.min((kb + 1) * width);
-            for ci in 0..c {
-                // w[tap][lane], zero past K.
-                let mut w = [[0.0f64; LANES]; 9];
-                for (lane, ko) in channels.clone().enumerate() {
-                    for (tap, &x) in weight[(ko * c + ci) * 9..][..9].iter().enumerate() {
-                        w[tap][lane] = f64::from(x);
+            // Lanes past `K` stay zero.
+            let lanes = channels.len();
+            for c0 in (0..c).step_by(CHUNK) {
+                let chunk = CHUNK.min(c - c0);
+                for dc in 0..chunk {
+                    // w[tap][lane], zero past K.
+                    let mut w = [[0.0f64; LANES]; 9];
+                    for (lane, ko) in channels.clone().enumerate() {
+                        for (tap, &x) in weight[(ko * c + c0 + dc) * 9..][..9].iter().enumerate() {
+                            w[tap][lane] = f64::from(fold(x, ko, scale));
+                        }
+                    }
+                    for (a, ga) in g.iter().enumerate() {
+                        // (G g)[a][x], then times Gᵀ.
+                        let mut gw = [[0.0f64; LANES]; 3];
+                        for (x, gw) in gw.iter_mut().enumerate() {
+                            for (l, v) in gw.iter_mut().enumerate() {
+                                *v = ga[0] * w[x][l] + ga[1] * w[3 + x][l] + ga[2] * w[6 + x][l];
+                            }
+                        }
+                        for (bb, gb) in g.iter().enumerate() {
+                            let u = &mut u[(a * alpha + bb) * CHUNK + dc];
+                            for (l, v) in u.iter_mut().enumerate() {
+                                *v =
+                                    (gw[0][l] * gb[0] + gw[1][l] * gb[1] + gw[2][l] * gb[2]) as f32;
+                            }
+                        }
                     }
                 }
-                for (a, ga) in g.iter().enumerate() {
-                    // (G g)[a][x], then times Gᵀ.
-                    let gw: [[f64; LANES]; 3] = std::array::from_fn(|x| {
-                        std::array::from_fn(|l| {
-                            ga[0] * w[x][l] + ga[1] * w[3 + x][l] + ga[2] * w[6 + x][l]
-                        })
-                    });
-                    for (bb, gb) in g.iter().enumerate() {
-                        let at = (((a * alpha + bb) * blocks + kb) * c + ci) * width;
-                        for (l, u) in packed[at..at + width].iter_mut().enumerate() {
-                            *u = (gw[0][l] * gb[0] + gw[1][l] * gb[1] + gw[2][l] * gb[2]) as f32;
-                        }
+                for (xi, plane) in u.chunks_exact(CHUNK).enumerate() {
+                    let at = ((xi * blocks + kb) * c + c0) * width;
+                    let run = packed[at..at + chunk * width].chunks_exact_mut(width);
+                    for (dst, src) in run.zip(plane) {
+                        dst[..lanes].copy_from_slice(&src[..lanes]);
                     }
                 }
             }
