@@ -866,8 +866,9 @@ fn run_kernel(
     let rows = lengths.rows;
     // The kernel's rows are output rows, tile rows of a Winograd kernel,
     // blocks of rows of a pointwise separable pair, or blocks of output
-    // channels of a convolution with one output pixel (from the slice's
-    // first channel, if it writes one).
+    // channels, at every pixel, of a convolution with one output pixel or
+    // whose weights outweigh its input (from the slice's first channel, if
+    // it writes one).
     let row_len = match kernel {
         Kernel::Winograd(spec) => spec.tile * dims.w * dims.c,
         Kernel::Separable(spec) => spec.block_rows() * dims.w * dims.c,
@@ -878,7 +879,13 @@ fn run_kernel(
         Kernel::Conv(spec) if spec.rows_are_blocks() => spec.slice.map_or(0, |s| s.first),
         _ => 0,
     };
-    let row_of = |i: usize| i.saturating_sub(first) / row_len;
+    let row_of = |i: usize| match kernel {
+        // A block's channels at every pixel.
+        Kernel::Conv(spec) if spec.rows_are_blocks() => {
+            (i % dims.c).saturating_sub(first) / row_len
+        }
+        _ => i / row_len,
+    };
 
     // All rows through the runtime's entry point, alone and on two threads.
     for (pool, label) in [(None, "all rows"), (Some(pool), "all rows, 2 threads")] {

@@ -121,12 +121,17 @@ impl ConvSpec {
     }
 
     /// Whether the kernel's rows are blocks of output channels rather than
-    /// output rows: a spec of one output pixel (a dense layer, a
-    /// squeeze-excite 1x1 convolution) has a single output row, which threads
-    /// could not split. Each block still computes its whole reduction, so the
-    /// output does not depend on how the blocks are split.
+    /// output rows, each computing every output pixel of its channels: for a
+    /// spec of one output pixel (a dense layer, a squeeze-excite 1x1
+    /// convolution), whose single output row threads could not split, and
+    /// for one whose weights outweigh its input ([`Self::weights_stationary`]),
+    /// so that threads share out the weights rather than each reading all of
+    /// them, and balance on the many blocks rather than the few rows of the
+    /// small images deep in a network (ResNet's 7x7: 7 rows, 32 blocks).
+    /// Each block still computes its whole reduction, so the output does not
+    /// depend on how the blocks are split.
     pub fn rows_are_blocks(&self) -> bool {
-        self.output[0] * self.output[1] == 1 && self.groups == 1
+        self.groups == 1 && (self.output[0] * self.output[1] == 1 || self.weights_stationary())
     }
 
     fn in_per_group(&self) -> usize {
@@ -168,7 +173,12 @@ impl ConvSpec {
     /// 7x7x512 3x3 conv has 9.4 MB of weights and 100 KB of input.
     pub(super) fn weights_stationary(&self) -> bool {
         let [h, w, c] = self.input;
-        self.lengths().weights > h * w * c
+        self.weights_len() > h * w * c
+    }
+
+    /// `f32`s of the packed weights.
+    fn weights_len(&self) -> usize {
+        self.vector_len() * self.kernel[0] * self.kernel[1] * self.in_per_group()
     }
 
     /// `f32`s in one packed per-channel vector.
@@ -188,7 +198,7 @@ impl ConvSpec {
         let (params, extra) = epilogue_lengths(&self.epilogue, self.vector_len(), ho * wo * k);
         Lengths {
             input: h * w * c,
-            weights: self.vector_len() * self.kernel[0] * self.kernel[1] * self.in_per_group(),
+            weights: self.weights_len(),
             params,
             extra,
             output: self.layout().len(ho * wo),
@@ -317,7 +327,7 @@ struct Tile {
 }
 
 /// Emits the kernel body for rows `[begin, end)`: output rows, or blocks of
-/// output channels of the one output pixel ([`ConvSpec::rows_are_blocks`]).
+/// output channels, each over every output pixel ([`ConvSpec::rows_are_blocks`]).
 pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
     if !spec.rows_are_blocks() {
         return emit_rows(spec, b, a);
@@ -325,9 +335,9 @@ pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
     let l = layout(spec, b, a);
     let blocks = spec.blocks() as i64;
     let range = [clamp(b, a.begin, 0, blocks), clamp(b, a.end, 0, blocks)];
-    let rows = [int(b, 0), int(b, 1)];
-    for_rows(spec, b, rows, |b, oy, ky| {
-        for_blocks(spec, b, range, |b, block| {
+    let rows = [int(b, 0), int(b, spec.output[0] as i64)];
+    for_blocks(spec, b, range, |b, block| {
+        for_rows(spec, b, rows, |b, oy, ky| {
             let base = block_row(&l, b, a, oy, block);
             columns(&l, b, base, ky)
         })
