@@ -421,14 +421,13 @@ pub fn random_weights(graph: &Graph, seed: u64) -> Weights {
 mod tests {
     use super::*;
 
-    #[test]
-    fn folding_matches_bn_after_conv() {
-        // One output channel, weight 2, bias 1; bn gamma 3, beta 0.5, mean 1, var 3, eps 1:
-        // s = 3 / sqrt(4) = 1.5; W' = 3; b' = (1 - 1) * 1.5 + 0.5 = 0.5.
-        let mut layers = vec![
+    /// The input, a conv of one output channel with `weight` and bias 1,
+    /// then a bn with gamma 3, beta 0.5, mean 1, var 3.
+    fn conv_then_bn(weight: Weight) -> Vec<LayerParams> {
+        vec![
             LayerParams::None,
             LayerParams::Linear {
-                weight: Weight::Loaded(vec![2.0]),
+                weight,
                 bias: Some(vec![1.0]),
             },
             LayerParams::BatchNorm {
@@ -437,7 +436,13 @@ mod tests {
                 mean: vec![1.0],
                 var: vec![3.0],
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn folding_matches_bn_after_conv() {
+        // Weight 2, eps 1: s = 3 / sqrt(4) = 1.5; W' = 3; b' = (1 - 1) * 1.5 + 0.5 = 0.5.
+        let mut layers = conv_then_bn(Weight::Loaded(vec![2.0]));
         fold_batch_norm(&mut layers, NodeId(1), NodeId(2), 1.0);
         assert_eq!(
             layers[1],
@@ -453,22 +458,10 @@ mod tests {
     fn folding_weights_left_in_the_file_keeps_their_factors() {
         // The bn above: the bias folds now, b' = 0.5; the weights keep
         // s = 3 / sqrt(3 + 1) = 1.5 for the JIT to apply as it packs them.
-        let mut layers = vec![
-            LayerParams::None,
-            LayerParams::Linear {
-                weight: Weight::InFile {
-                    tensor: "conv1.weight".into(),
-                    scale: None,
-                },
-                bias: Some(vec![1.0]),
-            },
-            LayerParams::BatchNorm {
-                gamma: vec![3.0],
-                beta: vec![0.5],
-                mean: vec![1.0],
-                var: vec![3.0],
-            },
-        ];
+        let mut layers = conv_then_bn(Weight::InFile {
+            tensor: "conv1.weight".into(),
+            scale: None,
+        });
         fold_batch_norm(&mut layers, NodeId(1), NodeId(2), 1.0);
         assert_eq!(
             layers[1],

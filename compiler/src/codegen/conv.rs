@@ -437,29 +437,20 @@ fn for_blocks(
     let groups = int(b, spec.groups as i64);
     for_range(b, zero, groups, 1, |b, group| {
         let full = int(b, full_blocks as i64);
-        if full_blocks > 0 {
-            let full_end = b.ins().smin(end, full);
-            for_range(b, first, full_end, 1, |b, index| {
+        // The full blocks in range, then the partial one if the range
+        // reaches it (at most one iteration).
+        let runs = [
+            (full_blocks > 0).then(|| (first, b.ins().smin(end, full), width)),
+            (tail > 0).then(|| (b.ins().smax(first, full), end, tail)),
+        ];
+        for (lo, hi, lanes) in runs.into_iter().flatten() {
+            for_range(b, lo, hi, 1, |b, index| {
                 body(
                     b,
                     Block {
                         group,
                         index,
-                        lanes: width,
-                    },
-                )
-            });
-        }
-        if tail > 0 {
-            // At most one iteration.
-            let tail_first = b.ins().smax(first, full);
-            for_range(b, tail_first, end, 1, |b, index| {
-                body(
-                    b,
-                    Block {
-                        group,
-                        index,
-                        lanes: tail,
+                        lanes,
                     },
                 )
             });
