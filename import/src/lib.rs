@@ -217,10 +217,13 @@ impl Imported {
         }
         if let Some(model) = &self.model {
             // The model's own entry (perhaps a link) and the file it names.
-            let model = [file_entry(model)?, model.canonicalize().map_err(|source| Error::Io {
-                path: model.clone(),
-                source,
-            })?];
+            let model = [
+                file_entry(model)?,
+                model.canonicalize().map_err(|source| Error::Io {
+                    path: model.clone(),
+                    source,
+                })?,
+            ];
             for path in [cnn_path, &weights_path] {
                 if model.contains(&file_entry(path)?) {
                     return Err(Error::Output(format!(

@@ -364,9 +364,7 @@ pub fn tensor(proto: &TensorProto, dir: Option<&Path>) -> Result<Tensor> {
         let bytes = Tensor::count(&dims)
             .and_then(|n| n.checked_mul(width))
             .and_then(|n| u64::try_from(n).ok())
-            .ok_or_else(|| {
-                Error::Decode(format!("{} has too many elements: {dims:?}", what()))
-            })?;
+            .ok_or_else(|| Error::Decode(format!("{} has too many elements: {dims:?}", what())))?;
         external = read_external(proto, dir, bytes)?;
         &external
     } else {
@@ -499,7 +497,10 @@ type Refusal = (String, Option<std::io::Error>);
 fn resolve(dir: &Path, location: &str) -> std::result::Result<PathBuf, Refusal> {
     use std::path::Component;
     if location.is_empty() {
-        return Err(("is empty: a path inside the model's folder is expected".into(), None));
+        return Err((
+            "is empty: a path inside the model's folder is expected".into(),
+            None,
+        ));
     }
     if location.contains('\0') {
         return Err(("contains a NUL byte".into(), None));
