@@ -72,7 +72,8 @@ pub struct Options {
     pub net: Option<String>,
 }
 
-/// Imports the ONNX file at `path` (external data is read beside it).
+/// Imports the ONNX file at `path`; external data is read from regular files
+/// inside its folder only (see [`onnx`]).
 pub fn import(path: impl AsRef<Path>, options: &Options) -> Result<Imported> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|source| Error::Io {

@@ -458,31 +458,44 @@ fn read_external(proto: &TensorProto, dir: Option<&Path>, bytes: u64) -> Result<
         ));
     };
     let path = resolve(dir, location).map_err(|(why, source)| refuse(why, source))?;
-    let file = open_regular(&path).map_err(|(why, source)| refuse(why, source))?;
+    let mut file = open_regular(&path).map_err(|(why, source)| refuse(why, source))?;
     let cannot_read = |e| refuse("cannot be read".into(), Some(e));
     let size = file.metadata().map_err(cannot_read)?.len();
     let length = match length {
-        Some(length) => length,
-        None => size.checked_sub(offset).ok_or_else(|| {
-            refuse(
-                format!("has offset {offset}, past the end of its file ({size} bytes)"),
+        Some(length) if length != bytes => {
+            return Err(refuse(
+                format!("has length {length} bytes, but the tensor holds {bytes} bytes"),
                 None,
-            )
-        })?,
+            ))
+        }
+        Some(length) => length,
+        None => match size.checked_sub(offset) {
+            Some(rest) if rest == bytes => rest,
+            _ => {
+                return Err(refuse(
+                    format!(
+                        "has no length, and its file ({size} bytes) does not end {bytes} bytes \
+                         (the tensor's) after offset {offset}"
+                    ),
+                    None,
+                ))
+            }
+        },
     };
-    if length != bytes {
+    if length > MAX_EXTERNAL_BYTES {
         return Err(refuse(
-            format!("has length {length} bytes, but the tensor holds {bytes} bytes"),
+            format!(
+                "has length {length} bytes, more than the {MAX_EXTERNAL_BYTES} read for one tensor"
+            ),
             None,
         ));
     }
-    if offset.checked_add(length).is_none_or(|end| end > size) || length > MAX_EXTERNAL_BYTES {
+    if offset.checked_add(length).is_none_or(|end| end > size) {
         return Err(refuse(
             format!("at offset {offset}, length {length} lies outside its file ({size} bytes)"),
             None,
         ));
     }
-    let mut file = file;
     file.seek(SeekFrom::Start(offset)).map_err(cannot_read)?;
     let mut data = vec![0; length as usize];
     file.read_exact(&mut data).map_err(cannot_read)?;
@@ -532,7 +545,10 @@ fn resolve(dir: &Path, location: &str) -> std::result::Result<PathBuf, Refusal> 
         };
         (why.to_string(), Some(e))
     })?;
-    if path == folder || !path.starts_with(&folder) {
+    if path == folder {
+        return Err(("is the model's folder, not a file inside it".into(), None));
+    }
+    if !path.starts_with(&folder) {
         return Err((
             format!(
                 "resolves to `{}`, not a file inside the model's folder `{}`",

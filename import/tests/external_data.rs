@@ -12,7 +12,7 @@ use cnnjit_import::onnx::{StringEntry, TensorProto};
 use cnnjit_import::{Error, Imported, Options};
 use common::{model, node, weight};
 use proptest::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;

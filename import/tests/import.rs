@@ -94,6 +94,28 @@ fn labels_come_from_node_names_that_are_identifiers() {
 }
 
 #[test]
+fn node_names_longer_than_64_characters_are_not_labels() {
+    let net = |name: &str| {
+        model(
+            13,
+            &[1, 2, 3, 3],
+            vec![node("Relu", name, &["x"], "y", vec![])],
+            vec![],
+        )
+    };
+    let longest = "a".repeat(64);
+    assert_eq!(
+        body(&import(&net(&longest)).unwrap()),
+        [format!("{longest}: relu,")]
+    );
+    for length in [65, 65_536] {
+        let imported = import(&net(&"a".repeat(length))).unwrap();
+        assert_eq!(body(&imported), ["relu,"]);
+        assert!(imported.net.summary().to_string().contains("relu1"));
+    }
+}
+
+#[test]
 fn matmul_and_add_are_a_dense_with_the_weights_transposed() {
     let bytes = model(
         13,
