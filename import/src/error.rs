@@ -1,14 +1,48 @@
-//! [`Error`]: every way an import can fail, as a value that names the node.
+//! [`Error`]: every way an import can fail, as a value that names the node,
+//! the tensor or the file.
+
+use std::path::PathBuf;
 
 /// Why a model could not be imported.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file is not a well-formed ONNX model.
     #[error("{0}")]
     Decode(String),
     /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tensor's external data cannot be read: its location is not a
+    /// regular file inside the model's folder, or its offset and length do
+    /// not name the tensor's bytes inside that file.
+    #[error(
+        "tensor `{tensor}`: external data `{}` {why}{}",
+        location.escape_debug(),
+        source.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+    )]
+    External {
+        /// The tensor's name.
+        tensor: String,
+        /// The location as the model gives it.
+        location: String,
+        /// What is wrong.
+        why: String,
+        /// The error of the file system, where one is the cause.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// The outputs would overwrite the model or each other.
     #[error("{0}")]
-    Io(String),
+    Output(String),
+    /// The weights cannot be written as safetensors.
+    #[error("cannot write the weights as safetensors: {0}")]
+    Safetensors(#[from] safetensors::SafeTensorError),
     /// The model uses operator sets this importer does not read.
     #[error("{0}")]
     Opset(String),

@@ -14,7 +14,8 @@
 //! - [`write`]: the `.cnn` text;
 //! - [`verify`]: the text compiled again and compared with the DAG, node by
 //!   node, and the weights named after the compiled graph's layers;
-//! - [`Imported::save`] writes `NAME.cnn` and `NAME.safetensors`.
+//! - [`Imported::save`] writes `NAME.cnn` and `NAME.safetensors`: both or
+//!   neither, never over the model or each other.
 //!
 //! Invariant: an [`Imported`] net is one whose source compiles (through the
 //! same pipeline as `cnn!(file = ...)`) to a graph with the model's layers,
@@ -35,7 +36,9 @@ pub mod write;
 pub use error::{Error, Result};
 
 use cnnjit_compiler::CompiledNet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A weight tensor under its cnnjit name.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +60,9 @@ pub struct Imported {
     pub net: CompiledNet,
     /// The weights, in graph order.
     pub tensors: Vec<NamedTensor>,
+    /// The file it was imported from, which [`Imported::save`] never
+    /// overwrites (`None` for a model imported from bytes).
+    pub model: Option<PathBuf>,
 }
 
 /// How to import.
@@ -66,10 +72,14 @@ pub struct Options {
     pub net: Option<String>,
 }
 
-/// Imports the ONNX file at `path` (external data is read beside it).
+/// Imports the ONNX file at `path`; external data is read from regular files
+/// inside its folder only (see [`onnx`]).
 pub fn import(path: impl AsRef<Path>, options: &Options) -> Result<Imported> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -82,13 +92,17 @@ pub fn import(path: impl AsRef<Path>, options: &Options) -> Result<Imported> {
         Some(name) => name.clone(),
         None => camel_case(&stem),
     };
-    import_bytes(
+    let imported = import_bytes(
         &bytes,
         path.parent(),
         &name,
         &file,
         &format!("{stem}.safetensors"),
-    )
+    )?;
+    Ok(Imported {
+        model: Some(path.to_path_buf()),
+        ..imported
+    })
 }
 
 /// Imports a model from the bytes of an ONNX file; `dir` is where its
@@ -133,6 +147,7 @@ pub fn import_bytes(
         source: written.source,
         net,
         tensors,
+        model: None,
     })
 }
 
@@ -184,12 +199,45 @@ impl Imported {
 
     /// Writes the source to `cnn_path` and the weights to the same path with
     /// the extension `.safetensors`; returns the weights' path.
+    ///
+    /// Both are written or neither: each goes to a temporary file in its
+    /// folder, renamed into place once both are written. Errors: an
+    /// [`Error::Output`] if the two paths are the same file (a `cnn_path`
+    /// ending in `.safetensors`) or either is the model imported (compared
+    /// by their canonical folders), or names a folder; an [`Error::Io`]
+    /// naming the file that could not be written.
     pub fn save(&self, cnn_path: impl AsRef<Path>) -> Result<PathBuf> {
         let cnn_path = cnn_path.as_ref();
         let weights_path = cnn_path.with_extension("safetensors");
-        let io = |p: &Path, e: &dyn std::fmt::Display| Error::Io(format!("{}: {e}", p.display()));
-        std::fs::write(cnn_path, &self.source).map_err(|e| io(cnn_path, &e))?;
-        std::fs::write(&weights_path, self.safetensors()?).map_err(|e| io(&weights_path, &e))?;
+        let cnn = file_entry(cnn_path)?;
+        if file_entry(&weights_path)? == cnn {
+            return Err(Error::Output(format!(
+                "`{}` would be both the net's source and its weights: the .cnn file needs another extension",
+                cnn_path.display()
+            )));
+        }
+        if let Some(model) = &self.model {
+            // The model's own entry (perhaps a link) and the file it names.
+            let model = [
+                file_entry(model)?,
+                model.canonicalize().map_err(|source| Error::Io {
+                    path: model.clone(),
+                    source,
+                })?,
+            ];
+            for path in [cnn_path, &weights_path] {
+                if model.contains(&file_entry(path)?) {
+                    return Err(Error::Output(format!(
+                        "`{}` is the model being imported: write the net elsewhere",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        write_all(&[
+            (cnn_path, self.source.as_bytes()),
+            (&weights_path, &self.safetensors()?),
+        ])?;
         Ok(weights_path)
     }
 
@@ -208,9 +256,76 @@ impl Imported {
                 safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.dims.clone(), b)
                     .map(|v| (t.name.clone(), v))
             })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Io(format!("safetensors: {e}")))?;
-        safetensors::tensor::serialize(views, None)
-            .map_err(|e| Error::Io(format!("safetensors: {e}")))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(safetensors::tensor::serialize(views, None)?)
     }
+}
+
+/// The directory entry `path` names: its folder, canonical, and its file
+/// name. A rename replaces exactly this entry.
+fn file_entry(path: &Path) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Output(format!("`{}` does not name a file", path.display())))?;
+    let folder = match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => Path::new("."),
+    };
+    let folder = folder.canonicalize().map_err(|source| Error::Io {
+        path: folder.to_path_buf(),
+        source,
+    })?;
+    Ok(folder.join(name))
+}
+
+/// Writes every file or none: each to a new temporary file in its folder,
+/// then, once all are written and none of the paths is a folder, renamed
+/// into place. On an error, the temporary files are removed, and so are the
+/// files already renamed.
+fn write_all(files: &[(&Path, &[u8])]) -> Result<()> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let mut temps = Vec::new();
+    let mut renamed = Vec::new();
+    let mut write = || -> Result<()> {
+        for &(path, bytes) in files {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let temp = path.with_file_name(format!(
+                ".{name}.{}-{}.tmp",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+                .map_err(io(&temp))?;
+            temps.push(temp.clone());
+            file.write_all(bytes).map_err(io(&temp))?;
+            file.sync_all().map_err(io(&temp))?;
+        }
+        if let Some(&(folder, _)) = files.iter().find(|(path, _)| path.is_dir()) {
+            return Err(Error::Output(format!(
+                "`{}` is a folder, not a file",
+                folder.display()
+            )));
+        }
+        for (&(path, _), temp) in files.iter().zip(&temps) {
+            std::fs::rename(temp, path).map_err(io(path))?;
+            renamed.push(path);
+        }
+        Ok(())
+    };
+    let result = write();
+    if result.is_err() {
+        for path in temps.iter().map(PathBuf::as_path).chain(renamed) {
+            // Best effort: the error reported is the one that stopped the
+            // write, and a temporary file already renamed is gone.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    result
 }

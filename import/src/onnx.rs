@@ -11,11 +11,20 @@
 //! generated ONNX types (`onnx-protobuf`), which is a single author's and
 //! pulls in rust-protobuf; `prost` is the well-kept protobuf crate.
 //!
-//! Invariant: every decoded [`Tensor`] has exactly `dims.iter().product()`
-//! elements; a file that says otherwise is an [`Error`].
+//! Invariants: every decoded [`Tensor`] has exactly `dims.iter().product()`
+//! elements; a file that says otherwise is an [`Error`]. External data is
+//! read only from a regular file inside the model's folder (its `location`
+//! relative, resolved with symbolic links followed, opened without following
+//! one and without blocking, and checked again on the opened handle), and
+//! only the tensor's own bytes, `offset..offset + length`, checked against
+//! the file's size and the tensor's dimensions before anything is allocated.
+//! Anything else (an absolute path, `..` or a link leading out, a folder, a
+//! FIFO, a device, an empty location or one with a NUL byte) is an
+//! [`Error::External`] naming the tensor and the location, as ONNX Runtime
+//! and the `onnx` checker refuse them.
 
 use crate::error::{Error, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// `ModelProto`: the whole file.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -320,11 +329,12 @@ impl Tensor {
     }
 }
 
-/// Largest side file read for one tensor's external data (4 GiB, ONNX's limit
-/// for a single protobuf is 2 GiB).
+/// Largest external data read for one tensor (4 GiB; ONNX's limit for a
+/// single protobuf is 2 GiB).
 const MAX_EXTERNAL_BYTES: u64 = 1 << 32;
 
-/// Decodes a tensor; `dir` is where external data files are looked up.
+/// Decodes a tensor; `dir` is the model's folder, where external data files
+/// are looked up.
 pub fn tensor(proto: &TensorProto, dir: Option<&Path>) -> Result<Tensor> {
     let what = || {
         if proto.name.is_empty() {
@@ -339,16 +349,6 @@ pub fn tensor(proto: &TensorProto, dir: Option<&Path>) -> Result<Tensor> {
         .map(|&d| usize::try_from(d))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|_| Error::Decode(format!("{} has a negative dimension", what())))?;
-    let external;
-    let raw: &[u8] = if proto.data_location == 1 {
-        external = read_external(proto, dir).map_err(|e| match e {
-            Error::Decode(m) => Error::Decode(format!("{}: {m}", what())),
-            other => other,
-        })?;
-        &external
-    } else {
-        &proto.raw_data
-    };
     let width = match proto.data_type {
         data_type::FLOAT | data_type::INT32 => 4,
         data_type::INT64 | data_type::DOUBLE => 8,
@@ -358,6 +358,17 @@ pub fn tensor(proto: &TensorProto, dir: Option<&Path>) -> Result<Tensor> {
                 what()
             )))
         }
+    };
+    let external;
+    let raw: &[u8] = if proto.data_location == 1 {
+        let bytes = Tensor::count(&dims)
+            .and_then(|n| n.checked_mul(width))
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| Error::Decode(format!("{} has too many elements: {dims:?}", what())))?;
+        external = read_external(proto, dir, bytes)?;
+        &external
+    } else {
+        &proto.raw_data
     };
     if !raw.len().is_multiple_of(width) {
         return Err(Error::Decode(format!(
@@ -401,8 +412,11 @@ pub fn tensor(proto: &TensorProto, dir: Option<&Path>) -> Result<Tensor> {
     })
 }
 
-/// The bytes of a tensor stored in a side file.
-fn read_external(proto: &TensorProto, dir: Option<&Path>) -> Result<Vec<u8>> {
+/// The `bytes` bytes of a tensor stored in a side file: its `location` must
+/// resolve (symbolic links followed) to a regular file inside `dir`, and
+/// `offset..offset + length` must lie inside that file and be the tensor's
+/// bytes exactly. Nothing is allocated or read before both are checked.
+fn read_external(proto: &TensorProto, dir: Option<&Path>, bytes: u64) -> Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let entry = |key: &str| {
         proto
@@ -411,37 +425,202 @@ fn read_external(proto: &TensorProto, dir: Option<&Path>) -> Result<Vec<u8>> {
             .find(|e| e.key == key)
             .map(|e| e.value.as_str())
     };
+    let location = entry("location").ok_or_else(|| {
+        Error::Decode(format!(
+            "tensor `{}`: external data without a location",
+            proto.name
+        ))
+    })?;
+    let refuse = |why: String, source: Option<std::io::Error>| Error::External {
+        tensor: proto.name.clone(),
+        location: location.to_string(),
+        why,
+        source,
+    };
     let number = |key: &str| -> Result<Option<u64>> {
         entry(key)
             .map(|v| {
-                v.parse::<u64>()
-                    .map_err(|_| Error::Decode(format!("external data {key} `{v}` is not a size")))
+                v.parse::<u64>().map_err(|_| {
+                    refuse(
+                        format!("has {key} `{}`, which is not a size", v.escape_debug()),
+                        None,
+                    )
+                })
             })
             .transpose()
     };
-    let location = entry("location")
-        .ok_or_else(|| Error::Decode("external data without a location".into()))?;
-    let Some(dir) = dir else {
-        return Err(Error::Decode(format!(
-            "its data is in the side file `{location}`, and the model was not read from a file"
-        )));
-    };
-    let path = dir.join(location);
-    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
-    let mut file = std::fs::File::open(&path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
     let offset = number("offset")?.unwrap_or(0);
-    let length = match number("length")? {
-        Some(n) => n,
-        None => size.saturating_sub(offset),
+    let length = number("length")?;
+    let Some(dir) = dir else {
+        return Err(refuse(
+            "cannot be read: the model was not read from a file, so it has no folder".into(),
+            None,
+        ));
     };
-    if offset.checked_add(length).is_none_or(|end| end > size) || length > MAX_EXTERNAL_BYTES {
-        return Err(Error::Decode(format!(
-            "external data at offset {offset}, length {length} lies outside `{location}` ({size} bytes)"
-        )));
+    let path = resolve(dir, location).map_err(|(why, source)| refuse(why, source))?;
+    let mut file = open_regular(&path).map_err(|(why, source)| refuse(why, source))?;
+    let cannot_read = |e| refuse("cannot be read".into(), Some(e));
+    let size = file.metadata().map_err(cannot_read)?.len();
+    let length = match length {
+        Some(length) if length != bytes => {
+            return Err(refuse(
+                format!("has length {length} bytes, but the tensor holds {bytes} bytes"),
+                None,
+            ))
+        }
+        Some(length) => length,
+        None => match size.checked_sub(offset) {
+            Some(rest) if rest == bytes => rest,
+            _ => {
+                return Err(refuse(
+                    format!(
+                        "has no length, and its file ({size} bytes) does not end {bytes} bytes \
+                         (the tensor's) after offset {offset}"
+                    ),
+                    None,
+                ))
+            }
+        },
+    };
+    if length > MAX_EXTERNAL_BYTES {
+        return Err(refuse(
+            format!(
+                "has length {length} bytes, more than the {MAX_EXTERNAL_BYTES} read for one tensor"
+            ),
+            None,
+        ));
     }
-    file.seek(SeekFrom::Start(offset)).map_err(io)?;
-    let mut bytes = vec![0; length as usize];
-    file.read_exact(&mut bytes).map_err(io)?;
-    Ok(bytes)
+    if offset.checked_add(length).is_none_or(|end| end > size) {
+        return Err(refuse(
+            format!("at offset {offset}, length {length} lies outside its file ({size} bytes)"),
+            None,
+        ));
+    }
+    file.seek(SeekFrom::Start(offset)).map_err(cannot_read)?;
+    let mut data = vec![0; length as usize];
+    file.read_exact(&mut data).map_err(cannot_read)?;
+    Ok(data)
+}
+
+/// Why a location is refused, and the file system's error if it is the cause.
+type Refusal = (String, Option<std::io::Error>);
+
+/// `location` as a canonical path (no `.`, `..` or symbolic link) to a
+/// regular file inside the canonical `dir`.
+fn resolve(dir: &Path, location: &str) -> std::result::Result<PathBuf, Refusal> {
+    use std::path::Component;
+    if location.is_empty() {
+        return Err((
+            "is empty: a path inside the model's folder is expected".into(),
+            None,
+        ));
+    }
+    if location.contains('\0') {
+        return Err(("contains a NUL byte".into(), None));
+    }
+    if Path::new(location)
+        .components()
+        .any(|c| matches!(c, Component::Prefix(_) | Component::RootDir))
+    {
+        return Err((
+            "is an absolute path: a path relative to the model's folder is expected".into(),
+            None,
+        ));
+    }
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let folder = dir.canonicalize().map_err(|e| {
+        (
+            format!("cannot be read: the model's folder `{}`", dir.display()),
+            Some(e),
+        )
+    })?;
+    let path = folder.join(location).canonicalize().map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "does not exist",
+            _ => "cannot be resolved",
+        };
+        (why.to_string(), Some(e))
+    })?;
+    if path == folder {
+        return Err(("is the model's folder, not a file inside it".into(), None));
+    }
+    if !path.starts_with(&folder) {
+        return Err((
+            format!(
+                "resolves to `{}`, not a file inside the model's folder `{}`",
+                path.display(),
+                folder.display()
+            ),
+            None,
+        ));
+    }
+    Ok(path)
+}
+
+/// Opens the regular file at `path`, refusing anything else before opening
+/// it (a FIFO would block) and again on the opened handle, which must be the
+/// file that was checked. On Unix the file is opened without following a
+/// symbolic link and without blocking, so a FIFO swapped in between is an
+/// error too.
+fn open_regular(path: &Path) -> std::result::Result<std::fs::File, Refusal> {
+    let checked = std::fs::metadata(path).map_err(|e| ("cannot be read".to_string(), Some(e)))?;
+    not_regular(&checked)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| ("cannot be opened".to_string(), Some(e)))?;
+    let opened = file
+        .metadata()
+        .map_err(|e| ("cannot be read".to_string(), Some(e)))?;
+    not_regular(&opened)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if (opened.dev(), opened.ino()) != (checked.dev(), checked.ino()) {
+            return Err(("was replaced while it was being opened".into(), None));
+        }
+    }
+    Ok(file)
+}
+
+/// An error unless `metadata` is a regular file's.
+fn not_regular(metadata: &std::fs::Metadata) -> std::result::Result<(), Refusal> {
+    if metadata.is_file() {
+        return Ok(());
+    }
+    let kind = if metadata.is_dir() {
+        "a folder"
+    } else {
+        special_kind(metadata.file_type())
+    };
+    Err((format!("is {kind}, not a regular file"), None))
+}
+
+#[cfg(unix)]
+fn special_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: std::fs::FileType) -> &'static str {
+    "a special file"
 }

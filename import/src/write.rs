@@ -7,8 +7,10 @@
 //! compiled graph in that order to check it against the DAG.
 //!
 //! Layers are labelled with their ONNX node's name where it is a valid
-//! identifier that names one node only and cannot clash with the language's
-//! words or default names (`conv3`); the others take default names.
+//! identifier of at most [`MAX_LABEL`] characters that names one node only
+//! and cannot clash with the language's words or default names (`conv3`);
+//! the others take default names. (A longer name is an exporter's path, not
+//! a name a person gave the layer, and would widen every table it is in.)
 
 use crate::error::{Error, Result};
 use crate::map::{Dag, Layer};
@@ -247,7 +249,8 @@ impl Writer<'_> {
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && name != "_";
+            && name != "_"
+            && name.len() <= MAX_LABEL;
         let stem = name.trim_end_matches(|c: char| c.is_ascii_digit());
         let reserved = RUST_KEYWORDS.contains(&name)
             || [LAYER_NAMES, KEYWORDS]
@@ -256,6 +259,9 @@ impl Writer<'_> {
         (identifier && !reserved && self.names.get(name) == Some(&1)).then_some(name)
     }
 }
+
+/// The longest ONNX node name written as a label.
+pub const MAX_LABEL: usize = 64;
 
 const RUST_KEYWORDS: &[&str] = &[
     "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",

@@ -3,11 +3,11 @@
 //! language cannot say. Models exported by PyTorch are tested at the top
 //! level (tests/onnx_import.rs), against ONNX Runtime's outputs.
 
-use cnnjit_import::onnx::{
-    data_type, Attribute, GraphProto, Model, NodeProto, OperatorSetId, TensorProto, ValueInfo,
-};
+mod common;
+
+use cnnjit_import::onnx::{data_type, Attribute, TensorProto};
 use cnnjit_import::{import_bytes, Error, Imported};
-use prost::Message;
+use common::{model, node, weight};
 
 fn attr_ints(name: &str, ints: &[i64]) -> Attribute {
     Attribute {
@@ -31,82 +31,6 @@ fn attr_i(name: &str, i: i64) -> Attribute {
         i,
         ..Attribute::default()
     }
-}
-
-fn node(
-    op: &str,
-    name: &str,
-    inputs: &[&str],
-    output: &str,
-    attribute: Vec<Attribute>,
-) -> NodeProto {
-    NodeProto {
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        name: name.into(),
-        op_type: op.into(),
-        attribute,
-        ..NodeProto::default()
-    }
-}
-
-/// A float tensor whose values are 0.1, 0.2, ... (distinct, to see layouts).
-fn weight(name: &str, dims: &[i64]) -> TensorProto {
-    let n: i64 = dims.iter().product();
-    let raw = (0..n)
-        .flat_map(|i| ((i + 1) as f32 * 0.1).to_le_bytes())
-        .collect();
-    TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: data_type::FLOAT,
-        raw_data: raw,
-        ..TensorProto::default()
-    }
-}
-
-fn value(name: &str, dims: &[i64]) -> ValueInfo {
-    use cnnjit_import::onnx::{Dimension, TensorShape, TensorType, TypeProto};
-    ValueInfo {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            tensor_type: Some(TensorType {
-                elem_type: data_type::FLOAT,
-                shape: Some(TensorShape {
-                    dim: dims
-                        .iter()
-                        .map(|&d| Dimension {
-                            dim_value: Some(d),
-                            dim_param: None,
-                        })
-                        .collect(),
-                }),
-            }),
-        }),
-    }
-}
-
-/// A model reading `x` of `input` dimensions and writing `y`.
-fn model(opset: i64, input: &[i64], nodes: Vec<NodeProto>, weights: Vec<TensorProto>) -> Vec<u8> {
-    Model {
-        ir_version: 8,
-        producer_name: "test".into(),
-        graph: Some(GraphProto {
-            node: nodes,
-            name: "g".into(),
-            initializer: weights,
-            input: vec![value("x", input)],
-            output: vec![ValueInfo {
-                name: "y".into(),
-                r#type: None,
-            }],
-        }),
-        opset_import: vec![OperatorSetId {
-            domain: String::new(),
-            version: opset,
-        }],
-    }
-    .encode_to_vec()
 }
 
 fn import(bytes: &[u8]) -> Result<Imported, Error> {
@@ -167,6 +91,28 @@ fn labels_come_from_node_names_that_are_identifiers() {
     );
     let names: Vec<&str> = imported.tensors.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["stem.weight", "stem.bias", "conv2.weight"]);
+}
+
+#[test]
+fn node_names_longer_than_64_characters_are_not_labels() {
+    let net = |name: &str| {
+        model(
+            13,
+            &[1, 2, 3, 3],
+            vec![node("Relu", name, &["x"], "y", vec![])],
+            vec![],
+        )
+    };
+    let longest = "a".repeat(64);
+    assert_eq!(
+        body(&import(&net(&longest)).unwrap()),
+        [format!("{longest}: relu,")]
+    );
+    for length in [65, 65_536] {
+        let imported = import(&net(&"a".repeat(length))).unwrap();
+        assert_eq!(body(&imported), ["relu,"]);
+        assert!(imported.net.summary().to_string().contains("relu1"));
+    }
 }
 
 #[test]
@@ -299,64 +245,6 @@ fn opsets_outside_the_supported_range_are_errors() {
             other => panic!("opset {opset}: {:?}", other.map(|i| i.source)),
         }
     }
-}
-
-#[test]
-fn external_data_is_read_from_the_side_file() {
-    let dir = std::env::temp_dir().join(format!("cnnjit-import-external-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let inline = weight("w", &[3, 2, 1, 1]);
-    std::fs::write(
-        dir.join("w.bin"),
-        [vec![0u8; 8], inline.raw_data.clone()].concat(),
-    )
-    .unwrap();
-    let entry = |key: &str, value: &str| cnnjit_import::onnx::StringEntry {
-        key: key.into(),
-        value: value.into(),
-    };
-    let external = TensorProto {
-        raw_data: vec![],
-        data_location: 1,
-        external_data: vec![
-            entry("location", "w.bin"),
-            entry("offset", "8"),
-            entry("length", "24"),
-        ],
-        ..inline.clone()
-    };
-    let net = |w: TensorProto| {
-        model(
-            13,
-            &[1, 2, 4, 4],
-            vec![node("Conv", "c", &["x", "w"], "y", vec![])],
-            vec![w],
-        )
-    };
-    std::fs::write(dir.join("ext.onnx"), net(external.clone())).unwrap();
-    let options = cnnjit_import::Options {
-        net: Some("Net".into()),
-    };
-    let from_file = cnnjit_import::import(dir.join("ext.onnx"), &options).unwrap();
-    let from_inline = import(&net(inline)).unwrap();
-    assert_eq!(from_file.tensors, from_inline.tensors);
-    // Without a folder to look in, or past the file's end: errors.
-    assert!(matches!(
-        import(&net(external.clone())),
-        Err(Error::Decode(_))
-    ));
-    let beyond = TensorProto {
-        external_data: vec![
-            entry("location", "w.bin"),
-            entry("offset", "16"),
-            entry("length", "24"),
-        ],
-        ..external
-    };
-    std::fs::write(dir.join("beyond.onnx"), net(beyond)).unwrap();
-    let result = cnnjit_import::import(dir.join("beyond.onnx"), &options);
-    assert!(matches!(result, Err(Error::Decode(m)) if m.contains("outside")));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn scalar(name: &str, v: f32) -> TensorProto {

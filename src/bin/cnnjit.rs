@@ -134,9 +134,10 @@ enum Command {
     /// Import an ONNX model: write its net in the cnn! language and its weights
     /// (a safetensors file beside it), and print the net's summary.
     Import {
-        /// The ONNX file (external data is read from its folder).
+        /// The ONNX file (external data is read from files inside its folder only).
         model: PathBuf,
-        /// The .cnn file to write; the weights go to the same path with .safetensors.
+        /// The .cnn file to write; the weights go to the same path with .safetensors
+        /// (both or neither are written, never over the model).
         #[arg(short, long)]
         output: PathBuf,
         /// The net's name (default: the model file's name in UpperCamelCase).
@@ -635,16 +636,22 @@ fn run(cli: Cli) -> Result<String, String> {
             json,
         )),
         Command::Import { model, output, net } => {
+            use cnnjit::import::Error;
             let options = cnnjit::import::Options { net };
-            let fail = |e: cnnjit::import::Error| format!("error: {}: {e}", model.display());
+            // Errors about a file name it; the others are the model's.
+            let fail = |e: Error| match e {
+                Error::Io { .. } | Error::Output(_) => format!("error: {e}"),
+                _ => format!("error: {}: {e}", model.display()),
+            };
             let imported = cnnjit::import::import(&model, &options).map_err(fail)?;
+            // Everything printed is made before anything is written.
+            let summary = imported.net.summary().to_string();
             let weights = imported.save(&output).map_err(fail)?;
             Ok(format!(
-                "wrote {} and {} ({} tensors)\n\n{}\n",
+                "wrote {} and {} ({} tensors)\n\n{summary}\n",
                 output.display(),
                 weights.display(),
                 imported.tensors.len(),
-                imported.net.summary()
             ))
         }
         Command::Graph { file, net } => {

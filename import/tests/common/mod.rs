@@ -1,0 +1,87 @@
+//! Writing ONNX models for tests, message by message.
+
+use cnnjit_import::onnx::{
+    data_type, Attribute, GraphProto, Model, NodeProto, OperatorSetId, TensorProto, ValueInfo,
+};
+use prost::Message;
+
+pub fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    output: &str,
+    attribute: Vec<Attribute>,
+) -> NodeProto {
+    NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        name: name.into(),
+        op_type: op.into(),
+        attribute,
+        ..NodeProto::default()
+    }
+}
+
+/// A float tensor whose values are 0.1, 0.2, ... (distinct, to see layouts).
+pub fn weight(name: &str, dims: &[i64]) -> TensorProto {
+    let n: i64 = dims.iter().product();
+    let raw = (0..n)
+        .flat_map(|i| ((i + 1) as f32 * 0.1).to_le_bytes())
+        .collect();
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: data_type::FLOAT,
+        raw_data: raw,
+        ..TensorProto::default()
+    }
+}
+
+pub fn value(name: &str, dims: &[i64]) -> ValueInfo {
+    use cnnjit_import::onnx::{Dimension, TensorShape, TensorType, TypeProto};
+    ValueInfo {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorType {
+                elem_type: data_type::FLOAT,
+                shape: Some(TensorShape {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            dim_value: Some(d),
+                            dim_param: None,
+                        })
+                        .collect(),
+                }),
+            }),
+        }),
+    }
+}
+
+/// A model reading `x` of `input` dimensions and writing `y`.
+pub fn model(
+    opset: i64,
+    input: &[i64],
+    nodes: Vec<NodeProto>,
+    weights: Vec<TensorProto>,
+) -> Vec<u8> {
+    Model {
+        ir_version: 8,
+        producer_name: "test".into(),
+        graph: Some(GraphProto {
+            node: nodes,
+            name: "g".into(),
+            initializer: weights,
+            input: vec![value("x", input)],
+            output: vec![ValueInfo {
+                name: "y".into(),
+                r#type: None,
+            }],
+        }),
+        opset_import: vec![OperatorSetId {
+            domain: String::new(),
+            version: opset,
+        }],
+    }
+    .encode_to_vec()
+}
