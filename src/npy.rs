@@ -9,6 +9,8 @@
 //! nesting and its integers (so that no shape's element count overflows),
 //! which `npyz` does not.
 
+use crate::runtime::memory::{self, Budget};
+use crate::Error;
 use npyz::{DType, NpyHeader, Order, TypeChar, WriterBuilder};
 use std::fmt;
 use std::path::Path;
@@ -51,14 +53,27 @@ pub struct Array {
     pub data: Vec<f32>,
 }
 
-/// Reads a C-order `float32` `.npy` file.
+/// Reads a C-order `float32` `.npy` file, whole, through `read`. The file
+/// and its values together must fit in the machine's memory: a larger file
+/// is an error saying how many bytes, and so is a directory.
 pub fn read_f32(path: impl AsRef<Path>) -> Result<Array, NpyError> {
     let path = path.as_ref();
     let origin = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| NpyError {
+    let err = |e: Error| NpyError {
         origin: origin.clone(),
-        reason: format!("cannot read: {e}"),
-    })?;
+        reason: match e {
+            Error::Io { source, .. } => format!("cannot read: {source}"),
+            Error::NotAFile { found, .. } => format!("cannot read: it is {found}, expected a file"),
+            e => e.to_string(),
+        },
+    };
+    let mut budget = Budget::new(None);
+    // The values decoded take as much again as the file's bytes.
+    let len = std::fs::metadata(path).map_or(0, |m| m.len());
+    budget
+        .take(len, || format!("the values of {origin}"))
+        .map_err(err)?;
+    let bytes = memory::read_file(path, &mut budget).map_err(err)?;
     parse_f32(&bytes, &origin)
 }
 
