@@ -202,6 +202,8 @@ impl Model {
                     .ok()
                     .map(std::sync::Arc::new);
             }
+            // Too large for memory on any backend: no fallback.
+            Err(err @ Error::OutOfMemory { .. }) => return Err(err),
             Err(err) => {
                 eprintln!(
                     "cnnjit: warning: cannot compile `{}` ({err}); running the reference kernels",
