@@ -435,6 +435,38 @@ mod tests {
     }
 
     #[test]
+    fn refuses_a_file_larger_than_memory_before_reading_it() {
+        // Sparse: a terabyte of holes after a valid header costs no disk.
+        let path = std::env::temp_dir().join(format!("cnnjit-npy-huge-{}.npy", std::process::id()));
+        let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (250000000000,), }";
+        std::fs::write(&path, with_header(header, &[])).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(1_000_000_000_000)
+            .unwrap();
+        let err = read_f32(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(err.origin, path.display().to_string());
+        assert!(
+            err.reason.starts_with(&format!(
+                "cannot allocate 1,000,000,000,000 bytes for the values of {}",
+                path.display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_directory_is_not_a_file() {
+        let dir = std::env::temp_dir();
+        let err = read_f32(&dir).unwrap_err();
+        assert_eq!(err.origin, dir.display().to_string());
+        assert_eq!(err.reason, "cannot read: it is a directory, expected a file");
+    }
+
+    #[test]
     fn refuses_hostile_headers() {
         let huge = with_header(
             "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4294967296, 4294967296), }",
