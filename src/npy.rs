@@ -463,7 +463,10 @@ mod tests {
         let dir = std::env::temp_dir();
         let err = read_f32(&dir).unwrap_err();
         assert_eq!(err.origin, dir.display().to_string());
-        assert_eq!(err.reason, "cannot read: it is a directory, expected a file");
+        assert_eq!(
+            err.reason,
+            "cannot read: it is a directory, expected a file"
+        );
     }
 
     #[test]

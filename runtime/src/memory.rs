@@ -170,7 +170,9 @@ mod tests {
             .unwrap_err();
         assert!(
             err.to_string().starts_with("cannot allocate ")
-                && err.to_string().ends_with(" bytes for the test: the system refused"),
+                && err
+                    .to_string()
+                    .ends_with(" bytes for the test: the system refused"),
             "{err}"
         );
     }

@@ -228,7 +228,12 @@ impl Model {
     }
 
     #[cfg(not(feature = "jit"))]
-    fn compile(&mut self, _options: Options, _weights: &Weights, _budget: &mut Budget) -> Result<()> {
+    fn compile(
+        &mut self,
+        _options: Options,
+        _weights: &Weights,
+        _budget: &mut Budget,
+    ) -> Result<()> {
         self.backend = Backend::Reference {
             reason: "cnnjit was built without its `jit` feature".into(),
         };
@@ -387,7 +392,11 @@ impl Model {
         }
         let batch = inputs.len() / n_in;
         // Saturating: no slice holds `usize::MAX` elements, so it errs.
-        check_len("the batch of outputs", batch.saturating_mul(n_out), outputs.len())?;
+        check_len(
+            "the batch of outputs",
+            batch.saturating_mul(n_out),
+            outputs.len(),
+        )?;
         for (x, y) in inputs
             .chunks_exact(n_in)
             .zip(outputs.chunks_exact_mut(n_out))

@@ -397,7 +397,11 @@ fn reorder_flattened(graph: &Graph, layers: &mut [LayerParams]) -> Result<()> {
 /// of its weights, or random ones), without allocating.
 pub fn reserve_weights(graph: &Graph, budget: &mut Budget) -> Result<()> {
     let elements = (tensor_specs(graph).iter())
-        .map(|spec| spec.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64)))
+        .map(|spec| {
+            spec.shape
+                .iter()
+                .fold(1u64, |n, &d| n.saturating_mul(d as u64))
+        })
         .fold(0u64, u64::saturating_add);
     budget.take(elements.saturating_mul(4), || {
         format!("the weights of net `{}`", graph.name)

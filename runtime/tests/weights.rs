@@ -403,7 +403,8 @@ fn loaded_weights_do_not_depend_on_the_file() {
     // Read once, then the file is gone: a model still builds and runs the
     // same as one built from the bytes (a map of the file would fault).
     let mut w = Weights::new();
-    w.insert("c.weight", vec![2, 1, 1, 1], vec![1.5, -0.5]).unwrap();
+    w.insert("c.weight", vec![2, 1, 1, 1], vec![1.5, -0.5])
+        .unwrap();
     w.insert("c.bias", vec![2], vec![0.25, 0.5]).unwrap();
     let bytes = w.to_safetensors().unwrap();
     let tmp = TempFile::new("gone");
