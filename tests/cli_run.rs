@@ -450,3 +450,28 @@ fn bench_refuses_a_batch_beyond_memory_and_threads_beyond_the_bound() {
         "error: LeNet5: cannot run on 20000 threads: at most 1024 are allowed (0 means one per core)"
     );
 }
+
+#[test]
+fn check_and_bench_refuse_random_weights_beyond_memory() {
+    let fx = Fixture::new("heavy");
+    let heavy = fx.path_str("heavy.cnn");
+    // A dense layer of 100,000 outputs over a million inputs.
+    std::fs::write(
+        &heavy,
+        "Heavy(1000x1000x1) { flatten, fc: dense(100000) }\n",
+    )
+    .unwrap();
+    // 100,000 x 1,000,000 weights and 100,000 biases, 4 bytes each.
+    let expected = "cannot allocate 400,000,400,000 bytes for the weights of net `Heavy`: ";
+    for command in ["check", "bench"] {
+        let out = run(&[command.to_string(), heavy.clone()]);
+        assert_eq!(out.code, Some(1), "stderr: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        let last = out.stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: ") && last.contains(expected),
+            "{command}: {}",
+            out.stderr
+        );
+    }
+}
