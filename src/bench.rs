@@ -2,6 +2,7 @@
 //! median latency of forward passes on deterministic input. Speed is
 //! reported, never asserted: these machines are shared and noisy.
 
+use crate::runtime::memory::Budget;
 use crate::{Error, Model};
 use std::time::{Duration, Instant};
 
@@ -16,14 +17,24 @@ pub struct Timing {
 
 /// Times `model.forward_batch` on `batch` images: one warm-up, then runs
 /// until at least `min_runs` and `budget` have passed (at most 1000 runs).
+/// A batch whose inputs and outputs do not fit in the machine's memory is an
+/// [`Error::OutOfMemory`], before anything is allocated.
 pub fn time_forward(
     model: &mut Model,
     batch: usize,
     min_runs: usize,
     budget: Duration,
 ) -> Result<Timing, Error> {
-    let input = crate::check::random_input(model.input_len() * batch.max(1), 1);
-    let mut output = vec![0.0; model.output_len() * batch.max(1)];
+    let batch = batch.max(1);
+    let what = |buffers: &str| format!("the {buffers} of a batch of {batch} images");
+    let (in_len, out_len) = (
+        model.input_len().saturating_mul(batch),
+        model.output_len().saturating_mul(batch),
+    );
+    let mut memory = Budget::new(None);
+    memory.take((in_len as u64).saturating_mul(4), || what("inputs"))?;
+    let mut output = memory.zeroed(out_len, || what("outputs"))?;
+    let input = crate::check::random_input(in_len, 1);
     model.forward_batch(&input, &mut output)?;
     let start = Instant::now();
     let mut times = Vec::new();

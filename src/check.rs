@@ -2,7 +2,8 @@
 //! through both backends, and how far apart their outputs are. Used by
 //! `cnnjit check` and by the tests that run every example network.
 
-use crate::runtime::params::tensor_specs;
+use crate::runtime::memory::Budget;
+use crate::runtime::params::{reserve_weights, tensor_specs};
 use crate::{Error, Graph, Model, Options, Weights};
 
 /// How far the JIT's output is from the reference's.
@@ -66,12 +67,14 @@ pub fn lively_weights(graph: &Graph, seed: u64) -> Weights {
 }
 
 /// Runs `graph` with weights ([`lively_weights`]) and input from `seed` on
-/// the reference kernels and on the JIT built with `options`.
+/// the reference kernels and on the JIT built with `options`. Weights that
+/// do not fit in memory are an [`Error::OutOfMemory`], before any is made.
 pub fn jit_against_reference(
     graph: &Graph,
     seed: u64,
     options: Options,
 ) -> Result<Agreement, Error> {
+    reserve_weights(graph, &mut Budget::new(None))?;
     let weights = lively_weights(graph, seed);
     let mut reference = Model::with_options(
         graph.clone(),

@@ -9,6 +9,8 @@
 //! nesting and its integers (so that no shape's element count overflows),
 //! which `npyz` does not.
 
+use crate::runtime::memory::{self, Budget};
+use crate::Error;
 use npyz::{DType, NpyHeader, Order, TypeChar, WriterBuilder};
 use std::fmt;
 use std::path::Path;
@@ -51,14 +53,27 @@ pub struct Array {
     pub data: Vec<f32>,
 }
 
-/// Reads a C-order `float32` `.npy` file.
+/// Reads a C-order `float32` `.npy` file, whole, through `read`. The file
+/// and its values together must fit in the machine's memory: a larger file
+/// is an error saying how many bytes, and so is a directory.
 pub fn read_f32(path: impl AsRef<Path>) -> Result<Array, NpyError> {
     let path = path.as_ref();
     let origin = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| NpyError {
+    let err = |e: Error| NpyError {
         origin: origin.clone(),
-        reason: format!("cannot read: {e}"),
-    })?;
+        reason: match e {
+            Error::Io { source, .. } => format!("cannot read: {source}"),
+            Error::NotAFile { found, .. } => format!("cannot read: it is {found}, expected a file"),
+            e => e.to_string(),
+        },
+    };
+    let mut budget = Budget::new(None);
+    // The values decoded take as much again as the file's bytes.
+    let len = std::fs::metadata(path).map_or(0, |m| m.len());
+    budget
+        .take(len, || format!("the values of {origin}"))
+        .map_err(err)?;
+    let bytes = memory::read_file(path, &mut budget).map_err(err)?;
     parse_f32(&bytes, &origin)
 }
 
@@ -417,6 +432,41 @@ mod tests {
                 let _ = parse_f32(&b, "c");
             }
         }
+    }
+
+    #[test]
+    fn refuses_a_file_larger_than_memory_before_reading_it() {
+        // Sparse: a terabyte of holes after a valid header costs no disk.
+        let path = std::env::temp_dir().join(format!("cnnjit-npy-huge-{}.npy", std::process::id()));
+        let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (250000000000,), }";
+        std::fs::write(&path, with_header(header, &[])).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(1_000_000_000_000)
+            .unwrap();
+        let err = read_f32(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(err.origin, path.display().to_string());
+        assert!(
+            err.reason.starts_with(&format!(
+                "cannot allocate 1,000,000,000,000 bytes for the values of {}",
+                path.display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_directory_is_not_a_file() {
+        let dir = std::env::temp_dir();
+        let err = read_f32(&dir).unwrap_err();
+        assert_eq!(err.origin, dir.display().to_string());
+        assert_eq!(
+            err.reason,
+            "cannot read: it is a directory, expected a file"
+        );
     }
 
     #[test]

@@ -337,3 +337,141 @@ fn wrong_net_and_mismatched_weights_are_errors() {
     let out = fx.run("Tiny", "flat.safetensors", &input, &[]);
     assert_fails(&out, &[&fx.path_str("flat.safetensors"), "tensor"]);
 }
+
+#[test]
+fn directories_as_weights_or_input_are_errors_naming_them() {
+    let fx = Fixture::new("directories");
+    std::fs::create_dir(fx.path("adir")).unwrap();
+    let dir = &fx.path_str("adir");
+    let input = fx.write_f32("x.npy", &[2, 2, 1], &[0.0; 4]);
+    let out = fx.run("Tiny", "adir", &input, &[]);
+    assert_fails(
+        &out,
+        &[&format!(
+            "error: cannot read {dir}: it is a directory, expected a file"
+        )],
+    );
+    let out = fx.run("Tiny", "tiny.safetensors", dir, &[]);
+    assert_fails(
+        &out,
+        &[&format!(
+            "error: {dir}: cannot read: it is a directory, expected a file"
+        )],
+    );
+}
+
+#[test]
+fn a_net_too_large_for_memory_is_an_error_not_an_abort() {
+    let fx = Fixture::new("too_large");
+    let big = fx.path("big.cnn");
+    std::fs::write(
+        &big,
+        "/// 560 GB of activations.\nBig(100000x100000x3) { c: conv(11, 3x3, pad = same) }\n",
+    )
+    .unwrap();
+    let mut weights = Weights::new();
+    weights
+        .insert("c.weight", vec![11, 3, 3, 3], vec![0.5; 297])
+        .unwrap();
+    weights.insert("c.bias", vec![11], vec![0.0; 11]).unwrap();
+    weights.save(fx.path("big.safetensors")).unwrap();
+    let input = fx.write_f32("x.npy", &[1, 1, 3], &[0.0; 3]);
+    let out = run(&[
+        "run".into(),
+        big.display().to_string(),
+        "--weights".into(),
+        fx.path_str("big.safetensors"),
+        "--input".into(),
+        input,
+    ]);
+    // 100,000² pixels x (3 + 11) channels x 4 bytes, and 64 to align them.
+    assert_fails(
+        &out,
+        &["error: cannot allocate 560,000,000,064 bytes for the activation arena of net `Big`"],
+    );
+}
+
+#[test]
+fn outputs_too_large_for_memory_are_an_error() {
+    let fx = Fixture::new("outputs");
+    let wide = fx.path("wide.cnn");
+    std::fs::write(&wide, "Wide(1) { fc: dense(100000) }\n").unwrap();
+    let mut weights = Weights::new();
+    weights
+        .insert("fc.weight", vec![100_000, 1], vec![0.5; 100_000])
+        .unwrap();
+    weights
+        .insert("fc.bias", vec![100_000], vec![0.0; 100_000])
+        .unwrap();
+    weights.save(fx.path("wide.safetensors")).unwrap();
+    let input = fx.write_f32("x.npy", &[1_000_000, 1], &vec![1.0; 1_000_000]);
+    let out = run(&[
+        "run".into(),
+        wide.display().to_string(),
+        "--weights".into(),
+        fx.path_str("wide.safetensors"),
+        "--input".into(),
+        input.clone(),
+    ]);
+    // A million images of 100,000 outputs, 4 bytes each.
+    assert_fails(
+        &out,
+        &[&format!(
+            "error: {input}: cannot allocate 400,000,000,000 bytes for the outputs of 1000000 images"
+        )],
+    );
+}
+
+/// `cnnjit bench` on LeNet-5 with `extra`: fails with exit status 1 and its
+/// last line of stderr (after the progress lines) is returned.
+fn bench_error(extra: &[&str]) -> String {
+    let lenet = format!("{}/examples/nets/lenet5.cnn", env!("CARGO_MANIFEST_DIR"));
+    let mut args = vec!["bench".to_string(), lenet, "--no-reference".to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = run(&args);
+    assert_eq!(out.code, Some(1), "stderr: {}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    out.stderr.lines().last().unwrap_or_default().to_string()
+}
+
+#[test]
+fn bench_refuses_a_batch_beyond_memory_and_threads_beyond_the_bound() {
+    // 100,000,000 images of 32 x 32 floats.
+    let message = bench_error(&["--batch", "100000000"]);
+    assert!(
+        message.starts_with(
+            "error: LeNet5: cannot allocate 409,600,000,000 bytes for the inputs of a batch of \
+             100000000 images: more than the "
+        ) && message.ends_with(" bytes left under the memory limit"),
+        "{message}"
+    );
+    assert_eq!(
+        bench_error(&["--threads", "20000"]),
+        "error: LeNet5: cannot run on 20000 threads: at most 1024 are allowed (0 means one per core)"
+    );
+}
+
+#[test]
+fn check_and_bench_refuse_random_weights_beyond_memory() {
+    let fx = Fixture::new("heavy");
+    let heavy = fx.path_str("heavy.cnn");
+    // A dense layer of 100,000 outputs over a million inputs.
+    std::fs::write(
+        &heavy,
+        "Heavy(1000x1000x1) { flatten, fc: dense(100000) }\n",
+    )
+    .unwrap();
+    // 100,000 x 1,000,000 weights and 100,000 biases, 4 bytes each.
+    let expected = "cannot allocate 400,000,400,000 bytes for the weights of net `Heavy`: ";
+    for command in ["check", "bench"] {
+        let out = run(&[command.to_string(), heavy.clone()]);
+        assert_eq!(out.code, Some(1), "stderr: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        let last = out.stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: ") && last.contains(expected),
+            "{command}: {}",
+            out.stderr
+        );
+    }
+}

@@ -565,7 +565,9 @@ fn every_step_runs_compiled_and_large_kernels_split() {
         let plan = cnnjit::compiler::plan::plan(&graph).unwrap();
         let weights = random_weights(&graph, 1);
         let params = load_params(&graph, &plan, &weights, LoadOptions::default()).unwrap();
-        let compiled = jit::compile(&graph, &plan, &params, &weights, false, true).unwrap();
+        let mut budget = cnnjit::runtime::memory::Budget::new(None);
+        let compiled = jit::compile(&graph, &plan, &params, &weights, false, true, &mut budget);
+        let compiled = compiled.unwrap();
         let reference = compiled
             .steps
             .iter()

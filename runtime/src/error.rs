@@ -1,8 +1,9 @@
 //! `cnnjit::Error`: every mistake at run time — a weights file that is
 //! missing, corrupt or does not fit the network, a buffer of the wrong length,
-//! a network file that does not compile — as a value that names what is wrong
+//! a network file that does not compile, a network too large for memory — as a value that names what is wrong
 //! and where. Nothing in the runtime panics on user input.
 
+use crate::memory::thousands;
 use std::path::PathBuf;
 
 /// What went wrong while loading weights, building a model or running it.
@@ -80,6 +81,37 @@ pub enum Error {
         expected: usize,
         /// The length given.
         found: usize,
+    },
+    /// Memory that cannot be had: more than is left under the memory limit
+    /// (see [`crate::memory`]), or refused by the system.
+    #[error("cannot allocate {} bytes for {what}: {}", thousands(*bytes), match left {
+        Some(left) => format!("more than the {} bytes left under the memory limit", thousands(*left)),
+        None => "the system refused".to_string(),
+    })]
+    OutOfMemory {
+        /// What the memory was for.
+        what: String,
+        /// How much was asked for.
+        bytes: u64,
+        /// The bytes that were left under the limit, or `None` if the
+        /// allocator refused.
+        left: Option<u64>,
+    },
+    /// A path that must name a file names something else.
+    #[error("cannot read {}: it is {found}, expected a file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it names (`a directory`).
+        found: &'static str,
+    },
+    /// More threads than [`MAX_THREADS`](crate::model::MAX_THREADS) asked for.
+    #[error("cannot run on {requested} threads: at most {max} are allowed (0 means one per core)")]
+    TooManyThreads {
+        /// The threads asked for.
+        requested: usize,
+        /// The bound.
+        max: usize,
     },
     /// A network source did not compile (rendered diagnostics).
     #[error("{0}")]

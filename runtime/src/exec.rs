@@ -18,6 +18,7 @@
 
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Node, NodeId, Op};
+use crate::memory::Budget;
 use crate::params::{LayerParams, Params, Weight};
 use crate::reference::{self as r, BatchNorm, Dims, KernelError};
 use cnnjit_compiler::plan::{Plan, Slice, Step, Value, ValueId, ALIGN_ELEMENTS};
@@ -33,12 +34,20 @@ pub struct Arena {
 }
 
 impl Arena {
-    /// An arena of `bytes` bytes (rounded up to whole `f32`s).
-    pub fn new(bytes: u64) -> Arena {
-        let len = bytes.div_ceil(4) as usize;
-        let buf = vec![0.0f32; len + ALIGN_ELEMENTS as usize];
+    /// An arena of `bytes` bytes (rounded up to whole `f32`s), taken from
+    /// `budget` (as `what`) and allocated fallibly.
+    pub fn new(bytes: u64, budget: &mut Budget, what: impl Fn() -> String) -> Result<Arena> {
+        let len = usize::try_from(bytes.div_ceil(4))
+            .ok()
+            .filter(|len| len.checked_add(ALIGN_ELEMENTS as usize).is_some())
+            .ok_or_else(|| Error::OutOfMemory {
+                what: what(),
+                bytes,
+                left: None,
+            })?;
+        let buf: Vec<f32> = budget.zeroed(len + ALIGN_ELEMENTS as usize, what)?;
         let start = buf.as_ptr().align_offset(64).min(ALIGN_ELEMENTS as usize);
-        Arena { buf, start, len }
+        Ok(Arena { buf, start, len })
     }
 
     /// The arena's elements.

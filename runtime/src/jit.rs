@@ -30,6 +30,7 @@
 
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Op};
+use crate::memory::Budget;
 use crate::params::{LayerParams, Params, Weight};
 use crate::weights::Weights;
 use cnnjit_compiler::codegen::choice;
@@ -220,7 +221,8 @@ fn internal(graph: &Graph, id: NodeId, reason: impl std::fmt::Display) -> Error 
 /// native GEMM tile if `native_tile` and the host has it; with
 /// `fuse_separable`, each separable pair the plan marks becomes one kernel.
 /// Weights that `params` left in the file ([`Weight::InFile`]) are packed
-/// from `file`, folding their bn as they are packed.
+/// from `file`, folding their bn as they are packed. The packed weights'
+/// bytes are taken from `budget` before any is packed.
 ///
 /// Packing touches every weight (200 MB packed for ResNet-50, most of it
 /// memory the process has never touched) and each step's depends on no other
@@ -234,6 +236,7 @@ pub fn compile(
     file: &Weights,
     native_tile: bool,
     fuse_separable: bool,
+    budget: &mut Budget,
 ) -> Result<Compiled> {
     let start = Instant::now();
     let mut jit = Jit::new().map_err(|e| Error::Internal {
@@ -257,6 +260,13 @@ pub fn compile(
             }
         }
     }
+    let packed_bytes = (packed.iter().zip(&in_next))
+        .filter_map(|(packed, in_next)| packed.as_ref().filter(|_| !in_next))
+        .map(|packed| (packed.kernel.lengths().weights as u64).saturating_mul(4))
+        .fold(0u64, u64::saturating_add);
+    budget.take(packed_bytes, || {
+        format!("the packed weights of net `{}`", graph.name)
+    })?;
     let (mut weights, mut pack_ms, mut cranelift_ms) = (Vec::new(), 0.0, 0.0);
     let steps = rayon::in_place_scope(|scope| {
         scope.spawn(|_| {
@@ -762,7 +772,7 @@ fn parts(lengths: &Lengths, pool: Option<&rayon::ThreadPool>) -> usize {
 /// The scratch, in `f32`s, that [`call_kernel`] needs for a kernel with
 /// `lengths` on `pool`: one per call it splits the rows into.
 pub fn scratch_len(lengths: &Lengths, pool: Option<&rayon::ThreadPool>) -> usize {
-    scratch_stride(lengths) * parts(lengths, pool)
+    scratch_stride(lengths).saturating_mul(parts(lengths, pool))
 }
 
 /// The `f32`s from one call's scratch to the next's: its own, rounded up to

@@ -6,6 +6,8 @@
 //!   random initialisation;
 //! - [`reference`](mod@reference): one obvious loop nest per layer kind, the oracle every
 //!   fast kernel is tested against;
+//! - [`memory`]: memory sized by user input, weighed against a budget and
+//!   allocated fallibly;
 //! - [`exec`]: runs a plan's steps in one arena;
 //! - [`model`]: [`Model`], the whole of it behind `new` and `forward`;
 //! - [`report`]: what was built for each step ([`report::KernelReport`]) and
@@ -22,6 +24,7 @@ pub mod error;
 pub mod exec;
 #[cfg(feature = "jit")]
 pub mod jit;
+pub mod memory;
 pub mod model;
 pub mod params;
 pub mod reference;

@@ -5,16 +5,27 @@
 //! same arena, that the compiler reported as `PEAK_INFERENCE_BYTES`), checks
 //! and packs the weights, and allocates the arena once. `forward` allocates
 //! nothing but its result.
+//!
+//! Everything a model allocates is weighed against a memory budget before it
+//! is allocated ([`Options::memory_limit`], by default the machine's physical
+//! memory; see [`crate::memory`]), the arena first: a network too large for
+//! memory is an [`Error::OutOfMemory`] naming the bytes and what they were
+//! for, never an abort. [`Options::threads`] is at most [`MAX_THREADS`].
 
 use crate::error::{Error, Result};
 use crate::exec::{self, Arena};
 use crate::ir::Graph;
-use crate::params::{load_params, random_weights, LoadOptions};
+use crate::memory::Budget;
+use crate::params::{load_params, random_weights, reserve_weights, LoadOptions};
 #[cfg(feature = "jit")]
 use crate::report::{KernelReport, Profile};
 use crate::weights::Weights;
 use cnnjit_compiler::plan::{self, Plan};
 use std::path::Path;
+
+/// The most threads [`Options::threads`] may ask for (20,000 threads took
+/// minutes to start, and no machine this runs on has a thousand cores).
+pub const MAX_THREADS: usize = 1024;
 
 /// How a model is built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,7 +34,8 @@ pub struct Options {
     /// catches misnamed layers).
     pub allow_unused_tensors: bool,
     /// Threads that split each compiled kernel's output rows; 0 (the
-    /// default) means every core. Outputs are bitwise identical for any count.
+    /// default) means every core; more than [`MAX_THREADS`] is an
+    /// [`Error::TooManyThreads`]. Outputs are bitwise identical for any count.
     pub threads: usize,
     /// Run the reference kernels instead of compiling (the JIT's slow twin).
     pub reference: bool,
@@ -37,6 +49,12 @@ pub struct Options {
     /// `kx1`) as one fused kernel (the default), rather than as two kernels
     /// with the intermediate tensor in the arena between them.
     pub fuse_separable: bool,
+    /// The most bytes the model may allocate: its arena, packed weights (or
+    /// the reference kernels' copies of them) and working memory, each
+    /// checked before it is allocated. `None` (the default) is the machine's
+    /// physical memory where it is known (Linux), else no limit but the
+    /// allocator's. More is an [`Error::OutOfMemory`].
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for Options {
@@ -47,6 +65,7 @@ impl Default for Options {
             reference: false,
             native_tile: true,
             fuse_separable: true,
+            memory_limit: None,
         }
     }
 }
@@ -95,11 +114,25 @@ impl Model {
 
     /// [`Model::new`] with options.
     pub fn with_options(graph: Graph, weights: &Weights, options: Options) -> Result<Model> {
+        if options.threads > MAX_THREADS {
+            return Err(Error::TooManyThreads {
+                requested: options.threads,
+                max: MAX_THREADS,
+            });
+        }
         graph.verify().map_err(|e| {
             Error::Network(format!("net `{}` is not a valid graph: {e}", graph.name))
         })?;
         let plan =
             plan::plan(&graph).map_err(|e| Error::Network(format!("net `{}`: {e}", graph.name)))?;
+        let mut budget = Budget::new(options.memory_limit);
+        let arena = Arena::new(plan.arena_bytes, &mut budget, || {
+            format!("the activation arena of net `{}`", graph.name)
+        })?;
+        let leave_weights_in_file = !options.reference && cfg!(feature = "jit");
+        if !leave_weights_in_file {
+            reserve_weights(&graph, &mut budget)?;
+        }
         let params = load_params(
             &graph,
             &plan,
@@ -108,10 +141,9 @@ impl Model {
                 allow_unused_tensors: options.allow_unused_tensors,
                 // The JIT packs them straight from `weights`: no copy of
                 // 100 MB (ResNet-50) that the compiled model would never read.
-                leave_weights_in_file: !options.reference && cfg!(feature = "jit"),
+                leave_weights_in_file,
             },
         )?;
-        let arena = Arena::new(plan.arena_bytes);
         let mut model = Model {
             engine: exec::Engine::new(graph, plan, params),
             arena,
@@ -121,16 +153,19 @@ impl Model {
             },
         };
         if !options.reference {
-            model.compile(options, weights)?;
+            model.compile(options, weights, &mut budget)?;
         }
-        model.scratch = vec![0.0; model.engine.scratch_len()];
+        let name = &model.engine.graph.name;
+        model.scratch = budget.zeroed(model.engine.scratch_len(), || {
+            format!("the working memory of net `{name}`")
+        })?;
         Ok(model)
     }
 
     /// Compiles the plan; on a host the JIT cannot serve, warns and keeps the
     /// reference kernels, copying the weights they read out of `weights`.
     #[cfg(feature = "jit")]
-    fn compile(&mut self, options: Options, weights: &Weights) -> Result<()> {
+    fn compile(&mut self, options: Options, weights: &Weights, budget: &mut Budget) -> Result<()> {
         let e = &mut self.engine;
         match crate::jit::compile(
             &e.graph,
@@ -139,6 +174,7 @@ impl Model {
             weights,
             options.native_tile,
             options.fuse_separable,
+            budget,
         ) {
             Ok(compiled) => {
                 self.backend = Backend::Jit {
@@ -166,6 +202,8 @@ impl Model {
                     .ok()
                     .map(std::sync::Arc::new);
             }
+            // Too large for memory on any backend: no fallback.
+            Err(err @ Error::OutOfMemory { .. }) => return Err(err),
             Err(err) => {
                 eprintln!(
                     "cnnjit: warning: cannot compile `{}` ({err}); running the reference kernels",
@@ -174,6 +212,7 @@ impl Model {
                 self.backend = Backend::Reference {
                     reason: err.to_string(),
                 };
+                reserve_weights(&e.graph, budget)?;
                 e.params = load_params(
                     &e.graph,
                     &e.plan,
@@ -189,7 +228,12 @@ impl Model {
     }
 
     #[cfg(not(feature = "jit"))]
-    fn compile(&mut self, _options: Options, _weights: &Weights) -> Result<()> {
+    fn compile(
+        &mut self,
+        _options: Options,
+        _weights: &Weights,
+        _budget: &mut Budget,
+    ) -> Result<()> {
         self.backend = Backend::Reference {
             reason: "cnnjit was built without its `jit` feature".into(),
         };
@@ -202,8 +246,10 @@ impl Model {
     }
 
     /// A model of `graph` initialised like PyTorch's defaults from `seed`
-    /// (see [`random_weights`]); the same seed gives the same model.
+    /// (see [`random_weights`]); the same seed gives the same model. Weights
+    /// that do not fit in memory are an [`Error::OutOfMemory`].
     pub fn random(graph: Graph, seed: u64) -> Result<Model> {
+        reserve_weights(&graph, &mut Budget::new(None))?;
         let weights = random_weights(&graph, seed);
         Model::new(graph, &weights)
     }
@@ -345,7 +391,12 @@ impl Model {
             });
         }
         let batch = inputs.len() / n_in;
-        check_len("the batch of outputs", batch * n_out, outputs.len())?;
+        // Saturating: no slice holds `usize::MAX` elements, so it errs.
+        check_len(
+            "the batch of outputs",
+            batch.saturating_mul(n_out),
+            outputs.len(),
+        )?;
         for (x, y) in inputs
             .chunks_exact(n_in)
             .zip(outputs.chunks_exact_mut(n_out))

@@ -20,6 +20,7 @@
 
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Op, Shape};
+use crate::memory::Budget;
 use crate::reference::{permute_dense_weight_chw_to_hwc, KernelError};
 use crate::weights::Weights;
 use cnnjit_compiler::plan::Plan;
@@ -390,6 +391,21 @@ fn reorder_flattened(graph: &Graph, layers: &mut [LayerParams]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Takes the bytes of every tensor `graph` needs from `budget` (for a copy
+/// of its weights, or random ones), without allocating.
+pub fn reserve_weights(graph: &Graph, budget: &mut Budget) -> Result<()> {
+    let elements = (tensor_specs(graph).iter())
+        .map(|spec| {
+            spec.shape
+                .iter()
+                .fold(1u64, |n, &d| n.saturating_mul(d as u64))
+        })
+        .fold(0u64, u64::saturating_add);
+    budget.take(elements.saturating_mul(4), || {
+        format!("the weights of net `{}`", graph.name)
+    })
 }
 
 /// Weights for `graph` initialised as PyTorch does by default, from `seed`:

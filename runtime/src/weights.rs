@@ -18,11 +18,17 @@
 //!   integers, ...) is an [`Error::WrongDtype`] naming the tensor: nothing is
 //!   converted behind the caller's back.
 //! - Loading never panics and never reads out of bounds, whatever the bytes:
-//!   a truncated or corrupt file is an [`Error::Corrupt`], an unreadable one
-//!   an [`Error::Io`]. Values are decoded from little-endian bytes by
+//!   a truncated or corrupt file (one shorter than its header says, too) is
+//!   an [`Error::Corrupt`], an unreadable one an [`Error::Io`], a directory
+//!   an [`Error::NotAFile`], one larger than the machine's memory an
+//!   [`Error::OutOfMemory`]. Values are decoded from little-endian bytes by
 //!   copying, so the file's alignment does not matter.
-//! - A loaded [`Weights`] owns its data: a file is memory-mapped only for the
-//!   duration of [`Weights::from_file`].
+//! - A file is read once, whole, with `read` into memory allocated fallibly
+//!   ([`memory::read_file`]), never memory-mapped: another process truncating
+//!   or rewriting it meanwhile can change what is read (and so make it
+//!   corrupt), never fault this one (a map's pages would raise SIGBUS). A
+//!   loaded [`Weights`] owns its data and does not depend on the file after
+//!   [`Weights::from_file`] returns.
 //! - [`Weights::to_safetensors`] followed by [`Weights::from_bytes`] gives
 //!   back equal weights, bit for bit. The name `__metadata__` is reserved by
 //!   the format and refused by [`Weights::insert`]; the file's free-form
@@ -30,12 +36,12 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, View};
 
 use crate::error::Error;
+use crate::memory::{self, Budget};
 
 /// The origin named in errors about weights parsed from memory.
 const BYTES_ORIGIN: &str = "<bytes>";
@@ -68,27 +74,23 @@ impl Weights {
         Weights::default()
     }
 
-    /// Loads a safetensors file: memory-maps it, parses and validates the
-    /// header, and copies every tensor out into owned `f32`s.
+    /// Loads a safetensors file: reads it whole, parses and validates the
+    /// header, and copies every tensor out into owned `f32`s. The file and
+    /// the tensors together must fit in the machine's memory.
     ///
-    /// Errors: [`Error::Io`] if the file cannot be opened or mapped,
-    /// [`Error::Corrupt`] (naming the path) if it is not valid safetensors,
-    /// [`Error::WrongDtype`] if a tensor is not `F32`.
+    /// Errors: [`Error::Io`] if the file cannot be opened or read,
+    /// [`Error::NotAFile`] if the path is a directory,
+    /// [`Error::OutOfMemory`] if the file is larger than half the machine's
+    /// memory, [`Error::Corrupt`] (naming the path) if it is not valid
+    /// safetensors, [`Error::WrongDtype`] if a tensor is not `F32`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Weights, Error> {
         let path = path.as_ref();
-        let io = |source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = File::open(path).map_err(io)?;
-        // SAFETY: a memory map is only sound while nothing else changes the
-        // file; another process may truncate or rewrite it underneath us,
-        // which would change the bytes we read or raise SIGBUS. We cannot
-        // prevent that, so we keep the window small: the map lives only for
-        // this call, every tensor is copied out into owned `Vec<f32>`s before
-        // it is dropped, and nothing borrowed from it escapes.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-        Weights::parse(&map, &path.display().to_string())
+        let mut budget = Budget::new(None);
+        // The tensors copied out take as much again as the file's bytes.
+        let len = std::fs::metadata(path).map_or(0, |m| m.len());
+        budget.take(len, || format!("the tensors of {}", path.display()))?;
+        let bytes = memory::read_file(path, &mut budget)?;
+        Weights::parse(&bytes, &path.display().to_string())
     }
 
     /// Parses safetensors bytes held in memory (errors name the origin

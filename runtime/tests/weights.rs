@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cnnjit_runtime::error::Error;
-use cnnjit_runtime::{Tensor, Weights};
+use cnnjit_runtime::{Model, Tensor, Weights};
 use proptest::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -365,12 +365,58 @@ fn missing_file_is_io() {
 }
 
 #[test]
-fn directory_is_io() {
+fn directory_is_not_a_file_and_says_so() {
     let dir = std::env::temp_dir();
-    assert!(matches!(
-        Weights::from_file(&dir),
-        Err(Error::Io { path, .. }) if path == dir
-    ));
+    let err = Weights::from_file(&dir).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot read {}: it is a directory, expected a file",
+            dir.display()
+        )
+    );
+    assert!(matches!(err, Error::NotAFile { path, .. } if path == dir));
+}
+
+#[test]
+fn a_file_larger_than_memory_is_refused_before_it_is_read() {
+    // Sparse: a terabyte of holes costs no disk, but reading it would take
+    // a terabyte of memory (or, mapped, pages that are not there).
+    let tmp = TempFile::new("huge");
+    std::fs::File::create(&tmp.0)
+        .unwrap()
+        .set_len(1_000_000_000_000)
+        .unwrap();
+    let err = Weights::from_file(&tmp.0).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "cannot allocate 1,000,000,000,000 bytes for the tensors of {}",
+            tmp.0.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn loaded_weights_do_not_depend_on_the_file() {
+    // Read once, then the file is gone: a model still builds and runs the
+    // same as one built from the bytes (a map of the file would fault).
+    let mut w = Weights::new();
+    w.insert("c.weight", vec![2, 1, 1, 1], vec![1.5, -0.5])
+        .unwrap();
+    w.insert("c.bias", vec![2], vec![0.25, 0.5]).unwrap();
+    let bytes = w.to_safetensors().unwrap();
+    let tmp = TempFile::new("gone");
+    std::fs::write(&tmp.0, &bytes).unwrap();
+    let loaded = Weights::from_file(&tmp.0).unwrap();
+    std::fs::File::create(&tmp.0).unwrap().set_len(0).unwrap();
+    std::fs::remove_file(&tmp.0).unwrap();
+    let source = "Net(1x1x1) { c: conv(2, 1x1) }";
+    let mut model = Model::from_source(source, None, &loaded).unwrap();
+    // 2 x (1.5, -0.5) + (0.25, 0.5).
+    assert_eq!(model.forward(&[2.0]).unwrap(), [3.25, -0.5]);
+    assert_same(&loaded, &w);
 }
 
 #[test]

@@ -278,6 +278,8 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     use std::time::Duration;
     let name = net.graph.name.to_string();
     let fail = |e: cnnjit::Error| format!("error: {name}: {e}");
+    let mut memory = cnnjit::runtime::memory::Budget::new(None);
+    cnnjit::runtime::params::reserve_weights(&net.graph, &mut memory).map_err(fail)?;
     let weights = cnnjit::runtime::params::random_weights(&net.graph, 0);
     eprintln!("compiling {name} ...");
     let mut jit =
@@ -459,11 +461,10 @@ fn run_model(
         ));
     };
     let out_len = model.output_len();
-    let mut outputs = usize::try_from(images)
-        .ok()
-        .and_then(|n| n.checked_mul(out_len))
-        .map(|n| vec![0.0f32; n])
-        .ok_or_else(|| format!("error: {}: too many images", input.display()))?;
+    let len = usize::try_from(images).map_or(usize::MAX, |n| n.saturating_mul(out_len));
+    let mut outputs = cnnjit::runtime::memory::Budget::new(None)
+        .zeroed(len, || format!("the outputs of {images} images"))
+        .map_err(|e| format!("error: {}: {e}", input.display()))?;
     model
         .forward_batch(&array.data, &mut outputs)
         .map_err(|e| format!("error: running net `{}`: {e}", model.graph().name))?;
@@ -499,9 +500,11 @@ fn weights_error(e: cnnjit::Error, weights: &Path) -> String {
     match e {
         // Diagnostics rendered rustc-style carry their own `error:`.
         cnnjit::Error::Network(text) if text.starts_with("error: ") => text,
-        cnnjit::Error::Io { .. } | cnnjit::Error::Corrupt { .. } | cnnjit::Error::Network(_) => {
-            format!("error: {e}")
-        }
+        cnnjit::Error::Io { .. }
+        | cnnjit::Error::NotAFile { .. }
+        | cnnjit::Error::OutOfMemory { .. }
+        | cnnjit::Error::Corrupt { .. }
+        | cnnjit::Error::Network(_) => format!("error: {e}"),
         _ => format!("error: {}: {e}", weights.display()),
     }
 }
