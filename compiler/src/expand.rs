@@ -9,8 +9,14 @@
 //! [`crate::shape`]; this module only attaches the offending token to their
 //! errors. Alongside the graph it returns each node's [`SpanRange`], which
 //! never leaves the compiler.
+//!
+//! Expansion recurses into every block call, repeat and composite, so it
+//! bounds their nesting, blocks calling blocks included, by
+//! [`MAX_DEPTH`](crate::dsl::parse::MAX_DEPTH): the parser alone cannot, since
+//! a chain of flat blocks each calling the next nests only when expanded.
 
 use crate::dsl::ast::*;
+use crate::dsl::parse::MAX_DEPTH;
 use crate::ir::*;
 use crate::shape::{self, ShapeError};
 use proc_macro2::Ident;
@@ -128,6 +134,7 @@ pub fn expand_net(net: &NetDef, blocks: &[BlockDef]) -> syn::Result<Expanded> {
         names: HashSet::from(["input".to_string()]),
         calls: Vec::new(),
         steps: 0,
+        depth: 0,
     };
     let mut scope = Scope::default();
     let env = Env::default();
@@ -205,6 +212,8 @@ struct Expander<'a> {
     calls: Vec<String>,
     /// Layers expanded so far, see [`MAX_EXPANSION_STEPS`].
     steps: usize,
+    /// Sequences being expanded, one inside the other: at most [`MAX_DEPTH`].
+    depth: usize,
 }
 
 impl<'a> Expander<'a> {
@@ -256,9 +265,16 @@ impl<'a> Expander<'a> {
         scope: &mut Scope,
         env: &Env,
     ) -> syn::Result<NodeId> {
+        self.depth += 1;
         for layer in &seq.0 {
+            if self.depth > MAX_DEPTH {
+                return Err(layer.span.error(format!(
+                    "layers nest too deeply: this layer is inside more than {MAX_DEPTH} levels of blocks, repeats, concats, residuals and scales, counting blocks calling blocks"
+                )));
+            }
             cur = self.layer(layer, cur, scope, env)?;
         }
+        self.depth -= 1;
         Ok(cur)
     }
 
