@@ -23,6 +23,40 @@ use syn::{braced, bracketed, parenthesized, LitFloat, LitInt, Token};
 /// Words that introduce composite layers and so cannot name a block.
 pub const RESERVED: &[&str] = &["repeat", "concat", "residual", "scale", "block"];
 
+/// The layers the language knows, with their aliases, and its composites:
+/// for suggestions, and none of them can name a block.
+pub const LAYER_NAMES: &[&str] = &[
+    "conv",
+    "dwconv",
+    "dense",
+    "fc",
+    "maxpool",
+    "avgpool",
+    "global_avgpool",
+    "global_maxpool",
+    "flatten",
+    "bn",
+    "batchnorm",
+    "relu",
+    "relu6",
+    "tanh",
+    "sigmoid",
+    "swish",
+    "silu",
+    "hard_swish",
+    "hardswish",
+    "hard_sigmoid",
+    "softmax",
+    "leaky_relu",
+    "dropout",
+    "identity",
+    "lrn",
+    "repeat",
+    "concat",
+    "residual",
+    "scale",
+];
+
 /// The deepest nesting the front end accepts: of brackets (`(`, `[`, `{`), of
 /// an expression's operators and parentheses, and of layers inside blocks,
 /// repeats and composites once blocks are expanded.
@@ -93,10 +127,19 @@ fn parse_block(input: ParseStream) -> syn::Result<BlockDef> {
     let name: Ident = input
         .call(Ident::parse_any)
         .map_err(|e| syn::Error::new(e.span(), "expected a block name after `block`"))?;
-    if RESERVED.contains(&name.to_string().as_str()) {
+    let word = name.to_string();
+    if RESERVED.contains(&word.as_str()) {
         return Err(syn::Error::new(
             name.span(),
             format!("`{name}` is a reserved word of the language and cannot name a block"),
+        ));
+    }
+    if LAYER_NAMES.contains(&word.as_str()) {
+        return Err(syn::Error::new(
+            name.span(),
+            format!(
+                "`{name}` is a built-in layer and cannot name a block (calls of `{name}` would mean the layer); rename the block, e.g. `block my_{name}(...)`"
+            ),
         ));
     }
     let content;
