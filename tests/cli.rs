@@ -134,7 +134,10 @@ fn a_second_net_of_the_same_name_is_an_error_on_its_line() {
         err.starts_with("error: net `N` is defined twice; give this one another name"),
         "{err}"
     );
-    assert!(err.contains(&format!("--> {}:3:1", path.display())), "{err}");
+    assert!(
+        err.contains(&format!("--> {}:3:1", path.display())),
+        "{err}"
+    );
     std::fs::remove_file(path).ok();
 }
 
@@ -150,7 +153,10 @@ fn ten_thousand_nested_repeats_are_an_error_not_an_abort() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("allows at most 256 levels"), "{err}");
-    assert!(err.contains(&format!("--> {}:257:", path.display())), "{err}");
+    assert!(
+        err.contains(&format!("--> {}:257:", path.display())),
+        "{err}"
+    );
     std::fs::remove_file(path).ok();
 }
 

@@ -5,7 +5,8 @@
 //! and [`crate::summary`], referred to through the `::cnnjit` facade, so the
 //! figures are usable in `const` context and run time never re-parses.
 //! On errors the macro still emits each net's type (as thiserror's fallback
-//! does), so one mistake does not cascade into "cannot find type" errors.
+//! does), once per name, so one mistake does not cascade into "cannot find
+//! type" or "defined multiple times" errors.
 
 use crate::dsl::ast::{Items, NetDef};
 use crate::ir::{Activation, Graph, Hw, Op, Padding, PoolKind, Shape};

@@ -74,7 +74,10 @@ pub fn compile_items(items: &Items) -> (Vec<CompiledNet>, Vec<(&NetDef, syn::Err
     let mut nets = Vec::new();
     let mut errors = Vec::new();
     for (i, def) in items.nets.iter().enumerate() {
-        if items.nets[..i].iter().any(|earlier| earlier.name == def.name) {
+        if items.nets[..i]
+            .iter()
+            .any(|earlier| earlier.name == def.name)
+        {
             let error = syn::Error::new(
                 def.name.span(),
                 format!(

@@ -109,7 +109,11 @@ fn thirty_thousand_parentheses_are_an_error() {
 
 #[test]
 fn fifty_thousand_braces_and_brackets_are_an_error() {
-    let braces = format!("N(8x8x1) {{\n{}{}}}", "{\n".repeat(50_000), "}".repeat(50_000));
+    let braces = format!(
+        "N(8x8x1) {{\n{}{}}}",
+        "{\n".repeat(50_000),
+        "}".repeat(50_000)
+    );
     assert_too_deep(braces, BRACKETS, 257);
     let brackets = format!(
         "N(8x8x1) {{\nconcat {{\n{} relu {} }}\n}}",
@@ -135,7 +139,12 @@ fn nested_concats_are_an_error() {
 #[test]
 fn a_thirty_thousand_term_sum_is_an_error() {
     // The k-th `+` is on line k + 2 and makes the expression k + 1 levels high.
-    let text = |n: usize| format!("N(8x8x1) {{\nrepeat(1\n{}) {{ relu }}\n}}", "+ 0\n".repeat(n));
+    let text = |n: usize| {
+        format!(
+            "N(8x8x1) {{\nrepeat(1\n{}) {{ relu }}\n}}",
+            "+ 0\n".repeat(n)
+        )
+    };
     assert_eq!(compile(text(255)), Ok(1));
     assert_too_deep(text(30_000), EXPRESSION, 258);
     let product = format!("N(8x8x1) {{ conv(1{}, 1x1) }}", " * 1".repeat(30_000));

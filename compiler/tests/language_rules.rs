@@ -43,7 +43,10 @@ fn a_block_named_like_a_layer_is_an_error_on_its_definition() {
     assert!(compile("block fc() { relu }\nN(4) { fc }")
         .unwrap_err()
         .contains("`fc` is a built-in layer"));
-    assert_eq!(compile("block my_relu() { sigmoid }\nN(8x8x1) { my_relu }"), Ok(1));
+    assert_eq!(
+        compile("block my_relu() { sigmoid }\nN(8x8x1) { my_relu }"),
+        Ok(1)
+    );
 }
 
 #[test]
@@ -56,7 +59,8 @@ fn a_second_net_of_the_same_name_is_an_error() {
     );
     // The macro reports it, and emits the type `N` once (a second would
     // add rustc's own "defined multiple times").
-    let expanded = emit::expand_macro(proc_macro2::TokenStream::from_str(text).unwrap()).to_string();
+    let expanded =
+        emit::expand_macro(proc_macro2::TokenStream::from_str(text).unwrap()).to_string();
     assert!(expanded.contains("net `N` is defined twice"), "{expanded}");
     assert_eq!(expanded.matches("struct N ").count(), 1, "{expanded}");
     assert_eq!(expanded.matches("struct M ").count(), 1, "{expanded}");
