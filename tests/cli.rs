@@ -106,6 +106,61 @@ fn errors_are_rendered_like_rustc_with_status_1() {
 }
 
 #[test]
+fn an_empty_file_defines_no_net() {
+    let path = temp_file("empty.cnn", "// nothing yet\nblock b() { relu }\n");
+    for command in ["summary", "graph"] {
+        let out = cnnjit(&[command, path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {err}");
+        assert!(
+            err.contains(&format!("error: {} defines no net", path.display())),
+            "{command}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{command}");
+    }
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn a_second_net_of_the_same_name_is_an_error_on_its_line() {
+    let path = temp_file(
+        "twice.cnn",
+        "N(8x8x1) { relu }\nM(8x8x1) { relu }\nN(4x4x1) { relu }\n",
+    );
+    let out = cnnjit(&["summary", path.to_str().unwrap(), "--net", "N"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.starts_with("error: net `N` is defined twice; give this one another name"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("--> {}:3:1", path.display())),
+        "{err}"
+    );
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn ten_thousand_nested_repeats_are_an_error_not_an_abort() {
+    let text = format!(
+        "N(8x8x1) {{\n{}relu\n{}}}",
+        "repeat(1) {\n".repeat(10_000),
+        "}\n".repeat(10_000)
+    );
+    let path = temp_file("deep.cnn", &text);
+    let out = cnnjit(&["summary", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("allows at most 256 levels"), "{err}");
+    assert!(
+        err.contains(&format!("--> {}:257:", path.display())),
+        "{err}"
+    );
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
 fn check_compares_the_jit_with_the_reference() {
     let out = cnnjit(&["check", &nets("lenet5.cnn"), "--seed", "4"]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -5,13 +5,14 @@
 //! and [`crate::summary`], referred to through the `::cnnjit` facade, so the
 //! figures are usable in `const` context and run time never re-parses.
 //! On errors the macro still emits each net's type (as thiserror's fallback
-//! does), so one mistake does not cascade into "cannot find type" errors.
+//! does), once per name, so one mistake does not cascade into "cannot find
+//! type" or "defined multiple times" errors.
 
-use crate::dsl::ast::NetDef;
+use crate::dsl::ast::{Items, NetDef};
 use crate::ir::{Activation, Graph, Hw, Op, Padding, PoolKind, Shape};
 use crate::summary::{layer_infos, thousands};
 use crate::{compile_items, CompiledNet};
-use proc_macro2::{Literal, TokenStream};
+use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{quote, ToTokens};
 
 /// The whole `cnn!` expansion: `file = "path"` or inline items.
@@ -23,13 +24,7 @@ pub fn expand_macro(input: TokenStream) -> TokenStream {
         Ok(items) => items,
         Err(e) => return e.to_compile_error(),
     };
-    let (nets, errors) = compile_items(&items);
-    let mut out: TokenStream = nets.iter().map(net_items).collect();
-    for (net, error) in errors {
-        out.extend(fallback_items(net));
-        out.extend(error.to_compile_error());
-    }
-    out
+    items_or_errors(&items, syn::Error::to_compile_error)
 }
 
 /// `file = "..."` as the macro's whole input.
@@ -106,10 +101,21 @@ fn expand_source(text: &str, path: &str) -> TokenStream {
         Ok(items) => items,
         Err(e) => return render(&e),
     };
-    let (nets, errors) = compile_items(&items);
+    items_or_errors(&items, render)
+}
+
+/// Each net's items, or for a net that does not compile its error (as
+/// `render` writes it) and its type alone, once per name: a second net of
+/// the same name gets its error and no second type.
+fn items_or_errors(items: &Items, render: impl Fn(&syn::Error) -> TokenStream) -> TokenStream {
+    let (nets, errors) = compile_items(items);
     let mut out: TokenStream = nets.iter().map(net_items).collect();
+    let mut typed: Vec<&Ident> = nets.iter().map(|net| &net.def.name).collect();
     for (net, error) in errors {
-        out.extend(fallback_items(net));
+        if !typed.contains(&&net.name) {
+            typed.push(&net.name);
+            out.extend(fallback_items(net));
+        }
         out.extend(render(&error));
     }
     out

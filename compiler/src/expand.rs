@@ -9,8 +9,14 @@
 //! [`crate::shape`]; this module only attaches the offending token to their
 //! errors. Alongside the graph it returns each node's [`SpanRange`], which
 //! never leaves the compiler.
+//!
+//! Expansion recurses into every block call, repeat and composite, so it
+//! bounds their nesting, blocks calling blocks included, by
+//! [`MAX_DEPTH`](crate::dsl::parse::MAX_DEPTH): the parser alone cannot, since
+//! a chain of flat blocks each calling the next nests only when expanded.
 
 use crate::dsl::ast::*;
+use crate::dsl::parse::MAX_DEPTH;
 use crate::ir::*;
 use crate::shape::{self, ShapeError};
 use proc_macro2::Ident;
@@ -24,38 +30,7 @@ pub const MAX_LAYERS: usize = 100_000;
 /// calling each other exponentially often.
 pub const MAX_EXPANSION_STEPS: usize = 10 * MAX_LAYERS;
 
-/// The layers the language knows, with their aliases, for suggestions.
-pub const LAYER_NAMES: &[&str] = &[
-    "conv",
-    "dwconv",
-    "dense",
-    "fc",
-    "maxpool",
-    "avgpool",
-    "global_avgpool",
-    "global_maxpool",
-    "flatten",
-    "bn",
-    "batchnorm",
-    "relu",
-    "relu6",
-    "tanh",
-    "sigmoid",
-    "swish",
-    "silu",
-    "hard_swish",
-    "hardswish",
-    "hard_sigmoid",
-    "softmax",
-    "leaky_relu",
-    "dropout",
-    "identity",
-    "lrn",
-    "repeat",
-    "concat",
-    "residual",
-    "scale",
-];
+pub use crate::dsl::parse::LAYER_NAMES;
 
 /// The convolution `shortcut = auto` writes to project an `h x w` volume onto
 /// `ho x wo x c`: `conv(c, 1x1, stride = s, bias = false)` with the stride
@@ -128,6 +103,7 @@ pub fn expand_net(net: &NetDef, blocks: &[BlockDef]) -> syn::Result<Expanded> {
         names: HashSet::from(["input".to_string()]),
         calls: Vec::new(),
         steps: 0,
+        depth: 0,
     };
     let mut scope = Scope::default();
     let env = Env::default();
@@ -205,6 +181,8 @@ struct Expander<'a> {
     calls: Vec<String>,
     /// Layers expanded so far, see [`MAX_EXPANSION_STEPS`].
     steps: usize,
+    /// Sequences being expanded, one inside the other: at most [`MAX_DEPTH`].
+    depth: usize,
 }
 
 impl<'a> Expander<'a> {
@@ -256,9 +234,16 @@ impl<'a> Expander<'a> {
         scope: &mut Scope,
         env: &Env,
     ) -> syn::Result<NodeId> {
+        self.depth += 1;
         for layer in &seq.0 {
+            if self.depth > MAX_DEPTH {
+                return Err(layer.span.error(format!(
+                    "layers nest too deeply: this layer is inside more than {MAX_DEPTH} levels of blocks, repeats, concats, residuals and scales, counting blocks calling blocks"
+                )));
+            }
             cur = self.layer(layer, cur, scope, env)?;
         }
+        self.depth -= 1;
         Ok(cur)
     }
 
@@ -500,6 +485,8 @@ impl<'a> Expander<'a> {
                 let (h, w, _) = shape::volume(in_shape).map_err(|e| call_error(call, e))?;
                 let kernel = args.dims("kernel")?.expect("kernel is required");
                 let stride = args.dims("stride")?.unwrap_or(kernel);
+                let padding = args.padding(h, w, kernel, stride, Hw::square(1))?;
+                pool_padding_fits(&args, kernel, padding)?;
                 Op::Pool2d(Pool2d {
                     kind: if kind == "maxpool" {
                         PoolKind::Max
@@ -508,7 +495,7 @@ impl<'a> Expander<'a> {
                     },
                     kernel,
                     stride,
-                    padding: args.padding(h, w, kernel, stride, Hw::square(1))?,
+                    padding,
                     ceil: args.bool("ceil")?.unwrap_or(false),
                     count_include_pad: args.bool("count_include_pad")?.unwrap_or(true),
                 })
@@ -516,9 +503,16 @@ impl<'a> Expander<'a> {
             "global_avgpool" => Op::GlobalPool(PoolKind::Avg),
             "global_maxpool" => Op::GlobalPool(PoolKind::Max),
             "flatten" => Op::Flatten,
-            "bn" => Op::BatchNorm {
-                eps: args.float("eps")?.unwrap_or(1e-5),
-            },
+            "bn" => {
+                let eps = args.float("eps")?.unwrap_or(1e-5);
+                if eps <= 0.0 {
+                    return Err(args.error(
+                        "eps",
+                        format!("{call}: `eps` must be greater than 0, found {eps}; it keeps `sqrt(running_var + eps)` away from zero"),
+                    ));
+                }
+                Op::BatchNorm { eps }
+            }
             "relu" => Op::Activation(Activation::Relu),
             "relu6" => Op::Activation(Activation::Relu6),
             "tanh" => Op::Activation(Activation::Tanh),
@@ -564,6 +558,38 @@ impl<'a> Expander<'a> {
             None => k,
         }
     }
+}
+
+/// PyTorch's rule for pools: padding at most half the kernel on each side
+/// (beyond it, windows see mostly or only padding: -inf or a 0/0 average).
+/// `pad = same` always keeps it.
+fn pool_padding_fits(args: &Args, kernel: Hw, padding: Padding) -> syn::Result<()> {
+    let (ph, pw) = (
+        padding.top.max(padding.bottom),
+        padding.left.max(padding.right),
+    );
+    let (most_h, most_w) = (kernel.h / 2, kernel.w / 2);
+    if ph <= most_h && pw <= most_w {
+        return Ok(());
+    }
+    let pair = |a: u32, b: u32| {
+        if a == b {
+            a.to_string()
+        } else {
+            format!("({a}, {b})")
+        }
+    };
+    Err(args.error(
+        "pad",
+        format!(
+            "{}: `pad` must be at most half the kernel, {} for {}x{} (PyTorch's rule), found {}",
+            args.call,
+            pair(most_h, most_w),
+            kernel.h,
+            kernel.w,
+            pair(ph, pw)
+        ),
+    ))
 }
 
 fn call_error(call: &Call, e: ShapeError) -> syn::Error {
@@ -814,15 +840,30 @@ impl<'c> Args<'c> {
         }
         let n = int_value(value, span, self.env)
             .map_err(|e| self.error(name, format!("{}: {e}", self.call)))?;
-        u32::try_from(n).map(Some).map_err(|_| {
-            self.error(
+        self.fit(name, n, 0).map(Some)
+    }
+
+    /// `n` as a `u32` of at least `min`, or an error saying which bound it passes.
+    fn fit(&self, name: &str, n: i64, min: u32) -> syn::Result<u32> {
+        let call = self.call;
+        match u32::try_from(n) {
+            Ok(n) if n >= min => Ok(n),
+            _ if n > i64::from(u32::MAX) => Err(self.error(
                 name,
                 format!(
-                    "{}: `{name}` must be a positive integer below 2^32, found {n}",
-                    self.call
+                    "{call}: `{name}` is too large: at most {}, found {n}",
+                    u32::MAX
                 ),
-            )
-        })
+            )),
+            _ if min == 0 => Err(self.error(
+                name,
+                format!("{call}: `{name}` must not be negative, found {n}"),
+            )),
+            _ => Err(self.error(
+                name,
+                format!("{call}: `{name}` must be at least {min}, found {n}"),
+            )),
+        }
     }
 
     fn dims(&self, name: &str) -> syn::Result<Option<Hw>> {
@@ -841,17 +882,9 @@ impl<'c> Args<'c> {
             }
             other => return Err(self.expected(name, what, other)),
         };
-        let fit = |n: i64| {
-            u32::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
-                self.error(
-                    name,
-                    format!("{}: `{name}` must be at least 1, found {n}", self.call),
-                )
-            })
-        };
         Ok(Some(Hw {
-            h: fit(h)?,
-            w: fit(w)?,
+            h: self.fit(name, h, 1)?,
+            w: self.fit(name, w, 1)?,
         }))
     }
 
@@ -904,14 +937,7 @@ impl<'c> Args<'c> {
                 Err(self.expected("pad", "`valid`, `same`, a number or `(ph, pw)`", value))
             }
             _ => {
-                let zero_ok = |n: i64| {
-                    u32::try_from(n).map_err(|_| {
-                        self.error(
-                            "pad",
-                            format!("{}: `pad` must not be negative, found {n}", self.call),
-                        )
-                    })
-                };
+                let zero_ok = |n: i64| self.fit("pad", n, 0);
                 let (ph, pw) = match value {
                     Value::Dims(a, b) => {
                         (zero_ok(eval(a, self.env)?)?, zero_ok(eval(b, self.env)?)?)

@@ -67,11 +67,27 @@ pub fn compile_net(def: &NetDef, items: &Items) -> syn::Result<CompiledNet> {
     })
 }
 
-/// Compiles every net of `items`: the nets that compiled, and an error for each that did not.
+/// Compiles every net of `items`: the nets that compiled, and an error for
+/// each that did not. A net named like an earlier one is an error on its name
+/// (a file's nets are chosen by name), and is not compiled.
 pub fn compile_items(items: &Items) -> (Vec<CompiledNet>, Vec<(&NetDef, syn::Error)>) {
     let mut nets = Vec::new();
     let mut errors = Vec::new();
-    for def in &items.nets {
+    for (i, def) in items.nets.iter().enumerate() {
+        if items.nets[..i]
+            .iter()
+            .any(|earlier| earlier.name == def.name)
+        {
+            let error = syn::Error::new(
+                def.name.span(),
+                format!(
+                    "net `{}` is defined twice; give this one another name",
+                    def.name
+                ),
+            );
+            errors.push((def, error));
+            continue;
+        }
         match compile_net(def, items) {
             Ok(net) => nets.push(net),
             Err(e) => errors.push((def, e)),

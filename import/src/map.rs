@@ -675,6 +675,18 @@ impl Mapper<'_> {
             return Err(node_error(node, "dilated pooling is not supported"));
         }
         let padding = padding(node, h, w, kernel, stride, Hw::square(1))?;
+        if padding.top.max(padding.bottom) > kernel.h / 2
+            || padding.left.max(padding.right) > kernel.w / 2
+        {
+            return Err(node_error(
+                node,
+                format!(
+                    "pads {:?} exceed half the kernel {:?}, which cnnjit's pools (like PyTorch's) do not allow",
+                    Self::ints(node, "pads", &[0, 0, 0, 0]),
+                    [kernel.h, kernel.w]
+                ),
+            ));
+        }
         let ceil = Self::int(node, "ceil_mode", 0) != 0;
         let max = node.op_type == "MaxPool";
         // Where no window reaches padding the divisor does not depend on the

@@ -212,6 +212,40 @@ fn asymmetric_padding_is_an_error_naming_the_node() {
 }
 
 #[test]
+fn pool_padding_past_half_the_kernel_is_an_error_naming_the_node() {
+    let pool = |pads: &[i64]| {
+        model(
+            13,
+            &[1, 2, 6, 6],
+            vec![node(
+                "MaxPool",
+                "wide",
+                &["x"],
+                "y",
+                vec![
+                    attr_ints("kernel_shape", &[3, 3]),
+                    attr_ints("strides", &[1, 1]),
+                    attr_ints("pads", pads),
+                ],
+            )],
+            vec![],
+        )
+    };
+    let (node, op, why) = node_error(import(&pool(&[2, 2, 2, 2])));
+    assert_eq!((node.as_str(), op.as_str()), ("wide", "MaxPool"));
+    assert!(
+        why.contains("pads [2, 2, 2, 2] exceed half the kernel [3, 3]"),
+        "{why}"
+    );
+    let imported = import(&pool(&[1, 1, 1, 1])).expect("half the kernel imports");
+    assert!(
+        body(&imported).iter().any(|l| l.contains("pad = 1")),
+        "{}",
+        imported.source
+    );
+}
+
+#[test]
 fn a_tensor_read_across_a_block_is_an_error_not_a_wrong_net() {
     // a = relu(x); b = tanh(a); c = x + b; y = c + a: `a` is read inside the
     // first residual and again by the second, which no nesting can say.

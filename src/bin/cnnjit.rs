@@ -518,6 +518,9 @@ fn run(cli: Cli) -> Result<String, String> {
             optimizer,
         } => {
             let nets = load(&file, net.as_deref())?;
+            if nets.is_empty() {
+                return Err(format!("error: {} defines no net", file.display()));
+            }
             if json {
                 return Ok(format!("{:#}\n", summary_json(&nets, optimizer)));
             }

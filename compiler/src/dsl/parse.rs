@@ -4,9 +4,16 @@
 //!
 //! `224x224x3` and `3x3` are single integer literals whose suffix (`x224x3`,
 //! `x3`) the parser reads; everything else is ordinary Rust tokens.
+//!
+//! Nesting is bounded by [`MAX_DEPTH`], so that no input, however deep,
+//! overflows the stack: brackets are counted on the tokens before syn (whose
+//! token buffer recurses into each group) sees them, and an expression's tree
+//! is at most [`MAX_DEPTH`] levels high (a long `1 + 1 + ...` chain included),
+//! so evaluating, printing and dropping it recurse no deeper.
+//! [`crate::expand`] bounds the nesting of blocks calling blocks the same way.
 
 use super::ast::*;
-use proc_macro2::{Delimiter, Span, TokenStream};
+use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use syn::buffer::Cursor;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
@@ -16,9 +23,85 @@ use syn::{braced, bracketed, parenthesized, LitFloat, LitInt, Token};
 /// Words that introduce composite layers and so cannot name a block.
 pub const RESERVED: &[&str] = &["repeat", "concat", "residual", "scale", "block"];
 
+/// The layers the language knows, with their aliases, and its composites:
+/// for suggestions, and none of them can name a block.
+pub const LAYER_NAMES: &[&str] = &[
+    "conv",
+    "dwconv",
+    "dense",
+    "fc",
+    "maxpool",
+    "avgpool",
+    "global_avgpool",
+    "global_maxpool",
+    "flatten",
+    "bn",
+    "batchnorm",
+    "relu",
+    "relu6",
+    "tanh",
+    "sigmoid",
+    "swish",
+    "silu",
+    "hard_swish",
+    "hardswish",
+    "hard_sigmoid",
+    "softmax",
+    "leaky_relu",
+    "dropout",
+    "identity",
+    "lrn",
+    "repeat",
+    "concat",
+    "residual",
+    "scale",
+];
+
+/// The deepest nesting the front end accepts: of brackets (`(`, `[`, `{`), of
+/// an expression's operators and parentheses, and of layers inside blocks,
+/// repeats and composites once blocks are expanded.
+///
+/// Measured in a debug build (opt-level 1) on a thread with a 2 MiB stack
+/// before the limit existed, the stack overflowed at about 1,600 nested
+/// `repeat`s (1.3 KB a level, parser and expansion), 1,800 nested `concat`s,
+/// 2,200 blocks calling each other and 2,800 nested parentheses. At the limit
+/// the deepest case, 254 nested `repeat`s, runs in a 384 KB stack (and not in
+/// 256 KB): about a fifth of a 2 MiB thread's, leaving the rest to the caller.
+/// Real networks nest fewer than ten levels.
+pub const MAX_DEPTH: usize = 256;
+
 /// Parses the contents of a `cnn!` call or a `.cnn` file.
 pub fn parse_items(tokens: TokenStream) -> syn::Result<Items> {
+    check_bracket_depth(&tokens)?;
     Parser::parse2(Items::parse, tokens)
+}
+
+/// An error at the first bracket nested more than [`MAX_DEPTH`] deep,
+/// found without recursion (syn's token buffer and this parser recurse
+/// into each group, so they must never see deeper tokens).
+fn check_bracket_depth(tokens: &TokenStream) -> syn::Result<()> {
+    let mut stack = vec![tokens.clone().into_iter()];
+    while let Some(top) = stack.last_mut() {
+        match top.next() {
+            Some(TokenTree::Group(group)) => {
+                if stack.len() > MAX_DEPTH {
+                    return Err(syn::Error::new(
+                        group.span_open(),
+                        format!(
+                            "brackets nest too deeply: this bracket opens level {}, and the language allows at most {MAX_DEPTH} levels of `(`, `[` and `{{`",
+                            stack.len(),
+                        ),
+                    ));
+                }
+                stack.push(group.stream().into_iter());
+            }
+            Some(_) => {}
+            None => {
+                stack.pop();
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Parse for Items {
@@ -44,10 +127,19 @@ fn parse_block(input: ParseStream) -> syn::Result<BlockDef> {
     let name: Ident = input
         .call(Ident::parse_any)
         .map_err(|e| syn::Error::new(e.span(), "expected a block name after `block`"))?;
-    if RESERVED.contains(&name.to_string().as_str()) {
+    let word = name.to_string();
+    if RESERVED.contains(&word.as_str()) {
         return Err(syn::Error::new(
             name.span(),
             format!("`{name}` is a reserved word of the language and cannot name a block"),
+        ));
+    }
+    if LAYER_NAMES.contains(&word.as_str()) {
+        return Err(syn::Error::new(
+            name.span(),
+            format!(
+                "`{name}` is a built-in layer and cannot name a block (calls of `{name}` would mean the layer); rename the block, e.g. `block my_{name}(...)`"
+            ),
         ));
     }
     let content;
@@ -446,46 +538,82 @@ fn is_pair(input: ParseStream) -> bool {
     has_comma && (fork.is_empty() || fork.peek(Token![,]))
 }
 
-/// `expr := term (('+' | '-') term)*`
+/// `expr := term (('+' | '-') term)*`, at most [`MAX_DEPTH`] levels high.
 pub fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
-    let mut lhs = parse_term(input)?;
+    Ok(expr(input)?.0)
+}
+
+/// An expression and its height: 1 for a literal or a parameter, one more
+/// for each operator or pair of parentheses above it.
+type Measured = (Expr, usize);
+
+/// The height of a node over children of heights `a` and `b`, or an error at
+/// `span` (the operator) past [`MAX_DEPTH`].
+fn height(a: usize, b: usize, span: Span) -> syn::Result<usize> {
+    let h = a.max(b) + 1;
+    if h > MAX_DEPTH {
+        return Err(syn::Error::new(
+            span,
+            format!(
+                "the expression nests too deeply: each operator and pair of parentheses is a level, and the language allows at most {MAX_DEPTH}"
+            ),
+        ));
+    }
+    Ok(h)
+}
+
+fn expr(input: ParseStream) -> syn::Result<Measured> {
+    let (mut lhs, mut h) = term(input)?;
     loop {
-        let op = if input.peek(Token![+]) {
-            input.parse::<Token![+]>()?;
-            BinOp::Add
+        let (op, span) = if input.peek(Token![+]) {
+            (BinOp::Add, input.parse::<Token![+]>()?.span)
         } else if input.peek(Token![-]) {
-            input.parse::<Token![-]>()?;
-            BinOp::Sub
+            (BinOp::Sub, input.parse::<Token![-]>()?.span)
         } else {
-            return Ok(lhs);
+            return Ok((lhs, h));
         };
-        lhs = Expr::Binary(Box::new(lhs), op, Box::new(parse_term(input)?));
+        let (rhs, hr) = term(input)?;
+        h = height(h, hr, span)?;
+        lhs = Expr::Binary(Box::new(lhs), op, Box::new(rhs));
     }
 }
 
 /// `term := atom (('*' | '/') atom)*`
-fn parse_term(input: ParseStream) -> syn::Result<Expr> {
-    let mut lhs = parse_atom(input)?;
+fn term(input: ParseStream) -> syn::Result<Measured> {
+    let (mut lhs, mut h) = atom(input)?;
     loop {
-        let op = if input.peek(Token![*]) {
-            input.parse::<Token![*]>()?;
-            BinOp::Mul
+        let (op, span) = if input.peek(Token![*]) {
+            (BinOp::Mul, input.parse::<Token![*]>()?.span)
         } else if input.peek(Token![/]) {
-            input.parse::<Token![/]>()?;
-            BinOp::Div
+            (BinOp::Div, input.parse::<Token![/]>()?.span)
         } else {
-            return Ok(lhs);
+            return Ok((lhs, h));
         };
-        lhs = Expr::Binary(Box::new(lhs), op, Box::new(parse_atom(input)?));
+        let (rhs, hr) = atom(input)?;
+        h = height(h, hr, span)?;
+        lhs = Expr::Binary(Box::new(lhs), op, Box::new(rhs));
     }
 }
 
-/// `atom := INT | PARAM | '-' atom | '(' expr ')'`
-fn parse_atom(input: ParseStream) -> syn::Result<Expr> {
-    if input.peek(Token![-]) {
-        let minus = input.parse::<Token![-]>()?;
-        return Ok(Expr::Neg(Box::new(parse_atom(input)?), minus.span));
+/// `atom := '-'* (INT | PARAM | '(' expr ')')`; the minus signs are read in
+/// a loop, so that a long run of them cannot recurse.
+fn atom(input: ParseStream) -> syn::Result<Measured> {
+    let mut minuses = Vec::new();
+    while input.peek(Token![-]) {
+        let span = input.parse::<Token![-]>()?.span;
+        // Above at least a literal: this minus is level `len + 2`.
+        height(minuses.len() + 1, 0, span)?;
+        minuses.push(span);
     }
+    let (mut e, mut h) = primary(input)?;
+    for span in minuses.into_iter().rev() {
+        h = height(h, 0, span)?;
+        e = Expr::Neg(Box::new(e), span);
+    }
+    Ok((e, h))
+}
+
+fn primary(input: ParseStream) -> syn::Result<Measured> {
     if input.peek(LitInt) {
         let lit: LitInt = input.parse()?;
         if !lit.suffix().is_empty() {
@@ -500,19 +628,20 @@ fn parse_atom(input: ParseStream) -> syn::Result<Expr> {
                 format!("arithmetic overflows: `{lit}` does not fit in 64 bits"),
             )
         })?;
-        return Ok(Expr::Int(n, lit.span()));
+        return Ok((Expr::Int(n, lit.span()), 1));
     }
     if input.peek(syn::token::Paren) {
         let content;
         let paren = parenthesized!(content in input);
-        let inner = parse_expr(&content)?;
+        let (inner, h) = expr(&content)?;
         if !content.is_empty() {
             return Err(content.error("expected `)` after the expression"));
         }
-        return Ok(Expr::Paren(Box::new(inner), paren.span.join()));
+        let span = paren.span.join();
+        return Ok((Expr::Paren(Box::new(inner), span), height(h, 0, span)?));
     }
     if input.peek(Ident::peek_any) {
-        return Ok(Expr::Param(input.call(Ident::parse_any)?));
+        return Ok((Expr::Param(input.call(Ident::parse_any)?), 1));
     }
     Err(input.error("expected an integer expression"))
 }

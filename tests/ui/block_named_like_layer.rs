@@ -1,0 +1,11 @@
+cnnjit::cnn! {
+    block relu() {
+        sigmoid,
+    }
+
+    Net(32x32x3) {
+        relu,
+    }
+}
+
+fn main() {}
