@@ -30,6 +30,12 @@ pub const FOLDABLE: &[&str] = &[
     "Div",
 ];
 
+/// The most elements a folded constant that is larger than its inputs
+/// (`ConstantOfShape`, `Concat`) may hold, checked before it is made: shape
+/// arithmetic needs a few, and a chain of `Concat`s each doubling a constant
+/// would otherwise grow it exponentially.
+pub const MAX_FOLDED_ELEMENTS: usize = 1 << 24;
+
 /// An error about `node`.
 pub fn node_error(node: &NodeProto, why: impl Into<String>) -> Error {
     let name = if node.name.is_empty() {
@@ -112,7 +118,7 @@ pub fn fold(node: &NodeProto, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
         "ConstantOfShape" => {
             let dims = dims_of(input(0)?)?;
             let count = Tensor::count(&dims)
-                .filter(|&n| n <= 1 << 24)
+                .filter(|&n| n <= MAX_FOLDED_ELEMENTS)
                 .ok_or_else(|| node_error(node, "the shape is too large"))?;
             let value = match attr(node, "value").and_then(|a| a.t.as_ref()) {
                 Some(t) => crate::onnx::tensor(t, None)?,
@@ -214,6 +220,18 @@ pub fn fold(node: &NodeProto, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
                     "only constants concatenated along their first axis are folded",
                 ));
             }
+            parts
+                .iter()
+                .try_fold(0usize, |n, p| n.checked_add(p.len()))
+                .filter(|&n| n <= MAX_FOLDED_ELEMENTS)
+                .ok_or_else(|| {
+                    node_error(
+                        node,
+                        format!(
+                            "the concatenation is too large: more than {MAX_FOLDED_ELEMENTS} elements"
+                        ),
+                    )
+                })?;
             let mut dims = first.dims.clone();
             if let Some(d) = dims.first_mut() {
                 *d = parts

@@ -26,6 +26,7 @@ use cnnjit_compiler::ir::{
 use cnnjit_compiler::shape;
 use std::collections::HashMap;
 use std::path::Path;
+use std::rc::Rc;
 
 /// A weight tensor of a layer: PyTorch's suffix (`weight`, `running_mean`),
 /// dimensions and values.
@@ -68,10 +69,11 @@ pub struct Dag {
     pub declared_output: Option<Vec<Option<i64>>>,
 }
 
-/// What an ONNX value is.
+/// What an ONNX value is. A constant is shared: a node that reads one
+/// (perhaps many times) does not copy it.
 #[derive(Clone, Debug)]
 enum Value {
-    Const(Tensor),
+    Const(Rc<Tensor>),
     Layer(usize),
 }
 
@@ -82,8 +84,27 @@ pub const OPSETS: std::ops::RangeInclusive<i64> = 7..=24;
 /// `dir` is where external data lives.
 pub fn map(graph: &GraphProto, opset: i64, dir: Option<&Path>) -> Result<Dag> {
     let mut values = HashMap::new();
+    // External data is read into memory: all of it must fit, each tensor's
+    // bytes taken from the budget before any tensor is read (many tensors
+    // may name the same large, perhaps sparse, file).
+    let mut budget = cnnjit_runtime::memory::Budget::new(None);
+    for init in graph.initializer.iter().filter(|t| t.data_location == 1) {
+        if let Some(bytes) = onnx::external_bytes(init) {
+            budget
+                .take(bytes, || {
+                    format!(
+                        "the external data of the model's initializers (up to tensor `{}`)",
+                        init.name
+                    )
+                })
+                .map_err(|e| Error::Decode(e.to_string()))?;
+        }
+    }
     for init in &graph.initializer {
-        values.insert(init.name.clone(), Value::Const(onnx::tensor(init, dir)?));
+        values.insert(
+            init.name.clone(),
+            Value::Const(Rc::new(onnx::tensor(init, dir)?)),
+        );
     }
     let inputs: Vec<_> = graph
         .input
@@ -246,19 +267,19 @@ impl Mapper<'_> {
                 Some(Some(Value::Const(t))) => t.dims.clone(),
                 _ => return Err(node_error(node, "input 0 is missing")),
             };
-            Value::Const(Tensor::i64(
+            Value::Const(Rc::new(Tensor::i64(
                 vec![dims.len()],
                 dims.iter().map(|&d| d as i64).collect(),
-            )?)
+            )?))
         } else if !reads_layer && fold::FOLDABLE.contains(&node.op_type.as_str()) {
             let consts: Vec<Option<&Tensor>> = inputs
                 .iter()
                 .map(|v| match v {
-                    Some(Value::Const(t)) => Some(t),
+                    Some(Value::Const(t)) => Some(&**t),
                     _ => None,
                 })
                 .collect();
-            Value::Const(fold::fold(node, &consts)?)
+            Value::Const(Rc::new(fold::fold(node, &consts)?))
         } else if LAYER_OPS.contains(&node.op_type.as_str()) {
             self.layer(node, &inputs)?
         } else if fold::FOLDABLE.contains(&node.op_type.as_str()) {
@@ -312,7 +333,7 @@ impl Mapper<'_> {
         i: usize,
     ) -> Result<Option<&'a Tensor>> {
         match inputs.get(i) {
-            Some(Some(Value::Const(t))) => Ok(Some(t)),
+            Some(Some(Value::Const(t))) => Ok(Some(&**t)),
             Some(Some(Value::Layer(_))) => Err(node_error(
                 node,
                 format!(

@@ -17,7 +17,9 @@
 //! relative, resolved with symbolic links followed, opened without following
 //! one and without blocking, and checked again on the opened handle), and
 //! only the tensor's own bytes, `offset..offset + length`, checked against
-//! the file's size and the tensor's dimensions before anything is allocated.
+//! the file's size and the tensor's dimensions before anything is allocated;
+//! all the initializers' external data together must fit in the machine's
+//! memory, checked before any is read ([`crate::map`]).
 //! Anything else (an absolute path, `..` or a link leading out, a folder, a
 //! FIFO, a device, an empty location or one with a NUL byte) is an
 //! [`Error::External`] naming the tensor and the location, as ONNX Runtime
@@ -361,9 +363,7 @@ pub fn tensor(proto: &TensorProto, dir: Option<&Path>) -> Result<Tensor> {
     };
     let external;
     let raw: &[u8] = if proto.data_location == 1 {
-        let bytes = Tensor::count(&dims)
-            .and_then(|n| n.checked_mul(width))
-            .and_then(|n| u64::try_from(n).ok())
+        let bytes = external_bytes(proto)
             .ok_or_else(|| Error::Decode(format!("{} has too many elements: {dims:?}", what())))?;
         external = read_external(proto, dir, bytes)?;
         &external
@@ -410,6 +410,22 @@ pub fn tensor(proto: &TensorProto, dir: Option<&Path>) -> Result<Tensor> {
         Error::Decode(m) => Error::Decode(format!("{}: {m}", what())),
         other => other,
     })
+}
+
+/// The bytes of external data `proto`'s dimensions and element type call
+/// for, or `None` if they overflow or are invalid.
+pub fn external_bytes(proto: &TensorProto) -> Option<u64> {
+    let width = match proto.data_type {
+        data_type::FLOAT | data_type::INT32 => 4,
+        data_type::INT64 | data_type::DOUBLE => 8,
+        _ => return None,
+    };
+    let dims = (proto.dims.iter())
+        .map(|&d| usize::try_from(d).ok())
+        .collect::<Option<Vec<_>>>()?;
+    Tensor::count(&dims)
+        .and_then(|n| n.checked_mul(width))
+        .and_then(|n| u64::try_from(n).ok())
 }
 
 /// The `bytes` bytes of a tensor stored in a side file: its `location` must
@@ -497,8 +513,25 @@ fn read_external(proto: &TensorProto, dir: Option<&Path>, bytes: u64) -> Result<
         ));
     }
     file.seek(SeekFrom::Start(offset)).map_err(cannot_read)?;
-    let mut data = vec![0; length as usize];
-    file.read_exact(&mut data).map_err(cannot_read)?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(length as usize).map_err(|_| {
+        refuse(
+            format!("has length {length} bytes, more than this machine can allocate"),
+            None,
+        )
+    })?;
+    file.take(length)
+        .read_to_end(&mut data)
+        .map_err(cannot_read)?;
+    if data.len() as u64 != length {
+        return Err(refuse(
+            format!(
+                "was truncated while it was read: {} of {length} bytes",
+                data.len()
+            ),
+            None,
+        ));
+    }
     Ok(data)
 }
 

@@ -242,6 +242,50 @@ fn a_model_not_read_from_a_file_has_no_folder_for_external_data() {
     );
 }
 
+/// 300 tensors of 4 GiB each, all naming one sparse 4 GiB file (which
+/// costs no disk): 1.2 TB, more than any machine's memory, refused before a
+/// byte is read (each tensor was read in turn until the process ran out).
+#[test]
+fn many_tensors_naming_one_large_file_are_refused_before_any_is_read() {
+    let folder = Folder::new();
+    let length = 1u64 << 32;
+    std::fs::File::create(folder.model().join("big.bin"))
+        .unwrap()
+        .set_len(length)
+        .unwrap();
+    let tensors = (0..300)
+        .map(|i| TensorProto {
+            raw_data: vec![],
+            data_location: 1,
+            external_data: entries("big.bin", Some(0), Some(length)),
+            ..weight(&format!("w{i}"), &[])
+        })
+        .map(|t| TensorProto {
+            dims: vec![1 << 30],
+            ..t
+        })
+        .collect();
+    let bytes = model(
+        13,
+        &[1, 2],
+        vec![node("Relu", "r", &["x"], "y", vec![])],
+        tensors,
+    );
+    let path = folder.model().join("net.onnx");
+    std::fs::write(&path, bytes).unwrap();
+    let start = std::time::Instant::now();
+    let message = cnnjit_import::import(&path, &Options::default())
+        .err()
+        .expect("the import fails")
+        .to_string();
+    assert!(
+        message.starts_with("cannot allocate ")
+            && message.contains("for the external data of the model's initializers"),
+        "{message}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10), "{message}");
+}
+
 /// A location: a known one, or a random path of `..`, `.`, the folder's
 /// names and a leading `/`.
 fn location() -> impl Strategy<Value = String> {

@@ -363,3 +363,49 @@ fn a_reshape_that_does_not_flatten_is_an_error() {
     assert_eq!((node.as_str(), op.as_str()), ("/r/Reshape", "Reshape"));
     assert!(why.contains("only flattens"), "{why}");
 }
+
+/// A `Constant` of one value concatenated with itself 40 times would hold
+/// 2^40 values: the `Concat` that passes the limit is refused before it is
+/// made (it was grown until the process ran out of memory).
+#[test]
+fn a_chain_of_concats_doubling_a_constant_is_refused_before_it_is_made() {
+    let mut nodes = vec![node(
+        "Constant",
+        "c0",
+        &[],
+        "c0",
+        vec![attr_ints("value_ints", &[1])],
+    )];
+    for i in 0..40 {
+        let (from, to) = (format!("c{i}"), format!("c{}", i + 1));
+        nodes.push(node(
+            "Concat",
+            &to,
+            &[&from, &from],
+            &to,
+            vec![attr_i("axis", 0)],
+        ));
+    }
+    nodes.push(node("Relu", "r", &["x"], "y", vec![]));
+    let (name, op, why) = node_error(import(&model(13, &[1, 2], nodes, vec![])));
+    assert_eq!((name.as_str(), op.as_str()), ("c25", "Concat"));
+    assert_eq!(
+        why,
+        "the concatenation is too large: more than 16777216 elements"
+    );
+}
+
+/// One `Concat` reading a 1 MB initializer 100,000 times: the constant is
+/// not copied per read (it was, 100 GB before the node was even looked at).
+#[test]
+fn a_node_reading_one_constant_many_times_does_not_copy_it_per_read() {
+    let inputs = vec!["w"; 100_000];
+    let nodes = vec![
+        node("Concat", "big", &inputs, "big", vec![attr_i("axis", 0)]),
+        node("Relu", "r", &["x"], "y", vec![]),
+    ];
+    let result = import(&model(13, &[1, 2], nodes, vec![weight("w", &[1 << 18])]));
+    let (name, op, why) = node_error(result);
+    assert_eq!((name.as_str(), op.as_str()), ("big", "Concat"));
+    assert!(why.starts_with("the concatenation is too large"), "{why}");
+}

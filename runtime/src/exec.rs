@@ -336,7 +336,7 @@ fn run_step(
         }
     }
     #[cfg(not(feature = "jit"))]
-    let _ = index;
+    let _ = (index, params);
     match engine.plan.values[step.output.0 as usize].slice {
         None => reference_step(engine, step, out, &inputs),
         Some(slice) => {
