@@ -598,7 +598,9 @@ fn resolve(dir: &Path, location: &str) -> std::result::Result<PathBuf, Refusal> 
 /// it (a FIFO would block) and again on the opened handle, which must be the
 /// file that was checked. On Unix the file is opened without following a
 /// symbolic link and without blocking, so a FIFO swapped in between is an
-/// error too.
+/// error too; on Linux, the opened file must be at `path` itself (its
+/// `/proc/self/fd` link), so a folder on the way swapped for a link is an
+/// error as well.
 fn open_regular(path: &Path) -> std::result::Result<std::fs::File, Refusal> {
     let checked = std::fs::metadata(path).map_err(|e| ("cannot be read".to_string(), Some(e)))?;
     not_regular(&checked)?;
@@ -621,6 +623,25 @@ fn open_regular(path: &Path) -> std::result::Result<std::fs::File, Refusal> {
         use std::os::unix::fs::MetadataExt;
         if (opened.dev(), opened.ino()) != (checked.dev(), checked.ino()) {
             return Err(("was replaced while it was being opened".into(), None));
+        }
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // `O_NOFOLLOW` guards only the last component: a folder on the way
+        // swapped for a link after `resolve` would lead the open outside.
+        // The kernel's name for the opened file says where it really is.
+        use std::os::fd::AsRawFd;
+        if let Ok(opened_at) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+            if opened_at != path {
+                return Err((
+                    format!(
+                        "was opened at `{}`, not where it was checked: a folder on its path \
+                         changed while it was being opened",
+                        opened_at.display()
+                    ),
+                    None,
+                ));
+            }
         }
     }
     Ok(file)
@@ -656,4 +677,34 @@ fn special_kind(kind: std::fs::FileType) -> &'static str {
 #[cfg(not(unix))]
 fn special_kind(_: std::fs::FileType) -> &'static str {
     "a special file"
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::open_regular;
+
+    /// What `open_regular` sees when a folder on a checked path is swapped
+    /// for a link to another folder between `resolve` and the open: a path
+    /// whose last component is a regular file but which leads elsewhere.
+    #[test]
+    fn a_path_leading_through_a_linked_folder_is_refused() {
+        let root = std::env::temp_dir()
+            .canonicalize()
+            .unwrap()
+            .join(format!("cnnjit-open-regular-{}", std::process::id()));
+        let outside = root.join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("x.bin"), [0u8; 4]).unwrap();
+        let model = root.join("model");
+        std::fs::create_dir_all(&model).unwrap();
+        std::os::unix::fs::symlink(&outside, model.join("sub")).unwrap();
+
+        let refused = open_regular(&model.join("sub/x.bin"));
+        let direct = open_regular(&outside.join("x.bin"));
+        std::fs::remove_dir_all(&root).unwrap();
+
+        let (why, _) = refused.expect_err("the file lies outside the checked path");
+        assert!(why.contains("not where it was checked"), "{why}");
+        assert!(direct.is_ok(), "a canonical path to a regular file opens");
+    }
 }
