@@ -11,7 +11,7 @@ use cnnjit::compiler::codegen::algorithm::Algorithm;
 use cnnjit::compiler::codegen::choice::MEASURED;
 use cnnjit::compiler::codegen::conv::ConvSpec;
 use cnnjit::runtime::model::Backend;
-use cnnjit::{Model, Options};
+use cnnjit::{Model, Options, Winograd};
 use proptest::prelude::*;
 
 /// Compiles `source`'s only net, or `None` if the random layer does not fit its input.
@@ -189,7 +189,7 @@ proptest! {
             slice: None,
         };
         // Shapes the cost model gives to a direct kernel are tested above.
-        prop_assume!(matches!(MEASURED.choose(&spec), Algorithm::Winograd { .. }));
+        prop_assume!(matches!(MEASURED.choose(&spec, 4), Algorithm::Winograd { .. }));
         let conv = format!("conv({k}, 3x3, pad = {pad}, bias = {bias}){}", EPILOGUES[epilogue]);
         let source = if residual {
             format!("Net({h}x{w}x{c}) {{ residual {{ {conv} }}, relu }}")
@@ -303,7 +303,7 @@ proptest! {
             native: false,
             slice: None,
         };
-        prop_assume!(matches!(MEASURED.choose(&spec), Algorithm::Winograd { .. }));
+        prop_assume!(matches!(MEASURED.choose(&spec, 4), Algorithm::Winograd { .. }));
         let source = format!(
             "Net({h}x{w}x{c}) {{ concat {{ [conv(5, 1x1)], [conv({k}, 3x3, pad = 1){}], [maxpool(3x3, stride = 1, pad = 1)] }} }}",
             EPILOGUES[epilogue]
@@ -565,7 +565,7 @@ fn every_step_runs_compiled_and_large_kernels_split() {
         let plan = cnnjit::compiler::plan::plan(&graph).unwrap();
         let weights = random_weights(&graph, 1);
         let params = load_params(&graph, &plan, &weights, LoadOptions::default()).unwrap();
-        let compiled = jit::compile(&graph, &plan, &params, &weights, false, true).unwrap();
+        let compiled = jit::compile(&graph, &plan, &params, &weights, false, true, Winograd::Any).unwrap();
         let reference = compiled
             .steps
             .iter()
