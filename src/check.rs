@@ -10,13 +10,15 @@ use crate::{Error, Graph, Model, Options, Weights};
 ///
 /// Each output element `i` has its own tolerance, [`tolerance`]`(|ref_i|,
 /// typical)`: `1e-5 + 1e-4 x max(|ref_i|, typical)`, where `typical` is the
-/// median `|ref|` over the output. An element is thus allowed 1e-4 of its
-/// own magnitude, and never less than 1e-4 of a typical output's: outputs
-/// near zero come from cancellation, where `f32` accumulation (the JIT)
-/// against `f64` (the reference) errs by the size of the terms, not of the
-/// sum. One large output raises its own tolerance only: with the old rule
-/// (1e-4 of the largest output for every element) a single outlier of 1e4
-/// let every other output be off by 1.
+/// median of the output's nonzero `|ref|` (a ReLU's zeros agree exactly and
+/// say nothing of the scale). An element is thus allowed 1e-4 of its own
+/// magnitude, and never less than 1e-4 of a typical output's: outputs near
+/// zero come from cancellation, where `f32` accumulation (the JIT) against
+/// `f64` (the reference) errs by the size of the terms, not of the sum. One
+/// large output raises its own tolerance only (the median moves only if
+/// half the nonzero outputs are large): with the old rule (1e-4 of the
+/// largest output for every element) a single outlier of 1e4 let every
+/// other output be off by 1.
 ///
 /// A NaN or an infinity in either output is a failure, whatever the rest.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,7 +30,7 @@ pub struct Agreement {
     pub max_rel: f64,
     /// The output's scale: the largest finite `|reference|`.
     pub scale: f64,
-    /// A typical output's magnitude: the median `|reference|` (finite ones).
+    /// A typical output's magnitude: the median of the finite, nonzero `|reference|`.
     pub typical: f64,
     /// The largest `|jit - reference|` as a fraction of that element's
     /// [`tolerance`]: at most 1 when every element is within its tolerance.
@@ -66,8 +68,10 @@ impl Agreement {
             .map(|x| f64::from(x.abs()))
             .collect();
         magnitudes.sort_by(f64::total_cmp);
-        let typical = magnitudes.get(magnitudes.len() / 2).copied().unwrap_or(0.0);
         let scale = magnitudes.last().copied().unwrap_or(0.0);
+        let zeros = magnitudes.partition_point(|m| *m == 0.0);
+        let nonzero = &magnitudes[zeros..];
+        let typical = nonzero.get(nonzero.len() / 2).copied().unwrap_or(0.0);
         let (mut max_abs, mut max_rel, mut worst) = (0.0f64, 0.0f64, 0.0f64);
         let mut non_finite = 0;
         for (a, b) in actual.iter().zip(expected) {
@@ -174,5 +178,9 @@ pub fn jit_against_reference_with(
     let mut jit = Model::with_options(graph.clone(), weights, jit_options)?;
     let expected = reference.forward(input)?;
     let actual = jit.forward(input)?;
-    Ok(Agreement::between(&actual, &expected, jit.backend().clone()))
+    Ok(Agreement::between(
+        &actual,
+        &expected,
+        jit.backend().clone(),
+    ))
 }

@@ -565,7 +565,8 @@ fn every_step_runs_compiled_and_large_kernels_split() {
         let plan = cnnjit::compiler::plan::plan(&graph).unwrap();
         let weights = random_weights(&graph, 1);
         let params = load_params(&graph, &plan, &weights, LoadOptions::default()).unwrap();
-        let compiled = jit::compile(&graph, &plan, &params, &weights, false, true, Winograd::Any).unwrap();
+        let compiled =
+            jit::compile(&graph, &plan, &params, &weights, false, true, Winograd::Any).unwrap();
         let reference = compiled
             .steps
             .iter()

@@ -28,8 +28,14 @@ fn widest(text: &str) -> usize {
 /// `text` names the label by its clipped form, never in full.
 fn assert_clipped(text: &str) {
     let clipped = format!("{}…", &label()[..MAX_CELL - 1]);
-    assert!(text.contains(&clipped), "no clipped label in:\n{text:.2000}");
-    assert!(!text.contains(&label()[..MAX_CELL]), "the label is not clipped");
+    assert!(
+        text.contains(&clipped),
+        "no clipped label in:\n{text:.2000}"
+    );
+    assert!(
+        !text.contains(&label()[..MAX_CELL]),
+        "the label is not clipped"
+    );
     assert!(widest(text) < 400, "a line of {} characters", widest(text));
 }
 
