@@ -5,7 +5,8 @@
 //! kernels), the epilogue fused into it, and its multiply-accumulates.
 //!
 //! A report is read off the engine after the fact and owns its data; making
-//! one changes nothing about how the model runs.
+//! one changes nothing about how the model runs. Its tables clip layer names
+//! and epilogues to `summary::MAX_CELL` characters.
 
 use crate::exec::Engine;
 use crate::jit::Lowering;
