@@ -90,9 +90,9 @@ fn conv_add_relu(c: &mut Criterion) {
         let mut sum = vec![0.0; side * side * k];
         let bias = vec![0.1; k];
         let fused_spec = conv(side, channels, k, kernel, vec![Epilogue::Add, relu]);
-        let mut fused = Compiled::new(choice::kernel(fused_spec), &weight, &bias);
+        let mut fused = Compiled::new(choice::kernel(fused_spec, 4), &weight, &bias);
         let alone_spec = conv(side, channels, k, kernel, Vec::new());
-        let mut alone = Compiled::new(choice::kernel(alone_spec), &weight, &bias);
+        let mut alone = Compiled::new(choice::kernel(alone_spec, 4), &weight, &bias);
         let shape = Shape::Volume {
             h: side as u32,
             w: side as u32,

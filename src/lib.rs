@@ -24,7 +24,7 @@ pub use cnnjit_import as import;
 pub use cnnjit_macros::cnn;
 pub use cnnjit_runtime as runtime;
 pub use cnnjit_runtime::{
-    ir, Error, Graph, LayerInfo, Model, Options, Shape, Summary, Tensor, Weights,
+    ir, Error, Graph, LayerInfo, Model, Options, Shape, Summary, Tensor, Weights, Winograd,
 };
 
 pub mod bench;

@@ -3,7 +3,7 @@
 //! y: measured latency when benchmarked, else parameters; bubble area:
 //! parameters). Used by `cnnjit compare`.
 
-use crate::compiler::summary::{thousands, Summary};
+use crate::compiler::summary::{clip, thousands, Summary, MAX_CELL};
 use plotters::prelude::*;
 use std::fmt::Write;
 
@@ -46,7 +46,8 @@ pub fn sort_by_flops(rows: &mut [Row]) {
     rows.sort_by(|a, b| a.flops.cmp(&b.flops).then_with(|| a.name.cmp(&b.name)));
 }
 
-/// The comparison as a Markdown table (readable in a terminal too).
+/// The comparison as a Markdown table (readable in a terminal too); names
+/// are clipped to [`MAX_CELL`] characters.
 pub fn table(rows: &[Row]) -> String {
     let bench = rows.iter().any(|r| r.latency_ms.is_some());
     let mut out =
@@ -62,7 +63,7 @@ pub fn table(rows: &[Row]) -> String {
         let _ = write!(
             out,
             "| {} | {} | {} | {} | {:.2} | {:.1} |",
-            r.name,
+            clip(&r.name, MAX_CELL),
             thousands(r.params),
             thousands(r.macs),
             thousands(r.flops),
@@ -145,7 +146,7 @@ pub fn bubble_chart(rows: &[Row]) -> Result<String, String> {
                 .map_err(|e| err(&e))?;
             chart
                 .draw_series(std::iter::once(Text::new(
-                    r.name.clone(),
+                    clip(&r.name, MAX_CELL).into_owned(),
                     (xs[i], ys[i]),
                     ("sans-serif", 14).into_font().color(&BLACK),
                 )))

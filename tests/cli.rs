@@ -302,3 +302,48 @@ fn import_writes_the_net_and_its_weights_and_prints_the_summary() {
     assert!(stderr.contains("not an ONNX model"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn winograd_option_bounds_the_algorithm() {
+    // VGG's 56x56x128 layer: F(4x4) by default, F(2x2) with `f2`, direct
+    // (`direct` or `direct-avx2`) with `off`.
+    let path = temp_file(
+        "winograd.cnn",
+        "Net(56x56x128) { conv(128, 3x3, pad = 1) }\n",
+    );
+    for (flag, algorithm) in [
+        ("any", "winograd-f4x4"),
+        ("f2", "winograd-f2x2"),
+        ("off", "direct"),
+    ] {
+        let out = cnnjit(&[
+            "bench",
+            path.to_str().unwrap(),
+            "--plan",
+            "--winograd",
+            flag,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let row = text.lines().nth(1).unwrap_or_default();
+        assert!(row.contains(&format!(" {algorithm}")), "{flag}: {text}");
+    }
+    std::fs::remove_file(path).ok();
+    let small = temp_file(
+        "winograd-check.cnn",
+        "Net(16x16x16) { conv(16, 3x3, pad = 1), relu }\n",
+    );
+    for flag in ["any", "f2", "off"] {
+        let out = cnnjit(&["check", small.to_str().unwrap(), "--winograd", flag]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(": ok"),
+            "{flag}: {text}"
+        );
+    }
+    std::fs::remove_file(small).ok();
+}

@@ -475,3 +475,23 @@ fn check_and_bench_refuse_random_weights_beyond_memory() {
         );
     }
 }
+
+#[test]
+fn an_output_that_is_not_finite_has_no_top_classes() {
+    // A NaN in the input: every class of the softmax is NaN (printed as
+    // class 0 before).
+    let fx = Fixture::new("nan");
+    let mut x = images(2, 4);
+    x[5] = f32::NAN;
+    let input = fx.write_f32("x.npy", &[2, 2, 2, 1], &x);
+    let out = fx.run("Tiny", "tiny.safetensors", &input, &[]);
+    assert_fails(&out, &["image 1", "not finite", "3 of its 3 values"]);
+    // Finite weights whose products overflow to infinity.
+    let mut huge = Weights::new();
+    huge.insert("fc.weight", vec![2, 4], vec![3e38; 8]).unwrap();
+    huge.insert("fc.bias", vec![2], vec![0.0, 0.0]).unwrap();
+    huge.save(fx.path("huge.safetensors")).unwrap();
+    let input = fx.write_f32("v.npy", &[4], &[1.0, 2.0, 3.0, 4.0]);
+    let out = fx.run("Flat", "huge.safetensors", &input, &[]);
+    assert_fails(&out, &["image 0", "not finite", "2 of its 2 values"]);
+}

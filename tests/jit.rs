@@ -189,7 +189,7 @@ proptest! {
             slice: None,
         };
         // Shapes the cost model gives to a direct kernel are tested above.
-        prop_assume!(matches!(MEASURED.choose(&spec), Algorithm::Winograd { .. }));
+        prop_assume!(matches!(MEASURED.choose(&spec, 4), Algorithm::Winograd { .. }));
         let conv = format!("conv({k}, 3x3, pad = {pad}, bias = {bias}){}", EPILOGUES[epilogue]);
         let source = if residual {
             format!("Net({h}x{w}x{c}) {{ residual {{ {conv} }}, relu }}")
@@ -303,7 +303,7 @@ proptest! {
             native: false,
             slice: None,
         };
-        prop_assume!(matches!(MEASURED.choose(&spec), Algorithm::Winograd { .. }));
+        prop_assume!(matches!(MEASURED.choose(&spec, 4), Algorithm::Winograd { .. }));
         let source = format!(
             "Net({h}x{w}x{c}) {{ concat {{ [conv(5, 1x1)], [conv({k}, 3x3, pad = 1){}], [maxpool(3x3, stride = 1, pad = 1)] }} }}",
             EPILOGUES[epilogue]
@@ -566,7 +566,11 @@ fn every_step_runs_compiled_and_large_kernels_split() {
         let weights = random_weights(&graph, 1);
         let params = load_params(&graph, &plan, &weights, LoadOptions::default()).unwrap();
         let mut budget = cnnjit::runtime::memory::Budget::new(None);
-        let compiled = jit::compile(&graph, &plan, &params, &weights, false, true, &mut budget);
+        let options = Options {
+            native_tile: false,
+            ..Options::default()
+        };
+        let compiled = jit::compile(&graph, &plan, &params, &weights, &options, &mut budget);
         let compiled = compiled.unwrap();
         let reference = compiled
             .steps

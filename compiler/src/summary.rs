@@ -2,13 +2,37 @@
 //! hyper-parameters, output shape, parameters, FLOPs) with totals, and a
 //! footer like Keras' and torchinfo's.
 //!
+//! Every table the project prints clips its cells with [`clip`] to
+//! [`MAX_CELL`] characters, so a layer named with 65,536 characters prints
+//! as its first characters and an ellipsis rather than a line of that width.
+//!
 //! [`LayerInfo`] and [`Summary`] are plain data that a `const` can hold, so
 //! the `cnn!` macro emits them as literals; the CLI builds them with
 //! [`Summary::of`] from the same figures.
 
 use crate::cost::Figures;
 use crate::ir::{Graph, List, Shape, Str};
+use std::borrow::Cow;
 use std::fmt;
+
+/// The widest cell, in characters, that a table prints; longer text is
+/// clipped by [`clip`].
+pub const MAX_CELL: usize = 48;
+
+/// `text` as a table cell of at most `max` characters (`max` at least 1):
+/// unchanged if it fits, else its first `max - 1` characters and `…`.
+pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => Cow::Borrowed(text),
+        Some(_) => {
+            let keep = text
+                .char_indices()
+                .nth(max.saturating_sub(1))
+                .map_or(text.len(), |(at, _)| at);
+            Cow::Owned(format!("{}…", &text[..keep]))
+        }
+    }
+}
 
 /// One row of the summary table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,6 +162,7 @@ impl fmt::Display for Summary {
                     thousands(l.params),
                     thousands(l.flops),
                 ]
+                .map(|cell| clip(&cell, MAX_CELL).into_owned())
             })
             .collect();
         let header = ["Layer", "Hyper-parameters", "Output", "Params", "FLOPs"];
@@ -178,7 +203,7 @@ impl fmt::Display for Summary {
             )
         };
         let rule = "-".repeat(widths.iter().sum::<usize>() + 8);
-        writeln!(f, "{}", self.name)?;
+        writeln!(f, "{}", clip(&self.name, MAX_CELL))?;
         line(f, &header.map(String::from))?;
         writeln!(f, "{rule}")?;
         line(f, &input)?;
@@ -225,7 +250,16 @@ impl fmt::Display for Summary {
 
 #[cfg(test)]
 mod tests {
-    use super::thousands;
+    use super::{clip, thousands};
+
+    #[test]
+    fn clip_keeps_short_text_and_ends_long_text_with_an_ellipsis() {
+        assert_eq!(clip("conv1", 5), "conv1");
+        assert_eq!(clip("conv12", 5), "conv…");
+        assert_eq!(clip("ééééé", 5), "ééééé");
+        assert_eq!(clip("éééééé", 5), "éééé…");
+        assert_eq!(clip("abc", 0), "…");
+    }
 
     #[test]
     fn thousands_groups_digits() {

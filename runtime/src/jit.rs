@@ -3,7 +3,8 @@
 //! kernel fuses. Steps the JIT does not serve (yet) keep the reference kernels.
 //!
 //! A convolution's algorithm (direct, 1x1 GEMM or Winograd) is the static
-//! cost model's choice ([`choice::kernel`]), a function of its spec alone.
+//! cost model's choice ([`choice::kernel`]), a function of its spec and of
+//! [`Options::winograd`](crate::model::Options::winograd) alone.
 //! A step is compiled when its anchor is a `conv`, `dwconv`, `dense`, a
 //! pool, an `add` or a `scale` (the second operand as `extra`), or an `lrn`
 //! whose base is positive ([`LrnSpec::new`]); its
@@ -31,6 +32,7 @@
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Op};
 use crate::memory::Budget;
+use crate::model::{Options, Winograd};
 use crate::params::{LayerParams, Params, Weight};
 use crate::weights::Weights;
 use cnnjit_compiler::codegen::choice;
@@ -217,9 +219,10 @@ fn internal(graph: &Graph, id: NodeId, reason: impl std::fmt::Display) -> Error 
     }
 }
 
-/// Lowers and compiles every step the JIT serves: convolutions get the
-/// native GEMM tile if `native_tile` and the host has it; with
-/// `fuse_separable`, each separable pair the plan marks becomes one kernel.
+/// Lowers and compiles every step the JIT serves, as `options` says:
+/// convolutions get the native GEMM tile if `native_tile` and the host has
+/// it; with `fuse_separable`, each separable pair the plan marks becomes one
+/// kernel; `winograd` bounds the Winograd tiles the cost model may choose.
 /// Weights that `params` left in the file ([`Weight::InFile`]) are packed
 /// from `file`, folding their bn as they are packed. The packed weights'
 /// bytes are taken from `budget` before any is packed.
@@ -234,10 +237,15 @@ pub fn compile(
     plan: &Plan,
     params: &Params,
     file: &Weights,
-    native_tile: bool,
-    fuse_separable: bool,
+    options: &Options,
     budget: &mut Budget,
 ) -> Result<Compiled> {
+    let Options {
+        native_tile,
+        fuse_separable,
+        winograd,
+        ..
+    } = *options;
     let start = Instant::now();
     let mut jit = Jit::new().map_err(|e| Error::Internal {
         layer: graph.name.to_string(),
@@ -246,7 +254,7 @@ pub fn compile(
     let mut packed = plan
         .steps
         .iter()
-        .map(|step| lower(graph, plan, params, file, step, native_tile))
+        .map(|step| lower(graph, plan, params, file, step, native_tile, winograd))
         .collect::<Result<Vec<_>>>()?;
     let mut in_next = vec![false; packed.len()];
     for (s, step) in plan.steps.iter().enumerate().skip(1) {
@@ -471,6 +479,7 @@ fn lower<'p>(
     file: &'p Weights,
     step: &Step,
     native_tile: bool,
+    winograd: Winograd,
 ) -> Result<Option<Packed<'p>>> {
     let anchor_id = step.nodes[0];
     let anchor = graph.node(anchor_id);
@@ -538,13 +547,10 @@ fn lower<'p>(
         (Op::Conv2d(conv), Some(_)) => {
             match DepthwiseSpec::of_conv(conv, input, anchor.output, epilogue.clone()) {
                 Some(spec) => Kernel::Depthwise(spec),
-                None => choice::kernel(ConvSpec::of_conv(
-                    conv,
-                    input,
-                    anchor.output,
-                    epilogue,
-                    native_tile,
-                )),
+                None => choice::kernel(
+                    ConvSpec::of_conv(conv, input, anchor.output, epilogue, native_tile),
+                    winograd.largest_tile(),
+                ),
             }
         }
         (Op::Dense(dense), Some(_)) => {

@@ -33,5 +33,5 @@ pub mod report;
 pub mod weights;
 
 pub use error::{Error, Result};
-pub use model::{Model, Options};
+pub use model::{Model, Options, Winograd};
 pub use weights::{Tensor, Weights};

@@ -55,6 +55,37 @@ pub struct Options {
     /// physical memory where it is known (Linux), else no limit but the
     /// allocator's. More is an [`Error::OutOfMemory`].
     pub memory_limit: Option<u64>,
+    /// Which Winograd convolutions the cost model may choose (default: any).
+    pub winograd: Winograd,
+}
+
+/// Which Winograd convolutions a model may use for its 3x3 stride-1
+/// convolutions. Winograd's error grows with the largest input of each tile's
+/// patch (6x6 for F(4x4), 4x4 for F(2x2)) rather than of each output's 3x3
+/// window, so one large input perturbs the outputs of its whole tile; the
+/// bound is in `cnnjit_compiler::codegen::winograd`'s "Numerics" and the
+/// README. `Off` keeps every convolution direct, whose outputs depend only
+/// on their own windows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Winograd {
+    /// F(2x2) or F(4x4), whichever the cost model prefers (the default).
+    #[default]
+    Any,
+    /// F(2x2) at most: about 50x less error than F(4x4) on an outlier.
+    F2x2Only,
+    /// No Winograd: the direct convolution's accuracy.
+    Off,
+}
+
+impl Winograd {
+    /// The largest output tile allowed: 4, 2, or 0 for none.
+    pub fn largest_tile(self) -> usize {
+        match self {
+            Winograd::Any => 4,
+            Winograd::F2x2Only => 2,
+            Winograd::Off => 0,
+        }
+    }
 }
 
 impl Default for Options {
@@ -66,6 +97,7 @@ impl Default for Options {
             native_tile: true,
             fuse_separable: true,
             memory_limit: None,
+            winograd: Winograd::Any,
         }
     }
 }
@@ -167,15 +199,7 @@ impl Model {
     #[cfg(feature = "jit")]
     fn compile(&mut self, options: Options, weights: &Weights, budget: &mut Budget) -> Result<()> {
         let e = &mut self.engine;
-        match crate::jit::compile(
-            &e.graph,
-            &e.plan,
-            &e.params,
-            weights,
-            options.native_tile,
-            options.fuse_separable,
-            budget,
-        ) {
+        match crate::jit::compile(&e.graph, &e.plan, &e.params, weights, &options, budget) {
             Ok(compiled) => {
                 self.backend = Backend::Jit {
                     kernels: compiled.kernels,
@@ -265,14 +289,25 @@ impl Model {
         net: Option<&str>,
         weights: &Weights,
     ) -> Result<Model> {
+        Model::from_file_with_options(path, net, weights, Options::default())
+    }
+
+    /// [`Model::from_file`] with options.
+    pub fn from_file_with_options(
+        path: impl AsRef<Path>,
+        net: Option<&str>,
+        weights: &Weights,
+        options: Options,
+    ) -> Result<Model> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        Model::new(
+        Model::with_options(
             graph_from_source(&text, &path.display().to_string(), net)?,
             weights,
+            options,
         )
     }
 

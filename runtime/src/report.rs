@@ -5,13 +5,14 @@
 //! kernels), the epilogue fused into it, and its multiply-accumulates.
 //!
 //! A report is read off the engine after the fact and owns its data; making
-//! one changes nothing about how the model runs.
+//! one changes nothing about how the model runs. Its tables clip layer names
+//! and epilogues to `summary::MAX_CELL` characters.
 
 use crate::exec::Engine;
 use crate::jit::Lowering;
 use cnnjit_compiler::codegen::{Algorithm, Kernel, Tile};
 use cnnjit_compiler::plan::Step;
-use cnnjit_compiler::summary::thousands;
+use cnnjit_compiler::summary::{clip, thousands, MAX_CELL};
 use std::fmt::{self, Write as _};
 
 /// How a step runs.
@@ -232,6 +233,7 @@ impl fmt::Display for Profile {
 /// The table of `report`, with timing columns if `profile` is given: one
 /// row per step, then a footer. The epilogue column lists the fused layers,
 /// then (`then ... (ref)`) those the reference kernels apply afterwards.
+/// Layer names and epilogues are clipped to [`MAX_CELL`] characters.
 fn table(
     f: &mut fmt::Formatter<'_>,
     report: &KernelReport,
@@ -245,19 +247,20 @@ fn table(
             }
             let _ = write!(text, "then {} (ref)", s.unfused.join("+"));
         }
-        text
+        clip(&text, MAX_CELL).into_owned()
     };
+    let layer = |s: &StepKernel| clip(&s.layers[0], MAX_CELL).into_owned();
     let width = report
         .steps
         .iter()
-        .map(|s| s.layers[0].len())
+        .map(|s| layer(s).chars().count())
         .max()
         .unwrap_or(0)
         .max(5);
     let epi_width = report
         .steps
         .iter()
-        .map(|s| epilogue(s).len())
+        .map(|s| epilogue(s).chars().count())
         .max()
         .unwrap_or(0)
         .max(8);
@@ -275,7 +278,7 @@ fn table(
         write!(
             f,
             "{i:>4}  {:<width$}  {:<14}  {:<13}  {:<10}  {:<epi_width$}  {:>13}",
-            s.layers[0],
+            layer(s),
             s.kind,
             s.algorithm(),
             tile,
@@ -302,7 +305,7 @@ fn table(
     write!(
         f,
         "{}: {} steps, {} compiled ({} distinct kernels), {} on the reference kernels",
-        report.net,
+        clip(&report.net, MAX_CELL),
         report.steps.len(),
         report.compiled_steps(),
         report.distinct_kernels,

@@ -11,6 +11,11 @@
 //! | F(2x2)    | 5.4e-7                      | 5e-6      |
 //! | F(4x4)    | 9.0e-6                      | 3e-5      |
 //!
+//! Each algorithm is also checked within its documented worst-case bound
+//! (`codegen::winograd`'s "Numerics") on a layer with one input of 1e4, and
+//! `Options::winograd` against its effect: without Winograd an outlier moves
+//! only the outputs of its 3x3 window, with F(4x4) those of its tiles.
+//!
 //! Run with `--nocapture` to see the measured errors.
 
 #![cfg(feature = "jit")]
@@ -21,6 +26,9 @@ use cnnjit_compiler::codegen::vector::Act;
 use cnnjit_compiler::codegen::winograd::WinogradSpec;
 use cnnjit_compiler::codegen::{Epilogue, Jit, Kernel};
 use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers};
+use cnnjit_runtime::params::random_weights;
+use cnnjit_runtime::report::Path;
+use cnnjit_runtime::{Model, Options, Winograd};
 
 /// A 3x3 stride-1 convolution of `[h, w, c]` to `k` channels with padding `pad`.
 fn spec(input: [usize; 3], k: usize, pad: usize, epilogue: Vec<Epilogue>) -> ConvSpec {
@@ -191,4 +199,187 @@ fn the_epilogue_follows_the_output_transform() {
             );
         }
     }
+}
+
+/// `u`, the unit roundoff of `f32`.
+const U: f64 = f32::EPSILON as f64 / 2.0;
+
+/// `gamma(n) = n u / (1 - n u)`, the bound on `n` successive roundings.
+fn gamma(n: usize) -> f64 {
+    n as f64 * U / (1.0 - n as f64 * U)
+}
+
+/// The error bound of every output of `kernel` (the module doc of
+/// `codegen::winograd`, "Numerics"): `gamma(N) c_m P W_k`, with `P` the
+/// largest `|input|` of the output's tile's patch (the direct kernel: of its
+/// 3x3 window), `W_k` the sum of `|weights|` of its channel, and `c_m`, `N`:
+/// direct 1 and `9C + 1`; F(2x2) 16 and `C + 20`; F(4x4) 7744/9 and `C + 20`.
+fn bounds(spec: &ConvSpec, kernel: &Kernel, input: &[f32], weight: &[f32]) -> Vec<f64> {
+    let [h, w, c] = spec.input;
+    let [ho, wo, k] = spec.output;
+    let (m, c_m, n) = match kernel.algorithm() {
+        Algorithm::Winograd { tile: 2 } => (2, 16.0, c + 20),
+        Algorithm::Winograd { tile: 4 } => (4, 7744.0 / 9.0, c + 20),
+        _ => (1, 1.0, 9 * c + 1),
+    };
+    let alpha = m + 2;
+    let largest = |oy: usize, ox: usize| {
+        // The patch of the tile holding output (oy, ox), inside the input.
+        let (ty, tx) = (oy / m * m, ox / m * m);
+        let mut p = 0.0f64;
+        for iy in (ty..ty + alpha).filter_map(|y| y.checked_sub(spec.pad[0])) {
+            for ix in (tx..tx + alpha).filter_map(|x| x.checked_sub(spec.pad[1])) {
+                if iy < h && ix < w {
+                    let at = (iy * w + ix) * c;
+                    for v in &input[at..at + c] {
+                        p = p.max(f64::from(v.abs()));
+                    }
+                }
+            }
+        }
+        p
+    };
+    let sums: Vec<f64> = weight
+        .chunks(c * 9)
+        .map(|g| g.iter().map(|x| f64::from(x.abs())).sum())
+        .collect();
+    let mut out = Vec::with_capacity(ho * wo * k);
+    for oy in 0..ho {
+        for ox in 0..wo {
+            let p = largest(oy, ox);
+            out.extend(sums.iter().map(|s| gamma(n) * c_m * p * s));
+        }
+    }
+    out
+}
+
+#[test]
+fn an_outlier_errs_within_the_documented_bound() {
+    // 16x16x64 -> 64 with one input of 1e4: every output of every algorithm
+    // is within its bound, which for F(4x4) is relative to the outlier in the
+    // outlier's tiles and to the inputs of order one elsewhere.
+    let spec = spec([16, 16, 64], 64, 1, Vec::new());
+    let mut input = values(16 * 16 * 64, 11, 1.0);
+    input[(7 * 16 + 6) * 64 + 5] = 1e4;
+    let weight = values(64 * 64 * 9, 12, (6.0f32 / (9.0 * 64.0)).sqrt());
+    let bias = vec![0.0; 64];
+    let want = conv_f64(&spec, &input, &weight, &bias);
+    for kernel in kernels(&spec) {
+        let params = kernel.pack_vector(&bias);
+        let got = run(&kernel, &input, &weight, &params, &[]);
+        let bound = bounds(&spec, &kernel, &input, &weight);
+        let mut worst = 0.0f64;
+        for (i, ((g, w), b)) in got.iter().zip(&want).zip(&bound).enumerate() {
+            let error = (f64::from(*g) - w).abs();
+            worst = worst.max(error / b);
+            assert!(
+                error <= *b,
+                "{:?}: output {i} errs by {error:e}, over its bound {b:e}",
+                kernel.algorithm()
+            );
+        }
+        eprintln!(
+            "{:?}: the largest error is {worst:.1e} of its bound",
+            kernel.algorithm()
+        );
+    }
+}
+
+/// A model of one `side x side x c -> c` 3x3 convolution with `winograd`.
+fn one_conv(side: usize, c: usize, winograd: Winograd) -> Model {
+    let source = format!("Net({side}x{side}x{c}) {{ conv({c}, 3x3, pad = 1) }}");
+    let graph = cnnjit_compiler::compile_source(&source)
+        .expect("the net compiles")
+        .remove(0)
+        .graph;
+    let weights = random_weights(&graph, 5);
+    let options = Options {
+        winograd,
+        ..Options::default()
+    };
+    Model::with_options(graph, &weights, options).expect("a model")
+}
+
+/// The outputs of `model` on `input` and on `input` with `outlier` at pixel
+/// (7, 6), channel 5.
+fn with_and_without(model: &mut Model, input: &[f32], outlier: f32) -> (Vec<f32>, Vec<f32>) {
+    let mut moved = input.to_vec();
+    moved[(7 * 16 + 6) * 64 + 5] = outlier;
+    (
+        model.forward(input).unwrap(),
+        model.forward(&moved).unwrap(),
+    )
+}
+
+/// Whether output pixel `(y, x)` is outside the 3x3 window of input (7, 6).
+fn outside_window(pixel: usize) -> bool {
+    let (y, x) = (pixel / 16, pixel % 16);
+    y.abs_diff(7) > 1 || x.abs_diff(6) > 1
+}
+
+#[test]
+fn options_bound_the_winograd_tile() {
+    for (winograd, allowed) in [
+        (Winograd::Any, [4, 2]),
+        (Winograd::F2x2Only, [2, 0]),
+        (Winograd::Off, [0, 0]),
+    ] {
+        let report = one_conv(56, 128, winograd).kernels();
+        let tile = match &report.steps[0].path {
+            Path::Compiled {
+                algorithm: Algorithm::Winograd { tile },
+                ..
+            } => *tile,
+            Path::Compiled { .. } => 0,
+            other => panic!("{winograd:?}: {other:?}"),
+        };
+        // VGG's 56x56x128 layer: F(4x4), F(2x2) when bounded to it, then
+        // direct (`choice`'s tests, by hand).
+        assert_eq!(tile, allowed[0], "{winograd:?}");
+    }
+}
+
+#[test]
+fn an_outlier_moves_its_window_without_winograd_and_its_tiles_with_it() {
+    let input = values(16 * 16 * 64, 13, 1.0);
+    for outlier in [1e4, f32::MAX] {
+        let mut model = one_conv(16, 64, Winograd::Off);
+        let (before, after) = with_and_without(&mut model, &input, outlier);
+        assert!(after.iter().all(|y| y.is_finite()), "{outlier}: not finite");
+        for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+            if outside_window(i / 64) {
+                assert_eq!(a.to_bits(), b.to_bits(), "{outlier}: output {i} moved");
+            }
+        }
+    }
+    // F(4x4), which the cost model picks for this layer, spreads it across
+    // the outputs of the tiles whose 6x6 patch holds it (rows 4..12 and
+    // columns 4..8, with pad 1), and no further.
+    let mut model = one_conv(16, 64, Winograd::Any);
+    assert!(matches!(
+        model.kernels().steps[0].path,
+        Path::Compiled {
+            algorithm: Algorithm::Winograd { tile: 4 },
+            ..
+        }
+    ));
+    let (_, after) = with_and_without(&mut model, &input, f32::MAX);
+    assert!(
+        after.iter().any(|y| !y.is_finite()),
+        "f32::MAX stays finite through F(4x4)"
+    );
+    let (before, after) = with_and_without(&mut model, &input, 1e4);
+    let in_tiles = |pixel: usize| (4..12).contains(&(pixel / 16)) && (4..8).contains(&(pixel % 16));
+    let mut moved = 0;
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        if !in_tiles(i / 64) {
+            assert_eq!(a.to_bits(), b.to_bits(), "output {i} moved");
+        } else if outside_window(i / 64) && a != b {
+            moved += 1;
+        }
+    }
+    assert!(
+        moved > 0,
+        "no output of the outlier's tiles outside its window moved"
+    );
 }

@@ -73,6 +73,10 @@ enum Command {
         /// How many classes to print per image (at most the output's size).
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
         top: u32,
+        /// Which Winograd convolutions the JIT may use: `off` for the direct
+        /// convolution's accuracy, `f2` for F(2x2) at most, `any` (default).
+        #[arg(long, value_enum, default_value_t = WinogradArg::Any)]
+        winograd: WinogradArg,
     },
     /// Run a net with random weights through the JIT and the reference kernels; compare.
     Check {
@@ -87,6 +91,10 @@ enum Command {
         /// Compile every kernel in pure Cranelift, without the native AVX2 GEMM tile.
         #[arg(long)]
         pure_cranelift: bool,
+        /// Which Winograd convolutions the JIT may use: `off` for the direct
+        /// convolution's accuracy, `f2` for F(2x2) at most, `any` (default).
+        #[arg(long, value_enum, default_value_t = WinogradArg::Any)]
+        winograd: WinogradArg,
     },
     /// Time a net: compile time, JIT and reference latency, GFLOP/s, fraction of peak.
     Bench {
@@ -121,6 +129,10 @@ enum Command {
         /// Skip timing the reference kernels (seconds per image on large nets).
         #[arg(long)]
         no_reference: bool,
+        /// Which Winograd convolutions the JIT may use: `off` for the direct
+        /// convolution's accuracy, `f2` for F(2x2) at most, `any` (default).
+        #[arg(long, value_enum, default_value_t = WinogradArg::Any)]
+        winograd: WinogradArg,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -163,6 +175,27 @@ enum Optimizer {
     Momentum,
     /// Adam: two copies (first and second moments).
     Adam,
+}
+
+/// `--winograd`: which Winograd convolutions the JIT may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum WinogradArg {
+    /// None: every convolution direct.
+    Off,
+    /// F(2x2) at most.
+    F2,
+    /// F(2x2) or F(4x4), as the cost model prefers.
+    Any,
+}
+
+impl From<WinogradArg> for cnnjit::Winograd {
+    fn from(arg: WinogradArg) -> cnnjit::Winograd {
+        match arg {
+            WinogradArg::Off => cnnjit::Winograd::Off,
+            WinogradArg::F2 => cnnjit::Winograd::F2x2Only,
+            WinogradArg::Any => cnnjit::Winograd::Any,
+        }
+    }
 }
 
 impl Optimizer {
@@ -441,10 +474,11 @@ fn run_model(
     input: &Path,
     output: Option<&Path>,
     top: usize,
+    options: cnnjit::Options,
 ) -> Result<String, String> {
     let params = cnnjit::Weights::from_file(weights).map_err(|e| weights_error(e, weights))?;
-    let mut model =
-        cnnjit::Model::from_file(file, net, &params).map_err(|e| weights_error(e, weights))?;
+    let mut model = cnnjit::Model::from_file_with_options(file, net, &params, options)
+        .map_err(|e| weights_error(e, weights))?;
     let array = npy::read_f32(input).map_err(|e| format!("error: {e}"))?;
     let graph = model.graph();
     let (input_dims, output_dims) = (graph.input_shape().dims(), graph.output_shape().dims());
@@ -476,6 +510,13 @@ fn run_model(
     }
     let mut out = String::new();
     for (i, scores) in outputs.chunks_exact(out_len.max(1)).enumerate() {
+        let bad = scores.iter().filter(|x| !x.is_finite()).count();
+        if bad > 0 {
+            return Err(format!(
+                "error: the output of image {i} is not finite: {bad} of its {} values are NaN or infinite, so it has no top classes",
+                scores.len()
+            ));
+        }
         let best: Vec<String> = top_k(scores, top)
             .into_iter()
             .map(|c| format!("{c} ({})", scores[c]))
@@ -578,6 +619,7 @@ fn run(cli: Cli) -> Result<String, String> {
             input,
             output,
             top,
+            winograd,
         } => run_model(
             &file,
             net.as_deref(),
@@ -585,24 +627,38 @@ fn run(cli: Cli) -> Result<String, String> {
             &input,
             output.as_deref(),
             top as usize,
+            cnnjit::Options {
+                winograd: winograd.into(),
+                ..cnnjit::Options::default()
+            },
         ),
         Command::Check {
             file,
             net,
             seed,
             pure_cranelift,
+            winograd,
         } => {
             let net = one_net(&file, net.as_deref())?;
             let options = cnnjit::Options {
                 native_tile: !pure_cranelift,
+                winograd: winograd.into(),
                 ..cnnjit::Options::default()
             };
             let a = cnnjit::check::jit_against_reference(&net.graph, seed, options)
                 .map_err(|e| format!("error: {e}"))?;
             let verdict = if a.within_tolerance { "ok" } else { "FAILED" };
+            let finite = if a.non_finite > 0 {
+                format!(
+                    "{} of {} outputs are NaN or infinite; ",
+                    a.non_finite, a.len
+                )
+            } else {
+                String::new()
+            };
             let report = format!(
-                "{}: JIT vs reference (seed {seed}, {:?}): output scale {:.3e}, max abs error {:.3e} ({:.1e} of the scale), max rel error {:.3e}: {verdict} (tolerance 1e-5 + 1e-4 x the scale)\n",
-                net.graph.name, a.backend, a.scale, a.max_abs, a.max_abs / a.scale.max(f64::MIN_POSITIVE), a.max_rel
+                "{}: JIT vs reference (seed {seed}, {:?}): {finite}output scale {:.3e} (median of the nonzero {:.3e}), max abs error {:.3e}, max rel error {:.3e}, worst error {:.2} of its tolerance: {verdict} (tolerance per output: 1e-5 + 1e-4 x max(|reference|, median nonzero |reference|))\n",
+                net.graph.name, a.backend, a.scale, a.typical, a.max_abs, a.max_rel, a.worst
             );
             if a.within_tolerance {
                 Ok(report)
@@ -620,6 +676,7 @@ fn run(cli: Cli) -> Result<String, String> {
             pure_cranelift,
             separate_pairs,
             no_reference,
+            winograd,
             json,
         } => bench(
             &one_net(&file, net.as_deref())?,
@@ -628,6 +685,7 @@ fn run(cli: Cli) -> Result<String, String> {
                     threads,
                     native_tile: !pure_cranelift,
                     fuse_separable: !separate_pairs,
+                    winograd: winograd.into(),
                     ..cnnjit::Options::default()
                 },
                 batches: batch.into_iter().map(|b| b as usize).collect(),

@@ -16,7 +16,11 @@
 //! re-read them (Winograd: once per tile row; the direct kernel: once, or
 //! once per row unless [`ConvSpec::weights_stationary`]). Deep in ResNet-50,
 //! F(4x4)'s 36/9 larger weights, re-read per tile row, make it memory bound.
-//! The cheapest estimate wins; ties go to the simpler algorithm.
+//! The cheapest estimate wins; ties go to the simpler algorithm. The caller
+//! may bound the Winograd tile (`largest_tile`: 0 for none, 2 for F(2x2)
+//! only, 4 for either), for users who need the direct convolution's accuracy
+//! (F(4x4)'s error grows with the largest input of its 6x6 patch, see
+//! [`super::winograd`]'s "Numerics").
 //!
 //! Invariant: the choice depends only on the spec, so a model compiles the
 //! same code on every run, and [`kernel`] returns a Winograd kernel only for
@@ -110,8 +114,9 @@ impl CostModel {
             + (passes.max(1) - 1) as f64 * bytes / self.reread_bytes_per_ns
     }
 
-    /// The cheapest algorithm for `spec`.
-    pub fn choose(&self, spec: &ConvSpec) -> Algorithm {
+    /// The cheapest algorithm for `spec`, Winograd tiles no larger than
+    /// `largest_tile` (0: no Winograd).
+    pub fn choose(&self, spec: &ConvSpec, largest_tile: usize) -> Algorithm {
         if spec.kernel == [1, 1] && spec.stride == [1, 1] {
             return Algorithm::Gemm;
         }
@@ -121,6 +126,7 @@ impl CostModel {
             Algorithm::Winograd { tile: 4 },
         ]
         .into_iter()
+        .filter(|a| !matches!(a, Algorithm::Winograd { tile } if *tile > largest_tile))
         .filter_map(|a| Some((a, self.estimate(spec, a)?)))
         .fold(None, |best: Option<(Algorithm, f64)>, (a, t)| match best {
             Some((_, bt)) if bt <= t => best,
@@ -130,9 +136,10 @@ impl CostModel {
     }
 }
 
-/// The kernel that computes `spec` by the algorithm [`MEASURED`] chooses.
-pub fn kernel(spec: ConvSpec) -> Kernel {
-    match MEASURED.choose(&spec) {
+/// The kernel that computes `spec` by the algorithm [`MEASURED`] chooses,
+/// Winograd tiles no larger than `largest_tile` (0: no Winograd).
+pub fn kernel(spec: ConvSpec, largest_tile: usize) -> Kernel {
+    match MEASURED.choose(&spec, largest_tile) {
         Algorithm::Winograd { tile } => match WinogradSpec::of_conv(&spec, tile) {
             Some(w) => Kernel::Winograd(w),
             None => Kernel::Conv(spec),
@@ -169,13 +176,18 @@ mod tests {
         // 4.0 ms) + 7056 (32 + 32) vectors 1.5 ns = 0.68 ms; F(2x2) 28² 16 =
         // 12544 points: 205.5M MACs, 13.7 ms (native: 7.1 ms) + 1.2 ms.
         let vgg = conv([56, 56, 128], 128, 3, 1, 1);
-        assert_eq!(MEASURED.choose(&vgg), Algorithm::Winograd { tile: 4 });
-        assert!(matches!(kernel(vgg.clone()), Kernel::Winograd(w) if w.tile == 4));
+        assert_eq!(MEASURED.choose(&vgg, 4), Algorithm::Winograd { tile: 4 });
+        assert!(matches!(kernel(vgg.clone(), 4), Kernel::Winograd(w) if w.tile == 4));
         let native = ConvSpec {
             native: true,
             ..vgg
         };
-        assert_eq!(MEASURED.choose(&native), Algorithm::Winograd { tile: 4 });
+        assert_eq!(MEASURED.choose(&native, 4), Algorithm::Winograd { tile: 4 });
+        // Bounded, the choice takes the best allowed algorithm: F(2x2) 8.3 ms
+        // native against the direct kernel's 8.6 ms, or the direct kernel.
+        assert_eq!(MEASURED.choose(&native, 2), Algorithm::Winograd { tile: 2 });
+        assert_eq!(MEASURED.choose(&native, 0), Algorithm::Direct);
+        assert!(matches!(kernel(native, 0), Kernel::Conv(_)));
         // ResNet's stem, 7x7 stride 2: only the direct kernel computes it.
         // VGG's first layer, 3 input channels: direct 224² 64 3 9 = 86.7M MACs
         // / 54 = 1.6 ms native; F(4x4) 56² 36 = 112896 points: 21.7M MACs / 29
@@ -185,13 +197,13 @@ mod tests {
             native: true,
             ..first
         };
-        assert_eq!(MEASURED.choose(&first), Algorithm::Direct);
+        assert_eq!(MEASURED.choose(&first, 4), Algorithm::Direct);
         let stem = conv([224, 224, 3], 64, 7, 2, 3);
-        assert_eq!(MEASURED.choose(&stem), Algorithm::Direct);
-        assert!(matches!(kernel(stem), Kernel::Conv(_)));
+        assert_eq!(MEASURED.choose(&stem, 4), Algorithm::Direct);
+        assert!(matches!(kernel(stem, 4), Kernel::Conv(_)));
         // A 1x1 convolution is a GEMM.
         let pointwise = conv([28, 28, 256], 128, 1, 1, 0);
-        assert_eq!(MEASURED.choose(&pointwise), Algorithm::Gemm);
+        assert_eq!(MEASURED.choose(&pointwise, 4), Algorithm::Gemm);
         // Deep in ResNet-50, weights bound the time. 14x14x256 -> 256, native:
         // F(2x2) 7² tiles 16 points 256 256 = 51.4M MACs / 29 = 1.77 ms +
         // 784 (64 + 64) vectors 1.5 ns = 0.15 ms = 1.92 ms, its 4.2 MB of
@@ -205,15 +217,15 @@ mod tests {
             ..spec
         };
         let layer3 = native(conv([14, 14, 256], 256, 3, 1, 1));
-        assert_eq!(MEASURED.choose(&layer3), Algorithm::Winograd { tile: 2 });
+        assert_eq!(MEASURED.choose(&layer3, 4), Algorithm::Winograd { tile: 2 });
         // 7x7x512 -> 512: direct 2.14 ms compute, 9.4 MB read once 0.94 ms;
         // F(2x2) 4² tiles 16 points: 67.1M MACs 2.31 ms, 16.8 MB read 4 times
         // 1.68 + 2.01 = 3.69 ms; F(4x4) 2² tiles: 37.7 MB read twice, 5.28 ms.
         let layer4 = native(conv([7, 7, 512], 512, 3, 1, 1));
-        assert_eq!(MEASURED.choose(&layer4), Algorithm::Direct);
+        assert_eq!(MEASURED.choose(&layer4, 4), Algorithm::Direct);
         // A 3x3 stride-2 convolution has no Winograd form here.
         assert_eq!(
-            MEASURED.choose(&conv([56, 56, 64], 128, 3, 2, 1)),
+            MEASURED.choose(&conv([56, 56, 64], 128, 3, 2, 1), 4),
             Algorithm::Direct
         );
     }

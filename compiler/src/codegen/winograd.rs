@@ -28,8 +28,30 @@
 //! `V` and `M` is about 0.5 MB for 56x56x128, so it stays in L2.
 //!
 //! Numerics: the transforms' constants make F(4x4) lose about three more
-//! bits than the direct convolution; the error measured against `f64` is
-//! given in BENCHMARKS.md ("Winograd").
+//! bits than the direct convolution on inputs of one scale; the error
+//! measured against `f64` is given in BENCHMARKS.md ("Winograd"). The error
+//! scales with the largest input of a tile's `alpha x alpha` patch, not with
+//! each output's own 3x3 window: to first order, with `u = 2^-24`,
+//! `γ(n) = n u / (1 - n u)`, `C` input channels, `P` the largest `|input|`
+//! of the patch and `W_k` the sum of `|weights|` of output channel `k`,
+//!
+//! `|computed - exact| <= γ(C + 20) · c_m · P · W_k`, `c_2 = 16`, `c_4 = 7744/9`
+//!
+//! (the direct kernel: `γ(9C + 1) · P_window · W_k`). Derivation: each
+//! rounding is relative to the absolute values of its terms, so the error is
+//! at most `γ(N)` times `|Aᵀ| [Σ_c |U_c| ⊙ |V_c|] |A|`, `N` the roundings on
+//! a path (1 for `U`, rounded once from `f64`; 8 for `V`, two products of at
+//! most 4 terms; `C` for the channel sum; 10 for the output transform, two
+//! products of at most 5 terms; 1 for the bias). `|V_c|ᵢⱼ <= βᵢ βⱼ P` with
+//! `βᵢ` the sum of `|Bᵀ|`'s row `i`; `|U_c|ᵢⱼ <= κᵢ κⱼ Σ|g_c|` with `κᵢ` the
+//! largest `|G|` of row `i`, which sums over channels to `W_k`; so
+//! `c_m = (maxₚ Σᵢ |Aᵀₚᵢ| βᵢ κᵢ)²`: `4²` for F(2x2), `(88/3)²` for F(4x4)
+//! (`Aᵀ`'s last row against `β = (10,10,10,6,6,10)`, `κ = (1/4, 1/6, 1/6,
+//! 1/6, 1/6, 1)`). One large input thus perturbs every output of its tiles,
+//! and an input near `f32::MAX` overflows the input transform (NaN outputs
+//! where the direct kernel is finite): `Options::winograd` in the runtime
+//! turns Winograd off or bounds it to F(2x2). `runtime/tests/winograd.rs`
+//! checks every variant within this bound on a layer with an outlier.
 
 use super::conv::{ConvSpec, BLOCK, TILE};
 use super::fold;
