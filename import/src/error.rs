@@ -37,6 +37,11 @@ pub enum Error {
         #[source]
         source: Option<std::io::Error>,
     },
+    /// The model file, or all its external data, cannot be had: a
+    /// directory, or more than the machine's memory (the runtime's memory
+    /// budget, `cnnjit_runtime::memory`).
+    #[error(transparent)]
+    Memory(#[from] cnnjit_runtime::Error),
     /// The outputs would overwrite the model or each other.
     #[error("{0}")]
     Output(String),

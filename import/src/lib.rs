@@ -76,9 +76,12 @@ pub struct Options {
 /// inside its folder only (see [`onnx`]).
 pub fn import(path: impl AsRef<Path>, options: &Options) -> Result<Imported> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
+    // Read fallibly against the machine's memory: a model file larger than
+    // memory is an error, not an abort.
+    let mut budget = cnnjit_runtime::memory::Budget::new(None);
+    let bytes = cnnjit_runtime::memory::read_file(path, &mut budget).map_err(|e| match e {
+        cnnjit_runtime::Error::Io { path, source } => Error::Io { path, source },
+        e => Error::Memory(e),
     })?;
     let stem = path
         .file_stem()

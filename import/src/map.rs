@@ -96,8 +96,7 @@ pub fn map(graph: &GraphProto, opset: i64, dir: Option<&Path>) -> Result<Dag> {
                         "the external data of the model's initializers (up to tensor `{}`)",
                         init.name
                     )
-                })
-                .map_err(|e| Error::Decode(e.to_string()))?;
+                })?;
         }
     }
     for init in &graph.initializer {

@@ -409,3 +409,30 @@ fn a_node_reading_one_constant_many_times_does_not_copy_it_per_read() {
     assert_eq!((name.as_str(), op.as_str()), ("big", "Concat"));
     assert!(why.starts_with("the concatenation is too large"), "{why}");
 }
+
+/// The model file itself is read against the machine's memory: a directory
+/// is named as one, and a sparse file of a terabyte (no disk space, and more
+/// than any test machine's memory) is refused before a byte is read, where
+/// `std::fs::read` would abort the process.
+#[test]
+fn a_model_path_that_is_a_directory_or_larger_than_memory_is_an_error() {
+    let dir = std::env::temp_dir().join(format!("cnnjit-import-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let huge = dir.join("huge.onnx");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let options = cnnjit_import::Options::default();
+    let as_dir = cnnjit_import::import(&dir, &options).map(|_| ());
+    let as_huge = cnnjit_import::import(&huge, &options).map(|_| ());
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let err = as_dir.unwrap_err().to_string();
+    assert!(err.contains("it is a directory"), "{err}");
+    let err = as_huge.unwrap_err().to_string();
+    assert!(
+        err.starts_with("cannot allocate 1,099,511,627,776 bytes for reading"),
+        "{err}"
+    );
+}
