@@ -90,13 +90,12 @@ pub fn map(graph: &GraphProto, opset: i64, dir: Option<&Path>) -> Result<Dag> {
     let mut budget = cnnjit_runtime::memory::Budget::new(None);
     for init in graph.initializer.iter().filter(|t| t.data_location == 1) {
         if let Some(bytes) = onnx::external_bytes(init) {
-            budget
-                .take(bytes, || {
-                    format!(
-                        "the external data of the model's initializers (up to tensor `{}`)",
-                        init.name
-                    )
-                })?;
+            budget.take(bytes, || {
+                format!(
+                    "the external data of the model's initializers (up to tensor `{}`)",
+                    init.name
+                )
+            })?;
         }
     }
     for init in &graph.initializer {
