@@ -9,6 +9,9 @@
 //!   its op and its inputs' shapes;
 //! - names are unique.
 //!
+//! A broken invariant is a [`GraphError`] naming the node ([`At`]: its id
+//! and name) and what was expected and found.
+//!
 //! Every field is a plain value, a `&'static str`-or-`String` ([`Str`]) or a
 //! borrowed-or-owned slice ([`List`]), so that the `cnn!` macro can embed a
 //! whole graph as a `const` built from literals while the CLI and the passes
@@ -378,6 +381,79 @@ impl fmt::Display for NodeId {
     }
 }
 
+/// A node named in a [`GraphError`]: its id and its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct At {
+    /// The node's id.
+    pub node: NodeId,
+    /// The node's name.
+    pub name: String,
+}
+
+impl fmt::Display for At {
+    /// `n3 `conv1``.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} `{}`", self.node, self.name)
+    }
+}
+
+/// Which invariant of a [`Graph`] (this module's documentation) does not hold.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GraphError {
+    /// The graph has no node at all.
+    #[error("a graph needs an input node, found no node")]
+    Empty,
+    /// Node 0 is not an input, or reads something.
+    #[error("node 0 (`{name}`) must be the input and read nothing, found a {kind} reading {inputs} node(s)")]
+    FirstNotInput {
+        /// Its name.
+        name: String,
+        /// Its kind ([`Op::kind`]).
+        kind: &'static str,
+        /// How many nodes it reads.
+        inputs: usize,
+    },
+    /// A node after node 0 is an input.
+    #[error("{at}: only node 0 may be the input")]
+    SecondInput {
+        /// The node.
+        at: At,
+    },
+    /// A node reads itself or a node after it.
+    #[error("{at}: reads {input}, which does not come before it")]
+    ReadsLater {
+        /// The node.
+        at: At,
+        /// The input it reads.
+        input: NodeId,
+    },
+    /// A node's recorded shape is not the one its op gives.
+    #[error("{at}: recorded shape {recorded} but its op gives {inferred}")]
+    WrongShape {
+        /// The node.
+        at: At,
+        /// Its `output`.
+        recorded: Shape,
+        /// What [`crate::shape::output_shape`] gives.
+        inferred: Shape,
+    },
+    /// A node's op cannot be applied to its inputs' shapes.
+    #[error("{at}: {source}")]
+    Shape {
+        /// The node.
+        at: At,
+        /// Why the shape rule refuses it.
+        #[source]
+        source: crate::shape::ShapeError,
+    },
+    /// Two nodes have one name.
+    #[error("{at}: the name is used by an earlier node")]
+    DuplicateName {
+        /// The second node of that name.
+        at: At,
+    },
+}
+
 /// One layer of the network and the tensor it produces.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
@@ -438,20 +514,28 @@ impl Graph {
     }
 
     /// Checks the invariants in this module's documentation.
-    pub fn verify(&self) -> Result<(), String> {
+    pub fn verify(&self) -> Result<(), GraphError> {
         let Some(first) = self.nodes.first() else {
-            return Err("a graph needs an input node".into());
+            return Err(GraphError::Empty);
         };
         if first.op != Op::Input || !first.inputs.is_empty() {
-            return Err("node 0 must be the input and read nothing".into());
+            return Err(GraphError::FirstNotInput {
+                name: first.name.to_string(),
+                kind: first.op.kind(),
+                inputs: first.inputs.len(),
+            });
         }
         let mut names = std::collections::HashSet::new();
         for (i, node) in self.nodes.iter().enumerate() {
+            let at = || At {
+                node: NodeId(i as u32),
+                name: node.name.to_string(),
+            };
             if i > 0 && node.op == Op::Input {
-                return Err(format!("{}: only node 0 may be the input", node.name));
+                return Err(GraphError::SecondInput { at: at() });
             }
-            if let Some(bad) = node.inputs.iter().find(|id| id.index() >= i) {
-                return Err(format!("{}: reads {bad}, which comes later", node.name));
+            if let Some(&input) = node.inputs.iter().find(|id| id.index() >= i) {
+                return Err(GraphError::ReadsLater { at: at(), input });
             }
             if i > 0 {
                 let inputs: Vec<Shape> = node
@@ -461,19 +545,92 @@ impl Graph {
                     .collect();
                 match crate::shape::output_shape(&node.op, &inputs) {
                     Ok(shape) if shape == node.output => {}
-                    Ok(shape) => {
-                        return Err(format!(
-                            "{}: recorded shape {} but its op gives {shape}",
-                            node.name, node.output
-                        ))
+                    Ok(inferred) => {
+                        return Err(GraphError::WrongShape {
+                            at: at(),
+                            recorded: node.output,
+                            inferred,
+                        })
                     }
-                    Err(e) => return Err(format!("{}: {e}", node.name)),
+                    Err(source) => return Err(GraphError::Shape { at: at(), source }),
                 }
             }
             if !names.insert(node.name.as_ref()) {
-                return Err(format!("{}: the name is used twice", node.name));
+                return Err(GraphError::DuplicateName { at: at() });
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{At, Graph, GraphError, NodeId, Shape};
+
+    fn graph() -> Graph {
+        crate::compile_source("Small(8x8x3) { conv(4, 3x3), relu, flatten, dense(10) }")
+            .unwrap()
+            .remove(0)
+            .graph
+    }
+
+    fn at(graph: &Graph, node: u32) -> At {
+        At {
+            node: NodeId(node),
+            name: graph.nodes[node as usize].name.to_string(),
+        }
+    }
+
+    #[test]
+    fn verify_names_the_node_and_the_shapes_that_differ() {
+        let mut graph = graph();
+        graph.nodes.to_mut()[2].output = Shape::Volume { h: 6, w: 6, c: 5 };
+        let err = graph.verify().unwrap_err();
+        assert_eq!(
+            err,
+            GraphError::WrongShape {
+                at: at(&graph, 2),
+                recorded: Shape::Volume { h: 6, w: 6, c: 5 },
+                inferred: Shape::Volume { h: 6, w: 6, c: 4 },
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "n2 `{}`: recorded shape (6,6,5) but its op gives (6,6,4)",
+                graph.nodes[2].name
+            )
+        );
+    }
+
+    #[test]
+    fn verify_rejects_a_read_of_a_later_node_and_a_second_name() {
+        let mut graph = graph();
+        graph.nodes.to_mut()[1].inputs = vec![NodeId(1)].into();
+        assert_eq!(
+            graph.verify(),
+            Err(GraphError::ReadsLater {
+                at: at(&graph, 1),
+                input: NodeId(1),
+            })
+        );
+        let mut graph = super::tests::graph();
+        let name = graph.nodes[1].name.clone();
+        graph.nodes.to_mut()[3].name = name;
+        assert_eq!(
+            graph.verify(),
+            Err(GraphError::DuplicateName { at: at(&graph, 3) })
+        );
+    }
+
+    #[test]
+    fn verify_keeps_the_shape_rule_as_its_source() {
+        let mut graph = graph();
+        // A dense layer reading the volume before `flatten`.
+        graph.nodes.to_mut()[4].inputs = vec![NodeId(2)].into();
+        let err = graph.verify().unwrap_err();
+        let source = std::error::Error::source(&err).expect("the shape rule's error");
+        assert!(source.to_string().contains("expected a flat input"), "{source}");
+        assert!(matches!(err, GraphError::Shape { ref at, .. } if at.node == NodeId(4)));
     }
 }

@@ -30,6 +30,9 @@
 //! - offsets are multiples of [`ALIGN_ELEMENTS`] (64 bytes), and
 //!   [`Plan::arena_bytes`] is the end of the highest value (slices aside): exactly the arena
 //!   the runtime allocates, and `PEAK_INFERENCE_BYTES`.
+//!
+//! [`Plan::verify`] checks them; a broken one is a [`PlanError`] naming the
+//! step, node or value and what was expected and found.
 
 use crate::ir::{Graph, NodeId, Op, Shape};
 use crate::shape::ShapeError;
@@ -342,39 +345,176 @@ pub fn plan(graph: &Graph) -> Result<Plan, ShapeError> {
     plan_arena(concat_in_place(graph, fuse(graph)))
 }
 
+/// Which invariant of a [`Plan`] (this module's documentation) does not hold.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A step holds the input node, or a node before its step's previous
+    /// one, or one already in a step.
+    #[error("step {step}: {node} is the input, out of graph order, or in two steps")]
+    Order {
+        /// The step's index.
+        step: usize,
+        /// The node.
+        node: NodeId,
+    },
+    /// A node's value is not the one its step writes.
+    #[error("step {step}: {node} is mapped to value {found}, expected its step's value {expected}")]
+    Mapping {
+        /// The step's index.
+        step: usize,
+        /// The node.
+        node: NodeId,
+        /// The step's value.
+        expected: u32,
+        /// [`Plan::node_values`]'s entry.
+        found: u32,
+    },
+    /// A node after a step's anchor is no in-place epilogue of the node before it.
+    #[error("step {step}: {node} cannot run in place after {after}")]
+    NotInPlace {
+        /// The step's index.
+        step: usize,
+        /// The node.
+        node: NodeId,
+        /// The node before it in the step.
+        after: NodeId,
+    },
+    /// A node of the graph is in no step.
+    #[error("{node} is in no step")]
+    Unplanned {
+        /// The node.
+        node: NodeId,
+    },
+    /// A slice breaks the invariant on slices.
+    #[error("value {value}, a slice of value {of}, {source}")]
+    Slice {
+        /// The slice's value.
+        value: usize,
+        /// The value it is a slice of.
+        of: u32,
+        /// What is wrong with it.
+        #[source]
+        source: SliceError,
+    },
+    /// A value's offset is not a multiple of [`ALIGN_ELEMENTS`].
+    #[error("value {value} at offset {offset} is not aligned to {ALIGN_ELEMENTS} floats")]
+    Unaligned {
+        /// The value.
+        value: usize,
+        /// Its offset, in `f32`s.
+        offset: u64,
+    },
+    /// Two values live at once share memory.
+    #[error("values {a} (floats {}..{}) and {b} (floats {}..{}) are live at once but share memory", a_at.0, a_at.1, b_at.0, b_at.1)]
+    SharedMemory {
+        /// The first value.
+        a: usize,
+        /// Its range in the arena, in `f32`s.
+        a_at: (u64, u64),
+        /// The second value.
+        b: usize,
+        /// Its range in the arena, in `f32`s.
+        b_at: (u64, u64),
+    },
+    /// [`Plan::arena_bytes`] is not the end of the highest value.
+    #[error("arena of {bytes} bytes for values ending at {end} floats, expected {} to {} bytes", end * 4, (end + ALIGN_ELEMENTS) * 4)]
+    ArenaSize {
+        /// [`Plan::arena_bytes`].
+        bytes: u64,
+        /// The end of the highest value, in `f32`s.
+        end: u64,
+    },
+}
+
+/// What is wrong with a [`Slice`] (see [`PlanError::Slice`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SliceError {
+    /// `of` is not a value of the plan.
+    #[error("lives in no value")]
+    NoParent,
+    /// No step writes `of`.
+    #[error("lives in a value no step writes")]
+    NoWriter,
+    /// `of` is a slice itself, or not a concat's output.
+    #[error("does not live in a concat's own output")]
+    NotConcat,
+    /// The slice is not where its concat puts that input.
+    #[error("is not the concat's input once, at its own channels: found channels {} to {} of {found_total}, {}", found.0, found.0 + found.1, match expected {
+        Some((first, channels)) => format!("expected {} to {} of {expected_total}", first, first + channels),
+        None => "but it is not one input of the concat".to_string(),
+    })]
+    Channels {
+        /// The slice's first channel and channels.
+        found: (u32, u32),
+        /// The slice's `total`.
+        found_total: u32,
+        /// Where the concat puts it, if it is one of its inputs exactly once.
+        expected: Option<(u32, u32)>,
+        /// The concat's channels.
+        expected_total: u32,
+    },
+    /// Another step than the concat reads the slice (or keeps it live).
+    #[error("is read by another step than its concat")]
+    OtherReader,
+    /// The step that writes the slice cannot write a strided output.
+    #[error("is not written by a step that writes a strided output")]
+    NotStrided,
+    /// The slice's offset is not its parent's.
+    #[error("is at offset {found}, expected its parent's offset {expected}")]
+    Offset {
+        /// The slice's offset.
+        found: u64,
+        /// The parent's offset.
+        expected: u64,
+    },
+}
+
 impl Plan {
     /// Checks the invariants in this module's documentation against `graph`.
-    pub fn verify(&self, graph: &Graph) -> Result<(), String> {
+    pub fn verify(&self, graph: &Graph) -> Result<(), PlanError> {
         let mut seen = vec![false; graph.nodes.len()];
         let mut previous = 0usize;
-        for step in &self.steps {
-            for id in &step.nodes {
-                if id.index() == 0 || id.index() <= previous || seen[id.index()] {
-                    return Err(format!("{id} is out of order or in two steps"));
+        for (s, step) in self.steps.iter().enumerate() {
+            for &node in &step.nodes {
+                if node.index() == 0 || node.index() <= previous || seen[node.index()] {
+                    return Err(PlanError::Order { step: s, node });
                 }
-                seen[id.index()] = true;
-                previous = id.index();
-                if self.node_values[id.index()] != step.output {
-                    return Err(format!("{id} is not mapped to its step's value"));
+                seen[node.index()] = true;
+                previous = node.index();
+                let found = self.node_values[node.index()];
+                if found != step.output {
+                    return Err(PlanError::Mapping {
+                        step: s,
+                        node,
+                        expected: step.output.0,
+                        found: found.0,
+                    });
                 }
             }
-            for (i, id) in step.nodes.iter().enumerate().skip(1) {
-                if !is_epilogue(&graph.node(*id).op)
-                    || graph.node(*id).inputs[0] != step.nodes[i - 1]
-                {
-                    return Err(format!(
-                        "{id} cannot run in place after {}",
-                        step.nodes[i - 1]
-                    ));
+            for pair in step.nodes.windows(2) {
+                let (after, node) = (pair[0], pair[1]);
+                if !is_epilogue(&graph.node(node).op) || graph.node(node).inputs[0] != after {
+                    return Err(PlanError::NotInPlace {
+                        step: s,
+                        node,
+                        after,
+                    });
                 }
             }
         }
         if let Some(missing) = seen.iter().skip(1).position(|s| !s) {
-            return Err(format!("n{} is in no step", missing + 1));
+            return Err(PlanError::Unplanned {
+                node: NodeId(missing as u32 + 1),
+            });
         }
         for (v, value) in self.values.iter().enumerate() {
             if let Some(slice) = value.slice {
-                self.verify_slice(graph, v, value, slice)?;
+                self.verify_slice(graph, v, value, slice)
+                    .map_err(|source| PlanError::Slice {
+                        value: v,
+                        of: slice.of.0,
+                        source,
+                    })?;
             }
         }
         // Overlapping lifetimes must not share memory; a slice's memory is
@@ -389,24 +529,30 @@ impl Plan {
         };
         for (a, va) in owned() {
             if va.offset % ALIGN_ELEMENTS != 0 {
-                return Err(format!("value {a} is not aligned"));
+                return Err(PlanError::Unaligned {
+                    value: a,
+                    offset: va.offset,
+                });
             }
             end = end.max(va.offset + va.len);
             for (b, vb) in owned().filter(|(b, _)| *b > a) {
                 let live_together = first[a] <= last[b] && first[b] <= last[a];
                 let share = va.offset < vb.offset + vb.len && vb.offset < va.offset + va.len;
                 if live_together && share {
-                    return Err(format!(
-                        "values {a} and {b} are live at once but share memory"
-                    ));
+                    return Err(PlanError::SharedMemory {
+                        a,
+                        a_at: (va.offset, va.offset + va.len),
+                        b,
+                        b_at: (vb.offset, vb.offset + vb.len),
+                    });
                 }
             }
         }
         if self.arena_bytes < end * 4 || self.arena_bytes > (end + ALIGN_ELEMENTS) * 4 {
-            return Err(format!(
-                "arena of {} bytes for values ending at {end} floats",
-                self.arena_bytes
-            ));
+            return Err(PlanError::ArenaSize {
+                bytes: self.arena_bytes,
+                end,
+            });
         }
         Ok(())
     }
@@ -418,14 +564,14 @@ impl Plan {
         v: usize,
         value: &Value,
         slice: Slice,
-    ) -> Result<(), String> {
-        let bad = |why: &str| Err(format!("value {v}, a slice of value {}, {why}", slice.of.0));
-        let Some(parent) = self.values.get(slice.of.0 as usize) else {
-            return bad("lives in no value");
-        };
-        let Some(concat) = self.steps.iter().find(|s| s.output == slice.of) else {
-            return bad("lives in a value no step writes");
-        };
+    ) -> Result<(), SliceError> {
+        let parent = self
+            .values
+            .get(slice.of.0 as usize)
+            .ok_or(SliceError::NoParent)?;
+        let concat = (self.steps.iter())
+            .find(|s| s.output == slice.of)
+            .ok_or(SliceError::NoWriter)?;
         let anchor = graph.node(concat.nodes[0]);
         let mut first = 0;
         let mut at = None;
@@ -437,24 +583,32 @@ impl Plan {
             first += channels;
         }
         if parent.slice.is_some() || anchor.op != Op::Concat {
-            return bad("does not live in a concat's own output");
+            return Err(SliceError::NotConcat);
         }
         if at != Some((slice.first, slice.channels)) || slice.total != anchor.output.channels() {
-            return bad("is not the concat's input once, at its own channels");
+            return Err(SliceError::Channels {
+                found: (slice.first, slice.channels),
+                found_total: slice.total,
+                expected: at,
+                expected_total: anchor.output.channels(),
+            });
         }
         let readers = self
             .steps
             .iter()
             .filter(|s| s.inputs.iter().chain(&s.keeps).any(|i| i.0 as usize == v));
         if readers.count() != 1 {
-            return bad("is read by another step than its concat");
+            return Err(SliceError::OtherReader);
         }
         match self.steps.iter().find(|s| s.output.0 as usize == v) {
             Some(writer) if writes_strided(graph, writer) => {}
-            _ => return bad("is not written by a step that writes a strided output"),
+            _ => return Err(SliceError::NotStrided),
         }
         if value.offset != parent.offset {
-            return bad("is not at its parent's offset");
+            return Err(SliceError::Offset {
+                found: value.offset,
+                expected: parent.offset,
+            });
         }
         Ok(())
     }
@@ -580,7 +734,12 @@ mod tests {
         let squeeze = plan.steps[0].output.0 as usize;
         let concat = plan.steps.last().unwrap().output.0 as usize;
         plan.values[squeeze].offset = plan.values[concat].offset;
-        assert!(plan.verify(&graph).unwrap_err().contains("share memory"));
+        let err = plan.verify(&graph).unwrap_err();
+        assert!(err.to_string().contains("share memory"), "{err}");
+        assert!(
+            matches!(err, super::PlanError::SharedMemory { .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -588,7 +747,23 @@ mod tests {
         let (graph, mut plan) = net(FIRE);
         let expand = plan.steps[1].output.0 as usize;
         plan.values[expand].slice.as_mut().unwrap().first = 4;
-        assert!(plan.verify(&graph).unwrap_err().contains("own channels"));
+        let err = plan.verify(&graph).unwrap_err();
+        assert!(err.to_string().contains("own channels"), "{err}");
+        assert!(
+            matches!(
+                err,
+                super::PlanError::Slice {
+                    source: super::SliceError::Channels {
+                        found: (4, 8),
+                        found_total: 16,
+                        expected: Some((0, 8)),
+                        expected_total: 16,
+                    },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -597,6 +772,11 @@ mod tests {
         let last = plan.steps.last().unwrap().output.0 as usize;
         let shortcut = plan.steps[2].inputs[1].0 as usize;
         plan.values[last].offset = plan.values[shortcut].offset;
-        assert!(plan.verify(&graph).unwrap_err().contains("share memory"));
+        let err = plan.verify(&graph).unwrap_err();
+        assert!(err.to_string().contains("share memory"), "{err}");
+        assert!(
+            matches!(err, super::PlanError::SharedMemory { .. }),
+            "{err:?}"
+        );
     }
 }
