@@ -4,6 +4,7 @@
 //! and where. Nothing in the runtime panics on user input.
 
 use crate::memory::thousands;
+use crate::reference::KernelError;
 use std::path::PathBuf;
 
 /// What went wrong while loading weights, building a model or running it.
@@ -116,14 +117,67 @@ pub enum Error {
     /// A network source did not compile (rendered diagnostics).
     #[error("{0}")]
     Network(String),
-    /// A kernel rejected its arguments: a bug in cnnjit, reported rather than a panic.
-    #[error("internal error in layer `{layer}`: {reason}")]
-    Internal {
-        /// The layer.
-        layer: String,
-        /// What the kernel said.
-        reason: String,
+    /// A graph given to [`Model`](crate::Model) breaks an invariant of the IR
+    /// (one built by hand rather than by the compiler).
+    #[error("net `{net}` is not a valid graph: {source}")]
+    InvalidGraph {
+        /// The network.
+        net: String,
+        /// The invariant that does not hold.
+        #[source]
+        source: cnnjit_compiler::ir::GraphError,
     },
+    /// A graph that cannot be planned (a tensor or arena too large to address).
+    #[error("net `{net}`: {source}")]
+    Plan {
+        /// The network.
+        net: String,
+        /// Why.
+        #[source]
+        source: cnnjit_compiler::shape::ShapeError,
+    },
+    /// A kernel rejected its arguments, or code could not be generated: a
+    /// bug in cnnjit (or a host Cranelift cannot serve), reported rather
+    /// than a panic.
+    #[error("internal error in layer `{layer}`: {source}")]
+    Internal {
+        /// The layer, or the network when no layer is to blame.
+        layer: String,
+        /// What failed.
+        #[source]
+        source: InternalError,
+    },
+}
+
+/// What failed inside cnnjit: the source of an [`Error::Internal`].
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    /// A reference kernel refused its buffers or hyper-parameters.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// Cranelift could not generate or link a kernel.
+    #[cfg(feature = "jit")]
+    #[error(transparent)]
+    Codegen(#[from] cnnjit_compiler::codegen::CodegenError),
+    /// A compiled kernel's buffer is shorter than its contract requires.
+    #[cfg(feature = "jit")]
+    #[error(transparent)]
+    Call(#[from] crate::jit::CallError),
+    /// A layer the reference kernels run has no parameters loaded.
+    #[error("no parameters loaded for {kind}")]
+    NoParams {
+        /// The layer's kind ([`Op::kind`](cnnjit_compiler::ir::Op::kind)).
+        kind: &'static str,
+    },
+    /// A weight left in the file is not there when the JIT packs it.
+    #[error("no tensor `{tensor}` in the weights")]
+    NoTensor {
+        /// The tensor's name.
+        tensor: String,
+    },
+    /// Another invariant of the plan, the arena or a packed kernel does not hold.
+    #[error("{0}")]
+    Broken(&'static str),
 }
 
 /// `Result` with [`Error`].

@@ -16,7 +16,7 @@
 //! both) and the step then scatters it into its channels. The concat step
 //! skips the inputs already in place.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, InternalError, Result};
 use crate::ir::{Graph, Node, NodeId, Op};
 use crate::memory::Budget;
 use crate::params::{LayerParams, Params, Weight};
@@ -251,10 +251,10 @@ pub fn run_timed(
     store_output(engine, arena, output)
 }
 
-fn internal(engine: &Engine, what: &str) -> Error {
+fn internal(engine: &Engine, what: &'static str) -> Error {
     Error::Internal {
         layer: engine.graph.name.to_string(),
-        reason: what.to_string(),
+        source: InternalError::Broken(what),
     }
 }
 
@@ -289,7 +289,7 @@ fn run_step(
     let (out_range, ranges) = &engine.ranges[index];
     let (out, inputs) = carve(arena, out_range.clone(), ranges).ok_or_else(|| Error::Internal {
         layer: anchor.name.to_string(),
-        reason: "a step's input and output share memory".into(),
+        source: InternalError::Broken("a step's input and output share memory"),
     })?;
     #[cfg(feature = "jit")]
     if let Some(compiled) = &engine.compiled {
@@ -302,12 +302,8 @@ fn run_step(
                 for branch in branches {
                     let input = inputs.get(branch.input);
                     let pool = engine.pool.as_deref();
-                    crate::jit::run_branch(&compiled.program, branch, input, out, pool).map_err(
-                        |reason| Error::Internal {
-                            layer: anchor.name.to_string(),
-                            reason,
-                        },
-                    )?;
+                    crate::jit::run_branch(&compiled.program, branch, input, out, pool)
+                        .map_err(|e| node_error(anchor, e))?;
                 }
                 let rest = &step.nodes[1..];
                 return epilogue(graph, params, rest, out, &inputs, anchor.inputs.len());
@@ -324,10 +320,7 @@ fn run_step(
                 scratch,
                 engine.pool.as_deref(),
             )
-            .map_err(|reason| Error::Internal {
-                layer: anchor.name.to_string(),
-                reason,
-            })?;
+            .map_err(|e| node_error(anchor, e))?;
             // A fused add's shortcut follows the anchor's inputs; a binary
             // anchor's `extra` is one of its own inputs.
             let fused_add = lowered.extra.is_some_and(|e| e >= anchor.inputs.len());
@@ -357,7 +350,7 @@ fn scatter(anchor: &Node, data: &[f32], slice: Slice, out: &mut [f32]) -> Result
     let dims = Dims::new(1, pixels, channels);
     let first = slice.first as usize;
     r::concat_part(data, dims, first, Dims::new(1, pixels, total), out)
-        .map_err(|e| kernel_error(anchor, e))
+        .map_err(|e| node_error(anchor, e))
 }
 
 /// Runs `step` on the reference kernels into `out`, the step's own contiguous
@@ -370,7 +363,7 @@ fn reference_step(
 ) -> Result<()> {
     let (graph, params) = (&engine.graph, &engine.params);
     let anchor = graph.node(step.nodes[0]);
-    let fail = |e: KernelError| kernel_error(anchor, e);
+    let fail = |e: KernelError| node_error(anchor, e);
     let in_dims = |i: usize| Dims::from(graph.node(anchor.inputs[i]).output);
     let layer = &params.layers[step.nodes[0].index()];
     match (&anchor.op, layer) {
@@ -440,10 +433,7 @@ fn reference_step(
             in_place(anchor, layer, out, None)?;
         }
         (op, _) => {
-            return Err(Error::Internal {
-                layer: anchor.name.to_string(),
-                reason: format!("no parameters loaded for {}", op.kind()),
-            })
+            return Err(node_error(anchor, InternalError::NoParams { kind: op.kind() }))
         }
     }
     epilogue(
@@ -481,10 +471,10 @@ fn epilogue(
 }
 
 /// A kernel's complaint about `node`'s buffers: a bug in cnnjit, reported as a value.
-fn kernel_error(node: &Node, e: KernelError) -> Error {
+fn node_error(node: &Node, e: impl Into<InternalError>) -> Error {
     Error::Internal {
         layer: node.name.to_string(),
-        reason: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -495,7 +485,7 @@ fn in_place(
     data: &mut [f32],
     shortcut: Option<&[f32]>,
 ) -> Result<()> {
-    let fail = |e: KernelError| kernel_error(node, e);
+    let fail = |e: KernelError| node_error(node, e);
     match (&node.op, layer) {
         (
             Op::BatchNorm { eps },

@@ -29,7 +29,7 @@
 //! [`work`] reaches [`PARALLEL_WORK`]; a row is a whole reduction, so the
 //! output is the same for any thread count.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, InternalError, Result};
 use crate::ir::{Graph, NodeId, Op};
 use crate::memory::Budget;
 use crate::model::{Options, Winograd};
@@ -46,7 +46,7 @@ use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
 use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
 use cnnjit_compiler::codegen::vector::Act;
 use cnnjit_compiler::codegen::{Algorithm, ChannelSlice, Epilogue, Tile};
-use cnnjit_compiler::codegen::{Jit, Kernel, KernelFn, KernelId, Lengths, Program};
+use cnnjit_compiler::codegen::{CodegenError, Jit, Kernel, KernelFn, KernelId, Lengths, Program};
 use cnnjit_compiler::plan::{Plan, Step};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -212,10 +212,10 @@ impl Compiled {
     }
 }
 
-fn internal(graph: &Graph, id: NodeId, reason: impl std::fmt::Display) -> Error {
+fn internal(graph: &Graph, id: NodeId, source: impl Into<InternalError>) -> Error {
     Error::Internal {
         layer: graph.node(id).name.to_string(),
-        reason: reason.to_string(),
+        source: source.into(),
     }
 }
 
@@ -247,10 +247,11 @@ pub fn compile(
         ..
     } = *options;
     let start = Instant::now();
-    let mut jit = Jit::new().map_err(|e| Error::Internal {
+    let whole = |e: CodegenError| Error::Internal {
         layer: graph.name.to_string(),
-        reason: e.to_string(),
-    })?;
+        source: e.into(),
+    };
+    let mut jit = Jit::new().map_err(whole)?;
     let mut packed = plan
         .steps
         .iter()
@@ -321,7 +322,7 @@ pub fn compile(
                     return Err(internal(
                         graph,
                         step.nodes[0],
-                        "packed weights do not match the kernel",
+                        InternalError::Broken("packed weights do not match the kernel"),
                     ));
                 }
                 lowered.weights = weights;
@@ -330,10 +331,7 @@ pub fn compile(
         })
         .collect::<Result<Vec<_>>>()?;
     let kernels = jit.compiled();
-    let program = jit.finish().map_err(|e| Error::Internal {
-        layer: graph.name.to_string(),
-        reason: e.to_string(),
-    })?;
+    let program = jit.finish().map_err(whole)?;
     Ok(Compiled {
         program: Arc::new(program),
         steps,
@@ -426,7 +424,7 @@ fn compile_packed(graph: &Graph, step: &Step, packed: &Packed, jit: &mut Jit) ->
         return Err(internal(
             graph,
             anchor_id,
-            "packed params do not match the kernel",
+            InternalError::Broken("packed params do not match the kernel"),
         ));
     }
     let id = jit
@@ -468,7 +466,10 @@ fn source<'p>(
         Weight::InFile { tensor, scale } => file
             .get(tensor)
             .map(|t| (t.data.as_slice(), scale.as_deref()))
-            .ok_or_else(|| internal(graph, id, format!("no tensor `{tensor}` in the weights"))),
+            .ok_or_else(|| {
+                let tensor = tensor.to_string();
+                internal(graph, id, InternalError::NoTensor { tensor })
+            }),
     }
 }
 
@@ -692,7 +693,7 @@ pub fn run(
     output: &mut [f32],
     scratch: &mut [f32],
     pool: Option<&rayon::ThreadPool>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), CallError> {
     let buffers = Buffers {
         input,
         weights: &lowered.weights,
@@ -732,7 +733,7 @@ pub fn run_branch(
     input: &[f32],
     output: &mut [f32],
     pool: Option<&rayon::ThreadPool>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), CallError> {
     let buffers = Buffers {
         input,
         weights: &[],
@@ -744,6 +745,19 @@ pub fn run_branch(
     let lengths = branch.spec.lengths();
     let pool = split(work(0, &lengths), pool);
     call_kernel(program, branch.kernel, &lengths, buffers, pool)
+}
+
+/// A buffer shorter than a compiled kernel's [`Lengths`] require: the call
+/// is refused before the kernel runs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the kernel's {buffer} needs {needs} elements, has {has}")]
+pub struct CallError {
+    /// Which buffer (`input`, `weights`, `params`, `extra`, `output`, `scratch`).
+    pub buffer: &'static str,
+    /// The elements the kernel's contract requires.
+    pub needs: usize,
+    /// The elements given.
+    pub has: usize,
 }
 
 /// The buffers of one kernel call.
@@ -802,7 +816,7 @@ pub fn call_kernel(
     lengths: &Lengths,
     buffers: Buffers<'_>,
     pool: Option<&rayon::ThreadPool>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), CallError> {
     let l = lengths;
     let Buffers {
         input,
@@ -823,10 +837,8 @@ pub fn call_kernel(
     ]
     .into_iter()
     .find(|(_, have, need)| have < need);
-    if let Some((what, have, need)) = short {
-        return Err(format!(
-            "the kernel's {what} needs {need} elements, has {have}"
-        ));
+    if let Some((buffer, has, needs)) = short {
+        return Err(CallError { buffer, needs, has });
     }
     let call = Call {
         input: input.as_ptr(),

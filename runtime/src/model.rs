@@ -152,11 +152,9 @@ impl Model {
                 max: MAX_THREADS,
             });
         }
-        graph.verify().map_err(|e| {
-            Error::Network(format!("net `{}` is not a valid graph: {e}", graph.name))
-        })?;
-        let plan =
-            plan::plan(&graph).map_err(|e| Error::Network(format!("net `{}`: {e}", graph.name)))?;
+        let net = || graph.name.to_string();
+        graph.verify().map_err(|source| Error::InvalidGraph { net: net(), source })?;
+        let plan = plan::plan(&graph).map_err(|source| Error::Plan { net: net(), source })?;
         let mut budget = Budget::new(options.memory_limit);
         let arena = Arena::new(plan.arena_bytes, &mut budget, || {
             format!("the activation arena of net `{}`", graph.name)
@@ -228,26 +226,41 @@ impl Model {
             }
             // Too large for memory on any backend: no fallback.
             Err(err @ Error::OutOfMemory { .. }) => return Err(err),
-            Err(err) => {
-                eprintln!(
-                    "cnnjit: warning: cannot compile `{}` ({err}); running the reference kernels",
-                    e.graph.name
-                );
-                self.backend = Backend::Reference {
-                    reason: err.to_string(),
-                };
-                reserve_weights(&e.graph, budget)?;
-                e.params = load_params(
-                    &e.graph,
-                    &e.plan,
-                    weights,
-                    LoadOptions {
-                        allow_unused_tensors: options.allow_unused_tensors,
-                        leave_weights_in_file: false,
-                    },
-                )?;
-            }
+            Err(err) => self.fall_back(err, options, weights, budget)?,
         }
+        Ok(())
+    }
+
+    /// Runs every step on the reference kernels because the JIT failed with
+    /// `err`, which [`Backend::Reference`] reports; the reference kernels'
+    /// copy of the weights is taken from `budget` and loaded from `weights`.
+    #[cfg(feature = "jit")]
+    fn fall_back(
+        &mut self,
+        err: Error,
+        options: Options,
+        weights: &Weights,
+        budget: &mut Budget,
+    ) -> Result<()> {
+        let e = &mut self.engine;
+        eprintln!(
+            "cnnjit: warning: cannot compile `{}` ({err}); running the reference kernels",
+            e.graph.name
+        );
+        self.backend = Backend::Reference {
+            reason: err.to_string(),
+        };
+        (e.compiled, e.pool) = (None, None);
+        reserve_weights(&e.graph, budget)?;
+        e.params = load_params(
+            &e.graph,
+            &e.plan,
+            weights,
+            LoadOptions {
+                allow_unused_tensors: options.allow_unused_tensors,
+                leave_weights_in_file: false,
+            },
+        )?;
         Ok(())
     }
 
@@ -478,4 +491,69 @@ fn graph_from_source(source: &str, origin: &str, net: Option<&str>) -> Result<Gr
             names.join(", ")
         ))
     })
+}
+
+#[cfg(all(test, feature = "jit"))]
+mod tests {
+    use super::{Backend, Model, Options};
+    use crate::error::{Error, InternalError};
+    use crate::memory::Budget;
+    use crate::params::random_weights;
+
+    const CHILD: &str = "CNNJIT_TEST_FALL_BACK_CHILD";
+    const NAME: &str = "model::tests::a_fallback_is_reported_by_the_model_not_printed";
+
+    /// Falls back from a compiled model, then checks it reports why and runs
+    /// the reference kernels on its weights.
+    fn fall_back_and_check() {
+        let graph = cnnjit_compiler::compile_source(
+            "Small(6x6x3) { conv(4, 3x3, pad = 1), bn, relu, maxpool(2x2), flatten, dense(5) }",
+        )
+        .unwrap()
+        .remove(0)
+        .graph;
+        let weights = random_weights(&graph, 7);
+        let mut model = Model::new(graph.clone(), &weights).unwrap();
+        assert!(matches!(model.backend(), Backend::Jit { .. }));
+        let err = Error::Internal {
+            layer: "Small".into(),
+            source: InternalError::Broken("a JIT failure made up by the test"),
+        };
+        let reason = err.to_string();
+        let mut budget = Budget::new(None);
+        model
+            .fall_back(err, Options::default(), &weights, &mut budget)
+            .unwrap();
+        assert_eq!(model.backend(), &Backend::Reference { reason });
+        let reference = Options {
+            reference: true,
+            ..Options::default()
+        };
+        let mut expected = Model::with_options(graph, &weights, reference).unwrap();
+        let input: Vec<f32> = (0..6 * 6 * 3).map(|i| (i % 7) as f32 - 3.0).collect();
+        assert_eq!(
+            model.forward(&input).unwrap(),
+            expected.forward(&input).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_fallback_is_reported_by_the_model_not_printed() {
+        if std::env::var_os(CHILD).is_some() {
+            fall_back_and_check();
+        } else {
+            // The harness captures what a test prints: run this test again
+            // in a process of its own and read its stderr.
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{stdout}{stderr}");
+            assert!(stdout.contains("1 passed"), "{stdout}");
+            assert!(!stderr.contains("cnnjit"), "the library printed: {stderr}");
+        }
+    }
 }

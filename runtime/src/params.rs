@@ -367,7 +367,7 @@ fn reorder_flattened(graph: &Graph, layers: &mut [LayerParams]) -> Result<()> {
         };
         let internal = |e: KernelError| Error::Internal {
             layer: node.name.to_string(),
-            reason: e.to_string(),
+            source: e.into(),
         };
         match &mut layers[id.index()] {
             LayerParams::Linear {

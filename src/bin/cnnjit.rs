@@ -545,7 +545,9 @@ fn weights_error(e: cnnjit::Error, weights: &Path) -> String {
         | cnnjit::Error::NotAFile { .. }
         | cnnjit::Error::OutOfMemory { .. }
         | cnnjit::Error::Corrupt { .. }
-        | cnnjit::Error::Network(_) => format!("error: {e}"),
+        | cnnjit::Error::Network(_)
+        | cnnjit::Error::InvalidGraph { .. }
+        | cnnjit::Error::Plan { .. } => format!("error: {e}"),
         _ => format!("error: {}: {e}", weights.display()),
     }
 }
