@@ -876,3 +876,49 @@ pub fn call_kernel(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{call_kernel, Buffers, CallError};
+    use crate::error::Error;
+    use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
+    use cnnjit_compiler::codegen::{Jit, Kernel};
+
+    #[test]
+    fn a_short_buffer_is_a_typed_error_kept_as_the_source() {
+        let kernel = Kernel::Softmax(SoftmaxSpec {
+            pixels: 2,
+            channels: 3,
+        });
+        let mut jit = Jit::new().expect("a JIT for this host");
+        let id = jit.compile(&kernel).expect("the kernel compiles");
+        let program = jit.finish().expect("the program links");
+        let mut output = [0.0f32; 5];
+        let buffers = Buffers {
+            input: &[],
+            weights: &[],
+            params: &[],
+            extra: &[],
+            output: &mut output,
+            scratch: &mut [],
+        };
+        let err = call_kernel(&program, id, &kernel.lengths(), buffers, None).unwrap_err();
+        let expected = CallError {
+            buffer: "output",
+            needs: 6,
+            has: 5,
+        };
+        assert_eq!(err, expected);
+        assert_eq!(err.to_string(), "the kernel's output needs 6 elements, has 5");
+        let err = Error::Internal {
+            layer: "softmax".into(),
+            source: err.into(),
+        };
+        let source = std::error::Error::source(&err).expect("the call's error");
+        assert_eq!(source.to_string(), expected.to_string());
+        assert_eq!(
+            err.to_string(),
+            "internal error in layer `softmax`: the kernel's output needs 6 elements, has 5"
+        );
+    }
+}

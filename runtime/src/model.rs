@@ -6,6 +6,10 @@
 //! and packs the weights, and allocates the arena once. `forward` allocates
 //! nothing but its result.
 //!
+//! Where the JIT cannot compile a network on this host, the model runs it on
+//! the reference kernels and [`Model::backend`] says why
+//! ([`Backend::Reference`]); the library prints nothing.
+//!
 //! Everything a model allocates is weighed against a memory budget before it
 //! is allocated ([`Options::memory_limit`], by default the machine's physical
 //! memory; see [`crate::memory`]), the arena first: a network too large for
@@ -192,8 +196,10 @@ impl Model {
         Ok(model)
     }
 
-    /// Compiles the plan; on a host the JIT cannot serve, warns and keeps the
-    /// reference kernels, copying the weights they read out of `weights`.
+    /// Compiles the plan; on a host the JIT cannot serve, keeps the
+    /// reference kernels ([`Model::fall_back`]) and says why in
+    /// [`Backend::Reference`]: the library prints nothing, its caller decides
+    /// whether to warn (the `cnnjit` CLI does).
     #[cfg(feature = "jit")]
     fn compile(&mut self, options: Options, weights: &Weights, budget: &mut Budget) -> Result<()> {
         let e = &mut self.engine;
@@ -243,10 +249,6 @@ impl Model {
         budget: &mut Budget,
     ) -> Result<()> {
         let e = &mut self.engine;
-        eprintln!(
-            "cnnjit: warning: cannot compile `{}` ({err}); running the reference kernels",
-            e.graph.name
-        );
         self.backend = Backend::Reference {
             reason: err.to_string(),
         };

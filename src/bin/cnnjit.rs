@@ -459,11 +459,24 @@ fn measure(net: &CompiledNet) -> Result<f64, String> {
     eprint!("benchmarking {name} ... ");
     let mut model =
         cnnjit::Model::random(net.graph.clone(), 0).map_err(|e| format!("error: {name}: {e}"))?;
+    warn_if_fallen_back(&model);
     let timing =
         cnnjit::bench::time_forward(&mut model, 1, 3, std::time::Duration::from_millis(500))
             .map_err(|e| format!("error: {name}: {e}"))?;
     eprintln!("{:.3} ms (median of {})", timing.median_ms, timing.runs);
     Ok(timing.median_ms)
+}
+
+/// Warns on stderr that `model`, built for the JIT, runs on the reference
+/// kernels, and why: the library reports it ([`cnnjit::Model::backend`]), the
+/// CLI tells its user.
+fn warn_if_fallen_back(model: &cnnjit::Model) {
+    if let cnnjit::runtime::model::Backend::Reference { reason } = model.backend() {
+        eprintln!(
+            "cnnjit: warning: cannot compile `{}` ({reason}); running the reference kernels",
+            model.graph().name
+        );
+    }
 }
 
 /// `cnnjit run`: the model, the images, the outputs, the top classes.
@@ -479,6 +492,7 @@ fn run_model(
     let params = cnnjit::Weights::from_file(weights).map_err(|e| weights_error(e, weights))?;
     let mut model = cnnjit::Model::from_file_with_options(file, net, &params, options)
         .map_err(|e| weights_error(e, weights))?;
+    warn_if_fallen_back(&model);
     let array = npy::read_f32(input).map_err(|e| format!("error: {e}"))?;
     let graph = model.graph();
     let (input_dims, output_dims) = (graph.input_shape().dims(), graph.output_shape().dims());
