@@ -347,3 +347,28 @@ fn winograd_option_bounds_the_algorithm() {
     }
     std::fs::remove_file(small).ok();
 }
+
+#[test]
+fn kernels_machine_code_is_printed_only_with_cnnjit_disasm() {
+    // The code generator logs it; the CLI's logger prints it, the library never does.
+    let check = |disasm: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cnnjit"));
+        command.args(["check", &nets("lenet5.cnn")]);
+        if disasm {
+            command.env("CNNJIT_DISASM", "1");
+        } else {
+            command.env_remove("CNNJIT_DISASM");
+        }
+        let out = command.output().expect("the binary runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let with = check(true);
+    assert!(with.starts_with("cnnjit: kernel0: Conv(ConvSpec {"), "{with}");
+    assert!(with.contains("ret"), "{with}");
+    assert_eq!(check(false), "");
+}

@@ -765,7 +765,29 @@ fn peak_report(peak: &cnnjit::peak::Peak, json: bool) -> String {
     out
 }
 
+/// Prints on stderr the kernels' machine code that the code generator logs
+/// (target [`DISASM_TARGET`](cnnjit::compiler::codegen::DISASM_TARGET)), and
+/// nothing else; installed when `CNNJIT_DISASM` is set.
+struct Disassembly;
+
+impl log::Log for Disassembly {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target() == cnnjit::compiler::codegen::DISASM_TARGET
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("cnnjit: {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 fn main() -> ExitCode {
+    if std::env::var_os("CNNJIT_DISASM").is_some() && log::set_logger(&Disassembly).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
     match run(Cli::parse()) {
         Ok(out) => {
             print!("{out}");

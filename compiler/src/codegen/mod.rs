@@ -37,7 +37,9 @@
 //! too), for any `0 <= begin <= end <= rows`. Every bound
 //! is a constant derived from the spec; there is no data-dependent address.
 //!
-//! Set `CNNJIT_DISASM=1` to print every kernel's machine code to stderr.
+//! Every kernel's machine code is logged (the `log` crate) at debug level
+//! with target [`DISASM_TARGET`], and only formatted when a logger takes it;
+//! the `cnnjit` CLI prints it to stderr when `CNNJIT_DISASM` is set.
 //!
 //! What was measured on this CPU shapes the code (ARCHITECTURE.md):
 //! `opt_level = none`, a fresh load and splat per use (a read-only load folds
@@ -66,22 +68,39 @@ use cranelift_codegen::ir::{types, AbiParam, BlockArg, InstBuilder, UserFuncName
 use cranelift_codegen::{settings, settings::Configurable, Context};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleError};
 use std::collections::HashMap;
 
-/// Why code could not be generated.
+/// The `log` target of the kernels' machine code (debug level).
+pub const DISASM_TARGET: &str = "cnnjit::disasm";
+
+/// Why code could not be generated, with Cranelift's own error as the source.
 #[derive(Debug, thiserror::Error)]
 pub enum CodegenError {
-    /// Cranelift cannot generate code for this host.
+    /// Cranelift has no back end for this host's architecture.
     #[error("Cranelift cannot generate code for this host: {0}")]
-    Unsupported(String),
-    /// Cranelift rejected a kernel (a bug in cnnjit).
-    #[error("code generation failed for {kernel}: {reason}")]
+    UnsupportedHost(&'static str),
+    /// Cranelift refused one of the settings the kernels are compiled with.
+    #[error("Cranelift cannot generate code for this host: setting `{setting}`: {source}")]
+    Setting {
+        /// The setting's name.
+        setting: &'static str,
+        /// Cranelift's error.
+        #[source]
+        source: settings::SetError,
+    },
+    /// Cranelift cannot build an instruction set for this host.
+    #[error("Cranelift cannot generate code for this host: {0}")]
+    Isa(#[source] cranelift_codegen::CodegenError),
+    /// Cranelift rejected a kernel, or could not link the program (a bug in
+    /// cnnjit, or memory the system refused).
+    #[error("code generation failed for {kernel}: {source}")]
     Failed {
-        /// The kernel.
+        /// The kernel's spec, or `the program`.
         kernel: String,
-        /// Cranelift's message.
-        reason: String,
+        /// Cranelift's error.
+        #[source]
+        source: Box<ModuleError>,
     },
 }
 
@@ -320,26 +339,25 @@ pub struct Jit {
 impl Jit {
     /// A JIT for this host.
     pub fn new() -> Result<Jit, CodegenError> {
-        let unsupported = |e: &dyn std::fmt::Display| CodegenError::Unsupported(e.to_string());
         let mut flags = settings::builder();
-        flags
-            .set("opt_level", "none")
-            .map_err(|e| unsupported(&e))?;
-        flags.set("is_pic", "false").map_err(|e| unsupported(&e))?;
-        flags
-            .set(
-                "enable_verifier",
-                if cfg!(debug_assertions) {
-                    "true"
-                } else {
-                    "false"
-                },
-            )
-            .map_err(|e| unsupported(&e))?;
+        let verifier = if cfg!(debug_assertions) {
+            "true"
+        } else {
+            "false"
+        };
+        for (setting, value) in [
+            ("opt_level", "none"),
+            ("is_pic", "false"),
+            ("enable_verifier", verifier),
+        ] {
+            flags
+                .set(setting, value)
+                .map_err(|source| CodegenError::Setting { setting, source })?;
+        }
         let isa = cranelift_native::builder()
-            .map_err(|e| unsupported(&e))?
+            .map_err(CodegenError::UnsupportedHost)?
             .finish(settings::Flags::new(flags))
-            .map_err(|e| unsupported(&e))?;
+            .map_err(CodegenError::Isa)?;
         let module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
         Ok(Jit {
             ctx: module.make_context(),
@@ -360,9 +378,9 @@ impl Jit {
         if let Some(id) = self.ids.get(kernel) {
             return Ok(*id);
         }
-        let failed = |reason: String| CodegenError::Failed {
+        let failed = |e: ModuleError| CodegenError::Failed {
             kernel: format!("{kernel:?}"),
-            reason,
+            source: Box::new(e),
         };
         let mut sig = self.module.make_signature();
         let ptr = self.module.target_config().pointer_type();
@@ -375,7 +393,7 @@ impl Jit {
         let func = self
             .module
             .declare_function(&format!("kernel{index}"), Linkage::Local, &sig)
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(failed)?;
         self.ctx.func.signature = sig;
         self.ctx.func.name = UserFuncName::user(0, func.as_u32());
         let config = self.module.target_config();
@@ -400,18 +418,18 @@ impl Jit {
             b.seal_all_blocks();
             b.finalize(config);
         }
-        let disasm = std::env::var_os("CNNJIT_DISASM").is_some();
+        let disasm = log::log_enabled!(target: DISASM_TARGET, log::Level::Debug);
         self.ctx.set_disasm(disasm);
         self.module
             .define_function(func, &mut self.ctx)
-            .map_err(|e| failed(format!("{e:?}")))?;
+            .map_err(failed)?;
         if let Some(code) = self
             .ctx
             .compiled_code()
             .and_then(|c| c.vcode.as_ref())
             .filter(|_| disasm)
         {
-            eprintln!("cnnjit: kernel{index}: {kernel:?}\n{code}");
+            log::debug!(target: DISASM_TARGET, "kernel{index}: {kernel:?}\n{code}");
         }
         self.module.clear_context(&mut self.ctx);
         let id = KernelId(index);
@@ -426,7 +444,7 @@ impl Jit {
             .finalize_definitions()
             .map_err(|e| CodegenError::Failed {
                 kernel: "the program".into(),
-                reason: e.to_string(),
+                source: Box::new(e),
             })?;
         let functions = self
             .funcs
