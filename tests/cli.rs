@@ -368,7 +368,10 @@ fn kernels_machine_code_is_printed_only_with_cnnjit_disasm() {
         String::from_utf8(out.stderr).unwrap()
     };
     let with = check(true);
-    assert!(with.starts_with("cnnjit: kernel0: Conv(ConvSpec {"), "{with}");
+    assert!(
+        with.starts_with("cnnjit: kernel0: Conv(ConvSpec {"),
+        "{with}"
+    );
     assert!(with.contains("ret"), "{with}");
     assert_eq!(check(false), "");
 }

@@ -630,7 +630,10 @@ mod tests {
         graph.nodes.to_mut()[4].inputs = vec![NodeId(2)].into();
         let err = graph.verify().unwrap_err();
         let source = std::error::Error::source(&err).expect("the shape rule's error");
-        assert!(source.to_string().contains("expected a flat input"), "{source}");
+        assert!(
+            source.to_string().contains("expected a flat input"),
+            "{source}"
+        );
         assert!(matches!(err, GraphError::Shape { ref at, .. } if at.node == NodeId(4)));
     }
 }

@@ -358,7 +358,9 @@ pub enum PlanError {
         node: NodeId,
     },
     /// A node's value is not the one its step writes.
-    #[error("step {step}: {node} is mapped to value {found}, expected its step's value {expected}")]
+    #[error(
+        "step {step}: {node} is mapped to value {found}, expected its step's value {expected}"
+    )]
     Mapping {
         /// The step's index.
         step: usize,

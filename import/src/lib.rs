@@ -33,7 +33,7 @@ pub mod onnx;
 pub mod verify;
 pub mod write;
 
-pub use error::{Error, Result};
+pub use error::{DecodeError, Error, OutputProblem, Result, TensorProblem, VerifyError};
 
 use cnnjit_compiler::CompiledNet;
 use std::io::Write;
@@ -119,16 +119,12 @@ pub fn import_bytes(
     weights: &str,
 ) -> Result<Imported> {
     if !is_net_name(name) {
-        return Err(Error::Decode(format!(
-            "`{name}` is not a valid net name (a Rust identifier starting with a letter)"
-        )));
+        let name = name.to_string();
+        return Err(DecodeError::NetName { name }.into());
     }
     let model = onnx::decode(bytes)?;
     let opset = standard_opset(&model)?;
-    let graph = model
-        .graph
-        .as_ref()
-        .ok_or_else(|| Error::Decode("the model has no graph".into()))?;
+    let graph = model.graph.as_ref().ok_or(DecodeError::NoGraph)?;
     let dag = map::map(graph, opset, dir)?;
     let items = nest::nest(&dag)?;
     let producer = match model.producer_name.as_str() {
@@ -161,13 +157,9 @@ fn standard_opset(model: &onnx::Model) -> Result<i64> {
         .iter()
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map(|o| o.version)
-        .ok_or_else(|| Error::Opset("the model imports no standard ONNX operator set".into()))?;
+        .ok_or(Error::NoOpset)?;
     if !map::OPSETS.contains(&version) {
-        return Err(Error::Opset(format!(
-            "the model uses ONNX opset {version}; cnnjit imports opsets {} to {}",
-            map::OPSETS.start(),
-            map::OPSETS.end()
-        )));
+        return Err(Error::Opset { version });
     }
     Ok(version)
 }
@@ -214,10 +206,7 @@ impl Imported {
         let weights_path = cnn_path.with_extension("safetensors");
         let cnn = file_entry(cnn_path)?;
         if file_entry(&weights_path)? == cnn {
-            return Err(Error::Output(format!(
-                "`{}` would be both the net's source and its weights: the .cnn file needs another extension",
-                cnn_path.display()
-            )));
+            return Err(output_error(cnn_path, OutputProblem::SourceIsWeights));
         }
         if let Some(model) = &self.model {
             // The model's own entry (perhaps a link) and the file it names.
@@ -230,10 +219,7 @@ impl Imported {
             ];
             for path in [cnn_path, &weights_path] {
                 if model.contains(&file_entry(path)?) {
-                    return Err(Error::Output(format!(
-                        "`{}` is the model being imported: write the net elsewhere",
-                        path.display()
-                    )));
+                    return Err(output_error(path, OutputProblem::IsTheModel));
                 }
             }
         }
@@ -264,12 +250,20 @@ impl Imported {
     }
 }
 
+/// An [`Error::Output`] for `path`.
+fn output_error(path: &Path, problem: OutputProblem) -> Error {
+    Error::Output {
+        path: path.to_path_buf(),
+        problem,
+    }
+}
+
 /// The directory entry `path` names: its folder, canonical, and its file
 /// name. A rename replaces exactly this entry.
 fn file_entry(path: &Path) -> Result<PathBuf> {
     let name = path
         .file_name()
-        .ok_or_else(|| Error::Output(format!("`{}` does not name a file", path.display())))?;
+        .ok_or_else(|| output_error(path, OutputProblem::NoFileName))?;
     let folder = match path.parent() {
         Some(folder) if !folder.as_os_str().is_empty() => folder,
         _ => Path::new("."),
@@ -311,10 +305,7 @@ fn write_all(files: &[(&Path, &[u8])]) -> Result<()> {
             file.sync_all().map_err(io(&temp))?;
         }
         if let Some(&(folder, _)) = files.iter().find(|(path, _)| path.is_dir()) {
-            return Err(Error::Output(format!(
-                "`{}` is a folder, not a file",
-                folder.display()
-            )));
+            return Err(output_error(folder, OutputProblem::Folder));
         }
         for (&(path, _), temp) in files.iter().zip(&temps) {
             std::fs::rename(temp, path).map_err(io(path))?;

@@ -17,7 +17,7 @@
 //! before it; every layer's `shape` is what `cnnjit_compiler::shape` gives
 //! for its op and its inputs' shapes.
 
-use crate::error::{Error, Result};
+use crate::error::{DecodeError, Error, Result};
 use crate::fold::{self, attr, node_error, normalise_axis};
 use crate::onnx::{self, GraphProto, NodeProto, Tensor};
 use cnnjit_compiler::ir::{
@@ -110,17 +110,14 @@ pub fn map(graph: &GraphProto, opset: i64, dir: Option<&Path>) -> Result<Dag> {
         .filter(|i| !values.contains_key(&i.name))
         .collect();
     let [input] = inputs[..] else {
-        return Err(Error::Decode(format!(
-            "the model has {} inputs that are not initializers; cnnjit nets have one",
-            inputs.len()
-        )));
+        return Err(DecodeError::Inputs {
+            found: inputs.len(),
+        }
+        .into());
     };
-    let shape = input_shape(input.dims()).ok_or_else(|| {
-        Error::Decode(format!(
-            "input `{}` has dimensions {:?}; cnnjit reads [N, C, H, W] or [N, F] with fixed sizes",
-            input.name,
-            input.dims()
-        ))
+    let shape = input_shape(input.dims()).ok_or_else(|| DecodeError::InputDims {
+        input: input.name.clone(),
+        dims: input.dims(),
     })?;
     values.insert(input.name.clone(), Value::Layer(0));
     let mut uses: HashMap<&str, usize> = HashMap::new();
@@ -151,10 +148,10 @@ pub fn map(graph: &GraphProto, opset: i64, dir: Option<&Path>) -> Result<Dag> {
         mapper.node(node)?;
     }
     let [output] = &graph.output[..] else {
-        return Err(Error::Decode(format!(
-            "the model has {} outputs; cnnjit nets have one",
-            graph.output.len()
-        )));
+        return Err(DecodeError::Outputs {
+            found: graph.output.len(),
+        }
+        .into());
     };
     match mapper.values.get(&output.name) {
         Some(Value::Layer(id)) => Ok(Dag {
@@ -162,14 +159,14 @@ pub fn map(graph: &GraphProto, opset: i64, dir: Option<&Path>) -> Result<Dag> {
             layers: mapper.layers,
             declared_output: output.dims(),
         }),
-        Some(Value::Const(_)) => Err(Error::Decode(format!(
-            "output `{}` is a constant, not computed from the input",
-            output.name
-        ))),
-        None => Err(Error::Decode(format!(
-            "output `{}` is computed by no node",
-            output.name
-        ))),
+        Some(Value::Const(_)) => Err(DecodeError::ConstantOutput {
+            output: output.name.clone(),
+        }
+        .into()),
+        None => Err(DecodeError::UnknownOutput {
+            output: output.name.clone(),
+        }
+        .into()),
     }
 }
 

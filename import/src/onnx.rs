@@ -25,7 +25,7 @@
 //! [`Error::External`] naming the tensor and the location, as ONNX Runtime
 //! and the `onnx` checker refuse them.
 
-use crate::error::{Error, Result};
+use crate::error::{DecodeError, Error, Result, TensorProblem};
 use std::path::{Path, PathBuf};
 
 /// `ModelProto`: the whole file.
@@ -250,8 +250,7 @@ impl Attribute {
 
 /// Decodes a model from the bytes of an `.onnx` file.
 pub fn decode(bytes: &[u8]) -> Result<Model> {
-    <Model as prost::Message>::decode(bytes)
-        .map_err(|e| Error::Decode(format!("not an ONNX model: {e}")))
+    <Model as prost::Message>::decode(bytes).map_err(|e| DecodeError::NotOnnx(e).into())
 }
 
 /// A constant tensor's values.
@@ -294,9 +293,7 @@ impl Tensor {
             Data::I64(v) => v.len(),
         };
         if Tensor::count(&dims) != Some(len) {
-            return Err(Error::Decode(format!(
-                "a tensor of dimensions {dims:?} holds {len} values"
-            )));
+            return Err(tensor_error("", TensorProblem::Count { dims, values: len }));
         }
         Ok(Tensor { dims, data })
     }
@@ -335,47 +332,48 @@ impl Tensor {
 /// single protobuf is 2 GiB).
 const MAX_EXTERNAL_BYTES: u64 = 1 << 32;
 
+/// A [`DecodeError::Tensor`] for the tensor called `name` (empty if it has none).
+fn tensor_error(name: &str, problem: TensorProblem) -> Error {
+    DecodeError::Tensor {
+        tensor: name.to_string(),
+        problem,
+    }
+    .into()
+}
+
 /// Decodes a tensor; `dir` is the model's folder, where external data files
 /// are looked up.
 pub fn tensor(proto: &TensorProto, dir: Option<&Path>) -> Result<Tensor> {
-    let what = || {
-        if proto.name.is_empty() {
-            "a tensor".to_string()
-        } else {
-            format!("tensor `{}`", proto.name)
-        }
-    };
+    let fail = |problem| tensor_error(&proto.name, problem);
     let dims = proto
         .dims
         .iter()
         .map(|&d| usize::try_from(d))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|_| Error::Decode(format!("{} has a negative dimension", what())))?;
+        .map_err(|_| {
+            fail(TensorProblem::NegativeDimension {
+                dims: proto.dims.clone(),
+            })
+        })?;
     let width = match proto.data_type {
         data_type::FLOAT | data_type::INT32 => 4,
         data_type::INT64 | data_type::DOUBLE => 8,
-        other => {
-            return Err(Error::Decode(format!(
-                "{} has element type {other}, not float32, float64, int32 or int64",
-                what()
-            )))
-        }
+        found => return Err(fail(TensorProblem::ElementType { found })),
     };
     let external;
     let raw: &[u8] = if proto.data_location == 1 {
         let bytes = external_bytes(proto)
-            .ok_or_else(|| Error::Decode(format!("{} has too many elements: {dims:?}", what())))?;
+            .ok_or_else(|| fail(TensorProblem::TooLarge { dims: dims.clone() }))?;
         external = read_external(proto, dir, bytes)?;
         &external
     } else {
         &proto.raw_data
     };
     if !raw.len().is_multiple_of(width) {
-        return Err(Error::Decode(format!(
-            "{} has {} bytes of data, not a whole number of elements",
-            what(),
-            raw.len()
-        )));
+        return Err(fail(TensorProblem::RaggedBytes {
+            bytes: raw.len(),
+            width,
+        }));
     }
     let chunks = raw.chunks_exact(width);
     let data = match (proto.data_type, raw.is_empty()) {
@@ -407,7 +405,7 @@ pub fn tensor(proto: &TensorProto, dir: Option<&Path>) -> Result<Tensor> {
         (_, true) => Data::I64(proto.int64_data.clone()),
     };
     Tensor::new(dims, data).map_err(|e| match e {
-        Error::Decode(m) => Error::Decode(format!("{}: {m}", what())),
+        Error::Decode(DecodeError::Tensor { problem, .. }) => fail(problem),
         other => other,
     })
 }
@@ -441,11 +439,8 @@ fn read_external(proto: &TensorProto, dir: Option<&Path>, bytes: u64) -> Result<
             .find(|e| e.key == key)
             .map(|e| e.value.as_str())
     };
-    let location = entry("location").ok_or_else(|| {
-        Error::Decode(format!(
-            "tensor `{}`: external data without a location",
-            proto.name
-        ))
+    let location = entry("location").ok_or_else(|| DecodeError::NoLocation {
+        tensor: proto.name.clone(),
     })?;
     let refuse = |why: String, source: Option<std::io::Error>| Error::External {
         tensor: proto.name.clone(),

@@ -9,7 +9,7 @@
 //! (`cnnjit_runtime::params::tensor_specs`, names from the compiled graph) is
 //! taken from the layer it belongs to, with its dimensions checked.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, VerifyError};
 use crate::map::{nchw, Dag};
 use crate::write::{Slot, Written};
 use crate::NamedTensor;
@@ -18,34 +18,41 @@ use cnnjit_compiler::CompiledNet;
 
 /// The compiled net and its named weights, or what differs.
 pub fn verify(dag: &Dag, written: &Written) -> Result<(CompiledNet, Vec<NamedTensor>)> {
-    let mut nets = cnnjit_compiler::compile_source(&written.source)
-        .map_err(|e| Error::Verify(format!("the written source does not compile: {e}")))?;
-    let (Some(net), true) = (nets.pop(), nets.is_empty()) else {
-        return Err(Error::Verify(
-            "the written source holds other than one net".into(),
-        ));
+    let mut nets = cnnjit_compiler::compile_source(&written.source).map_err(|e| {
+        VerifyError::DoesNotCompile {
+            diagnostic: e.to_string(),
+        }
+    })?;
+    let found = nets.len();
+    let (Some(net), true) = (nets.pop(), found == 1) else {
+        return Err(VerifyError::NetCount { found }.into());
     };
     let graph = &net.graph;
     if graph.nodes.len() != written.order.len() + 1 {
-        return Err(Error::Verify(format!(
-            "the source compiles to {} layers, the model has {}",
-            graph.nodes.len() - 1,
-            written.order.len()
-        )));
+        return Err(VerifyError::LayerCount {
+            source_layers: graph.nodes.len() - 1,
+            model_layers: written.order.len(),
+        }
+        .into());
     }
     if graph.input_shape() != dag.layers[0].shape {
-        return Err(Error::Verify(format!(
-            "input {} instead of {}",
-            graph.input_shape(),
-            dag.layers[0].shape
-        )));
+        return Err(VerifyError::Input {
+            found: graph.input_shape(),
+            expected: dag.layers[0].shape,
+        }
+        .into());
     }
     // The DAG layer whose value each compiled node holds.
     let mut value = vec![0; graph.nodes.len()];
     let mut seen = vec![false; dag.layers.len()];
     for (i, (node, slot)) in graph.nodes.iter().skip(1).zip(&written.order).enumerate() {
         let mut inputs: Vec<usize> = node.inputs.iter().map(|id| value[id.index()]).collect();
-        let differs = |what: String| Error::Verify(format!("layer `{}`: {what}", node.name));
+        let differs = |why: String| {
+            Error::from(VerifyError::Layer {
+                layer: node.name.to_string(),
+                why,
+            })
+        };
         value[i + 1] = match *slot {
             Slot::Alias(id) => {
                 if node.op != Op::Identity || inputs != [id] {
@@ -92,9 +99,7 @@ pub fn verify(dag: &Dag, written: &Written) -> Result<(CompiledNet, Vec<NamedTen
         };
     }
     if value.last() != Some(&dag.output) {
-        return Err(Error::Verify(
-            "the net's last layer is not the model's output".into(),
-        ));
+        return Err(VerifyError::Output.into());
     }
     if let Some(declared) = &dag.declared_output {
         let ours = nchw(graph.output_shape());
@@ -105,10 +110,12 @@ pub fn verify(dag: &Dag, written: &Written) -> Result<(CompiledNet, Vec<NamedTen
                 .skip(1)
                 .all(|(d, &o)| d.is_none_or(|d| d == o as i64));
         if !agrees {
-            return Err(Error::Verify(format!(
-                "the output is {} ({ours:?} in NCHW), the model declares {declared:?}",
-                graph.output_shape()
-            )));
+            return Err(VerifyError::OutputShape {
+                found: graph.output_shape(),
+                nchw: ours,
+                declared: declared.clone(),
+            }
+            .into());
         }
     }
     let mut tensors = Vec::new();
@@ -119,12 +126,16 @@ pub fn verify(dag: &Dag, written: &Written) -> Result<(CompiledNet, Vec<NamedTen
             .params
             .iter()
             .find(|p| p.suffix == suffix)
-            .ok_or_else(|| Error::Verify(format!("no tensor for `{}`", spec.name)))?;
+            .ok_or_else(|| VerifyError::NoTensor {
+                tensor: spec.name.clone(),
+            })?;
         if param.dims != spec.shape {
-            return Err(Error::Verify(format!(
-                "`{}` has dimensions {:?}, the net needs {:?}",
-                spec.name, param.dims, spec.shape
-            )));
+            return Err(VerifyError::TensorDims {
+                tensor: spec.name,
+                found: param.dims.clone(),
+                needed: spec.shape,
+            }
+            .into());
         }
         tensors.push(NamedTensor {
             name: spec.name,
@@ -139,10 +150,11 @@ pub fn verify(dag: &Dag, written: &Written) -> Result<(CompiledNet, Vec<NamedTen
         .map(|(_, l)| l.params.len())
         .sum();
     if held != tensors.len() {
-        return Err(Error::Verify(format!(
-            "the model's layers hold {held} tensors, the net uses {}",
-            tensors.len()
-        )));
+        return Err(VerifyError::TensorCount {
+            held,
+            used: tensors.len(),
+        }
+        .into());
     }
     Ok((net, tensors))
 }

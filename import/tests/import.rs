@@ -50,6 +50,13 @@ fn body(imported: &Imported) -> Vec<String> {
         .collect()
 }
 
+fn import_error(result: Result<Imported, Error>) -> Error {
+    match result {
+        Err(e) => e,
+        Ok(imported) => panic!("expected an error, imported:\n{}", imported.source),
+    }
+}
+
 fn node_error(result: Result<Imported, Error>) -> (String, String, String) {
     match result {
         Err(Error::Node { node, op, why }) => (node, op, why),
@@ -275,7 +282,9 @@ fn opsets_outside_the_supported_range_are_errors() {
             vec![],
         );
         match import(&bytes) {
-            Err(Error::Opset(message)) => assert!(message.contains(&format!("opset {opset}"))),
+            Err(e @ Error::Opset { version }) if version == opset => {
+                assert!(e.to_string().contains(&format!("opset {opset}")), "{e}")
+            }
             other => panic!("opset {opset}: {:?}", other.map(|i| i.source)),
         }
     }
@@ -435,4 +444,82 @@ fn a_model_path_that_is_a_directory_or_larger_than_memory_is_an_error() {
         err.starts_with("cannot allocate 1,099,511,627,776 bytes for reading"),
         "{err}"
     );
+}
+
+#[test]
+fn decode_errors_are_typed_and_keep_the_parser_error_as_source() {
+    use cnnjit_import::{DecodeError, TensorProblem};
+    let err = import_error(import(b"not protobuf"));
+    assert!(
+        matches!(err, Error::Decode(DecodeError::NotOnnx(_))),
+        "{err:?}"
+    );
+    let source = std::error::Error::source(&err).expect("prost's error");
+    assert_eq!(err.to_string(), format!("not an ONNX model: {source}"));
+
+    let dense = |w: TensorProto| {
+        import_error(import(&model(
+            13,
+            &[1, 3],
+            vec![node("MatMul", "m", &["x", "w"], "y", vec![])],
+            vec![w],
+        )))
+    };
+    let mut w = weight("w", &[3, 2]);
+    w.data_type = 13; // uint64
+    let err = dense(w);
+    assert_eq!(
+        err.to_string(),
+        "tensor `w` has element type 13, not float32, float64, int32 or int64"
+    );
+    assert!(matches!(
+        err,
+        Error::Decode(DecodeError::Tensor {
+            ref tensor,
+            problem: TensorProblem::ElementType { found: 13 },
+        }) if tensor == "w"
+    ));
+    let mut w = weight("w", &[3, 2]);
+    w.raw_data.truncate(5 * 4);
+    let err = dense(w);
+    assert_eq!(
+        err.to_string(),
+        "tensor `w` has dimensions [3, 2] but holds 5 values"
+    );
+    assert!(matches!(
+        err,
+        Error::Decode(DecodeError::Tensor {
+            problem: TensorProblem::Count { values: 5, .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn an_output_path_that_is_both_files_is_a_typed_error_naming_it() {
+    use cnnjit_import::OutputProblem;
+    let imported = import(&model(
+        13,
+        &[1, 3],
+        vec![node("Relu", "r", &["x"], "y", vec![])],
+        vec![],
+    ))
+    .unwrap();
+    let path = std::env::temp_dir().join(format!("cnnjit-{}-net.safetensors", std::process::id()));
+    let err = imported.save(&path).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "`{}` would be both the net's source and its weights: the .cnn file needs another extension",
+            path.display()
+        )
+    );
+    assert!(matches!(
+        err,
+        Error::Output {
+            path: ref p,
+            problem: OutputProblem::SourceIsWeights,
+        } if *p == path
+    ));
+    assert!(!path.exists());
 }

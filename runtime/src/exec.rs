@@ -433,7 +433,10 @@ fn reference_step(
             in_place(anchor, layer, out, None)?;
         }
         (op, _) => {
-            return Err(node_error(anchor, InternalError::NoParams { kind: op.kind() }))
+            return Err(node_error(
+                anchor,
+                InternalError::NoParams { kind: op.kind() },
+            ))
         }
     }
     epilogue(

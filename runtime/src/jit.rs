@@ -909,7 +909,10 @@ mod tests {
             has: 5,
         };
         assert_eq!(err, expected);
-        assert_eq!(err.to_string(), "the kernel's output needs 6 elements, has 5");
+        assert_eq!(
+            err.to_string(),
+            "the kernel's output needs 6 elements, has 5"
+        );
         let err = Error::Internal {
             layer: "softmax".into(),
             source: err.into(),

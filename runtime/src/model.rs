@@ -157,7 +157,9 @@ impl Model {
             });
         }
         let net = || graph.name.to_string();
-        graph.verify().map_err(|source| Error::InvalidGraph { net: net(), source })?;
+        graph
+            .verify()
+            .map_err(|source| Error::InvalidGraph { net: net(), source })?;
         let plan = plan::plan(&graph).map_err(|source| Error::Plan { net: net(), source })?;
         let mut budget = Budget::new(options.memory_limit);
         let arena = Arena::new(plan.arena_bytes, &mut budget, || {

@@ -720,7 +720,7 @@ fn run(cli: Cli) -> Result<String, String> {
             let options = cnnjit::import::Options { net };
             // Errors about a file name it; the others are the model's.
             let fail = |e: Error| match e {
-                Error::Io { .. } | Error::Output(_) => format!("error: {e}"),
+                Error::Io { .. } | Error::Output { .. } => format!("error: {e}"),
                 _ => format!("error: {}: {e}", model.display()),
             };
             let imported = cnnjit::import::import(&model, &options).map_err(fail)?;
