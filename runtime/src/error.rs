@@ -2,6 +2,14 @@
 //! missing, corrupt or does not fit the network, a buffer of the wrong length,
 //! a network file that does not compile, a network too large for memory — as a value that names what is wrong
 //! and where. Nothing in the runtime panics on user input.
+//!
+//! Errors of other parts keep their type as the `source`: a corrupt file's
+//! [`Corruption`] (with `safetensors`' own error), an invalid graph's
+//! `GraphError`, a plan's `ShapeError`, and for a bug in cnnjit (or a host
+//! Cranelift cannot serve) [`Error::Internal`]'s [`InternalError`]: a
+//! reference kernel's `KernelError`, Cranelift's `CodegenError`, a compiled
+//! kernel's `CallError`. The runtime prints nothing: a model that falls back
+//! to the reference kernels says why in its `Backend`.
 
 use crate::memory::thousands;
 use crate::reference::KernelError;
@@ -24,8 +32,9 @@ pub enum Error {
     Corrupt {
         /// The file, or `<bytes>`.
         origin: String,
-        /// What the parser said.
-        reason: String,
+        /// What is wrong.
+        #[source]
+        reason: Corruption,
     },
     /// A tensor has an element type other than `f32`.
     #[error("tensor `{tensor}` is {found}, expected F32")]
@@ -146,6 +155,34 @@ pub enum Error {
         /// What failed.
         #[source]
         source: InternalError,
+    },
+}
+
+/// Why a weights file is not valid safetensors: the source of an [`Error::Corrupt`].
+#[derive(Debug, thiserror::Error)]
+pub enum Corruption {
+    /// The `safetensors` crate refused it (or, writing, its header).
+    #[error(transparent)]
+    Safetensors(#[from] safetensors::SafeTensorError),
+    /// A tensor's data offsets point past the end of the data.
+    #[error("tensor `{tensor}` has data offsets [{}] past the end of the {data_len} bytes of data", offsets.join(", "))]
+    DataOffsets {
+        /// The tensor's name.
+        tensor: String,
+        /// Its offsets as the header writes them.
+        offsets: Vec<String>,
+        /// The bytes of data after the header.
+        data_len: usize,
+    },
+    /// A tensor's data is not its shape's size.
+    #[error("tensor `{tensor}` has shape {shape:?} but {bytes} bytes of data")]
+    DataSize {
+        /// The tensor's name.
+        tensor: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// Its bytes of data.
+        bytes: usize,
     },
 }
 

@@ -32,6 +32,6 @@ pub mod reference;
 pub mod report;
 pub mod weights;
 
-pub use error::{Error, InternalError, Result};
+pub use error::{Corruption, Error, InternalError, Result};
 pub use model::{Model, Options, Winograd};
 pub use weights::{Tensor, Weights};

@@ -40,7 +40,7 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, View};
 
-use crate::error::Error;
+use crate::error::{Corruption, Error};
 use crate::memory::{self, Budget};
 
 /// The origin named in errors about weights parsed from memory.
@@ -177,7 +177,7 @@ impl Weights {
             .map(|(name, t)| (name.as_str(), F32View(t)));
         safetensors::serialize(views, None).map_err(|e| Error::Corrupt {
             origin: "<to_safetensors>".to_string(),
-            reason: e.to_string(),
+            reason: e.into(),
         })
     }
 
@@ -195,12 +195,12 @@ impl Weights {
 
     /// Validates `bytes` as safetensors and copies out its tensors.
     fn parse(bytes: &[u8], origin: &str) -> Result<Weights, Error> {
-        let corrupt = |reason: String| Error::Corrupt {
+        let corrupt = |reason: Corruption| Error::Corrupt {
             origin: origin.to_string(),
             reason,
         };
         check_data_offsets(bytes).map_err(corrupt)?;
-        let file = SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let file = SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.into()))?;
         // Sorted, so that the first bad tensor reported does not depend on
         // hash order.
         let views: BTreeMap<&str, _> = file.iter().collect();
@@ -216,11 +216,11 @@ impl Weights {
             // `safetensors` has checked that the data is exactly shape x 4
             // bytes; check again rather than trust it with the invariant.
             if element_count(view.shape()).and_then(|n| n.checked_mul(4)) != Some(raw.len()) {
-                return Err(corrupt(format!(
-                    "tensor `{name}` has shape {:?} but {} bytes of data",
-                    view.shape(),
-                    raw.len()
-                )));
+                return Err(corrupt(Corruption::DataSize {
+                    tensor: name.to_string(),
+                    shape: view.shape().to_vec(),
+                    bytes: raw.len(),
+                }));
             }
             let data = raw
                 .chunks_exact(4)
@@ -253,7 +253,7 @@ fn element_count(shape: &[usize]) -> Option<usize> {
 /// lying within the data section rules that out. Anything this check cannot
 /// make sense of (no header, bad JSON, offsets that are not numbers) is left
 /// for `safetensors` to report.
-fn check_data_offsets(bytes: &[u8]) -> Result<(), String> {
+fn check_data_offsets(bytes: &[u8]) -> Result<(), Corruption> {
     let Some(prefix) = bytes.first_chunk::<8>() else {
         return Ok(());
     };
@@ -279,11 +279,11 @@ fn check_data_offsets(bytes: &[u8]) -> Result<(), String> {
             .filter_map(serde_json::Value::as_u64)
             .any(|o| usize::try_from(o).map_or(true, |o| o > data_len));
         if past_end {
-            let offsets: Vec<String> = offsets.iter().map(ToString::to_string).collect();
-            return Err(format!(
-                "tensor `{name}` has data offsets [{}] past the end of the {data_len} bytes of data",
-                offsets.join(", ")
-            ));
+            return Err(Corruption::DataOffsets {
+                tensor: name.clone(),
+                offsets: offsets.iter().map(ToString::to_string).collect(),
+                data_len,
+            });
         }
     }
     Ok(())

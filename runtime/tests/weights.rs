@@ -89,7 +89,7 @@ fn expect_corrupt(result: Result<Weights, Error>, origin: &str) -> String {
     match result {
         Err(Error::Corrupt { origin: o, reason }) => {
             assert_eq!(o, origin);
-            reason
+            reason.to_string()
         }
         other => panic!("expected Corrupt from {origin}, got {other:?}"),
     }
@@ -562,5 +562,45 @@ proptest! {
     ) {
         let header = format!("{{{}}}", entries.join(","));
         check_loaded(Weights::from_bytes(&raw_file(&header, &vec![0x3f; data_len])));
+    }
+}
+
+#[test]
+fn corruption_is_typed_and_keeps_the_parser_error_as_source() {
+    use cnnjit_runtime::Corruption;
+    let gap = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#;
+    let err = Weights::from_bytes(&raw_file(gap, &[0; 8])).unwrap_err();
+    let source = std::error::Error::source(&err).expect("safetensors' error");
+    assert_eq!(
+        err.to_string(),
+        format!("<bytes>: not a valid safetensors file: {source}")
+    );
+    assert!(
+        matches!(
+            err,
+            Error::Corrupt {
+                reason: Corruption::Safetensors(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let past = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,12]}}"#;
+    match Weights::from_bytes(&raw_file(past, &[0; 8])) {
+        Err(Error::Corrupt {
+            reason:
+                Corruption::DataOffsets {
+                    tensor,
+                    offsets,
+                    data_len,
+                },
+            ..
+        }) => {
+            assert_eq!(tensor, "a");
+            assert_eq!(offsets, ["0", "12"]);
+            // The header is padded to 8 bytes: the data is what follows it.
+            assert_eq!(data_len, 8);
+        }
+        other => panic!("expected offsets past the data, got {other:?}"),
     }
 }
