@@ -605,21 +605,23 @@ mod tests {
 
     #[test]
     fn verify_rejects_a_read_of_a_later_node_and_a_second_name() {
-        let mut graph = graph();
-        graph.nodes.to_mut()[1].inputs = vec![NodeId(1)].into();
+        let mut reads_itself = graph();
+        reads_itself.nodes.to_mut()[1].inputs = vec![NodeId(1)].into();
         assert_eq!(
-            graph.verify(),
+            reads_itself.verify(),
             Err(GraphError::ReadsLater {
-                at: at(&graph, 1),
+                at: at(&reads_itself, 1),
                 input: NodeId(1),
             })
         );
-        let mut graph = super::tests::graph();
-        let name = graph.nodes[1].name.clone();
-        graph.nodes.to_mut()[3].name = name;
+        let mut renamed = graph();
+        let name = renamed.nodes[1].name.clone();
+        renamed.nodes.to_mut()[3].name = name;
         assert_eq!(
-            graph.verify(),
-            Err(GraphError::DuplicateName { at: at(&graph, 3) })
+            renamed.verify(),
+            Err(GraphError::DuplicateName {
+                at: at(&renamed, 3)
+            })
         );
     }
 
