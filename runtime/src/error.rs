@@ -3,7 +3,7 @@
 //! a network file that does not compile, a network too large for memory — as a value that names what is wrong
 //! and where. Nothing in the runtime panics on user input.
 
-use crate::memory::thousands;
+use cnnjit_compiler::summary::thousands;
 use std::path::PathBuf;
 
 /// What went wrong while loading weights, building a model or running it.
