@@ -6,7 +6,7 @@
 //! Winograd F(2x2) and F(4x4) 3x3 convolutions, picked per layer by
 //! [`choice`]; [`separable`]: two convolutions fused into one pass;
 //! [`depthwise`], [`pool`], [`elementwise`]: an unfused add or a scale;
-//! [`softmax`], in place; [`concat`], a branch into its channel slice;
+//! [`softmax`], in place; [`mod@concat`], a branch into its channel slice;
 //! [`lrn`], local response normalisation), and [`native`], the precompiled AVX2 GEMM tile
 //! that convolution kernels call for their innermost tile where the host has
 //! AVX2 and FMA. Each family
