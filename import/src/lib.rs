@@ -24,6 +24,7 @@
 //! an [`Error`].
 
 #![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod error;
 pub mod fold;
