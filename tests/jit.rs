@@ -1,12 +1,12 @@
 //! The JIT against its slow twin: property tests over random shapes,
 //! strides, pads, dilations, groups, odd channel counts and fused epilogues
 //! (JIT == reference within 1e-4 of the output's scale; Winograd F(4x4)
-//! errs by about 1e-5 of it, runtime/tests/winograd.rs), every example network, and
-//! outputs bitwise identical for any thread count. Every property runs both
-//! code paths: convolutions on the native AVX2 tile (where the host has it)
-//! and in pure Cranelift.
+//! errs by about 1e-5 of it, runtime/tests/winograd.rs), every example
+//! network (the four slowest on smaller inputs), and outputs bitwise identical
+//! for any thread count. Every property runs both code paths: convolutions
+//! on the native AVX2 tile (where the host has it) and in pure Cranelift.
 
-use cnnjit::check::{jit_against_reference, random_input};
+use cnnjit::check::{jit_against_reference, lively_weights, random_input, Agreement};
 use cnnjit::compiler::codegen::algorithm::Algorithm;
 use cnnjit::compiler::codegen::choice::MEASURED;
 use cnnjit::compiler::codegen::conv::ConvSpec;
@@ -497,44 +497,100 @@ fn separable_pairs_run_unfused_when_asked() {
     }
 }
 
+/// The example nets whose reference run at full size takes over 30 s in the
+/// debug test profile (ResNet-50 31 s, ResNet-34 46 s, VGG16 155 s on two
+/// busy cores; ResNet-18, ZFNet and AlexNet, 17 to 27 s, run at full size),
+/// each with the side of the square input it runs on instead: every layer of
+/// the net, on the same kernel families, at a tenth of the work or less.
+const REDUCED: &[(&str, u32)] = &[
+    ("VGG16", 48),
+    ("ResNet34", 64),
+    ("ResNet50", 64),
+    ("ResNet152", 64),
+];
+
+/// Every net of examples/nets, with the text of its file.
+fn example_nets() -> Vec<(String, Graph)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nets");
+    let mut nets = Vec::new();
+    for file in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        for net in cnnjit::compiler::compile_source(&text).unwrap() {
+            nets.push((text.clone(), net.graph));
+        }
+    }
+    assert!(nets.len() >= 24, "only {} example nets", nets.len());
+    nets
+}
+
+/// Every example net but the [`REDUCED`] ones, at full size, the reference
+/// against the JIT with and without the native tile.
 #[test]
 fn every_example_network_agrees_with_reference() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nets");
-    // The largest nets take long on the reference path in a debug build; their
-    // layers are covered by the smaller ones and by the property tests.
-    let skip = [
-        "VGG16",
-        "ZFNet",
-        "AlexNet",
-        "ResNet34",
-        "ResNet50",
-        "ResNet152",
-        "GoogLeNet",
-        "MobileNetV1",
-        "MobileNetV1_075",
-        "EfficientNetB0",
-        "MobileNetV2",
-    ];
-    for file in std::fs::read_dir(dir).unwrap() {
-        let path = file.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        for net in cnnjit::compiler::compile_source(&text).unwrap() {
-            if skip.contains(&net.graph.name.as_ref()) {
-                continue;
-            }
-            for native_tile in [true, false] {
-                let options = Options {
-                    native_tile,
-                    ..Options::default()
-                };
-                let a = jit_against_reference(&net.graph, 3, options).unwrap();
-                assert!(
-                    a.within_tolerance,
-                    "{}, native tile {native_tile}: max abs {:e}, max rel {:e}",
-                    net.graph.name, a.max_abs, a.max_rel
-                );
-            }
+    for (_, graph) in example_nets() {
+        if REDUCED.iter().all(|&(name, _)| name != &*graph.name) {
+            agrees_on_both_tiles(&graph);
         }
+    }
+}
+
+/// The [`REDUCED`] example nets, on their smaller inputs.
+#[test]
+fn the_slowest_example_networks_agree_on_smaller_inputs() {
+    let nets = example_nets();
+    for &(name, side) in REDUCED {
+        let (text, graph) = nets
+            .iter()
+            .find(|(_, graph)| *graph.name == *name)
+            .unwrap_or_else(|| panic!("no example net {name}"));
+        agrees_on_both_tiles(&reduced(text, graph, side));
+    }
+}
+
+/// The net `graph` of the file `text`, compiled again on a `side` x `side`
+/// input: its header `Name(HxWxC` is rewritten.
+fn reduced(text: &str, graph: &Graph, side: u32) -> Graph {
+    let cnnjit::Shape::Volume { h, w, c } = graph.input_shape() else {
+        panic!("{}: not an image input", graph.name)
+    };
+    let header = format!("{}({h}x{w}x{c}", graph.name);
+    assert_eq!(text.matches(&header).count(), 1, "{header}");
+    let smaller = text.replace(&header, &format!("{}({side}x{side}x{c}", graph.name));
+    cnnjit::compiler::compile_source(&smaller)
+        .unwrap()
+        .into_iter()
+        .find(|n| n.graph.name == graph.name)
+        .unwrap()
+        .graph
+}
+
+/// `graph` on the reference kernels, once, against the JIT with and without
+/// the native tile: the JIT compiled steps and agrees within tolerance.
+fn agrees_on_both_tiles(graph: &Graph) {
+    let name = &graph.name;
+    let weights = lively_weights(graph, 3);
+    let input = random_input(graph.input_shape().len() as usize, 3);
+    let reference = Options {
+        reference: true,
+        ..Options::default()
+    };
+    let expected = Model::with_options(graph.clone(), &weights, reference)
+        .and_then(|mut model| model.forward(&input))
+        .unwrap();
+    for native_tile in [true, false] {
+        let options = Options {
+            native_tile,
+            ..Options::default()
+        };
+        let mut jit = Model::with_options(graph.clone(), &weights, options).unwrap();
+        let actual = jit.forward(&input).unwrap();
+        let a = Agreement::between(&actual, &expected, jit.backend().clone());
+        assert_compiled(&a.backend, None, name);
+        assert!(
+            a.within_tolerance,
+            "{name}, native tile {native_tile}: max abs {:e}, max rel {:e}",
+            a.max_abs, a.max_rel
+        );
     }
 }
 
