@@ -19,6 +19,9 @@
 //!
 //! The language is documented in docs/language.md.
 
+#![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub use cnnjit_compiler as compiler;
 pub use cnnjit_import as import;
 pub use cnnjit_macros::cnn;

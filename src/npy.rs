@@ -202,8 +202,8 @@ pub fn show_shape(shape: &[u64]) -> String {
 }
 
 /// Checks what `npyz` takes on trust: the magic string, a header length
-/// within the file and at most [`MAX_HEADER_LEN`], brackets nested at most
-/// [`MAX_NESTING`] deep, and, outside quoted strings, no words but `True`,
+/// within the file and at most `MAX_HEADER_LEN` (64 KiB), brackets nested
+/// at most `MAX_NESTING` (8) deep, and, outside quoted strings, no words but `True`,
 /// `False` and decimal integers whose product (zeros aside) fits in a `u64`.
 /// NumPy's own headers always pass. The header's meaning (keys, dtype,
 /// shape) is left to `npyz`.

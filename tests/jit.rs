@@ -1,53 +1,91 @@
 //! The JIT against its slow twin: property tests over random shapes,
 //! strides, pads, dilations, groups, odd channel counts and fused epilogues
 //! (JIT == reference within 1e-4 of the output's scale; Winograd F(4x4)
-//! errs by about 1e-5 of it, runtime/tests/winograd.rs), every example network, and
-//! outputs bitwise identical for any thread count. Every property runs both
-//! code paths: convolutions on the native AVX2 tile (where the host has it)
-//! and in pure Cranelift.
+//! errs by about 1e-5 of it, runtime/tests/winograd.rs), every example
+//! network (the four slowest on smaller inputs), and outputs bitwise identical
+//! for any thread count. Every property runs both code paths: convolutions
+//! on the native AVX2 tile (where the host has it) and in pure Cranelift.
 
-use cnnjit::check::{jit_against_reference, random_input};
+use cnnjit::check::{jit_against_reference, lively_weights, random_input, Agreement};
 use cnnjit::compiler::codegen::algorithm::Algorithm;
 use cnnjit::compiler::codegen::choice::MEASURED;
 use cnnjit::compiler::codegen::conv::ConvSpec;
 use cnnjit::runtime::model::Backend;
-use cnnjit::{Model, Options};
+use cnnjit::{Graph, Model, Options};
 use proptest::prelude::*;
 
-/// Compiles `source`'s only net, or `None` if the random layer does not fit its input.
-fn graph(source: &str) -> Option<cnnjit::Graph> {
+/// Compiles `source`'s only net.
+fn graph(source: &str) -> Graph {
     cnnjit::compiler::compile_source(source)
-        .ok()
-        .map(|mut nets| nets.remove(0).graph)
+        .unwrap_or_else(|e| panic!("{source}: {e}"))
+        .remove(0)
+        .graph
 }
 
-fn assert_agrees(source: &str, seed: u64, threads: usize) {
-    assert_agrees_in(source, seed, threads, None);
+/// Compiles `source`'s only net, or rejects the case (as `prop_assume!`
+/// does) if a random layer does not fit its input; proptest fails a
+/// property whose rejections exceed its limit.
+fn fits(source: &str) -> Result<Graph, TestCaseError> {
+    match cnnjit::compiler::compile_source(source) {
+        Ok(mut nets) => Ok(nets.remove(0).graph),
+        Err(e) => Err(TestCaseError::reject(format!("{source}: {e}"))),
+    }
 }
 
-/// [`assert_agrees`], and the JIT compiled exactly `kernels` distinct kernels
-/// if given (a fused separable pair is one).
-fn assert_agrees_in(source: &str, seed: u64, threads: usize, kernels: Option<usize>) {
-    let Some(graph) = graph(source) else { return };
+/// Where the JIT serves (x86-64, the `jit` feature), a model not asked for
+/// the reference kernels must run compiled code: a Cranelift failure falling
+/// back to the reference would otherwise compare the reference with itself.
+const JIT_SUPPORTED: bool = cfg!(all(target_arch = "x86_64", feature = "jit"));
+
+/// `backend` ran at least one compiled step and, if given, exactly
+/// `kernels` distinct kernels, where the host has the JIT.
+fn assert_compiled(backend: &Backend, kernels: Option<usize>, what: &str) {
+    assert!(
+        !JIT_SUPPORTED
+            || matches!(backend, Backend::Jit { compiled_steps, kernels: n, .. }
+                if *compiled_steps > 0 && kernels.is_none_or(|k| k == *n)),
+        "{what}: {backend:?}"
+    );
+}
+
+fn assert_agrees(source: &str, seed: u64, threads: usize) -> Result<Graph, TestCaseError> {
+    let graph = fits(source)?;
+    assert_agrees_in(&graph, source, seed, threads, None);
+    Ok(graph)
+}
+
+/// The JIT agrees with the reference on `graph` (compiled from `source`)
+/// with and without the native tile, having compiled at least one step,
+/// and exactly `kernels` distinct kernels if given (a fused separable pair
+/// is one).
+fn assert_agrees_in(
+    graph: &Graph,
+    source: &str,
+    seed: u64,
+    threads: usize,
+    kernels: Option<usize>,
+) {
     for native_tile in [true, false] {
         let options = Options {
             threads,
             native_tile,
             ..Options::default()
         };
-        let a = jit_against_reference(&graph, seed, options).unwrap();
-        assert!(
-            matches!(a.backend, Backend::Jit { compiled_steps, kernels: n, .. }
-                if compiled_steps > 0 && kernels.is_none_or(|k| k == n)),
-            "{source}: {:?}",
-            a.backend
-        );
+        let a = jit_against_reference(graph, seed, options).unwrap();
+        assert_compiled(&a.backend, kernels, source);
         assert!(
             a.within_tolerance,
             "{source}, native tile {native_tile}: max abs {:e}, max rel {:e}",
             a.max_abs, a.max_rel
         );
     }
+}
+
+/// `input` raised, if need be, to the smallest extent that a window of
+/// `taps` taps `dilation` apart fits with `pad` on each side: the random
+/// layer then always fits, and the smallest inputs still come up.
+fn fitting(input: u32, taps: u32, dilation: u32, pad: u32) -> u32 {
+    input.max((dilation * (taps - 1) + 1).saturating_sub(2 * pad))
 }
 
 const EPILOGUES: &[&str] = &[
@@ -100,11 +138,12 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let (c, k) = (c * groups, k_per_group * groups);
+        let (h, w) = (fitting(h, fh, dh, ph), fitting(w, fw, dw, pw));
         let source = format!(
             "Net({h}x{w}x{c}) {{ conv({k}, {fh}x{fw}, stride = ({sh}, {sw}), pad = ({ph}, {pw}), dilation = ({dh}, {dw}), groups = {groups}, bias = {bias}){} }}",
             EPILOGUES[epilogue]
         );
-        assert_agrees(&source, seed, 1);
+        assert_agrees(&source, seed, 1)?;
     }
 
     #[test]
@@ -121,7 +160,7 @@ proptest! {
             "Net({h}x{w}x{c}) {{ dwconv({f}x{f}, stride = {s}, pad = same, multiplier = {multiplier}){} }}",
             EPILOGUES[epilogue]
         );
-        assert_agrees(&source, seed, 2);
+        assert_agrees(&source, seed, 2)?;
     }
 
     #[test]
@@ -137,7 +176,7 @@ proptest! {
             "Net({h}x{w}x{c}) {{ flatten, dense({n}, bias = {bias}){}, dense(3) }}",
             EPILOGUES[epilogue]
         );
-        assert_agrees(&source, seed, 1);
+        assert_agrees(&source, seed, 1)?;
     }
 
     #[test]
@@ -155,13 +194,14 @@ proptest! {
     ) {
         // PyTorch allows padding up to half the window.
         let (ph, pw) = (ph.min(fh / 2), pw.min(fw / 2));
+        let (h, w) = (fitting(h, fh, 1, ph), fitting(w, fw, 1, pw));
         let kind = if max { "maxpool" } else { "avgpool" };
         let extra = if max { String::new() } else { format!(", count_include_pad = {include_pad}") };
         let source = format!(
             "Net({h}x{w}x{c}) {{ conv({c}, 1x1), {kind}({fh}x{fw}, stride = ({sh}, {sw}), pad = ({ph}, {pw}), ceil = {ceil}{extra}){}, global_{kind}{} }}",
             EPILOGUES[epilogue], EPILOGUES[(epilogue + 3) % EPILOGUES.len()]
         );
-        assert_agrees(&source, seed, 1);
+        assert_agrees(&source, seed, 1)?;
     }
 
     #[test]
@@ -196,7 +236,7 @@ proptest! {
         } else {
             format!("Net({h}x{w}x{c}) {{ {conv} }}")
         };
-        assert_agrees(&source, seed, 2);
+        assert_agrees(&source, seed, 2)?;
     }
 
     #[test]
@@ -215,8 +255,7 @@ proptest! {
             "Net({h}x{w}x{c}) {{ residual(shortcut = auto) {{ conv({k}, 3x3, pad = 1, stride = 2), bn }}{}, scale {{ {gate}conv({k}, 1x1), sigmoid }}{} }}",
             EPILOGUES[epilogue], EPILOGUES[(epilogue + 3) % EPILOGUES.len()]
         );
-        assert_agrees(&source, seed, 2);
-        let net = graph(&source).unwrap();
+        let net = assert_agrees(&source, seed, 2)?;
         let weights = cnnjit::runtime::params::random_weights(&net, seed);
         let report = Model::new(net, &weights).unwrap().kernels();
         let algorithms: Vec<&str> = report.steps.iter().map(|s| s.algorithm()).collect();
@@ -235,7 +274,7 @@ proptest! {
         // a dense layer; whatever follows the softmax runs on the reference.
         let layer = if dense { format!("flatten, dense({k})") } else { format!("conv({k}, 1x1)") };
         let source = format!("Net({h}x{w}x{c}) {{ {layer}, relu, softmax{} }}", EPILOGUES[epilogue]);
-        assert_agrees(&source, seed, 2);
+        assert_agrees(&source, seed, 2)?;
     }
 
     #[test]
@@ -251,8 +290,7 @@ proptest! {
             "Net({h}x{w}x{c}) {{ concat {{ [relu], [conv({a}, 1x1)], [conv({b}, 3x3, pad = 1)] }}{}, conv(3, 1x1) }}",
             EPILOGUES[epilogue]
         );
-        assert_agrees(&source, seed, 2);
-        let net = graph(&source).unwrap();
+        let net = assert_agrees(&source, seed, 2)?;
         let weights = cnnjit::runtime::params::random_weights(&net, seed);
         let report = Model::new(net, &weights).unwrap().kernels();
         prop_assert!(report.steps.iter().any(|s| s.algorithm() == "concat"));
@@ -281,7 +319,7 @@ proptest! {
             "Net({h}x{w}x{c}) {{ concat {{ {} }}{after}, conv(3, 1x1) }}",
             branches.join(", ")
         );
-        assert_agrees(&source, seed, 2);
+        assert_agrees(&source, seed, 2)?;
     }
 
     #[test]
@@ -310,7 +348,7 @@ proptest! {
         );
         let net = cnnjit::compiler::compile_source(&source).unwrap().remove(0);
         prop_assert!(net.plan.values.iter().filter(|v| v.slice.is_some()).count() == 3);
-        assert_agrees(&source, seed, 2);
+        assert_agrees(&source, seed, 2)?;
     }
 
     #[test]
@@ -320,19 +358,20 @@ proptest! {
         size in 1u32..12,
         (alpha, k) in (0.0f32..3.0, 0.05f32..3.0),
         beta in prop_oneof![Just(0.75f32), Just(0.5), Just(1.0), 0.01f32..2.0],
-        flat in any::<bool>(),
+        one_pixel in any::<bool>(),
         epilogue in 0..EPILOGUES.len(),
         seed in any::<u64>(),
     ) {
         // Odd and even sizes, windows wider than the channels, AlexNet's beta
         // and the others the kernel special-cases beside general ones; over a
-        // volume's pixels or one flat vector.
-        let flatten = if flat { "flatten, " } else { "" };
+        // volume's pixels or one pixel (lrn needs a volume: on a flat vector
+        // it does not compile).
+        let pool = if one_pixel { "global_avgpool, " } else { "" };
         let source = format!(
-            "Net({h}x{w}x{c}) {{ {flatten}lrn(size = {size}, alpha = {alpha:?}, beta = {beta:?}, k = {k:?}){} }}",
+            "Net({h}x{w}x{c}) {{ {pool}lrn(size = {size}, alpha = {alpha:?}, beta = {beta:?}, k = {k:?}){} }}",
             EPILOGUES[epilogue]
         );
-        assert_agrees(&source, seed, 2);
+        assert_agrees(&source, seed, 2)?;
     }
 
     #[test]
@@ -344,7 +383,7 @@ proptest! {
         let source = format!(
             "Net({h}x{w}x{c}) {{ conv({c}, 3x3, pad = 1), relu, residual {{ conv({c}, 3x3, pad = 1), bn, relu, conv({c}, 3x3, pad = 1), bn }}, relu }}"
         );
-        assert_agrees(&source, seed, 2);
+        assert_agrees(&source, seed, 2)?;
     }
 }
 
@@ -372,7 +411,8 @@ proptest! {
         } else {
             pair(k, s)
         };
-        assert_agrees_in(&format!("Net({h}x{w}x{c}) {{ {body} }}"), seed, 2, Some(1));
+        let source = format!("Net({h}x{w}x{c}) {{ {body} }}");
+        assert_agrees_in(&fits(&source)?, &source, seed, 2, Some(1));
     }
 
     #[test]
@@ -385,11 +425,12 @@ proptest! {
         threads in 1usize..3,
         seed in any::<u64>(),
     ) {
+        let h = fitting(h, k, d, pad);
         let source = format!(
             "Net({h}x{w}x{c}) {{ conv({m}, 1x{k}, pad = (0, {})){}, conv({n}, {k}x1, pad = ({pad}, 0), stride = ({s}, 1), dilation = ({d}, 1)){} }}",
             k / 2, EPILOGUES[first], EPILOGUES[second]
         );
-        assert_agrees_in(&source, seed, threads, Some(1));
+        assert_agrees_in(&fits(&source)?, &source, seed, threads, Some(1));
     }
 }
 
@@ -419,7 +460,8 @@ fn separable_pairs_run_over_blocks_of_rows() {
         for pair in pairs {
             for threads in 1..=3 {
                 let source = format!("Net({h}x{w}x6) {{ {pair} }}");
-                assert_agrees_in(&source, h as u64 * 31 + w as u64, threads, Some(1));
+                let seed = h as u64 * 31 + w as u64;
+                assert_agrees_in(&graph(&source), &source, seed, threads, Some(1));
             }
         }
     }
@@ -428,7 +470,7 @@ fn separable_pairs_run_over_blocks_of_rows() {
 #[test]
 fn separable_pairs_run_unfused_when_asked() {
     let source = "Net(9x7x5) { dwconv(3x3, pad = same), bn, relu, conv(6, 1x1), relu, conv(4, 1x3, pad = (0, 1)), relu, conv(3, 3x1, pad = (1, 0)) }";
-    let graph = graph(source).unwrap();
+    let graph = graph(source);
     let weights = cnnjit::runtime::params::random_weights(&graph, 1);
     let input = random_input(9 * 7 * 5, 2);
     let run = |fuse_separable| {
@@ -455,44 +497,100 @@ fn separable_pairs_run_unfused_when_asked() {
     }
 }
 
+/// The example nets whose reference run at full size takes over 30 s in the
+/// debug test profile (ResNet-50 31 s, ResNet-34 46 s, VGG16 155 s on two
+/// busy cores; ResNet-18, ZFNet and AlexNet, 17 to 27 s, run at full size),
+/// each with the side of the square input it runs on instead: every layer of
+/// the net, on the same kernel families, at a tenth of the work or less.
+const REDUCED: &[(&str, u32)] = &[
+    ("VGG16", 48),
+    ("ResNet34", 64),
+    ("ResNet50", 64),
+    ("ResNet152", 64),
+];
+
+/// Every net of examples/nets, with the text of its file.
+fn example_nets() -> Vec<(String, Graph)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nets");
+    let mut nets = Vec::new();
+    for file in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        for net in cnnjit::compiler::compile_source(&text).unwrap() {
+            nets.push((text.clone(), net.graph));
+        }
+    }
+    assert!(nets.len() >= 24, "only {} example nets", nets.len());
+    nets
+}
+
+/// Every example net but the [`REDUCED`] ones, at full size, the reference
+/// against the JIT with and without the native tile.
 #[test]
 fn every_example_network_agrees_with_reference() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nets");
-    // The largest nets take long on the reference path in a debug build; their
-    // layers are covered by the smaller ones and by the property tests.
-    let skip = [
-        "VGG16",
-        "ZFNet",
-        "AlexNet",
-        "ResNet34",
-        "ResNet50",
-        "ResNet152",
-        "GoogLeNet",
-        "MobileNetV1",
-        "MobileNetV1_075",
-        "EfficientNetB0",
-        "MobileNetV2",
-    ];
-    for file in std::fs::read_dir(dir).unwrap() {
-        let path = file.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        for net in cnnjit::compiler::compile_source(&text).unwrap() {
-            if skip.contains(&net.graph.name.as_ref()) {
-                continue;
-            }
-            for native_tile in [true, false] {
-                let options = Options {
-                    native_tile,
-                    ..Options::default()
-                };
-                let a = jit_against_reference(&net.graph, 3, options).unwrap();
-                assert!(
-                    a.within_tolerance,
-                    "{}, native tile {native_tile}: max abs {:e}, max rel {:e}",
-                    net.graph.name, a.max_abs, a.max_rel
-                );
-            }
+    for (_, graph) in example_nets() {
+        if REDUCED.iter().all(|&(name, _)| name != &*graph.name) {
+            agrees_on_both_tiles(&graph);
         }
+    }
+}
+
+/// The [`REDUCED`] example nets, on their smaller inputs.
+#[test]
+fn the_slowest_example_networks_agree_on_smaller_inputs() {
+    let nets = example_nets();
+    for &(name, side) in REDUCED {
+        let (text, graph) = nets
+            .iter()
+            .find(|(_, graph)| *graph.name == *name)
+            .unwrap_or_else(|| panic!("no example net {name}"));
+        agrees_on_both_tiles(&reduced(text, graph, side));
+    }
+}
+
+/// The net `graph` of the file `text`, compiled again on a `side` x `side`
+/// input: its header `Name(HxWxC` is rewritten.
+fn reduced(text: &str, graph: &Graph, side: u32) -> Graph {
+    let cnnjit::Shape::Volume { h, w, c } = graph.input_shape() else {
+        panic!("{}: not an image input", graph.name)
+    };
+    let header = format!("{}({h}x{w}x{c}", graph.name);
+    assert_eq!(text.matches(&header).count(), 1, "{header}");
+    let smaller = text.replace(&header, &format!("{}({side}x{side}x{c}", graph.name));
+    cnnjit::compiler::compile_source(&smaller)
+        .unwrap()
+        .into_iter()
+        .find(|n| n.graph.name == graph.name)
+        .unwrap()
+        .graph
+}
+
+/// `graph` on the reference kernels, once, against the JIT with and without
+/// the native tile: the JIT compiled steps and agrees within tolerance.
+fn agrees_on_both_tiles(graph: &Graph) {
+    let name = &graph.name;
+    let weights = lively_weights(graph, 3);
+    let input = random_input(graph.input_shape().len() as usize, 3);
+    let reference = Options {
+        reference: true,
+        ..Options::default()
+    };
+    let expected = Model::with_options(graph.clone(), &weights, reference)
+        .and_then(|mut model| model.forward(&input))
+        .unwrap();
+    for native_tile in [true, false] {
+        let options = Options {
+            native_tile,
+            ..Options::default()
+        };
+        let mut jit = Model::with_options(graph.clone(), &weights, options).unwrap();
+        let actual = jit.forward(&input).unwrap();
+        let a = Agreement::between(&actual, &expected, jit.backend().clone());
+        assert_compiled(&a.backend, None, name);
+        assert!(
+            a.within_tolerance,
+            "{name}, native tile {native_tile}: max abs {:e}, max rel {:e}",
+            a.max_abs, a.max_rel
+        );
     }
 }
 
@@ -518,8 +616,7 @@ fn outputs_are_bitwise_identical_for_any_thread_count() {
             lrn(size = 5), residual { conv(64, 1x1) }, concat { [maxpool(2x2)], [avgpool(2x2)] },
             global_avgpool, flatten, dense(4200), relu, dense(1000), softmax,
         }",
-    )
-    .unwrap();
+    );
     for graph in [mobilenet, split] {
         let weights = cnnjit::runtime::params::random_weights(&graph, 5);
         let input = random_input(graph.input_shape().len() as usize, 9);
@@ -618,8 +715,7 @@ fn kernel_report_and_profile_cover_every_step() {
             lrn(size = 3), maxpool(2x2), lrn(size = 3, k = 0.0), global_avgpool,
             flatten, dense(5), softmax,
         }",
-    )
-    .unwrap();
+    );
     let weights = cnnjit::runtime::params::random_weights(&net, 3);
     let cranelift = Options {
         native_tile: false,

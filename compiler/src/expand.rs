@@ -12,7 +12,7 @@
 //!
 //! Expansion recurses into every block call, repeat and composite, so it
 //! bounds their nesting, blocks calling blocks included, by
-//! [`MAX_DEPTH`](crate::dsl::parse::MAX_DEPTH): the parser alone cannot, since
+//! [`MAX_DEPTH`]: the parser alone cannot, since
 //! a chain of flat blocks each calling the next nests only when expanded.
 
 use crate::dsl::ast::*;

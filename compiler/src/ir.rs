@@ -473,7 +473,8 @@ pub struct Node {
 pub struct Graph {
     /// The net's name as written (`LeNet5`).
     pub name: Str,
-    /// The nodes.
+    /// The nodes, indexed by [`NodeId`]: every node after its inputs, node 0
+    /// the input, the last node the output.
     pub nodes: List<Node>,
 }
 

@@ -14,6 +14,7 @@
 //! for errors) is read.
 
 #![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(feature = "jit")]
 pub mod codegen;

@@ -81,7 +81,11 @@ pub struct Step {
     /// The value the step writes.
     pub output: ValueId,
     /// A value the step does not read but keeps live through it: the input of
-    /// the step before, when the two form a separable pair (see [`separable`]).
+    /// the step before, when the two form a separable pair: the step before
+    /// is a depthwise (multiplier 1) or `1xk` convolution with a per-channel
+    /// epilogue, and this one a `1x1` or `kx1` convolution that is the only
+    /// reader of its output, so a JIT may fuse them into one kernel that never
+    /// writes over what it reads.
     pub keeps: Option<ValueId>,
 }
 

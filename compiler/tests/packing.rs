@@ -96,6 +96,26 @@ fn conv_layout(spec: &ConvSpec, weight: &[f32]) -> Vec<f32> {
     packed
 }
 
+/// `[C, 1, Fh, Fw]` as `[ky][kx][C']`, `C'` the channels rounded up to a
+/// multiple of 4, zero past `C`.
+fn depthwise_layout(spec: &DepthwiseSpec, weight: &[f32]) -> Vec<f32> {
+    let (c, [fh, fw]) = (spec.channels, spec.kernel);
+    let padded = c.div_ceil(4) * 4;
+    let mut packed = Vec::new();
+    for ky in 0..fh {
+        for kx in 0..fw {
+            for ci in 0..padded {
+                packed.push(if ci < c {
+                    weight[(ci * fh + ky) * fw + kx]
+                } else {
+                    0.0
+                });
+            }
+        }
+    }
+    packed
+}
+
 /// `U = G g Gᵀ` per output and input channel, in `f64` with the packer's
 /// order of operations, as `[alpha²][block][ci][width]`, zero past `K`.
 fn winograd_layout(spec: &WinogradSpec, g: &[[f64; 3]], weight: &[f32]) -> Vec<f32> {
@@ -181,7 +201,7 @@ proptest! {
     }
 
     #[test]
-    fn depthwise_packing_folds_as_folding_first(
+    fn depthwise_packing_is_the_layout(
         channels in 1usize..40,
         kernel in (1usize..6, 1usize..6),
     ) {
@@ -197,10 +217,11 @@ proptest! {
             slice: None,
         };
         let weight = weights(channels * kernel.0 * kernel.1);
+        same_bits(&spec.pack_weights(&weight, None), &depthwise_layout(&spec, &weight))?;
         let scale = factors(channels);
         same_bits(
             &spec.pack_weights(&weight, Some(&scale)),
-            &spec.pack_weights(&folded(&weight, &scale), None),
+            &depthwise_layout(&spec, &folded(&weight, &scale)),
         )?;
     }
 

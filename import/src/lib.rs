@@ -11,7 +11,7 @@
 //! - [`fold`]: constant folding of shape arithmetic;
 //! - [`map`]: ONNX operators to cnnjit layers (a DAG), NCHW shapes to HWC;
 //! - [`nest`]: the DAG as nested `residual`, `concat` and `scale` blocks;
-//! - [`write`]: the `.cnn` text;
+//! - [`mod@write`]: the `.cnn` text;
 //! - [`verify`]: the text compiled again and compared with the DAG, node by
 //!   node, and the weights named after the compiled graph's layers;
 //! - [`Imported::save`] writes `NAME.cnn` and `NAME.safetensors`: both or
@@ -24,6 +24,7 @@
 //! an [`Error`].
 
 #![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod error;
 pub mod fold;

@@ -1,6 +1,6 @@
 //! Writing source: the nested items as one net in the `cnn!` language.
 //!
-//! Besides the text, [`write`] returns the order in which the compiler's
+//! Besides the text, [`fn@write`] returns the order in which the compiler's
 //! expansion will create the net's nodes ([`Slot`]s): a block's body, then
 //! its shortcut, then its join, layer after layer as written, exactly as
 //! `cnnjit_compiler::expand` visits them. [`crate::verify`] walks the

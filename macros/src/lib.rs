@@ -2,6 +2,9 @@
 //! tokens out. All logic lives in `cnnjit-compiler`, where it is tested
 //! without a proc-macro context.
 
+#![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 /// Compiles networks written in the cnnjit layer language into types with
 /// `const` figures. See the `cnnjit` crate and docs/language.md.
 #[proc_macro]

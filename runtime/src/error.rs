@@ -11,8 +11,8 @@
 //! kernel's `CallError`. The runtime prints nothing: a model that falls back
 //! to the reference kernels says why in its `Backend`.
 
-use crate::memory::thousands;
 use crate::reference::KernelError;
+use cnnjit_compiler::summary::thousands;
 use std::path::PathBuf;
 
 /// What went wrong while loading weights, building a model or running it.

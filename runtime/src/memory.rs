@@ -9,24 +9,27 @@
 //!
 //! The budget exists because of Linux's overcommit: a reservation far beyond
 //! the machine's memory may *succeed*, and the process is then killed when
-//! its pages are touched. So a budget's default limit is the machine's
-//! physical memory ([`physical_memory`], `MemTotal` in `/proc/meminfo`), and
-//! a model's whole footprint (arena, packed weights, working memory) must fit
-//! in it; [`Options::memory_limit`](crate::Options::memory_limit) sets
-//! another. Where the physical memory is unknown (not Linux), only the
-//! allocator's refusal bounds it.
+//! its pages are touched. So a budget's default limit is the memory the
+//! machine has available when the budget is made ([`available_memory`],
+//! `MemAvailable` in `/proc/meminfo`: free memory plus what the kernel can
+//! reclaim), and a model's whole footprint (arena, packed weights, working
+//! memory) must fit in it; [`Options::memory_limit`](crate::Options::memory_limit)
+//! sets another. Available rather than physical memory, because what the
+//! process already holds counts: the weights a command has just read leave
+//! less for the model it then builds, and each step's budget sees that.
+//! Where it is unknown (not Linux), only the allocator's refusal bounds it.
 
 use crate::error::{Error, Result};
 use std::io::Read;
 use std::path::Path;
 
-/// The machine's physical memory in bytes (`MemTotal` in `/proc/meminfo`),
-/// or `None` where that cannot be read.
-pub fn physical_memory() -> Option<u64> {
+/// The memory the machine has available now, in bytes (`MemAvailable` in
+/// `/proc/meminfo`), or `None` where that cannot be read.
+pub fn available_memory() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line
-        .trim_start_matches("MemTotal:")
+        .trim_start_matches("MemAvailable:")
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -44,11 +47,11 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// A budget of `limit` bytes, or by default of the machine's physical
-    /// memory (no limit where that is unknown).
+    /// A budget of `limit` bytes, or by default of the memory the machine
+    /// has available now (no limit where that is unknown).
     pub fn new(limit: Option<u64>) -> Budget {
         Budget {
-            left: limit.or_else(physical_memory),
+            left: limit.or_else(available_memory),
         }
     }
 
@@ -125,30 +128,9 @@ pub fn read_file(path: &Path, budget: &mut Budget) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// `n` with a comma between each group of three digits (`439,987,200,192`).
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(d);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thousands_groups_digits() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(439_987_200_192), "439,987,200,192");
-    }
 
     #[test]
     fn a_budget_refuses_what_does_not_fit_and_keeps_what_does() {
@@ -178,9 +160,9 @@ mod tests {
     }
 
     #[test]
-    fn physical_memory_is_known_on_linux() {
+    fn available_memory_is_known_on_linux() {
         if cfg!(target_os = "linux") {
-            assert!(physical_memory().is_some_and(|b| b > 1 << 20));
+            assert!(available_memory().is_some_and(|b| b > 1 << 20));
         }
     }
 }

@@ -11,8 +11,8 @@
 //! ([`Backend::Reference`]); the library prints nothing.
 //!
 //! Everything a model allocates is weighed against a memory budget before it
-//! is allocated ([`Options::memory_limit`], by default the machine's physical
-//! memory; see [`crate::memory`]), the arena first: a network too large for
+//! is allocated ([`Options::memory_limit`], by default the memory the
+//! machine has available; see [`crate::memory`]), the arena first: a network too large for
 //! memory is an [`Error::OutOfMemory`] naming the bytes and what they were
 //! for, never an abort. [`Options::threads`] is at most [`MAX_THREADS`].
 
@@ -55,9 +55,10 @@ pub struct Options {
     pub fuse_separable: bool,
     /// The most bytes the model may allocate: its arena, packed weights (or
     /// the reference kernels' copies of them) and working memory, each
-    /// checked before it is allocated. `None` (the default) is the machine's
-    /// physical memory where it is known (Linux), else no limit but the
-    /// allocator's. More is an [`Error::OutOfMemory`].
+    /// checked before it is allocated. `None` (the default) is the memory the
+    /// machine has available when the model is built, where it is known
+    /// (Linux's `MemAvailable`), else no limit but the allocator's. More is
+    /// an [`Error::OutOfMemory`].
     pub memory_limit: Option<u64>,
     /// Which Winograd convolutions the cost model may choose (default: any).
     pub winograd: Winograd,

@@ -80,8 +80,8 @@ impl Weights {
     ///
     /// Errors: [`Error::Io`] if the file cannot be opened or read,
     /// [`Error::NotAFile`] if the path is a directory,
-    /// [`Error::OutOfMemory`] if the file is larger than half the machine's
-    /// memory, [`Error::Corrupt`] (naming the path) if it is not valid
+    /// [`Error::OutOfMemory`] if the file is larger than half the memory
+    /// the machine has available, [`Error::Corrupt`] (naming the path) if it is not valid
     /// safetensors, [`Error::WrongDtype`] if a tensor is not `F32`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Weights, Error> {
         let path = path.as_ref();

@@ -2,8 +2,8 @@
 //! says how much was asked and for what, before anything is allocated;
 //! never an abort (`memory allocation of ... bytes failed`) or a hang.
 
+use cnnjit_compiler::summary::thousands;
 use cnnjit_runtime::error::Error;
-use cnnjit_runtime::memory::thousands;
 use cnnjit_runtime::model::MAX_THREADS;
 use cnnjit_runtime::params::random_weights;
 use cnnjit_runtime::{Graph, Model, Options};

@@ -14,7 +14,8 @@
 //! and weights larger than [`CostModel::cache_bytes`] are read from memory
 //! once and again from the outer caches as often as the kernel's loops
 //! re-read them (Winograd: once per tile row; the direct kernel: once, or
-//! once per row unless [`ConvSpec::weights_stationary`]). Deep in ResNet-50,
+//! once per row unless its weights outweigh its input, see
+//! [`ConvSpec::rows_are_blocks`]). Deep in ResNet-50,
 //! F(4x4)'s 36/9 larger weights, re-read per tile row, make it memory bound.
 //! The cheapest estimate wins; ties go to the simpler algorithm. The caller
 //! may bound the Winograd tile (`largest_tile`: 0 for none, 2 for F(2x2)

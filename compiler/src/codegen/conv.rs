@@ -124,7 +124,8 @@ impl ConvSpec {
     /// output rows, each computing every output pixel of its channels: for a
     /// spec of one output pixel (a dense layer, a squeeze-excite 1x1
     /// convolution), whose single output row threads could not split, and
-    /// for one whose weights outweigh its input ([`Self::weights_stationary`]),
+    /// for one whose packed weights outweigh its input (the kernel then keeps
+    /// each block's weights in cache across the rows, "weights stationary"),
     /// so that threads share out the weights rather than each reading all of
     /// them, and balance on the many blocks rather than the few rows of the
     /// small images deep in a network (ResNet's 7x7: 7 rows, 32 blocks).

@@ -6,7 +6,7 @@
 //! Winograd F(2x2) and F(4x4) 3x3 convolutions, picked per layer by
 //! [`choice`]; [`separable`]: two convolutions fused into one pass;
 //! [`depthwise`], [`pool`], [`elementwise`]: an unfused add or a scale;
-//! [`softmax`], in place; [`concat`], a branch into its channel slice;
+//! [`softmax`], in place; [`mod@concat`], a branch into its channel slice;
 //! [`lrn`], local response normalisation), and [`native`], the precompiled AVX2 GEMM tile
 //! that convolution kernels call for their innermost tile where the host has
 //! AVX2 and FMA. Each family
@@ -117,22 +117,26 @@ pub type KernelFn = unsafe extern "C" fn(
     i64,
 );
 
-/// The lengths, in `f32`s, that a kernel's buffers must have at least.
+/// The lengths, in `f32`s, that a kernel's buffers must have at least: the
+/// kernel's half of the safety contract (module doc) is that it touches no
+/// element past them, so a caller that checks these lengths may call it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Lengths {
-    /// `input`.
+    /// `input`: the elements the kernel may read from it.
     pub input: usize,
-    /// `weights` (packed).
+    /// `weights`, as the family's packing function lays them out.
     pub weights: usize,
     /// `params` (packed per-channel vectors).
     pub params: usize,
     /// `extra` (a residual's shortcut), 0 if unused.
     pub extra: usize,
-    /// `output`.
+    /// `output`: the elements the kernel may write (for a kernel writing a
+    /// channel slice, the whole wider tensor, see [`Kernel::sliced`]).
     pub output: usize,
     /// `scratch`, per call: each thread's call gets this many of its own; 0 if unused.
     pub scratch: usize,
-    /// The rows `[begin, end)` ranges over.
+    /// The rows `[begin, end)` ranges over: any `0 <= begin <= end <= rows`
+    /// is a valid call, and calls on disjoint ranges write disjoint output.
     pub rows: usize,
 }
 

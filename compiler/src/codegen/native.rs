@@ -112,9 +112,10 @@ mod avx2 {
     /// The tile of `R` rows.
     ///
     /// # Safety
-    /// The host has AVX2 and FMA; every address the module doc's formula
-    /// names is readable (`A`, `B`, the `count` taps) and `c` has `R x 16`
-    /// writable floats.
+    /// The host has AVX2 and FMA; `taps` points to `count` initialised
+    /// [`Tap`]s (aligned: conv's stack slot is 32-byte aligned); every `A`
+    /// and `B` address the module doc's formula names is a readable, aligned
+    /// `f32`; and `c` has `R x 16` writable floats.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe extern "C" fn tile<const R: usize>(
         a: *const f32,
@@ -128,7 +129,8 @@ mod avx2 {
         let depth = depth.max(0) as usize;
         let mut acc: [[__m256; 2]; R] = [[_mm256_setzero_ps(); 2]; R];
         for t in 0..count.max(0) as usize {
-            // SAFETY: the caller passes `count` taps at `taps`.
+            // SAFETY: `t < count`, and the caller passes `count` initialised,
+            // aligned `Tap`s at `taps`, so `taps + t` is one of them.
             let tap = unsafe { *taps.add(t) };
             let row0 = a.wrapping_byte_offset(tap.a as isize);
             let w = b.wrapping_byte_offset(tap.b as isize);
@@ -154,7 +156,9 @@ mod avx2 {
             }
         }
         for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: `c` has `R x 16` writable floats.
+            // SAFETY: the host has AVX2 (this function's contract); `c` has
+            // `R x 16` writable floats, so for `r < R` the two unaligned
+            // 8-float stores at `c + 16 r` and `c + 16 r + 8` stay inside it.
             unsafe {
                 _mm256_storeu_ps(c.add(r * WIDTH), acc[0]);
                 _mm256_storeu_ps(c.add(r * WIDTH + 8), acc[1]);
@@ -165,7 +169,8 @@ mod avx2 {
     /// One input channel: `acc[r] += rows[r][u] * w[0..16]` for every row.
     ///
     /// # Safety
-    /// The host has AVX2 and FMA; `rows[r] + u` and `w[0..16]` are readable.
+    /// The host has AVX2 and FMA; `rows[r] + u` is a readable, aligned `f32`
+    /// for every row and `w[0..16]` are readable `f32`s.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn fma_step<const R: usize>(
@@ -174,7 +179,10 @@ mod avx2 {
         u: usize,
         w: *const f32,
     ) {
-        // SAFETY: the caller's contract.
+        // SAFETY: the host has AVX2 and FMA (the caller's contract), which
+        // the intrinsics need; the two unaligned 8-float loads at `w` and
+        // `w + 8` read exactly `w[0..16]`, and `&*row.add(u)` is a reference
+        // to one readable, aligned `f32` per row, all by the caller's contract.
         unsafe {
             let (w0, w1) = (_mm256_loadu_ps(w), _mm256_loadu_ps(w.add(8)));
             for (acc, row) in acc.iter_mut().zip(rows) {

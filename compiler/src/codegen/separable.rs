@@ -10,9 +10,10 @@
 //! computed yet into a ring in `scratch`, then runs the second convolution's
 //! code on the ring. Each intermediate row is computed once per call (a
 //! thread's part of the rows; rows at the seams of two parts are computed by
-//! both). Both halves are the families' own code, [`super::depthwise::emit`]
-//! or [`super::conv::emit_rows`], given pointers that make the ring look like the
-//! tensor. Two ways, by the second convolution:
+//! both). Both halves are the families' own code, the `emit` of
+//! [`super::depthwise`] or the `emit_rows` of [`super::conv`], given
+//! pointers that make the ring look like the tensor. Two ways, by the second
+//! convolution:
 //!
 //! - **Blocks of rows** (`Blocks`), where the second is a `kx1` (or `1x1`)
 //!   convolution of stride 1, the two pairs the plan marks in the networks
