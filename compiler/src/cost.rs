@@ -83,15 +83,23 @@ pub const fn training_bytes(
 
 /// Whether a layer's output is kept for the backward pass (not in place, not a view).
 pub fn is_stored(op: &Op) -> bool {
-    !matches!(
-        op,
+    match op {
         Op::Input
-            | Op::Activation(_)
-            | Op::Softmax
-            | Op::Dropout { .. }
-            | Op::Identity
-            | Op::Flatten
-    )
+        | Op::Activation(_)
+        | Op::Softmax
+        | Op::Dropout { .. }
+        | Op::Identity
+        | Op::Flatten => false,
+        Op::Conv2d(_)
+        | Op::Dense(_)
+        | Op::Pool2d(_)
+        | Op::GlobalPool(_)
+        | Op::BatchNorm { .. }
+        | Op::Lrn(_)
+        | Op::Concat
+        | Op::Add
+        | Op::Scale => true,
+    }
 }
 
 /// The figures of one node, from its op, its input shapes and its output shape.

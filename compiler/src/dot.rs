@@ -31,7 +31,17 @@ pub fn to_dot(graph: &Graph) -> String {
             Op::Concat | Op::Add | Op::Scale => {
                 ", shape=diamond, style=filled, fillcolor=\"#eeeeee\""
             }
-            _ => "",
+            Op::Conv2d(_)
+            | Op::Dense(_)
+            | Op::Pool2d(_)
+            | Op::GlobalPool(_)
+            | Op::Flatten
+            | Op::BatchNorm { .. }
+            | Op::Activation(_)
+            | Op::Softmax
+            | Op::Dropout { .. }
+            | Op::Identity
+            | Op::Lrn(_) => "",
         };
         let _ = writeln!(out, "  n{i} [label=\"{label}\"{shape}];");
         for input in node.inputs.iter() {

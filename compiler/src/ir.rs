@@ -358,7 +358,23 @@ impl Op {
                 "size={}, alpha={}, beta={}, k={}",
                 l.size, l.alpha, l.beta, l.k
             )),
-            _ => {}
+            Op::Input
+            | Op::GlobalPool(_)
+            | Op::Flatten
+            | Op::Activation(
+                Activation::Relu
+                | Activation::Relu6
+                | Activation::Tanh
+                | Activation::Sigmoid
+                | Activation::Swish
+                | Activation::HardSwish
+                | Activation::HardSigmoid,
+            )
+            | Op::Softmax
+            | Op::Identity
+            | Op::Concat
+            | Op::Add
+            | Op::Scale => {}
         }
         out
     }

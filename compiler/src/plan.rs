@@ -104,25 +104,42 @@ pub struct Plan {
 
 /// Whether `op` can run in place on the tensor it reads.
 fn is_epilogue(op: &Op) -> bool {
-    matches!(
-        op,
+    match op {
         Op::BatchNorm { .. }
-            | Op::Activation(_)
-            | Op::Softmax
-            | Op::Dropout { .. }
-            | Op::Identity
-            | Op::Flatten
-            | Op::Add
-    )
+        | Op::Activation(_)
+        | Op::Softmax
+        | Op::Dropout { .. }
+        | Op::Identity
+        | Op::Flatten
+        | Op::Add => true,
+        Op::Input
+        | Op::Conv2d(_)
+        | Op::Dense(_)
+        | Op::Pool2d(_)
+        | Op::GlobalPool(_)
+        | Op::Lrn(_)
+        | Op::Concat
+        | Op::Scale => false,
+    }
 }
 
 /// Whether `op` is an epilogue node that works per channel and keeps the
 /// shape: a step ending in such nodes only can write a strided output.
 fn is_per_channel(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::BatchNorm { .. } | Op::Activation(_) | Op::Dropout { .. } | Op::Identity
-    )
+    match op {
+        Op::BatchNorm { .. } | Op::Activation(_) | Op::Dropout { .. } | Op::Identity => true,
+        Op::Input
+        | Op::Conv2d(_)
+        | Op::Dense(_)
+        | Op::Pool2d(_)
+        | Op::GlobalPool(_)
+        | Op::Flatten
+        | Op::Softmax
+        | Op::Lrn(_)
+        | Op::Concat
+        | Op::Add
+        | Op::Scale => false,
+    }
 }
 
 /// Whether steps `a` then `b` form a separable pair that a JIT may run as one
@@ -143,7 +160,20 @@ fn separable(graph: &Graph, consumers: &[u32], a: &Step, b: &Step) -> bool {
             let depthwise = conv.groups == c && graph.node(first.inputs[0]).output.channels() == c;
             depthwise || (conv.kernel.h == 1 && conv.groups == 1)
         }
-        _ => false,
+        Op::Input
+        | Op::Dense(_)
+        | Op::Pool2d(_)
+        | Op::GlobalPool(_)
+        | Op::Flatten
+        | Op::BatchNorm { .. }
+        | Op::Activation(_)
+        | Op::Softmax
+        | Op::Dropout { .. }
+        | Op::Identity
+        | Op::Lrn(_)
+        | Op::Concat
+        | Op::Add
+        | Op::Scale => false,
     };
     let per_channel = a.nodes[1..]
         .iter()
@@ -216,8 +246,22 @@ pub fn fuse(graph: &Graph) -> Plan {
 /// anchor is a conv, dwconv or pool (the kernels with a strided output) and
 /// its epilogue works per channel.
 fn writes_strided(graph: &Graph, step: &Step) -> bool {
-    let anchor = &graph.node(step.nodes[0]).op;
-    matches!(anchor, Op::Conv2d(_) | Op::Pool2d(_) | Op::GlobalPool(_))
+    let strided_anchor = match graph.node(step.nodes[0]).op {
+        Op::Conv2d(_) | Op::Pool2d(_) | Op::GlobalPool(_) => true,
+        Op::Input
+        | Op::Dense(_)
+        | Op::Flatten
+        | Op::BatchNorm { .. }
+        | Op::Activation(_)
+        | Op::Softmax
+        | Op::Dropout { .. }
+        | Op::Identity
+        | Op::Lrn(_)
+        | Op::Concat
+        | Op::Add
+        | Op::Scale => false,
+    };
+    strided_anchor
         && step.nodes[1..]
             .iter()
             .all(|id| is_per_channel(&graph.node(*id).op))

@@ -815,7 +815,28 @@ impl Mapper<'_> {
             let fused = match g.op {
                 Op::Activation(Activation::Sigmoid) => Activation::Swish,
                 Op::Activation(Activation::HardSigmoid) => Activation::HardSwish,
-                _ => continue,
+                Op::Input
+                | Op::Conv2d(_)
+                | Op::Dense(_)
+                | Op::Pool2d(_)
+                | Op::GlobalPool(_)
+                | Op::Flatten
+                | Op::BatchNorm { .. }
+                | Op::Activation(
+                    Activation::Relu
+                    | Activation::Relu6
+                    | Activation::Tanh
+                    | Activation::Swish
+                    | Activation::HardSwish
+                    | Activation::LeakyRelu(_),
+                )
+                | Op::Softmax
+                | Op::Dropout { .. }
+                | Op::Identity
+                | Op::Lrn(_)
+                | Op::Concat
+                | Op::Add
+                | Op::Scale => continue,
             };
             if g.inputs == [x] && self.reads[gate] == 1 {
                 let layer = &mut self.layers[gate];
@@ -860,7 +881,21 @@ impl Mapper<'_> {
         let free = match &mut layer.op {
             Op::Dense(d) if !d.bias => Some(&mut d.bias),
             Op::Conv2d(c) if !c.bias => Some(&mut c.bias),
-            _ => None,
+            Op::Input
+            | Op::Conv2d(_)
+            | Op::Dense(_)
+            | Op::Pool2d(_)
+            | Op::GlobalPool(_)
+            | Op::Flatten
+            | Op::BatchNorm { .. }
+            | Op::Activation(_)
+            | Op::Softmax
+            | Op::Dropout { .. }
+            | Op::Identity
+            | Op::Lrn(_)
+            | Op::Concat
+            | Op::Add
+            | Op::Scale => None,
         };
         match free {
             Some(flag) if uses == 1 && fits => {

@@ -169,7 +169,18 @@ impl Nester<'_> {
             let layer = &self.dag.layers[cur];
             let fork = match layer.op {
                 Op::Add | Op::Concat | Op::Scale => self.idom[cur],
-                _ => layer.inputs.first().copied(),
+                Op::Input
+                | Op::Conv2d(_)
+                | Op::Dense(_)
+                | Op::Pool2d(_)
+                | Op::GlobalPool(_)
+                | Op::Flatten
+                | Op::BatchNorm { .. }
+                | Op::Activation(_)
+                | Op::Softmax
+                | Op::Dropout { .. }
+                | Op::Identity
+                | Op::Lrn(_) => layer.inputs.first().copied(),
             };
             let Some(fork) = fork.filter(|&f| f >= start && f < cur) else {
                 return Err(Error::layer(
@@ -225,7 +236,18 @@ impl Nester<'_> {
                     }
                     Item::Scale { body, join: cur }
                 }
-                _ => Item::Layer(cur),
+                Op::Input
+                | Op::Conv2d(_)
+                | Op::Dense(_)
+                | Op::Pool2d(_)
+                | Op::GlobalPool(_)
+                | Op::Flatten
+                | Op::BatchNorm { .. }
+                | Op::Activation(_)
+                | Op::Softmax
+                | Op::Dropout { .. }
+                | Op::Identity
+                | Op::Lrn(_) => Item::Layer(cur),
             });
             cur = fork;
         }

@@ -392,6 +392,22 @@ fn op_text(layer: &Layer, input: Shape) -> Result<String> {
             "lrn(size = {}, alpha = {:?}, beta = {:?}, k = {:?})",
             l.size, l.alpha, l.beta, l.k
         ),
-        op => op.kind().into(),
+        op @ (Op::Input
+        | Op::GlobalPool(_)
+        | Op::Flatten
+        | Op::Activation(
+            Activation::Relu
+            | Activation::Relu6
+            | Activation::Tanh
+            | Activation::Sigmoid
+            | Activation::Swish
+            | Activation::HardSwish
+            | Activation::HardSigmoid,
+        )
+        | Op::Softmax
+        | Op::Identity
+        | Op::Concat
+        | Op::Add
+        | Op::Scale) => op.kind().into(),
     })
 }

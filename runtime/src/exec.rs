@@ -432,7 +432,7 @@ fn reference_step(
             out.copy_from_slice(inputs.get(0));
             in_place(anchor, layer, out, None)?;
         }
-        (op, _) => {
+        (op @ (Op::Input | Op::Conv2d(_) | Op::Dense(_)), _) => {
             return Err(node_error(
                 anchor,
                 InternalError::NoParams { kind: op.kind() },
@@ -523,7 +523,18 @@ fn in_place(
                 "a residual add without its shortcut".into(),
             ))),
         },
-        (op, _) => Err(fail(KernelError::Invalid(format!(
+        (
+            op @ (Op::Input
+            | Op::Conv2d(_)
+            | Op::Dense(_)
+            | Op::Pool2d(_)
+            | Op::GlobalPool(_)
+            | Op::BatchNorm { .. }
+            | Op::Lrn(_)
+            | Op::Concat
+            | Op::Scale),
+            _,
+        ) => Err(fail(KernelError::Invalid(format!(
             "{} cannot run in place",
             op.kind()
         )))),

@@ -500,7 +500,19 @@ fn lower<'p>(
     let binary = match anchor.op {
         Op::Add => Some(Binary::Add),
         Op::Scale => Some(Binary::Mul),
-        _ => None,
+        Op::Input
+        | Op::Conv2d(_)
+        | Op::Dense(_)
+        | Op::Pool2d(_)
+        | Op::GlobalPool(_)
+        | Op::Flatten
+        | Op::BatchNorm { .. }
+        | Op::Activation(_)
+        | Op::Softmax
+        | Op::Dropout { .. }
+        | Op::Identity
+        | Op::Lrn(_)
+        | Op::Concat => None,
     };
     let mut extra = binary.map(|_| 1);
     let mut fused = 1;
@@ -539,7 +551,20 @@ fn lower<'p>(
                 extra = Some(anchor.inputs.len());
                 epilogue.push(Epilogue::Add);
             }
-            _ => break,
+            (
+                Op::Input
+                | Op::Conv2d(_)
+                | Op::Dense(_)
+                | Op::Pool2d(_)
+                | Op::GlobalPool(_)
+                | Op::BatchNorm { .. }
+                | Op::Softmax
+                | Op::Lrn(_)
+                | Op::Concat
+                | Op::Add
+                | Op::Scale,
+                _,
+            ) => break,
         }
         fused = i + 1;
     }
@@ -576,7 +601,19 @@ fn lower<'p>(
                 None => return Ok(None),
             }
         }
-        _ => return Ok(None),
+        (Op::Conv2d(_) | Op::Dense(_), None)
+        | (Op::Pool2d(_) | Op::GlobalPool(_) | Op::Lrn(_) | Op::Add | Op::Scale, Some(_))
+        | (
+            Op::Input
+            | Op::Flatten
+            | Op::BatchNorm { .. }
+            | Op::Activation(_)
+            | Op::Softmax
+            | Op::Dropout { .. }
+            | Op::Identity
+            | Op::Concat,
+            _,
+        ) => return Ok(None),
     };
     // A slice of a concat's output is written in place, by the strided form
     // of the kernel, which must then be the whole step.

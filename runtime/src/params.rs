@@ -133,7 +133,18 @@ pub fn tensor_specs(graph: &Graph) -> Vec<TensorSpec> {
                     push(suffix, vec![c], 0);
                 }
             }
-            _ => {}
+            Op::Input
+            | Op::Pool2d(_)
+            | Op::GlobalPool(_)
+            | Op::Flatten
+            | Op::Activation(_)
+            | Op::Softmax
+            | Op::Dropout { .. }
+            | Op::Identity
+            | Op::Lrn(_)
+            | Op::Concat
+            | Op::Add
+            | Op::Scale => {}
         }
     }
     specs
@@ -220,7 +231,18 @@ pub fn load_params(
                     var,
                 }
             }
-            _ => LayerParams::None,
+            Op::Input
+            | Op::Pool2d(_)
+            | Op::GlobalPool(_)
+            | Op::Flatten
+            | Op::Activation(_)
+            | Op::Softmax
+            | Op::Dropout { .. }
+            | Op::Identity
+            | Op::Lrn(_)
+            | Op::Concat
+            | Op::Add
+            | Op::Scale => LayerParams::None,
         };
     }
     reorder_flattened(graph, &mut layers)?;
@@ -244,7 +266,19 @@ fn stays_in_file(graph: &Graph, spec: &TensorSpec) -> bool {
         && match node.op {
             Op::Conv2d(_) => true,
             Op::Dense(_) => flattened_from(graph, node.inputs[0]).is_none(),
-            _ => false,
+            Op::Input
+            | Op::Pool2d(_)
+            | Op::GlobalPool(_)
+            | Op::Flatten
+            | Op::BatchNorm { .. }
+            | Op::Activation(_)
+            | Op::Softmax
+            | Op::Dropout { .. }
+            | Op::Identity
+            | Op::Lrn(_)
+            | Op::Concat
+            | Op::Add
+            | Op::Scale => false,
         }
 }
 
@@ -353,7 +387,16 @@ fn flattened_from(graph: &Graph, mut id: NodeId) -> Option<(usize, usize, usize)
             Op::Activation(_) | Op::Dropout { .. } | Op::Identity | Op::BatchNorm { .. } => {
                 id = node.inputs[0]
             }
-            _ => return None,
+            Op::Input
+            | Op::Conv2d(_)
+            | Op::Dense(_)
+            | Op::Pool2d(_)
+            | Op::GlobalPool(_)
+            | Op::Softmax
+            | Op::Lrn(_)
+            | Op::Concat
+            | Op::Add
+            | Op::Scale => return None,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! and epilogues to `summary::MAX_CELL` characters.
 
 use crate::exec::Engine;
+use crate::ir::Op;
 use crate::jit::Lowering;
 use cnnjit_compiler::codegen::{Algorithm, Kernel, Tile};
 use cnnjit_compiler::plan::Step;
@@ -151,10 +152,23 @@ impl KernelReport {
 
 /// Why the JIT has no kernel for `op` with these parameters, where it has
 /// one for others.
-fn unsupported(op: &crate::ir::Op) -> Option<&'static str> {
+fn unsupported(op: &Op) -> Option<&'static str> {
     match op {
-        crate::ir::Op::Lrn(lrn) => cnnjit_compiler::codegen::lrn::unsupported(lrn),
-        _ => None,
+        Op::Lrn(lrn) => cnnjit_compiler::codegen::lrn::unsupported(lrn),
+        Op::Input
+        | Op::Conv2d(_)
+        | Op::Dense(_)
+        | Op::Pool2d(_)
+        | Op::GlobalPool(_)
+        | Op::Flatten
+        | Op::BatchNorm { .. }
+        | Op::Activation(_)
+        | Op::Softmax
+        | Op::Dropout { .. }
+        | Op::Identity
+        | Op::Concat
+        | Op::Add
+        | Op::Scale => None,
     }
 }
 
