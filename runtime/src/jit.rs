@@ -526,13 +526,7 @@ fn lower<'p>(
                     var,
                 },
             ) => {
-                let bn = BatchNorm {
-                    gamma,
-                    beta,
-                    running_mean: mean,
-                    running_var: var,
-                    eps: *eps,
-                };
+                let bn = BatchNorm::new(gamma, beta, mean, var, *eps);
                 affines.push(unfolded_affine(&bn).map_err(|e| internal(graph, *id, e))?);
                 epilogue.push(Epilogue::Affine);
             }

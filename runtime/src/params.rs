@@ -320,14 +320,7 @@ pub fn fold_batch_norm(
     let LayerParams::Linear { weight, bias } = &mut layers[anchor.index()] else {
         return Ok(());
     };
-    let affine = BatchNorm {
-        gamma: &gamma,
-        beta: &beta,
-        running_mean: &mean,
-        running_var: &var,
-        eps,
-    }
-    .affine()?;
+    let affine = BatchNorm::new(&gamma, &beta, &mean, &var, eps).affine()?;
     let b = bias.get_or_insert_with(|| vec![0.0; affine.len()]);
     check_len("bias folding a bn", affine.len(), b.len())?;
     for (b, a) in b.iter_mut().zip(&affine) {

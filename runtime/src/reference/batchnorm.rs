@@ -41,7 +41,25 @@ impl Affine {
     }
 }
 
-impl BatchNorm<'_> {
+impl<'a> BatchNorm<'a> {
+    /// PyTorch's four tensors in the order of its `batch_norm` arguments'
+    /// names: `weight` (gamma), `bias` (beta), `running_mean`, `running_var`.
+    pub fn new(
+        gamma: &'a [f32],
+        beta: &'a [f32],
+        running_mean: &'a [f32],
+        running_var: &'a [f32],
+        eps: f32,
+    ) -> Self {
+        Self {
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            eps,
+        }
+    }
+
     /// The channels, checking that all four tensors have the same length.
     fn channels(&self) -> Result<usize> {
         let c = self.gamma.len();
