@@ -499,13 +499,7 @@ fn in_place(
                 var,
             },
         ) => {
-            let bn = BatchNorm {
-                gamma,
-                beta,
-                running_mean: mean,
-                running_var: var,
-                eps: *eps,
-            };
+            let bn = BatchNorm::new(gamma, beta, mean, var, *eps);
             r::batch_norm_in_place(&bn, data).map_err(fail)
         }
         (Op::BatchNorm { .. }, LayerParams::Folded)

@@ -34,6 +34,7 @@ use crate::ir::{Graph, NodeId, Op};
 use crate::memory::Budget;
 use crate::model::{Options, Winograd};
 use crate::params::{LayerParams, Params, Weight};
+use crate::reference::{Affine, BatchNorm, KernelError};
 use crate::weights::Weights;
 use cnnjit_compiler::codegen::choice;
 use cnnjit_compiler::codegen::concat::ConcatSpec;
@@ -473,6 +474,13 @@ fn source<'p>(
     }
 }
 
+/// The scale and the shift vectors of a bn the JIT applies as an affine
+/// epilogue (one not folded into the layer before it): [`BatchNorm::affine`]'s,
+/// each rounded once to `f32`.
+fn unfolded_affine(bn: &BatchNorm<'_>) -> std::result::Result<(Vec<f32>, Vec<f32>), KernelError> {
+    Ok(bn.affine()?.into_iter().map(Affine::to_f32).unzip())
+}
+
 fn lower<'p>(
     graph: &Graph,
     plan: &Plan,
@@ -530,18 +538,8 @@ fn lower<'p>(
                     var,
                 },
             ) => {
-                let scale: Vec<f32> = gamma
-                    .iter()
-                    .zip(var)
-                    .map(|(g, v)| g / (v + eps).sqrt())
-                    .collect();
-                let shift = beta
-                    .iter()
-                    .zip(mean)
-                    .zip(&scale)
-                    .map(|((b, m), s)| b - m * s)
-                    .collect();
-                affines.push((scale, shift));
+                let bn = BatchNorm::new(gamma, beta, mean, var, *eps);
+                affines.push(unfolded_affine(&bn).map_err(|e| internal(graph, *id, e))?);
                 epilogue.push(Epilogue::Affine);
             }
             (Op::Activation(a), _) => epilogue.push(Epilogue::Act(Act::of(*a))),
@@ -916,10 +914,14 @@ pub fn call_kernel(
 
 #[cfg(test)]
 mod tests {
-    use super::{call_kernel, Buffers, CallError};
+    use super::{call_kernel, unfolded_affine, Buffers, CallError};
     use crate::error::Error;
+    use crate::ir::NodeId;
+    use crate::params::{fold_batch_norm, LayerParams, Weight};
+    use crate::reference::{batch_norm_in_place, BatchNorm};
     use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
     use cnnjit_compiler::codegen::{Jit, Kernel};
+    use proptest::prelude::*;
 
     #[test]
     fn a_short_buffer_is_a_typed_error_kept_as_the_source() {
@@ -960,5 +962,102 @@ mod tests {
             err.to_string(),
             "internal error in layer `softmax`: the kernel's output needs 6 elements, has 5"
         );
+    }
+
+    /// `got` is `expected` rounded once to `f32`: within half the spacing of
+    /// `f32` values where it lies, plus `slack` for the `f64` rounding of
+    /// terms of magnitude up to `terms` (PyTorch's order of operations
+    /// against the rewritten formula's).
+    fn rounded_once(got: f32, expected: f64, terms: f64) -> bool {
+        let near = (expected.abs() as f32).max(f32::MIN_POSITIVE);
+        let half_spacing = f64::from(near - near.next_down()) / 2.0;
+        (f64::from(got) - expected).abs() <= half_spacing + terms * 1e-13
+    }
+
+    proptest! {
+        /// The fold, the JIT's unfolded affine and the reference kernel all
+        /// get one (scale, shift) per channel: PyTorch's
+        /// `y = (x - mean) / sqrt(var + eps) * gamma + beta`, as `y = x * scale + y(0)`,
+        /// computed in `f64` and rounded once where `f32` is needed.
+        #[test]
+        fn the_users_of_a_batch_norm_get_one_scale_and_shift(
+            channels in prop::collection::vec(
+                (-4.0f32..4.0, -4.0f32..4.0, -4.0f32..4.0, 0.0f32..4.0),
+                1..8,
+            ),
+            eps in prop::sample::select(vec![1e-5f32, 1e-3, 0.5]),
+        ) {
+            let gamma: Vec<f32> = channels.iter().map(|c| c.0).collect();
+            let beta: Vec<f32> = channels.iter().map(|c| c.1).collect();
+            let mean: Vec<f32> = channels.iter().map(|c| c.2).collect();
+            let var: Vec<f32> = channels.iter().map(|c| c.3).collect();
+            let bn = BatchNorm {
+                gamma: &gamma,
+                beta: &beta,
+                running_mean: &mean,
+                running_var: &var,
+                eps,
+            };
+            let pytorch = |x: f64, c: usize| {
+                (x - f64::from(mean[c])) / (f64::from(var[c]) + f64::from(eps)).sqrt()
+                    * f64::from(gamma[c])
+                    + f64::from(beta[c])
+            };
+            let scale: Vec<f64> = (0..gamma.len()).map(|c| pytorch(1.0, c) - pytorch(0.0, c)).collect();
+            let shift: Vec<f64> = (0..gamma.len()).map(|c| pytorch(0.0, c)).collect();
+            // Magnitudes of the terms each shift is summed from.
+            let terms: Vec<f64> = (0..gamma.len())
+                .map(|c| (f64::from(mean[c]) * scale[c]).abs() + f64::from(beta[c]).abs() + 1.0)
+                .collect();
+
+            let (jit_scale, jit_shift) = unfolded_affine(&bn).unwrap();
+
+            let mut layers = vec![
+                LayerParams::None,
+                LayerParams::Linear {
+                    weight: Weight::InFile { tensor: "conv.weight".into(), scale: None },
+                    bias: None,
+                },
+                LayerParams::BatchNorm {
+                    gamma: gamma.clone(),
+                    beta: beta.clone(),
+                    mean: mean.clone(),
+                    var: var.clone(),
+                },
+            ];
+            fold_batch_norm(&mut layers, NodeId(1), NodeId(2), eps).unwrap();
+            let LayerParams::Linear {
+                weight: Weight::InFile { scale: Some(fold_scale), .. },
+                bias: Some(fold_shift),
+            } = &layers[1]
+            else {
+                panic!("not folded: {:?}", layers[1]);
+            };
+
+            // Pixel 0 of zeros gives the shift; pixel 1 of ones, scale + shift.
+            let mut reference = vec![0.0; gamma.len()];
+            reference.extend(std::iter::repeat_n(1.0, gamma.len()));
+            batch_norm_in_place(&bn, &mut reference).unwrap();
+            let (ref_shift, ref_at_one) = reference.split_at(gamma.len());
+
+            for c in 0..gamma.len() {
+                prop_assert!((fold_scale[c] - scale[c]).abs() <= terms[c] * 1e-13,
+                    "channel {c}: fold scale {} for {}", fold_scale[c], scale[c]);
+                prop_assert!(rounded_once(jit_scale[c], scale[c], terms[c]),
+                    "channel {c}: jit scale {} for {}", jit_scale[c], scale[c]);
+                prop_assert!(rounded_once(jit_shift[c], shift[c], terms[c]),
+                    "channel {c}: jit shift {} for {}", jit_shift[c], shift[c]);
+                prop_assert!(rounded_once(fold_shift[c], shift[c], terms[c]),
+                    "channel {c}: fold shift {} for {}", fold_shift[c], shift[c]);
+                prop_assert!(rounded_once(ref_shift[c], shift[c], terms[c]),
+                    "channel {c}: reference shift {} for {}", ref_shift[c], shift[c]);
+                prop_assert!(rounded_once(ref_at_one[c], pytorch(1.0, c), terms[c]),
+                    "channel {c}: reference y(1) {} for {}", ref_at_one[c], pytorch(1.0, c));
+                // One formula: the users agree to the bit.
+                prop_assert_eq!(jit_scale[c], fold_scale[c] as f32);
+                prop_assert_eq!(jit_shift[c].to_bits(), fold_shift[c].to_bits());
+                prop_assert_eq!(jit_shift[c].to_bits(), ref_shift[c].to_bits());
+            }
+        }
     }
 }

@@ -21,7 +21,7 @@
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, Op, Shape};
 use crate::memory::Budget;
-use crate::reference::{permute_dense_weight_chw_to_hwc, KernelError};
+use crate::reference::{check_len, permute_dense_weight_chw_to_hwc, BatchNorm, KernelError};
 use crate::weights::Weights;
 use cnnjit_compiler::plan::Plan;
 use rand_chacha::rand_core::{Rng, SeedableRng};
@@ -250,7 +250,10 @@ pub fn load_params(
         if let [anchor, bn, ..] = step.nodes[..] {
             if matches!(graph.node(anchor).op, Op::Conv2d(_) | Op::Dense(_)) {
                 if let Op::BatchNorm { eps } = graph.node(bn).op {
-                    fold_batch_norm(&mut layers, anchor, bn, eps);
+                    fold_batch_norm(&mut layers, anchor, bn, eps).map_err(|e| Error::Internal {
+                        layer: graph.node(bn).name.to_string(),
+                        source: e.into(),
+                    })?;
                 }
             }
         }
@@ -327,10 +330,18 @@ fn fetch(graph: &Graph, weights: &Weights, spec: &TensorSpec, copy: bool) -> Res
     })
 }
 
-/// Folds the bn at `bn` into the conv or dense at `anchor`:
-/// `s = gamma / sqrt(var + eps)`, `W' = W s` per output channel,
-/// `b' = (b - mean) s + beta`.
-pub fn fold_batch_norm(layers: &mut [LayerParams], anchor: NodeId, bn: NodeId, eps: f32) {
+/// Folds the bn at `bn` into the conv or dense at `anchor`, with
+/// [`BatchNorm::affine`]'s per-channel `scale` and `shift` (in `f64`):
+/// `W' = W scale` per output channel (each product rounded once to `f32`,
+/// here or, for weights left in the file, as the JIT packs them) and
+/// `b' = b scale + shift` (rounded once). Errors if the bn's tensors differ
+/// in length.
+pub fn fold_batch_norm(
+    layers: &mut [LayerParams],
+    anchor: NodeId,
+    bn: NodeId,
+    eps: f32,
+) -> std::result::Result<(), KernelError> {
     let LayerParams::BatchNorm {
         gamma,
         beta,
@@ -338,25 +349,22 @@ pub fn fold_batch_norm(layers: &mut [LayerParams], anchor: NodeId, bn: NodeId, e
         var,
     } = std::mem::replace(&mut layers[bn.index()], LayerParams::Folded)
     else {
-        return;
+        return Ok(());
     };
     let LayerParams::Linear { weight, bias } = &mut layers[anchor.index()] else {
-        return;
+        return Ok(());
     };
-    let channels = gamma.len();
-    let scale: Vec<f64> = gamma
-        .iter()
-        .zip(&var)
-        .map(|(&g, &v)| f64::from(g) / (f64::from(v) + f64::from(eps)).sqrt())
-        .collect();
-    let b = bias.get_or_insert_with(|| vec![0.0; channels]);
-    for (k, s) in scale.iter().enumerate() {
-        b[k] = ((f64::from(b[k]) - f64::from(mean[k])) * s + f64::from(beta[k])) as f32;
+    let affine = BatchNorm::new(&gamma, &beta, &mean, &var, eps).affine()?;
+    let b = bias.get_or_insert_with(|| vec![0.0; affine.len()]);
+    check_len("bias folding a bn", affine.len(), b.len())?;
+    for (b, a) in b.iter_mut().zip(&affine) {
+        *b = (f64::from(*b) * a.scale + a.shift) as f32;
     }
+    let scale: Vec<f64> = affine.iter().map(|a| a.scale).collect();
     match weight {
         Weight::Loaded(weight) => {
             // `max(1)`: a layer without weights has no chunk, and no chunk may be empty.
-            let per_channel = (weight.len() / channels.max(1)).max(1);
+            let per_channel = (weight.len() / scale.len().max(1)).max(1);
             weight
                 .par_chunks_mut(per_channel)
                 .zip(&scale)
@@ -368,6 +376,7 @@ pub fn fold_batch_norm(layers: &mut [LayerParams], anchor: NodeId, bn: NodeId, e
         }
         Weight::InFile { scale: folded, .. } => *folded = Some(scale),
     }
+    Ok(())
 }
 
 /// The volume a flat tensor was flattened from, if PyTorch would order its
@@ -502,7 +511,7 @@ mod tests {
     fn folding_matches_bn_after_conv() {
         // Weight 2, eps 1: s = 3 / sqrt(4) = 1.5; W' = 3; b' = (1 - 1) * 1.5 + 0.5 = 0.5.
         let mut layers = conv_then_bn(Weight::Loaded(vec![2.0]));
-        fold_batch_norm(&mut layers, NodeId(1), NodeId(2), 1.0);
+        fold_batch_norm(&mut layers, NodeId(1), NodeId(2), 1.0).unwrap();
         assert_eq!(
             layers[1],
             LayerParams::Linear {
@@ -521,7 +530,7 @@ mod tests {
             tensor: "conv1.weight".into(),
             scale: None,
         });
-        fold_batch_norm(&mut layers, NodeId(1), NodeId(2), 1.0);
+        fold_batch_norm(&mut layers, NodeId(1), NodeId(2), 1.0).unwrap();
         assert_eq!(
             layers[1],
             LayerParams::Linear {

@@ -1,5 +1,10 @@
 //! Batch normalisation (`bn`) at inference, as PyTorch's `BatchNorm2d` (or
 //! `BatchNorm1d` on a flat vector) in `eval()` mode: with running statistics.
+//!
+//! [`BatchNorm::affine`] is the one batch-norm formula: the per-channel
+//! (scale, shift) it computes in `f64` is what this reference kernel applies,
+//! what `params::fold_batch_norm` folds into a conv or dense, and what the
+//! JIT's unfolded affine epilogue applies after rounding each once to `f32`.
 
 use super::{check_len, KernelError, Result};
 
@@ -18,7 +23,43 @@ pub struct BatchNorm<'a> {
     pub eps: f32,
 }
 
-impl BatchNorm<'_> {
+/// One channel of a batch norm as the affine map it is at inference,
+/// `y = x * scale + shift`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Affine {
+    /// `gamma / sqrt(running_var + eps)`.
+    pub scale: f64,
+    /// `beta - running_mean * scale`.
+    pub shift: f64,
+}
+
+impl Affine {
+    /// The scale and the shift each rounded once to `f32` (for kernels that
+    /// compute in `f32`).
+    pub fn to_f32(self) -> (f32, f32) {
+        (self.scale as f32, self.shift as f32)
+    }
+}
+
+impl<'a> BatchNorm<'a> {
+    /// PyTorch's four tensors in the order of its `batch_norm` arguments'
+    /// names: `weight` (gamma), `bias` (beta), `running_mean`, `running_var`.
+    pub fn new(
+        gamma: &'a [f32],
+        beta: &'a [f32],
+        running_mean: &'a [f32],
+        running_var: &'a [f32],
+        eps: f32,
+    ) -> Self {
+        Self {
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            eps,
+        }
+    }
+
     /// The channels, checking that all four tensors have the same length.
     fn channels(&self) -> Result<usize> {
         let c = self.gamma.len();
@@ -26,6 +67,41 @@ impl BatchNorm<'_> {
         check_len("bn running_mean", c, self.running_mean.len())?;
         check_len("bn running_var", c, self.running_var.len())?;
         Ok(c)
+    }
+
+    /// Each channel's [`Affine`] map: PyTorch's
+    ///
+    /// ```text
+    /// y = (x - running_mean) / sqrt(running_var + eps) * gamma + beta
+    /// ```
+    ///
+    /// rewritten as `y = x * scale + shift` with
+    ///
+    /// ```text
+    /// scale = gamma / sqrt(running_var + eps)
+    /// shift = beta - running_mean * scale
+    /// ```
+    ///
+    /// both computed in `f64` from the `f32` parameters and left unrounded:
+    /// a user that needs `f32` rounds each once ([`Affine::to_f32`]). Errors
+    /// if the four tensors differ in length.
+    pub fn affine(&self) -> Result<Vec<Affine>> {
+        self.channels()?;
+        let eps = f64::from(self.eps);
+        Ok(self
+            .gamma
+            .iter()
+            .zip(self.beta)
+            .zip(self.running_mean)
+            .zip(self.running_var)
+            .map(|(((&gamma, &beta), &mean), &var)| {
+                let scale = f64::from(gamma) / (f64::from(var) + eps).sqrt();
+                Affine {
+                    scale,
+                    shift: f64::from(beta) - f64::from(mean) * scale,
+                }
+            })
+            .collect())
     }
 }
 
@@ -36,7 +112,8 @@ impl BatchNorm<'_> {
 /// out[p, c] = (in[p, c] - running_mean[c]) / sqrt(running_var[c] + eps) * gamma[c] + beta[c]
 /// ```
 ///
-/// computed in `f64`. Preconditions (else an error): the four parameter
+/// computed in `f64` as `in[p, c] * scale[c] + shift[c]` with
+/// [`BatchNorm::affine`]'s factors, rounded once. Preconditions (else an error): the four parameter
 /// slices have one length `C > 0`, `input.len()` is a multiple of `C`, and
 /// `output.len() == input.len()`.
 pub fn batch_norm(bn: &BatchNorm<'_>, input: &[f32], output: &mut [f32]) -> Result<()> {
@@ -47,7 +124,8 @@ pub fn batch_norm(bn: &BatchNorm<'_>, input: &[f32], output: &mut [f32]) -> Resu
 
 /// [`batch_norm`] in place on `data` (as the executor runs a `bn` epilogue).
 pub fn batch_norm_in_place(bn: &BatchNorm<'_>, data: &mut [f32]) -> Result<()> {
-    let channels = bn.channels()?;
+    let affine = bn.affine()?;
+    let channels = affine.len();
     if channels == 0 || !data.len().is_multiple_of(channels) {
         return Err(KernelError::Invalid(format!(
             "bn: {} elements are not pixels of {channels} channels",
@@ -55,10 +133,8 @@ pub fn batch_norm_in_place(bn: &BatchNorm<'_>, data: &mut [f32]) -> Result<()> {
         )));
     }
     for pixel in data.chunks_exact_mut(channels) {
-        for (c, x) in pixel.iter_mut().enumerate() {
-            let std = (f64::from(bn.running_var[c]) + f64::from(bn.eps)).sqrt();
-            let normalised = (f64::from(*x) - f64::from(bn.running_mean[c])) / std;
-            *x = (normalised * f64::from(bn.gamma[c]) + f64::from(bn.beta[c])) as f32;
+        for (x, a) in pixel.iter_mut().zip(&affine) {
+            *x = (f64::from(*x) * a.scale + a.shift) as f32;
         }
     }
     Ok(())

@@ -45,7 +45,7 @@ mod scale;
 
 pub use activation::{activate, activation, activation_in_place, softmax, softmax_in_place};
 pub use add::{add, add_in_place};
-pub use batchnorm::{batch_norm, batch_norm_in_place, BatchNorm};
+pub use batchnorm::{batch_norm, batch_norm_in_place, Affine, BatchNorm};
 pub use concat::{concat, concat_part};
 pub use conv::{conv2d, conv2d_output_dims};
 pub use dense::{dense, permute_dense_weight_chw_to_hwc};
