@@ -11,7 +11,7 @@ fn frontend(c: &mut Criterion) {
     let mut group = c.benchmark_group("frontend");
     // resnet.cnn holds ResNet-18/34/50/152; compile the file, then keep ResNet-152.
     group.bench_function("resnet.cnn (18, 34, 50, 152)", |b| {
-        b.iter(|| cnnjit::compiler::compile_source(std::hint::black_box(RESNET)).unwrap())
+        b.iter(|| cnnjit::lang::compile_source(std::hint::black_box(RESNET)).unwrap())
     });
     // The blocks (everything before the first net), then ResNet-152 alone.
     let blocks = RESNET.split("/// ResNet-18").next().unwrap();
@@ -20,12 +20,12 @@ fn frontend(c: &mut Criterion) {
         .nth(1)
         .expect("resnet.cnn defines ResNet-152");
     let src = format!("{blocks}/// ResNet-152{resnet152}");
-    assert_eq!(cnnjit::compiler::compile_source(&src).unwrap().len(), 1);
+    assert_eq!(cnnjit::lang::compile_source(&src).unwrap().len(), 1);
     group.bench_function("ResNet-152", |b| {
-        b.iter(|| cnnjit::compiler::compile_source(std::hint::black_box(&src)).unwrap())
+        b.iter(|| cnnjit::lang::compile_source(std::hint::black_box(&src)).unwrap())
     });
     group.bench_function("EfficientNet-B0", |b| {
-        b.iter(|| cnnjit::compiler::compile_source(std::hint::black_box(EFFICIENTNET)).unwrap())
+        b.iter(|| cnnjit::lang::compile_source(std::hint::black_box(EFFICIENTNET)).unwrap())
     });
     group.finish();
 }

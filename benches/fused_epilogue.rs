@@ -8,12 +8,12 @@
 //!
 //! `cargo bench --bench fused_epilogue` (groups `fused` and `separate`).
 
-use cnnjit::compiler::codegen::choice;
-use cnnjit::compiler::codegen::conv::ConvSpec;
-use cnnjit::compiler::codegen::elementwise::{Binary, ElementwiseSpec};
-use cnnjit::compiler::codegen::vector::Act;
-use cnnjit::compiler::codegen::{native, Epilogue, Jit, Kernel, KernelId, Lengths, Program};
-use cnnjit::compiler::ir::Shape;
+use cnnjit::codegen::choice;
+use cnnjit::codegen::conv::ConvSpec;
+use cnnjit::codegen::elementwise::{Binary, ElementwiseSpec};
+use cnnjit::codegen::vector::Act;
+use cnnjit::codegen::{native, Epilogue, Jit, Kernel, KernelId, Lengths, Program};
+use cnnjit::ir::Shape;
 use cnnjit::runtime::jit::{call_kernel, scratch_len, Buffers};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use std::time::Duration;

@@ -51,7 +51,7 @@ fn options(backend: &str) -> Options {
 
 /// The net called `name` in `source` with random weights (seed 0).
 fn model(source: &str, name: &str, options: Options) -> Model {
-    let graph = cnnjit::compiler::compile_source(source)
+    let graph = cnnjit::lang::compile_source(source)
         .expect("the net compiles")
         .into_iter()
         .find(|n| n.graph.name == name)

@@ -5,10 +5,10 @@
 //!
 //! `cargo bench --bench packing`.
 
-use cnnjit::compiler::codegen::conv::ConvSpec;
-use cnnjit::compiler::codegen::native;
-use cnnjit::compiler::codegen::winograd::WinogradSpec;
-use cnnjit::compiler::codegen::Kernel;
+use cnnjit::codegen::conv::ConvSpec;
+use cnnjit::codegen::native;
+use cnnjit::codegen::winograd::WinogradSpec;
+use cnnjit::codegen::Kernel;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use std::time::Duration;
 

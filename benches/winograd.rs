@@ -5,10 +5,10 @@
 //!
 //! `cargo bench --bench winograd`.
 
-use cnnjit::compiler::codegen::conv::ConvSpec;
-use cnnjit::compiler::codegen::vector::Act;
-use cnnjit::compiler::codegen::winograd::WinogradSpec;
-use cnnjit::compiler::codegen::{Epilogue, Jit, Kernel};
+use cnnjit::codegen::conv::ConvSpec;
+use cnnjit::codegen::vector::Act;
+use cnnjit::codegen::winograd::WinogradSpec;
+use cnnjit::codegen::{Epilogue, Jit, Kernel};
 use cnnjit::runtime::jit::{call_kernel, scratch_len, Buffers};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use std::time::Duration;
@@ -41,7 +41,7 @@ fn algorithms(c: &mut Criterion) {
         group.throughput(Throughput::Elements(2 * macs));
         let mut kernels = vec![("direct", Kernel::Conv(spec.clone()))];
         let native = ConvSpec {
-            native: cnnjit::compiler::codegen::native::available(),
+            native: cnnjit::codegen::native::available(),
             ..spec.clone()
         };
         kernels.push(("direct-native", Kernel::Conv(native.clone())));

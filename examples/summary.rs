@@ -33,7 +33,7 @@ mod nets {
     }
 }
 
-use cnnjit::compiler::summary::thousands;
+use cnnjit::ir::summary::thousands;
 use nets::*;
 
 fn main() {

@@ -22,12 +22,15 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub use cnnjit_compiler as compiler;
+#[cfg(feature = "jit")]
+pub use cnnjit_codegen as codegen;
 pub use cnnjit_import as import;
+pub use cnnjit_ir as ir;
+pub use cnnjit_lang as lang;
 pub use cnnjit_macros::cnn;
 pub use cnnjit_runtime as runtime;
 pub use cnnjit_runtime::{
-    ir, Error, Graph, LayerInfo, Model, Options, Shape, Summary, Tensor, Weights, Winograd,
+    Error, Graph, LayerInfo, Model, Options, Shape, Summary, Tensor, Weights, Winograd,
 };
 
 pub mod bench;

@@ -3,7 +3,7 @@
 //! y: measured latency when benchmarked, else parameters; bubble area:
 //! parameters). Used by `cnnjit compare`.
 
-use crate::compiler::summary::{clip, thousands, Summary, MAX_CELL};
+use crate::ir::summary::{clip, thousands, Summary, MAX_CELL};
 use plotters::prelude::*;
 use std::fmt::Write;
 

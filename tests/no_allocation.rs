@@ -1,6 +1,8 @@
 //! `forward_into` allocates nothing: the arena, packed weights and compiled
 //! kernels are all made when the model is built. Counted with a global
 //! allocator that tallies every allocation on this test's thread.
+//! A binary of its own (not a module of `tests/it`), so that its allocator
+//! replaces no other test's.
 
 use cnnjit::{Model, Options};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -38,10 +40,7 @@ const NET: &str = "Net(9x9x3) {
 }";
 
 fn allocations_of_forward(reference: bool) -> usize {
-    let graph = cnnjit::compiler::compile_source(NET)
-        .unwrap()
-        .remove(0)
-        .graph;
+    let graph = cnnjit::lang::compile_source(NET).unwrap().remove(0).graph;
     let weights = cnnjit::runtime::params::random_weights(&graph, 1);
     let options = Options {
         reference,

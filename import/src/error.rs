@@ -6,7 +6,7 @@
 //! runtime's memory budget) are kept as the `source`.
 
 use crate::map::OPSETS;
-use cnnjit_compiler::ir::Shape;
+use cnnjit_ir::Shape;
 use std::path::PathBuf;
 
 /// Why a model could not be imported.

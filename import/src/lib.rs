@@ -4,7 +4,7 @@
 //! ```text
 //! bytes --onnx::decode--> Model --map (fold constants, map operators)--> Dag
 //!       --nest--> Items --write--> .cnn text + creation order
-//!       --compile (cnnjit_compiler, as the macro does) + verify--> Imported
+//!       --compile (cnnjit_lang, as the macro does) + verify--> Imported
 //! ```
 //!
 //! - [`onnx`]: the protobuf messages, tensors (inline or external data);
@@ -36,7 +36,7 @@ pub mod write;
 
 pub use error::{DecodeError, Error, OutputProblem, Result, TensorProblem, VerifyError};
 
-use cnnjit_compiler::CompiledNet;
+use cnnjit_lang::CompiledNet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

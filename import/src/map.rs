@@ -14,16 +14,14 @@
 //! of a layer gives the NCHW dimensions, with a batch of 1.
 //!
 //! Invariants of the [`Dag`]: layer 0 is the input; every layer's inputs come
-//! before it; every layer's `shape` is what `cnnjit_compiler::shape` gives
+//! before it; every layer's `shape` is what `cnnjit_ir::shape` gives
 //! for its op and its inputs' shapes.
 
 use crate::error::{DecodeError, Error, Result};
 use crate::fold::{self, attr, node_error, normalise_axis};
 use crate::onnx::{self, GraphProto, NodeProto, Tensor};
-use cnnjit_compiler::ir::{
-    Activation, Conv2d, Dense, Hw, Lrn, Op, Padding, Pool2d, PoolKind, Shape,
-};
-use cnnjit_compiler::shape;
+use cnnjit_ir::shape;
+use cnnjit_ir::{Activation, Conv2d, Dense, Hw, Lrn, Op, Padding, Pool2d, PoolKind, Shape};
 use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;

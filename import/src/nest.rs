@@ -17,7 +17,7 @@
 
 use crate::error::{Error, Result};
 use crate::map::Dag;
-use cnnjit_compiler::ir::Op;
+use cnnjit_ir::Op;
 
 /// One item of a sequence.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,4 +1,4 @@
-//! Verification: the written source, compiled by `cnnjit_compiler` exactly as
+//! Verification: the written source, compiled by `cnnjit_lang` exactly as
 //! `cnn!(file = ...)` compiles it, must be the DAG the model describes.
 //!
 //! The compiled graph is walked in the creation order the writer recorded;
@@ -6,23 +6,22 @@
 //! padding, groups, eps, ...), its inputs must be the layer's inputs, and its
 //! shape the layer's shape; the output's shape must be the one the ONNX file
 //! declares. Then every tensor the runtime will ask for
-//! (`cnnjit_runtime::params::tensor_specs`, names from the compiled graph) is
+//! (`cnnjit_ir::naming::tensor_specs`, names from the compiled graph) is
 //! taken from the layer it belongs to, with its dimensions checked.
 
 use crate::error::{Error, Result, VerifyError};
 use crate::map::{nchw, Dag};
 use crate::write::{Slot, Written};
 use crate::NamedTensor;
-use cnnjit_compiler::ir::Op;
-use cnnjit_compiler::CompiledNet;
+use cnnjit_ir::Op;
+use cnnjit_lang::CompiledNet;
 
 /// The compiled net and its named weights, or what differs.
 pub fn verify(dag: &Dag, written: &Written) -> Result<(CompiledNet, Vec<NamedTensor>)> {
-    let mut nets = cnnjit_compiler::compile_source(&written.source).map_err(|e| {
-        VerifyError::DoesNotCompile {
+    let mut nets =
+        cnnjit_lang::compile_source(&written.source).map_err(|e| VerifyError::DoesNotCompile {
             diagnostic: e.to_string(),
-        }
-    })?;
+        })?;
     let found = nets.len();
     let (Some(net), true) = (nets.pop(), found == 1) else {
         return Err(VerifyError::NetCount { found }.into());
@@ -119,7 +118,7 @@ pub fn verify(dag: &Dag, written: &Written) -> Result<(CompiledNet, Vec<NamedTen
         }
     }
     let mut tensors = Vec::new();
-    for spec in cnnjit_runtime::params::tensor_specs(graph) {
+    for spec in cnnjit_ir::naming::tensor_specs(graph) {
         let layer = &dag.layers[value[spec.node.index()]];
         let suffix = spec.name.rsplit('.').next().unwrap_or_default();
         let param = layer

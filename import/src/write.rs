@@ -3,7 +3,7 @@
 //! Besides the text, [`fn@write`] returns the order in which the compiler's
 //! expansion will create the net's nodes ([`Slot`]s): a block's body, then
 //! its shortcut, then its join, layer after layer as written, exactly as
-//! `cnnjit_compiler::expand` visits them. [`crate::verify`] walks the
+//! `cnnjit_lang::expand` visits them. [`crate::verify`] walks the
 //! compiled graph in that order to check it against the DAG.
 //!
 //! Layers are labelled with their ONNX node's name where it is a valid
@@ -15,9 +15,9 @@
 use crate::error::{Error, Result};
 use crate::map::{Dag, Layer};
 use crate::nest::Item;
-use cnnjit_compiler::expand::{auto_projection, LAYER_NAMES};
-use cnnjit_compiler::ir::{Activation, Hw, Op, Padding, PoolKind, Shape};
-use cnnjit_compiler::shape;
+use cnnjit_ir::shape;
+use cnnjit_ir::{Activation, Hw, Op, Padding, PoolKind, Shape};
+use cnnjit_lang::expand::{auto_projection, LAYER_NAMES};
 use std::collections::HashMap;
 use std::fmt::Write;
 

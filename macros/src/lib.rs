@@ -1,5 +1,5 @@
-//! The `cnn!` proc macro: tokens in, [`cnnjit_compiler::emit::expand_macro`],
-//! tokens out. All logic lives in `cnnjit-compiler`, where it is tested
+//! The `cnn!` proc macro: tokens in, [`cnnjit_lang::emit::expand_macro`],
+//! tokens out. All logic lives in `cnnjit-lang`, where it is tested
 //! without a proc-macro context.
 
 #![deny(missing_docs)]
@@ -9,5 +9,5 @@
 /// `const` figures. See the `cnnjit` crate and docs/language.md.
 #[proc_macro]
 pub fn cnn(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
-    cnnjit_compiler::emit::expand_macro(input.into()).into()
+    cnnjit_lang::emit::expand_macro(input.into()).into()
 }

@@ -12,7 +12,7 @@
 //! to the reference kernels says why in its `Backend`.
 
 use crate::reference::KernelError;
-use cnnjit_compiler::summary::thousands;
+use cnnjit_ir::summary::thousands;
 use std::path::PathBuf;
 
 /// What went wrong while loading weights, building a model or running it.
@@ -134,7 +134,7 @@ pub enum Error {
         net: String,
         /// The invariant that does not hold.
         #[source]
-        source: cnnjit_compiler::ir::GraphError,
+        source: cnnjit_ir::GraphError,
     },
     /// A graph that cannot be planned (a tensor or arena too large to address).
     #[error("net `{net}`: {source}")]
@@ -143,7 +143,7 @@ pub enum Error {
         net: String,
         /// Why.
         #[source]
-        source: cnnjit_compiler::shape::ShapeError,
+        source: cnnjit_ir::shape::ShapeError,
     },
     /// A kernel rejected its arguments, or code could not be generated: a
     /// bug in cnnjit (or a host Cranelift cannot serve), reported rather
@@ -195,7 +195,7 @@ pub enum InternalError {
     /// Cranelift could not generate or link a kernel.
     #[cfg(feature = "jit")]
     #[error(transparent)]
-    Codegen(#[from] cnnjit_compiler::codegen::CodegenError),
+    Codegen(#[from] cnnjit_codegen::CodegenError),
     /// A compiled kernel's buffer is shorter than its contract requires.
     #[cfg(feature = "jit")]
     #[error(transparent)]
@@ -203,7 +203,7 @@ pub enum InternalError {
     /// A layer the reference kernels run has no parameters loaded.
     #[error("no parameters loaded for {kind}")]
     NoParams {
-        /// The layer's kind ([`Op::kind`](cnnjit_compiler::ir::Op::kind)).
+        /// The layer's kind ([`Op::kind`](cnnjit_ir::Op::kind)).
         kind: &'static str,
     },
     /// A weight left in the file is not there when the JIT packs it.

@@ -21,7 +21,7 @@ use crate::ir::{Graph, Node, NodeId, Op};
 use crate::memory::Budget;
 use crate::params::{LayerParams, Params, Weight};
 use crate::reference::{self as r, BatchNorm, Dims, KernelError};
-use cnnjit_compiler::plan::{Plan, Slice, Step, Value, ValueId, ALIGN_ELEMENTS};
+use cnnjit_ir::plan::{Plan, Slice, Step, Value, ValueId, ALIGN_ELEMENTS};
 use std::ops::Range;
 use std::time::Instant;
 

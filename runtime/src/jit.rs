@@ -36,19 +36,19 @@ use crate::model::{Options, Winograd};
 use crate::params::{LayerParams, Params, Weight};
 use crate::reference::{Affine, BatchNorm, KernelError};
 use crate::weights::Weights;
-use cnnjit_compiler::codegen::choice;
-use cnnjit_compiler::codegen::concat::ConcatSpec;
-use cnnjit_compiler::codegen::conv::ConvSpec;
-use cnnjit_compiler::codegen::depthwise::DepthwiseSpec;
-use cnnjit_compiler::codegen::elementwise::{Binary, ElementwiseSpec};
-use cnnjit_compiler::codegen::lrn::LrnSpec;
-use cnnjit_compiler::codegen::pool::PoolSpec;
-use cnnjit_compiler::codegen::separable::{Half, SeparableSpec};
-use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
-use cnnjit_compiler::codegen::vector::Act;
-use cnnjit_compiler::codegen::{Algorithm, ChannelSlice, Epilogue, Tile};
-use cnnjit_compiler::codegen::{CodegenError, Jit, Kernel, KernelFn, KernelId, Lengths, Program};
-use cnnjit_compiler::plan::{Plan, Step};
+use cnnjit_codegen::choice;
+use cnnjit_codegen::concat::ConcatSpec;
+use cnnjit_codegen::conv::ConvSpec;
+use cnnjit_codegen::depthwise::DepthwiseSpec;
+use cnnjit_codegen::elementwise::{Binary, ElementwiseSpec};
+use cnnjit_codegen::lrn::LrnSpec;
+use cnnjit_codegen::pool::PoolSpec;
+use cnnjit_codegen::separable::{Half, SeparableSpec};
+use cnnjit_codegen::softmax::SoftmaxSpec;
+use cnnjit_codegen::vector::Act;
+use cnnjit_codegen::{Algorithm, ChannelSlice, Epilogue, Tile};
+use cnnjit_codegen::{CodegenError, Jit, Kernel, KernelFn, KernelId, Lengths, Program};
+use cnnjit_ir::plan::{Plan, Step};
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
@@ -658,7 +658,7 @@ fn lower<'p>(
                 channels: out.channels() as usize,
             }
         });
-    let macs = cnnjit_compiler::cost::layer_cost(&anchor.op, &[input], anchor.output)
+    let macs = cnnjit_ir::cost::layer_cost(&anchor.op, &[input], anchor.output)
         .map_or(u64::MAX, |c| c.macs);
     Ok(Some(Packed {
         work: work(macs, &kernel.lengths()),
@@ -919,8 +919,8 @@ mod tests {
     use crate::ir::NodeId;
     use crate::params::{fold_batch_norm, LayerParams, Weight};
     use crate::reference::{batch_norm_in_place, BatchNorm};
-    use cnnjit_compiler::codegen::softmax::SoftmaxSpec;
-    use cnnjit_compiler::codegen::{Jit, Kernel};
+    use cnnjit_codegen::softmax::SoftmaxSpec;
+    use cnnjit_codegen::{Jit, Kernel};
     use proptest::prelude::*;
 
     #[test]

@@ -20,8 +20,8 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub use cnnjit_compiler::ir::{self, Graph, Shape};
-pub use cnnjit_compiler::summary::{LayerInfo, Summary};
+pub use cnnjit_ir::summary::{LayerInfo, Summary};
+pub use cnnjit_ir::{self as ir, Graph, Shape};
 
 pub mod error;
 pub mod exec;

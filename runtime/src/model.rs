@@ -24,7 +24,7 @@ use crate::params::{load_params, random_weights, reserve_weights, LoadOptions};
 #[cfg(feature = "jit")]
 use crate::report::{KernelReport, Profile};
 use crate::weights::Weights;
-use cnnjit_compiler::plan::{self, Plan};
+use cnnjit_ir::plan::{self, Plan};
 use std::path::Path;
 
 /// The most threads [`Options::threads`] may ask for (20,000 threads took
@@ -68,7 +68,7 @@ pub struct Options {
 /// convolutions. Winograd's error grows with the largest input of each tile's
 /// patch (6x6 for F(4x4), 4x4 for F(2x2)) rather than of each output's 3x3
 /// window, so one large input perturbs the outputs of its whole tile; the
-/// bound is in `cnnjit_compiler::codegen::winograd`'s "Numerics" and the
+/// bound is in `cnnjit_codegen::winograd`'s "Numerics" and the
 /// README. `Off` keeps every convolution direct, whose outputs depend only
 /// on their own windows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -218,8 +218,7 @@ impl Model {
                     compile_ms: compiled.compile_ms,
                     pack_ms: compiled.phases.pack_ms,
                     cranelift_ms: compiled.phases.cranelift_ms,
-                    native_tile: options.native_tile
-                        && cnnjit_compiler::codegen::native::available(),
+                    native_tile: options.native_tile && cnnjit_codegen::native::available(),
                 };
                 e.compiled = Some(compiled);
                 let threads = if options.threads == 0 {
@@ -297,11 +296,13 @@ impl Model {
     }
 
     /// The net called `net` (or the only net) of a `.cnn` source.
+    #[cfg(feature = "source")]
     pub fn from_source(source: &str, net: Option<&str>, weights: &Weights) -> Result<Model> {
         Model::new(graph_from_source(source, "<source>", net)?, weights)
     }
 
     /// The net called `net` (or the only net) of a `.cnn` file, with `weights`.
+    #[cfg(feature = "source")]
     pub fn from_file(
         path: impl AsRef<Path>,
         net: Option<&str>,
@@ -311,6 +312,7 @@ impl Model {
     }
 
     /// [`Model::from_file`] with options.
+    #[cfg(feature = "source")]
     pub fn from_file_with_options(
         path: impl AsRef<Path>,
         net: Option<&str>,
@@ -473,10 +475,10 @@ fn check_len(what: &'static str, expected: usize, found: usize) -> Result<()> {
 }
 
 /// Compiles `source` and picks the net called `net`, or the only one.
+#[cfg(feature = "source")]
 fn graph_from_source(source: &str, origin: &str, net: Option<&str>) -> Result<Graph> {
-    let nets = cnnjit_compiler::compile_source(source).map_err(|e| {
-        Error::Network(cnnjit_compiler::dsl::diagnostic::render(&e, origin, source))
-    })?;
+    let nets = cnnjit_lang::compile_source(source)
+        .map_err(|e| Error::Network(cnnjit_lang::dsl::diagnostic::render(&e, origin, source)))?;
     let names: Vec<String> = nets.iter().map(|n| n.graph.name.to_string()).collect();
     let chosen = match net {
         Some(name) => nets.into_iter().find(|n| n.graph.name == name),
@@ -511,7 +513,7 @@ mod tests {
     /// Falls back from a compiled model, then checks it reports why and runs
     /// the reference kernels on its weights.
     fn fall_back_and_check() {
-        let graph = cnnjit_compiler::compile_source(
+        let graph = cnnjit_lang::compile_source(
             "Small(6x6x3) { conv(4, 3x3, pad = 1), bn, relu, maxpool(2x2), flatten, dense(5) }",
         )
         .unwrap()

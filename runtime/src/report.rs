@@ -11,9 +11,9 @@
 use crate::exec::Engine;
 use crate::ir::Op;
 use crate::jit::Lowering;
-use cnnjit_compiler::codegen::{Algorithm, Kernel, Tile};
-use cnnjit_compiler::plan::Step;
-use cnnjit_compiler::summary::{clip, thousands, MAX_CELL};
+use cnnjit_codegen::{Algorithm, Kernel, Tile};
+use cnnjit_ir::plan::Step;
+use cnnjit_ir::summary::{clip, thousands, MAX_CELL};
 use std::fmt::{self, Write as _};
 
 /// How a step runs.
@@ -129,7 +129,7 @@ impl KernelReport {
                     path,
                     fused: kinds(&step.nodes[1..fused]),
                     unfused: kinds(&step.nodes[fused..]),
-                    macs: cnnjit_compiler::cost::layer_cost(&anchor.op, &inputs, anchor.output)
+                    macs: cnnjit_ir::cost::layer_cost(&anchor.op, &inputs, anchor.output)
                         .map_or(0, |c| c.macs),
                 }
             })
@@ -154,7 +154,7 @@ impl KernelReport {
 /// one for others.
 fn unsupported(op: &Op) -> Option<&'static str> {
     match op {
-        Op::Lrn(lrn) => cnnjit_compiler::codegen::lrn::unsupported(lrn),
+        Op::Lrn(lrn) => cnnjit_codegen::lrn::unsupported(lrn),
         Op::Input
         | Op::Conv2d(_)
         | Op::Dense(_)

@@ -5,7 +5,8 @@
 //! caret, and the exit status is 1.
 
 use clap::{Parser, Subcommand};
-use cnnjit::compiler::{dot, dsl::diagnostic, summary::Summary, CompiledNet};
+use cnnjit::ir::{dot, summary::Summary};
+use cnnjit::lang::{dsl::diagnostic, CompiledNet};
 use cnnjit::{npy, report};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -211,7 +212,7 @@ impl Optimizer {
 fn load(file: &PathBuf, net: Option<&str>) -> Result<Vec<CompiledNet>, String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("error: cannot read {}: {e}", file.display()))?;
-    let nets = cnnjit::compiler::compile_source(&text)
+    let nets = cnnjit::lang::compile_source(&text)
         .map_err(|e| diagnostic::render(&e, &file.display().to_string(), &text))?;
     match net {
         None => Ok(nets),
@@ -766,13 +767,13 @@ fn peak_report(peak: &cnnjit::peak::Peak, json: bool) -> String {
 }
 
 /// Prints on stderr the kernels' machine code that the code generator logs
-/// (target [`DISASM_TARGET`](cnnjit::compiler::codegen::DISASM_TARGET)), and
+/// (target [`DISASM_TARGET`](cnnjit::codegen::DISASM_TARGET)), and
 /// nothing else; installed when `CNNJIT_DISASM` is set.
 struct Disassembly;
 
 impl log::Log for Disassembly {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.target() == cnnjit::compiler::codegen::DISASM_TARGET
+        metadata.target() == cnnjit::codegen::DISASM_TARGET
     }
 
     fn log(&self, record: &log::Record<'_>) {

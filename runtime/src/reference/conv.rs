@@ -368,7 +368,7 @@ mod tests {
                         op.groups = groups;
                         let ours =
                             conv2d_output_dims(&op, Dims::new(h as usize, w as usize, c as usize));
-                        let theirs = cnnjit_compiler::shape::output_shape(
+                        let theirs = cnnjit_ir::shape::output_shape(
                             &crate::ir::Op::Conv2d(op),
                             &[Shape::Volume { h, w, c }],
                         );

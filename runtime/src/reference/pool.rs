@@ -431,7 +431,7 @@ mod tests {
                             op.ceil = ceil;
                             let ours =
                                 pool2d_output_dims(&op, Dims::new(h as usize, w as usize, 3));
-                            let theirs = cnnjit_compiler::shape::output_shape(
+                            let theirs = cnnjit_ir::shape::output_shape(
                                 &crate::ir::Op::Pool2d(op),
                                 &[Shape::Volume { h, w, c: 3 }],
                             );

@@ -1,0 +1,232 @@
+//! What a compiled kernel is, in a user's words: its algorithm and its
+//! register tile, for `Model::kernels()` and `cnnjit bench --plan/--profile`.
+//!
+//! The code generator owns [`Algorithm`]: a kernel family that chooses between
+//! algorithms (a Winograd or a native-vector convolution, say) adds its
+//! variant here and answers for its specs in [`Kernel::algorithm`], so the
+//! report names exactly the code that runs. Reporting reads specs only; it
+//! never changes what is compiled.
+
+use super::elementwise::Binary;
+use super::separable::Half;
+use super::{depthwise, Kernel};
+use std::fmt;
+
+/// The algorithm a compiled kernel implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// A k x k (or grouped) convolution computed directly, tap by tap, on a
+    /// register tile of pixels by output channels.
+    Direct,
+    /// [`Direct`](Algorithm::Direct) with the native AVX2 tile
+    /// ([`super::native`]) as its innermost loop.
+    NativeDirect,
+    /// A 1x1 convolution over several pixels: a packed matrix product.
+    Gemm,
+    /// [`Gemm`](Algorithm::Gemm) on the native AVX2 tile.
+    NativeGemm,
+    /// One output pixel from a flat input (a dense layer, or a 1x1
+    /// convolution of a 1x1 input): a packed matrix-vector product.
+    Gemv,
+    /// Winograd F(`tile` x `tile`, 3 x 3) ([`super::winograd`]), chosen by
+    /// the cost model ([`super::choice`]).
+    Winograd {
+        /// The output tile side: 2 or 4.
+        tile: usize,
+    },
+    /// Depthwise convolution, vectorised across channels.
+    Depthwise,
+    /// A depthwise convolution and the pointwise one it feeds, fused into
+    /// one pass ([`super::separable`]).
+    DepthwisePointwise,
+    /// A `1xk` convolution and the `kx1` one it feeds, fused into one pass
+    /// ([`super::separable`]).
+    SpatiallySeparable,
+    /// Windowed max or average pooling.
+    Pool,
+    /// One window over the whole input.
+    GlobalPool,
+    /// An element-wise add of two tensors.
+    Add,
+    /// An element-wise product, or a per-channel gate (squeeze-excite).
+    Scale,
+    /// Softmax over channels.
+    Softmax,
+    /// Concat branches copied into their channel slices.
+    Concat,
+    /// Local response normalisation across channels ([`super::lrn`]).
+    Lrn,
+}
+
+impl Algorithm {
+    /// A short name for tables and JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Algorithm::Direct => "direct",
+            Algorithm::NativeDirect => "direct-avx2",
+            Algorithm::Gemm => "1x1-gemm",
+            Algorithm::NativeGemm => "1x1-gemm-avx2",
+            Algorithm::Gemv => "gemv",
+            Algorithm::Winograd { tile: 2 } => "winograd-f2x2",
+            Algorithm::Winograd { .. } => "winograd-f4x4",
+            Algorithm::Depthwise => "depthwise",
+            Algorithm::DepthwisePointwise => "dw+pw",
+            Algorithm::SpatiallySeparable => "1xk+kx1",
+            Algorithm::Pool => "pool",
+            Algorithm::GlobalPool => "global-pool",
+            Algorithm::Add => "add",
+            Algorithm::Scale => "scale",
+            Algorithm::Softmax => "softmax",
+            Algorithm::Concat => "concat",
+            Algorithm::Lrn => "lrn",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// A kernel's register tile: the output pixels (of one row) and output
+/// channels one iteration of its inner loop computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tile {
+    /// Output pixels.
+    pub pixels: usize,
+    /// Output channels.
+    pub channels: usize,
+}
+
+impl fmt::Display for Tile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&format!("{}px x {}ch", self.pixels, self.channels))
+    }
+}
+
+impl Kernel {
+    /// The algorithm this spec compiles to.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Kernel::Conv(spec) => {
+                let pointwise = spec.kernel == [1, 1] && spec.stride == [1, 1] && spec.groups == 1;
+                match (pointwise, spec.output[0] * spec.output[1], spec.native) {
+                    (true, 1, _) => Algorithm::Gemv,
+                    (true, _, false) => Algorithm::Gemm,
+                    (true, _, true) => Algorithm::NativeGemm,
+                    (false, _, false) => Algorithm::Direct,
+                    (false, _, true) => Algorithm::NativeDirect,
+                }
+            }
+            Kernel::Winograd(spec) => Algorithm::Winograd { tile: spec.tile },
+            Kernel::Depthwise(_) => Algorithm::Depthwise,
+            Kernel::Separable(spec) => match spec.first {
+                Half::Depthwise(_) => Algorithm::DepthwisePointwise,
+                Half::Conv(_) => Algorithm::SpatiallySeparable,
+            },
+            Kernel::Pool(spec) if spec.output == [1, 1] && spec.kernel == spec.input => {
+                Algorithm::GlobalPool
+            }
+            Kernel::Pool(_) => Algorithm::Pool,
+            Kernel::Elementwise(spec) => match spec.op {
+                Binary::Add => Algorithm::Add,
+                Binary::Mul => Algorithm::Scale,
+            },
+            Kernel::Softmax(_) => Algorithm::Softmax,
+            Kernel::Concat(_) => Algorithm::Concat,
+            Kernel::Lrn(_) => Algorithm::Lrn,
+        }
+    }
+
+    /// Its register tile, clipped to the output's width.
+    pub fn tile(&self) -> Tile {
+        let (pixels, channels, width) = match self {
+            Kernel::Conv(spec) => (spec.tile(), spec.block(), spec.output[1]),
+            Kernel::Winograd(spec) => (spec.gemm_tile(), spec.width(), spec.tiles()[1]),
+            Kernel::Depthwise(spec) => (depthwise::TILE, 4, spec.output[1]),
+            // The second half's tile: the first's rows are computed into scratch.
+            Kernel::Separable(spec) => match &spec.second {
+                Half::Conv(conv) => (conv.tile(), conv.block(), conv.output[1]),
+                Half::Depthwise(dw) => (depthwise::TILE, 4, dw.output[1]),
+            },
+            Kernel::Pool(spec) => (1, 4, spec.output[1]),
+            Kernel::Elementwise(spec) => (1, 4, spec.shape[1]),
+            Kernel::Softmax(_) | Kernel::Concat(_) | Kernel::Lrn(_) => (1, 4, 1),
+        };
+        Tile {
+            pixels: pixels.min(width),
+            channels,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::{self, ConvSpec};
+    use crate::pool::PoolSpec;
+    use cnnjit_ir::{Dense, PoolKind, Shape};
+
+    fn conv(kernel: usize, input: [usize; 3], output: [usize; 3]) -> Kernel {
+        Kernel::Conv(ConvSpec {
+            input,
+            output,
+            kernel: [kernel; 2],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [kernel / 2; 2],
+            groups: 1,
+            epilogue: Vec::new(),
+            native: false,
+            slice: None,
+        })
+    }
+
+    #[test]
+    fn convolutions_are_named_by_their_shape() {
+        let k3 = conv(3, [8, 8, 8], [8, 8, 16]);
+        assert_eq!(k3.algorithm(), Algorithm::Direct);
+        assert_eq!(
+            k3.tile(),
+            Tile {
+                pixels: conv::TILE,
+                channels: conv::BLOCK
+            }
+        );
+        assert_eq!(conv(1, [8, 8, 4], [8, 8, 16]).algorithm(), Algorithm::Gemm);
+        let Kernel::Conv(mut native) = k3 else {
+            unreachable!()
+        };
+        native.native = true;
+        let native = Kernel::Conv(native);
+        assert_eq!(native.algorithm(), Algorithm::NativeDirect);
+        assert_eq!(
+            native.tile(),
+            Tile {
+                pixels: crate::native::ROWS,
+                channels: crate::native::WIDTH
+            }
+        );
+        // A 1x1 convolution of one pixel (a squeeze-excite bottleneck) is a dense layer.
+        assert_eq!(conv(1, [1, 1, 4], [1, 1, 16]).algorithm(), Algorithm::Gemv);
+        let dense = Kernel::Conv(ConvSpec::of_dense(
+            &Dense {
+                out_features: 10,
+                bias: true,
+            },
+            84,
+            Vec::new(),
+        ));
+        assert_eq!(dense.algorithm(), Algorithm::Gemv);
+        assert_eq!(dense.tile().pixels, 1);
+    }
+
+    #[test]
+    fn pools_are_windowed_or_global() {
+        let input = Shape::Volume { h: 7, w: 7, c: 32 };
+        let global = PoolSpec::of_global(PoolKind::Avg, input, Vec::new()).unwrap();
+        assert_eq!(Kernel::Pool(global).algorithm(), Algorithm::GlobalPool);
+    }
+}

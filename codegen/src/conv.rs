@@ -1,0 +1,728 @@
+//! Direct convolution on HWC data, with its epilogue fused: bias (with any bn
+//! folded in), per-channel affine (a bn that could not be folded), every
+//! activation, and a residual's add, in the order the plan gives them. A
+//! 1x1 convolution and a dense layer (a 1x1 convolution of a 1x1 input) are
+//! the same kernel, which is then a packed matrix-vector product.
+//!
+//! Register blocking: a tile of output pixels of one row by a block of output
+//! channels. Pure Cranelift: up to [`TILE`] pixels by [`BLOCK`] channels in
+//! `2 x TILE` `f32x4` accumulators. With the native tile
+//! ([`ConvSpec::native`]): up to [`native::ROWS`] pixels by [`native::WIDTH`]
+//! channels, accumulated by the precompiled AVX2 micro-kernel into a stack
+//! slot, from which the generated epilogue reads them. Weights are packed per
+//! group and block of output channels as `[g][block][ky][kx][ci][width]`
+//! (zero-padded past the group's channels), so each step loads the block's
+//! weights for one input channel and one splatted input per pixel.
+//!
+//! Padding is never materialised: output rows and columns are split at
+//! compile time into classes by which kernel taps fall inside the input, and
+//! each class gets code with exactly those taps, so no load ever leaves the
+//! input and no branch is taken per tap.
+
+use super::epilogue_lengths;
+use super::fold;
+use super::native::{self, Tap, TileFn};
+use super::vector;
+use super::{
+    apply_epilogue, clamp, for_range, int, tap_classes, Args, ChannelSlice, Epilogue, Epilogued,
+    Lengths, OutputLayout,
+};
+use cnnjit_ir::{Conv2d, Dense, Shape};
+use cranelift_codegen::ir::{
+    types, InstBuilder, SigRef, StackSlot, StackSlotData, StackSlotKind, Value,
+};
+use cranelift_frontend::{FunctionBuilder, Variable};
+
+/// Output channels per register block of the pure Cranelift tile (two `f32x4`).
+pub const BLOCK: usize = 8;
+/// Input channels per iteration of the channel loop.
+const UNROLL: usize = 4;
+/// Output pixels per register tile: 8 accumulators, two weight vectors and a
+/// broadcast input. Measured on the 56x56x128 3x3 conv with `fma`: 4 pixels
+/// 0.78 of the 128-bit peak, 3 pixels 0.71, 5 pixels 0.75, 6 pixels 0.67.
+pub const TILE: usize = 4;
+
+/// Everything a convolution kernel is specialised to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConvSpec {
+    /// Input height, width, channels.
+    pub input: [usize; 3],
+    /// Output height, width, channels.
+    pub output: [usize; 3],
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride along height and width.
+    pub stride: [usize; 2],
+    /// Dilation along height and width.
+    pub dilation: [usize; 2],
+    /// Zero padding above and on the left (below and right follow from the output size).
+    pub pad: [usize; 2],
+    /// Channel groups.
+    pub groups: usize,
+    /// The fused epilogue, in order.
+    pub epilogue: Vec<Epilogue>,
+    /// Whether the innermost tile is the native micro-kernel ([`native`]),
+    /// which also sets the packing's block width. Only where
+    /// [`native::available`]; elsewhere the Cranelift tile serves either width.
+    pub native: bool,
+    /// The channel slice of a wider tensor the output is written into, if
+    /// not a tensor of its own ([`super::Kernel::sliced`]).
+    pub slice: Option<ChannelSlice>,
+}
+
+impl ConvSpec {
+    /// The spec of a `conv` or `dwconv` from `input` to `output`; its tile is
+    /// native if `native_tile` is asked for and the host has it.
+    pub fn of_conv(
+        op: &Conv2d,
+        input: Shape,
+        output: Shape,
+        epilogue: Vec<Epilogue>,
+        native_tile: bool,
+    ) -> ConvSpec {
+        let dims = |s: Shape| {
+            let d = s.dims();
+            match d.as_slice() {
+                [h, w, c] => [*h as usize, *w as usize, *c as usize],
+                _ => [1, 1, s.len() as usize],
+            }
+        };
+        ConvSpec {
+            input: dims(input),
+            output: dims(output),
+            kernel: [op.kernel.h as usize, op.kernel.w as usize],
+            stride: [op.stride.h as usize, op.stride.w as usize],
+            dilation: [op.dilation.h as usize, op.dilation.w as usize],
+            pad: [op.padding.top as usize, op.padding.left as usize],
+            groups: op.groups as usize,
+            epilogue,
+            native: native_tile && native::available(),
+            slice: None,
+        }
+    }
+
+    /// The spec of a `dense` on `inputs` features: a 1x1 convolution of a 1x1
+    /// input, always on the Cranelift tile. It is a matrix-vector product,
+    /// bound by reading the weights once; a one-row native tile would add
+    /// nothing but a call.
+    pub fn of_dense(op: &Dense, inputs: usize, epilogue: Vec<Epilogue>) -> ConvSpec {
+        ConvSpec {
+            input: [1, 1, inputs],
+            output: [1, 1, op.out_features as usize],
+            kernel: [1, 1],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [0, 0],
+            groups: 1,
+            epilogue,
+            native: false,
+            slice: None,
+        }
+    }
+
+    /// Whether the kernel's rows are blocks of output channels rather than
+    /// output rows, each computing every output pixel of its channels: for a
+    /// spec of one output pixel (a dense layer, a squeeze-excite 1x1
+    /// convolution), whose single output row threads could not split, and
+    /// for one whose packed weights outweigh its input (the kernel then keeps
+    /// each block's weights in cache across the rows, "weights stationary"),
+    /// so that threads share out the weights rather than each reading all of
+    /// them, and balance on the many blocks rather than the few rows of the
+    /// small images deep in a network (ResNet's 7x7: 7 rows, 32 blocks).
+    /// Each block still computes its whole reduction, so the output does not
+    /// depend on how the blocks are split.
+    pub fn rows_are_blocks(&self) -> bool {
+        self.groups == 1 && (self.output[0] * self.output[1] == 1 || self.weights_stationary())
+    }
+
+    fn in_per_group(&self) -> usize {
+        self.input[2] / self.groups
+    }
+
+    fn out_per_group(&self) -> usize {
+        self.output[2] / self.groups
+    }
+
+    /// Output channels per block: the width of the tile.
+    pub fn block(&self) -> usize {
+        if self.native {
+            native::WIDTH
+        } else {
+            BLOCK
+        }
+    }
+
+    /// Output pixels per full tile.
+    pub(super) fn tile(&self) -> usize {
+        if self.native {
+            native::ROWS
+        } else {
+            TILE
+        }
+    }
+
+    /// Blocks of output channels per group.
+    fn blocks(&self) -> usize {
+        self.out_per_group().div_ceil(self.block())
+    }
+
+    /// Whether the kernel loops over output rows inside each block of output
+    /// channels, so that each block's weights are read from memory once per
+    /// call and stay in cache across the rows, rather than over blocks
+    /// inside each row, which reads all the weights once per row and the
+    /// input once. The larger of the two is the one kept still: ResNet-50's
+    /// 7x7x512 3x3 conv has 9.4 MB of weights and 100 KB of input.
+    pub(super) fn weights_stationary(&self) -> bool {
+        let [h, w, c] = self.input;
+        self.weights_len() > h * w * c
+    }
+
+    /// `f32`s of the packed weights.
+    fn weights_len(&self) -> usize {
+        self.vector_len() * self.kernel[0] * self.kernel[1] * self.in_per_group()
+    }
+
+    /// `f32`s in one packed per-channel vector.
+    fn vector_len(&self) -> usize {
+        self.groups * self.blocks() * self.block()
+    }
+
+    /// Where its output pixels lie.
+    pub(super) fn layout(&self) -> OutputLayout {
+        OutputLayout::new(self.slice, self.output[2])
+    }
+
+    /// The buffer lengths of the kernel's safety contract.
+    pub fn lengths(&self) -> Lengths {
+        let [h, w, c] = self.input;
+        let [ho, wo, k] = self.output;
+        let (params, extra) = epilogue_lengths(&self.epilogue, self.vector_len(), ho * wo * k);
+        Lengths {
+            input: h * w * c,
+            weights: self.weights_len(),
+            params,
+            extra,
+            output: self.layout().len(ho * wo),
+            scratch: 0,
+            rows: if self.rows_are_blocks() {
+                self.blocks()
+            } else {
+                ho
+            },
+        }
+    }
+
+    /// PyTorch's `[K, Cin/g, Fh, Fw]` weights, each output channel's times
+    /// its `scale` if given, packed as `[g][block][ky][kx][ci][width]`.
+    ///
+    /// Written in order, one block at a time: for each input channel, the
+    /// block's rows are read at that channel's taps (each row forward, so
+    /// the reads stream too) and each tap's `width` lanes are stored
+    /// together, so every store fills a cache line of its tap's stream.
+    pub fn pack_weights(&self, weight: &[f32], scale: Option<&[f64]>) -> Vec<f32> {
+        let (cg, kg, [fh, fw]) = (self.in_per_group(), self.out_per_group(), self.kernel);
+        let (taps, width, blocks) = (fh * fw, self.block(), self.blocks());
+        let row = cg * taps;
+        let mut packed = vec![0.0; self.lengths().weights];
+        // `max(1)`: an empty layer has no block, and no chunk may be empty.
+        for (b, block) in packed.chunks_exact_mut((row * width).max(1)).enumerate() {
+            let (g, first) = (b / blocks, b % blocks * width);
+            let lanes = width.min(kg - first);
+            let k0 = g * kg + first;
+            let rows = &weight[k0 * row..][..lanes * row];
+            for ci in 0..cg {
+                for tap in 0..taps {
+                    let lanes = &mut block[(tap * cg + ci) * width..][..lanes];
+                    let column = rows[ci * taps + tap..].iter().step_by(row);
+                    for (lane, (out, &x)) in lanes.iter_mut().zip(column).enumerate() {
+                        *out = fold(x, k0 + lane, scale);
+                    }
+                }
+            }
+        }
+        packed
+    }
+
+    /// A per-channel vector (`[K]`) packed as `[g][block][width]`, zero-padded.
+    pub fn pack_vector(&self, v: &[f32]) -> Vec<f32> {
+        let (kg, width) = (self.out_per_group(), self.block());
+        let mut packed = vec![0.0; self.vector_len()];
+        for g in 0..self.groups {
+            for k in 0..kg {
+                packed[(g * self.blocks() + k / width) * width + k % width] = v[g * kg + k];
+            }
+        }
+        packed
+    }
+}
+
+/// Byte offsets and sizes of the spec, as `i64`s.
+struct Layout<'s> {
+    spec: &'s ConvSpec,
+    /// Bytes per input row (`W C 4`).
+    in_row: i64,
+    /// Where the output pixels lie.
+    out: OutputLayout,
+    /// Bytes per output row.
+    out_row: i64,
+    /// Bytes of one packed weight block (`Fh Fw Cg width 4`).
+    weight_block: i64,
+    /// Bytes of one packed per-channel vector.
+    vector: i64,
+    /// The native tile, if the spec asks for it.
+    native: Option<Native>,
+}
+
+/// What the generated code needs to call the native tile.
+struct Native {
+    /// The tile of each row count.
+    tiles: [TileFn; native::ROWS],
+    /// [`TileFn`]'s signature, imported into the kernel.
+    signature: SigRef,
+    /// The taps of one call.
+    taps: StackSlot,
+    /// The tile one call writes (`ROWS x WIDTH` floats).
+    tile: StackSlot,
+}
+
+impl Native {
+    fn new(
+        spec: &ConvSpec,
+        b: &mut FunctionBuilder,
+        a: &Args,
+        tiles: [TileFn; native::ROWS],
+    ) -> Native {
+        let ptr = b.func.dfg.value_type(a.input);
+        let taps = spec.kernel[0] * spec.kernel[1] * size_of::<Tap>();
+        let tile = native::ROWS * native::WIDTH * 4;
+        let mut slot = |bytes: usize| {
+            let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+            b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 5))
+        };
+        Native {
+            tiles,
+            taps: slot(taps),
+            tile: slot(tile),
+            signature: native::import_signature(b, ptr),
+        }
+    }
+}
+
+/// Where one tile's code reads and writes.
+struct Tile {
+    /// The first input pixel of the tile's first tap row, group applied (may
+    /// point before the input: every load adds a tap offset that lands inside).
+    input: Value,
+    /// The tile's first output element of this block.
+    output: Value,
+    /// The same place in `extra`.
+    extra: Value,
+    /// This block's packed weights.
+    weights: Value,
+    /// This block's bias in `params`.
+    params: Value,
+    /// Pixels in the tile.
+    pixels: usize,
+    /// Valid output channels in this block (1 to the block's width).
+    lanes: usize,
+}
+
+/// Emits the kernel body for rows `[begin, end)`: output rows, or blocks of
+/// output channels, each over every output pixel ([`ConvSpec::rows_are_blocks`]).
+pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
+    if !spec.rows_are_blocks() {
+        return emit_rows(spec, b, a);
+    }
+    let l = layout(spec, b, a);
+    let blocks = spec.blocks() as i64;
+    let range = [clamp(b, a.begin, 0, blocks), clamp(b, a.end, 0, blocks)];
+    let rows = [int(b, 0), int(b, spec.output[0] as i64)];
+    for_blocks(spec, b, range, |b, block| {
+        for_rows(spec, b, rows, |b, oy, ky| {
+            let base = block_row(&l, b, a, oy, block);
+            columns(&l, b, base, ky)
+        })
+    });
+}
+
+/// Emits code for output rows `[begin, end)`, every block of each, in the
+/// order that keeps the larger of weights and input still
+/// ([`ConvSpec::weights_stationary`]): the body of a kernel whose rows are
+/// output rows, and what a fused separable pair runs for either half.
+pub(crate) fn emit_rows(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
+    let l = layout(spec, b, a);
+    let blocks = [int(b, 0), int(b, spec.blocks() as i64)];
+    let columns = |b: &mut FunctionBuilder, oy, ky, block| {
+        let base = block_row(&l, b, a, oy, block);
+        columns(&l, b, base, ky)
+    };
+    let rows = [a.begin, a.end];
+    if spec.weights_stationary() {
+        for_blocks(spec, b, blocks, |b, block| {
+            for_rows(spec, b, rows, |b, oy, ky| columns(b, oy, ky, block))
+        });
+    } else {
+        for_rows(spec, b, rows, |b, oy, ky| {
+            for_blocks(spec, b, blocks, |b, block| columns(b, oy, ky, block))
+        });
+    }
+}
+
+fn layout<'s>(spec: &'s ConvSpec, b: &mut FunctionBuilder, a: &Args) -> Layout<'s> {
+    let [_, w, c] = spec.input;
+    let [_, wo, _] = spec.output;
+    let out = spec.layout();
+    // Where the host lacks the native tile (a spec built by hand), the
+    // Cranelift tile serves the native packing too.
+    let native = spec
+        .native
+        .then(native::tiles)
+        .flatten()
+        .map(|tiles| Native::new(spec, b, a, tiles));
+    Layout {
+        spec,
+        in_row: (w * c * 4) as i64,
+        out,
+        out_row: wo as i64 * out.pixel_bytes(),
+        weight_block: (spec.kernel[0] * spec.kernel[1] * spec.in_per_group() * spec.block() * 4)
+            as i64,
+        vector: (spec.vector_len() * 4) as i64,
+        native,
+    }
+}
+
+/// One block of output channels: its group, its index in the group, and its
+/// valid channels (1 to the block's width).
+#[derive(Clone, Copy)]
+struct Block {
+    group: Value,
+    index: Value,
+    lanes: usize,
+}
+
+/// `body(oy, (ky_lo, ky_hi))` for each output row in `[begin, end)`, with
+/// the kernel rows that fall inside the input, one loop per class of rows.
+fn for_rows(
+    spec: &ConvSpec,
+    b: &mut FunctionBuilder,
+    [begin, end]: [Value; 2],
+    mut body: impl FnMut(&mut FunctionBuilder, Value, (usize, usize)),
+) {
+    for (oy_lo, oy_hi, ky_lo, ky_hi) in tap_classes(
+        spec.output[0],
+        spec.input[0],
+        spec.kernel[0],
+        spec.stride[0],
+        spec.dilation[0],
+        spec.pad[0],
+    ) {
+        let lo = clamp(b, begin, oy_lo as i64, oy_hi as i64);
+        let hi = clamp(b, end, oy_lo as i64, oy_hi as i64);
+        for_range(b, lo, hi, 1, |b, oy| body(b, oy, (ky_lo, ky_hi)));
+    }
+}
+
+/// `body(block)` for each group and its blocks of output channels in
+/// `[first, end)` (`end` at most the blocks per group): a loop over the
+/// full blocks, then the partial one if the range reaches it.
+fn for_blocks(
+    spec: &ConvSpec,
+    b: &mut FunctionBuilder,
+    [first, end]: [Value; 2],
+    mut body: impl FnMut(&mut FunctionBuilder, Block),
+) {
+    let width = spec.block();
+    let full_blocks = spec.out_per_group() / width;
+    let tail = spec.out_per_group() % width;
+    let zero = int(b, 0);
+    let groups = int(b, spec.groups as i64);
+    for_range(b, zero, groups, 1, |b, group| {
+        let full = int(b, full_blocks as i64);
+        // The full blocks in range, then the partial one if the range
+        // reaches it (at most one iteration).
+        let runs = [
+            (full_blocks > 0).then(|| (first, b.ins().smin(end, full), width)),
+            (tail > 0).then(|| (b.ins().smax(first, full), end, tail)),
+        ];
+        for (lo, hi, lanes) in runs.into_iter().flatten() {
+            for_range(b, lo, hi, 1, |b, index| {
+                body(
+                    b,
+                    Block {
+                        group,
+                        index,
+                        lanes,
+                    },
+                )
+            });
+        }
+    });
+}
+
+/// Where one block of output channels of output row `oy` starts.
+fn block_row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, block: Block) -> Tile {
+    let spec = l.spec;
+    let width = spec.block();
+    // The input row of tap 0: (oy * sh - pt) rows in, possibly negative.
+    let iy0 = b.ins().imul_imm_s(oy, spec.stride[0] as i64);
+    let iy0 = b.ins().iadd_imm_s(iy0, -(spec.pad[0] as i64));
+    let in_off = b.ins().imul_imm_s(iy0, l.in_row);
+    let in_row = b.ins().iadd(a.input, in_off);
+    let out_off = b.ins().imul_imm_s(oy, l.out_row);
+    let output = l.out.start(b, a.output);
+    let out_row = b.ins().iadd(output, out_off);
+    let extra_row = b.ins().iadd(a.extra, out_off);
+    // Block index within the whole packed layout: g * blocks + blk.
+    let index = b.ins().imul_imm_s(block.group, spec.blocks() as i64);
+    let index = b.ins().iadd(index, block.index);
+    let w_off = b.ins().imul_imm_s(index, l.weight_block);
+    let weights = b.ins().iadd(a.weights, w_off);
+    let p_off = b.ins().imul_imm_s(index, (width * 4) as i64);
+    let params = b.ins().iadd(a.params, p_off);
+    // Output channel offset: g * Kg + blk * width.
+    let ch = b.ins().imul_imm_s(block.group, spec.out_per_group() as i64);
+    let ch_blk = b.ins().imul_imm_s(block.index, width as i64);
+    let ch = b.ins().iadd(ch, ch_blk);
+    let ch_bytes = b.ins().imul_imm_s(ch, 4);
+    let output = b.ins().iadd(out_row, ch_bytes);
+    let extra = b.ins().iadd(extra_row, ch_bytes);
+    let gi = b
+        .ins()
+        .imul_imm_s(block.group, (spec.in_per_group() * 4) as i64);
+    Tile {
+        input: b.ins().iadd(in_row, gi),
+        output,
+        extra,
+        weights,
+        params,
+        pixels: 0,
+        lanes: block.lanes,
+    }
+}
+
+/// The tiles of one block of one output row: each tile's sums, then its epilogue.
+fn columns(l: &Layout, b: &mut FunctionBuilder, base: Tile, ky: (usize, usize)) {
+    let spec = l.spec;
+    let wo = spec.output[1];
+    let per_tile = spec.tile();
+    let step_in = (spec.stride[1] * spec.input[2] * 4) as i64;
+    let step_out = l.out.pixel_bytes();
+    for (ox_lo, ox_hi, kx_lo, kx_hi) in tap_classes(
+        wo,
+        spec.input[1],
+        spec.kernel[1],
+        spec.stride[1],
+        spec.dilation[1],
+        spec.pad[1],
+    ) {
+        let n = ox_hi - ox_lo;
+        let (full, rest) = (n / per_tile, n % per_tile);
+        let at = |b: &mut FunctionBuilder, ox: Value, pixels: usize| {
+            let i = b.ins().imul_imm_s(ox, step_in);
+            let o = b.ins().imul_imm_s(ox, step_out);
+            Tile {
+                input: b.ins().iadd(base.input, i),
+                output: b.ins().iadd(base.output, o),
+                extra: b.ins().iadd(base.extra, o),
+                weights: base.weights,
+                params: base.params,
+                pixels,
+                lanes: base.lanes,
+            }
+        };
+        if full > 0 {
+            let lo = int(b, ox_lo as i64);
+            let hi = int(b, (ox_lo + full * per_tile) as i64);
+            for_range(b, lo, hi, per_tile as i64, |b, ox| {
+                let t = at(b, ox, per_tile);
+                tile(l, b, &t, ky, (kx_lo, kx_hi));
+            });
+        }
+        if rest > 0 {
+            let ox = int(b, (ox_lo + full * per_tile) as i64);
+            let t = at(b, ox, rest);
+            tile(l, b, &t, ky, (kx_lo, kx_hi));
+        }
+    }
+}
+
+/// One tile: its accumulators (per pixel, per `f32x4` of channels), then the
+/// epilogue on them.
+fn tile(l: &Layout, b: &mut FunctionBuilder, t: &Tile, ky: (usize, usize), kx: (usize, usize)) {
+    let acc = match &l.native {
+        Some(native) => native_tile(l, native, b, t, ky, kx),
+        None => cranelift_tile(l, b, t, ky, kx),
+    };
+    epilogue(l, b, t, &acc);
+}
+
+/// The tile by a call to the native micro-kernel, one [`Tap`] per kernel tap
+/// of the class.
+fn native_tile(
+    l: &Layout,
+    native: &Native,
+    b: &mut FunctionBuilder,
+    t: &Tile,
+    ky: (usize, usize),
+    kx: (usize, usize),
+) -> Vec<Vec<Value>> {
+    let spec = l.spec;
+    let (c, cg) = (spec.input[2] as i64, spec.in_per_group());
+    let ptr = b.func.dfg.value_type(t.input);
+    let taps: Vec<Tap> = (ky.0..ky.1)
+        .flat_map(|y| (kx.0..kx.1).map(move |x| (y, x)))
+        .map(|(y, x)| Tap {
+            a: (y * spec.dilation[0]) as i64 * l.in_row
+                + ((x * spec.dilation[1]) as i64 - spec.pad[1] as i64) * c * 4,
+            b: ((y * spec.kernel[1] + x) * cg * native::WIDTH * 4) as i64,
+        })
+        .collect();
+    for (i, tap) in taps.iter().enumerate() {
+        let at = (i * size_of::<Tap>()) as i32;
+        let a = int(b, tap.a);
+        b.ins().stack_store(ptr, a, native.taps, at);
+        let w = int(b, tap.b);
+        b.ins().stack_store(ptr, w, native.taps, at + 8);
+    }
+    let callee = int(b, native.tiles[t.pixels - 1] as usize as i64);
+    let a_stride = int(b, (spec.stride[1] * spec.input[2] * 4) as i64);
+    let taps_at = b.ins().stack_addr(ptr, native.taps, 0);
+    let count = int(b, taps.len() as i64);
+    let depth = int(b, cg as i64);
+    let tile_at = b.ins().stack_addr(ptr, native.tile, 0);
+    b.ins().call_indirect(
+        native.signature,
+        callee,
+        &[t.input, a_stride, t.weights, taps_at, count, depth, tile_at],
+    );
+    (0..t.pixels)
+        .map(|p| {
+            (0..t.lanes.div_ceil(4))
+                .map(|v| {
+                    let at = ((p * native::WIDTH + 4 * v) * 4) as i32;
+                    b.ins().stack_load(ptr, types::F32X4, native.tile, at)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The tile in Cranelift code: `f32x4` fused multiply-adds.
+fn cranelift_tile(
+    l: &Layout,
+    b: &mut FunctionBuilder,
+    t: &Tile,
+    ky: (usize, usize),
+    kx: (usize, usize),
+) -> Vec<Vec<Value>> {
+    let spec = l.spec;
+    let c = spec.input[2] as i64;
+    let cg = spec.in_per_group();
+    let width = spec.block();
+    let vectors = t.lanes.div_ceil(4);
+    // One pixel (a dense layer) gives too few accumulators to hide the FMA
+    // latency: each unrolled channel then gets its own set, summed at the
+    // end (LeNet-5's dense1, 400 x 120: 6.2 us -> see BENCHMARKS.md).
+    let sets = if t.pixels == 1 { UNROLL } else { 1 };
+    let acc: Vec<Vec<Vec<Variable>>> = (0..sets)
+        .map(|_| {
+            (0..t.pixels)
+                .map(|_| {
+                    (0..vectors)
+                        .map(|_| {
+                            let v = b.declare_var(types::F32X4);
+                            let zero = vector::splat(b, 0.0);
+                            b.def_var(v, zero);
+                            v
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let ky_lo = int(b, ky.0 as i64);
+    let ky_hi = int(b, ky.1 as i64);
+    for_range(b, ky_lo, ky_hi, 1, |b, y| {
+        let in_off = b.ins().imul_imm_s(y, spec.dilation[0] as i64 * l.in_row);
+        let in_y = b.ins().iadd(t.input, in_off);
+        let w_off = b
+            .ins()
+            .imul_imm_s(y, (spec.kernel[1] * cg * width * 4) as i64);
+        let w_y = b.ins().iadd(t.weights, w_off);
+        for x in kx.0..kx.1 {
+            // Where channel `ci` starts in the input and in the packed weights.
+            let at = |b: &mut FunctionBuilder, ci: Value| {
+                let ci_in = b.ins().imul_imm_s(ci, 4);
+                let in_ci = b.ins().iadd(in_y, ci_in);
+                let ci_w = b.ins().imul_imm_s(ci, (width * 4) as i64);
+                (in_ci, b.ins().iadd(w_y, ci_w))
+            };
+            // One input channel's contribution, `unit` channels past those pointers.
+            let step = |b: &mut FunctionBuilder, (in_ci, w_ci): (Value, Value), unit: usize| {
+                let w_base = ((x * cg + unit) * width * 4) as i64;
+                let weights: Vec<Value> = (0..vectors)
+                    .map(|v| vector::load4(b, w_ci, w_base + 16 * v as i64))
+                    .collect();
+                for (p, acc_p) in acc[unit % sets].iter().enumerate() {
+                    let column =
+                        (p * spec.stride[1] + x * spec.dilation[1]) as i64 - spec.pad[1] as i64;
+                    let xs = vector::load_splat(b, in_ci, (column * c + unit as i64) * 4);
+                    for (var, wv) in acc_p.iter().zip(&weights) {
+                        let old = b.use_var(*var);
+                        let new = vector::mul_add(b, xs, *wv, old);
+                        b.def_var(*var, new);
+                    }
+                }
+            };
+            // The channel loop unrolled by UNROLL, then the remaining channels.
+            let main = cg / UNROLL * UNROLL;
+            if main > 0 {
+                let zero = int(b, 0);
+                let n = int(b, main as i64);
+                for_range(b, zero, n, UNROLL as i64, |b, ci| {
+                    let ptrs = at(b, ci);
+                    for unit in 0..UNROLL {
+                        step(b, ptrs, unit);
+                    }
+                });
+            }
+            let ci = int(b, main as i64);
+            let ptrs = at(b, ci);
+            for unit in 0..cg - main {
+                step(b, ptrs, unit);
+            }
+        }
+    });
+    (0..t.pixels)
+        .map(|p| {
+            (0..vectors)
+                .map(|v| {
+                    let first = b.use_var(acc[0][p][v]);
+                    acc[1..].iter().fold(first, |sum, set| {
+                        let x = b.use_var(set[p][v]);
+                        b.ins().fadd(sum, x)
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn epilogue(l: &Layout, b: &mut FunctionBuilder, t: &Tile, acc: &[Vec<Value>]) {
+    let pixel = l.out.pixel_bytes();
+    for (p, acc_p) in acc.iter().enumerate() {
+        for (v, x) in acc_p.iter().enumerate() {
+            let lanes = (t.lanes - 4 * v).min(4);
+            let at = Epilogued {
+                params: t.params,
+                channel: 16 * v as i64,
+                vector: l.vector,
+                extra: t.extra,
+                output: t.output,
+                element: p as i64 * pixel + 16 * v as i64,
+                lanes,
+            };
+            apply_epilogue(b, &l.spec.epilogue, *x, &at);
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! `f32x4` building blocks shared by the kernel families: loads and stores at
+//! constant offsets, constants, and every activation of the language as
+//! vector code (`exp` by range reduction and a polynomial, tanh as a ratio of
+//! polynomials, so sigmoid, tanh and swish fuse like the others); `ln`, for
+//! the powers of local response normalisation.
+
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use cranelift_frontend::FunctionBuilder;
+
+/// An activation in a kernel's epilogue. `LeakyRelu` keeps its slope's bits
+/// so that specs can be hashed and compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Act {
+    /// max(x, 0).
+    Relu,
+    /// min(max(x, 0), 6).
+    Relu6,
+    /// x, or slope * x below zero (the slope's `f32` bits).
+    LeakyRelu(u32),
+    /// tanh.
+    Tanh,
+    /// 1 / (1 + e^-x).
+    Sigmoid,
+    /// x sigmoid(x).
+    Swish,
+    /// x relu6(x + 3) / 6.
+    HardSwish,
+    /// relu6(x + 3) / 6.
+    HardSigmoid,
+}
+
+impl Act {
+    /// The epilogue form of an IR activation.
+    pub fn of(a: cnnjit_ir::Activation) -> Act {
+        use cnnjit_ir::Activation as A;
+        match a {
+            A::Relu => Act::Relu,
+            A::Relu6 => Act::Relu6,
+            A::LeakyRelu(s) => Act::LeakyRelu(s.to_bits()),
+            A::Tanh => Act::Tanh,
+            A::Sigmoid => Act::Sigmoid,
+            A::Swish => Act::Swish,
+            A::HardSwish => Act::HardSwish,
+            A::HardSigmoid => Act::HardSigmoid,
+        }
+    }
+}
+
+/// Loads and stores cannot trap (the kernel contract keeps them in bounds)
+/// but are not marked aligned: channel offsets make many of them 4-byte aligned
+/// only, which an SSE memory operand would fault on.
+fn flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+/// `base + offset` bytes, folding the offset into the instruction when it fits.
+fn address(b: &mut FunctionBuilder, base: Value, offset: i64) -> (Value, i32) {
+    match i32::try_from(offset) {
+        Ok(o) => (base, o),
+        Err(_) => (b.ins().iadd_imm_s(base, offset), 0),
+    }
+}
+
+/// Loads four `f32`s at `base + offset` bytes.
+pub fn load4(b: &mut FunctionBuilder, base: Value, offset: i64) -> Value {
+    let (p, o) = address(b, base, offset);
+    b.ins().load(types::F32X4, flags(), p, o)
+}
+
+/// Loads one `f32` at `base + offset` bytes, splatted to four lanes. The
+/// load is marked read-only (a kernel never writes its inputs) so that
+/// Cranelift folds it into one `vbroadcastss` from memory.
+pub fn load_splat(b: &mut FunctionBuilder, base: Value, offset: i64) -> Value {
+    let (p, o) = address(b, base, offset);
+    let x = b.ins().load(types::F32, flags().with_readonly(), p, o);
+    b.ins().splat(types::F32X4, x)
+}
+
+/// Loads the first `lanes` (1 to 4) `f32`s at `base + offset`, zero elsewhere:
+/// never reads past them.
+pub fn load_partial(b: &mut FunctionBuilder, base: Value, offset: i64, lanes: usize) -> Value {
+    if lanes >= 4 {
+        return load4(b, base, offset);
+    }
+    let mut v = splat(b, 0.0);
+    for lane in 0..lanes {
+        let (p, o) = address(b, base, offset + 4 * lane as i64);
+        let x = b.ins().load(types::F32, flags(), p, o);
+        v = b.ins().insertlane(v, x, lane as u8);
+    }
+    v
+}
+
+/// Stores the first `lanes` (1 to 4) lanes of `v` at `base + offset`.
+pub fn store_partial(b: &mut FunctionBuilder, v: Value, base: Value, offset: i64, lanes: usize) {
+    if lanes >= 4 {
+        let (p, o) = address(b, base, offset);
+        b.ins().store(flags(), v, p, o);
+        return;
+    }
+    for lane in 0..lanes {
+        let x = b.ins().extractlane(v, lane as u8);
+        let (p, o) = address(b, base, offset + 4 * lane as i64);
+        b.ins().store(flags(), x, p, o);
+    }
+}
+
+/// Four lanes of `x`.
+pub fn splat(b: &mut FunctionBuilder, x: f32) -> Value {
+    let s = b.ins().f32const(x);
+    b.ins().splat(types::F32X4, s)
+}
+
+/// `x * y + acc` as one fused multiply-add. (The design notes measured
+/// `fmul` + `fadd` faster in an earlier prototype; in these kernels `fma` is
+/// faster: 0.78 against 0.65 of the 128-bit peak on the 56x56x128 3x3 conv,
+/// as it halves the instructions and frees the register a product needs.)
+/// Without FMA hardware (an old x86-64) it is `fmul` then `fadd`.
+pub fn mul_add(b: &mut FunctionBuilder, x: Value, y: Value, acc: Value) -> Value {
+    if host_has_fma() {
+        b.ins().fma(x, y, acc)
+    } else {
+        let p = b.ins().fmul(x, y);
+        b.ins().fadd(acc, p)
+    }
+}
+
+/// Whether the host executes vector fused multiply-adds natively (the JIT
+/// compiles for the host it runs on).
+fn host_has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static FMA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *FMA.get_or_init(|| std::arch::is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
+}
+
+/// `x < lo ? lo : x`, lane-wise: one `maxps` on x86-64, where Cranelift's
+/// `fmax` (which must order -0 below +0 and propagate either NaN) is nine
+/// instructions, most of the epilogue around a short tile. A NaN `x` stays a
+/// NaN and -0 stays -0, as in the reference kernels.
+pub fn at_least(b: &mut FunctionBuilder, x: Value, lo: Value) -> Value {
+    let below = b.ins().fcmp(FloatCC::LessThan, x, lo);
+    let below = b.ins().bitcast(types::F32X4, MemFlagsData::new(), below);
+    b.ins().bitselect(below, lo, x)
+}
+
+/// `hi < x ? hi : x`, lane-wise: one `minps` on x86-64, as [`at_least`].
+pub fn at_most(b: &mut FunctionBuilder, x: Value, hi: Value) -> Value {
+    let above = b.ins().fcmp(FloatCC::LessThan, hi, x);
+    let above = b.ins().bitcast(types::F32X4, MemFlagsData::new(), above);
+    b.ins().bitselect(above, hi, x)
+}
+
+/// e^x, lane-wise: `x = n ln2 + r`, `2^n` built in the exponent bits, `e^r`
+/// by its Taylor polynomial to degree 6 (relative error below 2e-7 on |r| <= ln2/2).
+pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
+    let lo = splat(b, -87.0);
+    let hi = splat(b, 88.0);
+    let x = at_least(b, x, lo);
+    let x = at_most(b, x, hi);
+    let log2e = splat(b, std::f32::consts::LOG2_E);
+    let t = b.ins().fmul(x, log2e);
+    let n = b.ins().nearest(t);
+    let ln2_hi = splat(b, 0.693_359_4);
+    let ln2_lo = splat(b, -2.121_944_4e-4);
+    let r = b.ins().fmul(n, ln2_hi);
+    let r = b.ins().fsub(x, r);
+    let r2 = b.ins().fmul(n, ln2_lo);
+    let r = b.ins().fsub(r, r2);
+    let mut p = splat(b, 1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        let c = splat(b, c);
+        p = mul_add(b, p, r, c);
+    }
+    let ni = b.ins().fcvt_to_sint_sat(types::I32X4, n);
+    let bias = b.ins().iconst(types::I32, 127);
+    let bias = b.ins().splat(types::I32X4, bias);
+    let e = b.ins().iadd(ni, bias);
+    let e = b.ins().ishl_imm_s(e, 23);
+    let scale = b.ins().bitcast(types::F32X4, MemFlagsData::new(), e);
+    b.ins().fmul(p, scale)
+}
+
+/// ln x, lane-wise, for positive normal `x`: musl's `logf` (after FreeBSD):
+/// `x = 2^k (1 + f)` with `1 + f` in `[sqrt(2)/2, sqrt(2))` (the exponent
+/// split off with the mantissa's rollover moved to `sqrt(2)` by one integer
+/// add), then `ln(1 + f)` from `s = f / (2 + f)` by a minimax polynomial in
+/// `s^2` (error below 1 ulp).
+pub fn ln(b: &mut FunctionBuilder, x: Value) -> Value {
+    let int4 = |b: &mut FunctionBuilder, n: i32| {
+        let n = b.ins().iconst(types::I32, i64::from(n));
+        b.ins().splat(types::I32X4, n)
+    };
+    const SQRT_HALF_BITS: i32 = 0x3f35_04f3;
+    let bits = b.ins().bitcast(types::I32X4, MemFlagsData::new(), x);
+    let shift = int4(b, 0x3f80_0000 - SQRT_HALF_BITS);
+    let bits = b.ins().iadd(bits, shift);
+    let k = b.ins().ushr_imm_s(bits, 23);
+    let bias = int4(b, 0x7f);
+    let k = b.ins().isub(k, bias);
+    let k = b.ins().fcvt_from_sint(types::F32X4, k);
+    let mantissa = int4(b, 0x007f_ffff);
+    let m = b.ins().band(bits, mantissa);
+    let offset = int4(b, SQRT_HALF_BITS);
+    let m = b.ins().iadd(m, offset);
+    let m = b.ins().bitcast(types::F32X4, MemFlagsData::new(), m);
+    let one = splat(b, 1.0);
+    let f = b.ins().fsub(m, one);
+    let two = splat(b, 2.0);
+    let d = b.ins().fadd(f, two);
+    let s = b.ins().fdiv(f, d);
+    let z = b.ins().fmul(s, s);
+    let w = b.ins().fmul(z, z);
+    // musl's coefficients, by their bits (0xaaaaaa.0p-24, 0xccce13.0p-25, ...).
+    let [lg1, lg2, lg3, lg4] =
+        [0x3f2a_aaaa, 0x3ecc_ce13, 0x3e91_e9ee, 0x3e78_9e26].map(f32::from_bits);
+    let lg4 = splat(b, lg4);
+    let lg2 = splat(b, lg2);
+    let t1 = mul_add(b, w, lg4, lg2);
+    let t1 = b.ins().fmul(t1, w);
+    let lg3 = splat(b, lg3);
+    let lg1 = splat(b, lg1);
+    let t2 = mul_add(b, w, lg3, lg1);
+    let t2 = b.ins().fmul(t2, z);
+    let r = b.ins().fadd(t2, t1);
+    let half = splat(b, 0.5);
+    let hfsq = b.ins().fmul(f, f);
+    let hfsq = b.ins().fmul(hfsq, half);
+    // ln 2 = hi + lo, hi with its low mantissa bits zero so that k hi is exact.
+    let ln2_hi = splat(b, f32::from_bits(0x3f31_7180));
+    let ln2_lo = splat(b, f32::from_bits(0x3717_f7d1));
+    // s (hfsq + R) + k ln2_lo - hfsq + f + k ln2_hi, in musl's order.
+    let sum = b.ins().fadd(hfsq, r);
+    let y = b.ins().fmul(s, sum);
+    let y = mul_add(b, k, ln2_lo, y);
+    let y = b.ins().fsub(y, hfsq);
+    let y = b.ins().fadd(y, f);
+    mul_add(b, k, ln2_hi, y)
+}
+
+fn sigmoid(b: &mut FunctionBuilder, x: Value) -> Value {
+    let nx = b.ins().fneg(x);
+    let e = exp(b, nx);
+    let one = splat(b, 1.0);
+    let d = b.ins().fadd(one, e);
+    b.ins().fdiv(one, d)
+}
+
+/// tanh, lane-wise: Eigen's rational minimax approximation (an odd degree-13
+/// over an even degree-6 polynomial, `x` clamped to +-7.9053, past which
+/// tanh rounds to +-1 in `f32`). Half the operations of `2 sigmoid(2x) - 1`
+/// (LeNet-5 spends a third of its time in tanh), and accurate near 0.
+fn tanh(b: &mut FunctionBuilder, x: Value) -> Value {
+    const LIMIT: f64 = 7.905_311_107_635_498;
+    const P: [f64; 7] = [
+        -2.760_768_477_423_55e-16,
+        2.000_187_904_824_77e-13,
+        -8.604_671_522_137_35e-11,
+        5.122_297_090_371_14e-8,
+        1.485_722_357_179_79e-5,
+        6.372_619_288_754_36e-4,
+        4.893_524_558_917_86e-3,
+    ];
+    const Q: [f64; 4] = [
+        1.198_258_394_667_02e-6,
+        1.185_347_056_866_54e-4,
+        2.268_434_632_439e-3,
+        4.893_525_185_543_85e-3,
+    ];
+    let lo = splat(b, -LIMIT as f32);
+    let hi = splat(b, LIMIT as f32);
+    let x = at_least(b, x, lo);
+    let x = at_most(b, x, hi);
+    let x2 = b.ins().fmul(x, x);
+    let horner = |b: &mut FunctionBuilder, coefficients: &[f64]| {
+        let mut acc = splat(b, coefficients[0] as f32);
+        for &c in &coefficients[1..] {
+            let c = splat(b, c as f32);
+            acc = mul_add(b, acc, x2, c);
+        }
+        acc
+    };
+    let p = horner(b, &P);
+    let q = horner(b, &Q);
+    let p = b.ins().fmul(p, x);
+    b.ins().fdiv(p, q)
+}
+
+/// `act(x)`, lane-wise.
+pub fn activate(b: &mut FunctionBuilder, act: Act, x: Value) -> Value {
+    let zero = splat(b, 0.0);
+    match act {
+        Act::Relu => at_least(b, x, zero),
+        Act::Relu6 => {
+            let six = splat(b, 6.0);
+            let r = at_least(b, x, zero);
+            at_most(b, r, six)
+        }
+        Act::LeakyRelu(bits) => {
+            let slope = splat(b, f32::from_bits(bits));
+            let pos = at_least(b, x, zero);
+            let neg = at_most(b, x, zero);
+            mul_add(b, neg, slope, pos)
+        }
+        Act::Sigmoid => sigmoid(b, x),
+        Act::Tanh => tanh(b, x),
+        Act::Swish => {
+            let s = sigmoid(b, x);
+            b.ins().fmul(x, s)
+        }
+        Act::HardSigmoid | Act::HardSwish => {
+            let three = splat(b, 3.0);
+            let six = splat(b, 6.0);
+            let sixth = splat(b, 1.0 / 6.0);
+            let t = b.ins().fadd(x, three);
+            let t = at_least(b, t, zero);
+            let t = at_most(b, t, six);
+            let hs = b.ins().fmul(t, sixth);
+            if act == Act::HardSwish {
+                b.ins().fmul(x, hs)
+            } else {
+                hs
+            }
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! The importer on small ONNX graphs built here, message by message: what
+//! each supported pattern becomes, and an error naming the node for what the
+//! language cannot say. Models exported by PyTorch are tested at the top
+//! level (tests/onnx_import.rs), against ONNX Runtime's outputs.
+
+use crate::common;
+
+use cnnjit_import::onnx::{data_type, Attribute, TensorProto};
+use cnnjit_import::{import_bytes, Error, Imported};
+use common::{model, node, weight};
+
+fn attr_ints(name: &str, ints: &[i64]) -> Attribute {
+    Attribute {
+        name: name.into(),
+        ints: ints.to_vec(),
+        ..Attribute::default()
+    }
+}
+
+fn attr_f(name: &str, f: f32) -> Attribute {
+    Attribute {
+        name: name.into(),
+        f,
+        ..Attribute::default()
+    }
+}
+
+fn attr_i(name: &str, i: i64) -> Attribute {
+    Attribute {
+        name: name.into(),
+        i,
+        ..Attribute::default()
+    }
+}
+
+fn import(bytes: &[u8]) -> Result<Imported, Error> {
+    import_bytes(bytes, None, "Net", "net.onnx", "net.safetensors")
+}
+
+/// The net's body: the source's lines between the braces, trimmed.
+fn body(imported: &Imported) -> Vec<String> {
+    let lines: Vec<&str> = imported.source.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("pub Net("))
+        .unwrap();
+    lines[start + 1..lines.len() - 1]
+        .iter()
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+fn import_error(result: Result<Imported, Error>) -> Error {
+    match result {
+        Err(e) => e,
+        Ok(imported) => panic!("expected an error, imported:\n{}", imported.source),
+    }
+}
+
+fn node_error(result: Result<Imported, Error>) -> (String, String, String) {
+    match result {
+        Err(Error::Node { node, op, why }) => (node, op, why),
+        Err(other) => panic!("expected an error naming a node, got: {other}"),
+        Ok(imported) => panic!("expected an error, imported:\n{}", imported.source),
+    }
+}
+
+#[test]
+fn labels_come_from_node_names_that_are_identifiers() {
+    let bytes = model(
+        13,
+        &[1, 2, 5, 5],
+        vec![
+            node(
+                "Conv",
+                "stem",
+                &["x", "w", "b"],
+                "c",
+                vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ),
+            node("Relu", "/relu/Relu", &["c"], "r", vec![]),
+            node("Conv", "conv2", &["r", "w2"], "y", vec![]),
+        ],
+        vec![
+            weight("w", &[3, 2, 3, 3]),
+            weight("b", &[3]),
+            weight("w2", &[4, 3, 1, 1]),
+        ],
+    );
+    let imported = import(&bytes).unwrap();
+    // `conv2` would clash with the default names, so it takes one.
+    assert_eq!(
+        body(&imported),
+        [
+            "stem: conv(3, 3x3, pad = 1), relu,",
+            "conv(4, 1x1, bias = false),"
+        ]
+    );
+    let names: Vec<&str> = imported.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["stem.weight", "stem.bias", "conv2.weight"]);
+}
+
+#[test]
+fn node_names_longer_than_64_characters_are_not_labels() {
+    let net = |name: &str| {
+        model(
+            13,
+            &[1, 2, 3, 3],
+            vec![node("Relu", name, &["x"], "y", vec![])],
+            vec![],
+        )
+    };
+    let longest = "a".repeat(64);
+    assert_eq!(
+        body(&import(&net(&longest)).unwrap()),
+        [format!("{longest}: relu,")]
+    );
+    for length in [65, 65_536] {
+        let imported = import(&net(&"a".repeat(length))).unwrap();
+        assert_eq!(body(&imported), ["relu,"]);
+        assert!(imported.net.summary().to_string().contains("relu1"));
+    }
+}
+
+#[test]
+fn matmul_and_add_are_a_dense_with_the_weights_transposed() {
+    let bytes = model(
+        13,
+        &[1, 3],
+        vec![
+            node("MatMul", "/fc/MatMul", &["x", "w"], "m", vec![]),
+            node("Add", "/fc/Add", &["m", "b"], "y", vec![]),
+        ],
+        vec![weight("w", &[3, 2]), weight("b", &[2])],
+    );
+    let imported = import(&bytes).unwrap();
+    assert_eq!(body(&imported), ["dense(2),"]);
+    // ONNX's [Nin, N] = [[.1, .2], [.3, .4], [.5, .6]] is PyTorch's [N, Nin].
+    assert_eq!(imported.tensors[0].dims, [2, 3]);
+    assert_eq!(imported.tensors[0].values, [0.1, 0.3, 0.5, 0.2, 0.4, 0.6]);
+    assert_eq!(imported.tensors[1].values, [0.1, 0.2]);
+}
+
+#[test]
+fn lrn_leaky_relu_and_same_padding_are_written_with_their_arguments() {
+    let bytes = model(
+        13,
+        &[1, 4, 6, 6],
+        vec![
+            node(
+                "LRN",
+                "/lrn/LRN",
+                &["x"],
+                "l",
+                vec![
+                    attr_i("size", 3),
+                    attr_f("alpha", 0.001),
+                    attr_f("bias", 2.0),
+                ],
+            ),
+            node("LeakyRelu", "", &["l"], "r", vec![attr_f("alpha", 0.2)]),
+            node(
+                "MaxPool",
+                "/pool/MaxPool",
+                &["r"],
+                "y",
+                vec![
+                    attr_ints("kernel_shape", &[2, 2]),
+                    attr_ints("strides", &[2, 2]),
+                    Attribute {
+                        name: "auto_pad".into(),
+                        s: b"SAME_UPPER".to_vec(),
+                        ..Attribute::default()
+                    },
+                ],
+            ),
+        ],
+        vec![],
+    );
+    assert_eq!(
+        body(&import(&bytes).unwrap()),
+        [
+            "lrn(size = 3, alpha = 0.001, beta = 0.75, k = 2.0), leaky_relu(0.2),",
+            "maxpool(2x2),"
+        ]
+    );
+}
+
+#[test]
+fn an_unsupported_operator_is_an_error_naming_the_node() {
+    let bytes = model(
+        13,
+        &[1, 2, 4, 4],
+        vec![node("Transpose", "t", &["x"], "y", vec![])],
+        vec![],
+    );
+    let (node, op, why) = node_error(import(&bytes));
+    assert_eq!((node.as_str(), op.as_str()), ("t", "Transpose"));
+    assert!(why.contains("not supported"), "{why}");
+}
+
+#[test]
+fn asymmetric_padding_is_an_error_naming_the_node() {
+    let bytes = model(
+        13,
+        &[1, 2, 5, 5],
+        vec![node(
+            "Conv",
+            "odd",
+            &["x", "w"],
+            "y",
+            vec![attr_ints("pads", &[1, 0, 0, 1])],
+        )],
+        vec![weight("w", &[3, 2, 3, 3])],
+    );
+    let (node, op, why) = node_error(import(&bytes));
+    assert_eq!((node.as_str(), op.as_str()), ("odd", "Conv"));
+    assert!(why.contains("neither symmetric nor `same`"), "{why}");
+}
+
+#[test]
+fn pool_padding_past_half_the_kernel_is_an_error_naming_the_node() {
+    let pool = |pads: &[i64]| {
+        model(
+            13,
+            &[1, 2, 6, 6],
+            vec![node(
+                "MaxPool",
+                "wide",
+                &["x"],
+                "y",
+                vec![
+                    attr_ints("kernel_shape", &[3, 3]),
+                    attr_ints("strides", &[1, 1]),
+                    attr_ints("pads", pads),
+                ],
+            )],
+            vec![],
+        )
+    };
+    let (node, op, why) = node_error(import(&pool(&[2, 2, 2, 2])));
+    assert_eq!((node.as_str(), op.as_str()), ("wide", "MaxPool"));
+    assert!(
+        why.contains("pads [2, 2, 2, 2] exceed half the kernel [3, 3]"),
+        "{why}"
+    );
+    let imported = import(&pool(&[1, 1, 1, 1])).expect("half the kernel imports");
+    assert!(
+        body(&imported).iter().any(|l| l.contains("pad = 1")),
+        "{}",
+        imported.source
+    );
+}
+
+#[test]
+fn a_tensor_read_across_a_block_is_an_error_not_a_wrong_net() {
+    // a = relu(x); b = tanh(a); c = x + b; y = c + a: `a` is read inside the
+    // first residual and again by the second, which no nesting can say.
+    let bytes = model(
+        13,
+        &[1, 2, 3, 3],
+        vec![
+            node("Relu", "a", &["x"], "a", vec![]),
+            node("Tanh", "b", &["a"], "b", vec![]),
+            node("Add", "c", &["x", "b"], "c", vec![]),
+            node("Add", "d", &["c", "a"], "y", vec![]),
+        ],
+        vec![],
+    );
+    let (node, _, why) = node_error(import(&bytes));
+    assert_eq!(node, "a");
+    assert!(why.contains("cannot be nested"), "{why}");
+}
+
+#[test]
+fn opsets_outside_the_supported_range_are_errors() {
+    for opset in [1, 6, 99] {
+        let bytes = model(
+            opset,
+            &[1, 3],
+            vec![node("Relu", "r", &["x"], "y", vec![])],
+            vec![],
+        );
+        match import(&bytes) {
+            Err(e @ Error::Opset { version }) if version == opset => {
+                assert!(e.to_string().contains(&format!("opset {opset}")), "{e}")
+            }
+            other => panic!("opset {opset}: {:?}", other.map(|i| i.source)),
+        }
+    }
+}
+
+fn scalar(name: &str, v: f32) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        data_type: data_type::FLOAT,
+        float_data: vec![v],
+        ..TensorProto::default()
+    }
+}
+
+#[test]
+fn dropout_identity_hard_swish_global_max_pool_gemm_clip_and_softmax() {
+    let bytes = model(
+        13,
+        &[1, 4, 6, 6],
+        vec![
+            node("Dropout", "", &["x", "ratio"], "d", vec![]),
+            node("Identity", "", &["d"], "i", vec![]),
+            node("HardSwish", "", &["i"], "h", vec![]),
+            node("GlobalMaxPool", "", &["h"], "g", vec![]),
+            node("Flatten", "", &["g"], "f", vec![]),
+            node(
+                "Gemm",
+                "",
+                &["f", "b", "c"],
+                "m",
+                vec![attr_f("alpha", 2.0), attr_f("beta", 0.5)],
+            ),
+            node("Clip", "", &["m", "lo", "hi"], "r", vec![]),
+            node("Softmax", "", &["r"], "y", vec![attr_i("axis", 1)]),
+        ],
+        vec![
+            scalar("ratio", 0.3),
+            weight("b", &[4, 3]),
+            weight("c", &[3]),
+            scalar("lo", 0.0),
+            scalar("hi", 6.0),
+        ],
+    );
+    let imported = import(&bytes).unwrap();
+    assert_eq!(
+        body(&imported),
+        [
+            "dropout(0.3),",
+            "identity, hard_swish,",
+            "global_maxpool,",
+            "flatten,",
+            "dense(3), relu6,",
+            "softmax,"
+        ]
+    );
+    // Gemm without transB: B is [Nin, N] = [[.1, .2, .3], ...]; PyTorch's
+    // weight is alpha B^T, the bias beta C.
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+    let (w, bias) = (&imported.tensors[0], &imported.tensors[1]);
+    assert_eq!(w.dims, [3, 4]);
+    assert!(
+        close(&w.values[..4], &[0.2, 0.8, 1.4, 2.0]),
+        "{:?}",
+        w.values
+    );
+    assert!(close(&bias.values, &[0.05, 0.1, 0.15]), "{:?}", bias.values);
+}
+
+#[test]
+fn a_reshape_that_does_not_flatten_is_an_error() {
+    let shape = TensorProto {
+        name: "s".into(),
+        dims: vec![4],
+        data_type: data_type::INT64,
+        int64_data: vec![1, 2, 2, 18],
+        ..TensorProto::default()
+    };
+    let bytes = model(
+        13,
+        &[1, 4, 3, 6],
+        vec![node("Reshape", "/r/Reshape", &["x", "s"], "y", vec![])],
+        vec![shape],
+    );
+    let (node, op, why) = node_error(import(&bytes));
+    assert_eq!((node.as_str(), op.as_str()), ("/r/Reshape", "Reshape"));
+    assert!(why.contains("only flattens"), "{why}");
+}
+
+/// A `Constant` of one value concatenated with itself 40 times would hold
+/// 2^40 values: the `Concat` that passes the limit is refused before it is
+/// made (it was grown until the process ran out of memory).
+#[test]
+fn a_chain_of_concats_doubling_a_constant_is_refused_before_it_is_made() {
+    let mut nodes = vec![node(
+        "Constant",
+        "c0",
+        &[],
+        "c0",
+        vec![attr_ints("value_ints", &[1])],
+    )];
+    for i in 0..40 {
+        let (from, to) = (format!("c{i}"), format!("c{}", i + 1));
+        nodes.push(node(
+            "Concat",
+            &to,
+            &[&from, &from],
+            &to,
+            vec![attr_i("axis", 0)],
+        ));
+    }
+    nodes.push(node("Relu", "r", &["x"], "y", vec![]));
+    let (name, op, why) = node_error(import(&model(13, &[1, 2], nodes, vec![])));
+    assert_eq!((name.as_str(), op.as_str()), ("c25", "Concat"));
+    assert_eq!(
+        why,
+        "the concatenation is too large: more than 16777216 elements"
+    );
+}
+
+/// One `Concat` reading a 1 MB initializer 100,000 times: the constant is
+/// not copied per read (it was, 100 GB before the node was even looked at).
+#[test]
+fn a_node_reading_one_constant_many_times_does_not_copy_it_per_read() {
+    let inputs = vec!["w"; 100_000];
+    let nodes = vec![
+        node("Concat", "big", &inputs, "big", vec![attr_i("axis", 0)]),
+        node("Relu", "r", &["x"], "y", vec![]),
+    ];
+    let result = import(&model(13, &[1, 2], nodes, vec![weight("w", &[1 << 18])]));
+    let (name, op, why) = node_error(result);
+    assert_eq!((name.as_str(), op.as_str()), ("big", "Concat"));
+    assert!(why.starts_with("the concatenation is too large"), "{why}");
+}
+
+/// The model file itself is read against the machine's memory: a directory
+/// is named as one, and a sparse file of a terabyte (no disk space, and more
+/// than any test machine's memory) is refused before a byte is read, where
+/// `std::fs::read` would abort the process.
+#[test]
+fn a_model_path_that_is_a_directory_or_larger_than_memory_is_an_error() {
+    let dir = std::env::temp_dir().join(format!("cnnjit-import-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let huge = dir.join("huge.onnx");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let options = cnnjit_import::Options::default();
+    let as_dir = cnnjit_import::import(&dir, &options).map(|_| ());
+    let as_huge = cnnjit_import::import(&huge, &options).map(|_| ());
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let err = as_dir.unwrap_err().to_string();
+    assert!(err.contains("it is a directory"), "{err}");
+    let err = as_huge.unwrap_err().to_string();
+    assert!(
+        err.starts_with("cannot allocate 1,099,511,627,776 bytes for reading"),
+        "{err}"
+    );
+}
+
+#[test]
+fn decode_errors_are_typed_and_keep_the_parser_error_as_source() {
+    use cnnjit_import::{DecodeError, TensorProblem};
+    let err = import_error(import(b"not protobuf"));
+    assert!(
+        matches!(err, Error::Decode(DecodeError::NotOnnx(_))),
+        "{err:?}"
+    );
+    let source = std::error::Error::source(&err).expect("prost's error");
+    assert_eq!(err.to_string(), format!("not an ONNX model: {source}"));
+
+    let dense = |w: TensorProto| {
+        import_error(import(&model(
+            13,
+            &[1, 3],
+            vec![node("MatMul", "m", &["x", "w"], "y", vec![])],
+            vec![w],
+        )))
+    };
+    let mut w = weight("w", &[3, 2]);
+    w.data_type = 13; // uint64
+    let err = dense(w);
+    assert_eq!(
+        err.to_string(),
+        "tensor `w` has element type 13, not float32, float64, int32 or int64"
+    );
+    assert!(matches!(
+        err,
+        Error::Decode(DecodeError::Tensor {
+            ref tensor,
+            problem: TensorProblem::ElementType { found: 13 },
+        }) if tensor == "w"
+    ));
+    let mut w = weight("w", &[3, 2]);
+    w.raw_data.truncate(5 * 4);
+    let err = dense(w);
+    assert_eq!(
+        err.to_string(),
+        "tensor `w` has dimensions [3, 2] but holds 5 values"
+    );
+    assert!(matches!(
+        err,
+        Error::Decode(DecodeError::Tensor {
+            problem: TensorProblem::Count { values: 5, .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn an_output_path_that_is_both_files_is_a_typed_error_naming_it() {
+    use cnnjit_import::OutputProblem;
+    let imported = import(&model(
+        13,
+        &[1, 3],
+        vec![node("Relu", "r", &["x"], "y", vec![])],
+        vec![],
+    ))
+    .unwrap();
+    let path = std::env::temp_dir().join(format!("cnnjit-{}-net.safetensors", std::process::id()));
+    let err = imported.save(&path).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "`{}` would be both the net's source and its weights: the .cnn file needs another extension",
+            path.display()
+        )
+    );
+    assert!(matches!(
+        err,
+        Error::Output {
+            path: ref p,
+            problem: OutputProblem::SourceIsWeights,
+        } if *p == path
+    ));
+    assert!(!path.exists());
+}

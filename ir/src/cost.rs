@@ -1,0 +1,222 @@
+//! The cost model: parameters, FLOPs and MACs per layer by the lecture's
+//! rules, and the memory figures of one image.
+//!
+//! The rules (DSL.md, and ground_truth.json's conventions):
+//! - conv and dwconv: params `K (Fh Fw Cin/g + 1)` (no `+ 1` without bias),
+//!   MACs = FLOPs = `Hout Wout K Fh Fw Cin/g`;
+//! - dense: params `N (Nin + 1)`, MACs = FLOPs = `N Nin`;
+//! - pools: FLOPs `Hout Wout C Fh Fw` (a global pool: `H W C`), no MAC;
+//! - bn: `2C` learnable parameters, and `2C` running statistics counted
+//!   apart as buffers; activations, adds, concat and scale count nothing.
+//!
+//!
+//! Training (the lecture's questions on backward passes and memory):
+//! - `stored_elements` sums the outputs of every layer a framework keeps for
+//!   the backward pass: all but activation functions (softmax included),
+//!   dropout, identity and flatten, which run in place or as views;
+//! - `train_macs` is the forward MACs plus, for every conv, dwconv and dense,
+//!   the gradient with respect to its weights (its forward MACs again) and,
+//!   unless no learnable layer lies upstream of it (the first weighted layer
+//!   of a chain), the gradient with respect to its input (again as many);
+//! - [`training_bytes`]: `4 (2 params + batch (input + 2 stored))`.
+//!
+//! Every sum is checked: a network whose figures overflow `u64` is
+//! [`ShapeError::Overflow`].
+
+use crate::shape::ShapeError;
+use crate::{Graph, Op, Shape};
+
+/// The figures of one layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerCost {
+    /// Learnable parameters.
+    pub params: u64,
+    /// Non-learnable state (bn running mean and variance).
+    pub buffers: u64,
+    /// FLOPs by the lecture's rule (one multiply-accumulate = one FLOP, pool windows counted).
+    pub flops: u64,
+    /// Multiply-accumulates of conv, dwconv and dense.
+    pub macs: u64,
+}
+
+/// The figures of a whole network, for one image, in `f32`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Per node, in graph order (the input's figures are zero).
+    pub layers: Vec<LayerCost>,
+    /// Learnable parameters.
+    pub params: u64,
+    /// Non-learnable state (bn running statistics).
+    pub buffers: u64,
+    /// FLOPs by the lecture's rule.
+    pub flops: u64,
+    /// Multiply-accumulates of conv, dwconv and dense.
+    pub macs: u64,
+    /// `4 * params`.
+    pub param_bytes: u64,
+    /// `4 *` the output elements of every layer.
+    pub activation_bytes: u64,
+    /// Output elements of every layer kept for the backward pass.
+    pub stored_elements: u64,
+    /// Multiply-accumulates of one training step of one image (forward and backward).
+    pub train_macs: u64,
+    /// `f32` elements of one input.
+    pub input_elements: u64,
+}
+
+/// Bytes to train with `batch` images in `f32`, without optimizer state: the
+/// parameters and their gradients, and per image the input and every stored
+/// output and its gradient. The generated `training_bytes` is this function.
+/// It saturates at `u64::MAX` rather than overflow.
+pub const fn training_bytes(
+    params: u64,
+    input_elements: u64,
+    stored_elements: u64,
+    batch: u64,
+) -> u64 {
+    let per_image = input_elements.saturating_add(stored_elements.saturating_mul(2));
+    params
+        .saturating_mul(2)
+        .saturating_add(batch.saturating_mul(per_image))
+        .saturating_mul(4)
+}
+
+/// Whether a layer's output is kept for the backward pass (not in place, not a view).
+pub fn is_stored(op: &Op) -> bool {
+    match op {
+        Op::Input
+        | Op::Activation(_)
+        | Op::Softmax
+        | Op::Dropout { .. }
+        | Op::Identity
+        | Op::Flatten => false,
+        Op::Conv2d(_)
+        | Op::Dense(_)
+        | Op::Pool2d(_)
+        | Op::GlobalPool(_)
+        | Op::BatchNorm { .. }
+        | Op::Lrn(_)
+        | Op::Concat
+        | Op::Add
+        | Op::Scale => true,
+    }
+}
+
+/// The figures of one node, from its op, its input shapes and its output shape.
+pub fn layer_cost(op: &Op, inputs: &[Shape], output: Shape) -> Result<LayerCost, ShapeError> {
+    let o = ShapeError::Overflow;
+    let input = inputs.first().copied().unwrap_or(output);
+    let product = |xs: &[u64]| {
+        xs.iter()
+            .try_fold(1u64, |acc, &x| acc.checked_mul(x))
+            .ok_or(ShapeError::Overflow)
+    };
+    Ok(match op {
+        Op::Conv2d(c) => {
+            let per_output = product(&[
+                c.kernel.h as u64,
+                c.kernel.w as u64,
+                (input.channels() / c.groups.max(1)) as u64,
+            ])?;
+            let weights = product(&[c.out_channels as u64, per_output])?;
+            let bias = if c.bias { c.out_channels as u64 } else { 0 };
+            let macs = product(&[output.len(), per_output])?;
+            LayerCost {
+                params: weights.checked_add(bias).ok_or(o)?,
+                buffers: 0,
+                flops: macs,
+                macs,
+            }
+        }
+        Op::Dense(d) => {
+            let macs = product(&[d.out_features as u64, input.len()])?;
+            let bias = if d.bias { d.out_features as u64 } else { 0 };
+            LayerCost {
+                params: macs.checked_add(bias).ok_or(o)?,
+                buffers: 0,
+                flops: macs,
+                macs,
+            }
+        }
+        Op::Pool2d(p) => LayerCost {
+            flops: product(&[output.len(), p.kernel.h as u64, p.kernel.w as u64])?,
+            ..LayerCost::default()
+        },
+        Op::GlobalPool(_) => LayerCost {
+            flops: input.len(),
+            ..LayerCost::default()
+        },
+        Op::BatchNorm { .. } => {
+            let c = 2 * output.channels() as u64;
+            LayerCost {
+                params: c,
+                buffers: c,
+                ..LayerCost::default()
+            }
+        }
+        Op::Input
+        | Op::Flatten
+        | Op::Activation(_)
+        | Op::Softmax
+        | Op::Dropout { .. }
+        | Op::Identity
+        | Op::Lrn(_)
+        | Op::Concat
+        | Op::Add
+        | Op::Scale => LayerCost::default(),
+    })
+}
+
+/// The figures of a whole graph.
+pub fn figures(graph: &Graph) -> Result<Figures, ShapeError> {
+    let mut f = Figures::default();
+    let add = |acc: &mut u64, x: u64| -> Result<(), ShapeError> {
+        *acc = acc.checked_add(x).ok_or(ShapeError::Overflow)?;
+        Ok(())
+    };
+    // Whether some learnable layer lies at or before each node's output.
+    let mut learnable_upstream = vec![false; graph.nodes.len()];
+    f.input_elements = graph.input_shape().len();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let inputs: Vec<Shape> = node
+            .inputs
+            .iter()
+            .map(|id| graph.node(*id).output)
+            .collect();
+        let cost = layer_cost(&node.op, &inputs, node.output)?;
+        let upstream = node.inputs.iter().any(|id| learnable_upstream[id.index()]);
+        learnable_upstream[i] = upstream || cost.params > 0;
+        // The weight gradient costs the forward MACs again; the input gradient too,
+        // unless nothing learnable lies upstream (the first weighted layer).
+        let backward = if upstream {
+            cost.macs.checked_mul(2).ok_or(ShapeError::Overflow)?
+        } else {
+            cost.macs
+        };
+        add(
+            &mut f.train_macs,
+            cost.macs
+                .checked_add(backward)
+                .ok_or(ShapeError::Overflow)?,
+        )?;
+        if is_stored(&node.op) {
+            add(&mut f.stored_elements, node.output.len())?;
+        }
+        add(&mut f.params, cost.params)?;
+        add(&mut f.buffers, cost.buffers)?;
+        add(&mut f.flops, cost.flops)?;
+        add(&mut f.macs, cost.macs)?;
+        if i > 0 {
+            add(
+                &mut f.activation_bytes,
+                node.output
+                    .len()
+                    .checked_mul(4)
+                    .ok_or(ShapeError::Overflow)?,
+            )?;
+        }
+        f.layers.push(cost);
+    }
+    f.param_bytes = f.params.checked_mul(4).ok_or(ShapeError::Overflow)?;
+    Ok(f)
+}

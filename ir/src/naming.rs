@@ -1,0 +1,79 @@
+//! The weight-naming contract: which tensors a graph needs, by name and shape.
+//!
+//! DSL.md's names and PyTorch's shapes: `conv1.weight` `[K, Cin/g, Fh, Fw]`,
+//! `conv1.bias`, `dense1.weight` `[N, Nin]`,
+//! `bn1.weight/bias/running_mean/running_var`. The runtime checks a weights
+//! file against this list and the importer names the tensors it writes by it,
+//! so both sides of a `.safetensors` file read one definition.
+
+use crate::{Graph, NodeId, Op};
+
+/// One tensor a graph needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// The node it belongs to.
+    pub node: NodeId,
+    /// Its full name (`conv1.weight`).
+    pub name: String,
+    /// PyTorch's shape.
+    pub shape: Vec<usize>,
+    /// Fan-in of the layer (for initialisation), 0 for bn tensors.
+    pub fan_in: usize,
+}
+
+/// Every tensor `graph` needs, in graph order.
+pub fn tensor_specs(graph: &Graph) -> Vec<TensorSpec> {
+    let mut specs = Vec::new();
+    for (id, node) in graph.layers() {
+        let input = graph.node(node.inputs[0]).output;
+        let mut push = |suffix: &str, shape: Vec<usize>, fan_in: usize| {
+            specs.push(TensorSpec {
+                node: id,
+                name: format!("{}.{suffix}", node.name),
+                shape,
+                fan_in,
+            })
+        };
+        match node.op {
+            Op::Conv2d(c) => {
+                let per_group = (input.channels() / c.groups.max(1)) as usize;
+                let (k, fh, fw) = (
+                    c.out_channels as usize,
+                    c.kernel.h as usize,
+                    c.kernel.w as usize,
+                );
+                let fan_in = per_group * fh * fw;
+                push("weight", vec![k, per_group, fh, fw], fan_in);
+                if c.bias {
+                    push("bias", vec![k], fan_in);
+                }
+            }
+            Op::Dense(d) => {
+                let (n, nin) = (d.out_features as usize, input.len() as usize);
+                push("weight", vec![n, nin], nin);
+                if d.bias {
+                    push("bias", vec![n], nin);
+                }
+            }
+            Op::BatchNorm { .. } => {
+                let c = node.output.channels() as usize;
+                for suffix in ["weight", "bias", "running_mean", "running_var"] {
+                    push(suffix, vec![c], 0);
+                }
+            }
+            Op::Input
+            | Op::Pool2d(_)
+            | Op::GlobalPool(_)
+            | Op::Flatten
+            | Op::Activation(_)
+            | Op::Softmax
+            | Op::Dropout { .. }
+            | Op::Identity
+            | Op::Lrn(_)
+            | Op::Concat
+            | Op::Add
+            | Op::Scale => {}
+        }
+    }
+    specs
+}

@@ -1,0 +1,665 @@
+//! Planning: which nodes run together as one kernel ([`fuse`]), which
+//! concat inputs are written straight into the concat's output
+//! ([`concat_in_place`]), and where every tensor lives in one arena
+//! ([`plan_arena`]).
+//!
+//! A [`Step`] is one kernel: an anchor node that reads its inputs and writes a
+//! fresh tensor, followed by epilogue nodes that transform that tensor in
+//! place (bn, activations, softmax, dropout, identity, flatten, and the add of
+//! a residual, which also reads its shortcut). A node joins the step before it
+//! only when it reads that step's tensor and nothing else reads that tensor,
+//! so no value another node needs is ever overwritten.
+//!
+//! A concat's input may be a [`Slice`] of the concat's output: its step writes
+//! its channels straight into their place in every pixel of the output, and
+//! the concat copies only its other inputs. A slice has no memory of its own.
+//!
+//! Invariants of a [`Plan`]:
+//! - every node of the graph but the input belongs to exactly one step, and
+//!   steps are in graph order;
+//! - value 0 is the network's input; the last step's value is the output;
+//! - two values whose lifetimes (from the step that writes them to the last
+//!   step that reads them; the input from before the first step, the output
+//!   to after the last; a concat's output from the first step that writes one
+//!   of its slices) overlap never overlap in the arena;
+//! - a slice is an input of exactly one step, the concat that writes the
+//!   value it is a slice `of`, at its own channels of that concat; it is
+//!   written by a conv, dwconv or pool step whose epilogue is per channel
+//!   (bn, activations, dropout, identity: no shortcut, no softmax), and its
+//!   offset is that of the value it is a slice of, which is no slice itself;
+//! - offsets are multiples of [`ALIGN_ELEMENTS`] (64 bytes), and
+//!   [`Plan::arena_bytes`] is the end of the highest value (slices aside): exactly the arena
+//!   the runtime allocates, and `PEAK_INFERENCE_BYTES`.
+//!
+//! [`Plan::verify`] checks them; a broken one is a [`PlanError`] naming the
+//! step, node or value and what was expected and found.
+
+use crate::shape::ShapeError;
+use crate::{Graph, NodeId, Op, Shape};
+
+/// Offsets are multiples of this many `f32`s (64 bytes, a cache line and an AVX-512 vector).
+pub const ALIGN_ELEMENTS: u64 = 16;
+
+/// The index of a tensor in [`Plan::values`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId(pub u32);
+
+/// A tensor of one image, placed in the arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Value {
+    /// `f32` elements.
+    pub len: u64,
+    /// Offset in the arena, in `f32` elements; a slice's is that of the value
+    /// it is a slice of.
+    pub offset: u64,
+    /// Where the value lives inside another, if it has no memory of its own.
+    pub slice: Option<Slice>,
+}
+
+/// A value that lives in a channel slice of another (a concat's input, in
+/// the concat's output): channel `c` of pixel `p` is element
+/// `p * total + first + c` of value `of`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slice {
+    /// The value it lives in.
+    pub of: ValueId,
+    /// Its first channel there.
+    pub first: u32,
+    /// Its channels.
+    pub channels: u32,
+    /// The channels of `of`: the pixel stride.
+    pub total: u32,
+}
+
+/// One kernel: an anchor node, then epilogue nodes applied in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The anchor first, then its epilogue, in graph order.
+    pub nodes: Vec<NodeId>,
+    /// Every value the step reads: the anchor's inputs, then epilogue shortcuts.
+    pub inputs: Vec<ValueId>,
+    /// The value the step writes.
+    pub output: ValueId,
+    /// A value the step does not read but keeps live through it: the input of
+    /// the step before, when the two form a separable pair: the step before
+    /// is a depthwise (multiplier 1) or `1xk` convolution with a per-channel
+    /// epilogue, and this one a `1x1` or `kx1` convolution that is the only
+    /// reader of its output, so a JIT may fuse them into one kernel that never
+    /// writes over what it reads.
+    pub keeps: Option<ValueId>,
+}
+
+/// The kernels of a network and the layout of its arena.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Kernels in execution order.
+    pub steps: Vec<Step>,
+    /// Tensors: value 0 is the input.
+    pub values: Vec<Value>,
+    /// For every node, the value holding its output.
+    pub node_values: Vec<ValueId>,
+    /// The arena's size in bytes.
+    pub arena_bytes: u64,
+}
+
+/// Whether `op` can run in place on the tensor it reads.
+fn is_epilogue(op: &Op) -> bool {
+    match op {
+        Op::BatchNorm { .. }
+        | Op::Activation(_)
+        | Op::Softmax
+        | Op::Dropout { .. }
+        | Op::Identity
+        | Op::Flatten
+        | Op::Add => true,
+        Op::Input
+        | Op::Conv2d(_)
+        | Op::Dense(_)
+        | Op::Pool2d(_)
+        | Op::GlobalPool(_)
+        | Op::Lrn(_)
+        | Op::Concat
+        | Op::Scale => false,
+    }
+}
+
+/// Whether `op` is an epilogue node that works per channel and keeps the
+/// shape: a step ending in such nodes only can write a strided output.
+fn is_per_channel(op: &Op) -> bool {
+    match op {
+        Op::BatchNorm { .. } | Op::Activation(_) | Op::Dropout { .. } | Op::Identity => true,
+        Op::Input
+        | Op::Conv2d(_)
+        | Op::Dense(_)
+        | Op::Pool2d(_)
+        | Op::GlobalPool(_)
+        | Op::Flatten
+        | Op::Softmax
+        | Op::Lrn(_)
+        | Op::Concat
+        | Op::Add
+        | Op::Scale => false,
+    }
+}
+
+/// Whether steps `a` then `b` form a separable pair that a JIT may run as one
+/// kernel from `a`'s input to `b`'s output, never writing `a`'s output: `a` is
+/// a depthwise convolution (multiplier 1) or a `1xk` convolution whose
+/// epilogue is per channel (bn, activations), and `b` a convolution with
+/// kernels one column wide (a `1x1` or a `kx1`) that is the only reader of
+/// `a`'s output. Such a `b` keeps `a`'s input live, so the fused kernel never
+/// writes over what it reads; the reference path then holds one more tensor
+/// there, which `PEAK_INFERENCE_BYTES` counts.
+fn separable(graph: &Graph, consumers: &[u32], a: &Step, b: &Step) -> bool {
+    let anchor = |step: &Step| graph.node(step.nodes[0]);
+    let (first, second) = (anchor(a), anchor(b));
+    let tail = *a.nodes.last().expect("a step has an anchor");
+    let first_fits = match &first.op {
+        Op::Conv2d(conv) => {
+            let c = first.output.channels();
+            let depthwise = conv.groups == c && graph.node(first.inputs[0]).output.channels() == c;
+            depthwise || (conv.kernel.h == 1 && conv.groups == 1)
+        }
+        Op::Input
+        | Op::Dense(_)
+        | Op::Pool2d(_)
+        | Op::GlobalPool(_)
+        | Op::Flatten
+        | Op::BatchNorm { .. }
+        | Op::Activation(_)
+        | Op::Softmax
+        | Op::Dropout { .. }
+        | Op::Identity
+        | Op::Lrn(_)
+        | Op::Concat
+        | Op::Add
+        | Op::Scale => false,
+    };
+    let per_channel = a.nodes[1..]
+        .iter()
+        .all(|id| is_per_channel(&graph.node(*id).op));
+    first_fits
+        && per_channel
+        && matches!(&second.op, Op::Conv2d(conv) if conv.kernel.w == 1)
+        && second.inputs.as_ref() == [tail]
+        && consumers[tail.index()] == 1
+}
+
+/// Groups the graph's nodes into steps and assigns each node its value.
+/// Offsets are left at zero for [`plan_arena`].
+pub fn fuse(graph: &Graph) -> Plan {
+    let consumers = graph.consumer_counts();
+    let mut steps: Vec<Step> = Vec::new();
+    let mut values = vec![Value {
+        len: graph.input_shape().len(),
+        offset: 0,
+        slice: None,
+    }];
+    let mut node_values = vec![ValueId(0); graph.nodes.len()];
+    for (id, node) in graph.layers() {
+        let joins = steps.last().is_some_and(|step| {
+            let tail = *step.nodes.last().expect("a step has an anchor");
+            is_epilogue(&node.op)
+                && node.inputs.first() == Some(&tail)
+                && consumers[tail.index()] == 1
+                && node.inputs[1..]
+                    .iter()
+                    .all(|other| !step.nodes.contains(other))
+        });
+        if joins {
+            let step = steps.last_mut().expect("checked above");
+            step.nodes.push(id);
+            for other in &node.inputs[1..] {
+                step.inputs.push(node_values[other.index()]);
+            }
+            node_values[id.index()] = step.output;
+        } else {
+            let output = ValueId(values.len() as u32);
+            values.push(Value {
+                len: node.output.len(),
+                offset: 0,
+                slice: None,
+            });
+            steps.push(Step {
+                nodes: vec![id],
+                inputs: node.inputs.iter().map(|i| node_values[i.index()]).collect(),
+                output,
+                keeps: None,
+            });
+            node_values[id.index()] = output;
+        }
+    }
+    for s in 1..steps.len() {
+        if steps[s - 1].keeps.is_none() && separable(graph, &consumers, &steps[s - 1], &steps[s]) {
+            steps[s].keeps = steps[s - 1].inputs.first().copied();
+        }
+    }
+    Plan {
+        steps,
+        values,
+        node_values,
+        arena_bytes: 0,
+    }
+}
+
+/// Whether `step` can write its output as a slice of a concat's output: its
+/// anchor is a conv, dwconv or pool (the kernels with a strided output) and
+/// its epilogue works per channel.
+fn writes_strided(graph: &Graph, step: &Step) -> bool {
+    let strided_anchor = match graph.node(step.nodes[0]).op {
+        Op::Conv2d(_) | Op::Pool2d(_) | Op::GlobalPool(_) => true,
+        Op::Input
+        | Op::Dense(_)
+        | Op::Flatten
+        | Op::BatchNorm { .. }
+        | Op::Activation(_)
+        | Op::Softmax
+        | Op::Dropout { .. }
+        | Op::Identity
+        | Op::Lrn(_)
+        | Op::Concat
+        | Op::Add
+        | Op::Scale => false,
+    };
+    strided_anchor
+        && step.nodes[1..]
+            .iter()
+            .all(|id| is_per_channel(&graph.node(*id).op))
+}
+
+/// Makes each concat input that its step can write in place a [`Slice`] of
+/// the concat's output: the output of a step (not the network's input)
+/// anchored at a conv, dwconv or pool with a per-channel epilogue (no
+/// shortcut: it is contiguous; no softmax), read by the concat alone and
+/// listed once among its inputs. The concat then copies only its other
+/// inputs. Offsets are left for [`plan_arena`].
+pub fn concat_in_place(graph: &Graph, mut plan: Plan) -> Plan {
+    let consumers = graph.consumer_counts();
+    let mut writers = vec![None; plan.values.len()];
+    for step in &plan.steps {
+        writers[step.output.0 as usize] = Some(step);
+    }
+    let mut slices = Vec::new();
+    for step in &plan.steps {
+        let anchor = graph.node(step.nodes[0]);
+        if anchor.op != Op::Concat || !matches!(anchor.output, Shape::Volume { .. }) {
+            continue;
+        }
+        let total = anchor.output.channels();
+        let mut first = 0;
+        for (input, value) in anchor.inputs.iter().zip(&step.inputs) {
+            let channels = graph.node(*input).output.channels();
+            let once = anchor.inputs.iter().filter(|i| *i == input).count() == 1;
+            let in_place = writers[value.0 as usize].is_some_and(|w| writes_strided(graph, w));
+            if in_place && once && consumers[input.index()] == 1 {
+                let slice = Slice {
+                    of: step.output,
+                    first,
+                    channels,
+                    total,
+                };
+                slices.push((*value, slice));
+            }
+            first += channels;
+        }
+    }
+    for (value, slice) in slices {
+        plan.values[value.0 as usize].slice = Some(slice);
+    }
+    plan
+}
+
+/// Each value's lifetime as (first, last) step, shifted by one: the input is
+/// written at 0, step `s` writes at `s + 1`, the output is read after the last
+/// step. A value with slices is live from the first write of any of them.
+fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
+    let n = plan.values.len();
+    let (mut first, mut last) = (vec![0usize; n], vec![0usize; n]);
+    for (s, step) in plan.steps.iter().enumerate() {
+        first[step.output.0 as usize] = s + 1;
+        last[step.output.0 as usize] = last[step.output.0 as usize].max(s + 1);
+        for input in step.inputs.iter().chain(&step.keeps) {
+            last[input.0 as usize] = last[input.0 as usize].max(s + 1);
+        }
+    }
+    if let Some(out) = plan.steps.last().map(|s| s.output) {
+        last[out.0 as usize] = plan.steps.len() + 1;
+    }
+    for (v, value) in plan.values.iter().enumerate() {
+        if let Some(slice) = value.slice {
+            let of = slice.of.0 as usize;
+            first[of] = first[of].min(first[v]);
+            last[of] = last[of].max(last[v]);
+        }
+    }
+    (first, last)
+}
+
+/// Places every value of `plan` in one arena, reusing memory between values
+/// whose lifetimes do not overlap (greedy by size, as TensorFlow Lite does);
+/// a slice takes the offset of the value it lives in.
+pub fn plan_arena(mut plan: Plan) -> Result<Plan, ShapeError> {
+    let n = plan.values.len();
+    let (first, last) = lifetimes(&plan);
+    let mut order: Vec<usize> = (0..n).filter(|&v| plan.values[v].slice.is_none()).collect();
+    order.sort_by(|&a, &b| plan.values[b].len.cmp(&plan.values[a].len).then(a.cmp(&b)));
+    let mut placed: Vec<usize> = Vec::new();
+    let mut arena: u64 = 0;
+    for v in order {
+        let len = plan.values[v]
+            .len
+            .checked_next_multiple_of(ALIGN_ELEMENTS)
+            .ok_or(ShapeError::Overflow)?;
+        let mut live: Vec<(u64, u64)> = placed
+            .iter()
+            .filter(|&&p| first[p] <= last[v] && first[v] <= last[p])
+            .map(|&p| {
+                let value = plan.values[p];
+                (
+                    value.offset,
+                    value.offset + value.len.next_multiple_of(ALIGN_ELEMENTS),
+                )
+            })
+            .collect();
+        live.sort_unstable();
+        // The lowest gap that fits, best fit among gaps.
+        let mut best: Option<(u64, u64)> = None;
+        let mut cursor = 0u64;
+        for (start, end) in &live {
+            if *start >= cursor && start - cursor >= len {
+                let gap = start - cursor;
+                if best.is_none_or(|(_, g)| gap < g) {
+                    best = Some((cursor, gap));
+                }
+            }
+            cursor = cursor.max(*end);
+        }
+        let offset = best.map(|(o, _)| o).unwrap_or(cursor);
+        plan.values[v].offset = offset;
+        arena = arena.max(offset.checked_add(len).ok_or(ShapeError::Overflow)?);
+        placed.push(v);
+    }
+    for v in 0..n {
+        if let Some(slice) = plan.values[v].slice {
+            plan.values[v].offset = plan.values[slice.of.0 as usize].offset;
+        }
+    }
+    plan.arena_bytes = arena.checked_mul(4).ok_or(ShapeError::Overflow)?;
+    Ok(plan)
+}
+
+/// [`fuse`], then [`concat_in_place`], then [`plan_arena`].
+pub fn plan(graph: &Graph) -> Result<Plan, ShapeError> {
+    plan_arena(concat_in_place(graph, fuse(graph)))
+}
+
+/// Which invariant of a [`Plan`] (this module's documentation) does not hold.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A step holds the input node, or a node before its step's previous
+    /// one, or one already in a step.
+    #[error("step {step}: {node} is the input, out of graph order, or in two steps")]
+    Order {
+        /// The step's index.
+        step: usize,
+        /// The node.
+        node: NodeId,
+    },
+    /// A node's value is not the one its step writes.
+    #[error(
+        "step {step}: {node} is mapped to value {found}, expected its step's value {expected}"
+    )]
+    Mapping {
+        /// The step's index.
+        step: usize,
+        /// The node.
+        node: NodeId,
+        /// The step's value.
+        expected: u32,
+        /// [`Plan::node_values`]'s entry.
+        found: u32,
+    },
+    /// A node after a step's anchor is no in-place epilogue of the node before it.
+    #[error("step {step}: {node} cannot run in place after {after}")]
+    NotInPlace {
+        /// The step's index.
+        step: usize,
+        /// The node.
+        node: NodeId,
+        /// The node before it in the step.
+        after: NodeId,
+    },
+    /// A node of the graph is in no step.
+    #[error("{node} is in no step")]
+    Unplanned {
+        /// The node.
+        node: NodeId,
+    },
+    /// A slice breaks the invariant on slices.
+    #[error("value {value}, a slice of value {of}, {source}")]
+    Slice {
+        /// The slice's value.
+        value: usize,
+        /// The value it is a slice of.
+        of: u32,
+        /// What is wrong with it.
+        #[source]
+        source: SliceError,
+    },
+    /// A value's offset is not a multiple of [`ALIGN_ELEMENTS`].
+    #[error("value {value} at offset {offset} is not aligned to {ALIGN_ELEMENTS} floats")]
+    Unaligned {
+        /// The value.
+        value: usize,
+        /// Its offset, in `f32`s.
+        offset: u64,
+    },
+    /// Two values live at once share memory.
+    #[error("values {a} (floats {}..{}) and {b} (floats {}..{}) are live at once but share memory", a_at.0, a_at.1, b_at.0, b_at.1)]
+    SharedMemory {
+        /// The first value.
+        a: usize,
+        /// Its range in the arena, in `f32`s.
+        a_at: (u64, u64),
+        /// The second value.
+        b: usize,
+        /// Its range in the arena, in `f32`s.
+        b_at: (u64, u64),
+    },
+    /// [`Plan::arena_bytes`] is not the end of the highest value.
+    #[error("arena of {bytes} bytes for values ending at {end} floats, expected {} to {} bytes", end * 4, (end + ALIGN_ELEMENTS) * 4)]
+    ArenaSize {
+        /// [`Plan::arena_bytes`].
+        bytes: u64,
+        /// The end of the highest value, in `f32`s.
+        end: u64,
+    },
+}
+
+/// What is wrong with a [`Slice`] (see [`PlanError::Slice`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SliceError {
+    /// `of` is not a value of the plan.
+    #[error("lives in no value")]
+    NoParent,
+    /// No step writes `of`.
+    #[error("lives in a value no step writes")]
+    NoWriter,
+    /// `of` is a slice itself, or not a concat's output.
+    #[error("does not live in a concat's own output")]
+    NotConcat,
+    /// The slice is not where its concat puts that input.
+    #[error("is not the concat's input once, at its own channels: found channels {} to {} of {found_total}, {}", found.0, found.0 + found.1, match expected {
+        Some((first, channels)) => format!("expected {} to {} of {expected_total}", first, first + channels),
+        None => "but it is not one input of the concat".to_string(),
+    })]
+    Channels {
+        /// The slice's first channel and channels.
+        found: (u32, u32),
+        /// The slice's `total`.
+        found_total: u32,
+        /// Where the concat puts it, if it is one of its inputs exactly once.
+        expected: Option<(u32, u32)>,
+        /// The concat's channels.
+        expected_total: u32,
+    },
+    /// Another step than the concat reads the slice (or keeps it live).
+    #[error("is read by another step than its concat")]
+    OtherReader,
+    /// The step that writes the slice cannot write a strided output.
+    #[error("is not written by a step that writes a strided output")]
+    NotStrided,
+    /// The slice's offset is not its parent's.
+    #[error("is at offset {found}, expected its parent's offset {expected}")]
+    Offset {
+        /// The slice's offset.
+        found: u64,
+        /// The parent's offset.
+        expected: u64,
+    },
+}
+
+impl Plan {
+    /// Checks the invariants in this module's documentation against `graph`.
+    pub fn verify(&self, graph: &Graph) -> Result<(), PlanError> {
+        let mut seen = vec![false; graph.nodes.len()];
+        let mut previous = 0usize;
+        for (s, step) in self.steps.iter().enumerate() {
+            for &node in &step.nodes {
+                if node.index() == 0 || node.index() <= previous || seen[node.index()] {
+                    return Err(PlanError::Order { step: s, node });
+                }
+                seen[node.index()] = true;
+                previous = node.index();
+                let found = self.node_values[node.index()];
+                if found != step.output {
+                    return Err(PlanError::Mapping {
+                        step: s,
+                        node,
+                        expected: step.output.0,
+                        found: found.0,
+                    });
+                }
+            }
+            for pair in step.nodes.windows(2) {
+                let (after, node) = (pair[0], pair[1]);
+                if !is_epilogue(&graph.node(node).op) || graph.node(node).inputs[0] != after {
+                    return Err(PlanError::NotInPlace {
+                        step: s,
+                        node,
+                        after,
+                    });
+                }
+            }
+        }
+        if let Some(missing) = seen.iter().skip(1).position(|s| !s) {
+            return Err(PlanError::Unplanned {
+                node: NodeId(missing as u32 + 1),
+            });
+        }
+        for (v, value) in self.values.iter().enumerate() {
+            if let Some(slice) = value.slice {
+                self.verify_slice(graph, v, value, slice)
+                    .map_err(|source| PlanError::Slice {
+                        value: v,
+                        of: slice.of.0,
+                        source,
+                    })?;
+            }
+        }
+        // Overlapping lifetimes must not share memory; a slice's memory is
+        // its parent's, whose lifetime covers it.
+        let (first, last) = lifetimes(self);
+        let mut end = 0;
+        let owned = || {
+            self.values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.slice.is_none())
+        };
+        for (a, va) in owned() {
+            if va.offset % ALIGN_ELEMENTS != 0 {
+                return Err(PlanError::Unaligned {
+                    value: a,
+                    offset: va.offset,
+                });
+            }
+            end = end.max(va.offset + va.len);
+            for (b, vb) in owned().filter(|(b, _)| *b > a) {
+                let live_together = first[a] <= last[b] && first[b] <= last[a];
+                let share = va.offset < vb.offset + vb.len && vb.offset < va.offset + va.len;
+                if live_together && share {
+                    return Err(PlanError::SharedMemory {
+                        a,
+                        a_at: (va.offset, va.offset + va.len),
+                        b,
+                        b_at: (vb.offset, vb.offset + vb.len),
+                    });
+                }
+            }
+        }
+        if self.arena_bytes < end * 4 || self.arena_bytes > (end + ALIGN_ELEMENTS) * 4 {
+            return Err(PlanError::ArenaSize {
+                bytes: self.arena_bytes,
+                end,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the module's invariant on slices for value `v`.
+    fn verify_slice(
+        &self,
+        graph: &Graph,
+        v: usize,
+        value: &Value,
+        slice: Slice,
+    ) -> Result<(), SliceError> {
+        let parent = self
+            .values
+            .get(slice.of.0 as usize)
+            .ok_or(SliceError::NoParent)?;
+        let concat = (self.steps.iter())
+            .find(|s| s.output == slice.of)
+            .ok_or(SliceError::NoWriter)?;
+        let anchor = graph.node(concat.nodes[0]);
+        let mut first = 0;
+        let mut at = None;
+        for (input, id) in concat.inputs.iter().zip(anchor.inputs.iter()) {
+            let channels = graph.node(*id).output.channels();
+            if input.0 as usize == v {
+                at = at.xor(Some((first, channels)));
+            }
+            first += channels;
+        }
+        if parent.slice.is_some() || anchor.op != Op::Concat {
+            return Err(SliceError::NotConcat);
+        }
+        if at != Some((slice.first, slice.channels)) || slice.total != anchor.output.channels() {
+            return Err(SliceError::Channels {
+                found: (slice.first, slice.channels),
+                found_total: slice.total,
+                expected: at,
+                expected_total: anchor.output.channels(),
+            });
+        }
+        let readers = self
+            .steps
+            .iter()
+            .filter(|s| s.inputs.iter().chain(&s.keeps).any(|i| i.0 as usize == v));
+        if readers.count() != 1 {
+            return Err(SliceError::OtherReader);
+        }
+        match self.steps.iter().find(|s| s.output.0 as usize == v) {
+            Some(writer) if writes_strided(graph, writer) => {}
+            _ => return Err(SliceError::NotStrided),
+        }
+        if value.offset != parent.offset {
+            return Err(SliceError::Offset {
+                found: value.offset,
+                expected: parent.offset,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,165 @@
+//! The planner on nets the language built: fusion, slices, the arena, `Plan::verify`.
+
+use cnnjit_lang::compile_source;
+
+fn resnet_block() -> (cnnjit_ir::Graph, cnnjit_ir::plan::Plan) {
+    let net = compile_source(
+        "Block(8x8x4) { conv(4, 3x3, pad = 1), bn, relu, residual { conv(4, 3x3, pad = 1), bn, relu, conv(4, 3x3, pad = 1), bn }, relu }",
+    )
+    .unwrap()
+    .remove(0);
+    (net.graph, net.plan)
+}
+
+#[test]
+fn conv_bn_relu_and_residual_add_fuse_into_one_step() {
+    let (graph, plan) = resnet_block();
+    let kinds: Vec<Vec<&str>> = plan
+        .steps
+        .iter()
+        .map(|s| s.nodes.iter().map(|id| graph.node(*id).op.kind()).collect())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            vec!["conv", "bn", "relu"],
+            vec!["conv", "bn", "relu"],
+            vec!["conv", "bn", "residual", "relu"],
+        ]
+    );
+    // The last step reads its input and the block's input (the shortcut).
+    assert_eq!(plan.steps[2].inputs.len(), 2);
+    plan.verify(&graph).unwrap();
+    // 8*8*4 = 256 floats a tensor; at most three are live at once
+    // (shortcut, body tensor, output of the step).
+    assert_eq!(plan.arena_bytes, 3 * 256 * 4);
+}
+
+fn net(source: &str) -> (cnnjit_ir::Graph, cnnjit_ir::plan::Plan) {
+    let net = compile_source(source).unwrap().remove(0);
+    net.plan.verify(&net.graph).unwrap();
+    (net.graph, net.plan)
+}
+
+/// For each input of the step anchored at the concat, the channels of
+/// the concat's output it is written into in place, if it is.
+fn slices(graph: &cnnjit_ir::Graph, plan: &cnnjit_ir::plan::Plan) -> Vec<Option<(u32, u32)>> {
+    let concat = plan
+        .steps
+        .iter()
+        .find(|s| graph.node(s.nodes[0]).op == cnnjit_ir::Op::Concat)
+        .expect("a concat step");
+    concat
+        .inputs
+        .iter()
+        .map(|v| {
+            let slice = plan.values[v.0 as usize].slice?;
+            assert_eq!(slice.of, concat.output);
+            Some((slice.first, slice.channels))
+        })
+        .collect()
+}
+
+const FIRE: &str = "Fire(8x8x16) { conv(4, 1x1), relu, concat { [conv(8, 1x1), relu], [conv(8, 3x3, pad = 1), relu] } }";
+
+#[test]
+fn fire_expands_write_their_halves_of_the_concat_in_place() {
+    let (graph, plan) = net(FIRE);
+    assert_eq!(slices(&graph, &plan), [Some((0, 8)), Some((8, 8))]);
+    // By hand: input X 1024 floats, squeeze S 256, concat C 1024.
+    // Lifetimes (step writing .. last step reading, shifted by one):
+    // X 0..1, S 1..3, C 2..5 (from the first expand that writes into it).
+    // Greedy by size: X at 0, C at 0 (not live with X), S at 1024.
+    assert_eq!(plan.arena_bytes, 1280 * 4);
+    // Copying the expands (E1 2..4, E3 3..4, C 4..5): X 0, C 0, E1 1024,
+    // E3 1536, S 2048; 2304 floats.
+    let copied = cnnjit_ir::plan::plan_arena(cnnjit_ir::plan::fuse(&graph)).unwrap();
+    assert_eq!(copied.arena_bytes, 2304 * 4);
+}
+
+#[test]
+fn every_inception_branch_writes_its_slice_in_place() {
+    let (graph, plan) = net(
+        "Inception(12x12x8) { concat { [conv(8, 1x1), relu], [conv(6, 1x1), relu, conv(10, 3x3, pad = 1), relu], [conv(3, 1x1), relu, conv(5, 5x5, pad = 2), relu], [maxpool(3x3, stride = 1, pad = 1), conv(7, 1x1), relu] }, relu }",
+    );
+    assert_eq!(
+        slices(&graph, &plan),
+        [Some((0, 8)), Some((8, 10)), Some((18, 5)), Some((23, 7))]
+    );
+    // By hand (floats): X 1152 live 0..6, the reductions R3 864 (2..3)
+    // and R5 432 (4..5), the pool's P 1152 (6..7), the concat C 4320
+    // from the first branch, 1..9. Greedy by size: C 0, X 4320, P 5472,
+    // R3 and R5 5472: 6624 floats.
+    assert_eq!(plan.arena_bytes, 6624 * 4);
+    // Copying the branches (B1 1152 1..8, B3 1440 3..8, B5 720 5..8,
+    // B7 1008 7..8, C 8..9): C 0, B3 4320, X 0, B1 5760, P 1152,
+    // B7 6912, R3 1152, B5 7920, R5 1152: 8640 floats.
+    let copied = cnnjit_ir::plan::plan_arena(cnnjit_ir::plan::fuse(&graph)).unwrap();
+    assert_eq!(copied.arena_bytes, 8640 * 4);
+}
+
+#[test]
+fn inputs_a_step_cannot_write_in_place_keep_their_copy() {
+    // The network's input; a residual's output (its add reads a
+    // contiguous shortcut); a conv whose output is read twice; a dense
+    // head is no concat input, but a softmax ends no strided step either.
+    let (graph, plan) = net(
+        "Mixed(6x6x4) { concat { [identity], [residual { conv(4, 3x3, pad = 1) }], [conv(5, 1x1), softmax], [maxpool(2x2, stride = 1, pad = same), relu] } }",
+    );
+    assert_eq!(slices(&graph, &plan), [None, None, None, Some((13, 4))]);
+}
+
+#[test]
+fn verify_rejects_a_slice_overlapping_a_live_value() {
+    let (graph, mut plan) = net(FIRE);
+    // The squeeze's output is read while the expands write their slices:
+    // placing it in the concat's memory must be caught, though the
+    // concat's own step comes after the squeeze's last read.
+    let squeeze = plan.steps[0].output.0 as usize;
+    let concat = plan.steps.last().unwrap().output.0 as usize;
+    plan.values[squeeze].offset = plan.values[concat].offset;
+    let err = plan.verify(&graph).unwrap_err();
+    assert!(err.to_string().contains("share memory"), "{err}");
+    assert!(
+        matches!(err, cnnjit_ir::plan::PlanError::SharedMemory { .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn verify_rejects_a_slice_of_the_wrong_channels() {
+    let (graph, mut plan) = net(FIRE);
+    let expand = plan.steps[1].output.0 as usize;
+    plan.values[expand].slice.as_mut().unwrap().first = 4;
+    let err = plan.verify(&graph).unwrap_err();
+    assert!(err.to_string().contains("own channels"), "{err}");
+    assert!(
+        matches!(
+            err,
+            cnnjit_ir::plan::PlanError::Slice {
+                source: cnnjit_ir::plan::SliceError::Channels {
+                    found: (4, 8),
+                    found_total: 16,
+                    expected: Some((0, 8)),
+                    expected_total: 16,
+                },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn verify_rejects_shared_memory_between_live_values() {
+    let (graph, mut plan) = resnet_block();
+    let last = plan.steps.last().unwrap().output.0 as usize;
+    let shortcut = plan.steps[2].inputs[1].0 as usize;
+    plan.values[last].offset = plan.values[shortcut].offset;
+    let err = plan.verify(&graph).unwrap_err();
+    assert!(err.to_string().contains("share memory"), "{err}");
+    assert!(
+        matches!(err, cnnjit_ir::plan::PlanError::SharedMemory { .. }),
+        "{err:?}"
+    );
+}

@@ -1,0 +1,774 @@
+//! The JIT against its slow twin: property tests over random shapes,
+//! strides, pads, dilations, groups, odd channel counts and fused epilogues
+//! (JIT == reference within 1e-4 of the output's scale; Winograd F(4x4)
+//! errs by about 1e-5 of it, runtime/tests/winograd.rs), every example
+//! network (the four slowest on smaller inputs), and outputs bitwise identical
+//! for any thread count. Every property runs both code paths: convolutions
+//! on the native AVX2 tile (where the host has it) and in pure Cranelift.
+
+use cnnjit::check::{jit_against_reference, lively_weights, random_input, Agreement};
+use cnnjit::codegen::algorithm::Algorithm;
+use cnnjit::codegen::choice::MEASURED;
+use cnnjit::codegen::conv::ConvSpec;
+use cnnjit::runtime::model::Backend;
+use cnnjit::{Graph, Model, Options};
+use proptest::prelude::*;
+
+/// Compiles `source`'s only net.
+fn graph(source: &str) -> Graph {
+    cnnjit::lang::compile_source(source)
+        .unwrap_or_else(|e| panic!("{source}: {e}"))
+        .remove(0)
+        .graph
+}
+
+/// Compiles `source`'s only net, or rejects the case (as `prop_assume!`
+/// does) if a random layer does not fit its input; proptest fails a
+/// property whose rejections exceed its limit.
+fn fits(source: &str) -> Result<Graph, TestCaseError> {
+    match cnnjit::lang::compile_source(source) {
+        Ok(mut nets) => Ok(nets.remove(0).graph),
+        Err(e) => Err(TestCaseError::reject(format!("{source}: {e}"))),
+    }
+}
+
+/// Where the JIT serves (x86-64, the `jit` feature), a model not asked for
+/// the reference kernels must run compiled code: a Cranelift failure falling
+/// back to the reference would otherwise compare the reference with itself.
+const JIT_SUPPORTED: bool = cfg!(all(target_arch = "x86_64", feature = "jit"));
+
+/// `backend` ran at least one compiled step and, if given, exactly
+/// `kernels` distinct kernels, where the host has the JIT.
+fn assert_compiled(backend: &Backend, kernels: Option<usize>, what: &str) {
+    assert!(
+        !JIT_SUPPORTED
+            || matches!(backend, Backend::Jit { compiled_steps, kernels: n, .. }
+                if *compiled_steps > 0 && kernels.is_none_or(|k| k == *n)),
+        "{what}: {backend:?}"
+    );
+}
+
+fn assert_agrees(source: &str, seed: u64, threads: usize) -> Result<Graph, TestCaseError> {
+    let graph = fits(source)?;
+    assert_agrees_in(&graph, source, seed, threads, None);
+    Ok(graph)
+}
+
+/// The JIT agrees with the reference on `graph` (compiled from `source`)
+/// with and without the native tile, having compiled at least one step,
+/// and exactly `kernels` distinct kernels if given (a fused separable pair
+/// is one).
+fn assert_agrees_in(
+    graph: &Graph,
+    source: &str,
+    seed: u64,
+    threads: usize,
+    kernels: Option<usize>,
+) {
+    for native_tile in [true, false] {
+        let options = Options {
+            threads,
+            native_tile,
+            ..Options::default()
+        };
+        let a = jit_against_reference(graph, seed, options).unwrap();
+        assert_compiled(&a.backend, kernels, source);
+        assert!(
+            a.within_tolerance,
+            "{source}, native tile {native_tile}: max abs {:e}, max rel {:e}",
+            a.max_abs, a.max_rel
+        );
+    }
+}
+
+/// `input` raised, if need be, to the smallest extent that a window of
+/// `taps` taps `dilation` apart fits with `pad` on each side: the random
+/// layer then always fits, and the smallest inputs still come up.
+fn fitting(input: u32, taps: u32, dilation: u32, pad: u32) -> u32 {
+    input.max((dilation * (taps - 1) + 1).saturating_sub(2 * pad))
+}
+
+const EPILOGUES: &[&str] = &[
+    "",
+    ", relu",
+    ", bn, relu",
+    ", bn",
+    ", relu6",
+    ", leaky_relu(0.1)",
+    ", tanh",
+    ", sigmoid",
+    ", swish",
+    ", hard_swish",
+    ", hard_sigmoid",
+    ", relu, bn",
+    ", bn, relu, bn, tanh",
+    ", dropout(0.2), identity, relu",
+];
+
+/// Concat branches on an input of any channels, keeping its height and
+/// width, `{k}` their channels where they choose them: the first six can
+/// be written in place, the last three cannot.
+const BRANCHES: &[&str] = &[
+    "conv({k}, 1x1)",
+    "conv({k}, 3x3, pad = 1)",
+    "conv({k}, 1x1), relu, conv({k}, 5x5, pad = 2)",
+    "dwconv(3x3, pad = same)",
+    "dwconv(3x3, pad = same), conv({k}, 1x1)",
+    "maxpool(3x3, stride = 1, pad = 1)",
+    "identity",
+    "residual { dwconv(3x3, pad = same) }",
+    "conv({k}, 1x1), softmax",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conv_equals_reference(
+        (h, w) in (1u32..12, 1u32..12),
+        c in 1u32..11,
+        k_per_group in 1u32..40,
+        groups in 1u32..4,
+        (fh, fw) in (1u32..5, 1u32..5),
+        (sh, sw) in (1u32..4, 1u32..4),
+        (ph, pw) in (0u32..3, 0u32..3),
+        (dh, dw) in (1u32..3, 1u32..3),
+        bias in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        let (c, k) = (c * groups, k_per_group * groups);
+        let (h, w) = (fitting(h, fh, dh, ph), fitting(w, fw, dw, pw));
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ conv({k}, {fh}x{fw}, stride = ({sh}, {sw}), pad = ({ph}, {pw}), dilation = ({dh}, {dw}), groups = {groups}, bias = {bias}){} }}",
+            EPILOGUES[epilogue]
+        );
+        assert_agrees(&source, seed, 1)?;
+    }
+
+    #[test]
+    fn dwconv_and_same_padding_equal_reference(
+        (h, w) in (1u32..14, 1u32..14),
+        c in 1u32..20,
+        multiplier in 1u32..3,
+        f in 1u32..6,
+        s in 1u32..3,
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ dwconv({f}x{f}, stride = {s}, pad = same, multiplier = {multiplier}){} }}",
+            EPILOGUES[epilogue]
+        );
+        assert_agrees(&source, seed, 2)?;
+    }
+
+    #[test]
+    fn dense_equals_reference(
+        (h, w, c) in (1u32..5, 1u32..5, 1u32..7),
+        n in 1u32..40,
+        bias in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // A dense after flatten reads its weights in PyTorch's (C, H, W) order.
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ flatten, dense({n}, bias = {bias}){}, dense(3) }}",
+            EPILOGUES[epilogue]
+        );
+        assert_agrees(&source, seed, 1)?;
+    }
+
+    #[test]
+    fn pools_equal_reference(
+        (h, w) in (1u32..12, 1u32..12),
+        c in 1u32..11,
+        max in any::<bool>(),
+        (fh, fw) in (1u32..5, 1u32..5),
+        (sh, sw) in (1u32..4, 1u32..4),
+        (ph, pw) in (0u32..3, 0u32..3),
+        ceil in any::<bool>(),
+        include_pad in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // PyTorch allows padding up to half the window.
+        let (ph, pw) = (ph.min(fh / 2), pw.min(fw / 2));
+        let (h, w) = (fitting(h, fh, 1, ph), fitting(w, fw, 1, pw));
+        let kind = if max { "maxpool" } else { "avgpool" };
+        let extra = if max { String::new() } else { format!(", count_include_pad = {include_pad}") };
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ conv({c}, 1x1), {kind}({fh}x{fw}, stride = ({sh}, {sw}), pad = ({ph}, {pw}), ceil = {ceil}{extra}){}, global_{kind}{} }}",
+            EPILOGUES[epilogue], EPILOGUES[(epilogue + 3) % EPILOGUES.len()]
+        );
+        assert_agrees(&source, seed, 1)?;
+    }
+
+    #[test]
+    fn winograd_convs_equal_reference(
+        (h, w) in (4usize..14, 4usize..14),
+        (c, k) in (30usize..44, 30usize..44),
+        pad in 0usize..2,
+        bias in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        residual in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        // A residual's conv keeps the shape: k = c, pad 1.
+        let (k, pad) = if residual { (c, 1) } else { (k, pad) };
+        let spec = ConvSpec {
+            input: [h, w, c],
+            output: [h + 2 * pad - 2, w + 2 * pad - 2, k],
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [pad; 2],
+            groups: 1,
+            epilogue: Vec::new(),
+            native: false,
+            slice: None,
+        };
+        // Shapes the cost model gives to a direct kernel are tested above.
+        prop_assume!(matches!(MEASURED.choose(&spec, 4), Algorithm::Winograd { .. }));
+        let conv = format!("conv({k}, 3x3, pad = {pad}, bias = {bias}){}", EPILOGUES[epilogue]);
+        let source = if residual {
+            format!("Net({h}x{w}x{c}) {{ residual {{ {conv} }}, relu }}")
+        } else {
+            format!("Net({h}x{w}x{c}) {{ {conv} }}")
+        };
+        assert_agrees(&source, seed, 2)?;
+    }
+
+    #[test]
+    fn add_and_scale_equal_reference(
+        (h, w) in (2u32..10, 2u32..10),
+        (c, k) in (1u32..13, 1u32..13),
+        per_channel in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // A strided `auto` residual adds its projection as a step of its own
+        // (the body's output is not the last step's); a scale multiplies by a
+        // gate per channel (squeeze-excite) or per element.
+        let gate = if per_channel { "global_avgpool, " } else { "" };
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ residual(shortcut = auto) {{ conv({k}, 3x3, pad = 1, stride = 2), bn }}{}, scale {{ {gate}conv({k}, 1x1), sigmoid }}{} }}",
+            EPILOGUES[epilogue], EPILOGUES[(epilogue + 3) % EPILOGUES.len()]
+        );
+        let net = assert_agrees(&source, seed, 2)?;
+        let weights = cnnjit::runtime::params::random_weights(&net, seed);
+        let report = Model::new(net, &weights).unwrap().kernels();
+        let algorithms: Vec<&str> = report.steps.iter().map(|s| s.algorithm()).collect();
+        prop_assert!(algorithms.contains(&"add") && algorithms.contains(&"scale"), "{:?}", algorithms);
+    }
+
+    #[test]
+    fn softmax_after_a_kernel_equals_reference(
+        (h, w) in (1u32..6, 1u32..6),
+        (c, k) in (1u32..13, 1u32..40),
+        dense in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // Over the channels of each pixel after a conv, or of one vector after
+        // a dense layer; whatever follows the softmax runs on the reference.
+        let layer = if dense { format!("flatten, dense({k})") } else { format!("conv({k}, 1x1)") };
+        let source = format!("Net({h}x{w}x{c}) {{ {layer}, relu, softmax{} }}", EPILOGUES[epilogue]);
+        assert_agrees(&source, seed, 2)?;
+    }
+
+    #[test]
+    fn concat_equals_reference(
+        (h, w) in (1u32..8, 1u32..8),
+        c in 1u32..9,
+        (a, b) in (1u32..13, 1u32..13),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // Three branches of odd widths, one the input itself, then an epilogue.
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ concat {{ [relu], [conv({a}, 1x1)], [conv({b}, 3x3, pad = 1)] }}{}, conv(3, 1x1) }}",
+            EPILOGUES[epilogue]
+        );
+        let net = assert_agrees(&source, seed, 2)?;
+        let weights = cnnjit::runtime::params::random_weights(&net, seed);
+        let report = Model::new(net, &weights).unwrap().kernels();
+        prop_assert!(report.steps.iter().any(|s| s.algorithm() == "concat"));
+    }
+
+    #[test]
+    fn concat_in_place_equals_reference(
+        (h, w) in (1u32..9, 1u32..9),
+        c in 1u32..12,
+        branches in prop::collection::vec((0..BRANCHES.len(), 1u32..21, 0..EPILOGUES.len()), 2..5),
+        relu_after in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        // Branches of odd widths: those a conv, dwconv or pool ends write
+        // their channels of the concat's output in place; the others (the
+        // input itself, a residual, a softmax) keep the copy.
+        let branches: Vec<String> = branches
+            .iter()
+            .map(|&(kind, k, epilogue)| {
+                let branch = BRANCHES[kind].replace("{k}", &k.to_string());
+                format!("[{branch}{}]", EPILOGUES[epilogue])
+            })
+            .collect();
+        let after = if relu_after { ", relu" } else { "" };
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ concat {{ {} }}{after}, conv(3, 1x1) }}",
+            branches.join(", ")
+        );
+        assert_agrees(&source, seed, 2)?;
+    }
+
+    #[test]
+    fn winograd_writes_its_concat_slice_in_place(
+        (h, w) in (4usize..12, 4usize..12),
+        (c, k) in (30usize..44, 30usize..44),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        let spec = ConvSpec {
+            input: [h, w, c],
+            output: [h, w, k],
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [1; 2],
+            groups: 1,
+            epilogue: Vec::new(),
+            native: false,
+            slice: None,
+        };
+        prop_assume!(matches!(MEASURED.choose(&spec, 4), Algorithm::Winograd { .. }));
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ concat {{ [conv(5, 1x1)], [conv({k}, 3x3, pad = 1){}], [maxpool(3x3, stride = 1, pad = 1)] }} }}",
+            EPILOGUES[epilogue]
+        );
+        let net = cnnjit::lang::compile_source(&source).unwrap().remove(0);
+        prop_assert!(net.plan.values.iter().filter(|v| v.slice.is_some()).count() == 3);
+        assert_agrees(&source, seed, 2)?;
+    }
+
+    #[test]
+    fn lrn_equals_reference(
+        (h, w) in (1u32..6, 1u32..6),
+        c in 1u32..24,
+        size in 1u32..12,
+        (alpha, k) in (0.0f32..3.0, 0.05f32..3.0),
+        beta in prop_oneof![Just(0.75f32), Just(0.5), Just(1.0), 0.01f32..2.0],
+        one_pixel in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // Odd and even sizes, windows wider than the channels, AlexNet's beta
+        // and the others the kernel special-cases beside general ones; over a
+        // volume's pixels or one pixel (lrn needs a volume: on a flat vector
+        // it does not compile).
+        let pool = if one_pixel { "global_avgpool, " } else { "" };
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ {pool}lrn(size = {size}, alpha = {alpha:?}, beta = {beta:?}, k = {k:?}){} }}",
+            EPILOGUES[epilogue]
+        );
+        assert_agrees(&source, seed, 2)?;
+    }
+
+    #[test]
+    fn conv_add_relu_fuses_and_equals_reference(
+        (h, w) in (2u32..10, 2u32..10),
+        c in 1u32..13,
+        seed in any::<u64>(),
+    ) {
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ conv({c}, 3x3, pad = 1), relu, residual {{ conv({c}, 3x3, pad = 1), bn, relu, conv({c}, 3x3, pad = 1), bn }}, relu }}"
+        );
+        assert_agrees(&source, seed, 2)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn depthwise_pointwise_fuses_and_equals_reference(
+        (h, w) in (1u32..14, 1u32..14),
+        c in 1u32..20,
+        k in 1u32..20,
+        f in 1u32..6,
+        s in 1u32..3,
+        residual in any::<bool>(),
+        (first, second) in (0..EPILOGUES.len(), 0..EPILOGUES.len()),
+        seed in any::<u64>(),
+    ) {
+        // MobileNetV2's projection adds the block's input: same shape, stride 1.
+        let pair = |k: u32, s: u32| format!(
+            "dwconv({f}x{f}, stride = {s}, pad = same){}, conv({k}, 1x1){}",
+            EPILOGUES[first], EPILOGUES[second]
+        );
+        let body = if residual {
+            format!("residual {{ {} }}", pair(c, 1))
+        } else {
+            pair(k, s)
+        };
+        let source = format!("Net({h}x{w}x{c}) {{ {body} }}");
+        assert_agrees_in(&fits(&source)?, &source, seed, 2, Some(1));
+    }
+
+    #[test]
+    fn one_by_k_then_k_by_one_fuses_and_equals_reference(
+        (h, w) in (1u32..14, 1u32..14),
+        (c, m, n) in (1u32..12, 1u32..12, 1u32..12),
+        k in prop::sample::select(vec![3u32, 5, 7]),
+        (pad, s, d) in (0u32..4, 1u32..3, 1u32..3),
+        (first, second) in (0..EPILOGUES.len(), 0..EPILOGUES.len()),
+        threads in 1usize..3,
+        seed in any::<u64>(),
+    ) {
+        let h = fitting(h, k, d, pad);
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ conv({m}, 1x{k}, pad = (0, {})){}, conv({n}, {k}x1, pad = ({pad}, 0), stride = ({s}, 1), dilation = ({d}, 1)){} }}",
+            k / 2, EPILOGUES[first], EPILOGUES[second]
+        );
+        assert_agrees_in(&fits(&source)?, &source, seed, threads, Some(1));
+    }
+}
+
+/// A pair whose second half is `1x1` or `kx1` runs over blocks of rows
+/// whose pixels fill whole tiles (native: 6 pixels, so 6 rows of 7, 3 of 4
+/// or 2, 1 of 6; Cranelift: 4 pixels, so 4 rows of 7, 1 of 4): whole blocks
+/// only, a shorter last block, one block taller than the tensor's rows,
+/// threads splitting the blocks, and for `kx1` the rows two blocks share,
+/// padding rows (dilated, and more than the kernel's half) zeroed in the ring.
+#[test]
+fn separable_pairs_run_over_blocks_of_rows() {
+    let pairs = [
+        "dwconv(3x3, pad = same), bn, relu, conv(20, 1x1), relu",
+        "conv(5, 1x3, pad = (0, 1)), relu, conv(7, 3x1, pad = (1, 0))",
+        "conv(5, 1x3, pad = (0, 1)), conv(7, 3x1, pad = (3, 0), dilation = (2, 1)), relu",
+    ];
+    for (h, w) in [
+        (12, 7),
+        (13, 7),
+        (5, 7),
+        (9, 4),
+        (10, 4),
+        (7, 2),
+        (4, 6),
+        (1, 5),
+    ] {
+        for pair in pairs {
+            for threads in 1..=3 {
+                let source = format!("Net({h}x{w}x6) {{ {pair} }}");
+                let seed = h as u64 * 31 + w as u64;
+                assert_agrees_in(&graph(&source), &source, seed, threads, Some(1));
+            }
+        }
+    }
+}
+
+#[test]
+fn separable_pairs_run_unfused_when_asked() {
+    let source = "Net(9x7x5) { dwconv(3x3, pad = same), bn, relu, conv(6, 1x1), relu, conv(4, 1x3, pad = (0, 1)), relu, conv(3, 3x1, pad = (1, 0)) }";
+    let graph = graph(source);
+    let weights = cnnjit::runtime::params::random_weights(&graph, 1);
+    let input = random_input(9 * 7 * 5, 2);
+    let run = |fuse_separable| {
+        let mut model = Model::with_options(
+            graph.clone(),
+            &weights,
+            Options {
+                fuse_separable,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let kernels = match model.backend() {
+            Backend::Jit { kernels, .. } => *kernels,
+            other => panic!("{other:?}"),
+        };
+        (kernels, model.forward(&input).unwrap())
+    };
+    let (fused, unfused) = (run(true), run(false));
+    assert_eq!((fused.0, unfused.0), (2, 4));
+    let scale = unfused.1.iter().fold(0f32, |m, x| m.max(x.abs()));
+    for (a, b) in fused.1.iter().zip(&unfused.1) {
+        assert!((a - b).abs() <= 1e-5 * scale.max(1.0), "{a} vs {b}");
+    }
+}
+
+/// The example nets whose reference run at full size takes over 30 s in the
+/// debug test profile (ResNet-50 31 s, ResNet-34 46 s, VGG16 155 s on two
+/// busy cores; ResNet-18, ZFNet and AlexNet, 17 to 27 s, run at full size),
+/// each with the side of the square input it runs on instead: every layer of
+/// the net, on the same kernel families, at a tenth of the work or less.
+const REDUCED: &[(&str, u32)] = &[
+    ("VGG16", 48),
+    ("ResNet34", 64),
+    ("ResNet50", 64),
+    ("ResNet152", 64),
+];
+
+/// Every net of examples/nets, with the text of its file.
+fn example_nets() -> Vec<(String, Graph)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nets");
+    let mut nets = Vec::new();
+    for file in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        for net in cnnjit::lang::compile_source(&text).unwrap() {
+            nets.push((text.clone(), net.graph));
+        }
+    }
+    assert!(nets.len() >= 24, "only {} example nets", nets.len());
+    nets
+}
+
+/// Every example net but the [`REDUCED`] ones, at full size, the reference
+/// against the JIT with and without the native tile.
+#[test]
+fn every_example_network_agrees_with_reference() {
+    for (_, graph) in example_nets() {
+        if REDUCED.iter().all(|&(name, _)| name != &*graph.name) {
+            agrees_on_both_tiles(&graph);
+        }
+    }
+}
+
+/// The [`REDUCED`] example nets, on their smaller inputs.
+#[test]
+fn the_slowest_example_networks_agree_on_smaller_inputs() {
+    let nets = example_nets();
+    for &(name, side) in REDUCED {
+        let (text, graph) = nets
+            .iter()
+            .find(|(_, graph)| *graph.name == *name)
+            .unwrap_or_else(|| panic!("no example net {name}"));
+        agrees_on_both_tiles(&reduced(text, graph, side));
+    }
+}
+
+/// The net `graph` of the file `text`, compiled again on a `side` x `side`
+/// input: its header `Name(HxWxC` is rewritten.
+fn reduced(text: &str, graph: &Graph, side: u32) -> Graph {
+    let cnnjit::Shape::Volume { h, w, c } = graph.input_shape() else {
+        panic!("{}: not an image input", graph.name)
+    };
+    let header = format!("{}({h}x{w}x{c}", graph.name);
+    assert_eq!(text.matches(&header).count(), 1, "{header}");
+    let smaller = text.replace(&header, &format!("{}({side}x{side}x{c}", graph.name));
+    cnnjit::lang::compile_source(&smaller)
+        .unwrap()
+        .into_iter()
+        .find(|n| n.graph.name == graph.name)
+        .unwrap()
+        .graph
+}
+
+/// `graph` on the reference kernels, once, against the JIT with and without
+/// the native tile: the JIT compiled steps and agrees within tolerance.
+fn agrees_on_both_tiles(graph: &Graph) {
+    let name = &graph.name;
+    let weights = lively_weights(graph, 3);
+    let input = random_input(graph.input_shape().len() as usize, 3);
+    let reference = Options {
+        reference: true,
+        ..Options::default()
+    };
+    let expected = Model::with_options(graph.clone(), &weights, reference)
+        .and_then(|mut model| model.forward(&input))
+        .unwrap();
+    for native_tile in [true, false] {
+        let options = Options {
+            native_tile,
+            ..Options::default()
+        };
+        let mut jit = Model::with_options(graph.clone(), &weights, options).unwrap();
+        let actual = jit.forward(&input).unwrap();
+        let a = Agreement::between(&actual, &expected, jit.backend().clone());
+        assert_compiled(&a.backend, None, name);
+        assert!(
+            a.within_tolerance,
+            "{name}, native tile {native_tile}: max abs {:e}, max rel {:e}",
+            a.max_abs, a.max_rel
+        );
+    }
+}
+
+/// Threads split a kernel's rows, never a reduction: MobileNetV1_025's
+/// convolutions, and a net whose lrn, concat copies and dense layers (split
+/// by blocks of output channels) are each large enough to split
+/// (`jit::PARALLEL_WORK`).
+#[test]
+fn outputs_are_bitwise_identical_for_any_thread_count() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/nets/mobilenet_v1.cnn"
+    ))
+    .unwrap();
+    let mobilenet = cnnjit::lang::compile_source(&text)
+        .unwrap()
+        .into_iter()
+        .find(|n| n.graph.name == "MobileNetV1_025")
+        .unwrap()
+        .graph;
+    let split = graph(
+        "Split(96x96x64) {
+            lrn(size = 5), residual { conv(64, 1x1) }, concat { [maxpool(2x2)], [avgpool(2x2)] },
+            global_avgpool, flatten, dense(4200), relu, dense(1000), softmax,
+        }",
+    );
+    for graph in [mobilenet, split] {
+        let weights = cnnjit::runtime::params::random_weights(&graph, 5);
+        let input = random_input(graph.input_shape().len() as usize, 9);
+        let outputs: Vec<Vec<f32>> = [1, 2, 3]
+            .iter()
+            .map(|&threads| {
+                let mut model = Model::with_options(
+                    graph.clone(),
+                    &weights,
+                    Options {
+                        threads,
+                        ..Options::default()
+                    },
+                )
+                .unwrap();
+                model.forward(&input).unwrap()
+            })
+            .collect();
+        assert_eq!(outputs[0], outputs[1], "{}", graph.name);
+        assert_eq!(outputs[0], outputs[2], "{}", graph.name);
+    }
+}
+
+/// AlexNet's and GoogLeNet's every step runs compiled code (GoogLeNet's lrn
+/// included), and which steps split across threads: none of LeNet-5's
+/// (waking a thread would cost more than its layers take), every dense layer
+/// of AlexNet (by blocks of output channels: fc6's 4096 outputs are 512
+/// blocks of 8) and GoogLeNet's lrn (by pixels), whose MACs (zero) alone
+/// would not split it.
+#[test]
+fn every_step_runs_compiled_and_large_kernels_split() {
+    use cnnjit::runtime::jit::{self, Lowering, PARALLEL_WORK};
+    use cnnjit::runtime::params::{load_params, random_weights, LoadOptions};
+    let net = |file: &str, name: &str| {
+        let path = format!("{}/examples/nets/{file}.cnn", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let graph = cnnjit::lang::compile_source(&text)
+            .unwrap()
+            .into_iter()
+            .find(|n| n.graph.name == name)
+            .unwrap()
+            .graph;
+        let plan = cnnjit::ir::plan::plan(&graph).unwrap();
+        let weights = random_weights(&graph, 1);
+        let params = load_params(&graph, &plan, &weights, LoadOptions::default()).unwrap();
+        let mut budget = cnnjit::runtime::memory::Budget::new(None);
+        let options = Options {
+            native_tile: false,
+            ..Options::default()
+        };
+        let compiled = jit::compile(&graph, &plan, &params, &weights, &options, &mut budget);
+        let compiled = compiled.unwrap();
+        let reference = compiled
+            .steps
+            .iter()
+            .filter(|l| matches!(l, Lowering::Reference));
+        assert_eq!(reference.count(), 0, "{name}");
+        // (anchor kind, rows, splits) of each compiled step.
+        plan.steps
+            .iter()
+            .zip(compiled.steps)
+            .filter_map(|(step, lowering)| match lowering {
+                Lowering::Kernel(l) => Some((
+                    graph.node(step.nodes[0]).op.kind(),
+                    l.lengths.rows,
+                    l.work >= PARALLEL_WORK,
+                )),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let lenet = net("lenet5", "LeNet5");
+    assert!(lenet.iter().all(|&(_, _, split)| !split), "{lenet:?}");
+    let alexnet = net("alexnet", "AlexNet");
+    let dense: Vec<_> = alexnet.iter().filter(|s| s.0 == "dense").collect();
+    assert_eq!(
+        dense,
+        [
+            &("dense", 512, true),
+            &("dense", 512, true),
+            &("dense", 125, true)
+        ]
+    );
+    let googlenet = net("googlenet", "GoogLeNet");
+    let lrn: Vec<_> = googlenet.iter().filter(|s| s.0 == "lrn").collect();
+    assert_eq!(lrn, [&("lrn", 56 * 56, true), &("lrn", 56 * 56, true)]);
+}
+
+/// `Model::kernels` names what each step runs, in agreement with the backend
+/// and with the reference twin; `Model::profile` times every step.
+#[test]
+fn kernel_report_and_profile_cover_every_step() {
+    let net = graph(
+        "Net(12x12x3) {
+            conv(8, 3x3, pad = 1), bn, relu, dwconv(3x3), relu6, conv(16, 1x1),
+            lrn(size = 3), maxpool(2x2), lrn(size = 3, k = 0.0), global_avgpool,
+            flatten, dense(5), softmax,
+        }",
+    );
+    let weights = cnnjit::runtime::params::random_weights(&net, 3);
+    let cranelift = Options {
+        native_tile: false,
+        ..Options::default()
+    };
+    let mut jit = Model::with_options(net.clone(), &weights, cranelift).unwrap();
+    let report = jit.kernels();
+    assert_eq!(report.steps.len(), jit.plan().steps.len());
+    let Backend::Jit { compiled_steps, .. } = *jit.backend() else {
+        panic!("no JIT: {:?}", jit.backend())
+    };
+    assert_eq!(report.compiled_steps(), compiled_steps);
+    let algorithms: Vec<&str> = report.steps.iter().map(|s| s.algorithm()).collect();
+    // By hand: a 3x3 conv; a depthwise conv feeding only a 1x1 conv over 10x10
+    // pixels, so the two run as one fused kernel at the second step; an lrn, a
+    // pool, an lrn whose base can be zero (k = 0: the reference keeps
+    // PyTorch's 0/0), a global pool, a dense layer; the softmax follows it on
+    // a kernel of its own, in place, so the step lists it as fused.
+    assert_eq!(
+        algorithms,
+        [
+            "direct",
+            "in next",
+            "dw+pw",
+            "lrn",
+            "pool",
+            "reference",
+            "global-pool",
+            "gemv"
+        ]
+    );
+    assert_eq!(report.steps[0].fused, ["bn", "relu"]);
+    assert_eq!(report.steps[7].fused, ["softmax"]);
+    assert!(report.steps[7].unfused.is_empty());
+    // 10x10x16 outputs of 8 channels each.
+    assert_eq!(report.steps[2].macs, 10 * 10 * 16 * 8);
+    let table = report.to_string();
+    assert!(table.contains("(no JIT kernel for lrn: k <= 0)"), "{table}");
+
+    let profile = jit.profile(&random_input(jit.input_len(), 1), 3).unwrap();
+    assert_eq!(profile.kernels, report);
+    assert_eq!(profile.step_ms.len(), report.steps.len());
+    assert_eq!(profile.runs, 3);
+
+    let reference = Options {
+        reference: true,
+        ..Options::default()
+    };
+    let slow = Model::with_options(net, &weights, reference).unwrap();
+    let report = slow.kernels();
+    assert_eq!(report.compiled_steps(), 0);
+    assert!(report.steps.iter().all(|s| matches!(
+        &s.path,
+        cnnjit::runtime::report::Path::Reference { reason } if reason.contains("Options::reference")
+    )));
+}
