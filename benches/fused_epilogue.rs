@@ -11,8 +11,8 @@
 use cnnjit::compiler::codegen::choice;
 use cnnjit::compiler::codegen::conv::ConvSpec;
 use cnnjit::compiler::codegen::elementwise::{Binary, ElementwiseSpec};
-use cnnjit::compiler::codegen::vector::Act;
 use cnnjit::compiler::codegen::{native, Epilogue, Jit, Kernel, KernelId, Lengths, Program};
+use cnnjit::compiler::ir::Activation;
 use cnnjit::compiler::ir::Shape;
 use cnnjit::runtime::jit::{call_kernel, scratch_len, Buffers};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
@@ -77,7 +77,7 @@ impl Compiled {
 }
 
 fn conv_add_relu(c: &mut Criterion) {
-    let relu = Epilogue::Act(Act::Relu);
+    let relu = Epilogue::Act(Activation::Relu);
     for (name, side, channels, k, kernel) in [
         ("conv3x3_56x56x64", 56, 64, 64, 3),
         ("conv3x3_28x28x128", 28, 128, 128, 3),

@@ -30,10 +30,6 @@ pub use cnnjit_runtime::{
     ir, Error, Graph, LayerInfo, Model, Options, Shape, Summary, Tensor, Weights, Winograd,
 };
 
-pub mod bench;
 pub mod check;
-#[cfg(feature = "cli")]
+#[cfg(feature = "npy")]
 pub mod npy;
-pub mod peak;
-#[cfg(feature = "cli")]
-pub mod report;
