@@ -18,6 +18,13 @@
 //! ```
 //!
 //! The language is documented in docs/language.md.
+//!
+//! Besides the macro, the facade re-exports the run-time API ([`Model`],
+//! [`Weights`], [`runtime`]), the compiler ([`compiler`]) and the ONNX
+//! importer ([`import`]), and adds [`check`] (the JIT against the reference
+//! kernels on one network) and, with the `npy` feature, `npy` (NumPy
+//! inputs and outputs). The `cnnjit` binary's own timing, peak and chart
+//! code lives with it, in `src/bin/cnnjit/`.
 
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
