@@ -11,8 +11,8 @@
 use cnnjit::codegen::choice;
 use cnnjit::codegen::conv::ConvSpec;
 use cnnjit::codegen::elementwise::{Binary, ElementwiseSpec};
-use cnnjit::codegen::vector::Act;
 use cnnjit::codegen::{native, Epilogue, Jit, Kernel, KernelId, Lengths, Program};
+use cnnjit::ir::Activation;
 use cnnjit::ir::Shape;
 use cnnjit::runtime::jit::{call_kernel, scratch_len, Buffers};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
@@ -77,7 +77,7 @@ impl Compiled {
 }
 
 fn conv_add_relu(c: &mut Criterion) {
-    let relu = Epilogue::Act(Act::Relu);
+    let relu = Epilogue::Act(Activation::Relu);
     for (name, side, channels, k, kernel) in [
         ("conv3x3_56x56x64", 56, 64, 64, 3),
         ("conv3x3_28x28x128", 28, 128, 128, 3),

@@ -6,9 +6,9 @@
 //! `cargo bench --bench winograd`.
 
 use cnnjit::codegen::conv::ConvSpec;
-use cnnjit::codegen::vector::Act;
 use cnnjit::codegen::winograd::WinogradSpec;
 use cnnjit::codegen::{Epilogue, Jit, Kernel};
+use cnnjit::ir::Activation;
 use cnnjit::runtime::jit::{call_kernel, scratch_len, Buffers};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use std::time::Duration;
@@ -22,7 +22,7 @@ fn conv3x3(side: usize, channels: usize) -> ConvSpec {
         dilation: [1, 1],
         pad: [1, 1],
         groups: 1,
-        epilogue: vec![Epilogue::Act(Act::Relu)],
+        epilogue: vec![Epilogue::Act(Activation::Relu)],
         native: false,
         slice: None,
     }

@@ -1,7 +1,22 @@
 //! JIT against reference on one network: the same random weights and input
 //! through both backends, and how far apart their outputs are, each output
-//! element against its own tolerance ([`Agreement`]). Used by `cnnjit check`
-//! and by the tests that run every example network.
+//! element against its own tolerance ([`Agreement`]). This is `cnnjit
+//! check` as a library: a user's test that the compiled kernels compute
+//! their network, the oracle of this crate's tests, and the deterministic
+//! inputs and weights ([`random_input`], [`lively_weights`]) they use.
+//!
+//! ```
+//! use cnnjit::check::jit_against_reference;
+//! use cnnjit::lang::compile_source;
+//!
+//! let net = compile_source("Small(8x8x3) { conv(4, 3x3), relu, flatten, dense(5) }")
+//!     .expect("the net compiles")
+//!     .remove(0);
+//! let agreement = jit_against_reference(&net.graph, 7, cnnjit::Options::default())?;
+//! assert!(agreement.within_tolerance, "{agreement:?}");
+//! assert_eq!(agreement.len, 5);
+//! # Ok::<(), cnnjit::Error>(())
+//! ```
 
 use crate::runtime::memory::Budget;
 use crate::runtime::params::{reserve_weights, tensor_specs};
@@ -145,40 +160,53 @@ pub fn lively_weights(graph: &Graph, seed: u64) -> Weights {
 }
 
 /// Runs `graph` with weights ([`lively_weights`]) and input from `seed` on
-/// the reference kernels and on the JIT built with `options`. Weights that
-/// do not fit in memory are an [`Error::OutOfMemory`], before any is made.
+/// the reference kernels and on the JIT built with `options`. The weights
+/// and both models are taken from one budget of
+/// [`Options::memory_limit`](crate::Options::memory_limit): more than it
+/// holds is an [`Error::OutOfMemory`], before the weights are made.
 pub fn jit_against_reference(
     graph: &Graph,
     seed: u64,
     options: Options,
 ) -> Result<Agreement, Error> {
-    reserve_weights(graph, &mut Budget::new(None))?;
+    let mut budget = Budget::new(options.memory_limit);
+    reserve_weights(graph, &mut budget)?;
     let weights = lively_weights(graph, seed);
     let input = random_input(graph.input_shape().len() as usize, seed);
-    jit_against_reference_with(graph, &weights, &input, options)
+    compare(graph, &weights, &input, options, &mut budget)
 }
 
 /// Runs `graph` with `weights` on `input` on the reference kernels and on
-/// the JIT built with `options`.
+/// the JIT built with `options`; both models are taken from one budget of
+/// [`Options::memory_limit`](crate::Options::memory_limit).
 pub fn jit_against_reference_with(
     graph: &Graph,
     weights: &Weights,
     input: &[f32],
     options: Options,
 ) -> Result<Agreement, Error> {
-    let mut reference = Model::with_options(
-        graph.clone(),
-        weights,
-        Options {
-            reference: true,
-            ..Options::default()
-        },
-    )?;
+    let mut budget = Budget::new(options.memory_limit);
+    compare(graph, weights, input, options, &mut budget)
+}
+
+/// The reference model and the JIT model, both from `budget`, on `input`.
+fn compare(
+    graph: &Graph,
+    weights: &Weights,
+    input: &[f32],
+    options: Options,
+    budget: &mut Budget,
+) -> Result<Agreement, Error> {
+    let reference_options = Options {
+        reference: true,
+        ..Options::default()
+    };
+    let mut reference = Model::with_budget(graph.clone(), weights, reference_options, budget)?;
     let jit_options = Options {
         reference: false,
         ..options
     };
-    let mut jit = Model::with_options(graph.clone(), weights, jit_options)?;
+    let mut jit = Model::with_budget(graph.clone(), weights, jit_options, budget)?;
     let expected = reference.forward(input)?;
     let actual = jit.forward(input)?;
     Ok(Agreement::between(

@@ -18,6 +18,14 @@
 //! ```
 //!
 //! The language is documented in docs/language.md.
+//!
+//! Besides the macro, the facade re-exports the run-time API ([`Model`],
+//! [`Weights`], [`runtime`]), the crates of each stage (the graph IR [`ir`],
+//! the language [`lang`], the code generator `codegen` with the `jit`
+//! feature) and the ONNX importer ([`import`]), and adds [`check`] (the JIT against the reference
+//! kernels on one network) and, with the `npy` feature, `npy` (NumPy
+//! inputs and outputs). The `cnnjit` binary's own timing, peak and chart
+//! code lives with it, in `src/bin/cnnjit/`.
 
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -33,10 +41,6 @@ pub use cnnjit_runtime::{
     Error, Graph, LayerInfo, Model, Options, Shape, Summary, Tensor, Weights, Winograd,
 };
 
-pub mod bench;
 pub mod check;
-#[cfg(feature = "cli")]
+#[cfg(feature = "npy")]
 pub mod npy;
-pub mod peak;
-#[cfg(feature = "cli")]
-pub mod report;

@@ -1,5 +1,21 @@
 //! NumPy `.npy` files of `f32`, as `cnnjit run` reads its inputs and writes
-//! its outputs (with the [`npyz`] crate).
+//! its outputs (with the [`npyz`] crate): images saved with NumPy, in the
+//! shape a [`Model`](crate::Model) takes, for
+//! [`Model::forward_batch`](crate::Model::forward_batch). Behind the `npy`
+//! feature (on by default, with the CLI).
+//!
+//! ```
+//! use cnnjit::npy;
+//! // Two 2x2x1 images, as `np.save("x.npy", x.astype(np.float32))` writes them.
+//! let bytes = npy::to_bytes_f32(&[2, 2, 2, 1], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])?;
+//! let array = npy::parse_f32(&bytes, "x.npy")?;
+//! assert_eq!(npy::images_in(&array.shape, &[2, 2, 1]), Some(2));
+//! assert_eq!(array.data[4], 4.0);
+//! // Anything but C-order float32 is refused, naming the file.
+//! let err = npy::parse_f32(b"not numpy", "y.npy").unwrap_err();
+//! assert_eq!(err.origin, "y.npy");
+//! # Ok::<(), npy::NpyError>(())
+//! ```
 //!
 //! Reading is strict and never panics, whatever the bytes: only C-order
 //! `float32` arrays load (`<f4` or `>f4`); anything else (another dtype, a
@@ -57,6 +73,13 @@ pub struct Array {
 /// and its values together must fit in the machine's memory: a larger file
 /// is an error saying how many bytes, and so is a directory.
 pub fn read_f32(path: impl AsRef<Path>) -> Result<Array, NpyError> {
+    read_f32_in(path, &mut Budget::new(None))
+}
+
+/// [`read_f32`] under `budget`, the budget of the whole command (see
+/// [`memory`]): the values are taken from it for good, the file's bytes only
+/// while they are parsed.
+pub fn read_f32_in(path: impl AsRef<Path>, budget: &mut Budget) -> Result<Array, NpyError> {
     let path = path.as_ref();
     let origin = path.display().to_string();
     let err = |e: Error| NpyError {
@@ -67,13 +90,14 @@ pub fn read_f32(path: impl AsRef<Path>) -> Result<Array, NpyError> {
             e => e.to_string(),
         },
     };
-    let mut budget = Budget::new(None);
     // The values decoded take as much again as the file's bytes.
     let len = std::fs::metadata(path).map_or(0, |m| m.len());
     budget
         .take(len, || format!("the values of {origin}"))
         .map_err(err)?;
-    let bytes = memory::read_file(path, &mut budget).map_err(err)?;
+    // The bytes are freed once parsed: taken from a copy of the budget.
+    let mut parsing = *budget;
+    let bytes = memory::read_file(path, &mut parsing).map_err(err)?;
     parse_f32(&bytes, &origin)
 }
 

@@ -62,7 +62,7 @@ pub mod vector;
 pub mod winograd;
 
 pub use algorithm::{Algorithm, Tile};
-use vector::Act;
+use cnnjit_ir::Activation;
 
 use cranelift_codegen::ir::{types, AbiParam, BlockArg, InstBuilder, UserFuncName, Value};
 use cranelift_codegen::{settings, settings::Configurable, Context};
@@ -524,7 +524,7 @@ pub enum Epilogue {
     /// `x * scale + shift`, per channel: the next two vectors in `params`.
     Affine,
     /// An activation.
-    Act(Act),
+    Act(Activation),
     /// `x + extra` (a residual's shortcut, same layout as the output).
     Add,
 }

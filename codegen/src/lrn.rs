@@ -24,7 +24,7 @@
 
 use super::{apply_epilogue, clamp, for_range, int, vector, Args, Epilogue, Epilogued, Lengths};
 use super::{epilogue_lengths, pack_padded, padded_channels};
-use cnnjit_ir::{Lrn, Shape};
+use cnnjit_ir::{F32Bits, Lrn, Shape};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 
@@ -46,12 +46,12 @@ pub struct LrnSpec {
     pub before: usize,
     /// Channels the window reaches after a channel: `(size - 1) / 2`, clipped.
     pub after: usize,
-    /// `alpha / size` (the `f32` bits, so that specs hash).
-    pub scale: u32,
-    /// `k` (its bits).
-    pub k: u32,
-    /// `beta` (its bits).
-    pub beta: u32,
+    /// `alpha / size`.
+    pub scale: F32Bits,
+    /// `k`.
+    pub k: F32Bits,
+    /// `beta`.
+    pub beta: F32Bits,
     /// The fused epilogue.
     pub epilogue: Vec<Epilogue>,
 }
@@ -75,9 +75,9 @@ impl LrnSpec {
             channels,
             before: (size / 2).min(channels),
             after: ((size - 1) / 2).min(channels),
-            scale: ((f64::from(op.alpha) / size as f64) as f32).to_bits(),
-            k: op.k.to_bits(),
-            beta: op.beta.to_bits(),
+            scale: F32Bits::new((f64::from(op.alpha) / size as f64) as f32),
+            k: F32Bits::new(op.k),
+            beta: F32Bits::new(op.beta),
             epilogue,
         })
     }
@@ -217,10 +217,10 @@ fn window_sum(spec: &LrnSpec, b: &mut FunctionBuilder, window: Value) -> Value {
 
 /// `x / (k + scale * sum)^beta`.
 fn normalise(spec: &LrnSpec, b: &mut FunctionBuilder, x: Value, sum: Value) -> Value {
-    let k = vector::splat(b, f32::from_bits(spec.k));
-    let scale = vector::splat(b, f32::from_bits(spec.scale));
+    let k = vector::splat(b, spec.k.get());
+    let scale = vector::splat(b, spec.scale.get());
     let t = vector::mul_add(b, sum, scale, k);
-    let beta = f32::from_bits(spec.beta);
+    let beta = spec.beta.get();
     let power = match beta {
         0.75 => {
             let s = b.ins().sqrt(t);

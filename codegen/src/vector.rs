@@ -8,44 +8,7 @@ use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
 
-/// An activation in a kernel's epilogue. `LeakyRelu` keeps its slope's bits
-/// so that specs can be hashed and compared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Act {
-    /// max(x, 0).
-    Relu,
-    /// min(max(x, 0), 6).
-    Relu6,
-    /// x, or slope * x below zero (the slope's `f32` bits).
-    LeakyRelu(u32),
-    /// tanh.
-    Tanh,
-    /// 1 / (1 + e^-x).
-    Sigmoid,
-    /// x sigmoid(x).
-    Swish,
-    /// x relu6(x + 3) / 6.
-    HardSwish,
-    /// relu6(x + 3) / 6.
-    HardSigmoid,
-}
-
-impl Act {
-    /// The epilogue form of an IR activation.
-    pub fn of(a: cnnjit_ir::Activation) -> Act {
-        use cnnjit_ir::Activation as A;
-        match a {
-            A::Relu => Act::Relu,
-            A::Relu6 => Act::Relu6,
-            A::LeakyRelu(s) => Act::LeakyRelu(s.to_bits()),
-            A::Tanh => Act::Tanh,
-            A::Sigmoid => Act::Sigmoid,
-            A::Swish => Act::Swish,
-            A::HardSwish => Act::HardSwish,
-            A::HardSigmoid => Act::HardSigmoid,
-        }
-    }
-}
+use cnnjit_ir::Activation;
 
 /// Loads and stores cannot trap (the kernel contract keeps them in bounds)
 /// but are not marked aligned: channel offsets make many of them 4-byte aligned
@@ -293,28 +256,28 @@ fn tanh(b: &mut FunctionBuilder, x: Value) -> Value {
 }
 
 /// `act(x)`, lane-wise.
-pub fn activate(b: &mut FunctionBuilder, act: Act, x: Value) -> Value {
+pub fn activate(b: &mut FunctionBuilder, act: Activation, x: Value) -> Value {
     let zero = splat(b, 0.0);
     match act {
-        Act::Relu => at_least(b, x, zero),
-        Act::Relu6 => {
+        Activation::Relu => at_least(b, x, zero),
+        Activation::Relu6 => {
             let six = splat(b, 6.0);
             let r = at_least(b, x, zero);
             at_most(b, r, six)
         }
-        Act::LeakyRelu(bits) => {
-            let slope = splat(b, f32::from_bits(bits));
+        Activation::LeakyRelu(slope) => {
+            let slope = splat(b, slope);
             let pos = at_least(b, x, zero);
             let neg = at_most(b, x, zero);
             mul_add(b, neg, slope, pos)
         }
-        Act::Sigmoid => sigmoid(b, x),
-        Act::Tanh => tanh(b, x),
-        Act::Swish => {
+        Activation::Sigmoid => sigmoid(b, x),
+        Activation::Tanh => tanh(b, x),
+        Activation::Swish => {
             let s = sigmoid(b, x);
             b.ins().fmul(x, s)
         }
-        Act::HardSigmoid | Act::HardSwish => {
+        Activation::HardSigmoid | Activation::HardSwish => {
             let three = splat(b, 3.0);
             let six = splat(b, 6.0);
             let sixth = splat(b, 1.0 / 6.0);
@@ -322,7 +285,7 @@ pub fn activate(b: &mut FunctionBuilder, act: Act, x: Value) -> Value {
             let t = at_least(b, t, zero);
             let t = at_most(b, t, six);
             let hs = b.ins().fmul(t, sixth);
-            if act == Act::HardSwish {
+            if act == Activation::HardSwish {
                 b.ins().fmul(x, hs)
             } else {
                 hs

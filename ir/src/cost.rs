@@ -18,7 +18,9 @@
 //!   the gradient with respect to its weights (its forward MACs again) and,
 //!   unless no learnable layer lies upstream of it (the first weighted layer
 //!   of a chain), the gradient with respect to its input (again as many);
-//! - [`training_bytes`]: `4 (2 params + batch (input + 2 stored))`.
+//! - [`training_bytes`]: `4 (2 params + batch (input + 2 stored))`, to which
+//!   an [`Optimizer`]'s state adds `4 params` per copy it keeps (SGD none,
+//!   momentum one, Adam two).
 //!
 //! Every sum is checked: a network whose figures overflow `u64` is
 //! [`ShapeError::Overflow`].
@@ -79,6 +81,37 @@ pub const fn training_bytes(
         .saturating_mul(2)
         .saturating_add(batch.saturating_mul(per_image))
         .saturating_mul(4)
+}
+
+/// The optimizer whose state is kept beside the parameters while training,
+/// for the training memory with its state ([`Optimizer::state_bytes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Optimizer {
+    /// Plain SGD: no state.
+    #[default]
+    Sgd,
+    /// SGD with momentum: one copy of the parameters (the velocity).
+    Momentum,
+    /// Adam: two copies (the first and second moments).
+    Adam,
+}
+
+impl Optimizer {
+    /// Copies of the parameters the optimizer keeps: 0, 1 or 2.
+    pub const fn state_copies(self) -> u64 {
+        match self {
+            Optimizer::Sgd => 0,
+            Optimizer::Momentum => 1,
+            Optimizer::Adam => 2,
+        }
+    }
+
+    /// Bytes of the optimizer's state for `params` `f32` parameters,
+    /// `4 params copies`, to add to [`training_bytes`] (which counts none).
+    /// It saturates at `u64::MAX` rather than overflow.
+    pub const fn state_bytes(self, params: u64) -> u64 {
+        params.saturating_mul(4).saturating_mul(self.state_copies())
+    }
 }
 
 /// Whether a layer's output is kept for the backward pass (not in place, not a view).
@@ -219,4 +252,32 @@ pub fn figures(graph: &Graph) -> Result<Figures, ShapeError> {
     }
     f.param_bytes = f.params.checked_mul(4).ok_or(ShapeError::Overflow)?;
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{training_bytes, Optimizer};
+
+    /// LeNet-5 (61,706 parameters, tests/data/ground_truth.json): momentum
+    /// keeps one copy, 4 x 61,706 = 246,824 bytes; Adam two, 493,648 bytes.
+    /// With LeNet-5's 1,024 inputs and 8,094 stored elements, training at
+    /// batch 1 takes 4 (2 x 61,706 + 1,024 + 2 x 8,094) = 562,496 bytes, so
+    /// with Adam 562,496 + 493,648 = 1,056,144.
+    #[test]
+    fn state_bytes_count_four_bytes_per_parameter_per_copy() {
+        assert_eq!(Optimizer::Sgd.state_bytes(61_706), 0);
+        assert_eq!(Optimizer::Momentum.state_bytes(61_706), 246_824);
+        assert_eq!(Optimizer::Adam.state_bytes(61_706), 493_648);
+        assert_eq!(
+            training_bytes(61_706, 1_024, 8_094, 1) + Optimizer::Adam.state_bytes(61_706),
+            1_056_144
+        );
+        assert_eq!(Optimizer::default(), Optimizer::Sgd);
+    }
+
+    #[test]
+    fn state_bytes_saturate() {
+        assert_eq!(Optimizer::Adam.state_bytes(u64::MAX / 4), u64::MAX);
+        assert_eq!(Optimizer::Momentum.state_bytes(u64::MAX), u64::MAX);
+    }
 }

@@ -221,8 +221,41 @@ pub struct Pool2d {
     pub count_include_pad: bool,
 }
 
-/// An element-wise activation function.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// An `f32` that is equal, hashed and ordered by its bits, so that a value
+/// carrying one (a kernel spec, an activation) can key a map or be compared
+/// for identity: `NaN` equals a `NaN` of the same bits, `0.0` and `-0.0`
+/// differ. The order is the bits' (as `u32`), not the numbers'.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct F32Bits(u32);
+
+impl F32Bits {
+    /// The key of `x`.
+    pub const fn new(x: f32) -> F32Bits {
+        F32Bits(x.to_bits())
+    }
+
+    /// The value.
+    pub const fn get(self) -> f32 {
+        f32::from_bits(self.0)
+    }
+}
+
+impl From<f32> for F32Bits {
+    fn from(x: f32) -> F32Bits {
+        F32Bits::new(x)
+    }
+}
+
+impl fmt::Debug for F32Bits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.get(), f)
+    }
+}
+
+/// An element-wise activation function. It is equal and hashed by the bits
+/// of its parameter ([`F32Bits`]), so that kernel specs fusing it can be
+/// deduplicated.
+#[derive(Clone, Copy, Debug)]
 pub enum Activation {
     /// max(x, 0).
     Relu,
@@ -240,6 +273,37 @@ pub enum Activation {
     HardSigmoid,
     /// x for x >= 0, else slope * x.
     LeakyRelu(f32),
+}
+
+impl Activation {
+    /// What equality and hashing compare: the variant and its parameter's bits.
+    fn key(&self) -> (std::mem::Discriminant<Activation>, Option<F32Bits>) {
+        let parameter = match *self {
+            Activation::LeakyRelu(slope) => Some(F32Bits::new(slope)),
+            Activation::Relu
+            | Activation::Relu6
+            | Activation::Tanh
+            | Activation::Sigmoid
+            | Activation::Swish
+            | Activation::HardSwish
+            | Activation::HardSigmoid => None,
+        };
+        (std::mem::discriminant(self), parameter)
+    }
+}
+
+impl PartialEq for Activation {
+    fn eq(&self, other: &Activation) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Activation {}
+
+impl std::hash::Hash for Activation {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
 }
 
 /// PyTorch's `LocalResponseNorm` across channels.
@@ -602,5 +666,49 @@ impl Graph {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Activation, F32Bits};
+    use std::collections::HashSet;
+
+    #[test]
+    fn f32_bits_key_by_bits() {
+        let nan = f32::NAN;
+        assert_eq!(
+            F32Bits::new(nan),
+            F32Bits::new(f32::from_bits(nan.to_bits()))
+        );
+        assert_ne!(F32Bits::new(0.0), F32Bits::new(-0.0));
+        assert_eq!(F32Bits::new(0.25).get(), 0.25);
+        assert_eq!(format!("{:?}", F32Bits::from(0.1)), "0.1");
+        // Ordered by bits: -1.0 has the sign bit, so it comes after 2.0.
+        assert!(F32Bits::new(2.0) < F32Bits::new(-1.0));
+    }
+
+    /// An activation is equal and hashed by its slope's bits: a NaN slope
+    /// equals itself (with `f32`'s `==` it did not, so a spec fusing it
+    /// never matched its own copy) and `0.0` differs from `-0.0`.
+    #[test]
+    fn activations_are_equal_and_hashed_by_bits() {
+        let nan = Activation::LeakyRelu(f32::NAN);
+        let copy = Activation::LeakyRelu(f32::from_bits(f32::NAN.to_bits()));
+        assert_eq!(nan, copy);
+        assert_ne!(Activation::LeakyRelu(0.0), Activation::LeakyRelu(-0.0));
+        assert_ne!(Activation::Relu, Activation::Relu6);
+        let set: HashSet<Activation> = [
+            nan,
+            copy,
+            Activation::LeakyRelu(0.1),
+            Activation::LeakyRelu(0.1),
+            Activation::LeakyRelu(0.2),
+            Activation::Relu,
+            Activation::Relu,
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(set.len(), 4);
     }
 }

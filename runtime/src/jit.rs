@@ -45,7 +45,6 @@ use cnnjit_codegen::lrn::LrnSpec;
 use cnnjit_codegen::pool::PoolSpec;
 use cnnjit_codegen::separable::{Half, SeparableSpec};
 use cnnjit_codegen::softmax::SoftmaxSpec;
-use cnnjit_codegen::vector::Act;
 use cnnjit_codegen::{Algorithm, ChannelSlice, Epilogue, Tile};
 use cnnjit_codegen::{CodegenError, Jit, Kernel, KernelFn, KernelId, Lengths, Program};
 use cnnjit_ir::plan::{Plan, Step};
@@ -542,7 +541,7 @@ fn lower<'p>(
                 affines.push(unfolded_affine(&bn).map_err(|e| internal(graph, *id, e))?);
                 epilogue.push(Epilogue::Affine);
             }
-            (Op::Activation(a), _) => epilogue.push(Epilogue::Act(Act::of(*a))),
+            (Op::Activation(a), _) => epilogue.push(Epilogue::Act(*a)),
             (Op::Add, _) if extra.is_none() => {
                 // The shortcut is this step's input after the anchor's own inputs and
                 // any earlier epilogue inputs (only adds have them, and this is the first).

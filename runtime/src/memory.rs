@@ -14,10 +14,16 @@
 //! `MemAvailable` in `/proc/meminfo`: free memory plus what the kernel can
 //! reclaim), and a model's whole footprint (arena, packed weights, working
 //! memory) must fit in it; [`Options::memory_limit`](crate::Options::memory_limit)
-//! sets another. Available rather than physical memory, because what the
-//! process already holds counts: the weights a command has just read leave
-//! less for the model it then builds, and each step's budget sees that.
-//! Where it is unknown (not Linux), only the allocator's refusal bounds it.
+//! sets another. Where it is unknown (not Linux), only the allocator's
+//! refusal bounds it.
+//!
+//! One budget serves a whole command: it is made once and passed to every
+//! step that allocates ([`Weights::from_file_in`](crate::Weights::from_file_in),
+//! [`Model::with_budget`](crate::Model::with_budget), the outputs of a batch),
+//! so that what one step keeps is counted against the next and two
+//! reservations that each fit but not together are refused. Memory a step
+//! frees before it returns (the bytes of a file once parsed) is taken from a
+//! copy of the budget (`Budget` is `Copy`), so it is not counted twice.
 
 use crate::error::{Error, Result};
 use std::io::Read;

@@ -14,7 +14,9 @@
 //! is allocated ([`Options::memory_limit`], by default the memory the
 //! machine has available; see [`crate::memory`]), the arena first: a network too large for
 //! memory is an [`Error::OutOfMemory`] naming the bytes and what they were
-//! for, never an abort. [`Options::threads`] is at most [`MAX_THREADS`].
+//! for, never an abort. [`Model::with_budget`] takes the budget of a whole
+//! command instead, so that the weights read before and the buffers
+//! allocated after count against the same limit. [`Options::threads`] is at most [`MAX_THREADS`].
 
 use crate::error::{Error, Result};
 use crate::exec::{self, Arena};
@@ -58,7 +60,8 @@ pub struct Options {
     /// checked before it is allocated. `None` (the default) is the memory the
     /// machine has available when the model is built, where it is known
     /// (Linux's `MemAvailable`), else no limit but the allocator's. More is
-    /// an [`Error::OutOfMemory`].
+    /// an [`Error::OutOfMemory`]. [`Model::with_budget`] ignores it: its
+    /// budget is the limit.
     pub memory_limit: Option<u64>,
     /// Which Winograd convolutions the cost model may choose (default: any).
     pub winograd: Winograd,
@@ -151,6 +154,20 @@ impl Model {
 
     /// [`Model::new`] with options.
     pub fn with_options(graph: Graph, weights: &Weights, options: Options) -> Result<Model> {
+        let mut budget = Budget::new(options.memory_limit);
+        Model::with_budget(graph, weights, options, &mut budget)
+    }
+
+    /// [`Model::with_options`], taking everything the model allocates from
+    /// `budget` (the budget of the whole command, see [`crate::memory`])
+    /// rather than from a budget of [`Options::memory_limit`], which is
+    /// then not read.
+    pub fn with_budget(
+        graph: Graph,
+        weights: &Weights,
+        options: Options,
+        budget: &mut Budget,
+    ) -> Result<Model> {
         if options.threads > MAX_THREADS {
             return Err(Error::TooManyThreads {
                 requested: options.threads,
@@ -162,13 +179,12 @@ impl Model {
             .verify()
             .map_err(|source| Error::InvalidGraph { net: net(), source })?;
         let plan = plan::plan(&graph).map_err(|source| Error::Plan { net: net(), source })?;
-        let mut budget = Budget::new(options.memory_limit);
-        let arena = Arena::new(plan.arena_bytes, &mut budget, || {
+        let arena = Arena::new(plan.arena_bytes, budget, || {
             format!("the activation arena of net `{}`", graph.name)
         })?;
         let leave_weights_in_file = !options.reference && cfg!(feature = "jit");
         if !leave_weights_in_file {
-            reserve_weights(&graph, &mut budget)?;
+            reserve_weights(&graph, budget)?;
         }
         let params = load_params(
             &graph,
@@ -190,7 +206,7 @@ impl Model {
             },
         };
         if !options.reference {
-            model.compile(options, weights, &mut budget)?;
+            model.compile(options, weights, budget)?;
         }
         let name = &model.engine.graph.name;
         model.scratch = budget.zeroed(model.engine.scratch_len(), || {
@@ -290,9 +306,10 @@ impl Model {
     /// (see [`random_weights`]); the same seed gives the same model. Weights
     /// that do not fit in memory are an [`Error::OutOfMemory`].
     pub fn random(graph: Graph, seed: u64) -> Result<Model> {
-        reserve_weights(&graph, &mut Budget::new(None))?;
+        let mut budget = Budget::new(None);
+        reserve_weights(&graph, &mut budget)?;
         let weights = random_weights(&graph, seed);
-        Model::new(graph, &weights)
+        Model::with_budget(graph, &weights, Options::default(), &mut budget)
     }
 
     /// The net called `net` (or the only net) of a `.cnn` source.
@@ -319,16 +336,7 @@ impl Model {
         weights: &Weights,
         options: Options,
     ) -> Result<Model> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Model::with_options(
-            graph_from_source(&text, &path.display().to_string(), net)?,
-            weights,
-            options,
-        )
+        Model::with_options(graph_from_file(path, net)?, weights, options)
     }
 
     /// The network.
@@ -472,6 +480,17 @@ fn check_len(what: &'static str, expected: usize, found: usize) -> Result<()> {
             found,
         })
     }
+}
+
+/// The net called `net` (or the only net) of a `.cnn` file, as
+/// [`Model::from_file`] reads it: for [`Model::with_budget`].
+pub fn graph_from_file(path: impl AsRef<Path>, net: Option<&str>) -> Result<Graph> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    graph_from_source(&text, &path.display().to_string(), net)
 }
 
 /// Compiles `source` and picks the net called `net`, or the only one.

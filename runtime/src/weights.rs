@@ -84,12 +84,20 @@ impl Weights {
     /// the machine has available, [`Error::Corrupt`] (naming the path) if it is not valid
     /// safetensors, [`Error::WrongDtype`] if a tensor is not `F32`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Weights, Error> {
+        Weights::from_file_in(path, &mut Budget::new(None))
+    }
+
+    /// [`Weights::from_file`] under `budget`, the budget of the whole command
+    /// (see [`crate::memory`]): the tensors are taken from it for good, the
+    /// file's bytes only while they are parsed.
+    pub fn from_file_in(path: impl AsRef<Path>, budget: &mut Budget) -> Result<Weights, Error> {
         let path = path.as_ref();
-        let mut budget = Budget::new(None);
         // The tensors copied out take as much again as the file's bytes.
         let len = std::fs::metadata(path).map_or(0, |m| m.len());
         budget.take(len, || format!("the tensors of {}", path.display()))?;
-        let bytes = memory::read_file(path, &mut budget)?;
+        // The bytes are freed once parsed: taken from a copy of the budget.
+        let mut parsing = *budget;
+        let bytes = memory::read_file(path, &mut parsing)?;
         Weights::parse(&bytes, &path.display().to_string())
     }
 

@@ -101,3 +101,37 @@ fn rounding_errors_pass() {
     let relu: Vec<f32> = (0..100).map(|i| if i < 70 { 0.0 } else { 2.0 }).collect();
     assert_eq!(Agreement::between(&relu, &relu, backend()).typical, 2.0);
 }
+
+/// One memory budget for the whole comparison: the weights and both models
+/// count against `Options::memory_limit` together. `Wide`'s arena holds its
+/// input and its output, 512 x 512 x 4 floats each, 2 x 4 MiB = 8 MiB; its
+/// weights are 20 floats. A limit of 12 MiB fits either model alone, not
+/// both (16 MiB). Each model used to get a budget of its own, and this
+/// comparison passed.
+#[test]
+fn the_weights_and_both_models_share_the_memory_limit() {
+    let graph = cnnjit::lang::compile_source("Wide(512x512x4) { conv(4, 1x1) }")
+        .unwrap()
+        .remove(0)
+        .graph;
+    let limit = Some(12 << 20);
+    let weights = cnnjit::check::lively_weights(&graph, 1);
+    for reference in [true, false] {
+        let alone = Options {
+            reference,
+            memory_limit: limit,
+            ..Options::default()
+        };
+        let model = cnnjit::Model::with_options(graph.clone(), &weights, alone);
+        assert!(model.is_ok(), "reference {reference}: {:?}", model.err());
+    }
+    let options = Options {
+        memory_limit: limit,
+        ..Options::default()
+    };
+    let err = cnnjit::check::jit_against_reference(&graph, 1, options).unwrap_err();
+    assert!(matches!(err, cnnjit::Error::OutOfMemory { .. }), "{err}");
+    let input = vec![0.5; 512 * 512 * 4];
+    let err = jit_against_reference_with(&graph, &weights, &input, options).unwrap_err();
+    assert!(matches!(err, cnnjit::Error::OutOfMemory { .. }), "{err}");
+}

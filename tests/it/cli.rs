@@ -64,6 +64,32 @@ fn summary_json_has_every_documented_key() {
 }
 
 #[test]
+fn summary_adds_the_optimizer_state() {
+    // LeNet-5's 61,706 parameters: momentum keeps one copy (246,824 bytes),
+    // Adam two (493,648 bytes), beside the 562,496 bytes of training at
+    // batch 1 and 4 (2 * 61,706 + 32 (1024 + 2 * 8,094)) = 2,696,784 at 32.
+    for (optimizer, state) in [("sgd", 0), ("momentum", 246_824), ("adam", 493_648)] {
+        let out = cnnjit(&[
+            "summary",
+            &nets("lenet5.cnn"),
+            "--json",
+            "--optimizer",
+            optimizer,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let net = &json["nets"][0];
+        assert_eq!(net["optimizer"], optimizer);
+        assert_eq!(net["train_bytes"]["1"], 562_496 + state, "{optimizer}");
+        assert_eq!(net["train_bytes"]["32"], 2_696_784 + state, "{optimizer}");
+    }
+}
+
+#[test]
 fn summary_text_and_net_selection() {
     let out = cnnjit(&["summary", &nets("resnet.cnn"), "--net", "ResNet18"]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -4,7 +4,6 @@
 //! ("Formatting argument out of range").
 
 use cnnjit::ir::summary::MAX_CELL;
-use cnnjit::report::{table, Row};
 use std::process::{Command, Output};
 
 /// A label of 65,536 characters (a Rust identifier).
@@ -49,9 +48,6 @@ fn library_tables_clip_a_65536_character_label() {
     assert_clipped(&model.kernels().to_string());
     let input = cnnjit::check::random_input(model.input_len(), 1);
     assert_clipped(&model.profile(&input, 1).expect("a profile").to_string());
-    let mut row = Row::of(&summary);
-    row.name = label();
-    assert_clipped(&table(&[row]));
 }
 
 fn cnnjit(args: &[&str]) -> Output {

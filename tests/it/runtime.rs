@@ -179,3 +179,38 @@ fn models_from_source_pick_their_net() {
         "{err}"
     );
 }
+
+/// One budget through a command: the weights read and the model built from
+/// them count against one limit. `Wide`'s 1x1 conv has 1024 x 1024 weights
+/// and 1024 biases, W = 4 MiB + 4 KiB (its safetensors file a few hundred
+/// bytes more); its arena holds its input and its output, 32 x 32 x 1024
+/// floats each, A = 8 MiB. Reading the file takes 2 W at most (the bytes
+/// and the tensors), the reference model A + W (the arena and its copy of
+/// the weights): a limit of 14 MiB fits each alone but not both, W + A + W
+/// = 16 MiB and some.
+#[test]
+fn weights_and_model_share_one_budget() {
+    use cnnjit::runtime::memory::Budget;
+    let graph = cnnjit::lang::compile_source("Wide(32x32x1024) { conv(1024, 1x1) }")
+        .unwrap()
+        .remove(0)
+        .graph;
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("one_budget.safetensors");
+    cnnjit::runtime::params::random_weights(&graph, 1)
+        .save(&path)
+        .unwrap();
+    let limit = Some(14 << 20);
+    let reference = Options {
+        reference: true,
+        ..Options::default()
+    };
+    let weights =
+        Weights::from_file_in(&path, &mut Budget::new(limit)).expect("the weights alone fit");
+    Model::with_budget(graph.clone(), &weights, reference, &mut Budget::new(limit))
+        .expect("the model alone fits");
+    let mut budget = Budget::new(limit);
+    let weights = Weights::from_file_in(&path, &mut budget).unwrap();
+    let err = Model::with_budget(graph, &weights, reference, &mut budget).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+    std::fs::remove_file(&path).unwrap();
+}

@@ -52,7 +52,6 @@ use cnnjit_codegen::lrn::LrnSpec;
 use cnnjit_codegen::pool::PoolSpec;
 use cnnjit_codegen::separable::{Half, SeparableSpec};
 use cnnjit_codegen::softmax::SoftmaxSpec;
-use cnnjit_codegen::vector::Act;
 use cnnjit_codegen::winograd::WinogradSpec;
 use cnnjit_codegen::{ChannelSlice, Epilogue, Jit, Kernel, Lengths};
 use cnnjit_runtime::ir::{self, Activation, Conv2d, Hw, Padding, Pool2d, PoolKind};
@@ -431,7 +430,7 @@ fn random_epilogue(rng: &mut Rng, add: bool) -> (Vec<Step>, Vec<Epilogue>) {
         .iter()
         .map(|s| match *s {
             Step::Affine => Epilogue::Affine,
-            Step::Act(a) => Epilogue::Act(Act::of(a)),
+            Step::Act(a) => Epilogue::Act(a),
             Step::Add => Epilogue::Add,
         })
         .collect();

@@ -22,9 +22,9 @@
 
 use cnnjit_codegen::algorithm::Algorithm;
 use cnnjit_codegen::conv::ConvSpec;
-use cnnjit_codegen::vector::Act;
 use cnnjit_codegen::winograd::WinogradSpec;
 use cnnjit_codegen::{Epilogue, Jit, Kernel};
+use cnnjit_ir::Activation;
 use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers};
 use cnnjit_runtime::params::random_weights;
 use cnnjit_runtime::report::Path;
@@ -178,7 +178,7 @@ fn every_algorithm_is_within_its_tolerance_of_f64() {
 fn the_epilogue_follows_the_output_transform() {
     // Bias, relu, then a residual add, as a ResNet block's second conv with
     // its shortcut: the same as the f64 convolution with those applied.
-    let steps = vec![Epilogue::Act(Act::Relu), Epilogue::Add];
+    let steps = vec![Epilogue::Act(Activation::Relu), Epilogue::Add];
     let spec = spec([9, 10, 12], 6, 1, steps);
     let input = values(9 * 10 * 12, 7, 1.0);
     let weight = values(6 * 12 * 9, 8, 0.3);

@@ -5,11 +5,16 @@
 //! caret, and the exit status is 1.
 
 use clap::{Parser, Subcommand};
-use cnnjit::ir::{dot, summary::Summary};
+use cnnjit::ir::{cost, dot, summary::Summary};
 use cnnjit::lang::{dsl::diagnostic, CompiledNet};
-use cnnjit::{npy, report};
+use cnnjit::npy;
+use cnnjit::runtime::memory::Budget;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+mod bench;
+mod peak;
+mod report;
 
 #[derive(Parser)]
 #[command(
@@ -167,7 +172,8 @@ enum Command {
     },
 }
 
-/// Optimizer state kept beside the parameters while training.
+/// `--optimizer`: the state kept beside the parameters while training
+/// ([`cost::Optimizer`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Optimizer {
     /// Plain SGD: no state.
@@ -199,12 +205,12 @@ impl From<WinogradArg> for cnnjit::Winograd {
     }
 }
 
-impl Optimizer {
-    fn state_copies(self) -> u64 {
-        match self {
-            Optimizer::Sgd => 0,
-            Optimizer::Momentum => 1,
-            Optimizer::Adam => 2,
+impl From<Optimizer> for cost::Optimizer {
+    fn from(arg: Optimizer) -> cost::Optimizer {
+        match arg {
+            Optimizer::Sgd => cost::Optimizer::Sgd,
+            Optimizer::Momentum => cost::Optimizer::Momentum,
+            Optimizer::Adam => cost::Optimizer::Adam,
         }
     }
 }
@@ -273,10 +279,10 @@ fn summary_json(nets: &[CompiledNet], optimizer: Optimizer) -> serde_json::Value
     serde_json::json!({ "nets": nets })
 }
 
-/// Training bytes at `batch` with the optimizer's state (4 bytes a copy of each parameter).
+/// Training bytes at `batch` with the optimizer's state ([`cost::Optimizer::state_bytes`]).
 fn train_bytes(s: &Summary, batch: u64, optimizer: Optimizer) -> u64 {
     s.training_bytes(batch)
-        .saturating_add(4 * s.params * optimizer.state_copies())
+        .saturating_add(cost::Optimizer::from(optimizer).state_bytes(s.params))
 }
 
 /// The net called `net`, or the only net of the file.
@@ -312,12 +318,12 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     use std::time::Duration;
     let name = net.graph.name.to_string();
     let fail = |e: cnnjit::Error| format!("error: {name}: {e}");
-    let mut memory = cnnjit::runtime::memory::Budget::new(None);
-    cnnjit::runtime::params::reserve_weights(&net.graph, &mut memory).map_err(fail)?;
-    let weights = cnnjit::runtime::params::random_weights(&net.graph, 0);
+    let mut memory = Budget::new(None);
+    let weights = random_weights(&net.graph, &mut memory).map_err(fail)?;
     eprintln!("compiling {name} ...");
     let mut jit =
-        cnnjit::Model::with_options(net.graph.clone(), &weights, args.options).map_err(fail)?;
+        cnnjit::Model::with_budget(net.graph.clone(), &weights, args.options, &mut memory)
+            .map_err(fail)?;
     let (compile_ms, pack_ms, cranelift_ms, kernels, native_tile) = match jit.backend() {
         Backend::Jit {
             compile_ms,
@@ -346,14 +352,14 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     }
     let profile = if args.profile {
         eprintln!("profiling each step ...");
-        Some(cnnjit::bench::profile(&mut jit, 5, Duration::from_secs(1)).map_err(fail)?)
+        Some(bench::profile(&mut jit, 5, Duration::from_secs(1)).map_err(fail)?)
     } else {
         None
     };
     let mut latencies = Vec::with_capacity(args.batches.len());
     for &batch in &args.batches {
         eprintln!("timing the JIT at batch {batch} ...");
-        let timing = cnnjit::bench::time_forward(&mut jit, batch, 5, Duration::from_secs(2))
+        let timing = bench::time_forward(&mut jit, batch, 5, Duration::from_secs(2), memory)
             .map_err(fail)?;
         latencies.push((batch, timing.median_ms));
     }
@@ -365,15 +371,16 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
             ..cnnjit::Options::default()
         };
         let mut slow =
-            cnnjit::Model::with_options(net.graph.clone(), &weights, reference).map_err(fail)?;
-        let timing = cnnjit::bench::time_forward(&mut slow, batch, 1, Duration::from_secs(2))
+            cnnjit::Model::with_budget(net.graph.clone(), &weights, reference, &mut memory)
+                .map_err(fail)?;
+        let timing = bench::time_forward(&mut slow, batch, 1, Duration::from_secs(2), memory)
             .map_err(fail)?;
         Some(timing.median_ms)
     } else {
         None
     };
     eprintln!("measuring the FMA peak ...");
-    let peak = cnnjit::peak::measure_peak(Duration::from_millis(200));
+    let peak = peak::measure_peak(Duration::from_millis(200));
     let threads = if args.options.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -454,16 +461,29 @@ fn steps_json(
     steps.into()
 }
 
+/// Random weights for `graph` ([`cnnjit::runtime::params::random_weights`],
+/// seed 0), taken from `memory` before they are made.
+fn random_weights(
+    graph: &cnnjit::Graph,
+    memory: &mut Budget,
+) -> Result<cnnjit::Weights, cnnjit::Error> {
+    cnnjit::runtime::params::reserve_weights(graph, memory)?;
+    Ok(cnnjit::runtime::params::random_weights(graph, 0))
+}
+
 /// Batch-1 median latency of a net with random weights, with progress on stderr.
 fn measure(net: &CompiledNet) -> Result<f64, String> {
     let name = &net.graph.name;
+    let fail = |e: cnnjit::Error| format!("error: {name}: {e}");
     eprint!("benchmarking {name} ... ");
-    let mut model =
-        cnnjit::Model::random(net.graph.clone(), 0).map_err(|e| format!("error: {name}: {e}"))?;
+    let mut memory = Budget::new(None);
+    let weights = random_weights(&net.graph, &mut memory).map_err(fail)?;
+    let options = cnnjit::Options::default();
+    let mut model = cnnjit::Model::with_budget(net.graph.clone(), &weights, options, &mut memory)
+        .map_err(fail)?;
     warn_if_fallen_back(&model);
-    let timing =
-        cnnjit::bench::time_forward(&mut model, 1, 3, std::time::Duration::from_millis(500))
-            .map_err(|e| format!("error: {name}: {e}"))?;
+    let duration = std::time::Duration::from_millis(500);
+    let timing = bench::time_forward(&mut model, 1, 3, duration, memory).map_err(fail)?;
     eprintln!("{:.3} ms (median of {})", timing.median_ms, timing.runs);
     Ok(timing.median_ms)
 }
@@ -490,11 +510,16 @@ fn run_model(
     top: usize,
     options: cnnjit::Options,
 ) -> Result<String, String> {
-    let params = cnnjit::Weights::from_file(weights).map_err(|e| weights_error(e, weights))?;
-    let mut model = cnnjit::Model::from_file_with_options(file, net, &params, options)
+    // One budget for the weights, the model, the images and the outputs.
+    let mut memory = Budget::new(None);
+    let params = cnnjit::Weights::from_file_in(weights, &mut memory)
+        .map_err(|e| weights_error(e, weights))?;
+    let graph = cnnjit::runtime::model::graph_from_file(file, net)
+        .map_err(|e| weights_error(e, weights))?;
+    let mut model = cnnjit::Model::with_budget(graph, &params, options, &mut memory)
         .map_err(|e| weights_error(e, weights))?;
     warn_if_fallen_back(&model);
-    let array = npy::read_f32(input).map_err(|e| format!("error: {e}"))?;
+    let array = npy::read_f32_in(input, &mut memory).map_err(|e| format!("error: {e}"))?;
     let graph = model.graph();
     let (input_dims, output_dims) = (graph.input_shape().dims(), graph.output_shape().dims());
     let Some(images) = npy::images_in(&array.shape, &input_dims) else {
@@ -511,7 +536,7 @@ fn run_model(
     };
     let out_len = model.output_len();
     let len = usize::try_from(images).map_or(usize::MAX, |n| n.saturating_mul(out_len));
-    let mut outputs = cnnjit::runtime::memory::Budget::new(None)
+    let mut outputs = memory
         .zeroed(len, || format!("the outputs of {images} images"))
         .map_err(|e| format!("error: {}: {e}", input.display()))?;
     model
@@ -713,7 +738,7 @@ fn run(cli: Cli) -> Result<String, String> {
             },
         ),
         Command::Peak { json } => Ok(peak_report(
-            &cnnjit::peak::measure_peak(std::time::Duration::from_millis(200)),
+            &peak::measure_peak(std::time::Duration::from_millis(200)),
             json,
         )),
         Command::Import { model, output, net } => {
@@ -747,7 +772,7 @@ fn run(cli: Cli) -> Result<String, String> {
 
 /// `cnnjit peak`'s output: one line per vector width the CPU has, or one
 /// JSON object (`null` for the widths it lacks).
-fn peak_report(peak: &cnnjit::peak::Peak, json: bool) -> String {
+fn peak_report(peak: &peak::Peak, json: bool) -> String {
     if json {
         let value = serde_json::json!({
             "peak_gflops_128": peak.gflops_128,

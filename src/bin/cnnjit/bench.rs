@@ -2,8 +2,8 @@
 //! median latency of forward passes on deterministic input. Speed is
 //! reported, never asserted: these machines are shared and noisy.
 
-use crate::runtime::memory::Budget;
-use crate::{Error, Model};
+use cnnjit::runtime::memory::Budget;
+use cnnjit::{Error, Model};
 use std::time::{Duration, Instant};
 
 /// Latencies measured for one model.
@@ -16,14 +16,17 @@ pub struct Timing {
 }
 
 /// Times `model.forward_batch` on `batch` images: one warm-up, then runs
-/// until at least `min_runs` and `budget` have passed (at most 1000 runs).
-/// A batch whose inputs and outputs do not fit in the machine's memory is an
-/// [`Error::OutOfMemory`], before anything is allocated.
+/// until at least `min_runs` and `duration` have passed (at most 1000 runs).
+/// A batch whose inputs and outputs do not fit in `memory` (what the
+/// command's budget has left; they are freed on return, so the caller's
+/// budget is not charged) is an [`Error::OutOfMemory`], before anything is
+/// allocated.
 pub fn time_forward(
     model: &mut Model,
     batch: usize,
     min_runs: usize,
-    budget: Duration,
+    duration: Duration,
+    mut memory: Budget,
 ) -> Result<Timing, Error> {
     let batch = batch.max(1);
     let what = |buffers: &str| format!("the {buffers} of a batch of {batch} images");
@@ -31,14 +34,13 @@ pub fn time_forward(
         model.input_len().saturating_mul(batch),
         model.output_len().saturating_mul(batch),
     );
-    let mut memory = Budget::new(None);
     memory.take((in_len as u64).saturating_mul(4), || what("inputs"))?;
     let mut output = memory.zeroed(out_len, || what("outputs"))?;
-    let input = crate::check::random_input(in_len, 1);
+    let input = cnnjit::check::random_input(in_len, 1);
     model.forward_batch(&input, &mut output)?;
     let start = Instant::now();
     let mut times = Vec::new();
-    while times.len() < min_runs.max(1) || (start.elapsed() < budget && times.len() < 1000) {
+    while times.len() < min_runs.max(1) || (start.elapsed() < duration && times.len() < 1000) {
         let t = Instant::now();
         model.forward_batch(&input, &mut output)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
@@ -58,8 +60,8 @@ pub fn profile(
     model: &mut Model,
     min_runs: usize,
     budget: Duration,
-) -> Result<crate::runtime::report::Profile, Error> {
-    let input = crate::check::random_input(model.input_len(), 1);
+) -> Result<cnnjit::runtime::report::Profile, Error> {
+    let input = cnnjit::check::random_input(model.input_len(), 1);
     let start = Instant::now();
     model.forward(&input)?;
     let pass = start.elapsed().as_secs_f64().max(1e-9);

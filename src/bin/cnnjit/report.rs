@@ -3,7 +3,7 @@
 //! y: measured latency when benchmarked, else parameters; bubble area:
 //! parameters). Used by `cnnjit compare`.
 
-use crate::ir::summary::{clip, thousands, Summary, MAX_CELL};
+use cnnjit::ir::summary::{clip, thousands, Summary, MAX_CELL};
 use plotters::prelude::*;
 use std::fmt::Write;
 
@@ -155,4 +155,41 @@ pub fn bubble_chart(rows: &[Row]) -> Result<String, String> {
         root.present().map_err(|e| err(&e))?;
     }
     Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str) -> Row {
+        Row {
+            name: name.to_string(),
+            params: 1,
+            macs: 2,
+            flops: 3,
+            inference_bytes: 4,
+            train_bytes_32: 5,
+            latency_ms: None,
+        }
+    }
+
+    #[test]
+    fn no_network_is_no_chart() {
+        assert_eq!(bubble_chart(&[]), Err("no network to draw".to_string()));
+    }
+
+    /// A name of 65,536 characters used to panic the formatter ("Formatting
+    /// argument out of range"); the table clips it to `MAX_CELL` characters.
+    #[test]
+    fn a_long_name_is_clipped() {
+        let name = format!("s{}", "t".repeat(65_535));
+        let text = table(&[row(&name)]);
+        let clipped = format!("{}…", &name[..MAX_CELL - 1]);
+        assert!(text.contains(&format!("| {clipped} |")), "{text:.2000}");
+        assert!(!text.contains(&name[..MAX_CELL]), "not clipped");
+        assert!(
+            text.lines().all(|l| l.chars().count() < 400),
+            "{text:.2000}"
+        );
+    }
 }
