@@ -751,7 +751,6 @@ impl<'c> CallArgs<'c> {
             }
         }
     }
-}
 
     /// Argument `name` as written, where it is not `pad` (which needs a window).
     fn given(&self, name: &str) -> Option<Val> {
@@ -905,7 +904,8 @@ fn unknown_layer<'b>(word: &str, blocks: impl Iterator<Item = &'b String>) -> St
         return format!("`{word}` is written `{usage}`");
     }
     let blocks: Vec<&str> = blocks.map(|s| s.as_str()).collect();
-    let candidates = layers::words().chain(blocks.iter().copied());
+    let words: Vec<&str> = layers::words().collect();
+    let candidates = words.iter().chain(&blocks).copied();
     match nearest(word, candidates) {
         Some(near) => format!("unknown layer `{word}`; did you mean `{near}`?"),
         None => format!("unknown layer `{word}`; expected a layer such as `conv`, `relu`, `maxpool`, or a block defined with `block {word}(...)`"),

@@ -100,7 +100,8 @@ fn the_table_agrees_with_op_kind() {
             let input = expanded.graph.input_shape();
             let (written, _) = layers::written(&node.op, input).expect("a layer");
             assert_eq!(written.name, row.name, "{call}");
-            assert_eq!(print::layer(&node.op, input).as_deref(), Ok(row.name), "{call}");
+            let printed = print::layer(&node.op, input).expect("a layer");
+            assert_eq!(printed.split('(').next(), Some(row.name), "{call}");
         }
     }
 }
@@ -111,7 +112,8 @@ fn layers_are_written_with_the_arguments_that_differ_from_their_defaults() {
         ("conv(8, 3x3, stride = 2, pad = 1, bias = false)", "conv(8, 3x3, stride = 2, pad = 1, bias = false)"),
         ("conv(8, 1x3, stride = 1, pad = valid, dilation = 1, groups = 1, bias = true)", "conv(8, 1x3)"),
         ("conv(8, 3, stride = (1, 2), pad = (1, 0), dilation = 2x2)", "conv(8, 3x3, stride = 1x2, pad = (1, 0), dilation = 2)"),
-        ("dwconv(3x3, stride = 2, pad = same, multiplier = 2)", "dwconv(3x3, stride = 2, pad = same, multiplier = 2)"),
+        ("dwconv(3x3, stride = 2, pad = same, multiplier = 2)", "dwconv(3x3, stride = 2, pad = 1, multiplier = 2)"),
+        ("conv(4, 2x2, pad = same)", "conv(4, 2x2, pad = same)"),
         ("maxpool(2x2, stride = 2)", "maxpool(2x2)"),
         ("avgpool(3x3, stride = 1, pad = 1, count_include_pad = false)", "avgpool(3x3, stride = 1, pad = 1, count_include_pad = false)"),
         ("batchnorm(eps = 1e-5)", "bn"),

@@ -409,9 +409,8 @@ fn pool(args: &dyn Args, kind: PoolKind) -> syn::Result<Op> {
         stride,
         padding,
         ceil: args.bool("ceil")?.expect("ceil has a default"),
-        count_include_pad: args
-            .bool("count_include_pad")?
-            .expect("count_include_pad has a default"),
+        // `maxpool` has no such argument: no padding enters a maximum.
+        count_include_pad: args.bool("count_include_pad")?.unwrap_or(true),
     }))
 }
 
@@ -475,13 +474,19 @@ pub fn written(op: &Op, input: Shape) -> Option<(&'static Layer, Vec<(&'static s
             v
         }
         Op::Dense(d) => vec![("N", Val::Int(d.out_features)), ("bias", Val::Bool(d.bias))],
-        Op::Pool2d(p) => vec![
-            ("kernel", Val::Dims(p.kernel)),
-            ("stride", Val::Dims(p.stride)),
-            ("pad", Val::Pad(p.padding)),
-            ("ceil", Val::Bool(p.ceil)),
-            ("count_include_pad", Val::Bool(p.count_include_pad)),
-        ],
+        Op::Pool2d(p) => {
+            let mut v = vec![
+                ("kernel", Val::Dims(p.kernel)),
+                ("stride", Val::Dims(p.stride)),
+                ("pad", Val::Pad(p.padding)),
+                ("ceil", Val::Bool(p.ceil)),
+            ];
+            // `maxpool` cannot say `count_include_pad = false`.
+            if p.kind == PoolKind::Avg || !p.count_include_pad {
+                v.push(("count_include_pad", Val::Bool(p.count_include_pad)));
+            }
+            v
+        }
         Op::BatchNorm { eps } => vec![("eps", Val::Float(eps))],
         Op::Activation(Activation::LeakyRelu(a)) => vec![("a", Val::Float(a))],
         Op::Dropout { p } => vec![("p", Val::Float(p))],

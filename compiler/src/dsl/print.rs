@@ -153,6 +153,9 @@ pub enum Unwritable {
     /// Padding that is neither symmetric nor `same` for its input.
     #[error("padding {0} (top, left, bottom, right) is neither symmetric nor `same` (extra at the bottom and right), which is all the language writes")]
     Padding(Padding),
+    /// A value the layer's word has no argument for.
+    #[error("`{0}` has no argument `{1}` to write its value")]
+    Argument(&'static str, &'static str),
     /// An input or a join where a layer is due.
     #[error("`{0}` is not a layer a word writes")]
     NotALayer(&'static str),
@@ -191,6 +194,9 @@ pub fn layer(op: &Op, input: Shape) -> Result<String, Unwritable> {
     let Some((row, values)) = layers::written(op, input) else {
         return Err(Unwritable::NotALayer(op.kind()));
     };
+    if let Some((name, _)) = values.iter().find(|(name, _)| row.param(name).is_none()) {
+        return Err(Unwritable::Argument(row.name, name));
+    }
     let value = |name: &str| values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
     let mut positional = Vec::new();
     for p in row
