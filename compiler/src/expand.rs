@@ -804,15 +804,13 @@ impl layers::Args for CallArgs<'_> {
 
     fn padding(&self, kernel: Hw, stride: Hw, dilation: Hw) -> syn::Result<Padding> {
         let (h, w, _) = self.volume()?;
-        Ok(
-            match self.given_padding(h, w, kernel, stride, dilation)? {
-                Some(padding) => padding,
-                None => match self.default("pad") {
-                    Some(Val::Pad(padding)) => padding,
-                    _ => Padding::default(),
-                },
+        Ok(match self.given_padding(h, w, kernel, stride, dilation)? {
+            Some(padding) => padding,
+            None => match self.default("pad") {
+                Some(Val::Pad(padding)) => padding,
+                _ => Padding::default(),
             },
-        )
+        })
     }
 
     fn volume(&self) -> syn::Result<(u32, u32, u32)> {

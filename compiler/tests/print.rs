@@ -25,14 +25,18 @@ fn difference(a: &Graph, b: &Graph) -> Option<String> {
     if a.nodes.len() != b.nodes.len() {
         return Some(format!("{} nodes, then {}", a.nodes.len(), b.nodes.len()));
     }
-    a.nodes.iter().zip(b.nodes.iter()).enumerate().find_map(|(i, (x, y))| {
-        (x.op != y.op || x.output != y.output || x.inputs != y.inputs).then(|| {
-            format!(
-                "node {i}: {:?} {} {:?}, then {:?} {} {:?}",
-                x.op, x.output, x.inputs, y.op, y.output, y.inputs
-            )
+    a.nodes
+        .iter()
+        .zip(b.nodes.iter())
+        .enumerate()
+        .find_map(|(i, (x, y))| {
+            (x.op != y.op || x.output != y.output || x.inputs != y.inputs).then(|| {
+                format!(
+                    "node {i}: {:?} {} {:?}, then {:?} {} {:?}",
+                    x.op, x.output, x.inputs, y.op, y.output, y.inputs
+                )
+            })
         })
-    })
 }
 
 /// `expanded`'s order and round trip: a failure message, or `None`.
@@ -109,19 +113,37 @@ fn the_table_agrees_with_op_kind() {
 #[test]
 fn layers_are_written_with_the_arguments_that_differ_from_their_defaults() {
     let cases = [
-        ("conv(8, 3x3, stride = 2, pad = 1, bias = false)", "conv(8, 3x3, stride = 2, pad = 1, bias = false)"),
-        ("conv(8, 1x3, stride = 1, pad = valid, dilation = 1, groups = 1, bias = true)", "conv(8, 1x3)"),
-        ("conv(8, 3, stride = (1, 2), pad = (1, 0), dilation = 2x2)", "conv(8, 3x3, stride = 1x2, pad = (1, 0), dilation = 2)"),
-        ("dwconv(3x3, stride = 2, pad = same, multiplier = 2)", "dwconv(3x3, stride = 2, pad = 1, multiplier = 2)"),
+        (
+            "conv(8, 3x3, stride = 2, pad = 1, bias = false)",
+            "conv(8, 3x3, stride = 2, pad = 1, bias = false)",
+        ),
+        (
+            "conv(8, 1x3, stride = 1, pad = valid, dilation = 1, groups = 1, bias = true)",
+            "conv(8, 1x3)",
+        ),
+        (
+            "conv(8, 3, stride = (1, 2), pad = (1, 0), dilation = 2x2)",
+            "conv(8, 3x3, stride = 1x2, pad = (1, 0), dilation = 2)",
+        ),
+        (
+            "dwconv(3x3, stride = 2, pad = same, multiplier = 2)",
+            "dwconv(3x3, stride = 2, pad = 1, multiplier = 2)",
+        ),
         ("conv(4, 2x2, pad = same)", "conv(4, 2x2, pad = same)"),
         ("maxpool(2x2, stride = 2)", "maxpool(2x2)"),
-        ("avgpool(3x3, stride = 1, pad = 1, count_include_pad = false)", "avgpool(3x3, stride = 1, pad = 1, count_include_pad = false)"),
+        (
+            "avgpool(3x3, stride = 1, pad = 1, count_include_pad = false)",
+            "avgpool(3x3, stride = 1, pad = 1, count_include_pad = false)",
+        ),
         ("batchnorm(eps = 1e-5)", "bn"),
         ("bn(eps = 0.001)", "bn(eps = 0.001)"),
         ("leaky_relu(0.01)", "leaky_relu"),
         ("leaky_relu(-0.2)", "leaky_relu(-0.2)"),
         ("dropout(0.5)", "dropout"),
-        ("lrn(5, alpha = 1e-4, beta = 0.75, k = 2)", "lrn(size = 5, k = 2.0)"),
+        (
+            "lrn(5, alpha = 1e-4, beta = 0.75, k = 2)",
+            "lrn(size = 5, k = 2.0)",
+        ),
         ("silu", "swish"),
     ];
     for (source, expected) in cases {
@@ -130,7 +152,11 @@ fn layers_are_written_with_the_arguments_that_differ_from_their_defaults() {
             .remove(0);
         let op = expanded.graph.nodes[1].op;
         let input = Shape::Volume { h: 9, w: 9, c: 4 };
-        assert_eq!(print::layer(&op, input).as_deref(), Ok(expected), "{source}");
+        assert_eq!(
+            print::layer(&op, input).as_deref(),
+            Ok(expected),
+            "{source}"
+        );
     }
 }
 
@@ -206,10 +232,12 @@ fn layer() -> impl Strategy<Value = String> {
                 format!("concat {{ {} }}", b.join(", "))
             }),
             seq.clone().prop_map(|s| format!("residual {{ {s} }}")),
-            seq.clone().prop_map(|s| format!("residual(shortcut = auto) {{ {s} }}")),
+            seq.clone()
+                .prop_map(|s| format!("residual(shortcut = auto) {{ {s} }}")),
             (seq.clone(), seq.clone())
                 .prop_map(|(s, t)| format!("residual(shortcut = [{t}]) {{ {s} }}")),
-            seq.clone().prop_map(|s| format!("scale {{ global_avgpool, {s} }}")),
+            seq.clone()
+                .prop_map(|s| format!("scale {{ global_avgpool, {s} }}")),
             seq.prop_map(|s| format!("scale {{ {s} }}")),
             (prop::sample::select(&["x", "y", "stem"][..]), inner.clone())
                 .prop_map(|(l, layer)| format!("{l}: {layer}")),

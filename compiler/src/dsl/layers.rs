@@ -203,7 +203,13 @@ pub const LAYERS: &[Layer] = &[
         usage: "conv(K, FhxFw, stride = s, pad = p, dilation = d, groups = g, bias = false)",
         positional: &[param("K", Ty::Int, Omitted::Needed), KERNEL],
         required: 2,
-        keys: &[STRIDE, PAD, DILATION, param("groups", Ty::Int, Omitted::Int(1)), BIAS],
+        keys: &[
+            STRIDE,
+            PAD,
+            DILATION,
+            param("groups", Ty::Int, Omitted::Int(1)),
+            BIAS,
+        ],
         build: |args| conv(args, false),
     },
     Layer {
@@ -278,7 +284,9 @@ pub const LAYERS: &[Layer] = &[
     plain("relu6", &[], |_| Ok(Op::Activation(Activation::Relu6))),
     plain("tanh", &[], |_| Ok(Op::Activation(Activation::Tanh))),
     plain("sigmoid", &[], |_| Ok(Op::Activation(Activation::Sigmoid))),
-    plain("swish", &["silu"], |_| Ok(Op::Activation(Activation::Swish))),
+    plain("swish", &["silu"], |_| {
+        Ok(Op::Activation(Activation::Swish))
+    }),
     plain("hard_swish", &["hardswish"], |_| {
         Ok(Op::Activation(Activation::HardSwish))
     }),
@@ -532,7 +540,11 @@ mod tests {
                     Omitted::Valid => p.ty == Ty::Pad,
                     Omitted::Like(other) => row.param(other).is_some_and(|o| o.ty == p.ty),
                 };
-                assert!(fits, "{}: `{}`'s default is not a {:?}", row.name, p.name, p.ty);
+                assert!(
+                    fits,
+                    "{}: `{}`'s default is not a {:?}",
+                    row.name, p.name, p.ty
+                );
             }
             assert!(row.required <= row.positional.len(), "{}", row.name);
         }

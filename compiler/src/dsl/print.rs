@@ -212,10 +212,7 @@ pub fn layer(op: &Op, input: Shape) -> Result<String, Unwritable> {
     while positional.last().is_some_and(|(_, default)| *default) {
         positional.pop();
     }
-    let mut args: Vec<String> = positional
-        .into_iter()
-        .map(|(v, _)| text(v, true))
-        .collect();
+    let mut args: Vec<String> = positional.into_iter().map(|(v, _)| text(v, true)).collect();
     for p in row.keys {
         let v = value(p.name).expect("written gives every argument");
         if row.default(p.name, value).is_some_and(|d| d.same(&v)) {
@@ -419,7 +416,10 @@ impl Printer<'_> {
         };
         let projection = crate::expand::auto_projection([h, w], [ho, wo, c]);
         self.nodes.op(conv) == Op::Conv2d(projection)
-            && self.nodes.op(bn) == (Op::BatchNorm { eps: layers::BN_EPS })
+            && self.nodes.op(bn)
+                == (Op::BatchNorm {
+                    eps: layers::BN_EPS,
+                })
             && self.nodes.label(conv).is_none()
             && self.nodes.label(bn).is_none()
             && from != to
