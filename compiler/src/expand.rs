@@ -340,7 +340,7 @@ impl<'a> Expander<'a> {
                 let (body_shape, in_shape) = (self.shape(out), self.shape(input));
                 let (short, shortcut) = self.collect(|e| match shortcut {
                     Shortcut::Identity if body_shape != in_shape => {
-                        return Err(span.error(format!(
+                        Err(span.error(format!(
                             "residual: the body changes the shape from {in_shape} to {body_shape}, so an identity shortcut cannot be added; use `residual(shortcut = auto)` for a 1x1 projection"
                         )))
                     }
