@@ -1,7 +1,7 @@
 //! The `cnn!` language: its syntax tree ([`ast`]), the layer table
 //! ([`layers`]: every built-in layer's words, arguments, defaults and
 //! builder), the one parser the macro and the CLI share ([`parse`]), the
-//! printer that writes a net back as text ([`print`]), and rustc-style
+//! printer that writes a net back as text ([`mod@print`]), and rustc-style
 //! rendering of its errors for the CLI ([`diagnostic`]).
 //!
 //! Invariant: the syntax tree and the parser know nothing about graphs or
