@@ -17,54 +17,10 @@
 
 use crate::error::{Error, Result};
 use crate::map::Dag;
+use cnnjit_lang::dsl::print::visit;
 use cnnjit_ir::Op;
 
-/// One item of a sequence.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Item {
-    /// A layer with one input.
-    Layer(usize),
-    /// `residual`: the body, the shortcut (empty for the identity), the join.
-    Residual {
-        /// The longer branch.
-        body: Vec<Item>,
-        /// The other branch; empty for the identity shortcut.
-        shortcut: Vec<Item>,
-        /// The `Add` layer.
-        join: usize,
-    },
-    /// `concat`: one sequence per input of the join (empty: the block's input).
-    Concat {
-        /// In the join's input order.
-        branches: Vec<Vec<Item>>,
-        /// The `Concat` layer.
-        join: usize,
-    },
-    /// `scale`: the gate's sequence.
-    Scale {
-        /// From the block's input to the gate.
-        body: Vec<Item>,
-        /// The `Scale` layer.
-        join: usize,
-    },
-}
-
-impl Item {
-    /// Layers in this item, joins included.
-    pub fn count(&self) -> usize {
-        match self {
-            Item::Layer(_) => 1,
-            Item::Residual { body, shortcut, .. } => 1 + count(body) + count(shortcut),
-            Item::Concat { branches, .. } => 1 + branches.iter().map(|b| count(b)).sum::<usize>(),
-            Item::Scale { body, .. } => 1 + count(body),
-        }
-    }
-}
-
-/// Layers in a sequence.
-pub fn count(seq: &[Item]) -> usize {
-    seq.iter().map(Item::count).sum()
-}
+pub use cnnjit_lang::dsl::print::{count, Item};
 
 /// The net as one sequence from the input to the output.
 pub fn nest(dag: &Dag) -> Result<Vec<Item>> {
@@ -83,32 +39,6 @@ pub fn nest(dag: &Dag) -> Result<Vec<Item>> {
             "the graph cannot be nested: this layer's output is read both inside a block and after it",
         )),
         None => Ok(items),
-    }
-}
-
-/// Calls `f` on every layer of `items`, joins included.
-fn visit(items: &[Item], f: &mut impl FnMut(usize)) {
-    for item in items {
-        match item {
-            Item::Layer(id) => f(*id),
-            Item::Residual {
-                body,
-                shortcut,
-                join,
-            } => {
-                visit(body, f);
-                visit(shortcut, f);
-                f(*join);
-            }
-            Item::Concat { branches, join } => {
-                branches.iter().for_each(|b| visit(b, f));
-                f(*join);
-            }
-            Item::Scale { body, join } => {
-                visit(body, f);
-                f(*join);
-            }
-        }
     }
 }
 

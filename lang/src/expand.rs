@@ -16,9 +16,11 @@
 //! a chain of flat blocks each calling the next nests only when expanded.
 
 use crate::dsl::ast::*;
+use crate::dsl::layers::{self, Args as _, Ty, Val, BN_EPS};
 use crate::dsl::parse::MAX_DEPTH;
-use cnnjit_ir::shape::{self, ShapeError};
+use crate::dsl::print::Item;
 use cnnjit_ir::*;
+use cnnjit_ir::shape::{self, ShapeError};
 use proc_macro2::Ident;
 use std::collections::{HashMap, HashSet};
 
@@ -29,8 +31,6 @@ pub const MAX_LAYERS: usize = 100_000;
 /// counting those that add no node: a guard against blocks with empty bodies
 /// calling each other exponentially often.
 pub const MAX_EXPANSION_STEPS: usize = 10 * MAX_LAYERS;
-
-pub use crate::dsl::parse::LAYER_NAMES;
 
 /// The convolution `shortcut = auto` writes to project an `h x w` volume onto
 /// `ho x wo x c`: `conv(c, 1x1, stride = s, bias = false)` with the stride
@@ -59,6 +59,9 @@ pub struct Expanded {
     pub graph: Graph,
     /// `spans[i]` is where node `i` was written.
     pub spans: Vec<SpanRange>,
+    /// The net's nodes as the text nests them (blocks and repeats inlined):
+    /// what [`crate::dsl::print::graph`] writes back.
+    pub items: Vec<Item>,
 }
 
 /// Expands `net`, with `blocks` visible to it.
@@ -104,6 +107,7 @@ pub fn expand_net(net: &NetDef, blocks: &[BlockDef]) -> syn::Result<Expanded> {
         calls: Vec::new(),
         steps: 0,
         depth: 0,
+        items: Vec::new(),
     };
     let mut scope = Scope::default();
     let env = Env::default();
@@ -120,6 +124,7 @@ pub fn expand_net(net: &NetDef, blocks: &[BlockDef]) -> syn::Result<Expanded> {
             nodes: expander.nodes.into(),
         },
         spans: expander.spans,
+        items: expander.items,
     })
 }
 
@@ -183,6 +188,8 @@ struct Expander<'a> {
     steps: usize,
     /// Sequences being expanded, one inside the other: at most [`MAX_DEPTH`].
     depth: usize,
+    /// The items of the sequence being expanded, so far.
+    items: Vec<Item>,
 }
 
 impl<'a> Expander<'a> {
@@ -265,10 +272,12 @@ impl<'a> Expander<'a> {
         match &layer.op {
             LayerOp::Call(call) => {
                 let word = call.name.to_string();
-                if let Some(kind) = canonical_kind(&word) {
-                    let op = self.build_op(kind, call, input, env)?;
+                if let Some(row) = layers::find(&word) {
+                    let op = self.build_op(row, call, input, env)?;
                     let name = scope.name(op.kind(), label);
-                    self.push(name, op, vec![input], span, call)
+                    let id = self.push(name, op, vec![input], span, call)?;
+                    self.items.push(Item::Layer(id.index()));
+                    Ok(id)
                 } else if let Some(block) = self.blocks.get(&word).copied() {
                     self.call_block(block, call, input, scope, label, env)
                 } else {
@@ -309,40 +318,70 @@ impl<'a> Expander<'a> {
             LayerOp::Concat { branches } => {
                 let mut inner = label.map(|l| scope.nested(l));
                 let mut outs = Vec::new();
+                let mut written = Vec::new();
                 for branch in branches {
                     let s = inner.as_mut().unwrap_or(&mut *scope);
-                    outs.push(self.seq(branch, input, s, env)?);
+                    let (out, items) = self.collect(|e| e.seq(branch, input, s, env))?;
+                    outs.push(out);
+                    written.push(items);
                 }
                 let name = scope.name("concat", label);
-                self.push(name, Op::Concat, outs, span, &"concat")
+                let join = self.push(name, Op::Concat, outs, span, &"concat")?;
+                self.items.push(Item::Concat {
+                    branches: written,
+                    join: join.index(),
+                });
+                Ok(join)
             }
             LayerOp::Residual { shortcut, body } => {
                 let mut inner = label.map(|l| scope.nested(l));
                 let s = inner.as_mut().unwrap_or(&mut *scope);
-                let out = self.seq(body, input, s, env)?;
+                let (out, body) = self.collect(|e| e.seq(body, input, s, env))?;
                 let (body_shape, in_shape) = (self.shape(out), self.shape(input));
-                let short = match shortcut {
+                let (short, shortcut) = self.collect(|e| match shortcut {
                     Shortcut::Identity if body_shape != in_shape => {
-                        return Err(span.error(format!(
+                        Err(span.error(format!(
                             "residual: the body changes the shape from {in_shape} to {body_shape}, so an identity shortcut cannot be added; use `residual(shortcut = auto)` for a 1x1 projection"
                         )))
                     }
-                    Shortcut::Identity => input,
-                    Shortcut::Auto if body_shape == in_shape => input,
-                    Shortcut::Auto => self.projection(input, body_shape, s, span)?,
-                    Shortcut::Explicit(seq) => self.seq(seq, input, s, env)?,
-                };
+                    Shortcut::Identity => Ok(input),
+                    Shortcut::Auto if body_shape == in_shape => Ok(input),
+                    Shortcut::Auto => e.projection(input, body_shape, s, span),
+                    Shortcut::Explicit(seq) => e.seq(seq, input, s, env),
+                })?;
                 let name = scope.name("residual", label);
-                self.push(name, Op::Add, vec![out, short], span, &"residual")
+                let join = self.push(name, Op::Add, vec![out, short], span, &"residual")?;
+                self.items.push(Item::Residual {
+                    body,
+                    shortcut,
+                    join: join.index(),
+                });
+                Ok(join)
             }
             LayerOp::Scale { body } => {
                 let mut inner = label.map(|l| scope.nested(l));
                 let s = inner.as_mut().unwrap_or(&mut *scope);
-                let gate = self.seq(body, input, s, env)?;
+                let (gate, body) = self.collect(|e| e.seq(body, input, s, env))?;
                 let name = scope.name("scale", label);
-                self.push(name, Op::Scale, vec![input, gate], span, &"scale")
+                let join = self.push(name, Op::Scale, vec![input, gate], span, &"scale")?;
+                self.items.push(Item::Scale {
+                    body,
+                    join: join.index(),
+                });
+                Ok(join)
             }
         }
+    }
+
+    /// Runs `f` on a sequence of its own: its result and the items it wrote.
+    fn collect<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> syn::Result<T>,
+    ) -> syn::Result<(T, Vec<Item>)> {
+        let outer = std::mem::take(&mut self.items);
+        let result = f(self);
+        let inner = std::mem::replace(&mut self.items, outer);
+        Ok((result?, inner))
     }
 
     /// ResNet's projection shortcut: `conv(C, 1x1, stride = s, bias = false), bn`.
@@ -374,7 +413,10 @@ impl<'a> Expander<'a> {
             )));
         }
         let name = scope.name("bn", None);
-        self.push(name, Op::BatchNorm { eps: 1e-5 }, vec![conv], span, &what)
+        let bn = self.push(name, Op::BatchNorm { eps: BN_EPS }, vec![conv], span, &what)?;
+        self.items
+            .extend([Item::Layer(conv.index()), Item::Layer(bn.index())]);
+        Ok(bn)
     }
 
     fn call_block(
@@ -443,308 +485,41 @@ impl<'a> Expander<'a> {
     /// The op of a built-in layer call.
     fn build_op(
         &self,
-        kind: &'static str,
+        row: &'static layers::Layer,
         call: &Call,
         input: NodeId,
         env: &Env,
     ) -> syn::Result<Op> {
-        let spec = layer_spec(kind);
-        let args = Args::new(call, spec, env)?;
-        let in_shape = self.shape(input);
-        Ok(match kind {
-            "conv" | "dwconv" => {
-                let (h, w, c) = shape::volume(in_shape).map_err(|e| call_error(call, e))?;
-                let depthwise = kind == "dwconv";
-                let kernel = args.dims("kernel")?.expect("kernel is required");
-                let stride = args.dims("stride")?.unwrap_or(Hw::square(1));
-                let dilation = args.dims("dilation")?.unwrap_or(Hw::square(1));
-                let (out_channels, groups) = if depthwise {
-                    let m = args.int("multiplier")?.unwrap_or(1);
-                    (c.checked_mul(m).ok_or_else(|| args.overflow())?, c)
-                } else {
-                    let k = args.int("K")?.expect("K is required");
-                    (self.apply_width(k), args.int("groups")?.unwrap_or(1))
-                };
-                let padding = args.padding(h, w, kernel, stride, dilation)?;
-                Op::Conv2d(Conv2d {
-                    out_channels,
-                    kernel,
-                    stride,
-                    dilation,
-                    padding,
-                    groups,
-                    bias: args.bool("bias")?.unwrap_or(true),
-                    depthwise,
-                })
-            }
-            "dense" => Op::Dense(Dense {
-                out_features: args.int("N")?.expect("N is required"),
-                bias: args.bool("bias")?.unwrap_or(true),
-            }),
-            "maxpool" | "avgpool" => {
-                let (h, w, _) = shape::volume(in_shape).map_err(|e| call_error(call, e))?;
-                let kernel = args.dims("kernel")?.expect("kernel is required");
-                let stride = args.dims("stride")?.unwrap_or(kernel);
-                let padding = args.padding(h, w, kernel, stride, Hw::square(1))?;
-                pool_padding_fits(&args, kernel, padding)?;
-                Op::Pool2d(Pool2d {
-                    kind: if kind == "maxpool" {
-                        PoolKind::Max
-                    } else {
-                        PoolKind::Avg
-                    },
-                    kernel,
-                    stride,
-                    padding,
-                    ceil: args.bool("ceil")?.unwrap_or(false),
-                    count_include_pad: args.bool("count_include_pad")?.unwrap_or(true),
-                })
-            }
-            "global_avgpool" => Op::GlobalPool(PoolKind::Avg),
-            "global_maxpool" => Op::GlobalPool(PoolKind::Max),
-            "flatten" => Op::Flatten,
-            "bn" => {
-                let eps = args.float("eps")?.unwrap_or(1e-5);
-                if eps <= 0.0 {
-                    return Err(args.error(
-                        "eps",
-                        format!("{call}: `eps` must be greater than 0, found {eps}; it keeps `sqrt(running_var + eps)` away from zero"),
-                    ));
-                }
-                Op::BatchNorm { eps }
-            }
-            "relu" => Op::Activation(Activation::Relu),
-            "relu6" => Op::Activation(Activation::Relu6),
-            "tanh" => Op::Activation(Activation::Tanh),
-            "sigmoid" => Op::Activation(Activation::Sigmoid),
-            "swish" => Op::Activation(Activation::Swish),
-            "hard_swish" => Op::Activation(Activation::HardSwish),
-            "hard_sigmoid" => Op::Activation(Activation::HardSigmoid),
-            "leaky_relu" => Op::Activation(Activation::LeakyRelu(args.float("a")?.unwrap_or(0.01))),
-            "softmax" => Op::Softmax,
-            "dropout" => {
-                let p = args.float("p")?.unwrap_or(0.5);
-                if !(0.0..1.0).contains(&p) {
-                    return Err(args.error(
-                        "p",
-                        format!("{call}: a drop probability must be in [0, 1), found {p}"),
-                    ));
-                }
-                Op::Dropout { p }
-            }
-            "identity" => Op::Identity,
-            "lrn" => {
-                let size = args.int("size")?.ok_or_else(|| {
-                    syn::Error::new(
-                        call.name.span(),
-                        format!("{call}: lrn needs a size, e.g. `lrn(size = 5)`"),
-                    )
-                })?;
-                Op::Lrn(Lrn {
-                    size,
-                    alpha: args.float("alpha")?.unwrap_or(1e-4),
-                    beta: args.float("beta")?.unwrap_or(0.75),
-                    k: args.float("k")?.unwrap_or(1.0),
-                })
-            }
-            _ => unreachable!("every canonical kind has a builder"),
-        })
-    }
-
-    /// `width = a`: round(K a), at least 1.
-    fn apply_width(&self, k: u32) -> u32 {
-        match self.width {
-            Some(a) => ((k as f64 * a).round() as u32).max(1),
-            None => k,
-        }
+        let args = CallArgs::new(call, row, env, self.shape(input), self.width)?;
+        (row.build)(&args)
     }
 }
 
-/// PyTorch's rule for pools: padding at most half the kernel on each side
-/// (beyond it, windows see mostly or only padding: -inf or a 0/0 average).
-/// `pad = same` always keeps it.
-fn pool_padding_fits(args: &Args, kernel: Hw, padding: Padding) -> syn::Result<()> {
-    let (ph, pw) = (
-        padding.top.max(padding.bottom),
-        padding.left.max(padding.right),
-    );
-    let (most_h, most_w) = (kernel.h / 2, kernel.w / 2);
-    if ph <= most_h && pw <= most_w {
-        return Ok(());
-    }
-    let pair = |a: u32, b: u32| {
-        if a == b {
-            a.to_string()
-        } else {
-            format!("({a}, {b})")
-        }
-    };
-    Err(args.error(
-        "pad",
-        format!(
-            "{}: `pad` must be at most half the kernel, {} for {}x{} (PyTorch's rule), found {}",
-            args.call,
-            pair(most_h, most_w),
-            kernel.h,
-            kernel.w,
-            pair(ph, pw)
-        ),
-    ))
-}
-
-fn call_error(call: &Call, e: ShapeError) -> syn::Error {
-    syn::Error::new(call.name.span(), format!("{call}: {e}"))
-}
-
-/// The canonical kind of a built-in layer word (aliases resolved).
-fn canonical_kind(word: &str) -> Option<&'static str> {
-    Some(match word {
-        "conv" => "conv",
-        "dwconv" => "dwconv",
-        "dense" | "fc" => "dense",
-        "maxpool" => "maxpool",
-        "avgpool" => "avgpool",
-        "global_avgpool" => "global_avgpool",
-        "global_maxpool" => "global_maxpool",
-        "flatten" => "flatten",
-        "bn" | "batchnorm" => "bn",
-        "relu" => "relu",
-        "relu6" => "relu6",
-        "tanh" => "tanh",
-        "sigmoid" => "sigmoid",
-        "swish" | "silu" => "swish",
-        "hard_swish" | "hardswish" => "hard_swish",
-        "hard_sigmoid" => "hard_sigmoid",
-        "leaky_relu" => "leaky_relu",
-        "softmax" => "softmax",
-        "dropout" => "dropout",
-        "identity" => "identity",
-        "lrn" => "lrn",
-        _ => return None,
-    })
-}
-
-/// What a value must be.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Ty {
-    Int,
-    Dims,
-    Float,
-    Bool,
-    Pad,
-}
-
-/// A layer's arguments: positional ones by name, then keyed ones, and which are required.
-struct Spec {
-    usage: &'static str,
-    positional: &'static [(&'static str, Ty)],
-    required: usize,
-    keys: &'static [(&'static str, Ty)],
-}
-
-fn layer_spec(kind: &str) -> Spec {
-    const NONE: Spec = Spec {
-        usage: "takes no argument",
-        positional: &[],
-        required: 0,
-        keys: &[],
-    };
-    match kind {
-        "conv" => Spec {
-            usage: "conv(K, FhxFw, stride = s, pad = p, dilation = d, groups = g, bias = false)",
-            positional: &[("K", Ty::Int), ("kernel", Ty::Dims)],
-            required: 2,
-            keys: &[
-                ("stride", Ty::Dims),
-                ("pad", Ty::Pad),
-                ("dilation", Ty::Dims),
-                ("groups", Ty::Int),
-                ("bias", Ty::Bool),
-            ],
-        },
-        "dwconv" => Spec {
-            usage: "dwconv(FhxFw, stride = s, pad = p, dilation = d, multiplier = m, bias = false)",
-            positional: &[("kernel", Ty::Dims)],
-            required: 1,
-            keys: &[
-                ("stride", Ty::Dims),
-                ("pad", Ty::Pad),
-                ("dilation", Ty::Dims),
-                ("multiplier", Ty::Int),
-                ("bias", Ty::Bool),
-            ],
-        },
-        "dense" => Spec {
-            usage: "dense(N, bias = false)",
-            positional: &[("N", Ty::Int)],
-            required: 1,
-            keys: &[("bias", Ty::Bool)],
-        },
-        "maxpool" => Spec {
-            usage: "maxpool(FhxFw, stride = s, pad = p, ceil = true)",
-            positional: &[("kernel", Ty::Dims)],
-            required: 1,
-            keys: &[("stride", Ty::Dims), ("pad", Ty::Pad), ("ceil", Ty::Bool)],
-        },
-        "avgpool" => Spec {
-            usage: "avgpool(FhxFw, stride = s, pad = p, ceil = true, count_include_pad = false)",
-            positional: &[("kernel", Ty::Dims)],
-            required: 1,
-            keys: &[
-                ("stride", Ty::Dims),
-                ("pad", Ty::Pad),
-                ("ceil", Ty::Bool),
-                ("count_include_pad", Ty::Bool),
-            ],
-        },
-        "bn" => Spec {
-            usage: "bn(eps = 1e-5)",
-            positional: &[],
-            required: 0,
-            keys: &[("eps", Ty::Float)],
-        },
-        "leaky_relu" => Spec {
-            usage: "leaky_relu(a)",
-            positional: &[("a", Ty::Float)],
-            required: 0,
-            keys: &[],
-        },
-        "dropout" => Spec {
-            usage: "dropout(p)",
-            positional: &[("p", Ty::Float)],
-            required: 0,
-            keys: &[],
-        },
-        "lrn" => Spec {
-            usage: "lrn(size = n, alpha = 1e-4, beta = 0.75, k = 1.0)",
-            positional: &[("size", Ty::Int)],
-            required: 0,
-            keys: &[
-                ("size", Ty::Int),
-                ("alpha", Ty::Float),
-                ("beta", Ty::Float),
-                ("k", Ty::Float),
-            ],
-        },
-        _ => NONE,
-    }
-}
-
-/// A call's arguments matched against its [`Spec`].
-struct Args<'c> {
+/// A call's arguments matched against its row of the layer table.
+struct CallArgs<'c> {
     call: &'c Call,
+    row: &'static layers::Layer,
     values: HashMap<&'static str, (&'c Value, SpanRange, Ty)>,
     env: &'c Env,
+    input: Shape,
+    width: Option<f64>,
 }
 
-impl<'c> Args<'c> {
-    fn new(call: &'c Call, spec: Spec, env: &'c Env) -> syn::Result<Self> {
+impl<'c> CallArgs<'c> {
+    fn new(
+        call: &'c Call,
+        spec: &'static layers::Layer,
+        env: &'c Env,
+        input: Shape,
+        width: Option<f64>,
+    ) -> syn::Result<Self> {
         let mut values = HashMap::new();
         let mut positional = 0;
         for arg in &call.args {
             let (name, ty) = match &arg.key {
                 None => {
-                    let Some(&(name, ty)) = spec.positional.get(positional) else {
+                    let Some(&layers::Param { name, ty, .. }) = spec.positional.get(positional)
+                    else {
                         return Err(arg.span.error(format!(
                             "{call}: too many arguments; {} {}",
                             call.name,
@@ -760,8 +535,10 @@ impl<'c> Args<'c> {
                 }
                 Some(key) => {
                     let key_str = key.to_string();
-                    let Some(&(name, ty)) = spec.keys.iter().find(|(k, _)| *k == key_str) else {
-                        let expected: Vec<&str> = spec.keys.iter().map(|(k, _)| *k).collect();
+                    let Some(&layers::Param { name, ty, .. }) =
+                        spec.keys.iter().find(|p| p.name == key_str)
+                    else {
+                        let expected: Vec<&str> = spec.keys.iter().map(|p| p.name).collect();
                         let hint = match nearest(&key_str, expected.iter().copied()) {
                             Some(near) => format!("; did you mean `{near}`?"),
                             None if expected.is_empty() => {
@@ -782,7 +559,7 @@ impl<'c> Args<'c> {
             }
         }
         if positional < spec.required {
-            let missing = spec.positional[positional].0;
+            let missing = spec.positional[positional].name;
             return Err(syn::Error::new(
                 call.name.span(),
                 format!(
@@ -791,21 +568,14 @@ impl<'c> Args<'c> {
                 ),
             ));
         }
-        Ok(Args { call, values, env })
-    }
-
-    fn error(&self, name: &str, message: String) -> syn::Error {
-        match self.values.get(name) {
-            Some((_, span, _)) => span.error(message),
-            None => syn::Error::new(self.call.name.span(), message),
-        }
-    }
-
-    fn overflow(&self) -> syn::Error {
-        syn::Error::new(
-            self.call.name.span(),
-            format!("{}: arithmetic overflows", self.call),
-        )
+        Ok(CallArgs {
+            call,
+            row: spec,
+            values,
+            env,
+            input,
+            width,
+        })
     }
 
     fn expected(&self, name: &str, what: &str, value: &Value) -> syn::Error {
@@ -831,7 +601,7 @@ impl<'c> Args<'c> {
             .then(|| self.expected(name, what, value))
     }
 
-    fn int(&self, name: &str) -> syn::Result<Option<u32>> {
+    fn given_int(&self, name: &str) -> syn::Result<Option<u32>> {
         let Some(&(value, span, _)) = self.values.get(name) else {
             return Ok(None);
         };
@@ -866,7 +636,7 @@ impl<'c> Args<'c> {
         }
     }
 
-    fn dims(&self, name: &str) -> syn::Result<Option<Hw>> {
+    fn given_dims(&self, name: &str) -> syn::Result<Option<Hw>> {
         let Some(&(value, span, _)) = self.values.get(name) else {
             return Ok(None);
         };
@@ -888,7 +658,7 @@ impl<'c> Args<'c> {
         }))
     }
 
-    fn float(&self, name: &str) -> syn::Result<Option<f32>> {
+    fn given_float(&self, name: &str) -> syn::Result<Option<f32>> {
         let x = match self.values.get(name) {
             None => return Ok(None),
             Some((Value::Float(x), _, _)) => *x as f32,
@@ -907,7 +677,7 @@ impl<'c> Args<'c> {
         Ok(Some(x))
     }
 
-    fn bool(&self, name: &str) -> syn::Result<Option<bool>> {
+    fn given_bool(&self, name: &str) -> syn::Result<Option<bool>> {
         match self.values.get(name) {
             None => Ok(None),
             Some((Value::Bool(b), _, _)) => Ok(Some(*b)),
@@ -915,18 +685,32 @@ impl<'c> Args<'c> {
         }
     }
 
-    /// `pad = valid | same | p | (ph, pw)`, resolved against an `h x w` input.
-    fn padding(
+    /// `pad = valid | same | p | (ph, pw)` as written, resolved against an
+    /// `h x w` input.
+    fn given_padding(
         &self,
         h: u32,
         w: u32,
         kernel: Hw,
         stride: Hw,
         dilation: Hw,
-    ) -> syn::Result<Padding> {
+    ) -> syn::Result<Option<Padding>> {
         let Some(&(value, _, _)) = self.values.get("pad") else {
-            return Ok(Padding::default());
+            return Ok(None);
         };
+        self.resolve_padding(value, h, w, kernel, stride, dilation)
+            .map(Some)
+    }
+
+    fn resolve_padding(
+        &self,
+        value: &Value,
+        h: u32,
+        w: u32,
+        kernel: Hw,
+        stride: Hw,
+        dilation: Hw,
+    ) -> syn::Result<Padding> {
         match value {
             Value::Word(word) if word == "valid" => Ok(Padding::default()),
             Value::Word(word) if word == "same" => {
@@ -966,6 +750,95 @@ impl<'c> Args<'c> {
                 })
             }
         }
+    }
+
+    /// Argument `name` as written, where it is not `pad` (which needs a window).
+    fn given(&self, name: &str) -> Option<Val> {
+        match self.row.param(name)?.ty {
+            Ty::Int => self.given_int(name).ok()?.map(Val::Int),
+            Ty::Dims => self.given_dims(name).ok()?.map(Val::Dims),
+            Ty::Float => self.given_float(name).ok()?.map(Val::Float),
+            Ty::Bool => self.given_bool(name).ok()?.map(Val::Bool),
+            Ty::Pad => None,
+        }
+    }
+
+    /// The row's default for argument `name`.
+    fn default(&self, name: &str) -> Option<Val> {
+        self.row.default(name, |other| self.given(other))
+    }
+}
+
+impl layers::Args for CallArgs<'_> {
+    fn call(&self) -> &Call {
+        self.call
+    }
+
+    fn int(&self, name: &str) -> syn::Result<Option<u32>> {
+        Ok(self.given_int(name)?.or(match self.default(name) {
+            Some(Val::Int(n)) => Some(n),
+            _ => None,
+        }))
+    }
+
+    fn dims(&self, name: &str) -> syn::Result<Option<Hw>> {
+        Ok(self.given_dims(name)?.or(match self.default(name) {
+            Some(Val::Dims(hw)) => Some(hw),
+            _ => None,
+        }))
+    }
+
+    fn float(&self, name: &str) -> syn::Result<Option<f32>> {
+        Ok(self.given_float(name)?.or(match self.default(name) {
+            Some(Val::Float(x)) => Some(x),
+            _ => None,
+        }))
+    }
+
+    fn bool(&self, name: &str) -> syn::Result<Option<bool>> {
+        Ok(self.given_bool(name)?.or(match self.default(name) {
+            Some(Val::Bool(b)) => Some(b),
+            _ => None,
+        }))
+    }
+
+    fn padding(&self, kernel: Hw, stride: Hw, dilation: Hw) -> syn::Result<Padding> {
+        let (h, w, _) = self.volume()?;
+        Ok(match self.given_padding(h, w, kernel, stride, dilation)? {
+            Some(padding) => padding,
+            None => match self.default("pad") {
+                Some(Val::Pad(padding)) => padding,
+                _ => Padding::default(),
+            },
+        })
+    }
+
+    fn volume(&self) -> syn::Result<(u32, u32, u32)> {
+        shape::volume(self.input).map_err(|e: ShapeError| {
+            syn::Error::new(self.call.name.span(), format!("{}: {e}", self.call))
+        })
+    }
+
+    /// `width = a`: round(K a), at least 1.
+    fn width(&self, k: u32) -> u32 {
+        match self.width {
+            Some(a) => ((k as f64 * a).round() as u32).max(1),
+            None => k,
+        }
+    }
+
+    fn error(&self, name: &str, message: String) -> syn::Error {
+        match self.values.get(name) {
+            Some((_, span, _)) => span.error(message),
+            None => syn::Error::new(self.call.name.span(), message),
+        }
+    }
+
+    fn overflow(&self) -> syn::Error {
+        syn::Error::new(
+            self.call.name.span(),
+            format!("{}: arithmetic overflows", self.call),
+        )
     }
 }
 
@@ -1029,7 +902,8 @@ fn unknown_layer<'b>(word: &str, blocks: impl Iterator<Item = &'b String>) -> St
         return format!("`{word}` is written `{usage}`");
     }
     let blocks: Vec<&str> = blocks.map(|s| s.as_str()).collect();
-    let candidates = LAYER_NAMES.iter().copied().chain(blocks.iter().copied());
+    let words: Vec<&str> = layers::words().collect();
+    let candidates = words.iter().chain(&blocks).copied();
     match nearest(word, candidates) {
         Some(near) => format!("unknown layer `{word}`; did you mean `{near}`?"),
         None => format!("unknown layer `{word}`; expected a layer such as `conv`, `relu`, `maxpool`, or a block defined with `block {word}(...)`"),

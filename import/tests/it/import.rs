@@ -180,7 +180,7 @@ fn lrn_leaky_relu_and_same_padding_are_written_with_their_arguments() {
     assert_eq!(
         body(&import(&bytes).unwrap()),
         [
-            "lrn(size = 3, alpha = 0.001, beta = 0.75, k = 2.0), leaky_relu(0.2),",
+            "lrn(size = 3, alpha = 0.001, k = 2.0), leaky_relu(0.2),",
             "maxpool(2x2),"
         ]
     );

@@ -1,13 +1,17 @@
-//! The `cnn!` language: its syntax tree ([`ast`]), the one parser the macro
-//! and the CLI share ([`parse`]), and rustc-style rendering of its errors for
-//! the CLI ([`diagnostic`]).
+//! The `cnn!` language: its syntax tree ([`ast`]), the layer table
+//! ([`layers`]: every built-in layer's words, arguments, defaults and
+//! builder), the one parser the macro and the CLI share ([`parse`]), the
+//! printer that writes a net back as text ([`mod@print`]), and rustc-style
+//! rendering of its errors for the CLI ([`diagnostic`]).
 //!
-//! Invariant: nothing here knows about graphs or shapes; meaning is given by
-//! [`crate::expand`].
+//! Invariant: the syntax tree and the parser know nothing about graphs or
+//! shapes; meaning is given by [`crate::expand`], with the table's builders.
 
 pub mod ast;
 pub mod diagnostic;
+pub mod layers;
 pub mod parse;
+pub mod print;
 
 use proc_macro2::TokenStream;
 use std::str::FromStr;

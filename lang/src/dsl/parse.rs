@@ -13,49 +13,13 @@
 //! [`crate::expand`] bounds the nesting of blocks calling blocks the same way.
 
 use super::ast::*;
+use super::layers;
 use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use syn::buffer::Cursor;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::Ident;
 use syn::{braced, bracketed, parenthesized, LitFloat, LitInt, Token};
-
-/// Words that introduce composite layers and so cannot name a block.
-pub const RESERVED: &[&str] = &["repeat", "concat", "residual", "scale", "block"];
-
-/// The layers the language knows, with their aliases, and its composites:
-/// for suggestions, and none of them can name a block.
-pub const LAYER_NAMES: &[&str] = &[
-    "conv",
-    "dwconv",
-    "dense",
-    "fc",
-    "maxpool",
-    "avgpool",
-    "global_avgpool",
-    "global_maxpool",
-    "flatten",
-    "bn",
-    "batchnorm",
-    "relu",
-    "relu6",
-    "tanh",
-    "sigmoid",
-    "swish",
-    "silu",
-    "hard_swish",
-    "hardswish",
-    "hard_sigmoid",
-    "softmax",
-    "leaky_relu",
-    "dropout",
-    "identity",
-    "lrn",
-    "repeat",
-    "concat",
-    "residual",
-    "scale",
-];
 
 /// The deepest nesting the front end accepts: of brackets (`(`, `[`, `{`), of
 /// an expression's operators and parentheses, and of layers inside blocks,
@@ -128,13 +92,13 @@ fn parse_block(input: ParseStream) -> syn::Result<BlockDef> {
         .call(Ident::parse_any)
         .map_err(|e| syn::Error::new(e.span(), "expected a block name after `block`"))?;
     let word = name.to_string();
-    if RESERVED.contains(&word.as_str()) {
+    if word == "block" || layers::COMPOSITES.contains(&word.as_str()) {
         return Err(syn::Error::new(
             name.span(),
             format!("`{name}` is a reserved word of the language and cannot name a block"),
         ));
     }
-    if LAYER_NAMES.contains(&word.as_str()) {
+    if layers::find(&word).is_some() {
         return Err(syn::Error::new(
             name.span(),
             format!(

@@ -7,3 +7,4 @@ mod deep_nesting;
 mod example_nets;
 mod language_rules;
 mod no_panic;
+mod print;

@@ -8,20 +8,21 @@
 //! and by values at and past the limits of u32, i64 and u64; (c) the macro
 //! entry point, `emit::expand_macro`, on the tokens of such mutants.
 
-use cnnjit_lang::expand::LAYER_NAMES;
+use cnnjit_lang::dsl::layers;
 use cnnjit_lang::{compile_source, dsl, emit};
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use std::path::Path;
 use std::sync::OnceLock;
 
-/// Every token the fuzzers draw from: the layer kinds, then [`WORDS`].
+/// Every token the fuzzers draw from: the layer words and composites
+/// (`layers::words`), then [`WORDS`].
 fn vocab() -> Vec<&'static str> {
-    LAYER_NAMES.iter().chain(WORDS).copied().collect()
+    layers::words().chain(WORDS.iter().copied()).collect()
 }
 
-/// Words and punctuation of the language besides its layer kinds
-/// ([`LAYER_NAMES`]), a misspelt layer, and values at its limits.
+/// Words and punctuation of the language besides its layer words
+/// (`layers::words`), a misspelt layer, and values at its limits.
 const WORDS: &[&str] = &[
     "rleu",
     // composites and words
@@ -462,7 +463,7 @@ fn limits_never_panic() {
 }
 
 /// `cases` cases, unless `PROPTEST_CASES` asks for more. A longer hunt:
-/// `PROPTEST_CASES=20000 cargo test -p cnnjit-lang --test it no_panic`, in
+/// `PROPTEST_CASES=20000 cargo test -p cnnjit-compiler --test no_panic`, in
 /// debug, where arithmetic overflow panics (release would wrap silently).
 fn config(cases: u32) -> ProptestConfig {
     let mut config = ProptestConfig::default();
