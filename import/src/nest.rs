@@ -17,8 +17,8 @@
 
 use crate::error::{Error, Result};
 use crate::map::Dag;
-use cnnjit_lang::dsl::print::visit;
 use cnnjit_ir::Op;
+use cnnjit_lang::dsl::print::visit;
 
 pub use cnnjit_lang::dsl::print::{count, Item};
 

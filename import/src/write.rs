@@ -18,8 +18,8 @@
 use crate::error::{Error, Result};
 use crate::map::Dag;
 use crate::nest::Item;
-use cnnjit_lang::dsl::print::{self, Nodes};
 use cnnjit_ir::{Op, Shape};
+use cnnjit_lang::dsl::print::{self, Nodes};
 use std::collections::HashMap;
 
 /// A node of the compiled graph, in creation order.

@@ -19,8 +19,8 @@ use crate::dsl::ast::*;
 use crate::dsl::layers::{self, Args as _, Ty, Val, BN_EPS};
 use crate::dsl::parse::MAX_DEPTH;
 use crate::dsl::print::Item;
-use cnnjit_ir::*;
 use cnnjit_ir::shape::{self, ShapeError};
+use cnnjit_ir::*;
 use proc_macro2::Ident;
 use std::collections::{HashMap, HashSet};
 

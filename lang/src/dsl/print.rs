@@ -18,8 +18,8 @@
 //! before it, on its line.
 
 use super::layers::{self, Val};
-use cnnjit_ir::{Graph, Op, Padding, Shape};
 use cnnjit_ir::shape;
+use cnnjit_ir::{Graph, Op, Padding, Shape};
 use std::fmt::Write;
 
 /// One item of a sequence, over node ids.

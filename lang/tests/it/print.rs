@@ -4,9 +4,9 @@
 //! `print::order` gives for the tree it returns; and the layer table agrees
 //! with `Op::kind`.
 
+use cnnjit_ir::{Graph, Shape};
 use cnnjit_lang::dsl::{self, layers, print};
 use cnnjit_lang::expand::{expand_net, Expanded};
-use cnnjit_ir::{Graph, Shape};
 use proptest::prelude::*;
 use std::path::Path;
 
