@@ -167,10 +167,12 @@ pub fn compile(
         source: e.into(),
     };
     let mut jit = Jit::new().map_err(whole)?;
-    let kernel = |step: &LoweredStep| match step {
-        LoweredStep::Kernel(step) => Some(&**step),
-        LoweredStep::InNext | LoweredStep::Concat(_) | LoweredStep::Reference(_) => None,
-    };
+    fn kernel(step: &LoweredStep) -> Option<&KernelStep> {
+        match step {
+            LoweredStep::Kernel(step) => Some(step),
+            LoweredStep::InNext | LoweredStep::Concat(_) | LoweredStep::Reference(_) => None,
+        }
+    }
     let sources = (lowered.iter())
         .map(|step| kernel(step).map_or(Ok(Vec::new()), |k| sources(graph, params, file, k)))
         .collect::<Result<Vec<_>>>()?;
