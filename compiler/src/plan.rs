@@ -369,7 +369,8 @@ pub fn concat_in_place(graph: &Graph, mut plan: Plan) -> Plan {
         for (input, value) in anchor.inputs.iter().zip(&step.inputs) {
             let channels = graph.node(*input).output.channels();
             let once = anchor.inputs.iter().filter(|i| *i == input).count() == 1;
-            let in_place = writers[value.0 as usize].is_some_and(|w| writes_strided(graph, &plan.fusion, w));
+            let in_place =
+                writers[value.0 as usize].is_some_and(|w| writes_strided(graph, &plan.fusion, w));
             if in_place && once && consumers[input.index()] == 1 {
                 let slice = Slice {
                     of: step.output,

@@ -25,7 +25,12 @@ fn kernels(graph: &Graph, plan: &Plan) -> String {
                 None => ("in place", "-".into(), 1, String::new()),
                 Some(b) => {
                     let kernel = Kernel::Concat(b.spec.clone());
-                    (kernel.algorithm().name(), kernel.tile().to_string(), 1, String::new())
+                    (
+                        kernel.algorithm().name(),
+                        kernel.tile().to_string(),
+                        1,
+                        String::new(),
+                    )
                 }
             },
             LoweredStep::Reference(reason) => ("reference", "-".into(), 1, reason.to_string()),

@@ -104,12 +104,7 @@ impl<'a> Inputs<'a> {
 
 /// The tensor of node `id`'s output among `inputs`, or an internal error
 /// naming `node` (the reader) if its step does not read it.
-fn operand<'a>(
-    engine: &Engine,
-    inputs: &Inputs<'a>,
-    node: &Node,
-    id: NodeId,
-) -> Result<&'a [f32]> {
+fn operand<'a>(engine: &Engine, inputs: &Inputs<'a>, node: &Node, id: NodeId) -> Result<&'a [f32]> {
     value(inputs, node, engine.plan.node_values[id.index()])
 }
 
@@ -399,15 +394,7 @@ fn reference_step(
                 bias,
             },
         ) => {
-            r::conv2d(
-                conv,
-                input(0)?,
-                in_dims(0),
-                weight,
-                bias.as_deref(),
-                out,
-            )
-            .map_err(fail)?;
+            r::conv2d(conv, input(0)?, in_dims(0), weight, bias.as_deref(), out).map_err(fail)?;
         }
         (
             Op::Dense(dense),
@@ -470,7 +457,12 @@ fn reference_step(
 
 /// Applies `nodes` in place to `data`, a residual add reading its shortcut
 /// (its second input) among `inputs`.
-fn epilogue(engine: &Engine, nodes: &[NodeId], data: &mut [f32], inputs: &Inputs<'_>) -> Result<()> {
+fn epilogue(
+    engine: &Engine,
+    nodes: &[NodeId],
+    data: &mut [f32],
+    inputs: &Inputs<'_>,
+) -> Result<()> {
     for id in nodes {
         let node = engine.graph.node(*id);
         let shortcut = if node.op == Op::Add {

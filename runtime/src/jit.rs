@@ -255,7 +255,11 @@ fn sources<'p>(
         .map(|part| {
             let LayerParams::Linear { weight, .. } = &params.layers[part.layer.index()] else {
                 let kind = graph.node(part.layer).op.kind();
-                return Err(internal(graph, part.layer, InternalError::NoParams { kind }));
+                return Err(internal(
+                    graph,
+                    part.layer,
+                    InternalError::NoParams { kind },
+                ));
             };
             let (weight, scale) = match weight {
                 Weight::Loaded(weight) => (weight.as_slice(), None),
@@ -327,12 +331,12 @@ fn compile_step(
         LoweredStep::Concat(branches) => {
             return (branches.iter())
                 .map(|branch| {
-                    let kernel = jit
-                        .compile(&Kernel::Concat(branch.spec.clone()))
-                        .map_err(|e| Error::Internal {
-                            layer: graph.name.to_string(),
-                            source: e.into(),
-                        })?;
+                    let kernel =
+                        jit.compile(&Kernel::Concat(branch.spec.clone()))
+                            .map_err(|e| Error::Internal {
+                                layer: graph.name.to_string(),
+                                source: e.into(),
+                            })?;
                     Ok(Branch {
                         input: branch.input,
                         kernel,

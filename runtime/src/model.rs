@@ -575,7 +575,28 @@ mod tests {
         let paths: Vec<_> = report.steps.iter().map(|s| s.path.clone()).collect();
         assert!(matches!(paths[0], Path::Compiled { .. }), "{paths:?}");
         for path in &paths[1..3] {
-            assert_eq!(path, &Path::Reference { reason: reason.into() });
+            assert_eq!(
+                path,
+                &Path::Reference {
+                    reason: reason.into()
+                }
+            );
+        }
+        let input: Vec<f32> = (0..8 * 8 * 16)
+            .map(|i| (i % 11) as f32 / 5.0 - 1.0)
+            .collect();
+        let found = model.forward(&input).unwrap();
+        let reference = Options {
+            reference: true,
+            ..Options::default()
+        };
+        let expected = Model::with_options(graph, &weights, reference)
+            .unwrap()
+            .forward(&input)
+            .unwrap();
+        let scale = expected.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+        for (f, e) in found.iter().zip(&expected) {
+            assert!((f - e).abs() <= 1e-5 * scale, "{f} for {e}");
         }
         // Only the compiled conv's weights stay in the file.
         let in_file: Vec<bool> = (model.engine.plan.steps[..3].iter())
@@ -590,20 +611,6 @@ mod tests {
             })
             .collect();
         assert_eq!(in_file, [true, false, false]);
-        let input: Vec<f32> = (0..8 * 8 * 16).map(|i| (i % 11) as f32 / 5.0 - 1.0).collect();
-        let found = model.forward(&input).unwrap();
-        let reference = Options {
-            reference: true,
-            ..Options::default()
-        };
-        let expected = Model::with_options(graph, &weights, reference)
-            .unwrap()
-            .forward(&input)
-            .unwrap();
-        let scale = expected.iter().fold(1.0f32, |m, x| m.max(x.abs()));
-        for (f, e) in found.iter().zip(&expected) {
-            assert!((f - e).abs() <= 1e-5 * scale, "{f} for {e}");
-        }
     }
 
     const CHILD: &str = "CNNJIT_TEST_FALL_BACK_CHILD";

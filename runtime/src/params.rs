@@ -459,7 +459,11 @@ pub fn reserve_weights(graph: &Graph, budget: &mut Budget) -> Result<()> {
 /// Takes from `budget` the bytes of the conv and dense weights that
 /// [`load_params`] copies although the model compiles: those of the layers
 /// not in `in_file` (their steps run on the reference kernels).
-pub fn reserve_copied_weights(graph: &Graph, in_file: &[NodeId], budget: &mut Budget) -> Result<()> {
+pub fn reserve_copied_weights(
+    graph: &Graph,
+    in_file: &[NodeId],
+    budget: &mut Budget,
+) -> Result<()> {
     reserve(graph, budget, |spec| {
         let weighted = matches!(graph.node(spec.node).op, Op::Conv2d(_) | Op::Dense(_));
         weighted && spec.name.ends_with(".weight") && !in_file.contains(&spec.node)

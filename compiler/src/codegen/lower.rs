@@ -233,7 +233,8 @@ pub fn lower(graph: &Graph, plan: &Plan, caps: &Capabilities) -> Vec<LoweredStep
         let Some(kept) = plan.steps[s].keeps else {
             continue;
         };
-        if let (LoweredStep::Kernel(first), LoweredStep::Kernel(second)) = (&steps[s - 1], &steps[s])
+        if let (LoweredStep::Kernel(first), LoweredStep::Kernel(second)) =
+            (&steps[s - 1], &steps[s])
         {
             if let Some(pair) = pair(caps, first, second, kept) {
                 steps[s] = LoweredStep::Kernel(Box::new(pair));
@@ -438,8 +439,8 @@ fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> L
                 channels: out.channels() as usize,
             }
         });
-    let macs = crate::cost::layer_cost(&anchor.op, &[input], anchor.output)
-        .map_or(u64::MAX, |c| c.macs);
+    let macs =
+        crate::cost::layer_cost(&anchor.op, &[input], anchor.output).map_or(u64::MAX, |c| c.macs);
     LoweredStep::Kernel(Box::new(KernelStep {
         work: work(macs, &kernel.lengths()),
         parts: vec![Part {
@@ -529,7 +530,10 @@ mod tests {
         let sliced = Some(FallbackReason::SlicedOutput { kind: "conv" });
         assert_eq!(reasons(&graph, &plan, &caps), [None, sliced, sliced, None]);
         // The concat then has nothing left to copy.
-        assert_eq!(lower(&graph, &plan, &caps)[3], LoweredStep::Concat(Vec::new()));
+        assert_eq!(
+            lower(&graph, &plan, &caps)[3],
+            LoweredStep::Concat(Vec::new())
+        );
         // Those convs pack nothing: their weights stay for the reference kernels.
         let packed: Vec<_> = (lower(&graph, &plan, &caps).iter())
             .flat_map(|s| s.packed_layers().collect::<Vec<_>>())
@@ -594,11 +598,24 @@ mod tests {
         }
         assert_eq!(
             sliced,
-            ["1x1-gemm", "winograd-f4x4", "depthwise", "pool", "global-pool", "global-pool"]
+            [
+                "1x1-gemm",
+                "winograd-f4x4",
+                "depthwise",
+                "pool",
+                "global-pool",
+                "global-pool"
+            ]
         );
         for (source, algorithm) in [
-            ("Net(8x8x4) { dwconv(3x3, pad = 1), relu, conv(8, 1x1) }", "dw+pw"),
-            ("Net(8x8x4) { conv(4, 1x3, pad = (0, 1)), relu, conv(8, 3x1, pad = (1, 0)) }", "1xk+kx1"),
+            (
+                "Net(8x8x4) { dwconv(3x3, pad = 1), relu, conv(8, 1x1) }",
+                "dw+pw",
+            ),
+            (
+                "Net(8x8x4) { conv(4, 1x3, pad = (0, 1)), relu, conv(8, 3x1, pad = (1, 0)) }",
+                "1xk+kx1",
+            ),
         ] {
             let (graph, plan) = net(source);
             let lowered = lower(&graph, &plan, &caps());
@@ -610,7 +627,10 @@ mod tests {
             assert_eq!(pair.operands.input, plan::ValueId(0));
             // Unfused when the capabilities say so.
             let apart = Capabilities::host(false, 4, false);
-            assert!(matches!(lower(&graph, &plan, &apart)[0], LoweredStep::Kernel(_)));
+            assert!(matches!(
+                lower(&graph, &plan, &apart)[0],
+                LoweredStep::Kernel(_)
+            ));
         }
     }
 
