@@ -9,7 +9,9 @@
 //! [`softmax`], in place; [`mod@concat`], a branch into its channel slice;
 //! [`lrn`], local response normalisation), and [`native`], the precompiled AVX2 GEMM tile
 //! that convolution kernels call for their innermost tile where the host has
-//! AVX2 and FMA. Each family
+//! AVX2 and FMA. [`lower`] decides, once, what each step of a plan runs
+//! (a kernel spec with its named operands, or the reference kernels and
+//! why). Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
 //! constants), a packing function that lays weights out as its code reads
 //! them, and an `emit` function. [`Jit`] compiles specs into a [`Program`],
@@ -53,6 +55,7 @@ pub mod concat;
 pub mod conv;
 pub mod depthwise;
 pub mod elementwise;
+pub mod lower;
 pub mod lrn;
 pub mod native;
 pub mod pool;

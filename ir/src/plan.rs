@@ -24,7 +24,8 @@
 //!   of its slices) overlap never overlap in the arena;
 //! - a slice is an input of exactly one step, the concat that writes the
 //!   value it is a slice `of`, at its own channels of that concat; it is
-//!   written by a conv, dwconv or pool step whose epilogue is per channel
+//!   written by a step whose anchor [`Plan::fusion`] says writes a slice (a
+//!   conv, dwconv or pool by default) and whose epilogue is per channel
 //!   (bn, activations, dropout, identity: no shortcut, no softmax), and its
 //!   offset is that of the value it is a slice of, which is no slice itself;
 //! - offsets are multiples of [`ALIGN_ELEMENTS`] (64 bytes), and
@@ -33,6 +34,18 @@
 //!
 //! [`Plan::verify`] checks them; a broken one is a [`PlanError`] naming the
 //! step, node or value and what was expected and found.
+//!
+//! What a step may fuse beyond running in place is the code generator's to
+//! say, not the plan's: [`fuse`] and [`concat_in_place`] ask a [`Fusion`],
+//! plain data (which anchors write a channel slice, which separable pairs
+//! run as one kernel), and the plan records the answers it was made with
+//! ([`Plan::fusion`]) so that lowering can check its code generator agrees.
+//! The `cnn!` macro plans at build time, where no code generator is linked,
+//! so [`Fusion::DEFAULT`] holds the answers of cnnjit's own (Cranelift)
+//! code generator as data; `codegen::lower`'s tests check that its kernel
+//! families do each of them, and [`plan`] uses them, so the runtime's arena
+//! is the macro's `PEAK_INFERENCE_BYTES`. A code generator that can do less
+//! lowers the steps it cannot serve to the reference kernels, with a reason.
 
 use crate::shape::ShapeError;
 use crate::{Graph, NodeId, Op, Shape};
@@ -84,9 +97,101 @@ pub struct Step {
     /// the step before, when the two form a separable pair: the step before
     /// is a depthwise (multiplier 1) or `1xk` convolution with a per-channel
     /// epilogue, and this one a `1x1` or `kx1` convolution that is the only
-    /// reader of its output, so a JIT may fuse them into one kernel that never
-    /// writes over what it reads.
+    /// reader of its output, and [`Plan::fusion`] runs such a pair as one
+    /// kernel, which then never writes over what it reads.
     pub keeps: Option<ValueId>,
+}
+
+/// What a code generator can run as one kernel, which the planner asks
+/// (module doc): plain data, so a plan made at build time without a code
+/// generator uses the same answers ([`Fusion::DEFAULT`]) as the runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Fusion {
+    /// A convolution (direct, depthwise or Winograd) with a per-channel
+    /// epilogue can write its output into a channel slice of a concat's output.
+    pub conv_writes_slice: bool,
+    /// A windowed or global pool with a per-channel epilogue can write its
+    /// output into a channel slice of a concat's output.
+    pub pool_writes_slice: bool,
+    /// A depthwise convolution (multiplier 1) with a per-channel epilogue,
+    /// then a convolution one column wide reading it alone, run as one kernel.
+    pub depthwise_pairs: bool,
+    /// A `1xk` convolution with a per-channel epilogue, then a convolution
+    /// one column wide reading it alone, run as one kernel.
+    pub row_pairs: bool,
+}
+
+impl Fusion {
+    /// What cnnjit's code generator fuses: everything above.
+    pub const DEFAULT: Fusion = Fusion {
+        conv_writes_slice: true,
+        pool_writes_slice: true,
+        depthwise_pairs: true,
+        row_pairs: true,
+    };
+
+    /// Nothing: every step writes a tensor of its own, every pair runs apart.
+    pub const NONE: Fusion = Fusion {
+        conv_writes_slice: false,
+        pool_writes_slice: false,
+        depthwise_pairs: false,
+        row_pairs: false,
+    };
+
+    /// Whether a step anchored at `op`, with a per-channel epilogue, can write
+    /// a channel slice of a concat's output.
+    pub fn writes_slice(&self, op: &Op) -> bool {
+        match op {
+            Op::Conv2d(_) => self.conv_writes_slice,
+            Op::Pool2d(_) | Op::GlobalPool(_) => self.pool_writes_slice,
+            Op::Input
+            | Op::Dense(_)
+            | Op::Flatten
+            | Op::BatchNorm { .. }
+            | Op::Activation(_)
+            | Op::Softmax
+            | Op::Dropout { .. }
+            | Op::Identity
+            | Op::Lrn(_)
+            | Op::Concat
+            | Op::Add
+            | Op::Scale => false,
+        }
+    }
+}
+
+/// The bn folded into `step`'s anchor, if any: a bn right after a conv or
+/// dense anchor. The weights' loader folds exactly this one, and lowering
+/// applies every other bn of the step as an affine epilogue.
+pub fn folded_bn(graph: &Graph, step: &Step) -> Option<NodeId> {
+    match step.nodes[..] {
+        [anchor, bn, ..]
+            if matches!(graph.node(anchor).op, Op::Conv2d(_) | Op::Dense(_))
+                && matches!(graph.node(bn).op, Op::BatchNorm { .. }) =>
+        {
+            Some(bn)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `op` works per channel and keeps the shape, so that a kernel
+/// with a strided output or a fused pair's first half can apply it.
+pub fn is_per_channel(op: &Op) -> bool {
+    match op {
+        Op::BatchNorm { .. } | Op::Activation(_) | Op::Dropout { .. } | Op::Identity => true,
+        Op::Input
+        | Op::Conv2d(_)
+        | Op::Dense(_)
+        | Op::Pool2d(_)
+        | Op::GlobalPool(_)
+        | Op::Flatten
+        | Op::Softmax
+        | Op::Lrn(_)
+        | Op::Concat
+        | Op::Add
+        | Op::Scale => false,
+    }
 }
 
 /// The kernels of a network and the layout of its arena.
@@ -100,6 +205,8 @@ pub struct Plan {
     pub node_values: Vec<ValueId>,
     /// The arena's size in bytes.
     pub arena_bytes: u64,
+    /// The code generator's answers the plan was made with.
+    pub fusion: Fusion,
 }
 
 /// Whether `op` can run in place on the tensor it reads.
@@ -123,34 +230,15 @@ fn is_epilogue(op: &Op) -> bool {
     }
 }
 
-/// Whether `op` is an epilogue node that works per channel and keeps the
-/// shape: a step ending in such nodes only can write a strided output.
-fn is_per_channel(op: &Op) -> bool {
-    match op {
-        Op::BatchNorm { .. } | Op::Activation(_) | Op::Dropout { .. } | Op::Identity => true,
-        Op::Input
-        | Op::Conv2d(_)
-        | Op::Dense(_)
-        | Op::Pool2d(_)
-        | Op::GlobalPool(_)
-        | Op::Flatten
-        | Op::Softmax
-        | Op::Lrn(_)
-        | Op::Concat
-        | Op::Add
-        | Op::Scale => false,
-    }
-}
-
-/// Whether steps `a` then `b` form a separable pair that a JIT may run as one
+/// Whether steps `a` then `b` form a separable pair that `fusion` runs as one
 /// kernel from `a`'s input to `b`'s output, never writing `a`'s output: `a` is
-/// a depthwise convolution (multiplier 1) or a `1xk` convolution whose
-/// epilogue is per channel (bn, activations), and `b` a convolution with
-/// kernels one column wide (a `1x1` or a `kx1`) that is the only reader of
-/// `a`'s output. Such a `b` keeps `a`'s input live, so the fused kernel never
+/// a depthwise convolution (multiplier 1, [`Fusion::depthwise_pairs`]) or a
+/// `1xk` convolution ([`Fusion::row_pairs`]) whose epilogue is per channel
+/// (bn, activations), and `b` a convolution with kernels one column wide (a
+/// `1x1` or a `kx1`) that is the only reader of `a`'s output. Such a `b` keeps `a`'s input live, so the fused kernel never
 /// writes over what it reads; the reference path then holds one more tensor
 /// there, which `PEAK_INFERENCE_BYTES` counts.
-fn separable(graph: &Graph, consumers: &[u32], a: &Step, b: &Step) -> bool {
+fn separable(graph: &Graph, fusion: &Fusion, consumers: &[u32], a: &Step, b: &Step) -> bool {
     let anchor = |step: &Step| graph.node(step.nodes[0]);
     let (first, second) = (anchor(a), anchor(b));
     let tail = *a.nodes.last().expect("a step has an anchor");
@@ -158,7 +246,8 @@ fn separable(graph: &Graph, consumers: &[u32], a: &Step, b: &Step) -> bool {
         Op::Conv2d(conv) => {
             let c = first.output.channels();
             let depthwise = conv.groups == c && graph.node(first.inputs[0]).output.channels() == c;
-            depthwise || (conv.kernel.h == 1 && conv.groups == 1)
+            (depthwise && fusion.depthwise_pairs)
+                || (conv.kernel.h == 1 && conv.groups == 1 && fusion.row_pairs)
         }
         Op::Input
         | Op::Dense(_)
@@ -185,9 +274,10 @@ fn separable(graph: &Graph, consumers: &[u32], a: &Step, b: &Step) -> bool {
         && consumers[tail.index()] == 1
 }
 
-/// Groups the graph's nodes into steps and assigns each node its value.
+/// Groups the graph's nodes into steps and assigns each node its value,
+/// marking the separable pairs `fusion` runs as one kernel (`Step::keeps`).
 /// Offsets are left at zero for [`plan_arena`].
-pub fn fuse(graph: &Graph) -> Plan {
+pub fn fuse(graph: &Graph, fusion: &Fusion) -> Plan {
     let consumers = graph.consumer_counts();
     let mut steps: Vec<Step> = Vec::new();
     let mut values = vec![Value {
@@ -230,7 +320,9 @@ pub fn fuse(graph: &Graph) -> Plan {
         }
     }
     for s in 1..steps.len() {
-        if steps[s - 1].keeps.is_none() && separable(graph, &consumers, &steps[s - 1], &steps[s]) {
+        if steps[s - 1].keeps.is_none()
+            && separable(graph, fusion, &consumers, &steps[s - 1], &steps[s])
+        {
             steps[s].keeps = steps[s - 1].inputs.first().copied();
         }
     }
@@ -239,29 +331,15 @@ pub fn fuse(graph: &Graph) -> Plan {
         values,
         node_values,
         arena_bytes: 0,
+        fusion: *fusion,
     }
 }
 
-/// Whether `step` can write its output as a slice of a concat's output: its
-/// anchor is a conv, dwconv or pool (the kernels with a strided output) and
-/// its epilogue works per channel.
-fn writes_strided(graph: &Graph, step: &Step) -> bool {
-    let strided_anchor = match graph.node(step.nodes[0]).op {
-        Op::Conv2d(_) | Op::Pool2d(_) | Op::GlobalPool(_) => true,
-        Op::Input
-        | Op::Dense(_)
-        | Op::Flatten
-        | Op::BatchNorm { .. }
-        | Op::Activation(_)
-        | Op::Softmax
-        | Op::Dropout { .. }
-        | Op::Identity
-        | Op::Lrn(_)
-        | Op::Concat
-        | Op::Add
-        | Op::Scale => false,
-    };
-    strided_anchor
+/// Whether `step` can write its output as a slice of a concat's output:
+/// `fusion` says its anchor can ([`Fusion::writes_slice`]) and its epilogue
+/// works per channel.
+fn writes_strided(graph: &Graph, fusion: &Fusion, step: &Step) -> bool {
+    fusion.writes_slice(&graph.node(step.nodes[0]).op)
         && step.nodes[1..]
             .iter()
             .all(|id| is_per_channel(&graph.node(*id).op))
@@ -269,7 +347,8 @@ fn writes_strided(graph: &Graph, step: &Step) -> bool {
 
 /// Makes each concat input that its step can write in place a [`Slice`] of
 /// the concat's output: the output of a step (not the network's input)
-/// anchored at a conv, dwconv or pool with a per-channel epilogue (no
+/// whose anchor [`Plan::fusion`] says writes a slice (a conv, dwconv or
+/// pool by default), with a per-channel epilogue (no
 /// shortcut: it is contiguous; no softmax), read by the concat alone and
 /// listed once among its inputs. The concat then copies only its other
 /// inputs. Offsets are left for [`plan_arena`].
@@ -290,7 +369,8 @@ pub fn concat_in_place(graph: &Graph, mut plan: Plan) -> Plan {
         for (input, value) in anchor.inputs.iter().zip(&step.inputs) {
             let channels = graph.node(*input).output.channels();
             let once = anchor.inputs.iter().filter(|i| *i == input).count() == 1;
-            let in_place = writers[value.0 as usize].is_some_and(|w| writes_strided(graph, w));
+            let in_place =
+                writers[value.0 as usize].is_some_and(|w| writes_strided(graph, &plan.fusion, w));
             if in_place && once && consumers[input.index()] == 1 {
                 let slice = Slice {
                     of: step.output,
@@ -388,9 +468,16 @@ pub fn plan_arena(mut plan: Plan) -> Result<Plan, ShapeError> {
     Ok(plan)
 }
 
-/// [`fuse`], then [`concat_in_place`], then [`plan_arena`].
+/// [`fuse`], then [`concat_in_place`], then [`plan_arena`], with what
+/// cnnjit's code generator fuses ([`Fusion::DEFAULT`]): the plan of
+/// `PEAK_INFERENCE_BYTES`.
 pub fn plan(graph: &Graph) -> Result<Plan, ShapeError> {
-    plan_arena(concat_in_place(graph, fuse(graph)))
+    plan_for(graph, &Fusion::DEFAULT)
+}
+
+/// [`fuse`], then [`concat_in_place`], then [`plan_arena`], with `fusion`.
+pub fn plan_for(graph: &Graph, fusion: &Fusion) -> Result<Plan, ShapeError> {
+    plan_arena(concat_in_place(graph, fuse(graph, fusion)))
 }
 
 /// Which invariant of a [`Plan`] (this module's documentation) does not hold.
@@ -651,7 +738,7 @@ impl Plan {
             return Err(SliceError::OtherReader);
         }
         match self.steps.iter().find(|s| s.output.0 as usize == v) {
-            Some(writer) if writes_strided(graph, writer) => {}
+            Some(writer) if writes_strided(graph, &self.fusion, writer) => {}
             _ => return Err(SliceError::NotStrided),
         }
         if value.offset != parent.offset {

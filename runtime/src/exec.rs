@@ -80,25 +80,42 @@ fn is_slice(plan: &Plan, value: ValueId) -> bool {
 }
 
 /// A step's input tensors, shared, beside its output borrowed mutably:
-/// views into the arena on either side of the output, found without
-/// allocating.
+/// views into the arena on either side of the output, found by value
+/// without allocating.
 struct Inputs<'a> {
     left: &'a [f32],
     right: &'a [f32],
     out: Range<usize>,
-    ranges: &'a [Range<usize>],
+    ranges: &'a [(ValueId, Range<usize>)],
 }
 
 impl<'a> Inputs<'a> {
-    /// Input `i`; `carve` checked that every range lies on one side of the output.
-    fn get(&self, i: usize) -> &'a [f32] {
-        let r = &self.ranges[i];
-        if r.end <= self.out.start {
+    /// Value `value`, or `None` if the step does not read it; `carve`
+    /// checked that every range lies on one side of the output.
+    fn get(&self, value: ValueId) -> Option<&'a [f32]> {
+        let (_, r) = self.ranges.iter().find(|(v, _)| *v == value)?;
+        Some(if r.end <= self.out.start {
             &self.left[r.clone()]
         } else {
             &self.right[r.start - self.out.end..r.end - self.out.end]
-        }
+        })
     }
+}
+
+/// The tensor of node `id`'s output among `inputs`, or an internal error
+/// naming `node` (the reader) if its step does not read it.
+fn operand<'a>(engine: &Engine, inputs: &Inputs<'a>, node: &Node, id: NodeId) -> Result<&'a [f32]> {
+    value(inputs, node, engine.plan.node_values[id.index()])
+}
+
+/// Value `v` among `inputs`, or an internal error naming `node` (the reader).
+fn value<'a>(inputs: &Inputs<'a>, node: &Node, v: ValueId) -> Result<&'a [f32]> {
+    inputs.get(v).ok_or_else(|| {
+        node_error(
+            node,
+            InternalError::Broken("a step reads a value it does not list"),
+        )
+    })
 }
 
 /// The output range mutably and the input ranges shared, or `None` if an input
@@ -106,14 +123,14 @@ impl<'a> Inputs<'a> {
 fn carve<'a>(
     arena: &'a mut [f32],
     out: Range<usize>,
-    ranges: &'a [Range<usize>],
+    ranges: &'a [(ValueId, Range<usize>)],
 ) -> Option<(&'a mut [f32], Inputs<'a>)> {
     if out.end > arena.len() {
         return None;
     }
     let (left, rest) = arena.split_at_mut(out.start);
     let (output, right) = rest.split_at_mut(out.len());
-    let fits = ranges.iter().all(|r| {
+    let fits = ranges.iter().all(|(_, r)| {
         r.start <= r.end
             && (r.end <= out.start || (r.start >= out.end && r.end <= out.end + right.len()))
     });
@@ -128,10 +145,11 @@ fn carve<'a>(
     ))
 }
 
-/// Every step's output range and input ranges in the arena (the value it
-/// keeps, if any, after its inputs), computed once. A slice, which only its
-/// concat reads and which is already in place there, is read as nothing.
-fn step_ranges(plan: &Plan) -> Vec<(Range<usize>, Vec<Range<usize>>)> {
+/// Every step's output range and the ranges of the values it reads (and
+/// the value it keeps, if any) in the arena, computed once. A slice, which
+/// only its concat reads and which is already in place there, is read as
+/// nothing.
+fn step_ranges(plan: &Plan) -> Vec<StepRanges> {
     plan.steps
         .iter()
         .map(|step| {
@@ -140,17 +158,21 @@ fn step_ranges(plan: &Plan) -> Vec<(Range<usize>, Vec<Range<usize>>)> {
                 .iter()
                 .chain(&step.keeps)
                 .map(|v| {
-                    if is_slice(plan, *v) {
+                    let range = if is_slice(plan, *v) {
                         0..0
                     } else {
                         range(&plan.values[v.0 as usize])
-                    }
+                    };
+                    (*v, range)
                 })
                 .collect();
             (memory(plan, step.output), ins)
         })
         .collect()
 }
+
+/// A step's output range, and the values it reads with their ranges.
+type StepRanges = (Range<usize>, Vec<(ValueId, Range<usize>)>);
 
 /// What runs a plan: the graph, its plan and parameters, and, when the JIT
 /// serves it, the compiled kernels and the threads that split their rows.
@@ -168,7 +190,7 @@ pub struct Engine {
     /// Threads for the compiled kernels.
     pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     /// Per step, its output's and inputs' ranges in the arena.
-    ranges: Vec<(Range<usize>, Vec<Range<usize>>)>,
+    ranges: Vec<StepRanges>,
 }
 
 impl Engine {
@@ -206,7 +228,7 @@ impl Engine {
     fn on_reference(&self, index: usize) -> bool {
         #[cfg(feature = "jit")]
         if let Some(compiled) = &self.compiled {
-            return matches!(compiled.steps[index], crate::jit::Lowering::Reference);
+            return matches!(compiled.steps[index], crate::jit::Lowering::Reference(_));
         }
         let _ = index;
         true
@@ -284,8 +306,7 @@ fn run_step(
     arena: &mut [f32],
     scratch: &mut [f32],
 ) -> Result<()> {
-    let (graph, params) = (&engine.graph, &engine.params);
-    let anchor = graph.node(step.nodes[0]);
+    let anchor = engine.graph.node(step.nodes[0]);
     let (out_range, ranges) = &engine.ranges[index];
     let (out, inputs) = carve(arena, out_range.clone(), ranges).ok_or_else(|| Error::Internal {
         layer: anchor.name.to_string(),
@@ -295,41 +316,39 @@ fn run_step(
     if let Some(compiled) = &engine.compiled {
         use crate::jit::Lowering;
         let lowered = match &compiled.steps[index] {
-            Lowering::Reference => None,
+            Lowering::Reference(_) => None,
             Lowering::Kernel(lowered) => Some(lowered),
             Lowering::InNext => return Ok(()),
             Lowering::Concat(branches) => {
                 for branch in branches {
-                    let input = inputs.get(branch.input);
+                    let input = value(&inputs, anchor, branch.input)?;
                     let pool = engine.pool.as_deref();
                     crate::jit::run_branch(&compiled.program, branch, input, out, pool)
                         .map_err(|e| node_error(anchor, e))?;
                 }
-                let rest = &step.nodes[1..];
-                return epilogue(graph, params, rest, out, &inputs, anchor.inputs.len());
+                return epilogue(engine, &step.nodes[1..], out, &inputs);
             }
         };
         if let Some(lowered) = lowered {
-            let extra = lowered.extra.map(|i| inputs.get(i));
+            let operands = &lowered.operands;
+            let extra = (operands.extra)
+                .map(|v| value(&inputs, anchor, v))
+                .transpose()?;
             crate::jit::run(
                 &compiled.program,
                 lowered,
-                inputs.get(lowered.input),
+                value(&inputs, anchor, operands.input)?,
                 extra,
                 out,
                 scratch,
                 engine.pool.as_deref(),
             )
             .map_err(|e| node_error(anchor, e))?;
-            // A fused add's shortcut follows the anchor's inputs; a binary
-            // anchor's `extra` is one of its own inputs.
-            let fused_add = lowered.extra.is_some_and(|e| e >= anchor.inputs.len());
-            let first_shortcut = anchor.inputs.len() + usize::from(fused_add);
-            return epilogue(graph, params, &lowered.rest, out, &inputs, first_shortcut);
+            return epilogue(engine, &lowered.rest, out, &inputs);
         }
     }
     #[cfg(not(feature = "jit"))]
-    let _ = (index, params);
+    let _ = index;
     match engine.plan.values[step.output.0 as usize].slice {
         None => reference_step(engine, step, out, &inputs),
         Some(slice) => {
@@ -365,6 +384,7 @@ fn reference_step(
     let anchor = graph.node(step.nodes[0]);
     let fail = |e: KernelError| node_error(anchor, e);
     let in_dims = |i: usize| Dims::from(graph.node(anchor.inputs[i]).output);
+    let input = |i: usize| operand(engine, inputs, anchor, anchor.inputs[i]);
     let layer = &params.layers[step.nodes[0].index()];
     match (&anchor.op, layer) {
         (
@@ -374,15 +394,7 @@ fn reference_step(
                 bias,
             },
         ) => {
-            r::conv2d(
-                conv,
-                inputs.get(0),
-                in_dims(0),
-                weight,
-                bias.as_deref(),
-                out,
-            )
-            .map_err(fail)?;
+            r::conv2d(conv, input(0)?, in_dims(0), weight, bias.as_deref(), out).map_err(fail)?;
         }
         (
             Op::Dense(dense),
@@ -391,27 +403,27 @@ fn reference_step(
                 bias,
             },
         ) => {
-            r::dense(dense, inputs.get(0), weight, bias.as_deref(), out).map_err(fail)?;
+            r::dense(dense, input(0)?, weight, bias.as_deref(), out).map_err(fail)?;
         }
         (Op::Pool2d(pool), _) => {
-            r::pool2d(pool, inputs.get(0), in_dims(0), out).map_err(fail)?;
+            r::pool2d(pool, input(0)?, in_dims(0), out).map_err(fail)?;
         }
         (Op::GlobalPool(kind), _) => {
-            r::global_pool(*kind, inputs.get(0), in_dims(0), out).map_err(fail)?
+            r::global_pool(*kind, input(0)?, in_dims(0), out).map_err(fail)?
         }
-        (Op::Lrn(lrn), _) => r::lrn(lrn, inputs.get(0), in_dims(0).c, out).map_err(fail)?,
+        (Op::Lrn(lrn), _) => r::lrn(lrn, input(0)?, in_dims(0).c, out).map_err(fail)?,
         (Op::Concat, _) => {
             let total = Dims::from(anchor.output);
             let mut offset = 0;
-            for i in 0..anchor.inputs.len() {
-                if !is_slice(&engine.plan, step.inputs[i]) {
-                    r::concat_part(inputs.get(i), in_dims(i), offset, total, out).map_err(fail)?;
+            for (i, id) in anchor.inputs.iter().enumerate() {
+                if !is_slice(&engine.plan, engine.plan.node_values[id.index()]) {
+                    r::concat_part(input(i)?, in_dims(i), offset, total, out).map_err(fail)?;
                 }
                 offset += in_dims(i).c;
             }
         }
-        (Op::Add, _) => r::add(inputs.get(0), inputs.get(1), out).map_err(fail)?,
-        (Op::Scale, _) => r::scale(inputs.get(0), in_dims(0), inputs.get(1), out).map_err(fail)?,
+        (Op::Add, _) => r::add(input(0)?, input(1)?, out).map_err(fail)?,
+        (Op::Scale, _) => r::scale(input(0)?, in_dims(0), input(1)?, out).map_err(fail)?,
         // An epilogue op that could not run in place: copy, then apply in place.
         (
             Op::BatchNorm { .. }
@@ -422,14 +434,15 @@ fn reference_step(
             | Op::Flatten,
             _,
         ) => {
-            if out.len() != inputs.get(0).len() {
+            let input = input(0)?;
+            if out.len() != input.len() {
                 return Err(fail(KernelError::Length {
                     what: "element-wise output",
-                    expected: inputs.get(0).len(),
+                    expected: input.len(),
                     found: out.len(),
                 }));
             }
-            out.copy_from_slice(inputs.get(0));
+            out.copy_from_slice(input);
             in_place(anchor, layer, out, None)?;
         }
         (op @ (Op::Input | Op::Conv2d(_) | Op::Dense(_)), _) => {
@@ -439,36 +452,25 @@ fn reference_step(
             ))
         }
     }
-    epilogue(
-        graph,
-        params,
-        &step.nodes[1..],
-        out,
-        inputs,
-        anchor.inputs.len(),
-    )
+    epilogue(engine, &step.nodes[1..], out, inputs)
 }
 
-/// Applies `nodes` in place to `data`, each residual add taking the next
-/// input from `first_shortcut` on.
+/// Applies `nodes` in place to `data`, a residual add reading its shortcut
+/// (its second input) among `inputs`.
 fn epilogue(
-    graph: &Graph,
-    params: &Params,
+    engine: &Engine,
     nodes: &[NodeId],
     data: &mut [f32],
     inputs: &Inputs<'_>,
-    first_shortcut: usize,
 ) -> Result<()> {
-    let mut next = first_shortcut;
     for id in nodes {
-        let node = graph.node(*id);
-        let shortcut = if node.op == Op::Add && next < inputs.ranges.len() {
-            next += 1;
-            Some(inputs.get(next - 1))
+        let node = engine.graph.node(*id);
+        let shortcut = if node.op == Op::Add {
+            Some(operand(engine, inputs, node, node.inputs[1])?)
         } else {
             None
         };
-        in_place(node, &params.layers[id.index()], data, shortcut)?;
+        in_place(node, &engine.params.layers[id.index()], data, shortcut)?;
     }
     Ok(())
 }

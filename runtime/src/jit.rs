@@ -1,27 +1,9 @@
-//! Lowering a plan to JIT kernels: for each step, the kernel spec, its packed
-//! weights and per-channel vectors, and which of the step's epilogue nodes the
-//! kernel fuses. Steps the JIT does not serve (yet) keep the reference kernels.
+//! Compiling a lowered plan: for each step that [`lower`](codegen::lower)
+//! gave a compiled kernel, its kernels compiled and its weights and
+//! per-channel vectors packed; for a concat, one copy kernel per input not
+//! written in place. Nothing is decided here: what each step runs, its
+//! operands and why a step keeps the reference kernels are the lowering's.
 //!
-//! A convolution's algorithm (direct, 1x1 GEMM or Winograd) is the static
-//! cost model's choice ([`choice::kernel`]), a function of its spec and of
-//! [`Options::winograd`](crate::model::Options::winograd) alone.
-//! A step is compiled when its anchor is a `conv`, `dwconv`, `dense`, a
-//! pool, an `add` or a `scale` (the second operand as `extra`), or an `lrn`
-//! whose base is positive ([`LrnSpec::new`]); its
-//! epilogue is fused up to the first node the kernel cannot apply per channel
-//! (softmax, a second residual add), and the rest runs in place after it: a
-//! softmax there on a compiled [`SoftmaxSpec`] kernel, the others on the
-//! reference kernels.
-//! A separable pair the plan marks (`Step::keeps`: a depthwise or `1xk`
-//! convolution feeding only a `1x1` or `kx1` one) becomes one
-//! [`SeparableSpec`] kernel at the second step, reading the first step's
-//! input; the first step then runs nothing ([`Lowering::InNext`]).
-//! A step whose output the plan makes a slice of a concat's output
-//! (`plan::Slice`) gets its kernel's strided form ([`Kernel::sliced`]),
-//! which writes its channels of the concat's output in place; where that
-//! kernel would leave epilogue nodes to run after it, the step runs on the
-//! reference kernels instead. A concat then runs one copy kernel only per
-//! input not written in place, into its channel slice ([`Lowering::Concat`]).
 //! Every call checks the buffers against the kernel's [`Lengths`] first, so a
 //! kernel can never be handed a buffer shorter than its code assumes, then
 //! splits the kernel's rows (output rows, pixels, tile rows, or a dense
@@ -32,31 +14,25 @@
 use crate::error::{Error, InternalError, Result};
 use crate::ir::{Graph, NodeId, Op};
 use crate::memory::Budget;
-use crate::model::{Options, Winograd};
 use crate::params::{LayerParams, Params, Weight};
 use crate::reference::{Affine, BatchNorm, KernelError};
 use crate::weights::Weights;
-use cnnjit_codegen::choice;
 use cnnjit_codegen::concat::ConcatSpec;
-use cnnjit_codegen::conv::ConvSpec;
-use cnnjit_codegen::depthwise::DepthwiseSpec;
-use cnnjit_codegen::elementwise::{Binary, ElementwiseSpec};
-use cnnjit_codegen::lrn::LrnSpec;
-use cnnjit_codegen::pool::PoolSpec;
-use cnnjit_codegen::separable::{Half, SeparableSpec};
+pub use cnnjit_codegen::lower::work;
+use cnnjit_codegen::lower::{FallbackReason, KernelStep, LoweredStep, Operands, Part};
 use cnnjit_codegen::softmax::SoftmaxSpec;
-use cnnjit_codegen::{Algorithm, ChannelSlice, Epilogue, Tile};
+use cnnjit_codegen::{Algorithm, Tile};
 use cnnjit_codegen::{CodegenError, Jit, Kernel, KernelFn, KernelId, Lengths, Program};
-use cnnjit_ir::plan::{Plan, Step};
+use cnnjit_ir::plan::ValueId;
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// How one step runs.
+/// How one step runs: its [`LoweredStep`], compiled.
 #[derive(Clone, Debug)]
 pub enum Lowering {
-    /// On the reference kernels.
-    Reference,
+    /// On the reference kernels, for this reason.
+    Reference(FallbackReason),
     /// On a compiled kernel (boxed: a `Lowered` is large beside the other variants).
     Kernel(Box<Lowered>),
     /// Not at all: the next step's kernel computes it too (a fused separable
@@ -71,15 +47,15 @@ pub enum Lowering {
 /// One concat input's compiled copy.
 #[derive(Clone, Debug)]
 pub struct Branch {
-    /// Which of the step's inputs it copies.
-    pub input: usize,
+    /// The value it copies.
+    pub input: ValueId,
     /// The compiled kernel.
     pub kernel: KernelId,
     /// Its spec (the branch's slice), whose lengths are its contract.
     pub spec: ConcatSpec,
 }
 
-/// One step lowered to a kernel.
+/// One step's compiled kernel.
 #[derive(Clone, Debug)]
 pub struct Lowered {
     /// The compiled kernel.
@@ -90,11 +66,8 @@ pub struct Lowered {
     pub weights: Vec<f32>,
     /// Packed bias, then a scale and a shift per fused unfolded bn.
     pub params: Vec<f32>,
-    /// Which of the step's inputs the kernel reads: 0, or for a fused pair the
-    /// value the step keeps (`Step::keeps`), listed after the step's inputs.
-    pub input: usize,
-    /// Which of the step's inputs is the fused residual's shortcut.
-    pub extra: Option<usize>,
+    /// The values it reads and writes.
+    pub operands: Operands,
     /// A softmax the epilogue ends in, run in place on the output after the
     /// kernel: its compiled kernel and spec.
     pub then: Option<(KernelId, SoftmaxSpec)>,
@@ -108,65 +81,16 @@ pub struct Lowered {
     pub tile: Tile,
 }
 
-/// One layer's weights to pack: by `kernel`'s layout, each output channel's
-/// times its `scale` if a bn is folded in.
-#[derive(Clone)]
-struct Part<'p> {
-    kernel: Kernel,
-    weight: &'p [f32],
-    scale: Option<&'p [f64]>,
-}
-
-impl Part<'_> {
-    fn pack(&self) -> Vec<f32> {
-        self.kernel.pack_weights(self.weight, self.scale)
-    }
-}
-
-/// A step's kernel spec and packed per-channel vectors, before compiling,
-/// and the weights it will pack.
-struct Packed<'p> {
-    kernel: Kernel,
-    /// The layer weights to pack, in order, each by its own spec (a fused
-    /// pair has two) and with its folded bn's factors, if any;
-    /// [`Packed::pack_weights`] packs them into one buffer.
-    weights: Vec<Part<'p>>,
-    params: Vec<f32>,
-    input: usize,
-    extra: Option<usize>,
-    then: Option<SoftmaxSpec>,
-    rest: Vec<NodeId>,
-    work: u64,
-}
-
 /// The least [`work`] worth splitting across threads: below it, waking a
 /// thread costs more than it saves (LeNet-5's layers, for instance).
 pub const PARALLEL_WORK: u64 = 1 << 18;
-
-/// A kernel's work, to decide whether to split it across threads: its
-/// multiply-accumulates (`macs`, from the cost model), or, for a kernel bound
-/// by memory (a pool, an add, a concat, an lrn, a softmax), the elements its
-/// buffers hold, whichever is more. A dense layer's MACs are its weights.
-pub fn work(macs: u64, lengths: &Lengths) -> u64 {
-    let elements = [
-        lengths.input,
-        lengths.weights,
-        lengths.params,
-        lengths.extra,
-        lengths.output,
-    ]
-    .iter()
-    .map(|&n| n as u64)
-    .fold(0u64, u64::saturating_add);
-    macs.max(elements)
-}
 
 /// `pool` if `work` is worth splitting across its threads.
 fn split(work: u64, pool: Option<&rayon::ThreadPool>) -> Option<&rayon::ThreadPool> {
     pool.filter(|_| work >= PARALLEL_WORK)
 }
 
-/// The whole plan lowered: a kernel per step where the JIT serves it.
+/// The whole plan compiled: a kernel per step the lowering compiles.
 #[derive(Clone, Debug)]
 pub struct Compiled {
     /// The code, shared by clones of a model.
@@ -175,7 +99,7 @@ pub struct Compiled {
     pub steps: Vec<Lowering>,
     /// Distinct kernels compiled.
     pub kernels: usize,
-    /// Wall time of lowering and compiling, in milliseconds.
+    /// Wall time of packing and compiling, in milliseconds.
     pub compile_ms: f64,
     /// Where that time went.
     pub phases: Phases,
@@ -205,7 +129,7 @@ impl Compiled {
             .iter()
             .filter_map(|step| match step {
                 Lowering::Kernel(l) => Some(scratch_len(&l.lengths, l.pool(pool))),
-                _ => None,
+                Lowering::Reference(_) | Lowering::InNext | Lowering::Concat(_) => None,
             })
             .max()
             .unwrap_or(0)
@@ -219,13 +143,11 @@ fn internal(graph: &Graph, id: NodeId, source: impl Into<InternalError>) -> Erro
     }
 }
 
-/// Lowers and compiles every step the JIT serves, as `options` says:
-/// convolutions get the native GEMM tile if `native_tile` and the host has
-/// it; with `fuse_separable`, each separable pair the plan marks becomes one
-/// kernel; `winograd` bounds the Winograd tiles the cost model may choose.
-/// Weights that `params` left in the file ([`Weight::InFile`]) are packed
-/// from `file`, folding their bn as they are packed. The packed weights'
-/// bytes are taken from `budget` before any is packed.
+/// Compiles the `lowered` steps of `graph`'s plan: packs each compiled
+/// step's weights and per-channel vectors from `params`, where `params` left
+/// a layer's weights in the file ([`Weight::InFile`]) from `file`, folding
+/// their bn as they are packed. The packed weights' bytes are taken from
+/// `budget` before any is packed.
 ///
 /// Packing touches every weight (200 MB packed for ResNet-50, most of it
 /// memory the process has never touched) and each step's depends on no other
@@ -234,44 +156,28 @@ fn internal(graph: &Graph, id: NodeId, source: impl Into<InternalError>) -> Erro
 /// other, since a kernel's code depends on its spec alone.
 pub fn compile(
     graph: &Graph,
-    plan: &Plan,
+    lowered: &[LoweredStep],
     params: &Params,
     file: &Weights,
-    options: &Options,
     budget: &mut Budget,
 ) -> Result<Compiled> {
-    let Options {
-        native_tile,
-        fuse_separable,
-        winograd,
-        ..
-    } = *options;
     let start = Instant::now();
     let whole = |e: CodegenError| Error::Internal {
         layer: graph.name.to_string(),
         source: e.into(),
     };
     let mut jit = Jit::new().map_err(whole)?;
-    let mut packed = plan
-        .steps
-        .iter()
-        .map(|step| lower(graph, plan, params, file, step, native_tile, winograd))
-        .collect::<Result<Vec<_>>>()?;
-    let mut in_next = vec![false; packed.len()];
-    for (s, step) in plan.steps.iter().enumerate().skip(1) {
-        if !fuse_separable || step.keeps.is_none() || in_next[s - 1] {
-            continue;
-        }
-        if let (Some(first), Some(second)) = (&packed[s - 1], &packed[s]) {
-            if let Some(pair) = pair(first, second, step.inputs.len()) {
-                packed[s] = Some(pair);
-                in_next[s - 1] = true;
-            }
+    fn kernel(step: &LoweredStep) -> Option<&KernelStep> {
+        match step {
+            LoweredStep::Kernel(step) => Some(step),
+            LoweredStep::InNext | LoweredStep::Concat(_) | LoweredStep::Reference(_) => None,
         }
     }
-    let packed_bytes = (packed.iter().zip(&in_next))
-        .filter_map(|(packed, in_next)| packed.as_ref().filter(|_| !in_next))
-        .map(|packed| (packed.kernel.lengths().weights as u64).saturating_mul(4))
+    let sources = (lowered.iter())
+        .map(|step| kernel(step).map_or(Ok(Vec::new()), |k| sources(graph, params, file, k)))
+        .collect::<Result<Vec<_>>>()?;
+    let packed_bytes = (lowered.iter().filter_map(kernel))
+        .map(|k| (k.kernel.lengths().weights as u64).saturating_mul(4))
         .fold(0u64, u64::saturating_add);
     budget.take(packed_bytes, || {
         format!("the packed weights of net `{}`", graph.name)
@@ -280,52 +186,29 @@ pub fn compile(
     let steps = rayon::in_place_scope(|scope| {
         scope.spawn(|_| {
             let start = Instant::now();
-            weights = packed
-                .par_iter()
-                .zip(&in_next)
-                .map(|(packed, in_next)| match packed {
-                    Some(packed) if !in_next => packed.pack_weights(),
-                    _ => Vec::new(),
-                })
+            weights = (sources.par_iter())
+                .map(|parts| parts.iter().flat_map(Source::pack).collect::<Vec<f32>>())
                 .collect::<Vec<_>>();
             pack_ms = start.elapsed().as_secs_f64() * 1e3;
         });
         let start = Instant::now();
-        let steps = plan
-            .steps
-            .iter()
-            .zip(&packed)
-            .zip(&in_next)
-            .map(|((step, packed), in_next)| {
-                Ok(match packed {
-                    _ if *in_next => Lowering::InNext,
-                    Some(packed) => {
-                        Lowering::Kernel(Box::new(compile_packed(graph, step, packed, &mut jit)?))
-                    }
-                    None => match concat(graph, plan, step, &mut jit)? {
-                        Some(branches) => Lowering::Concat(branches),
-                        None => Lowering::Reference,
-                    },
-                })
-            })
+        let steps = (lowered.iter())
+            .map(|step| compile_step(graph, params, step, &mut jit))
             .collect::<Result<Vec<_>>>();
         cranelift_ms = start.elapsed().as_secs_f64() * 1e3;
         steps
     })?;
-    let steps = steps
-        .into_iter()
-        .zip(weights)
-        .zip(&plan.steps)
+    let steps = (steps.into_iter().zip(weights).zip(lowered))
         .map(|((mut lowering, weights), step)| {
-            if let Lowering::Kernel(lowered) = &mut lowering {
-                if weights.len() != lowered.lengths.weights {
+            if let (Lowering::Kernel(compiled), LoweredStep::Kernel(step)) = (&mut lowering, step) {
+                if weights.len() != compiled.lengths.weights {
                     return Err(internal(
                         graph,
-                        step.nodes[0],
+                        step.parts[0].layer,
                         InternalError::Broken("packed weights do not match the kernel"),
                     ));
                 }
-                lowered.weights = weights;
+                compiled.weights = weights;
             }
             Ok(lowering)
         })
@@ -344,133 +227,163 @@ pub fn compile(
     })
 }
 
-/// Two lowered steps as one separable kernel reading the first's input (the
-/// second step's input `kept`), or `None` if they do not make a pair.
-fn pair<'p>(first: &Packed<'p>, second: &Packed<'p>, kept: usize) -> Option<Packed<'p>> {
-    let half = |packed: &Packed| match &packed.kernel {
-        Kernel::Depthwise(spec) => Some(Half::Depthwise(spec.clone())),
-        Kernel::Conv(spec) => Some(Half::Conv(spec.clone())),
-        _ => None,
+/// One layer's weights to pack: by `kernel`'s layout, each output channel's
+/// times its `scale` if a bn is folded in.
+struct Source<'p> {
+    kernel: &'p Kernel,
+    weight: &'p [f32],
+    scale: Option<&'p [f64]>,
+}
+
+impl Source<'_> {
+    fn pack(&self) -> Vec<f32> {
+        self.kernel.pack_weights(self.weight, self.scale)
+    }
+}
+
+/// The weights of `step`'s weighted layers, as packing reads them: the
+/// copy in `params`, or the tensor in `file` and the factors of the bn
+/// folded into it.
+fn sources<'p>(
+    graph: &Graph,
+    params: &'p Params,
+    file: &'p Weights,
+    step: &'p KernelStep,
+) -> Result<Vec<Source<'p>>> {
+    let weighted = step.parts.iter().filter(|part| part.weighted);
+    weighted
+        .map(|part| {
+            let LayerParams::Linear { weight, .. } = &params.layers[part.layer.index()] else {
+                let kind = graph.node(part.layer).op.kind();
+                return Err(internal(
+                    graph,
+                    part.layer,
+                    InternalError::NoParams { kind },
+                ));
+            };
+            let (weight, scale) = match weight {
+                Weight::Loaded(weight) => (weight.as_slice(), None),
+                Weight::InFile { tensor, scale } => file
+                    .get(tensor)
+                    .map(|t| (t.data.as_slice(), scale.as_deref()))
+                    .ok_or_else(|| {
+                        let tensor = tensor.to_string();
+                        internal(graph, part.layer, InternalError::NoTensor { tensor })
+                    })?,
+            };
+            Ok(Source {
+                kernel: &part.kernel,
+                weight,
+                scale,
+            })
+        })
+        .collect()
+}
+
+/// `part`'s per-channel vectors as its kernel reads them: its bias (zeros
+/// if it has none), then a scale and a shift per unfolded bn.
+fn pack_vectors(graph: &Graph, params: &Params, part: &Part, packed: &mut Vec<f32>) -> Result<()> {
+    let bias = match &params.layers[part.layer.index()] {
+        LayerParams::Linear {
+            bias: Some(bias), ..
+        } => bias.clone(),
+        _ => vec![0.0; part.channels],
     };
-    if !first.rest.is_empty() || first.extra.is_some() || first.then.is_some() {
-        return None;
-    }
-    let spec = SeparableSpec::new(half(first)?, half(second)?)?;
-    Some(Packed {
-        kernel: Kernel::Separable(spec),
-        weights: [first.weights.as_slice(), &second.weights].concat(),
-        params: [first.params.as_slice(), &second.params].concat(),
-        input: kept,
-        extra: second.extra,
-        then: second.then.clone(),
-        rest: second.rest.clone(),
-        work: first.work.saturating_add(second.work),
-    })
-}
-
-/// A concat step's inputs not written in place, each compiled to a copy
-/// into its channel slice, or `None` if the step is not a concat.
-fn concat(graph: &Graph, plan: &Plan, step: &Step, jit: &mut Jit) -> Result<Option<Vec<Branch>>> {
-    let anchor_id = step.nodes[0];
-    let anchor = graph.node(anchor_id);
-    if anchor.op != Op::Concat {
-        return Ok(None);
-    }
-    let total = anchor.output.channels() as usize;
-    let pixels = anchor.output.len() as usize / total;
-    let mut offset = 0;
-    let mut branches = Vec::with_capacity(anchor.inputs.len());
-    for (input, (id, value)) in anchor.inputs.iter().zip(&step.inputs).enumerate() {
-        let channels = graph.node(*id).output.channels() as usize;
-        if plan.values[value.0 as usize].slice.is_some() {
-            offset += channels;
-            continue;
-        }
-        let spec = ConcatSpec {
-            pixels,
-            channels,
-            offset,
-            total,
+    packed.extend(part.kernel.pack_vector(&bias));
+    for bn in &part.affines {
+        let layer = (&params.layers[bn.index()], &graph.node(*bn).op);
+        let (
+            LayerParams::BatchNorm {
+                gamma,
+                beta,
+                mean,
+                var,
+            },
+            Op::BatchNorm { eps },
+        ) = layer
+        else {
+            return Err(internal(
+                graph,
+                *bn,
+                InternalError::Broken("an unfolded bn without its parameters"),
+            ));
         };
-        let kernel = jit
-            .compile(&Kernel::Concat(spec.clone()))
-            .map_err(|e| internal(graph, anchor_id, e))?;
-        branches.push(Branch {
-            input,
-            kernel,
-            spec,
-        });
-        offset += channels;
+        let affine = BatchNorm::new(gamma, beta, mean, var, *eps);
+        let (scale, shift) = unfolded_affine(&affine).map_err(|e| internal(graph, *bn, e))?;
+        packed.extend(part.kernel.pack_vector(&scale));
+        packed.extend(part.kernel.pack_vector(&shift));
     }
-    Ok(Some(branches))
+    Ok(())
 }
 
-impl Packed<'_> {
-    /// The weights packed as the kernel reads them, each part after the last.
-    fn pack_weights(&self) -> Vec<f32> {
-        match self.weights.as_slice() {
-            [part] => part.pack(),
-            parts => parts.iter().flat_map(Part::pack).collect(),
+/// Compiles one lowered step's kernels and packs its per-channel vectors;
+/// its weights are packed elsewhere (`weights` is empty until [`compile`]
+/// moves them in).
+fn compile_step(
+    graph: &Graph,
+    params: &Params,
+    step: &LoweredStep,
+    jit: &mut Jit,
+) -> Result<Lowering> {
+    let step = match step {
+        LoweredStep::Reference(reason) => return Ok(Lowering::Reference(*reason)),
+        LoweredStep::InNext => return Ok(Lowering::InNext),
+        LoweredStep::Concat(branches) => {
+            return (branches.iter())
+                .map(|branch| {
+                    let kernel =
+                        jit.compile(&Kernel::Concat(branch.spec.clone()))
+                            .map_err(|e| Error::Internal {
+                                layer: graph.name.to_string(),
+                                source: e.into(),
+                            })?;
+                    Ok(Branch {
+                        input: branch.input,
+                        kernel,
+                        spec: branch.spec.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Lowering::Concat)
         }
+        LoweredStep::Kernel(step) => step,
+    };
+    let layer = step.parts[0].layer;
+    let lengths = step.kernel.lengths();
+    let mut packed = Vec::with_capacity(lengths.params);
+    for part in &step.parts {
+        pack_vectors(graph, params, part, &mut packed)?;
     }
-}
-
-/// Compiles a lowered step's kernels; its weights are packed elsewhere
-/// (`weights` is empty until [`compile`] moves them in).
-fn compile_packed(graph: &Graph, step: &Step, packed: &Packed, jit: &mut Jit) -> Result<Lowered> {
-    let anchor_id = step.nodes[0];
-    let lengths = packed.kernel.lengths();
-    if packed.params.len() != lengths.params {
+    if packed.len() != lengths.params {
         return Err(internal(
             graph,
-            anchor_id,
+            layer,
             InternalError::Broken("packed params do not match the kernel"),
         ));
     }
     let id = jit
-        .compile(&packed.kernel)
-        .map_err(|e| internal(graph, anchor_id, e))?;
-    let then = match &packed.then {
+        .compile(&step.kernel)
+        .map_err(|e| internal(graph, layer, e))?;
+    let then = match &step.then {
         Some(spec) => Some((
             jit.compile(&Kernel::Softmax(spec.clone()))
-                .map_err(|e| internal(graph, anchor_id, e))?,
+                .map_err(|e| internal(graph, layer, e))?,
             spec.clone(),
         )),
         None => None,
     };
-    Ok(Lowered {
+    Ok(Lowering::Kernel(Box::new(Lowered {
         kernel: id,
         lengths,
         weights: Vec::new(),
-        params: packed.params.clone(),
-        input: packed.input,
-        extra: packed.extra,
+        params: packed,
+        operands: step.operands,
         then,
-        rest: packed.rest.clone(),
-        work: packed.work,
-        algorithm: packed.kernel.algorithm(),
-        tile: packed.kernel.tile(),
-    })
-}
-
-/// A layer's weights as packing reads them: the copy in `params`, or the
-/// tensor in `file` and the factors of the bn folded into it.
-fn source<'p>(
-    graph: &Graph,
-    id: NodeId,
-    weight: &'p Weight,
-    file: &'p Weights,
-) -> Result<(&'p [f32], Option<&'p [f64]>)> {
-    match weight {
-        Weight::Loaded(weight) => Ok((weight, None)),
-        Weight::InFile { tensor, scale } => file
-            .get(tensor)
-            .map(|t| (t.data.as_slice(), scale.as_deref()))
-            .ok_or_else(|| {
-                let tensor = tensor.to_string();
-                internal(graph, id, InternalError::NoTensor { tensor })
-            }),
-    }
+        rest: step.rest.clone(),
+        work: step.work,
+        algorithm: step.kernel.algorithm(),
+        tile: step.kernel.tile(),
+    })))
 }
 
 /// The scale and the shift vectors of a bn the JIT applies as an affine
@@ -478,197 +391,6 @@ fn source<'p>(
 /// each rounded once to `f32`.
 fn unfolded_affine(bn: &BatchNorm<'_>) -> std::result::Result<(Vec<f32>, Vec<f32>), KernelError> {
     Ok(bn.affine()?.into_iter().map(Affine::to_f32).unzip())
-}
-
-fn lower<'p>(
-    graph: &Graph,
-    plan: &Plan,
-    params: &'p Params,
-    file: &'p Weights,
-    step: &Step,
-    native_tile: bool,
-    winograd: Winograd,
-) -> Result<Option<Packed<'p>>> {
-    let anchor_id = step.nodes[0];
-    let anchor = graph.node(anchor_id);
-    let (weight, bias) = match &params.layers[anchor_id.index()] {
-        LayerParams::Linear { weight, bias } => (
-            Some(source(graph, anchor_id, weight, file)?),
-            bias.as_deref(),
-        ),
-        LayerParams::None => (None, None),
-        _ => return Ok(None),
-    };
-    // The fusable prefix of the epilogue.
-    let mut epilogue = Vec::new();
-    let mut affines: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
-    // A binary element-wise anchor reads its second operand as `extra`, so
-    // its epilogue fuses no add of its own.
-    let binary = match anchor.op {
-        Op::Add => Some(Binary::Add),
-        Op::Scale => Some(Binary::Mul),
-        Op::Input
-        | Op::Conv2d(_)
-        | Op::Dense(_)
-        | Op::Pool2d(_)
-        | Op::GlobalPool(_)
-        | Op::Flatten
-        | Op::BatchNorm { .. }
-        | Op::Activation(_)
-        | Op::Softmax
-        | Op::Dropout { .. }
-        | Op::Identity
-        | Op::Lrn(_)
-        | Op::Concat => None,
-    };
-    let mut extra = binary.map(|_| 1);
-    let mut fused = 1;
-    for (i, id) in step.nodes.iter().enumerate().skip(1) {
-        let node = graph.node(*id);
-        match (&node.op, &params.layers[id.index()]) {
-            (Op::BatchNorm { .. }, LayerParams::Folded)
-            | (Op::Dropout { .. } | Op::Identity | Op::Flatten, _) => {}
-            (
-                Op::BatchNorm { eps },
-                LayerParams::BatchNorm {
-                    gamma,
-                    beta,
-                    mean,
-                    var,
-                },
-            ) => {
-                let bn = BatchNorm::new(gamma, beta, mean, var, *eps);
-                affines.push(unfolded_affine(&bn).map_err(|e| internal(graph, *id, e))?);
-                epilogue.push(Epilogue::Affine);
-            }
-            (Op::Activation(a), _) => epilogue.push(Epilogue::Act(*a)),
-            (Op::Add, _) if extra.is_none() => {
-                // The shortcut is this step's input after the anchor's own inputs and
-                // any earlier epilogue inputs (only adds have them, and this is the first).
-                extra = Some(anchor.inputs.len());
-                epilogue.push(Epilogue::Add);
-            }
-            (
-                Op::Input
-                | Op::Conv2d(_)
-                | Op::Dense(_)
-                | Op::Pool2d(_)
-                | Op::GlobalPool(_)
-                | Op::BatchNorm { .. }
-                | Op::Softmax
-                | Op::Lrn(_)
-                | Op::Concat
-                | Op::Add
-                | Op::Scale,
-                _,
-            ) => break,
-        }
-        fused = i + 1;
-    }
-    let input = graph.node(anchor.inputs[0]).output;
-    let kernel = match (&anchor.op, weight) {
-        (Op::Conv2d(conv), Some(_)) => {
-            match DepthwiseSpec::of_conv(conv, input, anchor.output, epilogue.clone()) {
-                Some(spec) => Kernel::Depthwise(spec),
-                None => choice::kernel(
-                    ConvSpec::of_conv(conv, input, anchor.output, epilogue, native_tile),
-                    winograd.largest_tile(),
-                ),
-            }
-        }
-        (Op::Dense(dense), Some(_)) => {
-            Kernel::Conv(ConvSpec::of_dense(dense, input.len() as usize, epilogue))
-        }
-        (Op::Pool2d(pool), None) => match PoolSpec::of_pool(pool, input, anchor.output, epilogue) {
-            Some(spec) => Kernel::Pool(spec),
-            None => return Ok(None),
-        },
-        (Op::GlobalPool(kind), None) => match PoolSpec::of_global(*kind, input, epilogue) {
-            Some(spec) => Kernel::Pool(spec),
-            None => return Ok(None),
-        },
-        (Op::Lrn(lrn), None) => match LrnSpec::new(lrn, input, epilogue) {
-            Some(spec) => Kernel::Lrn(spec),
-            None => return Ok(None),
-        },
-        (Op::Add | Op::Scale, None) => {
-            let other = graph.node(anchor.inputs[1]).output;
-            match binary.and_then(|op| ElementwiseSpec::new(op, input, other, epilogue)) {
-                Some(spec) => Kernel::Elementwise(spec),
-                None => return Ok(None),
-            }
-        }
-        (Op::Conv2d(_) | Op::Dense(_), None)
-        | (Op::Pool2d(_) | Op::GlobalPool(_) | Op::Lrn(_) | Op::Add | Op::Scale, Some(_))
-        | (
-            Op::Input
-            | Op::Flatten
-            | Op::BatchNorm { .. }
-            | Op::Activation(_)
-            | Op::Softmax
-            | Op::Dropout { .. }
-            | Op::Identity
-            | Op::Concat,
-            _,
-        ) => return Ok(None),
-    };
-    // A slice of a concat's output is written in place, by the strided form
-    // of the kernel, which must then be the whole step.
-    let slice = plan.values[step.output.0 as usize].slice;
-    let kernel = match slice {
-        Some(slice) if fused == step.nodes.len() => {
-            let slice = ChannelSlice {
-                first: slice.first as usize,
-                total: slice.total as usize,
-            };
-            match kernel.sliced(slice) {
-                Some(kernel) => kernel,
-                None => return Ok(None),
-            }
-        }
-        Some(_) => return Ok(None),
-        None => kernel,
-    };
-    let channels = anchor.output.channels() as usize;
-    let mut packed_params = kernel.pack_vector(bias.unwrap_or(&vec![0.0; channels]));
-    for (scale, shift) in &affines {
-        packed_params.extend(kernel.pack_vector(scale));
-        packed_params.extend(kernel.pack_vector(shift));
-    }
-    let weights = weight
-        .map(|(weight, scale)| {
-            vec![Part {
-                kernel: kernel.clone(),
-                weight,
-                scale,
-            }]
-        })
-        .unwrap_or_default();
-    // A softmax right after the fused prefix runs in place after the kernel.
-    let then = step
-        .nodes
-        .get(fused)
-        .filter(|id| graph.node(**id).op == Op::Softmax)
-        .map(|_| {
-            fused += 1;
-            let out = anchor.output;
-            SoftmaxSpec {
-                pixels: (out.len() / u64::from(out.channels())) as usize,
-                channels: out.channels() as usize,
-            }
-        });
-    let macs = cnnjit_ir::cost::layer_cost(&anchor.op, &[input], anchor.output)
-        .map_or(u64::MAX, |c| c.macs);
-    Ok(Some(Packed {
-        work: work(macs, &kernel.lengths()),
-        kernel,
-        weights,
-        params: packed_params,
-        input: 0,
-        extra,
-        then,
-        rest: step.nodes[fused..].to_vec(),
-    }))
 }
 
 /// Raw pointers of one kernel call, shareable across the threads that split its rows.

@@ -20,12 +20,16 @@
 
 use crate::error::{Error, Result};
 use crate::exec::{self, Arena};
-use crate::ir::Graph;
+use crate::ir::{Graph, NodeId};
 use crate::memory::Budget;
-use crate::params::{load_params, random_weights, reserve_weights, LoadOptions};
+use crate::params::{
+    load_params, random_weights, reserve_copied_weights, reserve_weights, LoadOptions,
+};
 #[cfg(feature = "jit")]
 use crate::report::{KernelReport, Profile};
 use crate::weights::Weights;
+#[cfg(feature = "jit")]
+use cnnjit_codegen::lower::{lower, Capabilities, LoweredStep};
 use cnnjit_ir::plan::{self, Plan};
 use std::path::Path;
 
@@ -168,6 +172,29 @@ impl Model {
         options: Options,
         budget: &mut Budget,
     ) -> Result<Model> {
+        Model::build(
+            graph,
+            weights,
+            options,
+            #[cfg(feature = "jit")]
+            Capabilities::host(
+                options.native_tile,
+                options.winograd.largest_tile(),
+                options.fuse_separable,
+            ),
+            budget,
+        )
+    }
+
+    /// [`Model::with_budget`], lowering with `caps` unless the options ask
+    /// for the reference kernels.
+    fn build(
+        graph: Graph,
+        weights: &Weights,
+        options: Options,
+        #[cfg(feature = "jit")] caps: Capabilities,
+        budget: &mut Budget,
+    ) -> Result<Model> {
         if options.threads > MAX_THREADS {
             return Err(Error::TooManyThreads {
                 requested: options.threads,
@@ -182,9 +209,21 @@ impl Model {
         let arena = Arena::new(plan.arena_bytes, budget, || {
             format!("the activation arena of net `{}`", graph.name)
         })?;
-        let leave_weights_in_file = !options.reference && cfg!(feature = "jit");
-        if !leave_weights_in_file {
+        #[cfg(feature = "jit")]
+        let lowered = (!options.reference).then(|| lower(&graph, &plan, &caps));
+        // The JIT packs these layers' weights straight from `weights`: no
+        // copy of 100 MB (ResNet-50) that the compiled model would never
+        // read. Every other layer's are copied for the reference kernels.
+        #[cfg(feature = "jit")]
+        let in_file: Vec<NodeId> = (lowered.iter().flatten())
+            .flat_map(LoweredStep::packed_layers)
+            .collect();
+        #[cfg(not(feature = "jit"))]
+        let in_file: Vec<NodeId> = Vec::new();
+        if options.reference || !cfg!(feature = "jit") {
             reserve_weights(&graph, budget)?;
+        } else {
+            reserve_copied_weights(&graph, &in_file, budget)?;
         }
         let params = load_params(
             &graph,
@@ -192,9 +231,7 @@ impl Model {
             weights,
             LoadOptions {
                 allow_unused_tensors: options.allow_unused_tensors,
-                // The JIT packs them straight from `weights`: no copy of
-                // 100 MB (ResNet-50) that the compiled model would never read.
-                leave_weights_in_file,
+                in_file: &in_file,
             },
         )?;
         let mut model = Model {
@@ -205,8 +242,13 @@ impl Model {
                 reason: "asked for with `Options::reference`".into(),
             },
         };
+        #[cfg(feature = "jit")]
+        if let Some(lowered) = &lowered {
+            model.compile(options, lowered, weights, budget)?;
+        }
+        #[cfg(not(feature = "jit"))]
         if !options.reference {
-            model.compile(options, weights, budget)?;
+            model.compile()
         }
         let name = &model.engine.graph.name;
         model.scratch = budget.zeroed(model.engine.scratch_len(), || {
@@ -220,16 +262,22 @@ impl Model {
     /// [`Backend::Reference`]: the library prints nothing, its caller decides
     /// whether to warn (the `cnnjit` CLI does).
     #[cfg(feature = "jit")]
-    fn compile(&mut self, options: Options, weights: &Weights, budget: &mut Budget) -> Result<()> {
+    fn compile(
+        &mut self,
+        options: Options,
+        lowered: &[LoweredStep],
+        weights: &Weights,
+        budget: &mut Budget,
+    ) -> Result<()> {
         let e = &mut self.engine;
-        match crate::jit::compile(&e.graph, &e.plan, &e.params, weights, &options, budget) {
+        match crate::jit::compile(&e.graph, lowered, &e.params, weights, budget) {
             Ok(compiled) => {
                 self.backend = Backend::Jit {
                     kernels: compiled.kernels,
                     compiled_steps: compiled
                         .steps
                         .iter()
-                        .filter(|s| !matches!(s, crate::jit::Lowering::Reference))
+                        .filter(|s| !matches!(s, crate::jit::Lowering::Reference(_)))
                         .count(),
                     compile_ms: compiled.compile_ms,
                     pack_ms: compiled.phases.pack_ms,
@@ -278,23 +326,17 @@ impl Model {
             weights,
             LoadOptions {
                 allow_unused_tensors: options.allow_unused_tensors,
-                leave_weights_in_file: false,
+                in_file: &[],
             },
         )?;
         Ok(())
     }
 
     #[cfg(not(feature = "jit"))]
-    fn compile(
-        &mut self,
-        _options: Options,
-        _weights: &Weights,
-        _budget: &mut Budget,
-    ) -> Result<()> {
+    fn compile(&mut self) {
         self.backend = Backend::Reference {
             reason: "cnnjit was built without its `jit` feature".into(),
         };
-        Ok(())
     }
 
     /// Which kernels this model runs, and what compiling cost.
@@ -524,7 +566,82 @@ mod tests {
     use super::{Backend, Model, Options};
     use crate::error::{Error, InternalError};
     use crate::memory::Budget;
-    use crate::params::random_weights;
+    use crate::params::{random_weights, LayerParams, Weight};
+    use crate::report::Path;
+    use cnnjit_codegen::lower::Capabilities;
+    use cnnjit_ir::plan::Fusion;
+
+    /// A conv the lowering leaves to the reference kernels runs on its
+    /// weights, loaded for it alone: a fire module's expand convs, with a
+    /// code generator that cannot write a concat's slice. (Issue #14: with
+    /// the JIT on, every conv's weights were left in the file, and such a
+    /// step failed with "no parameters loaded for conv".)
+    #[test]
+    fn a_conv_lowered_to_the_reference_runs_on_its_loaded_weights() {
+        let graph = cnnjit_lang::compile_source(
+            "Fire(8x8x16) { conv(4, 1x1), relu, concat { [conv(8, 1x1), relu], [conv(8, 3x3, pad = 1), relu] } }",
+        )
+        .unwrap()
+        .remove(0)
+        .graph;
+        let weights = random_weights(&graph, 5);
+        let caps = Capabilities {
+            fusion: Fusion {
+                conv_writes_slice: false,
+                ..Fusion::DEFAULT
+            },
+            ..Capabilities::host(false, 4, true)
+        };
+        let mut model = Model::build(
+            graph.clone(),
+            &weights,
+            Options::default(),
+            caps,
+            &mut Budget::new(None),
+        )
+        .unwrap();
+        let report = model.kernels();
+        let reason = "the conv kernel cannot write its slice of the concat's output";
+        let paths: Vec<_> = report.steps.iter().map(|s| s.path.clone()).collect();
+        assert!(matches!(paths[0], Path::Compiled { .. }), "{paths:?}");
+        for path in &paths[1..3] {
+            assert_eq!(
+                path,
+                &Path::Reference {
+                    reason: reason.into()
+                }
+            );
+        }
+        let input: Vec<f32> = (0..8 * 8 * 16)
+            .map(|i| (i % 11) as f32 / 5.0 - 1.0)
+            .collect();
+        let found = model.forward(&input).unwrap();
+        let reference = Options {
+            reference: true,
+            ..Options::default()
+        };
+        let expected = Model::with_options(graph, &weights, reference)
+            .unwrap()
+            .forward(&input)
+            .unwrap();
+        let scale = expected.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+        for (f, e) in found.iter().zip(&expected) {
+            assert!((f - e).abs() <= 1e-5 * scale, "{f} for {e}");
+        }
+        // Only the compiled conv's weights stay in the file.
+        let in_file: Vec<bool> = (model.engine.plan.steps[..3].iter())
+            .map(|step| {
+                matches!(
+                    model.engine.params.layers[step.nodes[0].index()],
+                    LayerParams::Linear {
+                        weight: Weight::InFile { .. },
+                        ..
+                    }
+                )
+            })
+            .collect();
+        assert_eq!(in_file, [true, false, false]);
+    }
 
     const CHILD: &str = "CNNJIT_TEST_FALL_BACK_CHILD";
     const NAME: &str = "model::tests::a_fallback_is_reported_by_the_model_not_printed";

@@ -10,9 +10,12 @@
 //!   step into that layer's weights and bias (`fold_batch_norm`), and reorders
 //!   the columns of a dense (and the vectors of a bn) that reads a flattened
 //!   volume from PyTorch's (C, H, W) order to ours (H, W, C). For a model
-//!   that compiles its layers, it can leave conv and dense weights in the
-//!   file ([`Weight::InFile`]) with the fold's factors beside them: the JIT
-//!   packs them straight from the file, so their only copy is the packed one.
+//!   that compiles its layers, it can leave the weights of the conv and dense
+//!   layers that compiled kernels pack ([`LoadOptions::in_file`]) in the file
+//!   ([`Weight::InFile`]) with the fold's factors beside them: the JIT packs
+//!   them straight from the file, so their only copy is the packed one. Every
+//!   other layer's weights are copied, so a step lowered to the reference
+//!   kernels always finds them.
 //! - [`random_weights`] initialises a graph like PyTorch's defaults, from a seed.
 //!
 //! Invariant: after loading, `Params::layers[i]` matches node `i`'s op and the
@@ -24,7 +27,7 @@ use crate::memory::Budget;
 use crate::reference::{check_len, permute_dense_weight_chw_to_hwc, BatchNorm, KernelError};
 use crate::weights::Weights;
 pub use cnnjit_ir::naming::{tensor_specs, TensorSpec};
-use cnnjit_ir::plan::Plan;
+use cnnjit_ir::plan::{self, Plan};
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rayon::prelude::*;
 use std::collections::BTreeSet;
@@ -81,15 +84,16 @@ pub struct Params {
     pub layers: Vec<LayerParams>,
 }
 
-/// How strictly [`load_params`] treats the weights.
+/// How strictly [`load_params`] treats the weights, and which it copies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LoadOptions {
+pub struct LoadOptions<'a> {
     /// Accept tensors no layer uses (default: an error).
     pub allow_unused_tensors: bool,
-    /// Leave conv and dense weights in the file ([`Weight::InFile`]) rather
-    /// than copy them, for a model that packs them for its compiled kernels;
-    /// a dense whose columns are reordered is copied all the same.
-    pub leave_weights_in_file: bool,
+    /// The conv and dense layers whose weights stay in the file
+    /// ([`Weight::InFile`]) rather than be copied: those a compiled kernel
+    /// packs (`LoweredStep::packed_layers`). A dense whose columns are
+    /// reordered is copied all the same.
+    pub in_file: &'a [NodeId],
 }
 
 /// Checks `weights` against `graph` and packs them for the kernels.
@@ -97,7 +101,7 @@ pub fn load_params(
     graph: &Graph,
     plan: &Plan,
     weights: &Weights,
-    options: LoadOptions,
+    options: LoadOptions<'_>,
 ) -> Result<Params> {
     let specs = tensor_specs(graph);
     // Each tensor is checked and copied on its own (on every core: the copy
@@ -106,7 +110,7 @@ pub fn load_params(
     let fetched: Vec<Result<Vec<f32>>> = specs
         .par_iter()
         .map(|spec| {
-            let copy = !(options.leave_weights_in_file && stays_in_file(graph, spec));
+            let copy = !stays_in_file(graph, spec, options.in_file);
             fetch(graph, weights, spec, copy)
         })
         .collect();
@@ -141,7 +145,7 @@ pub fn load_params(
         };
         layers[spec.node.index()] = match node.op {
             Op::Conv2d(_) | Op::Dense(_) => LayerParams::Linear {
-                weight: if options.leave_weights_in_file && stays_in_file(graph, spec) {
+                weight: if stays_in_file(graph, spec, options.in_file) {
                     Weight::InFile {
                         tensor: spec.name.clone(),
                         scale: None,
@@ -178,25 +182,26 @@ pub fn load_params(
     }
     reorder_flattened(graph, &mut layers)?;
     for step in &plan.steps {
-        if let [anchor, bn, ..] = step.nodes[..] {
-            if matches!(graph.node(anchor).op, Op::Conv2d(_) | Op::Dense(_)) {
-                if let Op::BatchNorm { eps } = graph.node(bn).op {
-                    fold_batch_norm(&mut layers, anchor, bn, eps).map_err(|e| Error::Internal {
+        if let Some(bn) = plan::folded_bn(graph, step) {
+            if let Op::BatchNorm { eps } = graph.node(bn).op {
+                fold_batch_norm(&mut layers, step.nodes[0], bn, eps).map_err(|e| {
+                    Error::Internal {
                         layer: graph.node(bn).name.to_string(),
                         source: e.into(),
-                    })?;
-                }
+                    }
+                })?;
             }
         }
     }
     Ok(Params { layers })
 }
 
-/// Whether `spec` names weights that can be packed straight from the file:
-/// a conv's, or a dense's whose columns need no reordering.
-fn stays_in_file(graph: &Graph, spec: &TensorSpec) -> bool {
+/// Whether `spec` names weights left in the file: those of a layer in
+/// `in_file`, a conv's, or a dense's whose columns need no reordering.
+fn stays_in_file(graph: &Graph, spec: &TensorSpec, in_file: &[NodeId]) -> bool {
     let node = graph.node(spec.node);
-    spec.name.ends_with(".weight")
+    in_file.contains(&spec.node)
+        && spec.name.ends_with(".weight")
         && match node.op {
             Op::Conv2d(_) => true,
             Op::Dense(_) => flattened_from(graph, node.inputs[0]).is_none(),
@@ -379,7 +384,27 @@ fn reorder_flattened(graph: &Graph, layers: &mut [LayerParams]) -> Result<()> {
 /// Takes the bytes of every tensor `graph` needs from `budget` (for a copy
 /// of its weights, or random ones), without allocating.
 pub fn reserve_weights(graph: &Graph, budget: &mut Budget) -> Result<()> {
+    reserve(graph, budget, |_| true)
+}
+
+/// Takes from `budget` the bytes of the conv and dense weights that
+/// [`load_params`] copies although the model compiles: those of the layers
+/// not in `in_file` (their steps run on the reference kernels).
+pub fn reserve_copied_weights(
+    graph: &Graph,
+    in_file: &[NodeId],
+    budget: &mut Budget,
+) -> Result<()> {
+    reserve(graph, budget, |spec| {
+        let weighted = matches!(graph.node(spec.node).op, Op::Conv2d(_) | Op::Dense(_));
+        weighted && spec.name.ends_with(".weight") && !in_file.contains(&spec.node)
+    })
+}
+
+/// Takes the bytes of `graph`'s tensors that `which` selects from `budget`.
+fn reserve(graph: &Graph, budget: &mut Budget, which: impl Fn(&TensorSpec) -> bool) -> Result<()> {
     let elements = (tensor_specs(graph).iter())
+        .filter(|spec| which(spec))
         .map(|spec| {
             spec.shape
                 .iter()

@@ -5,11 +5,11 @@
 //! kernels), the epilogue fused into it, and its multiply-accumulates.
 //!
 //! A report is read off the engine after the fact and owns its data; making
-//! one changes nothing about how the model runs. Its tables clip layer names
+//! one changes nothing about how the model runs. A step's reason for the
+//! reference kernels is the one its lowering gave (`codegen::lower::FallbackReason`). Its tables clip layer names
 //! and epilogues to `summary::MAX_CELL` characters.
 
 use crate::exec::Engine;
-use crate::ir::Op;
 use crate::jit::Lowering;
 use cnnjit_codegen::{Algorithm, Kernel, Tile};
 use cnnjit_ir::plan::Step;
@@ -109,15 +109,10 @@ impl KernelReport {
                     .iter()
                     .map(|id| graph.node(*id).output)
                     .collect();
-                let reference = |reason: String| (Path::Reference { reason }, 1);
-                let (path, fused) = match no_jit {
-                    Some(why) => reference(why.to_string()),
-                    None => compiled(engine, index, step).unwrap_or_else(|| {
-                        reference(match unsupported(&anchor.op) {
-                            Some(why) => format!("no JIT kernel for {}: {why}", anchor.op.kind()),
-                            None => format!("no JIT kernel for {}", anchor.op.kind()),
-                        })
-                    }),
+                let (path, fused) = match (no_jit, &engine.compiled) {
+                    (None, Some(compiled)) => path(&compiled.steps[index], step),
+                    (Some(why), _) => reference(why.to_string()),
+                    (None, None) => reference("no compiled kernels".to_string()),
                 };
                 StepKernel {
                     layers: step
@@ -150,50 +145,35 @@ impl KernelReport {
     }
 }
 
-/// Why the JIT has no kernel for `op` with these parameters, where it has
-/// one for others.
-fn unsupported(op: &Op) -> Option<&'static str> {
-    match op {
-        Op::Lrn(lrn) => cnnjit_codegen::lrn::unsupported(lrn),
-        Op::Input
-        | Op::Conv2d(_)
-        | Op::Dense(_)
-        | Op::Pool2d(_)
-        | Op::GlobalPool(_)
-        | Op::Flatten
-        | Op::BatchNorm { .. }
-        | Op::Activation(_)
-        | Op::Softmax
-        | Op::Dropout { .. }
-        | Op::Identity
-        | Op::Concat
-        | Op::Add
-        | Op::Scale => None,
-    }
+/// A step on the reference kernels, for `reason`: it fuses nothing.
+fn reference(reason: String) -> (Path, usize) {
+    (Path::Reference { reason }, 1)
 }
 
-/// Step `index`'s compiled kernel and how many of its nodes (the anchor
-/// included) the kernel covers, if the JIT serves it.
-fn compiled(engine: &Engine, index: usize, step: &Step) -> Option<(Path, usize)> {
-    match &engine.compiled.as_ref()?.steps[index] {
+/// How step `step`, lowered to `lowering`, runs, and how many of its nodes
+/// (the anchor included) its kernel covers.
+fn path(lowering: &Lowering, step: &Step) -> (Path, usize) {
+    match lowering {
         Lowering::Kernel(lowered) => {
             let path = Path::Compiled {
                 algorithm: lowered.algorithm,
                 tile: lowered.tile,
             };
-            Some((path, step.nodes.len() - lowered.rest.len()))
+            (path, step.nodes.len() - lowered.rest.len())
         }
-        Lowering::InNext => Some((Path::InNext, step.nodes.len())),
-        Lowering::Concat(branches) if branches.is_empty() => Some((Path::InPlace, 1)),
-        Lowering::Concat(branches) => {
-            let kernel = Kernel::Concat(branches.first()?.spec.clone());
-            let path = Path::Compiled {
-                algorithm: kernel.algorithm(),
-                tile: kernel.tile(),
-            };
-            Some((path, 1))
-        }
-        Lowering::Reference => None,
+        Lowering::InNext => (Path::InNext, step.nodes.len()),
+        Lowering::Concat(branches) => match branches.first() {
+            None => (Path::InPlace, 1),
+            Some(branch) => {
+                let kernel = Kernel::Concat(branch.spec.clone());
+                let path = Path::Compiled {
+                    algorithm: kernel.algorithm(),
+                    tile: kernel.tile(),
+                };
+                (path, 1)
+            }
+        },
+        Lowering::Reference(reason) => reference(reason.to_string()),
     }
 }
 

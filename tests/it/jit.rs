@@ -648,6 +648,7 @@ fn outputs_are_bitwise_identical_for_any_thread_count() {
 /// would not split it.
 #[test]
 fn every_step_runs_compiled_and_large_kernels_split() {
+    use cnnjit::codegen::lower::{lower, Capabilities};
     use cnnjit::runtime::jit::{self, Lowering, PARALLEL_WORK};
     use cnnjit::runtime::params::{load_params, random_weights, LoadOptions};
     let net = |file: &str, name: &str| {
@@ -663,16 +664,14 @@ fn every_step_runs_compiled_and_large_kernels_split() {
         let weights = random_weights(&graph, 1);
         let params = load_params(&graph, &plan, &weights, LoadOptions::default()).unwrap();
         let mut budget = cnnjit::runtime::memory::Budget::new(None);
-        let options = Options {
-            native_tile: false,
-            ..Options::default()
-        };
-        let compiled = jit::compile(&graph, &plan, &params, &weights, &options, &mut budget);
+        let winograd = Options::default().winograd.largest_tile();
+        let lowered = lower(&graph, &plan, &Capabilities::host(false, winograd, true));
+        let compiled = jit::compile(&graph, &lowered, &params, &weights, &mut budget);
         let compiled = compiled.unwrap();
         let reference = compiled
             .steps
             .iter()
-            .filter(|l| matches!(l, Lowering::Reference));
+            .filter(|l| matches!(l, Lowering::Reference(_)));
         assert_eq!(reference.count(), 0, "{name}");
         // (anchor kind, rows, splits) of each compiled step.
         plan.steps

@@ -73,7 +73,11 @@ fn fire_expands_write_their_halves_of_the_concat_in_place() {
     assert_eq!(plan.arena_bytes, 1280 * 4);
     // Copying the expands (E1 2..4, E3 3..4, C 4..5): X 0, C 0, E1 1024,
     // E3 1536, S 2048; 2304 floats.
-    let copied = cnnjit_ir::plan::plan_arena(cnnjit_ir::plan::fuse(&graph)).unwrap();
+    let copied = cnnjit_ir::plan::plan_arena(cnnjit_ir::plan::fuse(
+        &graph,
+        &cnnjit_ir::plan::Fusion::DEFAULT,
+    ))
+    .unwrap();
     assert_eq!(copied.arena_bytes, 2304 * 4);
 }
 
@@ -94,7 +98,11 @@ fn every_inception_branch_writes_its_slice_in_place() {
     // Copying the branches (B1 1152 1..8, B3 1440 3..8, B5 720 5..8,
     // B7 1008 7..8, C 8..9): C 0, B3 4320, X 0, B1 5760, P 1152,
     // B7 6912, R3 1152, B5 7920, R5 1152: 8640 floats.
-    let copied = cnnjit_ir::plan::plan_arena(cnnjit_ir::plan::fuse(&graph)).unwrap();
+    let copied = cnnjit_ir::plan::plan_arena(cnnjit_ir::plan::fuse(
+        &graph,
+        &cnnjit_ir::plan::Fusion::DEFAULT,
+    ))
+    .unwrap();
     assert_eq!(copied.arena_bytes, 8640 * 4);
 }
 
@@ -107,6 +115,26 @@ fn inputs_a_step_cannot_write_in_place_keep_their_copy() {
         "Mixed(6x6x4) { concat { [identity], [residual { conv(4, 3x3, pad = 1) }], [conv(5, 1x1), softmax], [maxpool(2x2, stride = 1, pad = same), relu] } }",
     );
     assert_eq!(slices(&graph, &plan), [None, None, None, Some((13, 4))]);
+}
+
+#[test]
+fn a_code_generator_that_fuses_nothing_gets_no_slices_and_no_pairs() {
+    let graph = compile_source(FIRE).unwrap().remove(0).graph;
+    let plan = cnnjit_ir::plan::plan_for(&graph, &cnnjit_ir::plan::Fusion::NONE).unwrap();
+    plan.verify(&graph).unwrap();
+    assert_eq!(slices(&graph, &plan), [None, None]);
+    // The arena of the copied expands, as in the test above.
+    assert_eq!(plan.arena_bytes, 2304 * 4);
+    let graph = compile_source("Sep(8x8x4) { dwconv(3x3, pad = 1), relu, conv(8, 1x1) }")
+        .unwrap()
+        .remove(0)
+        .graph;
+    let keeps = |fusion| cnnjit_ir::plan::plan_for(&graph, &fusion).unwrap().steps[1].keeps;
+    assert_eq!(
+        keeps(cnnjit_ir::plan::Fusion::DEFAULT),
+        Some(cnnjit_ir::plan::ValueId(0))
+    );
+    assert_eq!(keeps(cnnjit_ir::plan::Fusion::NONE), None);
 }
 
 #[test]

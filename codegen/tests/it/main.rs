@@ -1,0 +1,7 @@
+//! The code generator's integration tests: the packers against their
+//! documented layouts, and the lowering pass (which needs nets the language
+//! builds; the crate itself does not depend on the language).
+
+mod lower;
+mod lowering;
+mod packing;
