@@ -242,7 +242,6 @@ pub fn compile(
     budget: &mut Budget,
 ) -> Result<Compiled> {
     let Options {
-        native_tile,
         fuse_separable,
         winograd,
         ..
@@ -256,7 +255,7 @@ pub fn compile(
     let mut packed = plan
         .steps
         .iter()
-        .map(|step| lower(graph, plan, params, file, step, native_tile, winograd))
+        .map(|step| lower(graph, plan, params, file, step, options.native(), winograd))
         .collect::<Result<Vec<_>>>()?;
     let mut in_next = vec![false; packed.len()];
     for (s, step) in plan.steps.iter().enumerate().skip(1) {
@@ -487,7 +486,7 @@ fn lower<'p>(
     params: &'p Params,
     file: &'p Weights,
     step: &Step,
-    native_tile: bool,
+    native_tile: Option<cnnjit_codegen::native::Isa>,
     winograd: Winograd,
 ) -> Result<Option<Packed<'p>>> {
     let anchor_id = step.nodes[0];

@@ -3,13 +3,15 @@
 //! (JIT == reference within 1e-4 of the output's scale; Winograd F(4x4)
 //! errs by about 1e-5 of it, runtime/tests/winograd.rs), every example
 //! network (the four slowest on smaller inputs), and outputs bitwise identical
-//! for any thread count. Every property runs both code paths: convolutions
-//! on the native AVX2 tile (where the host has it) and in pure Cranelift.
+//! for any thread count. Every property runs every code path: convolutions
+//! on each native tile's ISA the host has (AVX2, AVX-512) and in pure
+//! Cranelift ([`paths`]).
 
 use cnnjit::check::{jit_against_reference, lively_weights, random_input, Agreement};
 use cnnjit::codegen::algorithm::Algorithm;
 use cnnjit::codegen::choice::MEASURED;
 use cnnjit::codegen::conv::ConvSpec;
+use cnnjit::codegen::native::Isa;
 use cnnjit::runtime::model::Backend;
 use cnnjit::{Graph, Model, Options};
 use proptest::prelude::*;
@@ -30,6 +32,26 @@ fn fits(source: &str) -> Result<Graph, TestCaseError> {
         Ok(mut nets) => Ok(nets.remove(0).graph),
         Err(e) => Err(TestCaseError::reject(format!("{source}: {e}"))),
     }
+}
+
+/// Every way the JIT compiles convolutions here, named: on each native ISA
+/// the host has, and in pure Cranelift.
+fn paths() -> Vec<(String, Options)> {
+    let native = Isa::on_host().into_iter().map(|isa| {
+        let options = Options {
+            native_isa: Some(isa),
+            ..Options::default()
+        };
+        assert_eq!(options.native(), Some(isa));
+        (format!("native {isa}"), options)
+    });
+    let cranelift = Options {
+        native_tile: false,
+        ..Options::default()
+    };
+    native
+        .chain([("pure Cranelift".to_string(), cranelift)])
+        .collect()
 }
 
 /// Where the JIT serves (x86-64, the `jit` feature), a model not asked for
@@ -55,7 +77,7 @@ fn assert_agrees(source: &str, seed: u64, threads: usize) -> Result<Graph, TestC
 }
 
 /// The JIT agrees with the reference on `graph` (compiled from `source`)
-/// with and without the native tile, having compiled at least one step,
+/// on every [`paths`], having compiled at least one step,
 /// and exactly `kernels` distinct kernels if given (a fused separable pair
 /// is one).
 fn assert_agrees_in(
@@ -65,17 +87,13 @@ fn assert_agrees_in(
     threads: usize,
     kernels: Option<usize>,
 ) {
-    for native_tile in [true, false] {
-        let options = Options {
-            threads,
-            native_tile,
-            ..Options::default()
-        };
+    for (path, options) in paths() {
+        let options = Options { threads, ..options };
         let a = jit_against_reference(graph, seed, options).unwrap();
         assert_compiled(&a.backend, kernels, source);
         assert!(
             a.within_tolerance,
-            "{source}, native tile {native_tile}: max abs {:e}, max rel {:e}",
+            "{source}, {path}: max abs {:e}, max rel {:e}",
             a.max_abs, a.max_rel
         );
     }
@@ -225,7 +243,7 @@ proptest! {
             pad: [pad; 2],
             groups: 1,
             epilogue: Vec::new(),
-            native: false,
+            native: None,
             slice: None,
         };
         // Shapes the cost model gives to a direct kernel are tested above.
@@ -338,7 +356,7 @@ proptest! {
             pad: [1; 2],
             groups: 1,
             epilogue: Vec::new(),
-            native: false,
+            native: None,
             slice: None,
         };
         prop_assume!(matches!(MEASURED.choose(&spec, 4), Algorithm::Winograd { .. }));
@@ -524,12 +542,12 @@ fn example_nets() -> Vec<(String, Graph)> {
 }
 
 /// Every example net but the [`REDUCED`] ones, at full size, the reference
-/// against the JIT with and without the native tile.
+/// against the JIT on every [`paths`].
 #[test]
 fn every_example_network_agrees_with_reference() {
     for (_, graph) in example_nets() {
         if REDUCED.iter().all(|&(name, _)| name != &*graph.name) {
-            agrees_on_both_tiles(&graph);
+            agrees_on_every_path(&graph);
         }
     }
 }
@@ -543,7 +561,7 @@ fn the_slowest_example_networks_agree_on_smaller_inputs() {
             .iter()
             .find(|(_, graph)| *graph.name == *name)
             .unwrap_or_else(|| panic!("no example net {name}"));
-        agrees_on_both_tiles(&reduced(text, graph, side));
+        agrees_on_every_path(&reduced(text, graph, side));
     }
 }
 
@@ -564,9 +582,9 @@ fn reduced(text: &str, graph: &Graph, side: u32) -> Graph {
         .graph
 }
 
-/// `graph` on the reference kernels, once, against the JIT with and without
-/// the native tile: the JIT compiled steps and agrees within tolerance.
-fn agrees_on_both_tiles(graph: &Graph) {
+/// `graph` on the reference kernels, once, against the JIT on every
+/// [`paths`]: the JIT compiled steps and agrees within tolerance.
+fn agrees_on_every_path(graph: &Graph) {
     let name = &graph.name;
     let weights = lively_weights(graph, 3);
     let input = random_input(graph.input_shape().len() as usize, 3);
@@ -577,18 +595,14 @@ fn agrees_on_both_tiles(graph: &Graph) {
     let expected = Model::with_options(graph.clone(), &weights, reference)
         .and_then(|mut model| model.forward(&input))
         .unwrap();
-    for native_tile in [true, false] {
-        let options = Options {
-            native_tile,
-            ..Options::default()
-        };
+    for (path, options) in paths() {
         let mut jit = Model::with_options(graph.clone(), &weights, options).unwrap();
         let actual = jit.forward(&input).unwrap();
         let a = Agreement::between(&actual, &expected, jit.backend().clone());
         assert_compiled(&a.backend, None, name);
         assert!(
             a.within_tolerance,
-            "{name}, native tile {native_tile}: max abs {:e}, max rel {:e}",
+            "{name}, {path}: max abs {:e}, max rel {:e}",
             a.max_abs, a.max_rel
         );
     }
