@@ -6,8 +6,9 @@
 //! whole LeNet-5, MobileNetV1, ResNet-18, ResNet-50 and VGG16. The JIT runs with the widest native GEMM tile the
 //! host has (group `native`: AVX-512 or AVX2; pure Cranelift where the host
 //! has neither) and in pure Cranelift (group `cranelift`); the 3x3 conv on
-//! 56x56x128 and the 1x1 conv on 28x28x256 also run on each ISA (groups
-//! `avx2` and `avx512`, the next narrower where the host lacks one). The separable pairs and MobileNetV1 also run as `separate`:
+//! 56x56x128 and the 1x1 conv on 28x28x256 also run on each ISA, direct
+//! (no Winograd) on one thread (groups `avx2` and `avx512`, the next
+//! narrower where the host lacks one). The separable pairs and MobileNetV1 also run as `separate`:
 //! each pair as two JIT kernels (`Options::fuse_separable` off), against the
 //! fused one. The reference path takes seconds per image on the large nets,
 //! so it is timed on the layers, LeNet-5 and ResNet-18 only, with few flat
@@ -16,7 +17,7 @@
 //! `cargo bench --bench jit_vs_reference` (`-- native/` for one group alone).
 
 use cnnjit::codegen::native::Isa;
-use cnnjit::{Model, Options};
+use cnnjit::{Model, Options, Winograd};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use std::time::Duration;
 
@@ -43,12 +44,14 @@ fn options(backend: &str) -> Options {
             native_tile: false,
             ..Options::default()
         },
-        "avx2" => Options {
-            native_isa: Some(Isa::Avx2),
-            ..Options::default()
-        },
-        "avx512" => Options {
-            native_isa: Some(Isa::Avx512),
+        "avx2" | "avx512" => Options {
+            native_isa: Some(if backend == "avx2" {
+                Isa::Avx2
+            } else {
+                Isa::Avx512
+            }),
+            threads: 1,
+            winograd: Winograd::Off,
             ..Options::default()
         },
         "separate" => Options {

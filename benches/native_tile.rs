@@ -14,7 +14,14 @@ use std::time::Duration;
 
 /// `C = A B` for `A` `m x k` (rows `k` floats apart), `B` packed
 /// `[n / 16][k][16]`, `C` `[n / 16][m][16]`, on `isa`'s tiles of `rows` rows.
-fn gemm(isa: Isa, rows: usize, (m, k, n): (usize, usize, usize), a: &[f32], b: &[f32], c: &mut [f32]) {
+fn gemm(
+    isa: Isa,
+    rows: usize,
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+) {
     let tiles = isa.tiles().expect("the host runs the ISA");
     let tap = [Tap { a: 0, b: 0 }];
     for block in 0..n / WIDTH {
@@ -48,7 +55,10 @@ fn tiles(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(200))
         .measurement_time(Duration::from_secs(1));
-    for (name, (m, k, n)) in [("3136x64x256", (3136, 64, 256)), ("784x256x256", (784, 256, 256))] {
+    for (name, (m, k, n)) in [
+        ("3136x64x256", (3136, 64, 256)),
+        ("784x256x256", (784, 256, 256)),
+    ] {
         let a = cnnjit::check::random_input(m * k, 1);
         let b = cnnjit::check::random_input(k * n, 2);
         let mut out = vec![0.0; m * n];

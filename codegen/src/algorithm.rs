@@ -152,12 +152,9 @@ impl Kernel {
     pub fn tile(&self) -> Tile {
         let (pixels, channels, width, isa) = match self {
             Kernel::Conv(spec) => (spec.tile(), spec.block(), spec.output[1], spec.native),
-            Kernel::Winograd(spec) => (
-                spec.gemm_tile(),
-                spec.width(),
-                spec.tiles()[1],
-                spec.native,
-            ),
+            Kernel::Winograd(spec) => {
+                (spec.gemm_tile(), spec.width(), spec.tiles()[1], spec.native)
+            }
             Kernel::Depthwise(spec) => (depthwise::TILE, 4, spec.output[1], None),
             // The second half's tile: the first's rows are computed into scratch.
             Kernel::Separable(spec) => match &spec.second {
@@ -230,7 +227,25 @@ mod tests {
                 isa: Some(isa),
             };
             assert_eq!(native.tile(), tile);
-            assert_eq!(tile.to_string(), format!("{}px x 16ch {name}", tile.pixels).replace("direct-", ""));
+            assert_eq!(
+                tile.to_string(),
+                format!("{}px x 16ch {name}", tile.pixels).replace("direct-", "")
+            );
+            // A Winograd kernel's GEMMs and a 1x1 convolution name it too.
+            let winograd = crate::winograd::WinogradSpec::of_conv(&cranelift, 4).unwrap();
+            let winograd = crate::winograd::WinogradSpec {
+                native: Some(isa),
+                ..winograd
+            };
+            assert_eq!(Kernel::Winograd(winograd).tile().isa, Some(isa));
+            let Kernel::Conv(pointwise) = conv(1, [8, 8, 4], [8, 8, 16]) else {
+                unreachable!()
+            };
+            let pointwise = Kernel::Conv(ConvSpec {
+                native: Some(isa),
+                ..pointwise
+            });
+            assert_eq!(pointwise.algorithm(), Algorithm::NativeGemm(isa));
         }
         // A 1x1 convolution of one pixel (a squeeze-excite bottleneck) is a dense layer.
         assert_eq!(conv(1, [1, 1, 4], [1, 1, 16]).algorithm(), Algorithm::Gemv);

@@ -284,12 +284,7 @@ struct Native {
 }
 
 impl Native {
-    fn new(
-        spec: &ConvSpec,
-        b: &mut FunctionBuilder,
-        a: &Args,
-        tiles: &'static [TileFn],
-    ) -> Native {
+    fn new(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args, tiles: &'static [TileFn]) -> Native {
         let ptr = b.func.dfg.value_type(a.input);
         let taps = spec.kernel[0] * spec.kernel[1] * size_of::<Tap>();
         let tile = tiles.len() * native::WIDTH * 4;

@@ -61,7 +61,18 @@
 //! each input broadcast by the FMA itself (`vfmadd231ps zmm, zmm,
 //! [mem]{1to16}`), so a step of `k` is 1 + R loads for R FMAs and the load
 //! ports bind: at 2 loads and 2 FMAs a cycle, `2R / (R + 1)` FMAs a cycle,
-//! 86% of peak at 6 rows, 92% at 12. AVX512_ROWS_NOTE
+//! 86% of peak at 6 rows, 93% at 14. The registers allow up to 31 rows;
+//! the general-purpose ones (one per row's address) and the conv tiling
+//! argue for fewer. [`AVX512_ROWS`] is 14: it divides 56, 28, 14 and 7,
+//! the row widths of ImageNet networks, so their rows need no partial tile,
+//! and it measured best or within noise of best (`benches/native_tile.rs`,
+//! one thread, a 2-vCPU Xeon with AVX512-FP16 shared with other builds, load
+//! about 4): the 3136 x 64 x 256 GEMM at 103 GFLOP/s on 14 rows against 92
+//! on 10, 92 on 8, 87 on 6 (AVX2, 6 rows: 82); 784 x 256 x 256 at 98 on 14,
+//! 110 on 10, 115 on 8, 98 on 6 (AVX2: 88), each +-10%. A 32-column tile
+//! (12 rows x 2 `zmm`, 24 accumulators, MLAS's shape) binds on the FMAs
+//! instead (14 loads for 24 FMAs) but needs a packing width of 32 for every
+//! packer and spec; not done.
 
 use cranelift_codegen::ir::{types, AbiParam, SigRef, Signature, Type};
 use cranelift_frontend::FunctionBuilder;
@@ -82,9 +93,15 @@ pub enum Isa {
 /// The rows of the AVX-512 tile (the module doc's "Tile shapes").
 pub const AVX512_ROWS: usize = 14;
 
-/// The most rows of any ISA's tile: a caller's buffer for one tile's output
-/// holds `MAX_ROWS x WIDTH` floats.
-pub const MAX_ROWS: usize = if AVX512_ROWS > 6 { AVX512_ROWS } else { 6 };
+/// The most rows of any ISA's tile.
+pub const MAX_ROWS: usize = {
+    let (avx2, avx512) = (Isa::Avx2.rows(), Isa::Avx512.rows());
+    if avx2 > avx512 {
+        avx2
+    } else {
+        avx512
+    }
+};
 
 impl Isa {
     /// Every ISA, narrowest first.
@@ -235,12 +252,7 @@ mod avx2 {
     };
 
     pub(super) static TILES: [TileFn; 6] = [
-        tile::<1>,
-        tile::<2>,
-        tile::<3>,
-        tile::<4>,
-        tile::<5>,
-        tile::<6>,
+        tile::<1>, tile::<2>, tile::<3>, tile::<4>, tile::<5>, tile::<6>,
     ];
 
     /// The tile of `R` rows.
@@ -300,20 +312,8 @@ mod avx512 {
     };
 
     pub(super) static TILES: [TileFn; AVX512_ROWS] = [
-        tile::<1>,
-        tile::<2>,
-        tile::<3>,
-        tile::<4>,
-        tile::<5>,
-        tile::<6>,
-        tile::<7>,
-        tile::<8>,
-        tile::<9>,
-        tile::<10>,
-        tile::<11>,
-        tile::<12>,
-        tile::<13>,
-        tile::<14>,
+        tile::<1>, tile::<2>, tile::<3>, tile::<4>, tile::<5>, tile::<6>, tile::<7>, tile::<8>,
+        tile::<9>, tile::<10>, tile::<11>, tile::<12>, tile::<13>, tile::<14>,
     ];
 
     /// The tile of `R` rows.
@@ -495,9 +495,15 @@ mod tests {
     fn isas_are_chosen_no_wider_than_asked() {
         for isa in Isa::ALL {
             let chosen = isa.at_most();
-            assert!(chosen.is_none_or(|c| c <= isa && c.detected()), "{isa}: {chosen:?}");
+            assert!(
+                chosen.is_none_or(|c| c <= isa && c.detected()),
+                "{isa}: {chosen:?}"
+            );
             assert_eq!(chosen == Some(isa), isa.detected(), "{isa}");
-            assert_eq!(isa.tiles().map(<[TileFn]>::len), isa.detected().then_some(isa.rows()));
+            assert_eq!(
+                isa.tiles().map(<[TileFn]>::len),
+                isa.detected().then_some(isa.rows())
+            );
             assert!(isa.rows() <= MAX_ROWS);
         }
     }

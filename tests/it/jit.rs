@@ -453,8 +453,9 @@ proptest! {
 }
 
 /// A pair whose second half is `1x1` or `kx1` runs over blocks of rows
-/// whose pixels fill whole tiles (native: 6 pixels, so 6 rows of 7, 3 of 4
-/// or 2, 1 of 6; Cranelift: 4 pixels, so 4 rows of 7, 1 of 4): whole blocks
+/// whose pixels fill whole tiles (AVX2: 6 pixels, so 6 rows of 7, 3 of 4
+/// or 2, 1 of 6; AVX-512: 14 pixels, so 2 rows of 7, 14 of 3, 7 of 4 or 2;
+/// Cranelift: 4 pixels, so 4 rows of 7, 1 of 4): whole blocks
 /// only, a shorter last block, one block taller than the tensor's rows,
 /// threads splitting the blocks, and for `kx1` the rows two blocks share,
 /// padding rows (dilated, and more than the kernel's half) zeroed in the ring.
@@ -474,6 +475,7 @@ fn separable_pairs_run_over_blocks_of_rows() {
         (7, 2),
         (4, 6),
         (1, 5),
+        (29, 3),
     ] {
         for pair in pairs {
             for threads in 1..=3 {

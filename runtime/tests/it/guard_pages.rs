@@ -584,7 +584,9 @@ fn random_conv(
             pad,
             groups,
             epilogue,
-            native: Isa::on_host().get(rng.range(0, Isa::on_host().len())).copied(),
+            native: Isa::on_host()
+                .get(rng.range(0, Isa::on_host().len()))
+                .copied(),
             slice: None,
         };
         match kind {
