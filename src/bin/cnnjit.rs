@@ -89,7 +89,7 @@ enum Command {
         /// Seed of the random weights and input.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Compile every kernel in pure Cranelift, without the native AVX2 GEMM tile.
+        /// Compile every kernel in pure Cranelift, without a native (AVX2 or AVX-512) GEMM tile.
         #[arg(long)]
         pure_cranelift: bool,
         /// Which Winograd convolutions the JIT may use: `off` for the direct
@@ -120,7 +120,7 @@ enum Command {
         /// GFLOP/s, share of the total.
         #[arg(long)]
         profile: bool,
-        /// Compile every kernel in pure Cranelift, without the native AVX2 GEMM tile.
+        /// Compile every kernel in pure Cranelift, without a native (AVX2 or AVX-512) GEMM tile.
         #[arg(long)]
         pure_cranelift: bool,
         /// Run each separable pair (depthwise + pointwise, 1xk + kx1) as two
