@@ -656,6 +656,61 @@ fn outputs_are_bitwise_identical_for_any_thread_count() {
     }
 }
 
+/// The native tiles sum each output in the same order on every ISA, so a
+/// network's outputs are bitwise identical on each ISA the host has:
+/// direct, 1x1 and Winograd convolutions, rows of 28 (AVX2: 4 tiles of 6 and
+/// one of 4; AVX-512: 2 of 14) and of 7. Where the host has fewer than two
+/// ISAs there is nothing to compare, which the test prints.
+#[test]
+fn outputs_are_bitwise_identical_on_every_isa() {
+    let graph = graph(
+        "Isas(28x28x20) {
+            conv(64, 3x3, pad = 1), relu, conv(64, 3x3, pad = 1), conv(36, 1x1),
+            conv(24, 3x3, stride = 2, pad = 1), relu,
+            conv(33, 3x3, pad = 1), global_avgpool, flatten, dense(10),
+        }",
+    );
+    let weights = cnnjit::runtime::params::random_weights(&graph, 7);
+    let input = random_input(graph.input_shape().len() as usize, 8);
+    let isas = Isa::on_host();
+    if isas.len() < 2 {
+        eprintln!("note: this host runs {isas:?}; nothing to compare");
+    }
+    let outputs: Vec<(Isa, Vec<u32>, Vec<&'static str>)> = isas
+        .into_iter()
+        .map(|isa| {
+            let options = Options {
+                native_isa: Some(isa),
+                ..Options::default()
+            };
+            let mut model = Model::with_options(graph.clone(), &weights, options).unwrap();
+            let report = model.kernels();
+            let algorithms = report.steps.iter().map(|s| s.algorithm()).collect();
+            let bits = model
+                .forward(&input)
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect();
+            (isa, bits, algorithms)
+        })
+        .collect();
+    for (isa, _, algorithms) in &outputs {
+        let named = format!("direct-{isa}");
+        assert!(
+            algorithms.contains(&named.as_str()),
+            "{isa}: {algorithms:?}"
+        );
+        assert!(
+            algorithms.iter().any(|a| a.starts_with("winograd")),
+            "{algorithms:?}"
+        );
+    }
+    for pair in outputs.windows(2) {
+        assert_eq!(pair[0].1, pair[1].1, "{} against {}", pair[0].0, pair[1].0);
+    }
+}
+
 /// AlexNet's and GoogLeNet's every step runs compiled code (GoogLeNet's lrn
 /// included), and which steps split across threads: none of LeNet-5's
 /// (waking a thread would cost more than its layers take), every dense layer
