@@ -29,7 +29,7 @@ fn conv(side: usize, c: usize, k: usize, kernel: usize, epilogue: Vec<Epilogue>)
         pad: [kernel / 2; 2],
         groups: 1,
         epilogue,
-        native: native::available(),
+        native: native::Isa::best(),
         slice: None,
     }
 }

@@ -3,9 +3,12 @@
 //! and on 28x28x256, MobileNet's depthwise-separable block, the 1x3 + 3x1
 //! pair, two 1x1 convs, a squeeze-excite scale and an unfused add, a dense +
 //! softmax head, a four-branch concat, GoogLeNet's lrn, AlexNet's fc6) and
-//! whole LeNet-5, MobileNetV1, ResNet-18, ResNet-50 and VGG16. The JIT runs with the native AVX2 GEMM tile (group `native`;
-//! pure Cranelift where the host lacks AVX2) and in pure Cranelift (group
-//! `cranelift`). The separable pairs and MobileNetV1 also run as `separate`:
+//! whole LeNet-5, MobileNetV1, ResNet-18, ResNet-50 and VGG16. The JIT runs with the widest native GEMM tile the
+//! host has (group `native`: AVX-512 or AVX2; pure Cranelift where the host
+//! has neither) and in pure Cranelift (group `cranelift`); the 3x3 conv on
+//! 56x56x128 and the 1x1 conv on 28x28x256 also run on each ISA, direct
+//! (no Winograd) on one thread (groups `avx2` and `avx512`, the next
+//! narrower where the host lacks one). The separable pairs and MobileNetV1 also run as `separate`:
 //! each pair as two JIT kernels (`Options::fuse_separable` off), against the
 //! fused one. The reference path takes seconds per image on the large nets,
 //! so it is timed on the layers, LeNet-5 and ResNet-18 only, with few flat
@@ -13,7 +16,8 @@
 //!
 //! `cargo bench --bench jit_vs_reference` (`-- native/` for one group alone).
 
-use cnnjit::{Model, Options};
+use cnnjit::codegen::native::Isa;
+use cnnjit::{Model, Options, Winograd};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use std::time::Duration;
 
@@ -27,6 +31,8 @@ const VGG: &str = include_str!("../examples/nets/vgg16.cnn");
 const JIT: &[&str] = &["native", "cranelift"];
 /// The JIT paths and the reference.
 const WITH_REFERENCE: &[&str] = &["native", "cranelift", "reference"];
+/// The native tile on each ISA.
+const ISAS: &[&str] = &["avx2", "avx512"];
 /// Every way a separable pair runs.
 const PAIRS: &[&str] = &["native", "cranelift", "separate", "reference"];
 
@@ -36,6 +42,16 @@ fn options(backend: &str) -> Options {
         "native" => Options::default(),
         "cranelift" => Options {
             native_tile: false,
+            ..Options::default()
+        },
+        "avx2" | "avx512" => Options {
+            native_isa: Some(if backend == "avx2" {
+                Isa::Avx2
+            } else {
+                Isa::Avx512
+            }),
+            threads: 1,
+            winograd: Winograd::Off,
             ..Options::default()
         },
         "separate" => Options {
@@ -86,6 +102,9 @@ fn bench(c: &mut Criterion, source: &str, name: &str, backends: &[&str]) {
 fn jit_vs_reference(c: &mut Criterion) {
     for layer in ["Conv3x3_56", "Conv3x3_28", "Conv1x1_56", "Conv1x1_28"] {
         bench(c, LAYERS, layer, WITH_REFERENCE);
+    }
+    for layer in ["Conv3x3_56", "Conv1x1_28"] {
+        bench(c, LAYERS, layer, ISAS);
     }
     for layer in [
         "ScaleAdd28",

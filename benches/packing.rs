@@ -26,7 +26,7 @@ fn conv(side: usize, channels: usize, outputs: usize, kernel: usize, stride: usi
         pad: [pad, pad],
         groups: 1,
         epilogue: Vec::new(),
-        native: native::available(),
+        native: native::Isa::best(),
         slice: None,
     }
 }

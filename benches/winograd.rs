@@ -23,7 +23,7 @@ fn conv3x3(side: usize, channels: usize) -> ConvSpec {
         pad: [1, 1],
         groups: 1,
         epilogue: vec![Epilogue::Act(Activation::Relu)],
-        native: false,
+        native: None,
         slice: None,
     }
 }
@@ -41,7 +41,7 @@ fn algorithms(c: &mut Criterion) {
         group.throughput(Throughput::Elements(2 * macs));
         let mut kernels = vec![("direct", Kernel::Conv(spec.clone()))];
         let native = ConvSpec {
-            native: cnnjit::codegen::native::available(),
+            native: cnnjit::codegen::native::Isa::best(),
             ..spec.clone()
         };
         kernels.push(("direct-native", Kernel::Conv(native.clone())));

@@ -8,6 +8,7 @@
 //! never changes what is compiled.
 
 use super::elementwise::Binary;
+use super::native::Isa;
 use super::separable::Half;
 use super::{depthwise, Kernel};
 use std::fmt;
@@ -19,13 +20,13 @@ pub enum Algorithm {
     /// A k x k (or grouped) convolution computed directly, tap by tap, on a
     /// register tile of pixels by output channels.
     Direct,
-    /// [`Direct`](Algorithm::Direct) with the native AVX2 tile
-    /// ([`super::native`]) as its innermost loop.
-    NativeDirect,
+    /// [`Direct`](Algorithm::Direct) with a native tile ([`super::native`])
+    /// of this ISA as its innermost loop.
+    NativeDirect(Isa),
     /// A 1x1 convolution over several pixels: a packed matrix product.
     Gemm,
-    /// [`Gemm`](Algorithm::Gemm) on the native AVX2 tile.
-    NativeGemm,
+    /// [`Gemm`](Algorithm::Gemm) on a native tile of this ISA.
+    NativeGemm(Isa),
     /// One output pixel from a flat input (a dense layer, or a 1x1
     /// convolution of a 1x1 input): a packed matrix-vector product.
     Gemv,
@@ -64,9 +65,11 @@ impl Algorithm {
     pub const fn name(self) -> &'static str {
         match self {
             Algorithm::Direct => "direct",
-            Algorithm::NativeDirect => "direct-avx2",
+            Algorithm::NativeDirect(Isa::Avx2) => "direct-avx2",
+            Algorithm::NativeDirect(Isa::Avx512) => "direct-avx512",
             Algorithm::Gemm => "1x1-gemm",
-            Algorithm::NativeGemm => "1x1-gemm-avx2",
+            Algorithm::NativeGemm(Isa::Avx2) => "1x1-gemm-avx2",
+            Algorithm::NativeGemm(Isa::Avx512) => "1x1-gemm-avx512",
             Algorithm::Gemv => "gemv",
             Algorithm::Winograd { tile: 2 } => "winograd-f2x2",
             Algorithm::Winograd { .. } => "winograd-f4x4",
@@ -91,18 +94,23 @@ impl fmt::Display for Algorithm {
 }
 
 /// A kernel's register tile: the output pixels (of one row) and output
-/// channels one iteration of its inner loop computes.
+/// channels one iteration of its inner loop computes, and the ISA of the
+/// native tile that computes it, if one does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tile {
     /// Output pixels.
     pub pixels: usize,
     /// Output channels.
     pub channels: usize,
+    /// The native tile's ISA ([`super::native`]); `None` for Cranelift code.
+    pub isa: Option<Isa>,
 }
 
 impl fmt::Display for Tile {
+    /// `6px x 16ch avx2`, or `4px x 8ch` for Cranelift code.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&format!("{}px x {}ch", self.pixels, self.channels))
+        let isa = self.isa.map_or_else(String::new, |isa| format!(" {isa}"));
+        f.pad(&format!("{}px x {}ch{isa}", self.pixels, self.channels))
     }
 }
 
@@ -114,10 +122,10 @@ impl Kernel {
                 let pointwise = spec.kernel == [1, 1] && spec.stride == [1, 1] && spec.groups == 1;
                 match (pointwise, spec.output[0] * spec.output[1], spec.native) {
                     (true, 1, _) => Algorithm::Gemv,
-                    (true, _, false) => Algorithm::Gemm,
-                    (true, _, true) => Algorithm::NativeGemm,
-                    (false, _, false) => Algorithm::Direct,
-                    (false, _, true) => Algorithm::NativeDirect,
+                    (true, _, None) => Algorithm::Gemm,
+                    (true, _, Some(isa)) => Algorithm::NativeGemm(isa),
+                    (false, _, None) => Algorithm::Direct,
+                    (false, _, Some(isa)) => Algorithm::NativeDirect(isa),
                 }
             }
             Kernel::Winograd(spec) => Algorithm::Winograd { tile: spec.tile },
@@ -142,22 +150,25 @@ impl Kernel {
 
     /// Its register tile, clipped to the output's width.
     pub fn tile(&self) -> Tile {
-        let (pixels, channels, width) = match self {
-            Kernel::Conv(spec) => (spec.tile(), spec.block(), spec.output[1]),
-            Kernel::Winograd(spec) => (spec.gemm_tile(), spec.width(), spec.tiles()[1]),
-            Kernel::Depthwise(spec) => (depthwise::TILE, 4, spec.output[1]),
+        let (pixels, channels, width, isa) = match self {
+            Kernel::Conv(spec) => (spec.tile(), spec.block(), spec.output[1], spec.native),
+            Kernel::Winograd(spec) => {
+                (spec.gemm_tile(), spec.width(), spec.tiles()[1], spec.native)
+            }
+            Kernel::Depthwise(spec) => (depthwise::TILE, 4, spec.output[1], None),
             // The second half's tile: the first's rows are computed into scratch.
             Kernel::Separable(spec) => match &spec.second {
-                Half::Conv(conv) => (conv.tile(), conv.block(), conv.output[1]),
-                Half::Depthwise(dw) => (depthwise::TILE, 4, dw.output[1]),
+                Half::Conv(conv) => (conv.tile(), conv.block(), conv.output[1], conv.native),
+                Half::Depthwise(dw) => (depthwise::TILE, 4, dw.output[1], None),
             },
-            Kernel::Pool(spec) => (1, 4, spec.output[1]),
-            Kernel::Elementwise(spec) => (1, 4, spec.shape[1]),
-            Kernel::Softmax(_) | Kernel::Concat(_) | Kernel::Lrn(_) => (1, 4, 1),
+            Kernel::Pool(spec) => (1, 4, spec.output[1], None),
+            Kernel::Elementwise(spec) => (1, 4, spec.shape[1], None),
+            Kernel::Softmax(_) | Kernel::Concat(_) | Kernel::Lrn(_) => (1, 4, 1, None),
         };
         Tile {
             pixels: pixels.min(width),
             channels,
+            isa,
         }
     }
 }
@@ -179,7 +190,7 @@ mod tests {
             pad: [kernel / 2; 2],
             groups: 1,
             epilogue: Vec::new(),
-            native: false,
+            native: None,
             slice: None,
         })
     }
@@ -192,23 +203,50 @@ mod tests {
             k3.tile(),
             Tile {
                 pixels: conv::TILE,
-                channels: conv::BLOCK
+                channels: conv::BLOCK,
+                isa: None
             }
         );
+        assert_eq!(k3.tile().to_string(), "4px x 8ch");
         assert_eq!(conv(1, [8, 8, 4], [8, 8, 16]).algorithm(), Algorithm::Gemm);
-        let Kernel::Conv(mut native) = k3 else {
+        let Kernel::Conv(cranelift) = k3 else {
             unreachable!()
         };
-        native.native = true;
-        let native = Kernel::Conv(native);
-        assert_eq!(native.algorithm(), Algorithm::NativeDirect);
-        assert_eq!(
-            native.tile(),
-            Tile {
-                pixels: crate::native::ROWS,
-                channels: crate::native::WIDTH
-            }
-        );
+        // Named by the ISA whether or not this host runs it: the spec says
+        // what is compiled (where the host lacks it, `of_conv` never asks).
+        for (isa, name) in [(Isa::Avx2, "direct-avx2"), (Isa::Avx512, "direct-avx512")] {
+            let native = Kernel::Conv(ConvSpec {
+                native: Some(isa),
+                ..cranelift.clone()
+            });
+            assert_eq!(native.algorithm(), Algorithm::NativeDirect(isa));
+            assert_eq!(native.algorithm().name(), name);
+            let tile = Tile {
+                pixels: isa.rows().min(8),
+                channels: crate::native::WIDTH,
+                isa: Some(isa),
+            };
+            assert_eq!(native.tile(), tile);
+            assert_eq!(
+                tile.to_string(),
+                format!("{}px x 16ch {name}", tile.pixels).replace("direct-", "")
+            );
+            // A Winograd kernel's GEMMs and a 1x1 convolution name it too.
+            let winograd = crate::winograd::WinogradSpec::of_conv(&cranelift, 4).unwrap();
+            let winograd = crate::winograd::WinogradSpec {
+                native: Some(isa),
+                ..winograd
+            };
+            assert_eq!(Kernel::Winograd(winograd).tile().isa, Some(isa));
+            let Kernel::Conv(pointwise) = conv(1, [8, 8, 4], [8, 8, 16]) else {
+                unreachable!()
+            };
+            let pointwise = Kernel::Conv(ConvSpec {
+                native: Some(isa),
+                ..pointwise
+            });
+            assert_eq!(pointwise.algorithm(), Algorithm::NativeGemm(isa));
+        }
         // A 1x1 convolution of one pixel (a squeeze-excite bottleneck) is a dense layer.
         assert_eq!(conv(1, [1, 1, 4], [1, 1, 16]).algorithm(), Algorithm::Gemv);
         let dense = Kernel::Conv(ConvSpec::of_dense(

@@ -7,9 +7,9 @@
 //! Register blocking: a tile of output pixels of one row by a block of output
 //! channels. Pure Cranelift: up to [`TILE`] pixels by [`BLOCK`] channels in
 //! `2 x TILE` `f32x4` accumulators. With the native tile
-//! ([`ConvSpec::native`]): up to [`native::ROWS`] pixels by [`native::WIDTH`]
-//! channels, accumulated by the precompiled AVX2 micro-kernel into a stack
-//! slot, from which the generated epilogue reads them. Weights are packed per
+//! ([`ConvSpec::native`]): up to [`Isa::rows`] pixels by [`native::WIDTH`]
+//! channels, accumulated by the precompiled AVX2 or AVX-512 micro-kernel
+//! into a stack slot, from which the generated epilogue reads them. Weights are packed per
 //! group and block of output channels as `[g][block][ky][kx][ci][width]`
 //! (zero-padded past the group's channels), so each step loads the block's
 //! weights for one input channel and one splatted input per pixel.
@@ -21,7 +21,7 @@
 
 use super::epilogue_lengths;
 use super::fold;
-use super::native::{self, Tap, TileFn};
+use super::native::{self, Isa, Tap, TileFn};
 use super::vector;
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, Args, ChannelSlice, Epilogue, Epilogued,
@@ -61,10 +61,11 @@ pub struct ConvSpec {
     pub groups: usize,
     /// The fused epilogue, in order.
     pub epilogue: Vec<Epilogue>,
-    /// Whether the innermost tile is the native micro-kernel ([`native`]),
-    /// which also sets the packing's block width. Only where
-    /// [`native::available`]; elsewhere the Cranelift tile serves either width.
-    pub native: bool,
+    /// The ISA of the native micro-kernel ([`native`]) that computes the
+    /// innermost tile, if any; any ISA sets the packing's block width to
+    /// [`native::WIDTH`]. Only where [`Isa::detected`]; elsewhere (a spec
+    /// built by hand) the Cranelift tile serves the native packing too.
+    pub native: Option<Isa>,
     /// The channel slice of a wider tensor the output is written into, if
     /// not a tensor of its own ([`super::Kernel::sliced`]).
     pub slice: Option<ChannelSlice>,
@@ -72,13 +73,13 @@ pub struct ConvSpec {
 
 impl ConvSpec {
     /// The spec of a `conv` or `dwconv` from `input` to `output`; its tile is
-    /// native if `native_tile` is asked for and the host has it.
+    /// the native one of `native` if the host has it, else Cranelift's.
     pub fn of_conv(
         op: &Conv2d,
         input: Shape,
         output: Shape,
         epilogue: Vec<Epilogue>,
-        native_tile: bool,
+        native: Option<Isa>,
     ) -> ConvSpec {
         let dims = |s: Shape| {
             let d = s.dims();
@@ -96,7 +97,7 @@ impl ConvSpec {
             pad: [op.padding.top as usize, op.padding.left as usize],
             groups: op.groups as usize,
             epilogue,
-            native: native_tile && native::available(),
+            native: native.filter(|isa| isa.detected()),
             slice: None,
         }
     }
@@ -115,7 +116,7 @@ impl ConvSpec {
             pad: [0, 0],
             groups: 1,
             epilogue,
-            native: false,
+            native: None,
             slice: None,
         }
     }
@@ -145,20 +146,17 @@ impl ConvSpec {
 
     /// Output channels per block: the width of the tile.
     pub fn block(&self) -> usize {
-        if self.native {
+        if self.native.is_some() {
             native::WIDTH
         } else {
             BLOCK
         }
     }
 
-    /// Output pixels per full tile.
+    /// Output pixels per full tile: the native ISA's rows (which the
+    /// Cranelift tile serves too, on a host without it).
     pub(super) fn tile(&self) -> usize {
-        if self.native {
-            native::ROWS
-        } else {
-            TILE
-        }
+        self.native.map_or(TILE, Isa::rows)
     }
 
     /// Blocks of output channels per group.
@@ -276,25 +274,20 @@ struct Layout<'s> {
 /// What the generated code needs to call the native tile.
 struct Native {
     /// The tile of each row count.
-    tiles: [TileFn; native::ROWS],
+    tiles: &'static [TileFn],
     /// [`TileFn`]'s signature, imported into the kernel.
     signature: SigRef,
     /// The taps of one call.
     taps: StackSlot,
-    /// The tile one call writes (`ROWS x WIDTH` floats).
+    /// The tile one call writes (up to `rows x WIDTH` floats).
     tile: StackSlot,
 }
 
 impl Native {
-    fn new(
-        spec: &ConvSpec,
-        b: &mut FunctionBuilder,
-        a: &Args,
-        tiles: [TileFn; native::ROWS],
-    ) -> Native {
+    fn new(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args, tiles: &'static [TileFn]) -> Native {
         let ptr = b.func.dfg.value_type(a.input);
         let taps = spec.kernel[0] * spec.kernel[1] * size_of::<Tap>();
-        let tile = native::ROWS * native::WIDTH * 4;
+        let tile = tiles.len() * native::WIDTH * 4;
         let mut slot = |bytes: usize| {
             let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
             b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 5))
@@ -376,8 +369,7 @@ fn layout<'s>(spec: &'s ConvSpec, b: &mut FunctionBuilder, a: &Args) -> Layout<'
     // Cranelift tile serves the native packing too.
     let native = spec
         .native
-        .then(native::tiles)
-        .flatten()
+        .and_then(Isa::tiles)
         .map(|tiles| Native::new(spec, b, a, tiles));
     Layout {
         spec,

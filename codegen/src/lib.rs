@@ -7,9 +7,9 @@
 //! [`choice`]; [`separable`]: two convolutions fused into one pass;
 //! [`depthwise`], [`pool`], [`elementwise`]: an unfused add or a scale;
 //! [`softmax`], in place; [`mod@concat`], a branch into its channel slice;
-//! [`lrn`], local response normalisation), and [`native`], the precompiled AVX2 GEMM tile
+//! [`lrn`], local response normalisation), and [`native`], the precompiled AVX2 and AVX-512 GEMM tiles
 //! that convolution kernels call for their innermost tile where the host has
-//! AVX2 and FMA. [`lower`] decides, once, what each step of a plan runs
+//! them. [`lower`] decides, once, what each step of a plan runs
 //! (a kernel spec with its named operands, or the reference kernels and
 //! why). Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as

@@ -52,9 +52,9 @@ use cnnjit_ir::{Graph, NodeId, Op};
 /// host's features and the options that bear on lowering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capabilities {
-    /// Convolutions may call the native AVX2 GEMM tile (the host has it and
-    /// it was asked for).
-    pub native_tile: bool,
+    /// The native GEMM tile convolutions call, if any: an ISA the host has
+    /// ([`native::Isa::detected`]), none for Cranelift's own tile.
+    pub native: Option<native::Isa>,
     /// The largest Winograd output tile the cost model may choose (4, 2, or
     /// 0 for none).
     pub winograd_tile: usize,
@@ -63,12 +63,17 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// cnnjit's code generator on this host: the native tile if `native_tile`
-    /// and the host has AVX2 and FMA, Winograd tiles up to `winograd_tile`,
-    /// and separable pairs fused into one kernel if `fuse_separable`.
-    pub fn host(native_tile: bool, winograd_tile: usize, fuse_separable: bool) -> Capabilities {
+    /// cnnjit's code generator on this host: the native tile of `native`
+    /// where the host has that ISA (none otherwise), Winograd tiles up to
+    /// `winograd_tile`, and separable pairs fused into one kernel if
+    /// `fuse_separable`.
+    pub fn host(
+        native: Option<native::Isa>,
+        winograd_tile: usize,
+        fuse_separable: bool,
+    ) -> Capabilities {
         Capabilities {
-            native_tile: native_tile && native::available(),
+            native: native.filter(|isa| isa.detected()),
             winograd_tile,
             fusion: Fusion {
                 depthwise_pairs: fuse_separable,
@@ -370,7 +375,7 @@ fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> L
             match DepthwiseSpec::of_conv(conv, input, anchor.output, epilogue.clone()) {
                 Some(spec) => Kernel::Depthwise(spec),
                 None => choice::kernel(
-                    ConvSpec::of_conv(conv, input, anchor.output, epilogue, caps.native_tile),
+                    ConvSpec::of_conv(conv, input, anchor.output, epilogue, caps.native),
                     caps.winograd_tile,
                 ),
             },

@@ -1,12 +1,16 @@
-//! The native GEMM tile: a precompiled AVX2 + FMA micro-kernel that
-//! Cranelift-generated kernels call for their innermost tile.
+//! The native GEMM tiles: precompiled micro-kernels, one per instruction
+//! set ([`Isa`]), that Cranelift-generated kernels call for their innermost
+//! tile.
 //!
 //! Cranelift emits 128-bit vectors only on x86-64, which caps its kernels at
-//! half of an AVX2 core's FMA throughput. Where the host has AVX2 and FMA
-//! (detected at run time, [`available`]), the innermost GEMM tile is this Rust
-//! function instead; the generated code keeps everything specialised to the
+//! a quarter of an AVX-512 core's FMA throughput and half of an AVX2 one's.
+//! Where the host has AVX2 and FMA, or AVX-512F (detected at run time,
+//! [`Isa::detected`]), the innermost GEMM tile is one of these Rust
+//! functions instead; the generated code keeps everything specialised to the
 //! network around it: loop nests, tap classes, packing and the fused
-//! epilogue.
+//! epilogue. Both ISAs share the calling convention and the packing below,
+//! so which one a kernel calls changes only its spec's [`Isa`] and its tile's
+//! rows ([`Isa::rows`]).
 //!
 //! # Calling convention
 //!
@@ -23,33 +27,143 @@
 //!     B(t, k, n) = *(b + taps[t].b + 64 k + 4 n)                 (bytes)
 //! ```
 //!
-//! `R` is the tile's rows (1 to [`ROWS`], one function each, [`tiles`]):
-//! output pixels for a convolution. Each row reads `depth` consecutive `f32`s
-//! of `A` per tap (input channels), the rows `a_stride` bytes apart; `B` is
-//! packed `[k][16]` per tap (16 output channels, zero-padded by the packer);
-//! the tile is written whole to `c` (`R x 16` floats, row-major), overwriting
-//! it. A tap is one K-step group with its own offsets into `A` and `B`: a
-//! convolution passes one per kernel tap that falls inside the input, a
-//! plain GEMM one tap `{a: 0, b: 0}`. `a` may point outside `A`'s buffer as
-//! long as every address above lands inside it: offsets are applied with
-//! wrapping arithmetic and only the final addresses are read.
+//! `R` is the tile's rows (1 to [`Isa::rows`], one function each,
+//! [`Isa::tiles`]): output pixels for a convolution. Each row reads `depth`
+//! consecutive `f32`s of `A` per tap (input channels), the rows `a_stride`
+//! bytes apart; `B` is packed `[k][16]` per tap (16 output channels,
+//! zero-padded by the packer); the tile is written whole to `c` (`R x 16`
+//! floats, row-major), overwriting it. A tap is one K-step group with its
+//! own offsets into `A` and `B`: a convolution passes one per kernel tap
+//! that falls inside the input, a plain GEMM one tap `{a: 0, b: 0}`. `a` may
+//! point outside `A`'s buffer as long as every address above lands inside
+//! it: offsets are applied with wrapping arithmetic and only the final
+//! addresses are read.
+//!
+//! Every tile sums each output in the same order, tap by tap and `k` by `k`,
+//! one fused multiply-add per term from zero, so the ISAs' outputs are
+//! bitwise identical (`tests::the_isas_agree_bitwise`).
 //!
 //! Invariant: a tile reads exactly the `A` and `B` elements the formula
 //! names, its `count` taps, and writes exactly `R x 16` floats at `c`;
 //! nothing else. The generated caller therefore keeps the kernel contract
 //! (`Lengths`) as long as the formula's addresses are inside the buffers,
-//! which `conv`'s tap classes guarantee (`runtime/tests/guard_pages.rs`
-//! checks both paths against guard pages).
+//! which `conv`'s tap classes guarantee (`runtime/tests/it/guard_pages.rs`
+//! checks every ISA against guard pages).
+//!
+//! # Tile shapes
+//!
+//! AVX2: 6 rows x 2 `ymm` are 12 accumulators, plus two weight vectors and a
+//! broadcast input, of the 16 `ymm` registers; a step of `k` loads 2 weight
+//! vectors and 6 inputs for 12 FMAs, under the 2 loads a cycle of current
+//! cores, so the FMA ports bind.
+//!
+//! AVX-512: one `zmm` accumulator per row (the 16 columns are one vector),
+//! each input broadcast by the FMA itself (`vfmadd231ps zmm, zmm,
+//! [mem]{1to16}`), so a step of `k` is 1 + R loads for R FMAs and the load
+//! ports bind: at 2 loads and 2 FMAs a cycle, `2R / (R + 1)` FMAs a cycle,
+//! 86% of peak at 6 rows, 93% at 14. The registers allow up to 31 rows;
+//! the general-purpose ones (one per row's address) and the conv tiling
+//! argue for fewer. [`AVX512_ROWS`] is 14: it divides 56, 28, 14 and 7,
+//! the row widths of ImageNet networks, so their rows need no partial tile,
+//! and it measured best or within noise of best (`benches/native_tile.rs`,
+//! one thread, a 2-vCPU Xeon with AVX512-FP16 shared with other builds, load
+//! about 4): the 3136 x 64 x 256 GEMM at 103 GFLOP/s on 14 rows against 92
+//! on 10, 92 on 8, 87 on 6 (AVX2, 6 rows: 82); 784 x 256 x 256 at 98 on 14,
+//! 110 on 10, 115 on 8, 98 on 6 (AVX2: 88), each +-10%. A 32-column tile
+//! (12 rows x 2 `zmm`, 24 accumulators, MLAS's shape) binds on the FMAs
+//! instead (14 loads for 24 FMAs) but needs a packing width of 32 for every
+//! packer and spec; not done.
 
 use cranelift_codegen::ir::{types, AbiParam, SigRef, Signature, Type};
 use cranelift_frontend::FunctionBuilder;
+use std::fmt;
 
-/// Output columns of a tile (two 256-bit vectors of `f32`).
+/// Output columns of a tile: two 256-bit or one 512-bit vector of `f32`.
 pub const WIDTH: usize = 16;
 
-/// The most rows a tile has: 6 rows x 2 vectors are 12 accumulators, plus two
-/// weight vectors and a broadcast input, of the 16 `ymm` registers.
-pub const ROWS: usize = 6;
+/// An instruction set a native tile is compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Isa {
+    /// AVX2 and FMA: 6 rows of two `ymm` accumulators.
+    Avx2,
+    /// AVX-512F: [`AVX512_ROWS`] rows of one `zmm` accumulator.
+    Avx512,
+}
+
+/// The rows of the AVX-512 tile (the module doc's "Tile shapes").
+pub const AVX512_ROWS: usize = 14;
+
+/// The most rows of any ISA's tile.
+pub const MAX_ROWS: usize = {
+    let (avx2, avx512) = (Isa::Avx2.rows(), Isa::Avx512.rows());
+    if avx2 > avx512 {
+        avx2
+    } else {
+        avx512
+    }
+};
+
+impl Isa {
+    /// Every ISA, narrowest first.
+    pub const ALL: [Isa; 2] = [Isa::Avx2, Isa::Avx512];
+
+    /// Its name in kernel reports and options: `avx2`, `avx512`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// The most rows of its tile.
+    pub const fn rows(self) -> usize {
+        match self {
+            Isa::Avx2 => 6,
+            Isa::Avx512 => AVX512_ROWS,
+        }
+    }
+
+    /// Whether this host runs it (detected at run time; false off x86-64).
+    pub fn detected(self) -> bool {
+        self.tiles().is_some()
+    }
+
+    /// The ISAs this host runs, narrowest first.
+    pub fn on_host() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|isa| isa.detected()).collect()
+    }
+
+    /// The widest ISA this host runs, if any.
+    pub fn best() -> Option<Isa> {
+        Isa::on_host().pop()
+    }
+
+    /// The widest ISA this host runs that is no wider than `self`: `self`
+    /// where the host has it.
+    pub fn at_most(self) -> Option<Isa> {
+        Isa::on_host().into_iter().filter(|isa| *isa <= self).max()
+    }
+
+    /// Its tiles of 1 to [`Isa::rows`] rows (index `rows - 1`), where the
+    /// host runs it.
+    pub fn tiles(self) -> Option<&'static [TileFn]> {
+        #[cfg(target_arch = "x86_64")]
+        match self {
+            Isa::Avx2 if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") => {
+                return Some(&avx2::TILES);
+            }
+            Isa::Avx512 if is_x86_feature_detected!("avx512f") => return Some(&avx512::TILES),
+            Isa::Avx2 | Isa::Avx512 => {}
+        }
+        None
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
 
 /// One K-step group of a tile: byte offsets from `a` and from `b`.
 #[repr(C)]
@@ -75,39 +189,71 @@ pub(crate) fn import_signature(b: &mut FunctionBuilder, ptr: Type) -> SigRef {
     b.import_signature(signature)
 }
 
-/// Whether this host runs the native tile (x86-64 with AVX2 and FMA).
+/// Whether this host runs a native tile of any ISA.
 pub fn available() -> bool {
-    tiles().is_some()
+    Isa::best().is_some()
 }
 
-/// The tiles of 1 to [`ROWS`] rows (index `rows - 1`), where [`available`].
-pub fn tiles() -> Option<[TileFn; ROWS]> {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        return Some([
-            avx2::tile::<1>,
-            avx2::tile::<2>,
-            avx2::tile::<3>,
-            avx2::tile::<4>,
-            avx2::tile::<5>,
-            avx2::tile::<6>,
-        ]);
+/// Input channels per step of the unrolled depth loop: the rows' addresses
+/// are computed once per step and each load has a constant displacement.
+#[cfg(target_arch = "x86_64")]
+const UNROLL: usize = 4;
+
+/// The module doc's loops around one step: `step(rows, u, w)` for every tap
+/// `t < count` and channel `k < depth` in order, where `rows[r] + u` is
+/// `A(r, t, k)` and `w` is `B(t, k, 0)`. Inlined into each ISA's tile, whose
+/// `step` (a closure there) inherits its target features.
+///
+/// # Safety
+/// `taps` points to `count` initialised, aligned [`Tap`]s; `step` is called
+/// with the formula's addresses, readable by the tile's contract.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn for_each_k<const R: usize>(
+    a: *const f32,
+    a_stride: i64,
+    b: *const f32,
+    (taps, count): (*const Tap, i64),
+    depth: i64,
+    mut step: impl FnMut(&[*const f32; R], usize, *const f32),
+) {
+    let depth = depth.max(0) as usize;
+    for t in 0..count.max(0) as usize {
+        // SAFETY: `t < count`, and the caller passes `count` initialised,
+        // aligned `Tap`s at `taps`, so `taps + t` is one of them.
+        let tap = unsafe { *taps.add(t) };
+        let row0 = a.wrapping_byte_offset(tap.a as isize);
+        let w = b.wrapping_byte_offset(tap.b as isize);
+        let rows = |k: usize| -> [*const f32; R] {
+            std::array::from_fn(|r| {
+                row0.wrapping_byte_offset(r as isize * a_stride as isize)
+                    .wrapping_add(k)
+            })
+        };
+        let main = depth / UNROLL * UNROLL;
+        for k in (0..main).step_by(UNROLL) {
+            let rows = rows(k);
+            for u in 0..UNROLL {
+                step(&rows, u, w.wrapping_add(WIDTH * (k + u)));
+            }
+        }
+        for k in main..depth {
+            step(&rows(k), 0, w.wrapping_add(WIDTH * k));
+        }
     }
-    None
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Tap, WIDTH};
+    use super::{for_each_k, Tap, TileFn, WIDTH};
     use std::arch::x86_64::{
         __m256, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
     };
 
-    /// Input channels per step of the unrolled depth loop: the rows'
-    /// addresses are computed once per step and each load has a constant
-    /// displacement.
-    const UNROLL: usize = 4;
+    pub(super) static TILES: [TileFn; 6] = [
+        tile::<1>, tile::<2>, tile::<3>, tile::<4>, tile::<5>, tile::<6>,
+    ];
 
     /// The tile of `R` rows.
     ///
@@ -117,7 +263,7 @@ mod avx2 {
     /// and `B` address the module doc's formula names is a readable, aligned
     /// `f32`; and `c` has `R x 16` writable floats.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe extern "C" fn tile<const R: usize>(
+    unsafe extern "C" fn tile<const R: usize>(
         a: *const f32,
         a_stride: i64,
         b: *const f32,
@@ -126,35 +272,25 @@ mod avx2 {
         depth: i64,
         c: *mut f32,
     ) {
-        let depth = depth.max(0) as usize;
         let mut acc: [[__m256; 2]; R] = [[_mm256_setzero_ps(); 2]; R];
-        for t in 0..count.max(0) as usize {
-            // SAFETY: `t < count`, and the caller passes `count` initialised,
-            // aligned `Tap`s at `taps`, so `taps + t` is one of them.
-            let tap = unsafe { *taps.add(t) };
-            let row0 = a.wrapping_byte_offset(tap.a as isize);
-            let w = b.wrapping_byte_offset(tap.b as isize);
-            let rows = |k: usize| -> [*const f32; R] {
-                std::array::from_fn(|r| {
-                    row0.wrapping_byte_offset(r as isize * a_stride as isize)
-                        .wrapping_add(k)
-                })
-            };
-            let main = depth / UNROLL * UNROLL;
-            for k in (0..main).step_by(UNROLL) {
-                let rows = rows(k);
-                for u in 0..UNROLL {
-                    // SAFETY: `rows[r] + u` is `A(r, t, k + u)` and
-                    // `w + 16 (k + u)` is `B(t, k + u, 0)`, both readable by
-                    // the caller's contract.
-                    unsafe { fma_step(&mut acc, &rows, u, w.add(WIDTH * (k + u))) };
+        let step = |rows: &[*const f32; R], u: usize, w: *const f32| {
+            // SAFETY: the host has AVX2 and FMA (this function's contract),
+            // which the intrinsics need; `for_each_k` passes `w = B(t, k, 0)`,
+            // so the two unaligned 8-float loads at `w` and `w + 8` read
+            // `B(t, k, 0..16)`, and `rows[r] + u = A(r, t, k)`, one readable,
+            // aligned `f32` per row, all by the caller's contract.
+            unsafe {
+                let (w0, w1) = (_mm256_loadu_ps(w), _mm256_loadu_ps(w.add(8)));
+                for (acc, row) in acc.iter_mut().zip(rows) {
+                    let x = _mm256_broadcast_ss(&*row.add(u));
+                    acc[0] = _mm256_fmadd_ps(x, w0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(x, w1, acc[1]);
                 }
             }
-            for k in main..depth {
-                // SAFETY: as above, for `k`.
-                unsafe { fma_step(&mut acc, &rows(k), 0, w.add(WIDTH * k)) };
-            }
-        }
+        };
+        // SAFETY: `taps`, `count` and the formula's addresses are as
+        // `for_each_k` needs, by this function's contract.
+        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, step) };
         for (r, acc) in acc.iter().enumerate() {
             // SAFETY: the host has AVX2 (this function's contract); `c` has
             // `R x 16` writable floats, so for `r < R` the two unaligned
@@ -165,31 +301,58 @@ mod avx2 {
             }
         }
     }
+}
 
-    /// One input channel: `acc[r] += rows[r][u] * w[0..16]` for every row.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{for_each_k, Tap, TileFn, AVX512_ROWS, WIDTH};
+    use std::arch::x86_64::{
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_storeu_ps,
+    };
+
+    pub(super) static TILES: [TileFn; AVX512_ROWS] = [
+        tile::<1>, tile::<2>, tile::<3>, tile::<4>, tile::<5>, tile::<6>, tile::<7>, tile::<8>,
+        tile::<9>, tile::<10>, tile::<11>, tile::<12>, tile::<13>, tile::<14>,
+    ];
+
+    /// The tile of `R` rows.
     ///
     /// # Safety
-    /// The host has AVX2 and FMA; `rows[r] + u` is a readable, aligned `f32`
-    /// for every row and `w[0..16]` are readable `f32`s.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn fma_step<const R: usize>(
-        acc: &mut [[__m256; 2]; R],
-        rows: &[*const f32; R],
-        u: usize,
-        w: *const f32,
+    /// The host has AVX-512F; otherwise as [`super::avx2`]'s tile.
+    #[target_feature(enable = "avx512f")]
+    unsafe extern "C" fn tile<const R: usize>(
+        a: *const f32,
+        a_stride: i64,
+        b: *const f32,
+        taps: *const Tap,
+        count: i64,
+        depth: i64,
+        c: *mut f32,
     ) {
-        // SAFETY: the host has AVX2 and FMA (the caller's contract), which
-        // the intrinsics need; the two unaligned 8-float loads at `w` and
-        // `w + 8` read exactly `w[0..16]`, and `&*row.add(u)` is a reference
-        // to one readable, aligned `f32` per row, all by the caller's contract.
-        unsafe {
-            let (w0, w1) = (_mm256_loadu_ps(w), _mm256_loadu_ps(w.add(8)));
-            for (acc, row) in acc.iter_mut().zip(rows) {
-                let x = _mm256_broadcast_ss(&*row.add(u));
-                acc[0] = _mm256_fmadd_ps(x, w0, acc[0]);
-                acc[1] = _mm256_fmadd_ps(x, w1, acc[1]);
+        let mut acc: [__m512; R] = [_mm512_setzero_ps(); R];
+        let step = |rows: &[*const f32; R], u: usize, w: *const f32| {
+            // SAFETY: the host has AVX-512F (this function's contract), which
+            // the intrinsics need; `for_each_k` passes `w = B(t, k, 0)`, so
+            // the unaligned 16-float load at `w` reads `B(t, k, 0..16)`, and
+            // `rows[r] + u = A(r, t, k)`, one readable `f32` per row, all by
+            // the caller's contract. The broadcast folds into the FMA's
+            // memory operand.
+            unsafe {
+                let w = _mm512_loadu_ps(w);
+                for (acc, row) in acc.iter_mut().zip(rows) {
+                    *acc = _mm512_fmadd_ps(_mm512_set1_ps(*row.add(u)), w, *acc);
+                }
             }
+        };
+        // SAFETY: `taps`, `count` and the formula's addresses are as
+        // `for_each_k` needs, by this function's contract.
+        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, step) };
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: the host has AVX-512F (this function's contract); `c`
+            // has `R x 16` writable floats, so for `r < R` the unaligned
+            // 16-float store at `c + 16 r` stays inside it.
+            unsafe { _mm512_storeu_ps(c.add(r * WIDTH), *acc) };
         }
     }
 }
@@ -197,70 +360,224 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    /// The module doc's formula, in `f64`, as plain loops.
-    fn formula(
-        a: &[f32],
+    /// One call's operands: `A` with `a` at `origin` floats in, `B`, the
+    /// taps (in floats, `A`'s relative to `a`), the stride and depth.
+    #[derive(Clone, Debug)]
+    struct Call {
+        a: Vec<f32>,
+        origin: usize,
         a_stride: usize,
-        b: &[f32],
-        taps: &[(usize, usize)],
+        b: Vec<f32>,
+        taps: Vec<(isize, usize)>,
         depth: usize,
         rows: usize,
-    ) -> Vec<f64> {
-        let mut c = vec![0.0; rows * WIDTH];
-        for r in 0..rows {
-            for n in 0..WIDTH {
-                for &(ta, tb) in taps {
-                    for k in 0..depth {
-                        c[r * WIDTH + n] +=
-                            f64::from(a[ta + r * a_stride + k]) * f64::from(b[tb + k * WIDTH + n]);
+    }
+
+    impl Call {
+        /// The module doc's formula, in `f64`, as plain loops, with each
+        /// output's sum of `|A B|` (for the rounding bound).
+        fn formula(&self) -> Vec<(f64, f64)> {
+            let mut c = vec![(0.0, 0.0); self.rows * WIDTH];
+            for r in 0..self.rows {
+                for n in 0..WIDTH {
+                    for &(ta, tb) in &self.taps {
+                        for k in 0..self.depth {
+                            let at = self.origin as isize + ta + (r * self.a_stride + k) as isize;
+                            let term = f64::from(self.a[at as usize])
+                                * f64::from(self.b[tb + k * WIDTH + n]);
+                            let (sum, abs) = &mut c[r * WIDTH + n];
+                            *sum += term;
+                            *abs += term.abs();
+                        }
                     }
                 }
             }
+            c
         }
-        c
-    }
 
-    #[test]
-    fn every_tile_computes_the_formula() {
-        let Some(tiles) = tiles() else {
-            return;
-        };
-        let (depth, a_stride) = (5, 7);
-        let a: Vec<f32> = (0..64).map(|i| (i % 11) as f32 - 5.0).collect();
-        let b: Vec<f32> = (0..3 * depth * WIDTH)
-            .map(|i| (i % 13) as f32 * 0.5 - 3.0)
-            .collect();
-        // Two taps, the second starting later in both A and B; a third unused.
-        let taps = [(3, 0), (1, 2 * depth * WIDTH)];
-        let raw: Vec<Tap> = taps
-            .iter()
-            .map(|&(ta, tb)| Tap {
-                a: 4 * ta as i64,
-                b: 4 * tb as i64,
-            })
-            .collect();
-        for (i, tile) in tiles.iter().enumerate() {
-            let rows = i + 1;
-            let mut c = vec![f32::NAN; rows * WIDTH];
-            // SAFETY: the host has AVX2 and FMA (`tiles` returned them); every
-            // address the formula names is inside `a` and `b` (the largest A
-            // index is 3 + 5 * 7 + 4 = 42 < 64), and `c` has `rows x 16` floats.
+        /// The tile `isa` computes, if the host runs it.
+        fn run(&self, isa: Isa) -> Option<Vec<f32>> {
+            let tile = isa.tiles()?[self.rows - 1];
+            let taps: Vec<Tap> = self
+                .taps
+                .iter()
+                .map(|&(ta, tb)| Tap {
+                    a: 4 * ta as i64,
+                    b: 4 * tb as i64,
+                })
+                .collect();
+            let mut c = vec![f32::NAN; self.rows * WIDTH];
+            // SAFETY: the host runs `isa` (`tiles` returned its tiles); every
+            // address the formula names is inside `a` and `b` (`formula`
+            // indexes the same elements, checked), `taps` has `count`
+            // initialised taps, and `c` has `rows x 16` floats.
             unsafe {
                 tile(
-                    a.as_ptr(),
-                    4 * a_stride as i64,
-                    b.as_ptr(),
-                    raw.as_ptr(),
-                    raw.len() as i64,
-                    depth as i64,
+                    self.a.as_ptr().add(self.origin),
+                    4 * self.a_stride as i64,
+                    self.b.as_ptr(),
+                    taps.as_ptr(),
+                    taps.len() as i64,
+                    self.depth as i64,
                     c.as_mut_ptr(),
                 )
             };
-            let want = formula(&a, a_stride, &b, &taps, depth, rows);
-            // Small integers and halves: every sum is exact in f32.
-            let got: Vec<f64> = c.iter().map(|&x| f64::from(x)).collect();
-            assert_eq!(got, want, "{rows} rows");
+            Some(c)
+        }
+    }
+
+    /// Random calls: up to 3 taps, depths around the unrolled loop's step,
+    /// strides from 0 (rows reading the same pixels) up, every row count of
+    /// the widest tile.
+    fn calls() -> impl Strategy<Value = Call> {
+        (
+            1..=MAX_ROWS,
+            0usize..23,
+            0usize..40,
+            0usize..9,
+            prop::collection::vec((0usize..20, 0usize..40), 0..4),
+            any::<u64>(),
+        )
+            .prop_map(|(rows, depth, a_stride, origin, taps, seed)| {
+                let taps: Vec<(isize, usize)> = taps
+                    .into_iter()
+                    .map(|(ta, tb)| (ta as isize - origin as isize, tb))
+                    .collect();
+                let a_len = origin + 20 + (rows - 1) * a_stride + depth;
+                let b_len = 40 + depth * WIDTH;
+                let mut x = seed | 1;
+                let mut random = || {
+                    // xorshift64: values in [-1, 1).
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+                };
+                Call {
+                    a: (0..a_len).map(|_| random()).collect(),
+                    origin,
+                    a_stride,
+                    b: (0..b_len).map(|_| random()).collect(),
+                    taps,
+                    depth,
+                    rows,
+                }
+            })
+    }
+
+    /// The `flags` of `/proc/cpuinfo`'s first processor.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn cpu_flags() -> Vec<String> {
+        let info = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo is readable");
+        let line = info
+            .lines()
+            .find(|l| l.starts_with("flags"))
+            .expect("/proc/cpuinfo lists flags");
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    /// A test that skips an ISA the host lacks says so, and this test checks
+    /// that the host does lack it: detection agrees with the kernel's flags.
+    #[test]
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn detection_agrees_with_proc_cpuinfo() {
+        let flags = cpu_flags();
+        let has = |f: &str| flags.iter().any(|x| x == f);
+        assert_eq!(Isa::Avx2.detected(), has("avx2") && has("fma"));
+        assert_eq!(Isa::Avx512.detected(), has("avx512f"));
+        assert_eq!(Isa::best(), Isa::on_host().last().copied());
+        assert_eq!(available(), Isa::best().is_some());
+    }
+
+    #[test]
+    fn isas_are_chosen_no_wider_than_asked() {
+        for isa in Isa::ALL {
+            let chosen = isa.at_most();
+            assert!(
+                chosen.is_none_or(|c| c <= isa && c.detected()),
+                "{isa}: {chosen:?}"
+            );
+            assert_eq!(chosen == Some(isa), isa.detected(), "{isa}");
+            assert_eq!(
+                isa.tiles().map(<[TileFn]>::len),
+                isa.detected().then_some(isa.rows())
+            );
+            assert!(isa.rows() <= MAX_ROWS);
+        }
+    }
+
+    /// Small integers and halves: every sum is exact in `f32`, on every ISA.
+    #[test]
+    fn every_tile_computes_the_formula_exactly() {
+        let depth = 5;
+        let call = |rows| Call {
+            a: (0..8 + 7 * rows).map(|i| (i % 11) as f32 - 5.0).collect(),
+            origin: 0,
+            a_stride: 7,
+            b: (0..3 * depth * WIDTH)
+                .map(|i| (i % 13) as f32 * 0.5 - 3.0)
+                .collect(),
+            // Two taps, the second starting later in both A and B; a third unused.
+            taps: vec![(3, 0), (1, 2 * depth * WIDTH)],
+            depth,
+            rows,
+        };
+        for isa in Isa::ALL {
+            if !isa.detected() {
+                eprintln!("note: this host lacks {isa}; its tiles are not run");
+                continue;
+            }
+            for rows in 1..=isa.rows() {
+                let call = call(rows);
+                let want: Vec<f64> = call.formula().into_iter().map(|(sum, _)| sum).collect();
+                let got: Vec<f64> = call.run(isa).unwrap().into_iter().map(f64::from).collect();
+                assert_eq!(got, want, "{isa}, {rows} rows");
+            }
+        }
+    }
+
+    proptest! {
+        /// Every ISA the host has, on random shapes, taps and strides,
+        /// against the formula in `f64`: each output within the bound of a
+        /// sum of `n` rounded terms, `n 2^-24` times its sum of `|A B|`.
+        #[test]
+        fn tiles_agree_with_an_f64_gemm(call in calls()) {
+            for isa in Isa::ALL {
+                let mut call = call.clone();
+                call.rows = call.rows.min(isa.rows());
+                let Some(got) = call.run(isa) else {
+                    eprintln!("note: this host lacks {isa}; its tiles are not run");
+                    continue;
+                };
+                let terms = (call.taps.len() * call.depth) as f64;
+                for (i, (&got, (want, abs))) in got.iter().zip(call.formula()).enumerate() {
+                    let bound = (terms + 1.0) * f64::from(f32::EPSILON) / 2.0 * abs;
+                    prop_assert!(
+                        (f64::from(got) - want).abs() <= bound,
+                        "{isa}: c[{i}] = {got}, want {want} (bound {bound:e})"
+                    );
+                }
+            }
+        }
+
+        /// The ISAs sum in the same order with one rounding per FMA: their
+        /// tiles are bitwise identical.
+        #[test]
+        fn the_isas_agree_bitwise(call in calls()) {
+            let mut call = call;
+            call.rows = call.rows.min(Isa::ALL.iter().map(|isa| isa.rows()).min().unwrap_or(1));
+            let runs: Vec<(Isa, Vec<u32>)> = Isa::ALL
+                .into_iter()
+                .filter_map(|isa| Some((isa, call.run(isa)?.iter().map(|x| x.to_bits()).collect())))
+                .collect();
+            if runs.len() < 2 {
+                eprintln!("note: this host runs {} native ISA(s); nothing to compare", runs.len());
+            }
+            for pair in runs.windows(2) {
+                prop_assert_eq!(&pair[0].1, &pair[1].1, "{} against {}", pair[0].0, pair[1].0);
+            }
         }
     }
 }

@@ -490,10 +490,11 @@ fn copy(b: &mut FunctionBuilder, from: Option<Value>, to: Value, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::native::Isa;
 
     /// A 3x3 depthwise convolution on 8 channels, then a `kernel x 1`
     /// convolution to 16 channels with `same` padding.
-    fn pair(height: usize, width: usize, kernel: usize, native: bool) -> SeparableSpec {
+    fn pair(height: usize, width: usize, kernel: usize, native: Option<Isa>) -> SeparableSpec {
         let depthwise = DepthwiseSpec {
             channels: 8,
             input: [height, width],
@@ -522,22 +523,22 @@ mod tests {
 
     #[test]
     fn blocks_fill_whole_tiles() {
-        // By hand, with tiles of 6 (native) and 4 pixels: 112 = 18 x 6 + 4, so
+        // By hand, with tiles of 6 (native AVX2) and 4 pixels: 112 = 18 x 6 + 4, so
         // 3 rows (336 = 56 x 6); 7 needs 6 rows (42), or 4 (28); 14 needs 3 or 2.
         // The kernel's rows are blocks, the last one shorter; scratch is one
         // block and the `kernel - 1` rows a `kx1` second half reads beyond it.
         for (height, width, kernel, native, rows, blocks) in [
-            (112, 112, 1, true, 3, 38),
-            (112, 112, 1, false, 1, 112),
-            (7, 7, 1, true, 6, 2),
-            (7, 7, 1, false, 4, 2),
-            (14, 14, 1, true, 3, 5),
-            (14, 14, 3, false, 2, 7),
-            (4, 7, 1, true, 4, 1),
-            (28, 28, 3, true, 3, 10),
+            (112, 112, 1, Some(Isa::Avx2), 3, 38),
+            (112, 112, 1, None, 1, 112),
+            (7, 7, 1, Some(Isa::Avx2), 6, 2),
+            (7, 7, 1, None, 4, 2),
+            (14, 14, 1, Some(Isa::Avx2), 3, 5),
+            (14, 14, 3, None, 2, 7),
+            (4, 7, 1, Some(Isa::Avx2), 4, 1),
+            (28, 28, 3, Some(Isa::Avx2), 3, 10),
         ] {
             let spec = pair(height, width, kernel, native);
-            let what = format!("{height}x{width}, {kernel}x1, native {native}");
+            let what = format!("{height}x{width}, {kernel}x1, native {native:?}");
             assert_eq!(spec.block_rows(), rows, "{what}");
             let lengths = spec.lengths();
             assert_eq!(lengths.rows, blocks, "{what}");

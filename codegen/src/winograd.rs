@@ -11,9 +11,10 @@
 //!    inside the input into a zeroed `alpha x alpha` tile on the stack, so
 //!    the padding is never read and the transform is emitted only twice;
 //! 2. `alpha²` GEMMs in the transformed domain, `M[ξ] = V[ξ] U[ξ]`, stored in
-//!    `scratch` as `[alpha²][block][tiles_w][width]`: on the native AVX2 tile
-//!    ([`super::native`], blocks of 16 channels, up to 6 tiles a call) where
-//!    the spec asks for it and the host has it, else on the direct
+//!    `scratch` as `[alpha²][block][tiles_w][width]`: on the native AVX2 or
+//!    AVX-512 tile ([`super::native`], blocks of 16 channels, up to
+//!    [`Isa::rows`] tiles a call) where the spec asks for it and the host
+//!    has it, else on the direct
 //!    convolution's Cranelift register tile (blocks of 8, 4 tiles);
 //! 3. output transform `Y = Aᵀ M A`, then the epilogue, storing only the
 //!    output pixels and channels that exist (tiles cut by the bottom or right
@@ -55,7 +56,7 @@
 
 use super::conv::{ConvSpec, BLOCK, TILE};
 use super::fold;
-use super::native::{self, Tap, TileFn};
+use super::native::{self, Isa, Tap, TileFn};
 use super::{
     apply_epilogue, clamp, epilogue_lengths, for_range, int, tap_classes, vector, Args,
     ChannelSlice, Epilogue, Epilogued, Lengths, OutputLayout,
@@ -135,9 +136,10 @@ pub struct WinogradSpec {
     pub pad: [usize; 2],
     /// The fused epilogue, in order.
     pub epilogue: Vec<Epilogue>,
-    /// Whether the GEMMs run on the native tile ([`native`]), which also
-    /// sets the packing's block width; the Cranelift tile serves either width.
-    pub native: bool,
+    /// The ISA of the native tile ([`native`]) the GEMMs run on, if any;
+    /// any ISA sets the packing's block width, and the Cranelift tile serves
+    /// either width.
+    pub native: Option<Isa>,
     /// The channel slice of a wider tensor the output is written into, if
     /// not a tensor of its own ([`super::Kernel::sliced`]).
     pub slice: Option<ChannelSlice>,
@@ -186,7 +188,7 @@ impl WinogradSpec {
 
     /// Output channels per block: the width of the GEMM's tile.
     pub(super) fn width(&self) -> usize {
-        if self.native {
+        if self.native.is_some() {
             native::WIDTH
         } else {
             BLOCK
@@ -195,10 +197,9 @@ impl WinogradSpec {
 
     /// Tiles per GEMM tile (its rows), where the host has the tile the spec asks for.
     pub(super) fn gemm_tile(&self) -> usize {
-        if self.native && native::available() {
-            native::ROWS
-        } else {
-            TILE
+        match self.native {
+            Some(isa) if isa.detected() => isa.rows(),
+            _ => TILE,
         }
     }
 
@@ -563,7 +564,7 @@ fn transform_patch(
 /// What the generated code needs to call the native tile.
 struct Native {
     /// The tile of each row count.
-    tiles: [TileFn; native::ROWS],
+    tiles: &'static [TileFn],
     /// [`TileFn`]'s signature, imported into the kernel.
     signature: SigRef,
     /// The one tap of every call, `{a: 0, b: 0}`: a plain GEMM.
@@ -578,7 +579,7 @@ fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
     let ptr = b.func.dfg.value_type(a.input);
     // Where the host lacks the native tile (a spec built by hand), the
     // Cranelift tile serves the native packing too.
-    let native = spec.native.then(native::tiles).flatten().map(|tiles| {
+    let native = spec.native.and_then(Isa::tiles).map(|tiles| {
         let bytes = size_of::<Tap>() as u32;
         let tap =
             b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 3));

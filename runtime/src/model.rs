@@ -49,12 +49,18 @@ pub struct Options {
     pub threads: usize,
     /// Run the reference kernels instead of compiling (the JIT's slow twin).
     pub reference: bool,
-    /// Let convolutions call the native AVX2 GEMM tile for their innermost
-    /// tile where the host has AVX2 and FMA (detected at run time; default
-    /// true). `false`, or a host without them, compiles every kernel in pure
-    /// Cranelift, which emits 128-bit vectors only on x86-64. Dense layers
-    /// always run on Cranelift code.
+    /// Let convolutions call a native GEMM tile (AVX2 + FMA or AVX-512F,
+    /// [`Options::native_isa`]) for their innermost tile where the host has
+    /// one (detected at run time; default true). `false`, or a host without
+    /// either, compiles every kernel in pure Cranelift, which emits 128-bit
+    /// vectors only on x86-64. Dense layers always run on Cranelift code.
     pub native_tile: bool,
+    /// The native tile's instruction set: `None` (the default) the widest
+    /// the host has; an ISA it lacks gives the widest it has below that
+    /// (`Isa::at_most`). The kernel report names each step's ISA
+    /// ([`Model::kernels`]); outputs are bitwise identical on every ISA.
+    #[cfg(feature = "jit")]
+    pub native_isa: Option<cnnjit_codegen::native::Isa>,
     /// Run each separable pair the plan marks (depthwise + pointwise, `1xk` +
     /// `kx1`) as one fused kernel (the default), rather than as two kernels
     /// with the intermediate tensor in the arena between them.
@@ -100,6 +106,16 @@ impl Winograd {
     }
 }
 
+#[cfg(feature = "jit")]
+impl Options {
+    /// The ISA whose native tile the JIT calls on this host, if any.
+    pub fn native(&self) -> Option<cnnjit_codegen::native::Isa> {
+        use cnnjit_codegen::native::Isa;
+        let isa = || self.native_isa.map_or_else(Isa::best, Isa::at_most);
+        self.native_tile.then(isa).flatten()
+    }
+}
+
 impl Default for Options {
     fn default() -> Options {
         Options {
@@ -107,6 +123,8 @@ impl Default for Options {
             threads: 0,
             reference: false,
             native_tile: true,
+            #[cfg(feature = "jit")]
+            native_isa: None,
             fuse_separable: true,
             memory_limit: None,
             winograd: Winograd::Any,
@@ -129,8 +147,8 @@ pub enum Backend {
         pack_ms: f64,
         /// ... alongside Cranelift compiling the kernels.
         cranelift_ms: f64,
-        /// Whether convolutions call the native AVX2 GEMM tile
-        /// ([`Options::native_tile`] and the host has AVX2 and FMA).
+        /// Whether convolutions call a native GEMM tile
+        /// ([`Options::native`] is some ISA).
         native_tile: bool,
     },
     /// The reference kernels only.
@@ -178,7 +196,7 @@ impl Model {
             options,
             #[cfg(feature = "jit")]
             Capabilities::host(
-                options.native_tile,
+                options.native(),
                 options.winograd.largest_tile(),
                 options.fuse_separable,
             ),
@@ -282,7 +300,7 @@ impl Model {
                     compile_ms: compiled.compile_ms,
                     pack_ms: compiled.phases.pack_ms,
                     cranelift_ms: compiled.phases.cranelift_ms,
-                    native_tile: options.native_tile && cnnjit_codegen::native::available(),
+                    native_tile: options.native().is_some(),
                 };
                 e.compiled = Some(compiled);
                 let threads = if options.threads == 0 {
@@ -590,7 +608,7 @@ mod tests {
                 conv_writes_slice: false,
                 ..Fusion::DEFAULT
             },
-            ..Capabilities::host(false, 4, true)
+            ..Capabilities::host(None, 4, true)
         };
         let mut model = Model::build(
             graph.clone(),

@@ -3,13 +3,15 @@
 //! (JIT == reference within 1e-4 of the output's scale; Winograd F(4x4)
 //! errs by about 1e-5 of it, runtime/tests/winograd.rs), every example
 //! network (the four slowest on smaller inputs), and outputs bitwise identical
-//! for any thread count. Every property runs both code paths: convolutions
-//! on the native AVX2 tile (where the host has it) and in pure Cranelift.
+//! for any thread count. Every property runs every code path: convolutions
+//! on each native tile's ISA the host has (AVX2, AVX-512) and in pure
+//! Cranelift ([`paths`]).
 
 use cnnjit::check::{jit_against_reference, lively_weights, random_input, Agreement};
 use cnnjit::codegen::algorithm::Algorithm;
 use cnnjit::codegen::choice::MEASURED;
 use cnnjit::codegen::conv::ConvSpec;
+use cnnjit::codegen::native::Isa;
 use cnnjit::runtime::model::Backend;
 use cnnjit::{Graph, Model, Options};
 use proptest::prelude::*;
@@ -30,6 +32,26 @@ fn fits(source: &str) -> Result<Graph, TestCaseError> {
         Ok(mut nets) => Ok(nets.remove(0).graph),
         Err(e) => Err(TestCaseError::reject(format!("{source}: {e}"))),
     }
+}
+
+/// Every way the JIT compiles convolutions here, named: on each native ISA
+/// the host has, and in pure Cranelift.
+fn paths() -> Vec<(String, Options)> {
+    let native = Isa::on_host().into_iter().map(|isa| {
+        let options = Options {
+            native_isa: Some(isa),
+            ..Options::default()
+        };
+        assert_eq!(options.native(), Some(isa));
+        (format!("native {isa}"), options)
+    });
+    let cranelift = Options {
+        native_tile: false,
+        ..Options::default()
+    };
+    native
+        .chain([("pure Cranelift".to_string(), cranelift)])
+        .collect()
 }
 
 /// Where the JIT serves (x86-64, the `jit` feature), a model not asked for
@@ -55,7 +77,7 @@ fn assert_agrees(source: &str, seed: u64, threads: usize) -> Result<Graph, TestC
 }
 
 /// The JIT agrees with the reference on `graph` (compiled from `source`)
-/// with and without the native tile, having compiled at least one step,
+/// on every [`paths`], having compiled at least one step,
 /// and exactly `kernels` distinct kernels if given (a fused separable pair
 /// is one).
 fn assert_agrees_in(
@@ -65,17 +87,13 @@ fn assert_agrees_in(
     threads: usize,
     kernels: Option<usize>,
 ) {
-    for native_tile in [true, false] {
-        let options = Options {
-            threads,
-            native_tile,
-            ..Options::default()
-        };
+    for (path, options) in paths() {
+        let options = Options { threads, ..options };
         let a = jit_against_reference(graph, seed, options).unwrap();
         assert_compiled(&a.backend, kernels, source);
         assert!(
             a.within_tolerance,
-            "{source}, native tile {native_tile}: max abs {:e}, max rel {:e}",
+            "{source}, {path}: max abs {:e}, max rel {:e}",
             a.max_abs, a.max_rel
         );
     }
@@ -225,7 +243,7 @@ proptest! {
             pad: [pad; 2],
             groups: 1,
             epilogue: Vec::new(),
-            native: false,
+            native: None,
             slice: None,
         };
         // Shapes the cost model gives to a direct kernel are tested above.
@@ -338,7 +356,7 @@ proptest! {
             pad: [1; 2],
             groups: 1,
             epilogue: Vec::new(),
-            native: false,
+            native: None,
             slice: None,
         };
         prop_assume!(matches!(MEASURED.choose(&spec, 4), Algorithm::Winograd { .. }));
@@ -435,8 +453,9 @@ proptest! {
 }
 
 /// A pair whose second half is `1x1` or `kx1` runs over blocks of rows
-/// whose pixels fill whole tiles (native: 6 pixels, so 6 rows of 7, 3 of 4
-/// or 2, 1 of 6; Cranelift: 4 pixels, so 4 rows of 7, 1 of 4): whole blocks
+/// whose pixels fill whole tiles (AVX2: 6 pixels, so 6 rows of 7, 3 of 4
+/// or 2, 1 of 6; AVX-512: 14 pixels, so 2 rows of 7, 14 of 3, 7 of 4 or 2;
+/// Cranelift: 4 pixels, so 4 rows of 7, 1 of 4): whole blocks
 /// only, a shorter last block, one block taller than the tensor's rows,
 /// threads splitting the blocks, and for `kx1` the rows two blocks share,
 /// padding rows (dilated, and more than the kernel's half) zeroed in the ring.
@@ -456,6 +475,7 @@ fn separable_pairs_run_over_blocks_of_rows() {
         (7, 2),
         (4, 6),
         (1, 5),
+        (29, 3),
     ] {
         for pair in pairs {
             for threads in 1..=3 {
@@ -524,12 +544,12 @@ fn example_nets() -> Vec<(String, Graph)> {
 }
 
 /// Every example net but the [`REDUCED`] ones, at full size, the reference
-/// against the JIT with and without the native tile.
+/// against the JIT on every [`paths`].
 #[test]
 fn every_example_network_agrees_with_reference() {
     for (_, graph) in example_nets() {
         if REDUCED.iter().all(|&(name, _)| name != &*graph.name) {
-            agrees_on_both_tiles(&graph);
+            agrees_on_every_path(&graph);
         }
     }
 }
@@ -543,7 +563,7 @@ fn the_slowest_example_networks_agree_on_smaller_inputs() {
             .iter()
             .find(|(_, graph)| *graph.name == *name)
             .unwrap_or_else(|| panic!("no example net {name}"));
-        agrees_on_both_tiles(&reduced(text, graph, side));
+        agrees_on_every_path(&reduced(text, graph, side));
     }
 }
 
@@ -564,9 +584,9 @@ fn reduced(text: &str, graph: &Graph, side: u32) -> Graph {
         .graph
 }
 
-/// `graph` on the reference kernels, once, against the JIT with and without
-/// the native tile: the JIT compiled steps and agrees within tolerance.
-fn agrees_on_both_tiles(graph: &Graph) {
+/// `graph` on the reference kernels, once, against the JIT on every
+/// [`paths`]: the JIT compiled steps and agrees within tolerance.
+fn agrees_on_every_path(graph: &Graph) {
     let name = &graph.name;
     let weights = lively_weights(graph, 3);
     let input = random_input(graph.input_shape().len() as usize, 3);
@@ -577,18 +597,14 @@ fn agrees_on_both_tiles(graph: &Graph) {
     let expected = Model::with_options(graph.clone(), &weights, reference)
         .and_then(|mut model| model.forward(&input))
         .unwrap();
-    for native_tile in [true, false] {
-        let options = Options {
-            native_tile,
-            ..Options::default()
-        };
+    for (path, options) in paths() {
         let mut jit = Model::with_options(graph.clone(), &weights, options).unwrap();
         let actual = jit.forward(&input).unwrap();
         let a = Agreement::between(&actual, &expected, jit.backend().clone());
         assert_compiled(&a.backend, None, name);
         assert!(
             a.within_tolerance,
-            "{name}, native tile {native_tile}: max abs {:e}, max rel {:e}",
+            "{name}, {path}: max abs {:e}, max rel {:e}",
             a.max_abs, a.max_rel
         );
     }
@@ -640,6 +656,61 @@ fn outputs_are_bitwise_identical_for_any_thread_count() {
     }
 }
 
+/// The native tiles sum each output in the same order on every ISA, so a
+/// network's outputs are bitwise identical on each ISA the host has:
+/// direct, 1x1 and Winograd convolutions, rows of 28 (AVX2: 4 tiles of 6 and
+/// one of 4; AVX-512: 2 of 14) and of 7. Where the host has fewer than two
+/// ISAs there is nothing to compare, which the test prints.
+#[test]
+fn outputs_are_bitwise_identical_on_every_isa() {
+    let graph = graph(
+        "Isas(28x28x20) {
+            conv(64, 3x3, pad = 1), relu, conv(64, 3x3, pad = 1), conv(36, 1x1),
+            conv(24, 3x3, stride = 2, pad = 1), relu,
+            conv(33, 3x3, pad = 1), global_avgpool, flatten, dense(10),
+        }",
+    );
+    let weights = cnnjit::runtime::params::random_weights(&graph, 7);
+    let input = random_input(graph.input_shape().len() as usize, 8);
+    let isas = Isa::on_host();
+    if isas.len() < 2 {
+        eprintln!("note: this host runs {isas:?}; nothing to compare");
+    }
+    let outputs: Vec<(Isa, Vec<u32>, Vec<&'static str>)> = isas
+        .into_iter()
+        .map(|isa| {
+            let options = Options {
+                native_isa: Some(isa),
+                ..Options::default()
+            };
+            let mut model = Model::with_options(graph.clone(), &weights, options).unwrap();
+            let report = model.kernels();
+            let algorithms = report.steps.iter().map(|s| s.algorithm()).collect();
+            let bits = model
+                .forward(&input)
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect();
+            (isa, bits, algorithms)
+        })
+        .collect();
+    for (isa, _, algorithms) in &outputs {
+        let named = format!("direct-{isa}");
+        assert!(
+            algorithms.contains(&named.as_str()),
+            "{isa}: {algorithms:?}"
+        );
+        assert!(
+            algorithms.iter().any(|a| a.starts_with("winograd")),
+            "{algorithms:?}"
+        );
+    }
+    for pair in outputs.windows(2) {
+        assert_eq!(pair[0].1, pair[1].1, "{} against {}", pair[0].0, pair[1].0);
+    }
+}
+
 /// AlexNet's and GoogLeNet's every step runs compiled code (GoogLeNet's lrn
 /// included), and which steps split across threads: none of LeNet-5's
 /// (waking a thread would cost more than its layers take), every dense layer
@@ -665,7 +736,7 @@ fn every_step_runs_compiled_and_large_kernels_split() {
         let params = load_params(&graph, &plan, &weights, LoadOptions::default()).unwrap();
         let mut budget = cnnjit::runtime::memory::Budget::new(None);
         let winograd = Options::default().winograd.largest_tile();
-        let lowered = lower(&graph, &plan, &Capabilities::host(false, winograd, true));
+        let lowered = lower(&graph, &plan, &Capabilities::host(None, winograd, true));
         let compiled = jit::compile(&graph, &lowered, &params, &weights, &mut budget);
         let compiled = compiled.unwrap();
         let reference = compiled

@@ -13,7 +13,7 @@ fn net(source: &str) -> (Graph, Plan) {
 
 /// cnnjit's code generator without the native tile (the same on any host).
 fn caps() -> Capabilities {
-    Capabilities::host(false, 4, true)
+    Capabilities::host(None, 4, true)
 }
 
 fn reasons(graph: &Graph, plan: &Plan, caps: &Capabilities) -> Vec<Option<FallbackReason>> {
@@ -164,7 +164,7 @@ fn the_kernel_families_do_what_the_default_fusion_says() {
         assert_eq!(pair.kernel.algorithm().name(), algorithm);
         assert_eq!(pair.operands.input, plan::ValueId(0));
         // Unfused when the capabilities say so.
-        let apart = Capabilities::host(false, 4, false);
+        let apart = Capabilities::host(None, 4, false);
         assert!(matches!(
             lower(&graph, &plan, &apart)[0],
             LoweredStep::Kernel(_)

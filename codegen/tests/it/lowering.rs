@@ -9,7 +9,7 @@ use cnnjit_ir::Graph;
 
 /// One line per step, as the recording wrote `Model::kernels()`.
 fn kernels(graph: &Graph, plan: &Plan) -> String {
-    let lowered = lower(graph, plan, &Capabilities::host(false, 4, true));
+    let lowered = lower(graph, plan, &Capabilities::host(None, 4, true));
     let mut text = format!("## {}\n", graph.name);
     for (step, lowering) in plan.steps.iter().zip(&lowered) {
         let anchor = graph.node(step.nodes[0]);

@@ -9,7 +9,7 @@
 
 use cnnjit_codegen::conv::{ConvSpec, BLOCK};
 use cnnjit_codegen::depthwise::DepthwiseSpec;
-use cnnjit_codegen::native::WIDTH;
+use cnnjit_codegen::native::{Isa, WIDTH};
 use cnnjit_codegen::winograd::WinogradSpec;
 use proptest::prelude::*;
 
@@ -38,7 +38,7 @@ fn conv_spec(
     in_per_group: usize,
     out_per_group: usize,
     kernel: [usize; 2],
-    native: bool,
+    native: Option<Isa>,
 ) -> ConvSpec {
     ConvSpec {
         input: [9, 9, groups * in_per_group],
@@ -54,10 +54,10 @@ fn conv_spec(
     }
 }
 
-/// Output channels per packed block: the native tile's width, or the
-/// Cranelift tile's.
-fn block(native: bool) -> usize {
-    if native {
+/// Output channels per packed block: the native tiles' width (every ISA's),
+/// or the Cranelift tile's.
+fn block(native: Option<Isa>) -> usize {
+    if native.is_some() {
         WIDTH
     } else {
         BLOCK
@@ -188,7 +188,7 @@ proptest! {
         in_per_group in 1usize..12,
         out_per_group in 1usize..40,
         kernel in (1usize..4, 1usize..4),
-        native in any::<bool>(),
+        native in prop::option::of(prop::sample::select(Isa::ALL.to_vec())),
     ) {
         let spec = conv_spec(groups, in_per_group, out_per_group, [kernel.0, kernel.1], native);
         let weight = weights(groups * out_per_group * in_per_group * kernel.0 * kernel.1);
@@ -230,7 +230,7 @@ proptest! {
         tile in prop_oneof![Just(2usize), Just(4usize)],
         channels in 1usize..21,
         outputs in 1usize..40,
-        native in any::<bool>(),
+        native in prop::option::of(prop::sample::select(Isa::ALL.to_vec())),
     ) {
         let conv = conv_spec(1, channels, outputs, [3, 3], native);
         let spec = WinogradSpec::of_conv(&conv, tile).expect("a 3x3 stride-1 conv");

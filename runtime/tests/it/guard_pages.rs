@@ -49,6 +49,7 @@ use cnnjit_codegen::conv::ConvSpec;
 use cnnjit_codegen::depthwise::DepthwiseSpec;
 use cnnjit_codegen::elementwise::{Binary, ElementwiseSpec};
 use cnnjit_codegen::lrn::LrnSpec;
+use cnnjit_codegen::native::Isa;
 use cnnjit_codegen::pool::PoolSpec;
 use cnnjit_codegen::separable::{Half, SeparableSpec};
 use cnnjit_codegen::softmax::SoftmaxSpec;
@@ -497,7 +498,8 @@ enum ConvKind {
 /// channels per group 1..=8 in 1 or 2 groups, 1..=20 output channels per
 /// group (one native block of 16 and a tail; 1..=10 after `on`), kernel
 /// 1..=4, stride 1..=3, dilation 1..=2, symmetric padding 0..=2 per axis;
-/// direct and dense ones on the native tile or in pure Cranelift, half each.
+/// direct and dense ones on each native ISA the host has or in pure
+/// Cranelift, evenly.
 fn random_conv(
     rng: &mut Rng,
     kind: ConvKind,
@@ -581,7 +583,9 @@ fn random_conv(
             pad,
             groups,
             epilogue,
-            native: rng.range(0, 1) == 0,
+            native: Isa::on_host()
+                .get(rng.range(0, Isa::on_host().len()))
+                .copied(),
             slice: None,
         };
         match kind {

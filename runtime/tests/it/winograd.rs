@@ -22,6 +22,8 @@
 
 use cnnjit_codegen::algorithm::Algorithm;
 use cnnjit_codegen::conv::ConvSpec;
+use cnnjit_codegen::native::Isa;
+
 use cnnjit_codegen::winograd::WinogradSpec;
 use cnnjit_codegen::{Epilogue, Jit, Kernel};
 use cnnjit_ir::Activation;
@@ -42,7 +44,7 @@ fn spec(input: [usize; 3], k: usize, pad: usize, epilogue: Vec<Epilogue>) -> Con
         pad: [pad; 2],
         groups: 1,
         epilogue,
-        native: false,
+        native: None,
         slice: None,
     }
 }
@@ -112,10 +114,10 @@ fn run(kernel: &Kernel, input: &[f32], weight: &[f32], params: &[f32], extra: &[
 }
 
 /// The kernels of every algorithm for `spec`, on the Cranelift tile and on
-/// the native one (where the host lacks it, the Cranelift tile again).
+/// each native ISA (where the host lacks one, the Cranelift tile again).
 fn kernels(spec: &ConvSpec) -> Vec<Kernel> {
     let mut kernels = vec![Kernel::Conv(spec.clone())];
-    for native in [false, true] {
+    for native in [None, Some(Isa::Avx2), Some(Isa::Avx512)] {
         let spec = ConvSpec {
             native,
             ..spec.clone()
@@ -156,9 +158,9 @@ fn error_of_every_algorithm(input_dims: [usize; 3], k: usize, pad: usize, seed: 
             .fold(0.0, f64::max)
             / scale;
         eprintln!(
-            "{input_dims:?} -> {k}, pad {pad}: {:?}, native {}: error {error:.2e} of the output's scale",
+            "{input_dims:?} -> {k}, pad {pad}: {:?}, tile {}: error {error:.2e} of the output's scale",
             kernel.algorithm(),
-            matches!(&kernel, Kernel::Winograd(w) if w.native)
+            kernel.tile()
         );
         assert!(
             error <= tolerance(&kernel),

@@ -94,7 +94,7 @@ enum Command {
         /// Seed of the random weights and input.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Compile every kernel in pure Cranelift, without the native AVX2 GEMM tile.
+        /// Compile every kernel in pure Cranelift, without a native (AVX2 or AVX-512) GEMM tile.
         #[arg(long)]
         pure_cranelift: bool,
         /// Which Winograd convolutions the JIT may use: `off` for the direct
@@ -125,7 +125,7 @@ enum Command {
         /// GFLOP/s, share of the total.
         #[arg(long)]
         profile: bool,
-        /// Compile every kernel in pure Cranelift, without the native AVX2 GEMM tile.
+        /// Compile every kernel in pure Cranelift, without a native (AVX2 or AVX-512) GEMM tile.
         #[arg(long)]
         pure_cranelift: bool,
         /// Run each separable pair (depthwise + pointwise, 1xk + kx1) as two
@@ -387,9 +387,11 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
         args.options.threads
     };
     let gflops = (net.figures.macs * 2 * batch as u64) as f64 / (jit_ms * 1e6);
-    // The native tile's kernels run at the 256-bit peak's pace, Cranelift's at the 128-bit one's.
-    let (bits, peak_gflops) = match peak.gflops_256 {
-        Some(p) if native_tile => (256, p),
+    // The native tile's kernels run at its ISA's peak pace, Cranelift's at the 128-bit one's.
+    let isa = args.options.native().filter(|_| native_tile);
+    let (bits, peak_gflops) = match (isa, peak.gflops_256, peak.gflops_512) {
+        (Some(cnnjit::codegen::native::Isa::Avx512), _, Some(p)) => (512, p),
+        (Some(_), Some(p), _) => (256, p),
         _ => (128, peak.gflops_128),
     };
     let images_per_s = |batch: usize, ms: f64| batch as f64 * 1e3 / ms;
@@ -400,8 +402,8 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
             .collect();
         let mut out = serde_json::json!({
             "net": name, "compile_ms": compile_ms, "pack_ms": pack_ms, "cranelift_ms": cranelift_ms, "jit_ms": jit_ms, "reference_ms": reference_ms,
-            "gflops": gflops, "peak_gflops_128": peak.gflops_128, "peak_gflops_256": peak.gflops_256,
-            "native_tile": native_tile, "threads": threads, "batch": batch, "batches": batches,
+            "gflops": gflops, "peak_gflops_128": peak.gflops_128, "peak_gflops_256": peak.gflops_256, "peak_gflops_512": peak.gflops_512,
+            "native_tile": native_tile, "native_isa": isa.map(|isa| isa.name()), "threads": threads, "batch": batch, "batches": batches,
         });
         if let Some(p) = &profile {
             out["steps"] = steps_json(&p.kernels, Some(p));
@@ -412,7 +414,7 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     let mut out = profile.map(|p| format!("{p}\n")).unwrap_or_default();
     out.push_str(&format!(
         "{name}: batch {batch}, {threads} thread(s), {}\n  compile: {compile_ms:.1} ms (packing weights {pack_ms:.1} ms on every core, alongside Cranelift {cranelift_ms:.1} ms for {kernels} kernels)\n  JIT: {jit_ms:.3} ms ({gflops:.1} GFLOP/s, {:.2} of the {bits}-bit peak per core x {threads})\n  reference: {}\n",
-        if native_tile { "native AVX2 tile" } else { "pure Cranelift" },
+        isa.map_or_else(|| "pure Cranelift".to_string(), |isa| format!("native {isa} tile")),
         gflops / (peak_gflops * threads as f64),
         reference_ms.map_or_else(
             || "not timed (--no-reference)".to_string(),
