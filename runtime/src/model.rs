@@ -31,6 +31,7 @@ use crate::weights::Weights;
 #[cfg(feature = "jit")]
 use cnnjit_codegen::lower::{lower, Capabilities, LoweredStep};
 use cnnjit_ir::plan::{self, Plan};
+#[cfg(feature = "source")]
 use std::path::Path;
 
 /// The most threads [`Options::threads`] may ask for (20,000 threads took
@@ -50,7 +51,7 @@ pub struct Options {
     /// Run the reference kernels instead of compiling (the JIT's slow twin).
     pub reference: bool,
     /// Let convolutions call a native GEMM tile (AVX2 + FMA or AVX-512F,
-    /// [`Options::native_isa`]) for their innermost tile where the host has
+    /// `Options::native_isa`) for their innermost tile where the host has
     /// one (detected at run time; default true). `false`, or a host without
     /// either, compiles every kernel in pure Cranelift, which emits 128-bit
     /// vectors only on x86-64. Dense layers always run on Cranelift code.
@@ -148,7 +149,7 @@ pub enum Backend {
         /// ... alongside Cranelift compiling the kernels.
         cranelift_ms: f64,
         /// Whether convolutions call a native GEMM tile
-        /// ([`Options::native`] is some ISA).
+        /// (`Options::native` is some ISA).
         native_tile: bool,
     },
     /// The reference kernels only.
@@ -405,7 +406,8 @@ impl Model {
     }
 
     /// The fused steps and the arena layout, as the compiler planned them
-    /// (for what each step was compiled to, see [`Model::kernels`]).
+    /// (for what each step was compiled to, see `Model::kernels`, feature
+    /// `jit`).
     pub fn plan(&self) -> &Plan {
         &self.engine.plan
     }
@@ -544,6 +546,7 @@ fn check_len(what: &'static str, expected: usize, found: usize) -> Result<()> {
 
 /// The net called `net` (or the only net) of a `.cnn` file, as
 /// [`Model::from_file`] reads it: for [`Model::with_budget`].
+#[cfg(feature = "source")]
 pub fn graph_from_file(path: impl AsRef<Path>, net: Option<&str>) -> Result<Graph> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
