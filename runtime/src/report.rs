@@ -258,20 +258,28 @@ fn table(
         .max()
         .unwrap_or(0)
         .max(8);
+    let tiles: Vec<String> = (report.steps.iter())
+        .map(|s| s.tile().map_or_else(|| "-".to_string(), |t| t.to_string()))
+        .collect();
+    // Names and tiles carry their ISA (`1x1-gemm-avx512`, `14px x 16ch
+    // avx512`): the columns fit the longest.
+    let algo_width = (report.steps.iter())
+        .map(|s| s.algorithm().to_string().chars().count())
+        .fold(13, usize::max);
+    let tile_width = tiles.iter().map(|t| t.chars().count()).fold(10, usize::max);
     write!(
         f,
-        "{:>4}  {:<width$}  {:<14}  {:<13}  {:<10}  {:<epi_width$}  {:>13}",
+        "{:>4}  {:<width$}  {:<14}  {:<algo_width$}  {:<tile_width$}  {:<epi_width$}  {:>13}",
         "step", "layer", "kind", "algorithm", "tile", "epilogue", "MACs"
     )?;
     if profile.is_some() {
         write!(f, "  {:>10}  {:>8}  {:>6}", "time (ms)", "GFLOP/s", "share")?;
     }
     writeln!(f)?;
-    for (i, s) in report.steps.iter().enumerate() {
-        let tile = s.tile().map_or_else(|| "-".to_string(), |t| t.to_string());
+    for (i, (s, tile)) in report.steps.iter().zip(&tiles).enumerate() {
         write!(
             f,
-            "{i:>4}  {:<width$}  {:<14}  {:<13}  {:<10}  {:<epi_width$}  {:>13}",
+            "{i:>4}  {:<width$}  {:<14}  {:<algo_width$}  {:<tile_width$}  {:<epi_width$}  {:>13}",
             layer(s),
             s.kind,
             s.algorithm(),
