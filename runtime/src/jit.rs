@@ -1,4 +1,4 @@
-//! Compiling a lowered plan: for each step that [`lower`](codegen::lower)
+//! Compiling a lowered plan: for each step that [`lower`](cnnjit_codegen::lower::lower)
 //! gave a compiled kernel, its kernels compiled and its weights and
 //! per-channel vectors packed; for a concat, one copy kernel per input not
 //! written in place. Nothing is decided here: what each step runs, its
