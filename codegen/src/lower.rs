@@ -329,6 +329,7 @@ fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> L
         | Op::Flatten
         | Op::BatchNorm { .. }
         | Op::Activation(_)
+        | Op::PRelu
         | Op::Softmax
         | Op::Dropout { .. }
         | Op::Identity
@@ -360,6 +361,7 @@ fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> L
             | Op::Dense(_)
             | Op::Pool2d(_)
             | Op::GlobalPool(_)
+            | Op::PRelu
             | Op::Softmax
             | Op::Lrn(_)
             | Op::Concat
@@ -409,6 +411,7 @@ fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> L
         | Op::Flatten
         | Op::BatchNorm { .. }
         | Op::Activation(_)
+        | Op::PRelu
         | Op::Softmax
         | Op::Dropout { .. }
         | Op::Identity => Err(FallbackReason::NoFamily { kind }),
