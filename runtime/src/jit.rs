@@ -281,7 +281,8 @@ fn sources<'p>(
 }
 
 /// `part`'s per-channel vectors as its kernel reads them: its bias (zeros
-/// if it has none), then a scale and a shift per unfolded bn.
+/// if it has none), then a scale and a shift per unfolded bn and the slopes
+/// per prelu, in the epilogue's order.
 fn pack_vectors(graph: &Graph, params: &Params, part: &Part, packed: &mut Vec<f32>) -> Result<()> {
     let bias = match &params.layers[part.layer.index()] {
         LayerParams::Linear {
@@ -290,28 +291,34 @@ fn pack_vectors(graph: &Graph, params: &Params, part: &Part, packed: &mut Vec<f3
         _ => vec![0.0; part.channels],
     };
     packed.extend(part.kernel.pack_vector(&bias));
-    for bn in &part.affines {
-        let layer = (&params.layers[bn.index()], &graph.node(*bn).op);
-        let (
-            LayerParams::BatchNorm {
-                gamma,
-                beta,
-                mean,
-                var,
-            },
-            Op::BatchNorm { eps },
-        ) = layer
-        else {
-            return Err(internal(
-                graph,
-                *bn,
-                InternalError::Broken("an unfolded bn without its parameters"),
-            ));
-        };
-        let affine = BatchNorm::new(gamma, beta, mean, var, *eps);
-        let (scale, shift) = unfolded_affine(&affine).map_err(|e| internal(graph, *bn, e))?;
-        packed.extend(part.kernel.pack_vector(&scale));
-        packed.extend(part.kernel.pack_vector(&shift));
+    for id in &part.vectors {
+        match (&params.layers[id.index()], &graph.node(*id).op) {
+            (
+                LayerParams::BatchNorm {
+                    gamma,
+                    beta,
+                    mean,
+                    var,
+                },
+                Op::BatchNorm { eps },
+            ) => {
+                let affine = BatchNorm::new(gamma, beta, mean, var, *eps);
+                let (scale, shift) =
+                    unfolded_affine(&affine).map_err(|e| internal(graph, *id, e))?;
+                packed.extend(part.kernel.pack_vector(&scale));
+                packed.extend(part.kernel.pack_vector(&shift));
+            }
+            (LayerParams::PRelu { slopes }, Op::PRelu) => {
+                packed.extend(part.kernel.pack_vector(slopes));
+            }
+            _ => {
+                return Err(internal(
+                    graph,
+                    *id,
+                    InternalError::Broken("an epilogue's per-channel vectors without its parameters"),
+                ))
+            }
+        }
     }
     Ok(())
 }
