@@ -292,32 +292,51 @@ fn pack_vectors(graph: &Graph, params: &Params, part: &Part, packed: &mut Vec<f3
     };
     packed.extend(part.kernel.pack_vector(&bias));
     for id in &part.vectors {
-        match (&params.layers[id.index()], &graph.node(*id).op) {
-            (
-                LayerParams::BatchNorm {
+        let broken = || {
+            internal(
+                graph,
+                *id,
+                InternalError::Broken("an epilogue's per-channel vectors without its parameters"),
+            )
+        };
+        let layer = &params.layers[id.index()];
+        match &graph.node(*id).op {
+            Op::BatchNorm { eps } => {
+                let LayerParams::BatchNorm {
                     gamma,
                     beta,
                     mean,
                     var,
-                },
-                Op::BatchNorm { eps },
-            ) => {
+                } = layer
+                else {
+                    return Err(broken());
+                };
                 let affine = BatchNorm::new(gamma, beta, mean, var, *eps);
                 let (scale, shift) =
                     unfolded_affine(&affine).map_err(|e| internal(graph, *id, e))?;
                 packed.extend(part.kernel.pack_vector(&scale));
                 packed.extend(part.kernel.pack_vector(&shift));
             }
-            (LayerParams::PRelu { slopes }, Op::PRelu) => {
+            Op::PRelu => {
+                let LayerParams::PRelu { slopes } = layer else {
+                    return Err(broken());
+                };
                 packed.extend(part.kernel.pack_vector(slopes));
             }
-            _ => {
-                return Err(internal(
-                    graph,
-                    *id,
-                    InternalError::Broken("an epilogue's per-channel vectors without its parameters"),
-                ))
-            }
+            Op::Input
+            | Op::Conv2d(_)
+            | Op::Dense(_)
+            | Op::Pool2d(_)
+            | Op::GlobalPool(_)
+            | Op::Flatten
+            | Op::Activation(_)
+            | Op::Softmax
+            | Op::Dropout { .. }
+            | Op::Identity
+            | Op::Lrn(_)
+            | Op::Concat
+            | Op::Add
+            | Op::Scale => return Err(broken()),
         }
     }
     Ok(())
