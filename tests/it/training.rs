@@ -66,9 +66,9 @@ fn vgg16() {
 
 mod prelu_nets {
     cnnjit::cnn! {
-        PreluNet(6x6x3) { conv(4, 3x3), prelu, flatten, dense(2), prelu }
-        PreluAlone(1x1x2) { prelu }
-        PreluFlat(1x2x2) { flatten, prelu }
+        pub PreluNet(6x6x3) { conv(4, 3x3), prelu, flatten, dense(2), prelu }
+        pub PreluAlone(1x1x2) { prelu }
+        pub PreluFlat(1x2x2) { flatten, prelu }
     }
 }
 
@@ -104,7 +104,7 @@ fn prelu_starts_at_a_quarter_and_reads_flat_slopes_in_pytorchs_order() {
     // gives -[1, 3, 2, 4].
     let mut weights = cnnjit::Weights::new();
     weights
-        .insert("prelu1.weight".into(), vec![4], vec![1.0, 2.0, 3.0, 4.0])
+        .insert("prelu1.weight", vec![4], vec![1.0, 2.0, 3.0, 4.0])
         .unwrap();
     let mut net = PreluFlat::new(&weights).unwrap();
     assert_eq!(net.forward(&[-1.0; 4]), [-1.0, -3.0, -2.0, -4.0]);
