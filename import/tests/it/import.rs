@@ -544,7 +544,11 @@ fn prelu_with_a_slope_per_channel_is_prelu_and_its_weight() {
     // [0.1, 0.2, 0.3] (common::weight's values).
     for dims in [&[3, 1, 1][..], &[1, 3, 1, 1]] {
         let imported = import(&conv_then_prelu(dims)).unwrap();
-        assert_eq!(body(&imported), ["conv(3, 1x1, bias = false), act: prelu,"]);
+        // Labelled, it has a line of its own.
+        assert_eq!(
+            body(&imported),
+            ["conv(3, 1x1, bias = false),", "act: prelu,"]
+        );
         let slope = &imported.tensors[1];
         assert_eq!(slope.name, "act.weight");
         assert_eq!(slope.dims, [3]);
@@ -557,7 +561,7 @@ fn prelu_with_one_slope_is_leaky_relu() {
     let imported = import(&conv_then_prelu(&[1])).unwrap();
     assert_eq!(
         body(&imported),
-        ["conv(3, 1x1, bias = false), act: leaky_relu(0.1),"]
+        ["conv(3, 1x1, bias = false),", "act: leaky_relu(0.1),"]
     );
     assert_eq!(imported.tensors.len(), 1);
 }
