@@ -511,9 +511,7 @@ fn in_place(
             r::activation_in_place(*act, data);
             Ok(())
         }
-        (Op::PRelu, LayerParams::PRelu { slopes }) => {
-            r::prelu_in_place(slopes, data).map_err(fail)
-        }
+        (Op::PRelu, LayerParams::PRelu { slopes }) => r::prelu_in_place(slopes, data).map_err(fail),
         (Op::Softmax, _) => {
             r::softmax_in_place(data, node.output.channels() as usize).map_err(fail)
         }
