@@ -24,7 +24,7 @@
 //! or per channel, through `ElementwiseSpec`, and concat branches copied into
 //! their channel slice through `ConcatSpec`, whose other channels must keep
 //! the sentinel, and local response normalisations through `LrnSpec`) with random
-//! fused epilogues (affine, activations, residual add) are compiled and run
+//! fused epilogues (affine, prelu, activations, residual add) are compiled and run
 //! over all rows (on the calling thread and split across a 2-thread pool) and
 //! over sub-ranges of rows, including out-of-range and reversed ones, which
 //! the code must clamp. The output is compared with the reference kernels,
