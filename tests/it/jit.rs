@@ -878,3 +878,13 @@ fn prelu_is_fused_per_channel_or_runs_on_the_reference() {
     assert_eq!(report.steps[2].unfused, ["prelu"]);
     assert_eq!(report.steps[3].fused, ["prelu"]);
 }
+
+/// A bn past a flatten in a conv's step has a scale and a shift per feature
+/// (2x2x3 = 12), not per conv channel (3): it runs on the reference kernels
+/// after the kernel instead of failing to pack.
+#[test]
+fn a_bn_past_a_flatten_is_left_to_the_reference() {
+    let source = "Net(4x4x2) { conv(3, 3x3), flatten, bn }";
+    let net = graph(source);
+    assert_agrees_in(&net, source, 3, 1, None);
+}
