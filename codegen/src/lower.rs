@@ -11,7 +11,8 @@
 //!   fuses, a softmax run in place after it (`then`), and the epilogue nodes
 //!   left to the reference kernels (`rest`). Its epilogue is fused up to the
 //!   first node the kernel cannot apply per channel (a softmax, a second
-//!   residual add); a bn right after a conv or dense is folded into its
+//!   residual add, a bn or prelu past a flatten, whose vectors are per
+//!   feature); a bn right after a conv or dense is folded into its
 //!   weights ([`plan::folded_bn`]), any other is an affine epilogue, and a
 //!   prelu is an epilogue reading its slopes per channel;
 //! - the first half of a separable pair the plan marks (`Step::keeps`) and
