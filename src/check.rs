@@ -136,7 +136,7 @@ pub fn random_input(len: usize, seed: u64) -> Vec<f32> {
 /// comparison exercises every layer (PyTorch's default initialisation shrinks
 /// them towards zero, where two backends agree trivially): conv and dense
 /// weights uniform in `±sqrt(6 / fan_in)` (He), biases in `±0.1`, bn scale
-/// and variance in `[0.5, 1.5)`, shift and mean in `±0.1`.
+/// and variance and prelu slopes in `[0.5, 1.5)`, shift and mean in `±0.1`.
 pub fn lively_weights(graph: &Graph, seed: u64) -> Weights {
     let mut weights = Weights::new();
     for (i, spec) in tensor_specs(graph).into_iter().enumerate() {

@@ -526,6 +526,9 @@ impl std::fmt::Debug for Program {
 pub enum Epilogue {
     /// `x * scale + shift`, per channel: the next two vectors in `params`.
     Affine,
+    /// `max(x, 0) + slope min(x, 0)`, a slope per channel: the next vector
+    /// in `params` (a prelu).
+    PRelu,
     /// An activation.
     Act(Activation),
     /// `x + extra` (a residual's shortcut, same layout as the output).
@@ -533,20 +536,32 @@ pub enum Epilogue {
 }
 
 /// The `params` and `extra` lengths a fused epilogue needs: a bias vector
-/// plus a scale and a shift vector per affine step (each `vector` floats),
-/// and an output-sized shortcut if it adds one.
+/// plus a scale and a shift vector per affine step and a slope vector per
+/// prelu step (each `vector` floats), and an output-sized shortcut if it
+/// adds one.
 pub(crate) fn epilogue_lengths(
     epilogue: &[Epilogue],
     vector: usize,
     output: usize,
 ) -> (usize, usize) {
-    let affines = epilogue.iter().filter(|e| **e == Epilogue::Affine).count();
+    let vectors: usize = epilogue.iter().map(|e| e.vectors()).sum();
     let extra = if epilogue.contains(&Epilogue::Add) {
         output
     } else {
         0
     };
-    (vector * (1 + 2 * affines), extra)
+    (vector * (1 + vectors), extra)
+}
+
+impl Epilogue {
+    /// The per-channel vectors of `params` this step reads.
+    pub const fn vectors(&self) -> usize {
+        match self {
+            Epilogue::Affine => 2,
+            Epilogue::PRelu => 1,
+            Epilogue::Act(_) | Epilogue::Add => 0,
+        }
+    }
 }
 
 /// `weight` times output channel `k`'s factor in `scale` (none: 1), in `f64`
@@ -570,7 +585,7 @@ pub(crate) fn pack_padded(v: &[f32]) -> Vec<f32> {
 
 /// Where one output vector of a fused epilogue lives.
 pub(crate) struct Epilogued {
-    /// The bias of this channel block in `params` (affine vectors follow at multiples of `vector`).
+    /// The bias of this channel block in `params` (the epilogue's vectors follow at multiples of `vector`).
     pub params: Value,
     /// Byte offset of these four channels within the block's vectors.
     pub channel: i64,
@@ -597,15 +612,20 @@ pub(crate) fn apply_epilogue(
 ) {
     let bias = vector::load4(b, at.params, at.channel);
     let mut x = b.ins().fadd(x, bias);
-    let mut affine = 0;
+    // The bias is vector 0; each step's own vectors follow in order.
+    let mut next = 1;
     for step in steps {
+        let offset = at.vector * next + at.channel;
+        next += step.vectors() as i64;
         match *step {
             Epilogue::Affine => {
-                let offset = at.vector * (1 + 2 * affine) + at.channel;
                 let scale = vector::load4(b, at.params, offset);
                 let shift = vector::load4(b, at.params, offset + at.vector);
                 x = vector::mul_add(b, x, scale, shift);
-                affine += 1;
+            }
+            Epilogue::PRelu => {
+                let slope = vector::load4(b, at.params, offset);
+                x = vector::leaky(b, x, slope);
             }
             Epilogue::Act(act) => x = vector::activate(b, act, x),
             Epilogue::Add => {

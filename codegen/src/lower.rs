@@ -11,8 +11,10 @@
 //!   fuses, a softmax run in place after it (`then`), and the epilogue nodes
 //!   left to the reference kernels (`rest`). Its epilogue is fused up to the
 //!   first node the kernel cannot apply per channel (a softmax, a second
-//!   residual add); a bn right after a conv or dense is folded into its
-//!   weights ([`plan::folded_bn`]), any other is an affine epilogue;
+//!   residual add, a bn or prelu past a flatten, whose vectors are per
+//!   feature); a bn right after a conv or dense is folded into its
+//!   weights ([`plan::folded_bn`]), any other is an affine epilogue, and a
+//!   prelu is an epilogue reading its slopes per channel;
 //! - the first half of a separable pair the plan marks (`Step::keeps`) and
 //!   the capabilities fuse ([`LoweredStep::InNext`]): the next step's
 //!   [`SeparableSpec`] kernel reads this step's input and computes both;
@@ -154,8 +156,9 @@ pub struct Operands {
 }
 
 /// One layer a compiled kernel packs: its weights (if it has any) by
-/// `kernel`'s layout, then its bias (zeros if none) and a scale and a shift
-/// per unfolded bn in `affines`, each as `kernel` reads a per-channel vector.
+/// `kernel`'s layout, then its bias (zeros if none) and, per node of
+/// `vectors` in order, a scale and a shift (an unfolded bn) or the slopes (a
+/// prelu), each as `kernel` reads a per-channel vector.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Part {
     /// The layer (a step's anchor).
@@ -166,8 +169,9 @@ pub struct Part {
     pub weighted: bool,
     /// Its output channels: the length of its bias.
     pub channels: usize,
-    /// The bns applied as an affine epilogue, in order.
-    pub affines: Vec<NodeId>,
+    /// The epilogue nodes with per-channel vectors (bns applied as an affine
+    /// epilogue, prelus), in order.
+    pub vectors: Vec<NodeId>,
 }
 
 /// A step lowered to a compiled kernel.
@@ -329,6 +333,7 @@ fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> L
         | Op::Flatten
         | Op::BatchNorm { .. }
         | Op::Activation(_)
+        | Op::PRelu
         | Op::Softmax
         | Op::Dropout { .. }
         | Op::Identity
@@ -339,16 +344,24 @@ fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> L
     // The fusable prefix of the epilogue.
     let folded = plan::folded_bn(graph, step);
     let mut epilogue = Vec::new();
-    let mut affines = Vec::new();
+    let mut vectors = Vec::new();
     let mut fused = 1;
     for (i, id) in step.nodes.iter().enumerate().skip(1) {
         let node = graph.node(*id);
+        // A kernel reads per-channel vectors by its anchor's channels; past
+        // a flatten a bn's or prelu's vectors have one value per feature.
+        let per_anchor_channel = node.output.channels() == anchor.output.channels();
         match &node.op {
             Op::BatchNorm { .. } if folded == Some(*id) => {}
             Op::Dropout { .. } | Op::Identity | Op::Flatten => {}
+            Op::BatchNorm { .. } | Op::PRelu if !per_anchor_channel => break,
             Op::BatchNorm { .. } => {
-                affines.push(*id);
+                vectors.push(*id);
                 epilogue.push(Epilogue::Affine);
+            }
+            Op::PRelu => {
+                vectors.push(*id);
+                epilogue.push(Epilogue::PRelu);
             }
             Op::Activation(a) => epilogue.push(Epilogue::Act(*a)),
             Op::Add if extra.is_none() => {
@@ -409,6 +422,7 @@ fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> L
         | Op::Flatten
         | Op::BatchNorm { .. }
         | Op::Activation(_)
+        | Op::PRelu
         | Op::Softmax
         | Op::Dropout { .. }
         | Op::Identity => Err(FallbackReason::NoFamily { kind }),
@@ -452,7 +466,7 @@ fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> L
             kernel: kernel.clone(),
             weighted: matches!(anchor.op, Op::Conv2d(_) | Op::Dense(_)),
             channels: anchor.output.channels() as usize,
-            affines,
+            vectors,
         }],
         kernel,
         operands: Operands {

@@ -255,6 +255,15 @@ fn tanh(b: &mut FunctionBuilder, x: Value) -> Value {
     b.ins().fdiv(p, q)
 }
 
+/// `max(x, 0) + slope min(x, 0)`, lane-wise: leaky_relu with a slope per
+/// lane (prelu's, read per channel).
+pub fn leaky(b: &mut FunctionBuilder, x: Value, slope: Value) -> Value {
+    let zero = splat(b, 0.0);
+    let pos = at_least(b, x, zero);
+    let neg = at_most(b, x, zero);
+    mul_add(b, neg, slope, pos)
+}
+
 /// `act(x)`, lane-wise.
 pub fn activate(b: &mut FunctionBuilder, act: Activation, x: Value) -> Value {
     let zero = splat(b, 0.0);
@@ -267,9 +276,7 @@ pub fn activate(b: &mut FunctionBuilder, act: Activation, x: Value) -> Value {
         }
         Activation::LeakyRelu(slope) => {
             let slope = splat(b, slope);
-            let pos = at_least(b, x, zero);
-            let neg = at_most(b, x, zero);
-            mul_add(b, neg, slope, pos)
+            leaky(b, x, slope)
         }
         Activation::Sigmoid => sigmoid(b, x),
         Activation::Tanh => tanh(b, x),

@@ -208,6 +208,7 @@ pub const LAYER_OPS: &[&str] = &[
     "Relu",
     "Clip",
     "LeakyRelu",
+    "PRelu",
     "Sigmoid",
     "Tanh",
     "HardSwish",
@@ -441,6 +442,7 @@ impl Mapper<'_> {
                 let a = Self::float(node, "alpha", 0.01);
                 self.push(node, act(Activation::LeakyRelu(a)), vec![x], vec![])
             }
+            "PRelu" => self.prelu(node, inputs),
             "HardSigmoid" => {
                 let x = self.layer_input(node, inputs, 0)?;
                 let (alpha, beta) = (
@@ -802,6 +804,53 @@ impl Mapper<'_> {
         self.push(node, op, vec![x], params)
     }
 
+    /// `PRelu`: a constant slope of one value is `leaky_relu`; one of a value
+    /// per channel (by ONNX's broadcasting, which aligns trailing axes:
+    /// `[C, 1, 1]` or `[1, C, 1, 1]` for a volume, `[C]` or `[1, C]` for
+    /// flat features) is `prelu` with the slopes as its `weight` `[C]`.
+    fn prelu(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        let x = self.layer_input(node, inputs, 0)?;
+        let slope = self.required(node, inputs, 1)?;
+        let values = slope.floats();
+        if let [a] = values[..] {
+            return self.push(
+                node,
+                Op::Activation(Activation::LeakyRelu(a)),
+                vec![x],
+                vec![],
+            );
+        }
+        let dims = nchw(self.shape(x));
+        let c = dims[1];
+        // The slope's axes right-aligned with the input's: the channel axis
+        // (1) holds C, every other axis 1.
+        let per_channel = slope.dims.len() <= dims.len()
+            && slope.dims.iter().rev().enumerate().all(|(i, &d)| {
+                let axis = dims.len() - 1 - i;
+                d == if axis == 1 { c } else { 1 }
+            })
+            && slope.dims.len() >= dims.len() - 1;
+        if !per_channel {
+            let expected = match self.shape(x) {
+                Shape::Volume { .. } => format!("[{c}, 1, 1] or [1, {c}, 1, 1]"),
+                Shape::Flat(_) => format!("[{c}] or [1, {c}]"),
+            };
+            return Err(node_error(
+                node,
+                format!(
+                    "slope of dimensions {:?} is neither one value nor one per channel of the input {:?}; expected {expected}",
+                    slope.dims, dims
+                ),
+            ));
+        }
+        let params = vec![Param {
+            suffix: "weight",
+            dims: vec![c],
+            values,
+        }];
+        self.push(node, Op::PRelu, vec![x], params)
+    }
+
     fn mul(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
         let (a, b) = (
             self.layer_input(node, inputs, 0)?,
@@ -828,6 +877,7 @@ impl Mapper<'_> {
                     | Activation::HardSwish
                     | Activation::LeakyRelu(_),
                 )
+                | Op::PRelu
                 | Op::Softmax
                 | Op::Dropout { .. }
                 | Op::Identity
@@ -887,6 +937,7 @@ impl Mapper<'_> {
             | Op::Flatten
             | Op::BatchNorm { .. }
             | Op::Activation(_)
+            | Op::PRelu
             | Op::Softmax
             | Op::Dropout { .. }
             | Op::Identity

@@ -107,6 +107,7 @@ impl Nester<'_> {
                 | Op::Flatten
                 | Op::BatchNorm { .. }
                 | Op::Activation(_)
+                | Op::PRelu
                 | Op::Softmax
                 | Op::Dropout { .. }
                 | Op::Identity
@@ -174,6 +175,7 @@ impl Nester<'_> {
                 | Op::Flatten
                 | Op::BatchNorm { .. }
                 | Op::Activation(_)
+                | Op::PRelu
                 | Op::Softmax
                 | Op::Dropout { .. }
                 | Op::Identity

@@ -7,7 +7,11 @@
 //! - dense: params `N (Nin + 1)`, MACs = FLOPs = `N Nin`;
 //! - pools: FLOPs `Hout Wout C Fh Fw` (a global pool: `H W C`), no MAC;
 //! - bn: `2C` learnable parameters, and `2C` running statistics counted
-//!   apart as buffers; activations, adds, concat and scale count nothing.
+//!   apart as buffers; activations, adds, concat and scale count nothing;
+//! - prelu: `C` learnable parameters (one slope per channel), and nothing
+//!   else: its work per element (a compare and a multiply) is leaky_relu's,
+//!   which as every activation counts no FLOP and no MAC, and like every
+//!   activation function its output is not stored (below).
 //!
 //!
 //! Training (the lecture's questions on backward passes and memory):
@@ -119,6 +123,7 @@ pub fn is_stored(op: &Op) -> bool {
     match op {
         Op::Input
         | Op::Activation(_)
+        | Op::PRelu
         | Op::Softmax
         | Op::Dropout { .. }
         | Op::Identity
@@ -187,6 +192,14 @@ pub fn layer_cost(op: &Op, inputs: &[Shape], output: Shape) -> Result<LayerCost,
                 ..LayerCost::default()
             }
         }
+        // One learned slope per channel. Per element prelu computes what
+        // leaky_relu does (a compare, then a multiply by the slope on the
+        // negative side), only with the slope read per channel; the lecture
+        // counts no FLOP for an activation, so prelu counts none either.
+        Op::PRelu => LayerCost {
+            params: output.channels() as u64,
+            ..LayerCost::default()
+        },
         Op::Input
         | Op::Flatten
         | Op::Activation(_)

@@ -38,6 +38,7 @@ pub fn to_dot(graph: &Graph) -> String {
             | Op::Flatten
             | Op::BatchNorm { .. }
             | Op::Activation(_)
+            | Op::PRelu
             | Op::Softmax
             | Op::Dropout { .. }
             | Op::Identity

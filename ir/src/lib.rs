@@ -341,6 +341,9 @@ pub enum Op {
     },
     /// An element-wise activation.
     Activation(Activation),
+    /// `prelu`: `max(x, 0) + a_c min(x, 0)` with a learned slope `a_c` per
+    /// channel of its input (PyTorch's `nn.PReLU(num_parameters = C)`).
+    PRelu,
     /// Softmax over the channels.
     Softmax,
     /// `dropout(p)`: nothing at inference.
@@ -387,6 +390,7 @@ impl Op {
                 Activation::HardSigmoid => "hard_sigmoid",
                 Activation::LeakyRelu(_) => "leaky_relu",
             },
+            Op::PRelu => "prelu",
             Op::Softmax => "softmax",
             Op::Dropout { .. } => "dropout",
             Op::Identity => "identity",
@@ -459,6 +463,7 @@ impl Op {
                 | Activation::HardSwish
                 | Activation::HardSigmoid,
             )
+            | Op::PRelu
             | Op::Softmax
             | Op::Identity
             | Op::Concat

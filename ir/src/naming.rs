@@ -2,7 +2,8 @@
 //!
 //! DSL.md's names and PyTorch's shapes: `conv1.weight` `[K, Cin/g, Fh, Fw]`,
 //! `conv1.bias`, `dense1.weight` `[N, Nin]`,
-//! `bn1.weight/bias/running_mean/running_var`. The runtime checks a weights
+//! `bn1.weight/bias/running_mean/running_var`, `prelu1.weight` `[C]` (its
+//! slopes, PyTorch's `nn.PReLU(num_parameters = C)`). The runtime checks a weights
 //! file against this list and the importer names the tensors it writes by it,
 //! so both sides of a `.safetensors` file read one definition.
 
@@ -17,7 +18,7 @@ pub struct TensorSpec {
     pub name: String,
     /// PyTorch's shape.
     pub shape: Vec<usize>,
-    /// Fan-in of the layer (for initialisation), 0 for bn tensors.
+    /// Fan-in of the layer (for initialisation), 0 for bn and prelu tensors.
     pub fan_in: usize,
 }
 
@@ -61,6 +62,7 @@ pub fn tensor_specs(graph: &Graph) -> Vec<TensorSpec> {
                     push(suffix, vec![c], 0);
                 }
             }
+            Op::PRelu => push("weight", vec![node.output.channels() as usize], 0),
             Op::Input
             | Op::Pool2d(_)
             | Op::GlobalPool(_)

@@ -149,6 +149,7 @@ impl Fusion {
             | Op::Flatten
             | Op::BatchNorm { .. }
             | Op::Activation(_)
+            | Op::PRelu
             | Op::Softmax
             | Op::Dropout { .. }
             | Op::Identity
@@ -179,7 +180,11 @@ pub fn folded_bn(graph: &Graph, step: &Step) -> Option<NodeId> {
 /// with a strided output or a fused pair's first half can apply it.
 pub fn is_per_channel(op: &Op) -> bool {
     match op {
-        Op::BatchNorm { .. } | Op::Activation(_) | Op::Dropout { .. } | Op::Identity => true,
+        Op::BatchNorm { .. }
+        | Op::Activation(_)
+        | Op::PRelu
+        | Op::Dropout { .. }
+        | Op::Identity => true,
         Op::Input
         | Op::Conv2d(_)
         | Op::Dense(_)
@@ -214,6 +219,7 @@ fn is_epilogue(op: &Op) -> bool {
     match op {
         Op::BatchNorm { .. }
         | Op::Activation(_)
+        | Op::PRelu
         | Op::Softmax
         | Op::Dropout { .. }
         | Op::Identity
@@ -256,6 +262,7 @@ fn separable(graph: &Graph, fusion: &Fusion, consumers: &[u32], a: &Step, b: &St
         | Op::Flatten
         | Op::BatchNorm { .. }
         | Op::Activation(_)
+        | Op::PRelu
         | Op::Softmax
         | Op::Dropout { .. }
         | Op::Identity

@@ -116,6 +116,7 @@ pub fn output_shape(op: &Op, inputs: &[Shape]) -> Result<Shape, ShapeError> {
         }
         Op::BatchNorm { .. }
         | Op::Activation(_)
+        | Op::PRelu
         | Op::Softmax
         | Op::Dropout { .. }
         | Op::Identity

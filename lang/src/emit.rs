@@ -235,6 +235,7 @@ fn op(op: &Op) -> TokenStream {
             };
             quote!(::cnnjit::ir::Op::Activation(::cnnjit::ir::Activation::#a))
         }
+        Op::PRelu => quote!(::cnnjit::ir::Op::PRelu),
         Op::Softmax => quote!(::cnnjit::ir::Op::Softmax),
         Op::Dropout { p } => {
             let p = float(p);

@@ -428,6 +428,7 @@ fn reference_step(
         (
             Op::BatchNorm { .. }
             | Op::Activation(_)
+            | Op::PRelu
             | Op::Softmax
             | Op::Dropout { .. }
             | Op::Identity
@@ -510,6 +511,7 @@ fn in_place(
             r::activation_in_place(*act, data);
             Ok(())
         }
+        (Op::PRelu, LayerParams::PRelu { slopes }) => r::prelu_in_place(slopes, data).map_err(fail),
         (Op::Softmax, _) => {
             r::softmax_in_place(data, node.output.channels() as usize).map_err(fail)
         }
@@ -526,6 +528,7 @@ fn in_place(
             | Op::Pool2d(_)
             | Op::GlobalPool(_)
             | Op::BatchNorm { .. }
+            | Op::PRelu
             | Op::Lrn(_)
             | Op::Concat
             | Op::Scale),

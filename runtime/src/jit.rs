@@ -290,7 +290,8 @@ fn sources<'p>(
 }
 
 /// `part`'s per-channel vectors as its kernel reads them: its bias (zeros
-/// if it has none), then a scale and a shift per unfolded bn.
+/// if it has none), then a scale and a shift per unfolded bn and the slopes
+/// per prelu, in the epilogue's order.
 fn pack_vectors(graph: &Graph, params: &Params, part: &Part, packed: &mut Vec<f32>) -> Result<()> {
     let bias = match &params.layers[part.layer.index()] {
         LayerParams::Linear {
@@ -299,28 +300,53 @@ fn pack_vectors(graph: &Graph, params: &Params, part: &Part, packed: &mut Vec<f3
         _ => vec![0.0; part.channels],
     };
     packed.extend(part.kernel.pack_vector(&bias));
-    for bn in &part.affines {
-        let layer = (&params.layers[bn.index()], &graph.node(*bn).op);
-        let (
-            LayerParams::BatchNorm {
-                gamma,
-                beta,
-                mean,
-                var,
-            },
-            Op::BatchNorm { eps },
-        ) = layer
-        else {
-            return Err(internal(
+    for id in &part.vectors {
+        let broken = || {
+            internal(
                 graph,
-                *bn,
-                InternalError::Broken("an unfolded bn without its parameters"),
-            ));
+                *id,
+                InternalError::Broken("an epilogue's per-channel vectors without its parameters"),
+            )
         };
-        let affine = BatchNorm::new(gamma, beta, mean, var, *eps);
-        let (scale, shift) = unfolded_affine(&affine).map_err(|e| internal(graph, *bn, e))?;
-        packed.extend(part.kernel.pack_vector(&scale));
-        packed.extend(part.kernel.pack_vector(&shift));
+        let layer = &params.layers[id.index()];
+        match &graph.node(*id).op {
+            Op::BatchNorm { eps } => {
+                let LayerParams::BatchNorm {
+                    gamma,
+                    beta,
+                    mean,
+                    var,
+                } = layer
+                else {
+                    return Err(broken());
+                };
+                let affine = BatchNorm::new(gamma, beta, mean, var, *eps);
+                let (scale, shift) =
+                    unfolded_affine(&affine).map_err(|e| internal(graph, *id, e))?;
+                packed.extend(part.kernel.pack_vector(&scale));
+                packed.extend(part.kernel.pack_vector(&shift));
+            }
+            Op::PRelu => {
+                let LayerParams::PRelu { slopes } = layer else {
+                    return Err(broken());
+                };
+                packed.extend(part.kernel.pack_vector(slopes));
+            }
+            Op::Input
+            | Op::Conv2d(_)
+            | Op::Dense(_)
+            | Op::Pool2d(_)
+            | Op::GlobalPool(_)
+            | Op::Flatten
+            | Op::Activation(_)
+            | Op::Softmax
+            | Op::Dropout { .. }
+            | Op::Identity
+            | Op::Lrn(_)
+            | Op::Concat
+            | Op::Add
+            | Op::Scale => return Err(broken()),
+        }
     }
     Ok(())
 }

@@ -2,13 +2,14 @@
 //!
 //! - [`tensor_specs`] lists every tensor a graph needs, by DSL.md's names and
 //!   PyTorch's shapes: `conv1.weight` `[K, Cin/g, Fh, Fw]`, `conv1.bias`,
-//!   `dense1.weight` `[N, Nin]`, `bn1.weight/bias/running_mean/running_var`.
+//!   `dense1.weight` `[N, Nin]`, `bn1.weight/bias/running_mean/running_var`,
+//!   `prelu1.weight` `[C]`.
 //! - [`load_params`] checks a file against that list (a missing tensor, a
 //!   wrong shape, a value that is not finite, a negative variance, and unused
 //!   tensors unless allowed are errors naming the layer and tensor), then
 //!   folds every bn that directly follows a conv or dense in the same plan
 //!   step into that layer's weights and bias (`fold_batch_norm`), and reorders
-//!   the columns of a dense (and the vectors of a bn) that reads a flattened
+//!   the columns of a dense (and the vectors of a bn or prelu) that reads a flattened
 //!   volume from PyTorch's (C, H, W) order to ours (H, W, C). For a model
 //!   that compiles its layers, it can leave the weights of the conv and dense
 //!   layers that compiled kernels pack ([`LoadOptions::in_file`]) in the file
@@ -58,6 +59,11 @@ pub enum LayerParams {
     },
     /// A bn folded into the conv or dense before it: nothing left to do.
     Folded,
+    /// A prelu's slopes, one per channel (a flat input's in HWC order).
+    PRelu {
+        /// `[C]`.
+        slopes: Vec<f32>,
+    },
 }
 
 /// A conv's or dense's weights.
@@ -166,6 +172,7 @@ pub fn load_params(
                     var,
                 }
             }
+            Op::PRelu => LayerParams::PRelu { slopes: data },
             Op::Input
             | Op::Pool2d(_)
             | Op::GlobalPool(_)
@@ -211,6 +218,7 @@ fn stays_in_file(graph: &Graph, spec: &TensorSpec, in_file: &[NodeId]) -> bool {
             | Op::Flatten
             | Op::BatchNorm { .. }
             | Op::Activation(_)
+            | Op::PRelu
             | Op::Softmax
             | Op::Dropout { .. }
             | Op::Identity
@@ -329,9 +337,11 @@ fn flattened_from(graph: &Graph, mut id: NodeId) -> Option<(usize, usize, usize)
                     _ => None,
                 };
             }
-            Op::Activation(_) | Op::Dropout { .. } | Op::Identity | Op::BatchNorm { .. } => {
-                id = node.inputs[0]
-            }
+            Op::Activation(_)
+            | Op::PRelu
+            | Op::Dropout { .. }
+            | Op::Identity
+            | Op::BatchNorm { .. } => id = node.inputs[0],
             Op::Input
             | Op::Conv2d(_)
             | Op::Dense(_)
@@ -346,7 +356,7 @@ fn flattened_from(graph: &Graph, mut id: NodeId) -> Option<(usize, usize, usize)
     }
 }
 
-/// Reorders a dense's columns, and a flat bn's vectors, from PyTorch's
+/// Reorders a dense's columns, and a flat bn's or prelu's vectors, from PyTorch's
 /// flatten order to ours, where they read a flattened volume.
 fn reorder_flattened(graph: &Graph, layers: &mut [LayerParams]) -> Result<()> {
     for (id, node) in graph.layers() {
@@ -374,6 +384,9 @@ fn reorder_flattened(graph: &Graph, layers: &mut [LayerParams]) -> Result<()> {
                 for v in [gamma, beta, mean, var] {
                     *v = permute_dense_weight_chw_to_hwc(v, 1, h, w, c).map_err(internal)?;
                 }
+            }
+            LayerParams::PRelu { slopes } => {
+                *slopes = permute_dense_weight_chw_to_hwc(slopes, 1, h, w, c).map_err(internal)?;
             }
             _ => {}
         }
@@ -416,9 +429,13 @@ fn reserve(graph: &Graph, budget: &mut Budget, which: impl Fn(&TensorSpec) -> bo
     })
 }
 
+/// PyTorch's initial prelu slope (`nn.PReLU(init = 0.25)`).
+pub const PRELU_SLOPE: f32 = 0.25;
+
 /// Weights for `graph` initialised as PyTorch does by default, from `seed`:
 /// conv and dense weights and biases uniform in `±1/sqrt(fan_in)` (Kaiming-uniform
-/// with `a = sqrt(5)`), bn `gamma = 1`, `beta = 0`, `mean = 0`, `var = 1`.
+/// with `a = sqrt(5)`), bn `gamma = 1`, `beta = 0`, `mean = 0`, `var = 1`,
+/// prelu slopes `0.25`.
 pub fn random_weights(graph: &Graph, seed: u64) -> Weights {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut weights = Weights::new();
@@ -430,6 +447,8 @@ pub fn random_weights(graph: &Graph, seed: u64) -> Weights {
             (0..len)
                 .map(|_| ((rng.next_u32() >> 8) as f32 / (1 << 24) as f32 * 2.0 - 1.0) * bound)
                 .collect()
+        } else if graph.node(spec.node).op == Op::PRelu {
+            vec![PRELU_SLOPE; len]
         } else {
             let one = spec.name.ends_with(".weight") || spec.name.ends_with(".running_var");
             vec![if one { 1.0 } else { 0.0 }; len]

@@ -121,6 +121,8 @@ const EPILOGUES: &[&str] = &[
     ", relu, bn",
     ", bn, relu, bn, tanh",
     ", dropout(0.2), identity, relu",
+    ", prelu",
+    ", bn, prelu, bn",
 ];
 
 /// Concat branches on an input of any channels, keeping its height and
@@ -841,4 +843,48 @@ fn kernel_report_and_profile_cover_every_step() {
         &s.path,
         cnnjit::runtime::report::Path::Reference { reason } if reason.contains("Options::reference")
     )));
+}
+
+/// prelu is a per-channel epilogue of the kernel before it, its slopes read
+/// by the anchor's channels; past a flatten (one slope per feature) it is
+/// left to the reference kernels, and a prelu with no kernel before it (the
+/// input's) runs there with the reason named. Each agrees with the reference.
+#[test]
+fn prelu_is_fused_per_channel_or_runs_on_the_reference() {
+    let source = "Net(6x6x3) {
+        prelu, conv(5, 3x3), bn, prelu, maxpool(2x2), prelu, flatten, prelu, dense(4), prelu,
+    }";
+    let net = graph(source);
+    assert_agrees_in(&net, source, 7, 1, None);
+    let weights = cnnjit::check::lively_weights(&net, 7);
+    let cranelift = Options {
+        native_tile: false,
+        ..Options::default()
+    };
+    let jit = Model::with_options(net, &weights, cranelift).unwrap();
+    let report = jit.kernels();
+    let algorithms: Vec<&str> = report.steps.iter().map(|s| s.algorithm()).collect();
+    // By hand: the first prelu anchors a step of its own; conv, bn and prelu
+    // one kernel; the pool's prelu, the flatten and the prelu after it (whose
+    // 2x2x5 = 20 slopes are not the pool's 5 channels) one pool kernel with
+    // the last prelu unfused; the dense with its prelu (4 slopes).
+    assert_eq!(algorithms, ["reference", "direct", "pool", "gemv"]);
+    assert!(
+        report.to_string().contains("(no JIT kernel for prelu)"),
+        "{report}"
+    );
+    assert_eq!(report.steps[1].fused, ["bn", "prelu"]);
+    assert_eq!(report.steps[2].fused, ["prelu", "flatten"]);
+    assert_eq!(report.steps[2].unfused, ["prelu"]);
+    assert_eq!(report.steps[3].fused, ["prelu"]);
+}
+
+/// A bn past a flatten in a conv's step has a scale and a shift per feature
+/// (2x2x3 = 12), not per conv channel (3): it runs on the reference kernels
+/// after the kernel instead of failing to pack.
+#[test]
+fn a_bn_past_a_flatten_is_left_to_the_reference() {
+    let source = "Net(4x4x2) { conv(3, 3x3), flatten, bn }";
+    let net = graph(source);
+    assert_agrees_in(&net, source, 3, 1, None);
 }

@@ -1,5 +1,6 @@
 //! The lecture's training questions: memory to train and MACs of a training
-//! step, pinned for LeNet-5, AlexNet and VGG16 against figures derived by hand.
+//! step, pinned for LeNet-5, AlexNet and VGG16 against figures derived by hand;
+//! a small net with prelu, its figures and its slopes' initial value and order.
 
 mod nets {
     pub mod lenet5 {
@@ -61,4 +62,50 @@ fn vgg16() {
     );
     // 3 * 15,470,264,320 - conv1's 224*224*64*27 = 86,704,128.
     assert_eq!(VGG16::TRAIN_MACS, 46_324_088_832);
+}
+
+mod prelu_nets {
+    cnnjit::cnn! {
+        pub PreluNet(6x6x3) { conv(4, 3x3), prelu, flatten, dense(2), prelu }
+        pub PreluAlone(1x1x2) { prelu }
+        pub PreluFlat(1x2x2) { flatten, prelu }
+    }
+}
+
+#[test]
+fn prelu_figures() {
+    use prelu_nets::PreluNet;
+    // conv 3x3x3 -> 4 on 6x6: 4 (27 + 1) = 112 params, 4x4x4 outputs of 27
+    // MACs = 1,728; prelu one slope per channel: 4; flatten: 64 features;
+    // dense(2): 2 (64 + 1) = 130 params, 128 MACs; prelu: 2 slopes.
+    // Params 112 + 4 + 130 + 2 = 248; FLOPs = MACs = 1,856 (no FLOP for a
+    // prelu, as for any activation).
+    assert_eq!(PreluNet::PARAMS, 248);
+    assert_eq!(PreluNet::MACS, 1_856);
+    assert_eq!(PreluNet::FLOPS, 1_856);
+    let params: Vec<u64> = PreluNet::LAYERS.iter().map(|l| l.params).collect();
+    assert_eq!(params, [112, 4, 0, 130, 2]);
+    // Stored: the conv's 64 and the dense's 2 (prelu, like every activation,
+    // and flatten are not).
+    assert_eq!(PreluNet::STORED_ELEMENTS, 66);
+    // conv: forward and weight gradient (nothing learnable upstream) 2 * 1,728;
+    // dense: three times 128.
+    assert_eq!(PreluNet::TRAIN_MACS, 3_456 + 384);
+}
+
+#[test]
+fn prelu_starts_at_a_quarter_and_reads_flat_slopes_in_pytorchs_order() {
+    use prelu_nets::{PreluAlone, PreluFlat};
+    // PyTorch's nn.PReLU initialises its slopes to 0.25: [-4, 2] -> [-1, 2].
+    assert_eq!(PreluAlone::random(1).forward(&[-4.0, 2.0]), [-1.0, 2.0]);
+    // After a flatten of a 1x2x2 volume, PyTorch's features are (c, w):
+    // slopes [s(c0 w0), s(c0 w1), s(c1 w0), s(c1 w1)] = [1, 2, 3, 4]. Ours
+    // are HWC, (w0 c0, w0 c1, w1 c0, w1 c1): an input of -1 everywhere
+    // gives -[1, 3, 2, 4].
+    let mut weights = cnnjit::Weights::new();
+    weights
+        .insert("prelu1.weight", vec![4], vec![1.0, 2.0, 3.0, 4.0])
+        .unwrap();
+    let mut net = PreluFlat::new(&weights).unwrap();
+    assert_eq!(net.forward(&[-1.0; 4]), [-1.0, -3.0, -2.0, -4.0]);
 }

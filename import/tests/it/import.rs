@@ -523,3 +523,70 @@ fn an_output_path_that_is_both_files_is_a_typed_error_naming_it() {
     ));
     assert!(!path.exists());
 }
+
+/// A conv reading `x` `[1, 2, 4, 4]` then a `PRelu` with slope `s` of `dims`.
+fn conv_then_prelu(dims: &[i64]) -> Vec<u8> {
+    model(
+        13,
+        &[1, 2, 4, 4],
+        vec![
+            node("Conv", "", &["x", "w"], "c", vec![]),
+            node("PRelu", "act", &["c", "s"], "y", vec![]),
+        ],
+        vec![weight("w", &[3, 2, 1, 1]), weight("s", dims)],
+    )
+}
+
+#[test]
+fn prelu_with_a_slope_per_channel_is_prelu_and_its_weight() {
+    // PyTorch's nn.PReLU(3) exports its slope as [3, 1, 1]; [1, 3, 1, 1]
+    // broadcasts the same way. Either is `prelu` with `weight` [3] =
+    // [0.1, 0.2, 0.3] (common::weight's values).
+    for dims in [&[3, 1, 1][..], &[1, 3, 1, 1]] {
+        let imported = import(&conv_then_prelu(dims)).unwrap();
+        // Labelled, it has a line of its own.
+        assert_eq!(
+            body(&imported),
+            ["conv(3, 1x1, bias = false),", "act: prelu,"]
+        );
+        let slope = &imported.tensors[1];
+        assert_eq!(slope.name, "act.weight");
+        assert_eq!(slope.dims, [3]);
+        assert_eq!(slope.values, [0.1, 0.2, 0.3]);
+    }
+}
+
+#[test]
+fn prelu_with_one_slope_is_leaky_relu() {
+    let imported = import(&conv_then_prelu(&[1])).unwrap();
+    assert_eq!(
+        body(&imported),
+        ["conv(3, 1x1, bias = false),", "act: leaky_relu(0.1),"]
+    );
+    assert_eq!(imported.tensors.len(), 1);
+}
+
+#[test]
+fn prelu_on_features_takes_a_slope_per_feature() {
+    let bytes = model(
+        13,
+        &[1, 3],
+        vec![node("PRelu", "", &["x", "s"], "y", vec![])],
+        vec![weight("s", &[3])],
+    );
+    let imported = import(&bytes).unwrap();
+    assert_eq!(body(&imported), ["prelu,"]);
+    assert_eq!(imported.tensors[0].name, "prelu1.weight");
+    assert_eq!(imported.tensors[0].values, [0.1, 0.2, 0.3]);
+}
+
+#[test]
+fn a_prelu_slope_not_per_channel_is_an_error_naming_the_node() {
+    // [3] against [1, 3, 4, 4] broadcasts along the width (ONNX aligns
+    // trailing axes); [2, 1, 1] is not the 3 channels; [3, 4, 4] is per element.
+    for dims in [&[3][..], &[2, 1, 1], &[3, 4, 4]] {
+        let (node, op, why) = node_error(import(&conv_then_prelu(dims)));
+        assert_eq!((node.as_str(), op.as_str()), ("act", "PRelu"), "{dims:?}");
+        assert!(why.contains("expected [3, 1, 1] or [1, 3, 1, 1]"), "{why}");
+    }
+}

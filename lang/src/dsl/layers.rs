@@ -293,6 +293,7 @@ pub const LAYERS: &[Layer] = &[
     plain("hard_sigmoid", &[], |_| {
         Ok(Op::Activation(Activation::HardSigmoid))
     }),
+    plain("prelu", &[], |_| Ok(Op::PRelu)),
     plain("softmax", &[], |_| Ok(Op::Softmax)),
     Layer {
         name: "leaky_relu",
@@ -515,6 +516,7 @@ pub fn written(op: &Op, input: Shape) -> Option<(&'static Layer, Vec<(&'static s
             | Activation::HardSwish
             | Activation::HardSigmoid,
         )
+        | Op::PRelu
         | Op::Softmax
         | Op::Identity => Vec::new(),
     };
@@ -557,7 +559,7 @@ mod tests {
         for (i, w) in all.iter().enumerate() {
             assert!(!all[..i].contains(w), "`{w}` is written twice");
         }
-        assert_eq!(all.len(), 29);
+        assert_eq!(all.len(), 30);
     }
 
     /// [`written`] names each argument of its row exactly once.

@@ -202,6 +202,7 @@ fn layer() -> impl Strategy<Value = String> {
         "relu6",
         "softmax",
         "leaky_relu",
+        "prelu",
         "dropout",
         "identity",
         "lrn",

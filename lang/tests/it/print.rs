@@ -211,7 +211,7 @@ fn leaf() -> impl Strategy<Value = String> {
         1 => (1u32..4, opt("count_include_pad", bools()))
             .prop_map(|(k, c)| format!("avgpool({k}x{k}, stride = 1, pad = {}{c})", k / 2)),
         1 => opt("eps", float(1e-7..1.0)).prop_map(|e| format!("bn({})", e.trim_start_matches(", "))),
-        3 => prop::sample::select(&["bn", "batchnorm", "relu", "relu6", "tanh", "sigmoid", "swish", "silu", "hard_swish", "hardswish", "hard_sigmoid", "identity", "leaky_relu", "dropout", "softmax"][..])
+        3 => prop::sample::select(&["bn", "batchnorm", "relu", "relu6", "tanh", "sigmoid", "swish", "silu", "hard_swish", "hardswish", "hard_sigmoid", "identity", "leaky_relu", "prelu", "dropout", "softmax"][..])
             .prop_map(str::to_string),
         1 => float(-1.0..1.0).prop_map(|a| format!("leaky_relu({a})")),
         1 => float(0.0..0.99).prop_map(|p| format!("dropout({p})")),

@@ -11,11 +11,11 @@
 //! - Weights are in PyTorch's layouts: conv `[K, Cin/groups, Fh, Fw]` and
 //!   bias `[K]`; dense `[N, Nin]` and bias `[N]`; batch norm `weight`
 //!   (gamma), `bias` (beta), `running_mean`, `running_var`, each `[C]`; all
-//!   row-major.
+//!   row-major; prelu `weight` `[C]`, its slopes.
 //! - Semantics are PyTorch's (inference mode): `Conv2d`, `Linear`,
 //!   `MaxPool2d`, `AvgPool2d` (with `ceil_mode` and `count_include_pad`),
 //!   `AdaptiveAvgPool2d(1)`/`AdaptiveMaxPool2d(1)`, `BatchNorm2d` with running
-//!   statistics, `LocalResponseNorm`, the element-wise activations, and
+//!   statistics, `LocalResponseNorm`, the element-wise activations, `PReLU`, and
 //!   `Softmax` over the channels of each pixel. Where PyTorch has only
 //!   symmetric padding, the asymmetric [`Padding`](crate::ir::Padding) of
 //!   the IR generalises it in the obvious way (top/left wherever PyTorch uses
@@ -41,6 +41,7 @@ mod conv;
 mod dense;
 mod lrn;
 mod pool;
+mod prelu;
 mod scale;
 
 pub use activation::{activate, activation, activation_in_place, softmax, softmax_in_place};
@@ -51,6 +52,7 @@ pub use conv::{conv2d, conv2d_output_dims};
 pub use dense::{dense, permute_dense_weight_chw_to_hwc};
 pub use lrn::lrn;
 pub use pool::{global_pool, pool2d, pool2d_output_dims};
+pub use prelu::prelu_in_place;
 pub use scale::scale;
 
 use crate::ir::Shape;

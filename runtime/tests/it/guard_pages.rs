@@ -24,7 +24,7 @@
 //! or per channel, through `ElementwiseSpec`, and concat branches copied into
 //! their channel slice through `ConcatSpec`, whose other channels must keep
 //! the sentinel, and local response normalisations through `LrnSpec`) with random
-//! fused epilogues (affine, activations, residual add) are compiled and run
+//! fused epilogues (affine, prelu, activations, residual add) are compiled and run
 //! over all rows (on the calling thread and split across a 2-thread pool) and
 //! over sub-ranges of rows, including out-of-range and reversed ones, which
 //! the code must clamp. The output is compared with the reference kernels,
@@ -219,6 +219,7 @@ impl Rng {
 #[derive(Clone, Copy, Debug)]
 enum Step {
     Affine,
+    PRelu,
     Act(Activation),
     Add,
 }
@@ -421,9 +422,10 @@ fn random_elementwise(rng: &mut Rng) -> Case {
 /// test applies them and as the kernel does.
 fn random_epilogue(rng: &mut Rng, add: bool) -> (Vec<Step>, Vec<Epilogue>) {
     let steps: Vec<Step> = (0..rng.range(0, 3))
-        .map(|_| match rng.range(0, 3) {
+        .map(|_| match rng.range(0, 4) {
             0 => Step::Affine,
             1 if add => Step::Add,
+            2 => Step::PRelu,
             _ => Step::Act(random_activation(rng)),
         })
         .collect();
@@ -431,6 +433,7 @@ fn random_epilogue(rng: &mut Rng, add: bool) -> (Vec<Step>, Vec<Epilogue>) {
         .iter()
         .map(|s| match *s {
             Step::Affine => Epilogue::Affine,
+            Step::PRelu => Epilogue::PRelu,
             Step::Act(a) => Epilogue::Act(a),
             Step::Add => Epilogue::Add,
         })
@@ -665,19 +668,22 @@ struct Data {
     input: Vec<f32>,
     weight: Vec<f32>,
     bias: Vec<f32>,
-    /// `(scale, shift)` per `Affine` step.
-    affines: Vec<(Vec<f32>, Vec<f32>)>,
+    /// The epilogue's per-channel vectors in order: `scale` and `shift` per
+    /// `Affine` step, the slopes per `PRelu` step.
+    vectors: Vec<Vec<f32>>,
     extra: Vec<f32>,
 }
 
 fn random_data(case: &Case, lengths: &Lengths, rng: &mut Rng) -> Data {
     let k = case.output.c;
-    let affines = case
-        .steps
-        .iter()
-        .filter(|s| matches!(s, Step::Affine))
-        .map(|_| (rng.values(k, 2.0), rng.values(k, 1.0)))
-        .collect();
+    let mut vectors = Vec::new();
+    for step in &case.steps {
+        match step {
+            Step::Affine => vectors.extend([rng.values(k, 2.0), rng.values(k, 1.0)]),
+            Step::PRelu => vectors.push(rng.values(k, 1.0)),
+            Step::Act(_) | Step::Add => {}
+        }
+    }
     let (weight, bias) = match case.op {
         Op::Conv(op) => {
             let fan_in = case.input.c / op.groups as usize * (op.kernel.h * op.kernel.w) as usize;
@@ -692,7 +698,7 @@ fn random_data(case: &Case, lengths: &Lengths, rng: &mut Rng) -> Data {
         input: rng.values(lengths.input, 2.0),
         weight,
         bias,
-        affines,
+        vectors,
         extra: rng.values(lengths.extra, 2.0),
     }
 }
@@ -731,12 +737,18 @@ fn expected(case: &Case, data: &Data) -> Vec<f32> {
     assert_eq!(dims, case.output, "output size of {case:?}");
     for (i, x) in out.iter_mut().enumerate() {
         let ch = i % k;
-        let mut affine = data.affines.iter();
+        let mut vectors = data.vectors.iter();
+        let mut next = || &vectors.next().expect("the step's vectors")[ch];
         for step in &case.steps {
             match *step {
                 Step::Affine => {
-                    let (scale, shift) = affine.next().expect("one pair per affine");
-                    *x = *x * scale[ch] + shift[ch];
+                    let (scale, shift) = (*next(), *next());
+                    *x = *x * scale + shift;
+                }
+                // max(x, 0) + slope min(x, 0), written out here.
+                Step::PRelu => {
+                    let slope = *next();
+                    *x = x.max(0.0) + slope * x.min(0.0);
                 }
                 Step::Act(a) => *x = reference::activate(a, *x),
                 Step::Add => *x += data.extra[i],
@@ -783,9 +795,8 @@ fn check(
 fn pack(case: &Case, data: &Data) -> (Vec<f32>, Vec<f32>) {
     let kernel = &case.kernel;
     let mut params = kernel.pack_vector(&data.bias);
-    for (scale, shift) in &data.affines {
-        params.extend(kernel.pack_vector(scale));
-        params.extend(kernel.pack_vector(shift));
+    for v in &data.vectors {
+        params.extend(kernel.pack_vector(v));
     }
     (kernel.pack_weights(&data.weight, None), params)
 }
