@@ -33,8 +33,8 @@
 //! [`LoweredStep::packed_layers`] are packed for compiled kernels.
 //!
 //! The planner's questions ([`Fusion`]) are answered by [`Capabilities::fusion`];
-//! the build-time plan uses [`Fusion::DEFAULT`], which this module's tests
-//! check the kernel families do.
+//! the build-time plan uses [`Fusion::DEFAULT`], which the tests of
+//! `codegen/tests/it/lower.rs` check the kernel families do.
 
 use super::choice;
 use super::concat::ConcatSpec;

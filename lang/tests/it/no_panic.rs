@@ -464,7 +464,7 @@ fn limits_never_panic() {
 }
 
 /// `cases` cases, unless `PROPTEST_CASES` asks for more. A longer hunt:
-/// `PROPTEST_CASES=20000 cargo test -p cnnjit-compiler --test no_panic`, in
+/// `PROPTEST_CASES=20000 cargo test -p cnnjit-lang --test it no_panic`, in
 /// debug, where arithmetic overflow panics (release would wrap silently).
 fn config(cases: u32) -> ProptestConfig {
     let mut config = ProptestConfig::default();
