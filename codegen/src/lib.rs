@@ -49,6 +49,9 @@
 //! top-tested loops. Unlike the design notes' prototype, `fma` beat `fmul` +
 //! `fadd` here (see `vector::mul_add`).
 
+#![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod algorithm;
 pub mod choice;
 pub mod concat;
