@@ -401,3 +401,35 @@ fn kernels_machine_code_is_printed_only_with_cnnjit_disasm() {
     assert!(with.contains("ret"), "{with}");
     assert_eq!(check(false), "");
 }
+
+/// `--isa` bounds the native tile: `bench` runs and reports the ISA asked
+/// for where the CPU has it (detected here with `is_x86_feature_detected!`,
+/// not by cnnjit), the widest below it where it does not.
+#[test]
+fn bench_runs_the_isa_asked_for() {
+    use crate::peak::wide_fma;
+    for (isa, bits) in [("avx2", 256), ("avx512", 512)] {
+        let out = cnnjit(&[
+            "bench",
+            "examples/nets/lenet5.cnn",
+            "--isa",
+            isa,
+            "--no-reference",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let expected = if wide_fma(bits) {
+            Some(isa)
+        } else if wide_fma(256) {
+            Some("avx2")
+        } else {
+            None
+        };
+        assert_eq!(value["native_isa"].as_str(), expected, "--isa {isa}");
+    }
+}

@@ -43,7 +43,7 @@ fn cli_prints_json_with_every_width() {
 }
 
 /// Whether this CPU has FMA at `bits` wide (AVX2 for 256, AVX-512F for 512).
-fn wide_fma(bits: u32) -> bool {
+pub(crate) fn wide_fma(bits: u32) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         is_x86_feature_detected!("fma")

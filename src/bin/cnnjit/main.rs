@@ -97,6 +97,11 @@ enum Command {
         /// Compile every kernel in pure Cranelift, without a native (AVX2 or AVX-512) GEMM tile.
         #[arg(long)]
         pure_cranelift: bool,
+        /// The widest native tile the JIT may call: `avx2` or `avx512`
+        /// (default: the widest this CPU has). A CPU without it gets the
+        /// widest it has below; `bench` reports which one ran.
+        #[arg(long, value_enum)]
+        isa: Option<IsaArg>,
         /// Which Winograd convolutions the JIT may use: `off` for the direct
         /// convolution's accuracy, `f2` for F(2x2) at most, `any` (default).
         #[arg(long, value_enum, default_value_t = WinogradArg::Any)]
@@ -128,6 +133,11 @@ enum Command {
         /// Compile every kernel in pure Cranelift, without a native (AVX2 or AVX-512) GEMM tile.
         #[arg(long)]
         pure_cranelift: bool,
+        /// The widest native tile the JIT may call: `avx2` or `avx512`
+        /// (default: the widest this CPU has). A CPU without it gets the
+        /// widest it has below; `bench` reports which one ran.
+        #[arg(long, value_enum)]
+        isa: Option<IsaArg>,
         /// Run each separable pair (depthwise + pointwise, 1xk + kx1) as two
         /// kernels instead of one fused kernel, to compare.
         #[arg(long)]
@@ -193,6 +203,24 @@ enum WinogradArg {
     F2,
     /// F(2x2) or F(4x4), as the cost model prefers.
     Any,
+}
+
+/// `--isa`: the widest native GEMM tile the JIT may call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum IsaArg {
+    /// AVX2 and FMA.
+    Avx2,
+    /// AVX-512F.
+    Avx512,
+}
+
+impl From<IsaArg> for cnnjit::codegen::native::Isa {
+    fn from(arg: IsaArg) -> cnnjit::codegen::native::Isa {
+        match arg {
+            IsaArg::Avx2 => cnnjit::codegen::native::Isa::Avx2,
+            IsaArg::Avx512 => cnnjit::codegen::native::Isa::Avx512,
+        }
+    }
 }
 
 impl From<WinogradArg> for cnnjit::Winograd {
@@ -681,11 +709,13 @@ fn run(cli: Cli) -> Result<String, String> {
             net,
             seed,
             pure_cranelift,
+            isa,
             winograd,
         } => {
             let net = one_net(&file, net.as_deref())?;
             let options = cnnjit::Options {
                 native_tile: !pure_cranelift,
+                native_isa: isa.map(Into::into),
                 winograd: winograd.into(),
                 ..cnnjit::Options::default()
             };
@@ -718,6 +748,7 @@ fn run(cli: Cli) -> Result<String, String> {
             plan,
             profile,
             pure_cranelift,
+            isa,
             separate_pairs,
             no_reference,
             winograd,
@@ -728,6 +759,7 @@ fn run(cli: Cli) -> Result<String, String> {
                 options: cnnjit::Options {
                     threads,
                     native_tile: !pure_cranelift,
+                    native_isa: isa.map(Into::into),
                     fuse_separable: !separate_pairs,
                     winograd: winograd.into(),
                     ..cnnjit::Options::default()
