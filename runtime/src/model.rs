@@ -239,11 +239,9 @@ impl Model {
             .collect();
         #[cfg(not(feature = "jit"))]
         let in_file: Vec<NodeId> = Vec::new();
-        if options.reference || !cfg!(feature = "jit") {
-            reserve_weights(&graph, budget)?;
-        } else {
-            reserve_copied_weights(&graph, &in_file, budget)?;
-        }
+        // With no layer left in the file (the reference kernels, or no JIT),
+        // every tensor is copied.
+        reserve_copied_weights(&graph, &in_file, budget)?;
         let params = load_params(
             &graph,
             &plan,

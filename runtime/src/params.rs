@@ -400,18 +400,16 @@ pub fn reserve_weights(graph: &Graph, budget: &mut Budget) -> Result<()> {
     reserve(graph, budget, |_| true)
 }
 
-/// Takes from `budget` the bytes of the conv and dense weights that
-/// [`load_params`] copies although the model compiles: those of the layers
-/// not in `in_file` (their steps run on the reference kernels).
+/// Takes from `budget` the bytes of every tensor [`load_params`] copies when
+/// the layers in `in_file` keep their weights in the file, by the rule
+/// [`load_params`] copies by, so a flattened dense's reordered copy and the
+/// small vectors count too. With `in_file` empty this is [`reserve_weights`].
 pub fn reserve_copied_weights(
     graph: &Graph,
     in_file: &[NodeId],
     budget: &mut Budget,
 ) -> Result<()> {
-    reserve(graph, budget, |spec| {
-        let weighted = matches!(graph.node(spec.node).op, Op::Conv2d(_) | Op::Dense(_));
-        weighted && spec.name.ends_with(".weight") && !in_file.contains(&spec.node)
-    })
+    reserve(graph, budget, |spec| !stays_in_file(graph, spec, in_file))
 }
 
 /// Takes the bytes of `graph`'s tensors that `which` selects from `budget`.

@@ -214,3 +214,40 @@ fn weights_and_model_share_one_budget() {
     assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
     std::fs::remove_file(&path).unwrap();
 }
+
+/// A compiled dense layer reading a flattened volume keeps a copy of its
+/// weights reordered to H,W,C beside the packed ones; the budget counts both.
+#[test]
+fn a_compiled_models_weight_copies_count_against_its_budget() {
+    use cnnjit::runtime::memory::Budget;
+    use cnnjit::runtime::model::Backend;
+    // By hand: 32*32*64 = 65,536 inputs x 64 outputs = 4 Mi floats = 16 MiB,
+    // packed once (16 MiB) and copied once (16 MiB), beside an arena of
+    // 65,536 + 64 floats (about 256 KiB): 32.3 MiB in all, 16.3 without
+    // the copy.
+    let graph = cnnjit::lang::compile_source("Head(32x32x64) { flatten, dense(64) }")
+        .unwrap()
+        .remove(0)
+        .graph;
+    let weights = cnnjit::runtime::params::random_weights(&graph, 1);
+    let model = Model::with_budget(
+        graph.clone(),
+        &weights,
+        Options::default(),
+        &mut Budget::new(Some(40 << 20)),
+    )
+    .expect("the packed weights, their copy and the arena fit in 40 MiB");
+    assert!(
+        matches!(model.backend(), Backend::Jit { .. }),
+        "{:?}",
+        model.backend()
+    );
+    let err = Model::with_budget(
+        graph,
+        &weights,
+        Options::default(),
+        &mut Budget::new(Some(24 << 20)),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+}
