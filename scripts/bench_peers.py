@@ -2,7 +2,7 @@
 """Peer CPU latencies for BENCHMARKS.md: PyTorch eager (channels_last) and ONNX Runtime (CPU EP),
 batch 1, float32, random weights, 1 and 2 threads, on the cases cnnjit is measured on.
 
-Usage:  python scripts/bench_peers.py [--quick] [--out PATH] [--only CASE ...] [--default-malloc]
+Usage:  python scripts/bench_peers.py [--quick] [--out PATH] [--only CASE ...] [--keep-onnx DIR] [--default-malloc]
 
 Needs torch, torchvision, numpy, onnx, onnxruntime (and onnxscript for the dynamo exporter), e.g.
     pip install torch torchvision onnx onnxruntime onnxscript
@@ -23,7 +23,7 @@ as cnnjit writes them:
   * 1x3 192->128 then 3x1 128->128 at 28x28 with same padding, no activation
     (examples/nets/inception_examples.cnn, InceptionFactorized);
   * 3x3 same conv + ReLU at 56x56x128 -> 128 and 28x28x256 -> 256;
-  * ResNet-18, ResNet-50 (v1.5) and VGG16 from torchvision.
+  * ResNet-18, ResNet-50 (v1.5), VGG16, GoogLeNet, MobileNetV2 and EfficientNet-B0 from torchvision.
 "macs" counts conv and dense multiply-accumulates only (the papers' figure; no BN, bias, pool or
 activation), from forward hooks.
 """
@@ -148,6 +148,13 @@ CASES = [
     ("resnet18", lambda: torchvision.models.resnet18(weights=None), (1, 3, 224, 224)),
     ("resnet50", lambda: torchvision.models.resnet50(weights=None), (1, 3, 224, 224)),
     ("vgg16", lambda: torchvision.models.vgg16(weights=None), (1, 3, 224, 224)),
+    # torchvision's GoogLeNet (batch norm, 3x3 in the "5x5" branch) differs from the lecture's
+    # examples/nets/googlenet.cnn, so cnnjit runs it imported from this script's ONNX export
+    # (--keep-onnx); MobileNetV2 and EfficientNet-B0 are examples/nets' own.
+    ("googlenet", lambda: torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True),
+     (1, 3, 224, 224)),
+    ("mobilenet_v2", lambda: torchvision.models.mobilenet_v2(weights=None), (1, 3, 224, 224)),
+    ("efficientnet_b0", lambda: torchvision.models.efficientnet_b0(weights=None), (1, 3, 224, 224)),
 ]
 
 
@@ -247,6 +254,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="shorter warm-up and time budget per measurement")
     ap.add_argument("--out", default=os.path.join(HERE, "peers.json"), help="JSON output (default %(default)s)")
     ap.add_argument("--only", nargs="+", metavar="CASE", help="only these cases")
+    ap.add_argument("--keep-onnx", metavar="DIR",
+                    help="keep each case's ONNX export in DIR (bench_cnnjit.sh imports googlenet from it)")
     ap.add_argument("--default-malloc", action="store_true",
                     help="keep glibc's default mmap threshold (per-call page faults on large activations)")
     args = ap.parse_args()
@@ -326,7 +335,11 @@ def main():
                     print(name, "ORT failed:", repr(e)[:300], flush=True)
                 for p in (path, path + ".data"):
                     if os.path.exists(p):
-                        os.remove(p)
+                        if args.keep_onnx:
+                            os.makedirs(args.keep_onnx, exist_ok=True)
+                            shutil.move(p, os.path.join(args.keep_onnx, os.path.basename(p)))
+                        else:
+                            os.remove(p)
             if errors:
                 rec["errors"] = errors
             cases[name] = rec
