@@ -1,6 +1,9 @@
 //! The lowering of every example net is the kernels the code before the
 //! lowering pass built: tests/it/example_kernels.txt, recorded from that code's
-//! `Model::kernels()` (native tile off, so the same on any host).
+//! `Model::kernels()` (native tile off, so the same on any host). A change
+//! that means to change a lowering rewrites the recording with
+//! `CNNJIT_RECORD=overwrite cargo test -p cnnjit-codegen --test it lowering`;
+//! its diff is then the change's effect on every example net, to review.
 
 use cnnjit_codegen::lower::{lower, Capabilities, LoweredStep};
 use cnnjit_codegen::Kernel;
@@ -66,6 +69,13 @@ fn every_example_net_lowers_to_the_kernels_it_had() {
         }
     }
     let recorded = include_str!("example_kernels.txt");
+    if std::env::var_os("CNNJIT_RECORD").is_some_and(|v| v == "overwrite") {
+        let header = recorded.lines().take_while(|l| l.starts_with("# "));
+        let text: String = header.map(|l| format!("{l}\n")).collect::<String>() + &found;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/example_kernels.txt");
+        std::fs::write(path, text).unwrap();
+        return;
+    }
     let expected: String = (recorded.lines())
         .filter(|l| !l.starts_with("# "))
         .map(|l| format!("{l}\n"))
