@@ -39,13 +39,38 @@
 //! it: offsets are applied with wrapping arithmetic and only the final
 //! addresses are read.
 //!
+//! # Wide tile
+//!
+//! AVX-512 also has a wide tile ([`Isa::wide_tiles`], a [`WideTileFn`]):
+//! two adjacent blocks of 16 output channels a call, over the same `[k][16]`
+//! packing, the second block of `B` `b_block` bytes after the first (every
+//! packer lays a layer's blocks of 16 one after another: conv's
+//! `[g][block][ky][kx][ci][16]`, Winograd's `[alpha²][block][ci][16]`) and
+//! the second block of `C` `c_block` bytes after the first:
+//!
+//! ```text
+//! wide(a, a_stride, b, taps, count, depth, c, b_block, c_block)
+//!
+//! for j in 0..2, r in 0..R, n in 0..16:
+//!     *(c + j c_block + 64 r + 4 n) = sum over t < count, k < depth of
+//!                                     A(r, t, k) * B(t, k, n + j b_block / 4)
+//! ```
+//!
+//! with `A` and `B` as above: each block is exactly what the 16-column
+//! tile computes on it. Conv passes `b_block` = one packed block of weights
+//! and a stack slot of two `R x 16` halves; Winograd `b_block` = one block
+//! of `U` and `c_block` = one block of `M` (`tiles_w x 16`), so `M`'s layout
+//! is unchanged.
+//!
 //! Every tile sums each output in the same order, tap by tap and `k` by `k`,
-//! one fused multiply-add per term from zero, so the ISAs' outputs are
-//! bitwise identical (`tests::the_isas_agree_bitwise`).
+//! one fused multiply-add per term from zero, so the ISAs' outputs, and the
+//! wide tile's against the 16-column ones, are bitwise identical
+//! (`tests::the_isas_agree_bitwise`,
+//! `tests::the_wide_tile_agrees_with_the_formula_and_bitwise_with_the_narrow_tiles`).
 //!
 //! Invariant: a tile reads exactly the `A` and `B` elements the formula
-//! names, its `count` taps, and writes exactly `R x 16` floats at `c`;
-//! nothing else. The generated caller therefore keeps the kernel contract
+//! names, its `count` taps, and writes exactly `R x 16` floats at `c` (the
+//! wide tile: at `c` and at `c + c_block` bytes); nothing else. The generated caller therefore keeps the kernel contract
 //! (`Lengths`) as long as the formula's addresses are inside the buffers,
 //! which `conv`'s tap classes guarantee (`runtime/tests/it/guard_pages.rs`
 //! checks every ISA against guard pages).
@@ -69,10 +94,22 @@
 //! one thread, a 2-vCPU Xeon with AVX512-FP16 shared with other builds, load
 //! about 4): the 3136 x 64 x 256 GEMM at 103 GFLOP/s on 14 rows against 92
 //! on 10, 92 on 8, 87 on 6 (AVX2, 6 rows: 82); 784 x 256 x 256 at 98 on 14,
-//! 110 on 10, 115 on 8, 98 on 6 (AVX2: 88), each +-10%. A 32-column tile
-//! (12 rows x 2 `zmm`, 24 accumulators, MLAS's shape) binds on the FMAs
-//! instead (14 loads for 24 FMAs) but needs a packing width of 32 for every
-//! packer and spec; not done.
+//! 110 on 10, 115 on 8, 98 on 6 (AVX2: 88), each +-10%.
+//!
+//! AVX-512 wide: [`WIDE_ROWS`] rows x 2 `zmm` are 28 accumulators, plus two
+//! weight vectors and one broadcast input (loaded once for its two FMAs):
+//! 31 of the 32 `zmm` registers. A step of `k` loads 2 weight vectors and
+//! R inputs for 2R FMAs, so the FMA ports bind (MLAS's AVX-512F SGEMM:
+//! 12 rows x 2 `zmm`). 14 rows again divide ImageNet's row widths and
+//! measured best or within noise of best of 6 to 14 (`benches/native_tile.rs`,
+//! one thread, the same Xeon, load about 4, GFLOP/s, ranges of 10 samples):
+//! 3136 x 64 x 256 at 131-142 on 14 rows, 140-141 on 12, 123-136 on 10,
+//! 125-131 on 8, 125-132 on 6, against 120-121 for the 16-column tile of 14
+//! rows and 90-94 for AVX2; 784 x 256 x 256 at 145-159 on 14, 146-159 on 12,
+//! 141-157 on 10 to 6, against 129-139 (16 columns, 14 rows) and 92-100
+//! (AVX2). The generated code calls it for two adjacent full blocks of a
+//! group ([`super::conv`], [`super::winograd`]); an odd last block, or a
+//! partial one, takes the 16-column tile.
 
 use cranelift_codegen::ir::{types, AbiParam, SigRef, Signature, Type};
 use cranelift_frontend::FunctionBuilder;
@@ -86,7 +123,8 @@ pub const WIDTH: usize = 16;
 pub enum Isa {
     /// AVX2 and FMA: 6 rows of two `ymm` accumulators.
     Avx2,
-    /// AVX-512F: [`AVX512_ROWS`] rows of one `zmm` accumulator.
+    /// AVX-512F: [`AVX512_ROWS`] rows of one `zmm` accumulator, and the
+    /// wide tile of [`WIDE_ROWS`] rows of two ([`Isa::wide_tiles`]).
     Avx512,
 }
 
