@@ -1,14 +1,15 @@
-//! The native GEMM tiles alone, one thread, AVX2 against AVX-512: the
-//! 56x56x64 -> 256 1x1 convolution as a plain GEMM (3136 x 64 times
-//! 64 x 256) and the 28x28x256 -> 256 one (784 x 256 times 256 x 256),
-//! each 16-column block of `B` in turn over every row tile of `A`, as conv's
-//! generated code calls them. Each ISA runs at its own rows and, for the
-//! record of the module doc's choice, at other row counts it has.
+//! The native GEMM tiles alone, one thread, AVX2 against AVX-512 and
+//! AVX-512's wide tile: the 56x56x64 -> 256 1x1 convolution as a plain GEMM
+//! (3136 x 64 times 64 x 256) and the 28x28x256 -> 256 one (784 x 256 times
+//! 256 x 256), each 16-column block of `B` (each pair of blocks, for the
+//! wide tile) in turn over every row tile of `A`, as conv's generated code
+//! calls them. Each tile runs at its own rows and, for the record of the
+//! module doc's choice, at other row counts it has.
 //! Throughput is FLOPs (2 per multiply-add).
 //!
 //! `cargo bench --bench native_tile`.
 
-use cnnjit::codegen::native::{Isa, Tap, WIDTH};
+use cnnjit::codegen::native::{Isa, Tap, WIDE_ROWS, WIDTH};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use std::time::Duration;
 
@@ -48,6 +49,45 @@ fn gemm(
     }
 }
 
+/// [`gemm`] on `isa`'s wide tiles of `rows` rows, two blocks a call (`n`
+/// a multiple of 32).
+fn wide_gemm(
+    isa: Isa,
+    rows: usize,
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+) {
+    let tiles = isa.wide_tiles().expect("the host runs the wide tile");
+    let tap = [Tap { a: 0, b: 0 }];
+    for pair in 0..n / (2 * WIDTH) {
+        let b = &b[2 * pair * k * WIDTH..][..2 * k * WIDTH];
+        let c = &mut c[2 * pair * m * WIDTH..][..2 * m * WIDTH];
+        for first in (0..m).step_by(rows) {
+            let r = rows.min(m - first);
+            // SAFETY: the host runs `isa`'s wide tile; it reads rows `first..
+            // first + r` of `A` (`k` floats each, inside `a`), the pair's two
+            // blocks of `B` (`k x 16` floats each, `k x 16` apart, inside
+            // `b`) through its one tap, and writes `r x 16` floats of each of
+            // the pair's blocks of `C` (`m x 16` apart, inside `c`).
+            unsafe {
+                tiles[r - 1](
+                    a[first * k..].as_ptr(),
+                    (k * 4) as i64,
+                    b.as_ptr(),
+                    tap.as_ptr(),
+                    1,
+                    k as i64,
+                    c[first * WIDTH..].as_mut_ptr(),
+                    (k * WIDTH * 4) as i64,
+                    (m * WIDTH * 4) as i64,
+                )
+            };
+        }
+    }
+}
+
 fn tiles(c: &mut Criterion) {
     let mut group = c.benchmark_group("native_tile");
     group
@@ -70,6 +110,13 @@ fn tiles(c: &mut Criterion) {
                 group.bench_function(format!("{name}/{isa}/{rows}rows"), |bench| {
                     bench.iter(|| gemm(isa, rows, (m, k, n), &a, &b, &mut out))
                 });
+            }
+            if isa.wide_tiles().is_some() {
+                for rows in (6..=WIDE_ROWS).step_by(2) {
+                    group.bench_function(format!("{name}/{isa}-wide/{rows}rows"), |bench| {
+                        bench.iter(|| wide_gemm(isa, rows, (m, k, n), &a, &b, &mut out))
+                    });
+                }
             }
         }
     }

@@ -107,7 +107,8 @@ pub struct Tile {
 }
 
 impl fmt::Display for Tile {
-    /// `6px x 16ch avx2`, or `4px x 8ch` for Cranelift code.
+    /// `6px x 16ch avx2`, `14px x 32ch avx512` (the wide tile, two blocks
+    /// a call), or `4px x 8ch` for Cranelift code.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let isa = self.isa.map_or_else(String::new, |isa| format!(" {isa}"));
         f.pad(&format!("{}px x {}ch{isa}", self.pixels, self.channels))
@@ -151,14 +152,21 @@ impl Kernel {
     /// Its register tile, clipped to the output's width.
     pub fn tile(&self) -> Tile {
         let (pixels, channels, width, isa) = match self {
-            Kernel::Conv(spec) => (spec.tile(), spec.block(), spec.output[1], spec.native),
+            Kernel::Conv(spec) => {
+                let (pixels, channels) = spec.widest_tile();
+                (pixels, channels, spec.output[1], spec.native)
+            }
             Kernel::Winograd(spec) => {
-                (spec.gemm_tile(), spec.width(), spec.tiles()[1], spec.native)
+                let (pixels, channels) = spec.widest_tile();
+                (pixels, channels, spec.tiles()[1], spec.native)
             }
             Kernel::Depthwise(spec) => (depthwise::TILE, 4, spec.output[1], None),
             // The second half's tile: the first's rows are computed into scratch.
             Kernel::Separable(spec) => match &spec.second {
-                Half::Conv(conv) => (conv.tile(), conv.block(), conv.output[1], conv.native),
+                Half::Conv(conv) => {
+                    let (pixels, channels) = conv.widest_tile();
+                    (pixels, channels, conv.output[1], conv.native)
+                }
                 Half::Depthwise(dw) => (depthwise::TILE, 4, dw.output[1], None),
             },
             Kernel::Pool(spec) => (1, 4, spec.output[1], None),

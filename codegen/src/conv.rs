@@ -9,7 +9,10 @@
 //! `2 x TILE` `f32x4` accumulators. With the native tile
 //! ([`ConvSpec::native`]): up to [`Isa::rows`] pixels by [`native::WIDTH`]
 //! channels, accumulated by the precompiled AVX2 or AVX-512 micro-kernel
-//! into a stack slot, from which the generated epilogue reads them. Weights are packed per
+//! into a stack slot, from which the generated epilogue reads them; on
+//! AVX-512, two adjacent full blocks of a group take one call of the wide
+//! tile ([`native::WIDE_ROWS`] pixels by 32 channels, [`Isa::wide_tiles`]),
+//! an odd last block the 16-column one. Weights are packed per
 //! group and block of output channels as `[g][block][ky][kx][ci][width]`
 //! (zero-padded past the group's channels), so each step loads the block's
 //! weights for one input channel and one splatted input per pixel.
@@ -21,7 +24,7 @@
 
 use super::epilogue_lengths;
 use super::fold;
-use super::native::{self, Isa, Tap, TileFn};
+use super::native::{self, Isa, Tap, TileFn, WideTileFn};
 use super::vector;
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, Args, ChannelSlice, Epilogue, Epilogued,
@@ -159,6 +162,23 @@ impl ConvSpec {
         self.native.map_or(TILE, Isa::rows)
     }
 
+    /// The wide tiles, two blocks a call, where the spec's ISA has them and
+    /// the host runs it.
+    fn wide_tiles(&self) -> Option<&'static [WideTileFn]> {
+        self.native.and_then(Isa::wide_tiles)
+    }
+
+    /// The widest tile's output pixels and channels: the wide tile's where
+    /// a group has two blocks for it, else [`Self::tile`] by [`Self::block`].
+    pub(super) fn widest_tile(&self) -> (usize, usize) {
+        match self.wide_tiles() {
+            Some(_) if self.out_per_group() >= 2 * native::WIDTH => {
+                (native::WIDE_ROWS, 2 * native::WIDTH)
+            }
+            _ => (self.tile(), self.block()),
+        }
+    }
+
     /// Blocks of output channels per group.
     fn blocks(&self) -> usize {
         self.out_per_group().div_ceil(self.block())
@@ -277,17 +297,25 @@ struct Native {
     tiles: &'static [TileFn],
     /// [`TileFn`]'s signature, imported into the kernel.
     signature: SigRef,
+    /// The wide tile of each row count and its signature, where the spec's
+    /// ISA has one.
+    wide: Option<(&'static [WideTileFn], SigRef)>,
     /// The taps of one call.
     taps: StackSlot,
-    /// The tile one call writes (up to `rows x WIDTH` floats).
+    /// The tile one call writes: up to `rows x WIDTH` floats, or the wide
+    /// tile's two blocks of `WIDE_ROWS x WIDTH`, [`WIDE_BLOCK`] bytes apart.
     tile: StackSlot,
 }
+
+/// Bytes from the wide tile's first block to its second in the stack slot.
+const WIDE_BLOCK: usize = native::WIDE_ROWS * native::WIDTH * 4;
 
 impl Native {
     fn new(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args, tiles: &'static [TileFn]) -> Native {
         let ptr = b.func.dfg.value_type(a.input);
         let taps = spec.kernel[0] * spec.kernel[1] * size_of::<Tap>();
-        let tile = tiles.len() * native::WIDTH * 4;
+        let wide = spec.wide_tiles();
+        let tile = (tiles.len() * native::WIDTH * 4).max(wide.map_or(0, |_| 2 * WIDE_BLOCK));
         let mut slot = |bytes: usize| {
             let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
             b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 5))
@@ -297,6 +325,7 @@ impl Native {
             taps: slot(taps),
             tile: slot(tile),
             signature: native::import_signature(b, ptr),
+            wide: wide.map(|wide| (wide, native::import_wide_signature(b, ptr))),
         }
     }
 }
@@ -316,7 +345,8 @@ struct Tile {
     params: Value,
     /// Pixels in the tile.
     pixels: usize,
-    /// Valid output channels in this block (1 to the block's width).
+    /// Valid output channels in this block (1 to the block's width), or
+    /// twice the width for a pair of full blocks on the wide tile.
     lanes: usize,
 }
 
@@ -384,7 +414,8 @@ fn layout<'s>(spec: &'s ConvSpec, b: &mut FunctionBuilder, a: &Args) -> Layout<'
 }
 
 /// One block of output channels: its group, its index in the group, and its
-/// valid channels (1 to the block's width).
+/// valid channels (1 to the block's width), or a pair of full blocks from
+/// that index on (twice the width) for the wide tile.
 #[derive(Clone, Copy)]
 struct Block {
     group: Value,
@@ -416,7 +447,8 @@ fn for_rows(
 
 /// `body(block)` for each group and its blocks of output channels in
 /// `[first, end)` (`end` at most the blocks per group): a loop over the
-/// full blocks, then the partial one if the range reaches it.
+/// full blocks (by pairs where the spec has the wide tile, then the odd one
+/// left), then the partial one if the range reaches it.
 fn for_blocks(
     spec: &ConvSpec,
     b: &mut FunctionBuilder,
@@ -426,18 +458,30 @@ fn for_blocks(
     let width = spec.block();
     let full_blocks = spec.out_per_group() / width;
     let tail = spec.out_per_group() % width;
+    let pairs = spec.wide_tiles().is_some() && full_blocks >= 2;
     let zero = int(b, 0);
     let groups = int(b, spec.groups as i64);
     for_range(b, zero, groups, 1, |b, group| {
         let full = int(b, full_blocks as i64);
-        // The full blocks in range, then the partial one if the range
-        // reaches it (at most one iteration).
+        let full_end = b.ins().smin(end, full);
+        // The pairs of full blocks in range, ending where an even number
+        // of them does.
+        let paired = pairs.then(|| {
+            let zero = int(b, 0);
+            let n = b.ins().isub(full_end, first);
+            let n = b.ins().smax(n, zero);
+            let n = b.ins().band_imm_s(n, -2);
+            b.ins().iadd(first, n)
+        });
+        // The pairs, the full blocks left, then the partial one if the
+        // range reaches it (at most one iteration each).
         let runs = [
-            (full_blocks > 0).then(|| (first, b.ins().smin(end, full), width)),
-            (tail > 0).then(|| (b.ins().smax(first, full), end, tail)),
+            paired.map(|paired| (first, paired, 2, 2 * width)),
+            (full_blocks > 0).then(|| (paired.unwrap_or(first), full_end, 1, width)),
+            (tail > 0).then(|| (b.ins().smax(first, full), end, 1, tail)),
         ];
-        for (lo, hi, lanes) in runs.into_iter().flatten() {
-            for_range(b, lo, hi, 1, |b, index| {
+        for (lo, hi, step, lanes) in runs.into_iter().flatten() {
+            for_range(b, lo, hi, step, |b, index| {
                 body(
                     b,
                     Block {
@@ -496,7 +540,11 @@ fn block_row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, block: Bl
 fn columns(l: &Layout, b: &mut FunctionBuilder, base: Tile, ky: (usize, usize)) {
     let spec = l.spec;
     let wo = spec.output[1];
-    let per_tile = spec.tile();
+    let per_tile = if base.lanes > spec.block() {
+        native::WIDE_ROWS
+    } else {
+        spec.tile()
+    };
     let step_in = (spec.stride[1] * spec.input[2] * 4) as i64;
     let step_out = l.out.pixel_bytes();
     for (ox_lo, ox_hi, kx_lo, kx_hi) in tap_classes(
@@ -576,23 +624,33 @@ fn native_tile(
         let w = int(b, tap.b);
         b.ins().stack_store(ptr, w, native.taps, at + 8);
     }
-    let callee = int(b, native.tiles[t.pixels - 1] as usize as i64);
     let a_stride = int(b, (spec.stride[1] * spec.input[2] * 4) as i64);
     let taps_at = b.ins().stack_addr(ptr, native.taps, 0);
     let count = int(b, taps.len() as i64);
     let depth = int(b, cg as i64);
     let tile_at = b.ins().stack_addr(ptr, native.tile, 0);
-    b.ins().call_indirect(
-        native.signature,
-        callee,
-        &[t.input, a_stride, t.weights, taps_at, count, depth, tile_at],
-    );
+    let mut args = vec![t.input, a_stride, t.weights, taps_at, count, depth, tile_at];
+    // A pair of blocks (`lanes` past one block's width) takes the wide
+    // tile, which writes its second block `WIDE_BLOCK` bytes after the first.
+    let (signature, callee, block_bytes) = match native.wide {
+        Some((wide, signature)) if t.lanes > native::WIDTH => {
+            let b_block = int(b, l.weight_block);
+            let c_block = int(b, WIDE_BLOCK as i64);
+            args.extend([b_block, c_block]);
+            (signature, wide[t.pixels - 1] as usize, WIDE_BLOCK)
+        }
+        _ => (native.signature, native.tiles[t.pixels - 1] as usize, 0),
+    };
+    let callee = int(b, callee as i64);
+    b.ins().call_indirect(signature, callee, &args);
     (0..t.pixels)
         .map(|p| {
             (0..t.lanes.div_ceil(4))
                 .map(|v| {
-                    let at = ((p * native::WIDTH + 4 * v) * 4) as i32;
-                    b.ins().stack_load(ptr, types::F32X4, native.tile, at)
+                    let (block, v) = (v / (native::WIDTH / 4), v % (native::WIDTH / 4));
+                    let at = block * block_bytes + (p * native::WIDTH + 4 * v) * 4;
+                    b.ins()
+                        .stack_load(ptr, types::F32X4, native.tile, at as i32)
                 })
                 .collect()
         })

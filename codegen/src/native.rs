@@ -39,13 +39,38 @@
 //! it: offsets are applied with wrapping arithmetic and only the final
 //! addresses are read.
 //!
+//! # Wide tile
+//!
+//! AVX-512 also has a wide tile ([`Isa::wide_tiles`], a [`WideTileFn`]):
+//! two adjacent blocks of 16 output channels a call, over the same `[k][16]`
+//! packing, the second block of `B` `b_block` bytes after the first (every
+//! packer lays a layer's blocks of 16 one after another: conv's
+//! `[g][block][ky][kx][ci][16]`, Winograd's `[alpha²][block][ci][16]`) and
+//! the second block of `C` `c_block` bytes after the first:
+//!
+//! ```text
+//! wide(a, a_stride, b, taps, count, depth, c, b_block, c_block)
+//!
+//! for j in 0..2, r in 0..R, n in 0..16:
+//!     *(c + j c_block + 64 r + 4 n) = sum over t < count, k < depth of
+//!                                     A(r, t, k) * B(t, k, n + j b_block / 4)
+//! ```
+//!
+//! with `A` and `B` as above: each block is exactly what the 16-column
+//! tile computes on it. Conv passes `b_block` = one packed block of weights
+//! and a stack slot of two `R x 16` halves; Winograd `b_block` = one block
+//! of `U` and `c_block` = one block of `M` (`tiles_w x 16`), so `M`'s layout
+//! is unchanged.
+//!
 //! Every tile sums each output in the same order, tap by tap and `k` by `k`,
-//! one fused multiply-add per term from zero, so the ISAs' outputs are
-//! bitwise identical (`tests::the_isas_agree_bitwise`).
+//! one fused multiply-add per term from zero, so the ISAs' outputs, and the
+//! wide tile's against the 16-column ones, are bitwise identical
+//! (`tests::the_isas_agree_bitwise`,
+//! `tests::the_wide_tile_agrees_with_the_formula_and_bitwise_with_the_narrow_tiles`).
 //!
 //! Invariant: a tile reads exactly the `A` and `B` elements the formula
-//! names, its `count` taps, and writes exactly `R x 16` floats at `c`;
-//! nothing else. The generated caller therefore keeps the kernel contract
+//! names, its `count` taps, and writes exactly `R x 16` floats at `c` (the
+//! wide tile: at `c` and at `c + c_block` bytes); nothing else. The generated caller therefore keeps the kernel contract
 //! (`Lengths`) as long as the formula's addresses are inside the buffers,
 //! which `conv`'s tap classes guarantee (`runtime/tests/it/guard_pages.rs`
 //! checks every ISA against guard pages).
@@ -69,10 +94,22 @@
 //! one thread, a 2-vCPU Xeon with AVX512-FP16 shared with other builds, load
 //! about 4): the 3136 x 64 x 256 GEMM at 103 GFLOP/s on 14 rows against 92
 //! on 10, 92 on 8, 87 on 6 (AVX2, 6 rows: 82); 784 x 256 x 256 at 98 on 14,
-//! 110 on 10, 115 on 8, 98 on 6 (AVX2: 88), each +-10%. A 32-column tile
-//! (12 rows x 2 `zmm`, 24 accumulators, MLAS's shape) binds on the FMAs
-//! instead (14 loads for 24 FMAs) but needs a packing width of 32 for every
-//! packer and spec; not done.
+//! 110 on 10, 115 on 8, 98 on 6 (AVX2: 88), each +-10%.
+//!
+//! AVX-512 wide: [`WIDE_ROWS`] rows x 2 `zmm` are 28 accumulators, plus two
+//! weight vectors and one broadcast input (loaded once for its two FMAs):
+//! 31 of the 32 `zmm` registers. A step of `k` loads 2 weight vectors and
+//! R inputs for 2R FMAs, so the FMA ports bind (MLAS's AVX-512F SGEMM:
+//! 12 rows x 2 `zmm`). 14 rows again divide ImageNet's row widths and
+//! measured best or within noise of best of 6 to 14 (`benches/native_tile.rs`,
+//! one thread, the same Xeon, load about 4, GFLOP/s, ranges of 10 samples):
+//! 3136 x 64 x 256 at 131-142 on 14 rows, 140-141 on 12, 123-136 on 10,
+//! 125-131 on 8, 125-132 on 6, against 120-121 for the 16-column tile of 14
+//! rows and 90-94 for AVX2; 784 x 256 x 256 at 145-159 on 14, 146-159 on 12,
+//! 141-157 on 10 to 6, against 129-139 (16 columns, 14 rows) and 92-100
+//! (AVX2). The generated code calls it for two adjacent full blocks of a
+//! group ([`super::conv`], [`super::winograd`]); an odd last block, or a
+//! partial one, takes the 16-column tile.
 
 use cranelift_codegen::ir::{types, AbiParam, SigRef, Signature, Type};
 use cranelift_frontend::FunctionBuilder;
@@ -86,12 +123,16 @@ pub const WIDTH: usize = 16;
 pub enum Isa {
     /// AVX2 and FMA: 6 rows of two `ymm` accumulators.
     Avx2,
-    /// AVX-512F: [`AVX512_ROWS`] rows of one `zmm` accumulator.
+    /// AVX-512F: [`AVX512_ROWS`] rows of one `zmm` accumulator, and the
+    /// wide tile of [`WIDE_ROWS`] rows of two ([`Isa::wide_tiles`]).
     Avx512,
 }
 
 /// The rows of the AVX-512 tile (the module doc's "Tile shapes").
 pub const AVX512_ROWS: usize = 14;
+
+/// The rows of the wide AVX-512 tile (the module doc's "Wide tile").
+pub const WIDE_ROWS: usize = 14;
 
 /// The most rows of any ISA's tile.
 pub const MAX_ROWS: usize = {
@@ -144,6 +185,17 @@ impl Isa {
         Isa::on_host().into_iter().filter(|isa| *isa <= self).max()
     }
 
+    /// Its wide tiles of 1 to [`WIDE_ROWS`] rows (index `rows - 1`), two
+    /// blocks of [`WIDTH`] columns a call, where it has them (AVX-512) and
+    /// the host runs it.
+    pub fn wide_tiles(self) -> Option<&'static [WideTileFn]> {
+        #[cfg(target_arch = "x86_64")]
+        if self == Isa::Avx512 && self.detected() {
+            return Some(&avx512::WIDE);
+        }
+        None
+    }
+
     /// Its tiles of 1 to [`Isa::rows`] rows (index `rows - 1`), where the
     /// host runs it.
     pub fn tiles(self) -> Option<&'static [TileFn]> {
@@ -186,6 +238,31 @@ pub(crate) fn import_signature(b: &mut FunctionBuilder, ptr: Type) -> SigRef {
         .into_iter()
         .map(AbiParam::new)
         .collect();
+    b.import_signature(signature)
+}
+
+/// The wide tile's entry point: `(a, a_stride, b, taps, count, depth, c,
+/// b_block, c_block)`, the module doc's "Wide tile".
+pub type WideTileFn =
+    unsafe extern "C" fn(*const f32, i64, *const f32, *const Tap, i64, i64, *mut f32, i64, i64);
+
+/// Imports [`WideTileFn`]'s signature into a kernel whose pointers are `ptr`.
+pub(crate) fn import_wide_signature(b: &mut FunctionBuilder, ptr: Type) -> SigRef {
+    let mut signature = Signature::new(b.func.signature.call_conv);
+    signature.params = [
+        ptr,
+        types::I64,
+        ptr,
+        ptr,
+        types::I64,
+        types::I64,
+        ptr,
+        types::I64,
+        types::I64,
+    ]
+    .into_iter()
+    .map(AbiParam::new)
+    .collect();
     b.import_signature(signature)
 }
 
@@ -305,7 +382,7 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{for_each_k, Tap, TileFn, AVX512_ROWS, WIDTH};
+    use super::{for_each_k, Tap, TileFn, WideTileFn, AVX512_ROWS, WIDE_ROWS, WIDTH};
     use std::arch::x86_64::{
         __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
         _mm512_storeu_ps,
@@ -315,6 +392,65 @@ mod avx512 {
         tile::<1>, tile::<2>, tile::<3>, tile::<4>, tile::<5>, tile::<6>, tile::<7>, tile::<8>,
         tile::<9>, tile::<10>, tile::<11>, tile::<12>, tile::<13>, tile::<14>,
     ];
+
+    pub(super) static WIDE: [WideTileFn; WIDE_ROWS] = [
+        wide::<1>, wide::<2>, wide::<3>, wide::<4>, wide::<5>, wide::<6>, wide::<7>, wide::<8>,
+        wide::<9>, wide::<10>, wide::<11>, wide::<12>, wide::<13>, wide::<14>,
+    ];
+
+    /// The wide tile of `R` rows: two blocks of 16 columns, `B`'s second
+    /// block `b_block` bytes after the first and `C`'s `c_block` after.
+    ///
+    /// # Safety
+    /// The host has AVX-512F; otherwise as [`super::avx2`]'s tile, for both
+    /// blocks of `B` and of `c` (the module doc's "Wide tile").
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn wide<const R: usize>(
+        a: *const f32,
+        a_stride: i64,
+        b: *const f32,
+        taps: *const Tap,
+        count: i64,
+        depth: i64,
+        c: *mut f32,
+        b_block: i64,
+        c_block: i64,
+    ) {
+        let mut acc: [[__m512; 2]; R] = [[_mm512_setzero_ps(); 2]; R];
+        let step = |rows: &[*const f32; R], u: usize, w: *const f32| {
+            // SAFETY: the host has AVX-512F (this function's contract), which
+            // the intrinsics need; `for_each_k` passes `w = B(t, k, 0)` of the
+            // first block, so the unaligned 16-float loads at `w` and at
+            // `w + b_block` bytes read `B(t, k, 0..32)`, and `rows[r] + u =
+            // A(r, t, k)`, one readable `f32` per row, all by the caller's
+            // contract. Each input is broadcast once for its two FMAs.
+            unsafe {
+                let w0 = _mm512_loadu_ps(w);
+                let w1 = _mm512_loadu_ps(w.wrapping_byte_offset(b_block as isize));
+                for (acc, row) in acc.iter_mut().zip(rows) {
+                    let x = _mm512_set1_ps(*row.add(u));
+                    acc[0] = _mm512_fmadd_ps(x, w0, acc[0]);
+                    acc[1] = _mm512_fmadd_ps(x, w1, acc[1]);
+                }
+            }
+        };
+        // SAFETY: `taps`, `count` and the formula's addresses are as
+        // `for_each_k` needs, by this function's contract.
+        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, step) };
+        for (r, acc) in acc.iter().enumerate() {
+            for (j, acc) in acc.iter().enumerate() {
+                // SAFETY: the host has AVX-512F (this function's contract);
+                // `c` has `R x 16` writable floats at `c` and at `c +
+                // c_block` bytes, so for `r < R` the unaligned 16-float store
+                // at `c + j c_block + 64 r` bytes stays inside block `j`.
+                unsafe {
+                    let c = c.wrapping_byte_offset(j as isize * c_block as isize);
+                    _mm512_storeu_ps(c.add(r * WIDTH), *acc)
+                };
+            }
+        }
+    }
 
     /// The tile of `R` rows.
     ///
@@ -373,6 +509,8 @@ mod tests {
         taps: Vec<(isize, usize)>,
         depth: usize,
         rows: usize,
+        /// Floats from the wide tile's first block of `B` to its second.
+        b_block: usize,
     }
 
     impl Call {
@@ -395,6 +533,55 @@ mod tests {
                 }
             }
             c
+        }
+
+        /// The call on the next block of `B`: every tap `b_block` floats on.
+        fn second_block(&self) -> Call {
+            let mut call = self.clone();
+            for tap in &mut call.taps {
+                tap.1 += self.b_block;
+            }
+            call
+        }
+
+        /// `isa`'s wide tile on the two blocks of `B` (this call's and
+        /// [`Self::second_block`]'s), if the host runs it: the two blocks of
+        /// `C`, after checking that the tile wrote nothing between them
+        /// (they are `GAP` floats apart in one buffer of NaNs).
+        fn run_wide(&self, isa: Isa) -> Option<[Vec<f32>; 2]> {
+            const GAP: usize = 3;
+            let tile = isa.wide_tiles()?[self.rows - 1];
+            let taps: Vec<Tap> = self
+                .taps
+                .iter()
+                .map(|&(ta, tb)| Tap {
+                    a: 4 * ta as i64,
+                    b: 4 * tb as i64,
+                })
+                .collect();
+            let block = self.rows * WIDTH;
+            let mut c = vec![f32::NAN; 2 * block + GAP];
+            // SAFETY: the host runs `isa`'s wide tile (`wide_tiles` returned
+            // it); every address the formula names is inside `a` and `b` for
+            // both blocks (`formula` on this call and on `second_block`
+            // indexes the same elements, checked), `taps` has `count`
+            // initialised taps, and `c` has `rows x 16` floats at `c` and at
+            // `c_block` bytes after it.
+            unsafe {
+                tile(
+                    self.a.as_ptr().add(self.origin),
+                    4 * self.a_stride as i64,
+                    self.b.as_ptr(),
+                    taps.as_ptr(),
+                    taps.len() as i64,
+                    self.depth as i64,
+                    c.as_mut_ptr(),
+                    4 * self.b_block as i64,
+                    4 * (block + GAP) as i64,
+                )
+            };
+            assert!(c[block..block + GAP].iter().all(|x| x.is_nan()), "{c:?}");
+            Some([c[..block].to_vec(), c[block + GAP..].to_vec()])
         }
 
         /// The tile `isa` computes, if the host runs it.
@@ -430,23 +617,24 @@ mod tests {
 
     /// Random calls: up to 3 taps, depths around the unrolled loop's step,
     /// strides from 0 (rows reading the same pixels) up, every row count of
-    /// the widest tile.
+    /// the widest tile, the wide tile's second block of `B` from 0 (the
+    /// first again) to past the first's end.
     fn calls() -> impl Strategy<Value = Call> {
         (
-            1..=MAX_ROWS,
+            1..=MAX_ROWS.max(WIDE_ROWS),
             0usize..23,
             0usize..40,
             0usize..9,
             prop::collection::vec((0usize..20, 0usize..40), 0..4),
-            any::<u64>(),
+            (any::<u64>(), 0usize..400),
         )
-            .prop_map(|(rows, depth, a_stride, origin, taps, seed)| {
+            .prop_map(|(rows, depth, a_stride, origin, taps, (seed, b_block))| {
                 let taps: Vec<(isize, usize)> = taps
                     .into_iter()
                     .map(|(ta, tb)| (ta as isize - origin as isize, tb))
                     .collect();
                 let a_len = origin + 20 + (rows - 1) * a_stride + depth;
-                let b_len = 40 + depth * WIDTH;
+                let b_len = 40 + b_block + depth * WIDTH;
                 let mut x = seed | 1;
                 let mut random = || {
                     // xorshift64: values in [-1, 1).
@@ -463,6 +651,7 @@ mod tests {
                     taps,
                     depth,
                     rows,
+                    b_block,
                 }
             })
     }
@@ -523,6 +712,7 @@ mod tests {
             taps: vec![(3, 0), (1, 2 * depth * WIDTH)],
             depth,
             rows,
+            b_block: depth * WIDTH / 2,
         };
         for isa in Isa::ALL {
             if !isa.detected() {
@@ -534,6 +724,46 @@ mod tests {
                 let want: Vec<f64> = call.formula().into_iter().map(|(sum, _)| sum).collect();
                 let got: Vec<f64> = call.run(isa).unwrap().into_iter().map(f64::from).collect();
                 assert_eq!(got, want, "{isa}, {rows} rows");
+            }
+        }
+    }
+
+    /// As [`every_tile_computes_the_formula_exactly`], for the wide tile's
+    /// two blocks (the second overlapping the first's `B` by half).
+    #[test]
+    fn every_wide_tile_computes_the_formula_exactly() {
+        let depth = 5;
+        let call = |rows| Call {
+            a: (0..8 + 7 * rows).map(|i| (i % 11) as f32 - 5.0).collect(),
+            origin: 0,
+            a_stride: 7,
+            b: (0..4 * depth * WIDTH)
+                .map(|i| (i % 13) as f32 * 0.5 - 3.0)
+                .collect(),
+            taps: vec![(3, 0), (1, 2 * depth * WIDTH)],
+            depth,
+            rows,
+            b_block: depth * WIDTH / 2,
+        };
+        assert_eq!(Isa::Avx2.wide_tiles().map(<[WideTileFn]>::len), None);
+        assert_eq!(
+            Isa::Avx512.wide_tiles().map(<[WideTileFn]>::len),
+            Isa::Avx512.detected().then_some(WIDE_ROWS)
+        );
+        if !Isa::Avx512.detected() {
+            eprintln!("note: this host lacks avx512; its wide tiles are not run");
+        }
+        for rows in 1..=WIDE_ROWS {
+            let call = call(rows);
+            for (j, got) in call.run_wide(Isa::Avx512).into_iter().flatten().enumerate() {
+                let block = if j == 0 {
+                    call.clone()
+                } else {
+                    call.second_block()
+                };
+                let want: Vec<f64> = block.formula().into_iter().map(|(sum, _)| sum).collect();
+                let got: Vec<f64> = got.into_iter().map(f64::from).collect();
+                assert_eq!(got, want, "{rows} rows, block {j}");
             }
         }
     }
@@ -557,6 +787,46 @@ mod tests {
                     prop_assert!(
                         (f64::from(got) - want).abs() <= bound,
                         "{isa}: c[{i}] = {got}, want {want} (bound {bound:e})"
+                    );
+                }
+            }
+        }
+
+        /// The wide tile's two blocks, each against the formula as in
+        /// [`tiles_agree_with_an_f64_gemm`], and bitwise equal to every
+        /// ISA's 16-column tile on that block (same order, one rounding per
+        /// FMA).
+        #[test]
+        fn the_wide_tile_agrees_with_the_formula_and_bitwise_with_the_narrow_tiles(
+            call in calls(),
+        ) {
+            let mut call = call;
+            call.rows = call.rows.min(WIDE_ROWS);
+            let got = call.run_wide(Isa::Avx512);
+            if got.is_none() {
+                eprintln!("note: this host lacks avx512; its wide tiles are not run");
+            }
+            let terms = (call.taps.len() * call.depth) as f64;
+            let blocks = [call.clone(), call.second_block()];
+            for (j, (block, got)) in blocks.iter().zip(got.iter().flatten()).enumerate() {
+                for (i, (&got, (want, abs))) in got.iter().zip(block.formula()).enumerate() {
+                    let bound = (terms + 1.0) * f64::from(f32::EPSILON) / 2.0 * abs;
+                    prop_assert!(
+                        (f64::from(got) - want).abs() <= bound,
+                        "block {j}: c[{i}] = {got}, want {want} (bound {bound:e})"
+                    );
+                }
+                for isa in Isa::ALL {
+                    let mut narrow = block.clone();
+                    narrow.rows = narrow.rows.min(isa.rows());
+                    let Some(want) = narrow.run(isa) else { continue };
+                    let bits = |c: &[f32]| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    prop_assert_eq!(
+                        bits(&got[..want.len()]),
+                        bits(&want),
+                        "block {} against {}",
+                        j,
+                        isa
                     );
                 }
             }

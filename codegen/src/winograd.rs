@@ -13,8 +13,9 @@
 //! 2. `alpha²` GEMMs in the transformed domain, `M[ξ] = V[ξ] U[ξ]`, stored in
 //!    `scratch` as `[alpha²][block][tiles_w][width]`: on the native AVX2 or
 //!    AVX-512 tile ([`super::native`], blocks of 16 channels, up to
-//!    [`Isa::rows`] tiles a call) where the spec asks for it and the host
-//!    has it, else on the direct
+//!    [`Isa::rows`] tiles a call; on AVX-512 two blocks a call through the
+//!    wide tile, an odd last block alone) where the spec asks for it and the
+//!    host has it, else on the direct
 //!    convolution's Cranelift register tile (blocks of 8, 4 tiles);
 //! 3. output transform `Y = Aᵀ M A`, then the epilogue, storing only the
 //!    output pixels and channels that exist (tiles cut by the bottom or right
@@ -56,7 +57,7 @@
 
 use super::conv::{ConvSpec, BLOCK, TILE};
 use super::fold;
-use super::native::{self, Isa, Tap, TileFn};
+use super::native::{self, Isa, Tap, TileFn, WideTileFn};
 use super::{
     apply_epilogue, clamp, epilogue_lengths, for_range, int, tap_classes, vector, Args,
     ChannelSlice, Epilogue, Epilogued, Lengths, OutputLayout,
@@ -200,6 +201,15 @@ impl WinogradSpec {
         match self.native {
             Some(isa) if isa.detected() => isa.rows(),
             _ => TILE,
+        }
+    }
+
+    /// The widest GEMM tile's rows and channels: the wide tile's where it
+    /// takes two blocks a call, else [`Self::gemm_tile`] by [`Self::width`].
+    pub(super) fn widest_tile(&self) -> (usize, usize) {
+        match self.native.and_then(Isa::wide_tiles) {
+            Some(_) if self.blocks() >= 2 => (native::WIDE_ROWS, 2 * native::WIDTH),
+            _ => (self.gemm_tile(), self.width()),
         }
     }
 
@@ -567,6 +577,9 @@ struct Native {
     tiles: &'static [TileFn],
     /// [`TileFn`]'s signature, imported into the kernel.
     signature: SigRef,
+    /// The wide tile of each row count and its signature, where the spec's
+    /// ISA has one.
+    wide: Option<(&'static [WideTileFn], SigRef)>,
     /// The one tap of every call, `{a: 0, b: 0}`: a plain GEMM.
     tap: StackSlot,
 }
@@ -589,9 +602,16 @@ fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
         Native {
             tiles,
             signature: native::import_signature(b, ptr),
+            wide: spec
+                .native
+                .and_then(Isa::wide_tiles)
+                .map(|wide| (wide, native::import_wide_signature(b, ptr))),
             tap,
         }
     });
+    // Blocks per GEMM call: two where the wide tile takes them, the odd
+    // last one alone.
+    let pair = native.as_ref().is_some_and(|n| n.wide.is_some()) && blocks >= 2;
     let rows = spec.gemm_tile();
     let shape = Gemm { c, cp, width };
     let v_base = a.scratch;
@@ -599,53 +619,66 @@ fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
     let zero = int(b, 0);
     let points = int(b, spec.alpha().pow(2) as i64);
     for_range(b, zero, points, 1, |b, xi| {
-        let n = int(b, blocks as i64);
-        let zero = int(b, 0);
-        for_range(b, zero, n, 1, |b, blk| {
-            let index = b.ins().imul_imm_s(xi, blocks as i64);
-            let index = b.ins().iadd(index, blk);
-            let off = b.ins().imul_imm_s(index, (c * width * 4) as i64);
-            let u = b.ins().iadd(a.weights, off);
-            // M[ξ][block] holds tiles_w rows of `width`.
-            let off = b.ins().imul_imm_s(index, (tw * width * 4) as i64);
-            let m = b.ins().iadd(m_base, off);
-            let at = |b: &mut FunctionBuilder, tx: Value| {
-                let pixel = b.ins().imul_imm_s(xi, tw as i64);
-                let pixel = b.ins().iadd(pixel, tx);
-                let off = b.ins().imul_imm_s(pixel, (cp * 4) as i64);
-                let v = b.ins().iadd(v_base, off);
-                let off = b.ins().imul_imm_s(tx, (width * 4) as i64);
-                (v, b.ins().iadd(m, off))
-            };
-            let tile = |b: &mut FunctionBuilder, tx: Value, pixels: usize| {
-                let (v, out) = at(b, tx);
-                match &native {
-                    Some(native) => {
-                        let callee = int(b, native.tiles[pixels - 1] as usize as i64);
-                        let a_stride = int(b, (cp * 4) as i64);
-                        let taps = b.ins().stack_addr(ptr, native.tap, 0);
-                        let count = int(b, 1);
-                        let depth = int(b, c as i64);
-                        b.ins().call_indirect(
-                            native.signature,
-                            callee,
-                            &[v, a_stride, u, taps, count, depth, out],
-                        );
+        let paired = if pair { blocks / 2 * 2 } else { 0 };
+        let runs = [(0, paired, 2i64), (paired, blocks, 1)];
+        for (first, end, step) in runs.into_iter().filter(|(f, e, _)| f < e) {
+            let n = int(b, end as i64);
+            let first = int(b, first as i64);
+            for_range(b, first, n, step, |b, blk| {
+                let index = b.ins().imul_imm_s(xi, blocks as i64);
+                let index = b.ins().iadd(index, blk);
+                let off = b.ins().imul_imm_s(index, (c * width * 4) as i64);
+                let u = b.ins().iadd(a.weights, off);
+                // M[ξ][block] holds tiles_w rows of `width`.
+                let off = b.ins().imul_imm_s(index, (tw * width * 4) as i64);
+                let m = b.ins().iadd(m_base, off);
+                let at = |b: &mut FunctionBuilder, tx: Value| {
+                    let pixel = b.ins().imul_imm_s(xi, tw as i64);
+                    let pixel = b.ins().iadd(pixel, tx);
+                    let off = b.ins().imul_imm_s(pixel, (cp * 4) as i64);
+                    let v = b.ins().iadd(v_base, off);
+                    let off = b.ins().imul_imm_s(tx, (width * 4) as i64);
+                    (v, b.ins().iadd(m, off))
+                };
+                let tile = |b: &mut FunctionBuilder, tx: Value, pixels: usize| {
+                    let (v, out) = at(b, tx);
+                    match &native {
+                        Some(native) => {
+                            let a_stride = int(b, (cp * 4) as i64);
+                            let taps = b.ins().stack_addr(ptr, native.tap, 0);
+                            let count = int(b, 1);
+                            let depth = int(b, c as i64);
+                            let mut args = vec![v, a_stride, u, taps, count, depth, out];
+                            // A pair: the next block of `U` and of `M` follow
+                            // this one's.
+                            let (signature, callee) = match native.wide {
+                                Some((wide, signature)) if step == 2 => {
+                                    let b_block = int(b, (c * width * 4) as i64);
+                                    let c_block = int(b, (tw * width * 4) as i64);
+                                    args.extend([b_block, c_block]);
+                                    (signature, wide[pixels - 1] as usize)
+                                }
+                                _ => (native.signature, native.tiles[pixels - 1] as usize),
+                            };
+                            let callee = int(b, callee as i64);
+                            b.ins().call_indirect(signature, callee, &args);
+                        }
+                        None => gemm_tile(b, &shape, v, u, out, pixels),
                     }
-                    None => gemm_tile(b, &shape, v, u, out, pixels),
+                };
+                let rows = if step == 2 { native::WIDE_ROWS } else { rows };
+                let full = tw / rows * rows;
+                if full > 0 {
+                    let zero = int(b, 0);
+                    let end = int(b, full as i64);
+                    for_range(b, zero, end, rows as i64, |b, tx| tile(b, tx, rows));
                 }
-            };
-            let full = tw / rows * rows;
-            if full > 0 {
-                let zero = int(b, 0);
-                let end = int(b, full as i64);
-                for_range(b, zero, end, rows as i64, |b, tx| tile(b, tx, rows));
-            }
-            if tw > full {
-                let tx = int(b, full as i64);
-                tile(b, tx, tw - full);
-            }
-        });
+                if tw > full {
+                    let tx = int(b, full as i64);
+                    tile(b, tx, tw - full);
+                }
+            });
+        }
     });
 }
 

@@ -498,8 +498,10 @@ enum ConvKind {
 }
 
 /// A random convolution: input h, w in 1..=9 (or `on`, in one group),
-/// channels per group 1..=8 in 1 or 2 groups, 1..=20 output channels per
-/// group (one native block of 16 and a tail; 1..=10 after `on`), kernel
+/// channels per group 1..=8 in 1 or 2 groups, 1..=50 output channels per
+/// group (up to three native blocks of 16 and a tail: on AVX-512 an even or
+/// odd number of full blocks, paired on the wide tile, with or without a
+/// partial one; 1..=40 after `on`), kernel
 /// 1..=4, stride 1..=3, dilation 1..=2, symmetric padding 0..=2 per axis;
 /// direct and dense ones on each native ISA the host has or in pure
 /// Cranelift, evenly.
@@ -512,22 +514,22 @@ fn random_conv(
     let depthwise = kind == ConvKind::Depthwise;
     let (h, w, groups, in_per_group, out_per_group) = match (kind, on) {
         (ConvKind::Depthwise, Some(d)) => (d.h, d.w, d.c, 1, 1),
-        (_, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 10)),
-        (ConvKind::Dense, None) => (1, 1, 1, rng.range(1, 64), rng.range(1, 40)),
+        (_, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 40)),
+        (ConvKind::Dense, None) => (1, 1, 1, rng.range(1, 64), rng.range(1, 72)),
         (ConvKind::Depthwise, None) => (rng.range(1, 9), rng.range(1, 9), rng.range(1, 19), 1, 1),
         (ConvKind::Winograd, None) => (
             rng.range(1, 13),
             rng.range(1, 13),
             1,
             rng.range(1, 12),
-            rng.range(1, 20),
+            rng.range(1, 50),
         ),
         (ConvKind::Direct, None) => (
             rng.range(1, 9),
             rng.range(1, 9),
             rng.range(1, 2),
             rng.range(1, 8),
-            rng.range(1, 20),
+            rng.range(1, 50),
         ),
     };
     let (kernel, stride, dilation, pad) = if kind == ConvKind::Dense {
