@@ -5,5 +5,7 @@
 
 mod guard_pages;
 mod memory;
+// Reads nets from source text (`Model::from_source`), which needs the `source` feature.
+#[cfg(feature = "source")]
 mod weights;
 mod winograd;
