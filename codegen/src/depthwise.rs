@@ -7,6 +7,14 @@
 //! multiple of 4 (zeros past `C`); a tile is [`TILE`] output pixels of one
 //! row by four channels. Padding is handled as in [`super::conv`]: output
 //! rows and columns are classed at compile time by which taps fall inside.
+//!
+//! With [`DepthwiseSpec::native`] (and the host running it), each class of
+//! columns of an output row is one call to the native row kernel of
+//! [`super::native_depthwise`] instead (8 or 16 channels a vector, a
+//! sliding window in the interior), which sums in the same order, one fused
+//! multiply-add per term, so its outputs are bitwise Cranelift's. It applies
+//! the bias and a lone ReLU or ReLU6 itself; any other epilogue runs here
+//! after the call, the shared one, on the sums it wrote to `output`.
 
 use super::fold;
 use super::native::Isa;

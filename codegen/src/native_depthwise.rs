@@ -68,6 +68,14 @@ pub const PIXELS: usize = 8;
 // The kernels' tail covers blocks of 1 to 7 pixels.
 const _: () = assert!(PIXELS == 8);
 
+/// Channels of one vector of `isa`'s kernel.
+pub const fn lanes(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx2 => 8,
+        Isa::Avx512 => 16,
+    }
+}
+
 /// What a call writes after the sums (module doc's formula).
 pub mod epilogue {
     /// The sums only.
@@ -367,7 +375,7 @@ mod avx2 {
 
     type V = __m256;
     type Mask = __m256i;
-    const LANES: usize = 8;
+    const LANES: usize = super::lanes(super::Isa::Avx2);
 
     /// Lanes `0 .. n` set.
     #[target_feature(enable = "avx2,fma")]
@@ -464,7 +472,7 @@ mod avx512 {
 
     type V = __m512;
     type Mask = __mmask16;
-    const LANES: usize = 16;
+    const LANES: usize = super::lanes(super::Isa::Avx512);
 
     /// Lanes `0 .. n` set.
     #[target_feature(enable = "avx512f")]
