@@ -49,8 +49,9 @@
 //! Every output is summed in the order above, one fused multiply-add per
 //! term from zero, as Cranelift's depthwise code does (`vector::mul_add` is
 //! `fma` on every host with a native ISA), so the ISAs and Cranelift agree
-//! bitwise (`tests::the_isas_agree_with_cranelift_bitwise` in the runtime's
-//! depthwise tests, and `tests::kernels_compute_the_formula_exactly` here).
+//! bitwise (`depthwise::the_isas_agree_with_cranelift_bitwise` in the
+//! runtime's integration tests; `tests::kernels_compute_the_formula_exactly`
+//! here checks the formula itself).
 //!
 //! Invariant: a kernel reads exactly the `I`, `W` and `B` elements the
 //! formula names (masked loads for the channel tail: masked-off lanes are
@@ -544,4 +545,124 @@ mod avx512 {
     }
 
     kernels!("avx512f");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The module doc's formula as plain loops, in `f64`, for a call whose
+    /// `input` is element `origin` of `data`; outputs `out_pixel / 4` floats
+    /// apart, the gaps untouched (NaN).
+    fn formula(
+        s: &RowShape,
+        data: &[f32],
+        origin: usize,
+        weights: &[f32],
+        bias: &[f32],
+        pixels: usize,
+    ) -> Vec<f64> {
+        let c = s.channels as usize;
+        let stride = s.out_pixel as usize / 4;
+        let mut out = vec![f64::NAN; pixels * stride];
+        for p in 0..pixels {
+            for ch in 0..c {
+                let mut sum = 0.0;
+                for y in s.ky[0] as usize..s.ky[1] as usize {
+                    for x in s.kx[0] as usize..s.kx[1] as usize {
+                        let at = origin
+                            + y * s.in_row as usize / 4
+                            + (p * s.stride as usize + x * s.dilation as usize) * c
+                            + ch;
+                        let w = weights[(y * s.kernel_width as usize + x) * s.padded as usize + ch];
+                        sum += f64::from(data[at]) * f64::from(w);
+                    }
+                }
+                let b = f64::from(bias[ch]);
+                out[p * stride + ch] = match s.epilogue {
+                    epilogue::RAW => sum,
+                    epilogue::BIAS => sum + b,
+                    epilogue::RELU => (sum + b).max(0.0),
+                    _ => (sum + b).clamp(0.0, 6.0),
+                };
+            }
+        }
+        out
+    }
+
+    /// Small integers: every sum is exact in `f32`, so each ISA must write
+    /// exactly the formula's values, and nothing in the gaps between output
+    /// pixels. Shapes: both sliding widths and strides, a dilated and a
+    /// clipped one (the generic path), channels of whole and partial
+    /// vectors, pixel counts around the block of 8, every epilogue code.
+    #[test]
+    fn kernels_compute_the_formula_exactly() {
+        let shapes = [
+            // (channels, kernel_width, kx, stride, dilation, pixels, epilogue)
+            (
+                16usize,
+                3usize,
+                [0usize, 3],
+                1usize,
+                1usize,
+                8usize,
+                epilogue::RAW,
+            ),
+            (5, 3, [0, 3], 1, 1, 19, epilogue::BIAS),
+            (37, 5, [0, 5], 2, 1, 11, epilogue::RELU),
+            (24, 3, [0, 3], 2, 1, 3, epilogue::RELU6),
+            (9, 3, [1, 3], 1, 1, 9, epilogue::RELU),
+            (20, 3, [0, 3], 1, 2, 10, epilogue::BIAS),
+            (3, 4, [0, 4], 3, 1, 7, epilogue::RAW),
+        ];
+        for (channels, kw, kx, stride, dilation, pixels, code) in shapes {
+            let padded = channels.div_ceil(4) * 4;
+            let ky = [0, 2];
+            let width = (pixels - 1) * stride + (kw - 1) * dilation + 1;
+            let row_len = width * channels;
+            let shape = RowShape {
+                channels: channels as i64,
+                padded: padded as i64,
+                kernel_width: kw as i64,
+                ky,
+                kx: [kx[0] as i64, kx[1] as i64],
+                in_row: (row_len * 4) as i64,
+                stride: stride as i64,
+                dilation: dilation as i64,
+                out_pixel: ((channels + 3) * 4) as i64,
+                epilogue: code,
+            };
+            let data: Vec<f32> = (0..2 * row_len).map(|i| (i % 7) as f32 - 3.0).collect();
+            let weights: Vec<f32> = (0..2 * kw * padded).map(|i| (i % 5) as f32 - 2.0).collect();
+            let bias: Vec<f32> = (0..padded).map(|i| (i % 3) as f32 - 1.0).collect();
+            let want = formula(&shape, &data, 0, &weights, &bias, pixels);
+            for isa in Isa::ALL {
+                let Some(kernel) = row(isa) else {
+                    eprintln!("note: this host lacks {isa}; its kernel is not run");
+                    continue;
+                };
+                let mut out = vec![f32::NAN; want.len()];
+                // SAFETY: the host runs `isa`; the formula's addresses are
+                // inside `data`, `weights` and `bias` (`formula` indexes the
+                // same elements, checked) and `out` (`pixels` pixels of
+                // `out_pixel` bytes).
+                unsafe {
+                    kernel(
+                        data.as_ptr(),
+                        weights.as_ptr(),
+                        bias.as_ptr(),
+                        out.as_mut_ptr(),
+                        pixels as i64,
+                        &shape,
+                    )
+                };
+                for (i, (&got, &want)) in out.iter().zip(&want).enumerate() {
+                    assert!(
+                        f64::from(got) == want || (got.is_nan() && want.is_nan()),
+                        "{isa}, {shape:?}: element {i} is {got}, want {want}"
+                    );
+                }
+            }
+        }
+    }
 }
