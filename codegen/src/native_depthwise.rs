@@ -215,7 +215,7 @@ macro_rules! kernels {
         /// Pixels `p .. p + n` are among the call's.
         #[target_feature(enable = $feature)]
         unsafe fn tail(call: &Call, p: usize, n: usize, sliding: bool) {
-            // SAFETY (each arm): pixels `p .. p + n` are among the call's.
+            // SAFETY: in each arm, pixels `p .. p + n` are among the call's.
             unsafe {
                 match n {
                     1 => dispatch::<1>(call, p, sliding),
@@ -237,7 +237,7 @@ macro_rules! kernels {
         #[target_feature(enable = $feature)]
         unsafe fn dispatch<const P: usize>(call: &Call, p: usize, sliding: bool) {
             let s = call.s;
-            // SAFETY (each arm): pixels `p .. p + P` are among the call's,
+            // SAFETY: in each arm, pixels `p .. p + P` are among the call's,
             // and `block` reads the taps the formula names: a sliding arm is
             // taken only for its kernel width and stride, dilation 1 and
             // every column tap.
@@ -303,9 +303,11 @@ macro_rules! kernels {
             let w_at = |y: i64, x: i64| {
                 weights.wrapping_offset((y * s.kernel_width + x) as isize * padded)
             };
-            // SAFETY (every load): the formula names these addresses for
-            // the call's pixels and the mask's channels.
-            let ld = |at: *const u8| unsafe { load(at.cast(), m, whole) };
+            let ld = |at: *const u8| {
+                // SAFETY: every load is of an address the formula names for
+                // the call's pixels and the mask's channels.
+                unsafe { load(at.cast(), m, whole) }
+            };
             let mut acc = [zero(); P];
             for y in s.ky[0]..s.ky[1] {
                 let row = input.wrapping_offset(y as isize * s.in_row as isize);
