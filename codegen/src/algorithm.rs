@@ -10,7 +10,7 @@
 use super::elementwise::Binary;
 use super::native::Isa;
 use super::separable::Half;
-use super::{depthwise, Kernel};
+use super::{depthwise, native_depthwise, Kernel};
 use std::fmt;
 
 /// The algorithm a compiled kernel implements.
@@ -160,7 +160,15 @@ impl Kernel {
                 let (pixels, channels) = spec.widest_tile();
                 (pixels, channels, spec.tiles()[1], spec.native)
             }
-            Kernel::Depthwise(spec) => (depthwise::TILE, 4, spec.output[1], None),
+            Kernel::Depthwise(spec) => match spec.native {
+                Some(isa) => (
+                    native_depthwise::PIXELS,
+                    native_depthwise::lanes(isa),
+                    spec.output[1],
+                    Some(isa),
+                ),
+                None => (depthwise::TILE, 4, spec.output[1], None),
+            },
             // The second half's tile: the first's rows are computed into scratch.
             Kernel::Separable(spec) => match &spec.second {
                 Half::Conv(conv) => {
@@ -267,6 +275,38 @@ mod tests {
         ));
         assert_eq!(dense.algorithm(), Algorithm::Gemv);
         assert_eq!(dense.tile().pixels, 1);
+    }
+
+    #[test]
+    fn depthwise_tiles_name_their_isa() {
+        let spec = crate::depthwise::DepthwiseSpec {
+            channels: 32,
+            input: [20, 20],
+            output: [20, 20],
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [1, 1],
+            epilogue: Vec::new(),
+            slice: None,
+            native: None,
+        };
+        assert_eq!(
+            Kernel::Depthwise(spec.clone()).tile().to_string(),
+            "4px x 4ch"
+        );
+        // By hand: 8 pixels of 8 (ymm) or 16 (zmm) channels.
+        for (isa, name) in [
+            (Isa::Avx2, "8px x 8ch avx2"),
+            (Isa::Avx512, "8px x 16ch avx512"),
+        ] {
+            let native = Kernel::Depthwise(crate::depthwise::DepthwiseSpec {
+                native: Some(isa),
+                ..spec.clone()
+            });
+            assert_eq!(native.algorithm(), Algorithm::Depthwise);
+            assert_eq!(native.tile().to_string(), name);
+        }
     }
 
     #[test]

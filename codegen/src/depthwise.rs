@@ -7,14 +7,26 @@
 //! multiple of 4 (zeros past `C`); a tile is [`TILE`] output pixels of one
 //! row by four channels. Padding is handled as in [`super::conv`]: output
 //! rows and columns are classed at compile time by which taps fall inside.
+//!
+//! With [`DepthwiseSpec::native`] (and the host running it), each class of
+//! columns of an output row is one call to the native row kernel of
+//! [`super::native_depthwise`] instead (8 or 16 channels a vector, a
+//! sliding window in the interior), which sums in the same order, one fused
+//! multiply-add per term, so its outputs are bitwise Cranelift's. It applies
+//! the bias and a lone ReLU or ReLU6 itself; any other epilogue runs here
+//! after the call, the shared one, on the sums it wrote to `output`.
 
 use super::fold;
+use super::native::Isa;
+use super::native_depthwise::{self, epilogue, RowFn, RowShape};
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, vector, Args, Epilogue, Epilogued, Lengths,
 };
 use super::{epilogue_lengths, pack_padded, padded_channels, ChannelSlice, OutputLayout};
-use cnnjit_ir::{Conv2d, Shape};
-use cranelift_codegen::ir::{InstBuilder, Value};
+use cnnjit_ir::{Activation, Conv2d, Shape};
+use cranelift_codegen::ir::{
+    types, InstBuilder, SigRef, StackSlot, StackSlotData, StackSlotKind, Value,
+};
 use cranelift_frontend::FunctionBuilder;
 
 /// Output pixels per register tile.
@@ -42,6 +54,11 @@ pub struct DepthwiseSpec {
     /// The channel slice of a wider tensor the output is written into, if
     /// not a tensor of its own ([`super::Kernel::sliced`]).
     pub slice: Option<ChannelSlice>,
+    /// The ISA of the native row kernel ([`super::native_depthwise`]) that
+    /// computes each run of output pixels, or `None` for Cranelift's tiles.
+    /// Only where [`Isa::detected`]; elsewhere (a spec built by hand)
+    /// Cranelift's code serves it.
+    pub native: Option<Isa>,
 }
 
 impl DepthwiseSpec {
@@ -52,6 +69,7 @@ impl DepthwiseSpec {
         input: Shape,
         output: Shape,
         epilogue: Vec<Epilogue>,
+        native: Option<Isa>,
     ) -> Option<DepthwiseSpec> {
         let (Shape::Volume { h, w, c }, Shape::Volume { h: ho, w: wo, c: k }) = (input, output)
         else {
@@ -67,6 +85,7 @@ impl DepthwiseSpec {
             pad: [op.padding.top as usize, op.padding.left as usize],
             epilogue,
             slice: None,
+            native: native.filter(|isa| isa.detected()),
         })
     }
 
@@ -140,6 +159,10 @@ pub(crate) fn emit(spec: &DepthwiseSpec, b: &mut FunctionBuilder, a: &Args) {
         spec.dilation[1],
         spec.pad[1],
     );
+    let native = spec
+        .native
+        .and_then(native_depthwise::row)
+        .map(|row| Native::new(spec, b, a, row));
     for (oy_lo, oy_hi, ky_lo, ky_hi) in rows {
         let lo = clamp(b, a.begin, oy_lo as i64, oy_hi as i64);
         let hi = clamp(b, a.end, oy_lo as i64, oy_hi as i64);
@@ -158,6 +181,10 @@ pub(crate) fn emit(spec: &DepthwiseSpec, b: &mut FunctionBuilder, a: &Args) {
                 ky: (ky_lo, ky_hi),
             };
             for &(ox_lo, ox_hi, kx_lo, kx_hi) in &cols {
+                if let Some(native) = &native {
+                    native_columns(spec, native, b, a, &row, (ox_lo, ox_hi), (kx_lo, kx_hi));
+                    continue;
+                }
                 let n = ox_hi - ox_lo;
                 let (full, rest) = (n / TILE, n % TILE);
                 if full > 0 {
@@ -173,6 +200,129 @@ pub(crate) fn emit(spec: &DepthwiseSpec, b: &mut FunctionBuilder, a: &Args) {
                 }
             }
         });
+    }
+}
+
+/// What the generated code needs to call the native row kernel.
+struct Native {
+    row: RowFn,
+    /// [`RowFn`]'s signature, imported into the kernel.
+    signature: SigRef,
+    /// The [`RowShape`] of one call.
+    shape: StackSlot,
+    /// The epilogue code the kernel applies ([`native_depthwise::epilogue`]).
+    epilogue: i64,
+}
+
+impl Native {
+    fn new(spec: &DepthwiseSpec, b: &mut FunctionBuilder, a: &Args, row: RowFn) -> Native {
+        let ptr = b.func.dfg.value_type(a.input);
+        let bytes = size_of::<RowShape>() as u32;
+        let shape =
+            b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 3));
+        // The native kernel applies the epilogues it computes exactly as the
+        // shared one does; others run after it on its sums.
+        let epilogue = match spec.epilogue.as_slice() {
+            [] => epilogue::BIAS,
+            [Epilogue::Act(Activation::Relu)] => epilogue::RELU,
+            [Epilogue::Act(Activation::Relu6)] => epilogue::RELU6,
+            _ => epilogue::RAW,
+        };
+        Native {
+            row,
+            signature: native_depthwise::import_signature(b, ptr),
+            shape,
+            epilogue,
+        }
+    }
+}
+
+/// Output columns `[ox.0, ox.1)` of one row, summing the kernel columns
+/// `[kx.0, kx.1)`, by one call to the native row kernel; then, unless it
+/// applied the epilogue itself, the shared epilogue on the sums it wrote.
+fn native_columns(
+    spec: &DepthwiseSpec,
+    native: &Native,
+    b: &mut FunctionBuilder,
+    a: &Args,
+    row: &Row,
+    ox: (usize, usize),
+    kx: (usize, usize),
+) {
+    let c = spec.channels as i64;
+    let pixel_bytes = spec.layout().pixel_bytes();
+    let shape = RowShape {
+        channels: c,
+        padded: spec.padded() as i64,
+        kernel_width: spec.kernel[1] as i64,
+        ky: [row.ky.0 as i64, row.ky.1 as i64],
+        kx: [kx.0 as i64, kx.1 as i64],
+        in_row: (spec.dilation[0] * spec.input[1]) as i64 * c * 4,
+        stride: spec.stride[1] as i64,
+        dilation: spec.dilation[1] as i64,
+        out_pixel: pixel_bytes,
+        epilogue: native.epilogue,
+    };
+    let ptr = b.func.dfg.value_type(a.input);
+    for (i, word) in shape.words().into_iter().enumerate() {
+        let word = int(b, word);
+        b.ins()
+            .stack_store(types::I64, word, native.shape, (i * 8) as i32);
+    }
+    let first = (ox.0 * spec.stride[1]) as i64 - spec.pad[1] as i64;
+    let input = b.ins().iadd_imm_s(row.input, first * c * 4);
+    let output = b.ins().iadd_imm_s(row.output, ox.0 as i64 * pixel_bytes);
+    let pixels = int(b, (ox.1 - ox.0) as i64);
+    let shape_at = b.ins().stack_addr(ptr, native.shape, 0);
+    let callee = int(b, native.row as usize as i64);
+    b.ins().call_indirect(
+        native.signature,
+        callee,
+        &[input, a.weights, a.params, output, pixels, shape_at],
+    );
+    if native.epilogue != epilogue::RAW {
+        return;
+    }
+    let (lo, hi) = (int(b, ox.0 as i64), int(b, ox.1 as i64));
+    for_range(b, lo, hi, 1, |b, ox| {
+        let step = b.ins().imul_imm_s(ox, pixel_bytes);
+        let output = b.ins().iadd(row.output, step);
+        let extra = b.ins().iadd(row.extra, step);
+        for_vectors(spec, b, |b, cv, lanes| {
+            let bytes = b.ins().imul_imm_s(cv, 16);
+            let [output, extra, params] = [output, extra, a.params].map(|p| b.ins().iadd(p, bytes));
+            let x = vector::load_partial(b, output, 0, lanes);
+            let at = Epilogued {
+                params,
+                channel: 0,
+                vector: spec.padded() as i64 * 4,
+                extra,
+                output,
+                element: 0,
+                lanes,
+            };
+            apply_epilogue(b, &spec.epilogue, x, &at);
+        });
+    });
+}
+
+/// `body(vector, lanes)` for each `f32x4` of channels: a loop over the
+/// whole ones, then the partial one.
+fn for_vectors(
+    spec: &DepthwiseSpec,
+    b: &mut FunctionBuilder,
+    mut body: impl FnMut(&mut FunctionBuilder, Value, usize),
+) {
+    let c = spec.channels;
+    let full = c / 4;
+    if full > 0 {
+        let zero = int(b, 0);
+        let n = int(b, full as i64);
+        for_range(b, zero, n, 1, |b, cv| body(b, cv, 4));
+    }
+    if !c.is_multiple_of(4) {
+        let cv = int(b, full as i64);
+        body(b, cv, c % 4);
     }
 }
 
@@ -204,20 +354,10 @@ fn channels(
         let bytes = b.ins().imul_imm_s(cv, 16);
         [input, output, extra, a.weights, a.params].map(|p| b.ins().iadd(p, bytes))
     };
-    let full = c / 4;
-    if full > 0 {
-        let zero = int(b, 0);
-        let n = int(b, full as i64);
-        for_range(b, zero, n, 1, |b, cv| {
-            let p = ptrs(b, cv);
-            vector_tile(spec, b, p, pixels, kx, row.ky, 4);
-        });
-    }
-    if !c.is_multiple_of(4) {
-        let cv = int(b, full as i64);
+    for_vectors(spec, b, |b, cv, lanes| {
         let p = ptrs(b, cv);
-        vector_tile(spec, b, p, pixels, kx, row.ky, c % 4);
-    }
+        vector_tile(spec, b, p, pixels, kx, row.ky, lanes);
+    });
 }
 
 /// Four (or `lanes`) channels of a tile: every tap, then the epilogue.

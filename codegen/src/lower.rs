@@ -385,7 +385,8 @@ fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> L
     let shapes = FallbackReason::Shapes { kind };
     let kernel = match &anchor.op {
         Op::Conv2d(conv) => Ok(
-            match DepthwiseSpec::of_conv(conv, input, anchor.output, epilogue.clone()) {
+            match DepthwiseSpec::of_conv(conv, input, anchor.output, epilogue.clone(), caps.native)
+            {
                 Some(spec) => Kernel::Depthwise(spec),
                 None => choice::kernel(
                     ConvSpec::of_conv(conv, input, anchor.output, epilogue, caps.native),

@@ -505,6 +505,7 @@ mod tests {
             pad: [1, 1],
             epilogue: Vec::new(),
             slice: None,
+            native,
         };
         let second = ConvSpec {
             input: [height, width, 8],

@@ -51,10 +51,12 @@ pub struct Options {
     /// Run the reference kernels instead of compiling (the JIT's slow twin).
     pub reference: bool,
     /// Let convolutions call a native GEMM tile (AVX2 + FMA or AVX-512F,
-    /// `Options::native_isa`) for their innermost tile where the host has
-    /// one (detected at run time; default true). `false`, or a host without
-    /// either, compiles every kernel in pure Cranelift, which emits 128-bit
-    /// vectors only on x86-64. Dense layers always run on Cranelift code.
+    /// `Options::native_isa`) for their innermost tile, and depthwise
+    /// convolutions a native row kernel, where the host has one (detected
+    /// at run time; default true). `false` (`cnnjit --isa cranelift`), or a
+    /// host without either, compiles every kernel in pure Cranelift, which
+    /// emits 128-bit vectors only on x86-64. Dense layers always run on
+    /// Cranelift code.
     pub native_tile: bool,
     /// The native tile's instruction set: `None` (the default) the widest
     /// the host has; an ISA it lacks gives the widest it has below that

@@ -404,7 +404,8 @@ fn kernels_machine_code_is_printed_only_with_cnnjit_disasm() {
 
 /// `--isa` bounds the native tile: `bench` runs and reports the ISA asked
 /// for where the CPU has it (detected here with `is_x86_feature_detected!`,
-/// not by cnnjit), the widest below it where it does not.
+/// not by cnnjit), the widest below it where it does not, none for
+/// `cranelift`.
 #[test]
 fn bench_runs_the_isa_asked_for() {
     use crate::peak::wide_fma;
@@ -431,5 +432,24 @@ fn bench_runs_the_isa_asked_for() {
             None
         };
         assert_eq!(value["native_isa"].as_str(), expected, "--isa {isa}");
+    }
+    // `--isa cranelift` and its alias `--pure-cranelift`: no native code.
+    for flags in [&["--isa", "cranelift"][..], &["--pure-cranelift"]] {
+        let mut args = vec![
+            "bench",
+            "examples/nets/lenet5.cnn",
+            "--no-reference",
+            "--json",
+        ];
+        args.extend_from_slice(flags);
+        let out = cnnjit(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(value["native_isa"], serde_json::Value::Null, "{flags:?}");
+        assert_eq!(value["native_tile"], false, "{flags:?}");
     }
 }

@@ -890,3 +890,43 @@ fn a_bn_past_a_flatten_is_left_to_the_reference() {
     let net = graph(source);
     assert_agrees_in(&net, source, 3, 1, None);
 }
+
+/// Depthwise layers run the native row kernel of each ISA the host has
+/// (the report names it) and sum as Cranelift's depthwise does: a net of
+/// depthwise layers only (3x3 and 5x5, strides 1 and 2, a dilation, the
+/// native kernel's own epilogues and one it leaves to the shared one, 19
+/// channels) gives bitwise the same output on every path, pure Cranelift
+/// included.
+#[test]
+fn depthwise_layers_are_bitwise_alike_on_every_path() {
+    let net = graph(
+        "Net(13x21x19) {
+            dwconv(3x3, pad = same), relu6, dwconv(5x5, stride = 2, pad = same), relu,
+            dwconv(3x3, dilation = 2, pad = same), sigmoid, dwconv(3x3, pad = same),
+        }",
+    );
+    let weights = cnnjit::runtime::params::random_weights(&net, 11);
+    let input = random_input(net.input_shape().len() as usize, 12);
+    let runs: Vec<(String, Vec<u32>)> = paths()
+        .into_iter()
+        .map(|(path, options)| {
+            let mut model = Model::with_options(net.clone(), &weights, options).unwrap();
+            let report = model.kernels();
+            for step in &report.steps {
+                assert_eq!(step.algorithm(), "depthwise", "{path}: {step:?}");
+                let isa = step.tile().and_then(|tile| tile.isa);
+                assert_eq!(isa, options.native(), "{path}: {step:?}");
+            }
+            let bits = model
+                .forward(&input)
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect();
+            (path, bits)
+        })
+        .collect();
+    for pair in runs.windows(2) {
+        assert_eq!(pair[0].1, pair[1].1, "{} against {}", pair[0].0, pair[1].0);
+    }
+}

@@ -215,6 +215,7 @@ proptest! {
             pad: [0, 0],
             epilogue: Vec::new(),
             slice: None,
+            native: None,
         };
         let weight = weights(channels * kernel.0 * kernel.1);
         same_bits(&spec.pack_weights(&weight, None), &depthwise_layout(&spec, &weight))?;

@@ -501,10 +501,10 @@ enum ConvKind {
 /// channels per group 1..=8 in 1 or 2 groups, 1..=50 output channels per
 /// group (up to three native blocks of 16 and a tail: on AVX-512 an even or
 /// odd number of full blocks, paired on the wide tile, with or without a
-/// partial one; 1..=40 after `on`), kernel
-/// 1..=4, stride 1..=3, dilation 1..=2, symmetric padding 0..=2 per axis;
-/// direct and dense ones on each native ISA the host has or in pure
-/// Cranelift, evenly.
+/// partial one; 1..=40 after `on`), kernel 1..=4 (depthwise: 1..=5, on
+/// inputs up to 20 wide), stride 1..=3, dilation 1..=2, symmetric padding
+/// 0..=2 per axis; direct, dense and depthwise ones on each native ISA the
+/// host has or in pure Cranelift, evenly.
 fn random_conv(
     rng: &mut Rng,
     kind: ConvKind,
@@ -516,7 +516,7 @@ fn random_conv(
         (ConvKind::Depthwise, Some(d)) => (d.h, d.w, d.c, 1, 1),
         (_, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 40)),
         (ConvKind::Dense, None) => (1, 1, 1, rng.range(1, 64), rng.range(1, 72)),
-        (ConvKind::Depthwise, None) => (rng.range(1, 9), rng.range(1, 9), rng.range(1, 19), 1, 1),
+        (ConvKind::Depthwise, None) => (rng.range(1, 9), rng.range(1, 20), rng.range(1, 19), 1, 1),
         (ConvKind::Winograd, None) => (
             rng.range(1, 13),
             rng.range(1, 13),
@@ -537,8 +537,11 @@ fn random_conv(
     } else if kind == ConvKind::Winograd {
         ([3, 3], [1, 1], [1, 1], [rng.range(0, 1), rng.range(0, 1)])
     } else {
+        // Depthwise up to 5 wide: the native kernel's sliding window is for
+        // widths 3 and 5.
+        let widest = if depthwise { 5 } else { 4 };
         (
-            [rng.range(1, 4), rng.range(1, 4)],
+            [rng.range(1, widest), rng.range(1, widest)],
             [rng.range(1, 3), rng.range(1, 3)],
             [rng.range(1, 2), rng.range(1, 2)],
             [rng.range(0, 2), rng.range(0, 2)],
@@ -577,6 +580,7 @@ fn random_conv(
             pad,
             epilogue,
             slice: None,
+            native: native(rng),
         })
     } else {
         let spec = ConvSpec {
@@ -588,9 +592,7 @@ fn random_conv(
             pad,
             groups,
             epilogue,
-            native: Isa::on_host()
-                .get(rng.range(0, Isa::on_host().len()))
-                .copied(),
+            native: native(rng),
             slice: None,
         };
         match kind {
@@ -607,6 +609,13 @@ fn random_conv(
         Op::Conv(op),
         kernel,
     ))
+}
+
+/// A native ISA the host has, or none (pure Cranelift), evenly.
+fn native(rng: &mut Rng) -> Option<Isa> {
+    Isa::on_host()
+        .get(rng.range(0, Isa::on_host().len()))
+        .copied()
 }
 
 /// A random pool: max or average, window 1..=4, stride 1..=3, padding up to

@@ -5,6 +5,7 @@
 //! caret, and the exit status is 1.
 
 use clap::{Parser, Subcommand};
+use cnnjit::codegen::native::Isa;
 use cnnjit::ir::{cost, dot, summary::Summary};
 use cnnjit::lang::{dsl::diagnostic, CompiledNet};
 use cnnjit::npy;
@@ -94,12 +95,14 @@ enum Command {
         /// Seed of the random weights and input.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Compile every kernel in pure Cranelift, without a native (AVX2 or AVX-512) GEMM tile.
+        /// Compile every kernel in pure Cranelift, without native (AVX2 or
+        /// AVX-512) code: the same as `--isa cranelift`.
         #[arg(long)]
         pure_cranelift: bool,
-        /// The widest native tile the JIT may call: `avx2` or `avx512`
-        /// (default: the widest this CPU has). A CPU without it gets the
-        /// widest it has below; `bench` reports which one ran.
+        /// The widest native code (GEMM tiles, depthwise rows) the JIT may
+        /// call: `avx2` or `avx512` (default: the widest this CPU has), or
+        /// `cranelift` for none. A CPU without it gets the widest it has
+        /// below; `bench` reports which one ran.
         #[arg(long, value_enum)]
         isa: Option<IsaArg>,
         /// Which Winograd convolutions the JIT may use: `off` for the direct
@@ -130,12 +133,14 @@ enum Command {
         /// GFLOP/s, share of the total.
         #[arg(long)]
         profile: bool,
-        /// Compile every kernel in pure Cranelift, without a native (AVX2 or AVX-512) GEMM tile.
+        /// Compile every kernel in pure Cranelift, without native (AVX2 or
+        /// AVX-512) code: the same as `--isa cranelift`.
         #[arg(long)]
         pure_cranelift: bool,
-        /// The widest native tile the JIT may call: `avx2` or `avx512`
-        /// (default: the widest this CPU has). A CPU without it gets the
-        /// widest it has below; `bench` reports which one ran.
+        /// The widest native code (GEMM tiles, depthwise rows) the JIT may
+        /// call: `avx2` or `avx512` (default: the widest this CPU has), or
+        /// `cranelift` for none. A CPU without it gets the widest it has
+        /// below; `bench` reports which one ran.
         #[arg(long, value_enum)]
         isa: Option<IsaArg>,
         /// Run each separable pair (depthwise + pointwise, 1xk + kx1) as two
@@ -205,21 +210,25 @@ enum WinogradArg {
     Any,
 }
 
-/// `--isa`: the widest native GEMM tile the JIT may call.
+/// `--isa`: the widest native code the JIT may call, or none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum IsaArg {
     /// AVX2 and FMA.
     Avx2,
     /// AVX-512F.
     Avx512,
+    /// No native code: pure Cranelift.
+    Cranelift,
 }
 
-impl From<IsaArg> for cnnjit::codegen::native::Isa {
-    fn from(arg: IsaArg) -> cnnjit::codegen::native::Isa {
-        match arg {
-            IsaArg::Avx2 => cnnjit::codegen::native::Isa::Avx2,
-            IsaArg::Avx512 => cnnjit::codegen::native::Isa::Avx512,
-        }
+/// `Options::native_tile` and `Options::native_isa` of `--pure-cranelift`
+/// and `--isa`.
+fn native_options(pure_cranelift: bool, isa: Option<IsaArg>) -> (bool, Option<Isa>) {
+    match isa {
+        Some(IsaArg::Cranelift) => (false, None),
+        Some(IsaArg::Avx2) => (!pure_cranelift, Some(Isa::Avx2)),
+        Some(IsaArg::Avx512) => (!pure_cranelift, Some(Isa::Avx512)),
+        None => (!pure_cranelift, None),
     }
 }
 
@@ -418,7 +427,7 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     // The native tile's kernels run at its ISA's peak pace, Cranelift's at the 128-bit one's.
     let isa = args.options.native().filter(|_| native_tile);
     let (bits, peak_gflops) = match (isa, peak.gflops_256, peak.gflops_512) {
-        (Some(cnnjit::codegen::native::Isa::Avx512), _, Some(p)) => (512, p),
+        (Some(Isa::Avx512), _, Some(p)) => (512, p),
         (Some(_), Some(p), _) => (256, p),
         _ => (128, peak.gflops_128),
     };
@@ -713,9 +722,10 @@ fn run(cli: Cli) -> Result<String, String> {
             winograd,
         } => {
             let net = one_net(&file, net.as_deref())?;
+            let (native_tile, native_isa) = native_options(pure_cranelift, isa);
             let options = cnnjit::Options {
-                native_tile: !pure_cranelift,
-                native_isa: isa.map(Into::into),
+                native_tile,
+                native_isa,
                 winograd: winograd.into(),
                 ..cnnjit::Options::default()
             };
@@ -753,24 +763,27 @@ fn run(cli: Cli) -> Result<String, String> {
             no_reference,
             winograd,
             json,
-        } => bench(
-            &one_net(&file, net.as_deref())?,
-            &BenchArgs {
-                options: cnnjit::Options {
-                    threads,
-                    native_tile: !pure_cranelift,
-                    native_isa: isa.map(Into::into),
-                    fuse_separable: !separate_pairs,
-                    winograd: winograd.into(),
-                    ..cnnjit::Options::default()
+        } => {
+            let (native_tile, native_isa) = native_options(pure_cranelift, isa);
+            bench(
+                &one_net(&file, net.as_deref())?,
+                &BenchArgs {
+                    options: cnnjit::Options {
+                        threads,
+                        native_tile,
+                        native_isa,
+                        fuse_separable: !separate_pairs,
+                        winograd: winograd.into(),
+                        ..cnnjit::Options::default()
+                    },
+                    batches: batch.into_iter().map(|b| b as usize).collect(),
+                    plan,
+                    profile,
+                    reference: !no_reference,
+                    json,
                 },
-                batches: batch.into_iter().map(|b| b as usize).collect(),
-                plan,
-                profile,
-                reference: !no_reference,
-                json,
-            },
-        ),
+            )
+        }
         Command::Peak { json } => Ok(peak_report(
             &peak::measure_peak(std::time::Duration::from_millis(200)),
             json,
