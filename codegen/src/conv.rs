@@ -9,7 +9,9 @@
 //! `2 x TILE` `f32x4` accumulators. With the native tile
 //! ([`ConvSpec::native`]): up to [`Isa::rows`] pixels by [`native::WIDTH`]
 //! channels, accumulated by the precompiled AVX2 or AVX-512 micro-kernel
-//! into a stack slot, from which the generated epilogue reads them. Weights are packed per
+//! into a stack slot, to which the native epilogue of the same ISA
+//! ([`super::native_epilogue`]) applies the fused epilogue and stores it (or,
+//! from a [`super::Jit`] made without it, the generated epilogue reads them). Weights are packed per
 //! group and block of output channels as `[g][block][ky][kx][ci][width]`
 //! (zero-padded past the group's channels), so each step loads the block's
 //! weights for one input channel and one splatted input per pixel.
@@ -22,6 +24,7 @@
 use super::epilogue_lengths;
 use super::fold;
 use super::native::{self, Isa, Tap, TileFn};
+use super::native_epilogue::{NativeEpilogue, Site};
 use super::vector;
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, Args, ChannelSlice, Epilogue, Epilogued,
@@ -275,6 +278,9 @@ struct Layout<'s> {
 struct Native {
     /// The tile of each row count.
     tiles: &'static [TileFn],
+    /// The native epilogue applied to the tile, if the JIT asks for it and
+    /// the host has it; else the generated one reads the tile.
+    epilogue: Option<NativeEpilogue>,
     /// [`TileFn`]'s signature, imported into the kernel.
     signature: SigRef,
     /// The taps of one call.
@@ -292,10 +298,16 @@ impl Native {
             let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
             b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 5))
         };
+        let (taps, tile) = (slot(taps), slot(tile));
+        let epilogue = spec
+            .native
+            .filter(|_| a.native_epilogue)
+            .and_then(|isa| NativeEpilogue::new(b, ptr, isa, &spec.epilogue));
         Native {
             tiles,
-            taps: slot(taps),
-            tile: slot(tile),
+            epilogue,
+            taps,
+            tile,
             signature: native::import_signature(b, ptr),
         }
     }
@@ -543,13 +555,16 @@ fn columns(l: &Layout, b: &mut FunctionBuilder, base: Tile, ky: (usize, usize)) 
 fn tile(l: &Layout, b: &mut FunctionBuilder, t: &Tile, ky: (usize, usize), kx: (usize, usize)) {
     let acc = match &l.native {
         Some(native) => native_tile(l, native, b, t, ky, kx),
-        None => cranelift_tile(l, b, t, ky, kx),
+        None => Some(cranelift_tile(l, b, t, ky, kx)),
     };
-    epilogue(l, b, t, &acc);
+    if let Some(acc) = acc {
+        epilogue(l, b, t, &acc);
+    }
 }
 
 /// The tile by a call to the native micro-kernel, one [`Tap`] per kernel tap
-/// of the class.
+/// of the class, then the native epilogue on its slot if there is one (no
+/// accumulators returned), else the slot loaded for the generated epilogue.
 fn native_tile(
     l: &Layout,
     native: &Native,
@@ -557,7 +572,7 @@ fn native_tile(
     t: &Tile,
     ky: (usize, usize),
     kx: (usize, usize),
-) -> Vec<Vec<Value>> {
+) -> Option<Vec<Vec<Value>>> {
     let spec = l.spec;
     let (c, cg) = (spec.input[2] as i64, spec.in_per_group());
     let ptr = b.func.dfg.value_type(t.input);
@@ -587,7 +602,22 @@ fn native_tile(
         callee,
         &[t.input, a_stride, t.weights, taps_at, count, depth, tile_at],
     );
-    (0..t.pixels)
+    if let Some(epilogue) = &native.epilogue {
+        let site = Site {
+            tile: tile_at,
+            tile_stride: native::WIDTH,
+            rows: t.pixels,
+            columns: t.lanes,
+            params: t.params,
+            vector: l.vector,
+            extra: t.extra,
+            output: t.output,
+            pixel: l.out.pixel_bytes(),
+        };
+        epilogue.call(b, &site);
+        return None;
+    }
+    let acc = (0..t.pixels)
         .map(|p| {
             (0..t.lanes.div_ceil(4))
                 .map(|v| {
@@ -596,7 +626,8 @@ fn native_tile(
                 })
                 .collect()
         })
-        .collect()
+        .collect();
+    Some(acc)
 }
 
 /// The tile in Cranelift code: `f32x4` fused multiply-adds.

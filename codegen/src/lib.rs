@@ -9,7 +9,7 @@
 //! [`softmax`], in place; [`mod@concat`], a branch into its channel slice;
 //! [`lrn`], local response normalisation), and [`native`], the precompiled AVX2 and AVX-512 GEMM tiles
 //! that convolution kernels call for their innermost tile where the host has
-//! them. [`lower`] decides, once, what each step of a plan runs
+//! them, with [`native_epilogue`], their fused epilogue at the same width. [`lower`] decides, once, what each step of a plan runs
 //! (a kernel spec with its named operands, or the reference kernels and
 //! why). Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
@@ -61,6 +61,7 @@ pub mod elementwise;
 pub mod lower;
 pub mod lrn;
 pub mod native;
+pub mod native_epilogue;
 pub mod pool;
 pub mod separable;
 pub mod softmax;
@@ -331,6 +332,9 @@ pub(crate) struct Args {
     pub scratch: Value,
     pub begin: Value,
     pub end: Value,
+    /// Whether a native tile's epilogue runs [`native_epilogue`]'s code
+    /// ([`Jit::with_native_epilogue`]): a choice of code, not of results.
+    pub native_epilogue: bool,
 }
 
 /// The index of a compiled kernel in its [`Program`].
@@ -344,11 +348,21 @@ pub struct Jit {
     fctx: FunctionBuilderContext,
     ids: HashMap<Kernel, KernelId>,
     funcs: Vec<FuncId>,
+    native_epilogue: bool,
 }
 
 impl Jit {
     /// A JIT for this host.
     pub fn new() -> Result<Jit, CodegenError> {
+        Jit::with_native_epilogue(true)
+    }
+
+    /// A JIT for this host whose kernels apply the epilogue of a native
+    /// tile with [`native_epilogue`]'s code if `native` (where the host has
+    /// it), else with Cranelift's `f32x4` code, as every other tile. The two
+    /// give bitwise the same outputs; the choice exists to measure one
+    /// against the other.
+    pub fn with_native_epilogue(native: bool) -> Result<Jit, CodegenError> {
         let mut flags = settings::builder();
         let verifier = if cfg!(debug_assertions) {
             "true"
@@ -375,6 +389,7 @@ impl Jit {
             fctx: FunctionBuilderContext::new(),
             ids: HashMap::new(),
             funcs: Vec::new(),
+            native_epilogue: native,
         })
     }
 
@@ -422,6 +437,7 @@ impl Jit {
                 scratch: p[5],
                 begin: p[6],
                 end: p[7],
+                native_epilogue: self.native_epilogue,
             };
             kernel.emit(&mut b, &args);
             b.ins().return_(&[]);
