@@ -740,3 +740,114 @@ mod avx512 {
         }
     }
 }
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Marks elements an epilogue must not write.
+    const UNTOUCHED: u32 = 0x7fc0_dead;
+
+    /// One call's operands, in floats: `rows x columns` of a tile
+    /// `tile_stride` apart, outputs (and the shortcut) `pixel` apart.
+    #[derive(Clone, Debug)]
+    struct Call {
+        steps: Vec<Step>,
+        rows: usize,
+        columns: usize,
+        tile_stride: usize,
+        pixel: usize,
+        tile: Vec<f32>,
+        params: Vec<f32>,
+        extra: Vec<f32>,
+    }
+
+    impl Call {
+        /// The output of `epilogue`, `UNTOUCHED` where it must not write.
+        fn run(&self, epilogue: EpilogueFn) -> Vec<f32> {
+            let mut output = vec![f32::from_bits(UNTOUCHED); self.extra.len()];
+            // SAFETY: the host has the epilogue's ISA (`for_isa` gave it);
+            // `tile` has `rows` rows of `tile_stride >= columns` floats,
+            // `params` a vector of `columns` floats per step's need (3 per
+            // step, `vector` apart: more than any step takes), `extra` and
+            // `output` `rows` pixels of `pixel >= columns` floats.
+            unsafe {
+                epilogue(
+                    self.steps.as_ptr(),
+                    self.steps.len() as i64,
+                    self.tile.as_ptr(),
+                    self.tile_stride as i64,
+                    self.rows as i64,
+                    self.columns as i64,
+                    self.params.as_ptr(),
+                    (self.columns * 4) as i64,
+                    self.extra.as_ptr(),
+                    output.as_mut_ptr(),
+                    (self.pixel * 4) as i64,
+                )
+            };
+            output
+        }
+    }
+
+    fn call() -> impl Strategy<Value = Call> {
+        let value = prop_oneof![
+            4 => -10.0f32..10.0,
+            1 => prop::sample::select(vec![f32::NAN, f32::INFINITY, -f32::INFINITY, -0.0, 1e30]),
+        ];
+        let step = (AFFINE..=HARD_SWISH, -1.0f32..1.0).prop_map(|(code, slope)| Step {
+            code,
+            slope: if code == LEAKY_RELU { slope } else { 0.0 },
+        });
+        (
+            prop::collection::vec(step, 0..4),
+            1usize..6,
+            1usize..41,
+            0usize..3,
+        )
+            .prop_flat_map(move |(steps, rows, columns, pad)| {
+                let vectors = 1 + 2 * steps.len();
+                let v = prop::collection::vec(value.clone(), rows * (columns + pad));
+                (
+                    Just((steps, rows, columns, pad)),
+                    v.clone(),
+                    prop::collection::vec(value.clone(), vectors * columns),
+                    v,
+                )
+            })
+            .prop_map(|((steps, rows, columns, pad), tile, params, extra)| Call {
+                steps,
+                rows,
+                columns,
+                tile_stride: columns + pad,
+                pixel: columns + pad,
+                tile,
+                params,
+                extra,
+            })
+    }
+
+    proptest! {
+        /// The ISAs agree bit for bit (NaN with NaN) at any column count,
+        /// one vector or several and a partial one, and write exactly the
+        /// `rows x columns` outputs.
+        #[test]
+        fn the_isas_agree_and_write_only_their_outputs(call in call()) {
+            let outputs: Vec<Vec<f32>> =
+                Isa::ALL.into_iter().filter_map(for_isa).map(|f| call.run(f)).collect();
+            for output in &outputs {
+                for (i, x) in output.iter().enumerate() {
+                    let inside = i % call.pixel < call.columns;
+                    prop_assert_eq!(x.to_bits() != UNTOUCHED, inside, "element {}", i);
+                }
+                for (i, (x, y)) in output.iter().zip(&outputs[0]).enumerate() {
+                    prop_assert!(
+                        x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                        "element {i}: {x:e} against {y:e}"
+                    );
+                }
+            }
+        }
+    }
+}
