@@ -1,5 +1,6 @@
 //! The native epilogue against the generated `f32x4` one, on the same
-//! kernel, one thread: EfficientNet-B0's 28x28 1x1 convolutions, the
+//! kernel (`Use::Always` against `Use::Never`), one thread: EfficientNet-B0's
+//! 28x28 1x1 convolutions, the
 //! expansion 40 -> 240 with its bn folded and swish (`expand_swish`), the
 //! same with relu (`expand_relu`: a cheap activation, where the call is all
 //! the native epilogue adds) and the projection 240 -> 40 with a residual
@@ -9,6 +10,7 @@
 //! `cargo bench --bench native_epilogue` (groups `native` and `generated`).
 
 use cnnjit::codegen::conv::ConvSpec;
+use cnnjit::codegen::native_epilogue::Use;
 use cnnjit::codegen::{native, Epilogue, Jit, Kernel, KernelId, Lengths, Program};
 use cnnjit::ir::Activation;
 use cnnjit::runtime::jit::{call_kernel, scratch_len, Buffers};
@@ -42,11 +44,11 @@ struct Compiled {
 }
 
 impl Compiled {
-    /// `spec` from a JIT with or without the native epilogue.
-    fn new(spec: &ConvSpec, native_epilogue: bool) -> Compiled {
+    /// `spec` from a JIT that applies its epilogue with `code`.
+    fn new(spec: &ConvSpec, code: Use) -> Compiled {
         let kernel = Kernel::Conv(spec.clone());
         let lengths = kernel.lengths();
-        let mut jit = Jit::with_native_epilogue(native_epilogue).expect("a JIT for this host");
+        let mut jit = Jit::with_native_epilogue(code).expect("a JIT for this host");
         let id = jit.compile(&kernel).expect("the kernel compiles");
         let weight = cnnjit::check::random_input(spec.input[2] * spec.output[2], 2);
         Compiled {
@@ -84,7 +86,7 @@ fn epilogues(c: &mut Criterion) {
         let input = cnnjit::check::random_input(28 * 28 * channels, 1);
         let extra = cnnjit::check::random_input(spec.lengths().extra, 3);
         let mut output = vec![0.0; 28 * 28 * k];
-        let mut kernels = [true, false].map(|native| Compiled::new(&spec, native));
+        let mut kernels = [Use::Always, Use::Never].map(|code| Compiled::new(&spec, code));
         for (kernel, group) in kernels.iter_mut().zip(["native", "generated"]) {
             let mut group = c.benchmark_group(group);
             group
@@ -93,9 +95,7 @@ fn epilogues(c: &mut Criterion) {
                 .warm_up_time(Duration::from_millis(300))
                 .measurement_time(Duration::from_secs(2))
                 .throughput(Throughput::Elements((28 * 28 * channels * k * 2) as u64));
-            group.bench_function(name, |b| {
-                b.iter(|| kernel.run(&input, &extra, &mut output))
-            });
+            group.bench_function(name, |b| b.iter(|| kernel.run(&input, &extra, &mut output)));
             group.finish();
         }
     }

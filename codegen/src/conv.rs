@@ -10,8 +10,9 @@
 //! ([`ConvSpec::native`]): up to [`Isa::rows`] pixels by [`native::WIDTH`]
 //! channels, accumulated by the precompiled AVX2 or AVX-512 micro-kernel
 //! into a stack slot, to which the native epilogue of the same ISA
-//! ([`super::native_epilogue`]) applies the fused epilogue and stores it (or,
-//! from a [`super::Jit`] made without it, the generated epilogue reads them). Weights are packed per
+//! ([`super::native_epilogue`]) applies the fused epilogue and stores it
+//! where that is faster (a transcendental activation), else the generated
+//! epilogue reads them. Weights are packed per
 //! group and block of output channels as `[g][block][ky][kx][ci][width]`
 //! (zero-padded past the group's channels), so each step loads the block's
 //! weights for one input channel and one splatted input per pixel.
@@ -278,8 +279,9 @@ struct Layout<'s> {
 struct Native {
     /// The tile of each row count.
     tiles: &'static [TileFn],
-    /// The native epilogue applied to the tile, if the JIT asks for it and
-    /// the host has it; else the generated one reads the tile.
+    /// The native epilogue applied to the tile, where the JIT's
+    /// [`super::native_epilogue::Use`] asks for it and the host has it; else
+    /// the generated one reads the tile.
     epilogue: Option<NativeEpilogue>,
     /// [`TileFn`]'s signature, imported into the kernel.
     signature: SigRef,
@@ -301,7 +303,7 @@ impl Native {
         let (taps, tile) = (slot(taps), slot(tile));
         let epilogue = spec
             .native
-            .filter(|_| a.native_epilogue)
+            .filter(|_| a.native_epilogue.native(&spec.epilogue))
             .and_then(|isa| NativeEpilogue::new(b, ptr, isa, &spec.epilogue));
         Native {
             tiles,

@@ -332,9 +332,9 @@ pub(crate) struct Args {
     pub scratch: Value,
     pub begin: Value,
     pub end: Value,
-    /// Whether a native tile's epilogue runs [`native_epilogue`]'s code
+    /// Where a native tile's epilogue runs [`native_epilogue`]'s code
     /// ([`Jit::with_native_epilogue`]): a choice of code, not of results.
-    pub native_epilogue: bool,
+    pub native_epilogue: native_epilogue::Use,
 }
 
 /// The index of a compiled kernel in its [`Program`].
@@ -348,21 +348,20 @@ pub struct Jit {
     fctx: FunctionBuilderContext,
     ids: HashMap<Kernel, KernelId>,
     funcs: Vec<FuncId>,
-    native_epilogue: bool,
+    native_epilogue: native_epilogue::Use,
 }
 
 impl Jit {
     /// A JIT for this host.
     pub fn new() -> Result<Jit, CodegenError> {
-        Jit::with_native_epilogue(true)
+        Jit::with_native_epilogue(native_epilogue::Use::default())
     }
 
     /// A JIT for this host whose kernels apply the epilogue of a native
-    /// tile with [`native_epilogue`]'s code if `native` (where the host has
-    /// it), else with Cranelift's `f32x4` code, as every other tile. The two
-    /// give bitwise the same outputs; the choice exists to measure one
-    /// against the other.
-    pub fn with_native_epilogue(native: bool) -> Result<Jit, CodegenError> {
+    /// tile with [`native_epilogue`]'s code where `code` says (and the host
+    /// has it), else with Cranelift's `f32x4` code, as every other tile. The
+    /// two give bitwise the same outputs; [`Jit::new`] takes the faster.
+    pub fn with_native_epilogue(code: native_epilogue::Use) -> Result<Jit, CodegenError> {
         let mut flags = settings::builder();
         let verifier = if cfg!(debug_assertions) {
             "true"
@@ -389,7 +388,7 @@ impl Jit {
             fctx: FunctionBuilderContext::new(),
             ids: HashMap::new(),
             funcs: Vec::new(),
-            native_epilogue: native,
+            native_epilogue: code,
         })
     }
 

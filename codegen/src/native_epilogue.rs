@@ -8,8 +8,8 @@
 //! an `exp` polynomial and a divide per lane) it costs more than the GEMM at
 //! AVX-512 width. Where a conv kernel calls a native tile, it calls this
 //! function on the tile's stack slot instead of loading the slot into
-//! Cranelift values (`conv`'s native path, when the [`super::Jit`] was made
-//! with the native epilogue on, the default). One compiled function per ISA
+//! Cranelift values (`conv`'s native path, for the epilogues where that is
+//! faster: [`Use`]). One compiled function per ISA
 //! serves every epilogue: the steps are plain data ([`Step`]), written to a
 //! stack slot once per kernel call and read by pointer.
 //!
@@ -74,8 +74,8 @@ use super::vector::{EXP_LN2, EXP_POLY, EXP_RANGE, SIXTH, TANH_LIMIT, TANH_P, TAN
 use super::{int, Epilogue};
 use cnnjit_ir::Activation;
 use cranelift_codegen::ir::{
-    types, AbiParam, InstBuilder, SigRef, Signature, StackSlot, StackSlotData, StackSlotKind,
-    Type, Value,
+    types, AbiParam, InstBuilder, SigRef, Signature, StackSlot, StackSlotData, StackSlotKind, Type,
+    Value,
 };
 use cranelift_frontend::FunctionBuilder;
 
@@ -150,6 +150,42 @@ pub type EpilogueFn = unsafe extern "C" fn(
     *mut f32,
     i64,
 );
+
+/// Which code applies the fused epilogue of a native tile
+/// ([`super::Jit::with_native_epilogue`]). Both give bitwise the same
+/// outputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Use {
+    /// The native epilogue where a step is a transcendental activation
+    /// (sigmoid, tanh, swish), the generated one elsewhere: the faster of
+    /// the two on each (the default). Measured one thread, AVX-512 Xeon,
+    /// EfficientNet-B0's 1x1 convs: with swish 0.27 to 0.86 of the
+    /// generated epilogue's time, with bn or bn + residual 1.03 to 1.09
+    /// (the call and the steps' dispatch cost more than 128-bit code saves).
+    #[default]
+    ByCost,
+    /// The native epilogue wherever the host has it.
+    Always,
+    /// The generated `f32x4` epilogue, as every other tile.
+    Never,
+}
+
+impl Use {
+    /// Whether a native tile with `steps` gets the native epilogue.
+    pub fn native(self, steps: &[Epilogue]) -> bool {
+        let transcendental = |step: &Epilogue| {
+            matches!(
+                step,
+                Epilogue::Act(Activation::Sigmoid | Activation::Tanh | Activation::Swish)
+            )
+        };
+        match self {
+            Use::ByCost => steps.iter().any(transcendental),
+            Use::Always => true,
+            Use::Never => false,
+        }
+    }
+}
 
 /// The epilogue of `isa`, where the host runs it: the ISA's own features
 /// and FMA (which the Cranelift epilogue then uses too).

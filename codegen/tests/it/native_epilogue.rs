@@ -1,7 +1,7 @@
 //! The native epilogue (`native_epilogue`) gives bit for bit what the
 //! generated `f32x4` epilogue gives, through whole conv kernels on every
-//! native ISA of the host: the same spec compiled by a JIT with the native
-//! epilogue and by one without it, run on the same buffers, every output
+//! native ISA of the host: the same spec compiled by a JIT that always uses
+//! the native epilogue and by one that never does, run on the same buffers, every output
 //! element compared by its bits (NaN with NaN: an operation on two NaNs may
 //! keep either's payload). The tiles, parameters and shortcuts mix ordinary
 //! values with NaN, infinities, signed zeros, huge values and the edges of
@@ -10,6 +10,7 @@
 
 use cnnjit_codegen::conv::ConvSpec;
 use cnnjit_codegen::native::Isa;
+use cnnjit_codegen::native_epilogue::Use;
 use cnnjit_codegen::{ChannelSlice, Epilogue, Jit, Kernel};
 use cnnjit_ir::Activation;
 use proptest::prelude::*;
@@ -125,11 +126,11 @@ fn case() -> impl Strategy<Value = (ConvSpec, [Vec<f32>; 4])> {
 /// arithmetic produces).
 const UNTOUCHED: u32 = 0x7fc0_dead;
 
-/// `spec`'s output from a JIT with or without the native epilogue.
-fn run(spec: &ConvSpec, [input, weight, params, extra]: &[Vec<f32>; 4], native: bool) -> Vec<f32> {
+/// `spec`'s output from a JIT that applies the epilogue with `code`.
+fn run(spec: &ConvSpec, [input, weight, params, extra]: &[Vec<f32>; 4], code: Use) -> Vec<f32> {
     let kernel = Kernel::Conv(spec.clone());
     let lengths = kernel.lengths();
-    let mut jit = Jit::with_native_epilogue(native).expect("a JIT for this host");
+    let mut jit = Jit::with_native_epilogue(code).expect("a JIT for this host");
     let id = jit.compile(&kernel).expect("the kernel compiles");
     let program = jit.finish().expect("the program links");
     let weights = kernel.pack_weights(weight, None);
@@ -164,8 +165,8 @@ proptest! {
     ) {
         for isa in Isa::on_host() {
             let spec = ConvSpec { native: Some(isa), ..spec.clone() };
-            let native = run(&spec, &buffers, true);
-            let generated = run(&spec, &buffers, false);
+            let native = run(&spec, &buffers, Use::Always);
+            let generated = run(&spec, &buffers, Use::Never);
             for (i, (n, g)) in native.iter().zip(&generated).enumerate() {
                 prop_assert!(
                     n.to_bits() == g.to_bits() || (n.is_nan() && g.is_nan()),
