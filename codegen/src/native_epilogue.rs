@@ -11,7 +11,8 @@
 //! Cranelift values (`conv`'s native path, for the epilogues where that is
 //! faster: [`Use`]). One compiled function per ISA
 //! serves every epilogue: the steps are plain data ([`Step`]), written to a
-//! stack slot once per kernel call and read by pointer.
+//! stack slot where the conv code sets up its loops (once per kernel call, or
+//! per row a separable pair's half computes) and read by pointer.
 //!
 //! # Calling convention
 //!
@@ -236,7 +237,7 @@ pub(crate) struct Site {
 impl NativeEpilogue {
     /// `steps` as a native epilogue of `isa` in a kernel whose pointers are
     /// `ptr`, or `None` where the host lacks it; stores the steps at the
-    /// current point of `b`.
+    /// current point of `b`, which must come before every [`Self::call`].
     pub(crate) fn new(
         b: &mut FunctionBuilder,
         ptr: Type,
