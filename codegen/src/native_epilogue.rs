@@ -71,6 +71,7 @@
 //! whole conv kernels (`codegen/tests/it/native_epilogue.rs`).
 
 use super::native::Isa;
+#[cfg(target_arch = "x86_64")]
 use super::vector::{EXP_LN2, EXP_POLY, EXP_RANGE, SIXTH, TANH_LIMIT, TANH_P, TANH_Q};
 use super::{int, Epilogue};
 use cnnjit_ir::Activation;
