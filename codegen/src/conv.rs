@@ -9,10 +9,12 @@
 //! `2 x TILE` `f32x4` accumulators. With the native tile
 //! ([`ConvSpec::native`]): up to [`Isa::rows`] pixels by [`native::WIDTH`]
 //! channels, accumulated by the precompiled AVX2 or AVX-512 micro-kernel
-//! into a stack slot, from which the generated epilogue reads them; on
-//! AVX-512, two adjacent full blocks of a group take one call of the wide
-//! tile ([`native::WIDE_ROWS`] pixels by 32 channels, [`Isa::wide_tiles`]),
-//! an odd last block the 16-column one. Weights are packed per
+//! into a stack slot; on AVX-512, two adjacent full blocks of a group take
+//! one call of the wide tile ([`native::WIDE_ROWS`] pixels by 32 channels,
+//! [`Isa::wide_tiles`]), an odd last block the 16-column one. The native
+//! epilogue of the same ISA ([`super::native_epilogue`]) applies the fused
+//! epilogue to the slot and stores it where that is faster (a transcendental
+//! activation), else the generated epilogue reads it. Weights are packed per
 //! group and block of output channels as `[g][block][ky][kx][ci][width]`
 //! (zero-padded past the group's channels), so each step loads the block's
 //! weights for one input channel and one splatted input per pixel.
@@ -25,6 +27,7 @@
 use super::epilogue_lengths;
 use super::fold;
 use super::native::{self, Isa, Tap, TileFn, WideTileFn};
+use super::native_epilogue::{NativeEpilogue, Site};
 use super::vector;
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, Args, ChannelSlice, Epilogue, Epilogued,
@@ -295,6 +298,10 @@ struct Layout<'s> {
 struct Native {
     /// The tile of each row count.
     tiles: &'static [TileFn],
+    /// The native epilogue applied to the tile, where the JIT's
+    /// [`super::native_epilogue::Use`] asks for it and the host has it; else
+    /// the generated one reads the tile.
+    epilogue: Option<NativeEpilogue>,
     /// [`TileFn`]'s signature, imported into the kernel.
     signature: SigRef,
     /// The wide tile of each row count and its signature, where the spec's
@@ -320,10 +327,16 @@ impl Native {
             let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
             b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 5))
         };
+        let (taps, tile) = (slot(taps), slot(tile));
+        let epilogue = spec
+            .native
+            .filter(|_| a.native_epilogue.native(&spec.epilogue))
+            .and_then(|isa| NativeEpilogue::new(b, ptr, isa, &spec.epilogue));
         Native {
             tiles,
-            taps: slot(taps),
-            tile: slot(tile),
+            epilogue,
+            taps,
+            tile,
             signature: native::import_signature(b, ptr),
             wide: wide.map(|wide| (wide, native::import_wide_signature(b, ptr))),
         }
@@ -591,13 +604,16 @@ fn columns(l: &Layout, b: &mut FunctionBuilder, base: Tile, ky: (usize, usize)) 
 fn tile(l: &Layout, b: &mut FunctionBuilder, t: &Tile, ky: (usize, usize), kx: (usize, usize)) {
     let acc = match &l.native {
         Some(native) => native_tile(l, native, b, t, ky, kx),
-        None => cranelift_tile(l, b, t, ky, kx),
+        None => Some(cranelift_tile(l, b, t, ky, kx)),
     };
-    epilogue(l, b, t, &acc);
+    if let Some(acc) = acc {
+        epilogue(l, b, t, &acc);
+    }
 }
 
 /// The tile by a call to the native micro-kernel, one [`Tap`] per kernel tap
-/// of the class.
+/// of the class, then the native epilogue on its slot if there is one (no
+/// accumulators returned), else the slot loaded for the generated epilogue.
 fn native_tile(
     l: &Layout,
     native: &Native,
@@ -605,7 +621,7 @@ fn native_tile(
     t: &Tile,
     ky: (usize, usize),
     kx: (usize, usize),
-) -> Vec<Vec<Value>> {
+) -> Option<Vec<Vec<Value>>> {
     let spec = l.spec;
     let (c, cg) = (spec.input[2] as i64, spec.in_per_group());
     let ptr = b.func.dfg.value_type(t.input);
@@ -643,7 +659,30 @@ fn native_tile(
     };
     let callee = int(b, callee as i64);
     b.ins().call_indirect(signature, callee, &args);
-    (0..t.pixels)
+    if let Some(epilogue) = &native.epilogue {
+        // One call per block of the slot: a wide tile's second block is
+        // `WIDE_BLOCK` bytes on in the slot and 16 channels on everywhere else.
+        for block in 0..t.lanes.div_ceil(native::WIDTH) {
+            let shift = |b: &mut FunctionBuilder, at: Value, bytes: usize| {
+                b.ins().iadd_imm(at, (block * bytes) as i64)
+            };
+            let channels = native::WIDTH * 4;
+            let site = Site {
+                tile: shift(b, tile_at, block_bytes),
+                tile_stride: native::WIDTH,
+                rows: t.pixels,
+                columns: (t.lanes - block * native::WIDTH).min(native::WIDTH),
+                params: shift(b, t.params, channels),
+                vector: l.vector,
+                extra: shift(b, t.extra, channels),
+                output: shift(b, t.output, channels),
+                pixel: l.out.pixel_bytes(),
+            };
+            epilogue.call(b, &site);
+        }
+        return None;
+    }
+    let acc = (0..t.pixels)
         .map(|p| {
             (0..t.lanes.div_ceil(4))
                 .map(|v| {
@@ -654,7 +693,8 @@ fn native_tile(
                 })
                 .collect()
         })
-        .collect()
+        .collect();
+    Some(acc)
 }
 
 /// The tile in Cranelift code: `f32x4` fused multiply-adds.

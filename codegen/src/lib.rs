@@ -9,7 +9,7 @@
 //! [`softmax`], in place; [`mod@concat`], a branch into its channel slice;
 //! [`lrn`], local response normalisation), and [`native`], the precompiled AVX2 and AVX-512 GEMM tiles
 //! that convolution kernels call for their innermost tile where the host has
-//! them. [`lower`] decides, once, what each step of a plan runs
+//! them, with [`native_epilogue`], their fused epilogue at the same width. [`lower`] decides, once, what each step of a plan runs
 //! (a kernel spec with its named operands, or the reference kernels and
 //! why). Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
@@ -62,6 +62,7 @@ pub mod lower;
 pub mod lrn;
 pub mod native;
 pub mod native_depthwise;
+pub mod native_epilogue;
 pub mod pool;
 pub mod separable;
 pub mod softmax;
@@ -332,6 +333,9 @@ pub(crate) struct Args {
     pub scratch: Value,
     pub begin: Value,
     pub end: Value,
+    /// Where a native tile's epilogue runs [`native_epilogue`]'s code
+    /// ([`Jit::with_native_epilogue`]): a choice of code, not of results.
+    pub native_epilogue: native_epilogue::Use,
 }
 
 /// The index of a compiled kernel in its [`Program`].
@@ -345,11 +349,20 @@ pub struct Jit {
     fctx: FunctionBuilderContext,
     ids: HashMap<Kernel, KernelId>,
     funcs: Vec<FuncId>,
+    native_epilogue: native_epilogue::Use,
 }
 
 impl Jit {
     /// A JIT for this host.
     pub fn new() -> Result<Jit, CodegenError> {
+        Jit::with_native_epilogue(native_epilogue::Use::default())
+    }
+
+    /// A JIT for this host whose kernels apply the epilogue of a native
+    /// tile with [`native_epilogue`]'s code where `code` says (and the host
+    /// has it), else with Cranelift's `f32x4` code, as every other tile. The
+    /// two give bitwise the same outputs; [`Jit::new`] takes the faster.
+    pub fn with_native_epilogue(code: native_epilogue::Use) -> Result<Jit, CodegenError> {
         let mut flags = settings::builder();
         let verifier = if cfg!(debug_assertions) {
             "true"
@@ -376,6 +389,7 @@ impl Jit {
             fctx: FunctionBuilderContext::new(),
             ids: HashMap::new(),
             funcs: Vec::new(),
+            native_epilogue: code,
         })
     }
 
@@ -423,6 +437,7 @@ impl Jit {
                 scratch: p[5],
                 begin: p[6],
                 end: p[7],
+                native_epilogue: self.native_epilogue,
             };
             kernel.emit(&mut b, &args);
             b.ins().return_(&[]);

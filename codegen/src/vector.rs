@@ -120,24 +120,60 @@ pub fn at_most(b: &mut FunctionBuilder, x: Value, hi: Value) -> Value {
     b.ins().bitselect(above, hi, x)
 }
 
+/// [`exp`]'s clamp of `x`: `e^x` is neither 0 nor infinite inside it.
+pub(crate) const EXP_RANGE: [f32; 2] = [-87.0, 88.0];
+/// [`exp`]'s ln 2 in two parts, `hi` exact in few bits, then `lo`.
+pub(crate) const EXP_LN2: [f32; 2] = [0.693_359_4, -2.121_944_4e-4];
+/// [`exp`]'s Taylor coefficients of `e^r`, highest degree first (Horner's order).
+pub(crate) const EXP_POLY: [f32; 7] = [
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+/// [`tanh`]'s clamp: past +-7.9053, tanh rounds to +-1 in `f32`.
+pub(crate) const TANH_LIMIT: f32 = 7.905_311_107_635_498_f64 as f32;
+/// [`tanh`]'s numerator in `x^2`, highest degree first (times `x` after).
+pub(crate) const TANH_P: [f32; 7] = [
+    -2.760_768_477_423_55e-16_f64 as f32,
+    2.000_187_904_824_77e-13_f64 as f32,
+    -8.604_671_522_137_35e-11_f64 as f32,
+    5.122_297_090_371_14e-8_f64 as f32,
+    1.485_722_357_179_79e-5_f64 as f32,
+    6.372_619_288_754_36e-4_f64 as f32,
+    4.893_524_558_917_86e-3_f64 as f32,
+];
+/// [`tanh`]'s denominator in `x^2`, highest degree first.
+pub(crate) const TANH_Q: [f32; 4] = [
+    1.198_258_394_667_02e-6_f64 as f32,
+    1.185_347_056_866_54e-4_f64 as f32,
+    2.268_434_632_439e-3_f64 as f32,
+    4.893_525_185_543_85e-3_f64 as f32,
+];
+/// hard_sigmoid's `1 / 6`.
+pub(crate) const SIXTH: f32 = 1.0 / 6.0;
+
 /// e^x, lane-wise: `x = n ln2 + r`, `2^n` built in the exponent bits, `e^r`
 /// by its Taylor polynomial to degree 6 (relative error below 2e-7 on |r| <= ln2/2).
 pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
-    let lo = splat(b, -87.0);
-    let hi = splat(b, 88.0);
+    let lo = splat(b, EXP_RANGE[0]);
+    let hi = splat(b, EXP_RANGE[1]);
     let x = at_least(b, x, lo);
     let x = at_most(b, x, hi);
     let log2e = splat(b, std::f32::consts::LOG2_E);
     let t = b.ins().fmul(x, log2e);
     let n = b.ins().nearest(t);
-    let ln2_hi = splat(b, 0.693_359_4);
-    let ln2_lo = splat(b, -2.121_944_4e-4);
+    let ln2_hi = splat(b, EXP_LN2[0]);
+    let ln2_lo = splat(b, EXP_LN2[1]);
     let r = b.ins().fmul(n, ln2_hi);
     let r = b.ins().fsub(x, r);
     let r2 = b.ins().fmul(n, ln2_lo);
     let r = b.ins().fsub(r, r2);
-    let mut p = splat(b, 1.0 / 720.0);
-    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+    let mut p = splat(b, EXP_POLY[0]);
+    for &c in &EXP_POLY[1..] {
         let c = splat(b, c);
         p = mul_add(b, p, r, c);
     }
@@ -220,37 +256,21 @@ fn sigmoid(b: &mut FunctionBuilder, x: Value) -> Value {
 /// tanh rounds to +-1 in `f32`). Half the operations of `2 sigmoid(2x) - 1`
 /// (LeNet-5 spends a third of its time in tanh), and accurate near 0.
 fn tanh(b: &mut FunctionBuilder, x: Value) -> Value {
-    const LIMIT: f64 = 7.905_311_107_635_498;
-    const P: [f64; 7] = [
-        -2.760_768_477_423_55e-16,
-        2.000_187_904_824_77e-13,
-        -8.604_671_522_137_35e-11,
-        5.122_297_090_371_14e-8,
-        1.485_722_357_179_79e-5,
-        6.372_619_288_754_36e-4,
-        4.893_524_558_917_86e-3,
-    ];
-    const Q: [f64; 4] = [
-        1.198_258_394_667_02e-6,
-        1.185_347_056_866_54e-4,
-        2.268_434_632_439e-3,
-        4.893_525_185_543_85e-3,
-    ];
-    let lo = splat(b, -LIMIT as f32);
-    let hi = splat(b, LIMIT as f32);
+    let lo = splat(b, -TANH_LIMIT);
+    let hi = splat(b, TANH_LIMIT);
     let x = at_least(b, x, lo);
     let x = at_most(b, x, hi);
     let x2 = b.ins().fmul(x, x);
-    let horner = |b: &mut FunctionBuilder, coefficients: &[f64]| {
-        let mut acc = splat(b, coefficients[0] as f32);
+    let horner = |b: &mut FunctionBuilder, coefficients: &[f32]| {
+        let mut acc = splat(b, coefficients[0]);
         for &c in &coefficients[1..] {
-            let c = splat(b, c as f32);
+            let c = splat(b, c);
             acc = mul_add(b, acc, x2, c);
         }
         acc
     };
-    let p = horner(b, &P);
-    let q = horner(b, &Q);
+    let p = horner(b, &TANH_P);
+    let q = horner(b, &TANH_Q);
     let p = b.ins().fmul(p, x);
     b.ins().fdiv(p, q)
 }
@@ -287,7 +307,7 @@ pub fn activate(b: &mut FunctionBuilder, act: Activation, x: Value) -> Value {
         Activation::HardSigmoid | Activation::HardSwish => {
             let three = splat(b, 3.0);
             let six = splat(b, 6.0);
-            let sixth = splat(b, 1.0 / 6.0);
+            let sixth = splat(b, SIXTH);
             let t = b.ins().fadd(x, three);
             let t = at_least(b, t, zero);
             let t = at_most(b, t, six);

@@ -4,4 +4,5 @@
 
 mod lower;
 mod lowering;
+mod native_epilogue;
 mod packing;

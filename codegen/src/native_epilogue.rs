@@ -1,0 +1,891 @@
+//! The native epilogue: a kernel's whole fused epilogue (bias, affine,
+//! prelu, activation, residual add) applied at 256 or 512 bits to a tile a
+//! [`native`](super::native) GEMM tile has written, then stored.
+//!
+//! The generated epilogue ([`super::apply_epilogue`]) is 128-bit Cranelift
+//! code, one `f32x4` at a time. For the cheap steps that costs little
+//! beside the tile; for the transcendental activations (sigmoid, swish, tanh:
+//! an `exp` polynomial and a divide per lane) it costs more than the GEMM at
+//! AVX-512 width. Where a conv kernel calls a native tile, it calls this
+//! function on the tile's stack slot instead of loading the slot into
+//! Cranelift values (`conv`'s native path, for the epilogues where that is
+//! faster: [`Use`]). One compiled function per ISA
+//! serves every epilogue: the steps are plain data ([`Step`]), written to a
+//! stack slot where the conv code sets up its loops (once per kernel call, or
+//! per row a separable pair's half computes) and read by pointer.
+//!
+//! # Calling convention
+//!
+//! An epilogue is an [`EpilogueFn`], `extern "C"`:
+//!
+//! ```text
+//! epilogue(steps, count, tile, tile_stride, rows, columns,
+//!          params, vector, extra, output, pixel)
+//!
+//! for r in 0..rows, n in 0..columns:
+//!     x = T(r, n) + P(0, n)
+//!     j = 1
+//!     for s in steps[0..count]:
+//!         match s.code:
+//!             AFFINE: x = fma(x, P(j, n), P(j + 1, n)); j += 2
+//!             PRELU:  x = fma(min(0, x), P(j, n), max(0, x)); j += 1
+//!             ADD:    x = x + E(r, n)
+//!             an activation code: x = act(x)     (LEAKY_RELU's slope: s.slope)
+//!     O(r, n) = x
+//! where (byte offsets, the `f32` at each)
+//!     T(r, n) = *(tile + 4 (r tile_stride + n))
+//!     P(j, n) = *(params + j vector + 4 n)
+//!     E(r, n) = *(extra + r pixel + 4 n)
+//!     O(r, n) = *(output + r pixel + 4 n)
+//! ```
+//!
+//! `tile_stride` is in floats (a native tile's slot: [`super::native::WIDTH`]),
+//! `vector` (bytes between two per-channel vectors of `params`) and `pixel`
+//! (bytes between two output pixels, the same in `extra`: an epilogue with an
+//! add never writes a channel slice) in bytes. `columns` may exceed one
+//! vector: a slot of two 16-column blocks is one call of 32 columns, or two
+//! of 16. It reads exactly the `T`, `P` and `E` elements the formula names
+//! (`P(j, ..)` only for the `j` its steps reach, `E` only with an `ADD`
+//! step) and the `count` steps, and writes exactly the `rows x columns`
+//! elements `O`: partial vectors are masked loads and stores, which never
+//! touch the lanes they leave out. A step with an unknown code does nothing.
+//!
+//! # Bitwise equal to the Cranelift epilogue
+//!
+//! Each step is [`vector`](super::vector)'s code for it, operation for
+//! operation and constant for constant (the constants are shared): `at_least`
+//! and `at_most` are `maxps`/`minps` with the bound first (a NaN `x` stays
+//! NaN, `-0` stays `-0`), `mul_add` one FMA, `exp` the same clamps, round to
+//! nearest even, two-part ln 2, degree-6 Horner polynomial and exponent bits,
+//! sigmoid `1 / (1 + exp(-x))`, tanh Eigen's rational. Every operation is
+//! lane-wise and IEEE-exact, so a lane's result does not depend on the vector
+//! width: AVX2, AVX-512 and the Cranelift epilogue agree bit for bit, NaN
+//! payloads aside (an operation on two NaNs may keep either's payload). One
+//! difference is argued rather than shared: Cranelift's saturating float to
+//! int conversion of `exp`'s `n` gives 0 for NaN, `cvtps2dq` gives
+//! `i32::MIN`; both build the scale 1.0 from it (`(n + 127) << 23`
+//! wraps to `127 << 23`), and `n` is otherwise an integer in `[-126, 127]`
+//! (after the clamp). The Cranelift epilogue multiplies by one FMA only where
+//! the host has FMA ([`super::vector::mul_add`]), so both ISAs here require
+//! it ([`for_isa`]). Tested bitwise against the Cranelift epilogue through
+//! whole conv kernels (`codegen/tests/it/native_epilogue.rs`).
+
+use super::native::Isa;
+#[cfg(target_arch = "x86_64")]
+use super::vector::{EXP_LN2, EXP_POLY, EXP_RANGE, SIXTH, TANH_LIMIT, TANH_P, TANH_Q};
+use super::{int, Epilogue};
+use cnnjit_ir::Activation;
+use cranelift_codegen::ir::{
+    types, AbiParam, InstBuilder, SigRef, Signature, StackSlot, StackSlotData, StackSlotKind, Type,
+    Value,
+};
+use cranelift_frontend::FunctionBuilder;
+
+/// `x * scale + shift`, the next two vectors of `params`.
+pub const AFFINE: u32 = 0;
+/// `max(x, 0) + slope min(x, 0)`, the slope the next vector of `params`.
+pub const PRELU: u32 = 1;
+/// `x + extra`.
+pub const ADD: u32 = 2;
+/// relu.
+pub const RELU: u32 = 3;
+/// relu6.
+pub const RELU6: u32 = 4;
+/// leaky_relu, the slope in [`Step::slope`].
+pub const LEAKY_RELU: u32 = 5;
+/// sigmoid.
+pub const SIGMOID: u32 = 6;
+/// tanh.
+pub const TANH: u32 = 7;
+/// swish.
+pub const SWISH: u32 = 8;
+/// hard_sigmoid.
+pub const HARD_SIGMOID: u32 = 9;
+/// hard_swish.
+pub const HARD_SWISH: u32 = 10;
+
+/// One epilogue step as plain data: a code (the constants above) and
+/// leaky_relu's slope (0 for any other step).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Step {
+    /// What the step does.
+    pub code: u32,
+    /// leaky_relu's slope.
+    pub slope: f32,
+}
+
+impl Step {
+    /// The plain-data form of `step`.
+    pub fn of(step: Epilogue) -> Step {
+        let (code, slope) = match step {
+            Epilogue::Affine => (AFFINE, 0.0),
+            Epilogue::PRelu => (PRELU, 0.0),
+            Epilogue::Add => (ADD, 0.0),
+            Epilogue::Act(act) => match act {
+                Activation::Relu => (RELU, 0.0),
+                Activation::Relu6 => (RELU6, 0.0),
+                Activation::LeakyRelu(slope) => (LEAKY_RELU, slope),
+                Activation::Sigmoid => (SIGMOID, 0.0),
+                Activation::Tanh => (TANH, 0.0),
+                Activation::Swish => (SWISH, 0.0),
+                Activation::HardSigmoid => (HARD_SIGMOID, 0.0),
+                Activation::HardSwish => (HARD_SWISH, 0.0),
+            },
+        };
+        Step { code, slope }
+    }
+}
+
+/// An epilogue's entry point: `(steps, count, tile, tile_stride, rows,
+/// columns, params, vector, extra, output, pixel)`, see the module doc.
+pub type EpilogueFn = unsafe extern "C" fn(
+    *const Step,
+    i64,
+    *const f32,
+    i64,
+    i64,
+    i64,
+    *const f32,
+    i64,
+    *const f32,
+    *mut f32,
+    i64,
+);
+
+/// Which code applies the fused epilogue of a native tile
+/// ([`super::Jit::with_native_epilogue`]). Both give bitwise the same
+/// outputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Use {
+    /// The native epilogue where a step is a transcendental activation
+    /// (sigmoid, tanh, swish), the generated one elsewhere: the faster of
+    /// the two on each (the default). Measured one thread, AVX-512 Xeon,
+    /// EfficientNet-B0's 1x1 convs: with swish 0.27 to 0.86 of the
+    /// generated epilogue's time, with bn or bn + residual 1.03 to 1.09
+    /// (the call and the steps' dispatch cost more than 128-bit code saves).
+    #[default]
+    ByCost,
+    /// The native epilogue wherever the host has it.
+    Always,
+    /// The generated `f32x4` epilogue, as every other tile.
+    Never,
+}
+
+impl Use {
+    /// Whether a native tile with `steps` gets the native epilogue.
+    pub fn native(self, steps: &[Epilogue]) -> bool {
+        let transcendental = |step: &Epilogue| {
+            matches!(
+                step,
+                Epilogue::Act(Activation::Sigmoid | Activation::Tanh | Activation::Swish)
+            )
+        };
+        match self {
+            Use::ByCost => steps.iter().any(transcendental),
+            Use::Always => true,
+            Use::Never => false,
+        }
+    }
+}
+
+/// The epilogue of `isa`, where the host runs it: the ISA's own features
+/// and FMA (which the Cranelift epilogue then uses too).
+pub fn for_isa(isa: Isa) -> Option<EpilogueFn> {
+    #[cfg(target_arch = "x86_64")]
+    if isa.detected() && is_x86_feature_detected!("fma") {
+        return Some(match isa {
+            Isa::Avx2 => avx2::epilogue,
+            Isa::Avx512 => avx512::epilogue,
+        });
+    }
+    let _ = isa;
+    None
+}
+
+/// What generated code needs to call a native epilogue: the function, its
+/// imported signature and the steps, stored in a stack slot where this was
+/// made (once per kernel call, before any use).
+pub(crate) struct NativeEpilogue {
+    function: EpilogueFn,
+    signature: SigRef,
+    steps: StackSlot,
+    count: usize,
+}
+
+/// Where one call's tile and outputs are, as the module doc names them.
+pub(crate) struct Site {
+    /// The tile's first element (a stack slot's address).
+    pub tile: Value,
+    /// Floats from one tile row to the next.
+    pub tile_stride: usize,
+    /// Rows (output pixels) of the tile.
+    pub rows: usize,
+    /// Columns (output channels) of the tile.
+    pub columns: usize,
+    /// The bias of column 0 in `params`.
+    pub params: Value,
+    /// Bytes between two per-channel vectors of `params`.
+    pub vector: i64,
+    /// `extra` at row 0, column 0.
+    pub extra: Value,
+    /// `output` at row 0, column 0.
+    pub output: Value,
+    /// Bytes from one output pixel to the next.
+    pub pixel: i64,
+}
+
+impl NativeEpilogue {
+    /// `steps` as a native epilogue of `isa` in a kernel whose pointers are
+    /// `ptr`, or `None` where the host lacks it; stores the steps at the
+    /// current point of `b`, which must come before every [`Self::call`].
+    pub(crate) fn new(
+        b: &mut FunctionBuilder,
+        ptr: Type,
+        isa: Isa,
+        steps: &[Epilogue],
+    ) -> Option<Self> {
+        let function = for_isa(isa)?;
+        let bytes = u32::try_from(steps.len() * size_of::<Step>()).ok()?;
+        let slot =
+            b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 3));
+        for (i, step) in steps.iter().enumerate() {
+            let step = Step::of(*step);
+            let at = (i * size_of::<Step>()) as i32;
+            let code = b.ins().iconst(types::I32, i64::from(step.code));
+            b.ins().stack_store(ptr, code, slot, at);
+            let slope = b.ins().f32const(step.slope);
+            b.ins().stack_store(ptr, slope, slot, at + 4);
+        }
+        Some(NativeEpilogue {
+            function,
+            signature: import_signature(b, ptr),
+            steps: slot,
+            count: steps.len(),
+        })
+    }
+
+    /// Calls the epilogue on `at`.
+    pub(crate) fn call(&self, b: &mut FunctionBuilder, at: &Site) {
+        let ptr = b.func.dfg.value_type(at.tile);
+        let callee = int(b, self.function as usize as i64);
+        let steps = b.ins().stack_addr(ptr, self.steps, 0);
+        let count = int(b, self.count as i64);
+        let tile_stride = int(b, at.tile_stride as i64);
+        let rows = int(b, at.rows as i64);
+        let columns = int(b, at.columns as i64);
+        let vector = int(b, at.vector);
+        let pixel = int(b, at.pixel);
+        b.ins().call_indirect(
+            self.signature,
+            callee,
+            &[
+                steps,
+                count,
+                at.tile,
+                tile_stride,
+                rows,
+                columns,
+                at.params,
+                vector,
+                at.extra,
+                at.output,
+                pixel,
+            ],
+        );
+    }
+}
+
+/// Imports [`EpilogueFn`]'s signature into a kernel whose pointers are `ptr`.
+fn import_signature(b: &mut FunctionBuilder, ptr: Type) -> SigRef {
+    let i64 = types::I64;
+    let mut signature = Signature::new(b.func.signature.call_conv);
+    signature.params = [ptr, i64, ptr, i64, i64, i64, ptr, i64, ptr, ptr, i64]
+        .into_iter()
+        .map(AbiParam::new)
+        .collect();
+    b.import_signature(signature)
+}
+
+/// One ISA's vector of `f32` lanes and the operations the epilogue needs,
+/// each one instruction (or the documented sequence): the body
+/// ([`run`]) is written once over it and inlined into each ISA's
+/// `#[target_feature]` entry point, which gives the intrinsics their
+/// features.
+#[cfg(target_arch = "x86_64")]
+trait Lanes: Copy {
+    /// Lanes per vector.
+    const LANES: usize;
+    fn splat(x: f32) -> Self;
+    /// The first `n` (at most [`Lanes::LANES`]) `f32`s at `p`, zero elsewhere;
+    /// reads only those.
+    ///
+    /// # Safety
+    /// The `n` floats at `p` are readable.
+    unsafe fn load(p: *const f32, n: usize) -> Self;
+    /// Stores the first `n` lanes at `p`, touching nothing else.
+    ///
+    /// # Safety
+    /// The `n` floats at `p` are writable.
+    unsafe fn store(self, p: *mut f32, n: usize);
+    fn add(self, y: Self) -> Self;
+    fn sub(self, y: Self) -> Self;
+    fn mul(self, y: Self) -> Self;
+    fn div(self, y: Self) -> Self;
+    /// `self * y + z`, one rounding.
+    fn mul_add(self, y: Self, z: Self) -> Self;
+    /// `self > y ? self : y` (`maxps`): with the bound as `self`, vector.rs's `at_least`.
+    fn max(self, y: Self) -> Self;
+    /// `self < y ? self : y` (`minps`): with the bound as `self`, vector.rs's `at_most`.
+    fn min(self, y: Self) -> Self;
+    fn neg(self) -> Self;
+    /// Round to nearest, ties to even.
+    fn nearest(self) -> Self;
+    /// `2^self` for integral `self` in `[-126, 127]` by the exponent bits,
+    /// `1` for NaN (the module doc).
+    fn pow2(self) -> Self;
+}
+
+/// `x < lo ? lo : x`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn at_least<V: Lanes>(x: V, lo: f32) -> V {
+    V::splat(lo).max(x)
+}
+
+/// `hi < x ? hi : x`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn at_most<V: Lanes>(x: V, hi: f32) -> V {
+    V::splat(hi).min(x)
+}
+
+/// vector.rs's `exp`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn exp<V: Lanes>(x: V) -> V {
+    let x = at_most(at_least(x, EXP_RANGE[0]), EXP_RANGE[1]);
+    let n = x.mul(V::splat(std::f32::consts::LOG2_E)).nearest();
+    let r = x.sub(n.mul(V::splat(EXP_LN2[0])));
+    let r = r.sub(n.mul(V::splat(EXP_LN2[1])));
+    let p = EXP_POLY[1..]
+        .iter()
+        .fold(V::splat(EXP_POLY[0]), |p, &c| p.mul_add(r, V::splat(c)));
+    p.mul(n.pow2())
+}
+
+/// vector.rs's `sigmoid`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn sigmoid<V: Lanes>(x: V) -> V {
+    let one = V::splat(1.0);
+    one.div(one.add(exp(x.neg())))
+}
+
+/// vector.rs's `tanh`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn tanh<V: Lanes>(x: V) -> V {
+    let x = at_most(at_least(x, -TANH_LIMIT), TANH_LIMIT);
+    let x2 = x.mul(x);
+    let horner = |c: &[f32]| {
+        c[1..]
+            .iter()
+            .fold(V::splat(c[0]), |acc, &c| acc.mul_add(x2, V::splat(c)))
+    };
+    horner(&TANH_P).mul(x).div(horner(&TANH_Q))
+}
+
+/// vector.rs's `leaky`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn leaky<V: Lanes>(x: V, slope: V) -> V {
+    at_most(x, 0.0).mul_add(slope, at_least(x, 0.0))
+}
+
+/// vector.rs's `activate`'s hard_sigmoid.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn hard_sigmoid<V: Lanes>(x: V) -> V {
+    let t = x.add(V::splat(3.0));
+    at_most(at_least(t, 0.0), 6.0).mul(V::splat(SIXTH))
+}
+
+/// The module doc's formula, over vectors of `V`.
+///
+/// # Safety
+/// The module doc's addresses are readable (`T`, `P`, `E`) and writable
+/// (`O`); `steps` has `count` initialised [`Step`]s.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run<V: Lanes>(
+    steps: *const Step,
+    count: i64,
+    tile: *const f32,
+    tile_stride: i64,
+    (rows, columns): (i64, i64),
+    params: *const f32,
+    vector: i64,
+    extra: *const f32,
+    output: *mut f32,
+    pixel: i64,
+) {
+    // SAFETY: the caller passes `count` initialised steps at `steps`.
+    let steps = unsafe { std::slice::from_raw_parts(steps, count.max(0) as usize) };
+    let columns = columns.max(0) as usize;
+    for r in 0..rows.max(0) as isize {
+        let t = tile.wrapping_offset(r * tile_stride as isize);
+        let o = output.wrapping_byte_offset(r * pixel as isize);
+        let e = extra.wrapping_byte_offset(r * pixel as isize);
+        for n in (0..columns).step_by(V::LANES) {
+            let lanes = V::LANES.min(columns - n);
+            // `P(j, n..n + lanes)`.
+            let param = |j: i64| {
+                let p = params.wrapping_byte_offset((j * vector) as isize);
+                // SAFETY: `P(j, n..n + lanes)` is readable for every `j` the
+                // steps reach (this function's contract), and only those are read.
+                unsafe { V::load(p.wrapping_add(n), lanes) }
+            };
+            // SAFETY: `T(r, n..n + lanes)` is readable (the contract).
+            let mut x = unsafe { V::load(t.wrapping_add(n), lanes) }.add(param(0));
+            let mut j = 1;
+            for step in steps {
+                x = match step.code {
+                    AFFINE => {
+                        j += 2;
+                        x.mul_add(param(j - 2), param(j - 1))
+                    }
+                    PRELU => {
+                        j += 1;
+                        leaky(x, param(j - 1))
+                    }
+                    // SAFETY: with an ADD step, `E(r, n..n + lanes)` is
+                    // readable (the contract).
+                    ADD => x.add(unsafe { V::load(e.wrapping_add(n), lanes) }),
+                    RELU => at_least(x, 0.0),
+                    RELU6 => at_most(at_least(x, 0.0), 6.0),
+                    LEAKY_RELU => leaky(x, V::splat(step.slope)),
+                    SIGMOID => sigmoid(x),
+                    TANH => tanh(x),
+                    SWISH => x.mul(sigmoid(x)),
+                    HARD_SIGMOID => hard_sigmoid(x),
+                    HARD_SWISH => x.mul(hard_sigmoid(x)),
+                    _ => x,
+                };
+            }
+            // SAFETY: `O(r, n..n + lanes)` is writable (the contract).
+            unsafe { x.store(o.wrapping_add(n), lanes) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{run, Lanes, Step};
+    use std::arch::x86_64::*;
+
+    /// Eight lanes in a `ymm`.
+    #[derive(Clone, Copy)]
+    struct Ymm(__m256);
+
+    /// The mask of the first `n` (0 to 8) lanes.
+    #[inline(always)]
+    fn mask(n: usize) -> __m256i {
+        // SAFETY: the only caller, `run` inlined into `epilogue`, runs with AVX2.
+        unsafe {
+            let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), iota)
+        }
+    }
+
+    // SAFETY (every block below): these are inlined into `epilogue` only,
+    // whose contract is that the host has AVX2 and FMA, the intrinsics' features.
+    impl Lanes for Ymm {
+        const LANES: usize = 8;
+        #[inline(always)]
+        fn splat(x: f32) -> Self {
+            // SAFETY: see the impl.
+            Ymm(unsafe { _mm256_set1_ps(x) })
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32, n: usize) -> Self {
+            // SAFETY: see the impl; the `n` floats at `p` are readable (the
+            // contract) and a masked load reads no other lane.
+            Ymm(unsafe {
+                if n == 8 {
+                    _mm256_loadu_ps(p)
+                } else {
+                    _mm256_maskload_ps(p, mask(n))
+                }
+            })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32, n: usize) {
+            // SAFETY: see the impl; the `n` floats at `p` are writable (the
+            // contract) and a masked store writes no other lane.
+            unsafe {
+                if n == 8 {
+                    _mm256_storeu_ps(p, self.0)
+                } else {
+                    _mm256_maskstore_ps(p, mask(n), self.0)
+                }
+            }
+        }
+        #[inline(always)]
+        fn add(self, y: Self) -> Self {
+            // SAFETY: see the impl.
+            Ymm(unsafe { _mm256_add_ps(self.0, y.0) })
+        }
+        #[inline(always)]
+        fn sub(self, y: Self) -> Self {
+            // SAFETY: see the impl.
+            Ymm(unsafe { _mm256_sub_ps(self.0, y.0) })
+        }
+        #[inline(always)]
+        fn mul(self, y: Self) -> Self {
+            // SAFETY: see the impl.
+            Ymm(unsafe { _mm256_mul_ps(self.0, y.0) })
+        }
+        #[inline(always)]
+        fn div(self, y: Self) -> Self {
+            // SAFETY: see the impl.
+            Ymm(unsafe { _mm256_div_ps(self.0, y.0) })
+        }
+        #[inline(always)]
+        fn mul_add(self, y: Self, z: Self) -> Self {
+            // SAFETY: see the impl.
+            Ymm(unsafe { _mm256_fmadd_ps(self.0, y.0, z.0) })
+        }
+        #[inline(always)]
+        fn max(self, y: Self) -> Self {
+            // SAFETY: see the impl.
+            Ymm(unsafe { _mm256_max_ps(self.0, y.0) })
+        }
+        #[inline(always)]
+        fn min(self, y: Self) -> Self {
+            // SAFETY: see the impl.
+            Ymm(unsafe { _mm256_min_ps(self.0, y.0) })
+        }
+        #[inline(always)]
+        fn neg(self) -> Self {
+            // SAFETY: see the impl.
+            Ymm(unsafe { _mm256_xor_ps(self.0, _mm256_set1_ps(-0.0)) })
+        }
+        #[inline(always)]
+        fn nearest(self) -> Self {
+            // SAFETY: see the impl.
+            Ymm(unsafe {
+                _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0)
+            })
+        }
+        #[inline(always)]
+        fn pow2(self) -> Self {
+            // SAFETY: see the impl.
+            Ymm(unsafe {
+                let n = _mm256_cvtps_epi32(self.0);
+                let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(n, _mm256_set1_epi32(127)));
+                _mm256_castsi256_ps(e)
+            })
+        }
+    }
+
+    /// The AVX2 epilogue.
+    ///
+    /// # Safety
+    /// The host has AVX2 and FMA; the module doc's addresses are readable
+    /// and writable as it says; `steps` has `count` initialised [`Step`]s.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe extern "C" fn epilogue(
+        steps: *const Step,
+        count: i64,
+        tile: *const f32,
+        tile_stride: i64,
+        rows: i64,
+        columns: i64,
+        params: *const f32,
+        vector: i64,
+        extra: *const f32,
+        output: *mut f32,
+        pixel: i64,
+    ) {
+        // SAFETY: this function's contract is `run`'s, and the host has the
+        // features `Ymm`'s operations need.
+        unsafe {
+            run::<Ymm>(
+                steps,
+                count,
+                tile,
+                tile_stride,
+                (rows, columns),
+                params,
+                vector,
+                extra,
+                output,
+                pixel,
+            )
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{run, Lanes, Step};
+    use std::arch::x86_64::*;
+
+    /// Sixteen lanes in a `zmm`.
+    #[derive(Clone, Copy)]
+    struct Zmm(__m512);
+
+    /// The mask of the first `n` (0 to 16) lanes.
+    #[inline(always)]
+    fn mask(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    // SAFETY (every block below): these are inlined into `epilogue` only,
+    // whose contract is that the host has AVX-512F and FMA, the intrinsics'
+    // features.
+    impl Lanes for Zmm {
+        const LANES: usize = 16;
+        #[inline(always)]
+        fn splat(x: f32) -> Self {
+            // SAFETY: see the impl.
+            Zmm(unsafe { _mm512_set1_ps(x) })
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32, n: usize) -> Self {
+            // SAFETY: see the impl; the `n` floats at `p` are readable (the
+            // contract) and a masked load reads no other lane (nor faults on it).
+            Zmm(unsafe {
+                if n == 16 {
+                    _mm512_loadu_ps(p)
+                } else {
+                    _mm512_maskz_loadu_ps(mask(n), p)
+                }
+            })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32, n: usize) {
+            // SAFETY: see the impl; the `n` floats at `p` are writable (the
+            // contract) and a masked store writes no other lane.
+            unsafe {
+                if n == 16 {
+                    _mm512_storeu_ps(p, self.0)
+                } else {
+                    _mm512_mask_storeu_ps(p, mask(n), self.0)
+                }
+            }
+        }
+        #[inline(always)]
+        fn add(self, y: Self) -> Self {
+            // SAFETY: see the impl.
+            Zmm(unsafe { _mm512_add_ps(self.0, y.0) })
+        }
+        #[inline(always)]
+        fn sub(self, y: Self) -> Self {
+            // SAFETY: see the impl.
+            Zmm(unsafe { _mm512_sub_ps(self.0, y.0) })
+        }
+        #[inline(always)]
+        fn mul(self, y: Self) -> Self {
+            // SAFETY: see the impl.
+            Zmm(unsafe { _mm512_mul_ps(self.0, y.0) })
+        }
+        #[inline(always)]
+        fn div(self, y: Self) -> Self {
+            // SAFETY: see the impl.
+            Zmm(unsafe { _mm512_div_ps(self.0, y.0) })
+        }
+        #[inline(always)]
+        fn mul_add(self, y: Self, z: Self) -> Self {
+            // SAFETY: see the impl.
+            Zmm(unsafe { _mm512_fmadd_ps(self.0, y.0, z.0) })
+        }
+        #[inline(always)]
+        fn max(self, y: Self) -> Self {
+            // SAFETY: see the impl.
+            Zmm(unsafe { _mm512_max_ps(self.0, y.0) })
+        }
+        #[inline(always)]
+        fn min(self, y: Self) -> Self {
+            // SAFETY: see the impl.
+            Zmm(unsafe { _mm512_min_ps(self.0, y.0) })
+        }
+        #[inline(always)]
+        fn neg(self) -> Self {
+            // SAFETY: see the impl. (`vxorps zmm` is AVX512DQ; the integer xor is F.)
+            Zmm(unsafe {
+                _mm512_castsi512_ps(_mm512_xor_si512(
+                    _mm512_castps_si512(self.0),
+                    _mm512_set1_epi32(i32::MIN),
+                ))
+            })
+        }
+        #[inline(always)]
+        fn nearest(self) -> Self {
+            // SAFETY: see the impl.
+            Zmm(unsafe {
+                _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0)
+            })
+        }
+        #[inline(always)]
+        fn pow2(self) -> Self {
+            // SAFETY: see the impl.
+            Zmm(unsafe {
+                let n = _mm512_cvtps_epi32(self.0);
+                let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(n, _mm512_set1_epi32(127)));
+                _mm512_castsi512_ps(e)
+            })
+        }
+    }
+
+    /// The AVX-512 epilogue.
+    ///
+    /// # Safety
+    /// The host has AVX-512F and FMA; otherwise as [`super::avx2`]'s epilogue.
+    #[target_feature(enable = "avx512f,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe extern "C" fn epilogue(
+        steps: *const Step,
+        count: i64,
+        tile: *const f32,
+        tile_stride: i64,
+        rows: i64,
+        columns: i64,
+        params: *const f32,
+        vector: i64,
+        extra: *const f32,
+        output: *mut f32,
+        pixel: i64,
+    ) {
+        // SAFETY: this function's contract is `run`'s, and the host has the
+        // features `Zmm`'s operations need.
+        unsafe {
+            run::<Zmm>(
+                steps,
+                count,
+                tile,
+                tile_stride,
+                (rows, columns),
+                params,
+                vector,
+                extra,
+                output,
+                pixel,
+            )
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Marks elements an epilogue must not write.
+    const UNTOUCHED: u32 = 0x7fc0_dead;
+
+    /// One call's operands, in floats: `rows x columns` of a tile
+    /// `tile_stride` apart, outputs (and the shortcut) `pixel` apart.
+    #[derive(Clone, Debug)]
+    struct Call {
+        steps: Vec<Step>,
+        rows: usize,
+        columns: usize,
+        tile_stride: usize,
+        pixel: usize,
+        tile: Vec<f32>,
+        params: Vec<f32>,
+        extra: Vec<f32>,
+    }
+
+    impl Call {
+        /// The output of `epilogue`, `UNTOUCHED` where it must not write.
+        fn run(&self, epilogue: EpilogueFn) -> Vec<f32> {
+            let mut output = vec![f32::from_bits(UNTOUCHED); self.extra.len()];
+            // SAFETY: the host has the epilogue's ISA (`for_isa` gave it);
+            // `tile` has `rows` rows of `tile_stride >= columns` floats,
+            // `params` a vector of `columns` floats per step's need (3 per
+            // step, `vector` apart: more than any step takes), `extra` and
+            // `output` `rows` pixels of `pixel >= columns` floats.
+            unsafe {
+                epilogue(
+                    self.steps.as_ptr(),
+                    self.steps.len() as i64,
+                    self.tile.as_ptr(),
+                    self.tile_stride as i64,
+                    self.rows as i64,
+                    self.columns as i64,
+                    self.params.as_ptr(),
+                    (self.columns * 4) as i64,
+                    self.extra.as_ptr(),
+                    output.as_mut_ptr(),
+                    (self.pixel * 4) as i64,
+                )
+            };
+            output
+        }
+    }
+
+    fn call() -> impl Strategy<Value = Call> {
+        let value = prop_oneof![
+            4 => -10.0f32..10.0,
+            1 => prop::sample::select(vec![f32::NAN, f32::INFINITY, -f32::INFINITY, -0.0, 1e30]),
+        ];
+        let step = (AFFINE..=HARD_SWISH, -1.0f32..1.0).prop_map(|(code, slope)| Step {
+            code,
+            slope: if code == LEAKY_RELU { slope } else { 0.0 },
+        });
+        (
+            prop::collection::vec(step, 0..4),
+            1usize..6,
+            1usize..41,
+            0usize..3,
+        )
+            .prop_flat_map(move |(steps, rows, columns, pad)| {
+                let vectors = 1 + 2 * steps.len();
+                let v = prop::collection::vec(value.clone(), rows * (columns + pad));
+                (
+                    Just((steps, rows, columns, pad)),
+                    v.clone(),
+                    prop::collection::vec(value.clone(), vectors * columns),
+                    v,
+                )
+            })
+            .prop_map(|((steps, rows, columns, pad), tile, params, extra)| Call {
+                steps,
+                rows,
+                columns,
+                tile_stride: columns + pad,
+                pixel: columns + pad,
+                tile,
+                params,
+                extra,
+            })
+    }
+
+    proptest! {
+        /// The ISAs agree bit for bit (NaN with NaN) at any column count,
+        /// one vector or several and a partial one, and write exactly the
+        /// `rows x columns` outputs.
+        #[test]
+        fn the_isas_agree_and_write_only_their_outputs(call in call()) {
+            let outputs: Vec<Vec<f32>> =
+                Isa::ALL.into_iter().filter_map(for_isa).map(|f| call.run(f)).collect();
+            for output in &outputs {
+                for (i, x) in output.iter().enumerate() {
+                    let inside = i % call.pixel < call.columns;
+                    prop_assert_eq!(x.to_bits() != UNTOUCHED, inside, "element {}", i);
+                }
+                for (i, (x, y)) in output.iter().zip(&outputs[0]).enumerate() {
+                    prop_assert!(
+                        x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                        "element {i}: {x:e} against {y:e}"
+                    );
+                }
+            }
+        }
+    }
+}
