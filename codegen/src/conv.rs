@@ -664,7 +664,7 @@ fn native_tile(
         // `WIDE_BLOCK` bytes on in the slot and 16 channels on everywhere else.
         for block in 0..t.lanes.div_ceil(native::WIDTH) {
             let shift = |b: &mut FunctionBuilder, at: Value, bytes: usize| {
-                b.ins().iadd_imm(at, (block * bytes) as i64)
+                b.ins().iadd_imm_s(at, (block * bytes) as i64)
             };
             let channels = native::WIDTH * 4;
             let site = Site {
