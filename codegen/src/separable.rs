@@ -26,6 +26,20 @@
 //!   convolution over it, its taps whole rows of pixels apart, with no
 //!   padding and no ragged tile but the block's last. The rows two blocks
 //!   share are moved to the front of the ring, not recomputed.
+//!
+//!   **Whole image**: where the ring of every row fits [`WHOLE_IMAGE`] and
+//!   the second half's weights outweigh that ring (MobileNet's 7x7x1024
+//!   pair: 4 MB of weights, 200 KB of intermediate), the one block holds
+//!   every row and the kernel's rows are instead the second half's blocks
+//!   of output channels, as a convolution's are when its weights stay
+//!   still ([`ConvSpec::rows_are_blocks`]): each call computes the whole
+//!   intermediate into its ring, then its blocks of output channels over
+//!   every pixel, so the weights are read once per call (not once per
+//!   block of rows, four times at 7x7 with tiles of 14) and threads share
+//!   them out. The trade: each thread recomputes the whole first half, a
+//!   `1/K` fraction of the pair's MACs for a depthwise first half (under 1%
+//!   at 1024 output channels). Outputs are the same sums in the same order
+//!   either way: any thread count gives the same bits.
 //! - **Row by row** otherwise (a strided or depthwise second half). Output row
 //!   `oy` reads the `window` rows `oy * stride - pad ..`, clipped to the
 //!   intermediate. The ring holds `window` rows, row `r` in slot
@@ -180,25 +194,51 @@ impl SeparableSpec {
         };
         (conv.kernel[1] == 1 && conv.stride == [1, 1] && conv.pad[1] == 0).then(|| {
             let [height, width, _] = conv.output;
+            let whole = Blocks {
+                conv,
+                rows: height,
+                by_channels: true,
+            };
+            if whole.ring_rows() * self.row_len() <= WHOLE_IMAGE
+                && whole.flat(height).rows_are_blocks()
+            {
+                return whole;
+            }
             // Rows per block: the fewest whose pixels fill whole tiles
             // (112 pixels a row are 18 tiles of 6 and one of 4; 3 rows are
             // 56 tiles), but no more than the tensor has.
             let tile = conv.tile();
             let rows = (tile / gcd(width, tile)).min(height);
-            Blocks { conv, rows }
+            Blocks {
+                conv,
+                rows,
+                by_channels: false,
+            }
         })
     }
 
-    /// Output rows per row of the kernel (`Lengths::rows` counts blocks of
-    /// this many output rows, the last one possibly shorter).
+    /// Output rows per block of rows (the kernel's rows are such blocks, the
+    /// last one possibly shorter, unless [`SeparableSpec::rows_are_blocks`]).
     pub fn block_rows(&self) -> usize {
         self.blocks().map_or(1, |blocks| blocks.rows)
+    }
+
+    /// Whether the kernel's rows are blocks of the second half's output
+    /// channels, each call computing the whole image's intermediate: a
+    /// small image whose second half's weights outweigh it (see the module
+    /// doc, "whole image").
+    pub fn rows_are_blocks(&self) -> bool {
+        self.blocks().is_some_and(|blocks| blocks.by_channels)
     }
 
     /// The buffer lengths of the kernel's safety contract.
     pub fn lengths(&self) -> Lengths {
         let (first, second) = (self.first.lengths(), self.second.lengths());
         let (scratch, rows) = match self.blocks() {
+            Some(blocks) if blocks.by_channels => (
+                blocks.ring_rows() * self.row_len(),
+                blocks.flat(blocks.rows).lengths().rows,
+            ),
             Some(blocks) => (blocks.ring_rows() * self.row_len(), blocks.count()),
             None => (self.ring_rows() * self.row_len(), self.second.output()[0]),
         };
@@ -216,10 +256,12 @@ impl SeparableSpec {
 
 /// A `kx1` second half run over blocks of `rows` output rows: the kernel's
 /// rows are these blocks (the last one has the rows left over), so threads
-/// split whole blocks.
+/// split whole blocks; or, `by_channels`, one block of every row, the
+/// kernel's rows the second half's blocks of output channels.
 struct Blocks<'s> {
     conv: &'s ConvSpec,
     rows: usize,
+    by_channels: bool,
 }
 
 impl Blocks<'_> {
@@ -260,6 +302,11 @@ impl Blocks<'_> {
         }
     }
 }
+
+/// `f32`s of the ring beyond which a pair does not run the whole image as
+/// one block ([`Blocks::by_channels`]): 512 KB, within L2 beside a block of
+/// the second half's weights on the machines measured (BENCHMARKS.md).
+pub const WHOLE_IMAGE: usize = 1 << 17;
 
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
@@ -308,8 +355,14 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
     // of a wider one, its pixels further apart.
     let extra_row_bytes = (blocks.conv.output[1] * blocks.conv.output[2] * 4) as i64;
     let out_row_bytes = blocks.conv.output[1] as i64 * blocks.conv.layout().pixel_bytes();
-    let lo = clamp(b, a.begin, 0, blocks.count() as i64);
-    let hi = clamp(b, a.end, 0, blocks.count() as i64);
+    // By channels, every call computes the one block of rows, and the
+    // second half the blocks of output channels `[begin, end)`.
+    let (lo, hi) = if blocks.by_channels {
+        (int(b, 0), int(b, 1))
+    } else {
+        let count = blocks.count() as i64;
+        (clamp(b, a.begin, 0, count), clamp(b, a.end, 0, count))
+    };
     for_range(b, lo, hi, 1, |b, block| {
         let first_row = b.ins().imul_imm_s(block, per_block);
         let top = b.ins().iadd_imm_s(first_row, -pad);
@@ -360,7 +413,7 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
         }
         let extra_offset = b.ins().imul_imm_s(first_row, extra_row_bytes);
         let offset = b.ins().imul_imm_s(first_row, out_row_bytes);
-        let args = Args {
+        let mut args = Args {
             input: a.scratch,
             weights,
             params,
@@ -371,7 +424,13 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
             ..*a
         };
         let rest = blocks.height() % blocks.rows;
-        if rest == 0 {
+        if blocks.by_channels {
+            // Its rows are the blocks of output channels (the flat
+            // convolution's weights outweigh its input, as `blocks` checked).
+            args.begin = a.begin;
+            args.end = a.end;
+            super::conv::emit(&blocks.flat(blocks.rows), b, &args);
+        } else if rest == 0 {
             super::conv::emit_rows(&blocks.flat(blocks.rows), b, &args);
         } else {
             // Every block but the last is whole.
@@ -539,10 +598,48 @@ mod tests {
         ] {
             let spec = pair(height, width, kernel, native);
             let what = format!("{height}x{width}, {kernel}x1, native {native:?}");
+            assert!(!spec.rows_are_blocks(), "{what}");
             assert_eq!(spec.block_rows(), rows, "{what}");
             let lengths = spec.lengths();
             assert_eq!(lengths.rows, blocks, "{what}");
             assert_eq!(lengths.scratch, (rows + kernel - 1) * width * 8, "{what}");
         }
+    }
+
+    #[test]
+    fn small_images_run_whole_by_blocks_of_channels() {
+        // By hand: the second half's packed weights are 8 x 16 x kernel
+        // `f32`s (one block of 16 channels, native or two of 8), the ring of
+        // the whole image (height + kernel - 1) x width x 8. 2x3, 1x1: ring
+        // 48 < 128, so one block of both rows, the rows one per block of
+        // channels: 1 native, 2 of Cranelift's 8. 3x3, 3x1: ring 120 < 384.
+        // 4x4, 1x1: ring 128, not smaller than the weights: blocks of rows.
+        for (height, width, kernel, native, rows) in [
+            (2, 3, 1, Some(Isa::Avx2), 1),
+            (2, 3, 1, None, 2),
+            (3, 3, 3, None, 2),
+        ] {
+            let spec = pair(height, width, kernel, native);
+            let what = format!("{height}x{width}, {kernel}x1, native {native:?}");
+            assert!(spec.rows_are_blocks(), "{what}");
+            assert_eq!(spec.block_rows(), height, "{what}");
+            let lengths = spec.lengths();
+            assert_eq!(lengths.rows, rows, "{what}");
+            let ring = (height + kernel - 1) * width * 8;
+            assert_eq!(lengths.scratch, ring, "{what}");
+        }
+        assert!(!pair(4, 4, 1, None).rows_are_blocks());
+        // MobileNet's last pair, 7x7x1024 -> 1024 on AVX-512: 200 KB of ring.
+        let mut last = pair(7, 7, 1, Some(Isa::Avx512));
+        let (Half::Depthwise(first), Half::Conv(second)) = (&mut last.first, &mut last.second)
+        else {
+            unreachable!("the pair is depthwise then pointwise")
+        };
+        first.channels = 1024;
+        second.input[2] = 1024;
+        second.output[2] = 1024;
+        assert!(last.rows_are_blocks());
+        assert_eq!(last.lengths().rows, 64);
+        assert_eq!(last.lengths().scratch, 49 * 1024);
     }
 }
