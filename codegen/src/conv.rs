@@ -5,7 +5,8 @@
 //! the same kernel, which is then a packed matrix-vector product.
 //!
 //! Register blocking: a tile of output pixels of one row by a block of output
-//! channels. Pure Cranelift: up to [`TILE`] pixels by [`BLOCK`] channels in
+//! channels; a pointwise convolution's rows are runs of pixels spanning image
+//! rows ([`ConvSpec::over_pixels`]), so its tiles run on across them. Pure Cranelift: up to [`TILE`] pixels by [`BLOCK`] channels in
 //! `2 x TILE` `f32x4` accumulators. With the native tile
 //! ([`ConvSpec::native`]): up to [`Isa::rows`] pixels by [`native::WIDTH`]
 //! channels, accumulated by the precompiled AVX2 or AVX-512 micro-kernel

@@ -27,9 +27,10 @@
 //!   padding and no ragged tile but the block's last. The rows two blocks
 //!   share are moved to the front of the ring, not recomputed.
 //!
-//!   **Whole image**: where the ring of every row fits [`WHOLE_IMAGE`] and
-//!   the second half's weights outweigh that ring (MobileNet's 7x7x1024
-//!   pair: 4 MB of weights, 200 KB of intermediate), the one block holds
+//!   **Whole image**: where the ring of every row fits [`WHOLE_IMAGE`], the
+//!   second half's weights outweigh that ring (MobileNet's 7x7x1024 pair:
+//!   4 MB of weights, 200 KB of intermediate) and the first half is cheap
+//!   beside the second (`CHEAP` times fewer MACs), the one block holds
 //!   every row and the kernel's rows are instead the second half's blocks
 //!   of output channels, as a convolution's are when its weights stay
 //!   still ([`ConvSpec::rows_are_blocks`]): each call computes the whole
@@ -38,7 +39,8 @@
 //!   block of rows, four times at 7x7 with tiles of 14) and threads share
 //!   them out. The trade: each thread recomputes the whole first half, a
 //!   `1/K` fraction of the pair's MACs for a depthwise first half (under 1%
-//!   at 1024 output channels). Outputs are the same sums in the same order
+//!   at 1024 output channels); measured on MobileNet's 7x7x1024 pair alone,
+//!   one thread, 1.32 ms by blocks of two rows, 1.00 ms whole. Outputs are the same sums in the same order
 //!   either way: any thread count gives the same bits.
 //! - **Row by row** otherwise (a strided or depthwise second half). Output row
 //!   `oy` reads the `window` rows `oy * stride - pad ..`, clipped to the
@@ -135,6 +137,16 @@ impl Half {
         }
     }
 
+    /// Multiply-adds over the whole output.
+    fn macs(&self) -> usize {
+        let [h, w, k] = self.output();
+        let (per_output, kernel) = match self {
+            Half::Depthwise(spec) => (1, spec.kernel),
+            Half::Conv(spec) => (spec.input[2] / spec.groups, spec.kernel),
+        };
+        h * w * k * per_output * kernel[0] * kernel[1]
+    }
+
     fn emit(&self, b: &mut FunctionBuilder, a: &Args) {
         match self {
             Half::Depthwise(spec) => super::depthwise::emit(spec, b, a),
@@ -201,6 +213,7 @@ impl SeparableSpec {
             };
             if whole.ring_rows() * self.row_len() <= WHOLE_IMAGE
                 && whole.flat(height).rows_are_blocks()
+                && self.first.macs() * CHEAP <= self.second.macs()
             {
                 return whole;
             }
@@ -307,6 +320,12 @@ impl Blocks<'_> {
 /// one block ([`Blocks::by_channels`]): 512 KB, within L2 beside a block of
 /// the second half's weights on the machines measured (BENCHMARKS.md).
 pub const WHOLE_IMAGE: usize = 1 << 17;
+
+/// How many times fewer MACs than the second half the first must have for
+/// a pair to run whole ([`Blocks::by_channels`]), every thread then
+/// recomputing it: a 3x3 depthwise half is cheap from 72 output channels
+/// of the pointwise one; a `1x1` first half, a GEMM of its own, rarely is.
+const CHEAP: usize = 8;
 
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
@@ -608,18 +627,28 @@ mod tests {
 
     #[test]
     fn small_images_run_whole_by_blocks_of_channels() {
-        // By hand: the second half's packed weights are 8 x 16 x kernel
-        // `f32`s (one block of 16 channels, native or two of 8), the ring of
-        // the whole image (height + kernel - 1) x width x 8. 2x3, 1x1: ring
-        // 48 < 128, so one block of both rows, the rows one per block of
-        // channels: 1 native, 2 of Cranelift's 8. 3x3, 3x1: ring 120 < 384.
-        // 4x4, 1x1: ring 128, not smaller than the weights: blocks of rows.
+        // `pair` with `k` output channels.
+        let wide = |height, width, kernel, native, k| {
+            let mut spec = pair(height, width, kernel, native);
+            let Half::Conv(second) = &mut spec.second else {
+                unreachable!("the second half is a convolution")
+            };
+            second.output[2] = k;
+            spec
+        };
+        // By hand, 80 output channels: the second half's packed weights are
+        // 8 x 80 x kernel `f32`s (5 native blocks of 16, or 10 of 8), its
+        // MACs 8 x 80 x kernel a pixel against the depthwise half's 8 x 9,
+        // at least 8 times more; the ring of the whole image is
+        // (height + kernel - 1) x width x 8. 2x3, 1x1: ring 48 < 640, so one
+        // block of both rows, the kernel's rows its blocks of channels.
+        // 3x3, 3x1: ring 120 < 1920.
         for (height, width, kernel, native, rows) in [
-            (2, 3, 1, Some(Isa::Avx2), 1),
-            (2, 3, 1, None, 2),
-            (3, 3, 3, None, 2),
+            (2, 3, 1, Some(Isa::Avx2), 5),
+            (2, 3, 1, None, 10),
+            (3, 3, 3, None, 10),
         ] {
-            let spec = pair(height, width, kernel, native);
+            let spec = wide(height, width, kernel, native, 80);
             let what = format!("{height}x{width}, {kernel}x1, native {native:?}");
             assert!(spec.rows_are_blocks(), "{what}");
             assert_eq!(spec.block_rows(), height, "{what}");
@@ -628,16 +657,18 @@ mod tests {
             let ring = (height + kernel - 1) * width * 8;
             assert_eq!(lengths.scratch, ring, "{what}");
         }
-        assert!(!pair(4, 4, 1, None).rows_are_blocks());
+        // 9x9: ring 648, more than the weights. 16 channels: the depthwise
+        // half's 72 MACs a pixel are more than an eighth of the 128.
+        assert!(!wide(9, 9, 1, None, 80).rows_are_blocks());
+        assert!(!wide(2, 3, 1, None, 16).rows_are_blocks());
         // MobileNet's last pair, 7x7x1024 -> 1024 on AVX-512: 200 KB of ring.
-        let mut last = pair(7, 7, 1, Some(Isa::Avx512));
+        let mut last = wide(7, 7, 1, Some(Isa::Avx512), 1024);
         let (Half::Depthwise(first), Half::Conv(second)) = (&mut last.first, &mut last.second)
         else {
             unreachable!("the pair is depthwise then pointwise")
         };
         first.channels = 1024;
         second.input[2] = 1024;
-        second.output[2] = 1024;
         assert!(last.rows_are_blocks());
         assert_eq!(last.lengths().rows, 64);
         assert_eq!(last.lengths().scratch, 49 * 1024);

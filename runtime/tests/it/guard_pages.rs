@@ -16,11 +16,13 @@
 //! contract of codegen says that is enough.
 //!
 //! Random kernels of every family (direct, grouped, 1x1 and dense
-//! convolutions through `ConvSpec`, Winograd F(2x2) and F(4x4) 3x3
+//! convolutions through `ConvSpec`, 1x1 ones over runs of pixels as
+//! lowering runs them (`ConvSpec::over_pixels`), Winograd F(2x2) and F(4x4) 3x3
 //! convolutions through `WinogradSpec`, depthwise through `DepthwiseSpec`, max
 //! and average pools, windowed and global, through `PoolSpec`, and fused
-//! separable pairs of two convolutions through `SeparableSpec`, checked
-//! against the two references in turn, element-wise adds and scales, whole
+//! separable pairs of two convolutions through `SeparableSpec` (small
+//! images with a pointwise second half run whole, by blocks of output
+//! channels), checked against the two references in turn, element-wise adds and scales, whole
 //! or per channel, through `ElementwiseSpec`, and concat branches copied into
 //! their channel slice through `ConcatSpec`, whose other channels must keep
 //! the sentinel, and local response normalisations through `LrnSpec`) with random
@@ -293,6 +295,7 @@ fn random_case(rng: &mut Rng) -> Option<Case> {
         1 | 2 => random_conv(rng, ConvKind::Depthwise, None, epilogue)?,
         3 | 4 => random_pool(rng, epilogue)?,
         5 => random_conv(rng, ConvKind::Winograd, None, epilogue)?,
+        6 => random_conv(rng, ConvKind::Pointwise, None, epilogue)?,
         _ => random_conv(rng, ConvKind::Direct, None, epilogue)?,
     };
     let (kernel, slice) = maybe_sliced(rng, kernel, output.c);
@@ -495,6 +498,9 @@ enum ConvKind {
     Depthwise,
     /// 3x3, stride 1, F(2x2) or F(4x4).
     Winograd,
+    /// 1x1, stride 1, no padding, on its own: over runs of pixels
+    /// ([`ConvSpec::over_pixels`]), as lowering runs it.
+    Pointwise,
 }
 
 /// A random convolution: input h, w in 1..=9 (or `on`, in one group),
@@ -512,6 +518,9 @@ fn random_conv(
     let depthwise = kind == ConvKind::Depthwise;
     let (h, w, groups, in_per_group, out_per_group) = match (kind, on) {
         (ConvKind::Depthwise, Some(d)) => (d.h, d.w, d.c, 1, 1),
+        // Up to three native blocks after a pair's first half: a small
+        // image then runs whole, by blocks of channels.
+        (ConvKind::Dense, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 40)),
         (_, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 10)),
         (ConvKind::Dense, None) => (1, 1, 1, rng.range(1, 64), rng.range(1, 40)),
         (ConvKind::Depthwise, None) => (rng.range(1, 9), rng.range(1, 9), rng.range(1, 19), 1, 1),
@@ -522,6 +531,13 @@ fn random_conv(
             rng.range(1, 12),
             rng.range(1, 20),
         ),
+        (ConvKind::Pointwise, None) => (
+            rng.range(1, 16),
+            rng.range(1, 16),
+            1,
+            rng.range(1, 20),
+            rng.range(1, 40),
+        ),
         (ConvKind::Direct, None) => (
             rng.range(1, 9),
             rng.range(1, 9),
@@ -530,7 +546,7 @@ fn random_conv(
             rng.range(1, 20),
         ),
     };
-    let (kernel, stride, dilation, pad) = if kind == ConvKind::Dense {
+    let (kernel, stride, dilation, pad) = if matches!(kind, ConvKind::Dense | ConvKind::Pointwise) {
         ([1, 1], [1, 1], [1, 1], [0, 0])
     } else if kind == ConvKind::Winograd {
         ([3, 3], [1, 1], [1, 1], [rng.range(0, 1), rng.range(0, 1)])
@@ -596,6 +612,7 @@ fn random_conv(
                 let tile = [2, 4][rng.range(0, 1)];
                 Kernel::Winograd(WinogradSpec::of_conv(&spec, tile).expect("a 3x3 stride-1 conv"))
             }
+            ConvKind::Pointwise => Kernel::Conv(spec.over_pixels()),
             _ => Kernel::Conv(spec),
         }
     };
@@ -878,27 +895,32 @@ fn run_kernel(
     }
     let mut output = Guarded::new(lengths.output);
     let rows = lengths.rows;
-    // The kernel's rows are output rows, tile rows of a Winograd kernel,
-    // blocks of rows of a pointwise separable pair, or blocks of output
-    // channels, at every pixel, of a convolution with one output pixel or
-    // whose weights outweigh its input (from the slice's first channel, if
-    // it writes one).
+    // The kernel's rows are output rows (runs of pixels of a pointwise
+    // convolution), tile rows of a Winograd kernel, blocks of rows of a
+    // pointwise separable pair, or blocks of output channels, at every
+    // pixel, of a convolution with one output pixel or whose weights
+    // outweigh its input, or of a pair run whole (from the slice's first
+    // channel, if it writes one).
+    let by_channels = match kernel {
+        Kernel::Conv(spec) if spec.rows_are_blocks() => Some(spec),
+        Kernel::Separable(spec) if spec.rows_are_blocks() => match &spec.second {
+            Half::Conv(spec) => Some(spec),
+            Half::Depthwise(_) => unreachable!("a pair run whole has a pointwise half"),
+        },
+        _ => None,
+    };
     let row_len = match kernel {
+        _ if by_channels.is_some() => by_channels.map_or(1, ConvSpec::block),
         Kernel::Winograd(spec) => spec.tile * dims.w * dims.c,
         Kernel::Separable(spec) => spec.block_rows() * dims.w * dims.c,
-        Kernel::Conv(spec) if spec.rows_are_blocks() => spec.block(),
+        Kernel::Conv(spec) => spec.output[1] * dims.c,
         _ => dims.w * dims.c,
     };
-    let first = match kernel {
-        Kernel::Conv(spec) if spec.rows_are_blocks() => spec.slice.map_or(0, |s| s.first),
-        _ => 0,
-    };
-    let row_of = |i: usize| match kernel {
+    let first = by_channels.map_or(0, |spec| spec.slice.map_or(0, |s| s.first));
+    let row_of = |i: usize| match by_channels {
         // A block's channels at every pixel.
-        Kernel::Conv(spec) if spec.rows_are_blocks() => {
-            (i % dims.c).saturating_sub(first) / row_len
-        }
-        _ => i / row_len,
+        Some(_) => (i % dims.c).saturating_sub(first) / row_len,
+        None => i / row_len,
     };
 
     // All rows through the runtime's entry point, alone and on two threads.
