@@ -518,9 +518,9 @@ fn random_conv(
     let depthwise = kind == ConvKind::Depthwise;
     let (h, w, groups, in_per_group, out_per_group) = match (kind, on) {
         (ConvKind::Depthwise, Some(d)) => (d.h, d.w, d.c, 1, 1),
-        // Up to three native blocks after a pair's first half: a small
+        // Up to seven native blocks after a pair's first half: a small
         // image then runs whole, by blocks of channels.
-        (ConvKind::Dense, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 40)),
+        (ConvKind::Dense, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 100)),
         (_, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 10)),
         (ConvKind::Dense, None) => (1, 1, 1, rng.range(1, 64), rng.range(1, 40)),
         (ConvKind::Depthwise, None) => (rng.range(1, 9), rng.range(1, 9), rng.range(1, 19), 1, 1),
@@ -1039,15 +1039,18 @@ fn fused_separable_pairs_touch_only_their_own_buffers() {
         .build()
         .expect("a 2-thread pool");
     let mut rng = Rng(seed);
-    let mut run = 0;
+    let (mut run, mut whole) = (0, 0);
     while run < cases {
         let Some(pair) = random_pair(&mut rng) else {
             continue;
         };
         eprintln!("seed {seed:#x}, pair {run}: {:?}", pair.2);
         run_pair(run, &pair, &mut rng, &pool);
+        whole += matches!(&pair.2, Kernel::Separable(s) if s.rows_are_blocks()) as usize;
         run += 1;
     }
+    eprintln!("{run} pairs run, {whole} of them whole by blocks of channels");
+    assert!(cases < 32 || whole > 0, "no pair drawn runs whole");
 }
 
 #[test]
