@@ -425,7 +425,9 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
                 ..*a
             },
         );
-        if blocks.window() > 1 {
+        // Padding rows below the intermediate, if the last block reaches
+        // them (a padded `1x1` second half does too, with a window of one).
+        if (blocks.count() as i64 - 1) * per_block - pad + ring > mid_rows {
             let end = int(b, mid_rows);
             let below = b.ins().smax(from, end);
             zero_rows(b, below, bottom);

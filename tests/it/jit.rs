@@ -476,7 +476,11 @@ fn assert_agrees_on_any_threads(source: &str, seed: u64, threads: usize) {
     assert_agrees_in(&graph, source, seed, threads, None);
     let one = forward_on(&graph, seed, 1);
     for threads in [2, 3] {
-        assert_eq!(one, forward_on(&graph, seed, threads), "{source}, {threads} threads");
+        assert_eq!(
+            one,
+            forward_on(&graph, seed, threads),
+            "{source}, {threads} threads"
+        );
     }
 }
 
