@@ -6,7 +6,8 @@
 //!
 //! Register blocking: a tile of output pixels of one row by a block of output
 //! channels; a pointwise convolution's rows are runs of pixels spanning image
-//! rows ([`ConvSpec::over_pixels`]), so its tiles run on across them. Pure Cranelift: up to [`TILE`] pixels by [`BLOCK`] channels in
+//! rows ([`ConvSpec::over_pixels`]), so its tiles run on across them. Pure
+//! Cranelift: up to [`TILE`] pixels by [`BLOCK`] channels in
 //! `2 x TILE` `f32x4` accumulators. With the native tile
 //! ([`ConvSpec::native`]): up to [`Isa::rows`] pixels by [`native::WIDTH`]
 //! channels, accumulated by the precompiled AVX2 or AVX-512 micro-kernel
@@ -176,7 +177,8 @@ impl ConvSpec {
 
     /// Passes the kernel makes over its packed weights, each a read from
     /// memory unless they stay in cache: one where the weights stay still
-    /// ([`ConvSpec::weights_stationary`]), else one per kernel row.
+    /// (they outweigh the input, and the loop over rows runs inside each
+    /// block), else one per kernel row.
     pub fn weight_passes(&self) -> usize {
         if self.weights_stationary() {
             1

@@ -37,11 +37,12 @@
 //!   intermediate into its ring, then its blocks of output channels over
 //!   every pixel, so the weights are read once per call (not once per
 //!   block of rows, four times at 7x7 with tiles of 14) and threads share
-//!   them out. The trade: each thread recomputes the whole first half, a
-//!   `1/K` fraction of the pair's MACs for a depthwise first half (under 1%
-//!   at 1024 output channels); measured on MobileNet's 7x7x1024 pair alone,
-//!   one thread, 1.32 ms by blocks of two rows, 1.00 ms whole. Outputs are the same sums in the same order
-//!   either way: any thread count gives the same bits.
+//!   them out. The trade: each thread recomputes the whole first half, at
+//!   most `1 / CHEAP` of the second's MACs (a 3x3 depthwise half before
+//!   1024 output channels: 9 / 1024). Measured on MobileNet's 7x7x1024
+//!   pair alone, one thread, AVX-512: 1.18 ms by blocks of two rows, 1.02
+//!   ms whole. Outputs are the same sums in the same order either way, so
+//!   any thread count gives the same bits.
 //! - **Row by row** otherwise (a strided or depthwise second half). Output row
 //!   `oy` reads the `window` rows `oy * stride - pad ..`, clipped to the
 //!   intermediate. The ring holds `window` rows, row `r` in slot
@@ -317,8 +318,9 @@ impl Blocks<'_> {
 }
 
 /// `f32`s of the ring beyond which a pair does not run the whole image as
-/// one block ([`Blocks::by_channels`]): 512 KB, within L2 beside a block of
-/// the second half's weights on the machines measured (BENCHMARKS.md).
+/// one block ([`Blocks::by_channels`]): 512 KB, a quarter of the 2 MB L2
+/// per core of the Xeon measured, so the ring stays in L2 beside a block
+/// of the second half's weights.
 pub const WHOLE_IMAGE: usize = 1 << 17;
 
 /// How many times fewer MACs than the second half the first must have for
