@@ -133,7 +133,7 @@ impl ConvSpec {
     ///
     /// Such a convolution over `[H, W]` is a GEMM of `H W` pixels: output
     /// pixel `p` reads input pixel `p` alone, and the output (a channel slice
-    /// included, [`OutputLayout`]), the residual shortcut and the bias are
+    /// included, `OutputLayout`), the residual shortcut and the bias are
     /// addressed per pixel or per channel, never per row, so it computes
     /// exactly what the convolution over `[H / g, g W]` computes, `g`
     /// dividing `H`: each kernel row is then a run of `g W` pixels tiled

@@ -318,7 +318,7 @@ impl Blocks<'_> {
 }
 
 /// `f32`s of the ring beyond which a pair does not run the whole image as
-/// one block ([`Blocks::by_channels`]): 512 KB, a quarter of the 2 MB L2
+/// one block (see the module doc, "whole image"): 512 KB, a quarter of the 2 MB L2
 /// per core of the Xeon measured, so the ring stays in L2 beside a block
 /// of the second half's weights.
 pub const WHOLE_IMAGE: usize = 1 << 17;
