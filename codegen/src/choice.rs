@@ -14,8 +14,9 @@
 //! and weights larger than [`CostModel::cache_bytes`] are read from memory
 //! once and again from the outer caches as often as the kernel's loops
 //! re-read them (Winograd: once per tile row; the direct kernel: once, or
-//! once per row unless its weights outweigh its input, see
-//! [`ConvSpec::rows_are_blocks`]). Deep in ResNet-50,
+//! once per kernel row unless its weights outweigh its input, see
+//! [`ConvSpec::weight_passes`]; a pointwise convolution's kernel rows are
+//! runs of pixels, [`ConvSpec::over_pixels`]). Deep in ResNet-50,
 //! F(4x4)'s 36/9 larger weights, re-read per tile row, make it memory bound.
 //! The cheapest estimate wins; ties go to the simpler algorithm. The caller
 //! may bound the Winograd tile (`largest_tile`: 0 for none, 2 for F(2x2)
@@ -84,7 +85,7 @@ impl CostModel {
                 } else {
                     self.direct_macs_per_ns
                 };
-                let passes = if spec.weights_stationary() { 1 } else { ho };
+                let passes = spec.clone().over_pixels().weight_passes();
                 let compute = macs as f64 / rate;
                 Some(compute.max(self.weight_ns(spec.lengths().weights * 4, passes)))
             }

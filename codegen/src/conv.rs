@@ -5,7 +5,9 @@
 //! the same kernel, which is then a packed matrix-vector product.
 //!
 //! Register blocking: a tile of output pixels of one row by a block of output
-//! channels. Pure Cranelift: up to [`TILE`] pixels by [`BLOCK`] channels in
+//! channels; a pointwise convolution's rows are runs of pixels spanning image
+//! rows ([`ConvSpec::over_pixels`]), so its tiles run on across them. Pure
+//! Cranelift: up to [`TILE`] pixels by [`BLOCK`] channels in
 //! `2 x TILE` `f32x4` accumulators. With the native tile
 //! ([`ConvSpec::native`]): up to [`Isa::rows`] pixels by [`native::WIDTH`]
 //! channels, accumulated by the precompiled AVX2 or AVX-512 micro-kernel
@@ -47,6 +49,11 @@ const UNROLL: usize = 4;
 /// broadcast input. Measured on the 56x56x128 3x3 conv with `fma`: 4 pixels
 /// 0.78 of the 128-bit peak, 3 pixels 0.71, 5 pixels 0.75, 6 pixels 0.67.
 pub const TILE: usize = 4;
+/// Full tiles of pixels a kernel row of a pointwise convolution holds at
+/// least where image rows are merged into runs ([`ConvSpec::over_pixels`]):
+/// enough that the ragged tile at a run's end is at most a fifth of its
+/// tiles, few enough that a 14x14 image still has rows for two threads.
+pub const RUN_TILES: usize = 4;
 
 /// Everything a convolution kernel is specialised to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -124,6 +131,65 @@ impl ConvSpec {
             epilogue,
             native: None,
             slice: None,
+        }
+    }
+
+    /// The same convolution over runs of pixels that span image rows, if it
+    /// is pointwise (1x1, stride 1, unpadded); any other spec unchanged.
+    ///
+    /// Such a convolution over `[H, W]` is a GEMM of `H W` pixels: output
+    /// pixel `p` reads input pixel `p` alone, and the output (a channel slice
+    /// included, `OutputLayout`), the residual shortcut and the bias are
+    /// addressed per pixel or per channel, never per row, so it computes
+    /// exactly what the convolution over `[H / g, g W]` computes, `g`
+    /// dividing `H`: each kernel row is then a run of `g W` pixels tiled
+    /// without a ragged tile at every image row's end, and every output is
+    /// the same sum in the same order, bitwise. The packed weights and
+    /// vectors do not depend on `H` and `W`.
+    ///
+    /// Which `g`: where the kernel's rows are blocks of output channels
+    /// ([`ConvSpec::rows_are_blocks`], weights outweigh the input) the
+    /// whole image, one run of `H W` pixels (a 7x7 layer: 49 pixels, tiles
+    /// of 14 + 14 + 14 + 7 on AVX-512 rather than seven of 7, each block's
+    /// weights read 4 times rather than 7), threads splitting the blocks;
+    /// else the fewest image rows whose pixels fill [`RUN_TILES`] tiles, `H`
+    /// at most, so the kernel's rows, which threads split, stay image rows
+    /// on all but narrow images (28 pixels a row on AVX-512: runs of 56).
+    /// This is the only place that decides it; lowering applies it to every
+    /// convolution that runs as a kernel of its own (a separable pair's
+    /// halves keep their rows, which its ring defines).
+    pub fn over_pixels(self) -> ConvSpec {
+        let [h, w, c] = self.input;
+        let [ho, wo, k] = self.output;
+        let pointwise = self.kernel == [1, 1]
+            && self.stride == [1, 1]
+            && self.pad == [0, 0]
+            && [ho, wo] == [h, w];
+        if !pointwise || h * w == 0 {
+            return self;
+        }
+        let rows = if self.rows_are_blocks() {
+            h
+        } else {
+            let run = RUN_TILES * self.tile();
+            (1..=h).find(|g| h % g == 0 && g * w >= run).unwrap_or(h)
+        };
+        ConvSpec {
+            input: [h / rows, rows * w, c],
+            output: [h / rows, rows * w, k],
+            ..self
+        }
+    }
+
+    /// Passes the kernel makes over its packed weights, each a read from
+    /// memory unless they stay in cache: one where the weights stay still
+    /// (they outweigh the input, and the loop over rows runs inside each
+    /// block), else one per kernel row.
+    pub fn weight_passes(&self) -> usize {
+        if self.weights_stationary() {
+            1
+        } else {
+            self.output[0]
         }
     }
 

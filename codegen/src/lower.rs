@@ -14,7 +14,9 @@
 //!   residual add, a bn or prelu past a flatten, whose vectors are per
 //!   feature); a bn right after a conv or dense is folded into its
 //!   weights ([`plan::folded_bn`]), any other is an affine epilogue, and a
-//!   prelu is an epilogue reading its slopes per channel;
+//!   prelu is an epilogue reading its slopes per channel; a pointwise
+//!   convolution that is a kernel of its own runs over runs of pixels
+//!   spanning image rows ([`ConvSpec::over_pixels`], applied last);
 //! - the first half of a separable pair the plan marks (`Step::keeps`) and
 //!   the capabilities fuse ([`LoweredStep::InNext`]): the next step's
 //!   [`SeparableSpec`] kernel reads this step's input and computes both;
@@ -247,6 +249,16 @@ pub fn lower(graph: &Graph, plan: &Plan, caps: &Capabilities) -> Vec<LoweredStep
             if let Some(pair) = pair(caps, first, second, kept) {
                 steps[s] = LoweredStep::Kernel(Box::new(pair));
                 steps[s - 1] = LoweredStep::InNext;
+            }
+        }
+    }
+    // A convolution on its own (not a pair's half: the pair's ring defines
+    // its rows) runs a pointwise one over runs of pixels.
+    for step in &mut steps {
+        if let LoweredStep::Kernel(k) = step {
+            if let Kernel::Conv(spec) = &k.kernel {
+                k.kernel = Kernel::Conv(spec.clone().over_pixels());
+                k.parts[0].kernel = k.kernel.clone();
             }
         }
     }

@@ -26,6 +26,23 @@
 //!   convolution over it, its taps whole rows of pixels apart, with no
 //!   padding and no ragged tile but the block's last. The rows two blocks
 //!   share are moved to the front of the ring, not recomputed.
+//!
+//!   **Whole image**: where the ring of every row fits [`WHOLE_IMAGE`], the
+//!   second half's weights outweigh that ring (MobileNet's 7x7x1024 pair:
+//!   4 MB of weights, 200 KB of intermediate) and the first half is cheap
+//!   beside the second (`CHEAP` times fewer MACs), the one block holds
+//!   every row and the kernel's rows are instead the second half's blocks
+//!   of output channels, as a convolution's are when its weights stay
+//!   still ([`ConvSpec::rows_are_blocks`]): each call computes the whole
+//!   intermediate into its ring, then its blocks of output channels over
+//!   every pixel, so the weights are read once per call (not once per
+//!   block of rows, four times at 7x7 with tiles of 14) and threads share
+//!   them out. The trade: each thread recomputes the whole first half, at
+//!   most `1 / CHEAP` of the second's MACs (a 3x3 depthwise half before
+//!   1024 output channels: 9 / 1024). Measured on MobileNet's 7x7x1024
+//!   pair alone, one thread, AVX-512: 1.18 ms by blocks of two rows, 1.02
+//!   ms whole. Outputs are the same sums in the same order either way, so
+//!   any thread count gives the same bits.
 //! - **Row by row** otherwise (a strided or depthwise second half). Output row
 //!   `oy` reads the `window` rows `oy * stride - pad ..`, clipped to the
 //!   intermediate. The ring holds `window` rows, row `r` in slot
@@ -121,6 +138,16 @@ impl Half {
         }
     }
 
+    /// Multiply-adds over the whole output.
+    fn macs(&self) -> usize {
+        let [h, w, k] = self.output();
+        let (per_output, kernel) = match self {
+            Half::Depthwise(spec) => (1, spec.kernel),
+            Half::Conv(spec) => (spec.input[2] / spec.groups, spec.kernel),
+        };
+        h * w * k * per_output * kernel[0] * kernel[1]
+    }
+
     fn emit(&self, b: &mut FunctionBuilder, a: &Args) {
         match self {
             Half::Depthwise(spec) => super::depthwise::emit(spec, b, a),
@@ -180,25 +207,52 @@ impl SeparableSpec {
         };
         (conv.kernel[1] == 1 && conv.stride == [1, 1] && conv.pad[1] == 0).then(|| {
             let [height, width, _] = conv.output;
+            let whole = Blocks {
+                conv,
+                rows: height,
+                by_channels: true,
+            };
+            if whole.ring_rows() * self.row_len() <= WHOLE_IMAGE
+                && whole.flat(height).rows_are_blocks()
+                && self.first.macs() * CHEAP <= self.second.macs()
+            {
+                return whole;
+            }
             // Rows per block: the fewest whose pixels fill whole tiles
             // (112 pixels a row are 18 tiles of 6 and one of 4; 3 rows are
             // 56 tiles), but no more than the tensor has.
             let tile = conv.tile();
             let rows = (tile / gcd(width, tile)).min(height);
-            Blocks { conv, rows }
+            Blocks {
+                conv,
+                rows,
+                by_channels: false,
+            }
         })
     }
 
-    /// Output rows per row of the kernel (`Lengths::rows` counts blocks of
-    /// this many output rows, the last one possibly shorter).
+    /// Output rows per block of rows (the kernel's rows are such blocks, the
+    /// last one possibly shorter, unless [`SeparableSpec::rows_are_blocks`]).
     pub fn block_rows(&self) -> usize {
         self.blocks().map_or(1, |blocks| blocks.rows)
+    }
+
+    /// Whether the kernel's rows are blocks of the second half's output
+    /// channels, each call computing the whole image's intermediate: a
+    /// small image whose second half's weights outweigh it (see the module
+    /// doc, "whole image").
+    pub fn rows_are_blocks(&self) -> bool {
+        self.blocks().is_some_and(|blocks| blocks.by_channels)
     }
 
     /// The buffer lengths of the kernel's safety contract.
     pub fn lengths(&self) -> Lengths {
         let (first, second) = (self.first.lengths(), self.second.lengths());
         let (scratch, rows) = match self.blocks() {
+            Some(blocks) if blocks.by_channels => (
+                blocks.ring_rows() * self.row_len(),
+                blocks.flat(blocks.rows).lengths().rows,
+            ),
             Some(blocks) => (blocks.ring_rows() * self.row_len(), blocks.count()),
             None => (self.ring_rows() * self.row_len(), self.second.output()[0]),
         };
@@ -216,10 +270,12 @@ impl SeparableSpec {
 
 /// A `kx1` second half run over blocks of `rows` output rows: the kernel's
 /// rows are these blocks (the last one has the rows left over), so threads
-/// split whole blocks.
+/// split whole blocks; or, `by_channels`, one block of every row, the
+/// kernel's rows the second half's blocks of output channels.
 struct Blocks<'s> {
     conv: &'s ConvSpec,
     rows: usize,
+    by_channels: bool,
 }
 
 impl Blocks<'_> {
@@ -260,6 +316,18 @@ impl Blocks<'_> {
         }
     }
 }
+
+/// `f32`s of the ring beyond which a pair does not run the whole image as
+/// one block (see the module doc, "whole image"): 512 KB, a quarter of the 2 MB L2
+/// per core of the Xeon measured, so the ring stays in L2 beside a block
+/// of the second half's weights.
+pub const WHOLE_IMAGE: usize = 1 << 17;
+
+/// How many times fewer MACs than the second half the first must have for
+/// a pair to run whole ([`Blocks::by_channels`]), every thread then
+/// recomputing it: a 3x3 depthwise half is cheap from 72 output channels
+/// of the pointwise one; a `1x1` first half, a GEMM of its own, rarely is.
+const CHEAP: usize = 8;
 
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
@@ -308,8 +376,14 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
     // of a wider one, its pixels further apart.
     let extra_row_bytes = (blocks.conv.output[1] * blocks.conv.output[2] * 4) as i64;
     let out_row_bytes = blocks.conv.output[1] as i64 * blocks.conv.layout().pixel_bytes();
-    let lo = clamp(b, a.begin, 0, blocks.count() as i64);
-    let hi = clamp(b, a.end, 0, blocks.count() as i64);
+    // By channels, every call computes the one block of rows, and the
+    // second half the blocks of output channels `[begin, end)`.
+    let (lo, hi) = if blocks.by_channels {
+        (int(b, 0), int(b, 1))
+    } else {
+        let count = blocks.count() as i64;
+        (clamp(b, a.begin, 0, count), clamp(b, a.end, 0, count))
+    };
     for_range(b, lo, hi, 1, |b, block| {
         let first_row = b.ins().imul_imm_s(block, per_block);
         let top = b.ins().iadd_imm_s(first_row, -pad);
@@ -353,14 +427,16 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
                 ..*a
             },
         );
-        if blocks.window() > 1 {
+        // Padding rows below the intermediate, if the last block reaches
+        // them (a padded `1x1` second half does too, with a window of one).
+        if (blocks.count() as i64 - 1) * per_block - pad + ring > mid_rows {
             let end = int(b, mid_rows);
             let below = b.ins().smax(from, end);
             zero_rows(b, below, bottom);
         }
         let extra_offset = b.ins().imul_imm_s(first_row, extra_row_bytes);
         let offset = b.ins().imul_imm_s(first_row, out_row_bytes);
-        let args = Args {
+        let mut args = Args {
             input: a.scratch,
             weights,
             params,
@@ -371,7 +447,13 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
             ..*a
         };
         let rest = blocks.height() % blocks.rows;
-        if rest == 0 {
+        if blocks.by_channels {
+            // Its rows are the blocks of output channels (the flat
+            // convolution's weights outweigh its input, as `blocks` checked).
+            args.begin = a.begin;
+            args.end = a.end;
+            super::conv::emit(&blocks.flat(blocks.rows), b, &args);
+        } else if rest == 0 {
             super::conv::emit_rows(&blocks.flat(blocks.rows), b, &args);
         } else {
             // Every block but the last is whole.
@@ -540,10 +622,60 @@ mod tests {
         ] {
             let spec = pair(height, width, kernel, native);
             let what = format!("{height}x{width}, {kernel}x1, native {native:?}");
+            assert!(!spec.rows_are_blocks(), "{what}");
             assert_eq!(spec.block_rows(), rows, "{what}");
             let lengths = spec.lengths();
             assert_eq!(lengths.rows, blocks, "{what}");
             assert_eq!(lengths.scratch, (rows + kernel - 1) * width * 8, "{what}");
         }
+    }
+
+    #[test]
+    fn small_images_run_whole_by_blocks_of_channels() {
+        // `pair` with `k` output channels.
+        let wide = |height, width, kernel, native, k| {
+            let mut spec = pair(height, width, kernel, native);
+            let Half::Conv(second) = &mut spec.second else {
+                unreachable!("the second half is a convolution")
+            };
+            second.output[2] = k;
+            spec
+        };
+        // By hand, 80 output channels: the second half's packed weights are
+        // 8 x 80 x kernel `f32`s (5 native blocks of 16, or 10 of 8), its
+        // MACs 8 x 80 x kernel a pixel against the depthwise half's 8 x 9,
+        // at least 8 times more; the ring of the whole image is
+        // (height + kernel - 1) x width x 8. 2x3, 1x1: ring 48 < 640, so one
+        // block of both rows, the kernel's rows its blocks of channels.
+        // 3x3, 3x1: ring 120 < 1920.
+        for (height, width, kernel, native, rows) in [
+            (2, 3, 1, Some(Isa::Avx2), 5),
+            (2, 3, 1, None, 10),
+            (3, 3, 3, None, 10),
+        ] {
+            let spec = wide(height, width, kernel, native, 80);
+            let what = format!("{height}x{width}, {kernel}x1, native {native:?}");
+            assert!(spec.rows_are_blocks(), "{what}");
+            assert_eq!(spec.block_rows(), height, "{what}");
+            let lengths = spec.lengths();
+            assert_eq!(lengths.rows, rows, "{what}");
+            let ring = (height + kernel - 1) * width * 8;
+            assert_eq!(lengths.scratch, ring, "{what}");
+        }
+        // 9x9: ring 648, more than the weights. 16 channels: the depthwise
+        // half's 72 MACs a pixel are more than an eighth of the 128.
+        assert!(!wide(9, 9, 1, None, 80).rows_are_blocks());
+        assert!(!wide(2, 3, 1, None, 16).rows_are_blocks());
+        // MobileNet's last pair, 7x7x1024 -> 1024 on AVX-512: 200 KB of ring.
+        let mut last = wide(7, 7, 1, Some(Isa::Avx512), 1024);
+        let (Half::Depthwise(first), Half::Conv(second)) = (&mut last.first, &mut last.second)
+        else {
+            unreachable!("the pair is depthwise then pointwise")
+        };
+        first.channels = 1024;
+        second.input[2] = 1024;
+        assert!(last.rows_are_blocks());
+        assert_eq!(last.lengths().rows, 64);
+        assert_eq!(last.lengths().scratch, 49 * 1024);
     }
 }

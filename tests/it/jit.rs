@@ -454,6 +454,109 @@ proptest! {
     }
 }
 
+/// The JIT's output on `graph` (random weights and input from `seed`) on
+/// `threads` threads.
+fn forward_on(graph: &Graph, seed: u64, threads: usize) -> Vec<f32> {
+    let weights = lively_weights(graph, seed);
+    let input = random_input(graph.input_shape().len() as usize, seed ^ 1);
+    let options = Options {
+        threads,
+        ..Options::default()
+    };
+    let mut model = Model::with_options(graph.clone(), &weights, options).unwrap();
+    assert_compiled(model.backend(), None, &graph.name);
+    model.forward(&input).unwrap()
+}
+
+/// The JIT agrees with the reference on `source` on every path on
+/// `threads` threads, and its outputs on one, two and three threads are
+/// bitwise identical.
+fn assert_agrees_on_any_threads(source: &str, seed: u64, threads: usize) {
+    let graph = graph(source);
+    assert_agrees_in(&graph, source, seed, threads, None);
+    let one = forward_on(&graph, seed, 1);
+    for threads in [2, 3] {
+        assert_eq!(
+            one,
+            forward_on(&graph, seed, threads),
+            "{source}, {threads} threads"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// A pointwise convolution runs over runs of pixels spanning image
+    /// rows (`ConvSpec::over_pixels`: one run of the whole image where its
+    /// weights outweigh its input, else runs of whole rows), on its own,
+    /// adding a residual shortcut, or writing its slice of a concat in
+    /// place.
+    #[test]
+    fn pointwise_convs_over_pixels_equal_reference(
+        (h, w) in (1u32..=16, 1u32..=16),
+        (c, k) in (1u32..48, 1u32..96),
+        form in 0..3,
+        epilogue in 0..EPILOGUES.len(),
+        threads in 1usize..=3,
+        seed in any::<u64>(),
+    ) {
+        let ep = EPILOGUES[epilogue];
+        let body = match form {
+            0 => format!("conv({k}, 1x1){ep}"),
+            1 => format!("residual {{ conv({c}, 1x1){ep} }}, relu"),
+            _ => format!("concat {{ [conv(3, 1x1)], [conv({k}, 1x1), relu], [maxpool(3x3, stride = 1, pad = 1)] }}{ep}"),
+        };
+        assert_agrees_on_any_threads(&format!("Net({h}x{w}x{c}) {{ {body} }}"), seed, threads);
+    }
+
+    /// A depthwise + pointwise pair on a small image whose pointwise
+    /// weights outweigh the intermediate runs the whole image by blocks of
+    /// output channels (`SeparableSpec::rows_are_blocks`), threads each
+    /// recomputing the depthwise half; larger images, or fewer output
+    /// channels, by blocks of rows.
+    #[test]
+    fn small_image_pairs_equal_reference(
+        (h, w) in (1u32..=16, 1u32..=16),
+        (c, k) in (1u32..24, 1u32..320),
+        form in 0..3,
+        (first, second) in (0..EPILOGUES.len(), 0..EPILOGUES.len()),
+        threads in 1usize..=3,
+        seed in any::<u64>(),
+    ) {
+        let pair = |k: u32| format!(
+            "dwconv(3x3, pad = same){}, conv({k}, 1x1){}",
+            EPILOGUES[first], EPILOGUES[second]
+        );
+        let body = match form {
+            0 => pair(k),
+            1 => format!("residual {{ {} }}", pair(c)),
+            _ => format!("concat {{ [{}], [identity] }}", pair(k)),
+        };
+        assert_agrees_on_any_threads(&format!("Net({h}x{w}x{c}) {{ {body} }}"), seed, threads);
+    }
+}
+
+/// Layers large enough that threads split them (`jit::PARALLEL_WORK`), in
+/// each form: a 7x7 pointwise convolution as one run of 49 pixels by blocks
+/// of channels, a 14x14 one whose runs are merged rows (AVX-512: runs of
+/// 98, two rows to split), a residual one, and the depthwise + pointwise
+/// pair on a 7x7 image run whole by blocks of channels.
+#[test]
+fn small_spatial_layers_split_across_threads_bitwise() {
+    for (i, source) in [
+        "Net(7x7x96) { conv(160, 1x1), relu }",
+        "Net(14x14x96) { conv(24, 1x1), bn, relu }",
+        "Net(7x7x128) { residual { conv(128, 1x1), bn }, relu }",
+        "Net(7x7x96) { dwconv(3x3, pad = same), bn, relu, conv(192, 1x1), bn, relu }",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_agrees_on_any_threads(source, i as u64, 2);
+    }
+}
+
 /// A pair whose second half is `1x1` or `kx1` runs over blocks of rows
 /// whose pixels fill whole tiles (AVX2: 6 pixels, so 6 rows of 7, 3 of 4
 /// or 2, 1 of 6; AVX-512: 14 pixels, so 2 rows of 7, 14 of 3, 7 of 4 or 2;

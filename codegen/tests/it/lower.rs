@@ -188,3 +188,42 @@ fn operands_are_named_by_value() {
     assert_eq!(last.operands.output, plan.steps[2].output);
     assert!(last.rest.is_empty());
 }
+
+/// A pointwise convolution of its own runs over runs of pixels spanning
+/// image rows (`ConvSpec::over_pixels`), by hand with Cranelift's tile of 4
+/// pixels (runs of at least 16) and blocks of 8 channels: 12x6x32 -> 8
+/// (256 weights, 2304 inputs) merges 3 rows into runs of 18 pixels;
+/// 12x6x8 -> 256 (2048 weights, 576 inputs) is one run of 72 pixels, its
+/// rows blocks of channels; a separable pair's pointwise half keeps its
+/// rows, and the pair runs the whole 12x6 image (ring 72 x 256 = 18432
+/// `f32`s, weights 131072; depthwise MACs 1/57 of the pointwise ones) by
+/// its 64 blocks of output channels.
+#[test]
+fn pointwise_convolutions_run_over_runs_of_pixels() {
+    let (graph, plan) = net(
+        "Runs(12x6x32) { conv(8, 1x1), relu, maxpool(3x3, stride = 1, pad = 1), conv(256, 1x1), dwconv(3x3, pad = same), conv(512, 1x1) }",
+    );
+    let lowered = lower(&graph, &plan, &caps());
+    let spec = |i: usize| match &lowered[i] {
+        LoweredStep::Kernel(k) => k,
+        other => panic!("step {i}: {other:?}"),
+    };
+    // A convolution of its own packs by the spec it runs.
+    let conv = |i: usize| match &spec(i).kernel {
+        Kernel::Conv(c) => {
+            assert_eq!(spec(i).parts[0].kernel, Kernel::Conv(c.clone()));
+            (c.input, c.output, c.lengths().rows)
+        }
+        other => panic!("step {i}: {other:?}"),
+    };
+    assert_eq!(conv(0), ([4, 18, 32], [4, 18, 8], 4));
+    assert!(matches!(spec(1).kernel, Kernel::Pool(_)));
+    assert_eq!(conv(2), ([1, 72, 8], [1, 72, 256], 32));
+    assert!(matches!(lowered[3], LoweredStep::InNext));
+    let Kernel::Separable(pair) = &spec(4).kernel else {
+        panic!("{:?}", lowered[4])
+    };
+    assert!(pair.rows_are_blocks());
+    assert_eq!(pair.block_rows(), 12);
+    assert_eq!((pair.lengths().rows, pair.lengths().scratch), (64, 18432));
+}

@@ -16,11 +16,13 @@
 //! contract of codegen says that is enough.
 //!
 //! Random kernels of every family (direct, grouped, 1x1 and dense
-//! convolutions through `ConvSpec`, Winograd F(2x2) and F(4x4) 3x3
+//! convolutions through `ConvSpec`, 1x1 ones over runs of pixels as
+//! lowering runs them (`ConvSpec::over_pixels`), Winograd F(2x2) and F(4x4) 3x3
 //! convolutions through `WinogradSpec`, depthwise through `DepthwiseSpec`, max
 //! and average pools, windowed and global, through `PoolSpec`, and fused
-//! separable pairs of two convolutions through `SeparableSpec`, checked
-//! against the two references in turn, element-wise adds and scales, whole
+//! separable pairs of two convolutions through `SeparableSpec` (small
+//! images with a pointwise second half run whole, by blocks of output
+//! channels), checked against the two references in turn, element-wise adds and scales, whole
 //! or per channel, through `ElementwiseSpec`, and concat branches copied into
 //! their channel slice through `ConcatSpec`, whose other channels must keep
 //! the sentinel, and local response normalisations through `LrnSpec`) with random
@@ -293,6 +295,7 @@ fn random_case(rng: &mut Rng) -> Option<Case> {
         1 | 2 => random_conv(rng, ConvKind::Depthwise, None, epilogue)?,
         3 | 4 => random_pool(rng, epilogue)?,
         5 => random_conv(rng, ConvKind::Winograd, None, epilogue)?,
+        6 => random_conv(rng, ConvKind::Pointwise, None, epilogue)?,
         _ => random_conv(rng, ConvKind::Direct, None, epilogue)?,
     };
     let (kernel, slice) = maybe_sliced(rng, kernel, output.c);
@@ -495,16 +498,20 @@ enum ConvKind {
     Depthwise,
     /// 3x3, stride 1, F(2x2) or F(4x4).
     Winograd,
+    /// 1x1, stride 1, no padding, on its own: over runs of pixels
+    /// ([`ConvSpec::over_pixels`]), as lowering runs it.
+    Pointwise,
 }
 
 /// A random convolution: input h, w in 1..=9 (or `on`, in one group),
 /// channels per group 1..=8 in 1 or 2 groups, 1..=50 output channels per
 /// group (up to three native blocks of 16 and a tail: on AVX-512 an even or
 /// odd number of full blocks, paired on the wide tile, with or without a
-/// partial one; 1..=40 after `on`), kernel 1..=4 (depthwise: 1..=5, on
-/// inputs up to 20 wide), stride 1..=3, dilation 1..=2, symmetric padding
-/// 0..=2 per axis; direct, dense and depthwise ones on each native ISA the
-/// host has or in pure Cranelift, evenly.
+/// partial one; 1..=40 after `on`, 1..=99 for a 1x1 after `on`), kernel
+/// 1..=4 (depthwise: 1..=5, on inputs up to 20 wide; pointwise: 1x1 over
+/// runs of pixels, inputs up to 15 a side), stride 1..=3, dilation 1..=2,
+/// symmetric padding 0..=2 per axis; direct, dense, pointwise and depthwise
+/// ones on each native ISA the host has or in pure Cranelift, evenly.
 fn random_conv(
     rng: &mut Rng,
     kind: ConvKind,
@@ -514,6 +521,9 @@ fn random_conv(
     let depthwise = kind == ConvKind::Depthwise;
     let (h, w, groups, in_per_group, out_per_group) = match (kind, on) {
         (ConvKind::Depthwise, Some(d)) => (d.h, d.w, d.c, 1, 1),
+        // Up to seven native blocks after a pair's first half: a small
+        // image then runs whole, by blocks of channels.
+        (ConvKind::Dense, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 100)),
         (_, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 40)),
         (ConvKind::Dense, None) => (1, 1, 1, rng.range(1, 64), rng.range(1, 72)),
         (ConvKind::Depthwise, None) => (rng.range(1, 9), rng.range(1, 20), rng.range(1, 19), 1, 1),
@@ -524,6 +534,13 @@ fn random_conv(
             rng.range(1, 12),
             rng.range(1, 50),
         ),
+        (ConvKind::Pointwise, None) => (
+            rng.range(1, 16),
+            rng.range(1, 16),
+            1,
+            rng.range(1, 20),
+            rng.range(1, 40),
+        ),
         (ConvKind::Direct, None) => (
             rng.range(1, 9),
             rng.range(1, 9),
@@ -532,7 +549,7 @@ fn random_conv(
             rng.range(1, 50),
         ),
     };
-    let (kernel, stride, dilation, pad) = if kind == ConvKind::Dense {
+    let (kernel, stride, dilation, pad) = if matches!(kind, ConvKind::Dense | ConvKind::Pointwise) {
         ([1, 1], [1, 1], [1, 1], [0, 0])
     } else if kind == ConvKind::Winograd {
         ([3, 3], [1, 1], [1, 1], [rng.range(0, 1), rng.range(0, 1)])
@@ -600,6 +617,7 @@ fn random_conv(
                 let tile = [2, 4][rng.range(0, 1)];
                 Kernel::Winograd(WinogradSpec::of_conv(&spec, tile).expect("a 3x3 stride-1 conv"))
             }
+            ConvKind::Pointwise => Kernel::Conv(spec.over_pixels()),
             _ => Kernel::Conv(spec),
         }
     };
@@ -889,27 +907,32 @@ fn run_kernel(
     }
     let mut output = Guarded::new(lengths.output);
     let rows = lengths.rows;
-    // The kernel's rows are output rows, tile rows of a Winograd kernel,
-    // blocks of rows of a pointwise separable pair, or blocks of output
-    // channels, at every pixel, of a convolution with one output pixel or
-    // whose weights outweigh its input (from the slice's first channel, if
-    // it writes one).
+    // The kernel's rows are output rows (runs of pixels of a pointwise
+    // convolution), tile rows of a Winograd kernel, blocks of rows of a
+    // pointwise separable pair, or blocks of output channels, at every
+    // pixel, of a convolution with one output pixel or whose weights
+    // outweigh its input, or of a pair run whole (from the slice's first
+    // channel, if it writes one).
+    let by_channels = match kernel {
+        Kernel::Conv(spec) if spec.rows_are_blocks() => Some(spec),
+        Kernel::Separable(spec) if spec.rows_are_blocks() => match &spec.second {
+            Half::Conv(spec) => Some(spec),
+            Half::Depthwise(_) => unreachable!("a pair run whole has a pointwise half"),
+        },
+        _ => None,
+    };
     let row_len = match kernel {
+        _ if by_channels.is_some() => by_channels.map_or(1, ConvSpec::block),
         Kernel::Winograd(spec) => spec.tile * dims.w * dims.c,
         Kernel::Separable(spec) => spec.block_rows() * dims.w * dims.c,
-        Kernel::Conv(spec) if spec.rows_are_blocks() => spec.block(),
+        Kernel::Conv(spec) => spec.output[1] * dims.c,
         _ => dims.w * dims.c,
     };
-    let first = match kernel {
-        Kernel::Conv(spec) if spec.rows_are_blocks() => spec.slice.map_or(0, |s| s.first),
-        _ => 0,
-    };
-    let row_of = |i: usize| match kernel {
+    let first = by_channels.map_or(0, |spec| spec.slice.map_or(0, |s| s.first));
+    let row_of = |i: usize| match by_channels {
         // A block's channels at every pixel.
-        Kernel::Conv(spec) if spec.rows_are_blocks() => {
-            (i % dims.c).saturating_sub(first) / row_len
-        }
-        _ => i / row_len,
+        Some(_) => (i % dims.c).saturating_sub(first) / row_len,
+        None => i / row_len,
     };
 
     // All rows through the runtime's entry point, alone and on two threads.
@@ -1028,15 +1051,18 @@ fn fused_separable_pairs_touch_only_their_own_buffers() {
         .build()
         .expect("a 2-thread pool");
     let mut rng = Rng(seed);
-    let mut run = 0;
+    let (mut run, mut whole) = (0, 0);
     while run < cases {
         let Some(pair) = random_pair(&mut rng) else {
             continue;
         };
         eprintln!("seed {seed:#x}, pair {run}: {:?}", pair.2);
         run_pair(run, &pair, &mut rng, &pool);
+        whole += matches!(&pair.2, Kernel::Separable(s) if s.rows_are_blocks()) as usize;
         run += 1;
     }
+    eprintln!("{run} pairs run, {whole} of them whole by blocks of channels");
+    assert!(cases < 32 || whole > 0, "no pair drawn runs whole");
 }
 
 #[test]
