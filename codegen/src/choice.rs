@@ -23,14 +23,28 @@
 //! (F(4x4)'s error grows with the largest input of its 6x6 patch, see
 //! [`super::winograd`]'s "Numerics").
 //!
-//! Invariant: the choice depends only on the spec, so a model compiles the
-//! same code on every run, and [`kernel`] returns a Winograd kernel only for
-//! a spec [`WinogradSpec::of_conv`] accepts.
+//! Measured choices ([`Tuned`]) override the model: `cnnjit tune` times
+//! every candidate ([`candidates`]) of each distinct convolution of a net on
+//! the host and caches the fastest, keyed by [`ChoiceKey`] (the shape and
+//! the ISA, not the epilogue or the output slice, which cost every
+//! algorithm alike); [`tuned_kernel`] takes a cached pick where it names an
+//! algorithm that computes the spec within `largest_tile`, the static model
+//! elsewhere. A family that adds an algorithm for convolutions (a pixel-run
+//! GEMM, a wider tile) adds it to [`candidates`] and to [`Pick`], and tuning
+//! times it with no other change.
+//!
+//! Invariant: the choice depends only on the spec (and the [`Tuned`] table
+//! given, plain data), so a model compiles the same code on every run with
+//! the same cache, and [`kernel`] and [`tuned_kernel`] return a Winograd
+//! kernel only for a spec [`WinogradSpec::of_conv`] accepts.
 
 use super::algorithm::Algorithm;
 use super::conv::{ConvSpec, BLOCK};
+use super::native::Isa;
 use super::winograd::WinogradSpec;
 use super::Kernel;
+use std::collections::BTreeMap;
+use std::fmt;
 
 /// Measured throughputs, one thread.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -142,12 +156,244 @@ impl CostModel {
 /// The kernel that computes `spec` by the algorithm [`MEASURED`] chooses,
 /// Winograd tiles no larger than `largest_tile` (0: no Winograd).
 pub fn kernel(spec: ConvSpec, largest_tile: usize) -> Kernel {
-    match MEASURED.choose(&spec, largest_tile) {
-        Algorithm::Winograd { tile } => match WinogradSpec::of_conv(&spec, tile) {
-            Some(w) => Kernel::Winograd(w),
-            None => Kernel::Conv(spec),
-        },
-        _ => Kernel::Conv(spec),
+    let pick = Pick::of(MEASURED.choose(&spec, largest_tile));
+    pick.and_then(|p| p.kernel(&spec))
+        .unwrap_or(Kernel::Conv(spec))
+}
+
+/// The kernel that computes `spec` by the algorithm `tuned` names for it,
+/// where that algorithm computes it with Winograd tiles no larger than
+/// `largest_tile`; else [`kernel`]'s.
+pub fn tuned_kernel(spec: ConvSpec, largest_tile: usize, tuned: &Tuned) -> Kernel {
+    let allowed = |p: &Pick| p.tile() <= largest_tile;
+    match tuned.get(&ChoiceKey::of(&spec)).filter(allowed) {
+        Some(pick) => pick.kernel(&spec).unwrap_or_else(|| kernel(spec, largest_tile)),
+        None => kernel(spec, largest_tile),
+    }
+}
+
+/// Every algorithm that computes `spec` with Winograd tiles no larger than
+/// `largest_tile`, and its kernel: what `cnnjit tune` times.
+pub fn candidates(spec: &ConvSpec, largest_tile: usize) -> Vec<(Pick, Kernel)> {
+    Pick::ALL
+        .into_iter()
+        .filter(|p| p.tile() <= largest_tile)
+        .filter_map(|p| Some((p, p.kernel(spec)?)))
+        .collect()
+}
+
+/// The convolution a kernel [`kernel`] or [`tuned_kernel`] returned
+/// computes: a direct kernel's spec, or the 3x3 stride-1 convolution a
+/// Winograd kernel computes; `None` for any other kernel.
+pub fn conv_spec(kernel: &Kernel) -> Option<ConvSpec> {
+    match kernel {
+        Kernel::Conv(spec) => Some(spec.clone()),
+        Kernel::Winograd(w) => Some(ConvSpec {
+            input: w.input,
+            output: w.output,
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: w.pad,
+            groups: 1,
+            epilogue: w.epilogue.clone(),
+            native: w.native,
+            slice: w.slice,
+        }),
+        _ => None,
+    }
+}
+
+/// An algorithm the choice can pick for a convolution, as cached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Pick {
+    /// The direct kernel (which is the packed GEMM for a 1x1 stride-1 convolution).
+    Direct,
+    /// Winograd F(2x2, 3x3).
+    F2,
+    /// Winograd F(4x4, 3x3).
+    F4,
+}
+
+impl Pick {
+    /// Every pick, simplest first (the order ties go by).
+    pub const ALL: [Pick; 3] = [Pick::Direct, Pick::F2, Pick::F4];
+
+    /// Its name in the cache and in tables.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Pick::Direct => "direct",
+            Pick::F2 => "f2",
+            Pick::F4 => "f4",
+        }
+    }
+
+    /// The pick called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Pick> {
+        Pick::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The pick of an algorithm [`CostModel::choose`] returns.
+    pub fn of(algorithm: Algorithm) -> Option<Pick> {
+        match algorithm {
+            Algorithm::Direct | Algorithm::Gemm => Some(Pick::Direct),
+            Algorithm::Winograd { tile: 2 } => Some(Pick::F2),
+            Algorithm::Winograd { tile: 4 } => Some(Pick::F4),
+            _ => None,
+        }
+    }
+
+    /// Its Winograd output tile, 0 for the direct kernel.
+    pub const fn tile(self) -> usize {
+        match self {
+            Pick::Direct => 0,
+            Pick::F2 => 2,
+            Pick::F4 => 4,
+        }
+    }
+
+    /// Its kernel for `spec`, if it computes `spec`.
+    pub fn kernel(self, spec: &ConvSpec) -> Option<Kernel> {
+        match self {
+            Pick::Direct => Some(Kernel::Conv(spec.clone())),
+            Pick::F2 | Pick::F4 => WinogradSpec::of_conv(spec, self.tile()).map(Kernel::Winograd),
+        }
+    }
+}
+
+impl fmt::Display for Pick {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// What a measured choice is keyed by: a convolution's shape and the ISA of
+/// its native tile (none: Cranelift's), not its epilogue or output slice.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChoiceKey {
+    /// The ISA, if any.
+    pub native: Option<Isa>,
+    /// Input `[h, w, c]`.
+    pub input: [usize; 3],
+    /// Output `[h, w, k]`.
+    pub output: [usize; 3],
+    /// Kernel `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// Stride.
+    pub stride: [usize; 2],
+    /// Dilation.
+    pub dilation: [usize; 2],
+    /// Padding.
+    pub pad: [usize; 2],
+    /// Groups.
+    pub groups: usize,
+}
+
+impl ChoiceKey {
+    /// The key of `spec`.
+    pub fn of(spec: &ConvSpec) -> ChoiceKey {
+        ChoiceKey {
+            native: spec.native,
+            input: spec.input,
+            output: spec.output,
+            kernel: spec.kernel,
+            stride: spec.stride,
+            dilation: spec.dilation,
+            pad: spec.pad,
+            groups: spec.groups,
+        }
+    }
+
+    /// The key written as [`fmt::Display`] writes it, if `text` is one.
+    pub fn parse(text: &str) -> Option<ChoiceKey> {
+        let mut words = text.split(' ');
+        let native = match words.next()? {
+            "cranelift" => None,
+            name => Some(Isa::ALL.into_iter().find(|isa| isa.name() == name)?),
+        };
+        let (input, output) = words.next()?.split_once('>')?;
+        let mut pair = |prefix: &str| -> Option<[usize; 2]> {
+            let [a, b] = numbers(words.next()?.strip_prefix(prefix)?)?;
+            Some([a, b])
+        };
+        let key = ChoiceKey {
+            native,
+            input: numbers(input)?,
+            output: numbers(output)?,
+            kernel: pair("k")?,
+            stride: pair("s")?,
+            dilation: pair("d")?,
+            pad: pair("p")?,
+            groups: words.next()?.strip_prefix('g')?.parse().ok()?,
+        };
+        words.next().is_none().then_some(key)
+    }
+}
+
+/// `N` numbers written `axbxc`, if `text` is that.
+fn numbers<const N: usize>(text: &str) -> Option<[usize; N]> {
+    let mut out = [0; N];
+    let mut parts = text.split('x');
+    for n in &mut out {
+        *n = parts.next()?.parse().ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+impl fmt::Display for ChoiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [h, w, c] = self.input;
+        let [ho, wo, k] = self.output;
+        let isa = self.native.map_or("cranelift", Isa::name);
+        let pair = |[a, b]: [usize; 2]| format!("{a}x{b}");
+        write!(
+            f,
+            "{isa} {h}x{w}x{c}>{ho}x{wo}x{k} k{} s{} d{} p{} g{}",
+            pair(self.kernel),
+            pair(self.stride),
+            pair(self.dilation),
+            pair(self.pad),
+            self.groups
+        )
+    }
+}
+
+/// Measured picks by key: plain data, read from `cnnjit tune`'s cache by the
+/// runtime. Empty, every choice is the static model's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tuned {
+    picks: BTreeMap<ChoiceKey, Pick>,
+}
+
+impl Tuned {
+    /// No measured picks.
+    pub fn new() -> Tuned {
+        Tuned::default()
+    }
+
+    /// Records `pick` for `key`, replacing any earlier one.
+    pub fn insert(&mut self, key: ChoiceKey, pick: Pick) {
+        self.picks.insert(key, pick);
+    }
+
+    /// The pick recorded for `key`.
+    pub fn get(&self, key: &ChoiceKey) -> Option<Pick> {
+        self.picks.get(key).copied()
+    }
+
+    /// How many keys have a pick.
+    pub fn len(&self) -> usize {
+        self.picks.len()
+    }
+
+    /// Whether no key has a pick.
+    pub fn is_empty(&self) -> bool {
+        self.picks.is_empty()
+    }
+
+    /// Every key and its pick, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&ChoiceKey, Pick)> {
+        self.picks.iter().map(|(k, p)| (k, *p))
     }
 }
 

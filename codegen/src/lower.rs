@@ -232,10 +232,22 @@ pub fn work(macs: u64, lengths: &Lengths) -> u64 {
     macs.max(elements)
 }
 
-/// Lowers every step of `plan` (module doc).
+/// Lowers every step of `plan` (module doc), convolutions by the static
+/// cost model.
 pub fn lower(graph: &Graph, plan: &Plan, caps: &Capabilities) -> Vec<LoweredStep> {
+    lower_tuned(graph, plan, caps, &choice::Tuned::new())
+}
+
+/// [`lower`], each convolution by the pick `tuned` measured for it where it
+/// has one ([`choice::tuned_kernel`]).
+pub fn lower_tuned(
+    graph: &Graph,
+    plan: &Plan,
+    caps: &Capabilities,
+    tuned: &choice::Tuned,
+) -> Vec<LoweredStep> {
     let mut steps: Vec<LoweredStep> = (plan.steps.iter())
-        .map(|step| lower_step(graph, plan, caps, step))
+        .map(|step| lower_step(graph, plan, caps, tuned, step))
         .collect();
     for s in 1..steps.len() {
         let Some(kept) = plan.steps[s].keeps else {
@@ -316,7 +328,13 @@ fn concat(graph: &Graph, plan: &Plan, step: &Step) -> LoweredStep {
 }
 
 /// Lowers one step, a separable pair's halves on their own.
-fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> LoweredStep {
+fn lower_step(
+    graph: &Graph,
+    plan: &Plan,
+    caps: &Capabilities,
+    tuned: &choice::Tuned,
+    step: &Step,
+) -> LoweredStep {
     let anchor = graph.node(step.nodes[0]);
     let kind = anchor.op.kind();
     let value = |id: NodeId| plan.node_values[id.index()];
@@ -387,9 +405,10 @@ fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> L
         Op::Conv2d(conv) => Ok(
             match DepthwiseSpec::of_conv(conv, input, anchor.output, epilogue.clone()) {
                 Some(spec) => Kernel::Depthwise(spec),
-                None => choice::kernel(
+                None => choice::tuned_kernel(
                     ConvSpec::of_conv(conv, input, anchor.output, epilogue, caps.native),
                     caps.winograd_tile,
+                    tuned,
                 ),
             },
         ),

@@ -32,6 +32,8 @@ pub mod model;
 pub mod params;
 pub mod reference;
 #[cfg(feature = "jit")]
+pub mod tune;
+#[cfg(feature = "jit")]
 pub mod report;
 pub mod weights;
 
