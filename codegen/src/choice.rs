@@ -167,7 +167,9 @@ pub fn kernel(spec: ConvSpec, largest_tile: usize) -> Kernel {
 pub fn tuned_kernel(spec: ConvSpec, largest_tile: usize, tuned: &Tuned) -> Kernel {
     let allowed = |p: &Pick| p.tile() <= largest_tile;
     match tuned.get(&ChoiceKey::of(&spec)).filter(allowed) {
-        Some(pick) => pick.kernel(&spec).unwrap_or_else(|| kernel(spec, largest_tile)),
+        Some(pick) => pick
+            .kernel(&spec)
+            .unwrap_or_else(|| kernel(spec, largest_tile)),
         None => kernel(spec, largest_tile),
     }
 }

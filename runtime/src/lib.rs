@@ -32,9 +32,9 @@ pub mod model;
 pub mod params;
 pub mod reference;
 #[cfg(feature = "jit")]
-pub mod tune;
-#[cfg(feature = "jit")]
 pub mod report;
+#[cfg(feature = "jit")]
+pub mod tune;
 pub mod weights;
 
 pub use error::{Corruption, Error, InternalError, Result};

@@ -27,9 +27,9 @@ use crate::params::{
 };
 #[cfg(feature = "jit")]
 use crate::report::{KernelReport, Profile};
-use crate::weights::Weights;
 #[cfg(feature = "jit")]
 use crate::tune::Tuning;
+use crate::weights::Weights;
 #[cfg(feature = "jit")]
 use cnnjit_codegen::choice::Tuned;
 #[cfg(feature = "jit")]
@@ -213,10 +213,8 @@ impl Model {
             false => (Tuned::new(), Tuning::Static),
         };
         #[cfg(feature = "jit")]
-        return Model::with_tuned(graph, weights, options, &tuned, budget).map(|model| Model {
-            tuning,
-            ..model
-        });
+        return Model::with_tuned(graph, weights, options, &tuned, budget)
+            .map(|model| Model { tuning, ..model });
         #[cfg(not(feature = "jit"))]
         Model::build(graph, weights, options, budget)
     }
@@ -238,9 +236,7 @@ impl Model {
             options.fuse_separable,
         );
         let mut model = Model::build(graph, weights, options, caps, tuned, budget)?;
-        model.tuning = Tuning::Given {
-            picks: tuned.len(),
-        };
+        model.tuning = Tuning::Given { picks: tuned.len() };
         Ok(model)
     }
 

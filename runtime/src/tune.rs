@@ -417,8 +417,20 @@ pub fn time_spec(
 }
 
 /// The median seconds of one call of `kernel` on random buffers.
-fn time_kernel(kernel: &Kernel, pool: Option<&rayon::ThreadPool>, budget: &mut Budget) -> Result<f64> {
-    let layer = || format!("{} ({})", choice::conv_spec(kernel).map(|s| ChoiceKey::of(&s).to_string()).unwrap_or_default(), kernel.algorithm().name());
+fn time_kernel(
+    kernel: &Kernel,
+    pool: Option<&rayon::ThreadPool>,
+    budget: &mut Budget,
+) -> Result<f64> {
+    let layer = || {
+        format!(
+            "{} ({})",
+            choice::conv_spec(kernel)
+                .map(|s| ChoiceKey::of(&s).to_string())
+                .unwrap_or_default(),
+            kernel.algorithm().name()
+        )
+    };
     let internal = |e| crate::Error::Internal {
         layer: layer(),
         source: crate::InternalError::Codegen(e),

@@ -143,12 +143,18 @@ mod tests {
             vec![(Pick::Direct, 2e-3), (Pick::F2, 1e-3), (Pick::F4, 1.1e-3)],
         );
         // Direct picked at 1.04 ms against F(2x2)'s 1.00 ms: within.
-        let close = timing(Pick::Direct, vec![(Pick::Direct, 1.04e-3), (Pick::F2, 1e-3)]);
+        let close = timing(
+            Pick::Direct,
+            vec![(Pick::Direct, 1.04e-3), (Pick::F2, 1e-3)],
+        );
         let out = table("Net", "cpu", 1, &[slow, close]);
         let rows: Vec<&str> = out.lines().collect();
         assert!(rows[2].ends_with("f2    +10%"), "{out}");
         assert!(rows[3].ends_with("f2    yes"), "{out}");
         assert!(rows[3].contains("        -"), "{out}");
-        assert!(out.ends_with("within 5% of the fastest on 1 of 2 shapes\n"), "{out}");
+        assert!(
+            out.ends_with("within 5% of the fastest on 1 of 2 shapes\n"),
+            "{out}"
+        );
     }
 }
