@@ -2,8 +2,10 @@
 //! convolution, which the direct kernel computes as a packed GEMM) or
 //! Winograd F(2x2, 3x3) / F(4x4, 3x3).
 //!
-//! A static cost model, from one-thread throughputs measured on the
-//! development machine (BENCHMARKS.md, "Winograd"): the direct convolution
+//! A static cost model per ISA ([`CostModel::of`]: [`MEASURED`] for
+//! Cranelift's tile and AVX2's, [`MEASURED_AVX512`] for AVX-512's), from
+//! one-thread throughputs measured on the development machines
+//! (BENCHMARKS.md, "Winograd"): the direct convolution
 //! runs at [`CostModel::direct_macs_per_ns`] over its MACs (output channels
 //! rounded up to its 8-channel blocks); Winograd pays its transformed-domain
 //! GEMMs at [`CostModel::gemm_macs_per_ns`] plus a cost per transformed
@@ -51,9 +53,7 @@ use std::fmt;
 pub struct CostModel {
     /// MACs per nanosecond of the direct kernel on the Cranelift tile.
     pub direct_macs_per_ns: f64,
-    /// MACs per nanosecond of the direct kernel on the native AVX2 tile,
-    /// used for every ISA: the AVX-512 tile speeds the direct kernel and
-    /// Winograd's GEMMs alike (not yet measured per ISA).
+    /// MACs per nanosecond of the direct kernel on the model's native tile.
     pub native_direct_macs_per_ns: f64,
     /// MACs per nanosecond of the transformed-domain GEMMs on the Cranelift tile.
     pub gemm_macs_per_ns: f64,
@@ -71,7 +71,8 @@ pub struct CostModel {
     pub reread_bytes_per_ns: f64,
 }
 
-/// The model measured on the development machine (BENCHMARKS.md).
+/// The model measured on the development machine (BENCHMARKS.md), for
+/// Cranelift's tile and the AVX2 tile.
 pub const MEASURED: CostModel = CostModel {
     direct_macs_per_ns: 23.0,
     native_direct_macs_per_ns: 54.0,
@@ -83,7 +84,30 @@ pub const MEASURED: CostModel = CostModel {
     reread_bytes_per_ns: 25.0,
 };
 
+/// [`MEASURED`] with the AVX-512 tile's rates: `cnnjit tune --threads 1`
+/// timed every candidate of ResNet-50's and VGG16's convolutions on the
+/// AVX2 and the AVX-512 tile, interleaved, on a 2-core AVX-512 Xeon
+/// (2026-12-06, load 5-7 from other jobs, so only the ratios are kept): the
+/// direct kernel ran a median 1.2 (VGG16's 3x3) to 1.7 (ResNet-50's 3x3)
+/// and 1.36 (the 1x1 GEMMs) times faster, Winograd (GEMMs and transforms)
+/// 1.04-1.23 times; so 1.3 x AVX2's direct rate and 1.2 x its GEMM rate.
+/// The memory terms are the machine's, not the ISA's.
+pub const MEASURED_AVX512: CostModel = CostModel {
+    native_direct_macs_per_ns: 70.0,
+    native_gemm_macs_per_ns: 35.0,
+    ..MEASURED
+};
+
 impl CostModel {
+    /// The model of the native tile of `isa` (Cranelift's rates serve
+    /// every spec without one).
+    pub const fn of(isa: Option<Isa>) -> &'static CostModel {
+        match isa {
+            Some(Isa::Avx512) => &MEASURED_AVX512,
+            Some(Isa::Avx2) | None => &MEASURED,
+        }
+    }
+
     /// Estimated nanoseconds of `spec` computed by `algorithm`, or `None` if
     /// the algorithm cannot compute it.
     pub fn estimate(&self, spec: &ConvSpec, algorithm: Algorithm) -> Option<f64> {
@@ -153,10 +177,18 @@ impl CostModel {
     }
 }
 
-/// The kernel that computes `spec` by the algorithm [`MEASURED`] chooses,
+/// The pick of the static model of `spec`'s ISA ([`CostModel::of`]),
 /// Winograd tiles no larger than `largest_tile` (0: no Winograd).
+pub fn static_pick(spec: &ConvSpec, largest_tile: usize) -> Pick {
+    let algorithm = CostModel::of(spec.native).choose(spec, largest_tile);
+    Pick::of(algorithm).unwrap_or(Pick::Direct)
+}
+
+/// The kernel that computes `spec` by the algorithm the static model of its
+/// ISA chooses ([`static_pick`]), Winograd tiles no larger than
+/// `largest_tile` (0: no Winograd).
 pub fn kernel(spec: ConvSpec, largest_tile: usize) -> Kernel {
-    let pick = Pick::of(MEASURED.choose(&spec, largest_tile));
+    let pick = Some(static_pick(&spec, largest_tile));
     pick.and_then(|p| p.kernel(&spec))
         .unwrap_or(Kernel::Conv(spec))
 }
@@ -439,7 +471,19 @@ mod tests {
         // native against the direct kernel's 8.6 ms, or the direct kernel.
         assert_eq!(MEASURED.choose(&native, 2), Algorithm::Winograd { tile: 2 });
         assert_eq!(MEASURED.choose(&native, 0), Algorithm::Direct);
-        assert!(matches!(kernel(native, 0), Kernel::Conv(_)));
+        assert!(matches!(kernel(native.clone(), 0), Kernel::Conv(_)));
+        // On AVX-512's rates: direct 462.4M / 70 = 6.6 ms; F(4x4) 115.6M / 35
+        // = 3.3 + 0.68 ms; F(2x2) 205.5M / 35 = 5.9 + 1.2 = 7.1 ms. F(4x4)
+        // still wins, but bounded to F(2x2) the direct kernel does (on AVX2's
+        // it lost, 8.6 ms against 8.3).
+        let wide = ConvSpec {
+            native: Some(Isa::Avx512),
+            ..native
+        };
+        assert_eq!(CostModel::of(wide.native), &MEASURED_AVX512);
+        assert_eq!(static_pick(&wide, 4), Pick::F4);
+        assert_eq!(static_pick(&wide, 2), Pick::Direct);
+        assert!(matches!(kernel(wide, 2), Kernel::Conv(_)));
         // ResNet's stem, 7x7 stride 2: only the direct kernel computes it.
         // VGG's first layer, 3 input channels: direct 224² 64 3 9 = 86.7M MACs
         // / 54 = 1.6 ms native; F(4x4) 56² 36 = 112896 points: 21.7M MACs / 29
@@ -475,10 +519,83 @@ mod tests {
         // 1.68 + 2.01 = 3.69 ms; F(4x4) 2² tiles: 37.7 MB read twice, 5.28 ms.
         let layer4 = native(conv([7, 7, 512], 512, 3, 1, 1));
         assert_eq!(MEASURED.choose(&layer4, 4), Algorithm::Direct);
+        // On AVX-512's rates, 14x14x256: F(2x2) 51.4M / 35 = 1.47 + 0.15 =
+        // 1.62 ms (weights 1.43 ms); direct 115.6M / 70 = 1.65 ms; F(4x4)'s
+        // weights 2.07 ms. F(2x2), by 2%.
+        let wide = ConvSpec {
+            native: Some(Isa::Avx512),
+            ..layer3
+        };
+        assert_eq!(static_pick(&wide, 4), Pick::F2);
         // A 3x3 stride-2 convolution has no Winograd form here.
         assert_eq!(
             MEASURED.choose(&conv([56, 56, 64], 128, 3, 2, 1), 4),
             Algorithm::Direct
         );
+    }
+
+    #[test]
+    fn keys_print_and_parse_back_and_nothing_else_parses() {
+        let spec = ConvSpec {
+            native: Some(Isa::Avx512),
+            groups: 2,
+            dilation: [2, 1],
+            ..conv([30, 20, 8], 6, 3, 2, 1)
+        };
+        let key = ChoiceKey::of(&spec);
+        let text = key.to_string();
+        assert_eq!(text, "avx512 30x20x8>15x10x6 k3x3 s2x2 d2x1 p1x1 g2");
+        assert_eq!(ChoiceKey::parse(&text), Some(key.clone()));
+        let cranelift = ChoiceKey { native: None, ..key };
+        assert_eq!(ChoiceKey::parse(&cranelift.to_string()), Some(cranelift));
+        for bad in [
+            "",
+            "avx512",
+            "avx512 30x20x8>15x10x6 k3x3 s2x2 d2x1 p1x1 g2 extra",
+            "avx512 30x20>15x10x6 k3x3 s2x2 d2x1 p1x1 g2",
+            "avx512 30x20x8x1>15x10x6 k3x3 s2x2 d2x1 p1x1 g2",
+            "avx512 30x20x8>15x10x6 s3x3 k2x2 d2x1 p1x1 g2",
+            "avx512 30x20x8>15x10x6 k3x3 s2x2 d2x1 p1x1 g-2",
+            "avx512  30x20x8>15x10x6 k3x3 s2x2 d2x1 p1x1 g2",
+            "neon 30x20x8>15x10x6 k3x3 s2x2 d2x1 p1x1 g2",
+            "avx512 30x20x99999999999999999999999>15x10x6 k3x3 s2x2 d2x1 p1x1 g2",
+        ] {
+            assert_eq!(ChoiceKey::parse(bad), None, "{bad}");
+        }
+        for p in Pick::ALL {
+            assert_eq!(Pick::from_name(p.name()), Some(p));
+        }
+        assert_eq!(Pick::from_name("F2"), None);
+    }
+
+    #[test]
+    fn a_tuned_pick_is_taken_only_where_it_computes_the_spec_within_the_bound() {
+        // VGG's 56x56x128, F(4x4) by the model (above).
+        let vgg = conv([56, 56, 128], 128, 3, 1, 1);
+        let mut tuned = Tuned::new();
+        tuned.insert(ChoiceKey::of(&vgg), Pick::F2);
+        let tile = |k: Kernel| match k {
+            Kernel::Winograd(w) => w.tile,
+            _ => 0,
+        };
+        assert_eq!(tile(tuned_kernel(vgg.clone(), 4, &Tuned::new())), 4);
+        assert_eq!(tile(tuned_kernel(vgg.clone(), 4, &tuned)), 2);
+        // Bounded to no Winograd, the pick is not allowed: the model's.
+        assert_eq!(tile(tuned_kernel(vgg.clone(), 0, &tuned)), 0);
+        tuned.insert(ChoiceKey::of(&vgg), Pick::Direct);
+        assert_eq!(tile(tuned_kernel(vgg.clone(), 4, &tuned)), 0);
+        // A Winograd pick for a stride-2 conv (a hand-edited cache) cannot
+        // compute it: the model's direct kernel.
+        let strided = conv([56, 56, 64], 128, 3, 2, 1);
+        tuned.insert(ChoiceKey::of(&strided), Pick::F4);
+        assert_eq!(tile(tuned_kernel(strided.clone(), 4, &tuned)), 0);
+        assert_eq!(candidates(&strided, 4).len(), 1);
+        let all: Vec<Pick> = candidates(&vgg, 4).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(all, Pick::ALL);
+        let bounded: Vec<Pick> = candidates(&vgg, 2).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(bounded, [Pick::Direct, Pick::F2]);
+        // The Winograd kernel's convolution is the spec it was made from.
+        let w = Pick::F4.kernel(&vgg).unwrap();
+        assert_eq!(conv_spec(&w), Some(vgg));
     }
 }

@@ -404,7 +404,7 @@ pub fn time_spec(
     budget: &mut Budget,
 ) -> Result<Timing> {
     let key = ChoiceKey::of(spec);
-    let static_pick = Pick::of(choice::MEASURED.choose(spec, largest_tile)).unwrap_or(Pick::Direct);
+    let static_pick = choice::static_pick(spec, largest_tile);
     let mut times = Vec::new();
     for (pick, kernel) in choice::candidates(spec, largest_tile) {
         times.push((pick, time_kernel(&kernel, pool, &mut budget.clone())?));

@@ -200,7 +200,8 @@ fn a_cached_pick_changes_the_kernel_and_outputs_still_match_the_reference() {
     // / 54 = 0.54 ms; F(4x4) 7² tiles 36 points 64 64 = 7.2M MACs / 29 =
     // 0.25 ms + 1764 (16 + 16) vectors 1.5 ns = 0.33 ms; F(2x2) 14² 16 =
     // 3136 points, 0.44 + 0.15 = 0.59 ms (Cranelift's tiles: 1.26, 0.57,
-    // 1.01 ms). Its weights, 590 KB in F(4x4), stay in L2.
+    // 1.01 ms; AVX-512's: 0.41, 0.29, 0.52 ms). Its weights, 590 KB in
+    // F(4x4), stay in L2.
     let fixed = build(&Tuned::new(), &mut budget);
     assert_eq!(fixed.kernels().steps[0].algorithm(), "winograd-f4x4");
     assert_eq!(fixed.tuning(), &Tuning::Given { picks: 0 });
