@@ -546,7 +546,10 @@ mod tests {
         let text = key.to_string();
         assert_eq!(text, "avx512 30x20x8>15x10x6 k3x3 s2x2 d2x1 p1x1 g2");
         assert_eq!(ChoiceKey::parse(&text), Some(key.clone()));
-        let cranelift = ChoiceKey { native: None, ..key };
+        let cranelift = ChoiceKey {
+            native: None,
+            ..key
+        };
         assert_eq!(ChoiceKey::parse(&cranelift.to_string()), Some(cranelift));
         for bad in [
             "",
