@@ -633,6 +633,7 @@ mod tests {
     use crate::memory::Budget;
     use crate::params::{random_weights, LayerParams, Weight};
     use crate::report::Path;
+    use cnnjit_codegen::choice::Tuned;
     use cnnjit_codegen::lower::Capabilities;
     use cnnjit_ir::plan::Fusion;
 

@@ -1,11 +1,13 @@
 //! Measured algorithm choice, cached per host: what `cnnjit tune` measures
 //! and what [`crate::Model`] reads back.
 //!
-//! [`measure`] times every candidate ([`choice::candidates`]: the direct
+//! [`time_spec`] times every candidate ([`choice::candidates`]: the direct
 //! kernel, Winograd F(2x2) and F(4x4) where they apply) of each distinct
-//! convolution a net lowers to, on the ISA the model would use, warm-up then
-//! the median of a few calls, each kernel alone on random data.
-//! [`write`] records the winners in the cache file ([`cache_path`]: the
+//! convolution a net lowers to ([`convolutions`]), on the ISA and threads
+//! the model would use, warm-up then the median of five calls, each kernel
+//! alone on random data (weights larger than the caches stream from memory
+//! as in a network; smaller ones stay warm, as they mostly do).
+//! [`write()`] records the winners in the cache file ([`cache_path`]: the
 //! folder of [`CACHE_ENV`], else `$XDG_CACHE_HOME/cnnjit`, else
 //! `~/.cache/cnnjit`), one line per (CPU model, [`ChoiceKey`]), merged with
 //! what the file held for other CPUs and shapes, and replaced atomically
@@ -18,10 +20,11 @@
 //! panics; the model then uses the static cost model and reports why
 //! ([`Tuning`]). The choice stays a pure function of (spec, file contents).
 //!
-//! File format (text, tab-separated):
+//! File format: [`HEADER`], then one line per choice, three fields
+//! separated by tabs (`<TAB>` below), every line ending in a line break:
 //! ```text
 //! # cnnjit choices 1
-//! Intel(R) Xeon(R) Processor	avx512 28x28x512>28x28x512 k3x3 s1x1 d1x1 p1x1 g1	f2
+//! Intel(R) Xeon(R) Processor<TAB>avx512 28x28x512>28x28x512 k3x3 s1x1 d1x1 p1x1 g1<TAB>f2
 //! ```
 
 use crate::error::Result;
@@ -395,7 +398,7 @@ pub fn pool(threads: usize) -> Result<Option<rayon::ThreadPool>> {
 
 /// Times every candidate of `spec` (Winograd tiles up to `largest_tile`) on
 /// `pool` (one thread if `None`): each kernel compiled alone, called once
-/// to warm up, then [`RUNS`] times; the median. Buffers are taken from
+/// to warm up, then five times; the median. Buffers are taken from
 /// `budget` and filled with random numbers.
 pub fn time_spec(
     spec: &ConvSpec,
