@@ -14,7 +14,8 @@
 //! kernel win on small images. An estimate is the larger of that compute
 //! time and the time to read the weights: inside a network they are cold,
 //! and weights larger than [`CostModel::cache_bytes`] are read from memory
-//! once and again from the outer caches as often as the kernel's loops
+//! once and again from the outer caches (from memory again, if larger than
+//! [`CostModel::outer_cache_bytes`]) as often as the kernel's loops
 //! re-read them (Winograd: once per tile row; the direct kernel: once, or
 //! once per row unless its weights outweigh its input, see
 //! [`ConvSpec::rows_are_blocks`]). Deep in ResNet-50,
@@ -65,7 +66,10 @@ pub struct CostModel {
     /// Packed weights larger than this many bytes do not stay in L2 from
     /// one pass over them to the next.
     pub cache_bytes: usize,
-    /// Bytes per nanosecond of the first read of weights, from memory.
+    /// Packed weights larger than this many bytes do not stay in the outer
+    /// caches either: every pass reads them from memory.
+    pub outer_cache_bytes: usize,
+    /// Bytes per nanosecond of a read of weights from memory.
     pub memory_bytes_per_ns: f64,
     /// Bytes per nanosecond of every later read, from the outer caches.
     pub reread_bytes_per_ns: f64,
@@ -80,7 +84,13 @@ pub const MEASURED: CostModel = CostModel {
     native_gemm_macs_per_ns: 29.0,
     transform_ns_per_vector: 1.5,
     cache_bytes: 1 << 20,
-    memory_bytes_per_ns: 10.0,
+    // VGG16's 28x28x512 layer on the AVX-512 host (2026-12-06, `cnnjit
+    // tune`, two threads, load 6): F(4x4) read its 37.7 MB of weights 7
+    // times in 31.1 ms, 8.5 B/ns, its GEMMs 6.6 ms of that; F(2x2), its
+    // 16.8 MB 14 times in 19.7 ms, faster than memory allows, so they
+    // stayed in the outer caches.
+    outer_cache_bytes: 32 << 20,
+    memory_bytes_per_ns: 8.5,
     reread_bytes_per_ns: 25.0,
 };
 
@@ -150,9 +160,13 @@ impl CostModel {
         if bytes <= self.cache_bytes {
             return 0.0;
         }
+        let reread = if bytes > self.outer_cache_bytes {
+            self.memory_bytes_per_ns
+        } else {
+            self.reread_bytes_per_ns
+        };
         let bytes = bytes as f64;
-        bytes / self.memory_bytes_per_ns
-            + (passes.max(1) - 1) as f64 * bytes / self.reread_bytes_per_ns
+        bytes / self.memory_bytes_per_ns + (passes.max(1) - 1) as f64 * bytes / reread
     }
 
     /// The cheapest algorithm for `spec`, Winograd tiles no larger than
@@ -503,22 +517,43 @@ mod tests {
         // Deep in ResNet-50, weights bound the time. 14x14x256 -> 256, native:
         // F(2x2) 7² tiles 16 points 256 256 = 51.4M MACs / 29 = 1.77 ms +
         // 784 (64 + 64) vectors 1.5 ns = 0.15 ms = 1.92 ms, its 4.2 MB of
-        // weights read from memory once (0.42 ms) and from cache 6 more
+        // weights read from memory once (0.49 ms) and from cache 6 more
         // times (1.01 ms): 1.92 ms. F(4x4): 4² tiles 36 points = 37.7M MACs,
-        // 1.30 + 0.11 ms compute, but 9.4 MB of weights read 4 times: 0.94 +
-        // 1.13 = 2.07 ms. Direct: 115.6M MACs / 54 = 2.14 ms, its 2.4 MB
-        // read once (the weights are the larger, so they stay still): 0.24 ms.
+        // 1.30 + 0.11 ms compute, but 9.4 MB of weights read 4 times: 1.11 +
+        // 1.13 = 2.24 ms. Direct: 115.6M MACs / 54 = 2.14 ms, its 2.4 MB
+        // read once (the weights are the larger, so they stay still): 0.28 ms.
         let native = |spec: ConvSpec| ConvSpec {
             native: Some(Isa::Avx2),
             ..spec
         };
         let layer3 = native(conv([14, 14, 256], 256, 3, 1, 1));
         assert_eq!(MEASURED.choose(&layer3, 4), Algorithm::Winograd { tile: 2 });
-        // 7x7x512 -> 512: direct 2.14 ms compute, 9.4 MB read once 0.94 ms;
+        // 7x7x512 -> 512: direct 2.14 ms compute, 9.4 MB read once 1.11 ms;
         // F(2x2) 4² tiles 16 points: 67.1M MACs 2.31 ms, 16.8 MB read 4 times
-        // 1.68 + 2.01 = 3.69 ms; F(4x4) 2² tiles: 37.7 MB read twice, 5.28 ms.
+        // 1.98 + 2.01 = 3.99 ms; F(4x4) 2² tiles: 37.7 MB, more than the outer
+        // caches hold, read twice from memory, 8.87 ms.
         let layer4 = native(conv([7, 7, 512], 512, 3, 1, 1));
         assert_eq!(MEASURED.choose(&layer4, 4), Algorithm::Direct);
+        // VGG16's 28x28x512 -> 512, AVX2: direct 1.85G MACs / 54 = 34.3 ms
+        // (9.4 MB read once); F(2x2) 14² tiles = 3136 points, 822M MACs / 29
+        // = 28.4 + 3136 (128 + 128) vectors 1.5 ns = 1.2 ms = 29.6 ms, its
+        // 16.8 MB read 14 times, 1.98 + 13 x 0.67 = 10.7 ms; F(4x4) 7² tiles
+        // 1764 points, 462M / 29 = 15.9 + 0.68 = 16.6 ms compute, but its
+        // 37.7 MB outgrow the outer caches: 7 reads from memory, 31.1 ms.
+        // F(2x2), as measured (F(4x4) 58% slower). AVX-512: F(2x2) 822M / 35
+        // = 23.5 + 1.2 = 24.7 ms, direct 26.4 ms, F(4x4) 31.1 ms.
+        let vgg4 = native(conv([28, 28, 512], 512, 3, 1, 1));
+        assert_eq!(MEASURED.choose(&vgg4, 4), Algorithm::Winograd { tile: 2 });
+        let wide = ConvSpec {
+            native: Some(Isa::Avx512),
+            ..vgg4
+        };
+        assert_eq!(static_pick(&wide, 4), Pick::F2);
+        // 28x28x256 -> 512: F(4x4)'s 18.9 MB stay in the outer caches: 1764
+        // points 231M MACs / 29 = 8.0 + 0.5 ms against reads 2.2 + 6 x 0.76
+        // = 6.8 ms, 8.5 ms; F(2x2) 411M / 29 = 14.2 + 0.9 ms: F(4x4).
+        let vgg3 = native(conv([28, 28, 256], 512, 3, 1, 1));
+        assert_eq!(MEASURED.choose(&vgg3, 4), Algorithm::Winograd { tile: 4 });
         // On AVX-512's rates, 14x14x256: F(2x2) 51.4M / 35 = 1.47 + 0.15 =
         // 1.62 ms (weights 1.43 ms); direct 115.6M / 70 = 1.65 ms; F(4x4)'s
         // weights 2.07 ms. F(2x2), by 2%.
