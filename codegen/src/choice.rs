@@ -2,8 +2,10 @@
 //! convolution, which the direct kernel computes as a packed GEMM) or
 //! Winograd F(2x2, 3x3) / F(4x4, 3x3).
 //!
-//! A static cost model, from one-thread throughputs measured on the
-//! development machine (BENCHMARKS.md, "Winograd"): the direct convolution
+//! A static cost model per ISA ([`CostModel::of`]: [`MEASURED`] for
+//! Cranelift's tile and AVX2's, [`MEASURED_AVX512`] for AVX-512's), from
+//! one-thread throughputs measured on the development machines
+//! (BENCHMARKS.md, "Winograd"): the direct convolution
 //! runs at [`CostModel::direct_macs_per_ns`] over its MACs (output channels
 //! rounded up to its 8-channel blocks); Winograd pays its transformed-domain
 //! GEMMs at [`CostModel::gemm_macs_per_ns`] plus a cost per transformed
@@ -12,7 +14,8 @@
 //! kernel win on small images. An estimate is the larger of that compute
 //! time and the time to read the weights: inside a network they are cold,
 //! and weights larger than [`CostModel::cache_bytes`] are read from memory
-//! once and again from the outer caches as often as the kernel's loops
+//! once and again from the outer caches (from memory again, if larger than
+//! [`CostModel::outer_cache_bytes`]) as often as the kernel's loops
 //! re-read them (Winograd: once per tile row; the direct kernel: once, or
 //! once per kernel row unless its weights outweigh its input, see
 //! [`ConvSpec::weight_passes`]; a pointwise convolution's kernel rows are
@@ -24,23 +27,35 @@
 //! (F(4x4)'s error grows with the largest input of its 6x6 patch, see
 //! [`super::winograd`]'s "Numerics").
 //!
-//! Invariant: the choice depends only on the spec, so a model compiles the
-//! same code on every run, and [`kernel`] returns a Winograd kernel only for
-//! a spec [`WinogradSpec::of_conv`] accepts.
+//! Measured choices ([`Tuned`]) override the model: `cnnjit tune` times
+//! every candidate ([`candidates`]) of each distinct convolution of a net on
+//! the host and caches the fastest, keyed by [`ChoiceKey`] (the shape and
+//! the ISA, not the epilogue or the output slice, which cost every
+//! algorithm alike); [`tuned_kernel`] takes a cached pick where it names an
+//! algorithm that computes the spec within `largest_tile`, the static model
+//! elsewhere. A family that adds an algorithm for convolutions (a pixel-run
+//! GEMM, a wider tile) adds it to [`candidates`] and to [`Pick`], and tuning
+//! times it with no other change.
+//!
+//! Invariant: the choice depends only on the spec (and the [`Tuned`] table
+//! given, plain data), so a model compiles the same code on every run with
+//! the same cache, and [`kernel`] and [`tuned_kernel`] return a Winograd
+//! kernel only for a spec [`WinogradSpec::of_conv`] accepts.
 
 use super::algorithm::Algorithm;
 use super::conv::{ConvSpec, BLOCK};
+use super::native::Isa;
 use super::winograd::WinogradSpec;
 use super::Kernel;
+use std::collections::BTreeMap;
+use std::fmt;
 
 /// Measured throughputs, one thread.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CostModel {
     /// MACs per nanosecond of the direct kernel on the Cranelift tile.
     pub direct_macs_per_ns: f64,
-    /// MACs per nanosecond of the direct kernel on the native AVX2 tile,
-    /// used for every ISA: the AVX-512 tile speeds the direct kernel and
-    /// Winograd's GEMMs alike (not yet measured per ISA).
+    /// MACs per nanosecond of the direct kernel on the model's native tile.
     pub native_direct_macs_per_ns: f64,
     /// MACs per nanosecond of the transformed-domain GEMMs on the Cranelift tile.
     pub gemm_macs_per_ns: f64,
@@ -52,13 +67,17 @@ pub struct CostModel {
     /// Packed weights larger than this many bytes do not stay in L2 from
     /// one pass over them to the next.
     pub cache_bytes: usize,
-    /// Bytes per nanosecond of the first read of weights, from memory.
+    /// Packed weights larger than this many bytes do not stay in the outer
+    /// caches either: every pass reads them from memory.
+    pub outer_cache_bytes: usize,
+    /// Bytes per nanosecond of a read of weights from memory.
     pub memory_bytes_per_ns: f64,
     /// Bytes per nanosecond of every later read, from the outer caches.
     pub reread_bytes_per_ns: f64,
 }
 
-/// The model measured on the development machine (BENCHMARKS.md).
+/// The model measured on the development machine (BENCHMARKS.md), for
+/// Cranelift's tile and the AVX2 tile.
 pub const MEASURED: CostModel = CostModel {
     direct_macs_per_ns: 23.0,
     native_direct_macs_per_ns: 54.0,
@@ -66,11 +85,40 @@ pub const MEASURED: CostModel = CostModel {
     native_gemm_macs_per_ns: 29.0,
     transform_ns_per_vector: 1.5,
     cache_bytes: 1 << 20,
-    memory_bytes_per_ns: 10.0,
+    // VGG16's 28x28x512 layer on the AVX-512 host (2026-12-06, `cnnjit
+    // tune`, two threads, load 6): F(4x4) read its 37.7 MB of weights 7
+    // times in 31.1 ms, 8.5 B/ns, its GEMMs 6.6 ms of that; F(2x2), its
+    // 16.8 MB 14 times in 19.7 ms, faster than memory allows, so they
+    // stayed in the outer caches.
+    outer_cache_bytes: 32 << 20,
+    memory_bytes_per_ns: 8.5,
     reread_bytes_per_ns: 25.0,
 };
 
+/// [`MEASURED`] with the AVX-512 tile's rates: `cnnjit tune --threads 1`
+/// timed every candidate of ResNet-50's and VGG16's convolutions on the
+/// AVX2 and the AVX-512 tile, interleaved, on a 2-core AVX-512 Xeon
+/// (2026-12-06, load 5-7 from other jobs, so only the ratios are kept): the
+/// direct kernel ran a median 1.2 (VGG16's 3x3) to 1.7 (ResNet-50's 3x3)
+/// and 1.36 (the 1x1 GEMMs) times faster, Winograd (GEMMs and transforms)
+/// 1.04-1.23 times; so 1.3 x AVX2's direct rate and 1.2 x its GEMM rate.
+/// The memory terms are the machine's, not the ISA's.
+pub const MEASURED_AVX512: CostModel = CostModel {
+    native_direct_macs_per_ns: 70.0,
+    native_gemm_macs_per_ns: 35.0,
+    ..MEASURED
+};
+
 impl CostModel {
+    /// The model of the native tile of `isa` (Cranelift's rates serve
+    /// every spec without one).
+    pub const fn of(isa: Option<Isa>) -> &'static CostModel {
+        match isa {
+            Some(Isa::Avx512) => &MEASURED_AVX512,
+            Some(Isa::Avx2) | None => &MEASURED,
+        }
+    }
+
     /// Estimated nanoseconds of `spec` computed by `algorithm`, or `None` if
     /// the algorithm cannot compute it.
     pub fn estimate(&self, spec: &ConvSpec, algorithm: Algorithm) -> Option<f64> {
@@ -113,9 +161,13 @@ impl CostModel {
         if bytes <= self.cache_bytes {
             return 0.0;
         }
+        let reread = if bytes > self.outer_cache_bytes {
+            self.memory_bytes_per_ns
+        } else {
+            self.reread_bytes_per_ns
+        };
         let bytes = bytes as f64;
-        bytes / self.memory_bytes_per_ns
-            + (passes.max(1) - 1) as f64 * bytes / self.reread_bytes_per_ns
+        bytes / self.memory_bytes_per_ns + (passes.max(1) - 1) as f64 * bytes / reread
     }
 
     /// The cheapest algorithm for `spec`, Winograd tiles no larger than
@@ -140,15 +192,257 @@ impl CostModel {
     }
 }
 
-/// The kernel that computes `spec` by the algorithm [`MEASURED`] chooses,
+/// The pick of the static model of `spec`'s ISA ([`CostModel::of`]),
 /// Winograd tiles no larger than `largest_tile` (0: no Winograd).
+pub fn static_pick(spec: &ConvSpec, largest_tile: usize) -> Pick {
+    let algorithm = CostModel::of(spec.native).choose(spec, largest_tile);
+    Pick::of(algorithm).unwrap_or(Pick::Direct)
+}
+
+/// The kernel that computes `spec` by the algorithm the static model of its
+/// ISA chooses ([`static_pick`]), Winograd tiles no larger than
+/// `largest_tile` (0: no Winograd).
 pub fn kernel(spec: ConvSpec, largest_tile: usize) -> Kernel {
-    match MEASURED.choose(&spec, largest_tile) {
-        Algorithm::Winograd { tile } => match WinogradSpec::of_conv(&spec, tile) {
-            Some(w) => Kernel::Winograd(w),
-            None => Kernel::Conv(spec),
-        },
-        _ => Kernel::Conv(spec),
+    let pick = Some(static_pick(&spec, largest_tile));
+    pick.and_then(|p| p.kernel(&spec))
+        .unwrap_or(Kernel::Conv(spec))
+}
+
+/// The kernel that computes `spec` by the algorithm `tuned` names for it,
+/// where that algorithm computes it with Winograd tiles no larger than
+/// `largest_tile`; else [`kernel`]'s.
+pub fn tuned_kernel(spec: ConvSpec, largest_tile: usize, tuned: &Tuned) -> Kernel {
+    let allowed = |p: &Pick| p.tile() <= largest_tile;
+    match tuned.get(&ChoiceKey::of(&spec)).filter(allowed) {
+        Some(pick) => pick
+            .kernel(&spec)
+            .unwrap_or_else(|| kernel(spec, largest_tile)),
+        None => kernel(spec, largest_tile),
+    }
+}
+
+/// Every algorithm that computes `spec` with Winograd tiles no larger than
+/// `largest_tile`, and its kernel: what `cnnjit tune` times.
+pub fn candidates(spec: &ConvSpec, largest_tile: usize) -> Vec<(Pick, Kernel)> {
+    Pick::ALL
+        .into_iter()
+        .filter(|p| p.tile() <= largest_tile)
+        .filter_map(|p| Some((p, p.kernel(spec)?)))
+        .collect()
+}
+
+/// The convolution a kernel [`kernel`] or [`tuned_kernel`] returned
+/// computes: a direct kernel's spec, or the 3x3 stride-1 convolution a
+/// Winograd kernel computes; `None` for any other kernel.
+pub fn conv_spec(kernel: &Kernel) -> Option<ConvSpec> {
+    match kernel {
+        Kernel::Conv(spec) => Some(spec.clone()),
+        Kernel::Winograd(w) => Some(ConvSpec {
+            input: w.input,
+            output: w.output,
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: w.pad,
+            groups: 1,
+            epilogue: w.epilogue.clone(),
+            native: w.native,
+            slice: w.slice,
+        }),
+        _ => None,
+    }
+}
+
+/// An algorithm the choice can pick for a convolution, as cached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Pick {
+    /// The direct kernel (which is the packed GEMM for a 1x1 stride-1 convolution).
+    Direct,
+    /// Winograd F(2x2, 3x3).
+    F2,
+    /// Winograd F(4x4, 3x3).
+    F4,
+}
+
+impl Pick {
+    /// Every pick, simplest first (the order ties go by).
+    pub const ALL: [Pick; 3] = [Pick::Direct, Pick::F2, Pick::F4];
+
+    /// Its name in the cache and in tables.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Pick::Direct => "direct",
+            Pick::F2 => "f2",
+            Pick::F4 => "f4",
+        }
+    }
+
+    /// The pick called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Pick> {
+        Pick::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The pick of an algorithm [`CostModel::choose`] returns.
+    pub fn of(algorithm: Algorithm) -> Option<Pick> {
+        match algorithm {
+            Algorithm::Direct | Algorithm::Gemm => Some(Pick::Direct),
+            Algorithm::Winograd { tile: 2 } => Some(Pick::F2),
+            Algorithm::Winograd { tile: 4 } => Some(Pick::F4),
+            _ => None,
+        }
+    }
+
+    /// Its Winograd output tile, 0 for the direct kernel.
+    pub const fn tile(self) -> usize {
+        match self {
+            Pick::Direct => 0,
+            Pick::F2 => 2,
+            Pick::F4 => 4,
+        }
+    }
+
+    /// Its kernel for `spec`, if it computes `spec`.
+    pub fn kernel(self, spec: &ConvSpec) -> Option<Kernel> {
+        match self {
+            Pick::Direct => Some(Kernel::Conv(spec.clone())),
+            Pick::F2 | Pick::F4 => WinogradSpec::of_conv(spec, self.tile()).map(Kernel::Winograd),
+        }
+    }
+}
+
+impl fmt::Display for Pick {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// What a measured choice is keyed by: a convolution's shape and the ISA of
+/// its native tile (none: Cranelift's), not its epilogue or output slice.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChoiceKey {
+    /// The ISA, if any.
+    pub native: Option<Isa>,
+    /// Input `[h, w, c]`.
+    pub input: [usize; 3],
+    /// Output `[h, w, k]`.
+    pub output: [usize; 3],
+    /// Kernel `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// Stride.
+    pub stride: [usize; 2],
+    /// Dilation.
+    pub dilation: [usize; 2],
+    /// Padding.
+    pub pad: [usize; 2],
+    /// Groups.
+    pub groups: usize,
+}
+
+impl ChoiceKey {
+    /// The key of `spec`.
+    pub fn of(spec: &ConvSpec) -> ChoiceKey {
+        ChoiceKey {
+            native: spec.native,
+            input: spec.input,
+            output: spec.output,
+            kernel: spec.kernel,
+            stride: spec.stride,
+            dilation: spec.dilation,
+            pad: spec.pad,
+            groups: spec.groups,
+        }
+    }
+
+    /// The key written as [`fmt::Display`] writes it, if `text` is one.
+    pub fn parse(text: &str) -> Option<ChoiceKey> {
+        let mut words = text.split(' ');
+        let native = match words.next()? {
+            "cranelift" => None,
+            name => Some(Isa::ALL.into_iter().find(|isa| isa.name() == name)?),
+        };
+        let (input, output) = words.next()?.split_once('>')?;
+        let mut pair = |prefix: &str| -> Option<[usize; 2]> {
+            let [a, b] = numbers(words.next()?.strip_prefix(prefix)?)?;
+            Some([a, b])
+        };
+        let key = ChoiceKey {
+            native,
+            input: numbers(input)?,
+            output: numbers(output)?,
+            kernel: pair("k")?,
+            stride: pair("s")?,
+            dilation: pair("d")?,
+            pad: pair("p")?,
+            groups: words.next()?.strip_prefix('g')?.parse().ok()?,
+        };
+        words.next().is_none().then_some(key)
+    }
+}
+
+/// `N` numbers written `axbxc`, if `text` is that.
+fn numbers<const N: usize>(text: &str) -> Option<[usize; N]> {
+    let mut out = [0; N];
+    let mut parts = text.split('x');
+    for n in &mut out {
+        *n = parts.next()?.parse().ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+impl fmt::Display for ChoiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [h, w, c] = self.input;
+        let [ho, wo, k] = self.output;
+        let isa = self.native.map_or("cranelift", Isa::name);
+        let pair = |[a, b]: [usize; 2]| format!("{a}x{b}");
+        write!(
+            f,
+            "{isa} {h}x{w}x{c}>{ho}x{wo}x{k} k{} s{} d{} p{} g{}",
+            pair(self.kernel),
+            pair(self.stride),
+            pair(self.dilation),
+            pair(self.pad),
+            self.groups
+        )
+    }
+}
+
+/// Measured picks by key: plain data, read from `cnnjit tune`'s cache by the
+/// runtime. Empty, every choice is the static model's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tuned {
+    picks: BTreeMap<ChoiceKey, Pick>,
+}
+
+impl Tuned {
+    /// No measured picks.
+    pub fn new() -> Tuned {
+        Tuned::default()
+    }
+
+    /// Records `pick` for `key`, replacing any earlier one.
+    pub fn insert(&mut self, key: ChoiceKey, pick: Pick) {
+        self.picks.insert(key, pick);
+    }
+
+    /// The pick recorded for `key`.
+    pub fn get(&self, key: &ChoiceKey) -> Option<Pick> {
+        self.picks.get(key).copied()
+    }
+
+    /// How many keys have a pick.
+    pub fn len(&self) -> usize {
+        self.picks.len()
+    }
+
+    /// Whether no key has a pick.
+    pub fn is_empty(&self) -> bool {
+        self.picks.is_empty()
+    }
+
+    /// Every key and its pick, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&ChoiceKey, Pick)> {
+        self.picks.iter().map(|(k, p)| (k, *p))
     }
 }
 
@@ -192,7 +486,19 @@ mod tests {
         // native against the direct kernel's 8.6 ms, or the direct kernel.
         assert_eq!(MEASURED.choose(&native, 2), Algorithm::Winograd { tile: 2 });
         assert_eq!(MEASURED.choose(&native, 0), Algorithm::Direct);
-        assert!(matches!(kernel(native, 0), Kernel::Conv(_)));
+        assert!(matches!(kernel(native.clone(), 0), Kernel::Conv(_)));
+        // On AVX-512's rates: direct 462.4M / 70 = 6.6 ms; F(4x4) 115.6M / 35
+        // = 3.3 + 0.68 ms; F(2x2) 205.5M / 35 = 5.9 + 1.2 = 7.1 ms. F(4x4)
+        // still wins, but bounded to F(2x2) the direct kernel does (on AVX2's
+        // it lost, 8.6 ms against 8.3).
+        let wide = ConvSpec {
+            native: Some(Isa::Avx512),
+            ..native
+        };
+        assert_eq!(CostModel::of(wide.native), &MEASURED_AVX512);
+        assert_eq!(static_pick(&wide, 4), Pick::F4);
+        assert_eq!(static_pick(&wide, 2), Pick::Direct);
+        assert!(matches!(kernel(wide, 2), Kernel::Conv(_)));
         // ResNet's stem, 7x7 stride 2: only the direct kernel computes it.
         // VGG's first layer, 3 input channels: direct 224² 64 3 9 = 86.7M MACs
         // / 54 = 1.6 ms native; F(4x4) 56² 36 = 112896 points: 21.7M MACs / 29
@@ -212,26 +518,123 @@ mod tests {
         // Deep in ResNet-50, weights bound the time. 14x14x256 -> 256, native:
         // F(2x2) 7² tiles 16 points 256 256 = 51.4M MACs / 29 = 1.77 ms +
         // 784 (64 + 64) vectors 1.5 ns = 0.15 ms = 1.92 ms, its 4.2 MB of
-        // weights read from memory once (0.42 ms) and from cache 6 more
+        // weights read from memory once (0.49 ms) and from cache 6 more
         // times (1.01 ms): 1.92 ms. F(4x4): 4² tiles 36 points = 37.7M MACs,
-        // 1.30 + 0.11 ms compute, but 9.4 MB of weights read 4 times: 0.94 +
-        // 1.13 = 2.07 ms. Direct: 115.6M MACs / 54 = 2.14 ms, its 2.4 MB
-        // read once (the weights are the larger, so they stay still): 0.24 ms.
+        // 1.30 + 0.11 ms compute, but 9.4 MB of weights read 4 times: 1.11 +
+        // 1.13 = 2.24 ms. Direct: 115.6M MACs / 54 = 2.14 ms, its 2.4 MB
+        // read once (the weights are the larger, so they stay still): 0.28 ms.
         let native = |spec: ConvSpec| ConvSpec {
             native: Some(Isa::Avx2),
             ..spec
         };
         let layer3 = native(conv([14, 14, 256], 256, 3, 1, 1));
         assert_eq!(MEASURED.choose(&layer3, 4), Algorithm::Winograd { tile: 2 });
-        // 7x7x512 -> 512: direct 2.14 ms compute, 9.4 MB read once 0.94 ms;
+        // 7x7x512 -> 512: direct 2.14 ms compute, 9.4 MB read once 1.11 ms;
         // F(2x2) 4² tiles 16 points: 67.1M MACs 2.31 ms, 16.8 MB read 4 times
-        // 1.68 + 2.01 = 3.69 ms; F(4x4) 2² tiles: 37.7 MB read twice, 5.28 ms.
+        // 1.98 + 2.01 = 3.99 ms; F(4x4) 2² tiles: 37.7 MB, more than the outer
+        // caches hold, read twice from memory, 8.87 ms.
         let layer4 = native(conv([7, 7, 512], 512, 3, 1, 1));
         assert_eq!(MEASURED.choose(&layer4, 4), Algorithm::Direct);
+        // VGG16's 28x28x512 -> 512, AVX2: direct 1.85G MACs / 54 = 34.3 ms
+        // (9.4 MB read once); F(2x2) 14² tiles = 3136 points, 822M MACs / 29
+        // = 28.4 + 3136 (128 + 128) vectors 1.5 ns = 1.2 ms = 29.6 ms, its
+        // 16.8 MB read 14 times, 1.98 + 13 x 0.67 = 10.7 ms; F(4x4) 7² tiles
+        // 1764 points, 462M / 29 = 15.9 + 0.68 = 16.6 ms compute, but its
+        // 37.7 MB outgrow the outer caches: 7 reads from memory, 31.1 ms.
+        // F(2x2), as measured (F(4x4) 58% slower). AVX-512: F(2x2) 822M / 35
+        // = 23.5 + 1.2 = 24.7 ms, direct 26.4 ms, F(4x4) 31.1 ms.
+        let vgg4 = native(conv([28, 28, 512], 512, 3, 1, 1));
+        assert_eq!(MEASURED.choose(&vgg4, 4), Algorithm::Winograd { tile: 2 });
+        let wide = ConvSpec {
+            native: Some(Isa::Avx512),
+            ..vgg4
+        };
+        assert_eq!(static_pick(&wide, 4), Pick::F2);
+        // 28x28x256 -> 512: F(4x4)'s 18.9 MB stay in the outer caches: 1764
+        // points 231M MACs / 29 = 8.0 + 0.5 ms against reads 2.2 + 6 x 0.76
+        // = 6.8 ms, 8.5 ms; F(2x2) 411M / 29 = 14.2 + 0.9 ms: F(4x4).
+        let vgg3 = native(conv([28, 28, 256], 512, 3, 1, 1));
+        assert_eq!(MEASURED.choose(&vgg3, 4), Algorithm::Winograd { tile: 4 });
+        // On AVX-512's rates, 14x14x256: F(2x2) 51.4M / 35 = 1.47 + 0.15 =
+        // 1.62 ms (weights 1.43 ms); direct 115.6M / 70 = 1.65 ms; F(4x4)'s
+        // weights 2.07 ms. F(2x2), by 2%.
+        let wide = ConvSpec {
+            native: Some(Isa::Avx512),
+            ..layer3
+        };
+        assert_eq!(static_pick(&wide, 4), Pick::F2);
         // A 3x3 stride-2 convolution has no Winograd form here.
         assert_eq!(
             MEASURED.choose(&conv([56, 56, 64], 128, 3, 2, 1), 4),
             Algorithm::Direct
         );
+    }
+
+    #[test]
+    fn keys_print_and_parse_back_and_nothing_else_parses() {
+        let spec = ConvSpec {
+            native: Some(Isa::Avx512),
+            groups: 2,
+            dilation: [2, 1],
+            ..conv([30, 20, 8], 6, 3, 2, 1)
+        };
+        let key = ChoiceKey::of(&spec);
+        let text = key.to_string();
+        assert_eq!(text, "avx512 30x20x8>15x10x6 k3x3 s2x2 d2x1 p1x1 g2");
+        assert_eq!(ChoiceKey::parse(&text), Some(key.clone()));
+        let cranelift = ChoiceKey {
+            native: None,
+            ..key
+        };
+        assert_eq!(ChoiceKey::parse(&cranelift.to_string()), Some(cranelift));
+        for bad in [
+            "",
+            "avx512",
+            "avx512 30x20x8>15x10x6 k3x3 s2x2 d2x1 p1x1 g2 extra",
+            "avx512 30x20>15x10x6 k3x3 s2x2 d2x1 p1x1 g2",
+            "avx512 30x20x8x1>15x10x6 k3x3 s2x2 d2x1 p1x1 g2",
+            "avx512 30x20x8>15x10x6 s3x3 k2x2 d2x1 p1x1 g2",
+            "avx512 30x20x8>15x10x6 k3x3 s2x2 d2x1 p1x1 g-2",
+            "avx512  30x20x8>15x10x6 k3x3 s2x2 d2x1 p1x1 g2",
+            "neon 30x20x8>15x10x6 k3x3 s2x2 d2x1 p1x1 g2",
+            "avx512 30x20x99999999999999999999999>15x10x6 k3x3 s2x2 d2x1 p1x1 g2",
+        ] {
+            assert_eq!(ChoiceKey::parse(bad), None, "{bad}");
+        }
+        for p in Pick::ALL {
+            assert_eq!(Pick::from_name(p.name()), Some(p));
+        }
+        assert_eq!(Pick::from_name("F2"), None);
+    }
+
+    #[test]
+    fn a_tuned_pick_is_taken_only_where_it_computes_the_spec_within_the_bound() {
+        // VGG's 56x56x128, F(4x4) by the model (above).
+        let vgg = conv([56, 56, 128], 128, 3, 1, 1);
+        let mut tuned = Tuned::new();
+        tuned.insert(ChoiceKey::of(&vgg), Pick::F2);
+        let tile = |k: Kernel| match k {
+            Kernel::Winograd(w) => w.tile,
+            _ => 0,
+        };
+        assert_eq!(tile(tuned_kernel(vgg.clone(), 4, &Tuned::new())), 4);
+        assert_eq!(tile(tuned_kernel(vgg.clone(), 4, &tuned)), 2);
+        // Bounded to no Winograd, the pick is not allowed: the model's.
+        assert_eq!(tile(tuned_kernel(vgg.clone(), 0, &tuned)), 0);
+        tuned.insert(ChoiceKey::of(&vgg), Pick::Direct);
+        assert_eq!(tile(tuned_kernel(vgg.clone(), 4, &tuned)), 0);
+        // A Winograd pick for a stride-2 conv (a hand-edited cache) cannot
+        // compute it: the model's direct kernel.
+        let strided = conv([56, 56, 64], 128, 3, 2, 1);
+        tuned.insert(ChoiceKey::of(&strided), Pick::F4);
+        assert_eq!(tile(tuned_kernel(strided.clone(), 4, &tuned)), 0);
+        assert_eq!(candidates(&strided, 4).len(), 1);
+        let all: Vec<Pick> = candidates(&vgg, 4).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(all, Pick::ALL);
+        let bounded: Vec<Pick> = candidates(&vgg, 2).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(bounded, [Pick::Direct, Pick::F2]);
+        // The Winograd kernel's convolution is the spec it was made from.
+        let w = Pick::F4.kernel(&vgg).unwrap();
+        assert_eq!(conv_spec(&w), Some(vgg));
     }
 }

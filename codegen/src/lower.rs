@@ -216,10 +216,18 @@ impl LoweredStep {
     }
 }
 
+/// The work of touching one element of a kernel's buffers, in MACs: a
+/// memory-bound kernel takes about this long per element as the native
+/// direct kernel per MAC (one thread, AVX-512 host, 2026-12-06: AlexNet's
+/// pool1, 360k elements in 0.32 ms, 48 MACs' time each at 54 MACs/ns;
+/// MobileNetV1's global pool, 51k elements in 23 us, 24).
+pub const ELEMENT_WORK: u64 = 32;
+
 /// A kernel's work, to decide whether to split it across threads: its
 /// multiply-accumulates (`macs`, from the cost model), or, for a kernel bound
-/// by memory (a pool, an add, a concat, an lrn, a softmax), the elements its
-/// buffers hold, whichever is more. A dense layer's MACs are its weights.
+/// by memory (a pool, an add, a concat, an lrn, a softmax, a dense layer's
+/// weights), [`ELEMENT_WORK`] per element its buffers hold, whichever is
+/// more: both in units of about 1/50 ns of one thread's time.
 pub fn work(macs: u64, lengths: &Lengths) -> u64 {
     let elements = [
         lengths.input,
@@ -231,13 +239,25 @@ pub fn work(macs: u64, lengths: &Lengths) -> u64 {
     .iter()
     .map(|&n| n as u64)
     .fold(0u64, u64::saturating_add);
-    macs.max(elements)
+    macs.max(elements.saturating_mul(ELEMENT_WORK))
 }
 
-/// Lowers every step of `plan` (module doc).
+/// Lowers every step of `plan` (module doc), convolutions by the static
+/// cost model.
 pub fn lower(graph: &Graph, plan: &Plan, caps: &Capabilities) -> Vec<LoweredStep> {
+    lower_tuned(graph, plan, caps, &choice::Tuned::new())
+}
+
+/// [`lower`], each convolution by the pick `tuned` measured for it where it
+/// has one ([`choice::tuned_kernel`]).
+pub fn lower_tuned(
+    graph: &Graph,
+    plan: &Plan,
+    caps: &Capabilities,
+    tuned: &choice::Tuned,
+) -> Vec<LoweredStep> {
     let mut steps: Vec<LoweredStep> = (plan.steps.iter())
-        .map(|step| lower_step(graph, plan, caps, step))
+        .map(|step| lower_step(graph, plan, caps, tuned, step))
         .collect();
     for s in 1..steps.len() {
         let Some(kept) = plan.steps[s].keeps else {
@@ -328,7 +348,13 @@ fn concat(graph: &Graph, plan: &Plan, step: &Step) -> LoweredStep {
 }
 
 /// Lowers one step, a separable pair's halves on their own.
-fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> LoweredStep {
+fn lower_step(
+    graph: &Graph,
+    plan: &Plan,
+    caps: &Capabilities,
+    tuned: &choice::Tuned,
+    step: &Step,
+) -> LoweredStep {
     let anchor = graph.node(step.nodes[0]);
     let kind = anchor.op.kind();
     let value = |id: NodeId| plan.node_values[id.index()];
@@ -400,9 +426,10 @@ fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> L
             match DepthwiseSpec::of_conv(conv, input, anchor.output, epilogue.clone(), caps.native)
             {
                 Some(spec) => Kernel::Depthwise(spec),
-                None => choice::kernel(
+                None => choice::tuned_kernel(
                     ConvSpec::of_conv(conv, input, anchor.output, epilogue, caps.native),
                     caps.winograd_tile,
+                    tuned,
                 ),
             },
         ),

@@ -81,9 +81,15 @@ pub struct Lowered {
     pub tile: Tile,
 }
 
-/// The least [`work`] worth splitting across threads: below it, waking a
-/// thread costs more than it saves (LeNet-5's layers, for instance).
-pub const PARALLEL_WORK: u64 = 1 << 18;
+/// The least [`work`] worth splitting across threads: about 80 us of one
+/// thread's time (at the native tile's 54 MACs/ns; 180 us on Cranelift's
+/// tile). Below it, waking the pool costs more than the second thread
+/// saves: a split of an idle pool of two took 28-52 us (median, after 0.2-2
+/// ms asleep, as between a network's steps; 5 us back to back; 2-core
+/// AVX-512 host, load 3.6, 2026-12-06), and it pays when half the step's
+/// time exceeds that. LeNet-5's layers, MobileNetV1's global pool and small
+/// 1x1 convolutions stay on one thread.
+pub const PARALLEL_WORK: u64 = 1 << 22;
 
 /// `pool` if `work` is worth splitting across its threads.
 fn split(work: u64, pool: Option<&rayon::ThreadPool>) -> Option<&rayon::ThreadPool> {

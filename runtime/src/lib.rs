@@ -33,6 +33,8 @@ pub mod params;
 pub mod reference;
 #[cfg(feature = "jit")]
 pub mod report;
+#[cfg(feature = "jit")]
+pub mod tune;
 pub mod weights;
 
 pub use error::{Corruption, Error, InternalError, Result};

@@ -27,9 +27,13 @@ use crate::params::{
 };
 #[cfg(feature = "jit")]
 use crate::report::{KernelReport, Profile};
+#[cfg(feature = "jit")]
+use crate::tune::Tuning;
 use crate::weights::Weights;
 #[cfg(feature = "jit")]
-use cnnjit_codegen::lower::{lower, Capabilities, LoweredStep};
+use cnnjit_codegen::choice::Tuned;
+#[cfg(feature = "jit")]
+use cnnjit_codegen::lower::{lower_tuned, Capabilities, LoweredStep};
 use cnnjit_ir::plan::{self, Plan};
 #[cfg(feature = "source")]
 use std::path::Path;
@@ -78,6 +82,14 @@ pub struct Options {
     pub memory_limit: Option<u64>,
     /// Which Winograd convolutions the cost model may choose (default: any).
     pub winograd: Winograd,
+    /// Take each convolution's algorithm from the choices `cnnjit tune`
+    /// measured on this CPU model and cached ([`crate::tune`]; default
+    /// true) where the cache has one, within [`Options::winograd`]; the
+    /// static cost model elsewhere, or everywhere if `false` or the cache is
+    /// missing or invalid ([`Model::tuning`] says which, and why).
+    /// [`Model::with_budget`] reads the cache file once; the choice is a pure
+    /// function of the spec and the file's contents.
+    pub tuned: bool,
 }
 
 /// Which Winograd convolutions a model may use for its 3x3 stride-1
@@ -131,6 +143,7 @@ impl Default for Options {
             fuse_separable: true,
             memory_limit: None,
             winograd: Winograd::Any,
+            tuned: true,
         }
     }
 }
@@ -169,6 +182,9 @@ pub struct Model {
     /// The compiled kernels' working memory, allocated once with the arena.
     scratch: Vec<f32>,
     backend: Backend,
+    /// Where its convolutions' algorithms came from.
+    #[cfg(feature = "jit")]
+    tuning: Tuning,
 }
 
 impl Model {
@@ -193,18 +209,37 @@ impl Model {
         options: Options,
         budget: &mut Budget,
     ) -> Result<Model> {
-        Model::build(
-            graph,
-            weights,
-            options,
-            #[cfg(feature = "jit")]
-            Capabilities::host(
-                options.native(),
-                options.winograd.largest_tile(),
-                options.fuse_separable,
-            ),
-            budget,
-        )
+        #[cfg(feature = "jit")]
+        let (tuned, tuning) = match options.tuned && !options.reference {
+            true => crate::tune::load(),
+            false => (Tuned::new(), Tuning::Static),
+        };
+        #[cfg(feature = "jit")]
+        return Model::with_tuned(graph, weights, options, &tuned, budget)
+            .map(|model| Model { tuning, ..model });
+        #[cfg(not(feature = "jit"))]
+        Model::build(graph, weights, options, budget)
+    }
+
+    /// [`Model::with_budget`] with the measured choices `tuned` (as
+    /// [`crate::tune::read`] returns them) rather than the cache's, whatever
+    /// [`Options::tuned`] says.
+    #[cfg(feature = "jit")]
+    pub fn with_tuned(
+        graph: Graph,
+        weights: &Weights,
+        options: Options,
+        tuned: &Tuned,
+        budget: &mut Budget,
+    ) -> Result<Model> {
+        let caps = Capabilities::host(
+            options.native(),
+            options.winograd.largest_tile(),
+            options.fuse_separable,
+        );
+        let mut model = Model::build(graph, weights, options, caps, tuned, budget)?;
+        model.tuning = Tuning::Given { picks: tuned.len() };
+        Ok(model)
     }
 
     /// [`Model::with_budget`], lowering with `caps` unless the options ask
@@ -214,6 +249,7 @@ impl Model {
         weights: &Weights,
         options: Options,
         #[cfg(feature = "jit")] caps: Capabilities,
+        #[cfg(feature = "jit")] tuned: &Tuned,
         budget: &mut Budget,
     ) -> Result<Model> {
         if options.threads > MAX_THREADS {
@@ -231,7 +267,7 @@ impl Model {
             format!("the activation arena of net `{}`", graph.name)
         })?;
         #[cfg(feature = "jit")]
-        let lowered = (!options.reference).then(|| lower(&graph, &plan, &caps));
+        let lowered = (!options.reference).then(|| lower_tuned(&graph, &plan, &caps, tuned));
         // The JIT packs these layers' weights straight from `weights`: no
         // copy of 100 MB (ResNet-50) that the compiled model would never
         // read. Every other layer's are copied for the reference kernels.
@@ -260,6 +296,8 @@ impl Model {
             backend: Backend::Reference {
                 reason: "asked for with `Options::reference`".into(),
             },
+            #[cfg(feature = "jit")]
+            tuning: Tuning::Static,
         };
         #[cfg(feature = "jit")]
         if let Some(lowered) = &lowered {
@@ -410,6 +448,14 @@ impl Model {
     /// `jit`).
     pub fn plan(&self) -> &Plan {
         &self.engine.plan
+    }
+
+    /// Where its convolutions' algorithms came from: the static cost model,
+    /// the cache `cnnjit tune` wrote, or the static model because the cache
+    /// was ignored, and why ([`Options::tuned`]).
+    #[cfg(feature = "jit")]
+    pub fn tuning(&self) -> &Tuning {
+        &self.tuning
     }
 
     /// What was built for each step of the plan: the layers it covers, its
@@ -589,6 +635,7 @@ mod tests {
     use crate::memory::Budget;
     use crate::params::{random_weights, LayerParams, Weight};
     use crate::report::Path;
+    use cnnjit_codegen::choice::Tuned;
     use cnnjit_codegen::lower::Capabilities;
     use cnnjit_ir::plan::Fusion;
 
@@ -618,6 +665,7 @@ mod tests {
             &weights,
             Options::default(),
             caps,
+            &Tuned::new(),
             &mut Budget::new(None),
         )
         .unwrap();

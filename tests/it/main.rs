@@ -19,4 +19,5 @@ mod peak;
 mod pytorch_fixtures;
 mod runtime;
 mod training;
+mod tune;
 mod ui;

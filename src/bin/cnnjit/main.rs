@@ -16,6 +16,7 @@ use std::process::ExitCode;
 mod bench;
 mod peak;
 mod report;
+mod tune;
 
 #[derive(Parser)]
 #[command(
@@ -157,6 +158,35 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Time every algorithm (direct, Winograd F2/F4) for each distinct convolution of a
+    /// net on this CPU, print the static model's pick against the fastest, and cache
+    /// the fastest for this CPU model (used by every later model unless --static-choice).
+    Tune {
+        /// A file in the cnn! language.
+        file: PathBuf,
+        /// The net (default: the only net in the file).
+        #[arg(long)]
+        net: Option<String>,
+        /// Threads the kernels are timed on (default: every core, as models run).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Time the pure Cranelift kernels (the choice is cached per ISA).
+        #[arg(long)]
+        pure_cranelift: bool,
+        /// The widest native tile: `avx2` or `avx512` (default: the widest this CPU has).
+        #[arg(long, value_enum)]
+        isa: Option<IsaArg>,
+        /// Which Winograd convolutions are candidates: `off`, `f2`, `any` (default).
+        #[arg(long, value_enum, default_value_t = WinogradArg::Any)]
+        winograd: WinogradArg,
+        /// The cache file (default: choices.tsv in $CNNJIT_CACHE_DIR, else
+        /// $XDG_CACHE_HOME/cnnjit, else ~/.cache/cnnjit).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Measure and print the table, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Measure this CPU's peak fp32 FMA throughput per core (one thread).
     Peak {
@@ -361,6 +391,7 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     let mut jit =
         cnnjit::Model::with_budget(net.graph.clone(), &weights, args.options, &mut memory)
             .map_err(fail)?;
+    warn_if_cache_ignored(&jit);
     let (compile_ms, pack_ms, cranelift_ms, kernels, native_tile) = match jit.backend() {
         Backend::Jit {
             compile_ms,
@@ -536,6 +567,18 @@ fn warn_if_fallen_back(model: &cnnjit::Model) {
             "cnnjit: warning: cannot compile `{}` ({reason}); running the reference kernels",
             model.graph().name
         );
+    }
+    warn_if_cache_ignored(model);
+}
+
+/// Warns on stderr that the choice cache of `cnnjit tune` exists but was
+/// ignored, and why ([`cnnjit::Model::tuning`]); no cache at all is silent.
+fn warn_if_cache_ignored(model: &cnnjit::Model) {
+    use cnnjit::runtime::tune::{Ignored, Tuning};
+    if let Tuning::Ignored { reason, .. } = model.tuning() {
+        if *reason != Ignored::Missing {
+            eprintln!("cnnjit: warning: {}", model.tuning());
+        }
     }
 }
 
@@ -781,6 +824,32 @@ fn run(cli: Cli) -> Result<String, String> {
                     profile,
                     reference: !no_reference,
                     json,
+                },
+            )
+        }
+        Command::Tune {
+            file,
+            net,
+            threads,
+            pure_cranelift,
+            isa,
+            winograd,
+            cache,
+            dry_run,
+        } => {
+            let (native_tile, native_isa) = native_options(pure_cranelift, isa);
+            tune::tune(
+                &one_net(&file, net.as_deref())?.graph,
+                &tune::TuneArgs {
+                    options: cnnjit::Options {
+                        threads,
+                        native_tile,
+                        native_isa,
+                        winograd: winograd.into(),
+                        ..cnnjit::Options::default()
+                    },
+                    cache,
+                    dry_run,
                 },
             )
         }
