@@ -2,7 +2,10 @@
 //! folded in), per-channel affine (a bn that could not be folded), every
 //! activation, and a residual's add, in the order the plan gives them. A
 //! 1x1 convolution and a dense layer (a 1x1 convolution of a 1x1 input) are
-//! the same kernel, which is then a packed matrix-vector product.
+//! the same kernel, which is then a packed matrix-vector product: with a
+//! native ISA ([`ConvSpec::gemv`]), one call of the native GEMV
+//! ([`native_gemv`]) per block of [`native_gemv::WIDTH`] output channels,
+//! its sums then through the generated epilogue.
 //!
 //! Register blocking: a tile of output pixels of one row by a block of output
 //! channels. Pure Cranelift: up to [`TILE`] pixels by [`BLOCK`] channels in
@@ -22,6 +25,7 @@
 use super::epilogue_lengths;
 use super::fold;
 use super::native::{self, Isa, Tap, TileFn};
+use super::native_gemv::{self, GemvFn};
 use super::vector;
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, Args, ChannelSlice, Epilogue, Epilogued,
@@ -103,10 +107,14 @@ impl ConvSpec {
     }
 
     /// The spec of a `dense` on `inputs` features: a 1x1 convolution of a 1x1
-    /// input, always on the Cranelift tile. It is a matrix-vector product,
-    /// bound by reading the weights once; a one-row native tile would add
-    /// nothing but a call.
-    pub fn of_dense(op: &Dense, inputs: usize, epilogue: Vec<Epilogue>) -> ConvSpec {
+    /// input, a matrix-vector product ([`ConvSpec::gemv`]) on the native GEMV
+    /// of `native` if the host has it, else on Cranelift's tile.
+    pub fn of_dense(
+        op: &Dense,
+        inputs: usize,
+        epilogue: Vec<Epilogue>,
+        native: Option<Isa>,
+    ) -> ConvSpec {
         ConvSpec {
             input: [1, 1, inputs],
             output: [1, 1, op.out_features as usize],
@@ -116,9 +124,23 @@ impl ConvSpec {
             pad: [0, 0],
             groups: 1,
             epilogue,
-            native: None,
+            native: native.filter(|isa| isa.detected()),
             slice: None,
         }
+    }
+
+    /// Whether the spec is a matrix-vector product: one output pixel from a
+    /// one-pixel input through a 1x1 kernel, ungrouped (a dense layer, a
+    /// squeeze-excite 1x1 convolution). With a native ISA, its packing's
+    /// block is [`native_gemv::WIDTH`] channels wide and the native GEMV
+    /// computes it.
+    pub fn gemv(&self) -> bool {
+        let pixels = |[h, w, _]: [usize; 3]| h * w;
+        self.kernel == [1, 1]
+            && self.stride == [1, 1]
+            && self.groups == 1
+            && pixels(self.input) == 1
+            && pixels(self.output) == 1
     }
 
     /// Whether the kernel's rows are blocks of output channels rather than
@@ -144,9 +166,11 @@ impl ConvSpec {
         self.output[2] / self.groups
     }
 
-    /// Output channels per block: the width of the tile.
+    /// Output channels per block: the width of the tile, or of the native GEMV.
     pub fn block(&self) -> usize {
-        if self.native.is_some() {
+        if self.native.is_some() && self.gemv() {
+            native_gemv::WIDTH
+        } else if self.native.is_some() {
             native::WIDTH
         } else {
             BLOCK
@@ -326,6 +350,9 @@ pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
     if !spec.rows_are_blocks() {
         return emit_rows(spec, b, a);
     }
+    if let Some(gemv) = spec.native.filter(|_| spec.gemv()).and_then(Isa::gemv) {
+        return emit_gemv(spec, b, a, gemv);
+    }
     let l = layout(spec, b, a);
     let blocks = spec.blocks() as i64;
     let range = [clamp(b, a.begin, 0, blocks), clamp(b, a.end, 0, blocks)];
@@ -335,6 +362,35 @@ pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
             let base = block_row(&l, b, a, oy, block);
             columns(&l, b, base, ky)
         })
+    });
+}
+
+/// Emits the native GEMV's kernel body for blocks `[begin, end)`: a call
+/// per block into a stack slot of [`native_gemv::WIDTH`] floats, then the
+/// epilogue on its valid lanes.
+fn emit_gemv(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args, gemv: GemvFn) {
+    let l = layout(spec, b, a);
+    let ptr = b.func.dfg.value_type(a.input);
+    let signature = native_gemv::import_signature(b, ptr);
+    let bytes = (native_gemv::WIDTH * 4) as u32;
+    let sums = b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 6));
+    let blocks = spec.blocks() as i64;
+    let range = [clamp(b, a.begin, 0, blocks), clamp(b, a.end, 0, blocks)];
+    for_blocks(spec, b, range, |b, block| {
+        let oy = int(b, 0);
+        let t = Tile {
+            pixels: 1,
+            ..block_row(&l, b, a, oy, block)
+        };
+        let callee = int(b, gemv as usize as i64);
+        let depth = int(b, spec.input[2] as i64);
+        let y = b.ins().stack_addr(ptr, sums, 0);
+        b.ins()
+            .call_indirect(signature, callee, &[t.input, t.weights, depth, y]);
+        let acc: Vec<Value> = (0..t.lanes.div_ceil(4))
+            .map(|v| b.ins().stack_load(ptr, types::F32X4, sums, (16 * v) as i32))
+            .collect();
+        epilogue(&l, b, &t, &[acc]);
     });
 }
 
@@ -369,6 +425,7 @@ fn layout<'s>(spec: &'s ConvSpec, b: &mut FunctionBuilder, a: &Args) -> Layout<'
     // Cranelift tile serves the native packing too.
     let native = spec
         .native
+        .filter(|_| !spec.gemv())
         .and_then(Isa::tiles)
         .map(|tiles| Native::new(spec, b, a, tiles));
     Layout {

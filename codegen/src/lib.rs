@@ -61,6 +61,7 @@ pub mod elementwise;
 pub mod lower;
 pub mod lrn;
 pub mod native;
+pub mod native_gemv;
 pub mod pool;
 pub mod separable;
 pub mod softmax;

@@ -397,6 +397,7 @@ fn lower_step(graph: &Graph, plan: &Plan, caps: &Capabilities, step: &Step) -> L
             dense,
             input.len() as usize,
             epilogue,
+            caps.native,
         ))),
         Op::Pool2d(pool) => PoolSpec::of_pool(pool, input, anchor.output, epilogue)
             .map(Kernel::Pool)

@@ -501,8 +501,10 @@ enum ConvKind {
 /// channels per group 1..=8 in 1 or 2 groups, 1..=20 output channels per
 /// group (one native block of 16 and a tail; 1..=10 after `on`), kernel
 /// 1..=4, stride 1..=3, dilation 1..=2, symmetric padding 0..=2 per axis;
-/// direct and dense ones on each native ISA the host has or in pure
-/// Cranelift, evenly.
+/// a dense one 1..=64 inputs to 1..=140 outputs (the native GEMV's two
+/// blocks of 64 and a tail); direct and dense ones on each native ISA the
+/// host has (a dense one then on its native GEMV) or in pure Cranelift,
+/// evenly.
 fn random_conv(
     rng: &mut Rng,
     kind: ConvKind,
@@ -513,7 +515,7 @@ fn random_conv(
     let (h, w, groups, in_per_group, out_per_group) = match (kind, on) {
         (ConvKind::Depthwise, Some(d)) => (d.h, d.w, d.c, 1, 1),
         (_, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 10)),
-        (ConvKind::Dense, None) => (1, 1, 1, rng.range(1, 64), rng.range(1, 40)),
+        (ConvKind::Dense, None) => (1, 1, 1, rng.range(1, 64), rng.range(1, 140)),
         (ConvKind::Depthwise, None) => (rng.range(1, 9), rng.range(1, 9), rng.range(1, 19), 1, 1),
         (ConvKind::Winograd, None) => (
             rng.range(1, 13),
