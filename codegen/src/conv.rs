@@ -235,34 +235,49 @@ impl ConvSpec {
     }
 
     /// PyTorch's `[K, Cin/g, Fh, Fw]` weights, each output channel's times
-    /// its `scale` if given, packed as `[g][block][ky][kx][ci][width]`.
-    ///
-    /// Written in order, one block at a time: for each input channel, the
-    /// block's rows are read at that channel's taps (each row forward, so
-    /// the reads stream too) and each tap's `width` lanes are stored
-    /// together, so every store fills a cache line of its tap's stream.
+    /// its `scale` if given, packed as `[g][block][ky][kx][ci][width]`: one
+    /// [`ConvSpec::pack_block`] per block, in order.
     pub fn pack_weights(&self, weight: &[f32], scale: Option<&[f64]>) -> Vec<f32> {
+        let mut packed = vec![0.0; self.lengths().weights];
+        for (b, block) in packed.chunks_exact_mut(self.packed_block_len()).enumerate() {
+            self.pack_block(weight, scale, b, block);
+        }
+        packed
+    }
+
+    /// Floats of one packed block (`[ky][kx][ci][width]`), the unit of
+    /// [`ConvSpec::pack_block`]; at least 1, so that chunks of it are never
+    /// empty (an empty layer has no block).
+    pub fn packed_block_len(&self) -> usize {
+        (self.kernel[0] * self.kernel[1] * self.in_per_group() * self.block()).max(1)
+    }
+
+    /// Writes packed block `b` (of `[g][block]`, in order) into `block`, its
+    /// [`ConvSpec::packed_block_len`] floats, which hold zeros: the lanes
+    /// past the group's channels are left as they are. Blocks are
+    /// independent, so a caller may pack them on several threads.
+    ///
+    /// Written in order: for each input channel, the block's rows are read
+    /// at that channel's taps (each row forward, so the reads stream too)
+    /// and each tap's `width` lanes are stored together, so every store
+    /// fills a cache line of its tap's stream.
+    pub fn pack_block(&self, weight: &[f32], scale: Option<&[f64]>, b: usize, block: &mut [f32]) {
         let (cg, kg, [fh, fw]) = (self.in_per_group(), self.out_per_group(), self.kernel);
         let (taps, width, blocks) = (fh * fw, self.block(), self.blocks());
         let row = cg * taps;
-        let mut packed = vec![0.0; self.lengths().weights];
-        // `max(1)`: an empty layer has no block, and no chunk may be empty.
-        for (b, block) in packed.chunks_exact_mut((row * width).max(1)).enumerate() {
-            let (g, first) = (b / blocks, b % blocks * width);
-            let lanes = width.min(kg - first);
-            let k0 = g * kg + first;
-            let rows = &weight[k0 * row..][..lanes * row];
-            for ci in 0..cg {
-                for tap in 0..taps {
-                    let lanes = &mut block[(tap * cg + ci) * width..][..lanes];
-                    let column = rows[ci * taps + tap..].iter().step_by(row);
-                    for (lane, (out, &x)) in lanes.iter_mut().zip(column).enumerate() {
-                        *out = fold(x, k0 + lane, scale);
-                    }
+        let (g, first) = (b / blocks, b % blocks * width);
+        let lanes = width.min(kg - first);
+        let k0 = g * kg + first;
+        let rows = &weight[k0 * row..][..lanes * row];
+        for ci in 0..cg {
+            for tap in 0..taps {
+                let lanes = &mut block[(tap * cg + ci) * width..][..lanes];
+                let column = rows[ci * taps + tap..].iter().step_by(row);
+                for (lane, (out, &x)) in lanes.iter_mut().zip(column).enumerate() {
+                    *out = fold(x, k0 + lane, scale);
                 }
             }
         }
-        packed
     }
 
     /// A per-channel vector (`[K]`) packed as `[g][block][width]`, zero-padded.
