@@ -582,16 +582,6 @@ fn dense_report(profile: &cnnjit::runtime::report::Profile, roof: &DenseRoof) ->
     out
 }
 
-#[cfg(test)]
-mod tests {
-    /// By hand: 1024 x 1000 MACs read 4,096,000 bytes; in 0.5 ms that is
-    /// 8.192 GB/s.
-    #[test]
-    fn a_gemv_reads_four_bytes_per_mac() {
-        assert!((super::weight_gbs(1024 * 1000, 0.5) - 8.192).abs() < 1e-12);
-    }
-}
-
 /// Random weights for `graph` ([`cnnjit::runtime::params::random_weights`],
 /// seed 0), taken from `memory` before they are made.
 fn random_weights(
@@ -999,5 +989,15 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// By hand: 1024 x 1000 MACs read 4,096,000 bytes; in 0.5 ms that is
+    /// 8.192 GB/s.
+    #[test]
+    fn a_gemv_reads_four_bytes_per_mac() {
+        assert!((super::weight_gbs(1024 * 1000, 0.5) - 8.192).abs() < 1e-12);
     }
 }
