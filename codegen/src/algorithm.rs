@@ -30,6 +30,9 @@ pub enum Algorithm {
     /// One output pixel from a flat input (a dense layer, or a 1x1
     /// convolution of a 1x1 input): a packed matrix-vector product.
     Gemv,
+    /// [`Gemv`](Algorithm::Gemv) on the native GEMV ([`super::native_gemv`])
+    /// of this ISA.
+    NativeGemv(Isa),
     /// Winograd F(`tile` x `tile`, 3 x 3) ([`super::winograd`]), chosen by
     /// the cost model ([`super::choice`]).
     Winograd {
@@ -71,6 +74,8 @@ impl Algorithm {
             Algorithm::NativeGemm(Isa::Avx2) => "1x1-gemm-avx2",
             Algorithm::NativeGemm(Isa::Avx512) => "1x1-gemm-avx512",
             Algorithm::Gemv => "gemv",
+            Algorithm::NativeGemv(Isa::Avx2) => "gemv-avx2",
+            Algorithm::NativeGemv(Isa::Avx512) => "gemv-avx512",
             Algorithm::Winograd { tile: 2 } => "winograd-f2x2",
             Algorithm::Winograd { .. } => "winograd-f4x4",
             Algorithm::Depthwise => "depthwise",
@@ -122,7 +127,8 @@ impl Kernel {
             Kernel::Conv(spec) => {
                 let pointwise = spec.kernel == [1, 1] && spec.stride == [1, 1] && spec.groups == 1;
                 match (pointwise, spec.output[0] * spec.output[1], spec.native) {
-                    (true, 1, _) => Algorithm::Gemv,
+                    (true, 1, None) => Algorithm::Gemv,
+                    (true, 1, Some(isa)) => Algorithm::NativeGemv(isa),
                     (true, _, None) => Algorithm::Gemm,
                     (true, _, Some(isa)) => Algorithm::NativeGemm(isa),
                     (false, _, None) => Algorithm::Direct,
@@ -272,9 +278,21 @@ mod tests {
             },
             84,
             Vec::new(),
+            None,
         ));
         assert_eq!(dense.algorithm(), Algorithm::Gemv);
         assert_eq!(dense.tile().pixels, 1);
+        for isa in Isa::on_host() {
+            let Kernel::Conv(cranelift) = &dense else {
+                unreachable!()
+            };
+            let native = Kernel::Conv(ConvSpec {
+                native: Some(isa),
+                ..cranelift.clone()
+            });
+            assert_eq!(native.algorithm(), Algorithm::NativeGemv(isa));
+            assert_eq!(native.tile().channels, crate::native_gemv::WIDTH);
+        }
     }
 
     #[test]

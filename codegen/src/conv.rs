@@ -2,7 +2,10 @@
 //! folded in), per-channel affine (a bn that could not be folded), every
 //! activation, and a residual's add, in the order the plan gives them. A
 //! 1x1 convolution and a dense layer (a 1x1 convolution of a 1x1 input) are
-//! the same kernel, which is then a packed matrix-vector product.
+//! the same kernel, which is then a packed matrix-vector product: with a
+//! native ISA ([`ConvSpec::gemv`]), one call of the native GEMV
+//! ([`native_gemv`]) per block of [`native_gemv::WIDTH`] output channels,
+//! its sums then through the generated epilogue.
 //!
 //! Register blocking: a tile of output pixels of one row by a block of output
 //! channels; a pointwise convolution's rows are runs of pixels spanning image
@@ -30,6 +33,7 @@ use super::epilogue_lengths;
 use super::fold;
 use super::native::{self, Isa, Tap, TileFn, WideTileFn};
 use super::native_epilogue::{NativeEpilogue, Site};
+use super::native_gemv::{self, GemvFn};
 use super::vector;
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, Args, ChannelSlice, Epilogue, Epilogued,
@@ -116,10 +120,14 @@ impl ConvSpec {
     }
 
     /// The spec of a `dense` on `inputs` features: a 1x1 convolution of a 1x1
-    /// input, always on the Cranelift tile. It is a matrix-vector product,
-    /// bound by reading the weights once; a one-row native tile would add
-    /// nothing but a call.
-    pub fn of_dense(op: &Dense, inputs: usize, epilogue: Vec<Epilogue>) -> ConvSpec {
+    /// input, a matrix-vector product ([`ConvSpec::gemv`]) on the native GEMV
+    /// of `native` if the host has it, else on Cranelift's tile.
+    pub fn of_dense(
+        op: &Dense,
+        inputs: usize,
+        epilogue: Vec<Epilogue>,
+        native: Option<Isa>,
+    ) -> ConvSpec {
         ConvSpec {
             input: [1, 1, inputs],
             output: [1, 1, op.out_features as usize],
@@ -129,7 +137,7 @@ impl ConvSpec {
             pad: [0, 0],
             groups: 1,
             epilogue,
-            native: None,
+            native: native.filter(|isa| isa.detected()),
             slice: None,
         }
     }
@@ -193,6 +201,20 @@ impl ConvSpec {
         }
     }
 
+    /// Whether the spec is a matrix-vector product: one output pixel from a
+    /// one-pixel input through a 1x1 kernel, ungrouped (a dense layer, a
+    /// squeeze-excite 1x1 convolution). With a native ISA, its packing's
+    /// block is [`native_gemv::WIDTH`] channels wide and the native GEMV
+    /// computes it.
+    pub fn gemv(&self) -> bool {
+        let pixels = |[h, w, _]: [usize; 3]| h * w;
+        self.kernel == [1, 1]
+            && self.stride == [1, 1]
+            && self.groups == 1
+            && pixels(self.input) == 1
+            && pixels(self.output) == 1
+    }
+
     /// Whether the kernel's rows are blocks of output channels rather than
     /// output rows, each computing every output pixel of its channels: for a
     /// spec of one output pixel (a dense layer, a squeeze-excite 1x1
@@ -216,9 +238,11 @@ impl ConvSpec {
         self.output[2] / self.groups
     }
 
-    /// Output channels per block: the width of the tile.
+    /// Output channels per block: the width of the tile, or of the native GEMV.
     pub fn block(&self) -> usize {
-        if self.native.is_some() {
+        if self.native.is_some() && self.gemv() {
+            native_gemv::WIDTH
+        } else if self.native.is_some() {
             native::WIDTH
         } else {
             BLOCK
@@ -300,34 +324,49 @@ impl ConvSpec {
     }
 
     /// PyTorch's `[K, Cin/g, Fh, Fw]` weights, each output channel's times
-    /// its `scale` if given, packed as `[g][block][ky][kx][ci][width]`.
-    ///
-    /// Written in order, one block at a time: for each input channel, the
-    /// block's rows are read at that channel's taps (each row forward, so
-    /// the reads stream too) and each tap's `width` lanes are stored
-    /// together, so every store fills a cache line of its tap's stream.
+    /// its `scale` if given, packed as `[g][block][ky][kx][ci][width]`: one
+    /// [`ConvSpec::pack_block`] per block, in order.
     pub fn pack_weights(&self, weight: &[f32], scale: Option<&[f64]>) -> Vec<f32> {
+        let mut packed = vec![0.0; self.lengths().weights];
+        for (b, block) in packed.chunks_exact_mut(self.packed_block_len()).enumerate() {
+            self.pack_block(weight, scale, b, block);
+        }
+        packed
+    }
+
+    /// Floats of one packed block (`[ky][kx][ci][width]`), the unit of
+    /// [`ConvSpec::pack_block`]; at least 1, so that chunks of it are never
+    /// empty (an empty layer has no block).
+    pub fn packed_block_len(&self) -> usize {
+        (self.kernel[0] * self.kernel[1] * self.in_per_group() * self.block()).max(1)
+    }
+
+    /// Writes packed block `b` (of `[g][block]`, in order) into `block`, its
+    /// [`ConvSpec::packed_block_len`] floats, which hold zeros: the lanes
+    /// past the group's channels are left as they are. Blocks are
+    /// independent, so a caller may pack them on several threads.
+    ///
+    /// Written in order: for each input channel, the block's rows are read
+    /// at that channel's taps (each row forward, so the reads stream too)
+    /// and each tap's `width` lanes are stored together, so every store
+    /// fills a cache line of its tap's stream.
+    pub fn pack_block(&self, weight: &[f32], scale: Option<&[f64]>, b: usize, block: &mut [f32]) {
         let (cg, kg, [fh, fw]) = (self.in_per_group(), self.out_per_group(), self.kernel);
         let (taps, width, blocks) = (fh * fw, self.block(), self.blocks());
         let row = cg * taps;
-        let mut packed = vec![0.0; self.lengths().weights];
-        // `max(1)`: an empty layer has no block, and no chunk may be empty.
-        for (b, block) in packed.chunks_exact_mut((row * width).max(1)).enumerate() {
-            let (g, first) = (b / blocks, b % blocks * width);
-            let lanes = width.min(kg - first);
-            let k0 = g * kg + first;
-            let rows = &weight[k0 * row..][..lanes * row];
-            for ci in 0..cg {
-                for tap in 0..taps {
-                    let lanes = &mut block[(tap * cg + ci) * width..][..lanes];
-                    let column = rows[ci * taps + tap..].iter().step_by(row);
-                    for (lane, (out, &x)) in lanes.iter_mut().zip(column).enumerate() {
-                        *out = fold(x, k0 + lane, scale);
-                    }
+        let (g, first) = (b / blocks, b % blocks * width);
+        let lanes = width.min(kg - first);
+        let k0 = g * kg + first;
+        let rows = &weight[k0 * row..][..lanes * row];
+        for ci in 0..cg {
+            for tap in 0..taps {
+                let lanes = &mut block[(tap * cg + ci) * width..][..lanes];
+                let column = rows[ci * taps + tap..].iter().step_by(row);
+                for (lane, (out, &x)) in lanes.iter_mut().zip(column).enumerate() {
+                    *out = fold(x, k0 + lane, scale);
                 }
             }
         }
-        packed
     }
 
     /// A per-channel vector (`[K]`) packed as `[g][block][width]`, zero-padded.
@@ -435,6 +474,9 @@ pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
     if !spec.rows_are_blocks() {
         return emit_rows(spec, b, a);
     }
+    if let Some(gemv) = spec.native.filter(|_| spec.gemv()).and_then(Isa::gemv) {
+        return emit_gemv(spec, b, a, gemv);
+    }
     let l = layout(spec, b, a);
     let blocks = spec.blocks() as i64;
     let range = [clamp(b, a.begin, 0, blocks), clamp(b, a.end, 0, blocks)];
@@ -444,6 +486,35 @@ pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
             let base = block_row(&l, b, a, oy, block);
             columns(&l, b, base, ky)
         })
+    });
+}
+
+/// Emits the native GEMV's kernel body for blocks `[begin, end)`: a call
+/// per block into a stack slot of [`native_gemv::WIDTH`] floats, then the
+/// epilogue on its valid lanes.
+fn emit_gemv(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args, gemv: GemvFn) {
+    let l = layout(spec, b, a);
+    let ptr = b.func.dfg.value_type(a.input);
+    let signature = native_gemv::import_signature(b, ptr);
+    let bytes = (native_gemv::WIDTH * 4) as u32;
+    let sums = b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 6));
+    let blocks = spec.blocks() as i64;
+    let range = [clamp(b, a.begin, 0, blocks), clamp(b, a.end, 0, blocks)];
+    for_blocks(spec, b, range, |b, block| {
+        let oy = int(b, 0);
+        let t = Tile {
+            pixels: 1,
+            ..block_row(&l, b, a, oy, block)
+        };
+        let callee = int(b, gemv as usize as i64);
+        let depth = int(b, spec.input[2] as i64);
+        let y = b.ins().stack_addr(ptr, sums, 0);
+        b.ins()
+            .call_indirect(signature, callee, &[t.input, t.weights, depth, y]);
+        let acc: Vec<Value> = (0..t.lanes.div_ceil(4))
+            .map(|v| b.ins().stack_load(ptr, types::F32X4, sums, (16 * v) as i32))
+            .collect();
+        epilogue(&l, b, &t, &[acc]);
     });
 }
 
@@ -478,6 +549,7 @@ fn layout<'s>(spec: &'s ConvSpec, b: &mut FunctionBuilder, a: &Args) -> Layout<'
     // Cranelift tile serves the native packing too.
     let native = spec
         .native
+        .filter(|_| !spec.gemv())
         .and_then(Isa::tiles)
         .map(|tiles| Native::new(spec, b, a, tiles));
     Layout {

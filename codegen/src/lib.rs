@@ -63,6 +63,7 @@ pub mod lrn;
 pub mod native;
 pub mod native_depthwise;
 pub mod native_epilogue;
+pub mod native_gemv;
 pub mod pool;
 pub mod separable;
 pub mod softmax;

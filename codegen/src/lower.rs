@@ -437,6 +437,7 @@ fn lower_step(
             dense,
             input.len() as usize,
             epilogue,
+            caps.native,
         ))),
         Op::Pool2d(pool) => PoolSpec::of_pool(pool, input, anchor.output, epilogue)
             .map(Kernel::Pool)

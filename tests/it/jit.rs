@@ -408,6 +408,45 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+
+    /// Dense layers large enough to split across threads (`C K` at least
+    /// `jit::PARALLEL_WORK`), their outputs not a multiple of 16 or of the
+    /// native GEMV's 64 (a full block and a tail), any epilogue and a
+    /// softmax or not: on every path (the native GEMV of each ISA, the
+    /// Cranelift tile) within the reference's tolerance, and bitwise
+    /// identical on 1, 2 and 3 threads, which split the blocks of output
+    /// channels.
+    #[test]
+    fn large_dense_layers_agree_and_split_bitwise(
+        c in 700u32..1100,
+        k in 380u32..700,
+        epilogue in 0..EPILOGUES.len(),
+        softmax in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        prop_assume!(k % 16 != 0);
+        let softmax = if softmax { ", softmax" } else { "" };
+        let source = format!("Net(1x1x{c}) {{ flatten, dense({k}){}{softmax} }}", EPILOGUES[epilogue]);
+        let net = fits(&source)?;
+        assert_agrees_in(&net, &source, seed, 2, None);
+        let weights = lively_weights(&net, seed);
+        let input = random_input(net.input_shape().len() as usize, seed);
+        for (path, options) in paths() {
+            let outputs: Vec<Vec<u32>> = (1..=3)
+                .map(|threads| {
+                    let options = Options { threads, ..options };
+                    let mut model = Model::with_options(net.clone(), &weights, options).unwrap();
+                    model.forward(&input).unwrap().iter().map(|x| x.to_bits()).collect()
+                })
+                .collect();
+            prop_assert_eq!(&outputs[0], &outputs[1], "{}: 1 and 2 threads", path);
+            prop_assert_eq!(&outputs[0], &outputs[2], "{}: 1 and 3 threads", path);
+        }
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
@@ -761,12 +800,12 @@ fn outputs_are_bitwise_identical_for_any_thread_count() {
     }
 }
 
-/// The native tiles sum each output in the same order on every ISA, so a
-/// network's outputs are bitwise identical on each ISA the host has:
-/// direct, 1x1 and Winograd convolutions, rows of 28 (AVX2: 4 tiles of 6 and
-/// one of 4; AVX-512: 2 of 14) and of 7, with even and odd numbers of full
-/// 16-channel blocks, with and without a partial one (AVX-512 takes pairs
-/// of full blocks on its wide tile). Where the host has fewer than two
+/// The native tiles and GEMVs sum each output in the same order on every
+/// ISA, so a network's outputs are bitwise identical on each ISA the host
+/// has: direct, 1x1 and Winograd convolutions, a dense layer, rows of 28
+/// (AVX2: 4 tiles of 6 and one of 4; AVX-512: 2 of 14) and of 7, with even
+/// and odd numbers of full 16-channel blocks, with and without a partial one
+/// (AVX-512 takes pairs of full blocks on its wide tile). Where the host has fewer than two
 /// ISAs there is nothing to compare, which the test prints.
 #[test]
 fn outputs_are_bitwise_identical_on_every_isa() {
@@ -803,11 +842,12 @@ fn outputs_are_bitwise_identical_on_every_isa() {
         })
         .collect();
     for (isa, _, algorithms) in &outputs {
-        let named = format!("direct-{isa}");
-        assert!(
-            algorithms.contains(&named.as_str()),
-            "{isa}: {algorithms:?}"
-        );
+        for named in [format!("direct-{isa}"), format!("gemv-{isa}")] {
+            assert!(
+                algorithms.contains(&named.as_str()),
+                "{isa}: {algorithms:?}"
+            );
+        }
         assert!(
             algorithms.iter().any(|a| a.starts_with("winograd")),
             "{algorithms:?}"

@@ -1,7 +1,8 @@
 //! `cnnjit peak`: the figures exist and are sane. Speed is never asserted
 //! (shared, noisy machines; debug builds), only that every figure is a
 //! finite positive number and that the widths the CPU has are the ones
-//! reported.
+//! reported. The triad runs on 16 MiB arrays here (`--triad-mib`): the
+//! default rule's are hundreds of MiB, too slow for a debug build.
 #![cfg(feature = "cli")]
 
 fn assert_sane(name: &str, gflops: f64) {
@@ -14,7 +15,7 @@ fn assert_sane(name: &str, gflops: f64) {
 #[test]
 fn cli_prints_json_with_every_width() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cnnjit"))
-        .args(["peak", "--json"])
+        .args(["peak", "--json", "--triad-mib", "16"])
         .output()
         .expect("cnnjit runs");
     assert!(
@@ -40,6 +41,10 @@ fn cli_prints_json_with_every_width() {
         }
         assert_eq!(field.is_number(), available, "{key}: {field}");
     }
+    for key in ["triad_gbs_one_thread", "triad_gbs_all_threads"] {
+        assert_sane(key, object[key].as_f64().expect("a number"));
+    }
+    assert_eq!(object["triad_array_bytes"].as_u64(), Some(16 << 20));
 }
 
 /// Whether this CPU has FMA at `bits` wide (AVX2 for 256, AVX-512F for 512).
@@ -62,14 +67,19 @@ pub(crate) fn wide_fma(bits: u32) -> bool {
 #[test]
 fn cli_prints_one_line_per_width() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cnnjit"))
-        .arg("peak")
+        .args(["peak", "--triad-mib", "16"])
         .output()
         .expect("cnnjit runs");
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines.len(), 4, "{text}");
     assert!(lines[0].starts_with("128-bit FMA: ") && lines[0].ends_with(" GFLOP/s per core"));
     assert!(lines[1].starts_with("256-bit FMA: "));
     assert!(lines[2].starts_with("512-bit FMA: "));
+    assert!(
+        lines[3].starts_with("memory (stream triad, 3 x 16 MiB): ")
+            && lines[3].contains(" GB/s on "),
+        "{text}"
+    );
 }

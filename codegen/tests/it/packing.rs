@@ -10,6 +10,7 @@
 use cnnjit_codegen::conv::{ConvSpec, BLOCK};
 use cnnjit_codegen::depthwise::DepthwiseSpec;
 use cnnjit_codegen::native::{Isa, WIDTH};
+use cnnjit_codegen::native_gemv;
 use cnnjit_codegen::winograd::WinogradSpec;
 use proptest::prelude::*;
 
@@ -90,6 +91,23 @@ fn conv_layout(spec: &ConvSpec, weight: &[f32]) -> Vec<f32> {
                         }
                     }
                 }
+            }
+        }
+    }
+    packed
+}
+
+/// A dense layer's `[K, C]` as the native GEMV's `[block][C][64]`, zero
+/// past `K`: each block of 64 output channels one contiguous stream.
+fn gemv_layout(c: usize, k: usize, weight: &[f32]) -> Vec<f32> {
+    let width = native_gemv::WIDTH;
+    assert_eq!(width, 64, "the doc's layout");
+    let mut packed = Vec::new();
+    for blk in 0..k.div_ceil(width) {
+        for ci in 0..c {
+            for lane in 0..width {
+                let o = blk * width + lane;
+                packed.push(if o < k { weight[o * c + ci] } else { 0.0 });
             }
         }
     }
@@ -198,6 +216,37 @@ proptest! {
             &spec.pack_weights(&weight, Some(&scale)),
             &conv_layout(&spec, &folded(&weight, &scale)),
         )?;
+    }
+
+    #[test]
+    fn gemv_packing_is_the_layout(
+        c in 1usize..40,
+        k in 1usize..200,
+        isa in prop::sample::select(Isa::ALL.to_vec()),
+    ) {
+        let spec = ConvSpec {
+            input: [1, 1, c],
+            output: [1, 1, k],
+            kernel: [1, 1],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [0, 0],
+            groups: 1,
+            epilogue: Vec::new(),
+            native: Some(isa),
+            slice: None,
+        };
+        prop_assert!(spec.gemv());
+        let weight = weights(k * c);
+        same_bits(&spec.pack_weights(&weight, None), &gemv_layout(c, k, &weight))?;
+        let scale = factors(k);
+        same_bits(
+            &spec.pack_weights(&weight, Some(&scale)),
+            &gemv_layout(c, k, &folded(&weight, &scale)),
+        )?;
+        // A per-channel vector: one column of the layout.
+        let bias = weights(k);
+        same_bits(&spec.pack_vector(&bias), &gemv_layout(1, k, &bias))?;
     }
 
     #[test]

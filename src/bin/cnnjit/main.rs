@@ -161,7 +161,7 @@ enum Command {
     },
     /// Time every algorithm (direct, Winograd F2/F4) for each distinct convolution of a
     /// net on this CPU, print the static model's pick against the fastest, and cache
-    /// the fastest for this CPU model (used by every later model unless --static-choice).
+    /// the fastest for this CPU model (read by every later model on this CPU; `Options::tuned = false` ignores it).
     Tune {
         /// A file in the cnn! language.
         file: PathBuf,
@@ -188,11 +188,16 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Measure this CPU's peak fp32 FMA throughput per core (one thread).
+    /// Measure this CPU's peak fp32 FMA throughput per core (one thread) and
+    /// its memory bandwidth (a stream triad, on one thread and on all).
     Peak {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Each triad array's size in MiB (default: at least 4x the
+        /// last-level cache and 256 MiB, within half the memory available).
+        #[arg(long)]
+        triad_mib: Option<u64>,
     },
     /// Import an ONNX model: write its net in the cnn! language and its weights
     /// (a safetensors file beside it), and print the net's summary.
@@ -454,6 +459,21 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     } else {
         args.options.threads
     };
+    // The roof of the dense steps profiled: the triad on the run's threads.
+    let dense = match &profile {
+        Some(p) if !gemv_steps(p).is_empty() => {
+            let bandwidth = measure_bandwidth(None, threads, memory)?;
+            Some(DenseRoof {
+                gbs: if threads == 1 {
+                    bandwidth.gbs_one
+                } else {
+                    bandwidth.gbs_all
+                },
+                threads,
+            })
+        }
+        _ => None,
+    };
     let gflops = (net.figures.macs * 2 * batch as u64) as f64 / (jit_ms * 1e6);
     // The native tile's kernels run at its ISA's peak pace, Cranelift's at the 128-bit one's.
     let isa = args.options.native().filter(|_| native_tile);
@@ -476,10 +496,23 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
         if let Some(p) = &profile {
             out["steps"] = steps_json(&p.kernels, Some(p));
             out["profile_runs"] = p.runs.into();
+            if let Some(roof) = &dense {
+                out["triad_gbs"] = roof.gbs.into();
+                for (i, gbs) in gemv_steps(p) {
+                    out["steps"][i]["gbs"] = gbs.into();
+                    out["steps"][i]["triad_fraction"] = (gbs / roof.gbs).into();
+                }
+            }
         }
         return Ok(format!("{out:#}\n"));
     }
-    let mut out = profile.map(|p| format!("{p}\n")).unwrap_or_default();
+    let mut out = profile
+        .as_ref()
+        .map(|p| format!("{p}\n"))
+        .unwrap_or_default();
+    if let (Some(p), Some(roof)) = (&profile, &dense) {
+        out.push_str(&dense_report(p, roof));
+    }
     out.push_str(&format!(
         "{name}: batch {batch}, {threads} thread(s), {}\n  compile: {compile_ms:.1} ms (packing weights {pack_ms:.1} ms on every core, alongside Cranelift {cranelift_ms:.1} ms for {kernels} kernels)\n  JIT: {jit_ms:.3} ms ({gflops:.1} GFLOP/s, {:.2} of the {bits}-bit peak per core x {threads})\n  reference: {}\n",
         isa.map_or_else(|| "pure Cranelift".to_string(), |isa| format!("native {isa} tile")),
@@ -529,6 +562,64 @@ fn steps_json(
         })
         .collect();
     steps.into()
+}
+
+/// The memory roof the dense steps are measured against: the stream
+/// triad's GB/s on the run's threads.
+struct DenseRoof {
+    gbs: f64,
+    threads: usize,
+}
+
+/// The profile's GEMV steps (dense layers, one-pixel 1x1 convolutions) by
+/// index, each with the GB/s at which it read its weights: one `f32` per
+/// MAC, each read once, over its median time.
+fn gemv_steps(profile: &cnnjit::runtime::report::Profile) -> Vec<(usize, f64)> {
+    profile
+        .kernels
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.algorithm().starts_with("gemv"))
+        .map(|(i, s)| (i, weight_gbs(s.macs, profile.step_ms[i])))
+        .collect()
+}
+
+/// GB/s of reading `macs` weights (4 bytes each) in `ms` milliseconds.
+fn weight_gbs(macs: u64, ms: f64) -> f64 {
+    (macs * 4) as f64 / (ms.max(1e-9) * 1e6)
+}
+
+/// The profile's dense steps against the triad: each one's bandwidth and
+/// fraction, then all of them together.
+fn dense_report(profile: &cnnjit::runtime::report::Profile, roof: &DenseRoof) -> String {
+    let steps = gemv_steps(profile);
+    let mut out = format!(
+        "dense steps against the stream triad ({:.1} GB/s on {} thread(s)):\n",
+        roof.gbs, roof.threads
+    );
+    for &(i, gbs) in &steps {
+        let step = &profile.kernels.steps[i];
+        out.push_str(&format!(
+            "  step {i} {}: {:.2} MB in {:.3} ms, {gbs:.1} GB/s, {:.2} of the triad\n",
+            step.layers.first().map_or("", String::as_str),
+            (step.macs * 4) as f64 / 1e6,
+            profile.step_ms[i],
+            gbs / roof.gbs,
+        ));
+    }
+    let macs: u64 = steps
+        .iter()
+        .map(|&(i, _)| profile.kernels.steps[i].macs)
+        .sum();
+    let ms: f64 = steps.iter().map(|&(i, _)| profile.step_ms[i]).sum();
+    let gbs = weight_gbs(macs, ms);
+    out.push_str(&format!(
+        "  all dense: {:.2} MB in {ms:.3} ms, {gbs:.1} GB/s, {:.2} of the triad\n\n",
+        (macs * 4) as f64 / 1e6,
+        gbs / roof.gbs,
+    ));
+    out
 }
 
 /// Random weights for `graph` ([`cnnjit::runtime::params::random_weights`],
@@ -853,10 +944,15 @@ fn run(cli: Cli) -> Result<String, String> {
                 },
             )
         }
-        Command::Peak { json } => Ok(peak_report(
-            &peak::measure_peak(std::time::Duration::from_millis(200)),
-            json,
-        )),
+        Command::Peak { json, triad_mib } => {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let bandwidth = measure_bandwidth(triad_mib, threads, Budget::new(None))?;
+            Ok(peak_report(
+                &peak::measure_peak(std::time::Duration::from_millis(200)),
+                &bandwidth,
+                json,
+            ))
+        }
         Command::Import { model, output, net } => {
             use cnnjit::import::Error;
             let options = cnnjit::import::Options { net };
@@ -888,12 +984,16 @@ fn run(cli: Cli) -> Result<String, String> {
 
 /// `cnnjit peak`'s output: one line per vector width the CPU has, or one
 /// JSON object (`null` for the widths it lacks).
-fn peak_report(peak: &peak::Peak, json: bool) -> String {
+fn peak_report(peak: &peak::Peak, bandwidth: &peak::Bandwidth, json: bool) -> String {
     if json {
         let value = serde_json::json!({
             "peak_gflops_128": peak.gflops_128,
             "peak_gflops_256": peak.gflops_256,
             "peak_gflops_512": peak.gflops_512,
+            "triad_gbs_one_thread": bandwidth.gbs_one,
+            "triad_gbs_all_threads": bandwidth.gbs_all,
+            "triad_threads": bandwidth.threads,
+            "triad_array_bytes": bandwidth.array_bytes,
         });
         return format!("{value:#}\n");
     }
@@ -904,7 +1004,36 @@ fn peak_report(peak: &peak::Peak, json: bool) -> String {
             None => out.push_str(&format!("{bits}-bit FMA: not available\n")),
         }
     }
+    out.push_str(&format!(
+        "memory (stream triad, 3 x {:.0} MiB): {:.1} GB/s on one thread, {:.1} GB/s on {}\n",
+        bandwidth.array_bytes as f64 / f64::from(1 << 20),
+        bandwidth.gbs_one,
+        bandwidth.gbs_all,
+        bandwidth.threads,
+    ));
     out
+}
+
+/// The stream triad ([`peak::measure_triad`]) on one thread and on
+/// `threads`, each array `mib` MiB or by [`peak::triad_array_bytes`]'s rule
+/// within `budget`, whose three arrays it takes.
+fn measure_bandwidth(
+    mib: Option<u64>,
+    threads: usize,
+    mut budget: Budget,
+) -> Result<peak::Bandwidth, String> {
+    let available = cnnjit::runtime::memory::available_memory().unwrap_or(1 << 30);
+    let bytes = mib.map_or_else(
+        || peak::triad_array_bytes(peak::last_level_cache(), available),
+        |mib| mib.saturating_mul(1 << 20),
+    );
+    budget
+        .take(bytes.saturating_mul(3), || {
+            "the triad's three arrays".into()
+        })
+        .map_err(|e| format!("error: {e}"))?;
+    eprintln!("measuring memory bandwidth (3 x {} MiB) ...", bytes >> 20);
+    Ok(peak::measure_triad(bytes, threads, 3))
 }
 
 /// Prints on stderr the kernels' machine code that the code generator logs
@@ -942,5 +1071,15 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// By hand: 1024 x 1000 MACs read 4,096,000 bytes; in 0.5 ms that is
+    /// 8.192 GB/s.
+    #[test]
+    fn a_gemv_reads_four_bytes_per_mac() {
+        assert!((super::weight_gbs(1024 * 1000, 0.5) - 8.192).abs() < 1e-12);
     }
 }

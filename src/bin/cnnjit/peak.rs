@@ -1,4 +1,5 @@
-//! The machine's peak: single-core fp32 FMA throughput, for `cnnjit peak`
+//! The machine's peaks: single-core fp32 FMA throughput and memory
+//! bandwidth (a stream triad), for `cnnjit peak`
 //! and for putting the JIT's GFLOP/s in proportion.
 //!
 //! Each figure comes from a loop of independent fused multiply-adds
@@ -15,6 +16,14 @@
 //! without FMA is measured with SSE multiplies and adds instead. Elsewhere a
 //! portable multiply-add loop (auto-vectorised where the target allows)
 //! stands in for the 128-bit figure and the wider figures are `None`.
+//!
+//! Memory bandwidth is STREAM's triad (`a[i] = b[i] + s c[i]`, 12 bytes per
+//! element, [`TRIAD_BYTES_PER_ELEMENT`]) over three arrays sized by
+//! [`triad_array_bytes`] (at least four times the last-level cache sysfs
+//! reports and 256 MiB, within half the memory available), on one thread
+//! and on all, the best of a few passes: the roof a GEMV, which reads each
+//! weight once, runs against (`cnnjit bench` reports each dense step's
+//! fraction of it).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -218,5 +227,174 @@ mod kernels {
 
     pub(super) fn run_512() -> Option<fn(u64) -> f32> {
         None
+    }
+}
+
+/// Bytes a triad moves per element, STREAM's count: `a[i] = b[i] + s c[i]`
+/// reads `b[i]` and `c[i]` and writes `a[i]`, 4 bytes each (the
+/// write-allocate read of `a[i]`'s line is not counted).
+pub const TRIAD_BYTES_PER_ELEMENT: u64 = 3 * 4;
+
+/// The smallest triad array, 256 MiB: past any private cache and most last
+/// levels, whatever sysfs reports.
+pub const TRIAD_MIN_BYTES: u64 = 256 << 20;
+
+/// Memory bandwidth measured by a stream triad, in GB/s (1e9 bytes).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bandwidth {
+    /// On the calling thread alone.
+    pub gbs_one: f64,
+    /// On `threads` threads, each its share of the arrays.
+    pub gbs_all: f64,
+    /// The threads of `gbs_all`.
+    pub threads: usize,
+    /// Bytes of each of the three arrays.
+    pub array_bytes: u64,
+}
+
+/// The rule for the triad's array size: each of the three arrays at least
+/// four times the last-level cache (`llc` bytes, if known) and at least
+/// [`TRIAD_MIN_BYTES`], so the caches hold a negligible part of them; the
+/// three at most half of `budget` (the memory available), and never below
+/// 1 MiB. A whole number of 64-byte lines.
+pub fn triad_array_bytes(llc: Option<u64>, budget: u64) -> u64 {
+    let wanted = llc
+        .map_or(0, |llc| llc.saturating_mul(4))
+        .max(TRIAD_MIN_BYTES);
+    let allowed = budget / 2 / 3;
+    (wanted.min(allowed).max(1 << 20)) / 64 * 64
+}
+
+/// GB/s of `passes` triads over arrays of `elements` floats in `seconds`.
+pub fn triad_gbs(elements: u64, passes: u64, seconds: f64) -> f64 {
+    (elements * passes * TRIAD_BYTES_PER_ELEMENT) as f64 / seconds.max(1e-12) / 1e9
+}
+
+/// The largest cache of CPU 0 that sysfs reports, in bytes.
+pub fn last_level_cache() -> Option<u64> {
+    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    dir.filter_map(|entry| {
+        let size = std::fs::read_to_string(entry.ok()?.path().join("size")).ok()?;
+        parse_cache_size(size.trim())
+    })
+    .max()
+}
+
+/// sysfs's `32K`, `480M`, `1G` or plain bytes.
+fn parse_cache_size(text: &str) -> Option<u64> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// Measures [`Bandwidth`]: arrays of `array_bytes` each, first touched by
+/// the threads that later stream them, the best of `passes` triads on one
+/// thread and on `threads` (each a contiguous share of every array).
+pub fn measure_triad(array_bytes: u64, threads: usize, passes: usize) -> Bandwidth {
+    let n = (array_bytes / 4) as usize;
+    let threads = threads.max(1);
+    let mut a = vec![0.0f32; n];
+    let mut b = vec![0.0f32; n];
+    let mut c = vec![0.0f32; n];
+    let share = n.div_ceil(threads).max(1);
+    // First touch on the threads that stream each share.
+    std::thread::scope(|s| {
+        for ((a, b), c) in a
+            .chunks_mut(share)
+            .zip(b.chunks_mut(share))
+            .zip(c.chunks_mut(share))
+        {
+            s.spawn(move || {
+                a.fill(0.0);
+                b.fill(1.0);
+                c.fill(2.0);
+            });
+        }
+    });
+    let best = |a: &mut [f32], threads: usize| {
+        let share = a.len().div_ceil(threads).max(1);
+        (0..passes.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                std::thread::scope(|s| {
+                    for ((a, b), c) in a
+                        .chunks_mut(share)
+                        .zip(b.chunks(share))
+                        .zip(c.chunks(share))
+                    {
+                        s.spawn(move || triad(a, b, c, black_box(3.0)));
+                    }
+                });
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let one = best(&mut a, 1);
+    let all = best(&mut a, threads);
+    black_box(&a);
+    Bandwidth {
+        gbs_one: triad_gbs(n as u64, 1, one),
+        gbs_all: triad_gbs(n as u64, 1, all),
+        threads,
+        array_bytes: n as u64 * 4,
+    }
+}
+
+/// `a[i] = b[i] + s c[i]`, vectorised by the compiler.
+fn triad(a: &mut [f32], b: &[f32], c: &[f32], s: f32) {
+    for ((a, &b), &c) in a.iter_mut().zip(b).zip(c) {
+        *a = b + s * c;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// By hand: 2^20 elements, 3 passes in 0.5 s move 2^20 x 3 x 12 bytes
+    /// = 37,748,736 bytes, 0.0755 GB/s.
+    #[test]
+    fn the_triad_counts_twelve_bytes_per_element() {
+        assert_eq!(TRIAD_BYTES_PER_ELEMENT, 12);
+        let gbs = triad_gbs(1 << 20, 3, 0.5);
+        assert!((gbs - 37_748_736.0 / 0.5 / 1e9).abs() < 1e-12, "{gbs}");
+    }
+
+    /// The size rule, by hand: 480 MiB of L3 asks 1920 MiB per array; a
+    /// 32 MiB L3 asks the 256 MiB floor; 3 GiB of budget allows 512 MiB.
+    #[test]
+    fn the_arrays_outsize_the_cache_within_the_budget() {
+        let mib = 1u64 << 20;
+        assert_eq!(triad_array_bytes(Some(480 * mib), 64 << 30), 1920 * mib);
+        assert_eq!(triad_array_bytes(Some(32 * mib), 64 << 30), 256 * mib);
+        assert_eq!(triad_array_bytes(None, 64 << 30), 256 * mib);
+        assert_eq!(triad_array_bytes(Some(480 * mib), 3 << 30), 512 * mib);
+        assert_eq!(triad_array_bytes(Some(480 * mib), 0), mib);
+        assert_eq!(parse_cache_size("480M"), Some(480 * mib));
+        assert_eq!(parse_cache_size("48K"), Some(48 << 10));
+        assert_eq!(parse_cache_size("1024"), Some(1024));
+        assert_eq!(parse_cache_size("x"), None);
+    }
+
+    /// A small triad writes `b + 3 c` and reports a finite positive rate.
+    #[test]
+    fn a_small_triad_runs() {
+        let (b, c) = ([1.0f32, 2.0, 3.0], [0.5f32, 0.25, -1.0]);
+        let mut a = [0.0f32; 3];
+        triad(&mut a, &b, &c, 3.0);
+        assert_eq!(a, [2.5, 2.75, 0.0]);
+        let bw = measure_triad(1 << 20, 2, 2);
+        assert!(bw.gbs_one.is_finite() && bw.gbs_one > 0.0);
+        assert!(bw.gbs_all.is_finite() && bw.gbs_all > 0.0);
+        assert_eq!(bw.array_bytes, 1 << 20);
     }
 }
