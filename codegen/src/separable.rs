@@ -167,9 +167,28 @@ pub struct SeparableSpec {
 
 impl SeparableSpec {
     /// The pair, or `None` if the second does not read exactly the first's
-    /// output or the first's epilogue reads a shortcut.
+    /// output, the first's epilogue reads a shortcut, or a row of the second
+    /// would be packed unlike the second itself: the second half runs as a
+    /// `1xk` convolution over a run of its rows, and on a one-pixel-wide image
+    /// a `1x1` second half's single row is a one-pixel GEMV, which packs its
+    /// weights in wider blocks ([`ConvSpec::block`]). Such a pair runs as
+    /// two kernels.
     pub fn new(first: Half, second: Half) -> Option<SeparableSpec> {
-        (first.output() == second.input() && !first.epilogue().contains(&Epilogue::Add))
+        let packs_alike = match &second {
+            Half::Conv(conv) if conv.input[1] == 1 => {
+                let one_row = Blocks {
+                    conv,
+                    rows: 1,
+                    by_channels: false,
+                }
+                .flat(1);
+                one_row.block() == conv.block()
+            }
+            Half::Conv(_) | Half::Depthwise(_) => true,
+        };
+        (first.output() == second.input()
+            && !first.epilogue().contains(&Epilogue::Add)
+            && packs_alike)
             .then_some(SeparableSpec { first, second })
     }
 
@@ -576,7 +595,7 @@ mod tests {
 
     /// A 3x3 depthwise convolution on 8 channels, then a `kernel x 1`
     /// convolution to 16 channels with `same` padding.
-    fn pair(height: usize, width: usize, kernel: usize, native: Option<Isa>) -> SeparableSpec {
+    fn halves(height: usize, width: usize, kernel: usize, native: Option<Isa>) -> (Half, Half) {
         let depthwise = DepthwiseSpec {
             channels: 8,
             input: [height, width],
@@ -601,7 +620,13 @@ mod tests {
             native,
             slice: None,
         };
-        SeparableSpec::new(Half::Depthwise(depthwise), Half::Conv(second)).unwrap()
+        (Half::Depthwise(depthwise), Half::Conv(second))
+    }
+
+    /// [`halves`] as a pair.
+    fn pair(height: usize, width: usize, kernel: usize, native: Option<Isa>) -> SeparableSpec {
+        let (first, second) = halves(height, width, kernel, native);
+        SeparableSpec::new(first, second).unwrap()
     }
 
     #[test]
@@ -628,6 +653,26 @@ mod tests {
             assert_eq!(lengths.rows, blocks, "{what}");
             assert_eq!(lengths.scratch, (rows + kernel - 1) * width * 8, "{what}");
         }
+    }
+
+    /// On a one-pixel-wide image, a `1x1` second half's row is one pixel, a
+    /// GEMV packed in blocks of 64 on a native ISA where the second half packs
+    /// 16: no pair (it ran on the wrong packing; `tests/it/jit.rs`'s
+    /// `concat_in_place_equals_reference` found it on a 7x1 image). Two
+    /// pixels a row, or a `3x1` second half, keep the pair.
+    #[test]
+    fn a_pair_whose_rows_would_pack_unlike_it_is_refused() {
+        let make = |width, kernel, native| {
+            let (first, second) = halves(7, width, kernel, native);
+            SeparableSpec::new(first, second)
+        };
+        let native = Isa::best().filter(|isa| isa.gemv().is_some());
+        if native.is_some() {
+            assert_eq!(make(1, 1, native), None);
+        }
+        assert!(make(1, 1, None).is_some());
+        assert!(make(2, 1, native).is_some());
+        assert!(make(1, 3, native).is_some());
     }
 
     #[test]
