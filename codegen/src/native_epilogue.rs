@@ -2,7 +2,7 @@
 //! prelu, activation, residual add) applied at 256 or 512 bits to a tile a
 //! [`native`](super::native) GEMM tile has written, then stored.
 //!
-//! The generated epilogue ([`super::apply_epilogue`]) is 128-bit Cranelift
+//! The generated epilogue (`apply_epilogue` in the crate root) is 128-bit Cranelift
 //! code, one `f32x4` at a time. For the cheap steps that costs little
 //! beside the tile; for the transcendental activations (sigmoid, swish, tanh:
 //! an `exp` polynomial and a divide per lane) it costs more than the GEMM at
