@@ -83,10 +83,10 @@ pub struct Options {
     /// Which Winograd convolutions the cost model may choose (default: any).
     pub winograd: Winograd,
     /// Take each convolution's algorithm from the choices `cnnjit tune`
-    /// measured on this CPU model and cached ([`crate::tune`]; default
+    /// measured on this CPU model and cached (module `tune`, feature `jit`; default
     /// true) where the cache has one, within [`Options::winograd`]; the
     /// static cost model elsewhere, or everywhere if `false` or the cache is
-    /// missing or invalid ([`Model::tuning`] says which, and why).
+    /// missing or invalid (`Model::tuning` says which, and why).
     /// [`Model::with_budget`] reads the cache file once; the choice is a pure
     /// function of the spec and the file's contents.
     pub tuned: bool,
