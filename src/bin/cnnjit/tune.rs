@@ -149,7 +149,7 @@ mod tests {
         );
         let out = table("Net", "cpu", 1, &[slow, close]);
         let rows: Vec<&str> = out.lines().collect();
-        assert!(rows[2].ends_with("f2    +10%"), "{out}");
+        assert!(rows[2].ends_with("f2   +10%"), "{out}");
         assert!(rows[3].ends_with("f2    yes"), "{out}");
         assert!(rows[3].contains("        -"), "{out}");
         assert!(
