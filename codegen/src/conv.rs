@@ -258,7 +258,9 @@ impl ConvSpec {
     /// The wide tiles, two blocks a call, where the spec's ISA has them and
     /// the host runs it.
     fn wide_tiles(&self) -> Option<&'static [WideTileFn]> {
-        self.native.and_then(Isa::wide_tiles)
+        self.native
+            .filter(|_| !self.gemv())
+            .and_then(Isa::wide_tiles)
     }
 
     /// The widest tile's output pixels and channels: the wide tile's where

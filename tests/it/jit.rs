@@ -471,7 +471,12 @@ proptest! {
             pair(k, s)
         };
         let source = format!("Net({h}x{w}x{c}) {{ {body} }}");
-        assert_agrees_in(&fits(&source)?, &source, seed, 2, Some(1));
+        // One fused kernel, but where the intermediate is one pixel wide: a
+        // row of the 1x1 is then a one-pixel GEMV, packed unlike the 1x1 on a
+        // native ISA, and the pair runs as two kernels (`SeparableSpec::new`).
+        let one_pixel_wide = (if residual { w } else { w.div_ceil(s) }) == 1;
+        let kernels = (!one_pixel_wide).then_some(1);
+        assert_agrees_in(&fits(&source)?, &source, seed, 2, kernels);
     }
 
     #[test]
