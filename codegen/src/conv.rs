@@ -255,12 +255,16 @@ impl ConvSpec {
         self.native.map_or(TILE, Isa::rows)
     }
 
-    /// The wide tiles, two blocks a call, where the spec's ISA has them and
-    /// the host runs it.
+    /// The ISA whose GEMM tiles the kernel calls: the spec's, but none for a
+    /// GEMV, which calls the native GEMV ([`ConvSpec::gemv`]) and never a tile.
+    fn tile_isa(&self) -> Option<Isa> {
+        self.native.filter(|_| !self.gemv())
+    }
+
+    /// The wide tiles, two blocks a call, where the spec's tile ISA has them
+    /// and the host runs it.
     fn wide_tiles(&self) -> Option<&'static [WideTileFn]> {
-        self.native
-            .filter(|_| !self.gemv())
-            .and_then(Isa::wide_tiles)
+        self.tile_isa().and_then(Isa::wide_tiles)
     }
 
     /// The widest tile's output pixels and channels: the wide tile's where
@@ -550,8 +554,7 @@ fn layout<'s>(spec: &'s ConvSpec, b: &mut FunctionBuilder, a: &Args) -> Layout<'
     // Where the host lacks the native tile (a spec built by hand), the
     // Cranelift tile serves the native packing too.
     let native = spec
-        .native
-        .filter(|_| !spec.gemv())
+        .tile_isa()
         .and_then(Isa::tiles)
         .map(|tiles| Native::new(spec, b, a, tiles));
     Layout {

@@ -697,30 +697,36 @@ mod tests {
         }
     }
 
-    /// Small integers and halves: every sum is exact in `f32`, on every ISA.
-    #[test]
-    fn every_tile_computes_the_formula_exactly() {
+    /// A call of `rows` rows on small integers and halves, so that every sum
+    /// is exact in `f32`: two taps, the second starting later in both `A`
+    /// and `B`, and room in `B` for a third unused one and for the wide
+    /// tile's second block (`b_block` on, overlapping the first's by half).
+    fn exact_call(rows: usize) -> Call {
         let depth = 5;
-        let call = |rows| Call {
+        Call {
             a: (0..8 + 7 * rows).map(|i| (i % 11) as f32 - 5.0).collect(),
             origin: 0,
             a_stride: 7,
-            b: (0..3 * depth * WIDTH)
+            b: (0..4 * depth * WIDTH)
                 .map(|i| (i % 13) as f32 * 0.5 - 3.0)
                 .collect(),
-            // Two taps, the second starting later in both A and B; a third unused.
             taps: vec![(3, 0), (1, 2 * depth * WIDTH)],
             depth,
             rows,
             b_block: depth * WIDTH / 2,
-        };
+        }
+    }
+
+    /// Every sum exact in `f32` ([`exact_call`]), on every ISA.
+    #[test]
+    fn every_tile_computes_the_formula_exactly() {
         for isa in Isa::ALL {
             if !isa.detected() {
                 eprintln!("note: this host lacks {isa}; its tiles are not run");
                 continue;
             }
             for rows in 1..=isa.rows() {
-                let call = call(rows);
+                let call = exact_call(rows);
                 let want: Vec<f64> = call.formula().into_iter().map(|(sum, _)| sum).collect();
                 let got: Vec<f64> = call.run(isa).unwrap().into_iter().map(f64::from).collect();
                 assert_eq!(got, want, "{isa}, {rows} rows");
@@ -732,19 +738,6 @@ mod tests {
     /// two blocks (the second overlapping the first's `B` by half).
     #[test]
     fn every_wide_tile_computes_the_formula_exactly() {
-        let depth = 5;
-        let call = |rows| Call {
-            a: (0..8 + 7 * rows).map(|i| (i % 11) as f32 - 5.0).collect(),
-            origin: 0,
-            a_stride: 7,
-            b: (0..4 * depth * WIDTH)
-                .map(|i| (i % 13) as f32 * 0.5 - 3.0)
-                .collect(),
-            taps: vec![(3, 0), (1, 2 * depth * WIDTH)],
-            depth,
-            rows,
-            b_block: depth * WIDTH / 2,
-        };
         assert_eq!(Isa::Avx2.wide_tiles().map(<[WideTileFn]>::len), None);
         assert_eq!(
             Isa::Avx512.wide_tiles().map(<[WideTileFn]>::len),
@@ -754,7 +747,7 @@ mod tests {
             eprintln!("note: this host lacks avx512; its wide tiles are not run");
         }
         for rows in 1..=WIDE_ROWS {
-            let call = call(rows);
+            let call = exact_call(rows);
             for (j, got) in call.run_wide(Isa::Avx512).into_iter().flatten().enumerate() {
                 let block = if j == 0 {
                     call.clone()
