@@ -8,6 +8,11 @@
 //! output never share memory, and this module checks it before every step
 //! (an overlap is an internal error, never aliasing).
 //!
+//! The image is never copied into the arena: steps read the plan's first
+//! value from the caller's input buffer. The last step writes the caller's
+//! output buffer directly unless its output is a concat whose inputs are
+//! written in place in the arena (then the output is copied out once).
+//!
 //! A step whose output is a slice of a concat's output (`plan::Slice`) is
 //! given the whole concat output: a compiled kernel writes its channels in
 //! place, while the reference kernels, which write contiguous tensors, write
@@ -87,6 +92,8 @@ struct Inputs<'a> {
     right: &'a [f32],
     out: Range<usize>,
     ranges: &'a [(ValueId, Range<usize>)],
+    /// The caller's input image, read in place of the plan's first value.
+    image: &'a [f32],
 }
 
 impl<'a> Inputs<'a> {
@@ -94,7 +101,9 @@ impl<'a> Inputs<'a> {
     /// checked that every range lies on one side of the output.
     fn get(&self, value: ValueId) -> Option<&'a [f32]> {
         let (_, r) = self.ranges.iter().find(|(v, _)| *v == value)?;
-        Some(if r.end <= self.out.start {
+        Some(if value == IMAGE {
+            self.image
+        } else if r.end <= self.out.start {
             &self.left[r.clone()]
         } else {
             &self.right[r.start - self.out.end..r.end - self.out.end]
@@ -124,6 +133,7 @@ fn carve<'a>(
     arena: &'a mut [f32],
     out: Range<usize>,
     ranges: &'a [(ValueId, Range<usize>)],
+    image: &'a [f32],
 ) -> Option<(&'a mut [f32], Inputs<'a>)> {
     if out.end > arena.len() {
         return None;
@@ -141,8 +151,47 @@ fn carve<'a>(
             right,
             out,
             ranges,
+            image,
         },
     ))
+}
+
+/// The input ranges shared, for a step that writes outside the arena, or
+/// `None` if a range lies outside it.
+fn view<'a>(
+    arena: &'a [f32],
+    ranges: &'a [(ValueId, Range<usize>)],
+    image: &'a [f32],
+) -> Option<Inputs<'a>> {
+    let fits = ranges
+        .iter()
+        .all(|(_, r)| r.start <= r.end && r.end <= arena.len());
+    fits.then_some(Inputs {
+        left: arena,
+        right: &[],
+        out: arena.len()..arena.len(),
+        ranges,
+        image,
+    })
+}
+
+/// The plan's first value: the image, which steps read from the caller's
+/// buffer rather than from a copy in the arena.
+const IMAGE: ValueId = ValueId(0);
+
+/// Whether the last step can write the caller's output buffer directly: its
+/// output is a whole tensor of its own, not the image, and no earlier step
+/// writes a slice of it in the arena.
+fn writes_output_directly(plan: &Plan) -> bool {
+    plan.steps.last().is_some_and(|last| {
+        let value = last.output;
+        value != IMAGE
+            && plan.values[value.0 as usize].slice.is_none()
+            && plan
+                .values
+                .iter()
+                .all(|v| v.slice.is_none_or(|slice| slice.of != value))
+    })
 }
 
 /// Every step's output range and the ranges of the values it reads (and
@@ -188,23 +237,26 @@ pub struct Engine {
     #[cfg(feature = "jit")]
     pub compiled: Option<crate::jit::Compiled>,
     /// Threads for the compiled kernels.
-    pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    pub team: Option<std::sync::Arc<crate::team::Team>>,
     /// Per step, its output's and inputs' ranges in the arena.
     ranges: Vec<StepRanges>,
+    /// The last step writes the caller's output buffer, not the arena.
+    output_direct: bool,
 }
 
 impl Engine {
     /// An engine running `plan` on the reference kernels (`compiled` and
-    /// `pool` may be set afterwards).
+    /// `team` may be set afterwards).
     pub fn new(graph: Graph, plan: Plan, params: Params) -> Engine {
         Engine {
             ranges: step_ranges(&plan),
+            output_direct: writes_output_directly(&plan),
             graph,
             plan,
             params,
             #[cfg(feature = "jit")]
             compiled: None,
-            pool: None,
+            team: None,
         }
     }
 
@@ -219,7 +271,7 @@ impl Engine {
             .unwrap_or(0);
         #[cfg(feature = "jit")]
         if let Some(compiled) = &self.compiled {
-            return staging.max(compiled.scratch_len(self.pool.as_deref()));
+            return staging.max(compiled.scratch_len(self.team.as_deref()));
         }
         staging
     }
@@ -246,11 +298,11 @@ pub fn run(
     output: &mut [f32],
 ) -> Result<()> {
     let arena = arena.as_mut_slice();
-    load_input(engine, arena, input)?;
     for (i, step) in engine.plan.steps.iter().enumerate() {
-        run_step(engine, i, step, arena, scratch)?;
+        let out = output_of(engine, i, output);
+        run_step(engine, i, step, arena, scratch, input, out)?;
     }
-    store_output(engine, arena, output)
+    store_output(engine, arena, input, output)
 }
 
 /// [`run`], writing each step's wall time in seconds to `seconds[step]`
@@ -264,13 +316,19 @@ pub fn run_timed(
     seconds: &mut [f64],
 ) -> Result<()> {
     let arena = arena.as_mut_slice();
-    load_input(engine, arena, input)?;
     for ((i, step), time) in engine.plan.steps.iter().enumerate().zip(seconds) {
         let start = Instant::now();
-        run_step(engine, i, step, arena, scratch)?;
+        let out = output_of(engine, i, output);
+        run_step(engine, i, step, arena, scratch, input, out)?;
         *time = start.elapsed().as_secs_f64();
     }
-    store_output(engine, arena, output)
+    store_output(engine, arena, input, output)
+}
+
+/// The caller's `output`, if step `index` writes it directly.
+fn output_of<'a>(engine: &Engine, index: usize, output: &'a mut [f32]) -> Option<&'a mut [f32]> {
+    let last = index + 1 == engine.plan.steps.len();
+    (last && engine.output_direct).then_some(output)
 }
 
 fn internal(engine: &Engine, what: &'static str) -> Error {
@@ -280,20 +338,22 @@ fn internal(engine: &Engine, what: &'static str) -> Error {
     }
 }
 
-fn load_input(engine: &Engine, arena: &mut [f32], input: &[f32]) -> Result<()> {
-    arena
-        .get_mut(range(&engine.plan.values[0]))
-        .ok_or_else(|| internal(engine, "the input does not fit the arena"))?
-        .copy_from_slice(input);
-    Ok(())
-}
-
-fn store_output(engine: &Engine, arena: &[f32], output: &mut [f32]) -> Result<()> {
+/// Copies the network's output into `output` unless the last step wrote it
+/// there (a network of no steps outputs its input).
+fn store_output(engine: &Engine, arena: &[f32], input: &[f32], output: &mut [f32]) -> Result<()> {
+    if engine.output_direct {
+        return Ok(());
+    }
     let plan = &engine.plan;
-    let last = plan.steps.last().map(|s| s.output.0 as usize).unwrap_or(0);
+    let last = plan.steps.last().map_or(IMAGE, |s| s.output);
+    let result = if last == IMAGE {
+        Some(input)
+    } else {
+        arena.get(range(&plan.values[last.0 as usize]))
+    };
     output.copy_from_slice(
-        arena
-            .get(range(&plan.values[last]))
+        result
+            .filter(|r| r.len() == output.len())
             .ok_or_else(|| internal(engine, "the output does not fit the arena"))?,
     );
     Ok(())
@@ -305,10 +365,16 @@ fn run_step(
     step: &Step,
     arena: &mut [f32],
     scratch: &mut [f32],
+    image: &[f32],
+    output: Option<&mut [f32]>,
 ) -> Result<()> {
     let anchor = engine.graph.node(step.nodes[0]);
     let (out_range, ranges) = &engine.ranges[index];
-    let (out, inputs) = carve(arena, out_range.clone(), ranges).ok_or_else(|| Error::Internal {
+    let carved = match output {
+        Some(out) => view(arena, ranges, image).map(|inputs| (out, inputs)),
+        None => carve(arena, out_range.clone(), ranges, image),
+    };
+    let (out, inputs) = carved.ok_or_else(|| Error::Internal {
         layer: anchor.name.to_string(),
         source: InternalError::Broken("a step's input and output share memory"),
     })?;
@@ -322,8 +388,8 @@ fn run_step(
             Lowering::Concat(branches) => {
                 for branch in branches {
                     let input = value(&inputs, anchor, branch.input)?;
-                    let pool = engine.pool.as_deref();
-                    crate::jit::run_branch(&compiled.program, branch, input, out, pool)
+                    let team = engine.team.as_deref();
+                    crate::jit::run_branch(&compiled.program, branch, input, out, team)
                         .map_err(|e| node_error(anchor, e))?;
                 }
                 return epilogue(engine, &step.nodes[1..], out, &inputs);
@@ -341,7 +407,7 @@ fn run_step(
                 extra,
                 out,
                 scratch,
-                engine.pool.as_deref(),
+                engine.team.as_deref(),
             )
             .map_err(|e| node_error(anchor, e))?;
             return epilogue(engine, &lowered.rest, out, &inputs);

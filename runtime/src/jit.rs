@@ -7,7 +7,7 @@
 //! Every call checks the buffers against the kernel's [`Lengths`] first, so a
 //! kernel can never be handed a buffer shorter than its code assumes, then
 //! splits the kernel's rows (output rows, pixels, tile rows, or a dense
-//! layer's blocks of output channels) across the pool's threads if its
+//! layer's blocks of output channels) across the team's threads if its
 //! [`work`] reaches [`PARALLEL_WORK`]; a row is a whole reduction, so the
 //! output is the same for any thread count.
 
@@ -16,6 +16,7 @@ use crate::ir::{Graph, NodeId, Op};
 use crate::memory::Budget;
 use crate::params::{LayerParams, Params, Weight};
 use crate::reference::{Affine, BatchNorm, KernelError};
+use crate::team::Team;
 use crate::weights::Weights;
 use cnnjit_codegen::concat::ConcatSpec;
 pub use cnnjit_codegen::lower::work;
@@ -83,17 +84,17 @@ pub struct Lowered {
 
 /// The least [`work`] worth splitting across threads: about 80 us of one
 /// thread's time (at the native tile's 54 MACs/ns; 180 us on Cranelift's
-/// tile). Below it, waking the pool costs more than the second thread
-/// saves: a split of an idle pool of two took 28-52 us (median, after 0.2-2
+/// tile). Below it, waking the team costs more than the second thread
+/// saves: a split of an idle team of two took 28-52 us (median, after 0.2-2
 /// ms asleep, as between a network's steps; 5 us back to back; 2-core
 /// AVX-512 host, load 3.6, 2026-12-06), and it pays when half the step's
 /// time exceeds that. LeNet-5's layers, MobileNetV1's global pool and small
 /// 1x1 convolutions stay on one thread.
 pub const PARALLEL_WORK: u64 = 1 << 22;
 
-/// `pool` if `work` is worth splitting across its threads.
-fn split(work: u64, pool: Option<&rayon::ThreadPool>) -> Option<&rayon::ThreadPool> {
-    pool.filter(|_| work >= PARALLEL_WORK)
+/// `team` if `work` is worth splitting across its threads.
+fn split(work: u64, team: Option<&Team>) -> Option<&Team> {
+    team.filter(|_| work >= PARALLEL_WORK)
 }
 
 /// The whole plan compiled: a kernel per step the lowering compiles.
@@ -123,18 +124,18 @@ pub struct Phases {
 
 impl Lowered {
     /// The threads this step runs on: none below [`PARALLEL_WORK`].
-    fn pool<'p>(&self, pool: Option<&'p rayon::ThreadPool>) -> Option<&'p rayon::ThreadPool> {
-        split(self.work, pool)
+    fn team<'t>(&self, team: Option<&'t Team>) -> Option<&'t Team> {
+        split(self.work, team)
     }
 }
 
 impl Compiled {
-    /// The scratch, in `f32`s, that [`run`] needs for any step on `pool`.
-    pub fn scratch_len(&self, pool: Option<&rayon::ThreadPool>) -> usize {
+    /// The scratch, in `f32`s, that [`run`] needs for any step on `team`.
+    pub fn scratch_len(&self, team: Option<&Team>) -> usize {
         self.steps
             .iter()
             .filter_map(|step| match step {
-                Lowering::Kernel(l) => Some(scratch_len(&l.lengths, l.pool(pool))),
+                Lowering::Kernel(l) => Some(scratch_len(&l.lengths, l.team(team))),
                 Lowering::Reference(_) | Lowering::InNext | Lowering::Concat(_) => None,
             })
             .max()
@@ -496,7 +497,7 @@ impl Call {
 }
 
 /// Runs a lowered step: checks every buffer against the kernel's lengths,
-/// then calls the kernel over its rows, split across `pool`'s threads, and
+/// then calls the kernel over its rows, split across `team`'s threads, and
 /// the softmax after it, if any, in place on `output`.
 pub fn run(
     program: &Program,
@@ -505,7 +506,7 @@ pub fn run(
     extra: Option<&[f32]>,
     output: &mut [f32],
     scratch: &mut [f32],
-    pool: Option<&rayon::ThreadPool>,
+    team: Option<&Team>,
 ) -> std::result::Result<(), CallError> {
     let buffers = Buffers {
         input,
@@ -520,7 +521,7 @@ pub fn run(
         lowered.kernel,
         &lowered.lengths,
         buffers,
-        lowered.pool(pool),
+        lowered.team(team),
     )?;
     if let Some((kernel, spec)) = &lowered.then {
         let in_place = Buffers {
@@ -532,20 +533,20 @@ pub fn run(
             scratch: &mut [],
         };
         let lengths = spec.lengths();
-        let pool = split(work(0, &lengths), pool);
-        call_kernel(program, *kernel, &lengths, in_place, pool)?;
+        let team = split(work(0, &lengths), team);
+        call_kernel(program, *kernel, &lengths, in_place, team)?;
     }
     Ok(())
 }
 
 /// Copies one concat branch, `input`, into its channel slice of `output`,
-/// its pixels split across `pool`'s threads if it is large enough.
+/// its pixels split across `team`'s threads if it is large enough.
 pub fn run_branch(
     program: &Program,
     branch: &Branch,
     input: &[f32],
     output: &mut [f32],
-    pool: Option<&rayon::ThreadPool>,
+    team: Option<&Team>,
 ) -> std::result::Result<(), CallError> {
     let buffers = Buffers {
         input,
@@ -556,8 +557,8 @@ pub fn run_branch(
         scratch: &mut [],
     };
     let lengths = branch.spec.lengths();
-    let pool = split(work(0, &lengths), pool);
-    call_kernel(program, branch.kernel, &lengths, buffers, pool)
+    let team = split(work(0, &lengths), team);
+    call_kernel(program, branch.kernel, &lengths, buffers, team)
 }
 
 /// A buffer shorter than a compiled kernel's [`Lengths`] require: the call
@@ -585,27 +586,27 @@ pub struct Buffers<'a> {
     pub extra: &'a [f32],
     /// The output tensor.
     pub output: &'a mut [f32],
-    /// Working memory: [`scratch_len`] for the pool the kernel runs on.
+    /// Working memory: [`scratch_len`] for the team the kernel runs on.
     pub scratch: &'a mut [f32],
 }
 
 /// How many calls [`call_kernel`] splits a kernel with `lengths` into on
-/// `pool`: four per thread to balance the load, but one per thread for a
+/// `team`: four per thread to balance the load, but one per thread for a
 /// kernel with scratch, which recomputes its intermediate at each seam.
-fn parts(lengths: &Lengths, pool: Option<&rayon::ThreadPool>) -> usize {
-    match pool {
-        Some(pool) if pool.current_num_threads() > 1 && lengths.rows > 1 => {
+fn parts(lengths: &Lengths, team: Option<&Team>) -> usize {
+    match team {
+        Some(team) if team.threads() > 1 && lengths.rows > 1 => {
             let per_thread = if lengths.scratch > 0 { 1 } else { 4 };
-            (pool.current_num_threads() * per_thread).min(lengths.rows)
+            (team.threads() * per_thread).min(lengths.rows)
         }
         _ => 1,
     }
 }
 
 /// The scratch, in `f32`s, that [`call_kernel`] needs for a kernel with
-/// `lengths` on `pool`: one per call it splits the rows into.
-pub fn scratch_len(lengths: &Lengths, pool: Option<&rayon::ThreadPool>) -> usize {
-    scratch_stride(lengths).saturating_mul(parts(lengths, pool))
+/// `lengths` on `team`: one per call it splits the rows into.
+pub fn scratch_len(lengths: &Lengths, team: Option<&Team>) -> usize {
+    scratch_stride(lengths).saturating_mul(parts(lengths, team))
 }
 
 /// The `f32`s from one call's scratch to the next's: its own, rounded up to
@@ -622,13 +623,13 @@ fn scratch_stride(lengths: &Lengths) -> usize {
 }
 
 /// Calls compiled kernel `kernel` on `buffers`, after checking each against
-/// `lengths` (the kernel's contract), its rows split across `pool`'s threads.
+/// `lengths` (the kernel's contract), its rows split across `team`'s threads.
 pub fn call_kernel(
     program: &Program,
     kernel: KernelId,
     lengths: &Lengths,
     buffers: Buffers<'_>,
-    pool: Option<&rayon::ThreadPool>,
+    team: Option<&Team>,
 ) -> std::result::Result<(), CallError> {
     let l = lengths;
     let Buffers {
@@ -639,14 +640,14 @@ pub fn call_kernel(
         output,
         scratch,
     } = buffers;
-    let pool = pool.filter(|pool| parts(l, Some(pool)) > 1);
+    let team = team.filter(|team| parts(l, Some(team)) > 1);
     let short = [
         ("input", input.len(), l.input),
         ("weights", weights.len(), l.weights),
         ("params", params.len(), l.params),
         ("extra", extra.len(), l.extra),
         ("output", output.len(), l.output),
-        ("scratch", scratch.len(), scratch_len(l, pool)),
+        ("scratch", scratch.len(), scratch_len(l, team)),
     ]
     .into_iter()
     .find(|(_, have, need)| have < need);
@@ -674,16 +675,11 @@ pub fn call_kernel(
         // ranges and parts given here are disjoint; `program` outlives the calls.
         unsafe { call.rows(function, part, per_call, begin, end) }
     };
-    match pool {
-        Some(pool) => {
-            let parts = parts(l, Some(pool)) as i64;
-            // A parallel iterator splits by `join`, whose jobs live on the stack:
-            // no allocation per call, unlike `scope` + `spawn`.
-            pool.install(|| {
-                (0..parts)
-                    .into_par_iter()
-                    .for_each(|p| run_rows(p as usize, rows * p / parts, rows * (p + 1) / parts));
-            });
+    match team {
+        Some(team) => {
+            let parts = parts(l, Some(team));
+            let share = |p: usize| rows * p as i64 / parts as i64;
+            team.run(parts, |p| run_rows(p, share(p), share(p + 1)));
         }
         None => run_rows(0, 0, rows),
     }

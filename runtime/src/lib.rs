@@ -9,6 +9,7 @@
 //! - [`memory`]: memory sized by user input, weighed against a budget and
 //!   allocated fallibly;
 //! - [`exec`]: runs a plan's steps in one arena;
+//! - [`team`]: the threads a forward pass splits its kernels' rows across;
 //! - [`model`]: [`Model`], the whole of it behind `new` and `forward`;
 //! - `report` (feature `jit`): what was built for each step
 //!   (`report::KernelReport`) and where the time goes (`report::Profile`);
@@ -33,6 +34,7 @@ pub mod params;
 pub mod reference;
 #[cfg(feature = "jit")]
 pub mod report;
+pub mod team;
 #[cfg(feature = "jit")]
 pub mod tune;
 pub mod weights;

@@ -347,9 +347,8 @@ impl Model {
                 } else {
                     options.threads
                 };
-                e.pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
+                // Threads that fail to start leave the model on one.
+                e.team = crate::team::Team::new(threads)
                     .ok()
                     .map(std::sync::Arc::new);
             }
@@ -375,7 +374,7 @@ impl Model {
         self.backend = Backend::Reference {
             reason: err.to_string(),
         };
-        (e.compiled, e.pool) = (None, None);
+        (e.compiled, e.team) = (None, None);
         reserve_weights(&e.graph, budget)?;
         e.params = load_params(
             &e.graph,

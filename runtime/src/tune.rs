@@ -30,6 +30,7 @@
 use crate::error::Result;
 use crate::jit::{call_kernel, scratch_len, Buffers};
 use crate::memory::Budget;
+use crate::team::Team;
 use cnnjit_codegen::choice::{self, ChoiceKey, Pick, Tuned};
 use cnnjit_codegen::conv::ConvSpec;
 use cnnjit_codegen::lower::{lower, Capabilities, LoweredStep};
@@ -379,9 +380,9 @@ pub fn convolutions(graph: &Graph, caps: &Capabilities) -> Result<Vec<ConvSpec>>
     Ok(specs)
 }
 
-/// A pool of `threads` threads for [`time_spec`] (0: every core), `None`
+/// A team of `threads` threads for [`time_spec`] (0: every core), `None`
 /// for one thread or where the threads cannot start (as a model's).
-pub fn pool(threads: usize) -> Result<Option<rayon::ThreadPool>> {
+pub fn team(threads: usize) -> Result<Option<Team>> {
     let threads = match threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -392,25 +393,24 @@ pub fn pool(threads: usize) -> Result<Option<rayon::ThreadPool>> {
             max: crate::model::MAX_THREADS,
         });
     }
-    let build = || rayon::ThreadPoolBuilder::new().num_threads(threads).build();
-    Ok((threads > 1).then(build).and_then(|pool| pool.ok()))
+    Ok((threads > 1).then(|| Team::new(threads).ok()).flatten())
 }
 
 /// Times every candidate of `spec` (Winograd tiles up to `largest_tile`) on
-/// `pool` (one thread if `None`): each kernel compiled alone, called once
+/// `team` (one thread if `None`): each kernel compiled alone, called once
 /// to warm up, then five times; the median. Buffers are taken from
 /// `budget` and filled with random numbers.
 pub fn time_spec(
     spec: &ConvSpec,
     largest_tile: usize,
-    pool: Option<&rayon::ThreadPool>,
+    team: Option<&Team>,
     budget: &mut Budget,
 ) -> Result<Timing> {
     let key = ChoiceKey::of(spec);
     let static_pick = choice::static_pick(spec, largest_tile);
     let mut times = Vec::new();
     for (pick, kernel) in choice::candidates(spec, largest_tile) {
-        times.push((pick, time_kernel(&kernel, pool, &mut budget.clone())?));
+        times.push((pick, time_kernel(&kernel, team, &mut budget.clone())?));
     }
     Ok(Timing {
         key,
@@ -420,11 +420,7 @@ pub fn time_spec(
 }
 
 /// The median seconds of one call of `kernel` on random buffers.
-fn time_kernel(
-    kernel: &Kernel,
-    pool: Option<&rayon::ThreadPool>,
-    budget: &mut Budget,
-) -> Result<f64> {
+fn time_kernel(kernel: &Kernel, team: Option<&Team>, budget: &mut Budget) -> Result<f64> {
     let layer = || {
         format!(
             "{} ({})",
@@ -459,7 +455,7 @@ fn time_kernel(
     let params = random(lengths.params, 3)?;
     let extra = random(lengths.extra, 4)?;
     let mut output = random(lengths.output, 5)?;
-    let mut scratch = random(scratch_len(&lengths, pool), 6)?;
+    let mut scratch = random(scratch_len(&lengths, team), 6)?;
     let mut call = || -> Result<f64> {
         let start = Instant::now();
         let buffers = Buffers {
@@ -470,7 +466,7 @@ fn time_kernel(
             output: &mut output,
             scratch: &mut scratch,
         };
-        call_kernel(&program, id, &lengths, buffers, pool).map_err(|e| crate::Error::Internal {
+        call_kernel(&program, id, &lengths, buffers, team).map_err(|e| crate::Error::Internal {
             layer: layer(),
             source: crate::InternalError::Call(e),
         })?;

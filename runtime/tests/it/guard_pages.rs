@@ -27,7 +27,7 @@
 //! their channel slice through `ConcatSpec`, whose other channels must keep
 //! the sentinel, and local response normalisations through `LrnSpec`) with random
 //! fused epilogues (affine, prelu, activations, residual add) are compiled and run
-//! over all rows (on the calling thread and split across a 2-thread pool) and
+//! over all rows (on the calling thread and split across a 2-thread team) and
 //! over sub-ranges of rows, including out-of-range and reversed ones, which
 //! the code must clamp. The output is compared with the reference kernels,
 //! and rows outside the range asked for must keep a sentinel. One in three
@@ -60,6 +60,7 @@ use cnnjit_codegen::{ChannelSlice, Epilogue, Jit, Kernel, Lengths};
 use cnnjit_runtime::ir::{self, Activation, Conv2d, Hw, Padding, Pool2d, PoolKind};
 use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers};
 use cnnjit_runtime::reference::{self, Dims};
+use cnnjit_runtime::team::Team;
 use std::ptr::NonNull;
 
 /// The system's page size in bytes.
@@ -833,7 +834,7 @@ fn pack(case: &Case, data: &Data) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// Compiles, runs and checks one case.
-fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) {
+fn run_case(index: usize, case: &Case, rng: &mut Rng, team: &Team) {
     let data = random_data(case, &case.kernel.lengths(), rng);
     let want = expected(case, &data);
     let (weights, params) = pack(case, &data);
@@ -845,7 +846,7 @@ fn run_case(index: usize, case: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) 
     };
     let what = format!("case {index}: {case:?}");
     let (want, dims) = widen(want, case.output, case.slice);
-    run_kernel(&what, &case.kernel, buffers, &want, dims, rng, pool);
+    run_kernel(&what, &case.kernel, buffers, &want, dims, rng, team);
 }
 
 /// Compiles, runs and checks one separable pair against the two
@@ -854,7 +855,7 @@ fn run_pair(
     index: usize,
     (first, second, kernel): &(Case, Case, Kernel),
     rng: &mut Rng,
-    pool: &rayon::ThreadPool,
+    team: &Team,
 ) {
     let data = random_data(first, &first.kernel.lengths(), rng);
     let mut then = random_data(second, &second.kernel.lengths(), rng);
@@ -871,7 +872,7 @@ fn run_pair(
     };
     let what = format!("pair {index}: {kernel:?}");
     let (want, dims) = widen(want, second.output, second.slice);
-    run_kernel(&what, kernel, buffers, &want, dims, rng, pool);
+    run_kernel(&what, kernel, buffers, &want, dims, rng, team);
 }
 
 /// A kernel's read-only buffers, packed.
@@ -891,7 +892,7 @@ fn run_kernel(
     want: &[f32],
     dims: Dims,
     rng: &mut Rng,
-    pool: &rayon::ThreadPool,
+    team: &Team,
 ) {
     let lengths = kernel.lengths();
     let mut jit = Jit::new().expect("a JIT for this host");
@@ -938,9 +939,9 @@ fn run_kernel(
     };
 
     // All rows through the runtime's entry point, alone and on two threads.
-    for (pool, label) in [(None, "all rows"), (Some(pool), "all rows, 2 threads")] {
+    for (split, label) in [(None, "all rows"), (Some(team), "all rows, 2 threads")] {
         output.as_mut_slice().fill(f32::from_bits(SENTINEL));
-        let mut scratch = Guarded::new(scratch_len(&lengths, pool));
+        let mut scratch = Guarded::new(scratch_len(&lengths, split));
         let buffers = Buffers {
             input: input.as_slice(),
             weights: weights.as_slice(),
@@ -949,7 +950,7 @@ fn run_kernel(
             output: output.as_mut_slice(),
             scratch: scratch.as_mut_slice(),
         };
-        call_kernel(&program, id, &lengths, buffers, pool).expect("the buffers fit");
+        call_kernel(&program, id, &lengths, buffers, split).expect("the buffers fit");
         check(
             output.as_slice(),
             want,
@@ -1026,10 +1027,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 fn generated_code_touches_only_its_own_buffers() {
     let seed = env_u64("GUARD_PAGES_SEED", 0x6775_6172_645f_7067);
     let cases = env_u64("GUARD_PAGES_CASES", 128) as usize;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .expect("a 2-thread pool");
+    let team = Team::new(2).expect("a 2-thread team");
     let mut rng = Rng(seed);
     let (mut run, mut skipped) = (0, 0);
     while run < cases {
@@ -1038,7 +1036,7 @@ fn generated_code_touches_only_its_own_buffers() {
             continue;
         };
         eprintln!("seed {seed:#x}, case {run}: {case:?}");
-        run_case(run, &case, &mut rng, &pool);
+        run_case(run, &case, &mut rng, &team);
         run += 1;
     }
     eprintln!("{run} cases run, {skipped} configurations skipped (empty output)");
@@ -1048,10 +1046,7 @@ fn generated_code_touches_only_its_own_buffers() {
 fn fused_separable_pairs_touch_only_their_own_buffers() {
     let seed = env_u64("GUARD_PAGES_SEED", 0x7061_6972_735f_6770);
     let cases = env_u64("GUARD_PAGES_CASES", 128) as usize / 2;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .expect("a 2-thread pool");
+    let team = Team::new(2).expect("a 2-thread team");
     let mut rng = Rng(seed);
     let (mut run, mut whole) = (0, 0);
     while run < cases {
@@ -1059,7 +1054,7 @@ fn fused_separable_pairs_touch_only_their_own_buffers() {
             continue;
         };
         eprintln!("seed {seed:#x}, pair {run}: {:?}", pair.2);
-        run_pair(run, &pair, &mut rng, &pool);
+        run_pair(run, &pair, &mut rng, &team);
         whole += matches!(&pair.2, Kernel::Separable(s) if s.rows_are_blocks()) as usize;
         run += 1;
     }

@@ -31,13 +31,13 @@ pub fn tune(graph: &cnnjit::Graph, args: &TuneArgs) -> Result<String, String> {
     let largest_tile = options.winograd.largest_tile();
     let caps = Capabilities::host(options.native(), largest_tile, options.fuse_separable);
     let specs = tune::convolutions(graph, &caps).map_err(fail)?;
-    let pool = tune::pool(options.threads).map_err(fail)?;
-    let threads = pool.as_ref().map_or(1, |p| p.current_num_threads());
+    let team = tune::team(options.threads).map_err(fail)?;
+    let threads = team.as_ref().map_or(1, |t| t.threads());
     let mut budget = Budget::new(options.memory_limit);
     let mut timings = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
         let timing =
-            tune::time_spec(spec, largest_tile, pool.as_ref(), &mut budget).map_err(fail)?;
+            tune::time_spec(spec, largest_tile, team.as_ref(), &mut budget).map_err(fail)?;
         eprintln!("[{}/{}] {}", i + 1, specs.len(), progress(&timing));
         timings.push(timing);
     }
