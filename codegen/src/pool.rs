@@ -11,7 +11,8 @@ use super::{
 };
 use super::{epilogue_lengths, pack_padded, padded_channels, ChannelSlice, OutputLayout};
 use cnnjit_ir::{Pool2d, PoolKind, Shape};
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
 
 /// Everything a pooling kernel is specialised to.
@@ -206,8 +207,12 @@ fn channels(spec: &PoolSpec, b: &mut FunctionBuilder, a: &Args, px: &Pixel) {
     }
 }
 
-/// The window of four (or `lanes`) channels: a runtime loop over its rows and
-/// columns, then the divisor and the epilogue.
+/// Windows of at most this many taps are unrolled (every tap a load at a
+/// constant offset); larger ones (global pools) loop at run time.
+const UNROLLED_TAPS: usize = 49;
+
+/// The window of four (or `lanes`) channels, unrolled or as a run-time loop
+/// over its rows and columns, then the divisor and the epilogue.
 fn window(
     spec: &PoolSpec,
     b: &mut FunctionBuilder,
@@ -216,28 +221,39 @@ fn window(
     lanes: usize,
 ) {
     let c = spec.channels as i64;
-    let acc = b.declare_var(types::F32X4);
+    let (row_bytes, pixel_bytes) = (spec.input[1] as i64 * c * 4, c * 4);
+    let left = -(spec.pad[1] as i64) * pixel_bytes;
     let init = vector::splat(b, if spec.max { f32::NEG_INFINITY } else { 0.0 });
-    b.def_var(acc, init);
-    let (y0, y1) = (int(b, px.ky.0 as i64), int(b, px.ky.1 as i64));
-    for_range(b, y0, y1, 1, |b, y| {
-        let row = b.ins().imul_imm_s(y, spec.input[1] as i64 * c * 4);
-        let row = b.ins().iadd(input, row);
-        let (x0, x1) = (int(b, px.kx.0 as i64), int(b, px.kx.1 as i64));
-        for_range(b, x0, x1, 1, |b, x| {
-            let col = b.ins().imul_imm_s(x, c * 4);
-            let at = b.ins().iadd(row, col);
-            let v = vector::load_partial(b, at, -(spec.pad[1] as i64) * c * 4, lanes);
-            let old = b.use_var(acc);
-            let new = if spec.max {
-                b.ins().fmax(old, v)
-            } else {
-                b.ins().fadd(old, v)
-            };
-            b.def_var(acc, new);
+    let taps = (px.ky.1 - px.ky.0) * (px.kx.1 - px.kx.0);
+    let mut x = if taps <= UNROLLED_TAPS {
+        let mut acc = init;
+        for y in px.ky.0..px.ky.1 {
+            for x in px.kx.0..px.kx.1 {
+                let at = y as i64 * row_bytes + x as i64 * pixel_bytes + left;
+                let v = vector::load_partial(b, input, at, lanes);
+                acc = combine(spec, b, acc, v);
+            }
+        }
+        acc
+    } else {
+        let acc = b.declare_var(types::F32X4);
+        b.def_var(acc, init);
+        let (y0, y1) = (int(b, px.ky.0 as i64), int(b, px.ky.1 as i64));
+        for_range(b, y0, y1, 1, |b, y| {
+            let row = b.ins().imul_imm_s(y, row_bytes);
+            let row = b.ins().iadd(input, row);
+            let (x0, x1) = (int(b, px.kx.0 as i64), int(b, px.kx.1 as i64));
+            for_range(b, x0, x1, 1, |b, x| {
+                let col = b.ins().imul_imm_s(x, pixel_bytes);
+                let at = b.ins().iadd(row, col);
+                let v = vector::load_partial(b, at, left, lanes);
+                let old = b.use_var(acc);
+                let new = combine(spec, b, old, v);
+                b.def_var(acc, new);
+            });
         });
-    });
-    let mut x = b.use_var(acc);
+        b.use_var(acc)
+    };
     if !spec.max {
         let scale = vector::splat(b, px.scale);
         x = b.ins().fmul(x, scale);
@@ -252,4 +268,19 @@ fn window(
         lanes,
     };
     apply_epilogue(b, &spec.epilogue, x, &at);
+}
+
+/// One tap into the window's accumulator: the sum, or the reference's max
+/// (`v` replaces `acc` if it is greater or NaN, so a NaN sticks and of equal
+/// values the first stays): a compare, an unordered compare, an or and a
+/// select, where Cranelift's IEEE `fmax` is nine instructions.
+fn combine(spec: &PoolSpec, b: &mut FunctionBuilder, acc: Value, v: Value) -> Value {
+    if !spec.max {
+        return b.ins().fadd(acc, v);
+    }
+    let greater = b.ins().fcmp(FloatCC::LessThan, acc, v);
+    let nan = b.ins().fcmp(FloatCC::Unordered, v, v);
+    let take = b.ins().bor(greater, nan);
+    let take = b.ins().bitcast(types::F32X4, MemFlagsData::new(), take);
+    b.ins().bitselect(take, v, acc)
 }

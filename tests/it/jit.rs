@@ -1078,3 +1078,44 @@ fn depthwise_layers_are_bitwise_alike_on_every_path() {
         assert_eq!(pair[0].1, pair[1].1, "{} against {}", pair[0].0, pair[1].0);
     }
 }
+
+/// A NaN in a max pool's window makes its output NaN wherever in the
+/// window it is met (first, middle or last), as in the reference and
+/// PyTorch, on every path: a plain `maxps` keeps whichever operand comes
+/// second, so a NaN met before larger values would be lost.
+#[test]
+fn max_pools_keep_nans() {
+    let graph = graph("Net(4x5x6) { maxpool(3x3, stride = 1, pad = 1), relu }");
+    let weights = cnnjit::runtime::params::random_weights(&graph, 1);
+    // Channel by channel, over the 4x5 pixels p (row-major): a NaN last in
+    // its windows; a NaN among ones; a NaN met before larger values; -inf
+    // with one 5; a ramp; -inf alone.
+    let pixel = |p: usize, c: usize| match c {
+        0 => [-1.0, f32::NAN][usize::from(p == 19)],
+        1 => [1.0, f32::NAN][usize::from(p == 6)],
+        2 => [2.0, f32::NAN][usize::from(p == 0)],
+        3 => [f32::NEG_INFINITY, 5.0][usize::from(p == 18)],
+        4 => p as f32 * 0.25 - 2.0,
+        _ => f32::NEG_INFINITY,
+    };
+    let input: Vec<f32> = (0..20 * 6).map(|i| pixel(i / 6, i % 6)).collect();
+    let reference = Options {
+        reference: true,
+        ..Options::default()
+    };
+    let want = Model::with_options(graph.clone(), &weights, reference)
+        .unwrap()
+        .forward(&input)
+        .unwrap();
+    assert!(want.iter().any(|v| v.is_nan()) && want.iter().any(|v| !v.is_nan()));
+    for (path, options) in paths() {
+        let mut model = Model::with_options(graph.clone(), &weights, options).unwrap();
+        assert_compiled(model.backend(), None, &path);
+        let got = model.forward(&input).unwrap();
+        let same = |(g, w): (&f32, &f32)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan());
+        assert!(
+            got.iter().zip(&want).all(same),
+            "{path}: {got:?} against {want:?}"
+        );
+    }
+}
