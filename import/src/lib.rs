@@ -126,7 +126,8 @@ pub fn import_bytes(
     let model = onnx::decode(bytes)?;
     let opset = standard_opset(&model)?;
     let graph = model.graph.as_ref().ok_or(DecodeError::NoGraph)?;
-    let dag = map::map(graph, opset, dir)?;
+    let mut dag = map::map(graph, opset, dir)?;
+    nest::chain_concats(&mut dag);
     let items = nest::nest(&dag)?;
     let producer = match model.producer_name.as_str() {
         "" => format!("ONNX opset {opset}"),

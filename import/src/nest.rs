@@ -10,35 +10,73 @@
 //! dominator to each of the join's inputs, recursively, and the walk goes on
 //! from the dominator.
 //!
+//! Exporters write a dense block (DenseNet's: each layer reads the
+//! concatenation of every earlier layer's output) as concatenations of ever
+//! longer lists of the same tensors, each tensor read by every later one.
+//! [`chain_concats`] first rewrites each concatenation whose first inputs are
+//! another's to read that one instead (`cat(a, b, c)` beside `cat(a, b)`
+//! becomes `cat(cat(a, b), c)`: the same tensor, as concatenation along
+//! channels is associative), so a dense block becomes a chain of
+//! `concat { [identity], [layer] }` blocks, each tensor read once.
+//!
 //! What this cannot see (a tensor read both inside a block and after it, a
 //! `Scale` of two computed tensors) either fails here, naming the node, or
 //! yields a tree whose compiled graph [`crate::verify`] finds different from
-//! the DAG; never a silently wrong net.
+//! the DAG; never a silently wrong net. The walk visits each layer at most
+//! once: a layer reached a second time fails at once, so a graph that cannot
+//! be nested costs time linear in its size, not in its paths.
 
 use crate::error::{Error, Result};
 use crate::map::Dag;
 use cnnjit_ir::Op;
-use cnnjit_lang::dsl::print::visit;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 pub use cnnjit_lang::dsl::print::{count, Item};
 
 /// The net as one sequence from the input to the output.
 pub fn nest(dag: &Dag) -> Result<Vec<Item>> {
     let idom = dominators(dag);
-    let items = Nester { dag, idom: &idom }.seq(0, dag.output)?;
-    let mut seen = vec![false; dag.layers.len()];
-    let mut twice = None;
-    visit(&items, &mut |id| {
-        if std::mem::replace(&mut seen[id], true) {
-            twice.get_or_insert(id);
+    let nester = Nester {
+        dag,
+        idom: &idom,
+        seen: RefCell::new(vec![false; dag.layers.len()]),
+    };
+    nester.seq(0, dag.output)
+}
+
+/// Rewrites every concatenation whose first two or more inputs are, in
+/// order, all the inputs of an earlier concatenation to read that one in
+/// their place, taking the longest such (module doc). Linear in the number
+/// of concatenation inputs: the input lists are walked through a trie of
+/// their prefixes.
+pub fn chain_concats(dag: &mut Dag) {
+    // Trie nodes are numbered from 1 (0 is the root); `edges` maps a node
+    // and the next input to the child, `ends` a node to the first
+    // concatenation whose whole input list it spells.
+    let mut edges: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut ends: HashMap<usize, usize> = HashMap::new();
+    for id in 0..dag.layers.len() {
+        if !matches!(dag.layers[id].op, Op::Concat) {
+            continue;
         }
-    });
-    match twice {
-        Some(id) => Err(Error::layer(
-            &dag.layers[id],
-            "the graph cannot be nested: this layer's output is read both inside a block and after it",
-        )),
-        None => Ok(items),
+        let inputs = &dag.layers[id].inputs;
+        let (mut node, mut longest) = (0, None);
+        for (taken, &input) in inputs.iter().enumerate() {
+            let fresh = edges.len() + 1;
+            node = *edges.entry((node, input)).or_insert(fresh);
+            let prefix = taken + 1;
+            if (2..inputs.len()).contains(&prefix) {
+                if let Some(&earlier) = ends.get(&node) {
+                    longest = Some((earlier, prefix));
+                }
+            }
+        }
+        ends.entry(node).or_insert(id);
+        if let Some((earlier, prefix)) = longest {
+            let inputs = &mut dag.layers[id].inputs;
+            inputs.splice(..prefix, [earlier]);
+        }
     }
 }
 
@@ -88,6 +126,8 @@ fn dominators(dag: &Dag) -> Vec<Option<usize>> {
 struct Nester<'a> {
     dag: &'a Dag,
     idom: &'a [Option<usize>],
+    /// The layers already placed in the tree.
+    seen: RefCell<Vec<bool>>,
 }
 
 impl Nester<'_> {
@@ -97,6 +137,12 @@ impl Nester<'_> {
         let mut cur = end;
         while cur != start {
             let layer = &self.dag.layers[cur];
+            if std::mem::replace(&mut self.seen.borrow_mut()[cur], true) {
+                return Err(Error::layer(
+                    layer,
+                    "the graph cannot be nested: this layer's output is read both inside a block and after it",
+                ));
+            }
             let fork = match layer.op {
                 Op::Add | Op::Concat | Op::Scale => self.idom[cur],
                 Op::Input

@@ -590,3 +590,59 @@ fn a_prelu_slope_not_per_channel_is_an_error_naming_the_node() {
         assert!(why.contains("expected [3, 1, 1] or [1, 3, 1, 1]"), "{why}");
     }
 }
+
+/// A dense block of `layers` layers as exporters write DenseNet's: layer i
+/// (a 1x1 conv of one output channel, then relu) reads the concatenation of
+/// the input and every earlier layer's output, listed newest first if
+/// `reversed`, and the block's output concatenates them all.
+fn dense_block(layers: usize, reversed: bool) -> Vec<u8> {
+    let (mut nodes, mut weights) = (Vec::new(), Vec::new());
+    let mut outputs = vec!["x".to_string()];
+    for i in 0..layers {
+        let mut read: Vec<&str> = outputs.iter().map(String::as_str).collect();
+        if reversed {
+            read.reverse();
+        }
+        let input = match read[..] {
+            [only] => only.to_string(),
+            _ => {
+                let cat = format!("cat{i}");
+                nodes.push(node("Concat", &cat, &read, &cat, vec![attr_i("axis", 1)]));
+                cat
+            }
+        };
+        let (w, c, r) = (format!("w{i}"), format!("c{i}"), format!("r{i}"));
+        nodes.push(node("Conv", &format!("conv{i}"), &[&input, &w], &c, vec![]));
+        weights.push(weight(&w, &[1, outputs.len() as i64, 1, 1]));
+        nodes.push(node("Relu", &format!("relu{i}"), &[&c], &r, vec![]));
+        outputs.push(r);
+    }
+    let all: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    nodes.push(node("Concat", "out", &all, "y", vec![attr_i("axis", 1)]));
+    model(13, &[1, 1, 4, 4], nodes, weights)
+}
+
+#[test]
+fn a_dense_block_is_a_chain_of_concats() {
+    // Each concatenation becomes `concat { [identity], [conv, relu] }` on the one
+    // before it: 1 + 150 channels out. The walk used to copy each shared
+    // branch into every block that read it, exponential in the length.
+    let layers = 150;
+    let imported = import(&dense_block(layers, false)).unwrap();
+    let body = body(&imported);
+    assert_eq!(body.iter().filter(|l| *l == "concat {").count(), layers);
+    assert_eq!(body.iter().filter(|l| *l == "identity,").count(), layers);
+    assert_eq!(
+        imported.net.graph.output_shape().len(),
+        4 * 4 * (1 + layers as u64)
+    );
+}
+
+#[test]
+fn a_dense_block_that_cannot_be_nested_fails_in_linear_time() {
+    // Newest first, no concatenation's inputs begin with another's, so every
+    // layer's output is read by every later one: 60 layers have about 2^60
+    // paths, which a walk copying shared branches would never finish.
+    let (node, op, why) = node_error(import(&dense_block(60, true)));
+    assert!(why.contains("cannot be nested"), "{node} ({op}): {why}");
+}
