@@ -219,6 +219,7 @@ pub const LAYER_OPS: &[&str] = &[
     "AveragePool",
     "GlobalAveragePool",
     "GlobalMaxPool",
+    "ReduceMean",
     "Gemm",
     "MatMul",
     "Flatten",
@@ -381,6 +382,39 @@ impl Mapper<'_> {
         Ok(Value::Layer(self.layers.len() - 1))
     }
 
+    /// `ReduceMean` over H and W (`x.mean([2, 3])`, MNASNet's global
+    /// pooling): a global average pool, then a flatten unless `keepdims`.
+    fn reduce_mean(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        let x = self.layer_input(node, inputs, 0)?;
+        let rank = nchw(self.shape(x)).len();
+        let axes = match self.opset {
+            ..18 => Self::ints(node, "axes", &[]),
+            _ => self
+                .constant(node, inputs, 1)?
+                .map(Tensor::ints)
+                .unwrap_or_default(),
+        };
+        let mut axes = (axes.iter())
+            .map(|&a| normalise_axis(node, a, rank))
+            .collect::<Result<Vec<_>>>()?;
+        axes.sort_unstable();
+        axes.dedup();
+        if rank != 4 || axes != [2, 3] {
+            return Err(node_error(
+                node,
+                format!("averages over axes {axes:?} of a rank-{rank} tensor; cnnjit reads ReduceMean over H and W (axes 2 and 3 of NCHW) as global average pooling"),
+            ));
+        }
+        let pool = self.push(node, Op::GlobalPool(PoolKind::Avg), vec![x], vec![])?;
+        match (Self::int(node, "keepdims", 1), &pool) {
+            (0, &Value::Layer(id)) => {
+                self.reads[id] += 1;
+                self.push(node, Op::Flatten, vec![id], vec![])
+            }
+            _ => Ok(pool),
+        }
+    }
+
     fn ints(node: &NodeProto, name: &str, default: &[i64]) -> Vec<i64> {
         attr(node, name).map_or_else(|| default.to_vec(), |a| a.ints.clone())
     }
@@ -437,6 +471,7 @@ impl Mapper<'_> {
                 };
                 self.push(node, op, vec![x], vec![])
             }
+            "ReduceMean" => self.reduce_mean(node, inputs),
             "LeakyRelu" => {
                 let x = self.layer_input(node, inputs, 0)?;
                 let a = Self::float(node, "alpha", 0.01);

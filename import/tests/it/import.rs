@@ -646,3 +646,59 @@ fn a_dense_block_that_cannot_be_nested_fails_in_linear_time() {
     let (node, op, why) = node_error(import(&dense_block(60, true)));
     assert!(why.contains("cannot be nested"), "{node} ({op}): {why}");
 }
+
+/// `ReduceMean` over axes 2 and 3 of ONNX's `int64` constant (opset 18 on)
+/// as in the attribute (before), by positive or negative axes.
+fn reduce_mean(opset: i64, axes: &[i64], keepdims: i64) -> Vec<u8> {
+    let mut attributes = vec![attr_i("keepdims", keepdims)];
+    let (mut inputs, mut weights) = (vec!["x"], vec![]);
+    if opset < 18 {
+        attributes.push(attr_ints("axes", axes));
+    } else {
+        inputs.push("axes");
+        weights.push(TensorProto {
+            name: "axes".into(),
+            dims: vec![axes.len() as i64],
+            data_type: data_type::INT64,
+            int64_data: axes.to_vec(),
+            ..TensorProto::default()
+        });
+    }
+    let mut nodes = vec![node("ReduceMean", "", &inputs, "y", attributes)];
+    if keepdims == 0 {
+        nodes[0].output = vec!["m".into()];
+        nodes.push(node(
+            "Gemm",
+            "",
+            &["m", "w"],
+            "y",
+            vec![attr_i("transB", 1)],
+        ));
+        weights.push(weight("w", &[2, 4]));
+    }
+    model(opset, &[1, 4, 3, 5], nodes, weights)
+}
+
+#[test]
+fn reduce_mean_over_height_and_width_is_global_average_pooling() {
+    let imported = import(&reduce_mean(13, &[2, 3], 1)).unwrap();
+    assert_eq!(body(&imported), ["global_avgpool,"]);
+    // MNASNet's `x.mean([2, 3])` then its classifier: keepdims = 0.
+    for (opset, axes) in [(13, [-1, -2]), (18, [2, 3])] {
+        let imported = import(&reduce_mean(opset, &axes, 0)).unwrap();
+        assert_eq!(
+            body(&imported),
+            ["global_avgpool,", "flatten,", "dense(2, bias = false),"],
+            "opset {opset}"
+        );
+    }
+}
+
+#[test]
+fn reduce_mean_over_other_axes_is_an_error_naming_the_node() {
+    for axes in [&[1][..], &[3], &[1, 2, 3]] {
+        let (_, op, why) = node_error(import(&reduce_mean(13, axes, 1)));
+        assert_eq!(op, "ReduceMean");
+        assert!(why.contains("axes 2 and 3"), "{why}");
+    }
+}
