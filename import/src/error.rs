@@ -106,13 +106,19 @@ pub enum DecodeError {
         /// The inputs found.
         found: usize,
     },
-    /// The input's dimensions are not `[N, C, H, W]` or `[N, F]` with fixed sizes.
-    #[error("input `{input}` has dimensions {dims:?}; cnnjit reads [N, C, H, W] or [N, F] with fixed sizes")]
+    /// The input's dimensions are not `[N, C, H, W]` or `[N, F]` with fixed
+    /// sizes, or disagree with the shape given for it.
+    #[error("input `{input}` has dimensions {}; {}", dims_text(dims), match given {
+        None => "cnnjit reads [N, C, H, W] or [N, F]: give the sizes the file leaves open with `--input-shape HxWxC` (or `F`)".to_string(),
+        Some(shape) => format!("the input shape given, {}, disagrees with a size the file fixes", shape_text(*shape)),
+    })]
     InputDims {
         /// The input's name.
         input: String,
         /// Its dimensions (`None` where symbolic), if declared.
         dims: Option<Vec<Option<i64>>>,
+        /// The shape given for it (`Options::input_shape`), if any.
+        given: Option<Shape>,
     },
     /// Not exactly one graph output.
     #[error("the model has {found} outputs; cnnjit nets have one")]
@@ -296,3 +302,25 @@ pub enum VerifyError {
 
 /// A `Result` whose error is an import [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Declared dimensions as `[?, 3, ?, ?]` (`?` where not fixed), or
+/// `undeclared`.
+fn dims_text(dims: &Option<Vec<Option<i64>>>) -> String {
+    match dims {
+        None => "undeclared".to_string(),
+        Some(dims) => {
+            let dims: Vec<String> = (dims.iter())
+                .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
+                .collect();
+            format!("[{}]", dims.join(", "))
+        }
+    }
+}
+
+/// A shape as `--input-shape` writes it: `HxWxC` or `F`.
+fn shape_text(shape: Shape) -> String {
+    match shape {
+        Shape::Volume { h, w, c } => format!("{h}x{w}x{c}"),
+        Shape::Flat(f) => f.to_string(),
+    }
+}

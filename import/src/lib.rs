@@ -36,6 +36,7 @@ pub mod write;
 
 pub use error::{DecodeError, Error, OutputProblem, Result, TensorProblem, VerifyError};
 
+use cnnjit_ir::Shape;
 use cnnjit_lang::CompiledNet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,10 @@ pub struct Imported {
 pub struct Options {
     /// The net's name (default: the file's stem in UpperCamelCase).
     pub net: Option<String>,
+    /// The input's shape (`HxWxC`, or the features of a flat input) where
+    /// the file leaves sizes open (`[-1, 3, ?, ?]`); every size the file
+    /// fixes must agree with it. The batch dimension is never read.
+    pub input_shape: Option<Shape>,
 }
 
 /// Imports the ONNX file at `path`; external data is read from regular files
@@ -96,13 +101,12 @@ pub fn import(path: impl AsRef<Path>, options: &Options) -> Result<Imported> {
         Some(name) => name.clone(),
         None => camel_case(&stem),
     };
-    let imported = import_bytes(
-        &bytes,
-        path.parent(),
-        &name,
-        &file,
-        &format!("{stem}.safetensors"),
-    )?;
+    let names = Names {
+        net: &name,
+        file: &file,
+        weights: &format!("{stem}.safetensors"),
+    };
+    let imported = import_bytes_as(&bytes, path.parent(), &names, options.input_shape)?;
     Ok(Imported {
         model: Some(path.to_path_buf()),
         ..imported
@@ -119,6 +123,39 @@ pub fn import_bytes(
     file: &str,
     weights: &str,
 ) -> Result<Imported> {
+    let names = Names {
+        net: name,
+        file,
+        weights,
+    };
+    import_bytes_as(bytes, dir, &names, None)
+}
+
+/// The names an import writes: the net's, and the model's and weights'
+/// files in the source's header.
+#[derive(Clone, Copy, Debug)]
+pub struct Names<'a> {
+    /// The net's name.
+    pub net: &'a str,
+    /// The model's file.
+    pub file: &'a str,
+    /// The weights' file.
+    pub weights: &'a str,
+}
+
+/// [`import_bytes`] with the input's shape given where the file leaves
+/// sizes open ([`Options::input_shape`]).
+pub fn import_bytes_as(
+    bytes: &[u8],
+    dir: Option<&Path>,
+    names: &Names<'_>,
+    input_shape: Option<Shape>,
+) -> Result<Imported> {
+    let Names {
+        net: name,
+        file,
+        weights,
+    } = *names;
     if !is_net_name(name) {
         let name = name.to_string();
         return Err(DecodeError::NetName { name }.into());
@@ -126,7 +163,7 @@ pub fn import_bytes(
     let model = onnx::decode(bytes)?;
     let opset = standard_opset(&model)?;
     let graph = model.graph.as_ref().ok_or(DecodeError::NoGraph)?;
-    let mut dag = map::map(graph, opset, dir)?;
+    let mut dag = map::map(graph, opset, dir, input_shape)?;
     nest::chain_concats(&mut dag);
     let items = nest::nest(&dag)?;
     let producer = match model.producer_name.as_str() {

@@ -80,7 +80,12 @@ pub const OPSETS: std::ops::RangeInclusive<i64> = 7..=24;
 
 /// Maps `graph` (operator set `opset` of the standard domain) to a [`Dag`];
 /// `dir` is where external data lives.
-pub fn map(graph: &GraphProto, opset: i64, dir: Option<&Path>) -> Result<Dag> {
+pub fn map(
+    graph: &GraphProto,
+    opset: i64,
+    dir: Option<&Path>,
+    input_shape: Option<Shape>,
+) -> Result<Dag> {
     let mut values = HashMap::new();
     // External data is read into memory: all of it must fit, each tensor's
     // bytes taken from the budget before any tensor is read (many tensors
@@ -113,10 +118,7 @@ pub fn map(graph: &GraphProto, opset: i64, dir: Option<&Path>) -> Result<Dag> {
         }
         .into());
     };
-    let shape = input_shape(input.dims()).ok_or_else(|| DecodeError::InputDims {
-        input: input.name.clone(),
-        dims: input.dims(),
-    })?;
+    let shape = resolve_input(&input.name, input.dims(), input_shape)?;
     values.insert(input.name.clone(), Value::Layer(0));
     let mut uses: HashMap<&str, usize> = HashMap::new();
     for name in graph
@@ -165,6 +167,43 @@ pub fn map(graph: &GraphProto, opset: i64, dir: Option<&Path>) -> Result<Dag> {
             output: output.name.clone(),
         }
         .into()),
+    }
+}
+
+/// The input's shape: the file's dimensions where they are all fixed, else
+/// `given` (`--input-shape`) where every dimension the file fixes agrees
+/// with it (a file that declares none takes it whole); the batch dimension
+/// is never read.
+fn resolve_input(
+    name: &str,
+    dims: Option<Vec<Option<i64>>>,
+    given: Option<Shape>,
+) -> Result<Shape> {
+    let error = || DecodeError::InputDims {
+        input: name.to_string(),
+        dims: dims.clone(),
+        given,
+    };
+    let Some(given) = given else {
+        return input_shape(dims.clone())
+            .ok_or_else(error)
+            .map_err(Into::into);
+    };
+    let agrees = match dims.as_deref() {
+        None => true,
+        Some(declared) => {
+            let wanted: Vec<usize> = nchw(given);
+            declared.len() == wanted.len()
+                && declared[1..]
+                    .iter()
+                    .zip(&wanted[1..])
+                    .all(|(d, &w)| d.is_none_or(|d| usize::try_from(d).is_ok_and(|d| d == w)))
+        }
+    };
+    if agrees {
+        Ok(given)
+    } else {
+        Err(error().into())
     }
 }
 

@@ -6,7 +6,8 @@
 use crate::common;
 
 use cnnjit_import::onnx::{data_type, Attribute, TensorProto};
-use cnnjit_import::{import_bytes, Error, Imported};
+use cnnjit_import::{import_bytes, import_bytes_as, Error, Imported, Names};
+use cnnjit_ir::Shape;
 use common::{model, node, weight};
 
 fn attr_ints(name: &str, ints: &[i64]) -> Attribute {
@@ -700,5 +701,70 @@ fn reduce_mean_over_other_axes_is_an_error_naming_the_node() {
         let (_, op, why) = node_error(import(&reduce_mean(13, axes, 1)));
         assert_eq!(op, "ReduceMean");
         assert!(why.contains("axes 2 and 3"), "{why}");
+    }
+}
+
+/// A conv net whose input is `[N, 2, H, W]` with N, H and W left open, as
+/// exporters write dynamic axes: `x` symbolic, then a 3x3 conv and relu.
+fn open_sizes() -> Vec<u8> {
+    use cnnjit_import::onnx::Model;
+    use prost::Message;
+    let bytes = model(
+        13,
+        &[1, 2, 1, 1],
+        vec![
+            node(
+                "Conv",
+                "conv",
+                &["x", "w"],
+                "c",
+                vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ),
+            node("Relu", "relu", &["c"], "y", vec![]),
+        ],
+        vec![weight("w", &[4, 2, 3, 3])],
+    );
+    let mut model = Model::decode(&bytes[..]).unwrap();
+    let input = &mut model.graph.as_mut().unwrap().input[0];
+    let shape = input.r#type.as_mut().unwrap().tensor_type.as_mut().unwrap();
+    for (i, dim) in shape.shape.as_mut().unwrap().dim.iter_mut().enumerate() {
+        if i != 1 {
+            (dim.dim_value, dim.dim_param) = (None, Some(["n", "", "h", "w"][i].into()));
+        }
+    }
+    model.encode_to_vec()
+}
+
+fn import_as(bytes: &[u8], shape: Option<Shape>) -> Result<Imported, Error> {
+    let names = Names {
+        net: "Net",
+        file: "net.onnx",
+        weights: "net.safetensors",
+    };
+    import_bytes_as(bytes, None, &names, shape)
+}
+
+#[test]
+fn open_input_sizes_are_given_by_the_input_shape() {
+    let bytes = open_sizes();
+    let why = import_error(import_as(&bytes, None)).to_string();
+    assert!(
+        why.contains("[?, 2, ?, ?]") && why.contains("--input-shape"),
+        "{why}"
+    );
+    let shape = Shape::Volume { h: 5, w: 7, c: 2 };
+    let imported = import_as(&bytes, Some(shape)).unwrap();
+    assert_eq!(imported.net.graph.input_shape(), shape);
+    assert_eq!(
+        imported.net.graph.output_shape(),
+        Shape::Volume { h: 5, w: 7, c: 4 }
+    );
+}
+
+#[test]
+fn an_input_shape_that_disagrees_with_a_fixed_size_is_an_error() {
+    for shape in [Shape::Volume { h: 5, w: 7, c: 3 }, Shape::Flat(70)] {
+        let why = import_error(import_as(&open_sizes(), Some(shape))).to_string();
+        assert!(why.contains("disagrees"), "{why}");
     }
 }

@@ -211,6 +211,11 @@ enum Command {
         /// The net's name (default: the model file's name in UpperCamelCase).
         #[arg(long)]
         net: Option<String>,
+        /// The input's shape, `HxWxC` (or `F` for a flat input), for a model
+        /// whose input sizes are not fixed (`[-1, 3, ?, ?]`); sizes the model
+        /// fixes must agree. The batch size is never needed.
+        #[arg(long, value_parser = parse_shape)]
+        input_shape: Option<cnnjit::Shape>,
     },
     /// Print the graph in Graphviz DOT.
     Graph {
@@ -953,9 +958,14 @@ fn run(cli: Cli) -> Result<String, String> {
                 json,
             ))
         }
-        Command::Import { model, output, net } => {
+        Command::Import {
+            model,
+            output,
+            net,
+            input_shape,
+        } => {
             use cnnjit::import::Error;
-            let options = cnnjit::import::Options { net };
+            let options = cnnjit::import::Options { net, input_shape };
             // Errors about a file name it; the others are the model's.
             let fail = |e: Error| match e {
                 Error::Io { .. } | Error::Output { .. } => format!("error: {e}"),
@@ -979,6 +989,22 @@ fn run(cli: Cli) -> Result<String, String> {
                 .ok_or_else(|| format!("error: {} defines no net", file.display()))?;
             Ok(dot::to_dot(&first.graph))
         }
+    }
+}
+
+/// `--input-shape`: `HxWxC` as the volume, `F` as flat features, every size
+/// a positive integer.
+fn parse_shape(text: &str) -> std::result::Result<cnnjit::Shape, String> {
+    let sizes = text
+        .split('x')
+        .map(|n| n.trim().parse::<u32>().ok().filter(|&n| n > 0))
+        .collect::<Option<Vec<_>>>();
+    match sizes.as_deref() {
+        Some(&[h, w, c]) => Ok(cnnjit::Shape::Volume { h, w, c }),
+        Some(&[f]) => Ok(cnnjit::Shape::Flat(f)),
+        _ => Err(format!(
+            "`{text}` is not HxWxC (e.g. 224x224x3) or F, with positive sizes"
+        )),
     }
 }
 
