@@ -165,6 +165,7 @@ pub fn import_bytes_as(
     let graph = model.graph.as_ref().ok_or(DecodeError::NoGraph)?;
     let mut dag = map::map(graph, opset, dir, input_shape)?;
     nest::chain_concats(&mut dag);
+    nest::group_concats(&mut dag)?;
     let items = nest::nest(&dag)?;
     let producer = match model.producer_name.as_str() {
         "" => format!("ONNX opset {opset}"),

@@ -19,6 +19,12 @@
 //! channels is associative), so a dense block becomes a chain of
 //! `concat { [identity], [layer] }` blocks, each tensor read once.
 //!
+//! Exporters also flatten nested concatenations: Inception-v3's
+//! `cat(b1, cat(b2a, b2b), ...)` arrives as `cat(b1, b2a, b2b, ...)`, whose
+//! `b2a` and `b2b` fork from one layer inside the block, which a branch
+//! cannot say. [`group_concats`] gives each run of consecutive inputs that
+//! fork below the concatenation's own fork a concatenation of its own again.
+//!
 //! What this cannot see (a tensor read both inside a block and after it, a
 //! `Scale` of two computed tensors) either fails here, naming the node, or
 //! yields a tree whose compiled graph [`crate::verify`] finds different from
@@ -121,6 +127,91 @@ fn dominators(dag: &Dag) -> Vec<Option<usize>> {
         idom[id] = Some(dom);
     }
     idom
+}
+
+/// Regroups each concatenation's consecutive inputs that fork below its
+/// own fork (its immediate dominator) into a concatenation of their own,
+/// inserted before it (module doc): the same tensor, as concatenation along
+/// channels is associative. Layers stay in topological order; those after
+/// an insertion are renumbered.
+pub fn group_concats(dag: &mut Dag) -> Result<()> {
+    let idom = dominators(dag);
+    let meet = |mut a: usize, mut b: usize| {
+        while a != b {
+            while a > b {
+                a = idom[a].unwrap_or(0);
+            }
+            while b > a {
+                b = idom[b].unwrap_or(0);
+            }
+        }
+        a
+    };
+    let groups = |id: usize| -> Vec<Vec<usize>> {
+        let layer = &dag.layers[id];
+        let fork = match (&layer.op, idom[id]) {
+            (Op::Concat, Some(fork)) => fork,
+            _ => return Vec::new(),
+        };
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut common = None;
+        for &input in &layer.inputs {
+            match common.map(|c| meet(c, input)).filter(|&m| m != fork) {
+                Some(m) => {
+                    common = Some(m);
+                    if let Some(group) = groups.last_mut() {
+                        group.push(input);
+                    }
+                }
+                None => {
+                    common = Some(input);
+                    groups.push(vec![input]);
+                }
+            }
+        }
+        groups
+    };
+    let plans: Vec<Vec<Vec<usize>>> = (0..dag.layers.len()).map(groups).collect();
+    if plans
+        .iter()
+        .all(|groups| groups.iter().all(|g| g.len() < 2))
+    {
+        return Ok(());
+    }
+    let old = std::mem::take(&mut dag.layers);
+    let mut renumbered = Vec::with_capacity(old.len());
+    for (id, mut layer) in old.into_iter().enumerate() {
+        let mut inputs = Vec::new();
+        for group in &plans[id] {
+            let group: Vec<usize> = group.iter().map(|&i| renumbered[i]).collect();
+            if let [one] = group[..] {
+                inputs.push(one);
+                continue;
+            }
+            let shapes: Vec<_> = group.iter().map(|&i| dag.layers[i].shape).collect();
+            let shape = cnnjit_ir::shape::output_shape(&Op::Concat, &shapes)
+                .map_err(|e| Error::layer(&layer, e.to_string()))?;
+            inputs.push(dag.layers.len());
+            dag.layers.push(crate::map::Layer {
+                op: Op::Concat,
+                inputs: group,
+                shape,
+                node: layer.node.clone(),
+                onnx_op: layer.onnx_op.clone(),
+                params: Vec::new(),
+            });
+        }
+        if plans[id].is_empty() {
+            // `map` lists layers in topological order: inputs come first.
+            layer.inputs.iter_mut().for_each(|i| *i = renumbered[*i]);
+        } else {
+            layer.inputs = inputs;
+        }
+        renumbered.push(dag.layers.len());
+        dag.layers.push(layer);
+    }
+    dag.output = renumbered[dag.output];
+    Ok(())
 }
 
 struct Nester<'a> {

@@ -768,3 +768,38 @@ fn an_input_shape_that_disagrees_with_a_fixed_size_is_an_error() {
         assert!(why.contains("disagrees"), "{why}");
     }
 }
+
+#[test]
+fn a_flattened_nested_concat_is_nested_again() {
+    // Inception-v3's cat(b1, cat(b2a, b2b)) as exporters flatten it:
+    // cat(b1, b2a, b2b), where b2a and b2b fork from f inside the block.
+    let bytes = model(
+        13,
+        &[1, 2, 3, 3],
+        vec![
+            node("Relu", "b1", &["x"], "b1", vec![]),
+            node("Sigmoid", "f", &["x"], "f", vec![]),
+            node("Relu", "b2a", &["f"], "b2a", vec![]),
+            node("Tanh", "b2b", &["f"], "b2b", vec![]),
+            node(
+                "Concat",
+                "cat",
+                &["b1", "b2a", "b2b"],
+                "y",
+                vec![attr_i("axis", 1)],
+            ),
+        ],
+        vec![],
+    );
+    let imported = import(&bytes).unwrap();
+    let body = body(&imported);
+    assert_eq!(
+        body.iter().filter(|l| *l == "concat {").count(),
+        2,
+        "{body:?}"
+    );
+    assert_eq!(
+        imported.net.graph.output_shape(),
+        Shape::Volume { h: 3, w: 3, c: 6 }
+    );
+}
