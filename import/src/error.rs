@@ -132,6 +132,12 @@ pub enum DecodeError {
         /// The output's name.
         output: String,
     },
+    /// The output is an unfinished hard-sigmoid or hard-swish.
+    #[error("output `{output}` is x + 3, relu6(x + 3) or x * relu6(x + 3): a hard_sigmoid or hard_swish never finished")]
+    PartialOutput {
+        /// The output's name.
+        output: String,
+    },
     /// No node computes the output.
     #[error("output `{output}` is computed by no node")]
     UnknownOutput {

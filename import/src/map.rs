@@ -73,6 +73,38 @@ pub struct Dag {
 enum Value {
     Const(Rc<Tensor>),
     Layer(usize),
+    /// Part of hard-sigmoid or hard-swish as exporters write them in
+    /// arithmetic, to be finished by the nodes that follow.
+    Partial(Partial),
+}
+
+/// An unfinished `relu6(x + 3) / 6` (hard-sigmoid) or `x * relu6(x + 3) / 6`
+/// (hard-swish) of layer `x`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Partial {
+    x: usize,
+    form: Form,
+}
+
+/// How far a [`Partial`] has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    /// `x + 3`.
+    PlusThree,
+    /// `relu6(x + 3)` (`Clip(0, 6)`).
+    Clipped,
+    /// `x * relu6(x + 3)`.
+    Times,
+}
+
+impl Form {
+    /// The nodes of this form that read `x`, each counted in its reads.
+    fn reads_of_x(self) -> usize {
+        match self {
+            Form::PlusThree | Form::Clipped => 1,
+            Form::Times => 2,
+        }
+    }
 }
 
 /// The ONNX operator-set versions read.
@@ -160,6 +192,10 @@ pub fn map(
             declared_output: output.dims(),
         }),
         Some(Value::Const(_)) => Err(DecodeError::ConstantOutput {
+            output: output.name.clone(),
+        }
+        .into()),
+        Some(Value::Partial(_)) => Err(DecodeError::PartialOutput {
             output: output.name.clone(),
         }
         .into()),
@@ -253,6 +289,7 @@ pub const LAYER_OPS: &[&str] = &[
     "HardSwish",
     "HardSigmoid",
     "Mul",
+    "Div",
     "Add",
     "MaxPool",
     "AveragePool",
@@ -294,11 +331,13 @@ impl Mapper<'_> {
                 })?)
             });
         }
-        let reads_layer = inputs.iter().any(|v| matches!(v, Some(Value::Layer(_))));
+        let reads_layer =
+            (inputs.iter()).any(|v| matches!(v, Some(Value::Layer(_) | Value::Partial(_))));
         let value = if node.op_type == "Shape" {
             let dims = match inputs.first() {
                 Some(Some(Value::Layer(id))) => nchw(self.layers[*id].shape),
                 Some(Some(Value::Const(t))) => t.dims.clone(),
+                Some(Some(Value::Partial(p))) => nchw(self.layers[p.x].shape),
                 _ => return Err(node_error(node, "input 0 is missing")),
             };
             Value::Const(Rc::new(Tensor::i64(
@@ -356,6 +395,7 @@ impl Mapper<'_> {
                 node,
                 format!("input {i} is a constant where the network's data is expected"),
             )),
+            Some(Some(Value::Partial(_))) => Err(partial_error(node, i)),
             _ => Err(node_error(node, format!("input {i} is missing"))),
         }
     }
@@ -368,7 +408,7 @@ impl Mapper<'_> {
     ) -> Result<Option<&'a Tensor>> {
         match inputs.get(i) {
             Some(Some(Value::Const(t))) => Ok(Some(&**t)),
-            Some(Some(Value::Layer(_))) => Err(node_error(
+            Some(Some(Value::Layer(_) | Value::Partial(_))) => Err(node_error(
                 node,
                 format!(
                     "input {i} is computed from the network's data; cnnjit needs a constant here"
@@ -532,7 +572,14 @@ impl Mapper<'_> {
                 self.push(node, act(Activation::HardSigmoid), vec![x], vec![])
             }
             "Clip" => {
-                let x = self.layer_input(node, inputs, 0)?;
+                let partial = match inputs.first() {
+                    Some(Some(Value::Partial(p))) => Some(*p),
+                    _ => None,
+                };
+                let x = match partial {
+                    Some(p) => p.x,
+                    None => self.layer_input(node, inputs, 0)?,
+                };
                 let bound = |i: usize, name: &str, default: f32| -> Result<f32> {
                     if self.opset < 11 {
                         return Ok(Self::float(node, name, default));
@@ -544,6 +591,12 @@ impl Mapper<'_> {
                     }
                 };
                 let (lo, hi) = (bound(1, "min", f32::MIN)?, bound(2, "max", f32::MAX)?);
+                if let Some(p) = partial {
+                    return match (p.form, lo, hi) {
+                        (Form::PlusThree, 0.0, 6.0) => self.partial(node, p.x, Form::Clipped),
+                        _ => Err(partial_error(node, 0)),
+                    };
+                }
                 let op = match (lo, hi) {
                     (0.0, 6.0) => act(Activation::Relu6),
                     (0.0, f32::MAX) => act(Activation::Relu),
@@ -560,6 +613,7 @@ impl Mapper<'_> {
                 self.push(node, op, vec![x], vec![])
             }
             "Mul" => self.mul(node, inputs),
+            "Div" => self.div(node, inputs),
             "Add" => self.add(node, inputs),
             "MaxPool" | "AveragePool" => self.pool(node, inputs),
             "Gemm" => {
@@ -925,7 +979,69 @@ impl Mapper<'_> {
         self.push(node, Op::PRelu, vec![x], params)
     }
 
+    /// A hard-sigmoid or hard-swish partial `p` divided by `divisor`: the
+    /// activation if the partial is the whole numerator and `divisor` 6.
+    fn finish(&mut self, node: &NodeProto, p: Partial, divisor: f32) -> Result<Value> {
+        let activation = match p.form {
+            Form::Clipped => Activation::HardSigmoid,
+            Form::Times => Activation::HardSwish,
+            Form::PlusThree => return Err(partial_error(node, 0)),
+        };
+        if (divisor - 6.0).abs() > 6.0 * 1e-6 {
+            return Err(node_error(
+                node,
+                format!("divides by {divisor}; cnnjit reads relu6(x + 3) / 6 as hard_sigmoid and x * relu6(x + 3) / 6 as hard_swish"),
+            ));
+        }
+        // The layer reads `x` once where the arithmetic read it more often.
+        self.reads[p.x] = self.reads[p.x].saturating_sub(p.form.reads_of_x() - 1);
+        self.push(node, Op::Activation(activation), vec![p.x], vec![])
+    }
+
+    /// A step of hard-sigmoid or hard-swish written in arithmetic: its output
+    /// must be read by one node only, which goes on with it.
+    fn partial(&self, node: &NodeProto, x: usize, form: Form) -> Result<Value> {
+        let output = node.output.first().map_or("", String::as_str);
+        match self.uses.get(output).copied().unwrap_or(0) {
+            1 => Ok(Value::Partial(Partial { x, form })),
+            n => Err(node_error(
+                node,
+                format!("its output is read {n} times; cnnjit reads x + 3 and relu6(x + 3) only as steps of hard_sigmoid (relu6(x + 3) / 6) and hard_swish (x * relu6(x + 3) / 6)"),
+            )),
+        }
+    }
+
+    /// `Div` of data: a hard-sigmoid or hard-swish partial by 6.
+    fn div(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        match (inputs.first(), inputs.get(1)) {
+            (Some(Some(Value::Partial(p))), Some(Some(Value::Const(t)))) if t.len() == 1 => {
+                self.finish(node, *p, t.floats()[0])
+            }
+            _ => Err(node_error(
+                node,
+                "divides the network's data; cnnjit reads Div only as the / 6 of hard_sigmoid (relu6(x + 3) / 6) and hard_swish (x * relu6(x + 3) / 6)",
+            )),
+        }
+    }
+
     fn mul(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        match (inputs.first(), inputs.get(1)) {
+            // A partial times 1/6, or x times relu6(x + 3).
+            (Some(Some(Value::Partial(p))), Some(Some(Value::Const(t))))
+            | (Some(Some(Value::Const(t))), Some(Some(Value::Partial(p))))
+                if t.len() == 1 =>
+            {
+                let factor = t.floats()[0];
+                return self.finish(node, *p, 1.0 / factor);
+            }
+            (Some(Some(Value::Layer(x))), Some(Some(Value::Partial(p))))
+            | (Some(Some(Value::Partial(p))), Some(Some(Value::Layer(x))))
+                if p.x == *x && p.form == Form::Clipped =>
+            {
+                return self.partial(node, *x, Form::Times);
+            }
+            _ => {}
+        }
         let (a, b) = (
             self.layer_input(node, inputs, 0)?,
             self.layer_input(node, inputs, 1)?,
@@ -984,6 +1100,11 @@ impl Mapper<'_> {
             | (Some(Some(Value::Const(t))), Some(Some(Value::Layer(l)))) => Some((*l, t.clone())),
             _ => None,
         };
+        if let Some((x, three)) = &layer_and_const {
+            if three.len() == 1 && three.floats()[0] == 3.0 {
+                return self.partial(node, *x, Form::PlusThree);
+            }
+        }
         let Some((l, bias)) = layer_and_const else {
             let (a, b) = (
                 self.layer_input(node, inputs, 0)?,
@@ -1037,6 +1158,15 @@ impl Mapper<'_> {
             )),
         }
     }
+}
+
+/// Input `i` is a step of hard-sigmoid or hard-swish written in arithmetic
+/// that this node does not continue.
+fn partial_error(node: &NodeProto, i: usize) -> Error {
+    node_error(
+        node,
+        format!("input {i} is x + 3, relu6(x + 3) or x * relu6(x + 3), which cnnjit reads only as steps of hard_sigmoid (relu6(x + 3) / 6) and hard_swish (x * relu6(x + 3) / 6)"),
+    )
 }
 
 /// Two sizes (height, width) from ONNX's list of per-axis values.

@@ -803,3 +803,90 @@ fn a_flattened_nested_concat_is_nested_again() {
         Shape::Volume { h: 3, w: 3, c: 6 }
     );
 }
+
+/// `x` through nodes of arithmetic reading `x` (the input) and the scalars
+/// `three`, `zero`, `six` and `sixth`; the last node writes `y`.
+fn arithmetic(nodes: Vec<cnnjit_import::onnx::NodeProto>) -> Vec<u8> {
+    model(
+        13,
+        &[1, 2, 3, 3],
+        nodes,
+        vec![
+            scalar("three", 3.0),
+            scalar("zero", 0.0),
+            scalar("six", 6.0),
+            scalar("sixth", 1.0 / 6.0),
+        ],
+    )
+}
+
+#[test]
+fn hard_swish_and_hard_sigmoid_written_in_arithmetic_are_the_activations() {
+    let plus_three = || node("Add", "", &["x", "three"], "p", vec![]);
+    let clip = || node("Clip", "", &["p", "zero", "six"], "c", vec![]);
+    let cases = [
+        // x * relu6(x + 3) / 6, as a converter writes hard-swish.
+        (
+            vec![
+                plus_three(),
+                clip(),
+                node("Mul", "", &["x", "c"], "m", vec![]),
+                node("Div", "", &["m", "six"], "y", vec![]),
+            ],
+            "hard_swish,",
+        ),
+        // x * (relu6(x + 3) * 1/6): hard-sigmoid, then the gate fused.
+        (
+            vec![
+                plus_three(),
+                clip(),
+                node("Mul", "", &["sixth", "c"], "g", vec![]),
+                node("Mul", "", &["g", "x"], "y", vec![]),
+            ],
+            "hard_swish,",
+        ),
+        (
+            vec![
+                plus_three(),
+                clip(),
+                node("Div", "", &["c", "six"], "y", vec![]),
+            ],
+            "hard_sigmoid,",
+        ),
+    ];
+    for (nodes, want) in cases {
+        let imported = import(&arithmetic(nodes)).unwrap();
+        assert_eq!(body(&imported), [want]);
+    }
+}
+
+#[test]
+fn arithmetic_that_is_not_hard_swish_is_an_error_naming_the_node() {
+    let plus_three = || node("Add", "", &["x", "three"], "p", vec![]);
+    for (nodes, named) in [
+        (
+            vec![plus_three(), node("Relu", "r", &["p"], "y", vec![])],
+            "r",
+        ),
+        (
+            vec![
+                plus_three(),
+                node("Clip", "", &["p", "zero", "six"], "c", vec![]),
+                node("Div", "d", &["c", "three"], "y", vec![]),
+            ],
+            "d",
+        ),
+        (vec![node("Div", "d", &["x", "six"], "y", vec![])], "d"),
+    ] {
+        let (node, _, why) = node_error(import(&arithmetic(nodes)));
+        assert_eq!(node, named, "{why}");
+    }
+    let why = import_error(import(&arithmetic(vec![node(
+        "Add",
+        "",
+        &["x", "three"],
+        "y",
+        vec![],
+    )])));
+    assert!(why.to_string().contains("never finished"), "{why}");
+}
