@@ -76,6 +76,9 @@ enum Value {
     /// Part of hard-sigmoid or hard-swish as exporters write them in
     /// arithmetic, to be finished by the nodes that follow.
     Partial(Partial),
+    /// Layer `.0` padded with zeros by an explicit `Pad`, which the conv
+    /// reading it takes as its own padding.
+    Padded(usize, Padding),
 }
 
 /// An unfinished `relu6(x + 3) / 6` (hard-sigmoid) or `x * relu6(x + 3) / 6`
@@ -195,7 +198,7 @@ pub fn map(
             output: output.name.clone(),
         }
         .into()),
-        Some(Value::Partial(_)) => Err(DecodeError::PartialOutput {
+        Some(Value::Partial(_) | Value::Padded(..)) => Err(DecodeError::PartialOutput {
             output: output.name.clone(),
         }
         .into()),
@@ -291,6 +294,7 @@ pub const LAYER_OPS: &[&str] = &[
     "Mul",
     "Div",
     "Add",
+    "Pad",
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",
@@ -331,13 +335,18 @@ impl Mapper<'_> {
                 })?)
             });
         }
-        let reads_layer =
-            (inputs.iter()).any(|v| matches!(v, Some(Value::Layer(_) | Value::Partial(_))));
+        let reads_layer = (inputs.iter()).any(|v| {
+            matches!(
+                v,
+                Some(Value::Layer(_) | Value::Partial(_) | Value::Padded(..))
+            )
+        });
         let value = if node.op_type == "Shape" {
             let dims = match inputs.first() {
                 Some(Some(Value::Layer(id))) => nchw(self.layers[*id].shape),
                 Some(Some(Value::Const(t))) => t.dims.clone(),
                 Some(Some(Value::Partial(p))) => nchw(self.layers[p.x].shape),
+                Some(Some(Value::Padded(..))) => return Err(padded_error(node, 0)),
                 _ => return Err(node_error(node, "input 0 is missing")),
             };
             Value::Const(Rc::new(Tensor::i64(
@@ -396,6 +405,7 @@ impl Mapper<'_> {
                 format!("input {i} is a constant where the network's data is expected"),
             )),
             Some(Some(Value::Partial(_))) => Err(partial_error(node, i)),
+            Some(Some(Value::Padded(..))) => Err(padded_error(node, i)),
             _ => Err(node_error(node, format!("input {i} is missing"))),
         }
     }
@@ -408,7 +418,7 @@ impl Mapper<'_> {
     ) -> Result<Option<&'a Tensor>> {
         match inputs.get(i) {
             Some(Some(Value::Const(t))) => Ok(Some(&**t)),
-            Some(Some(Value::Layer(_) | Value::Partial(_))) => Err(node_error(
+            Some(Some(Value::Layer(_) | Value::Partial(_) | Value::Padded(..))) => Err(node_error(
                 node,
                 format!(
                     "input {i} is computed from the network's data; cnnjit needs a constant here"
@@ -614,6 +624,7 @@ impl Mapper<'_> {
             }
             "Mul" => self.mul(node, inputs),
             "Div" => self.div(node, inputs),
+            "Pad" => self.pad(node, inputs),
             "Add" => self.add(node, inputs),
             "MaxPool" | "AveragePool" => self.pool(node, inputs),
             "Gemm" => {
@@ -738,8 +749,64 @@ impl Mapper<'_> {
         }
     }
 
-    fn conv(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+    /// An explicit zero `Pad` of H and W, for the conv that reads it next.
+    fn pad(&self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
         let x = self.layer_input(node, inputs, 0)?;
+        let mode = attr(node, "mode").map(|a| a.string()).unwrap_or_default();
+        let (pads, value) = match self.opset {
+            ..11 => (
+                Self::ints(node, "pads", &[]),
+                Self::float(node, "value", 0.0),
+            ),
+            _ => (
+                self.required(node, inputs, 1)?.ints(),
+                match self.constant(node, inputs, 2)? {
+                    Some(t) if t.len() == 1 => t.floats()[0],
+                    Some(_) => return Err(node_error(node, "constant_value is not a scalar")),
+                    None => 0.0,
+                },
+            ),
+        };
+        if inputs.get(3).is_some_and(Option::is_some) {
+            return Err(node_error(
+                node,
+                "pads only some axes; cnnjit reads Pad of H and W",
+            ));
+        }
+        let pad = |v: i64| u32::try_from(v).ok();
+        let padding = match pads[..] {
+            [0, 0, top, left, 0, 0, bottom, right] => {
+                match (pad(top), pad(left), pad(bottom), pad(right)) {
+                    (Some(top), Some(left), Some(bottom), Some(right)) => Some(Padding {
+                        top,
+                        left,
+                        bottom,
+                        right,
+                    }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let output = node.output.first().map_or("", String::as_str);
+        match padding {
+            Some(padding) if matches!(mode.as_str(), "" | "constant") && value == 0.0
+                && self.uses.get(output) == Some(&1) =>
+            {
+                Ok(Value::Padded(x, padding))
+            }
+            _ => Err(node_error(
+                node,
+                format!("pads {pads:?} ({mode:?}, value {value}); cnnjit reads a Pad only as zeros around H and W (no negative pads) read by one conv, which takes it as its own padding"),
+            )),
+        }
+    }
+
+    fn conv(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        let (x, pad) = match inputs.first() {
+            Some(Some(Value::Padded(x, pad))) => (*x, Some(*pad)),
+            _ => (self.layer_input(node, inputs, 0)?, None),
+        };
         let Shape::Volume { h, w, c } = self.shape(x) else {
             return Err(node_error(node, "a convolution of a flat tensor"));
         };
@@ -769,7 +836,15 @@ impl Mapper<'_> {
         }
         let stride = hw(node, &Self::ints(node, "strides", &[1, 1]))?;
         let dilation = hw(node, &Self::ints(node, "dilations", &[1, 1]))?;
-        let padding = padding(node, h, w, kernel, stride, dilation)?;
+        let mut padding = padding(node, h, w, kernel, stride, dilation)?;
+        if let Some(pad) = pad {
+            padding = Padding {
+                top: padding.top + pad.top,
+                left: padding.left + pad.left,
+                bottom: padding.bottom + pad.bottom,
+                right: padding.right + pad.right,
+            };
+        }
         let out_channels =
             u32::try_from(k).map_err(|_| node_error(node, "too many output channels"))?;
         let mut params = vec![Param {
@@ -1158,6 +1233,14 @@ impl Mapper<'_> {
             )),
         }
     }
+}
+
+/// Input `i` is an explicit `Pad` read by other than a conv.
+fn padded_error(node: &NodeProto, i: usize) -> Error {
+    node_error(
+        node,
+        format!("input {i} is an explicit Pad, which cnnjit reads only as the padding of the conv that follows it"),
+    )
 }
 
 /// Input `i` is a step of hard-sigmoid or hard-swish written in arithmetic

@@ -890,3 +890,57 @@ fn arithmetic_that_is_not_hard_swish_is_an_error_naming_the_node() {
     )])));
     assert!(why.to_string().contains("never finished"), "{why}");
 }
+
+fn padded_conv(pads: &[i64], mode: &str) -> Vec<u8> {
+    let pad = TensorProto {
+        name: "pads".into(),
+        dims: vec![8],
+        data_type: data_type::INT64,
+        int64_data: pads.to_vec(),
+        ..TensorProto::default()
+    };
+    let mode = Attribute {
+        name: "mode".into(),
+        s: mode.as_bytes().to_vec(),
+        ..Attribute::default()
+    };
+    model(
+        13,
+        &[1, 2, 5, 5],
+        vec![
+            node("Pad", "pad", &["x", "pads"], "p", vec![mode]),
+            node(
+                "Conv",
+                "conv",
+                &["p", "w"],
+                "c",
+                vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ),
+            node("Relu", "relu", &["c"], "y", vec![]),
+        ],
+        vec![pad, weight("w", &[3, 2, 3, 3])],
+    )
+}
+
+#[test]
+fn an_explicit_zero_pad_before_a_conv_is_the_convs_padding() {
+    // pad 1 all round, then the conv's own 1: pad = 2 on a 5x5 input, 3x3
+    // kernel: (5 + 4 - 3) + 1 = 7.
+    let imported = import(&padded_conv(&[0, 0, 1, 1, 0, 0, 1, 1], "constant")).unwrap();
+    assert_eq!(
+        body(&imported),
+        ["conv(3, 3x3, pad = 2, bias = false), relu,"]
+    );
+    assert_eq!(
+        imported.net.graph.output_shape(),
+        Shape::Volume { h: 7, w: 7, c: 3 }
+    );
+    for (pads, mode) in [
+        (&[0, 1, 1, 1, 0, 0, 1, 1], "constant"),
+        (&[0, 0, -1, 1, 0, 0, 1, 1], "constant"),
+        (&[0, 0, 1, 1, 0, 0, 1, 1], "reflect"),
+    ] {
+        let (node, op, _) = node_error(import(&padded_conv(pads, mode)));
+        assert_eq!((node.as_str(), op.as_str()), ("pad", "Pad"));
+    }
+}
