@@ -30,7 +30,6 @@
 //! input and no branch is taken per tap.
 
 use super::epilogue_lengths;
-use super::fold;
 use super::native::{self, Isa, Tap, TileFn, WideTileFn};
 use super::native_epilogue::{NativeEpilogue, Site};
 use super::native_gemv::{self, GemvFn};
@@ -356,7 +355,7 @@ impl ConvSpec {
     /// gathered from the block's rows by index, with no `Option` tested per
     /// weight: 2.5x faster than the iterator chain it replaced (one core,
     /// 2026-12-06). Each weight is times its channel's factor in `f64`,
-    /// rounded once: what [`fold`] computes.
+    /// rounded once: what [`super::fold`] computes.
     pub fn pack_block(&self, weight: &[f32], scale: Option<&[f64]>, b: usize, block: &mut [f32]) {
         let (cg, kg, [fh, fw]) = (self.in_per_group(), self.out_per_group(), self.kernel);
         let (taps, width, blocks) = (fh * fw, self.block(), self.blocks());
