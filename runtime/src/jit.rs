@@ -118,7 +118,8 @@ pub struct Compiled {
 pub struct Phases {
     /// Packing every step's weights, on every core.
     pub pack_ms: f64,
-    /// Cranelift compiling the distinct kernels, on the calling thread.
+    /// Cranelift compiling the distinct kernels, on the threads
+    /// [`compile`] was given.
     pub cranelift_ms: f64,
 }
 
@@ -158,15 +159,18 @@ fn internal(graph: &Graph, id: NodeId, source: impl Into<InternalError>) -> Erro
 ///
 /// Packing touches every weight (200 MB packed for ResNet-50, most of it
 /// memory the process has never touched) and each step's depends on no other
-/// step's, so the steps' weights are packed on every core while the calling
-/// thread compiles the distinct kernels with Cranelift; neither waits for the
-/// other, since a kernel's code depends on its spec alone.
+/// step's, so the steps' weights are packed on every core while Cranelift
+/// compiles the distinct kernels on `threads` threads, the calling thread
+/// one of them ([`Jit::finish_on`]); neither waits for the other, since a
+/// kernel's code depends on its spec alone. The program, its kernel ids
+/// and its code are the same for any `threads`.
 pub fn compile(
     graph: &Graph,
     lowered: &[LoweredStep],
     params: &Params,
     file: &Weights,
     budget: &mut Budget,
+    threads: usize,
 ) -> Result<Compiled> {
     let start = Instant::now();
     let whole = |e: CodegenError| Error::Internal {
@@ -189,8 +193,8 @@ pub fn compile(
     budget.take(packed_bytes, || {
         format!("the packed weights of net `{}`", graph.name)
     })?;
-    let (mut weights, mut pack_ms, mut cranelift_ms) = (Vec::new(), 0.0, 0.0);
-    let steps = rayon::in_place_scope(|scope| {
+    let (mut weights, mut pack_ms) = (Vec::new(), 0.0);
+    let (steps, program, kernels, cranelift_ms) = rayon::in_place_scope(|scope| {
         scope.spawn(|_| {
             let start = Instant::now();
             // A step of one layer keeps its packed vector as it is: copying
@@ -210,9 +214,10 @@ pub fn compile(
         let start = Instant::now();
         let steps = (lowered.iter())
             .map(|step| compile_step(graph, params, step, &mut jit))
-            .collect::<Result<Vec<_>>>();
-        cranelift_ms = start.elapsed().as_secs_f64() * 1e3;
-        steps
+            .collect::<Result<Vec<_>>>()?;
+        let kernels = jit.compiled();
+        let program = jit.finish_on(threads).map_err(whole)?;
+        Ok::<_, Error>((steps, program, kernels, start.elapsed().as_secs_f64() * 1e3))
     })?;
     let steps = (steps.into_iter().zip(weights).zip(lowered))
         .map(|((mut lowering, weights), step)| {
@@ -229,8 +234,6 @@ pub fn compile(
             Ok(lowering)
         })
         .collect::<Result<Vec<_>>>()?;
-    let kernels = jit.compiled();
-    let program = jit.finish().map_err(whole)?;
     Ok(Compiled {
         program: Arc::new(program),
         steps,

@@ -327,7 +327,12 @@ impl Model {
         budget: &mut Budget,
     ) -> Result<()> {
         let e = &mut self.engine;
-        match crate::jit::compile(&e.graph, lowered, &e.params, weights, budget) {
+        let threads = if options.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            options.threads
+        };
+        match crate::jit::compile(&e.graph, lowered, &e.params, weights, budget, threads) {
             Ok(compiled) => {
                 self.backend = Backend::Jit {
                     kernels: compiled.kernels,
@@ -342,11 +347,6 @@ impl Model {
                     native_tile: options.native().is_some(),
                 };
                 e.compiled = Some(compiled);
-                let threads = if options.threads == 0 {
-                    std::thread::available_parallelism().map_or(1, |n| n.get())
-                } else {
-                    options.threads
-                };
                 // Threads that fail to start leave the model on one.
                 e.team = crate::team::Team::new(threads)
                     .ok()

@@ -889,7 +889,7 @@ fn every_step_runs_compiled_and_large_kernels_split() {
         let mut budget = cnnjit::runtime::memory::Budget::new(None);
         let winograd = Options::default().winograd.largest_tile();
         let lowered = lower(&graph, &plan, &Capabilities::host(None, winograd, true));
-        let compiled = jit::compile(&graph, &lowered, &params, &weights, &mut budget);
+        let compiled = jit::compile(&graph, &lowered, &params, &weights, &mut budget, 2);
         let compiled = compiled.unwrap();
         let reference = compiled
             .steps
@@ -925,6 +925,76 @@ fn every_step_runs_compiled_and_large_kernels_split() {
     let googlenet = net("googlenet", "GoogLeNet");
     let lrn: Vec<_> = googlenet.iter().filter(|s| s.0 == "lrn").collect();
     assert_eq!(lrn, [&("lrn", 56 * 56, true), &("lrn", 56 * 56, true)]);
+}
+
+/// Cranelift compiles a net's kernels on any number of threads into the same
+/// program: GoogLeNet's (many distinct specs, concat copies, lrn, pools) on
+/// one thread and on three give every step the same kernel ids, each kernel
+/// the same machine code, and every step the same packed weights and vectors.
+#[test]
+fn the_program_is_the_same_for_any_compile_thread_count() {
+    use cnnjit::codegen::lower::{lower, Capabilities};
+    use cnnjit::runtime::jit::{self, Lowering};
+    use cnnjit::runtime::params::{load_params, random_weights, LoadOptions};
+    let path = format!("{}/examples/nets/googlenet.cnn", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let graph = cnnjit::lang::compile_source(&text)
+        .unwrap()
+        .into_iter()
+        .find(|n| n.graph.name == "GoogLeNet")
+        .unwrap()
+        .graph;
+    let plan = cnnjit::ir::plan::plan(&graph).unwrap();
+    let weights = random_weights(&graph, 5);
+    let params = load_params(&graph, &plan, &weights, LoadOptions::default()).unwrap();
+    let winograd = Options::default().winograd.largest_tile();
+    let lowered = lower(&graph, &plan, &Capabilities::host(None, winograd, true));
+    let compile = |threads| {
+        let mut budget = cnnjit::runtime::memory::Budget::new(None);
+        jit::compile(&graph, &lowered, &params, &weights, &mut budget, threads).unwrap()
+    };
+    let (one, three) = (compile(1), compile(3));
+    assert!(one.kernels > 20, "{} distinct kernels", one.kernels);
+    assert_eq!(one.kernels, three.kernels);
+    assert_eq!(one.program.len(), one.kernels);
+    // (kernel ids, packed weights, packed vectors) of each step.
+    let steps = |c: &jit::Compiled| {
+        (c.steps.iter())
+            .map(|step| match step {
+                Lowering::Kernel(l) => {
+                    let then = l.then.as_ref().map(|(id, _)| *id);
+                    (
+                        vec![Some(l.kernel), then],
+                        l.weights.clone(),
+                        l.params.clone(),
+                    )
+                }
+                Lowering::Concat(branches) => (
+                    branches.iter().map(|b| Some(b.kernel)).collect(),
+                    Vec::new(),
+                    Vec::new(),
+                ),
+                Lowering::Reference(_) | Lowering::InNext => (Vec::new(), Vec::new(), Vec::new()),
+            })
+            .collect::<Vec<_>>()
+    };
+    let (steps_one, steps_three) = (steps(&one), steps(&three));
+    assert!(
+        steps_one == steps_three,
+        "kernel ids or packed operands differ"
+    );
+    let ids = steps_one.iter().flat_map(|(ids, ..)| ids.iter().flatten());
+    let mut seen = 0;
+    for &id in ids {
+        let code = one.program.code(id);
+        assert!(!code.is_empty());
+        assert!(
+            code == three.program.code(id),
+            "kernel {id:?}'s code differs"
+        );
+        seen += 1;
+    }
+    assert!(seen >= one.kernels);
 }
 
 /// `Model::kernels` names what each step runs, in agreement with the backend
