@@ -184,6 +184,13 @@ struct Pixel {
     scale: f32,
 }
 
+/// Channel vectors a window sums at once, each into an accumulator of its
+/// own: independent chains of adds, and each input pixel's channels read
+/// as one contiguous run (a global pool over 112x112x32 reads its 1.6 MB
+/// once, not once per vector). Each channel still sums its window in the
+/// same order, so the grouping changes no output.
+const GROUP: usize = 8;
+
 fn channels(spec: &PoolSpec, b: &mut FunctionBuilder, a: &Args, px: &Pixel) {
     let c = spec.channels;
     let full = c / 4;
@@ -191,34 +198,46 @@ fn channels(spec: &PoolSpec, b: &mut FunctionBuilder, a: &Args, px: &Pixel) {
         let bytes = b.ins().imul_imm_s(cv, 16);
         [px.input, px.output, px.extra, a.params].map(|p| b.ins().iadd(p, bytes))
     };
-    if full > 0 {
+    let groups = full / GROUP;
+    if groups > 0 {
         let zero = int(b, 0);
-        let n = int(b, full as i64);
-        for_range(b, zero, n, 1, |b, cv| {
+        let n = int(b, (groups * GROUP) as i64);
+        for_range(b, zero, n, GROUP as i64, |b, cv| {
             let p = at(b, cv);
-            window(spec, b, p, px, 4);
+            window(spec, b, p, px, &[4; GROUP]);
         });
     }
+    let mut rest = vec![4; full - groups * GROUP];
     if !c.is_multiple_of(4) {
-        let cv = int(b, full as i64);
+        rest.push(c % 4);
+    }
+    if !rest.is_empty() {
+        let cv = int(b, (groups * GROUP) as i64);
         let p = at(b, cv);
-        window(spec, b, p, px, c % 4);
+        window(spec, b, p, px, &rest);
     }
 }
 
-/// The window of four (or `lanes`) channels: a runtime loop over its rows and
-/// columns, then the divisor and the epilogue.
+/// Consecutive vectors of four channels, the `i`th of `lanes[i]` (1 to 4)
+/// of them: a runtime loop over the window's rows and columns, one
+/// accumulator per vector, then the divisor and the epilogue.
 fn window(
     spec: &PoolSpec,
     b: &mut FunctionBuilder,
     [input, output, extra, params]: [Value; 4],
     px: &Pixel,
-    lanes: usize,
+    lanes: &[usize],
 ) {
     let c = spec.channels as i64;
-    let acc = b.declare_var(types::F32X4);
     let init = vector::splat(b, if spec.max { f32::NEG_INFINITY } else { 0.0 });
-    b.def_var(acc, init);
+    let acc: Vec<_> = lanes
+        .iter()
+        .map(|_| {
+            let acc = b.declare_var(types::F32X4);
+            b.def_var(acc, init);
+            acc
+        })
+        .collect();
     let (y0, y1) = (int(b, px.ky.0 as i64), int(b, px.ky.1 as i64));
     for_range(b, y0, y1, 1, |b, y| {
         let row = b.ins().imul_imm_s(y, spec.input[1] as i64 * c * 4);
@@ -227,29 +246,35 @@ fn window(
         for_range(b, x0, x1, 1, |b, x| {
             let col = b.ins().imul_imm_s(x, c * 4);
             let at = b.ins().iadd(row, col);
-            let v = vector::load_partial(b, at, -(spec.pad[1] as i64) * c * 4, lanes);
-            let old = b.use_var(acc);
-            let new = if spec.max {
-                b.ins().fmax(old, v)
-            } else {
-                b.ins().fadd(old, v)
-            };
-            b.def_var(acc, new);
+            for (v, (&acc, &lanes)) in acc.iter().zip(lanes).enumerate() {
+                let offset = 16 * v as i64 - spec.pad[1] as i64 * c * 4;
+                let x = vector::load_partial(b, at, offset, lanes);
+                let old = b.use_var(acc);
+                let new = if spec.max {
+                    b.ins().fmax(old, x)
+                } else {
+                    b.ins().fadd(old, x)
+                };
+                b.def_var(acc, new);
+            }
         });
     });
-    let mut x = b.use_var(acc);
-    if !spec.max {
-        let scale = vector::splat(b, px.scale);
-        x = b.ins().fmul(x, scale);
+    for (v, (&acc, &lanes)) in acc.iter().zip(lanes).enumerate() {
+        let mut x = b.use_var(acc);
+        if !spec.max {
+            let scale = vector::splat(b, px.scale);
+            x = b.ins().fmul(x, scale);
+        }
+        let bytes = 16 * v as i64;
+        let at = Epilogued {
+            params,
+            channel: bytes,
+            vector: (spec.padded() * 4) as i64,
+            extra,
+            output,
+            element: bytes,
+            lanes,
+        };
+        apply_epilogue(b, &spec.epilogue, x, &at);
     }
-    let at = Epilogued {
-        params,
-        channel: 0,
-        vector: (spec.padded() * 4) as i64,
-        extra,
-        output,
-        element: 0,
-        lanes,
-    };
-    apply_epilogue(b, &spec.epilogue, x, &at);
 }
