@@ -448,6 +448,24 @@ pub(crate) fn apply<V: Lanes>(
     for x in xs.iter_mut() {
         *x = x.add(bias);
     }
+    // The bias alone, or with one ReLU or ReLU6 (MobileNet's layers): the
+    // same operations as the loop below, without its dispatch.
+    match steps {
+        [] => return,
+        [Step { code: RELU, .. }] => {
+            for x in xs.iter_mut() {
+                *x = at_least(*x, 0.0);
+            }
+            return;
+        }
+        [Step { code: RELU6, .. }] => {
+            for x in xs.iter_mut() {
+                *x = at_most(at_least(*x, 0.0), 6.0);
+            }
+            return;
+        }
+        _ => {}
+    }
     // `x = f(x)` for each of `xs`, as a plain loop: a closure would be a
     // function of its own, compiled without the caller's target features
     // unless inlined.
