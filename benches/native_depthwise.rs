@@ -2,11 +2,12 @@
 //! native row kernels of each ISA the host has
 //! (`cnnjit::codegen::native_depthwise`): MobileNetV1's 112x112x32 and
 //! 56x56x128 3x3 stride-1 layers and its 112x112x64 stride-2 one, and
-//! EfficientNet-B0's 5x5 stride-1 28x28x240 layer, each with a fused ReLU6
-//! (the native kernel's own epilogue) and the 5x5 one also with a swish (the
-//! shared epilogue after the native sums). Throughput is FLOPs (2 per
-//! multiply-add, the padding's taps included as the network's figures count
-//! them).
+//! EfficientNet-B0's 5x5 stride-1 28x28x240 layer, each with a fused ReLU6,
+//! the 5x5 one also with a swish, and EfficientNet-B0's 14x14x672 5x5 layer
+//! with a swish (four of each row's 14 columns are border pixels, one call
+//! each); the native kernels apply every epilogue in registers.
+//! Throughput is FLOPs (2 per multiply-add, the padding's taps included as
+//! the network's figures count them).
 //!
 //! `cargo bench --bench native_depthwise`.
 
@@ -57,6 +58,10 @@ fn depthwise(c: &mut Criterion) {
         (
             "28x28x240_5x5_s1_swish",
             layer(28, 240, 5, 1, Activation::Swish),
+        ),
+        (
+            "14x14x672_5x5_s1_swish",
+            layer(14, 672, 5, 1, Activation::Swish),
         ),
     ] {
         let [ho, wo] = spec.output;

@@ -12,18 +12,19 @@
 //! columns of an output row is one call to the native row kernel of
 //! [`super::native_depthwise`] instead (8 or 16 channels a vector, a
 //! sliding window in the interior), which sums in the same order, one fused
-//! multiply-add per term, so its outputs are bitwise Cranelift's. It applies
-//! the bias and a lone ReLU or ReLU6 itself; any other epilogue runs here
-//! after the call, the shared one, on the sums it wrote to `output`.
+//! multiply-add per term, and applies the whole fused epilogue in
+//! registers with the native epilogue's code (the shared one's operations,
+//! lane for lane), so its outputs are bitwise Cranelift's.
 
 use super::fold;
 use super::native::Isa;
-use super::native_depthwise::{self, epilogue, RowFn, RowShape};
+use super::native_depthwise::{self, RowFn, RowShape};
+use super::native_epilogue;
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, vector, Args, Epilogue, Epilogued, Lengths,
 };
 use super::{epilogue_lengths, pack_padded, padded_channels, ChannelSlice, OutputLayout};
-use cnnjit_ir::{Activation, Conv2d, Shape};
+use cnnjit_ir::{Conv2d, Shape};
 use cranelift_codegen::ir::{
     types, InstBuilder, SigRef, StackSlot, StackSlotData, StackSlotKind, Value,
 };
@@ -162,7 +163,7 @@ pub(crate) fn emit(spec: &DepthwiseSpec, b: &mut FunctionBuilder, a: &Args) {
     let native = spec
         .native
         .and_then(native_depthwise::row)
-        .map(|row| Native::new(spec, b, a, row));
+        .and_then(|row| Native::new(spec, b, a, row));
     for (oy_lo, oy_hi, ky_lo, ky_hi) in rows {
         let lo = clamp(b, a.begin, oy_lo as i64, oy_hi as i64);
         let hi = clamp(b, a.end, oy_lo as i64, oy_hi as i64);
@@ -210,36 +211,31 @@ struct Native {
     signature: SigRef,
     /// The [`RowShape`] of one call.
     shape: StackSlot,
-    /// The epilogue code the kernel applies ([`native_depthwise::epilogue`]).
-    epilogue: i64,
+    /// The fused epilogue's steps ([`native_epilogue::Step`]s), stored once
+    /// where the kernel sets up.
+    steps: StackSlot,
 }
 
 impl Native {
-    fn new(spec: &DepthwiseSpec, b: &mut FunctionBuilder, a: &Args, row: RowFn) -> Native {
+    /// The native path of `spec`, or `None` where its steps do not fit a
+    /// stack slot.
+    fn new(spec: &DepthwiseSpec, b: &mut FunctionBuilder, a: &Args, row: RowFn) -> Option<Native> {
         let ptr = b.func.dfg.value_type(a.input);
         let bytes = size_of::<RowShape>() as u32;
         let shape =
             b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 3));
-        // The native kernel applies the epilogues it computes exactly as the
-        // shared one does; others run after it on its sums.
-        let epilogue = match spec.epilogue.as_slice() {
-            [] => epilogue::BIAS,
-            [Epilogue::Act(Activation::Relu)] => epilogue::RELU,
-            [Epilogue::Act(Activation::Relu6)] => epilogue::RELU6,
-            _ => epilogue::RAW,
-        };
-        Native {
+        Some(Native {
             row,
             signature: native_depthwise::import_signature(b, ptr),
             shape,
-            epilogue,
-        }
+            steps: native_epilogue::store_steps(b, ptr, &spec.epilogue)?,
+        })
     }
 }
 
 /// Output columns `[ox.0, ox.1)` of one row, summing the kernel columns
-/// `[kx.0, kx.1)`, by one call to the native row kernel; then, unless it
-/// applied the epilogue itself, the shared epilogue on the sums it wrote.
+/// `[kx.0, kx.1)`, by one call to the native row kernel, which applies the
+/// fused epilogue too.
 fn native_columns(
     spec: &DepthwiseSpec,
     native: &Native,
@@ -261,7 +257,7 @@ fn native_columns(
         stride: spec.stride[1] as i64,
         dilation: spec.dilation[1] as i64,
         out_pixel: pixel_bytes,
-        epilogue: native.epilogue,
+        steps: spec.epilogue.len() as i64,
     };
     let ptr = b.func.dfg.value_type(a.input);
     for (i, word) in shape.words().into_iter().enumerate() {
@@ -272,38 +268,18 @@ fn native_columns(
     let first = (ox.0 * spec.stride[1]) as i64 - spec.pad[1] as i64;
     let input = b.ins().iadd_imm_s(row.input, first * c * 4);
     let output = b.ins().iadd_imm_s(row.output, ox.0 as i64 * pixel_bytes);
+    let extra = b.ins().iadd_imm_s(row.extra, ox.0 as i64 * pixel_bytes);
     let pixels = int(b, (ox.1 - ox.0) as i64);
     let shape_at = b.ins().stack_addr(ptr, native.shape, 0);
+    let steps_at = b.ins().stack_addr(ptr, native.steps, 0);
     let callee = int(b, native.row as usize as i64);
     b.ins().call_indirect(
         native.signature,
         callee,
-        &[input, a.weights, a.params, output, pixels, shape_at],
+        &[
+            input, a.weights, a.params, extra, output, pixels, shape_at, steps_at,
+        ],
     );
-    if native.epilogue != epilogue::RAW {
-        return;
-    }
-    let (lo, hi) = (int(b, ox.0 as i64), int(b, ox.1 as i64));
-    for_range(b, lo, hi, 1, |b, ox| {
-        let step = b.ins().imul_imm_s(ox, pixel_bytes);
-        let output = b.ins().iadd(row.output, step);
-        let extra = b.ins().iadd(row.extra, step);
-        for_vectors(spec, b, |b, cv, lanes| {
-            let bytes = b.ins().imul_imm_s(cv, 16);
-            let [output, extra, params] = [output, extra, a.params].map(|p| b.ins().iadd(p, bytes));
-            let x = vector::load_partial(b, output, 0, lanes);
-            let at = Epilogued {
-                params,
-                channel: 0,
-                vector: spec.padded() as i64 * 4,
-                extra,
-                output,
-                element: 0,
-                lanes,
-            };
-            apply_epilogue(b, &spec.epilogue, x, &at);
-        });
-    });
 }
 
 /// `body(vector, lanes)` for each `f32x4` of channels: a loop over the

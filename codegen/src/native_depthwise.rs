@@ -19,32 +19,39 @@
 //! A kernel is a [`RowFn`], `extern "C"`:
 //!
 //! ```text
-//! row(input, weights, bias, output, pixels, shape)
+//! row(input, weights, params, extra, output, pixels, shape, steps)
 //!
 //! for p in 0..pixels, c in 0..shape.channels:
-//!     s(p, c) = sum over y in ky.0..ky.1, then x in kx.0..kx.1, of
-//!               I(p, y, x, c) * W(y, x, c)
-//!     O(p, c) = s(p, c)                          epilogue RAW
-//!             = s(p, c) + B(c)                   epilogue BIAS
-//!             = max(s(p, c) + B(c), 0)           epilogue RELU
-//!             = min(max(s(p, c) + B(c), 0), 6)   epilogue RELU6
+//!     x = sum over y in ky.0..ky.1, then x in kx.0..kx.1, of
+//!         I(p, y, x, c) * W(y, x, c)
+//!     x = x + P(0, c)
+//!     for s in steps[0..shape.steps]:
+//!         x = s applied to x as native_epilogue's formula says, its
+//!             per-channel vectors P(j, c) from j = 1, its shortcut E(p, c)
+//!     O(p, c) = x
 //! where (bytes, C = shape.channels)
 //!     I(p, y, x, c) = *(input + y in_row + (p stride + x dilation) 4 C + 4 c)
 //!     W(y, x, c)    = *(weights + ((y kernel_width + x) padded + c) 4)
-//!     B(c)          = *(bias + 4 c)
+//!     P(j, c)       = *(params + (j padded + c) 4)
+//!     E(p, c)       = *(extra + p out_pixel + 4 c)
 //!     O(p, c)       = *(output + p out_pixel + 4 c)
 //! ```
 //!
 //! with `ky`, `kx`, `in_row`, `stride`, `dilation`, `kernel_width`,
-//! `padded` and `out_pixel` the fields of `*shape` ([`RowShape`]). This is
-//! [`super::depthwise`]'s packing: weights `[ky][kx][C']`, per-channel
-//! vectors padded to `C'`, HWC input whose pixels are `4 C` bytes apart and
-//! whose `input` may point before the buffer (a padded border): offsets use
-//! wrapping arithmetic and only the final addresses are read. `max` and
-//! `min` are the shared epilogue's `at_least` / `at_most`, which keep a NaN
-//! and -0 (`max(0, x)` in `maxps` operand order). Any other epilogue is
-//! applied by the generated code after the call, on the `RAW` sums the
-//! kernel wrote (reading and rewriting them in `output`).
+//! `padded`, `out_pixel` and `steps` the fields of `*shape` ([`RowShape`]),
+//! and `steps` [`native_epilogue::Step`]s. This is [`super::depthwise`]'s
+//! packing: weights `[ky][kx][C']`, the bias and each step's per-channel
+//! vectors padded to `C'` one after another (the kernel's `params`), HWC
+//! input whose pixels are `4 C` bytes apart and whose `input` may point
+//! before the buffer (a padded border): offsets use wrapping arithmetic and
+//! only the final addresses are read.
+//!
+//! The whole fused epilogue runs on the accumulators in registers, before
+//! the one store: it is [`native_epilogue::apply`], the native epilogue's
+//! code, which is the shared generated epilogue's operation sequence lane
+//! for lane, so the ISAs and Cranelift agree bitwise (NaN payloads aside)
+//! on every epilogue: bn + swish (EfficientNet's depthwise layers) as well
+//! as ReLU6.
 //!
 //! Every output is summed in the order above, one fused multiply-add per
 //! term from zero, as Cranelift's depthwise code does (`vector::mul_add` is
@@ -53,18 +60,30 @@
 //! runtime's integration tests; `tests::kernels_compute_the_formula_exactly`
 //! here checks the formula itself).
 //!
-//! Invariant: a kernel reads exactly the `I`, `W` and `B` elements the
-//! formula names (masked loads for the channel tail: masked-off lanes are
+//! Invariant: a kernel reads exactly the `I`, `W`, `P` and `E` elements the
+//! formula names (`P(j, ..)` only for the `j` its steps reach, `E` only with
+//! an `ADD` step; masked loads for the channel tail: masked-off lanes are
 //! not accessed) and writes exactly the `pixels x C` floats `O` names,
 //! nothing else; `depthwise`'s tap classes keep every `I` inside the input
 //! (`runtime/tests/it/guard_pages.rs` checks every ISA against guard pages).
 
 use super::native::Isa;
+use super::native_epilogue::{self, Step};
 use cranelift_codegen::ir::{types, AbiParam, SigRef, Signature, Type};
 use cranelift_frontend::FunctionBuilder;
 
 /// Output pixels whose accumulators a kernel keeps in registers at once.
 pub const PIXELS: usize = 8;
+
+/// Blocks of fewer pixels than this (a padded border's columns, one
+/// pixel a call) sum [`VECTORS`] channel vectors at once: one pixel's sum
+/// is one chain of dependent FMAs, so a single vector would wait on each
+/// FMA's latency (EfficientNet's 5x5 layers on 14x14 and 7x7 images,
+/// where four of each row's columns are border pixels).
+const FEW: usize = 4;
+
+/// Channel vectors a block of fewer than [`FEW`] pixels sums at once.
+const VECTORS: usize = 4;
 
 // The kernels' tail covers blocks of 1 to 7 pixels.
 const _: () = assert!(PIXELS == 8);
@@ -75,18 +94,6 @@ pub const fn lanes(isa: Isa) -> usize {
         Isa::Avx2 => 8,
         Isa::Avx512 => 16,
     }
-}
-
-/// What a call writes after the sums (module doc's formula).
-pub mod epilogue {
-    /// The sums only.
-    pub const RAW: i64 = 0;
-    /// The sums plus the bias.
-    pub const BIAS: i64 = 1;
-    /// ReLU of the sums plus the bias.
-    pub const RELU: i64 = 2;
-    /// ReLU6 of the sums plus the bias.
-    pub const RELU6: i64 = 3;
 }
 
 /// The constants of a call (the module doc's formula), `#[repr(C)]` so that
@@ -112,8 +119,8 @@ pub struct RowShape {
     pub dilation: i64,
     /// Bytes from one output pixel to the next.
     pub out_pixel: i64,
-    /// One of [`epilogue`]'s codes.
-    pub epilogue: i64,
+    /// Epilogue steps after the bias (module doc's formula).
+    pub steps: i64,
 }
 
 impl RowShape {
@@ -133,7 +140,7 @@ impl RowShape {
             self.stride,
             self.dilation,
             self.out_pixel,
-            self.epilogue,
+            self.steps,
         ]
     }
 }
@@ -141,21 +148,31 @@ impl RowShape {
 /// Imports [`RowFn`]'s signature into a kernel whose pointers are `ptr`.
 pub(crate) fn import_signature(b: &mut FunctionBuilder, ptr: Type) -> SigRef {
     let mut signature = Signature::new(b.func.signature.call_conv);
-    signature.params = [ptr, ptr, ptr, ptr, types::I64, ptr]
+    signature.params = [ptr, ptr, ptr, ptr, ptr, types::I64, ptr, ptr]
         .into_iter()
         .map(AbiParam::new)
         .collect();
     b.import_signature(signature)
 }
 
-/// A row kernel's entry point: `(input, weights, bias, output, pixels,
-/// shape)`, see the module doc.
-pub type RowFn =
-    unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, i64, *const RowShape);
+/// A row kernel's entry point: `(input, weights, params, extra, output,
+/// pixels, shape, steps)`, see the module doc.
+pub type RowFn = unsafe extern "C" fn(
+    *const f32,
+    *const f32,
+    *const f32,
+    *const f32,
+    *mut f32,
+    i64,
+    *const RowShape,
+    *const Step,
+);
 
-/// The row kernel of `isa`, where the host runs it.
+/// The row kernel of `isa`, where the host runs it (the ISA's tiles and the
+/// FMA its epilogue needs: [`native_epilogue::for_isa`]).
 pub fn row(isa: Isa) -> Option<RowFn> {
     isa.tiles()?;
+    native_epilogue::for_isa(isa)?;
     #[cfg(target_arch = "x86_64")]
     return Some(match isa {
         Isa::Avx2 => avx2::row,
@@ -167,35 +184,49 @@ pub fn row(isa: Isa) -> Option<RowFn> {
 
 /// The shared body of both ISAs' kernels, expanded in each ISA's module next
 /// to its vector helpers (`V`, `Mask`, `LANES`, `mask`, `zero`, `load`,
-/// `store`, `fma`, `add`, `max`, `min`, `splat`): every function carries the
-/// module's target feature, so the helpers inline into them.
+/// `store`, `fma`) and the native epilogue's vector type `E` (wrapping `V`):
+/// every function carries the module's target features, so the helpers
+/// inline into them.
 #[cfg(target_arch = "x86_64")]
 macro_rules! kernels {
     ($feature:literal) => {
         /// The kernel (module doc's formula).
         ///
         /// # Safety
-        /// The host has this module's ISA; `shape` points to a valid
-        /// [`RowShape`], and every address the formula names for it is
-        /// readable (`I`, `W`, `B`) or writable (`O`) and aligned for `f32`.
+        /// The host has this module's ISA and FMA; `shape` points to a
+        /// valid [`RowShape`] and `steps` to its `steps` initialised
+        /// [`Step`]s, and every address the formula names for them is
+        /// readable (`I`, `W`, `P`, `E`) or writable (`O`) and aligned for
+        /// `f32`.
         #[target_feature(enable = $feature)]
+        #[allow(clippy::too_many_arguments)]
         pub(super) unsafe extern "C" fn row(
             input: *const f32,
             weights: *const f32,
-            bias: *const f32,
+            params: *const f32,
+            extra: *const f32,
             output: *mut f32,
             pixels: i64,
             shape: *const RowShape,
+            steps: *const Step,
         ) {
-            // SAFETY: the caller passes a valid `RowShape`.
-            let s = unsafe { &*shape };
+            // SAFETY: the caller passes a valid `RowShape` and its steps.
+            let (s, steps) = unsafe {
+                let s = &*shape;
+                (
+                    s,
+                    std::slice::from_raw_parts(steps, s.steps.max(0) as usize),
+                )
+            };
             let pixels = pixels.max(0) as usize;
             let call = Call {
                 input: input.cast(),
                 weights: weights.cast(),
-                bias: bias.cast(),
+                params: params.cast(),
+                extra: extra.cast(),
                 output: output.cast(),
                 s,
+                steps,
             };
             let sliding = s.dilation == 1 && s.kx == [0, s.kernel_width];
             let full = pixels / PIXELS * PIXELS;
@@ -252,8 +283,9 @@ macro_rules! kernels {
             }
         }
 
-        /// `P` pixels from `p`, every channel vector: whole vectors, then
-        /// the masked tail.
+        /// `P` pixels from `p`, every channel vector: whole vectors (by
+        /// [`VECTORS`] at a time where `P` is below [`FEW`]), then the
+        /// masked tail.
         ///
         /// # Safety
         /// Pixels `p .. p + P` are among the call's, and `K`, `S` and
@@ -265,27 +297,46 @@ macro_rules! kernels {
         ) {
             let channels = call.s.channels.max(0) as usize;
             let whole = channels / LANES;
-            for v in 0..whole {
+            let mut v = 0;
+            if P < FEW {
+                while v + VECTORS <= whole {
+                    // SAFETY: channels `v LANES .. (v + VECTORS) LANES` are
+                    // whole vectors inside `C`.
+                    unsafe {
+                        vector::<P, VECTORS, K, S, SLIDE>(call, p, v * LANES, mask(LANES), true)
+                    };
+                    v += VECTORS;
+                }
+            }
+            for v in v..whole {
                 // SAFETY: channels `v LANES ..` are whole vectors inside `C`.
-                unsafe { vector::<P, K, S, SLIDE>(call, p, v * LANES, mask(LANES), true) };
+                unsafe { vector::<P, 1, K, S, SLIDE>(call, p, v * LANES, mask(LANES), true) };
             }
             let rest = channels - whole * LANES;
             if rest > 0 {
                 // SAFETY: the mask covers the `rest` channels left.
-                unsafe { vector::<P, K, S, SLIDE>(call, p, whole * LANES, mask(rest), false) };
+                unsafe { vector::<P, 1, K, S, SLIDE>(call, p, whole * LANES, mask(rest), false) };
             }
         }
 
-        /// One vector of channels from `c` of `P` pixels from `p`: the sums
-        /// (by the sliding window if `SLIDE`, for kernel width `K` and
-        /// stride `S`), the epilogue, the store.
+        /// `G` consecutive vectors of channels from `c` of `P` pixels from
+        /// `p`: the sums (by the sliding window if `SLIDE`, for kernel width
+        /// `K` and stride `S`), the epilogue, the stores. Each output's sum
+        /// is one chain of FMAs whatever `G`: more vectors only interleave
+        /// independent chains.
         ///
         /// # Safety
-        /// As [`block`]; the lanes of `m` from channel `c` are inside `C`,
-        /// all of a vector if `whole`.
+        /// As [`block`]; the lanes of `m` from channel `c + g LANES` are
+        /// inside `C` for each `g < G`, all of a vector if `whole`.
         #[target_feature(enable = $feature)]
         #[inline]
-        unsafe fn vector<const P: usize, const K: usize, const S: usize, const SLIDE: bool>(
+        unsafe fn vector<
+            const P: usize,
+            const G: usize,
+            const K: usize,
+            const S: usize,
+            const SLIDE: bool,
+        >(
             call: &Call,
             p: usize,
             c: usize,
@@ -308,72 +359,79 @@ macro_rules! kernels {
                 // the call's pixels and the mask's channels.
                 unsafe { load(at.cast(), m, whole) }
             };
-            let mut acc = [zero(); P];
+            // Vector `g`'s bytes from channel `c`.
+            let vb = |g: usize| (g * LANES * 4) as isize;
+            let mut acc = [[zero(); P]; G];
             for y in s.ky[0]..s.ky[1] {
                 let row = input.wrapping_offset(y as isize * s.in_row as isize);
                 if SLIDE {
-                    let w: [V; K] = std::array::from_fn(|x| ld(w_at(y, x as i64)));
-                    for q in 0..(P - 1) * S + K {
-                        let v = ld(row.wrapping_offset(q as isize * pixel));
-                        for (i, acc) in acc.iter_mut().enumerate() {
-                            if q >= i * S && q - i * S < K {
-                                *acc = fma(v, w[q - i * S], *acc);
+                    for (g, acc) in acc.iter_mut().enumerate() {
+                        let w: [V; K] =
+                            std::array::from_fn(|x| ld(w_at(y, x as i64).wrapping_offset(vb(g))));
+                        for q in 0..(P - 1) * S + K {
+                            let v = ld(row.wrapping_offset(q as isize * pixel + vb(g)));
+                            for (i, acc) in acc.iter_mut().enumerate() {
+                                if q >= i * S && q - i * S < K {
+                                    *acc = fma(v, w[q - i * S], *acc);
+                                }
                             }
                         }
                     }
                 } else {
                     for x in s.kx[0]..s.kx[1] {
-                        let w = ld(w_at(y, x));
                         let tap = row.wrapping_offset(x as isize * s.dilation as isize * pixel);
-                        for (i, acc) in acc.iter_mut().enumerate() {
-                            let step = (i as isize) * s.stride as isize * pixel;
-                            *acc = fma(ld(tap.wrapping_offset(step)), w, *acc);
+                        for (g, acc) in acc.iter_mut().enumerate() {
+                            let w = ld(w_at(y, x).wrapping_offset(vb(g)));
+                            for (i, acc) in acc.iter_mut().enumerate() {
+                                let step = (i as isize) * s.stride as isize * pixel + vb(g);
+                                *acc = fma(ld(tap.wrapping_offset(step)), w, *acc);
+                            }
                         }
                     }
                 }
             }
-            if s.epilogue != epilogue::RAW {
-                let b = ld(call.bias.wrapping_offset(c_bytes));
-                for acc in &mut acc {
-                    *acc = add(*acc, b);
-                    if s.epilogue >= epilogue::RELU {
-                        *acc = max(zero(), *acc);
-                    }
-                    if s.epilogue == epilogue::RELU6 {
-                        *acc = min(splat(6.0), *acc);
-                    }
+            for (g, acc) in acc.into_iter().enumerate() {
+                let params = call.params.wrapping_offset(c_bytes + vb(g));
+                let at_pixel = |base: *const u8, i: usize| {
+                    base.wrapping_offset((p + i) as isize * s.out_pixel as isize + c_bytes + vb(g))
+                };
+                let mut xs = acc.map(E);
+                native_epilogue::apply(
+                    &mut xs,
+                    call.steps,
+                    |j| E(ld(params.wrapping_offset(j as isize * padded))),
+                    |i| E(ld(at_pixel(call.extra, i))),
+                );
+                for (i, x) in xs.iter().enumerate() {
+                    let at = at_pixel(call.output.cast_const(), i).cast_mut();
+                    // SAFETY: the formula names `O(p + i, c + g LANES ..)`
+                    // for the mask's channels as writable.
+                    unsafe { store(at.cast(), x.0, m, whole) };
                 }
-            }
-            let out = call
-                .output
-                .wrapping_offset(p as isize * s.out_pixel as isize + c_bytes);
-            for (i, acc) in acc.iter().enumerate() {
-                let at = out.wrapping_offset(i as isize * s.out_pixel as isize);
-                // SAFETY: the formula names `O(p + i, c ..)` for the mask's
-                // channels as writable.
-                unsafe { store(at.cast(), *acc, m, whole) };
             }
         }
     };
 }
 
-/// One call's pointers (as bytes, for offset arithmetic) and shape.
+/// One call's pointers (as bytes, for offset arithmetic), shape and steps.
 #[cfg(target_arch = "x86_64")]
 struct Call<'s> {
     input: *const u8,
     weights: *const u8,
-    bias: *const u8,
+    params: *const u8,
+    extra: *const u8,
     output: *mut u8,
     s: &'s RowShape,
+    steps: &'s [Step],
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{epilogue, Call, RowShape, PIXELS};
+    use super::native_epilogue::{self, avx2::Ymm as E};
+    use super::{Call, RowShape, Step, FEW, PIXELS, VECTORS};
     use std::arch::x86_64::{
-        __m256, __m256i, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps,
-        _mm256_maskstore_ps, _mm256_max_ps, _mm256_min_ps, _mm256_set1_ps, _mm256_setr_epi32,
-        _mm256_setzero_ps, _mm256_storeu_ps,
+        __m256, __m256i, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_maskstore_ps,
+        _mm256_setr_epi32, _mm256_setzero_ps, _mm256_storeu_ps,
     };
 
     type V = __m256;
@@ -392,12 +450,6 @@ mod avx2 {
     #[inline]
     fn zero() -> V {
         _mm256_setzero_ps()
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn splat(x: f32) -> V {
-        _mm256_set1_ps(x)
     }
 
     /// The lanes of `m` at `p` (all eight if `whole`), zeros elsewhere.
@@ -442,35 +494,16 @@ mod avx2 {
         _mm256_fmadd_ps(a, b, c)
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn add(a: V, b: V) -> V {
-        _mm256_add_ps(a, b)
-    }
-
-    /// `a > b ? a : b` lane-wise (`maxps` order).
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn max(a: V, b: V) -> V {
-        _mm256_max_ps(a, b)
-    }
-
-    /// `a < b ? a : b` lane-wise (`minps` order).
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn min(a: V, b: V) -> V {
-        _mm256_min_ps(a, b)
-    }
-
     kernels!("avx2,fma");
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{epilogue, Call, RowShape, PIXELS};
+    use super::native_epilogue::{self, avx512::Zmm as E};
+    use super::{Call, RowShape, Step, FEW, PIXELS, VECTORS};
     use std::arch::x86_64::{
-        __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps,
-        _mm512_maskz_loadu_ps, _mm512_max_ps, _mm512_min_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        __m512, __mmask16, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+        _mm512_setzero_ps,
     };
 
     type V = __m512;
@@ -488,12 +521,6 @@ mod avx512 {
     #[inline]
     fn zero() -> V {
         _mm512_setzero_ps()
-    }
-
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn splat(x: f32) -> V {
-        _mm512_set1_ps(x)
     }
 
     /// The lanes of `m` at `p`, zeros elsewhere (`whole`: `m` is all lanes).
@@ -526,67 +553,62 @@ mod avx512 {
         _mm512_fmadd_ps(a, b, c)
     }
 
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn add(a: V, b: V) -> V {
-        _mm512_add_ps(a, b)
-    }
-
-    /// `a > b ? a : b` lane-wise (`maxps` order).
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn max(a: V, b: V) -> V {
-        _mm512_max_ps(a, b)
-    }
-
-    /// `a < b ? a : b` lane-wise (`minps` order).
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn min(a: V, b: V) -> V {
-        _mm512_min_ps(a, b)
-    }
-
-    kernels!("avx512f");
+    kernels!("avx512f,fma");
 }
 
 #[cfg(test)]
 mod tests {
+    use super::native_epilogue::{ADD, AFFINE, PRELU, RELU, RELU6};
     use super::*;
 
-    /// The module doc's formula as plain loops, in `f64`, for a call whose
-    /// `input` is element `origin` of `data`; outputs `out_pixel / 4` floats
-    /// apart, the gaps untouched (NaN).
-    fn formula(
-        s: &RowShape,
-        data: &[f32],
-        origin: usize,
-        weights: &[f32],
-        bias: &[f32],
-        pixels: usize,
-    ) -> Vec<f64> {
+    /// One call's operands, in floats.
+    struct Operands {
+        data: Vec<f32>,
+        weights: Vec<f32>,
+        params: Vec<f32>,
+        extra: Vec<f32>,
+    }
+
+    /// The module doc's formula as plain loops, in `f64`, for the steps the
+    /// test draws (affine, prelu, add, relu, relu6); outputs `out_pixel / 4`
+    /// floats apart, the gaps untouched (NaN).
+    fn formula(s: &RowShape, steps: &[Step], o: &Operands, pixels: usize) -> Vec<f64> {
         let c = s.channels as usize;
+        let padded = s.padded as usize;
         let stride = s.out_pixel as usize / 4;
+        let param = |j: usize, ch: usize| f64::from(o.params[j * padded + ch]);
         let mut out = vec![f64::NAN; pixels * stride];
         for p in 0..pixels {
             for ch in 0..c {
-                let mut sum = 0.0;
+                let mut x = 0.0;
                 for y in s.ky[0] as usize..s.ky[1] as usize {
-                    for x in s.kx[0] as usize..s.kx[1] as usize {
-                        let at = origin
-                            + y * s.in_row as usize / 4
-                            + (p * s.stride as usize + x * s.dilation as usize) * c
+                    for k in s.kx[0] as usize..s.kx[1] as usize {
+                        let at = y * s.in_row as usize / 4
+                            + (p * s.stride as usize + k * s.dilation as usize) * c
                             + ch;
-                        let w = weights[(y * s.kernel_width as usize + x) * s.padded as usize + ch];
-                        sum += f64::from(data[at]) * f64::from(w);
+                        let w = o.weights[(y * s.kernel_width as usize + k) * padded + ch];
+                        x += f64::from(o.data[at]) * f64::from(w);
                     }
                 }
-                let b = f64::from(bias[ch]);
-                out[p * stride + ch] = match s.epilogue {
-                    epilogue::RAW => sum,
-                    epilogue::BIAS => sum + b,
-                    epilogue::RELU => (sum + b).max(0.0),
-                    _ => (sum + b).clamp(0.0, 6.0),
-                };
+                x += param(0, ch);
+                let mut j = 1;
+                for step in steps {
+                    x = match step.code {
+                        AFFINE => {
+                            j += 2;
+                            x * param(j - 2, ch) + param(j - 1, ch)
+                        }
+                        PRELU => {
+                            j += 1;
+                            x.max(0.0) + x.min(0.0) * param(j - 1, ch)
+                        }
+                        ADD => x + f64::from(o.extra[p * stride + ch]),
+                        RELU => x.max(0.0),
+                        RELU6 => x.clamp(0.0, 6.0),
+                        code => unreachable!("the test draws no step {code}"),
+                    };
+                }
+                out[p * stride + ch] = x;
             }
         }
         out
@@ -596,48 +618,56 @@ mod tests {
     /// exactly the formula's values, and nothing in the gaps between output
     /// pixels. Shapes: both sliding widths and strides, a dilated and a
     /// clipped one (the generic path), channels of whole and partial
-    /// vectors, pixel counts around the block of 8, every epilogue code.
+    /// vectors, pixel counts around the block of 8, blocks of few pixels
+    /// over many channel vectors; epilogues: the bias
+    /// alone, activations, per-channel vectors of several steps (each
+    /// reading its own) and a shortcut.
     #[test]
     fn kernels_compute_the_formula_exactly() {
+        let step = |code| Step { code, slope: 0.0 };
         let shapes = [
-            // (channels, kernel_width, kx, stride, dilation, pixels, epilogue)
-            (
-                16usize,
-                3usize,
-                [0usize, 3],
-                1usize,
-                1usize,
-                8usize,
-                epilogue::RAW,
-            ),
-            (5, 3, [0, 3], 1, 1, 19, epilogue::BIAS),
-            (37, 5, [0, 5], 2, 1, 11, epilogue::RELU),
-            (24, 3, [0, 3], 2, 1, 3, epilogue::RELU6),
-            (9, 3, [1, 3], 1, 1, 9, epilogue::RELU),
-            (20, 3, [0, 3], 1, 2, 10, epilogue::BIAS),
-            (3, 4, [0, 4], 3, 1, 7, epilogue::RAW),
+            // (channels, kernel_width, kx, stride, dilation, pixels, steps)
+            (16usize, 3usize, [0usize, 3], 1usize, 1usize, 8usize, vec![]),
+            (5, 3, [0, 3], 1, 1, 19, vec![step(AFFINE), step(RELU)]),
+            (37, 5, [0, 5], 2, 1, 11, vec![step(RELU)]),
+            (24, 3, [0, 3], 2, 1, 3, vec![step(RELU6)]),
+            (9, 3, [1, 3], 1, 1, 9, vec![step(ADD), step(RELU6)]),
+            (20, 3, [0, 3], 1, 2, 10, vec![step(PRELU), step(AFFINE)]),
+            (3, 4, [0, 4], 3, 1, 7, vec![]),
+            // Blocks of few pixels, several channel vectors at once (whole
+            // groups of 4 on both ISAs, then single vectors, the tail).
+            (70, 5, [1, 5], 1, 1, 1, vec![step(AFFINE), step(RELU6)]),
+            (67, 3, [0, 3], 2, 1, 2, vec![step(ADD)]),
+            (140, 3, [0, 3], 1, 1, 11, vec![step(RELU)]),
         ];
-        for (channels, kw, kx, stride, dilation, pixels, code) in shapes {
+        for (channels, kw, kx, stride, dilation, pixels, steps) in shapes {
             let padded = channels.div_ceil(4) * 4;
-            let ky = [0, 2];
             let width = (pixels - 1) * stride + (kw - 1) * dilation + 1;
             let row_len = width * channels;
+            let gap = channels + 3;
             let shape = RowShape {
                 channels: channels as i64,
                 padded: padded as i64,
                 kernel_width: kw as i64,
-                ky,
+                ky: [0, 2],
                 kx: [kx[0] as i64, kx[1] as i64],
                 in_row: (row_len * 4) as i64,
                 stride: stride as i64,
                 dilation: dilation as i64,
-                out_pixel: ((channels + 3) * 4) as i64,
-                epilogue: code,
+                out_pixel: (gap * 4) as i64,
+                steps: steps.len() as i64,
             };
-            let data: Vec<f32> = (0..2 * row_len).map(|i| (i % 7) as f32 - 3.0).collect();
-            let weights: Vec<f32> = (0..2 * kw * padded).map(|i| (i % 5) as f32 - 2.0).collect();
-            let bias: Vec<f32> = (0..padded).map(|i| (i % 3) as f32 - 1.0).collect();
-            let want = formula(&shape, &data, 0, &weights, &bias, pixels);
+            let vectors = 1 + 2 * steps.len();
+            let small = |n: usize, m: usize, at: f32| -> Vec<f32> {
+                (0..n).map(|i| (i % m) as f32 - at).collect()
+            };
+            let o = Operands {
+                data: small(2 * row_len, 7, 3.0),
+                weights: small(2 * kw * padded, 5, 2.0),
+                params: small(vectors * padded, 3, 1.0),
+                extra: small(pixels * gap, 4, 2.0),
+            };
+            let want = formula(&shape, &steps, &o, pixels);
             for isa in Isa::ALL {
                 let Some(kernel) = row(isa) else {
                     eprintln!("note: this host lacks {isa}; its kernel is not run");
@@ -645,23 +675,26 @@ mod tests {
                 };
                 let mut out = vec![f32::NAN; want.len()];
                 // SAFETY: the host runs `isa`; the formula's addresses are
-                // inside `data`, `weights` and `bias` (`formula` indexes the
+                // inside `data`, `weights`, `params` (a vector per step's
+                // need: at most 2 each) and `extra` (`formula` indexes the
                 // same elements, checked) and `out` (`pixels` pixels of
-                // `out_pixel` bytes).
+                // `out_pixel` bytes); `steps` has `shape.steps` steps.
                 unsafe {
                     kernel(
-                        data.as_ptr(),
-                        weights.as_ptr(),
-                        bias.as_ptr(),
+                        o.data.as_ptr(),
+                        o.weights.as_ptr(),
+                        o.params.as_ptr(),
+                        o.extra.as_ptr(),
                         out.as_mut_ptr(),
                         pixels as i64,
                         &shape,
+                        steps.as_ptr(),
                     )
                 };
                 for (i, (&got, &want)) in out.iter().zip(&want).enumerate() {
                     assert!(
                         f64::from(got) == want || (got.is_nan() && want.is_nan()),
-                        "{isa}, {shape:?}: element {i} is {got}, want {want}"
+                        "{isa}, {shape:?}, {steps:?}: element {i} is {got}, want {want}"
                     );
                 }
             }

@@ -14,6 +14,11 @@
 //! stack slot where the conv code sets up its loops (once per kernel call, or
 //! per row a separable pair's half computes) and read by pointer.
 //!
+//! The steps' code is [`apply`], over any ISA's vectors ([`Lanes`]): this
+//! module's entry points run it on a tile's rows, and the native depthwise
+//! row kernels ([`super::native_depthwise`]) run it on their accumulators
+//! in registers before their one store, for every epilogue.
+//!
 //! # Calling convention
 //!
 //! An epilogue is an [`EpilogueFn`], `extern "C"`:
@@ -155,7 +160,8 @@ pub type EpilogueFn = unsafe extern "C" fn(
 
 /// Which code applies the fused epilogue of a native tile
 /// ([`super::Jit::with_native_epilogue`]). Both give bitwise the same
-/// outputs.
+/// outputs. (The native depthwise row kernels always apply theirs in
+/// registers with [`apply`]: they have no tile in a slot to hand over.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Use {
     /// The native epilogue where a step is a transcendental activation
@@ -246,21 +252,10 @@ impl NativeEpilogue {
         steps: &[Epilogue],
     ) -> Option<Self> {
         let function = for_isa(isa)?;
-        let bytes = u32::try_from(steps.len() * size_of::<Step>()).ok()?;
-        let slot =
-            b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 3));
-        for (i, step) in steps.iter().enumerate() {
-            let step = Step::of(*step);
-            let at = (i * size_of::<Step>()) as i32;
-            let code = b.ins().iconst(types::I32, i64::from(step.code));
-            b.ins().stack_store(ptr, code, slot, at);
-            let slope = b.ins().f32const(step.slope);
-            b.ins().stack_store(ptr, slope, slot, at + 4);
-        }
         Some(NativeEpilogue {
             function,
             signature: import_signature(b, ptr),
-            steps: slot,
+            steps: store_steps(b, ptr, steps)?,
             count: steps.len(),
         })
     }
@@ -296,6 +291,28 @@ impl NativeEpilogue {
     }
 }
 
+/// A stack slot holding `steps` as [`Step`]s, stored at the current point
+/// of `b` in a kernel whose pointers are `ptr` (which must come before
+/// every read of the slot), or `None` if
+/// they do not fit a slot.
+pub(crate) fn store_steps(
+    b: &mut FunctionBuilder,
+    ptr: Type,
+    steps: &[Epilogue],
+) -> Option<StackSlot> {
+    let bytes = u32::try_from(steps.len().max(1) * size_of::<Step>()).ok()?;
+    let slot = b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 3));
+    for (i, step) in steps.iter().enumerate() {
+        let step = Step::of(*step);
+        let at = (i * size_of::<Step>()) as i32;
+        let code = b.ins().iconst(types::I32, i64::from(step.code));
+        b.ins().stack_store(ptr, code, slot, at);
+        let slope = b.ins().f32const(step.slope);
+        b.ins().stack_store(ptr, slope, slot, at + 4);
+    }
+    Some(slot)
+}
+
 /// Imports [`EpilogueFn`]'s signature into a kernel whose pointers are `ptr`.
 fn import_signature(b: &mut FunctionBuilder, ptr: Type) -> SigRef {
     let i64 = types::I64;
@@ -309,11 +326,12 @@ fn import_signature(b: &mut FunctionBuilder, ptr: Type) -> SigRef {
 
 /// One ISA's vector of `f32` lanes and the operations the epilogue needs,
 /// each one instruction (or the documented sequence): the body
-/// ([`run`]) is written once over it and inlined into each ISA's
-/// `#[target_feature]` entry point, which gives the intrinsics their
+/// ([`run`], [`apply`]) is written once over it and inlined into each ISA's
+/// `#[target_feature]` entry points (this module's and
+/// [`super::native_depthwise`]'s), which give the intrinsics their
 /// features.
 #[cfg(target_arch = "x86_64")]
-trait Lanes: Copy {
+pub(crate) trait Lanes: Copy {
     /// Lanes per vector.
     const LANES: usize;
     fn splat(x: f32) -> Self;
@@ -411,6 +429,88 @@ fn hard_sigmoid<V: Lanes>(x: V) -> V {
     at_most(at_least(t, 0.0), 6.0).mul(V::splat(SIXTH))
 }
 
+/// The module doc's loop body after the tile's load, on each of `xs` (one
+/// vector of the same columns for several rows): the bias `param(0)` added,
+/// then `steps` in order, step-major (each step's per-channel vectors
+/// loaded once for all of `xs`). `param(j)` is `P(j, ..)` of these columns;
+/// `extra(i)` is `E` of `xs[i]`'s row, called only for an `ADD` step. The
+/// depthwise row kernels ([`super::native_depthwise`]) apply their
+/// epilogue with it too, on their accumulators.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn apply<V: Lanes>(
+    xs: &mut [V],
+    steps: &[Step],
+    param: impl Fn(i64) -> V,
+    extra: impl Fn(usize) -> V,
+) {
+    let bias = param(0);
+    for x in xs.iter_mut() {
+        *x = x.add(bias);
+    }
+    // The bias alone, or with one ReLU or ReLU6 (MobileNet's layers): the
+    // same operations as the loop below, without its dispatch.
+    match steps {
+        [] => return,
+        [Step { code: RELU, .. }] => {
+            for x in xs.iter_mut() {
+                *x = at_least(*x, 0.0);
+            }
+            return;
+        }
+        [Step { code: RELU6, .. }] => {
+            for x in xs.iter_mut() {
+                *x = at_most(at_least(*x, 0.0), 6.0);
+            }
+            return;
+        }
+        _ => {}
+    }
+    // `x = f(x)` for each of `xs`, as a plain loop: a closure would be a
+    // function of its own, compiled without the caller's target features
+    // unless inlined.
+    macro_rules! each {
+        (|$x:ident| $f:expr) => {
+            for x in xs.iter_mut() {
+                let $x = *x;
+                *x = $f;
+            }
+        };
+    }
+    let mut j = 1;
+    for step in steps {
+        match step.code {
+            AFFINE => {
+                let (scale, shift) = (param(j), param(j + 1));
+                j += 2;
+                each!(|x| x.mul_add(scale, shift));
+            }
+            PRELU => {
+                let slope = param(j);
+                j += 1;
+                each!(|x| leaky(x, slope));
+            }
+            ADD => {
+                for (i, x) in xs.iter_mut().enumerate() {
+                    *x = x.add(extra(i));
+                }
+            }
+            RELU => each!(|x| at_least(x, 0.0)),
+            RELU6 => each!(|x| at_most(at_least(x, 0.0), 6.0)),
+            LEAKY_RELU => {
+                let slope = V::splat(step.slope);
+                each!(|x| leaky(x, slope));
+            }
+            SIGMOID => each!(|x| sigmoid(x)),
+            TANH => each!(|x| tanh(x)),
+            SWISH => each!(|x| x.mul(sigmoid(x))),
+            HARD_SIGMOID => each!(|x| hard_sigmoid(x)),
+            HARD_SWISH => each!(|x| x.mul(hard_sigmoid(x))),
+            _ => {}
+        }
+    }
+}
+
 /// The module doc's formula, over vectors of `V`.
 ///
 /// # Safety
@@ -447,47 +547,26 @@ unsafe fn run<V: Lanes>(
                 // steps reach (this function's contract), and only those are read.
                 unsafe { V::load(p.wrapping_add(n), lanes) }
             };
+            // SAFETY: with an ADD step, `E(r, n..n + lanes)` is readable (the
+            // contract); `apply` reads it only for one.
+            let extra = |_| unsafe { V::load(e.wrapping_add(n), lanes) };
             // SAFETY: `T(r, n..n + lanes)` is readable (the contract).
-            let mut x = unsafe { V::load(t.wrapping_add(n), lanes) }.add(param(0));
-            let mut j = 1;
-            for step in steps {
-                x = match step.code {
-                    AFFINE => {
-                        j += 2;
-                        x.mul_add(param(j - 2), param(j - 1))
-                    }
-                    PRELU => {
-                        j += 1;
-                        leaky(x, param(j - 1))
-                    }
-                    // SAFETY: with an ADD step, `E(r, n..n + lanes)` is
-                    // readable (the contract).
-                    ADD => x.add(unsafe { V::load(e.wrapping_add(n), lanes) }),
-                    RELU => at_least(x, 0.0),
-                    RELU6 => at_most(at_least(x, 0.0), 6.0),
-                    LEAKY_RELU => leaky(x, V::splat(step.slope)),
-                    SIGMOID => sigmoid(x),
-                    TANH => tanh(x),
-                    SWISH => x.mul(sigmoid(x)),
-                    HARD_SIGMOID => hard_sigmoid(x),
-                    HARD_SWISH => x.mul(hard_sigmoid(x)),
-                    _ => x,
-                };
-            }
+            let mut x = [unsafe { V::load(t.wrapping_add(n), lanes) }];
+            apply(&mut x, steps, param, extra);
             // SAFETY: `O(r, n..n + lanes)` is writable (the contract).
-            unsafe { x.store(o.wrapping_add(n), lanes) };
+            unsafe { x[0].store(o.wrapping_add(n), lanes) };
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     use super::{run, Lanes, Step};
     use std::arch::x86_64::*;
 
     /// Eight lanes in a `ymm`.
     #[derive(Clone, Copy)]
-    struct Ymm(__m256);
+    pub(crate) struct Ymm(pub(crate) __m256);
 
     /// The mask of the first `n` (0 to 8) lanes.
     #[inline(always)]
@@ -499,8 +578,9 @@ mod avx2 {
         }
     }
 
-    // SAFETY (every block below): these are inlined into `epilogue` only,
-    // whose contract is that the host has AVX2 and FMA, the intrinsics' features.
+    // SAFETY (every block below): these are inlined only into `epilogue` and
+    // the AVX2 depthwise row kernel, whose contracts are that the host has
+    // AVX2 and FMA, the intrinsics' features.
     impl Lanes for Ymm {
         const LANES: usize = 8;
         #[inline(always)]
@@ -630,13 +710,13 @@ mod avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use super::{run, Lanes, Step};
     use std::arch::x86_64::*;
 
     /// Sixteen lanes in a `zmm`.
     #[derive(Clone, Copy)]
-    struct Zmm(__m512);
+    pub(crate) struct Zmm(pub(crate) __m512);
 
     /// The mask of the first `n` (0 to 16) lanes.
     #[inline(always)]
@@ -644,9 +724,9 @@ mod avx512 {
         ((1u32 << n) - 1) as __mmask16
     }
 
-    // SAFETY (every block below): these are inlined into `epilogue` only,
-    // whose contract is that the host has AVX-512F and FMA, the intrinsics'
-    // features.
+    // SAFETY (every block below): these are inlined only into `epilogue` and
+    // the AVX-512 depthwise row kernel, whose contracts are that the host has
+    // AVX-512F and FMA, the intrinsics' features.
     impl Lanes for Zmm {
         const LANES: usize = 16;
         #[inline(always)]

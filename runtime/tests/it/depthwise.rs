@@ -39,15 +39,18 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// The epilogues the native kernel computes itself (none, ReLU, ReLU6) and
-/// two it leaves to the shared epilogue (a sigmoid, a residual add).
+/// Epilogues of every kind the native kernel applies in registers: none,
+/// ReLU, ReLU6, the transcendental ones (a sigmoid, a swish, as
+/// EfficientNet's depthwise layers end), and a residual add.
 fn epilogues() -> impl Strategy<Value = Vec<Epilogue>> {
     prop::sample::select(vec![
         vec![],
         vec![Epilogue::Act(Activation::Relu)],
         vec![Epilogue::Act(Activation::Relu6)],
         vec![Epilogue::Act(Activation::Sigmoid)],
+        vec![Epilogue::Act(Activation::Swish)],
         vec![Epilogue::Act(Activation::Relu), Epilogue::Add],
+        vec![Epilogue::Add, Epilogue::Act(Activation::Swish)],
     ])
 }
 
@@ -167,12 +170,13 @@ impl Case {
     }
 }
 
-/// `f64` ReLU and ReLU6, the sigmoid, and the add of the epilogue.
+/// `f64` ReLU and ReLU6, the sigmoid, the swish and the add of the epilogue.
 fn epilogue(steps: &[Epilogue], x: f64, shortcut: f32) -> f64 {
     steps.iter().fold(x, |x, step| match step {
         Epilogue::Act(Activation::Relu) => x.max(0.0),
         Epilogue::Act(Activation::Relu6) => x.clamp(0.0, 6.0),
         Epilogue::Act(Activation::Sigmoid) => 1.0 / (1.0 + (-x).exp()),
+        Epilogue::Act(Activation::Swish) => x / (1.0 + (-x).exp()),
         Epilogue::Add => x + f64::from(shortcut),
         other => unreachable!("no case draws {other:?}"),
     })
@@ -193,8 +197,9 @@ proptest! {
 
     /// Every path against the reference kernel: each output within the
     /// rounding bound of its sum of `n` terms (`(n + 2) 2^-24` times the sum of
-    /// their magnitudes, the bias's included), the sigmoid's own error
-    /// (`1e-6`) added where it runs.
+    /// their magnitudes, the bias's included; a swish's slope, at most 1.1,
+    /// times that), the sigmoid's own error (`1e-6`) added where it runs and
+    /// the swish's (`1e-6` relative to its input, at least `1e-6`).
     #[test]
     fn every_path_agrees_with_the_reference(case in cases()) {
         let want = case.reference(&case.input, &case.weight, &case.bias);
@@ -203,16 +208,25 @@ proptest! {
         let terms = (case.spec.kernel[0] * case.spec.kernel[1]) as f64;
         let steps = &case.spec.epilogue;
         let sigmoid = if steps.contains(&Epilogue::Act(Activation::Sigmoid)) { 1e-6 } else { 0.0 };
+        let swish = steps.contains(&Epilogue::Act(Activation::Swish));
         for native in std::iter::once(None).chain(Isa::on_host().into_iter().map(Some)) {
             let got = case.run(native);
             prop_assert_eq!(got.len(), want.len());
             for (i, (&got, &want)) in got.iter().zip(&want).enumerate() {
                 let shortcut = case.extra[i];
-                let want = epilogue(steps, f64::from(want), shortcut);
-                // ReLU, ReLU6, the sigmoid and the add do not widen an error.
-                let bound = (terms + 2.0) * f64::from(f32::EPSILON) / 2.0
+                let before = f64::from(want);
+                let want = epilogue(steps, before, shortcut);
+                // ReLU, ReLU6, the sigmoid and the add do not widen an error;
+                // a swish widens it by its slope.
+                let (slope, own) = if swish {
+                    (1.1, 1e-6 * (before.abs() + f64::from(shortcut.abs()) + 1.0))
+                } else {
+                    (1.0, 0.0)
+                };
+                let bound = slope * (terms + 2.0) * f64::from(f32::EPSILON) / 2.0
                     * f64::from(magnitude[i])
                     + sigmoid
+                    + own
                     + f64::from(f32::EPSILON) * want.abs();
                 prop_assert!(
                     (f64::from(got) - want).abs() <= bound,
