@@ -468,6 +468,8 @@ struct Tile {
     weights: Value,
     /// This block's bias in `params`.
     params: Value,
+    /// The output row of the tile's first pixel.
+    row: Value,
     /// Pixels in the tile.
     pixels: usize,
     /// Bytes from one of the tile's pixels to the next in the input (the
@@ -530,7 +532,8 @@ pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
                 columns(&l, b, &base, ky, height)
             });
             let base = block_row(&l, b, a, lo, block);
-            down_columns(&l, b, &base, ky, height);
+            let end = int(b, oy_hi as i64);
+            down_columns(&l, b, &base, ky, (height, end));
         }
     });
 }
@@ -581,9 +584,24 @@ pub(crate) fn emit_rows(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
             for_rows(spec, b, rows, |b, oy, ky| columns(b, oy, ky, block))
         });
     } else {
-        for_rows(spec, b, rows, |b, oy, ky| {
-            for_blocks(spec, b, blocks, |b, block| columns(b, oy, ky, block))
-        });
+        // Each class of rows, then its narrow classes of columns down the
+        // columns over the rows of the class in range.
+        for (oy_lo, oy_hi, ky_lo, ky_hi) in row_classes(spec) {
+            let ky = (ky_lo, ky_hi);
+            let height = oy_hi - oy_lo;
+            let lo = clamp(b, a.begin, oy_lo as i64, oy_hi as i64);
+            let hi = clamp(b, a.end, oy_lo as i64, oy_hi as i64);
+            for_range(b, lo, hi, 1, |b, oy| {
+                for_blocks(spec, b, blocks, |b, block| {
+                    let base = block_row(&l, b, a, oy, block);
+                    self::columns(&l, b, &base, ky, height)
+                })
+            });
+            for_blocks(spec, b, blocks, |b, block| {
+                let base = block_row(&l, b, a, lo, block);
+                down_columns(&l, b, &base, ky, (height, hi));
+            });
+        }
     }
 }
 
@@ -746,6 +764,7 @@ fn block_row(l: &Layout, b: &mut FunctionBuilder, a: &Args, oy: Value, block: Bl
         extra,
         weights,
         params,
+        row: oy,
         pixels: 0,
         steps: Steps::row(l),
         lanes: block.lanes,
@@ -780,28 +799,64 @@ fn columns(l: &Layout, b: &mut FunctionBuilder, base: &Tile, ky: (usize, usize),
     }
 }
 
-/// The classes of columns [`columns`] leaves, of one block over a class of
-/// `height` output rows from `top` (the first row's [`block_row`]): for
-/// each column, tiles down its `height` pixels.
+/// The classes of columns [`columns`] leaves, of one block over the rows
+/// of a class of `height` output rows from `top` (the first row's
+/// [`block_row`]) to row `end`: for each column, tiles down its pixels.
+/// Where the kernel runs every row (its rows are blocks), the class's
+/// `height` pixels are tiled as a row's are; else (threads split the rows)
+/// tiles of the tile's rows while they fit, then of 4 while they fit, then
+/// of one pixel.
 fn down_columns(
     l: &Layout,
     b: &mut FunctionBuilder,
     top: &Tile,
     ky: (usize, usize),
-    height: usize,
+    (height, end): (usize, Value),
 ) {
     for (ox_lo, ox_hi, kx_lo, kx_hi) in column_classes(l.spec) {
         if !tiled_down(l, ox_hi - ox_lo, height) {
             continue;
         }
+        let kx = (kx_lo, kx_hi);
         let (lo, hi) = (int(b, ox_lo as i64), int(b, ox_hi as i64));
         for_range(b, lo, hi, 1, |b, ox| {
             let column = Tile {
                 steps: Steps::column(l),
                 ..shift(b, top, Steps::row(l), ox)
             };
-            tiles(l, b, &column, height, ky, (kx_lo, kx_hi));
+            if l.spec.rows_are_blocks() {
+                return tiles(l, b, &column, height, ky, kx);
+            }
+            let full = per_tile(l, &column);
+            let mut next = top.row;
+            for size in [full, full.min(4), 1] {
+                let zero = int(b, 0);
+                let left = b.ins().isub(end, next);
+                let left = b.ins().smax(left, zero);
+                let n = b.ins().udiv_imm_s(left, size as i64);
+                let n = b.ins().imul_imm_s(n, size as i64);
+                let stop = b.ins().iadd(next, n);
+                for_range(b, next, stop, size as i64, |b, oy| {
+                    let i = b.ins().isub(oy, top.row);
+                    let t = Tile {
+                        pixels: size,
+                        ..shift(b, &column, column.steps, i)
+                    };
+                    tile(l, b, &t, ky, kx);
+                });
+                next = stop;
+            }
         });
+    }
+}
+
+/// Pixels in a full tile of `t`'s block: the wide tile's rows for a pair
+/// of blocks, else the spec's tile's.
+fn per_tile(l: &Layout, t: &Tile) -> usize {
+    if t.lanes > l.spec.block() {
+        native::WIDE_ROWS
+    } else {
+        l.spec.tile()
     }
 }
 
@@ -827,11 +882,7 @@ fn tiles(
     ky: (usize, usize),
     kx: (usize, usize),
 ) {
-    let per_tile = if first.lanes > l.spec.block() {
-        native::WIDE_ROWS
-    } else {
-        l.spec.tile()
-    };
+    let per_tile = per_tile(l, first);
     let (full, rest) = (n / per_tile, n % per_tile);
     if full > 0 {
         let lo = int(b, 0);

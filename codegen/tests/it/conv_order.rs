@@ -7,7 +7,9 @@
 //! under many channels, so the kernel's rows are blocks of output channels
 //! and its narrow classes of border columns run down the columns
 //! (`conv::down_columns`), with tiles of every row count, pairs of blocks
-//! (AVX-512's wide tile) and partial blocks; some are strided.
+//! (AVX-512's wide tile) and partial blocks; some are strided, and larger
+//! images under few channels have rows that are output rows, which the
+//! kernel is called on in two parts, as threads split them.
 
 use cnnjit_codegen::conv::ConvSpec;
 use cnnjit_codegen::native::Isa;
@@ -17,7 +19,7 @@ use proptest::prelude::*;
 /// A padded conv (without its ISA): input `[h, w, c]`, `k` outputs.
 fn spec() -> impl Strategy<Value = ConvSpec> {
     (
-        (1usize..20, 1usize..20, 1usize..6, 1usize..72),
+        (1usize..40, 1usize..24, 1usize..6, 1usize..72),
         prop_oneof![Just(3usize), Just(5)],
         1usize..3,
     )
@@ -99,8 +101,10 @@ fn chain(spec: &ConvSpec, input: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f3
     out
 }
 
-/// `spec`'s output from the compiled kernel.
-fn run(spec: &ConvSpec, input: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+/// `spec`'s output from the compiled kernel, called on its rows
+/// `[0, split)` and then `[split, rows)` (`split` clamped), as two threads
+/// would share them out.
+fn run(spec: &ConvSpec, input: &[f32], weight: &[f32], bias: &[f32], split: usize) -> Vec<f32> {
     let kernel = Kernel::Conv(spec.clone());
     let lengths = kernel.lengths();
     let mut jit = Jit::new().expect("a JIT for this host");
@@ -115,21 +119,24 @@ fn run(spec: &ConvSpec, input: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32>
     let extra = vec![0.0; lengths.extra];
     let mut scratch = vec![0.0; lengths.scratch];
     let function = program.function(id);
-    // SAFETY: every buffer has at least the length `lengths` gives (input
-    // and weights checked above, the others made at them), and `[0, rows)`
-    // is a valid range of rows.
-    unsafe {
-        function(
-            input.as_ptr(),
-            weights.as_ptr(),
-            params.as_ptr(),
-            extra.as_ptr(),
-            output.as_mut_ptr(),
-            scratch.as_mut_ptr(),
-            0,
-            lengths.rows as i64,
-        )
-    };
+    let split = split.min(lengths.rows);
+    for (begin, end) in [(0, split), (split, lengths.rows)] {
+        // SAFETY: every buffer has at least the length `lengths` gives
+        // (input and weights checked above, the others made at them), and
+        // `[begin, end)` is a valid range of rows.
+        unsafe {
+            function(
+                input.as_ptr(),
+                weights.as_ptr(),
+                params.as_ptr(),
+                extra.as_ptr(),
+                output.as_mut_ptr(),
+                scratch.as_mut_ptr(),
+                begin as i64,
+                end as i64,
+            )
+        };
+    }
     output
 }
 
@@ -139,11 +146,12 @@ proptest! {
     #[test]
     fn native_convs_sum_in_the_documented_order(
         (spec, input, weight, bias) in case(),
+        split in 0usize..24,
     ) {
         let expected = chain(&spec, &input, &weight, &bias);
         for isa in Isa::on_host() {
             let spec = ConvSpec { native: Some(isa), ..spec.clone() };
-            let got = run(&spec, &input, &weight, &bias);
+            let got = run(&spec, &input, &weight, &bias, split);
             for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
                 prop_assert!(
                     g.to_bits() == e.to_bits(),
