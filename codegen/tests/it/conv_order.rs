@@ -1,7 +1,8 @@
 //! Native conv kernels sum each output in the documented order, bit for
 //! bit: from zero, kernel row by kernel row, column by column (the taps
 //! inside the input), input channel by input channel, one fused
-//! multiply-add per term, then the bias. The expected value is that chain
+//! multiply-add per term, then the bias, and where the spec fuses them, a
+//! residual's add and a ReLU. The expected value is that chain
 //! written out in `f32` from the layouts (input HWC, weights `[K, C, Fh, Fw]`),
 //! not computed by the kernel. Shapes are padded and mostly small images
 //! under many channels, so the kernel's rows are blocks of output channels
@@ -13,7 +14,8 @@
 
 use cnnjit_codegen::conv::ConvSpec;
 use cnnjit_codegen::native::Isa;
-use cnnjit_codegen::{Jit, Kernel};
+use cnnjit_codegen::{Epilogue, Jit, Kernel};
+use cnnjit_ir::Activation;
 use proptest::prelude::*;
 
 /// A padded conv (without its ISA): input `[h, w, c]`, `k` outputs.
@@ -22,10 +24,11 @@ fn spec() -> impl Strategy<Value = ConvSpec> {
         (1usize..40, 1usize..24, 1usize..6, 1usize..72),
         prop_oneof![Just(3usize), Just(5)],
         1usize..3,
+        any::<bool>(),
     )
         .prop_filter_map(
             "the padded input holds the kernel",
-            |((h, w, c, k), f, s)| {
+            |((h, w, c, k), f, s, fused)| {
                 let pad = f / 2;
                 let out = |n: usize| (n + 2 * pad).checked_sub(f).map(|d| d / s + 1);
                 Some(ConvSpec {
@@ -36,7 +39,11 @@ fn spec() -> impl Strategy<Value = ConvSpec> {
                     dilation: [1, 1],
                     pad: [pad; 2],
                     groups: 1,
-                    epilogue: vec![],
+                    epilogue: if fused {
+                        vec![Epilogue::Add, Epilogue::Act(Activation::Relu)]
+                    } else {
+                        vec![]
+                    },
                     native: None,
                     slice: None,
                 })
@@ -50,23 +57,23 @@ fn value() -> impl Strategy<Value = f32> {
     -4.0f32..4.0
 }
 
-/// A spec with its input, `[K, C, Fh, Fw]` weights and bias.
-fn case() -> impl Strategy<Value = (ConvSpec, Vec<f32>, Vec<f32>, Vec<f32>)> {
+/// A spec with its input, `[K, C, Fh, Fw]` weights, bias and shortcut
+/// (HWC, as the output).
+type Case = (ConvSpec, [Vec<f32>; 4]);
+
+fn case() -> impl Strategy<Value = Case> {
     spec().prop_flat_map(|spec| {
         let [h, w, c] = spec.input;
-        let k = spec.output[2];
+        let [ho, wo, k] = spec.output;
         let weights = k * c * spec.kernel[0] * spec.kernel[1];
-        (
-            Just(spec),
-            prop::collection::vec(value(), h * w * c),
-            prop::collection::vec(value(), weights),
-            prop::collection::vec(value(), k),
-        )
+        let buffers =
+            [h * w * c, weights, k, ho * wo * k].map(|n| prop::collection::vec(value(), n));
+        (Just(spec), buffers)
     })
 }
 
 /// The documented chain for every output, HWC.
-fn chain(spec: &ConvSpec, input: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+fn chain(spec: &ConvSpec, [input, weight, bias, extra]: &[Vec<f32>; 4]) -> Vec<f32> {
     let [h, w, c] = spec.input;
     let [ho, wo, k] = spec.output;
     let [fh, fw] = spec.kernel;
@@ -94,7 +101,13 @@ fn chain(spec: &ConvSpec, input: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f3
                         }
                     }
                 }
-                out[(oy * wo + ox) * k + co] = sum + bias[co];
+                let at = (oy * wo + ox) * k + co;
+                let biased = sum + bias[co];
+                out[at] = if spec.epilogue.is_empty() {
+                    biased
+                } else {
+                    (biased + extra[at]).max(0.0)
+                };
             }
         }
     }
@@ -104,7 +117,7 @@ fn chain(spec: &ConvSpec, input: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f3
 /// `spec`'s output from the compiled kernel, called on its rows
 /// `[0, split)` and then `[split, rows)` (`split` clamped), as two threads
 /// would share them out.
-fn run(spec: &ConvSpec, input: &[f32], weight: &[f32], bias: &[f32], split: usize) -> Vec<f32> {
+fn run(spec: &ConvSpec, [input, weight, bias, extra]: &[Vec<f32>; 4], split: usize) -> Vec<f32> {
     let kernel = Kernel::Conv(spec.clone());
     let lengths = kernel.lengths();
     let mut jit = Jit::new().expect("a JIT for this host");
@@ -116,7 +129,7 @@ fn run(spec: &ConvSpec, input: &[f32], weight: &[f32], bias: &[f32], split: usiz
     params[..bias.len()].copy_from_slice(bias);
     assert!(weights.len() >= lengths.weights && input.len() >= lengths.input);
     let mut output = vec![f32::NAN; lengths.output];
-    let extra = vec![0.0; lengths.extra];
+    assert!(extra.len() >= lengths.extra);
     let mut scratch = vec![0.0; lengths.scratch];
     let function = program.function(id);
     let split = split.min(lengths.rows);
@@ -145,16 +158,17 @@ proptest! {
 
     #[test]
     fn native_convs_sum_in_the_documented_order(
-        (spec, input, weight, bias) in case(),
+        (spec, buffers) in case(),
         split in 0usize..24,
     ) {
-        let expected = chain(&spec, &input, &weight, &bias);
+        let expected = chain(&spec, &buffers);
         for isa in Isa::on_host() {
             let spec = ConvSpec { native: Some(isa), ..spec.clone() };
-            let got = run(&spec, &input, &weight, &bias, split);
+            let got = run(&spec, &buffers, split);
             for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                // The ReLU may keep either zero's sign.
                 prop_assert!(
-                    g.to_bits() == e.to_bits(),
+                    g.to_bits() == e.to_bits() || (*g == 0.0 && *e == 0.0),
                     "{isa} {spec:?}: element {i}: kernel {g:e}, chain {e:e}"
                 );
             }
