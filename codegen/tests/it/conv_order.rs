@@ -1,0 +1,177 @@
+//! Native conv kernels sum each output in the documented order, bit for
+//! bit: from zero, kernel row by kernel row, column by column (the taps
+//! inside the input), input channel by input channel, one fused
+//! multiply-add per term, then the bias, and where the spec fuses them, a
+//! residual's add and a ReLU. The expected value is that chain
+//! written out in `f32` from the layouts (input HWC, weights `[K, C, Fh, Fw]`),
+//! not computed by the kernel. Shapes are padded and mostly small images
+//! under many channels, so the kernel's rows are blocks of output channels
+//! and its narrow classes of border columns run down the columns
+//! (`conv::down_columns`), with tiles of every row count, pairs of blocks
+//! (AVX-512's wide tile) and partial blocks; some are strided, and larger
+//! images under few channels have rows that are output rows, which the
+//! kernel is called on in two parts, as threads split them.
+
+use cnnjit_codegen::conv::ConvSpec;
+use cnnjit_codegen::native::Isa;
+use cnnjit_codegen::{Epilogue, Jit, Kernel};
+use cnnjit_ir::Activation;
+use proptest::prelude::*;
+
+/// A padded conv (without its ISA): input `[h, w, c]`, `k` outputs.
+fn spec() -> impl Strategy<Value = ConvSpec> {
+    (
+        (1usize..40, 1usize..24, 1usize..6, 1usize..72),
+        prop_oneof![Just(3usize), Just(5)],
+        1usize..3,
+        any::<bool>(),
+    )
+        .prop_filter_map(
+            "the padded input holds the kernel",
+            |((h, w, c, k), f, s, fused)| {
+                let pad = f / 2;
+                let out = |n: usize| (n + 2 * pad).checked_sub(f).map(|d| d / s + 1);
+                Some(ConvSpec {
+                    input: [h, w, c],
+                    output: [out(h)?, out(w)?, k],
+                    kernel: [f; 2],
+                    stride: [s; 2],
+                    dilation: [1, 1],
+                    pad: [pad; 2],
+                    groups: 1,
+                    epilogue: if fused {
+                        vec![Epilogue::Add, Epilogue::Act(Activation::Relu)]
+                    } else {
+                        vec![]
+                    },
+                    native: None,
+                    slice: None,
+                })
+            },
+        )
+}
+
+/// A small float: sums stay far from overflow, and rounding differs
+/// between summation orders.
+fn value() -> impl Strategy<Value = f32> {
+    -4.0f32..4.0
+}
+
+/// A spec with its input, `[K, C, Fh, Fw]` weights, bias and shortcut
+/// (HWC, as the output).
+type Case = (ConvSpec, [Vec<f32>; 4]);
+
+fn case() -> impl Strategy<Value = Case> {
+    spec().prop_flat_map(|spec| {
+        let [h, w, c] = spec.input;
+        let [ho, wo, k] = spec.output;
+        let weights = k * c * spec.kernel[0] * spec.kernel[1];
+        let buffers =
+            [h * w * c, weights, k, ho * wo * k].map(|n| prop::collection::vec(value(), n));
+        (Just(spec), buffers)
+    })
+}
+
+/// The documented chain for every output, HWC.
+fn chain(spec: &ConvSpec, [input, weight, bias, extra]: &[Vec<f32>; 4]) -> Vec<f32> {
+    let [h, w, c] = spec.input;
+    let [ho, wo, k] = spec.output;
+    let [fh, fw] = spec.kernel;
+    let inside = |o: usize, t: usize, axis: usize, n: usize| {
+        let i = (o * spec.stride[axis] + t) as i64 - spec.pad[axis] as i64;
+        (0..n as i64).contains(&i).then_some(i as usize)
+    };
+    let mut out = vec![0.0; ho * wo * k];
+    for oy in 0..ho {
+        for ox in 0..wo {
+            for co in 0..k {
+                let mut sum = 0.0f32;
+                for ky in 0..fh {
+                    let Some(iy) = inside(oy, ky, 0, h) else {
+                        continue;
+                    };
+                    for kx in 0..fw {
+                        let Some(ix) = inside(ox, kx, 1, w) else {
+                            continue;
+                        };
+                        for ci in 0..c {
+                            let x = input[(iy * w + ix) * c + ci];
+                            let wt = weight[((co * c + ci) * fh + ky) * fw + kx];
+                            sum = x.mul_add(wt, sum);
+                        }
+                    }
+                }
+                let at = (oy * wo + ox) * k + co;
+                let biased = sum + bias[co];
+                out[at] = if spec.epilogue.is_empty() {
+                    biased
+                } else {
+                    (biased + extra[at]).max(0.0)
+                };
+            }
+        }
+    }
+    out
+}
+
+/// `spec`'s output from the compiled kernel, called on its rows
+/// `[0, split)` and then `[split, rows)` (`split` clamped), as two threads
+/// would share them out.
+fn run(spec: &ConvSpec, [input, weight, bias, extra]: &[Vec<f32>; 4], split: usize) -> Vec<f32> {
+    let kernel = Kernel::Conv(spec.clone());
+    let lengths = kernel.lengths();
+    let mut jit = Jit::new().expect("a JIT for this host");
+    let id = jit.compile(&kernel).expect("the kernel compiles");
+    let program = jit.finish().expect("the program links");
+    let weights = kernel.pack_weights(weight, None);
+    // The bias, packed per block of output channels (zero past `K`).
+    let mut params = vec![0.0; lengths.params];
+    params[..bias.len()].copy_from_slice(bias);
+    assert!(weights.len() >= lengths.weights && input.len() >= lengths.input);
+    let mut output = vec![f32::NAN; lengths.output];
+    assert!(extra.len() >= lengths.extra);
+    let mut scratch = vec![0.0; lengths.scratch];
+    let function = program.function(id);
+    let split = split.min(lengths.rows);
+    for (begin, end) in [(0, split), (split, lengths.rows)] {
+        // SAFETY: every buffer has at least the length `lengths` gives
+        // (input and weights checked above, the others made at them), and
+        // `[begin, end)` is a valid range of rows.
+        unsafe {
+            function(
+                input.as_ptr(),
+                weights.as_ptr(),
+                params.as_ptr(),
+                extra.as_ptr(),
+                output.as_mut_ptr(),
+                scratch.as_mut_ptr(),
+                begin as i64,
+                end as i64,
+            )
+        };
+    }
+    output
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn native_convs_sum_in_the_documented_order(
+        (spec, buffers) in case(),
+        split in 0usize..24,
+    ) {
+        let expected = chain(&spec, &buffers);
+        for isa in Isa::on_host() {
+            let spec = ConvSpec { native: Some(isa), ..spec.clone() };
+            let got = run(&spec, &buffers, split);
+            for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                // The ReLU may keep either zero's sign.
+                prop_assert!(
+                    g.to_bits() == e.to_bits() || (*g == 0.0 && *e == 0.0),
+                    "{isa} {spec:?}: element {i}: kernel {g:e}, chain {e:e}"
+                );
+            }
+        }
+    }
+}
