@@ -47,7 +47,7 @@
 //! only the final addresses are read.
 //!
 //! The whole fused epilogue runs on the accumulators in registers, before
-//! the one store: it is [`native_epilogue::apply`], the native epilogue's
+//! the one store: it is `native_epilogue::apply`, the native epilogue's
 //! code, which is the shared generated epilogue's operation sequence lane
 //! for lane, so the ISAs and Cranelift agree bitwise (NaN payloads aside)
 //! on every epilogue: bn + swish (EfficientNet's depthwise layers) as well

@@ -14,7 +14,7 @@
 //! stack slot where the conv code sets up its loops (once per kernel call, or
 //! per row a separable pair's half computes) and read by pointer.
 //!
-//! The steps' code is [`apply`], over any ISA's vectors ([`Lanes`]): this
+//! The steps' code is `apply`, over any ISA's vectors (`Lanes`): this
 //! module's entry points run it on a tile's rows, and the native depthwise
 //! row kernels ([`super::native_depthwise`]) run it on their accumulators
 //! in registers before their one store, for every epilogue.
@@ -161,7 +161,7 @@ pub type EpilogueFn = unsafe extern "C" fn(
 /// Which code applies the fused epilogue of a native tile
 /// ([`super::Jit::with_native_epilogue`]). Both give bitwise the same
 /// outputs. (The native depthwise row kernels always apply theirs in
-/// registers with [`apply`]: they have no tile in a slot to hand over.)
+/// registers with `apply`: they have no tile in a slot to hand over.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Use {
     /// The native epilogue where a step is a transcendental activation
