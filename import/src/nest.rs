@@ -149,9 +149,8 @@ pub fn group_concats(dag: &mut Dag) -> Result<()> {
     };
     let groups = |id: usize| -> Vec<Vec<usize>> {
         let layer = &dag.layers[id];
-        let fork = match (&layer.op, idom[id]) {
-            (Op::Concat, Some(fork)) => fork,
-            _ => return Vec::new(),
+        let Some(fork) = idom[id].filter(|_| matches!(layer.op, Op::Concat)) else {
+            return Vec::new();
         };
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut common = None;
