@@ -151,7 +151,7 @@ impl Half {
     fn emit(&self, b: &mut FunctionBuilder, a: &Args) {
         match self {
             Half::Depthwise(spec) => super::depthwise::emit(spec, b, a),
-            Half::Conv(spec) => super::conv::emit_rows(spec, b, a),
+            Half::Conv(spec) => super::conv::emit_ring_rows(spec, b, a),
         }
     }
 }
