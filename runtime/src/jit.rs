@@ -84,12 +84,12 @@ pub struct Lowered {
 
 /// The least [`work`] worth splitting across threads: about 80 us of one
 /// thread's time (at the native tile's 54 MACs/ns; 180 us on Cranelift's
-/// tile). Below it, waking the team costs more than the second thread
-/// saves: a split of an idle team of two took 28-52 us (median, after 0.2-2
-/// ms asleep, as between a network's steps; 5 us back to back; 2-core
-/// AVX-512 host, load 3.6, 2026-12-06), and it pays when half the step's
-/// time exceeds that. LeNet-5's layers, MobileNetV1's global pool and small
-/// 1x1 convolutions stay on one thread.
+/// tile). It was set when a split woke a sleeping pool (28-52 us, 2-core
+/// AVX-512 host, 2026-12-06); with the spinning [`Team`] a split costs far
+/// less, but 2^18 and 2^20 measured no faster on MobileNetV2, MobileNetV1,
+/// EfficientNet-B0, ResNet-18 and LeNet-5 (same run, within its noise), so
+/// it stays. LeNet-5's layers, MobileNetV1's global pool and small 1x1
+/// convolutions stay on one thread.
 pub const PARALLEL_WORK: u64 = 1 << 22;
 
 /// `team` if `work` is worth splitting across its threads.
