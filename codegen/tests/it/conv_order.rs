@@ -12,6 +12,7 @@
 //! images under few channels have rows that are output rows, which the
 //! kernel is called on in two parts, as threads split them.
 
+use crate::{call_rows, Buffers};
 use cnnjit_codegen::conv::ConvSpec;
 use cnnjit_codegen::native::Isa;
 use cnnjit_codegen::{Epilogue, Jit, Kernel};
@@ -127,28 +128,19 @@ fn run(spec: &ConvSpec, [input, weight, bias, extra]: &[Vec<f32>; 4], split: usi
     // The bias, packed per block of output channels (zero past `K`).
     let mut params = vec![0.0; lengths.params];
     params[..bias.len()].copy_from_slice(bias);
-    assert!(weights.len() >= lengths.weights && input.len() >= lengths.input);
     let mut output = vec![f32::NAN; lengths.output];
-    assert!(extra.len() >= lengths.extra);
     let mut scratch = vec![0.0; lengths.scratch];
-    let function = program.function(id);
     let split = split.min(lengths.rows);
-    for (begin, end) in [(0, split), (split, lengths.rows)] {
-        // SAFETY: every buffer has at least the length `lengths` gives
-        // (input and weights checked above, the others made at them), and
-        // `[begin, end)` is a valid range of rows.
-        unsafe {
-            function(
-                input.as_ptr(),
-                weights.as_ptr(),
-                params.as_ptr(),
-                extra.as_ptr(),
-                output.as_mut_ptr(),
-                scratch.as_mut_ptr(),
-                begin as i64,
-                end as i64,
-            )
+    for rows in [0..split, split..lengths.rows] {
+        let buffers = Buffers {
+            input,
+            weights: &weights,
+            params: &params,
+            extra,
+            output: &mut output,
+            scratch: &mut scratch,
         };
+        call_rows(&program, id, &lengths, buffers, rows);
     }
     output
 }

@@ -8,6 +8,7 @@
 //! `exp`'s and `tanh`'s clamps; shapes leave partial tiles (rows) and
 //! partial blocks (channels), and some write a channel slice.
 
+use crate::{call_rows, Buffers};
 use cnnjit_codegen::conv::ConvSpec;
 use cnnjit_codegen::native::Isa;
 use cnnjit_codegen::native_epilogue::Use;
@@ -134,25 +135,17 @@ fn run(spec: &ConvSpec, [input, weight, params, extra]: &[Vec<f32>; 4], code: Us
     let id = jit.compile(&kernel).expect("the kernel compiles");
     let program = jit.finish().expect("the program links");
     let weights = kernel.pack_weights(weight, None);
-    assert!(weights.len() >= lengths.weights && params.len() >= lengths.params);
     let mut output = vec![f32::from_bits(UNTOUCHED); lengths.output];
     let mut scratch = vec![0.0; lengths.scratch];
-    let function = program.function(id);
-    // SAFETY: every buffer has at least the length `lengths` gives (input
-    // and extra drawn at them, weights and params checked above, output and
-    // scratch made at them), and `[0, rows)` is a valid range of rows.
-    unsafe {
-        function(
-            input.as_ptr(),
-            weights.as_ptr(),
-            params.as_ptr(),
-            extra.as_ptr(),
-            output.as_mut_ptr(),
-            scratch.as_mut_ptr(),
-            0,
-            lengths.rows as i64,
-        )
+    let buffers = Buffers {
+        input,
+        weights: &weights,
+        params,
+        extra,
+        output: &mut output,
+        scratch: &mut scratch,
     };
+    call_rows(&program, id, &lengths, buffers, 0..lengths.rows);
     output
 }
 
