@@ -39,12 +39,19 @@ const NET: &str = "Net(9x9x3) {
     lrn(size = 3), avgpool(2x2), flatten, dense(10), softmax,
 }";
 
-fn allocations_of_forward(reference: bool) -> usize {
-    let graph = cnnjit::lang::compile_source(NET).unwrap().remove(0).graph;
+/// Convolutions large enough to be split across threads (47.8M MACs each,
+/// over `jit::PARALLEL_WORK`).
+const SPLIT: &str = "Net(9x9x256) { conv(256, 3x3, pad = 1), relu, conv(256, 3x3, pad = 1) }";
+
+fn allocations_of_forward(source: &str, reference: bool, threads: usize) -> usize {
+    let graph = cnnjit::lang::compile_source(source)
+        .unwrap()
+        .remove(0)
+        .graph;
     let weights = cnnjit::runtime::params::random_weights(&graph, 1);
     let options = Options {
         reference,
-        threads: 1,
+        threads,
         ..Options::default()
     };
     let mut model = Model::with_options(graph, &weights, options).unwrap();
@@ -58,10 +65,17 @@ fn allocations_of_forward(reference: bool) -> usize {
 
 #[test]
 fn the_reference_path_allocates_nothing_per_image() {
-    assert_eq!(allocations_of_forward(true), 0);
+    assert_eq!(allocations_of_forward(NET, true, 1), 0);
 }
 
 #[test]
 fn the_jit_path_allocates_nothing_per_image() {
-    assert_eq!(allocations_of_forward(false), 0);
+    assert_eq!(allocations_of_forward(NET, false, 1), 0);
+}
+
+/// Splitting a kernel across the model's thread team allocates nothing on
+/// the calling thread either (the team's job lives on its stack).
+#[test]
+fn the_jit_path_on_two_threads_allocates_nothing_per_image() {
+    assert_eq!(allocations_of_forward(SPLIT, false, 2), 0);
 }
