@@ -114,15 +114,8 @@ fn dominators(dag: &Dag) -> Vec<Option<usize>> {
         let Some(mut dom) = preds.next() else {
             continue;
         };
-        for mut other in preds {
-            while dom != other {
-                while dom > other {
-                    dom = idom[dom].expect("a dominator's dominators are set");
-                }
-                while other > dom {
-                    other = idom[other].expect("a dominator's dominators are set");
-                }
-            }
+        for other in preds {
+            dom = meet(&idom, dom, other);
         }
         idom[id] = Some(dom);
     }
@@ -136,17 +129,6 @@ fn dominators(dag: &Dag) -> Vec<Option<usize>> {
 /// an insertion are renumbered.
 pub fn group_concats(dag: &mut Dag) -> Result<()> {
     let idom = dominators(dag);
-    let meet = |mut a: usize, mut b: usize| {
-        while a != b {
-            while a > b {
-                a = idom[a].unwrap_or(0);
-            }
-            while b > a {
-                b = idom[b].unwrap_or(0);
-            }
-        }
-        a
-    };
     let groups = |id: usize| -> Vec<Vec<usize>> {
         let layer = &dag.layers[id];
         let Some(fork) = idom[id].filter(|_| matches!(layer.op, Op::Concat)) else {
@@ -155,7 +137,7 @@ pub fn group_concats(dag: &mut Dag) -> Result<()> {
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut common = None;
         for &input in &layer.inputs {
-            match common.map(|c| meet(c, input)).filter(|&m| m != fork) {
+            match common.map(|c| meet(&idom, c, input)).filter(|&m| m != fork) {
                 Some(m) => {
                     common = Some(m);
                     if let Some(group) = groups.last_mut() {
@@ -211,6 +193,21 @@ pub fn group_concats(dag: &mut Dag) -> Result<()> {
     }
     dag.output = renumbered[dag.output];
     Ok(())
+}
+
+/// The nearest common dominator of `a` and `b`, both dominated by layers
+/// whose dominators `idom` already holds (layers are in topological order,
+/// so a dominator's index is below its layer's).
+fn meet(idom: &[Option<usize>], mut a: usize, mut b: usize) -> usize {
+    while a != b {
+        while a > b {
+            a = idom[a].expect("a dominator's dominators are set");
+        }
+        while b > a {
+            b = idom[b].expect("a dominator's dominators are set");
+        }
+    }
+    a
 }
 
 struct Nester<'a> {
