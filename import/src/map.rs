@@ -749,6 +749,12 @@ impl Mapper<'_> {
         }
     }
 
+    /// How many nodes (and graph outputs) read `node`'s first output.
+    fn readers(&self, node: &NodeProto) -> usize {
+        let output = node.output.first().map_or("", String::as_str);
+        self.uses.get(output).copied().unwrap_or(0)
+    }
+
     /// An explicit zero `Pad` of H and W, for the conv that reads it next.
     fn pad(&self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
         let x = self.layer_input(node, inputs, 0)?;
@@ -788,10 +794,9 @@ impl Mapper<'_> {
             }
             _ => None,
         };
-        let output = node.output.first().map_or("", String::as_str);
         match padding {
             Some(padding) if matches!(mode.as_str(), "" | "constant") && value == 0.0
-                && self.uses.get(output) == Some(&1) =>
+                && self.readers(node) == 1 =>
             {
                 Ok(Value::Padded(x, padding))
             }
@@ -1076,8 +1081,7 @@ impl Mapper<'_> {
     /// A step of hard-sigmoid or hard-swish written in arithmetic: its output
     /// must be read by one node only, which goes on with it.
     fn partial(&self, node: &NodeProto, x: usize, form: Form) -> Result<Value> {
-        let output = node.output.first().map_or("", String::as_str);
-        match self.uses.get(output).copied().unwrap_or(0) {
+        match self.readers(node) {
             1 => Ok(Value::Partial(Partial { x, form })),
             n => Err(node_error(
                 node,
