@@ -139,3 +139,37 @@ fn an_import_error_names_the_model_once() {
     assert_eq!(listing(&dir), ["model.onnx", "text.onnx"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_input_shape_is_parsed_and_checked_against_the_model() {
+    // The fixture's input is [?, 3, 16, 16].
+    let dir = folder("shape");
+    let (model, out) = (dir.join("model.onnx"), dir.join("out.cnn"));
+    let import = |shape: &str| {
+        cnnjit(&[
+            Path::new("import"),
+            &model,
+            Path::new("-o"),
+            &out,
+            Path::new("--input-shape"),
+            Path::new(shape),
+        ])
+    };
+    for malformed in ["16x16", "16x0x3", "axbxc", "16x16x3x1"] {
+        let output = import(malformed);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{malformed}: {stderr}");
+        assert!(stderr.contains("is not HxWxC"), "{malformed}: {stderr}");
+    }
+    let stderr = failure(&import("9x9x3"));
+    assert!(stderr.contains("9x9x3, disagrees"), "{stderr}");
+    assert_eq!(listing(&dir), ["model.onnx"]);
+    let output = import("16x16x3");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(listing(&dir), ["model.onnx", "out.cnn", "out.safetensors"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
