@@ -1,11 +1,12 @@
-//! The native epilogue against the generated `f32x4` one, on the same
-//! kernel (`Use::Always` against `Use::Never`), one thread: EfficientNet-B0's
-//! 28x28 1x1 convolutions, the
-//! expansion 40 -> 240 with its bn folded and swish (`expand_swish`), the
-//! same with relu (`expand_relu`: a cheap activation, where the call is all
-//! the native epilogue adds) and the projection 240 -> 40 with a residual
-//! add (`project_add`), each on the host's widest native tile. The two
-//! kernels' outputs are bitwise equal (`codegen/tests/it/native_epilogue.rs`).
+//! The fused tiles (the native epilogue on a tile's sums in registers)
+//! against the tile then the generated `f32x4` epilogue on its slot, on the
+//! same kernel (`Use::Always` against `Use::Never`), one thread:
+//! EfficientNet-B0's 28x28 1x1 convolutions, the expansion 40 -> 240 with
+//! its bn folded and swish (`expand_swish`), the same with relu
+//! (`expand_relu`: a cheap activation) and the projection 240 -> 40 with a
+//! residual add (`project_add`), each on the host's widest native tile. The
+//! two kernels' outputs are bitwise equal
+//! (`codegen/tests/it/native_epilogue.rs`).
 //!
 //! `cargo bench --bench native_epilogue` (groups `native` and `generated`).
 

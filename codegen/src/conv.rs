@@ -16,10 +16,12 @@
 //! channels, accumulated by the precompiled AVX2 or AVX-512 micro-kernel
 //! into a stack slot; on AVX-512, two adjacent full blocks of a group take
 //! one call of the wide tile ([`native::WIDE_ROWS`] pixels by 32 channels,
-//! [`Isa::wide_tiles`]), an odd last block the 16-column one. The native
-//! epilogue of the same ISA ([`super::native_epilogue`]) applies the fused
-//! epilogue to the slot and stores it where that is faster (a transcendental
-//! activation), else the generated epilogue reads it. Weights are packed per
+//! [`Isa::wide_tiles`]), an odd last block the 16-column one. Each tile is
+//! called in its fused form ([`Isa::fused_tiles`]): the native epilogue of
+//! the same ISA ([`super::native_epilogue`]) applies the fused epilogue to
+//! the sums in registers and stores the outputs, with no slot in between;
+//! with `native_epilogue::Use::Never` the tile writes the slot and the
+//! generated epilogue reads it. Weights are packed per
 //! group and block of output channels as `[g][block][ky][kx][ci][width]`
 //! (zero-padded past the group's channels), so each step loads the block's
 //! weights for one input channel and one splatted input per pixel.
@@ -42,8 +44,8 @@
 //! sum in the same order either way (`codegen/tests/it/conv_order.rs`).
 
 use super::epilogue_lengths;
-use super::native::{self, Isa, Tap, TileFn, WideTileFn};
-use super::native_epilogue::{NativeEpilogue, Site};
+use super::native::{self, FusedTileFn, Isa, Tap, TileFn, WideTileFn};
+use super::native_epilogue::{self as native_epilogue, Sink};
 use super::native_gemv::{self, GemvFn};
 use super::vector;
 use super::{
@@ -55,6 +57,7 @@ use cranelift_codegen::ir::{
     types, InstBuilder, SigRef, StackSlot, StackSlotData, StackSlotKind, Value,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
+use std::mem::offset_of;
 
 /// Output channels per register block of the pure Cranelift tile (two `f32x4`).
 pub const BLOCK: usize = 8;
@@ -433,10 +436,10 @@ struct Layout<'s> {
 struct Native {
     /// The tile of each row count.
     tiles: &'static [TileFn],
-    /// The native epilogue applied to the tile, where the JIT's
+    /// The tiles with the native epilogue fused, where the JIT's
     /// [`super::native_epilogue::Use`] asks for it and the host has it; else
-    /// the generated one reads the tile.
-    epilogue: Option<NativeEpilogue>,
+    /// the generated epilogue reads the tile's slot.
+    fused: Option<Fused>,
     /// [`TileFn`]'s signature, imported into the kernel.
     signature: SigRef,
     /// The wide tile of each row count and its signature, where the spec's
@@ -449,11 +452,64 @@ struct Native {
     tile: StackSlot,
 }
 
+/// What the generated code needs to call a tile with its epilogue fused.
+struct Fused {
+    /// The tile of each row count.
+    tiles: &'static [FusedTileFn],
+    /// The wide tile of each row count, where the spec's ISA has one.
+    wide: Option<&'static [FusedTileFn]>,
+    /// [`FusedTileFn`]'s signature, imported into the kernel.
+    signature: SigRef,
+    /// The call's [`Sink`]: its steps, their count and the vector stride
+    /// stored once where the kernel starts, the rest before each call.
+    sink: StackSlot,
+}
+
+impl Fused {
+    /// The fused tiles of `isa` for `spec`'s epilogue, or `None` where the
+    /// host lacks them; stores the sink's fixed fields at the current point
+    /// of `b`, which must come before every call.
+    fn new(
+        spec: &ConvSpec,
+        b: &mut FunctionBuilder,
+        ptr: types::Type,
+        isa: Isa,
+        vector: i64,
+    ) -> Option<Fused> {
+        let (tiles, wide) = isa.fused_tiles()?;
+        let steps = native_epilogue::store_steps(b, ptr, &spec.epilogue)?;
+        let bytes = size_of::<Sink>() as u32;
+        let sink =
+            b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 3));
+        let steps = b.ins().stack_addr(ptr, steps, 0);
+        b.ins()
+            .stack_store(ptr, steps, sink, offset_of!(Sink, steps) as i32);
+        let count = int(b, spec.epilogue.len() as i64);
+        b.ins()
+            .stack_store(ptr, count, sink, offset_of!(Sink, count) as i32);
+        let vector = int(b, vector);
+        b.ins()
+            .stack_store(ptr, vector, sink, offset_of!(Sink, vector) as i32);
+        Some(Fused {
+            tiles,
+            wide,
+            signature: native::import_fused_signature(b, ptr),
+            sink,
+        })
+    }
+}
+
 /// Bytes from the wide tile's first block to its second in the stack slot.
 const WIDE_BLOCK: usize = native::WIDE_ROWS * native::WIDTH * 4;
 
 impl Native {
-    fn new(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args, tiles: &'static [TileFn]) -> Native {
+    fn new(
+        spec: &ConvSpec,
+        b: &mut FunctionBuilder,
+        a: &Args,
+        tiles: &'static [TileFn],
+        vector: i64,
+    ) -> Native {
         let ptr = b.func.dfg.value_type(a.input);
         let taps = spec.kernel[0] * spec.kernel[1] * size_of::<Tap>();
         let wide = spec.wide_tiles();
@@ -463,13 +519,13 @@ impl Native {
             b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 5))
         };
         let (taps, tile) = (slot(taps), slot(tile));
-        let epilogue = spec
+        let fused = spec
             .native
-            .filter(|_| a.native_epilogue.native(&spec.epilogue))
-            .and_then(|isa| NativeEpilogue::new(b, ptr, isa, &spec.epilogue));
+            .filter(|_| a.native_epilogue.native())
+            .and_then(|isa| Fused::new(spec, b, ptr, isa, vector));
         Native {
             tiles,
-            epilogue,
+            fused,
             taps,
             tile,
             signature: native::import_signature(b, ptr),
@@ -656,10 +712,11 @@ fn layout<'s>(spec: &'s ConvSpec, b: &mut FunctionBuilder, a: &Args) -> Layout<'
     let out = spec.layout();
     // Where the host lacks the native tile (a spec built by hand), the
     // Cranelift tile serves the native packing too.
+    let vector = (spec.vector_len() * 4) as i64;
     let native = spec
         .tile_isa()
         .and_then(Isa::tiles)
-        .map(|tiles| Native::new(spec, b, a, tiles));
+        .map(|tiles| Native::new(spec, b, a, tiles, vector));
     Layout {
         spec,
         in_row: (w * c * 4) as i64,
@@ -667,7 +724,7 @@ fn layout<'s>(spec: &'s ConvSpec, b: &mut FunctionBuilder, a: &Args) -> Layout<'
         out_row: wo as i64 * out.pixel_bytes(),
         weight_block: (spec.kernel[0] * spec.kernel[1] * spec.in_per_group() * spec.block() * 4)
             as i64,
-        vector: (spec.vector_len() * 4) as i64,
+        vector,
         native,
         down: true,
     }
@@ -964,8 +1021,9 @@ fn tile(l: &Layout, b: &mut FunctionBuilder, t: &Tile, ky: (usize, usize), kx: (
 }
 
 /// The tile by a call to the native micro-kernel, one [`Tap`] per kernel tap
-/// of the class, then the native epilogue on its slot if there is one (no
-/// accumulators returned), else the slot loaded for the generated epilogue:
+/// of the class: its fused form where there is one, which stores the
+/// outputs itself (no accumulators returned), else the slot loaded for the
+/// generated epilogue:
 /// for a tile down a column, in a loop over its pixels (no accumulators
 /// returned either), else every pixel's, returned.
 fn native_tile(
@@ -998,44 +1056,48 @@ fn native_tile(
     let taps_at = b.ins().stack_addr(ptr, native.taps, 0);
     let count = int(b, taps.len() as i64);
     let depth = int(b, cg as i64);
+    let wide = t.lanes > native::WIDTH;
+    if let Some(fused) = &native.fused {
+        let sink = fused.sink;
+        let pixel = int(b, t.steps.output);
+        let columns = int(b, t.lanes as i64);
+        for (field, value) in [
+            (offset_of!(Sink, params), t.params),
+            (offset_of!(Sink, extra), t.extra),
+            (offset_of!(Sink, output), t.output),
+            (offset_of!(Sink, pixel), pixel),
+            (offset_of!(Sink, columns), columns),
+        ] {
+            b.ins().stack_store(ptr, value, sink, field as i32);
+        }
+        let tiles = match fused.wide {
+            Some(wide_tiles) if wide => wide_tiles,
+            _ => fused.tiles,
+        };
+        let callee = int(b, tiles[t.pixels - 1] as usize as i64);
+        let b_block = int(b, l.weight_block);
+        let sink = b.ins().stack_addr(ptr, sink, 0);
+        let args = [
+            t.input, a_stride, t.weights, taps_at, count, depth, b_block, sink,
+        ];
+        b.ins().call_indirect(fused.signature, callee, &args);
+        return None;
+    }
     let tile_at = b.ins().stack_addr(ptr, native.tile, 0);
     let mut args = vec![t.input, a_stride, t.weights, taps_at, count, depth, tile_at];
     // A pair of blocks (`lanes` past one block's width) takes the wide
     // tile, which writes its second block `WIDE_BLOCK` bytes after the first.
     let (signature, callee, block_bytes) = match native.wide {
-        Some((wide, signature)) if t.lanes > native::WIDTH => {
+        Some((wide_tiles, signature)) if wide => {
             let b_block = int(b, l.weight_block);
             let c_block = int(b, WIDE_BLOCK as i64);
             args.extend([b_block, c_block]);
-            (signature, wide[t.pixels - 1] as usize, WIDE_BLOCK)
+            (signature, wide_tiles[t.pixels - 1] as usize, WIDE_BLOCK)
         }
         _ => (native.signature, native.tiles[t.pixels - 1] as usize, 0),
     };
     let callee = int(b, callee as i64);
     b.ins().call_indirect(signature, callee, &args);
-    if let Some(epilogue) = &native.epilogue {
-        // One call per block of the slot: a wide tile's second block is
-        // `WIDE_BLOCK` bytes on in the slot and 16 channels on everywhere else.
-        for block in 0..t.lanes.div_ceil(native::WIDTH) {
-            let shift = |b: &mut FunctionBuilder, at: Value, bytes: usize| {
-                b.ins().iadd_imm_s(at, (block * bytes) as i64)
-            };
-            let channels = native::WIDTH * 4;
-            let site = Site {
-                tile: shift(b, tile_at, block_bytes),
-                tile_stride: native::WIDTH,
-                rows: t.pixels,
-                columns: (t.lanes - block * native::WIDTH).min(native::WIDTH),
-                params: shift(b, t.params, channels),
-                vector: l.vector,
-                extra: shift(b, t.extra, channels),
-                output: shift(b, t.output, channels),
-                pixel: t.steps.output,
-            };
-            epilogue.call(b, &site);
-        }
-        return None;
-    }
     // Where pixel `p`'s vector `v` (of four channels) is in the slot.
     let at = |p: usize, v: usize| {
         let (block, v) = (v / (native::WIDTH / 4), v % (native::WIDTH / 4));

@@ -62,6 +62,16 @@
 //! of `U` and `c_block` = one block of `M` (`tiles_w x 16`), so `M`'s layout
 //! is unchanged.
 //!
+//! # Fused tiles
+//!
+//! Each tile also has a fused twin ([`Isa::fused_tiles`], a
+//! [`FusedTileFn`]) that computes the same sums and, instead of writing
+//! `C`, puts them through the native epilogue's steps
+//! ([`super::native_epilogue`]'s formula with `T = C`) straight to the
+//! output a [`Sink`] names: conv's kernels call these, so a tile's sums
+//! never leave registers. The wide one's sink columns run on from its first
+//! block to its second.
+//!
 //! Every tile sums each output in the same order, tap by tap and `k` by `k`,
 //! one fused multiply-add per term from zero, so the ISAs' outputs, and the
 //! wide tile's against the 16-column ones, are bitwise identical
@@ -111,6 +121,7 @@
 //! group ([`super::conv`], [`super::winograd`]); an odd last block, or a
 //! partial one, takes the 16-column tile.
 
+use super::native_epilogue::Sink;
 use cranelift_codegen::ir::{types, AbiParam, SigRef, Signature, Type};
 use cranelift_frontend::FunctionBuilder;
 use std::fmt;
@@ -196,6 +207,25 @@ impl Isa {
         None
     }
 
+    /// Its tiles with the epilogue fused, where the host runs them with
+    /// FMA (the native epilogue's condition,
+    /// [`super::native_epilogue::available`]): `(tiles, wide tiles)`, of 1 to
+    /// [`Isa::rows`] and [`WIDE_ROWS`] rows (index `rows - 1`); the wide
+    /// ones where [`Isa::wide_tiles`] has them.
+    pub fn fused_tiles(self) -> Option<(&'static [FusedTileFn], Option<&'static [FusedTileFn]>)> {
+        super::native_epilogue::available(self).then_some(())?;
+        #[cfg(target_arch = "x86_64")]
+        return Some(match self {
+            Isa::Avx2 => (&avx2::FUSED[..], None),
+            Isa::Avx512 => (
+                &avx512::FUSED[..],
+                self.wide_tiles().map(|_| &avx512::FUSED_WIDE[..]),
+            ),
+        });
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+
     /// Its tiles of 1 to [`Isa::rows`] rows (index `rows - 1`), where the
     /// host runs it.
     pub fn tiles(self) -> Option<&'static [TileFn]> {
@@ -266,6 +296,26 @@ pub(crate) fn import_wide_signature(b: &mut FunctionBuilder, ptr: Type) -> SigRe
     b.import_signature(signature)
 }
 
+/// A tile with its epilogue fused: `(a, a_stride, b, taps, count, depth,
+/// b_block, sink)`, the tile's sums (the 16-column tile's, or the wide
+/// tile's two blocks of `B` `b_block` bytes apart) kept in registers and
+/// put through the native epilogue's steps straight to the output the
+/// [`Sink`] names: the module doc's formula for `C`, then the native
+/// epilogue's with `T = C`, bitwise as the tile then the epilogue.
+pub type FusedTileFn =
+    unsafe extern "C" fn(*const f32, i64, *const f32, *const Tap, i64, i64, i64, *const Sink);
+
+/// Imports [`FusedTileFn`]'s signature into a kernel whose pointers are `ptr`.
+pub(crate) fn import_fused_signature(b: &mut FunctionBuilder, ptr: Type) -> SigRef {
+    let i64 = types::I64;
+    let mut signature = Signature::new(b.func.signature.call_conv);
+    signature.params = [ptr, i64, ptr, ptr, i64, i64, i64, ptr]
+        .into_iter()
+        .map(AbiParam::new)
+        .collect();
+    b.import_signature(signature)
+}
+
 /// Whether this host runs a native tile of any ISA.
 pub fn available() -> bool {
     Isa::best().is_some()
@@ -322,7 +372,8 @@ unsafe fn for_each_k<const R: usize>(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{for_each_k, Tap, TileFn, WIDTH};
+    use super::{for_each_k, FusedTileFn, Tap, TileFn, WIDTH};
+    use crate::native_epilogue::{avx2::Ymm, finish, Sink};
     use std::arch::x86_64::{
         __m256, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
@@ -331,6 +382,46 @@ mod avx2 {
     pub(super) static TILES: [TileFn; 6] = [
         tile::<1>, tile::<2>, tile::<3>, tile::<4>, tile::<5>, tile::<6>,
     ];
+
+    pub(super) static FUSED: [FusedTileFn; 6] = [
+        fused::<1>, fused::<2>, fused::<3>, fused::<4>, fused::<5>, fused::<6>,
+    ];
+
+    /// The tile's sums, `R` rows of two `ymm`: inlined into the entry points,
+    /// whose features its intrinsics run with.
+    ///
+    /// # Safety
+    /// As [`tile`]'s, but for `c`.
+    #[inline(always)]
+    unsafe fn sums<const R: usize>(
+        a: *const f32,
+        a_stride: i64,
+        b: *const f32,
+        (taps, count): (*const Tap, i64),
+        depth: i64,
+    ) -> [[__m256; 2]; R] {
+        // SAFETY: the entry points that inline this have AVX2 and FMA.
+        let mut acc: [[__m256; 2]; R] = [[unsafe { _mm256_setzero_ps() }; 2]; R];
+        let step = |rows: &[*const f32; R], u: usize, w: *const f32| {
+            // SAFETY: the host has AVX2 and FMA (the contract), which
+            // the intrinsics need; `for_each_k` passes `w = B(t, k, 0)`,
+            // so the two unaligned 8-float loads at `w` and `w + 8` read
+            // `B(t, k, 0..16)`, and `rows[r] + u = A(r, t, k)`, one readable,
+            // aligned `f32` per row, all by the caller's contract.
+            unsafe {
+                let (w0, w1) = (_mm256_loadu_ps(w), _mm256_loadu_ps(w.add(8)));
+                for (acc, row) in acc.iter_mut().zip(rows) {
+                    let x = _mm256_broadcast_ss(&*row.add(u));
+                    acc[0] = _mm256_fmadd_ps(x, w0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(x, w1, acc[1]);
+                }
+            }
+        };
+        // SAFETY: `taps`, `count` and the formula's addresses are as
+        // `for_each_k` needs, by the caller's contract.
+        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, step) };
+        acc
+    }
 
     /// The tile of `R` rows.
     ///
@@ -349,25 +440,8 @@ mod avx2 {
         depth: i64,
         c: *mut f32,
     ) {
-        let mut acc: [[__m256; 2]; R] = [[_mm256_setzero_ps(); 2]; R];
-        let step = |rows: &[*const f32; R], u: usize, w: *const f32| {
-            // SAFETY: the host has AVX2 and FMA (this function's contract),
-            // which the intrinsics need; `for_each_k` passes `w = B(t, k, 0)`,
-            // so the two unaligned 8-float loads at `w` and `w + 8` read
-            // `B(t, k, 0..16)`, and `rows[r] + u = A(r, t, k)`, one readable,
-            // aligned `f32` per row, all by the caller's contract.
-            unsafe {
-                let (w0, w1) = (_mm256_loadu_ps(w), _mm256_loadu_ps(w.add(8)));
-                for (acc, row) in acc.iter_mut().zip(rows) {
-                    let x = _mm256_broadcast_ss(&*row.add(u));
-                    acc[0] = _mm256_fmadd_ps(x, w0, acc[0]);
-                    acc[1] = _mm256_fmadd_ps(x, w1, acc[1]);
-                }
-            }
-        };
-        // SAFETY: `taps`, `count` and the formula's addresses are as
-        // `for_each_k` needs, by this function's contract.
-        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, step) };
+        // SAFETY: this function's contract is `sums`'s.
+        let acc = unsafe { sums::<R>(a, a_stride, b, (taps, count), depth) };
         for (r, acc) in acc.iter().enumerate() {
             // SAFETY: the host has AVX2 (this function's contract); `c` has
             // `R x 16` writable floats, so for `r < R` the two unaligned
@@ -378,11 +452,41 @@ mod avx2 {
             }
         }
     }
+
+    /// The tile of `R` rows with its epilogue fused ([`FusedTileFn`]).
+    ///
+    /// # Safety
+    /// As [`tile`]'s for `a`, `b` and the taps; `sink` points to a [`Sink`]
+    /// whose addresses are as its doc says for `R` rows and the columns it
+    /// names (at most 16).
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn fused<const R: usize>(
+        a: *const f32,
+        a_stride: i64,
+        b: *const f32,
+        taps: *const Tap,
+        count: i64,
+        depth: i64,
+        _b_block: i64,
+        sink: *const Sink,
+    ) {
+        // SAFETY: this function's contract is `sums`'s, and `sink` points to
+        // a readable `Sink` whose addresses are as `finish` needs.
+        unsafe {
+            let acc = sums::<R>(a, a_stride, b, (taps, count), depth);
+            let halves: [[Ymm; R]; 2] = std::array::from_fn(|h| acc.map(|row| Ymm(row[h])));
+            for (half, mut xs) in halves.into_iter().enumerate() {
+                finish(&mut xs, &*sink, 8 * half);
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{for_each_k, Tap, TileFn, WideTileFn, AVX512_ROWS, WIDE_ROWS, WIDTH};
+    use super::{for_each_k, FusedTileFn, Tap, TileFn, WideTileFn, AVX512_ROWS, WIDE_ROWS, WIDTH};
+    use crate::native_epilogue::{avx512::Zmm, finish, Sink};
     use std::arch::x86_64::{
         __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
         _mm512_storeu_ps,
@@ -397,6 +501,80 @@ mod avx512 {
         wide::<1>, wide::<2>, wide::<3>, wide::<4>, wide::<5>, wide::<6>, wide::<7>, wide::<8>,
         wide::<9>, wide::<10>, wide::<11>, wide::<12>, wide::<13>, wide::<14>,
     ];
+
+    pub(super) static FUSED: [FusedTileFn; AVX512_ROWS] = [
+        fused::<1>,
+        fused::<2>,
+        fused::<3>,
+        fused::<4>,
+        fused::<5>,
+        fused::<6>,
+        fused::<7>,
+        fused::<8>,
+        fused::<9>,
+        fused::<10>,
+        fused::<11>,
+        fused::<12>,
+        fused::<13>,
+        fused::<14>,
+    ];
+
+    pub(super) static FUSED_WIDE: [FusedTileFn; WIDE_ROWS] = [
+        fused_wide::<1>,
+        fused_wide::<2>,
+        fused_wide::<3>,
+        fused_wide::<4>,
+        fused_wide::<5>,
+        fused_wide::<6>,
+        fused_wide::<7>,
+        fused_wide::<8>,
+        fused_wide::<9>,
+        fused_wide::<10>,
+        fused_wide::<11>,
+        fused_wide::<12>,
+        fused_wide::<13>,
+        fused_wide::<14>,
+    ];
+
+    /// The wide tile's sums, `R` rows of two `zmm` (the second block of `B`
+    /// `b_block` bytes after the first): inlined into the entry points,
+    /// whose features its intrinsics run with.
+    ///
+    /// # Safety
+    /// As [`wide`]'s, but for `c`.
+    #[inline(always)]
+    unsafe fn wide_sums<const R: usize>(
+        a: *const f32,
+        a_stride: i64,
+        b: *const f32,
+        (taps, count): (*const Tap, i64),
+        depth: i64,
+        b_block: i64,
+    ) -> [[__m512; 2]; R] {
+        // SAFETY: the entry points that inline this have AVX-512F.
+        let mut acc: [[__m512; 2]; R] = [[unsafe { _mm512_setzero_ps() }; 2]; R];
+        let step = |rows: &[*const f32; R], u: usize, w: *const f32| {
+            // SAFETY: the host has AVX-512F (the contract), which
+            // the intrinsics need; `for_each_k` passes `w = B(t, k, 0)` of the
+            // first block, so the unaligned 16-float loads at `w` and at
+            // `w + b_block` bytes read `B(t, k, 0..32)`, and `rows[r] + u =
+            // A(r, t, k)`, one readable `f32` per row, all by the caller's
+            // contract. Each input is broadcast once for its two FMAs.
+            unsafe {
+                let w0 = _mm512_loadu_ps(w);
+                let w1 = _mm512_loadu_ps(w.wrapping_byte_offset(b_block as isize));
+                for (acc, row) in acc.iter_mut().zip(rows) {
+                    let x = _mm512_set1_ps(*row.add(u));
+                    acc[0] = _mm512_fmadd_ps(x, w0, acc[0]);
+                    acc[1] = _mm512_fmadd_ps(x, w1, acc[1]);
+                }
+            }
+        };
+        // SAFETY: `taps`, `count` and the formula's addresses are as
+        // `for_each_k` needs, by the caller's contract.
+        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, step) };
+        acc
+    }
 
     /// The wide tile of `R` rows: two blocks of 16 columns, `B`'s second
     /// block `b_block` bytes after the first and `C`'s `c_block` after.
@@ -417,27 +595,8 @@ mod avx512 {
         b_block: i64,
         c_block: i64,
     ) {
-        let mut acc: [[__m512; 2]; R] = [[_mm512_setzero_ps(); 2]; R];
-        let step = |rows: &[*const f32; R], u: usize, w: *const f32| {
-            // SAFETY: the host has AVX-512F (this function's contract), which
-            // the intrinsics need; `for_each_k` passes `w = B(t, k, 0)` of the
-            // first block, so the unaligned 16-float loads at `w` and at
-            // `w + b_block` bytes read `B(t, k, 0..32)`, and `rows[r] + u =
-            // A(r, t, k)`, one readable `f32` per row, all by the caller's
-            // contract. Each input is broadcast once for its two FMAs.
-            unsafe {
-                let w0 = _mm512_loadu_ps(w);
-                let w1 = _mm512_loadu_ps(w.wrapping_byte_offset(b_block as isize));
-                for (acc, row) in acc.iter_mut().zip(rows) {
-                    let x = _mm512_set1_ps(*row.add(u));
-                    acc[0] = _mm512_fmadd_ps(x, w0, acc[0]);
-                    acc[1] = _mm512_fmadd_ps(x, w1, acc[1]);
-                }
-            }
-        };
-        // SAFETY: `taps`, `count` and the formula's addresses are as
-        // `for_each_k` needs, by this function's contract.
-        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, step) };
+        // SAFETY: this function's contract is `wide_sums`'s.
+        let acc = unsafe { wide_sums::<R>(a, a_stride, b, (taps, count), depth, b_block) };
         for (r, acc) in acc.iter().enumerate() {
             for (j, acc) in acc.iter().enumerate() {
                 // SAFETY: the host has AVX-512F (this function's contract);
@@ -450,6 +609,70 @@ mod avx512 {
                 };
             }
         }
+    }
+
+    /// The wide tile of `R` rows with its epilogue fused ([`FusedTileFn`]):
+    /// the sink's columns run on from the first block to the second.
+    ///
+    /// # Safety
+    /// The host has AVX-512F and FMA; as [`wide`]'s for `a`, `b` and the
+    /// taps; `sink` points to a [`Sink`] whose addresses are as its doc
+    /// says for `R` rows and the columns it names (at most 32).
+    #[target_feature(enable = "avx512f,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn fused_wide<const R: usize>(
+        a: *const f32,
+        a_stride: i64,
+        b: *const f32,
+        taps: *const Tap,
+        count: i64,
+        depth: i64,
+        b_block: i64,
+        sink: *const Sink,
+    ) {
+        // SAFETY: this function's contract is `wide_sums`'s, and `sink`
+        // points to a readable `Sink` whose addresses are as `finish` needs.
+        unsafe {
+            let acc = wide_sums::<R>(a, a_stride, b, (taps, count), depth, b_block);
+            let blocks: [[Zmm; R]; 2] = std::array::from_fn(|j| acc.map(|row| Zmm(row[j])));
+            for (block, mut xs) in blocks.into_iter().enumerate() {
+                finish(&mut xs, &*sink, WIDTH * block);
+            }
+        }
+    }
+
+    /// The 16-column tile's sums, `R` rows of one `zmm`, as [`wide_sums`].
+    ///
+    /// # Safety
+    /// As [`tile`]'s, but for `c`.
+    #[inline(always)]
+    unsafe fn sums<const R: usize>(
+        a: *const f32,
+        a_stride: i64,
+        b: *const f32,
+        (taps, count): (*const Tap, i64),
+        depth: i64,
+    ) -> [__m512; R] {
+        // SAFETY: the entry points that inline this have AVX-512F.
+        let mut acc: [__m512; R] = [unsafe { _mm512_setzero_ps() }; R];
+        let step = |rows: &[*const f32; R], u: usize, w: *const f32| {
+            // SAFETY: the host has AVX-512F (the contract), which
+            // the intrinsics need; `for_each_k` passes `w = B(t, k, 0)`, so
+            // the unaligned 16-float load at `w` reads `B(t, k, 0..16)`, and
+            // `rows[r] + u = A(r, t, k)`, one readable `f32` per row, all by
+            // the caller's contract. The broadcast folds into the FMA's
+            // memory operand.
+            unsafe {
+                let w = _mm512_loadu_ps(w);
+                for (acc, row) in acc.iter_mut().zip(rows) {
+                    *acc = _mm512_fmadd_ps(_mm512_set1_ps(*row.add(u)), w, *acc);
+                }
+            }
+        };
+        // SAFETY: `taps`, `count` and the formula's addresses are as
+        // `for_each_k` needs, by the caller's contract.
+        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, step) };
+        acc
     }
 
     /// The tile of `R` rows.
@@ -466,29 +689,38 @@ mod avx512 {
         depth: i64,
         c: *mut f32,
     ) {
-        let mut acc: [__m512; R] = [_mm512_setzero_ps(); R];
-        let step = |rows: &[*const f32; R], u: usize, w: *const f32| {
-            // SAFETY: the host has AVX-512F (this function's contract), which
-            // the intrinsics need; `for_each_k` passes `w = B(t, k, 0)`, so
-            // the unaligned 16-float load at `w` reads `B(t, k, 0..16)`, and
-            // `rows[r] + u = A(r, t, k)`, one readable `f32` per row, all by
-            // the caller's contract. The broadcast folds into the FMA's
-            // memory operand.
-            unsafe {
-                let w = _mm512_loadu_ps(w);
-                for (acc, row) in acc.iter_mut().zip(rows) {
-                    *acc = _mm512_fmadd_ps(_mm512_set1_ps(*row.add(u)), w, *acc);
-                }
-            }
-        };
-        // SAFETY: `taps`, `count` and the formula's addresses are as
-        // `for_each_k` needs, by this function's contract.
-        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, step) };
+        // SAFETY: this function's contract is `sums`'s.
+        let acc = unsafe { sums::<R>(a, a_stride, b, (taps, count), depth) };
         for (r, acc) in acc.iter().enumerate() {
             // SAFETY: the host has AVX-512F (this function's contract); `c`
             // has `R x 16` writable floats, so for `r < R` the unaligned
             // 16-float store at `c + 16 r` stays inside it.
             unsafe { _mm512_storeu_ps(c.add(r * WIDTH), *acc) };
+        }
+    }
+
+    /// The tile of `R` rows with its epilogue fused ([`FusedTileFn`]).
+    ///
+    /// # Safety
+    /// The host has AVX-512F and FMA; as [`tile`]'s for `a`, `b` and the
+    /// taps; `sink` as [`fused_wide`]'s, for at most 16 columns.
+    #[target_feature(enable = "avx512f,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn fused<const R: usize>(
+        a: *const f32,
+        a_stride: i64,
+        b: *const f32,
+        taps: *const Tap,
+        count: i64,
+        depth: i64,
+        _b_block: i64,
+        sink: *const Sink,
+    ) {
+        // SAFETY: this function's contract is `sums`'s, and `sink` points to
+        // a readable `Sink` whose addresses are as `finish` needs.
+        unsafe {
+            let mut xs = sums::<R>(a, a_stride, b, (taps, count), depth).map(Zmm);
+            finish(&mut xs, &*sink, 0);
         }
     }
 }

@@ -169,10 +169,10 @@ pub type RowFn = unsafe extern "C" fn(
 );
 
 /// The row kernel of `isa`, where the host runs it (the ISA's tiles and the
-/// FMA its epilogue needs: [`native_epilogue::for_isa`]).
+/// FMA its epilogue needs: [`native_epilogue::available`]).
 pub fn row(isa: Isa) -> Option<RowFn> {
     isa.tiles()?;
-    native_epilogue::for_isa(isa)?;
+    native_epilogue::available(isa).then_some(())?;
     #[cfg(target_arch = "x86_64")]
     return Some(match isa {
         Isa::Avx2 => avx2::row,

@@ -1,32 +1,31 @@
 //! The native epilogue: a kernel's whole fused epilogue (bias, affine,
-//! prelu, activation, residual add) applied at 256 or 512 bits to a tile a
-//! [`native`](super::native) GEMM tile has written, then stored.
+//! prelu, activation, residual add) applied at 256 or 512 bits to the sums
+//! of a [`native`](super::native) GEMM tile while they are still in
+//! registers, then stored.
 //!
-//! The generated epilogue (`apply_epilogue` in the crate root) is 128-bit Cranelift
-//! code, one `f32x4` at a time. For the cheap steps that costs little
-//! beside the tile; for the transcendental activations (sigmoid, swish, tanh:
-//! an `exp` polynomial and a divide per lane) it costs more than the GEMM at
-//! AVX-512 width. Where a conv kernel calls a native tile, it calls this
-//! function on the tile's stack slot instead of loading the slot into
-//! Cranelift values (`conv`'s native path, for the epilogues where that is
-//! faster: [`Use`]). One compiled function per ISA
-//! serves every epilogue: the steps are plain data ([`Step`]), written to a
-//! stack slot where the conv code sets up its loops (once per kernel call, or
-//! per row a separable pair's half computes) and read by pointer.
+//! The generated epilogue (`apply_epilogue` in the crate root) is 128-bit
+//! Cranelift code, one `f32x4` at a time, reading a tile the native tile
+//! stored to a stack slot. Where a conv kernel calls a native tile it calls
+//! the tile's fused twin instead ([`super::native::FusedTileFn`]): the
+//! tile's sums go through this module's steps ([`finish`]) and straight to
+//! the output, with no slot in between (MobileNetV1's 112x112x32 to 64 1x1:
+//! 0.62 to 0.56 ms, one thread, AVX-512). The steps are plain data
+//! ([`Step`]), written to a stack slot where the conv code sets up its
+//! loops and read by pointer, so one compiled tile per ISA and row count
+//! serves every epilogue.
 //!
-//! The steps' code is `apply`, over any ISA's vectors (`Lanes`): this
-//! module's entry points run it on a tile's rows, and the native depthwise
-//! row kernels ([`super::native_depthwise`]) run it on their accumulators
-//! in registers before their one store, for every epilogue.
+//! The steps' code is `apply`, over any ISA's vectors (`Lanes`): the fused
+//! tiles run it on their sums ([`finish`]), and the native depthwise row
+//! kernels ([`super::native_depthwise`]) on their accumulators, in
+//! registers before their one store, for every epilogue.
 //!
-//! # Calling convention
+//! # The formula
 //!
-//! An epilogue is an [`EpilogueFn`], `extern "C"`:
+//! A fused tile's [`Sink`] names where its epilogue reads and writes; for
+//! the tile's sums `T(r, n)` (row `r` an output pixel, `n` an output
+//! channel of the tile):
 //!
 //! ```text
-//! epilogue(steps, count, tile, tile_stride, rows, columns,
-//!          params, vector, extra, output, pixel)
-//!
 //! for r in 0..rows, n in 0..columns:
 //!     x = T(r, n) + P(0, n)
 //!     j = 1
@@ -38,22 +37,19 @@
 //!             an activation code: x = act(x)     (LEAKY_RELU's slope: s.slope)
 //!     O(r, n) = x
 //! where (byte offsets, the `f32` at each)
-//!     T(r, n) = *(tile + 4 (r tile_stride + n))
 //!     P(j, n) = *(params + j vector + 4 n)
 //!     E(r, n) = *(extra + r pixel + 4 n)
 //!     O(r, n) = *(output + r pixel + 4 n)
 //! ```
 //!
-//! `tile_stride` is in floats (a native tile's slot: [`super::native::WIDTH`]),
 //! `vector` (bytes between two per-channel vectors of `params`) and `pixel`
 //! (bytes between two output pixels, the same in `extra`: an epilogue with an
-//! add never writes a channel slice) in bytes. `columns` may exceed one
-//! vector: a slot of two 16-column blocks is one call of 32 columns, or two
-//! of 16. It reads exactly the `T`, `P` and `E` elements the formula names
-//! (`P(j, ..)` only for the `j` its steps reach, `E` only with an `ADD`
-//! step) and the `count` steps, and writes exactly the `rows x columns`
-//! elements `O`: partial vectors are masked loads and stores, which never
-//! touch the lanes they leave out. A step with an unknown code does nothing.
+//! add never writes a channel slice) are in bytes. It reads exactly the `P`
+//! and `E` elements the formula names (`P(j, ..)` only for the `j` its steps
+//! reach, `E` only with an `ADD` step) and the `count` steps, and writes
+//! exactly the `rows x columns` elements `O`: partial vectors are masked
+//! loads and stores, which never touch the lanes they leave out. A step with
+//! an unknown code does nothing.
 //!
 //! # Bitwise equal to the Cranelift epilogue
 //!
@@ -72,18 +68,15 @@
 //! wraps to `127 << 23`), and `n` is otherwise an integer in `[-126, 127]`
 //! (after the clamp). The Cranelift epilogue multiplies by one FMA only where
 //! the host has FMA ([`super::vector::mul_add`]), so both ISAs here require
-//! it ([`for_isa`]). Tested bitwise against the Cranelift epilogue through
+//! it ([`available`]). Tested bitwise against the Cranelift epilogue through
 //! whole conv kernels (`codegen/tests/it/native_epilogue.rs`).
 
 use super::native::Isa;
 #[cfg(target_arch = "x86_64")]
 use super::vector::{EXP_LN2, EXP_POLY, EXP_RANGE, SIXTH, TANH_LIMIT, TANH_P, TANH_Q};
-use super::{int, Epilogue};
+use super::Epilogue;
 use cnnjit_ir::Activation;
-use cranelift_codegen::ir::{
-    types, AbiParam, InstBuilder, SigRef, Signature, StackSlot, StackSlotData, StackSlotKind, Type,
-    Value,
-};
+use cranelift_codegen::ir::{types, InstBuilder, StackSlot, StackSlotData, StackSlotKind, Type};
 use cranelift_frontend::FunctionBuilder;
 
 /// `x * scale + shift`, the next two vectors of `params`.
@@ -142,153 +135,39 @@ impl Step {
     }
 }
 
-/// An epilogue's entry point: `(steps, count, tile, tile_stride, rows,
-/// columns, params, vector, extra, output, pixel)`, see the module doc.
-pub type EpilogueFn = unsafe extern "C" fn(
-    *const Step,
-    i64,
-    *const f32,
-    i64,
-    i64,
-    i64,
-    *const f32,
-    i64,
-    *const f32,
-    *mut f32,
-    i64,
-);
-
 /// Which code applies the fused epilogue of a native tile
 /// ([`super::Jit::with_native_epilogue`]). Both give bitwise the same
 /// outputs. (The native depthwise row kernels always apply theirs in
 /// registers with `apply`: they have no tile in a slot to hand over.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Use {
-    /// The native epilogue where a step is a transcendental activation
-    /// (sigmoid, tanh, swish), the generated one elsewhere: the faster of
-    /// the two on each (the default). Measured one thread, AVX-512 Xeon,
-    /// EfficientNet-B0's 1x1 convs: with swish 0.27 to 0.86 of the
-    /// generated epilogue's time, with bn or bn + residual 1.03 to 1.09
-    /// (the call and the steps' dispatch cost more than 128-bit code saves).
+    /// The fused tiles wherever the host has them (the default): measured
+    /// one thread, AVX-512 Xeon, against the generated epilogue, MobileNetV1
+    /// 9.8 to 9.4-9.6 ms, MobileNetV2 6.3-6.5 to 6.0-6.3, GoogLeNet 24.2-24.7
+    /// to 23.1-24.0, ResNet-18 and -50 within 1.5%, EfficientNet-B0 within
+    /// noise (its swish epilogues were native before).
     #[default]
-    ByCost,
-    /// The native epilogue wherever the host has it.
     Always,
-    /// The generated `f32x4` epilogue, as every other tile.
+    /// The generated `f32x4` epilogue on the tile's slot, as every other tile.
     Never,
 }
 
 impl Use {
-    /// Whether a native tile with `steps` gets the native epilogue.
-    pub fn native(self, steps: &[Epilogue]) -> bool {
-        let transcendental = |step: &Epilogue| {
-            matches!(
-                step,
-                Epilogue::Act(Activation::Sigmoid | Activation::Tanh | Activation::Swish)
-            )
-        };
-        match self {
-            Use::ByCost => steps.iter().any(transcendental),
-            Use::Always => true,
-            Use::Never => false,
-        }
+    /// Whether a native tile gets the native epilogue.
+    pub fn native(self) -> bool {
+        self == Use::Always
     }
 }
 
-/// The epilogue of `isa`, where the host runs it: the ISA's own features
+/// Whether the host runs `isa`'s native epilogue: the ISA's own features
 /// and FMA (which the Cranelift epilogue then uses too).
-pub fn for_isa(isa: Isa) -> Option<EpilogueFn> {
+pub fn available(isa: Isa) -> bool {
     #[cfg(target_arch = "x86_64")]
     if isa.detected() && is_x86_feature_detected!("fma") {
-        return Some(match isa {
-            Isa::Avx2 => avx2::epilogue,
-            Isa::Avx512 => avx512::epilogue,
-        });
+        return true;
     }
     let _ = isa;
-    None
-}
-
-/// What generated code needs to call a native epilogue: the function, its
-/// imported signature and the steps, stored in a stack slot where this was
-/// made (once per kernel call, before any use).
-pub(crate) struct NativeEpilogue {
-    function: EpilogueFn,
-    signature: SigRef,
-    steps: StackSlot,
-    count: usize,
-}
-
-/// Where one call's tile and outputs are, as the module doc names them.
-pub(crate) struct Site {
-    /// The tile's first element (a stack slot's address).
-    pub tile: Value,
-    /// Floats from one tile row to the next.
-    pub tile_stride: usize,
-    /// Rows (output pixels) of the tile.
-    pub rows: usize,
-    /// Columns (output channels) of the tile.
-    pub columns: usize,
-    /// The bias of column 0 in `params`.
-    pub params: Value,
-    /// Bytes between two per-channel vectors of `params`.
-    pub vector: i64,
-    /// `extra` at row 0, column 0.
-    pub extra: Value,
-    /// `output` at row 0, column 0.
-    pub output: Value,
-    /// Bytes from one output pixel to the next.
-    pub pixel: i64,
-}
-
-impl NativeEpilogue {
-    /// `steps` as a native epilogue of `isa` in a kernel whose pointers are
-    /// `ptr`, or `None` where the host lacks it; stores the steps at the
-    /// current point of `b`, which must come before every [`Self::call`].
-    pub(crate) fn new(
-        b: &mut FunctionBuilder,
-        ptr: Type,
-        isa: Isa,
-        steps: &[Epilogue],
-    ) -> Option<Self> {
-        let function = for_isa(isa)?;
-        Some(NativeEpilogue {
-            function,
-            signature: import_signature(b, ptr),
-            steps: store_steps(b, ptr, steps)?,
-            count: steps.len(),
-        })
-    }
-
-    /// Calls the epilogue on `at`.
-    pub(crate) fn call(&self, b: &mut FunctionBuilder, at: &Site) {
-        let ptr = b.func.dfg.value_type(at.tile);
-        let callee = int(b, self.function as usize as i64);
-        let steps = b.ins().stack_addr(ptr, self.steps, 0);
-        let count = int(b, self.count as i64);
-        let tile_stride = int(b, at.tile_stride as i64);
-        let rows = int(b, at.rows as i64);
-        let columns = int(b, at.columns as i64);
-        let vector = int(b, at.vector);
-        let pixel = int(b, at.pixel);
-        b.ins().call_indirect(
-            self.signature,
-            callee,
-            &[
-                steps,
-                count,
-                at.tile,
-                tile_stride,
-                rows,
-                columns,
-                at.params,
-                vector,
-                at.extra,
-                at.output,
-                pixel,
-            ],
-        );
-    }
+    false
 }
 
 /// A stack slot holding `steps` as [`Step`]s, stored at the current point
@@ -311,17 +190,6 @@ pub(crate) fn store_steps(
         b.ins().stack_store(ptr, slope, slot, at + 4);
     }
     Some(slot)
-}
-
-/// Imports [`EpilogueFn`]'s signature into a kernel whose pointers are `ptr`.
-fn import_signature(b: &mut FunctionBuilder, ptr: Type) -> SigRef {
-    let i64 = types::I64;
-    let mut signature = Signature::new(b.func.signature.call_conv);
-    signature.params = [ptr, i64, ptr, i64, i64, i64, ptr, i64, ptr, ptr, i64]
-        .into_iter()
-        .map(AbiParam::new)
-        .collect();
-    b.import_signature(signature)
 }
 
 /// One ISA's vector of `f32` lanes and the operations the epilogue needs,
@@ -511,12 +379,102 @@ pub(crate) fn apply<V: Lanes>(
     }
 }
 
-/// The module doc's formula, over vectors of `V`.
+/// Where a native tile's fused epilogue reads and writes: the module doc's
+/// formula with `T` the tile's accumulators, which never leave registers
+/// (the fused tiles, [`super::native::Isa::fused_tiles`]). One per tile
+/// call, in a stack slot the generated code fills before the call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Sink {
+    /// The [`Step`]s, `count` of them.
+    pub steps: *const Step,
+    /// Steps at `steps`.
+    pub count: i64,
+    /// `P(0, 0)`: the bias of the tile's first column.
+    pub params: *const f32,
+    /// Bytes between two per-channel vectors of `params`.
+    pub vector: i64,
+    /// `E(0, 0)`, read only with an `ADD` step.
+    pub extra: *const f32,
+    /// `O(0, 0)`.
+    pub output: *mut f32,
+    /// Bytes from one output pixel (tile row) to the next, in `output` and `extra`.
+    pub pixel: i64,
+    /// Columns (output channels) to write, from the tile's first; the
+    /// columns past them are computed and dropped.
+    pub columns: i64,
+}
+
+/// The module doc's formula on `xs`, rows `0..xs.len()` of the tile's
+/// columns `n..n + V::LANES` (those of them under `sink.columns`): each
+/// step applied to all rows at once ([`apply`]), then stored. Inlined into
+/// the fused tiles, whose accumulators `xs` are.
+///
+/// # Safety
+/// `sink` is as its doc says for `xs.len()` rows: the module doc's `P`, `E`
+/// (with an `ADD` step) readable and `O` writable, for these columns.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn finish<V: Lanes>(xs: &mut [V], sink: &Sink, n: usize) {
+    let columns = sink.columns.max(0) as usize;
+    if n >= columns {
+        return;
+    }
+    let lanes = V::LANES.min(columns - n);
+    // SAFETY: the caller passes `count` initialised steps at `steps`.
+    let steps = unsafe { std::slice::from_raw_parts(sink.steps, sink.count.max(0) as usize) };
+    let param = |j: i64| {
+        let p = sink.params.wrapping_byte_offset((j * sink.vector) as isize);
+        // SAFETY: `P(j, n..n + lanes)` is readable for every `j` the steps
+        // reach (this function's contract), and only those are read.
+        unsafe { V::load(p.wrapping_add(n), lanes) }
+    };
+    let row = |i: usize| i as isize * sink.pixel as isize;
+    let extra = |i: usize| {
+        // SAFETY: with an `ADD` step `E(i, n..n + lanes)` is readable (the
+        // contract); `apply` reads it only for one, for `i < xs.len()`.
+        unsafe {
+            V::load(
+                sink.extra.wrapping_byte_offset(row(i)).wrapping_add(n),
+                lanes,
+            )
+        }
+    };
+    // Step-major over all rows keeps each per-channel vector in a register
+    // for the cheap steps; a transcendental step's temporaries beside every
+    // row's accumulator would spill, so those go row by row (EfficientNet's
+    // bn + swish 1x1 convs of 24 channels in: 0.69 ms step-major, 0.38 row
+    // by row).
+    if steps
+        .iter()
+        .any(|step| matches!(step.code, SIGMOID | TANH | SWISH))
+    {
+        for (i, x) in xs.iter_mut().enumerate() {
+            apply(std::slice::from_mut(x), steps, param, |_| extra(i));
+        }
+    } else {
+        apply(xs, steps, param, extra);
+    }
+    for (i, x) in xs.iter().enumerate() {
+        // SAFETY: `O(i, n..n + lanes)` is writable (the contract).
+        unsafe {
+            x.store(
+                sink.output.wrapping_byte_offset(row(i)).wrapping_add(n),
+                lanes,
+            )
+        };
+    }
+}
+
+/// The module doc's formula on a tile of sums in memory (`T(r, n)` at
+/// `tile + 4 (r tile_stride + n)` bytes), one row and vector at a time
+/// through [`finish`]: the unit tests' harness of `finish` and `apply` on
+/// each ISA.
 ///
 /// # Safety
 /// The module doc's addresses are readable (`T`, `P`, `E`) and writable
 /// (`O`); `steps` has `count` initialised [`Step`]s.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(test, target_arch = "x86_64"))]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn run<V: Lanes>(
@@ -531,37 +489,51 @@ unsafe fn run<V: Lanes>(
     output: *mut f32,
     pixel: i64,
 ) {
-    // SAFETY: the caller passes `count` initialised steps at `steps`.
-    let steps = unsafe { std::slice::from_raw_parts(steps, count.max(0) as usize) };
-    let columns = columns.max(0) as usize;
     for r in 0..rows.max(0) as isize {
         let t = tile.wrapping_offset(r * tile_stride as isize);
-        let o = output.wrapping_byte_offset(r * pixel as isize);
-        let e = extra.wrapping_byte_offset(r * pixel as isize);
-        for n in (0..columns).step_by(V::LANES) {
-            let lanes = V::LANES.min(columns - n);
-            // `P(j, n..n + lanes)`.
-            let param = |j: i64| {
-                let p = params.wrapping_byte_offset((j * vector) as isize);
-                // SAFETY: `P(j, n..n + lanes)` is readable for every `j` the
-                // steps reach (this function's contract), and only those are read.
-                unsafe { V::load(p.wrapping_add(n), lanes) }
-            };
-            // SAFETY: with an ADD step, `E(r, n..n + lanes)` is readable (the
-            // contract); `apply` reads it only for one.
-            let extra = |_| unsafe { V::load(e.wrapping_add(n), lanes) };
-            // SAFETY: `T(r, n..n + lanes)` is readable (the contract).
-            let mut x = [unsafe { V::load(t.wrapping_add(n), lanes) }];
-            apply(&mut x, steps, param, extra);
-            // SAFETY: `O(r, n..n + lanes)` is writable (the contract).
-            unsafe { x[0].store(o.wrapping_add(n), lanes) };
+        let sink = Sink {
+            steps,
+            count,
+            params,
+            vector,
+            extra: extra.wrapping_byte_offset(r * pixel as isize),
+            output: output.wrapping_byte_offset(r * pixel as isize),
+            pixel,
+            columns,
+        };
+        for n in (0..columns.max(0) as usize).step_by(V::LANES) {
+            let lanes = V::LANES.min(columns as usize - n);
+            // SAFETY: `T(r, n..n + lanes)` is readable and the sink's
+            // addresses are as `finish` needs for one row (the contract).
+            unsafe {
+                let mut x = [V::load(t.wrapping_add(n), lanes)];
+                finish(&mut x, &sink, n);
+            }
         }
     }
 }
 
+/// A per-ISA entry point of [`run`], for the unit tests.
+#[cfg(all(test, target_arch = "x86_64"))]
+type EpilogueFn = unsafe extern "C" fn(
+    *const Step,
+    i64,
+    *const f32,
+    i64,
+    i64,
+    i64,
+    *const f32,
+    i64,
+    *const f32,
+    *mut f32,
+    i64,
+);
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
-    use super::{run, Lanes, Step};
+    use super::Lanes;
+    #[cfg(test)]
+    use super::{run, Step};
     use std::arch::x86_64::*;
 
     /// Eight lanes in a `ymm`.
@@ -578,9 +550,10 @@ pub(crate) mod avx2 {
         }
     }
 
-    // SAFETY (every block below): these are inlined only into `epilogue` and
-    // the AVX2 depthwise row kernel, whose contracts are that the host has
-    // AVX2 and FMA, the intrinsics' features.
+    // SAFETY (every block below): these are inlined only into the AVX2
+    // fused tiles, the AVX2 depthwise row kernel and the tests' `epilogue`,
+    // whose contracts are that the host has AVX2 and FMA, the intrinsics'
+    // features.
     impl Lanes for Ymm {
         const LANES: usize = 8;
         #[inline(always)]
@@ -670,11 +643,13 @@ pub(crate) mod avx2 {
         }
     }
 
-    /// The AVX2 epilogue.
+    /// The AVX2 epilogue, [`super::run`] on `ymm`s (the unit tests').
     ///
     /// # Safety
-    /// The host has AVX2 and FMA; the module doc's addresses are readable
-    /// and writable as it says; `steps` has `count` initialised [`Step`]s.
+    /// The host has AVX2 and FMA; the module doc's addresses (and `T`, as
+    /// `run` says) are readable and writable as it says; `steps` has
+    /// `count` initialised [`Step`]s.
+    #[cfg(test)]
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe extern "C" fn epilogue(
@@ -711,7 +686,9 @@ pub(crate) mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512 {
-    use super::{run, Lanes, Step};
+    use super::Lanes;
+    #[cfg(test)]
+    use super::{run, Step};
     use std::arch::x86_64::*;
 
     /// Sixteen lanes in a `zmm`.
@@ -724,9 +701,10 @@ pub(crate) mod avx512 {
         ((1u32 << n) - 1) as __mmask16
     }
 
-    // SAFETY (every block below): these are inlined only into `epilogue` and
-    // the AVX-512 depthwise row kernel, whose contracts are that the host has
-    // AVX-512F and FMA, the intrinsics' features.
+    // SAFETY (every block below): these are inlined only into the AVX-512
+    // fused tiles, the AVX-512 depthwise row kernel and the tests'
+    // `epilogue`, whose contracts are that the host has AVX-512F and FMA,
+    // the intrinsics' features.
     impl Lanes for Zmm {
         const LANES: usize = 16;
         #[inline(always)]
@@ -821,10 +799,11 @@ pub(crate) mod avx512 {
         }
     }
 
-    /// The AVX-512 epilogue.
+    /// The AVX-512 epilogue, [`super::run`] on `zmm`s (the unit tests').
     ///
     /// # Safety
     /// The host has AVX-512F and FMA; otherwise as [`super::avx2`]'s epilogue.
+    #[cfg(test)]
     #[target_feature(enable = "avx512f,fma")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe extern "C" fn epilogue(
@@ -864,6 +843,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// `isa`'s test entry point, where the host runs it.
+    fn entry(isa: Isa) -> Option<EpilogueFn> {
+        available(isa).then_some(match isa {
+            Isa::Avx2 => avx2::epilogue,
+            Isa::Avx512 => avx512::epilogue,
+        })
+    }
+
     /// Marks elements an epilogue must not write.
     const UNTOUCHED: u32 = 0x7fc0_dead;
 
@@ -885,7 +872,7 @@ mod tests {
         /// The output of `epilogue`, `UNTOUCHED` where it must not write.
         fn run(&self, epilogue: EpilogueFn) -> Vec<f32> {
             let mut output = vec![f32::from_bits(UNTOUCHED); self.extra.len()];
-            // SAFETY: the host has the epilogue's ISA (`for_isa` gave it);
+            // SAFETY: the host has the epilogue's ISA (`entry` gave it);
             // `tile` has `rows` rows of `tile_stride >= columns` floats,
             // `params` a vector of `columns` floats per step's need (3 per
             // step, `vector` apart: more than any step takes), `extra` and
@@ -953,7 +940,7 @@ mod tests {
         #[test]
         fn the_isas_agree_and_write_only_their_outputs(call in call()) {
             let outputs: Vec<Vec<f32>> =
-                Isa::ALL.into_iter().filter_map(for_isa).map(|f| call.run(f)).collect();
+                Isa::ALL.into_iter().filter_map(entry).map(|f| call.run(f)).collect();
             for output in &outputs {
                 for (i, x) in output.iter().enumerate() {
                     let inside = i % call.pixel < call.columns;
