@@ -475,9 +475,15 @@ mod avx2 {
         // a readable `Sink` whose addresses are as `finish` needs.
         unsafe {
             let acc = sums::<R>(a, a_stride, b, (taps, count), depth);
-            let halves: [[Ymm; R]; 2] = std::array::from_fn(|h| acc.map(|row| Ymm(row[h])));
-            for (half, mut xs) in halves.into_iter().enumerate() {
-                finish(&mut xs, &*sink, 8 * half);
+            // Plain loops, not `array::map`: a closure not inlined would be
+            // compiled without this function's features, and the sums
+            // would go through memory to reach it.
+            let mut halves = [[Ymm(_mm256_setzero_ps()); R]; 2];
+            for (r, [low, high]) in acc.into_iter().enumerate() {
+                (halves[0][r], halves[1][r]) = (Ymm(low), Ymm(high));
+            }
+            for (half, xs) in halves.iter_mut().enumerate() {
+                finish(xs, &*sink, 8 * half);
             }
         }
     }
@@ -634,9 +640,13 @@ mod avx512 {
         // points to a readable `Sink` whose addresses are as `finish` needs.
         unsafe {
             let acc = wide_sums::<R>(a, a_stride, b, (taps, count), depth, b_block);
-            let blocks: [[Zmm; R]; 2] = std::array::from_fn(|j| acc.map(|row| Zmm(row[j])));
-            for (block, mut xs) in blocks.into_iter().enumerate() {
-                finish(&mut xs, &*sink, WIDTH * block);
+            // Plain loops, as the AVX2 tile's.
+            let mut blocks = [[Zmm(_mm512_setzero_ps()); R]; 2];
+            for (r, [first, second]) in acc.into_iter().enumerate() {
+                (blocks[0][r], blocks[1][r]) = (Zmm(first), Zmm(second));
+            }
+            for (block, xs) in blocks.iter_mut().enumerate() {
+                finish(xs, &*sink, WIDTH * block);
             }
         }
     }
@@ -719,7 +729,13 @@ mod avx512 {
         // SAFETY: this function's contract is `sums`'s, and `sink` points to
         // a readable `Sink` whose addresses are as `finish` needs.
         unsafe {
-            let mut xs = sums::<R>(a, a_stride, b, (taps, count), depth).map(Zmm);
+            let mut xs = [Zmm(_mm512_setzero_ps()); R];
+            for (x, sum) in xs
+                .iter_mut()
+                .zip(sums::<R>(a, a_stride, b, (taps, count), depth))
+            {
+                *x = Zmm(sum);
+            }
             finish(&mut xs, &*sink, 0);
         }
     }
