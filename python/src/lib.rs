@@ -190,6 +190,16 @@ fn is_onnx(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
 }
 
+/// What `Model`'s first argument names.
+enum Input {
+    /// `.cnn` source text.
+    Source(String),
+    /// An `.onnx` file.
+    Onnx(PathBuf),
+    /// A `.cnn` file.
+    Cnn(PathBuf),
+}
+
 /// Which way the caller lays out volumes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Layout {
@@ -216,6 +226,24 @@ impl Layout {
             _ => dims,
         }
     }
+}
+
+/// Zeroed outputs for `n` images of `per_image` values, allocated fallibly:
+/// a batch whose outputs do not fit in memory is a `MemoryError`, not an abort.
+fn output_buffer(n: usize, per_image: u64) -> PyResult<Vec<f32>> {
+    let too_large = || {
+        PyMemoryError::new_err(format!(
+            "the outputs of {n} images ({per_image} values each) do not fit in memory"
+        ))
+    };
+    let len = usize::try_from(per_image)
+        .ok()
+        .and_then(|per_image| per_image.checked_mul(n))
+        .ok_or_else(too_large)?;
+    let mut output = Vec::new();
+    output.try_reserve_exact(len).map_err(|_| too_large())?;
+    output.resize(len, 0.0);
+    Ok(output)
 }
 
 /// `(1, 2, 3)` as Python writes a tuple.
@@ -270,26 +298,24 @@ impl PyModel {
             ..Options::default()
         };
         let input_shape = input_shape.map(shape_arg).transpose()?;
-        let source = match path_or_source.extract::<String>() {
-            Ok(text) if text.contains(['\n', '{']) => Some(text),
-            _ => None,
-        };
-        let path = match &source {
-            Some(_) => None,
-            None => Some(as_path(path_or_source).ok_or_else(|| {
-                PyTypeError::new_err(
-                    "path_or_source must be a path (str or os.PathLike) or .cnn source text",
-                )
-            })?),
-        };
-        let onnx = path.as_deref().is_some_and(is_onnx);
-        if input_shape.is_some() && !onnx {
+        let input =
+            match path_or_source.extract::<String>() {
+                Ok(text) if text.contains(['\n', '{']) => Input::Source(text),
+                _ => match as_path(path_or_source) {
+                    Some(path) if is_onnx(&path) => Input::Onnx(path),
+                    Some(path) => Input::Cnn(path),
+                    None => return Err(PyTypeError::new_err(
+                        "path_or_source must be a path (str or os.PathLike) or .cnn source text",
+                    )),
+                },
+            };
+        if input_shape.is_some() && !matches!(input, Input::Onnx(_)) {
             return Err(PyValueError::new_err(
                 "input_shape is for ONNX models; a .cnn net fixes its input shape",
             ));
         }
-        let (graph, weights) = match (path, source) {
-            (Some(path), _) if onnx => {
+        let (graph, weights) = match input {
+            Input::Onnx(path) => {
                 if weights.is_some() {
                     return Err(PyValueError::new_err(
                         "an ONNX model brings its own weights: pass weights=None",
@@ -306,16 +332,15 @@ impl PyModel {
                     .map_err(|e| import_error(e, &path))?;
                 (graph, imported_weights(tensors)?)
             }
-            (Some(path), _) => {
+            Input::Cnn(path) => {
                 let graph = cnnjit::runtime::model::graph_from_file(&path, net.as_deref())
                     .map_err(runtime_error)?;
                 (graph, weights_arg(weights)?)
             }
-            (None, Some(source)) => (
+            Input::Source(source) => (
                 graph_from_source(&source, net.as_deref())?,
                 weights_arg(weights)?,
             ),
-            (None, None) => unreachable!("a path or a source was chosen above"),
         };
         let model = py
             .detach(|| cnnjit::Model::with_options(graph, &weights, options))
@@ -400,8 +425,7 @@ impl PyModel {
         };
         drop(array);
         let n = batch.unwrap_or(1);
-        let per_image = self.summary_output_len();
-        let mut output = vec![0.0f32; n * per_image];
+        let mut output = output_buffer(n, self.output.len())?;
         py.detach(|| {
             let mut model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
             model.forward_batch(&input, &mut output)
@@ -495,12 +519,6 @@ impl PyModel {
             self.output,
             cnnjit::ir::summary::thousands(self.summary.params)
         )
-    }
-}
-
-impl PyModel {
-    fn summary_output_len(&self) -> usize {
-        self.output.len() as usize
     }
 }
 
