@@ -47,7 +47,8 @@ def rust_ms(binary, cnn, threads):
 
 
 def python_ms(model, batch, min_runs=20, seconds=1.0):
-    x = np.random.default_rng(1).standard_normal((batch, *model.input_shape), dtype=np.float32)
+    # Uniform in [-1, 1), as `cnnjit bench` draws its input (cnnjit::check::random_input).
+    x = np.random.default_rng(1).uniform(-1, 1, (batch, *model.input_shape)).astype(np.float32)
     model(x)
     times = []
     start = time.perf_counter()
