@@ -96,7 +96,8 @@ class Classifier:
 
 
 def classify(folder, net, weights, labels=None, workers=2, threads=1, batch_size=16):
-    """The dataset of results: one row per image of `folder`."""
+    """The dataset of results: one row per image of `folder`. The cluster
+    needs CPUs beyond the `workers * threads` the workers hold, for reading."""
     import ray
 
     images = ray.data.read_images(folder, include_paths=True)
@@ -124,7 +125,13 @@ def main():
 
     import ray
 
-    ray.init(address=args.address)
+    if args.address:
+        ray.init(address=args.address)
+    else:
+        # A local cluster: a CPU slot for each worker's threads and one for
+        # the tasks reading images (with every slot held by a worker, reading
+        # would wait forever).
+        ray.init(num_cpus=args.workers * args.threads + 1)
     labels = None
     if args.labels:
         with open(args.labels) as f:
