@@ -22,7 +22,7 @@ const NETS: &str = "
         conv(8, 3x3, pad = 1), relu, maxpool(2x2), flatten,
         dense(150), relu, dropout(0.5), dense(70), bn, sigmoid, dense(64), leaky_relu(0.1), dense(10), softmax,
     }
-    Mlp(1x1x300) { dense(200), tanh, dense(130), swish, dense(9) }
+    Mlp(300) { dense(200), tanh, dense(130), swish, dense(9) }
     One(6x6x4) { conv(5, 3x3), relu, flatten, dense(7) }
 ";
 
@@ -53,6 +53,14 @@ fn bits(v: &[f32]) -> Vec<u32> {
 fn a_batch_gives_each_image_its_own_output_bitwise_on_any_threads() {
     for graph in nets() {
         let mut alone = model(&graph, 1);
+        // Every net here ends in dense layers that run batched (they need
+        // memory of their own for a batch) where the host has a native ISA.
+        assert_eq!(
+            alone.batch_bytes(2) > alone.arena_bytes(),
+            cnnjit::codegen::native::Isa::best().is_some(),
+            "{}",
+            graph.name
+        );
         let (n_in, n_out) = (alone.input_len(), alone.output_len());
         // 33 and 70 images run in chunks of 32 and a rest.
         for batch in [2, 7, 33, 70] {
