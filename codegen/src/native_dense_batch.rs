@@ -453,7 +453,11 @@ mod tests {
         Some(y)
     }
 
-    fn operands() -> impl Strategy<Value = (usize, Vec<f32>, Vec<f32>, Vec<f32>, (usize, usize))> {
+    /// Depth, inputs (`images x depth`), packed weights, the tile's
+    /// starting values and the range of `k`.
+    type Operands = (usize, Vec<f32>, Vec<f32>, Vec<f32>, (usize, usize));
+
+    fn operands() -> impl Strategy<Value = Operands> {
         (0usize..40, 0usize..14).prop_flat_map(|(depth, images)| {
             (
                 Just(depth),
