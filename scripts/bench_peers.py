@@ -3,6 +3,7 @@
 batch 1, float32, random weights, 1 and 2 threads, on the cases cnnjit is measured on.
 
 Usage:  python scripts/bench_peers.py [--quick] [--out PATH] [--only CASE ...] [--keep-onnx DIR] [--default-malloc]
+                                     [--batch 1,8,32]
 
 Needs torch, torchvision, numpy, onnx, onnxruntime (and onnxscript for the dynamo exporter), e.g.
     pip install torch torchvision onnx onnxruntime onnxscript
@@ -12,6 +13,11 @@ name, versions and date.  Weights are random (seed 0); nothing is downloaded.  O
 temporary folder that is removed at the end.  On Linux the script re-executes itself with glibc's mmap
 threshold pinned (see MALLOC_ENV below; --default-malloc to keep the default), so the peers run with warm,
 reused activation memory as cnnjit does.
+
+--batch also times each peer at the larger batch sizes given (ONNX files are exported with a dynamic batch
+axis, so one export serves every size): per case "torch_t1_batch_ms", "torch_t2_batch_ms", "ort_t1_batch_ms",
+"ort_t2_batch_ms", each {batch: median milliseconds for the whole batch}, for `cnnjit bench --batch`'s
+images per second.
 
 Self-contained version of shared/refs/peer_bench.py (same timing method), with the networks written
 as cnnjit writes them:
@@ -210,19 +216,22 @@ class Timer:
         return statistics.median(ts) * 1e3, runs
 
     def describe(self):
-        return ("batch 1, fp32, random weights (seed 0); time.perf_counter per call; warm-up >= 3 calls and "
+        return ("batch 1 (and --batch sizes), fp32, random weights (seed 0); time.perf_counter per call; warm-up >= 3 calls and "
                 "%.1f s; then max(%d, %.1f s worth) runs (cap %d); median reported" % (
                     self.warm_s, self.min_runs, self.target_s, self.MAX_RUNS))
 
 
 def export_onnx(model, x, path):
+    """Exports with a dynamic batch axis (the legacy exporter's dynamic_axes, dynamo's dynamic_shapes)."""
     errs = []
     for dynamo in (False, True):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+                dynamic = (dict(dynamic_shapes=({0: torch.export.Dim("n")},)) if dynamo else
+                           dict(dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}))
                 torch.onnx.export(model, (x,), path, dynamo=dynamo, opset_version=17,
-                                  input_names=["x"], output_names=["y"])
+                                  input_names=["x"], output_names=["y"], **dynamic)
             return "dynamo=%s" % dynamo
         except Exception as e:  # try the other exporter
             errs.append("dynamo=%s: %s" % (dynamo, repr(e)[:300]))
@@ -258,7 +267,13 @@ def main():
                     help="keep each case's ONNX export in DIR (bench_cnnjit.sh imports googlenet from it)")
     ap.add_argument("--default-malloc", action="store_true",
                     help="keep glibc's default mmap threshold (per-call page faults on large activations)")
+    ap.add_argument("--batch", default="1", metavar="SIZES",
+                    help="comma-separated batch sizes; those above 1 are timed too (default %(default)s)")
     args = ap.parse_args()
+    try:
+        batches = sorted({int(b) for b in args.batch.split(",")} - {1})
+    except ValueError:
+        ap.error("--batch takes comma-separated integers, e.g. 1,8,32")
     names = [c[0] for c in CASES]
     for n in args.only or []:
         if n not in names:
@@ -304,6 +319,13 @@ def main():
                     ms, runs = timer(lambda: m(xi))
                 rec["torch_t%d_ms" % nt] = round(ms, 4)
                 print("%-30s torch t%d  %10.3f ms  (%4d runs)" % (name, nt, ms, runs), flush=True)
+                for b in batches:
+                    xb = torch.randn(b, *shape[1:]).contiguous(memory_format=torch.channels_last)
+                    with torch.inference_mode():
+                        ms, runs = timer(lambda: m(xb))
+                    rec.setdefault("torch_t%d_batch_ms" % nt, OrderedDict())[b] = round(ms, 4)
+                    print("%-30s torch t%d  batch %3d %10.3f ms  %8.1f images/s  (%4d runs)" % (
+                        name, nt, b, ms, b * 1e3 / ms, runs), flush=True)
             del m, xi
             gc.collect()
 
@@ -328,6 +350,12 @@ def main():
                         ms, runs = timer(lambda: sess.run(None, feed))
                         rec["ort_t%d_ms" % nt] = round(ms, 4)
                         print("%-30s ORT   t%d  %10.3f ms  (%4d runs)" % (name, nt, ms, runs), flush=True)
+                        for b in batches:
+                            fb = {sess.get_inputs()[0].name: torch.randn(b, *shape[1:]).numpy()}
+                            ms, runs = timer(lambda: sess.run(None, fb))
+                            rec.setdefault("ort_t%d_batch_ms" % nt, OrderedDict())[b] = round(ms, 4)
+                            print("%-30s ORT   t%d  batch %3d %10.3f ms  %8.1f images/s  (%4d runs)" % (
+                                name, nt, b, ms, b * 1e3 / ms, runs), flush=True)
                         del sess
                         gc.collect()
                 except Exception as e:

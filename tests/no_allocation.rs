@@ -79,3 +79,27 @@ fn the_jit_path_allocates_nothing_per_image() {
 fn the_jit_path_on_two_threads_allocates_nothing_per_image() {
     assert_eq!(allocations_of_forward(SPLIT, false, 2), 0);
 }
+
+/// A batch allocates nothing on the calling thread once the first batch
+/// has allocated the dense layers' buffers and the threads' arenas
+/// (`runtime::batch`): on one thread, and with two threads sharing out
+/// the images.
+#[test]
+fn a_batch_allocates_nothing_after_the_first() {
+    for threads in [1, 2] {
+        let graph = cnnjit::lang::compile_source(NET).unwrap().remove(0).graph;
+        let weights = cnnjit::runtime::params::random_weights(&graph, 1);
+        let options = Options {
+            threads,
+            ..Options::default()
+        };
+        let mut model = Model::with_options(graph, &weights, options).unwrap();
+        let batch = 5;
+        let inputs = cnnjit::check::random_input(batch * model.input_len(), 2);
+        let mut outputs = vec![0.0; batch * model.output_len()];
+        model.forward_batch(&inputs, &mut outputs).unwrap();
+        let before = ALLOCATIONS.with(Cell::get);
+        model.forward_batch(&inputs, &mut outputs).unwrap();
+        assert_eq!(ALLOCATIONS.with(Cell::get) - before, 0, "{threads} threads");
+    }
+}

@@ -61,6 +61,7 @@ pub mod elementwise;
 pub mod lower;
 pub mod lrn;
 pub mod native;
+pub mod native_dense_batch;
 pub mod native_depthwise;
 pub mod native_epilogue;
 pub mod native_gemv;

@@ -35,6 +35,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod batch;
 pub mod cost;
 pub mod dot;
 pub mod naming;

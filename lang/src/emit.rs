@@ -283,6 +283,8 @@ fn net_items(net: &CompiledNet) -> TokenStream {
     let (params, buffers, flops, macs) = (f.params, f.buffers, f.flops, f.macs);
     let (param_bytes, activation_bytes, peak) =
         (f.param_bytes, f.activation_bytes, net.plan.arena_bytes);
+    let tail_bytes = cnnjit_ir::batch::dense_tail(&net.graph, &net.plan)
+        .map_or(0, |tail| tail.bytes_per_image());
     let (stored, train_macs) = (f.stored_elements, f.train_macs);
     let (input_shape, output_shape) = (shape(input), shape(output));
     let infos = layer_infos(&net.graph, f).into_iter().map(|l| {
@@ -341,6 +343,13 @@ fn net_items(net: &CompiledNet) -> TokenStream {
             pub const ACTIVATION_BYTES: u64 = #activation_bytes;
             /// Bytes of the arena the runtime allocates for one image (the largest live set, with reuse).
             pub const PEAK_INFERENCE_BYTES: u64 = #peak;
+            /// Bytes a batch of `batch` images takes beside the weights: the
+            /// one-image arena, and for a batch of more than one image the
+            /// dense tail's buffers for a chunk of at most
+            /// `cnnjit::ir::batch::BATCH_CHUNK` images (what `Model::batch_bytes` reports).
+            pub const fn peak_inference_bytes(batch: u64) -> u64 {
+                ::cnnjit::ir::batch::peak_inference_bytes(Self::PEAK_INFERENCE_BYTES, #tail_bytes, batch)
+            }
             /// Output elements of the layers kept for the backward pass (all but
             /// activations, dropout, identity and flatten).
             pub const STORED_ELEMENTS: u64 = #stored;

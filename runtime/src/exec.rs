@@ -26,6 +26,7 @@ use crate::ir::{Graph, Node, NodeId, Op};
 use crate::memory::Budget;
 use crate::params::{LayerParams, Params, Weight};
 use crate::reference::{self as r, BatchNorm, Dims, KernelError};
+use crate::team::Team;
 use cnnjit_ir::plan::{Plan, Slice, Step, Value, ValueId, ALIGN_ELEMENTS};
 use std::ops::Range;
 use std::time::Instant;
@@ -58,6 +59,11 @@ impl Arena {
     /// The arena's elements.
     pub fn as_mut_slice(&mut self) -> &mut [f32] {
         &mut self.buf[self.start..self.start + self.len]
+    }
+
+    /// Its elements, shared.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.buf[self.start..self.start + self.len]
     }
 
     /// Its size in bytes.
@@ -297,12 +303,69 @@ pub fn run(
     input: &[f32],
     output: &mut [f32],
 ) -> Result<()> {
+    run_on(
+        engine,
+        engine.team.as_deref(),
+        arena,
+        scratch,
+        input,
+        output,
+    )
+}
+
+/// [`run`] with each compiled kernel's rows split across `team` rather than
+/// the engine's threads: `None` runs the image on the calling thread alone
+/// (a batch whose threads each run whole images, `crate::batch`).
+pub fn run_on(
+    engine: &Engine,
+    team: Option<&Team>,
+    arena: &mut Arena,
+    scratch: &mut [f32],
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<()> {
     let arena = arena.as_mut_slice();
     for (i, step) in engine.plan.steps.iter().enumerate() {
         let out = output_of(engine, i, output);
-        run_step(engine, i, step, arena, scratch, input, out)?;
+        run_step(engine, team, i, step, arena, scratch, input, out)?;
     }
     store_output(engine, arena, input, output)
+}
+
+/// Runs the plan's first `steps` steps (not its last) on one image, leaving
+/// their values in the arena for [`value_of`]: a batch's steps before its dense
+/// tail (`crate::batch`), their kernels' rows split across `team` ([`run_on`]).
+pub fn run_first(
+    engine: &Engine,
+    team: Option<&Team>,
+    arena: &mut Arena,
+    scratch: &mut [f32],
+    input: &[f32],
+    steps: usize,
+) -> Result<()> {
+    let arena = arena.as_mut_slice();
+    let last = engine.plan.steps.len().saturating_sub(1);
+    for (i, step) in engine.plan.steps.iter().enumerate().take(steps.min(last)) {
+        run_step(engine, team, i, step, arena, scratch, input, None)?;
+    }
+    Ok(())
+}
+
+/// Value `v` of one image: the input for the plan's first value, else its
+/// elements in the arena (where [`run_first`] left it), or an internal error.
+pub fn value_of<'a>(
+    engine: &Engine,
+    arena: &'a Arena,
+    input: &'a [f32],
+    v: ValueId,
+) -> Result<&'a [f32]> {
+    if v == IMAGE {
+        return Ok(input);
+    }
+    (engine.plan.values.get(v.0 as usize))
+        .filter(|value| value.slice.is_none())
+        .and_then(|value| arena.as_slice().get(range(value)))
+        .ok_or_else(|| internal(engine, "a value outside the arena"))
 }
 
 /// [`run`], writing each step's wall time in seconds to `seconds[step]`
@@ -319,7 +382,16 @@ pub fn run_timed(
     for ((i, step), time) in engine.plan.steps.iter().enumerate().zip(seconds) {
         let start = Instant::now();
         let out = output_of(engine, i, output);
-        run_step(engine, i, step, arena, scratch, input, out)?;
+        run_step(
+            engine,
+            engine.team.as_deref(),
+            i,
+            step,
+            arena,
+            scratch,
+            input,
+            out,
+        )?;
         *time = start.elapsed().as_secs_f64();
     }
     store_output(engine, arena, input, output)
@@ -359,8 +431,10 @@ fn store_output(engine: &Engine, arena: &[f32], input: &[f32], output: &mut [f32
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_step(
     engine: &Engine,
+    team: Option<&Team>,
     index: usize,
     step: &Step,
     arena: &mut [f32],
@@ -388,7 +462,6 @@ fn run_step(
             Lowering::Concat(branches) => {
                 for branch in branches {
                     let input = value(&inputs, anchor, branch.input)?;
-                    let team = engine.team.as_deref();
                     crate::jit::run_branch(&compiled.program, branch, input, out, team)
                         .map_err(|e| node_error(anchor, e))?;
                 }
@@ -407,14 +480,14 @@ fn run_step(
                 extra,
                 out,
                 scratch,
-                engine.team.as_deref(),
+                team,
             )
             .map_err(|e| node_error(anchor, e))?;
             return epilogue(engine, &lowered.rest, out, &inputs);
         }
     }
     #[cfg(not(feature = "jit"))]
-    let _ = index;
+    let _ = (index, team);
     match engine.plan.values[step.output.0 as usize].slice {
         None => reference_step(engine, step, out, &inputs),
         Some(slice) => {

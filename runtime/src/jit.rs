@@ -526,6 +526,17 @@ pub fn run(
         buffers,
         lowered.team(team),
     )?;
+    run_then(program, lowered, output, team)
+}
+
+/// Runs a lowered step's softmax, if it has one, in place on `output` (one
+/// image's): what [`run`] does after the step's kernel.
+pub fn run_then(
+    program: &Program,
+    lowered: &Lowered,
+    output: &mut [f32],
+    team: Option<&Team>,
+) -> std::result::Result<(), CallError> {
     if let Some((kernel, spec)) = &lowered.then {
         let in_place = Buffers {
             input: &[],

@@ -24,6 +24,8 @@
 pub use cnnjit_ir::summary::{LayerInfo, Summary};
 pub use cnnjit_ir::{self as ir, Graph, Shape};
 
+#[cfg(feature = "jit")]
+pub mod batch;
 pub mod error;
 pub mod exec;
 #[cfg(feature = "jit")]

@@ -182,6 +182,13 @@ pub struct Model {
     /// The compiled kernels' working memory, allocated once with the arena.
     scratch: Vec<f32>,
     backend: Backend,
+    /// How it runs a batch ([`crate::batch`]): its dense tail, once per
+    /// chunk, and its threads across images.
+    #[cfg(feature = "jit")]
+    batch: crate::batch::Batch,
+    /// What the memory budget had left when the model was built: a batch's
+    /// buffers are taken from it.
+    spare: Budget,
     /// Where its convolutions' algorithms came from.
     #[cfg(feature = "jit")]
     tuning: Tuning,
@@ -297,6 +304,9 @@ impl Model {
                 reason: "asked for with `Options::reference`".into(),
             },
             #[cfg(feature = "jit")]
+            batch: crate::batch::Batch::default(),
+            spare: *budget,
+            #[cfg(feature = "jit")]
             tuning: Tuning::Static,
         };
         #[cfg(feature = "jit")]
@@ -311,6 +321,11 @@ impl Model {
         model.scratch = budget.zeroed(model.engine.scratch_len(), || {
             format!("the working memory of net `{name}`")
         })?;
+        #[cfg(feature = "jit")]
+        if let Some(lowered) = &lowered {
+            model.batch = crate::batch::Batch::new(&model.engine, lowered);
+        }
+        model.spare = *budget;
         Ok(model)
     }
 
@@ -549,8 +564,35 @@ impl Model {
         )
     }
 
+    /// Bytes a batch of `batch` images takes beside the weights, known
+    /// before [`Model::forward_batch`] allocates them: the arena; where the
+    /// model runs its dense tail once per chunk of the batch
+    /// ([`crate::batch`]), that tail's buffers for a chunk of at most
+    /// [`cnnjit_ir::batch::BATCH_CHUNK`] images (with the arena, the
+    /// macro's `peak_inference_bytes(batch)`); and where its threads run
+    /// whole images, an arena and working memory for each thread but one.
+    pub fn batch_bytes(&self, batch: usize) -> u64 {
+        #[cfg(feature = "jit")]
+        return self.batch.bytes(
+            &self.engine,
+            (self.arena_bytes(), self.scratch.len() as u64 * 4),
+            batch,
+        );
+        #[cfg(not(feature = "jit"))]
+        {
+            let _ = batch;
+            self.arena_bytes()
+        }
+    }
+
     /// Runs a batch: `inputs` holds whole images one after another (NHWC),
-    /// `outputs` as many outputs.
+    /// `outputs` as many outputs, each bitwise what [`Model::forward`] gives
+    /// for its image. Where the network ends in dense layers the JIT
+    /// compiled, the batch runs in chunks and each dense layer once per
+    /// chunk ([`crate::batch`]); its buffers, allocated on the first batch
+    /// that needs them ([`Model::batch_bytes`]), are weighed against what the
+    /// memory budget had left when the model was built, so a batch too large
+    /// for them is an [`Error::OutOfMemory`].
     pub fn forward_batch(&mut self, inputs: &[f32], outputs: &mut [f32]) -> Result<()> {
         let (n_in, n_out) = (self.input_len(), self.output_len());
         if n_in == 0 || !inputs.len().is_multiple_of(n_in) {
@@ -567,6 +609,19 @@ impl Model {
             batch.saturating_mul(n_out),
             outputs.len(),
         )?;
+        #[cfg(feature = "jit")]
+        if batch > 1 && (self.batch.tail.is_some() || self.batch.across) {
+            return crate::batch::run(
+                &self.engine,
+                &mut self.batch,
+                &mut self.spare,
+                &mut self.arena,
+                &mut self.scratch,
+                inputs,
+                outputs,
+                (n_in, n_out),
+            );
+        }
         for (x, y) in inputs
             .chunks_exact(n_in)
             .zip(outputs.chunks_exact_mut(n_out))

@@ -1160,3 +1160,91 @@ fn guarded_buffers_end_at_a_guard_page() {
         assert!(g.as_slice().iter().enumerate().all(|(i, &x)| x == i as f32));
     }
 }
+
+/// The batched dense layer (`native_dense_batch`) on every ISA the host
+/// has: random depths (across chunks of the depth), widths (partial blocks
+/// of 64) and image counts, an activation fused, each buffer exactly as
+/// long as `DenseBatch::lengths` between guard pages, all blocks and
+/// sub-ranges of blocks; channels outside the blocks asked for keep the
+/// sentinel, the rest match the reference kernels.
+#[test]
+fn the_batched_dense_layer_touches_only_its_own_buffers() {
+    use cnnjit_codegen::native_dense_batch::{DenseBatch, Pointers, MAX_IMAGES};
+    let seed = env_u64("GUARD_PAGES_SEED", 0x6261_7463_685f_6770);
+    let mut rng = Rng(seed);
+    let cases = env_u64("GUARD_PAGES_CASES", 128) as usize / 4;
+    for case in 0..cases {
+        for isa in Isa::on_host() {
+            let (depth, channels) = (rng.range(1, 300), rng.range(1, 200));
+            let images = rng.range(1, MAX_IMAGES);
+            let act = random_activation(&mut rng);
+            let op = ir::Dense {
+                out_features: channels as u32,
+                bias: true,
+            };
+            let spec = ConvSpec::of_dense(&op, depth, vec![Epilogue::Act(act)], Some(isa));
+            let Some(dense) = DenseBatch::new(&spec) else {
+                continue;
+            };
+            eprintln!("seed {seed:#x}, case {case}: {isa} {depth} -> {channels}, {images} images, {act:?}");
+            let l = dense.lengths(images);
+            let (x, w, bias) = (
+                rng.values(l.input, 1.0),
+                rng.values(channels * depth, 1.0),
+                rng.values(channels, 1.0),
+            );
+            let mut want = vec![0.0; l.output];
+            for (x, y) in x.chunks_exact(depth).zip(want.chunks_exact_mut(channels)) {
+                reference::dense(&op, x, &w, Some(&bias), y).expect("the reference runs");
+                reference::activation_in_place(act, y);
+            }
+            let mut input = Guarded::from_slice(&x);
+            let mut weights = Guarded::from_slice(&spec.pack_weights(&w, None));
+            let mut params = Guarded::from_slice(&spec.pack_vector(&bias));
+            for g in [&mut input, &mut weights, &mut params] {
+                g.freeze();
+            }
+            assert_eq!(
+                (weights.as_slice().len(), params.as_slice().len()),
+                (l.weights, l.params)
+            );
+            let mut output = Guarded::new(l.output);
+            let blocks = l.blocks;
+            for (begin, end) in [
+                (0, blocks),
+                (0, blocks / 2),
+                (blocks / 2, blocks),
+                (blocks - 1, blocks),
+            ] {
+                output.as_mut_slice().fill(f32::from_bits(SENTINEL));
+                let ptrs = Pointers {
+                    input: input.as_slice().as_ptr(),
+                    weights: weights.as_slice().as_ptr(),
+                    params: params.as_slice().as_ptr(),
+                    extra: std::ptr::null(),
+                    output: output.as_mut_slice().as_mut_ptr(),
+                };
+                // SAFETY: every buffer is exactly as long as `lengths` gives
+                // for `images` images, `end <= blocks`, and nothing else
+                // touches `output`; a stray access faults on a guard page.
+                unsafe { dense.blocks(images, ptrs, begin, end) };
+                let inside = |i: usize| (begin * 64..end * 64).contains(&(i % channels));
+                for (i, (&got, &want)) in output.as_slice().iter().zip(&want).enumerate() {
+                    if inside(i) {
+                        let bound = 1e-5 * (depth as f32 + 1.0);
+                        assert!(
+                            (got - want).abs() <= bound || (got.is_nan() && want.is_nan()),
+                            "case {case} {isa}, element {i}: {got} for {want}"
+                        );
+                    } else {
+                        assert_eq!(
+                            got.to_bits(),
+                            SENTINEL,
+                            "case {case} {isa}, element {i} outside [{begin}, {end})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -439,9 +439,9 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
         eprintln!("timing the JIT at batch {batch} ...");
         let timing = bench::time_forward(&mut jit, batch, 5, Duration::from_secs(2), memory)
             .map_err(fail)?;
-        latencies.push((batch, timing.median_ms));
+        latencies.push((batch, timing.median_ms, jit.batch_bytes(batch)));
     }
-    let (batch, jit_ms) = latencies[0];
+    let (batch, jit_ms, _) = latencies[0];
     let reference_ms = if args.reference {
         eprintln!("timing the reference kernels ...");
         let reference = cnnjit::Options {
@@ -491,7 +491,7 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
     if args.json {
         let batches: Vec<serde_json::Value> = latencies
             .iter()
-            .map(|&(batch, ms)| serde_json::json!({ "batch": batch, "ms": ms, "images_per_s": images_per_s(batch, ms) }))
+            .map(|&(batch, ms, bytes)| serde_json::json!({ "batch": batch, "ms": ms, "images_per_s": images_per_s(batch, ms), "memory_bytes": bytes }))
             .collect();
         let mut out = serde_json::json!({
             "net": name, "compile_ms": compile_ms, "pack_ms": pack_ms, "cranelift_ms": cranelift_ms, "jit_ms": jit_ms, "reference_ms": reference_ms,
@@ -528,10 +528,11 @@ fn bench(net: &CompiledNet, args: &BenchArgs) -> Result<String, String> {
         )
     ));
     if latencies.len() > 1 {
-        for &(batch, ms) in &latencies {
+        for &(batch, ms, bytes) in &latencies {
             out.push_str(&format!(
-                "  batch {batch:>3}: {ms:.3} ms, {:.1} images/s\n",
-                images_per_s(batch, ms)
+                "  batch {batch:>3}: {ms:.3} ms, {:.1} images/s, {:.1} MB activations\n",
+                images_per_s(batch, ms),
+                bytes as f64 / 1e6
             ));
         }
     }

@@ -1,0 +1,545 @@
+//! A batch run as a batch: [`Model::forward_batch`](crate::Model::forward_batch)'s
+//! engine on the JIT.
+//!
+//! A batch runs in chunks of at most [`BATCH_CHUNK`] images. Where the plan
+//! ends in a dense tail (`cnnjit_ir::batch`) that the JIT compiled to
+//! native GEMVs ([`Tail`]), every image of a chunk runs the steps before
+//! the tail and its input to the tail is copied into the tail's first
+//! buffer; then each dense step runs once for the whole chunk
+//! ([`DenseBatch`]: each block of output channels' weights read once for
+//! every image, the blocks split across the threads), its softmax, if any,
+//! image by image after it. A chunk of one image runs as [`exec::run`] does.
+//!
+//! The images of a chunk (their steps before the tail, or all of them
+//! without a tail) run one after another, each kernel's rows split across
+//! the model's threads as at batch 1, or, where [`across_images`] says so,
+//! shared out among the threads, each running whole images with no
+//! synchronisation between steps ([`exec::run_on`] with no team) in an
+//! arena and working memory of its own (a *lane*; the model's own serves
+//! one thread), a thread taking the next image when it is done.
+//!
+//! Outputs are bitwise those of each image run alone ([`DenseBatch`]'s
+//! module doc: the same chain of FMAs and the same epilogue; a kernel's
+//! output does not depend on how its rows are split), so also the same for
+//! any thread count and any chunking (`tests/it/batch.rs`).
+//!
+//! The tail's buffers and the lanes are allocated on the first batch that
+//! needs them, weighed against what the model's memory budget had left
+//! when it was built ([`crate::memory`]): [`crate::Model::batch_bytes`]
+//! says how much before.
+
+use crate::error::{Error, InternalError, Result};
+use crate::exec::{self, Arena, Engine};
+use crate::jit::{CallError, Lowering};
+use crate::memory::Budget;
+use crate::team::Team;
+use cnnjit_codegen::lower::LoweredStep;
+use cnnjit_codegen::native_dense_batch::{DenseBatch, Pointers};
+use cnnjit_codegen::Kernel;
+use cnnjit_ir::batch::{dense_tail, DenseTail, BATCH_CHUNK};
+use std::sync::{Mutex, PoisonError};
+
+/// How a model runs batches: its dense tail, if the JIT compiled one, and
+/// the lanes of the threads that run whole images.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The plan's dense tail, run once per chunk.
+    pub tail: Option<Tail>,
+    /// Whether the threads share out a chunk's images ([`across_images`]).
+    pub across: bool,
+    /// The arena and working memory of every thread but the caller's,
+    /// allocated on the first batch that shares out its images.
+    lanes: Vec<Mutex<Lane>>,
+}
+
+impl Clone for Batch {
+    fn clone(&self) -> Batch {
+        // A clone allocates lanes of its own when it first needs them.
+        Batch {
+            tail: self.tail.clone(),
+            across: self.across,
+            lanes: Vec::new(),
+        }
+    }
+}
+
+/// One thread's memory for whole images.
+#[derive(Debug)]
+struct Lane {
+    arena: Arena,
+    scratch: Vec<f32>,
+}
+
+/// Whether a model of `engine` shares a batch's images out among its
+/// threads rather than splitting each kernel's rows: whenever it has more
+/// than one thread. Measured on this project's 2-core AVX-512 host (two
+/// threads, batch 32, images/s, the two ways interleaved, load 4 to 6 from
+/// other builds): MobileNetV1 89.0 / 89.2 / 56.0 across images against
+/// 67.1 / 76.4 / 54.2 splitting rows, ResNet-50 14.0 / 8.5 / 8.9 against
+/// 12.7 / 8.5 / 8.4, AlexNet 55.8 against 47.2: never slower, since a
+/// thread running whole images waits for no other between steps, where
+/// small layers (7x7, 14x14) leave split rows unbalanced. It costs an arena
+/// and working memory per thread but one; where the budget cannot give
+/// them, the batch splits rows instead ([`run`]).
+pub fn across_images(engine: &Engine) -> bool {
+    threads(engine) > 1
+}
+
+/// The model's threads.
+fn threads(engine: &Engine) -> usize {
+    engine.team.as_ref().map_or(1, |t| t.threads())
+}
+
+impl Batch {
+    /// How a model of `engine`, its steps lowered as `lowered`, runs batches.
+    pub fn new(engine: &Engine, lowered: &[LoweredStep]) -> Batch {
+        Batch {
+            tail: Tail::new(engine, lowered),
+            across: across_images(engine),
+            lanes: Vec::new(),
+        }
+    }
+
+    /// Bytes a batch of `batch` images takes beside the weights: the
+    /// model's arena (`arena` bytes), the tail's buffers for a chunk, and,
+    /// where threads share out the images, an arena and working memory
+    /// (`scratch` bytes) per thread but the first.
+    pub fn bytes(&self, engine: &Engine, (arena, scratch): (u64, u64), batch: usize) -> u64 {
+        let per_image = self.tail.as_ref().map_or(0, |t| t.tail.bytes_per_image());
+        let bytes = cnnjit_ir::batch::peak_inference_bytes(arena, per_image, batch as u64);
+        let lanes = self.lanes_for(engine, batch.min(BATCH_CHUNK as usize)) as u64;
+        bytes.saturating_add(lanes.saturating_mul(arena.saturating_add(scratch)))
+    }
+
+    /// Lanes beside the caller's that a chunk of `images` images runs on.
+    fn lanes_for(&self, engine: &Engine, images: usize) -> usize {
+        match self.across && images > 1 {
+            true => threads(engine).min(images) - 1,
+            false => 0,
+        }
+    }
+
+    /// Makes at least `lanes` lanes, taking their memory from `budget`.
+    fn reserve_lanes(&mut self, engine: &Engine, lanes: usize, budget: &mut Budget) -> Result<()> {
+        let net = &engine.graph.name;
+        while self.lanes.len() < lanes {
+            let arena = Arena::new(engine.plan.arena_bytes, budget, || {
+                format!("the arena of a batch's thread of net `{net}`")
+            })?;
+            let scratch = budget.zeroed(engine.scratch_len(), || {
+                format!("the working memory of a batch's thread of net `{net}`")
+            })?;
+            self.lanes.push(Mutex::new(Lane { arena, scratch }));
+        }
+        Ok(())
+    }
+}
+
+/// A plan's dense tail, every step of it compiled to a [`DenseBatch`].
+#[derive(Clone, Debug)]
+pub struct Tail {
+    /// Where it starts, what it reads and its buffers' sizes.
+    pub tail: DenseTail,
+    /// Per step of the tail, its batch kernel.
+    steps: Vec<DenseBatch>,
+    /// The two buffers, for `images` images each (empty until a batch).
+    buffers: [Vec<f32>; 2],
+    images: usize,
+}
+
+impl Tail {
+    /// The dense tail of `engine`'s plan, if every step of it was lowered to
+    /// a native GEMV with no epilogue left to the reference kernels.
+    pub fn new(engine: &Engine, lowered: &[LoweredStep]) -> Option<Tail> {
+        let compiled = engine.compiled.as_ref()?;
+        let tail = dense_tail(&engine.graph, &engine.plan)?;
+        let steps = (tail.first..engine.plan.steps.len())
+            .map(|i| match (&compiled.steps[i], &lowered[i]) {
+                (Lowering::Kernel(compiled), LoweredStep::Kernel(step))
+                    if compiled.rest.is_empty() =>
+                {
+                    match &step.kernel {
+                        Kernel::Conv(spec) => DenseBatch::new(spec),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Tail {
+            tail,
+            steps,
+            buffers: [Vec::new(), Vec::new()],
+            images: 0,
+        })
+    }
+
+    /// Makes the buffers hold `images` images, taking what they grow by
+    /// from `budget`.
+    fn reserve(&mut self, images: usize, budget: &mut Budget, net: &str) -> Result<()> {
+        if images <= self.images {
+            return Ok(());
+        }
+        for (buffer, per_image) in self.buffers.iter_mut().zip(self.tail.buffers) {
+            let len = (per_image as usize).saturating_mul(images);
+            *buffer = budget.zeroed(len, || {
+                format!("the dense layers' buffers of net `{net}` for a batch of {images} images")
+            })?;
+        }
+        self.images = images;
+        Ok(())
+    }
+}
+
+/// Runs `inputs` (whole images, one after another) into `outputs` as
+/// `batch` says, in chunks of at most [`BATCH_CHUNK`] images; the tail's
+/// buffers and the lanes are taken from `budget` when a chunk first needs
+/// them.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    engine: &Engine,
+    batch: &mut Batch,
+    budget: &mut Budget,
+    arena: &mut Arena,
+    scratch: &mut [f32],
+    inputs: &[f32],
+    outputs: &mut [f32],
+    (n_in, n_out): (usize, usize),
+) -> Result<()> {
+    let chunk = BATCH_CHUNK as usize;
+    let (n_in, n_out) = (n_in.max(1), n_out.max(1));
+    for (x, y) in inputs
+        .chunks(chunk * n_in)
+        .zip(outputs.chunks_mut(chunk * n_out))
+    {
+        let images = x.len() / n_in;
+        if images <= 1 {
+            exec::run(engine, arena, scratch, x, y)?;
+            continue;
+        }
+        let lanes = batch.lanes_for(engine, images);
+        match batch.reserve_lanes(engine, lanes, budget) {
+            // Without memory for the lanes, the threads split rows.
+            Err(Error::OutOfMemory { .. }) => batch.across = false,
+            result => result?,
+        }
+        let lanes = batch.lanes_for(engine, images).min(batch.lanes.len());
+        let Batch {
+            tail, lanes: all, ..
+        } = batch;
+        let own = Mutex::new(Own {
+            arena: &mut *arena,
+            scratch: &mut *scratch,
+        });
+        let lanes = Lanes {
+            own: &own,
+            others: &all[..lanes],
+        };
+        match tail {
+            Some(tail) => {
+                tail.reserve(images, budget, &engine.graph.name)?;
+                run_chunk(engine, tail, &lanes, x, y, images)?;
+            }
+            None => {
+                let rows = Rows::new(y, n_out);
+                each_image(engine, &lanes, x, images, |lane, i, x| {
+                    // SAFETY: each image `i` is run once, by one thread.
+                    let y = unsafe { rows.get(i) };
+                    let Using {
+                        arena,
+                        scratch,
+                        team,
+                    } = lane;
+                    exec::run_on(engine, team, arena, scratch, x, y)
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The caller's arena and working memory, borrowed as a lane.
+struct Own<'a> {
+    arena: &'a mut Arena,
+    scratch: &'a mut [f32],
+}
+
+/// The lanes a chunk runs on: the caller's, then the others'.
+struct Lanes<'a, 'b> {
+    own: &'a Mutex<Own<'b>>,
+    others: &'a [Mutex<Lane>],
+}
+
+/// What one image runs with: an arena, working memory, and the threads its
+/// kernels split rows across (none where threads run whole images).
+struct Using<'a, 't> {
+    arena: &'a mut Arena,
+    scratch: &'a mut [f32],
+    team: Option<&'t Team>,
+}
+
+/// Calls `f` once for each of the `images` images of `inputs` (`f(lane,
+/// index, image)`): one after another on the caller's lane with the
+/// model's threads splitting each kernel, or, with other lanes, shared out
+/// among the threads, each image on whichever lane is free.
+fn each_image(
+    engine: &Engine,
+    lanes: &Lanes<'_, '_>,
+    inputs: &[f32],
+    images: usize,
+    f: impl Fn(Using<'_, '_>, usize, &[f32]) -> Result<()> + Sync,
+) -> Result<()> {
+    let n_in = inputs.len() / images;
+    let team = engine.team.as_deref();
+    if lanes.others.is_empty() {
+        let mut own = lanes.own.lock().unwrap_or_else(PoisonError::into_inner);
+        let Own { arena, scratch } = &mut *own;
+        for (i, x) in inputs.chunks_exact(n_in).enumerate() {
+            f(
+                Using {
+                    arena,
+                    scratch,
+                    team,
+                },
+                i,
+                x,
+            )?;
+        }
+        return Ok(());
+    }
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let image = |i: usize| {
+        let x = &inputs[i * n_in..][..n_in];
+        // At most one call per thread runs at once, and there are as many
+        // lanes as threads: one of them is free.
+        let result = loop {
+            if let Ok(mut own) = lanes.own.try_lock() {
+                let Own { arena, scratch } = &mut *own;
+                break f(
+                    Using {
+                        arena,
+                        scratch,
+                        team: None,
+                    },
+                    i,
+                    x,
+                );
+            }
+            if let Some(mut lane) = lanes.others.iter().find_map(|l| l.try_lock().ok()) {
+                let Lane { arena, scratch } = &mut *lane;
+                break f(
+                    Using {
+                        arena,
+                        scratch,
+                        team: None,
+                    },
+                    i,
+                    x,
+                );
+            }
+            std::hint::spin_loop();
+        };
+        if let Err(e) = result {
+            failed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert(e);
+        }
+    };
+    match team {
+        Some(team) => team.run(images, image),
+        None => (0..images).for_each(image),
+    }
+    failed
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .map_or(Ok(()), Err)
+}
+
+/// A buffer of equal rows (an image's output or tail input each) that
+/// threads write, each its own rows.
+struct Rows {
+    start: *mut f32,
+    len: usize,
+    row: usize,
+}
+
+// SAFETY: `Rows::get` hands out disjoint rows of a buffer that outlives
+// every use (its callers hold its borrow), one per image, each to one thread.
+unsafe impl Sync for Rows {}
+
+impl Rows {
+    fn new(buffer: &mut [f32], row: usize) -> Rows {
+        Rows {
+            start: buffer.as_mut_ptr(),
+            len: buffer.len(),
+            row,
+        }
+    }
+
+    /// Row `i` (empty past the buffer's end).
+    ///
+    /// # Safety
+    /// No other reference to row `i` is alive while the result is, and the
+    /// buffer outlives it.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get(&self, i: usize) -> &mut [f32] {
+        let start = (i * self.row).min(self.len);
+        let len = self.row.min(self.len - start);
+        // SAFETY: `start + len <= len` of the buffer; the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.start.add(start), len) }
+    }
+}
+
+fn run_chunk(
+    engine: &Engine,
+    tail: &mut Tail,
+    lanes: &Lanes<'_, '_>,
+    inputs: &[f32],
+    outputs: &mut [f32],
+    images: usize,
+) -> Result<()> {
+    let Tail {
+        tail: shape,
+        steps,
+        buffers: [first, second],
+        ..
+    } = tail;
+    let from_image = shape.input.0 == 0;
+    let held = Rows::new(first, shape.buffers[0] as usize);
+    each_image(engine, lanes, inputs, images, |lane, i, x| {
+        let Using {
+            arena,
+            scratch,
+            team,
+        } = lane;
+        exec::run_first(engine, team, &mut *arena, scratch, x, shape.first)?;
+        if !from_image {
+            let value = exec::value_of(engine, arena, x, shape.input)?;
+            // SAFETY: each image `i` is run once, by one thread.
+            let row = unsafe { held.get(i) };
+            row.get_mut(..value.len())
+                .ok_or_else(|| broken(engine))?
+                .copy_from_slice(value);
+        }
+        Ok(())
+    })?;
+    let compiled = engine.compiled.as_ref().ok_or_else(|| broken(engine))?;
+    let team = engine.team.as_deref();
+    let last = steps.len() - 1;
+    for (p, dense) in steps.iter().enumerate() {
+        let Lowering::Kernel(lowered) = &compiled.steps[shape.first + p] else {
+            return Err(broken(engine));
+        };
+        let lowered: &crate::jit::Lowered = lowered;
+        let (depth, channels) = (dense.depth() * images, dense.channels() * images);
+        let (even, odd) = (&mut first[..], &mut second[..]);
+        let (read, write) = if p % 2 == 0 { (even, odd) } else { (odd, even) };
+        let input: &[f32] = if p == 0 && from_image {
+            inputs
+        } else {
+            &read[..depth]
+        };
+        let output = if p == last {
+            &mut *outputs
+        } else {
+            &mut write[..channels]
+        };
+        let fail = |e: CallError| Error::Internal {
+            layer: engine
+                .graph
+                .node(engine.plan.steps[shape.first + p].nodes[0])
+                .name
+                .to_string(),
+            source: e.into(),
+        };
+        call(
+            dense,
+            images,
+            input,
+            &lowered.weights,
+            &lowered.params,
+            output,
+            team,
+            lowered.work,
+        )
+        .map_err(fail)?;
+        for y in output.chunks_exact_mut(dense.channels()) {
+            crate::jit::run_then(&compiled.program, lowered, y, team).map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+fn broken(engine: &Engine) -> Error {
+    Error::Internal {
+        layer: engine.graph.name.to_string(),
+        source: InternalError::Broken("a batch's dense tail is not compiled"),
+    }
+}
+
+/// The pointers of one batched call, shared by the threads that split its
+/// blocks.
+#[derive(Clone, Copy)]
+struct Shared(Pointers);
+
+// SAFETY: the pointers are only dereferenced by `DenseBatch::blocks` on
+// disjoint ranges of blocks, each writing only its own blocks' channels
+// (its contract), while `call` holds the borrows they came from.
+unsafe impl Send for Shared {}
+// SAFETY: as for `Send`: shared reads, disjoint writes.
+unsafe impl Sync for Shared {}
+
+/// Runs `dense` over `images` images after checking every buffer against
+/// its lengths, its blocks split across `team` where the chunk's work
+/// (`work` per image) reaches `jit::PARALLEL_WORK`.
+#[allow(clippy::too_many_arguments)]
+fn call(
+    dense: &DenseBatch,
+    images: usize,
+    input: &[f32],
+    weights: &[f32],
+    params: &[f32],
+    output: &mut [f32],
+    team: Option<&Team>,
+    work: u64,
+) -> std::result::Result<(), CallError> {
+    let l = dense.lengths(images);
+    let short = [
+        ("input", input.len(), l.input),
+        ("weights", weights.len(), l.weights),
+        ("params", params.len(), l.params),
+        ("extra", 0, l.extra),
+        ("output", output.len(), l.output),
+    ]
+    .into_iter()
+    .find(|(_, have, need)| have < need);
+    if let Some((buffer, has, needs)) = short {
+        return Err(CallError { buffer, needs, has });
+    }
+    let shared = Shared(Pointers {
+        input: input.as_ptr(),
+        weights: weights.as_ptr(),
+        params: params.as_ptr(),
+        extra: std::ptr::null(),
+        output: output.as_mut_ptr(),
+    });
+    let images = images.min(cnnjit_codegen::native_dense_batch::MAX_IMAGES);
+    let blocks = l.blocks;
+    let shared = &shared;
+    let run = |begin: usize, end: usize| {
+        let Shared(ptrs) = *shared;
+        // SAFETY: every buffer was checked above to hold what `lengths`
+        // asks for `images` images; the ranges of blocks are disjoint.
+        unsafe { dense.blocks(images, ptrs, begin, end) }
+    };
+    let team = team.filter(|t| t.threads() > 1 && blocks > 1);
+    match team.filter(|_| work.saturating_mul(images as u64) >= crate::jit::PARALLEL_WORK) {
+        Some(team) => {
+            let parts = (4 * team.threads()).min(blocks);
+            team.run(parts, |p| run(blocks * p / parts, blocks * (p + 1) / parts));
+        }
+        None => run(0, blocks),
+    }
+    Ok(())
+}

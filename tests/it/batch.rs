@@ -1,0 +1,176 @@
+//! Batches run as batches (`cnnjit::runtime::batch`): each output of a batch
+//! is bitwise what the image gives alone, for any thread count and across
+//! chunks; the memory a batch takes is known before, and a batch whose
+//! buffers do not fit what the budget left is an error.
+
+use cnnjit::runtime::memory::Budget;
+use cnnjit::{cnn, Error, Graph, Model, Options};
+
+cnn! {
+    LeNet5(32x32x1) {
+        conv(6, 5x5), tanh, avgpool(2x2, stride = 2),
+        conv(16, 5x5), tanh, avgpool(2x2, stride = 2),
+        flatten, dense(120), tanh, dense(84), tanh, dense(10), softmax,
+    }
+}
+
+/// Small networks ending in dense layers: widths that leave partial blocks
+/// of 64 channels, every epilogue a dense layer fuses, a tail reading the
+/// network's input itself, and a tail of one layer.
+const NETS: &str = "
+    Classifier(12x12x3) {
+        conv(8, 3x3, pad = 1), relu, maxpool(2x2), flatten,
+        dense(150), relu, dropout(0.5), dense(70), bn, sigmoid, dense(64), leaky_relu(0.1), dense(10), softmax,
+    }
+    Mlp(300) { dense(200), tanh, dense(130), swish, dense(9) }
+    One(6x6x4) { conv(5, 3x3), relu, flatten, dense(7) }
+";
+
+fn nets() -> Vec<Graph> {
+    let mut graphs: Vec<Graph> = cnnjit::lang::compile_source(NETS)
+        .unwrap()
+        .into_iter()
+        .map(|n| n.graph)
+        .collect();
+    graphs.push(LeNet5::graph());
+    graphs
+}
+
+fn model(graph: &Graph, threads: usize) -> Model {
+    let weights = cnnjit::runtime::params::random_weights(graph, 11);
+    let options = Options {
+        threads,
+        ..Options::default()
+    };
+    Model::with_options(graph.clone(), &weights, options).unwrap()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn a_batch_gives_each_image_its_own_output_bitwise_on_any_threads() {
+    for graph in nets() {
+        let mut alone = model(&graph, 1);
+        // Every net here ends in dense layers that run batched (they need
+        // memory of their own for a batch) where the host has a native ISA.
+        assert_eq!(
+            alone.batch_bytes(2) > alone.arena_bytes(),
+            cnnjit::codegen::native::Isa::best().is_some(),
+            "{}",
+            graph.name
+        );
+        let (n_in, n_out) = (alone.input_len(), alone.output_len());
+        // 33 and 70 images run in chunks of 32 and a rest.
+        for batch in [2, 7, 33, 70] {
+            let inputs = cnnjit::check::random_input(batch * n_in, batch as u64);
+            let expected: Vec<u32> = inputs
+                .chunks_exact(n_in)
+                .flat_map(|x| bits(&alone.forward(x).unwrap()))
+                .collect();
+            for threads in [1, 2, 3] {
+                let mut model = model(&graph, threads);
+                let mut outputs = vec![f32::NAN; batch * n_out];
+                model.forward_batch(&inputs, &mut outputs).unwrap();
+                assert_eq!(
+                    bits(&outputs),
+                    expected,
+                    "{} at batch {batch} on {threads} threads",
+                    graph.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_dense_tail_runs_batched_where_the_host_has_a_native_isa() {
+    // The claim the test above checks is only about the batched path if the
+    // model takes it: the memory it reports for a batch says so.
+    let model = model(&LeNet5::graph(), 1);
+    let batched = cnnjit::codegen::native::Isa::best().is_some();
+    assert_eq!(
+        model.batch_bytes(8) > model.arena_bytes(),
+        batched,
+        "{}",
+        model.batch_bytes(8)
+    );
+}
+
+#[test]
+fn a_batchs_memory_is_the_arena_and_a_chunk_of_the_tails_buffers() {
+    // LeNet-5's tail: dense(120) reads the 5x5x16 = 400 features, then
+    // dense(84) and dense(10). Its input and dense(84)'s output alternate
+    // in one buffer (400 floats an image), dense(120)'s output is in the
+    // other (120); dense(10) writes the caller's outputs.
+    let per_image = 4 * (400 + 120);
+    let arena = LeNet5::PEAK_INFERENCE_BYTES;
+    assert_eq!(LeNet5::peak_inference_bytes(0), arena);
+    assert_eq!(LeNet5::peak_inference_bytes(1), arena);
+    assert_eq!(LeNet5::peak_inference_bytes(8), arena + 8 * per_image);
+    assert_eq!(LeNet5::peak_inference_bytes(32), arena + 32 * per_image);
+    assert_eq!(LeNet5::peak_inference_bytes(1000), arena + 32 * per_image);
+    const { assert!(LeNet5::peak_inference_bytes(u64::MAX) < u64::MAX) };
+    let model = model(&LeNet5::graph(), 1);
+    if cnnjit::codegen::native::Isa::best().is_some() {
+        for batch in [1, 2, 8, 33, 1000] {
+            assert_eq!(
+                model.batch_bytes(batch),
+                LeNet5::peak_inference_bytes(batch as u64)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_batch_whose_buffers_do_not_fit_the_budget_is_an_error() {
+    let batched = cnnjit::codegen::native::Isa::best().is_some();
+    let graph = LeNet5::graph();
+    let weights = cnnjit::runtime::params::random_weights(&graph, 3);
+    let build = |limit: u64| {
+        let options = Options {
+            threads: 1,
+            ..Options::default()
+        };
+        Model::with_budget(
+            graph.clone(),
+            &weights,
+            options,
+            &mut Budget::new(Some(limit)),
+        )
+    };
+    // The least limit the model builds in: nothing is left for a batch.
+    let (mut lo, mut hi) = (0u64, 1 << 30);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match build(mid) {
+            Ok(_) => hi = mid,
+            Err(Error::OutOfMemory { .. }) => lo = mid + 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let mut tight = build(lo).unwrap();
+    let (n_in, n_out) = (tight.input_len(), tight.output_len());
+    let inputs = cnnjit::check::random_input(8 * n_in, 5);
+    let mut outputs = vec![0.0; 8 * n_out];
+    // One image needs no buffers.
+    tight
+        .forward_batch(&inputs[..n_in], &mut outputs[..n_out])
+        .unwrap();
+    let needed = tight.batch_bytes(8) - tight.arena_bytes();
+    let result = tight.forward_batch(&inputs, &mut outputs);
+    if !batched {
+        // Without a native ISA, images run one by one: no buffers to take.
+        assert_eq!(needed, 0);
+        return result.unwrap();
+    }
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, Error::OutOfMemory { .. }) && err.to_string().contains("batch of 8 images"),
+        "{err}"
+    );
+    // With the buffers' bytes to spare, the same batch runs.
+    let mut roomy = build(lo + needed).unwrap();
+    roomy.forward_batch(&inputs, &mut outputs).unwrap();
+}
