@@ -159,6 +159,19 @@ impl Use {
     }
 }
 
+/// `isa`'s [`EpilogueFn`], where the host runs it ([`available`]).
+pub fn for_isa(isa: Isa) -> Option<EpilogueFn> {
+    #[cfg(target_arch = "x86_64")]
+    if available(isa) {
+        return Some(match isa {
+            Isa::Avx2 => avx2::epilogue,
+            Isa::Avx512 => avx512::epilogue,
+        });
+    }
+    let _ = isa;
+    None
+}
+
 /// Whether the host runs `isa`'s native epilogue: the ISA's own features
 /// and FMA (which the Cranelift epilogue then uses too).
 pub fn available(isa: Isa) -> bool {
@@ -468,13 +481,14 @@ pub(crate) unsafe fn finish<V: Lanes>(xs: &mut [V], sink: &Sink, n: usize) {
 
 /// The module doc's formula on a tile of sums in memory (`T(r, n)` at
 /// `tile + 4 (r tile_stride + n)` bytes), one row and vector at a time
-/// through [`finish`]: the unit tests' harness of `finish` and `apply` on
-/// each ISA.
+/// through [`finish`]: what [`for_isa`]'s functions run, for sums that
+/// cannot stay in registers (the batched dense layer's tile of every
+/// image's partial sums, [`super::native_dense_batch`]).
 ///
 /// # Safety
-/// The module doc's addresses are readable (`T`, `P`, `E`) and writable
-/// (`O`); `steps` has `count` initialised [`Step`]s.
-#[cfg(all(test, target_arch = "x86_64"))]
+/// The module doc's addresses are readable (`P`, `E`) and writable (`O`),
+/// and so is `T` as above; `steps` has `count` initialised [`Step`]s.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn run<V: Lanes>(
@@ -513,9 +527,10 @@ unsafe fn run<V: Lanes>(
     }
 }
 
-/// A per-ISA entry point of [`run`], for the unit tests.
-#[cfg(all(test, target_arch = "x86_64"))]
-type EpilogueFn = unsafe extern "C" fn(
+/// An epilogue on a tile in memory: `(steps, count, tile, tile_stride, rows,
+/// columns, params, vector, extra, output, pixel)`, [`run`] on one ISA's
+/// vectors ([`for_isa`]).
+pub type EpilogueFn = unsafe extern "C" fn(
     *const Step,
     i64,
     *const f32,
@@ -531,9 +546,7 @@ type EpilogueFn = unsafe extern "C" fn(
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
-    use super::Lanes;
-    #[cfg(test)]
-    use super::{run, Step};
+    use super::{run, Lanes, Step};
     use std::arch::x86_64::*;
 
     /// Eight lanes in a `ymm`.
@@ -551,7 +564,7 @@ pub(crate) mod avx2 {
     }
 
     // SAFETY (every block below): these are inlined only into the AVX2
-    // fused tiles, the AVX2 depthwise row kernel and the tests' `epilogue`,
+    // fused tiles, the AVX2 depthwise row kernel and `epilogue`,
     // whose contracts are that the host has AVX2 and FMA, the intrinsics'
     // features.
     impl Lanes for Ymm {
@@ -643,13 +656,12 @@ pub(crate) mod avx2 {
         }
     }
 
-    /// The AVX2 epilogue, [`super::run`] on `ymm`s (the unit tests').
+    /// The AVX2 epilogue, [`super::run`] on `ymm`s.
     ///
     /// # Safety
     /// The host has AVX2 and FMA; the module doc's addresses (and `T`, as
     /// `run` says) are readable and writable as it says; `steps` has
     /// `count` initialised [`Step`]s.
-    #[cfg(test)]
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe extern "C" fn epilogue(
@@ -686,9 +698,7 @@ pub(crate) mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512 {
-    use super::Lanes;
-    #[cfg(test)]
-    use super::{run, Step};
+    use super::{run, Lanes, Step};
     use std::arch::x86_64::*;
 
     /// Sixteen lanes in a `zmm`.
@@ -702,8 +712,8 @@ pub(crate) mod avx512 {
     }
 
     // SAFETY (every block below): these are inlined only into the AVX-512
-    // fused tiles, the AVX-512 depthwise row kernel and the tests'
-    // `epilogue`, whose contracts are that the host has AVX-512F and FMA,
+    // fused tiles, the AVX-512 depthwise row kernel and `epilogue`, whose
+    // contracts are that the host has AVX-512F and FMA,
     // the intrinsics' features.
     impl Lanes for Zmm {
         const LANES: usize = 16;
@@ -799,11 +809,10 @@ pub(crate) mod avx512 {
         }
     }
 
-    /// The AVX-512 epilogue, [`super::run`] on `zmm`s (the unit tests').
+    /// The AVX-512 epilogue, [`super::run`] on `zmm`s.
     ///
     /// # Safety
     /// The host has AVX-512F and FMA; otherwise as [`super::avx2`]'s epilogue.
-    #[cfg(test)]
     #[target_feature(enable = "avx512f,fma")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe extern "C" fn epilogue(
@@ -843,13 +852,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// `isa`'s test entry point, where the host runs it.
-    fn entry(isa: Isa) -> Option<EpilogueFn> {
-        available(isa).then_some(match isa {
-            Isa::Avx2 => avx2::epilogue,
-            Isa::Avx512 => avx512::epilogue,
-        })
-    }
 
     /// Marks elements an epilogue must not write.
     const UNTOUCHED: u32 = 0x7fc0_dead;
@@ -872,7 +874,7 @@ mod tests {
         /// The output of `epilogue`, `UNTOUCHED` where it must not write.
         fn run(&self, epilogue: EpilogueFn) -> Vec<f32> {
             let mut output = vec![f32::from_bits(UNTOUCHED); self.extra.len()];
-            // SAFETY: the host has the epilogue's ISA (`entry` gave it);
+            // SAFETY: the host has the epilogue's ISA (`for_isa` gave it);
             // `tile` has `rows` rows of `tile_stride >= columns` floats,
             // `params` a vector of `columns` floats per step's need (3 per
             // step, `vector` apart: more than any step takes), `extra` and
@@ -940,7 +942,7 @@ mod tests {
         #[test]
         fn the_isas_agree_and_write_only_their_outputs(call in call()) {
             let outputs: Vec<Vec<f32>> =
-                Isa::ALL.into_iter().filter_map(entry).map(|f| call.run(f)).collect();
+                Isa::ALL.into_iter().filter_map(for_isa).map(|f| call.run(f)).collect();
             for output in &outputs {
                 for (i, x) in output.iter().enumerate() {
                     let inside = i % call.pixel < call.columns;
