@@ -61,7 +61,7 @@ pub use labels::Labels;
 
 use crate::Tensor;
 use std::fmt;
-use std::io::{BufRead, Cursor, Seek};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 /// What went wrong with an image, a preprocessing or a labels file; every
@@ -202,25 +202,32 @@ pub type RgbImage = ::image::RgbImage;
 /// Decodes the JPEG or PNG file at `path` into 8-bit RGB (see the [module
 /// docs](self) for the conversions and the checks).
 pub fn open(path: impl AsRef<Path>, limits: &Limits) -> Result<RgbImage, Error> {
+    use std::io::Read;
     let path = path.as_ref();
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
+    let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    decode_from(std::io::BufReader::new(file), path, limits)
+    };
+    // A compressed file is smaller than its pixels: read at most the limit.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(limits.max_alloc.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > limits.max_alloc {
+        return Err(Error::Decode {
+            path: path.to_path_buf(),
+            reason: format!("the file is larger than the limit of {limits}"),
+        });
+    }
+    decode(&bytes, path, limits)
 }
 
 /// Decodes a JPEG or PNG image held in memory; `origin` names it in errors.
 pub fn decode(bytes: &[u8], origin: impl AsRef<Path>, limits: &Limits) -> Result<RgbImage, Error> {
-    decode_from(Cursor::new(bytes), origin.as_ref(), limits)
-}
-
-fn decode_from(
-    reader: impl BufRead + Seek,
-    path: &Path,
-    limits: &Limits,
-) -> Result<RgbImage, Error> {
     use ::image::{ImageDecoder, ImageFormat};
+    let path = origin.as_ref();
     let decode_error = |e: ::image::ImageError| Error::Decode {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -229,10 +236,17 @@ fn decode_from(
         path: path.to_path_buf(),
         source,
     };
-    let mut reader = ::image::ImageReader::new(reader)
+    let mut reader = ::image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(io_error)?;
     match reader.format() {
+        Some(ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+            return Err(Error::Decode {
+                path: path.to_path_buf(),
+                reason: "the JPEG is truncated (no end-of-image marker after its last scan)"
+                    .into(),
+            })
+        }
         Some(ImageFormat::Jpeg | ImageFormat::Png) => {}
         other => {
             return Err(Error::UnknownFormat {
@@ -267,6 +281,18 @@ fn decode_from(
         e => decode_error(e),
     })?;
     Ok(to_rgb8(image))
+}
+
+/// Whether an end-of-image marker (`FF D9`) follows the last start-of-scan
+/// (`FF DA`): the decoder fills a truncated scan with grey where Pillow
+/// refuses it ("image file is truncated"). Entropy-coded data cannot hold
+/// either marker (an `FF` there is followed by `00` or a restart number).
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let marker = |m: u8| move |w: &[u8]| w == [0xFF, m];
+    bytes
+        .windows(2)
+        .rposition(marker(0xDA))
+        .is_some_and(|sos| bytes[sos..].windows(2).any(marker(0xD9)))
 }
 
 /// Pillow's `convert("RGB")`: alpha dropped, 16 bits to their high byte.

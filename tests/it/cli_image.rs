@@ -104,10 +104,11 @@ fn cli_image_applies_softmax_when_the_net_has_none() {
         "Pix(2x2x3) { flatten, fc: dense(3) }\n",
     )
     .unwrap();
-    // fc: class c sums channel c of the four pixels.
+    // fc: class c sums channel c of the four pixels (columns in PyTorch's
+    // channel, height, width order).
     let mut weights = cnnjit::Weights::new();
     let fc: Vec<f32> = (0..3)
-        .flat_map(|c| (0..12).map(move |i| if i % 3 == c { 1.0 } else { 0.0 }))
+        .flat_map(|c| (0..12).map(move |i| if i / 4 == c { 1.0 } else { 0.0 }))
         .collect();
     weights.insert("fc.weight", vec![3, 12], fc).unwrap();
     weights.insert("fc.bias", vec![3], vec![0.0; 3]).unwrap();
