@@ -49,10 +49,7 @@ impl Labels {
             return Err(Error::Labels {
                 origin,
                 line: 0,
-                reason: format!(
-                    "larger than {} MiB: not a labels file?",
-                    MAX_BYTES >> 20
-                ),
+                reason: format!("larger than {} MiB: not a labels file?", MAX_BYTES >> 20),
             });
         }
         let text = std::str::from_utf8(&bytes).map_err(|e| Error::Labels {

@@ -46,11 +46,15 @@
 //! channel; lay out as RGB, BGR or grey, height-width-channel.
 //!
 //! Against torchvision 0.29 / Pillow 13 on the fixtures of
-//! `scripts/make_image_fixtures.py` (tests/fixtures/images), after
-//! `Normalize` with ImageNet's deviations: PNG inputs agree within 1e-5
-//! (the same 8-bit pixels: the resampler is Pillow's to the bit); JPEG inputs
-//! within 0.05 (at most 2/255 before `Normalize`: zune-jpeg's IDCT and
-//! chroma upsampling differ from libjpeg-turbo's by a unit or two).
+//! `scripts/make_image_fixtures.py` (tests/fixtures/images, checked by
+//! tests/it/image.rs): within one 8-bit step before `Normalize` on PNGs
+//! (`fast_image_resize` rounds a few pixels differently from Pillow; mode
+//! conversions alone are exact), three on JPEGs (zune-jpeg's IDCT and chroma
+//! upsampling differ from libjpeg-turbo's). Measured after `Normalize` with
+//! ImageNet's deviations: 0.0175 (one step) on a PNG downscaled 4.7x, 0.035
+//! (two steps) on a JPEG upscaled 1.28x. The `image` crate's own triangle
+//! resize is as close (0.0175 and 0.052) but 5 to 7 times slower on the
+//! whole 224x224 pipeline (benches/image_preprocess.rs).
 //!
 //! [`check_input`] compares a preprocessed shape with a net's input and says
 //! what to change.
@@ -243,8 +247,7 @@ pub fn decode(bytes: &[u8], origin: impl AsRef<Path>, limits: &Limits) -> Result
         Some(ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
             return Err(Error::Decode {
                 path: path.to_path_buf(),
-                reason: "the JPEG is truncated (no end-of-image marker after its last scan)"
-                    .into(),
+                reason: "the JPEG is truncated (no end-of-image marker after its last scan)".into(),
             })
         }
         Some(ImageFormat::Jpeg | ImageFormat::Png) => {}
@@ -303,7 +306,11 @@ fn to_rgb8(image: ::image::DynamicImage) -> RgbImage {
         D::ImageLuma16(_) | D::ImageLumaA16(_) | D::ImageRgb16(_) | D::ImageRgba16(_) => {
             let wide = image.into_rgb16();
             let (w, h) = wide.dimensions();
-            let narrow = wide.into_raw().into_iter().map(|v| (v >> 8) as u8).collect();
+            let narrow = wide
+                .into_raw()
+                .into_iter()
+                .map(|v| (v >> 8) as u8)
+                .collect();
             RgbImage::from_raw(w, h, narrow).expect("one byte per 16-bit sample")
         }
         // 8-bit grey, grey + alpha, RGBA: copies and drops, no rounding.
@@ -434,7 +441,9 @@ impl Preprocess {
             ));
         }
         if let Some(s) = self.std.iter().find(|s| !s.is_finite() || **s == 0.0) {
-            return Err(format!("a deviation of {s} (it must be finite and non-zero)"));
+            return Err(format!(
+                "a deviation of {s} (it must be finite and non-zero)"
+            ));
         }
         if self.mean.iter().any(|m| !m.is_finite()) {
             return Err("a mean that is not finite".into());
@@ -454,11 +463,9 @@ impl Preprocess {
             ));
         }
         let (h, w) = match self.crop {
-            Some((ch, cw)) if ch > h || cw > w => {
-                return Err(format!(
-                    "cannot crop {ch}x{cw} (HxW) from the {h}x{w} image resized from {height}x{width}",
-                ))
-            }
+            Some((ch, cw)) if ch > h || cw > w => return Err(format!(
+                "cannot crop {ch}x{cw} (HxW) from the {h}x{w} image resized from {height}x{width}",
+            )),
             Some(crop) => crop,
             None => (h, w),
         };
@@ -531,7 +538,12 @@ impl Preprocess {
         let (ch, cw) = self.crop.unwrap_or((h, w));
         let (top, left) = (centre_offset(h, ch), centre_offset(w, cw));
         let scale: Vec<f32> = self.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
-        let shift: Vec<f32> = self.mean.iter().zip(&self.std).map(|(m, s)| m / s).collect();
+        let shift: Vec<f32> = self
+            .mean
+            .iter()
+            .zip(&self.std)
+            .map(|(m, s)| m / s)
+            .collect();
         let (row_len, w) = (w as usize * channels, cw as usize * channels);
         for (y, out_row) in out.chunks_exact_mut(w).enumerate() {
             let start = (top as usize + y) * row_len + left as usize * channels;
@@ -541,7 +553,11 @@ impl Preprocess {
                 .zip(out_row.chunks_exact_mut(channels))
             {
                 for (c, o) in out_px.iter_mut().enumerate() {
-                    let source = if self.channels == Channels::Bgr { 2 - c } else { c };
+                    let source = if self.channels == Channels::Bgr {
+                        2 - c
+                    } else {
+                        c
+                    };
                     *o = f32::from(px[source]) * scale[c] - shift[c];
                 }
             }
@@ -619,7 +635,10 @@ pub fn check_input(
                     c => format!("the net takes {c} channels, an image has 1 or 3"),
                 });
             }
-            format!("{} (e.g. --preprocess imagenet or digits)", hints.join(" and "))
+            format!(
+                "{} (e.g. --preprocess imagenet or digits)",
+                hints.join(" and ")
+            )
         }
         _ => "the net takes a flat vector, not an image".to_string(),
     };
@@ -641,7 +660,7 @@ mod tests {
     fn centre_offsets_round_half_to_even() {
         for (size, crop, want) in [
             (10, 4, 3),
-            (11, 4, 4), // 3.5 -> 4
+            (11, 4, 4),  // 3.5 -> 4
             (45, 28, 8), // 8.5 -> 8
             (9, 4, 2),   // 2.5 -> 2
             (4, 4, 0),

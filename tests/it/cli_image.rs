@@ -53,7 +53,11 @@ fn assert_fails(out: &Output, needles: &[&str]) {
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
     for needle in needles {
-        assert!(out.stderr.contains(needle), "`{needle}` is not in: {}", out.stderr);
+        assert!(
+            out.stderr.contains(needle),
+            "`{needle}` is not in: {}",
+            out.stderr
+        );
     }
     assert!(out.stdout.is_empty(), "{}", out.stdout);
 }
@@ -71,8 +75,11 @@ fn first_class(stdout: &str, image: &str) -> (f32, String) {
 fn cli_image_digits_demo_names_the_digit() {
     let dir = dir("digits");
     let labels = dir.join("digits.txt");
-    std::fs::write(&labels, "zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\n")
-        .unwrap();
+    std::fs::write(
+        &labels,
+        "zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\n",
+    )
+    .unwrap();
     let out = lenet(&[
         "--image",
         &digit(),
@@ -84,7 +91,12 @@ fn cli_image_digits_demo_names_the_digit() {
         "3",
     ]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(out.stdout.starts_with("probabilities: the net's own softmax\n"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .starts_with("probabilities: the net's own softmax\n"),
+        "{}",
+        out.stdout
+    );
     let (p, name) = first_class(&out.stdout, &digit());
     assert_eq!(name, "four (4)");
     assert!(p > 0.5 && p <= 1.0, "{p}");
@@ -158,18 +170,35 @@ fn cli_image_and_input_are_exclusive_and_one_is_needed() {
     assert!(out.stderr.contains("--input"), "{}", out.stderr);
     let out = lenet(&["--image", &digit(), "--preprocess", "cifar"]);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
-    assert!(out.stderr.contains("imagenet, digits, none"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("imagenet, digits, none"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn cli_image_errors_name_the_file() {
     let dir = dir("errors");
     // The ImageNet names do not fit a 10-class net.
-    let out = lenet(&["--image", &digit(), "--preprocess", "digits", "--labels", "imagenet"]);
-    assert_fails(&out, &["imagenet has 1000 class names, but the net has 10 outputs"]);
+    let out = lenet(&[
+        "--image",
+        &digit(),
+        "--preprocess",
+        "digits",
+        "--labels",
+        "imagenet",
+    ]);
+    assert_fails(
+        &out,
+        &["imagenet has 1000 class names, but the net has 10 outputs"],
+    );
     // The default preset (imagenet) does not fit LeNet-5.
     let out = lenet(&["--image", &digit()]);
-    assert_fails(&out, &["digit_4.png", "224x224x3", "32x32x1", "make it grey"]);
+    assert_fails(
+        &out,
+        &["digit_4.png", "224x224x3", "32x32x1", "make it grey"],
+    );
     // A truncated PNG, a text file, a missing file.
     let bytes = std::fs::read(digit()).unwrap();
     let cut = dir.join("cut.png");
@@ -218,5 +247,8 @@ fn cli_image_writes_the_outputs_it_ranks() {
     assert_eq!(written.shape, [2, 10]);
     assert_eq!(written.data[..10], written.data[10..]);
     let p = written.data[4];
-    assert_eq!(first_class(&out.stdout, &digit()).0, format!("{p:.4}").parse::<f32>().unwrap());
+    assert_eq!(
+        first_class(&out.stdout, &digit()).0,
+        format!("{p:.4}").parse::<f32>().unwrap()
+    );
 }

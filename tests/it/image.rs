@@ -139,7 +139,11 @@ fn image_layout_is_hwc_in_the_asked_channel_order() {
     .unwrap();
     assert_eq!(grey.shape, [2, 3, 1]);
     // Pillow's L: (150 * 299 + 160 * 587 + 170 * 114) / 1000 = 158.15 -> 158.
-    assert!((grey.data[5] - 158.0 / 255.0).abs() < 1e-7, "{}", grey.data[5]);
+    assert!(
+        (grey.data[5] - 158.0 / 255.0).abs() < 1e-7,
+        "{}",
+        grey.data[5]
+    );
 }
 
 #[test]
@@ -179,7 +183,13 @@ fn image_not_an_image_is_an_unknown_format() {
 
 #[test]
 fn image_corrupt_and_truncated_files_are_decode_errors() {
-    for file in ["photo.jpg", "large.png", "alpha.png", "cmyk.jpg", "rgb16.png"] {
+    for file in [
+        "photo.jpg",
+        "large.png",
+        "alpha.png",
+        "cmyk.jpg",
+        "rgb16.png",
+    ] {
         let bytes = std::fs::read(fixture(file)).unwrap();
         // Cut after the headers, in the middle, and (a JPEG) before its end
         // marker: a PNG whose pixels are whole but whose last chunk is cut
@@ -190,7 +200,10 @@ fn image_corrupt_and_truncated_files_are_decode_errors() {
         }
         for cut in cuts {
             let e = decode_error(&bytes[..cut]);
-            assert!(matches!(e, Error::Decode { .. }), "{file} cut at {cut}: {e}");
+            assert!(
+                matches!(e, Error::Decode { .. }),
+                "{file} cut at {cut}: {e}"
+            );
         }
         // Garbage after the signature.
         let mut garbage = bytes[..8].to_vec();
@@ -223,7 +236,12 @@ fn png_header_only(width: u32, height: u32) -> Vec<u8> {
     for (kind, data) in [
         (
             &b"IHDR"[..],
-            [&width.to_be_bytes()[..], &height.to_be_bytes(), &[8, 2, 0, 0, 0]].concat(),
+            [
+                &width.to_be_bytes()[..],
+                &height.to_be_bytes(),
+                &[8, 2, 0, 0, 0],
+            ]
+            .concat(),
         ),
         (b"IDAT", vec![0x78, 0x9c, 0x63, 0, 0, 0, 1, 0, 1]),
         (b"IEND", vec![]),
@@ -257,7 +275,14 @@ fn image_decompression_bombs_are_refused_before_decoding() {
     jpeg[sof + 7..sof + 9].copy_from_slice(&60_000u16.to_be_bytes());
     let e = decode_error(&jpeg);
     assert!(
-        matches!(e, Error::TooLarge { width: 60_000, height: 50_000, .. }),
+        matches!(
+            e,
+            Error::TooLarge {
+                width: 60_000,
+                height: 50_000,
+                ..
+            }
+        ),
         "{e}"
     );
     // Lower limits refuse a genuine file, naming it and its size.
@@ -265,15 +290,22 @@ fn image_decompression_bombs_are_refused_before_decoding() {
         max_width: 63,
         ..Limits::default()
     };
-    let e = image::open(fixture("grey.png"), &small).map(|_| ()).unwrap_err();
+    let e = image::open(fixture("grey.png"), &small)
+        .map(|_| ())
+        .unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("grey.png") && text.contains("64x47"), "{text}");
+    assert!(
+        text.contains("grey.png") && text.contains("64x47"),
+        "{text}"
+    );
     // 2,500 bytes: the file (2,187) fits, its 64x47 grey pixels do not.
     let tight = Limits {
         max_alloc: 2500,
         ..Limits::default()
     };
-    let e = image::open(fixture("grey.png"), &tight).map(|_| ()).unwrap_err();
+    let e = image::open(fixture("grey.png"), &tight)
+        .map(|_| ())
+        .unwrap_err();
     assert!(matches!(e, Error::TooLarge { .. }), "{e}");
     // The default limit admits Pillow's MAX_IMAGE_PIXELS of RGB, no more.
     assert_eq!(Limits::default().max_alloc / 3, 89_478_485);
@@ -293,7 +325,10 @@ fn image_preprocessing_that_cannot_apply_is_an_error() {
         let e = p.apply(&rgb, "tiny.png").unwrap_err();
         assert!(matches!(e, Error::Preprocess { .. }), "{e}");
         let text = e.to_string();
-        assert!(text.starts_with("tiny.png: ") && text.contains(needle), "{text}");
+        assert!(
+            text.starts_with("tiny.png: ") && text.contains(needle),
+            "{text}"
+        );
     };
     fails(
         Preprocess {
@@ -377,7 +412,10 @@ fn image_labels_files_parse_or_say_which_line_is_wrong() {
     let latin1 = dir.join("latin1.txt");
     std::fs::write(&latin1, b"cat\ndog\ncaf\xe9\n").unwrap();
     let e = Labels::open(&latin1).unwrap_err();
-    assert!(e.to_string().ends_with("latin1.txt:3: not UTF-8 text"), "{e}");
+    assert!(
+        e.to_string().ends_with("latin1.txt:3: not UTF-8 text"),
+        "{e}"
+    );
     let e = Labels::open(dir.join("missing.txt")).unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e}");
 }

@@ -37,7 +37,12 @@ pub fn classify(
 ) -> Result<(Vec<f32>, String), String> {
     let fail = |e: image::Error| format!("error: {e}");
     let out_len = model.output_len();
-    let labels = images.labels.as_deref().map(labels).transpose().map_err(fail)?;
+    let labels = images
+        .labels
+        .as_deref()
+        .map(labels)
+        .transpose()
+        .map_err(fail)?;
     if let Some(labels) = &labels {
         labels.check_outputs(out_len).map_err(fail)?;
     }
@@ -50,17 +55,21 @@ pub fn classify(
         .product();
     let n = images.files.len();
     let mut batch = memory
-        .zeroed(n.saturating_mul(input_len), || format!("a batch of {n} images"))
+        .zeroed(n.saturating_mul(input_len), || {
+            format!("a batch of {n} images")
+        })
         .map_err(|e| format!("error: {e}"))?;
     for (file, slot) in images.files.iter().zip(batch.chunks_exact_mut(input_len)) {
         let decoded = image::open(file, &Limits::default()).map_err(fail)?;
         let shape = images
             .preprocess
             .output_shape(decoded.width(), decoded.height())
-            .map_err(|reason| fail(image::Error::Preprocess {
-                path: file.clone(),
-                reason,
-            }))?;
+            .map_err(|reason| {
+                fail(image::Error::Preprocess {
+                    path: file.clone(),
+                    reason,
+                })
+            })?;
         image::check_input(&shape, model.graph(), file).map_err(fail)?;
         images
             .preprocess
@@ -68,7 +77,9 @@ pub fn classify(
             .map_err(fail)?;
     }
     let mut outputs = memory
-        .zeroed(n.saturating_mul(out_len), || format!("the outputs of {n} images"))
+        .zeroed(n.saturating_mul(out_len), || {
+            format!("the outputs of {n} images")
+        })
         .map_err(|e| format!("error: {e}"))?;
     model
         .forward_batch(&batch, &mut outputs)
@@ -84,7 +95,11 @@ pub fn classify(
         "probabilities: softmax applied to the outputs (the net's last layer is not softmax)\n"
             .to_string()
     };
-    for (file, scores) in images.files.iter().zip(outputs.chunks_exact(out_len.max(1))) {
+    for (file, scores) in images
+        .files
+        .iter()
+        .zip(outputs.chunks_exact(out_len.max(1)))
+    {
         if scores.iter().any(|x| !x.is_finite()) {
             return Err(format!(
                 "error: {}: the net's output is not finite, so it has no top classes",

@@ -724,7 +724,14 @@ fn run_model(
             let (outputs, report) = images::classify(&mut model, &images, top, &mut memory)?;
             if let Some(path) = output {
                 let shape: Vec<u64> = std::iter::once(images.files.len() as u64)
-                    .chain(model.graph().output_shape().dims().iter().map(|&d| u64::from(d)))
+                    .chain(
+                        model
+                            .graph()
+                            .output_shape()
+                            .dims()
+                            .iter()
+                            .map(|&d| u64::from(d)),
+                    )
                     .collect();
                 npy::write_f32(path, &shape, &outputs).map_err(|e| format!("error: {e}"))?;
             }
