@@ -1,9 +1,4 @@
-//! Class names: a text file of one name per line, line `i + 1` naming the
-//! net's output `i`. Names are trimmed of surrounding spaces (and of a
-//! Windows `\r`); the last line may end in a newline or not. An empty file,
-//! a blank line, a file that is not UTF-8 or larger than [`MAX_BYTES`] is an
-//! [`Error::Labels`] naming the file and the line. Duplicated names are
-//! allowed (the file is the user's).
+//! Class names for a net's outputs: [`Labels`], whose doc gives the file format.
 
 use super::Error;
 use std::path::Path;
@@ -15,7 +10,12 @@ pub const MAX_BYTES: u64 = 16 << 20;
 /// `scripts/imagenet_labels.py`.
 const IMAGENET: &str = include_str!("imagenet_classes.txt");
 
-/// Names for a net's outputs (see the [module docs](self)).
+/// Names for a net's outputs: a text file of one name per line, line `i + 1`
+/// naming output `i`. Names are trimmed of surrounding spaces (and of a
+/// Windows `\r`); the last line may end in a newline or not. An empty file,
+/// a blank line, a file that is not UTF-8 or larger than [`MAX_BYTES`] is an
+/// [`Error::Labels`] naming the file and the line. Duplicated names are
+/// allowed (the file is the user's).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Labels {
     origin: String,

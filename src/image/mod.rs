@@ -61,7 +61,7 @@
 
 mod labels;
 
-pub use labels::Labels;
+pub use labels::{Labels, MAX_BYTES as MAX_LABELS_BYTES};
 
 use crate::Tensor;
 use std::fmt;
@@ -463,9 +463,11 @@ impl Preprocess {
             ));
         }
         let (h, w) = match self.crop {
-            Some((ch, cw)) if ch > h || cw > w => return Err(format!(
+            Some((ch, cw)) if ch > h || cw > w => {
+                return Err(format!(
                 "cannot crop {ch}x{cw} (HxW) from the {h}x{w} image resized from {height}x{width}",
-            )),
+            ))
+            }
             Some(crop) => crop,
             None => (h, w),
         };
