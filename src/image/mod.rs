@@ -21,7 +21,7 @@
 //! - 16-bit samples keep their high byte (`v >> 8`), as Pillow reads 16-bit
 //!   RGB PNGs (for 16-bit grey, Pillow's `I;16 -> RGB` clips at 255 instead:
 //!   we scale, on purpose);
-//! - CMYK JPEGs are converted to RGB by the decoder (zune-jpeg), within 2/255
+//! - CMYK JPEGs are converted to RGB by the decoder (zune-jpeg), within 1/255
 //!   of Pillow's conversion on the fixture;
 //! - EXIF orientation and ICC profiles are ignored (as by Pillow's `open`).
 //!
@@ -270,9 +270,14 @@ pub fn decode(bytes: &[u8], origin: impl AsRef<Path>, limits: &Limits) -> Result
         bytes,
         limit: *limits,
     };
-    let decoder = reader.into_decoder().map_err(|e| match e {
-        ::image::ImageError::Limits(_) => too_large(0, 0, None),
-        e => decode_error(e),
+    // Limits met while reading the header (before its dimensions are known)
+    // are decode errors that say which limit.
+    let decoder = reader.into_decoder().map_err(|e| Error::Decode {
+        path: path.to_path_buf(),
+        reason: match e {
+            ::image::ImageError::Limits(e) => format!("{e} (limits: {limits})"),
+            e => e.to_string(),
+        },
     })?;
     let (width, height) = decoder.dimensions();
     let bytes = decoder.total_bytes();
