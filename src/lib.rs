@@ -24,7 +24,8 @@
 //! the language [`lang`], the code generator `codegen` with the `jit`
 //! feature) and the ONNX importer ([`import`]), and adds [`check`] (the JIT against the reference
 //! kernels on one network) and, with the `npy` feature, `npy` (NumPy
-//! inputs and outputs). The `cnnjit` binary's own timing, peak and chart
+//! inputs and outputs), with the `image` feature, `image` (JPEG and PNG
+//! files preprocessed as torchvision does, and class names). The `cnnjit` binary's own timing, peak and chart
 //! code lives with it, in `src/bin/cnnjit/`.
 
 #![deny(missing_docs)]
@@ -42,5 +43,7 @@ pub use cnnjit_runtime::{
 };
 
 pub mod check;
+#[cfg(feature = "image")]
+pub mod image;
 #[cfg(feature = "npy")]
 pub mod npy;

@@ -852,7 +852,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-
     /// Marks elements an epilogue must not write.
     const UNTOUCHED: u32 = 0x7fc0_dead;
 

@@ -6,12 +6,14 @@
 mod batch;
 mod check;
 mod cli;
+mod cli_image;
 mod cli_import;
 mod cli_run;
 mod compare;
 mod digits;
 mod generated;
 mod ground_truth;
+mod image;
 mod jit;
 mod long_names;
 mod onnx_import;

@@ -1,6 +1,6 @@
 //! The `cnnjit` command-line tool: reads `.cnn` files (the `cnn!` language)
 //! and prints their summaries (text or JSON) or graphs (Graphviz DOT), or
-//! runs a net on images from a `.npy` file, or imports an ONNX model.
+//! runs a net on images (JPEG/PNG files or a `.npy` file), or imports an ONNX model.
 //! Errors in a file are printed rustc-style with file, line, column and a
 //! caret, and the exit status is 1.
 
@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod bench;
+mod images;
 mod peak;
 mod report;
 mod tune;
@@ -61,7 +62,7 @@ enum Command {
         #[arg(long)]
         bench: bool,
     },
-    /// Run a net on images from a .npy file and print the top classes of each.
+    /// Run a net on images (JPEG/PNG files or a .npy file) and print the top classes of each.
     Run {
         /// A file in the cnn! language.
         file: PathBuf,
@@ -73,8 +74,20 @@ enum Command {
         weights: PathBuf,
         /// The images: a float32 C-order .npy of shape (H, W, C) or (N, H, W, C)
         /// ((F,) or (N, F) for a net with a flat input).
-        #[arg(long)]
-        input: PathBuf,
+        #[arg(long, required_unless_present = "image", conflicts_with = "image")]
+        input: Option<PathBuf>,
+        /// Image files (JPEG or PNG), preprocessed by --preprocess into one batch.
+        #[arg(long, num_args = 1..)]
+        image: Vec<PathBuf>,
+        /// How --image files become the net's input: `imagenet` (short side 256,
+        /// centre crop 224, torchvision's mean and std), `digits` (the digits
+        /// demo: grey 32x32 in [0, 1]) or `none` (RGB in [0, 1], as they are).
+        #[arg(long, default_value = "imagenet", requires = "image",
+              value_parser = clap::builder::PossibleValuesParser::new(cnnjit::image::PRESETS))]
+        preprocess: String,
+        /// Class names for --image: `imagenet` (shipped) or a file of one name per line.
+        #[arg(long, requires = "image")]
+        labels: Option<String>,
         /// Write the outputs as a float32 .npy of shape (N, ...output dims).
         #[arg(long)]
         output: Option<PathBuf>,
@@ -679,12 +692,20 @@ fn warn_if_cache_ignored(model: &cnnjit::Model) {
     }
 }
 
+/// What `cnnjit run` reads: a `.npy` batch or image files.
+enum Input<'a> {
+    /// `--input`.
+    Npy(&'a Path),
+    /// `--image` and its options.
+    Images(images::Images),
+}
+
 /// `cnnjit run`: the model, the images, the outputs, the top classes.
 fn run_model(
     file: &Path,
     net: Option<&str>,
     weights: &Path,
-    input: &Path,
+    input: Input<'_>,
     output: Option<&Path>,
     top: usize,
     options: cnnjit::Options,
@@ -698,6 +719,26 @@ fn run_model(
     let mut model = cnnjit::Model::with_budget(graph, &params, options, &mut memory)
         .map_err(|e| weights_error(e, weights))?;
     warn_if_fallen_back(&model);
+    let input = match input {
+        Input::Npy(path) => path,
+        Input::Images(images) => {
+            let (outputs, report) = images::classify(&mut model, &images, top, &mut memory)?;
+            if let Some(path) = output {
+                let shape: Vec<u64> = std::iter::once(images.files.len() as u64)
+                    .chain(
+                        model
+                            .graph()
+                            .output_shape()
+                            .dims()
+                            .iter()
+                            .map(|&d| u64::from(d)),
+                    )
+                    .collect();
+                npy::write_f32(path, &shape, &outputs).map_err(|e| format!("error: {e}"))?;
+            }
+            return Ok(report);
+        }
+    };
     let array = npy::read_f32_in(input, &mut memory).map_err(|e| format!("error: {e}"))?;
     let graph = model.graph();
     let (input_dims, output_dims) = (graph.input_shape().dims(), graph.output_shape().dims());
@@ -838,6 +879,9 @@ fn run(cli: Cli) -> Result<String, String> {
             net,
             weights,
             input,
+            image,
+            preprocess,
+            labels,
             output,
             top,
             winograd,
@@ -845,7 +889,15 @@ fn run(cli: Cli) -> Result<String, String> {
             &file,
             net.as_deref(),
             &weights,
-            &input,
+            match input.as_deref() {
+                Some(path) => Input::Npy(path),
+                None => Input::Images(images::Images {
+                    files: image,
+                    preprocess: cnnjit::image::Preprocess::preset(&preprocess)
+                        .expect("clap checked the preset's name"),
+                    labels,
+                }),
+            },
             output.as_deref(),
             top as usize,
             cnnjit::Options {
