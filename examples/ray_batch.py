@@ -19,10 +19,12 @@ the images on storage every node reads (a shared file system, or an
 installed on every node (or shipped with the job:
 `--runtime-env-json '{"pip": ["cnnjit"]}'`).
 
-Preprocessing is done here in NumPy (decoded 8-bit pixels scaled to [0, 1],
-channels converted, bilinear resize to the net's input as PyTorch's
-`F.interpolate(align_corners=False)`), since cnnjit's Rust image module is not
-bound to Python yet; use the preprocessing your net was trained with.
+Preprocessing is done here in NumPy on the pixels `read_images` decoded
+(8-bit pixels scaled to [0, 1], channels converted, bilinear resize to the
+net's input as PyTorch's `F.interpolate(align_corners=False)`).
+`cnnjit.preprocess` decodes a file's path or bytes itself (e.g. the rows of
+`ray.data.read_binary_files`) with torchvision's transforms; use the
+preprocessing your net was trained with.
 """
 
 import argparse

@@ -17,7 +17,9 @@
 //!   (`params`, `macs`, `flops`, `peak_inference_bytes`, `training_bytes(batch)`),
 //!   `input_shape`, `output_shape`, `kernels()` ([`cnnjit::runtime::report::KernelReport`]);
 //! - `import_onnx(path, net=None, input_shape=None, output=None)`: the `.cnn`
-//!   source and safetensors weights of an ONNX model.
+//!   source and safetensors weights of an ONNX model;
+//! - `preprocess(image, preset="imagenet", layout="NHWC", **overrides)` and
+//!   `labels(name_or_path="imagenet")`: [`cnnjit::image`] (module [`image`]).
 //!
 //! Invariants:
 //! - Threads: `forward` takes `&mut self` (it runs in the model's one arena),
@@ -37,7 +39,8 @@
 //!   memory budget, `TypeError` / `ValueError` for arguments of the wrong
 //!   type or shape, and `cnnjit.Error` (a subclass of `Exception`) for the
 //!   rest (a net that does not compile, weights that do not fit it, an ONNX
-//!   model cnnjit cannot import). Nothing panics on bad input.
+//!   model cnnjit cannot import, an image that is not a readable JPEG or PNG).
+//!   Nothing panics on bad input.
 //!
 //! Why a workspace member: `cargo clippy --workspace`, `cargo doc` and
 //! `cargo test --workspace` lint, document and build it with the rest, and it
@@ -47,6 +50,8 @@
 //! the interpreter's symbols undefined (`extension-module`) and so links
 //! without one, and the crate has no Rust tests (`test = false`) that would
 //! have to link `libpython` to run.
+
+mod image;
 
 use cnnjit::import::Error as ImportError;
 use cnnjit::ir::{cost, summary::Summary};
@@ -67,7 +72,7 @@ create_exception!(
     cnnjit,
     Error,
     PyException,
-    "An error from cnnjit: a net that does not compile, weights that do not fit it, an ONNX model it cannot import."
+    "An error from cnnjit: a net that does not compile, weights that do not fit it, an ONNX model it cannot import, an image or labels file it cannot read."
 );
 
 /// An `OSError` (its errno subclass where the OS gave one) for `path`.
@@ -564,5 +569,7 @@ fn cnnjit_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Error", m.py().get_type::<Error>())?;
     m.add_class::<PyModel>()?;
     m.add_function(wrap_pyfunction!(import_onnx, m)?)?;
+    m.add_function(wrap_pyfunction!(image::preprocess, m)?)?;
+    m.add_function(wrap_pyfunction!(image::labels, m)?)?;
     Ok(())
 }
