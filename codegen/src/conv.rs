@@ -16,12 +16,13 @@
 //! channels, accumulated by the precompiled AVX2 or AVX-512 micro-kernel
 //! into a stack slot; on AVX-512, two adjacent full blocks of a group take
 //! one call of the wide tile ([`native::WIDE_ROWS`] pixels by 32 channels,
-//! [`Isa::wide_tiles`]), an odd last block the 16-column one. Each tile is
-//! called in its fused form ([`Isa::fused_tiles`]): the native epilogue of
-//! the same ISA ([`super::native_epilogue`]) applies the fused epilogue to
-//! the sums in registers and stores the outputs, with no slot in between;
-//! with `native_epilogue::Use::Never` the tile writes the slot and the
-//! generated epilogue reads it. Weights are packed per
+//! [`Isa::wide_tiles`]), an odd last block the 16-column one. Where
+//! `native_epilogue::Use` says (by default a 1x1 kernel or a transcendental
+//! activation) each tile is called in its fused form
+//! ([`Isa::fused_tiles`]): the native epilogue of the same ISA
+//! ([`super::native_epilogue`]) applies the fused epilogue to the sums in
+//! registers and stores the outputs, with no slot in between; elsewhere the
+//! tile writes the slot and the generated epilogue reads it. Weights are packed per
 //! group and block of output channels as `[g][block][ky][kx][ci][width]`
 //! (zero-padded past the group's channels), so each step loads the block's
 //! weights for one input channel and one splatted input per pixel.
@@ -521,7 +522,7 @@ impl Native {
         let (taps, tile) = (slot(taps), slot(tile));
         let fused = spec
             .native
-            .filter(|_| a.native_epilogue.native())
+            .filter(|_| a.native_epilogue.native(spec.kernel, &spec.epilogue))
             .and_then(|isa| Fused::new(spec, b, ptr, isa, vector));
         Native {
             tiles,

@@ -141,21 +141,38 @@ impl Step {
 /// registers with `apply`: they have no tile in a slot to hand over.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Use {
-    /// The fused tiles wherever the host has them (the default): measured
-    /// one thread, AVX-512 Xeon, against the generated epilogue, MobileNetV1
-    /// 9.8 to 9.4-9.6 ms, MobileNetV2 6.3-6.5 to 6.0-6.3, GoogLeNet 24.2-24.7
-    /// to 23.1-24.0, ResNet-18 and -50 within 1.5%, EfficientNet-B0 within
-    /// noise (its swish epilogues were native before).
+    /// The fused tiles where they measured faster (the default): a 1x1
+    /// kernel (one tap per call, whose short calls the slot's round trip
+    /// and 128-bit epilogue weigh most on) or an epilogue with a
+    /// transcendental step (sigmoid, tanh, swish); the plain tile and the
+    /// generated epilogue elsewhere. Measured one thread, AVX-512 Xeon,
+    /// against `Never`: MobileNetV1 9.8 to 9.4-9.6 ms, MobileNetV2 6.3-6.5 to
+    /// 6.0-6.3, GoogLeNet 24.2-24.7 to 23.1-24.0; but AlexNet's 13x13 3x3
+    /// convs 1.58-1.69, 2.48-2.54, 1.66-1.73 ms to 2.20-2.35, 3.25-3.34,
+    /// 2.18-2.24 and VGG16 1% slower with every conv fused.
     #[default]
+    ByKernel,
+    /// The fused tiles wherever the host has them.
     Always,
     /// The generated `f32x4` epilogue on the tile's slot, as every other tile.
     Never,
 }
 
 impl Use {
-    /// Whether a native tile gets the native epilogue.
-    pub fn native(self) -> bool {
-        self == Use::Always
+    /// Whether a native tile of a `kernel`-sized convolution with `steps`
+    /// gets the fused epilogue.
+    pub fn native(self, kernel: [usize; 2], steps: &[Epilogue]) -> bool {
+        let transcendental = |step: &Epilogue| {
+            matches!(
+                step,
+                Epilogue::Act(Activation::Sigmoid | Activation::Tanh | Activation::Swish)
+            )
+        };
+        match self {
+            Use::ByKernel => kernel == [1, 1] || steps.iter().any(transcendental),
+            Use::Always => true,
+            Use::Never => false,
+        }
     }
 }
 
