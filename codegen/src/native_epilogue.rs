@@ -7,7 +7,7 @@
 //! Cranelift code, one `f32x4` at a time, reading a tile the native tile
 //! stored to a stack slot. Where a conv kernel calls a native tile it calls
 //! the tile's fused twin instead ([`super::native::FusedTileFn`]): the
-//! tile's sums go through this module's steps ([`finish`]) and straight to
+//! tile's sums go through this module's steps (`finish`) and straight to
 //! the output, with no slot in between (MobileNetV1's 112x112x32 to 64 1x1:
 //! 0.62 to 0.56 ms, one thread, AVX-512). The steps are plain data
 //! ([`Step`]), written to a stack slot where the conv code sets up its
@@ -15,7 +15,7 @@
 //! serves every epilogue.
 //!
 //! The steps' code is `apply`, over any ISA's vectors (`Lanes`): the fused
-//! tiles run it on their sums ([`finish`]), and the native depthwise row
+//! tiles run it on their sums (`finish`), and the native depthwise row
 //! kernels ([`super::native_depthwise`]) on their accumulators, in
 //! registers before their one store, for every epilogue.
 //!
@@ -545,7 +545,7 @@ unsafe fn run<V: Lanes>(
 }
 
 /// An epilogue on a tile in memory: `(steps, count, tile, tile_stride, rows,
-/// columns, params, vector, extra, output, pixel)`, [`run`] on one ISA's
+/// columns, params, vector, extra, output, pixel)`, the module doc's formula on one ISA's
 /// vectors ([`for_isa`]).
 pub type EpilogueFn = unsafe extern "C" fn(
     *const Step,

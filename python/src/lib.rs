@@ -19,7 +19,7 @@
 //! - `import_onnx(path, net=None, input_shape=None, output=None)`: the `.cnn`
 //!   source and safetensors weights of an ONNX model;
 //! - `preprocess(image, preset="imagenet", layout="NHWC", **overrides)` and
-//!   `labels(name_or_path="imagenet")`: [`cnnjit::image`] (module [`image`]).
+//!   `labels(name_or_path="imagenet")`: [`cnnjit::image`] (module `image`).
 //!
 //! Invariants:
 //! - Threads: `forward` takes `&mut self` (it runs in the model's one arena),

@@ -182,7 +182,7 @@ pub struct Model {
     /// The compiled kernels' working memory, allocated once with the arena.
     scratch: Vec<f32>,
     backend: Backend,
-    /// How it runs a batch ([`crate::batch`]): its dense tail, once per
+    /// How it runs a batch (`batch.rs`, with the `jit` feature): its dense tail, once per
     /// chunk, and its threads across images.
     #[cfg(feature = "jit")]
     batch: crate::batch::Batch,
@@ -567,7 +567,7 @@ impl Model {
     /// Bytes a batch of `batch` images takes beside the weights, known
     /// before [`Model::forward_batch`] allocates them: the arena; where the
     /// model runs its dense tail once per chunk of the batch
-    /// ([`crate::batch`]), that tail's buffers for a chunk of at most
+    /// (`batch.rs`, with the `jit` feature), that tail's buffers for a chunk of at most
     /// [`cnnjit_ir::batch::BATCH_CHUNK`] images (with the arena, the
     /// macro's `peak_inference_bytes(batch)`); and where its threads run
     /// whole images, an arena and working memory for each thread but one.
@@ -589,7 +589,7 @@ impl Model {
     /// `outputs` as many outputs, each bitwise what [`Model::forward`] gives
     /// for its image. Where the network ends in dense layers the JIT
     /// compiled, the batch runs in chunks and each dense layer once per
-    /// chunk ([`crate::batch`]); its buffers, allocated on the first batch
+    /// chunk (`batch.rs`, with the `jit` feature); its buffers, allocated on the first batch
     /// that needs them ([`Model::batch_bytes`]), are weighed against what the
     /// memory budget had left when the model was built, so a batch too large
     /// for them is an [`Error::OutOfMemory`].
