@@ -5,6 +5,12 @@ sizes and thread count, interleaved: Rust, Python, Rust, Python.
     pip install ./python
     cargo build --release --bin cnnjit
     python scripts/bench_python.py [--cnnjit target/release/cnnjit] [--threads 1] [--rounds 2]
+                                   [--onnx MODEL.onnx ...]
+
+`--onnx` adds networks of a real size (e.g. `mobilenet_v1.onnx` from
+`scripts/bench_peers.py --keep-onnx DIR`): Python loads the ONNX file, and the
+Rust side times the `.cnn` that `cnnjit import` writes for it (random weights
+of the same shapes: the time does not depend on their values).
 
 Both sides time the same way: one warm-up pass, then passes until at least
 20 runs and 1 s, the median. Python's figure includes everything a call
@@ -17,6 +23,7 @@ import json
 import os
 import pathlib
 import subprocess
+import tempfile
 import time
 
 import numpy as np
@@ -39,7 +46,7 @@ BATCHES = (1, 32)
 def rust_ms(binary, cnn, threads):
     """`cnnjit bench`'s median milliseconds per batch, by batch size."""
     out = subprocess.run(
-        [binary, "bench", str(ROOT / cnn), "--threads", str(threads), "--no-reference", "--json",
+        [binary, "bench", str(cnn), "--threads", str(threads), "--no-reference", "--json",
          "--batch", ",".join(map(str, BATCHES))],
         check=True, capture_output=True, text=True,
     ).stdout
@@ -66,10 +73,17 @@ def main():
     parser.add_argument("--cnnjit", default=str(ROOT / "target" / "release" / "cnnjit"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--onnx", nargs="+", default=[], metavar="MODEL", help="ONNX models to add")
     args = parser.parse_args()
+    imported = tempfile.TemporaryDirectory()
+    nets = [(name, ROOT / cnn, python_args) for name, cnn, python_args in NETS]
+    for onnx in map(pathlib.Path, args.onnx):
+        cnn = pathlib.Path(imported.name) / f"{onnx.stem}.cnn"
+        subprocess.run([args.cnnjit, "import", str(onnx), "-o", str(cnn)], check=True, capture_output=True)
+        nets.append((onnx.stem, cnn, dict(path_or_source=str(onnx.resolve()))))
     print(f"load average {os.getloadavg()}, {args.threads} thread(s)")
     print(f"{'net':<12} {'batch':>5} {'round':>5} {'Rust ms':>10} {'Python ms':>10} {'Python/Rust':>11}")
-    for name, cnn, python_args in NETS:
+    for name, cnn, python_args in nets:
         kwargs = dict(python_args)
         source = str(ROOT / kwargs.pop("path_or_source"))
         if "weights" in kwargs:
