@@ -134,7 +134,7 @@ pub enum DecodeError {
     },
     /// The output is an unfinished layer written in several nodes: a
     /// hard-sigmoid or hard-swish, a `Pad` before a conv, a channel shuffle.
-    #[error("output `{output}` is an unfinished step of a layer written in several nodes (x + 3, relu6(x + 3) or x * relu6(x + 3) of a hard_sigmoid or hard_swish, an explicit Pad before a conv, or the Reshape and Transpose of a channel shuffle)")]
+    #[error("output `{output}` is a step of a layer written in several nodes that never finished: x + 3, relu6(x + 3) or x * relu6(x + 3) of a hard_sigmoid or hard_swish, an explicit Pad before a conv, or the Reshape and Transpose of a channel shuffle")]
     PartialOutput {
         /// The output's name.
         output: String,
