@@ -515,13 +515,9 @@ impl Mapper<'_> {
     fn reduce_mean(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
         let x = self.layer_input(node, inputs, 0)?;
         let rank = nchw(self.shape(x)).len();
-        let axes = match self.opset {
-            ..18 => Self::ints(node, "axes", &[]),
-            _ => self
-                .constant(node, inputs, 1)?
-                .map(Tensor::ints)
-                .unwrap_or_default(),
-        };
+        let axes = self
+            .ints_since(node, inputs, "axes", 1, 18)?
+            .unwrap_or_default();
         let mut axes = (axes.iter())
             .map(|&a| normalise_axis(node, a, rank))
             .collect::<Result<Vec<_>>>()?;
@@ -540,6 +536,23 @@ impl Mapper<'_> {
                 self.push(node, Op::Flatten, vec![id], vec![])
             }
             _ => Ok(pool),
+        }
+    }
+
+    /// Integers that operator set `since` moved from the attribute `name`
+    /// to the constant input `i`, from where this model's opset keeps them.
+    fn ints_since(
+        &self,
+        node: &NodeProto,
+        inputs: &[Option<Value>],
+        name: &str,
+        i: usize,
+        since: i64,
+    ) -> Result<Option<Vec<i64>>> {
+        if self.opset < since {
+            Ok(attr(node, name).map(|a| a.ints.clone()))
+        } else {
+            Ok(self.constant(node, inputs, i)?.map(Tensor::ints))
         }
     }
 
@@ -1199,12 +1212,7 @@ impl Mapper<'_> {
     fn slice(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
         let x = self.layer_input(node, inputs, 0)?;
         let dims = nchw(self.shape(x));
-        let list = |name: &str, i: usize| -> Result<Option<Vec<i64>>> {
-            Ok(match self.opset {
-                ..10 => attr(node, name).map(|a| a.ints.clone()),
-                _ => self.constant(node, inputs, i)?.map(Tensor::ints),
-            })
-        };
+        let list = |name: &str, i: usize| self.ints_since(node, inputs, name, i, 10);
         let (Some(starts), Some(ends)) = (list("starts", 1)?, list("ends", 2)?) else {
             return Err(node_error(node, "starts or ends is missing"));
         };
@@ -1263,13 +1271,9 @@ impl Mapper<'_> {
             ));
         }
         let c = dims[1];
-        let written = match self.opset {
-            ..13 => Self::ints(node, "split", &[]),
-            _ => self
-                .constant(node, inputs, 1)?
-                .map(Tensor::ints)
-                .unwrap_or_default(),
-        };
+        let written = self
+            .ints_since(node, inputs, "split", 1, 13)?
+            .unwrap_or_default();
         let parts = node.output.len();
         let sizes: Vec<usize> = if written.is_empty() {
             // Equal parts, the last smaller if they do not divide (opset 18).
