@@ -144,10 +144,18 @@ class SqueezeFire(nn.Module):
         return torch.softmax(x, dim=1)
 
 
+def shufflenet_small():
+    """torchvision's ShuffleNetV2 at reduced width and depth: its channel
+    split (chunk, exported as Split) and channel shuffle (Reshape, Transpose,
+    Reshape), both unit kinds."""
+    return torchvision.models.ShuffleNetV2([2, 1, 1], [8, 16, 24, 32, 64], num_classes=10)
+
+
 FIXTURES = [
     ("resnet_basic", ResNetBasic, (3, 16, 16)),
     ("mobilenet_se", MobileNetSE, (3, 32, 32)),
     ("squeeze_fire", SqueezeFire, (3, 33, 31)),
+    ("shufflenet_small", shufflenet_small, (3, 32, 32)),
 ]
 
 

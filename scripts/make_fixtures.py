@@ -757,6 +757,99 @@ def _(b, x):
     return x + _mbconv(b, {}, "blk.", x, 12, 2, 12, 3, 1)
 
 
+def channel_shuffle(x, groups):
+    """torchvision.models.shufflenetv2.channel_shuffle, verbatim."""
+    batchsize, num_channels, height, width = x.size()
+    channels_per_group = num_channels // groups
+    x = x.view(batchsize, groups, channels_per_group, height, width)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(batchsize, num_channels, height, width)
+
+
+@fixture("shuffle_slice", "ShuffleSlice", (5, 6, 12),
+         "shuffle(3),\n"
+         "    concat {\n"
+         "        [slice(8, 4)],\n"
+         "        [slice(1, 6), shuffle(2)],\n"
+         "    },\n"
+         "    shuffle(5)",
+         "shuffle(groups) as torchvision's channel_shuffle (view, transpose, view) in 3, 2 and 5 groups; "
+         "slice(first, count) as narrow along the channels, the last 4 and 6 from the middle")
+def _(b, x):
+    x = channel_shuffle(x, 3)
+    y = torch.cat([x.narrow(1, 8, 4), channel_shuffle(x.narrow(1, 1, 6), 2)], dim=1)
+    return channel_shuffle(y, 5)
+
+
+SHUFFLENET_BLOCKS = """\
+// ShuffleNetV2's units (torchvision's InvertedResidual). The basic unit keeps
+// the first half of the channels and transforms the second (x.chunk(2, dim = 1));
+// the downsampling unit transforms two full copies. Both end in a shuffle of 2.
+block unit(c) {
+    concat {
+        [slice(0, c)],
+        [slice(c, c),
+         conv(c, 1x1, bias = false), bn, relu,
+         dwconv(3x3, pad = 1, bias = false), bn,
+         conv(c, 1x1, bias = false), bn, relu],
+    },
+    shuffle(2),
+}
+
+block down(c) {
+    concat {
+        [dwconv(3x3, stride = 2, pad = 1, bias = false), bn,
+         conv(c, 1x1, bias = false), bn, relu],
+        [conv(c, 1x1, bias = false), bn, relu,
+         dwconv(3x3, stride = 2, pad = 1, bias = false), bn,
+         conv(c, 1x1, bias = false), bn, relu],
+    },
+    shuffle(2),
+}
+"""
+
+
+def _shufflenet_unit(b, nxt, x, c, down):
+    """torchvision's InvertedResidual; nxt(kind) gives the next cnn! name."""
+    def branch2(y):
+        y = relu(b.bn(nxt("bn"), b.conv(nxt("conv"), y, c, 1, bias=False)))
+        y = b.bn(nxt("bn"), b.dwconv(nxt("dwconv"), y, 3, stride=2 if down else 1, pad=1, bias=False))
+        return relu(b.bn(nxt("bn"), b.conv(nxt("conv"), y, c, 1, bias=False)))
+    if down:
+        y = b.bn(nxt("bn"), b.dwconv(nxt("dwconv"), x, 3, stride=2, pad=1, bias=False))
+        first = relu(b.bn(nxt("bn"), b.conv(nxt("conv"), y, c, 1, bias=False)))
+        out = torch.cat((first, branch2(x)), dim=1)
+    else:
+        x1, x2 = x.chunk(2, dim=1)
+        out = torch.cat((x1, branch2(x2)), dim=1)
+    return channel_shuffle(out, 2)
+
+
+@fixture("shufflenet_v2", "ShuffleNetV2Tiny", (16, 16, 3),
+         "conv(8, 3x3, stride = 2, pad = 1, bias = false), bn, relu,\n"
+         "    maxpool(3x3, stride = 2, pad = 1),\n"
+         "    down(8), unit(8), unit(8),\n"
+         "    down(12), unit(12),\n"
+         "    conv(32, 1x1, bias = false), bn, relu,\n"
+         "    global_avgpool, flatten,\n"
+         "    dense(5)",
+         "a reduced-width ShuffleNetV2 (torchvision's units: chunk, cat, channel_shuffle): "
+         "downsampling and basic units, 16 then 24 channels",
+         blocks=SHUFFLENET_BLOCKS)
+def _(b, x):
+    counts = {}
+
+    def nxt(kind):
+        counts[kind] = counts.get(kind, 0) + 1
+        return f"{kind}{counts[kind]}"
+    x = relu(b.bn(nxt("bn"), b.conv(nxt("conv"), x, 8, 3, stride=2, pad=1, bias=False)))
+    x = maxpool(x, 3, 2, pad=1)
+    for c, down in [(8, True), (8, False), (8, False), (12, True), (12, False)]:
+        x = _shufflenet_unit(b, nxt, x, c, down)
+    x = relu(b.bn(nxt("bn"), b.conv(nxt("conv"), x, 32, 1, bias=False)))
+    return b.dense(nxt("dense"), flatten(global_avgpool(x)), 5)
+
+
 # ----------------------------------------------------------------------------
 
 
@@ -890,7 +983,14 @@ Float32 results; compare with a tolerance (e.g. 1e-4 relative + 1e-5 absolute).
 |---|---|---|---|---|
 {chr(10).join(rows)}
 """
-    with open(os.path.join(out_dir, "README.md"), "w") as f:
+    # The images' section is scripts/make_image_fixtures.py's: keep it.
+    path = os.path.join(out_dir, "README.md")
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        if "\n## Images" in old:
+            text += old[old.index("\n## Images"):]
+    with open(path, "w") as f:
         f.write(text)
 
 

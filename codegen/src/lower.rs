@@ -376,7 +376,9 @@ fn lower_step(
         | Op::Dropout { .. }
         | Op::Identity
         | Op::Lrn(_)
-        | Op::Concat => None,
+        | Op::Concat
+        | Op::Shuffle { .. }
+        | Op::Slice { .. } => None,
     };
     let mut extra = binary.map(|_| value(anchor.inputs[1]));
     // The fusable prefix of the epilogue.
@@ -415,7 +417,9 @@ fn lower_step(
             | Op::Lrn(_)
             | Op::Concat
             | Op::Add
-            | Op::Scale => break,
+            | Op::Scale
+            | Op::Shuffle { .. }
+            | Op::Slice { .. } => break,
         }
         fused = i + 1;
     }
@@ -466,7 +470,9 @@ fn lower_step(
         | Op::PRelu
         | Op::Softmax
         | Op::Dropout { .. }
-        | Op::Identity => Err(FallbackReason::NoFamily { kind }),
+        | Op::Identity
+        | Op::Shuffle { .. }
+        | Op::Slice { .. } => Err(FallbackReason::NoFamily { kind }),
     };
     // A slice of a concat's output is written in place, by the strided form
     // of the kernel, which must then be the whole step.

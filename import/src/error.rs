@@ -132,8 +132,9 @@ pub enum DecodeError {
         /// The output's name.
         output: String,
     },
-    /// The output is an unfinished hard-sigmoid or hard-swish.
-    #[error("output `{output}` is x + 3, relu6(x + 3) or x * relu6(x + 3): a hard_sigmoid or hard_swish never finished")]
+    /// The output is an unfinished layer written in several nodes: a
+    /// hard-sigmoid or hard-swish, a `Pad` before a conv, a channel shuffle.
+    #[error("output `{output}` is a step of a layer written in several nodes that never finished: x + 3, relu6(x + 3) or x * relu6(x + 3) of a hard_sigmoid or hard_swish, an explicit Pad before a conv, or the Reshape and Transpose of a channel shuffle")]
     PartialOutput {
         /// The output's name.
         output: String,

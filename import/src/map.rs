@@ -79,6 +79,33 @@ enum Value {
     /// Layer `.0` padded with zeros by an explicit `Pad`, which the conv
     /// reading it takes as its own padding.
     Padded(usize, Padding),
+    /// A step of a channel shuffle, to be finished by the nodes that follow.
+    Grouped(Grouped),
+}
+
+/// Layer `x`'s channels viewed as `[N, groups, C / groups, H, W]` (a
+/// `Reshape`), then perhaps `transposed` to `[N, C / groups, groups, H, W]`:
+/// the first two steps of PyTorch's `channel_shuffle`, which a `Reshape`
+/// back to `[N, C, H, W]` finishes as `shuffle(groups)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Grouped {
+    x: usize,
+    groups: usize,
+    transposed: bool,
+}
+
+impl Grouped {
+    /// The NCHW dimensions of the 5-D value, batch of 1.
+    fn dims(self, x: Shape) -> Vec<usize> {
+        let d = nchw(x);
+        let (g, per_group) = (self.groups, d[1] / self.groups);
+        let (a, b) = if self.transposed {
+            (per_group, g)
+        } else {
+            (g, per_group)
+        };
+        vec![1, a, b, d[2], d[3]]
+    }
 }
 
 /// An unfinished `relu6(x + 3) / 6` (hard-sigmoid) or `x * relu6(x + 3) / 6`
@@ -198,10 +225,12 @@ pub fn map(
             output: output.name.clone(),
         }
         .into()),
-        Some(Value::Partial(_) | Value::Padded(..)) => Err(DecodeError::PartialOutput {
-            output: output.name.clone(),
+        Some(Value::Partial(_) | Value::Padded(..) | Value::Grouped(_)) => {
+            Err(DecodeError::PartialOutput {
+                output: output.name.clone(),
+            }
+            .into())
         }
-        .into()),
         None => Err(DecodeError::UnknownOutput {
             output: output.name.clone(),
         }
@@ -304,6 +333,9 @@ pub const LAYER_OPS: &[&str] = &[
     "MatMul",
     "Flatten",
     "Reshape",
+    "Transpose",
+    "Split",
+    "Slice",
     "Concat",
     "Softmax",
     "LRN",
@@ -338,14 +370,18 @@ impl Mapper<'_> {
         let reads_layer = (inputs.iter()).any(|v| {
             matches!(
                 v,
-                Some(Value::Layer(_) | Value::Partial(_) | Value::Padded(..))
+                Some(Value::Layer(_) | Value::Partial(_) | Value::Padded(..) | Value::Grouped(_))
             )
         });
+        if node.op_type == "Split" && reads_layer {
+            return self.split(node, &inputs);
+        }
         let value = if node.op_type == "Shape" {
             let dims = match inputs.first() {
                 Some(Some(Value::Layer(id))) => nchw(self.layers[*id].shape),
                 Some(Some(Value::Const(t))) => t.dims.clone(),
                 Some(Some(Value::Partial(p))) => nchw(self.layers[p.x].shape),
+                Some(Some(Value::Grouped(g))) => g.dims(self.layers[g.x].shape),
                 Some(Some(Value::Padded(..))) => return Err(padded_error(node, 0)),
                 _ => return Err(node_error(node, "input 0 is missing")),
             };
@@ -406,6 +442,7 @@ impl Mapper<'_> {
             )),
             Some(Some(Value::Partial(_))) => Err(partial_error(node, i)),
             Some(Some(Value::Padded(..))) => Err(padded_error(node, i)),
+            Some(Some(Value::Grouped(_))) => Err(grouped_error(node, i)),
             _ => Err(node_error(node, format!("input {i} is missing"))),
         }
     }
@@ -418,7 +455,9 @@ impl Mapper<'_> {
     ) -> Result<Option<&'a Tensor>> {
         match inputs.get(i) {
             Some(Some(Value::Const(t))) => Ok(Some(&**t)),
-            Some(Some(Value::Layer(_) | Value::Partial(_) | Value::Padded(..))) => Err(node_error(
+            Some(Some(
+                Value::Layer(_) | Value::Partial(_) | Value::Padded(..) | Value::Grouped(_),
+            )) => Err(node_error(
                 node,
                 format!(
                     "input {i} is computed from the network's data; cnnjit needs a constant here"
@@ -476,13 +515,9 @@ impl Mapper<'_> {
     fn reduce_mean(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
         let x = self.layer_input(node, inputs, 0)?;
         let rank = nchw(self.shape(x)).len();
-        let axes = match self.opset {
-            ..18 => Self::ints(node, "axes", &[]),
-            _ => self
-                .constant(node, inputs, 1)?
-                .map(Tensor::ints)
-                .unwrap_or_default(),
-        };
+        let axes = self
+            .ints_since(node, inputs, "axes", 1, 18)?
+            .unwrap_or_default();
         let mut axes = (axes.iter())
             .map(|&a| normalise_axis(node, a, rank))
             .collect::<Result<Vec<_>>>()?;
@@ -501,6 +536,23 @@ impl Mapper<'_> {
                 self.push(node, Op::Flatten, vec![id], vec![])
             }
             _ => Ok(pool),
+        }
+    }
+
+    /// Integers that operator set `since` moved from the attribute `name`
+    /// to the constant input `i`, from where this model's opset keeps them.
+    fn ints_since(
+        &self,
+        node: &NodeProto,
+        inputs: &[Option<Value>],
+        name: &str,
+        i: usize,
+        since: i64,
+    ) -> Result<Option<Vec<i64>>> {
+        if self.opset < since {
+            Ok(attr(node, name).map(|a| a.ints.clone()))
+        } else {
+            Ok(self.constant(node, inputs, i)?.map(Tensor::ints))
         }
     }
 
@@ -647,6 +699,11 @@ impl Mapper<'_> {
                 let weight = self.dense_weight(node, x, b, false)?;
                 self.dense(node, x, weight, 1.0, None)
             }
+            "Reshape" if matches!(inputs.first(), Some(Some(Value::Grouped(_)))) => {
+                self.ungroup(node, inputs)
+            }
+            "Transpose" => self.transpose(node, inputs),
+            "Slice" => self.slice(node, inputs),
             "Flatten" | "Reshape" => {
                 let x = self.layer_input(node, inputs, 0)?;
                 let from = nchw(self.shape(x));
@@ -670,10 +727,19 @@ impl Mapper<'_> {
                     Ok(self.absorb(x))
                 } else if to.len() == 2 && to[0] == 1 {
                     self.push(node, Op::Flatten, vec![x], vec![])
+                } else if let Some(groups) = grouping(&from, &to) {
+                    self.grouped(
+                        node,
+                        Grouped {
+                            x,
+                            groups,
+                            transposed: false,
+                        },
+                    )
                 } else {
                     Err(node_error(
                         node,
-                        format!("reshapes {from:?} to {to:?}; cnnjit only flattens a volume to [N, C*H*W]"),
+                        format!("reshapes {from:?} to {to:?}; cnnjit only flattens a volume to [N, C*H*W], or views its channels as [N, G, C/G, H, W] in a channel shuffle"),
                     ))
                 }
             }
@@ -1090,6 +1156,175 @@ impl Mapper<'_> {
         }
     }
 
+    /// A step of a channel shuffle: its output must be read by one node
+    /// only, which goes on with it.
+    fn grouped(&self, node: &NodeProto, g: Grouped) -> Result<Value> {
+        match self.readers(node) {
+            1 => Ok(Value::Grouped(g)),
+            n => Err(node_error(
+                node,
+                format!("its output is read {n} times; cnnjit reads a Reshape to [N, G, C/G, H, W] and its Transpose only as steps of a channel shuffle, shuffle(G)"),
+            )),
+        }
+    }
+
+    /// `Transpose`: only the middle step of a channel shuffle,
+    /// `[N, G, C/G, H, W]` to `[N, C/G, G, H, W]`.
+    fn transpose(&self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        let perm = Self::ints(node, "perm", &[]);
+        match inputs.first() {
+            Some(Some(Value::Grouped(g))) if !g.transposed && perm == [0, 2, 1, 3, 4] => self
+                .grouped(
+                    node,
+                    Grouped {
+                        transposed: true,
+                        ..*g
+                    },
+                ),
+            _ => Err(node_error(
+                node,
+                format!("transposes with perm {perm:?}; cnnjit reads Transpose only in a channel shuffle: Reshape to [N, G, C/G, H, W], Transpose(perm = [0, 2, 1, 3, 4]), Reshape back to [N, C, H, W]"),
+            )),
+        }
+    }
+
+    /// The `Reshape` that ends a channel shuffle: back to `[N, C, H, W]`.
+    fn ungroup(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        let Some(Some(Value::Grouped(g))) = inputs.first() else {
+            return Err(grouped_error(node, 0));
+        };
+        let g = *g;
+        let shape = self.shape(g.x);
+        let target = match self.opset {
+            ..5 => Self::ints(node, "shape", &[]),
+            _ => self.required(node, inputs, 1)?.ints(),
+        };
+        let to = fold::reshape_dims(node, &g.dims(shape), &target)?;
+        if !g.transposed || to != nchw(shape) {
+            return Err(grouped_error(node, 0));
+        }
+        let groups = u32::try_from(g.groups).map_err(|_| grouped_error(node, 0))?;
+        self.push(node, Op::Shuffle { groups }, vec![g.x], vec![])
+    }
+
+    /// `Slice` of the channels, unit step: `slice(first, count)`; other
+    /// axes must be taken whole.
+    fn slice(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        let x = self.layer_input(node, inputs, 0)?;
+        let dims = nchw(self.shape(x));
+        let list = |name: &str, i: usize| self.ints_since(node, inputs, name, i, 10);
+        let (Some(starts), Some(ends)) = (list("starts", 1)?, list("ends", 2)?) else {
+            return Err(node_error(node, "starts or ends is missing"));
+        };
+        let axes = list("axes", 3)?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+        let steps = list("steps", 4)?.unwrap_or_else(|| vec![1; starts.len()]);
+        if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+            return Err(node_error(
+                node,
+                "starts, ends, axes and steps differ in length",
+            ));
+        }
+        let (mut first, mut end) = (0, dims[1]);
+        for (((&start, &stop), &axis), &step) in starts.iter().zip(&ends).zip(&axes).zip(&steps) {
+            let axis = normalise_axis(node, axis, dims.len())?;
+            let n = dims[axis] as i64;
+            let clamp = |i: i64| (if i < 0 { i.saturating_add(n) } else { i }).clamp(0, n) as usize;
+            let (a, b) = (clamp(start), clamp(stop));
+            let whole = a == 0 && b == n as usize;
+            if step != 1 {
+                return Err(node_error(
+                    node,
+                    format!("slices with step {step}; cnnjit slices channels with step 1"),
+                ));
+            }
+            match axis {
+                1 => (first, end) = (a, b.max(a)),
+                _ if whole => {}
+                _ => {
+                    return Err(node_error(
+                        node,
+                        format!("slices [{a}, {b}) of axis {axis}; cnnjit slices only the channels (axis 1)"),
+                    ))
+                }
+            }
+        }
+        if (first, end) == (0, dims[1]) {
+            return Ok(self.absorb(x));
+        }
+        let fit = |n: usize| u32::try_from(n).map_err(|_| node_error(node, "too many channels"));
+        let op = Op::Slice {
+            first: fit(first)?,
+            count: fit(end - first)?,
+        };
+        self.push(node, op, vec![x], vec![])
+    }
+
+    /// `Split` along the channels: one `slice` per output that is read.
+    fn split(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<()> {
+        let x = self.layer_input(node, inputs, 0)?;
+        let dims = nchw(self.shape(x));
+        let axis = normalise_axis(node, Self::int(node, "axis", 0), dims.len())?;
+        if axis != 1 {
+            return Err(node_error(
+                node,
+                format!("splits axis {axis}; cnnjit splits only the channels (axis 1)"),
+            ));
+        }
+        let c = dims[1];
+        let written = self
+            .ints_since(node, inputs, "split", 1, 13)?
+            .unwrap_or_default();
+        let parts = node.output.len();
+        let sizes: Vec<usize> = if written.is_empty() {
+            // Equal parts, the last smaller if they do not divide (opset 18).
+            let n = usize::try_from(Self::int(node, "num_outputs", parts as i64))
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| node_error(node, "num_outputs must be positive"))?;
+            let each = c.div_ceil(n);
+            (0..n)
+                .map(|i| each.min(c.saturating_sub(i * each)))
+                .collect()
+        } else {
+            written
+                .iter()
+                .map(|&s| {
+                    usize::try_from(s)
+                        .map_err(|_| node_error(node, format!("a part of {s} channels")))
+                })
+                .collect::<Result<_>>()?
+        };
+        if sizes.len() != parts || sizes.iter().sum::<usize>() != c || sizes.contains(&0) {
+            return Err(node_error(
+                node,
+                format!("splits {c} channels into parts of {sizes:?} for {parts} outputs; the parts must be positive and add up to the channels"),
+            ));
+        }
+        let mut first = 0;
+        let mut used = 0;
+        for (name, count) in node.output.iter().zip(sizes) {
+            let reads = self.uses.get(name.as_str()).copied().unwrap_or(0);
+            if !name.is_empty() && reads > 0 {
+                let fit =
+                    |n: usize| u32::try_from(n).map_err(|_| node_error(node, "too many channels"));
+                let op = Op::Slice {
+                    first: fit(first)?,
+                    count: fit(count)?,
+                };
+                let value = self.push(node, op, vec![x], vec![])?;
+                if let Value::Layer(id) = value {
+                    self.reads[id] += reads;
+                }
+                self.values.insert(name.clone(), value);
+                used += 1;
+            }
+            first += count;
+        }
+        // The node read `x` once; each slice made reads it.
+        self.reads[x] = (self.reads[x] + used).saturating_sub(1);
+        Ok(())
+    }
+
     /// `Div` of data: a hard-sigmoid or hard-swish partial by 6.
     fn div(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
         match (inputs.first(), inputs.get(1)) {
@@ -1153,7 +1388,9 @@ impl Mapper<'_> {
                 | Op::Lrn(_)
                 | Op::Concat
                 | Op::Add
-                | Op::Scale => continue,
+                | Op::Scale
+                | Op::Shuffle { .. }
+                | Op::Slice { .. } => continue,
             };
             if g.inputs == [x] && self.reads[gate] == 1 {
                 let layer = &mut self.layers[gate];
@@ -1218,7 +1455,9 @@ impl Mapper<'_> {
             | Op::Lrn(_)
             | Op::Concat
             | Op::Add
-            | Op::Scale => None,
+            | Op::Scale
+            | Op::Shuffle { .. }
+            | Op::Slice { .. } => None,
         };
         match free {
             Some(flag) if uses == 1 && fits => {
@@ -1245,6 +1484,28 @@ fn padded_error(node: &NodeProto, i: usize) -> Error {
         node,
         format!("input {i} is an explicit Pad, which cnnjit reads only as the padding of the conv that follows it"),
     )
+}
+
+/// Input `i` is the Reshape or Transpose of a channel shuffle that this
+/// node does not continue.
+fn grouped_error(node: &NodeProto, i: usize) -> Error {
+    node_error(
+        node,
+        format!("input {i} is a channel shuffle's Reshape to [N, G, C/G, H, W] or its Transpose, which cnnjit reads only as steps of shuffle(G): Reshape, Transpose(perm = [0, 2, 1, 3, 4]), Reshape back to [N, C, H, W]"),
+    )
+}
+
+/// The groups `G` if reshaping `from` to `to` views a volume's channels as
+/// `[N, G, C/G, H, W]` (the first step of a channel shuffle).
+fn grouping(from: &[usize], to: &[usize]) -> Option<usize> {
+    match (from, to) {
+        ([1, c, h, w], [1, g, per_group, h2, w2])
+            if g * per_group == *c && (h, w) == (h2, w2) && *g > 0 =>
+        {
+            Some(*g)
+        }
+        _ => None,
+    }
 }
 
 /// Input `i` is a step of hard-sigmoid or hard-swish written in arithmetic

@@ -244,7 +244,9 @@ impl Nester<'_> {
                 | Op::Softmax
                 | Op::Dropout { .. }
                 | Op::Identity
-                | Op::Lrn(_) => layer.inputs.first().copied(),
+                | Op::Lrn(_)
+                | Op::Shuffle { .. }
+                | Op::Slice { .. } => layer.inputs.first().copied(),
             };
             let Some(fork) = fork.filter(|&f| f >= start && f < cur) else {
                 return Err(Error::layer(
@@ -312,7 +314,9 @@ impl Nester<'_> {
                 | Op::Softmax
                 | Op::Dropout { .. }
                 | Op::Identity
-                | Op::Lrn(_) => Item::Layer(cur),
+                | Op::Lrn(_)
+                | Op::Shuffle { .. }
+                | Op::Slice { .. } => Item::Layer(cur),
             });
             cur = fork;
         }

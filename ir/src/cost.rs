@@ -17,7 +17,9 @@
 //! Training (the lecture's questions on backward passes and memory):
 //! - `stored_elements` sums the outputs of every layer a framework keeps for
 //!   the backward pass: all but activation functions (softmax included),
-//!   dropout, identity and flatten, which run in place or as views;
+//!   dropout, identity, flatten and slice, which run in place or as views
+//!   (a slice is PyTorch's `narrow` or `chunk`, a view; a shuffle's
+//!   `contiguous()` copies, and is stored as a concat is);
 //! - `train_macs` is the forward MACs plus, for every conv, dwconv and dense,
 //!   the gradient with respect to its weights (its forward MACs again) and,
 //!   unless no learnable layer lies upstream of it (the first weighted layer
@@ -127,7 +129,8 @@ pub fn is_stored(op: &Op) -> bool {
         | Op::Softmax
         | Op::Dropout { .. }
         | Op::Identity
-        | Op::Flatten => false,
+        | Op::Flatten
+        | Op::Slice { .. } => false,
         Op::Conv2d(_)
         | Op::Dense(_)
         | Op::Pool2d(_)
@@ -136,7 +139,8 @@ pub fn is_stored(op: &Op) -> bool {
         | Op::Lrn(_)
         | Op::Concat
         | Op::Add
-        | Op::Scale => true,
+        | Op::Scale
+        | Op::Shuffle { .. } => true,
     }
 }
 
@@ -209,7 +213,9 @@ pub fn layer_cost(op: &Op, inputs: &[Shape], output: Shape) -> Result<LayerCost,
         | Op::Lrn(_)
         | Op::Concat
         | Op::Add
-        | Op::Scale => LayerCost::default(),
+        | Op::Scale
+        | Op::Shuffle { .. }
+        | Op::Slice { .. } => LayerCost::default(),
     })
 }
 

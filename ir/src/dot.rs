@@ -42,7 +42,9 @@ pub fn to_dot(graph: &Graph) -> String {
             | Op::Softmax
             | Op::Dropout { .. }
             | Op::Identity
-            | Op::Lrn(_) => "",
+            | Op::Lrn(_)
+            | Op::Shuffle { .. }
+            | Op::Slice { .. } => "",
         };
         let _ = writeln!(out, "  n{i} [label=\"{label}\"{shape}];");
         for input in node.inputs.iter() {

@@ -362,6 +362,23 @@ pub enum Op {
     Add,
     /// Its first input multiplied channel-wise by its second (`scale`).
     Scale,
+    /// `shuffle(groups)`: ShuffleNet's channel shuffle (PyTorch's
+    /// `channel_shuffle`): the channels seen as `groups x (C / groups)`,
+    /// transposed, so output channel `j groups + g` is input channel
+    /// `g C / groups + j`. A permutation of each pixel's channels.
+    Shuffle {
+        /// The groups; they divide the channels.
+        groups: u32,
+    },
+    /// `slice(first, count)`: the channels `[first, first + count)` of its
+    /// input (PyTorch's `x.narrow(1, first, count)`; ShuffleNet's
+    /// `x.chunk(2, dim = 1)` is two of them).
+    Slice {
+        /// The first channel taken.
+        first: u32,
+        /// How many channels are taken.
+        count: u32,
+    },
 }
 
 impl Op {
@@ -399,6 +416,8 @@ impl Op {
             Op::Concat => "concat",
             Op::Add => "residual",
             Op::Scale => "scale",
+            Op::Shuffle { .. } => "shuffle",
+            Op::Slice { .. } => "slice",
         }
     }
 
@@ -451,6 +470,11 @@ impl Op {
             Op::Lrn(l) => out.push_str(&format!(
                 "size={}, alpha={}, beta={}, k={}",
                 l.size, l.alpha, l.beta, l.k
+            )),
+            Op::Shuffle { groups } => out.push_str(&format!("g={groups}")),
+            Op::Slice { first, count } => out.push_str(&format!(
+                "channels [{first}, {})",
+                first as u64 + count as u64
             )),
             Op::Input
             | Op::GlobalPool(_)

@@ -74,7 +74,9 @@ pub fn tensor_specs(graph: &Graph) -> Vec<TensorSpec> {
             | Op::Lrn(_)
             | Op::Concat
             | Op::Add
-            | Op::Scale => {}
+            | Op::Scale
+            | Op::Shuffle { .. }
+            | Op::Slice { .. } => {}
         }
     }
     specs

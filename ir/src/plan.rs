@@ -160,7 +160,9 @@ impl Fusion {
             | Op::Lrn(_)
             | Op::Concat
             | Op::Add
-            | Op::Scale => false,
+            | Op::Scale
+            | Op::Shuffle { .. }
+            | Op::Slice { .. } => false,
         }
     }
 }
@@ -199,7 +201,9 @@ pub fn is_per_channel(op: &Op) -> bool {
         | Op::Lrn(_)
         | Op::Concat
         | Op::Add
-        | Op::Scale => false,
+        | Op::Scale
+        | Op::Shuffle { .. }
+        | Op::Slice { .. } => false,
     }
 }
 
@@ -236,7 +240,9 @@ fn is_epilogue(op: &Op) -> bool {
         | Op::GlobalPool(_)
         | Op::Lrn(_)
         | Op::Concat
-        | Op::Scale => false,
+        | Op::Scale
+        | Op::Shuffle { .. }
+        | Op::Slice { .. } => false,
     }
 }
 
@@ -273,7 +279,9 @@ fn separable(graph: &Graph, fusion: &Fusion, consumers: &[u32], a: &Step, b: &St
         | Op::Lrn(_)
         | Op::Concat
         | Op::Add
-        | Op::Scale => false,
+        | Op::Scale
+        | Op::Shuffle { .. }
+        | Op::Slice { .. } => false,
     };
     let per_channel = a.nodes[1..]
         .iter()

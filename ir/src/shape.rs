@@ -76,6 +76,16 @@ pub enum ShapeError {
         /// The gate.
         gate: Shape,
     },
+    /// A `slice` past its input's channels.
+    #[error("channels [{first}, {end}) are not within the input's {channels} channels", end = *first as u64 + *count as u64)]
+    Slice {
+        /// The first channel taken.
+        first: u32,
+        /// How many channels are taken.
+        count: u32,
+        /// The input's channels.
+        channels: u32,
+    },
     /// A figure does not fit the integer type.
     #[error("arithmetic overflows: the network is too large")]
     Overflow,
@@ -122,6 +132,39 @@ pub fn output_shape(op: &Op, inputs: &[Shape]) -> Result<Shape, ShapeError> {
         | Op::Identity
         | Op::Lrn(_) => first(),
         Op::Concat => concat_shape(inputs),
+        Op::Shuffle { groups } => {
+            let (_, _, c) = volume(first()?)?;
+            if *groups == 0 {
+                return Err(ShapeError::ZeroOutput { what: "groups = 0" });
+            }
+            if !c.is_multiple_of(*groups) {
+                return Err(ShapeError::Groups {
+                    which: "input",
+                    channels: c,
+                    groups: *groups,
+                });
+            }
+            first()
+        }
+        Op::Slice {
+            first: start,
+            count,
+        } => {
+            let (h, w, c) = volume(first()?)?;
+            if *count == 0 {
+                return Err(ShapeError::ZeroOutput {
+                    what: "a slice of no channel",
+                });
+            }
+            if u64::from(*start) + u64::from(*count) > u64::from(c) {
+                return Err(ShapeError::Slice {
+                    first: *start,
+                    count: *count,
+                    channels: c,
+                });
+            }
+            Ok(Shape::Volume { h, w, c: *count })
+        }
         Op::Add => match inputs {
             [body, shortcut] if body == shortcut => Ok(*body),
             [body, shortcut] => Err(ShapeError::Add {
@@ -520,6 +563,66 @@ mod tests {
         assert!(matches!(
             output_shape(&Op::Concat, &[vol(28, 28, 64), vol(14, 14, 128)]),
             Err(ShapeError::Concat { index: 2, .. })
+        ));
+    }
+
+    /// ShuffleNetV2's shapes: a 116-channel unit shuffles in 2 groups and
+    /// splits into two slices of 58 (torchvision's `shufflenet_v2_x1_0`).
+    #[test]
+    fn shuffle_keeps_the_shape_and_slice_takes_its_channels() {
+        let shuffle = Op::Shuffle { groups: 2 };
+        assert_eq!(
+            output_shape(&shuffle, &[vol(28, 28, 116)]),
+            Ok(vol(28, 28, 116))
+        );
+        assert_eq!(
+            output_shape(&Op::Shuffle { groups: 3 }, &[vol(28, 28, 116)]),
+            Err(ShapeError::Groups {
+                which: "input",
+                channels: 116,
+                groups: 3
+            })
+        );
+        assert!(matches!(
+            output_shape(&Op::Shuffle { groups: 0 }, &[vol(2, 2, 4)]),
+            Err(ShapeError::ZeroOutput { .. })
+        ));
+        assert!(matches!(
+            output_shape(&shuffle, &[Shape::Flat(8)]),
+            Err(ShapeError::ExpectedVolume { .. })
+        ));
+        let second_half = Op::Slice {
+            first: 58,
+            count: 58,
+        };
+        assert_eq!(
+            output_shape(&second_half, &[vol(28, 28, 116)]),
+            Ok(vol(28, 28, 58))
+        );
+        assert_eq!(
+            output_shape(&second_half, &[vol(28, 28, 115)]),
+            Err(ShapeError::Slice {
+                first: 58,
+                count: 58,
+                channels: 115
+            })
+        );
+        // first + count past u32 is out of range, not an overflow.
+        let far = Op::Slice {
+            first: u32::MAX,
+            count: u32::MAX,
+        };
+        assert!(matches!(
+            output_shape(&far, &[vol(1, 1, 4)]),
+            Err(ShapeError::Slice { .. })
+        ));
+        assert!(matches!(
+            output_shape(&Op::Slice { first: 0, count: 0 }, &[vol(1, 1, 4)]),
+            Err(ShapeError::ZeroOutput { .. })
+        ));
+        assert!(matches!(
+            output_shape(&second_half, &[Shape::Flat(116)]),
+            Err(ShapeError::ExpectedVolume { .. })
         ));
     }
 }

@@ -249,6 +249,10 @@ fn op(op: &Op) -> TokenStream {
         Op::Concat => quote!(::cnnjit::ir::Op::Concat),
         Op::Add => quote!(::cnnjit::ir::Op::Add),
         Op::Scale => quote!(::cnnjit::ir::Op::Scale),
+        Op::Shuffle { groups } => quote!(::cnnjit::ir::Op::Shuffle { groups: #groups }),
+        Op::Slice { first, count } => {
+            quote!(::cnnjit::ir::Op::Slice { first: #first, count: #count })
+        }
     }
 }
 

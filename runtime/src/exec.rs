@@ -563,6 +563,12 @@ fn reference_step(
         }
         (Op::Add, _) => r::add(input(0)?, input(1)?, out).map_err(fail)?,
         (Op::Scale, _) => r::scale(input(0)?, in_dims(0), input(1)?, out).map_err(fail)?,
+        (Op::Shuffle { groups }, _) => {
+            r::shuffle(*groups as usize, input(0)?, in_dims(0), out).map_err(fail)?
+        }
+        (Op::Slice { first, count }, _) => {
+            r::slice(*first as usize, *count as usize, input(0)?, in_dims(0), out).map_err(fail)?
+        }
         // An epilogue op that could not run in place: copy, then apply in place.
         (
             Op::BatchNorm { .. }
@@ -670,7 +676,9 @@ fn in_place(
             | Op::PRelu
             | Op::Lrn(_)
             | Op::Concat
-            | Op::Scale),
+            | Op::Scale
+            | Op::Shuffle { .. }
+            | Op::Slice { .. }),
             _,
         ) => Err(fail(KernelError::Invalid(format!(
             "{} cannot run in place",

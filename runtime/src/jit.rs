@@ -371,7 +371,9 @@ fn pack_vectors(graph: &Graph, params: &Params, part: &Part, packed: &mut Vec<f3
             | Op::Lrn(_)
             | Op::Concat
             | Op::Add
-            | Op::Scale => return Err(broken()),
+            | Op::Scale
+            | Op::Shuffle { .. }
+            | Op::Slice { .. } => return Err(broken()),
         }
     }
     Ok(())

@@ -184,7 +184,9 @@ pub fn load_params(
             | Op::Lrn(_)
             | Op::Concat
             | Op::Add
-            | Op::Scale => LayerParams::None,
+            | Op::Scale
+            | Op::Shuffle { .. }
+            | Op::Slice { .. } => LayerParams::None,
         };
     }
     reorder_flattened(graph, &mut layers)?;
@@ -225,7 +227,9 @@ fn stays_in_file(graph: &Graph, spec: &TensorSpec, in_file: &[NodeId]) -> bool {
             | Op::Lrn(_)
             | Op::Concat
             | Op::Add
-            | Op::Scale => false,
+            | Op::Scale
+            | Op::Shuffle { .. }
+            | Op::Slice { .. } => false,
         }
 }
 
@@ -351,7 +355,9 @@ fn flattened_from(graph: &Graph, mut id: NodeId) -> Option<(usize, usize, usize)
             | Op::Lrn(_)
             | Op::Concat
             | Op::Add
-            | Op::Scale => return None,
+            | Op::Scale
+            | Op::Shuffle { .. }
+            | Op::Slice { .. } => return None,
         }
     }
 }

@@ -369,7 +369,9 @@ pub fn convolutions(graph: &Graph, caps: &Capabilities) -> Result<Vec<ConvSpec>>
             | Op::Lrn(_)
             | Op::Concat
             | Op::Add
-            | Op::Scale => false,
+            | Op::Scale
+            | Op::Shuffle { .. }
+            | Op::Slice { .. } => false,
         });
         if let Some(spec) = choice::conv_spec(&step.kernel).filter(|_| is_conv) {
             if seen.insert(ChoiceKey::of(&spec)) {

@@ -283,6 +283,29 @@ proptest! {
     }
 
     #[test]
+    fn shuffles_and_slices_between_kernels_equal_reference(
+        (h, w) in (1u32..8, 1u32..8),
+        (groups, per_group) in (1u32..5, 1u32..6),
+        (first, count) in (0u32..64, 0u32..64),
+        (k, m) in (1u32..9, 1u32..4),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // ShuffleNet's pattern around compiled kernels: a shuffle of a
+        // conv's output, a concat of one of its slices and a conv of
+        // another, a shuffle of a conv's output again. `shuffle` and `slice`
+        // run on the reference kernels between compiled steps.
+        let c = groups * per_group;
+        let first = first % c;
+        let count = 1 + count % (c - first);
+        let source = format!(
+            "Net({h}x{w}x3) {{ conv({c}, 1x1){}, shuffle({groups}), concat {{ [slice({first}, {count})], [slice(0, {c}), conv({k}, 3x3, pad = 1){}] }}, conv({}, 1x1), shuffle({groups}) }}",
+            EPILOGUES[epilogue], EPILOGUES[(epilogue + 3) % EPILOGUES.len()], groups * m
+        );
+        assert_agrees(&source, seed, 2)?;
+    }
+
+    #[test]
     fn softmax_after_a_kernel_equals_reference(
         (h, w) in (1u32..6, 1u32..6),
         (c, k) in (1u32..13, 1u32..40),

@@ -6,7 +6,12 @@
 use cnnjit::{Model, Options, Weights};
 use std::path::{Path, PathBuf};
 
-const FIXTURES: [&str; 3] = ["resnet_basic", "mobilenet_se", "squeeze_fire"];
+const FIXTURES: [&str; 4] = [
+    "resnet_basic",
+    "mobilenet_se",
+    "squeeze_fire",
+    "shufflenet_small",
+];
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx")
@@ -76,6 +81,7 @@ fn fixtures_import_to_their_snapshots_and_match_onnx_runtime() {
 cnnjit::cnn!(file = "tests/fixtures/onnx/resnet_basic.cnn");
 cnnjit::cnn!(file = "tests/fixtures/onnx/mobilenet_se.cnn");
 cnnjit::cnn!(file = "tests/fixtures/onnx/squeeze_fire.cnn");
+cnnjit::cnn!(file = "tests/fixtures/onnx/shufflenet_small.cnn");
 
 #[test]
 fn snapshots_compile_through_the_macro_with_the_imported_figures() {
@@ -99,6 +105,13 @@ fn snapshots_compile_through_the_macro_with_the_imported_figures() {
         figures("squeeze_fire"),
         (SqueezeFire::PARAMS, SqueezeFire::MACS)
     );
+    assert_eq!(
+        figures("shufflenet_small"),
+        (ShufflenetSmall::PARAMS, ShufflenetSmall::MACS)
+    );
+    // torch's `sum(p.numel() for p in model.parameters())` of
+    // `ShuffleNetV2([2, 1, 1], [8, 16, 24, 32, 64], num_classes = 10)`.
+    assert_eq!(ShufflenetSmall::PARAMS, 6_190);
     // torch counts the ResNet fixture's parameters as 5,266: convs 216 + 576
     // + 576 + 1,152 + 2,304 + 128 = 4,952, bn gamma and beta 2 x (8 + 8 + 8 +
     // 16 + 16 + 16) = 144, fc 16 x 10 + 10 = 170.

@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use cnnjit_import::onnx::{data_type, Attribute, TensorProto};
+use cnnjit_import::onnx::{data_type, Attribute, NodeProto, TensorProto};
 use cnnjit_import::{import_bytes, import_bytes_as, Error, Imported, Names};
 use cnnjit_ir::Shape;
 use common::{model, node, weight};
@@ -192,11 +192,11 @@ fn an_unsupported_operator_is_an_error_naming_the_node() {
     let bytes = model(
         13,
         &[1, 2, 4, 4],
-        vec![node("Transpose", "t", &["x"], "y", vec![])],
+        vec![node("Erf", "t", &["x"], "y", vec![])],
         vec![],
     );
     let (node, op, why) = node_error(import(&bytes));
-    assert_eq!((node.as_str(), op.as_str()), ("t", "Transpose"));
+    assert_eq!((node.as_str(), op.as_str()), ("t", "Erf"));
     assert!(why.contains("not supported"), "{why}");
 }
 
@@ -943,4 +943,175 @@ fn an_explicit_zero_pad_before_a_conv_is_the_convs_padding() {
         let (node, op, _) = node_error(import(&padded_conv(pads, mode)));
         assert_eq!((node.as_str(), op.as_str()), ("pad", "Pad"));
     }
+}
+
+fn int64s(name: &str, values: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: vec![values.len() as i64],
+        data_type: data_type::INT64,
+        int64_data: values.to_vec(),
+        ..TensorProto::default()
+    }
+}
+
+/// ShuffleNetV2's basic unit on `x` `[1, 4, 3, 3]`, as torch.onnx writes
+/// it: the channels split in halves (`split` nodes), a conv and relu on the
+/// second, the halves concatenated, then `channel_shuffle(x, 2)`: Reshape to
+/// `[1, 2, 2, 3, 3]`, Transpose(0, 2, 1, 3, 4), Reshape back.
+fn shuffle_unit(opset: i64, split: Vec<NodeProto>, mut weights: Vec<TensorProto>) -> Vec<u8> {
+    let mut nodes = split;
+    nodes.extend([
+        node("Conv", "", &["b", "w"], "c", vec![]),
+        node("Relu", "", &["c"], "r", vec![]),
+        node("Concat", "", &["a", "r"], "cat", vec![attr_i("axis", 1)]),
+        node("Reshape", "", &["cat", "grouped"], "g", vec![]),
+        node(
+            "Transpose",
+            "",
+            &["g"],
+            "t",
+            vec![attr_ints("perm", &[0, 2, 1, 3, 4])],
+        ),
+        node("Reshape", "", &["t", "back"], "y", vec![]),
+    ]);
+    weights.extend([
+        weight("w", &[2, 2, 1, 1]),
+        int64s("grouped", &[1, 2, 2, 3, 3]),
+        int64s("back", &[-1, 4, 3, 3]),
+    ]);
+    model(opset, &[1, 4, 3, 3], nodes, weights)
+}
+
+/// A `Split` node of `x` into `a` and `b`.
+fn split(inputs: &[&str], attribute: Vec<Attribute>) -> NodeProto {
+    NodeProto {
+        output: vec!["a".into(), "b".into()],
+        ..node("Split", "", inputs, "", attribute)
+    }
+}
+
+const SHUFFLE_UNIT: [&str; 10] = [
+    "concat {",
+    "[",
+    "slice(0, 2),",
+    "],",
+    "[",
+    "slice(2, 2),",
+    "conv(2, 1x1, bias = false), relu,",
+    "],",
+    "},",
+    "shuffle(2),",
+];
+
+#[test]
+fn a_channel_split_is_two_slices_and_a_channel_shuffle_is_shuffle() {
+    let axis = || vec![attr_i("axis", 1)];
+    // Opset 13: the parts as an input; opset 11: as an attribute; no parts
+    // at all: halves.
+    let forms = [
+        (
+            13,
+            split(&["x", "parts"], axis()),
+            vec![int64s("parts", &[2, 2])],
+        ),
+        (
+            11,
+            split(&["x"], vec![attr_i("axis", 1), attr_ints("split", &[2, 2])]),
+            vec![],
+        ),
+        (13, split(&["x"], axis()), vec![]),
+        (
+            18,
+            split(&["x"], vec![attr_i("axis", -3), attr_i("num_outputs", 2)]),
+            vec![],
+        ),
+    ];
+    for (opset, node, weights) in forms {
+        let imported = import(&shuffle_unit(opset, vec![node], weights))
+            .unwrap_or_else(|e| panic!("opset {opset}: {e}"));
+        assert_eq!(body(&imported), SHUFFLE_UNIT, "opset {opset}");
+    }
+    // The dynamo exporter's form: two Slices of the channels, `ends` past
+    // the end for the second, and a Slice of H that takes it all.
+    let slices = vec![
+        node("Slice", "", &["x", "s0", "e0", "ax"], "a", vec![]),
+        node("Slice", "", &["x", "s1", "e1", "ax"], "b0", vec![]),
+        node("Slice", "", &["b0", "s0", "e1", "ax2"], "b", vec![]),
+    ];
+    let weights = vec![
+        int64s("s0", &[0]),
+        int64s("e0", &[2]),
+        int64s("s1", &[-2]),
+        int64s("e1", &[i64::MAX]),
+        int64s("ax", &[1]),
+        int64s("ax2", &[2]),
+    ];
+    let imported = import(&shuffle_unit(17, slices, weights)).unwrap();
+    assert_eq!(body(&imported), SHUFFLE_UNIT);
+}
+
+#[test]
+fn what_is_not_a_channel_split_or_shuffle_is_an_error_naming_the_node() {
+    let axis = |a: i64| vec![attr_i("axis", a)];
+    let parts = || vec![int64s("parts", &[2, 2])];
+    let unit = |split: NodeProto, weights: Vec<TensorProto>| {
+        node_error(import(&shuffle_unit(13, vec![split], weights)))
+    };
+    // Along the height, or into parts that do not add up.
+    let (_, op, why) = unit(
+        split(&["x", "parts"], axis(2)),
+        vec![int64s("parts", &[1, 2])],
+    );
+    assert_eq!(op, "Split");
+    assert!(why.contains("only the channels"), "{why}");
+    let (_, op, why) = unit(
+        split(&["x", "parts"], axis(1)),
+        vec![int64s("parts", &[1, 2])],
+    );
+    assert_eq!(op, "Split");
+    assert!(why.contains("add up"), "{why}");
+    // A Transpose that is not a shuffle's.
+    let bytes = model(
+        13,
+        &[1, 4, 3, 3],
+        vec![node(
+            "Transpose",
+            "",
+            &["x"],
+            "y",
+            vec![attr_ints("perm", &[0, 2, 3, 1])],
+        )],
+        vec![],
+    );
+    let (_, op, why) = node_error(import(&bytes));
+    assert_eq!(op, "Transpose");
+    assert!(why.contains("channel shuffle"), "{why}");
+    // The grouped view read by something other than the Transpose.
+    let mut nodes = vec![split(&["x", "parts"], axis(1))];
+    nodes.extend([
+        node("Concat", "", &["a", "b"], "cat", vec![attr_i("axis", 1)]),
+        node("Reshape", "", &["cat", "grouped"], "g", vec![]),
+        node("Relu", "", &["g"], "y", vec![]),
+    ]);
+    let mut weights = parts();
+    weights.push(int64s("grouped", &[1, 2, 2, 3, 3]));
+    let (_, op, why) = node_error(import(&model(13, &[1, 4, 3, 3], nodes, weights)));
+    assert_eq!(op, "Relu");
+    assert!(why.contains("shuffle(G)"), "{why}");
+    // A Slice of every other channel.
+    let bytes = model(
+        13,
+        &[1, 4, 3, 3],
+        vec![node("Slice", "", &["x", "s", "e", "ax", "st"], "y", vec![])],
+        vec![
+            int64s("s", &[0]),
+            int64s("e", &[4]),
+            int64s("ax", &[1]),
+            int64s("st", &[2]),
+        ],
+    );
+    let (_, op, why) = node_error(import(&bytes));
+    assert_eq!(op, "Slice");
+    assert!(why.contains("step 2"), "{why}");
 }

@@ -356,6 +356,36 @@ pub const LAYERS: &[Layer] = &[
             }))
         },
     },
+    Layer {
+        name: "shuffle",
+        aliases: &[],
+        usage: "shuffle(groups)",
+        positional: &[param("groups", Ty::Int, Omitted::Needed)],
+        required: 1,
+        keys: NO_ARGS,
+        build: |args| {
+            Ok(Op::Shuffle {
+                groups: args.int("groups")?.expect("groups is required"),
+            })
+        },
+    },
+    Layer {
+        name: "slice",
+        aliases: &[],
+        usage: "slice(first, count)",
+        positional: &[
+            param("first", Ty::Int, Omitted::Needed),
+            param("count", Ty::Int, Omitted::Needed),
+        ],
+        required: 2,
+        keys: NO_ARGS,
+        build: |args| {
+            Ok(Op::Slice {
+                first: args.int("first")?.expect("first is required"),
+                count: args.int("count")?.expect("count is required"),
+            })
+        },
+    },
 ];
 
 const LRN_SIZE: Param = param("size", Ty::Int, Omitted::Needed);
@@ -505,6 +535,8 @@ pub fn written(op: &Op, input: Shape) -> Option<(&'static Layer, Vec<(&'static s
             ("beta", Val::Float(l.beta)),
             ("k", Val::Float(l.k)),
         ],
+        Op::Shuffle { groups } => vec![("groups", Val::Int(groups))],
+        Op::Slice { first, count } => vec![("first", Val::Int(first)), ("count", Val::Int(count))],
         Op::GlobalPool(_)
         | Op::Flatten
         | Op::Activation(
@@ -559,7 +591,7 @@ mod tests {
         for (i, w) in all.iter().enumerate() {
             assert!(!all[..i].contains(w), "`{w}` is written twice");
         }
-        assert_eq!(all.len(), 30);
+        assert_eq!(all.len(), 32);
     }
 
     /// [`written`] names each argument of its row exactly once.
@@ -581,6 +613,8 @@ mod tests {
             Op::BatchNorm { eps: BN_EPS },
             Op::Activation(Activation::LeakyRelu(0.1)),
             Op::Dropout { p: 0.5 },
+            Op::Shuffle { groups: 2 },
+            Op::Slice { first: 1, count: 2 },
             Op::Lrn(Lrn {
                 size: 5,
                 alpha: 1e-4,

@@ -441,6 +441,8 @@ fn trails(op: &Op) -> bool {
         | Op::Lrn(_)
         | Op::Concat
         | Op::Add
-        | Op::Scale => false,
+        | Op::Scale
+        | Op::Shuffle { .. }
+        | Op::Slice { .. } => false,
     }
 }

@@ -203,6 +203,8 @@ fn layer() -> impl Strategy<Value = String> {
         "softmax",
         "leaky_relu",
         "prelu",
+        "shuffle",
+        "slice",
         "dropout",
         "identity",
         "lrn",

@@ -145,6 +145,9 @@ fn layers_are_written_with_the_arguments_that_differ_from_their_defaults() {
             "lrn(size = 5, k = 2.0)",
         ),
         ("silu", "swish"),
+        ("shuffle(2)", "shuffle(2)"),
+        ("slice(1, 3)", "slice(1, 3)"),
+        ("slice(0, (1 + 1) * 2)", "slice(0, 4)"),
     ];
     for (source, expected) in cases {
         let expanded = expand_all(&format!("N(9x9x4) {{ {source} }}"))
@@ -218,6 +221,8 @@ fn leaf() -> impl Strategy<Value = String> {
         1 => (1u32..6, opt("alpha", float(1e-5..1.0)), opt("beta", float(0.1..1.0)), opt("k", float(0.5..3.0)))
             .prop_map(|(n, a, b, k)| format!("lrn(size = {n}{a}{b}{k})")),
         1 => (1u32..9, 1u32..3).prop_map(|(c, s)| format!("blk({c}, {s})")),
+        1 => (1u32..4).prop_map(|g| format!("shuffle({g})")),
+        1 => (0u32..3, 1u32..4).prop_map(|(f, n)| format!("slice({f}, {n})")),
     ]
 }
 

@@ -15,8 +15,9 @@
 //! - Semantics are PyTorch's (inference mode): `Conv2d`, `Linear`,
 //!   `MaxPool2d`, `AvgPool2d` (with `ceil_mode` and `count_include_pad`),
 //!   `AdaptiveAvgPool2d(1)`/`AdaptiveMaxPool2d(1)`, `BatchNorm2d` with running
-//!   statistics, `LocalResponseNorm`, the element-wise activations, `PReLU`, and
-//!   `Softmax` over the channels of each pixel. Where PyTorch has only
+//!   statistics, `LocalResponseNorm`, the element-wise activations, `PReLU`,
+//!   `Softmax` over the channels of each pixel, and ShuffleNet's
+//!   `channel_shuffle` and channel `narrow`. Where PyTorch has only
 //!   symmetric padding, the asymmetric [`Padding`](crate::ir::Padding) of
 //!   the IR generalises it in the obvious way (top/left wherever PyTorch uses
 //!   `pad` before the input, bottom/right wherever it uses `pad` after it).
@@ -36,6 +37,7 @@
 mod activation;
 mod add;
 mod batchnorm;
+mod channels;
 mod concat;
 mod conv;
 mod dense;
@@ -47,6 +49,7 @@ mod scale;
 pub use activation::{activate, activation, activation_in_place, softmax, softmax_in_place};
 pub use add::{add, add_in_place};
 pub use batchnorm::{batch_norm, batch_norm_in_place, Affine, BatchNorm};
+pub use channels::{shuffle, slice};
 pub use concat::{concat, concat_part};
 pub use conv::{conv2d, conv2d_output_dims};
 pub use dense::{dense, permute_dense_weight_chw_to_hwc};
