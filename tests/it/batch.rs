@@ -105,6 +105,14 @@ fn images_run_in_groups_give_each_its_own_output_bitwise_on_any_threads() {
         .remove(0)
         .graph;
     let mut alone = model(&graph, 1);
+    // On two threads a batch of 8 takes eight arenas: the model's, 3 beside
+    // it and the other thread's 4, where one image a group would take two.
+    let two = model(&graph, 2);
+    assert!(
+        two.batch_bytes(8) >= 8 * two.arena_bytes(),
+        "{}",
+        two.batch_bytes(8)
+    );
     let (n_in, n_out) = (alone.input_len(), alone.output_len());
     // Groups of at most 4, fewer where the threads would go short: 9 images
     // on 2 threads in groups of 4, 4 and 1, 5 on 3 threads in 2, 2 and 1.
