@@ -17,7 +17,7 @@
 //! synchronisation between steps in arenas and working memory of its own (a
 //! *lane*; the model's own serves one thread), a thread taking the next
 //! group of images when it is done. Where those steps' weights outgrow the
-//! outer caches ([`group_of`]), a group holds up to [`GROUP`] images, each
+//! outer caches (`group_of`), a group holds up to [`GROUP`] images, each
 //! in an arena of its lane (the model's with arenas beside it), and runs
 //! ([`exec::run_group`]) the steps whose weights outweigh their values step
 //! by step, so their weights are read from memory once per group, and the
@@ -57,7 +57,7 @@ pub struct Batch {
     lanes: Vec<Mutex<Lane>>,
     /// The caller's arenas beside the model's, for a group of images.
     extra: Vec<Arena>,
-    /// Images in a thread's group ([`group_of`]; 0 as 1).
+    /// Images in a thread's group (`group_of`; 0 as 1).
     group: usize,
 }
 
@@ -86,7 +86,7 @@ struct Lane {
 /// step where a step's weights outweigh its values ([`exec::run_group`]),
 /// so such a step reads its weights from memory once per group rather than
 /// once per image, where the model's weights outgrow the outer caches
-/// ([`group_of`]). Measured on this project's 2-core AVX-512 host (two
+/// (`group_of`). Measured on this project's 2-core AVX-512 host (two
 /// threads, batch 32, images/s, interleaved, builds of other jobs paused,
 /// medians of 3 runs): ResNet-50 62.0 / 64.2 / 65.5 at groups of 1 / 4 / 8
 /// (other runs: 62.4 / 66.5 at 1 / 4; 65.5 / 64.1 / 63.2 at 4 / 8 / 16),
@@ -158,7 +158,7 @@ impl Batch {
     /// Bytes a batch of `batch` images takes beside the weights: the
     /// model's arena (`arena` bytes), the tail's buffers for a chunk, and,
     /// where threads share out the images, a group's arenas beside the
-    /// model's (one fewer than its images, [`group_of`]) and a group's
+    /// model's (one fewer than its images, `group_of`) and a group's
     /// arenas and working memory (`scratch` bytes) per thread but the first.
     pub fn bytes(&self, engine: &Engine, (arena, scratch): (u64, u64), batch: usize) -> u64 {
         let per_image = self.tail.as_ref().map_or(0, |t| t.tail.bytes_per_image());
@@ -404,6 +404,15 @@ fn each_group(
         let (first, end) = (p * size, ((p + 1) * size).min(images));
         let x = &inputs[first * n_in..end * n_in];
         let n = end - first;
+        let on = |arena: &mut Arena, extra: &mut [Arena], scratch: &mut [f32]| {
+            let using = Using {
+                arena,
+                extra: &mut extra[..n - 1],
+                scratch,
+                team: None,
+            };
+            f(using, first, x)
+        };
         // At most one call per thread runs at once, and there are as many
         // lanes as threads: one of them is free.
         let result = loop {
@@ -413,13 +422,7 @@ fn each_group(
                     extra,
                     scratch,
                 } = &mut *own;
-                let using = Using {
-                    arena,
-                    extra: &mut extra[..n - 1],
-                    scratch,
-                    team: None,
-                };
-                break f(using, first, x);
+                break on(arena, extra, scratch);
             }
             if let Some(mut lane) = lanes.others.iter().find_map(|l| l.try_lock().ok()) {
                 let Lane {
@@ -427,13 +430,7 @@ fn each_group(
                     extra,
                     scratch,
                 } = &mut *lane;
-                let using = Using {
-                    arena,
-                    extra: &mut extra[..n - 1],
-                    scratch,
-                    team: None,
-                };
-                break f(using, first, x);
+                break on(arena, extra, scratch);
             }
             std::hint::spin_loop();
         };

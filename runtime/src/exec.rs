@@ -336,7 +336,7 @@ pub fn run_on(
 /// whole, one after another, one per arena of `arenas` (the first, then the
 /// rest), image `g` in arena `g`; where `steps` reaches the plan's end, its
 /// output goes to the `g`-th of `outputs`' equal parts. A run of steps whose
-/// weights outweigh their values ([`weight_bound`]) goes step by step, each
+/// weights outweigh their values (`weight_bound`) goes step by step, each
 /// step on every image before the next, so its weights come from memory
 /// once for the group and from the cache for its other images; any other
 /// run goes image by image, each image's values staying in cache from one

@@ -61,25 +61,31 @@ fn a_batch_gives_each_image_its_own_output_bitwise_on_any_threads() {
             "{}",
             graph.name
         );
-        let (n_in, n_out) = (alone.input_len(), alone.output_len());
         // 33 and 70 images run in chunks of 32 and a rest.
-        for batch in [2, 7, 33, 70] {
-            let inputs = cnnjit::check::random_input(batch * n_in, batch as u64);
-            let expected: Vec<u32> = inputs
-                .chunks_exact(n_in)
-                .flat_map(|x| bits(&alone.forward(x).unwrap()))
-                .collect();
-            for threads in [1, 2, 3] {
-                let mut model = model(&graph, threads);
-                let mut outputs = vec![f32::NAN; batch * n_out];
-                model.forward_batch(&inputs, &mut outputs).unwrap();
-                assert_eq!(
-                    bits(&outputs),
-                    expected,
-                    "{} at batch {batch} on {threads} threads",
-                    graph.name
-                );
-            }
+        batches_are_their_images_alone(&graph, &mut alone, &[2, 7, 33, 70]);
+    }
+}
+
+/// Asserts that `graph`'s batches of each size in `batches` give, on 1, 2
+/// and 3 threads, bitwise the outputs `alone` gives each image.
+fn batches_are_their_images_alone(graph: &Graph, alone: &mut Model, batches: &[usize]) {
+    let (n_in, n_out) = (alone.input_len(), alone.output_len());
+    for &batch in batches {
+        let inputs = cnnjit::check::random_input(batch * n_in, batch as u64);
+        let expected: Vec<u32> = inputs
+            .chunks_exact(n_in)
+            .flat_map(|x| bits(&alone.forward(x).unwrap()))
+            .collect();
+        for threads in [1, 2, 3] {
+            let mut model = model(graph, threads);
+            let mut outputs = vec![f32::NAN; batch * n_out];
+            model.forward_batch(&inputs, &mut outputs).unwrap();
+            assert_eq!(
+                bits(&outputs),
+                expected,
+                "{} at batch {batch} on {threads} threads",
+                graph.name
+            );
         }
     }
 }
@@ -113,26 +119,9 @@ fn images_run_in_groups_give_each_its_own_output_bitwise_on_any_threads() {
         "{}",
         two.batch_bytes(8)
     );
-    let (n_in, n_out) = (alone.input_len(), alone.output_len());
     // Groups of at most 4, fewer where the threads would go short: 9 images
     // on 2 threads in groups of 4, 4 and 1, 5 on 3 threads in 2, 2 and 1.
-    for batch in [2, 5, 9] {
-        let inputs = cnnjit::check::random_input(batch * n_in, batch as u64);
-        let expected: Vec<u32> = inputs
-            .chunks_exact(n_in)
-            .flat_map(|x| bits(&alone.forward(x).unwrap()))
-            .collect();
-        for threads in [1, 2, 3] {
-            let mut model = model(&graph, threads);
-            let mut outputs = vec![f32::NAN; batch * n_out];
-            model.forward_batch(&inputs, &mut outputs).unwrap();
-            assert_eq!(
-                bits(&outputs),
-                expected,
-                "batch {batch} on {threads} threads"
-            );
-        }
-    }
+    batches_are_their_images_alone(&graph, &mut alone, &[2, 5, 9]);
 }
 
 #[test]
