@@ -14,9 +14,14 @@
 //! without a tail) run one after another, each kernel's rows split across
 //! the model's threads as at batch 1, or, where [`across_images`] says so,
 //! shared out among the threads, each running whole images with no
-//! synchronisation between steps ([`exec::run_on`] with no team) in an
-//! arena and working memory of its own (a *lane*; the model's own serves
-//! one thread), a thread taking the next image when it is done.
+//! synchronisation between steps in arenas and working memory of its own (a
+//! *lane*; the model's own serves one thread), a thread taking the next
+//! group of images when it is done. Where those steps' weights outgrow the
+//! outer caches (`group_of`), a group holds up to [`GROUP`] images, each
+//! in an arena of its lane (the model's with arenas beside it), and runs
+//! ([`exec::run_group`]) the steps whose weights outweigh their values step
+//! by step, so their weights are read from memory once per group, and the
+//! others image by image; elsewhere a group is one image.
 //!
 //! Outputs are bitwise those of each image run alone ([`DenseBatch`]'s
 //! module doc: the same chain of FMAs and the same epilogue; a kernel's
@@ -47,9 +52,13 @@ pub struct Batch {
     pub tail: Option<Tail>,
     /// Whether the threads share out a chunk's images ([`across_images`]).
     pub across: bool,
-    /// The arena and working memory of every thread but the caller's,
+    /// The arenas and working memory of every thread but the caller's,
     /// allocated on the first batch that shares out its images.
     lanes: Vec<Mutex<Lane>>,
+    /// The caller's arenas beside the model's, for a group of images.
+    extra: Vec<Arena>,
+    /// Images in a thread's group (`group_of`; 0 as 1).
+    group: usize,
 }
 
 impl Clone for Batch {
@@ -59,15 +68,52 @@ impl Clone for Batch {
             tail: self.tail.clone(),
             across: self.across,
             lanes: Vec::new(),
+            extra: Vec::new(),
+            group: self.group,
         }
     }
 }
 
-/// One thread's memory for whole images.
+/// One thread's memory for a group of whole images: an arena per image.
 #[derive(Debug)]
 struct Lane {
     arena: Arena,
+    extra: Vec<Arena>,
     scratch: Vec<f32>,
+}
+
+/// How many images a thread running whole images runs as a group, step by
+/// step where a step's weights outweigh its values ([`exec::run_group`]),
+/// so such a step reads its weights from memory once per group rather than
+/// once per image, where the model's weights outgrow the outer caches
+/// (`group_of`). Measured on this project's 2-core AVX-512 host (two
+/// threads, batch 32, images/s, interleaved, builds of other jobs paused,
+/// medians of 3 runs): ResNet-50 62.0 / 64.2 / 65.5 at groups of 1 / 4 / 8
+/// (other runs: 62.4 / 66.5 at 1 / 4; 65.5 / 64.1 / 63.2 at 4 / 8 / 16),
+/// VGG16 28.0 / 32.2 at 1 / 4; 4 has most of it for half the memory of 8.
+pub const GROUP: usize = 4;
+
+/// The group for `engine` ([`GROUP`]) where the packed weights of the
+/// steps its threads run per image (before the dense tail at `first`)
+/// outgrow the outer caches, so an image run alone reads them from memory;
+/// else 1, each image's values staying in cache from one step to the next
+/// while the weights come from the outer caches either way (MobileNetV1,
+/// 17 MB: 376 images/s at groups of 1 against 339 at 4, batch 32, two
+/// threads, medians of 5; AlexNet's 9 MB of convolutions: 226 against 224).
+fn group_of(engine: &Engine, first: usize) -> usize {
+    let Some(compiled) = &engine.compiled else {
+        return 1;
+    };
+    let floats: usize = (compiled.steps.iter().take(first))
+        .map(|step| match step {
+            Lowering::Kernel(lowered) => lowered.weights.len(),
+            Lowering::Reference(_) | Lowering::InNext | Lowering::Concat(_) => 0,
+        })
+        .sum();
+    match floats.saturating_mul(4) > cnnjit_codegen::choice::MEASURED.outer_cache_bytes {
+        true => GROUP,
+        false => 1,
+    }
 }
 
 /// Whether a model of `engine` shares a batch's images out among its
@@ -93,22 +139,38 @@ fn threads(engine: &Engine) -> usize {
 impl Batch {
     /// How a model of `engine`, its steps lowered as `lowered`, runs batches.
     pub fn new(engine: &Engine, lowered: &[LoweredStep]) -> Batch {
+        let tail = Tail::new(engine, lowered);
+        let first = tail.as_ref().map_or(lowered.len(), |t| t.tail.first);
         Batch {
-            tail: Tail::new(engine, lowered),
+            group: group_of(engine, first),
+            tail,
             across: across_images(engine),
             lanes: Vec::new(),
+            extra: Vec::new(),
         }
+    }
+
+    /// Images in a thread's group.
+    fn group(&self) -> usize {
+        self.group.max(1)
     }
 
     /// Bytes a batch of `batch` images takes beside the weights: the
     /// model's arena (`arena` bytes), the tail's buffers for a chunk, and,
-    /// where threads share out the images, an arena and working memory
-    /// (`scratch` bytes) per thread but the first.
+    /// where threads share out the images, a group's arenas beside the
+    /// model's (one fewer than its images, `group_of`) and a group's
+    /// arenas and working memory (`scratch` bytes) per thread but the first.
     pub fn bytes(&self, engine: &Engine, (arena, scratch): (u64, u64), batch: usize) -> u64 {
         let per_image = self.tail.as_ref().map_or(0, |t| t.tail.bytes_per_image());
         let bytes = cnnjit_ir::batch::peak_inference_bytes(arena, per_image, batch as u64);
         let lanes = self.lanes_for(engine, batch.min(BATCH_CHUNK as usize)) as u64;
-        bytes.saturating_add(lanes.saturating_mul(arena.saturating_add(scratch)))
+        let group = match lanes {
+            0 => 0,
+            _ => self.group() as u64,
+        };
+        let lane = arena.saturating_mul(group).saturating_add(scratch);
+        let extra = arena.saturating_mul(group.saturating_sub(1));
+        bytes.saturating_add(lanes.saturating_mul(lane).saturating_add(extra))
     }
 
     /// Lanes beside the caller's that a chunk of `images` images runs on.
@@ -122,14 +184,26 @@ impl Batch {
     /// Makes at least `lanes` lanes, taking their memory from `budget`.
     fn reserve_lanes(&mut self, engine: &Engine, lanes: usize, budget: &mut Budget) -> Result<()> {
         let net = &engine.graph.name;
-        while self.lanes.len() < lanes {
-            let arena = Arena::new(engine.plan.arena_bytes, budget, || {
+        let arena = |budget: &mut Budget| {
+            Arena::new(engine.plan.arena_bytes, budget, || {
                 format!("the arena of a batch's thread of net `{net}`")
-            })?;
+            })
+        };
+        let group = self.group();
+        while self.lanes.len() < lanes {
+            let first = arena(budget)?;
+            let extra = (1..group).map(|_| arena(budget)).collect::<Result<_>>()?;
             let scratch = budget.zeroed(engine.scratch_len(), || {
                 format!("the working memory of a batch's thread of net `{net}`")
             })?;
-            self.lanes.push(Mutex::new(Lane { arena, scratch }));
+            self.lanes.push(Mutex::new(Lane {
+                arena: first,
+                extra,
+                scratch,
+            }));
+        }
+        while lanes > 0 && self.extra.len() + 1 < group {
+            self.extra.push(arena(budget)?);
         }
         Ok(())
     }
@@ -224,16 +298,25 @@ pub fn run(
             result => result?,
         }
         let lanes = batch.lanes_for(engine, images).min(batch.lanes.len());
+        let group = match lanes {
+            0 => 1,
+            _ => batch.group().min(batch.extra.len() + 1),
+        };
         let Batch {
-            tail, lanes: all, ..
+            tail,
+            lanes: all,
+            extra,
+            ..
         } = batch;
         let own = Mutex::new(Own {
             arena: &mut *arena,
+            extra: &mut extra[..group - 1],
             scratch: &mut *scratch,
         });
         let lanes = Lanes {
             own: &own,
             others: &all[..lanes],
+            group,
         };
         match tail {
             Some(tail) => {
@@ -242,15 +325,17 @@ pub fn run(
             }
             None => {
                 let rows = Rows::new(y, n_out);
-                each_image(engine, &lanes, x, images, |lane, i, x| {
-                    // SAFETY: each image `i` is run once, by one thread.
-                    let y = unsafe { rows.get(i) };
+                each_group(engine, &lanes, x, images, |lane, i, x| {
+                    // SAFETY: each image is run once, by one thread.
+                    let y = unsafe { rows.get(i, lane.extra.len() + 1) };
                     let Using {
                         arena,
+                        extra,
                         scratch,
                         team,
                     } = lane;
-                    exec::run_on(engine, team, arena, scratch, x, y)
+                    let steps = 0..engine.plan.steps.len();
+                    exec::run_group(engine, team, (arena, extra), scratch, x, Some(y), steps)
                 })?;
             }
         }
@@ -258,31 +343,38 @@ pub fn run(
     Ok(())
 }
 
-/// The caller's arena and working memory, borrowed as a lane.
+/// The caller's arena, its arenas beside it for a group and its working
+/// memory, borrowed as a lane.
 struct Own<'a> {
     arena: &'a mut Arena,
+    extra: &'a mut [Arena],
     scratch: &'a mut [f32],
 }
 
-/// The lanes a chunk runs on: the caller's, then the others'.
+/// The lanes a chunk runs on: the caller's, then the others', and how many
+/// images each runs as a group.
 struct Lanes<'a, 'b> {
     own: &'a Mutex<Own<'b>>,
     others: &'a [Mutex<Lane>],
+    group: usize,
 }
 
-/// What one image runs with: an arena, working memory, and the threads its
-/// kernels split rows across (none where threads run whole images).
+/// What a group of images runs with: an arena per image (the first, then
+/// the others), working memory, and the threads its kernels split rows
+/// across (none where threads run whole images).
 struct Using<'a, 't> {
     arena: &'a mut Arena,
+    extra: &'a mut [Arena],
     scratch: &'a mut [f32],
     team: Option<&'t Team>,
 }
 
-/// Calls `f` once for each of the `images` images of `inputs` (`f(lane,
-/// index, image)`): one after another on the caller's lane with the
-/// model's threads splitting each kernel, or, with other lanes, shared out
-/// among the threads, each image on whichever lane is free.
-fn each_image(
+/// Calls `f` once for each group of images of `inputs` (`f(lane, index of
+/// its first image, its images)`): image by image on the caller's lane with
+/// the model's threads splitting each kernel, or, with other lanes, groups
+/// of `lanes.group` images shared out among the threads, each group on
+/// whichever lane is free.
+fn each_group(
     engine: &Engine,
     lanes: &Lanes<'_, '_>,
     inputs: &[f32],
@@ -293,49 +385,52 @@ fn each_image(
     let team = engine.team.as_deref();
     if lanes.others.is_empty() {
         let mut own = lanes.own.lock().unwrap_or_else(PoisonError::into_inner);
-        let Own { arena, scratch } = &mut *own;
+        let Own { arena, scratch, .. } = &mut *own;
         for (i, x) in inputs.chunks_exact(n_in).enumerate() {
-            f(
-                Using {
-                    arena,
-                    scratch,
-                    team,
-                },
-                i,
-                x,
-            )?;
+            let using = Using {
+                arena,
+                extra: &mut [],
+                scratch,
+                team,
+            };
+            f(using, i, x)?;
         }
         return Ok(());
     }
     let failed: Mutex<Option<Error>> = Mutex::new(None);
-    let image = |i: usize| {
-        let x = &inputs[i * n_in..][..n_in];
+    // No thread is left without a group where the images could go round.
+    let size = lanes.group.min(images.div_ceil(lanes.others.len() + 1));
+    let run = |p: usize| {
+        let (first, end) = (p * size, ((p + 1) * size).min(images));
+        let x = &inputs[first * n_in..end * n_in];
+        let n = end - first;
+        let on = |arena: &mut Arena, extra: &mut [Arena], scratch: &mut [f32]| {
+            let using = Using {
+                arena,
+                extra: &mut extra[..n - 1],
+                scratch,
+                team: None,
+            };
+            f(using, first, x)
+        };
         // At most one call per thread runs at once, and there are as many
         // lanes as threads: one of them is free.
         let result = loop {
             if let Ok(mut own) = lanes.own.try_lock() {
-                let Own { arena, scratch } = &mut *own;
-                break f(
-                    Using {
-                        arena,
-                        scratch,
-                        team: None,
-                    },
-                    i,
-                    x,
-                );
+                let Own {
+                    arena,
+                    extra,
+                    scratch,
+                } = &mut *own;
+                break on(arena, extra, scratch);
             }
             if let Some(mut lane) = lanes.others.iter().find_map(|l| l.try_lock().ok()) {
-                let Lane { arena, scratch } = &mut *lane;
-                break f(
-                    Using {
-                        arena,
-                        scratch,
-                        team: None,
-                    },
-                    i,
-                    x,
-                );
+                let Lane {
+                    arena,
+                    extra,
+                    scratch,
+                } = &mut *lane;
+                break on(arena, extra, scratch);
             }
             std::hint::spin_loop();
         };
@@ -346,9 +441,10 @@ fn each_image(
                 .get_or_insert(e);
         }
     };
+    let groups = images.div_ceil(size);
     match team {
-        Some(team) => team.run(images, image),
-        None => (0..images).for_each(image),
+        Some(team) => team.run(groups, run),
+        None => (0..groups).for_each(run),
     }
     failed
         .into_inner()
@@ -377,15 +473,15 @@ impl Rows {
         }
     }
 
-    /// Row `i` (empty past the buffer's end).
+    /// Rows `i..i + n` (cut at the buffer's end).
     ///
     /// # Safety
-    /// No other reference to row `i` is alive while the result is, and the
-    /// buffer outlives it.
+    /// No other reference to these rows is alive while the result is, and
+    /// the buffer outlives it.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn get(&self, i: usize) -> &mut [f32] {
+    unsafe fn get(&self, i: usize, n: usize) -> &mut [f32] {
         let start = (i * self.row).min(self.len);
-        let len = self.row.min(self.len - start);
+        let len = (n * self.row).min(self.len - start);
         // SAFETY: `start + len <= len` of the buffer; the caller's contract.
         unsafe { std::slice::from_raw_parts_mut(self.start.add(start), len) }
     }
@@ -407,20 +503,34 @@ fn run_chunk(
     } = tail;
     let from_image = shape.input.0 == 0;
     let held = Rows::new(first, shape.buffers[0] as usize);
-    each_image(engine, lanes, inputs, images, |lane, i, x| {
+    each_group(engine, lanes, inputs, images, |lane, i, x| {
         let Using {
             arena,
+            extra,
             scratch,
             team,
         } = lane;
-        exec::run_first(engine, team, &mut *arena, scratch, x, shape.first)?;
+        let steps = 0..shape.first.min(engine.plan.steps.len().saturating_sub(1));
+        exec::run_group(
+            engine,
+            team,
+            (&mut *arena, &mut *extra),
+            scratch,
+            x,
+            None,
+            steps,
+        )?;
         if !from_image {
-            let value = exec::value_of(engine, arena, x, shape.input)?;
-            // SAFETY: each image `i` is run once, by one thread.
-            let row = unsafe { held.get(i) };
-            row.get_mut(..value.len())
-                .ok_or_else(|| broken(engine))?
-                .copy_from_slice(value);
+            let n_in = x.len() / (extra.len() + 1);
+            let arenas = std::iter::once(&*arena).chain(extra.iter());
+            for (g, (arena, x)) in arenas.zip(x.chunks_exact(n_in)).enumerate() {
+                let value = exec::value_of(engine, arena, x, shape.input)?;
+                // SAFETY: each image is run once, by one thread.
+                let row = unsafe { held.get(i + g, 1) };
+                row.get_mut(..value.len())
+                    .ok_or_else(|| broken(engine))?
+                    .copy_from_slice(value);
+            }
         }
         Ok(())
     })?;

@@ -332,27 +332,104 @@ pub fn run_on(
     store_output(engine, arena, input, output)
 }
 
-/// Runs the plan's first `steps` steps (not its last) on one image, leaving
-/// their values in the arena for [`value_of`]: a batch's steps before its dense
-/// tail (`crate::batch`), their kernels' rows split across `team` ([`run_on`]).
-pub fn run_first(
+/// Runs the plan's steps `steps` on a group of images: `inputs` holds them
+/// whole, one after another, one per arena of `arenas` (the first, then the
+/// rest), image `g` in arena `g`; where `steps` reaches the plan's end, its
+/// output goes to the `g`-th of `outputs`' equal parts. A run of steps whose
+/// weights outweigh their values (`weight_bound`) goes step by step, each
+/// step on every image before the next, so its weights come from memory
+/// once for the group and from the cache for its other images; any other
+/// run goes image by image, each image's values staying in cache from one
+/// step to the next. Each image runs the kernels [`run_on`] runs, each
+/// kernel's rows split across `team` (`None`: the calling thread), in its
+/// own order of steps, so its values are bitwise its own run's.
+pub fn run_group(
     engine: &Engine,
     team: Option<&Team>,
-    arena: &mut Arena,
+    arenas: (&mut Arena, &mut [Arena]),
     scratch: &mut [f32],
-    input: &[f32],
-    steps: usize,
+    inputs: &[f32],
+    mut outputs: Option<&mut [f32]>,
+    steps: Range<usize>,
 ) -> Result<()> {
-    let arena = arena.as_mut_slice();
-    let last = engine.plan.steps.len().saturating_sub(1);
-    for (i, step) in engine.plan.steps.iter().enumerate().take(steps.min(last)) {
-        run_step(engine, team, i, step, arena, scratch, input, None)?;
+    let (first, rest) = arenas;
+    let images = 1 + rest.len();
+    let n_in = inputs.len() / images;
+    let n_out = outputs.as_ref().map_or(0, |y| y.len() / images);
+    let end = steps.end.min(engine.plan.steps.len());
+    let mut one = |i: usize, g: usize| {
+        let arena = match g {
+            0 => &mut *first,
+            _ => &mut rest[g - 1],
+        };
+        let x = &inputs[g * n_in..(g + 1) * n_in];
+        let out = outputs
+            .as_deref_mut()
+            .and_then(|y| y.get_mut(g * n_out..(g + 1) * n_out))
+            .and_then(|y| output_of(engine, i, y));
+        run_step(
+            engine,
+            team,
+            i,
+            &engine.plan.steps[i],
+            arena.as_mut_slice(),
+            scratch,
+            x,
+            out,
+        )
+    };
+    let mut i = steps.start;
+    while i < end {
+        let bound = weight_bound(engine, i);
+        let j = (i..end)
+            .find(|&j| weight_bound(engine, j) != bound)
+            .unwrap_or(end);
+        if bound {
+            for step in i..j {
+                for g in 0..images {
+                    one(step, g)?;
+                }
+            }
+        } else {
+            for g in 0..images {
+                for step in i..j {
+                    one(step, g)?;
+                }
+            }
+        }
+        i = j;
+    }
+    if let (Some(y), true) = (outputs, end == engine.plan.steps.len()) {
+        let arenas = std::iter::once(&*first).chain(rest.iter());
+        for ((arena, x), y) in arenas
+            .zip(inputs.chunks_exact(n_in))
+            .zip(y.chunks_exact_mut(n_out))
+        {
+            store_output(engine, arena.as_slice(), x, y)?;
+        }
     }
     Ok(())
 }
 
+/// Whether step `index` reads more weights than values: a compiled kernel
+/// whose packed weights are longer than its output and inputs together
+/// (deep convolutions on small images). [`run_group`] runs such steps step
+/// by step over its images, the others image by image.
+fn weight_bound(engine: &Engine, index: usize) -> bool {
+    #[cfg(feature = "jit")]
+    if let Some(compiled) = &engine.compiled {
+        if let crate::jit::Lowering::Kernel(lowered) = &compiled.steps[index] {
+            let (out, ins) = &engine.ranges[index];
+            let values = out.len() + ins.iter().map(|(_, r)| r.len()).sum::<usize>();
+            return lowered.weights.len() > values;
+        }
+    }
+    let _ = (engine, index);
+    false
+}
+
 /// Value `v` of one image: the input for the plan's first value, else its
-/// elements in the arena (where [`run_first`] left it), or an internal error.
+/// elements in the arena (where [`run_group`] left it), or an internal error.
 pub fn value_of<'a>(
     engine: &Engine,
     arena: &'a Arena,

@@ -570,7 +570,8 @@ impl Model {
     /// (`batch.rs`, with the `jit` feature), that tail's buffers for a chunk of at most
     /// [`cnnjit_ir::batch::BATCH_CHUNK`] images (with the arena, the
     /// macro's `peak_inference_bytes(batch)`); and where its threads run
-    /// whole images, an arena and working memory for each thread but one.
+    /// whole images in groups (`batch.rs`'s `GROUP`), the arenas of the
+    /// groups beside the model's and working memory for each thread but one.
     pub fn batch_bytes(&self, batch: usize) -> u64 {
         #[cfg(feature = "jit")]
         return self.batch.bytes(

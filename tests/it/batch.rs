@@ -61,27 +61,67 @@ fn a_batch_gives_each_image_its_own_output_bitwise_on_any_threads() {
             "{}",
             graph.name
         );
-        let (n_in, n_out) = (alone.input_len(), alone.output_len());
         // 33 and 70 images run in chunks of 32 and a rest.
-        for batch in [2, 7, 33, 70] {
-            let inputs = cnnjit::check::random_input(batch * n_in, batch as u64);
-            let expected: Vec<u32> = inputs
-                .chunks_exact(n_in)
-                .flat_map(|x| bits(&alone.forward(x).unwrap()))
-                .collect();
-            for threads in [1, 2, 3] {
-                let mut model = model(&graph, threads);
-                let mut outputs = vec![f32::NAN; batch * n_out];
-                model.forward_batch(&inputs, &mut outputs).unwrap();
-                assert_eq!(
-                    bits(&outputs),
-                    expected,
-                    "{} at batch {batch} on {threads} threads",
-                    graph.name
-                );
-            }
+        batches_are_their_images_alone(&graph, &mut alone, &[2, 7, 33, 70]);
+    }
+}
+
+/// Asserts that `graph`'s batches of each size in `batches` give, on 1, 2
+/// and 3 threads, bitwise the outputs `alone` gives each image.
+fn batches_are_their_images_alone(graph: &Graph, alone: &mut Model, batches: &[usize]) {
+    let (n_in, n_out) = (alone.input_len(), alone.output_len());
+    for &batch in batches {
+        let inputs = cnnjit::check::random_input(batch * n_in, batch as u64);
+        let expected: Vec<u32> = inputs
+            .chunks_exact(n_in)
+            .flat_map(|x| bits(&alone.forward(x).unwrap()))
+            .collect();
+        for threads in [1, 2, 3] {
+            let mut model = model(graph, threads);
+            let mut outputs = vec![f32::NAN; batch * n_out];
+            model.forward_batch(&inputs, &mut outputs).unwrap();
+            assert_eq!(
+                bits(&outputs),
+                expected,
+                "{} at batch {batch} on {threads} threads",
+                graph.name
+            );
         }
     }
+}
+
+/// A net with no dense tail, so each thread writes its images' outputs, and
+/// 40 MB of packed weights, more than the outer caches hold, so a thread
+/// runs its images in groups (`runtime::batch::GROUP`, 4): the first conv
+/// and the pool image by image (1,728 weights against 432 + 9,216 values),
+/// the three convs after them step by step (conv(1024, 3x3) on 6x6x64:
+/// 589,824 weights against 2,304 + 16,384 values; on 4x4x1024: 9,437,184,
+/// 37.7 MB; conv(16, 1x1): 16,384 against 4,096 + 64) (`exec::run_group`).
+const GROUPS: &str = "
+    Groups(12x12x3) {
+        conv(64, 3x3, pad = 1), relu, maxpool(2x2),
+        conv(1024, 3x3), relu, conv(1024, 3x3), relu, conv(16, 1x1),
+    }
+";
+
+#[test]
+fn images_run_in_groups_give_each_its_own_output_bitwise_on_any_threads() {
+    let graph = cnnjit::lang::compile_source(GROUPS)
+        .unwrap()
+        .remove(0)
+        .graph;
+    let mut alone = model(&graph, 1);
+    // On two threads a batch of 8 takes eight arenas: the model's, 3 beside
+    // it and the other thread's 4, where one image a group would take two.
+    let two = model(&graph, 2);
+    assert!(
+        two.batch_bytes(8) >= 8 * two.arena_bytes(),
+        "{}",
+        two.batch_bytes(8)
+    );
+    // Groups of at most 4, fewer where the threads would go short: 9 images
+    // on 2 threads in groups of 4, 4 and 1, 5 on 3 threads in 2, 2 and 1.
+    batches_are_their_images_alone(&graph, &mut alone, &[2, 5, 9]);
 }
 
 #[test]
