@@ -1021,8 +1021,36 @@ fn tile(l: &Layout, b: &mut FunctionBuilder, t: &Tile, ky: (usize, usize), kx: (
     }
 }
 
-/// The tile by a call to the native micro-kernel, one [`Tap`] per kernel tap
-/// of the class: its fused form where there is one, which stores the
+/// The native tile's taps for the kernel rows `ky` and columns `kx` of a
+/// class, and the depth of each: one [`Tap`] per kernel tap, or, where a
+/// kernel row's taps read adjacent input pixels whose channels are all the
+/// group's (one group, undilated columns), one tap per kernel row whose
+/// depth runs over its columns' channels in turn. The packing is
+/// `[ky][kx][ci][width]` and the input HWC, so both walk the same `A` and
+/// `B` elements in the same order: each output is the same chain of
+/// multiply-adds, with fewer, longer taps (the 7x7 stem's 3-channel taps were
+/// three steps of the tile's depth loop each).
+fn native_taps(l: &Layout, ky: (usize, usize), kx: (usize, usize)) -> (Vec<Tap>, usize) {
+    let spec = l.spec;
+    let (c, cg) = (spec.input[2], spec.in_per_group());
+    let tap = |y: usize, x: usize| Tap {
+        a: (y * spec.dilation[0]) as i64 * l.in_row
+            + ((x * spec.dilation[1]) as i64 - spec.pad[1] as i64) * c as i64 * 4,
+        b: ((y * spec.kernel[1] + x) * cg * native::WIDTH * 4) as i64,
+    };
+    if cg == c && spec.dilation[1] == 1 {
+        let taps = (ky.0..ky.1).map(|y| tap(y, kx.0)).collect();
+        return (taps, (kx.1 - kx.0) * cg);
+    }
+    let taps = (ky.0..ky.1)
+        .flat_map(|y| (kx.0..kx.1).map(move |x| (y, x)))
+        .map(|(y, x)| tap(y, x))
+        .collect();
+    (taps, cg)
+}
+
+/// The tile by a call to the native micro-kernel, with the class's
+/// [`native_taps`]: its fused form where there is one, which stores the
 /// outputs itself (no accumulators returned), else the slot loaded for the
 /// generated epilogue:
 /// for a tile down a column, in a loop over its pixels (no accumulators
@@ -1035,17 +1063,8 @@ fn native_tile(
     ky: (usize, usize),
     kx: (usize, usize),
 ) -> Option<Vec<Vec<Value>>> {
-    let spec = l.spec;
-    let (c, cg) = (spec.input[2] as i64, spec.in_per_group());
     let ptr = b.func.dfg.value_type(t.input);
-    let taps: Vec<Tap> = (ky.0..ky.1)
-        .flat_map(|y| (kx.0..kx.1).map(move |x| (y, x)))
-        .map(|(y, x)| Tap {
-            a: (y * spec.dilation[0]) as i64 * l.in_row
-                + ((x * spec.dilation[1]) as i64 - spec.pad[1] as i64) * c * 4,
-            b: ((y * spec.kernel[1] + x) * cg * native::WIDTH * 4) as i64,
-        })
-        .collect();
+    let (taps, depth) = native_taps(l, ky, kx);
     for (i, tap) in taps.iter().enumerate() {
         let at = (i * size_of::<Tap>()) as i32;
         let a = int(b, tap.a);
@@ -1056,7 +1075,7 @@ fn native_tile(
     let a_stride = int(b, t.steps.input);
     let taps_at = b.ins().stack_addr(ptr, native.taps, 0);
     let count = int(b, taps.len() as i64);
-    let depth = int(b, cg as i64);
+    let depth = int(b, depth as i64);
     let wide = t.lanes > native::WIDTH;
     if let Some(fused) = &native.fused {
         let sink = fused.sink;

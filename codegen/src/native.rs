@@ -34,7 +34,10 @@
 //! zero-padded by the packer); the tile is written whole to `c` (`R x 16`
 //! floats, row-major), overwriting it. A tap is one K-step group with its
 //! own offsets into `A` and `B`: a convolution passes one per kernel tap
-//! that falls inside the input, a plain GEMM one tap `{a: 0, b: 0}`. `a` may
+//! that falls inside the input, or one per kernel row whose depth runs over
+//! that row's taps' channels where they are adjacent in memory (an
+//! ungrouped conv with undilated columns, `conv::native_taps`), a plain
+//! GEMM one tap `{a: 0, b: 0}`. `a` may
 //! point outside `A`'s buffer as long as every address above lands inside
 //! it: offsets are applied with wrapping arithmetic and only the final
 //! addresses are read.

@@ -10,7 +10,10 @@
 //! (`conv::down_columns`), with tiles of every row count, pairs of blocks
 //! (AVX-512's wide tile) and partial blocks; some are strided, and larger
 //! images under few channels have rows that are output rows, which the
-//! kernel is called on in two parts, as threads split them.
+//! kernel is called on in two parts, as threads split them. Ungrouped
+//! convolutions with undilated columns take one tap per kernel row, its
+//! depth running over the row's columns (`conv::native_taps`); grouped or
+//! dilated ones, one tap per kernel tap: both are drawn.
 
 use crate::{call_rows, Buffers};
 use cnnjit_codegen::conv::ConvSpec;
@@ -19,27 +22,29 @@ use cnnjit_codegen::{Epilogue, Jit, Kernel};
 use cnnjit_ir::Activation;
 use proptest::prelude::*;
 
-/// A padded conv (without its ISA): input `[h, w, c]`, `k` outputs.
+/// A padded conv (without its ISA): input `[h, w, c]`, `k` outputs, in 1
+/// or 2 groups, dilated by 1 or 2.
 fn spec() -> impl Strategy<Value = ConvSpec> {
     (
         (1usize..40, 1usize..24, 1usize..6, 1usize..72),
         prop_oneof![Just(3usize), Just(5)],
-        1usize..3,
+        (1usize..3, 1usize..3, 1usize..3),
         any::<bool>(),
     )
         .prop_filter_map(
             "the padded input holds the kernel",
-            |((h, w, c, k), f, s, fused)| {
+            |((h, w, c, k), f, (s, d, groups), fused)| {
                 let pad = f / 2;
-                let out = |n: usize| (n + 2 * pad).checked_sub(f).map(|d| d / s + 1);
+                let span = d * (f - 1) + 1;
+                let out = |n: usize| (n + 2 * pad).checked_sub(span).map(|n| n / s + 1);
                 Some(ConvSpec {
-                    input: [h, w, c],
-                    output: [out(h)?, out(w)?, k],
+                    input: [h, w, c * groups],
+                    output: [out(h)?, out(w)?, k * groups],
                     kernel: [f; 2],
                     stride: [s; 2],
-                    dilation: [1, 1],
+                    dilation: [d; 2],
                     pad: [pad; 2],
-                    groups: 1,
+                    groups,
                     epilogue: if fused {
                         vec![Epilogue::Add, Epilogue::Act(Activation::Relu)]
                     } else {
@@ -66,7 +71,7 @@ fn case() -> impl Strategy<Value = Case> {
     spec().prop_flat_map(|spec| {
         let [h, w, c] = spec.input;
         let [ho, wo, k] = spec.output;
-        let weights = k * c * spec.kernel[0] * spec.kernel[1];
+        let weights = k * c / spec.groups * spec.kernel[0] * spec.kernel[1];
         let buffers =
             [h * w * c, weights, k, ho * wo * k].map(|n| prop::collection::vec(value(), n));
         (Just(spec), buffers)
@@ -78,14 +83,16 @@ fn chain(spec: &ConvSpec, [input, weight, bias, extra]: &[Vec<f32>; 4]) -> Vec<f
     let [h, w, c] = spec.input;
     let [ho, wo, k] = spec.output;
     let [fh, fw] = spec.kernel;
+    let (cg, kg) = (c / spec.groups, k / spec.groups);
     let inside = |o: usize, t: usize, axis: usize, n: usize| {
-        let i = (o * spec.stride[axis] + t) as i64 - spec.pad[axis] as i64;
+        let i = (o * spec.stride[axis] + t * spec.dilation[axis]) as i64 - spec.pad[axis] as i64;
         (0..n as i64).contains(&i).then_some(i as usize)
     };
     let mut out = vec![0.0; ho * wo * k];
     for oy in 0..ho {
         for ox in 0..wo {
             for co in 0..k {
+                let first = co / kg * cg;
                 let mut sum = 0.0f32;
                 for ky in 0..fh {
                     let Some(iy) = inside(oy, ky, 0, h) else {
@@ -95,9 +102,9 @@ fn chain(spec: &ConvSpec, [input, weight, bias, extra]: &[Vec<f32>; 4]) -> Vec<f
                         let Some(ix) = inside(ox, kx, 1, w) else {
                             continue;
                         };
-                        for ci in 0..c {
-                            let x = input[(iy * w + ix) * c + ci];
-                            let wt = weight[((co * c + ci) * fh + ky) * fw + kx];
+                        for ci in 0..cg {
+                            let x = input[(iy * w + ix) * c + first + ci];
+                            let wt = weight[((co * cg + ci) * fh + ky) * fw + kx];
                             sum = x.mul_add(wt, sum);
                         }
                     }
@@ -125,9 +132,11 @@ fn run(spec: &ConvSpec, [input, weight, bias, extra]: &[Vec<f32>; 4], split: usi
     let id = jit.compile(&kernel).expect("the kernel compiles");
     let program = jit.finish().expect("the program links");
     let weights = kernel.pack_weights(weight, None);
-    // The bias, packed per block of output channels (zero past `K`).
+    // The bias, packed per group and block of output channels (zero past
+    // each group's channels), a layout `packing.rs` checks.
     let mut params = vec![0.0; lengths.params];
-    params[..bias.len()].copy_from_slice(bias);
+    let bias = spec.pack_vector(bias);
+    params[..bias.len()].copy_from_slice(&bias);
     let mut output = vec![f32::NAN; lengths.output];
     let mut scratch = vec![0.0; lengths.scratch];
     let split = split.min(lengths.rows);
