@@ -149,7 +149,11 @@ pub enum Use {
     /// against `Never`: MobileNetV1 9.8 to 9.4-9.6 ms, MobileNetV2 6.3-6.5 to
     /// 6.0-6.3, GoogLeNet 24.2-24.7 to 23.1-24.0; but AlexNet's 13x13 3x3
     /// convs 1.58-1.69, 2.48-2.54, 1.66-1.73 ms to 2.20-2.35, 3.25-3.34,
-    /// 2.18-2.24 and VGG16 1% slower with every conv fused.
+    /// 2.18-2.24 and VGG16 1% slower with every conv fused. Also a kernel
+    /// whose reduction is short ([`SHORT_REDUCTION`]): the 3x3 stem over 3
+    /// channels (27 terms) spends as long on the slot's round trip as on
+    /// its FMAs; fused, MobileNetV2's 224x224x3 stem went 0.166-0.194 to
+    /// 0.128-0.133 ms on one thread (AMD EPYC Zen 5, AVX-512, interleaved).
     #[default]
     ByKernel,
     /// The fused tiles wherever the host has them.
@@ -158,10 +162,17 @@ pub enum Use {
     Never,
 }
 
+/// The longest reduction (taps x input channels per group) whose tiles
+/// [`Use::ByKernel`] fuses whatever their kernel: the 3x3 stems over RGB
+/// (27 terms), not AlexNet's 3x3 convs (2304 and up), which measured
+/// slower fused.
+pub const SHORT_REDUCTION: usize = 64;
+
 impl Use {
-    /// Whether a native tile of a `kernel`-sized convolution with `steps`
-    /// gets the fused epilogue.
-    pub fn native(self, kernel: [usize; 2], steps: &[Epilogue]) -> bool {
+    /// Whether a native tile of a `kernel`-sized convolution summing over
+    /// `depth` input channels per group, with `steps`, gets the fused
+    /// epilogue.
+    pub fn native(self, kernel: [usize; 2], depth: usize, steps: &[Epilogue]) -> bool {
         let transcendental = |step: &Epilogue| {
             matches!(
                 step,
@@ -169,7 +180,11 @@ impl Use {
             )
         };
         match self {
-            Use::ByKernel => kernel == [1, 1] || steps.iter().any(transcendental),
+            Use::ByKernel => {
+                kernel == [1, 1]
+                    || kernel[0] * kernel[1] * depth <= SHORT_REDUCTION
+                    || steps.iter().any(transcendental)
+            }
             Use::Always => true,
             Use::Never => false,
         }
@@ -871,6 +886,24 @@ mod tests {
 
     /// Marks elements an epilogue must not write.
     const UNTOUCHED: u32 = 0x7fc0_dead;
+
+    #[test]
+    fn by_kernel_fuses_1x1_short_reductions_and_transcendentals_only() {
+        let relu = [Epilogue::Act(Activation::Relu)];
+        let swish = [Epilogue::Act(Activation::Swish)];
+        let by_kernel = Use::ByKernel;
+        // A 3x3 stem over RGB sums 9 x 3 = 27 terms, a 5x5 over 2 channels 50.
+        assert!(by_kernel.native([3, 3], 3, &relu));
+        assert!(by_kernel.native([5, 5], 2, &relu));
+        // 3x3 over 8 channels is 72 terms, AlexNet's 3x3 over 256 is 2304.
+        assert!(!by_kernel.native([3, 3], 8, &relu));
+        assert!(!by_kernel.native([3, 3], 256, &relu));
+        assert!(!by_kernel.native([7, 7], 3, &[]));
+        assert!(by_kernel.native([1, 1], 1024, &relu));
+        assert!(by_kernel.native([3, 3], 256, &swish));
+        assert!(Use::Always.native([3, 3], 256, &relu));
+        assert!(!Use::Never.native([3, 3], 3, &swish));
+    }
 
     /// One call's operands, in floats: `rows x columns` of a tile
     /// `tile_stride` apart, outputs (and the shortcut) `pixel` apart.

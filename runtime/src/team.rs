@@ -19,6 +19,10 @@
 //!   advanced by compare-and-swap), and the caller starts the next
 //!   generation only after every claimed part has finished, so a helper
 //!   that read a stale job pointer fails its claim and never calls it.
+//! - The caller runs part 0 itself; helpers claim parts from 1 on. A split
+//!   into one part a thread therefore puts the same share of every step's
+//!   rows on the same thread (on two threads: the caller the first half),
+//!   so a step reads mostly what its own core wrote (`jit::parts`).
 //! - One job at a time: a `run` that finds the team busy (a clone of a
 //!   model on another thread, or a part that runs a team) runs its parts
 //!   on the calling thread.
@@ -38,7 +42,7 @@ use std::time::{Duration, Instant};
 pub const SPIN: Duration = Duration::from_millis(1);
 
 /// The most parts one [`Team::run`] splits among threads; more run on the
-/// calling thread alone (a split gives each thread four parts).
+/// calling thread alone (a split gives each thread one part).
 pub const MAX_PARTS: usize = u16::MAX as usize;
 
 /// The calling thread and `threads - 1` spinning helpers.
@@ -123,7 +127,8 @@ impl Team {
 
     /// Calls `f(p)` once for every `p` in `0..parts`, spread over the team,
     /// and returns when all have returned. A panic in a part is raised
-    /// again here, after every part has finished.
+    /// again here, after every part has finished. Part 0 runs on the
+    /// calling thread (unless the team is busy, all of them do).
     pub fn run<F: Fn(usize) + Sync>(&self, parts: usize, f: F) {
         let alone = parts <= 1 || parts > MAX_PARTS || self.helpers.is_empty();
         if alone || self.busy.swap(true, Ordering::Acquire) {
@@ -145,13 +150,17 @@ impl Team {
         // SeqCst, with the helper's increment of `sleepers` before its last
         // look at `claim`: one of the two sees the other's write, so a
         // parking helper is never left asleep with a job waiting.
-        shared
-            .claim
-            .store(generation << 32 | (parts as u64) << 16, Ordering::SeqCst);
+        shared.claim.store(
+            generation << 32 | (parts as u64) << 16 | 1,
+            Ordering::SeqCst,
+        );
         if shared.sleepers.load(Ordering::SeqCst) > 0 {
             let _lock = shared.lock.lock().unwrap_or_else(|e| e.into_inner());
             shared.wake.notify_all();
         }
+        // SAFETY: part 0 was never offered to a helper (the claim word
+        // starts at part 1), and `job` lives until every part is done.
+        unsafe { run_part(shared, &job, 0) };
         work(shared, generation);
         let mut spins = 0u32;
         while shared.done.load(Ordering::Acquire) < parts {
@@ -218,15 +227,25 @@ fn work(shared: &Shared, generation_seen: u64) {
         // pointer (it was stored before the claim word that started the
         // generation, and the next generation's is stored only after every
         // part, ours included, is done).
-        let ran = catch_unwind(AssertUnwindSafe(|| unsafe {
-            let job = &*job;
-            (job.call)(job.data, next(claim));
-        }));
-        if ran.is_err() {
-            shared.panicked.store(true, Ordering::Relaxed);
-        }
-        shared.done.fetch_add(1, Ordering::Release);
+        unsafe { run_part(shared, job, next(claim)) };
     }
+}
+
+/// Runs `part` of `job`, noting a panic, and counts it done.
+///
+/// # Safety
+/// `job` points to the current generation's live `Job`, and `part` is this
+/// thread's alone (claimed, or part 0 on the caller).
+unsafe fn run_part(shared: &Shared, job: *const Job, part: usize) {
+    // SAFETY: by the caller's contract.
+    let ran = catch_unwind(AssertUnwindSafe(|| unsafe {
+        let job = &*job;
+        (job.call)(job.data, part);
+    }));
+    if ran.is_err() {
+        shared.panicked.store(true, Ordering::Relaxed);
+    }
+    shared.done.fetch_add(1, Ordering::Release);
 }
 
 /// A helper: waits for a new generation (spinning for [`SPIN`], then
@@ -304,6 +323,21 @@ mod tests {
                     "{threads} threads, {parts} parts"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_caller_runs_part_zero() {
+        let team = Team::new(2).expect("threads start");
+        let caller = std::thread::current().id();
+        for parts in 2..40 {
+            let first = std::sync::Mutex::new(None);
+            team.run(parts, |p| {
+                if p == 0 {
+                    *first.lock().unwrap() = Some(std::thread::current().id());
+                }
+            });
+            assert_eq!(first.into_inner().unwrap(), Some(caller), "{parts} parts");
         }
     }
 
