@@ -463,3 +463,20 @@ fn bench_runs_the_isa_asked_for() {
         assert_eq!(value["native_tile"], false, "{flags:?}");
     }
 }
+
+/// `cnnjit summary NET | head -1` closes the pipe before the summary is
+/// written: the binary stops quietly, as Unix tools do, rather than
+/// panicking in `print!` (it did).
+#[test]
+fn a_closed_stdout_is_no_panic() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_cnnjit"))
+        .args(["summary", &nets("vgg16.cnn")])
+        .stdout(writer)
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+}

@@ -10,6 +10,7 @@ use cnnjit::ir::{cost, dot, summary::Summary};
 use cnnjit::lang::{dsl::diagnostic, CompiledNet};
 use cnnjit::npy;
 use cnnjit::runtime::memory::Budget;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -1140,8 +1141,19 @@ fn main() -> ExitCode {
     }
     match run(Cli::parse()) {
         Ok(out) => {
-            print!("{out}");
-            ExitCode::SUCCESS
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(out.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                // A reader that stopped reading (`cnnjit summary ... | head`)
+                // took what it wanted: not a failure, and never a panic.
+                Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("cnnjit: cannot write the output: {err}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
+            }
         }
         Err(err) => {
             eprint!("{err}");
