@@ -32,26 +32,15 @@ impl Labels {
 
     /// Reads the labels file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Labels, Error> {
-        use std::io::Read;
         let path = path.as_ref();
         let origin = path.display().to_string();
-        let io = |source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .map_err(io)?
-            .take(MAX_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
-        if bytes.len() as u64 > MAX_BYTES {
+        let Some(bytes) = super::read_at_most(path, MAX_BYTES)? else {
             return Err(Error::Labels {
                 origin,
                 line: 0,
                 reason: format!("larger than {} MiB: not a labels file?", MAX_BYTES >> 20),
             });
-        }
+        };
         let text = std::str::from_utf8(&bytes).map_err(|e| Error::Labels {
             line: 1 + bytes[..e.valid_up_to()]
                 .iter()

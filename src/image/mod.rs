@@ -206,26 +206,33 @@ pub type RgbImage = ::image::RgbImage;
 /// Decodes the JPEG or PNG file at `path` into 8-bit RGB (see the [module
 /// docs](self) for the conversions and the checks).
 pub fn open(path: impl AsRef<Path>, limits: &Limits) -> Result<RgbImage, Error> {
-    use std::io::Read;
     let path = path.as_ref();
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
     // A compressed file is smaller than its pixels: read at most the limit.
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .map_err(io)?
-        .take(limits.max_alloc.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    if bytes.len() as u64 > limits.max_alloc {
+    let Some(bytes) = read_at_most(path, limits.max_alloc)? else {
         return Err(Error::Decode {
             path: path.to_path_buf(),
             reason: format!("the file is larger than the limit of {limits}"),
         });
-    }
+    };
     decode(&bytes, path, limits)
+}
+
+/// The file at `path` whole, or `None` if it holds more than `max` bytes:
+/// at most `max + 1` bytes are read, so a huge file (or a device that never
+/// ends) is never read whole.
+fn read_at_most(path: &Path, max: u64) -> Result<Option<Vec<u8>>, Error> {
+    use std::io::Read;
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
 /// Decodes a JPEG or PNG image held in memory; `origin` names it in errors.

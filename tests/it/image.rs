@@ -4,7 +4,9 @@
 //! digits demo classifying a PNG.
 #![cfg(feature = "image")]
 
-use cnnjit::image::{self, check_input, Channels, Error, Labels, Limits, Preprocess, RgbImage};
+use cnnjit::image::{
+    self, check_input, Channels, Error, Labels, Limits, Preprocess, RgbImage, MAX_LABELS_BYTES,
+};
 use cnnjit::npy;
 use std::path::{Path, PathBuf};
 
@@ -307,6 +309,23 @@ fn image_decompression_bombs_are_refused_before_decoding() {
         .map(|_| ())
         .unwrap_err();
     assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    // 2,000 bytes: the file itself (2,187) is over the limit, refused
+    // before it is decoded.
+    let e = image::open(
+        fixture("grey.png"),
+        &Limits {
+            max_alloc: 2000,
+            ..Limits::default()
+        },
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::Decode { .. })
+            && e.to_string().contains("grey.png")
+            && e.to_string().contains("larger than the limit"),
+        "{e}"
+    );
     // The default limit admits Pillow's MAX_IMAGE_PIXELS of RGB, no more.
     assert_eq!(Limits::default().max_alloc / 3, 89_478_485);
 }
@@ -418,6 +437,14 @@ fn image_labels_files_parse_or_say_which_line_is_wrong() {
     );
     let e = Labels::open(dir.join("missing.txt")).unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e}");
+    // One byte over the limit: refused by its size, not read as names.
+    let huge = dir.join("huge.txt");
+    std::fs::write(&huge, vec![b'a'; MAX_LABELS_BYTES as usize + 1]).unwrap();
+    let e = Labels::open(&huge).unwrap_err();
+    assert!(
+        matches!(e, Error::Labels { line: 0, .. }) && e.to_string().contains("not a labels file"),
+        "{e}"
+    );
 }
 
 /// LeNet-5 of the digits demo, with its trained weights.
