@@ -4,28 +4,10 @@
 //! one-line error naming the file, exit status 1, no panic.
 #![cfg(feature = "cli")]
 
+use crate::cli_run::{assert_fails, run as cnnjit, Output};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
-
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn cnnjit(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_cnnjit"))
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
 
 fn dir(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli_image_{test}"));
@@ -45,21 +27,6 @@ fn lenet(extra: &[&str]) -> Output {
     let mut args = vec!["run", &net, "--weights", &weights];
     args.extend_from_slice(extra);
     cnnjit(&args)
-}
-
-fn assert_fails(out: &Output, needles: &[&str]) {
-    assert_eq!(out.code, Some(1), "stderr: {}", out.stderr);
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
-    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
-    for needle in needles {
-        assert!(
-            out.stderr.contains(needle),
-            "`{needle}` is not in: {}",
-            out.stderr
-        );
-    }
-    assert!(out.stdout.is_empty(), "{}", out.stdout);
 }
 
 /// The probability printed first for `image`, and the name after it.

@@ -90,13 +90,15 @@ impl Fixture {
     }
 }
 
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+/// What the binary did: exit status and both streams as text.
+pub(crate) struct Output {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
-fn run(args: &[String]) -> Output {
+/// Runs the binary with `args`.
+pub(crate) fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_cnnjit"))
         .args(args)
         .output()
@@ -108,8 +110,9 @@ fn run(args: &[String]) -> Output {
     }
 }
 
-/// Asserts a failure: exit status 1, one line on stderr holding every one of `needles`.
-fn assert_fails(out: &Output, needles: &[&str]) {
+/// Asserts a failure: exit status 1, one line on stderr holding every one
+/// of `needles`, no panic, nothing on stdout.
+pub(crate) fn assert_fails(out: &Output, needles: &[&str]) {
     assert_eq!(out.code, Some(1), "stderr: {}", out.stderr);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
