@@ -18,8 +18,8 @@
 //! one call of the wide tile ([`native::WIDE_ROWS`] pixels by 32 channels,
 //! [`Isa::wide_tiles`]), an odd last block the 16-column one. Where
 //! `native_epilogue::Use` says (by default a 1x1 kernel, a short reduction
-//! such as a stem's over RGB, or a transcendental activation) each tile is called in its fused form
-//! ([`Isa::fused_tiles`]): the native epilogue of the same ISA
+//! such as a stem's over RGB, or a transcendental activation) each tile is
+//! called in its fused form ([`Isa::fused_tiles`]): the native epilogue of the same ISA
 //! ([`super::native_epilogue`]) applies the fused epilogue to the sums in
 //! registers and stores the outputs, with no slot in between; elsewhere the
 //! tile writes the slot and the generated epilogue reads it. Weights are packed per
@@ -523,8 +523,8 @@ impl Native {
         let fused = spec
             .native
             .filter(|_| {
-                let depth = spec.input[2] / spec.groups;
-                a.native_epilogue.native(spec.kernel, depth, &spec.epilogue)
+                a.native_epilogue
+                    .native(spec.kernel, spec.in_per_group(), &spec.epilogue)
             })
             .and_then(|isa| Fused::new(spec, b, ptr, isa, vector));
         Native {
