@@ -1251,12 +1251,7 @@ impl Mapper<'_> {
         if (first, end) == (0, dims[1]) {
             return Ok(self.absorb(x));
         }
-        let fit = |n: usize| u32::try_from(n).map_err(|_| node_error(node, "too many channels"));
-        let op = Op::Slice {
-            first: fit(first)?,
-            count: fit(end - first)?,
-        };
-        self.push(node, op, vec![x], vec![])
+        self.push(node, slice_op(node, first, end - first)?, vec![x], vec![])
     }
 
     /// `Split` along the channels: one `slice` per output that is read.
@@ -1305,13 +1300,7 @@ impl Mapper<'_> {
         for (name, count) in node.output.iter().zip(sizes) {
             let reads = self.uses.get(name.as_str()).copied().unwrap_or(0);
             if !name.is_empty() && reads > 0 {
-                let fit =
-                    |n: usize| u32::try_from(n).map_err(|_| node_error(node, "too many channels"));
-                let op = Op::Slice {
-                    first: fit(first)?,
-                    count: fit(count)?,
-                };
-                let value = self.push(node, op, vec![x], vec![])?;
+                let value = self.push(node, slice_op(node, first, count)?, vec![x], vec![])?;
                 if let Value::Layer(id) = value {
                     self.reads[id] += reads;
                 }
@@ -1493,6 +1482,16 @@ fn grouped_error(node: &NodeProto, i: usize) -> Error {
         node,
         format!("input {i} is a channel shuffle's Reshape to [N, G, C/G, H, W] or its Transpose, which cnnjit reads only as steps of shuffle(G): Reshape, Transpose(perm = [0, 2, 1, 3, 4]), Reshape back to [N, C, H, W]"),
     )
+}
+
+/// `slice(first, count)` of `node`'s channels, each a `u32` as the layer
+/// holds it.
+fn slice_op(node: &NodeProto, first: usize, count: usize) -> Result<Op> {
+    let fit = |n: usize| u32::try_from(n).map_err(|_| node_error(node, "too many channels"));
+    Ok(Op::Slice {
+        first: fit(first)?,
+        count: fit(count)?,
+    })
 }
 
 /// The groups `G` if reshaping `from` to `to` views a volume's channels as
