@@ -102,7 +102,14 @@ def classify(folder, net, weights, labels=None, workers=2, threads=1, batch_size
     needs CPUs beyond the `workers * threads` the workers hold, for reading."""
     import ray
 
-    images = ray.data.read_images(folder, include_paths=True)
+    return classify_images(
+        ray.data.read_images(folder, include_paths=True), net, weights, labels, workers, threads, batch_size
+    )
+
+
+def classify_images(images, net, weights, labels=None, workers=2, threads=1, batch_size=16):
+    """`classify` on a dataset of images already read (columns `image` and
+    `path`, as `read_images(..., include_paths=True)` gives them)."""
     return images.map_batches(
         Classifier,
         fn_constructor_kwargs={"net": net, "weights": weights, "labels": labels, "threads": threads},

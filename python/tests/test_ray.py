@@ -66,8 +66,16 @@ def test_two_ray_workers_give_the_single_process_results(folder):
         include_dashboard=False,
         runtime_env={"env_vars": {"PYTHONPATH": EXAMPLES}},
     )
+    # Both workers up before the first batch, and all six batches read
+    # before any is classified: each takes microseconds, so batches that
+    # trickle in from the reading tasks would all go to whichever worker is
+    # free first, the same one each time.
+    ray.data.DataContext.get_current().wait_for_min_actors_s = 120
     try:
-        rows = example.classify(str(folder), str(LENET), weights, workers=2, batch_size=16).take_all()
+        images = ray.data.read_images(str(folder), include_paths=True, override_num_blocks=N // 16)
+        rows = example.classify_images(
+            images.materialize(), str(LENET), weights, workers=2, batch_size=16
+        ).take_all()
     finally:
         ray.shutdown()
 
