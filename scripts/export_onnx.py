@@ -13,7 +13,11 @@ The first form writes, to tests/fixtures/onnx/, for each fixture NAME:
                         convs, exporter constant folding off so the Shape /
                         Gather / Concat chains of `x.view(x.size(0), -1)` stay);
   NAME.io.safetensors   `input` [2, C, H, W] (ONNX's NCHW) and `output`, what
-                        ONNX Runtime computes for it.
+                        ONNX Runtime computes for it;
+
+and torch_params.json, each fixture's parameter count as torch counts it
+and its batch norm channels. Fixtures named *_dynamo are exported with the
+default (dynamo) exporter at opset 18 instead, as users' models are.
 
 Weights are seeded random (no download), batch norm statistics included, so
 every fixture is deterministic. Python is never needed to build or test the
@@ -36,7 +40,9 @@ import torch
 import torch.nn as nn
 import torchvision
 from safetensors.numpy import save_file
-from torchvision.models.resnet import BasicBlock
+from torchvision.models.inception import BasicConv2d
+from torchvision.models.regnet import BlockParams
+from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import SqueezeExcitation
 
 SEED = 20261130
@@ -151,11 +157,91 @@ def shufflenet_small():
     return torchvision.models.ShuffleNetV2([2, 1, 1], [8, 16, 24, 32, 64], num_classes=10)
 
 
+def densenet_small():
+    """torchvision's DenseNet at reduced width and depth: dense blocks, where
+    each layer reads the concatenation of every earlier one, and transitions."""
+    return torchvision.models.DenseNet(
+        growth_rate=4, block_config=(3, 2), num_init_features=8, bn_size=2, num_classes=10)
+
+
+class InceptionNested(nn.Module):
+    """Inception-v3's InceptionE at reduced width (torchvision's forward, its
+    BasicConv2d): two branches that fork again into a 1x3 and a 3x1 conv
+    concatenated inside the outer concatenation, and a pooled branch."""
+
+    def __init__(self, cin=8):
+        super().__init__()
+        self.stem = BasicConv2d(3, cin, kernel_size=3, stride=2)
+        self.branch1x1 = BasicConv2d(cin, 8, kernel_size=1)
+        self.branch3x3_1 = BasicConv2d(cin, 6, kernel_size=1)
+        self.branch3x3_2a = BasicConv2d(6, 6, kernel_size=(1, 3), padding=(0, 1))
+        self.branch3x3_2b = BasicConv2d(6, 6, kernel_size=(3, 1), padding=(1, 0))
+        self.branch3x3dbl_1 = BasicConv2d(cin, 6, kernel_size=1)
+        self.branch3x3dbl_2 = BasicConv2d(6, 6, kernel_size=3, padding=1)
+        self.branch3x3dbl_3a = BasicConv2d(6, 4, kernel_size=(1, 3), padding=(0, 1))
+        self.branch3x3dbl_3b = BasicConv2d(6, 4, kernel_size=(3, 1), padding=(1, 0))
+        self.branch_pool = BasicConv2d(cin, 4, kernel_size=1)
+        self.fc = nn.Linear(8 + 12 + 8 + 4, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        branch1x1 = self.branch1x1(x)
+        branch3x3 = self.branch3x3_1(x)
+        branch3x3 = torch.cat([self.branch3x3_2a(branch3x3), self.branch3x3_2b(branch3x3)], 1)
+        dbl = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        dbl = torch.cat([self.branch3x3dbl_3a(dbl), self.branch3x3dbl_3b(dbl)], 1)
+        pool = self.branch_pool(nn.functional.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        x = torch.cat([branch1x1, branch3x3, dbl, pool], 1)
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, (1, 1)), 1))
+
+
+def mnasnet_small():
+    """torchvision's MNASNet at width 0.1: its global pooling is written
+    `x.mean([2, 3])` (ReduceMean), not a pooling layer."""
+    return torchvision.models.MNASNet(0.1, num_classes=10)
+
+
+class ResNeXtSmall(nn.Module):
+    """ResNeXt's grouped bottlenecks (torchvision's Bottleneck, 4 groups of 4),
+    an identity one and a projection one."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.block1 = Bottleneck(32, 8, groups=4, base_width=32)
+        down = nn.Sequential(nn.Conv2d(32, 64, 1, stride=2, bias=False), nn.BatchNorm2d(64))
+        self.block2 = Bottleneck(32, 16, stride=2, downsample=down, groups=4, base_width=16)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.block2(self.block1(self.stem(x)))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, (1, 1)), 1))
+
+
+def regnet_small():
+    """torchvision's RegNet at reduced width and depth: grouped bottlenecks
+    with squeeze-excitation."""
+    params = BlockParams.from_init_params(
+        depth=3, w_0=8, w_a=8.0, w_m=2.0, group_width=4, se_ratio=0.25)
+    return torchvision.models.RegNet(params, stem_width=8, num_classes=10)
+
+
+# (name, model, input shape, exporter): "legacy" is torch.onnx's TorchScript
+# exporter at opset 13 with batch norm kept; "dynamo" the default exporter at
+# opset 18, which folds batch norm into the convs and writes other forms.
 FIXTURES = [
-    ("resnet_basic", ResNetBasic, (3, 16, 16)),
-    ("mobilenet_se", MobileNetSE, (3, 32, 32)),
-    ("squeeze_fire", SqueezeFire, (3, 33, 31)),
-    ("shufflenet_small", shufflenet_small, (3, 32, 32)),
+    ("resnet_basic", ResNetBasic, (3, 16, 16), "legacy"),
+    ("mobilenet_se", MobileNetSE, (3, 32, 32), "legacy"),
+    ("squeeze_fire", SqueezeFire, (3, 33, 31), "legacy"),
+    ("shufflenet_small", shufflenet_small, (3, 32, 32), "legacy"),
+    ("densenet_small", densenet_small, (3, 32, 32), "legacy"),
+    ("inception_nested", InceptionNested, (3, 17, 17), "legacy"),
+    ("mnasnet_small", mnasnet_small, (3, 32, 32), "legacy"),
+    ("resnext_small", ResNeXtSmall, (3, 16, 16), "legacy"),
+    ("regnet_small", regnet_small, (3, 32, 32), "legacy"),
+    ("resnet_basic_dynamo", ResNetBasic, (3, 16, 16), "dynamo"),
+    ("mobilenet_se_dynamo", MobileNetSE, (3, 32, 32), "dynamo"),
 ]
 
 
@@ -171,11 +257,19 @@ def randomise(model, gen):
                 m.weight.add_(1.0)
 
 
-def export(model, shape, path, batch):
+def export(model, shape, path, batch, exporter="legacy"):
     """ONNX with batch norm kept (TrainingMode.PRESERVE on an eval() model does
-    not fuse it into the convs, as EVAL does) and a dynamic batch."""
+    not fuse it into the convs, as EVAL does) and a dynamic batch; or, with
+    the dynamo exporter, as it writes models by default."""
     model.eval()
     x = torch.zeros((batch,) + shape)
+    if exporter == "dynamo":
+        batch_dim = torch.export.Dim("batch")
+        torch.onnx.export(
+            model, (x,), path, dynamo=True, external_data=False, opset_version=18,
+            input_names=["input"], output_names=["output"],
+            dynamic_shapes={"x": {0: batch_dim}})
+        return
     torch.onnx.export(
         model, (x,), path, opset_version=OPSET, dynamo=False,
         training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False,
@@ -185,12 +279,20 @@ def export(model, shape, path, batch):
 
 def fixtures(out_dir):
     os.makedirs(out_dir, exist_ok=True)
-    for index, (name, make, shape) in enumerate(FIXTURES):
+    params = {}
+    for index, (name, make, shape, exporter) in enumerate(FIXTURES):
         gen = torch.Generator().manual_seed(SEED + index)
         model = make()
         randomise(model, gen)
+        # torch's parameter count, and the batch norm channels: the dynamo
+        # exporter folds each batch norm's 2C parameters into a C-wide bias.
+        params[name] = {
+            "params": sum(p.numel() for p in model.parameters()),
+            "bn_features": sum(m.num_features for m in model.modules()
+                               if isinstance(m, nn.BatchNorm2d)),
+        }
         path = os.path.join(out_dir, f"{name}.onnx")
-        export(model, shape, path, 2)
+        export(model, shape, path, 2, exporter)
         x = torch.randn((2,) + shape, generator=gen).numpy()
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         (y,) = session.run(None, {"input": x})
@@ -200,6 +302,9 @@ def fixtures(out_dir):
         save_file({"input": np.ascontiguousarray(x), "output": np.ascontiguousarray(y)},
                   os.path.join(out_dir, f"{name}.io.safetensors"))
         print(name, os.path.getsize(path), "bytes")
+    with open(os.path.join(out_dir, "torch_params.json"), "w") as f:
+        json.dump(params, f, indent=1)
+        f.write("\n")
 
 
 def count(model, shape):

@@ -1,16 +1,27 @@
 //! `cnnjit import` on the ONNX fixtures of tests/fixtures/onnx (written by
 //! scripts/export_onnx.py with PyTorch): the imported source is the checked-in
-//! snapshot, and the imported net, run by cnnjit on the JIT and on the
-//! reference kernels, gives ONNX Runtime's outputs within 1e-4 of their scale.
+//! snapshot, the imported net, run by cnnjit on the JIT and on the
+//! reference kernels, gives ONNX Runtime's outputs within 1e-4 of their scale,
+//! and its parameter count is torch's. The fixtures are reduced-width members
+//! of the torchvision families (ResNet, ResNeXt, RegNet, MobileNet with SE,
+//! MNASNet, SqueezeNet, ShuffleNetV2, DenseNet, Inception-v3's nested forks),
+//! two of them also as the dynamo exporter writes them.
 
 use cnnjit::{Model, Options, Weights};
 use std::path::{Path, PathBuf};
 
-const FIXTURES: [&str; 4] = [
+const FIXTURES: [&str; 11] = [
     "resnet_basic",
     "mobilenet_se",
     "squeeze_fire",
     "shufflenet_small",
+    "densenet_small",
+    "inception_nested",
+    "mnasnet_small",
+    "resnext_small",
+    "regnet_small",
+    "resnet_basic_dynamo",
+    "mobilenet_se_dynamo",
 ];
 
 fn dir() -> PathBuf {
@@ -82,6 +93,13 @@ cnnjit::cnn!(file = "tests/fixtures/onnx/resnet_basic.cnn");
 cnnjit::cnn!(file = "tests/fixtures/onnx/mobilenet_se.cnn");
 cnnjit::cnn!(file = "tests/fixtures/onnx/squeeze_fire.cnn");
 cnnjit::cnn!(file = "tests/fixtures/onnx/shufflenet_small.cnn");
+cnnjit::cnn!(file = "tests/fixtures/onnx/densenet_small.cnn");
+cnnjit::cnn!(file = "tests/fixtures/onnx/inception_nested.cnn");
+cnnjit::cnn!(file = "tests/fixtures/onnx/mnasnet_small.cnn");
+cnnjit::cnn!(file = "tests/fixtures/onnx/resnext_small.cnn");
+cnnjit::cnn!(file = "tests/fixtures/onnx/regnet_small.cnn");
+cnnjit::cnn!(file = "tests/fixtures/onnx/resnet_basic_dynamo.cnn");
+cnnjit::cnn!(file = "tests/fixtures/onnx/mobilenet_se_dynamo.cnn");
 
 #[test]
 fn snapshots_compile_through_the_macro_with_the_imported_figures() {
@@ -109,6 +127,34 @@ fn snapshots_compile_through_the_macro_with_the_imported_figures() {
         figures("shufflenet_small"),
         (ShufflenetSmall::PARAMS, ShufflenetSmall::MACS)
     );
+    assert_eq!(
+        figures("densenet_small"),
+        (DensenetSmall::PARAMS, DensenetSmall::MACS)
+    );
+    assert_eq!(
+        figures("inception_nested"),
+        (InceptionNested::PARAMS, InceptionNested::MACS)
+    );
+    assert_eq!(
+        figures("mnasnet_small"),
+        (MnasnetSmall::PARAMS, MnasnetSmall::MACS)
+    );
+    assert_eq!(
+        figures("resnext_small"),
+        (ResnextSmall::PARAMS, ResnextSmall::MACS)
+    );
+    assert_eq!(
+        figures("regnet_small"),
+        (RegnetSmall::PARAMS, RegnetSmall::MACS)
+    );
+    assert_eq!(
+        figures("resnet_basic_dynamo"),
+        (ResnetBasicDynamo::PARAMS, ResnetBasicDynamo::MACS)
+    );
+    assert_eq!(
+        figures("mobilenet_se_dynamo"),
+        (MobilenetSeDynamo::PARAMS, MobilenetSeDynamo::MACS)
+    );
     // torch's `sum(p.numel() for p in model.parameters())` of
     // `ShuffleNetV2([2, 1, 1], [8, 16, 24, 32, 64], num_classes = 10)`.
     assert_eq!(ShufflenetSmall::PARAMS, 6_190);
@@ -116,4 +162,33 @@ fn snapshots_compile_through_the_macro_with_the_imported_figures() {
     // + 576 + 1,152 + 2,304 + 128 = 4,952, bn gamma and beta 2 x (8 + 8 + 8 +
     // 16 + 16 + 16) = 144, fc 16 x 10 + 10 = 170.
     assert_eq!(ResnetBasic::PARAMS, 5_266);
+}
+
+/// The imported parameter count is torch's (`torch_params.json`, written by
+/// the export script from `model.parameters()`); the dynamo exporter folds
+/// each batch norm into the conv before it, whose own bias is absent, so its
+/// 2C parameters become a bias of C.
+#[test]
+fn imported_parameters_are_torchs() {
+    let counts: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("torch_params.json")).unwrap())
+            .unwrap();
+    for name in FIXTURES {
+        let torch = &counts[name];
+        let (params, bn) = (
+            torch["params"].as_u64().unwrap(),
+            torch["bn_features"].as_u64().unwrap(),
+        );
+        let expected = if name.ends_with("_dynamo") {
+            params - bn
+        } else {
+            params
+        };
+        let imported = cnnjit::import::import(
+            dir().join(format!("{name}.onnx")),
+            &cnnjit::import::Options::default(),
+        )
+        .unwrap();
+        assert_eq!(imported.net.figures.params, expected, "{name}");
+    }
 }
