@@ -1,18 +1,25 @@
 #!/usr/bin/env python3
 """Import torchvision classifiers with `cnnjit import` and compare with ONNX Runtime.
 
-Usage (from the repository root, with a release `cnnjit` built with the cli feature):
+Usage (from the repository root, with a release `cnnjit` built with the cli
+feature, and a Python with torch, torchvision, onnxruntime, onnxscript,
+safetensors):
 
-    /work/peers-venv/bin/python scripts/import_torchvision.py CNNJIT CACHE_DIR MODEL...
+    python scripts/import_torchvision.py CNNJIT CACHE_DIR [MODEL...]
 
-e.g. `... target/release/cnnjit ~/.cache/cnnjit-onnx shufflenet_v2_x1_0`.
-For each torchvision model name and each export mode (`legacy`:
+e.g. `... target/release/cnnjit ~/.cache/cnnjit-zoo shufflenet_v2_x1_0`;
+without models, the 20 classifiers of ZOO. For each torchvision model name
+and each export mode (`legacy`:
 torch.onnx.export(dynamo=False); `dynamo`: the default exporter), opset 17,
 random weights (seeded; batch norm statistics drawn at random so they
 matter), batch 1, 224x224, it
 
 - exports CACHE_DIR/MODEL.MODE.onnx (kept there, never in the repository),
-  and ONNX Runtime's output for one seeded random image;
+  and ONNX Runtime's output for one seeded random image, saved beside it
+  as MODEL.MODE.io.safetensors (`input` NCHW, `output`), with torch's
+  parameter count in CACHE_DIR/zoo.json: the ignored Rust test
+  `onnx_import::torchvision_zoo_matches_onnx_runtime` checks every model
+  listed there (`CNNJIT_ZOO=CACHE_DIR cargo test --test it zoo -- --ignored`);
 - runs `cnnjit import` under /usr/bin/time -v (wall time, peak memory);
 - runs the imported net with `cnnjit run` on the same image and compares:
   the largest |cnnjit - ORT| over the largest |ORT| (the output's scale),
@@ -39,9 +46,22 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torchvision
+from safetensors.numpy import save_file
 
 SEED = 20261206
 OPSET = 17
+
+# The 20 classifiers of issue #16, one per architecture family and size.
+ZOO = [
+    "alexnet", "vgg11_bn", "vgg16", "resnet18", "resnet50", "resnext50_32x4d",
+    "wide_resnet50_2", "squeezenet1_1", "densenet121", "inception_v3", "googlenet",
+    "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "mnasnet1_0",
+    "shufflenet_v2_x1_0", "efficientnet_b0", "efficientnet_b3", "regnet_x_400mf",
+    "convnext_tiny",
+]
+
+# Input sizes other than 224x224: Inception-v3 is made for 299x299.
+SIZES = {"inception_v3": 299}
 
 
 def make(name):
@@ -55,8 +75,12 @@ def make(name):
     return model
 
 
-def export(model, path, mode):
-    x = torch.zeros(1, 3, 224, 224)
+def size(name):
+    return SIZES.get(name, 224)
+
+
+def export(model, path, mode, side):
+    x = torch.zeros(1, 3, side, side)
     kwargs = dict(opset_version=OPSET, input_names=["input"], output_names=["output"])
     if mode == "legacy":
         # Batch norm kept as its own node (TrainingMode.PRESERVE on an eval()
@@ -83,17 +107,31 @@ def ort_latency(path, x):
     return float(np.median(times)) * 1e3
 
 
+def record(cache, key, entry):
+    """Adds one export to CACHE_DIR/zoo.json, the Rust zoo test's list."""
+    path = os.path.join(cache, "zoo.json")
+    zoo = json.load(open(path)) if os.path.exists(path) else {}
+    zoo[key] = entry
+    with open(path, "w") as f:
+        json.dump(zoo, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
 def run(cnnjit, name, mode, cache):
     base = os.path.join(cache, f"{name}.{mode}")
     path = base + ".onnx"
     model = make(name)
     params = sum(p.numel() for p in model.parameters())
+    side = size(name)
     if not os.path.exists(path):
-        export(model, path, mode)
-    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(SEED)).numpy()
+        export(model, path, mode, side)
+    x = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(SEED)).numpy()
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     (expected,) = session.run(None, {session.get_inputs()[0].name: x})
     np.save(base + ".input.npy", np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    save_file({"input": np.ascontiguousarray(x), "output": np.ascontiguousarray(expected)},
+              base + ".io.safetensors")
+    record(cache, f"{name}.{mode}", {"params": params, "mode": mode})
 
     timed = subprocess.run(["/usr/bin/time", "-v", cnnjit, "import", path, "-o", base + ".cnn"],
                            capture_output=True, text=True)
@@ -113,6 +151,8 @@ def run(cnnjit, name, mode, cache):
     bench = json.loads(subprocess.run(
         [cnnjit, "bench", base + ".cnn", "--threads", "2", "--no-reference", "--json"],
         check=True, capture_output=True, text=True).stdout)
+    # The imported weights are as large as the model; the test re-imports.
+    os.remove(base + ".safetensors")
     return (f"| {name} | {mode} | {wall} s | {rss / 1024:.0f} MiB | {error:.1e} | "
             f"{'same' if top1 else 'DIFFERENT'} | {imported_params:,} "
             f"({'=' if imported_params == params else '!='} torch's {params:,}) | "
@@ -130,9 +170,9 @@ def bench_ms(bench):
 
 
 def main():
-    if len(sys.argv) < 4:
+    if len(sys.argv) < 3:
         sys.exit(__doc__)
-    cnnjit, cache, names = os.path.abspath(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    cnnjit, cache, names = os.path.abspath(sys.argv[1]), sys.argv[2], sys.argv[3:] or ZOO
     os.makedirs(cache, exist_ok=True)
     torch.set_num_threads(2)
     print("| model | export | import time | import peak memory | error / scale | top-1 | params | "
