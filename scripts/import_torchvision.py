@@ -63,10 +63,17 @@ ZOO = [
 # Input sizes other than 224x224: Inception-v3 is made for 299x299.
 SIZES = {"inception_v3": 299}
 
+# Without their auxiliary heads, which only training runs: the exported
+# graph has none of their parameters, so torch's count must not either.
+ARGUMENTS = {
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+    "googlenet": {"aux_logits": False, "init_weights": True},
+}
+
 
 def make(name):
     torch.manual_seed(SEED)
-    model = getattr(torchvision.models, name)().eval()
+    model = getattr(torchvision.models, name)(**ARGUMENTS.get(name, {})).eval()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
