@@ -376,7 +376,7 @@ unsafe fn for_each_k<const R: usize>(
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{for_each_k, FusedTileFn, Tap, TileFn, WIDTH};
-    use crate::native_epilogue::{avx2::Ymm, finish, Sink};
+    use crate::native_epilogue::{avx2::Ymm, finish_tile, Sink};
     use std::arch::x86_64::{
         __m256, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
@@ -481,13 +481,11 @@ mod avx2 {
             // Plain loops, not `array::map`: a closure not inlined would be
             // compiled without this function's features, and the sums
             // would go through memory to reach it.
-            let mut halves = [[Ymm(_mm256_setzero_ps()); R]; 2];
-            for (r, [low, high]) in acc.into_iter().enumerate() {
-                (halves[0][r], halves[1][r]) = (Ymm(low), Ymm(high));
+            let mut halves = [[Ymm(_mm256_setzero_ps()); 2]; R];
+            for (row, [low, high]) in halves.iter_mut().zip(acc) {
+                *row = [Ymm(low), Ymm(high)];
             }
-            for (half, xs) in halves.iter_mut().enumerate() {
-                finish(xs, &*sink, 8 * half);
-            }
+            finish_tile(halves, &*sink);
         }
     }
 }
@@ -495,7 +493,7 @@ mod avx2 {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{for_each_k, FusedTileFn, Tap, TileFn, WideTileFn, AVX512_ROWS, WIDE_ROWS, WIDTH};
-    use crate::native_epilogue::{avx512::Zmm, finish, Sink};
+    use crate::native_epilogue::{avx512::Zmm, finish_tile, Sink};
     use std::arch::x86_64::{
         __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
         _mm512_storeu_ps,
@@ -644,13 +642,11 @@ mod avx512 {
         unsafe {
             let acc = wide_sums::<R>(a, a_stride, b, (taps, count), depth, b_block);
             // Plain loops, as the AVX2 tile's.
-            let mut blocks = [[Zmm(_mm512_setzero_ps()); R]; 2];
-            for (r, [first, second]) in acc.into_iter().enumerate() {
-                (blocks[0][r], blocks[1][r]) = (Zmm(first), Zmm(second));
+            let mut blocks = [[Zmm(_mm512_setzero_ps()); 2]; R];
+            for (row, [first, second]) in blocks.iter_mut().zip(acc) {
+                *row = [Zmm(first), Zmm(second)];
             }
-            for (block, xs) in blocks.iter_mut().enumerate() {
-                finish(xs, &*sink, WIDTH * block);
-            }
+            finish_tile(blocks, &*sink);
         }
     }
 
@@ -732,14 +728,14 @@ mod avx512 {
         // SAFETY: this function's contract is `sums`'s, and `sink` points to
         // a readable `Sink` whose addresses are as `finish` needs.
         unsafe {
-            let mut xs = [Zmm(_mm512_setzero_ps()); R];
+            let mut xs = [[Zmm(_mm512_setzero_ps()); 1]; R];
             for (x, sum) in xs
                 .iter_mut()
                 .zip(sums::<R>(a, a_stride, b, (taps, count), depth))
             {
-                *x = Zmm(sum);
+                *x = [Zmm(sum)];
             }
-            finish(&mut xs, &*sink, 0);
+            finish_tile(xs, &*sink);
         }
     }
 }

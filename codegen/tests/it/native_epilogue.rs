@@ -67,12 +67,16 @@ fn step() -> impl Strategy<Value = Epilogue> {
     ]
 }
 
-/// A conv spec (without its ISA) and the seed sizes of its buffers.
-fn spec() -> impl Strategy<Value = ConvSpec> {
+/// A conv spec (without its ISA) with an epilogue drawn from `epilogue`
+/// and fewer than `channels` output channels.
+fn spec(
+    epilogue: impl Strategy<Value = Vec<Epilogue>>,
+    channels: usize,
+) -> impl Strategy<Value = ConvSpec> {
     (
-        (1usize..4, 1usize..20, 1usize..4, 1usize..40),
+        (1usize..4, 1usize..20, 1usize..4, 1usize..channels),
         prop_oneof![Just(1usize), Just(3)],
-        prop::collection::vec(step(), 0..4),
+        epilogue,
         (0usize..4, 0usize..3, any::<bool>()),
     )
         .prop_map(|((h, w, c, k), kernel, epilogue, (first, more, sliced))| {
@@ -96,10 +100,10 @@ fn spec() -> impl Strategy<Value = ConvSpec> {
         })
 }
 
-/// A spec and buffers of the lengths it needs: input, `[K, C, Fh, Fw]`
-/// weights, packed params, shortcut.
-fn case() -> impl Strategy<Value = (ConvSpec, [Vec<f32>; 4])> {
-    spec().prop_flat_map(|spec| {
+/// A spec drawn from `spec` and buffers of the lengths it needs: input,
+/// `[K, C, Fh, Fw]` weights, packed params, shortcut.
+fn case(spec: impl Strategy<Value = ConvSpec>) -> impl Strategy<Value = (ConvSpec, [Vec<f32>; 4])> {
+    spec.prop_flat_map(|spec| {
         let lengths = Kernel::Conv(spec.clone()).lengths();
         let weights = spec.output[2] * spec.input[2] * spec.kernel[0] * spec.kernel[1];
         // The native packing's params are at least as long as the
@@ -149,29 +153,57 @@ fn run(spec: &ConvSpec, [input, weight, params, extra]: &[Vec<f32>; 4], code: Us
     output
 }
 
+/// Runs `spec` on every native ISA of the host with each epilogue code,
+/// asserting the outputs equal bit for bit (NaN with NaN) and every
+/// element the layout names written.
+fn agree_bitwise(spec: &ConvSpec, buffers: &[Vec<f32>; 4]) -> Result<(), TestCaseError> {
+    for isa in Isa::on_host() {
+        let spec = ConvSpec {
+            native: Some(isa),
+            ..spec.clone()
+        };
+        let native = run(&spec, buffers, Use::Always);
+        let generated = run(&spec, buffers, Use::Never);
+        for (i, (n, g)) in native.iter().zip(&generated).enumerate() {
+            prop_assert!(
+                n.to_bits() == g.to_bits() || (n.is_nan() && g.is_nan()),
+                "{isa}: element {i}: native {n:e} ({:#x}), generated {g:e} ({:#x})",
+                n.to_bits(),
+                g.to_bits()
+            );
+        }
+        // Both wrote the same elements, every one the layout names.
+        let written = native.iter().filter(|x| x.to_bits() != UNTOUCHED).count();
+        let [h, w, k] = spec.output;
+        prop_assert_eq!(written, h * w * k, "{}", isa);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
     #[test]
     fn the_native_epilogue_equals_the_generated_one_bitwise(
-        (spec, buffers) in case(),
+        (spec, buffers) in case(spec(prop::collection::vec(step(), 0..4), 40)),
     ) {
-        for isa in Isa::on_host() {
-            let spec = ConvSpec { native: Some(isa), ..spec.clone() };
-            let native = run(&spec, &buffers, Use::Always);
-            let generated = run(&spec, &buffers, Use::Never);
-            for (i, (n, g)) in native.iter().zip(&generated).enumerate() {
-                prop_assert!(
-                    n.to_bits() == g.to_bits() || (n.is_nan() && g.is_nan()),
-                    "{isa}: element {i}: native {n:e} ({:#x}), generated {g:e} ({:#x})",
-                    n.to_bits(),
-                    g.to_bits()
-                );
-            }
-            // Both wrote the same elements, every one the layout names.
-            let written = native.iter().filter(|x| x.to_bits() != UNTOUCHED).count();
-            let [h, w, k] = spec.output;
-            prop_assert_eq!(written, h * w * k, "{}", isa);
-        }
+        agree_bitwise(&spec, &buffers)?;
+    }
+
+    /// The bias alone or then one ReLU or ReLU6, which a fused tile whose
+    /// columns are all written applies in registers (`finish_tile`): up to
+    /// 80 channels, so whole 16- and 32-column tiles are common.
+    #[test]
+    fn plain_epilogues_in_registers_equal_the_generated_one_bitwise(
+        (spec, buffers) in case(spec(
+            prop::sample::select(vec![
+                Vec::new(),
+                vec![Epilogue::Act(Activation::Relu)],
+                vec![Epilogue::Act(Activation::Relu6)],
+            ]),
+            80,
+        )),
+    ) {
+        agree_bitwise(&spec, &buffers)?;
     }
 }
