@@ -53,6 +53,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod algorithm;
+pub mod batch;
 pub mod choice;
 pub mod concat;
 pub mod conv;

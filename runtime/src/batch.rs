@@ -1,9 +1,11 @@
 //! A batch run as a batch: [`Model::forward_batch`](crate::Model::forward_batch)'s
 //! engine on the JIT.
 //!
-//! A batch runs in chunks of at most [`BATCH_CHUNK`] images. Where the plan
-//! ends in a dense tail (`cnnjit_ir::batch`) that the JIT compiled to
-//! native GEMVs ([`Tail`]), every image of a chunk runs the steps before
+//! How a batch runs is lowering's decision ([`BatchPlan`], made by
+//! `cnnjit_codegen::batch::plan_batch`); this module carries it out. A
+//! batch runs in chunks of at most [`BATCH_CHUNK`] images. Where the plan
+//! ends in a dense tail that the lowering runs batched ([`Tail`],
+//! [`BatchPlan::tail`]), every image of a chunk runs the steps before
 //! the tail and its input to the tail is copied into the tail's first
 //! buffer; then each dense step runs once for the whole chunk
 //! ([`DenseBatch`]: each block of output channels' weights read once for
@@ -16,12 +18,11 @@
 //! shared out among the threads, each running whole images with no
 //! synchronisation between steps in arenas and working memory of its own (a
 //! *lane*; the model's own serves one thread), a thread taking the next
-//! group of images when it is done. Where those steps' weights outgrow the
-//! outer caches (`group_of`), a group holds up to [`GROUP`] images, each
-//! in an arena of its lane (the model's with arenas beside it), and runs
-//! ([`exec::run_group`]) the steps whose weights outweigh their values step
-//! by step, so their weights are read from memory once per group, and the
-//! others image by image; elsewhere a group is one image.
+//! group of images when it is done. A group holds up to
+//! [`BatchPlan::group`] images, each in an arena of its lane (the model's
+//! with arenas beside it), and runs ([`exec::run_group`]) the steps
+//! [`BatchPlan::step_by_step`] marks step by step, so their weights are
+//! read from memory once per group, and the others image by image.
 //!
 //! Outputs are bitwise those of each image run alone ([`DenseBatch`]'s
 //! module doc: the same chain of FMAs and the same epilogue; a kernel's
@@ -38,10 +39,11 @@ use crate::exec::{self, Arena, Engine};
 use crate::jit::{CallError, Lowering};
 use crate::memory::Budget;
 use crate::team::Team;
+use cnnjit_codegen::batch::BatchPlan;
 use cnnjit_codegen::lower::LoweredStep;
 use cnnjit_codegen::native_dense_batch::{DenseBatch, Pointers};
 use cnnjit_codegen::Kernel;
-use cnnjit_ir::batch::{dense_tail, DenseTail, BATCH_CHUNK};
+use cnnjit_ir::batch::{DenseTail, BATCH_CHUNK};
 use std::sync::{Mutex, PoisonError};
 
 /// How a model runs batches: its dense tail, if the JIT compiled one, and
@@ -52,12 +54,15 @@ pub struct Batch {
     pub tail: Option<Tail>,
     /// Whether the threads share out a chunk's images ([`across_images`]).
     pub across: bool,
+    /// Per step, whether a group of images runs it step by step
+    /// ([`BatchPlan::step_by_step`]).
+    step_by_step: Vec<bool>,
     /// The arenas and working memory of every thread but the caller's,
     /// allocated on the first batch that shares out its images.
     lanes: Vec<Mutex<Lane>>,
     /// The caller's arenas beside the model's, for a group of images.
     extra: Vec<Arena>,
-    /// Images in a thread's group (`group_of`; 0 as 1).
+    /// Images in a thread's group ([`BatchPlan::group`]; 0 as 1).
     group: usize,
 }
 
@@ -67,6 +72,7 @@ impl Clone for Batch {
         Batch {
             tail: self.tail.clone(),
             across: self.across,
+            step_by_step: self.step_by_step.clone(),
             lanes: Vec::new(),
             extra: Vec::new(),
             group: self.group,
@@ -80,40 +86,6 @@ struct Lane {
     arena: Arena,
     extra: Vec<Arena>,
     scratch: Vec<f32>,
-}
-
-/// How many images a thread running whole images runs as a group, step by
-/// step where a step's weights outweigh its values ([`exec::run_group`]),
-/// so such a step reads its weights from memory once per group rather than
-/// once per image, where the model's weights outgrow the outer caches
-/// (`group_of`). Measured on this project's 2-core AVX-512 host (two
-/// threads, batch 32, images/s, interleaved, builds of other jobs paused,
-/// medians of 3 runs): ResNet-50 62.0 / 64.2 / 65.5 at groups of 1 / 4 / 8
-/// (other runs: 62.4 / 66.5 at 1 / 4; 65.5 / 64.1 / 63.2 at 4 / 8 / 16),
-/// VGG16 28.0 / 32.2 at 1 / 4; 4 has most of it for half the memory of 8.
-pub const GROUP: usize = 4;
-
-/// The group for `engine` ([`GROUP`]) where the packed weights of the
-/// steps its threads run per image (before the dense tail at `first`)
-/// outgrow the outer caches, so an image run alone reads them from memory;
-/// else 1, each image's values staying in cache from one step to the next
-/// while the weights come from the outer caches either way (MobileNetV1,
-/// 17 MB: 376 images/s at groups of 1 against 339 at 4, batch 32, two
-/// threads, medians of 5; AlexNet's 9 MB of convolutions: 226 against 224).
-fn group_of(engine: &Engine, first: usize) -> usize {
-    let Some(compiled) = &engine.compiled else {
-        return 1;
-    };
-    let floats: usize = (compiled.steps.iter().take(first))
-        .map(|step| match step {
-            Lowering::Kernel(lowered) => lowered.weights.len(),
-            Lowering::Reference(_) | Lowering::InNext | Lowering::Concat(_) => 0,
-        })
-        .sum();
-    match floats.saturating_mul(4) > cnnjit_codegen::choice::MEASURED.outer_cache_bytes {
-        true => GROUP,
-        false => 1,
-    }
 }
 
 /// Whether a model of `engine` shares a batch's images out among its
@@ -137,16 +109,18 @@ fn threads(engine: &Engine) -> usize {
 }
 
 impl Batch {
-    /// How a model of `engine`, its steps lowered as `lowered`, runs batches.
-    pub fn new(engine: &Engine, lowered: &[LoweredStep]) -> Batch {
-        let tail = Tail::new(engine, lowered);
-        let first = tail.as_ref().map_or(lowered.len(), |t| t.tail.first);
+    /// How a model of `engine`, its steps lowered as `lowered`, runs batches
+    /// as `plan` says: its tail and groups only where the JIT compiled the
+    /// steps (the plan weighs their packed weights), else one image a group.
+    pub fn new(engine: &Engine, lowered: &[LoweredStep], plan: BatchPlan) -> Batch {
+        let compiled = engine.compiled.is_some();
         Batch {
-            group: group_of(engine, first),
-            tail,
+            tail: (plan.tail).and_then(|tail| Tail::new(engine, lowered, tail)),
             across: across_images(engine),
+            step_by_step: plan.step_by_step,
             lanes: Vec::new(),
             extra: Vec::new(),
+            group: if compiled { plan.group } else { 1 },
         }
     }
 
@@ -158,7 +132,7 @@ impl Batch {
     /// Bytes a batch of `batch` images takes beside the weights: the
     /// model's arena (`arena` bytes), the tail's buffers for a chunk, and,
     /// where threads share out the images, a group's arenas beside the
-    /// model's (one fewer than its images, `group_of`) and a group's
+    /// model's (one fewer than its images) and a group's
     /// arenas and working memory (`scratch` bytes) per thread but the first.
     pub fn bytes(&self, engine: &Engine, (arena, scratch): (u64, u64), batch: usize) -> u64 {
         let per_image = self.tail.as_ref().map_or(0, |t| t.tail.bytes_per_image());
@@ -222,11 +196,11 @@ pub struct Tail {
 }
 
 impl Tail {
-    /// The dense tail of `engine`'s plan, if every step of it was lowered to
-    /// a native GEMV with no epilogue left to the reference kernels.
-    pub fn new(engine: &Engine, lowered: &[LoweredStep]) -> Option<Tail> {
+    /// The dense tail `tail` of `engine`'s plan, each step's batched kernel
+    /// made from its lowered spec (`None` if one has none, which
+    /// `plan_batch` rules out).
+    pub fn new(engine: &Engine, lowered: &[LoweredStep], tail: DenseTail) -> Option<Tail> {
         let compiled = engine.compiled.as_ref()?;
-        let tail = dense_tail(&engine.graph, &engine.plan)?;
         let steps = (tail.first..engine.plan.steps.len())
             .map(|i| match (&compiled.steps[i], &lowered[i]) {
                 (Lowering::Kernel(compiled), LoweredStep::Kernel(step))
@@ -306,8 +280,10 @@ pub fn run(
             tail,
             lanes: all,
             extra,
+            step_by_step,
             ..
         } = batch;
+        let step_by_step = &step_by_step[..];
         let own = Mutex::new(Own {
             arena: &mut *arena,
             extra: &mut extra[..group - 1],
@@ -321,7 +297,7 @@ pub fn run(
         match tail {
             Some(tail) => {
                 tail.reserve(images, budget, &engine.graph.name)?;
-                run_chunk(engine, tail, &lanes, x, y, images)?;
+                run_chunk(engine, tail, &lanes, step_by_step, x, y, images)?;
             }
             None => {
                 let rows = Rows::new(y, n_out);
@@ -335,7 +311,17 @@ pub fn run(
                         team,
                     } = lane;
                     let steps = 0..engine.plan.steps.len();
-                    exec::run_group(engine, team, (arena, extra), scratch, x, Some(y), steps)
+                    let group = (arena, extra);
+                    exec::run_group(
+                        engine,
+                        team,
+                        group,
+                        scratch,
+                        x,
+                        Some(y),
+                        steps,
+                        step_by_step,
+                    )
                 })?;
             }
         }
@@ -491,6 +477,7 @@ fn run_chunk(
     engine: &Engine,
     tail: &mut Tail,
     lanes: &Lanes<'_, '_>,
+    step_by_step: &[bool],
     inputs: &[f32],
     outputs: &mut [f32],
     images: usize,
@@ -519,6 +506,7 @@ fn run_chunk(
             x,
             None,
             steps,
+            step_by_step,
         )?;
         if !from_image {
             let n_in = x.len() / (extra.len() + 1);

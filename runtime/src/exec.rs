@@ -335,14 +335,15 @@ pub fn run_on(
 /// Runs the plan's steps `steps` on a group of images: `inputs` holds them
 /// whole, one after another, one per arena of `arenas` (the first, then the
 /// rest), image `g` in arena `g`; where `steps` reaches the plan's end, its
-/// output goes to the `g`-th of `outputs`' equal parts. A run of steps whose
-/// weights outweigh their values (`weight_bound`) goes step by step, each
-/// step on every image before the next, so its weights come from memory
-/// once for the group and from the cache for its other images; any other
-/// run goes image by image, each image's values staying in cache from one
-/// step to the next. Each image runs the kernels [`run_on`] runs, each
+/// output goes to the `g`-th of `outputs`' equal parts. A run of steps that
+/// `step_by_step` marks (lowering's `BatchPlan::step_by_step`: their weights
+/// outweigh their values) goes step by step, each step on every image
+/// before the next, so its weights come from memory once for the group and
+/// from the cache for its other images; any other run goes image by image,
+/// each image's values staying in cache from one step to the next. Each image runs the kernels [`run_on`] runs, each
 /// kernel's rows split across `team` (`None`: the calling thread), in its
 /// own order of steps, so its values are bitwise its own run's.
+#[allow(clippy::too_many_arguments)]
 pub fn run_group(
     engine: &Engine,
     team: Option<&Team>,
@@ -351,6 +352,7 @@ pub fn run_group(
     inputs: &[f32],
     mut outputs: Option<&mut [f32]>,
     steps: Range<usize>,
+    step_by_step: &[bool],
 ) -> Result<()> {
     let (first, rest) = arenas;
     let images = 1 + rest.len();
@@ -380,11 +382,9 @@ pub fn run_group(
     };
     let mut i = steps.start;
     while i < end {
-        let bound = weight_bound(engine, i);
-        let j = (i..end)
-            .find(|&j| weight_bound(engine, j) != bound)
-            .unwrap_or(end);
-        if bound {
+        let bound = |j: usize| step_by_step.get(j).copied().unwrap_or(false);
+        let j = (i..end).find(|&j| bound(j) != bound(i)).unwrap_or(end);
+        if bound(i) {
             for step in i..j {
                 for g in 0..images {
                     one(step, g)?;
@@ -409,23 +409,6 @@ pub fn run_group(
         }
     }
     Ok(())
-}
-
-/// Whether step `index` reads more weights than values: a compiled kernel
-/// whose packed weights are longer than its output and inputs together
-/// (deep convolutions on small images). [`run_group`] runs such steps step
-/// by step over its images, the others image by image.
-fn weight_bound(engine: &Engine, index: usize) -> bool {
-    #[cfg(feature = "jit")]
-    if let Some(compiled) = &engine.compiled {
-        if let crate::jit::Lowering::Kernel(lowered) = &compiled.steps[index] {
-            let (out, ins) = &engine.ranges[index];
-            let values = out.len() + ins.iter().map(|(_, r)| r.len()).sum::<usize>();
-            return lowered.weights.len() > values;
-        }
-    }
-    let _ = (engine, index);
-    false
 }
 
 /// Value `v` of one image: the input for the plan's first value, else its

@@ -31,6 +31,8 @@ use crate::report::{KernelReport, Profile};
 use crate::tune::Tuning;
 use crate::weights::Weights;
 #[cfg(feature = "jit")]
+use cnnjit_codegen::batch::plan_batch;
+#[cfg(feature = "jit")]
 use cnnjit_codegen::choice::Tuned;
 #[cfg(feature = "jit")]
 use cnnjit_codegen::lower::{lower_tuned, Capabilities, LoweredStep};
@@ -323,7 +325,8 @@ impl Model {
         })?;
         #[cfg(feature = "jit")]
         if let Some(lowered) = &lowered {
-            model.batch = crate::batch::Batch::new(&model.engine, lowered);
+            let plan = plan_batch(&model.engine.graph, &model.engine.plan, lowered);
+            model.batch = crate::batch::Batch::new(&model.engine, lowered, plan);
         }
         model.spare = *budget;
         Ok(model)
@@ -570,7 +573,7 @@ impl Model {
     /// (`batch.rs`, with the `jit` feature), that tail's buffers for a chunk of at most
     /// [`cnnjit_ir::batch::BATCH_CHUNK`] images (with the arena, the
     /// macro's `peak_inference_bytes(batch)`); and where its threads run
-    /// whole images in groups (`batch.rs`'s `GROUP`), the arenas of the
+    /// whole images in groups (`cnnjit_codegen::batch::GROUP`), the arenas of the
     /// groups beside the model's and working memory for each thread but one.
     pub fn batch_bytes(&self, batch: usize) -> u64 {
         #[cfg(feature = "jit")]

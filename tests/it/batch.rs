@@ -92,7 +92,7 @@ fn batches_are_their_images_alone(graph: &Graph, alone: &mut Model, batches: &[u
 
 /// A net with no dense tail, so each thread writes its images' outputs, and
 /// 40 MB of packed weights, more than the outer caches hold, so a thread
-/// runs its images in groups (`runtime::batch::GROUP`, 4): the first conv
+/// runs its images in groups (`codegen::batch::GROUP`, 4): the first conv
 /// and the pool image by image (1,728 weights against 432 + 9,216 values),
 /// the three convs after them step by step (conv(1024, 3x3) on 6x6x64:
 /// 589,824 weights against 2,304 + 16,384 values; on 4x4x1024: 9,437,184,

@@ -2,6 +2,7 @@
 //! documented layouts, and the lowering pass (which needs nets the language
 //! builds; the crate itself does not depend on the language).
 
+mod batch;
 mod conv_order;
 mod lower;
 mod lowering;

@@ -1,0 +1,115 @@
+//! Lowering's decisions for a batch of images ([`BatchPlan`]): which dense
+//! tail runs once per chunk on the batched dense kernel, how many images a
+//! thread runs as a group, and which steps a group runs step by step rather
+//! than image by image. [`plan_batch`] makes them from the graph, its plan
+//! and the lowered steps alone, as [`lower`](crate::lower::lower) makes a
+//! step's kernel: it is pure, and the runtime's batch executor reads the
+//! answers as data and decides nothing.
+//!
+//! Invariant: every decision here is a loop order, or a kernel that sums
+//! each output in the order the image's own kernel does (the batched dense
+//! kernel, `native_dense_batch`): none changes a value, so a batch gives
+//! each image bitwise its output alone.
+
+use crate::choice::MEASURED;
+use crate::lower::LoweredStep;
+use crate::native_dense_batch::DenseBatch;
+use crate::Kernel;
+use cnnjit_ir::batch::{dense_tail, DenseTail};
+use cnnjit_ir::plan::{Plan, Step, ValueId};
+use cnnjit_ir::Graph;
+
+/// How many images a thread running whole images runs as a group, where
+/// the weights of the steps it runs per image outgrow the outer caches
+/// ([`BatchPlan::group`]): each step that [`BatchPlan::step_by_step`] marks
+/// runs on every image of the group before the next, so it reads its
+/// weights from memory once per group rather than once per image. Measured
+/// on this project's 2-core AVX-512 host (two threads, batch 32, images/s,
+/// interleaved, builds of other jobs paused, medians of 3 runs): ResNet-50
+/// 62.0 / 64.2 / 65.5 at groups of 1 / 4 / 8 (other runs: 62.4 / 66.5 at
+/// 1 / 4; 65.5 / 64.1 / 63.2 at 4 / 8 / 16), VGG16 28.0 / 32.2 at 1 / 4; 4
+/// has most of it for half the memory of 8.
+pub const GROUP: usize = 4;
+
+/// How a batch runs, decided once per model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchPlan {
+    /// The plan's dense tail, if every step of it lowered to a native GEMV
+    /// with its whole epilogue fused (a [`DenseBatch`] each): it runs once
+    /// per chunk of images, the steps before it once per image.
+    pub tail: Option<DenseTail>,
+    /// Images a thread runs as a group: [`GROUP`] where the packed weights
+    /// of the steps before the tail outgrow the outer caches
+    /// ([`CostModel::outer_cache_bytes`](crate::choice::CostModel::outer_cache_bytes)),
+    /// so an image run alone reads them from memory; else 1, each image's
+    /// values staying in cache from one step to the next while the weights
+    /// come from the outer caches either way (MobileNetV1, 17 MB: 376
+    /// images/s at groups of 1 against 339 at 4, batch 32, two threads,
+    /// medians of 5; AlexNet's 9 MB of convolutions: 226 against 224).
+    pub group: usize,
+    /// Per step of the plan, whether a group runs it step by step (on every
+    /// image before the next step) rather than image by image: a compiled
+    /// kernel whose packed weights are longer than the values it writes and
+    /// reads (deep convolutions on small images), so its weights come from
+    /// memory once per group and from the cache for its other images, where
+    /// the others keep each image's values in cache from step to step.
+    pub step_by_step: Vec<bool>,
+}
+
+/// The batch decisions for `graph`'s `plan`, its steps lowered as `steps`
+/// (module doc).
+pub fn plan_batch(graph: &Graph, plan: &Plan, steps: &[LoweredStep]) -> BatchPlan {
+    let tail = dense_tail(graph, plan).filter(|tail| steps[tail.first..].iter().all(batched));
+    let first = tail.as_ref().map_or(steps.len(), |t| t.first);
+    let floats: usize = steps[..first].iter().map(packed_weights).sum();
+    let group = match floats.saturating_mul(4) > MEASURED.outer_cache_bytes {
+        true => GROUP,
+        false => 1,
+    };
+    let step_by_step = (steps.iter().zip(&plan.steps))
+        .map(|(lowered, step)| packed_weights(lowered) > values(plan, step))
+        .collect();
+    BatchPlan {
+        tail,
+        group,
+        step_by_step,
+    }
+}
+
+/// Whether a step of the dense tail runs batched: a native GEMV that leaves
+/// nothing of its epilogue to the reference kernels.
+fn batched(step: &LoweredStep) -> bool {
+    match step {
+        LoweredStep::Kernel(k) if k.rest.is_empty() => match &k.kernel {
+            Kernel::Conv(spec) => DenseBatch::new(spec).is_some(),
+            _ => false,
+        },
+        LoweredStep::Kernel(_)
+        | LoweredStep::InNext
+        | LoweredStep::Concat(_)
+        | LoweredStep::Reference(_) => false,
+    }
+}
+
+/// The `f32`s a step's compiled kernel packs as weights (0 for any other).
+fn packed_weights(step: &LoweredStep) -> usize {
+    match step {
+        LoweredStep::Kernel(k) => k.kernel.lengths().weights,
+        LoweredStep::InNext | LoweredStep::Concat(_) | LoweredStep::Reference(_) => 0,
+    }
+}
+
+/// The `f32`s of the arena a step writes and reads: its output (a slice's
+/// whole parent), its inputs and the value it keeps (a slice as nothing:
+/// its concat finds it in place).
+fn values(plan: &Plan, step: &Step) -> usize {
+    let len = |v: ValueId| plan.values[v.0 as usize].len as usize;
+    let output = match plan.values[step.output.0 as usize].slice {
+        Some(slice) => len(slice.of),
+        None => len(step.output),
+    };
+    let inputs = (step.inputs.iter().chain(&step.keeps))
+        .filter(|v| plan.values[v.0 as usize].slice.is_none())
+        .map(|v| len(*v));
+    output + inputs.sum::<usize>()
+}
