@@ -1379,7 +1379,9 @@ impl Mapper<'_> {
                 | Op::Add
                 | Op::Scale
                 | Op::Shuffle { .. }
-                | Op::Slice { .. } => continue,
+                | Op::Slice { .. }
+                | Op::Upsample(_)
+                | Op::Deconv(_) => continue,
             };
             if g.inputs == [x] && self.reads[gate] == 1 {
                 let layer = &mut self.layers[gate];
@@ -1446,7 +1448,9 @@ impl Mapper<'_> {
             | Op::Add
             | Op::Scale
             | Op::Shuffle { .. }
-            | Op::Slice { .. } => None,
+            | Op::Slice { .. }
+            | Op::Upsample(_)
+            | Op::Deconv(_) => None,
         };
         match free {
             Some(flag) if uses == 1 && fits => {
