@@ -151,11 +151,36 @@ def shufflenet_small():
     return torchvision.models.ShuffleNetV2([2, 1, 1], [8, 16, 24, 32, 64], num_classes=10)
 
 
+class UpDown(nn.Module):
+    """A U-Net level (max pool down, ConvTranspose2d 2x2 stride 2 up, the skip
+    concatenated first) and an FPN-style top-down add (a lateral 1x1 plus a
+    nearest Upsample by 2), then a bilinear Upsample (align_corners = False)
+    and a padded ConvTranspose2d."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.down = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU())
+        self.up = nn.ConvTranspose2d(16, 8, 2, stride=2)
+        self.lateral = nn.Conv2d(16, 8, 1)
+        self.coarse = nn.Conv2d(16, 8, 3, stride=2, padding=1)
+        self.nearest = nn.Upsample(scale_factor=2, mode="nearest")
+        self.bilinear = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.head = nn.ConvTranspose2d(8, 4, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        e = self.enc(x)
+        y = torch.cat([e, self.up(self.down(e))], dim=1)
+        z = self.lateral(y) + self.nearest(self.coarse(y))
+        return self.head(self.bilinear(z))
+
+
 FIXTURES = [
     ("resnet_basic", ResNetBasic, (3, 16, 16)),
     ("mobilenet_se", MobileNetSE, (3, 32, 32)),
     ("squeeze_fire", SqueezeFire, (3, 33, 31)),
     ("shufflenet_small", shufflenet_small, (3, 32, 32)),
+    ("up_down", UpDown, (3, 12, 10)),
 ]
 
 
