@@ -26,8 +26,10 @@
 //!   the backward pass: all but activation functions (softmax included),
 //!   dropout, identity, flatten and slice, which run in place or as views
 //!   (a slice is PyTorch's `narrow` or `chunk`, a view; a shuffle's
-//!   `contiguous()` copies, and is stored as a concat is);
-//! - `train_macs` is the forward MACs plus, for every conv, dwconv and dense,
+//!   `contiguous()` copies, and is stored as a concat is, as are a deconv's
+//!   and an upsample's outputs);
+//! - `train_macs` is the forward MACs plus, for every conv, dwconv, deconv
+//!   and dense,
 //!   the gradient with respect to its weights (its forward MACs again) and,
 //!   unless no learnable layer lies upstream of it (the first weighted layer
 //!   of a chain), the gradient with respect to its input (again as many);
