@@ -925,6 +925,29 @@ impl Mapper<'_> {
         }
         let out_channels =
             u32::try_from(k).map_err(|_| node_error(node, "too many output channels"))?;
+        let params = self.weight_and_bias(node, inputs, weight, k)?;
+        let op = Op::Conv2d(Conv2d {
+            out_channels,
+            kernel,
+            stride,
+            dilation,
+            padding,
+            groups,
+            bias: params.len() == 2,
+            depthwise: groups == c && c > 1 && out_channels % c == 0,
+        });
+        self.push(node, op, vec![x], params)
+    }
+
+    /// A conv's or deconv's `weight` (input 1, as it is) and its bias of `k`
+    /// values (input 2) if it has one.
+    fn weight_and_bias(
+        &self,
+        node: &NodeProto,
+        inputs: &[Option<Value>],
+        weight: &Tensor,
+        k: usize,
+    ) -> Result<Vec<Param>> {
         let mut params = vec![Param {
             suffix: "weight",
             dims: weight.dims.clone(),
@@ -943,17 +966,7 @@ impl Mapper<'_> {
                 values: b.floats(),
             });
         }
-        let op = Op::Conv2d(Conv2d {
-            out_channels,
-            kernel,
-            stride,
-            dilation,
-            padding,
-            groups,
-            bias: params.len() == 2,
-            depthwise: groups == c && c > 1 && out_channels % c == 0,
-        });
-        self.push(node, op, vec![x], params)
+        Ok(params)
     }
 
     /// `ConvTranspose` as `deconv`: one group, no dilation, no output
@@ -1027,24 +1040,7 @@ impl Mapper<'_> {
         .ok_or_else(|| unsupported("pads", pads.clone(), "one padding on every side"))?;
         let out_channels =
             u32::try_from(k).map_err(|_| node_error(node, "too many output channels"))?;
-        let mut params = vec![Param {
-            suffix: "weight",
-            dims: weight.dims.clone(),
-            values: weight.floats(),
-        }];
-        if let Some(b) = self.constant(node, inputs, 2)? {
-            if b.len() != k {
-                return Err(node_error(
-                    node,
-                    format!("a bias of {} values for {k} channels", b.len()),
-                ));
-            }
-            params.push(Param {
-                suffix: "bias",
-                dims: vec![k],
-                values: b.floats(),
-            });
-        }
+        let params = self.weight_and_bias(node, inputs, weight, k)?;
         let op = Op::Deconv(Deconv {
             out_channels,
             kernel,

@@ -3,16 +3,9 @@
 //! node for each form the language cannot say.
 
 use crate::common::{model, node, weight};
+use crate::import::{attr_ints as ints, int64s};
 use cnnjit_import::onnx::{data_type, Attribute, NodeProto, TensorProto};
 use cnnjit_import::{import_bytes, Error, Imported};
-
-fn ints(name: &str, ints: &[i64]) -> Attribute {
-    Attribute {
-        name: name.into(),
-        ints: ints.to_vec(),
-        ..Attribute::default()
-    }
-}
 
 fn text(name: &str, value: &str) -> Attribute {
     Attribute {
@@ -28,16 +21,6 @@ fn floats(name: &str, values: &[f32]) -> TensorProto {
         dims: vec![values.len() as i64],
         data_type: data_type::FLOAT,
         float_data: values.to_vec(),
-        ..TensorProto::default()
-    }
-}
-
-fn int64s(name: &str, values: &[i64]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: vec![values.len() as i64],
-        data_type: data_type::INT64,
-        int64_data: values.to_vec(),
         ..TensorProto::default()
     }
 }

@@ -190,44 +190,24 @@ mod tests {
 
     #[test]
     fn mismatches_are_errors() {
-        let mut out = [0.0; 16];
-        let x = [1.0; 4];
-        assert!(deconv2d(
-            &op(1, 2, 0, 0),
-            &x,
-            Dims::new(2, 2, 1),
-            &[0.0; 4],
-            None,
-            &mut out
-        )
-        .is_err());
-        assert!(deconv2d(
-            &op(1, 2, 2, 0),
-            &x,
-            Dims::new(2, 2, 1),
-            &[0.0; 3],
-            None,
-            &mut out
-        )
-        .is_err());
-        assert!(deconv2d(
-            &op(1, 2, 2, 0),
-            &x,
-            Dims::new(2, 2, 1),
-            &[0.0; 4],
-            Some(&[0.0; 2]),
-            &mut out
-        )
-        .is_err());
-        assert!(deconv2d(
-            &op(1, 2, 2, 0),
-            &x,
-            Dims::new(2, 2, 1),
-            &[0.0; 4],
-            None,
-            &mut out[..15]
-        )
-        .is_err());
+        // A 2x2 input of one channel, into 4x4 (2x2 kernel, stride 2).
+        let run = |op: Deconv, weight: usize, bias: Option<usize>, out: usize| {
+            let bias = bias.map(|n| vec![0.0; n]);
+            let mut output = vec![0.0; out];
+            deconv2d(
+                &op,
+                &[1.0; 4],
+                Dims::new(2, 2, 1),
+                &vec![0.0; weight],
+                bias.as_deref(),
+                &mut output,
+            )
+        };
+        assert!(run(op(1, 2, 2, 0), 4, Some(1), 16).is_ok());
+        assert!(run(op(1, 2, 0, 0), 4, None, 16).is_err());
+        assert!(run(op(1, 2, 2, 0), 3, None, 16).is_err());
+        assert!(run(op(1, 2, 2, 0), 4, Some(2), 16).is_err());
+        assert!(run(op(1, 2, 2, 0), 4, None, 15).is_err());
         // A 1x1 input, 2x2 kernel: 2x2 before cropping 1 on each side.
         assert!(deconv2d_output_dims(&op(1, 2, 2, 1), Dims::new(1, 1, 1)).is_err());
     }
