@@ -48,7 +48,8 @@ pub fn deconv2d_output_dims(op: &Deconv, input: Dims) -> Result<Dims> {
 ///     weight[ci, k, fy, fx] * in[iy, ix, ci]
 /// ```
 ///
-/// Sums in `f64`, as the conv reference does. `op.bias` is not consulted:
+/// Sums in `f64`, as the conv reference does, tap by tap and within a tap
+/// channel by channel. `op.bias` is not consulted:
 /// the bias is `bias` if given.
 ///
 /// Preconditions (else an error): `input.len() == dims.len()`,
@@ -84,21 +85,23 @@ pub fn deconv2d(
         let at = (o + pad).checked_sub(f)?;
         (at % s == 0 && at / s < n).then_some(at / s)
     };
+    // Tap by tap, each valid tap's channels in a row: the modulo tests run
+    // once per tap, not once per tap and channel.
     for oy in 0..out.h {
         for ox in 0..out.w {
             for k in 0..k_total {
                 let mut acc = bias.map_or(0.0, |b| f64::from(b[k]));
-                for ci in 0..dims.c {
-                    for fy in 0..fh {
-                        let Some(iy) = source(oy, fy, sh, dims.h) else {
+                for fy in 0..fh {
+                    let Some(iy) = source(oy, fy, sh, dims.h) else {
+                        continue;
+                    };
+                    for fx in 0..fw {
+                        let Some(ix) = source(ox, fx, sw, dims.w) else {
                             continue;
                         };
-                        for fx in 0..fw {
-                            let Some(ix) = source(ox, fx, sw, dims.w) else {
-                                continue;
-                            };
+                        let pixel = &input[(iy * dims.w + ix) * dims.c..][..dims.c];
+                        for (ci, &x) in pixel.iter().enumerate() {
                             let w = weight[((ci * k_total + k) * fh + fy) * fw + fx];
-                            let x = input[(iy * dims.w + ix) * dims.c + ci];
                             acc += f64::from(w) * f64::from(x);
                         }
                     }
