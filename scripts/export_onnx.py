@@ -227,6 +227,30 @@ def regnet_small():
     return torchvision.models.RegNet(params, stem_width=8, num_classes=10)
 
 
+class UpDown(nn.Module):
+    """A U-Net level (max pool down, ConvTranspose2d 2x2 stride 2 up, the skip
+    concatenated first) and an FPN-style top-down add (a lateral 1x1 plus a
+    nearest Upsample by 2), then a bilinear Upsample (align_corners = False)
+    and a padded ConvTranspose2d."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.down = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU())
+        self.up = nn.ConvTranspose2d(16, 8, 2, stride=2)
+        self.lateral = nn.Conv2d(16, 8, 1)
+        self.coarse = nn.Conv2d(16, 8, 3, stride=2, padding=1)
+        self.nearest = nn.Upsample(scale_factor=2, mode="nearest")
+        self.bilinear = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.head = nn.ConvTranspose2d(8, 4, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        e = self.enc(x)
+        y = torch.cat([e, self.up(self.down(e))], dim=1)
+        z = self.lateral(y) + self.nearest(self.coarse(y))
+        return self.head(self.bilinear(z))
+
+
 # (name, model, input shape, exporter): "legacy" is torch.onnx's TorchScript
 # exporter at opset 13 with batch norm kept; "dynamo" the default exporter at
 # opset 18, which folds batch norm into the convs and writes other forms.
@@ -242,6 +266,7 @@ FIXTURES = [
     ("regnet_small", regnet_small, (3, 32, 32), "legacy"),
     ("resnet_basic_dynamo", ResNetBasic, (3, 16, 16), "dynamo"),
     ("mobilenet_se_dynamo", MobileNetSE, (3, 32, 32), "dynamo"),
+    ("up_down", UpDown, (3, 12, 10), "legacy"),
 ]
 
 

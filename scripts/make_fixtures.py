@@ -15,6 +15,7 @@ For every fixture NAME it writes
   NAME.safetensors      its float32 weights under the names cnn! gives the
                         layers (conv1.weight [K, Cin/g, Fh, Fw], conv1.bias,
                         bn1.weight/bias/running_mean/running_var,
+                        deconv1.weight [Cin, K, Fh, Fw] (ConvTranspose2d),
                         dense1.weight [N, Nin], dense1.bias), PyTorch layouts;
                         a dense after flatten has its columns in PyTorch's
                         (channel, height, width) order;
@@ -100,6 +101,14 @@ class Builder:
         else:
             padding = _pair(pad)
         return F.conv2d(x, w, b, stride=(sh, sw), padding=padding, dilation=(dh, dw), groups=groups)
+
+    def deconv(self, name, x, k_out, kernel, stride=1, pad=0, bias=True):
+        """nn.ConvTranspose2d(cin, k_out, kernel, stride, pad): weight [Cin, K, Fh, Fw]."""
+        cin = x.shape[1]
+        kh, kw = _pair(kernel)
+        w = self.add(f"{name}.weight", self.randn(cin, k_out, kh, kw, scale=1.0 / math.sqrt(cin * kh * kw)))
+        b = self.add(f"{name}.bias", self.randn(k_out, scale=0.2)) if bias else None
+        return F.conv_transpose2d(x, w, b, stride=_pair(stride), padding=pad)
 
     def dwconv(self, name, x, kernel, multiplier=1, **kw):
         c = x.shape[1]
@@ -850,6 +859,59 @@ def _(b, x):
     return b.dense(nxt("dense"), flatten(global_avgpool(x)), 5)
 
 
+# --- upsampling and transposed convolution (U-Net, FPN) ------------------------
+
+
+def upsample(x, s, bilinear=False):
+    """nn.Upsample(scale_factor = s), nearest or bilinear without align_corners."""
+    if bilinear:
+        return torch.nn.Upsample(scale_factor=s, mode="bilinear", align_corners=False)(x)
+    return torch.nn.Upsample(scale_factor=s, mode="nearest")(x)
+
+
+@fixture("deconv_stride2", "DeconvStride2", (5, 6, 3), "deconv(4, 2x2, stride = 2), relu",
+         "U-Net's up-convolution, ConvTranspose2d(3, 4, 2, stride = 2): taps that do not overlap, bias, relu")
+def _(b, x):
+    return relu(b.deconv("deconv1", x, 4, 2, stride=2))
+
+
+@fixture("deconv_overlap", "DeconvOverlap", (5, 4, 3),
+         "deconv(3, 3x3, stride = 2, pad = 1, bias = false), bn, relu,\n"
+         "    deconv(2, 3x2, stride = (1, 2))",
+         "transposed convs whose taps overlap and add: 3x3 stride 2 padding 1 (5x4 -> 9x7), no bias, bn; "
+         "then a 3x2 kernel with stride (1, 2)")
+def _(b, x):
+    x = relu(b.bn("bn1", b.deconv("deconv1", x, 3, 3, stride=2, pad=1, bias=False)))
+    return b.deconv("deconv2", x, 2, (3, 2), stride=(1, 2))
+
+
+@fixture("upsample_modes", "UpsampleModes", (2, 3, 2),
+         "upsample(2),\n"
+         "    conv(3, 3x3, pad = 1),\n"
+         "    upsample(3, bilinear = true),\n"
+         "    upsample(2, bilinear = true)",
+         "nn.Upsample nearest by 2, then bilinear (align_corners = False) by 3 and by 2: half-pixel sources, "
+         "clamped at the borders")
+def _(b, x):
+    x = b.conv("conv1", upsample(x, 2), 3, 3, pad=1)
+    return upsample(upsample(x, 3, bilinear=True), 2, bilinear=True)
+
+
+@fixture("unet_tiny", "UNetTiny", (8, 6, 3),
+         "conv(4, 3x3, pad = 1), relu,\n"
+         "    concat {\n"
+         "        [identity],\n"
+         "        [maxpool(2x2), conv(8, 3x3, pad = 1), relu, deconv(4, 2x2, stride = 2)],\n"
+         "    },\n"
+         "    conv(2, 1x1)",
+         "one U-Net level: a max-pooled path up-convolved back (2x2, stride 2) and concatenated with the skip")
+def _(b, x):
+    x = relu(b.conv("conv1", x, 4, 3, pad=1))
+    y = relu(b.conv("conv2", maxpool(x, 2), 8, 3, pad=1))
+    y = b.deconv("deconv1", y, 4, 2, stride=2)
+    return b.conv("conv3", torch.cat([x, y], dim=1), 2, 1)
+
+
 # ----------------------------------------------------------------------------
 
 
@@ -959,7 +1021,7 @@ For every fixture `NAME`:
 | file | contents |
 |---|---|
 | `NAME.cnn` | one net (UpperCamelCase name) in the `cnn!` language, blocks included |
-| `NAME.safetensors` | float32 weights under the names `cnn!` gives the layers, PyTorch layouts: `convN.weight` `[K, Cin/g, Fh, Fw]`, `convN.bias` `[K]`, `dwconvN.weight` `[C m, 1, Fh, Fw]`, `bnN.weight`/`bias`/`running_mean`/`running_var` `[C]`, `denseN.weight` `[N, Nin]` (after `flatten`: columns in PyTorch's channel, height, width order), `denseN.bias` `[N]`. Exactly the tensors the net uses, no others (a net without parameters gets a valid safetensors file with no tensors). |
+| `NAME.safetensors` | float32 weights under the names `cnn!` gives the layers, PyTorch layouts: `convN.weight` `[K, Cin/g, Fh, Fw]`, `convN.bias` `[K]`, `dwconvN.weight` `[C m, 1, Fh, Fw]`, `deconvN.weight` `[Cin, K, Fh, Fw]` (`ConvTranspose2d`'s layout), `bnN.weight`/`bias`/`running_mean`/`running_var` `[C]`, `denseN.weight` `[N, Nin]` (after `flatten`: columns in PyTorch's channel, height, width order), `denseN.bias` `[N]`. Exactly the tensors the net uses, no others (a net without parameters gets a valid safetensors file with no tensors). |
 | `NAME.io.safetensors` | `input` and `output`, float32, a batch of 2: `[2, H, W, C]` (HWC per image, as cnnjit lays out volumes) or `[2, N]` for flat tensors. PyTorch computed them in NCHW; they were permuted to NHWC before saving. |
 
 `manifest.json` lists the same fixtures with net names, shapes, weight tensor

@@ -378,7 +378,9 @@ fn lower_step(
         | Op::Lrn(_)
         | Op::Concat
         | Op::Shuffle { .. }
-        | Op::Slice { .. } => None,
+        | Op::Slice { .. }
+        | Op::Upsample(_)
+        | Op::Deconv(_) => None,
     };
     let mut extra = binary.map(|_| value(anchor.inputs[1]));
     // The fusable prefix of the epilogue.
@@ -419,7 +421,9 @@ fn lower_step(
             | Op::Add
             | Op::Scale
             | Op::Shuffle { .. }
-            | Op::Slice { .. } => break,
+            | Op::Slice { .. }
+            | Op::Upsample(_)
+            | Op::Deconv(_) => break,
         }
         fused = i + 1;
     }
@@ -472,7 +476,9 @@ fn lower_step(
         | Op::Dropout { .. }
         | Op::Identity
         | Op::Shuffle { .. }
-        | Op::Slice { .. } => Err(FallbackReason::NoFamily { kind }),
+        | Op::Slice { .. }
+        | Op::Upsample(_)
+        | Op::Deconv(_) => Err(FallbackReason::NoFamily { kind }),
     };
     // A slice of a concat's output is written in place, by the strided form
     // of the kernel, which must then be the whole step.

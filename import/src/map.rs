@@ -21,7 +21,9 @@ use crate::error::{DecodeError, Error, Result};
 use crate::fold::{self, attr, node_error, normalise_axis};
 use crate::onnx::{self, GraphProto, NodeProto, Tensor};
 use cnnjit_ir::shape;
-use cnnjit_ir::{Activation, Conv2d, Dense, Hw, Lrn, Op, Padding, Pool2d, PoolKind, Shape};
+use cnnjit_ir::{
+    Activation, Conv2d, Deconv, Dense, Hw, Lrn, Op, Padding, Pool2d, PoolKind, Shape, Upsample,
+};
 use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
@@ -311,6 +313,9 @@ struct Mapper<'g> {
 /// The operators that become layers (besides those [`fold::FOLDABLE`] folds).
 pub const LAYER_OPS: &[&str] = &[
     "Conv",
+    "ConvTranspose",
+    "Resize",
+    "Upsample",
     "BatchNormalization",
     "Relu",
     "Clip",
@@ -573,6 +578,8 @@ impl Mapper<'_> {
         let op = node.op_type.as_str();
         match op {
             "Conv" => self.conv(node, inputs),
+            "ConvTranspose" => self.deconv(node, inputs),
+            "Resize" | "Upsample" => self.upsample(node, inputs),
             "BatchNormalization" => {
                 let x = self.layer_input(node, inputs, 0)?;
                 let c = self.shape(x).channels() as usize;
@@ -918,6 +925,29 @@ impl Mapper<'_> {
         }
         let out_channels =
             u32::try_from(k).map_err(|_| node_error(node, "too many output channels"))?;
+        let params = self.weight_and_bias(node, inputs, weight, k)?;
+        let op = Op::Conv2d(Conv2d {
+            out_channels,
+            kernel,
+            stride,
+            dilation,
+            padding,
+            groups,
+            bias: params.len() == 2,
+            depthwise: groups == c && c > 1 && out_channels % c == 0,
+        });
+        self.push(node, op, vec![x], params)
+    }
+
+    /// A conv's or deconv's `weight` (input 1, as it is) and its bias of `k`
+    /// values (input 2) if it has one.
+    fn weight_and_bias(
+        &self,
+        node: &NodeProto,
+        inputs: &[Option<Value>],
+        weight: &Tensor,
+        k: usize,
+    ) -> Result<Vec<Param>> {
         let mut params = vec![Param {
             suffix: "weight",
             dims: weight.dims.clone(),
@@ -936,17 +966,195 @@ impl Mapper<'_> {
                 values: b.floats(),
             });
         }
-        let op = Op::Conv2d(Conv2d {
+        Ok(params)
+    }
+
+    /// `ConvTranspose` as `deconv`: one group, no dilation, no output
+    /// padding, the same padding on every side; the weights keep ONNX's (and
+    /// PyTorch's) `[Cin, K, Fh, Fw]`.
+    fn deconv(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        let x = self.layer_input(node, inputs, 0)?;
+        let Shape::Volume { c, .. } = self.shape(x) else {
+            return Err(node_error(
+                node,
+                "a transposed convolution of a flat tensor",
+            ));
+        };
+        let weight = self.required(node, inputs, 1)?;
+        let [cin, k, fh, fw] = weight.dims[..] else {
+            return Err(node_error(
+                node,
+                format!(
+                    "weight dimensions {:?}; cnnjit's deconv is 2-D",
+                    weight.dims
+                ),
+            ));
+        };
+        let unsupported = |what: &str, values: Vec<i64>, want: &str| {
+            node_error(
+                node,
+                format!("{what} {values:?}: cnnjit's deconv takes {want}"),
+            )
+        };
+        let group = Self::int(node, "group", 1);
+        if group != 1 || cin != c as usize {
+            return Err(unsupported(
+                "group",
+                vec![group],
+                "one group (weights [Cin, K, Fh, Fw])",
+            ));
+        }
+        for (name, zero) in [("dilations", 1), ("output_padding", 0)] {
+            let values = Self::ints(node, name, &[zero, zero]);
+            if values.iter().any(|&v| v != zero) {
+                let want = format!("{name} of {zero} only");
+                return Err(unsupported(name, values, &want));
+            }
+        }
+        if let Some(a) = attr(node, "output_shape") {
+            return Err(unsupported(
+                "output_shape",
+                a.ints.clone(),
+                "pads, not an output shape",
+            ));
+        }
+        let auto = attr(node, "auto_pad")
+            .map(|a| a.string())
+            .unwrap_or_default();
+        if !matches!(auto.as_str(), "" | "NOTSET" | "VALID") {
+            return Err(node_error(
+                node,
+                format!("auto_pad `{auto}`: cnnjit's deconv takes pads"),
+            ));
+        }
+        let kernel = hw(node, &[fh as i64, fw as i64])?;
+        if attr(node, "kernel_shape").is_some_and(|a| a.ints != [fh as i64, fw as i64]) {
+            return Err(node_error(node, "kernel_shape disagrees with the weights"));
+        }
+        let stride = hw(node, &Self::ints(node, "strides", &[1, 1]))?;
+        let pads = Self::ints(node, "pads", &[0, 0, 0, 0]);
+        let padding = match pads[..] {
+            [p, q, r, t] if p == q && p == r && p == t => u32::try_from(p).ok(),
+            _ => None,
+        }
+        .ok_or_else(|| unsupported("pads", pads.clone(), "one padding on every side"))?;
+        let out_channels =
+            u32::try_from(k).map_err(|_| node_error(node, "too many output channels"))?;
+        let params = self.weight_and_bias(node, inputs, weight, k)?;
+        let op = Op::Deconv(Deconv {
             out_channels,
             kernel,
             stride,
-            dilation,
             padding,
-            groups,
             bias: params.len() == 2,
-            depthwise: groups == c && c > 1 && out_channels % c == 0,
         });
         self.push(node, op, vec![x], params)
+    }
+
+    /// `Resize` (opset 10 on: scales or sizes as inputs) and the older
+    /// `Upsample` as `upsample(s)`: the same integer factor on H and W, N
+    /// and C kept; nearest where the coordinates pick `floor(o / s)`
+    /// (PyTorch's `asymmetric` with `floor`, or half-pixel coordinates
+    /// rounded, which pick the same pixels for an integer factor), linear
+    /// with PyTorch's half-pixel coordinates as bilinear.
+    fn upsample(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        let x = self.layer_input(node, inputs, 0)?;
+        let Shape::Volume { h, w, .. } = self.shape(x) else {
+            return Err(node_error(node, "a resize of a flat tensor"));
+        };
+        let resize = node.op_type == "Resize";
+        // Resize-10 and Upsample-9 take scales as input 1; Resize-11 on as
+        // input 2 (after roi) and sizes as input 3; Upsample-7 as an attribute.
+        let (scales, sizes) = match (resize, self.opset) {
+            (true, 10) | (false, 9..) => {
+                (self.constant(node, inputs, 1)?.map(Tensor::floats), None)
+            }
+            (true, _) => (
+                self.constant(node, inputs, 2)?.map(Tensor::floats),
+                self.constant(node, inputs, 3)?.map(Tensor::ints),
+            ),
+            (false, _) => (attr(node, "scales").map(|a| a.floats.clone()), None),
+        };
+        let factor = |ratio: [f64; 4]| match ratio {
+            [n, c, sh, sw]
+                if n == 1.0 && c == 1.0 && sh == sw && sh >= 1.0 && sh.fract() == 0.0 =>
+            {
+                u32::try_from(sh as u64).ok()
+            }
+            _ => None,
+        };
+        let scale = match (scales.filter(|s| !s.is_empty()), sizes) {
+            (Some(s), _) if s.len() == 4 => factor([0, 1, 2, 3].map(|i| f64::from(s[i]))),
+            (None, Some(s)) if s.len() == 4 => match nchw(self.shape(x))[..] {
+                [_, c, ih, iw] => factor([
+                    1.0,
+                    s[1] as f64 / c as f64,
+                    s[2] as f64 / ih as f64,
+                    s[3] as f64 / iw as f64,
+                ]),
+                _ => None,
+            },
+            _ => None,
+        }
+        .ok_or_else(|| {
+            node_error(
+                node,
+                format!("resizes {h}x{w} by other than one integer factor on H and W (N and C kept); cnnjit's upsample takes an integer scale"),
+            )
+        })?;
+        let text = |name: &str, default: &str| {
+            attr(node, name).map_or_else(|| default.to_string(), |a| a.string())
+        };
+        let mode = text("mode", "nearest");
+        let (coordinates, rounding) = if resize {
+            (
+                text("coordinate_transformation_mode", "half_pixel"),
+                text("nearest_mode", "round_prefer_floor"),
+            )
+        } else {
+            ("asymmetric".to_string(), "floor".to_string())
+        };
+        let half_pixel = matches!(coordinates.as_str(), "half_pixel" | "pytorch_half_pixel");
+        let bilinear = match mode.as_str() {
+            "nearest"
+                if (coordinates == "asymmetric" && rounding == "floor")
+                    || (half_pixel
+                        && matches!(rounding.as_str(), "round_prefer_floor" | "round_prefer_ceil")) =>
+            {
+                false
+            }
+            "nearest" => {
+                return Err(node_error(
+                    node,
+                    format!("nearest with coordinate_transformation_mode `{coordinates}` and nearest_mode `{rounding}`; cnnjit's upsample is PyTorch's nearest (`asymmetric` with `floor`, or `half_pixel` rounded)"),
+                ))
+            }
+            "linear" | "bilinear" if half_pixel => true,
+            "linear" | "bilinear" => {
+                return Err(node_error(
+                    node,
+                    format!("linear with coordinate_transformation_mode `{coordinates}`; cnnjit's bilinear upsample is PyTorch's align_corners = False (`half_pixel` or `pytorch_half_pixel`)"),
+                ))
+            }
+            other => {
+                return Err(node_error(
+                    node,
+                    format!("mode `{other}`; cnnjit's upsample is nearest or linear"),
+                ))
+            }
+        };
+        if Self::int(node, "antialias", 0) != 0 {
+            return Err(node_error(
+                node,
+                "antialias 1; cnnjit's upsample does not filter",
+            ));
+        }
+        self.push(
+            node,
+            Op::Upsample(Upsample { scale, bilinear }),
+            vec![x],
+            vec![],
+        )
     }
 
     fn pool(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
@@ -1379,7 +1587,9 @@ impl Mapper<'_> {
                 | Op::Add
                 | Op::Scale
                 | Op::Shuffle { .. }
-                | Op::Slice { .. } => continue,
+                | Op::Slice { .. }
+                | Op::Upsample(_)
+                | Op::Deconv(_) => continue,
             };
             if g.inputs == [x] && self.reads[gate] == 1 {
                 let layer = &mut self.layers[gate];
@@ -1446,7 +1656,9 @@ impl Mapper<'_> {
             | Op::Add
             | Op::Scale
             | Op::Shuffle { .. }
-            | Op::Slice { .. } => None,
+            | Op::Slice { .. }
+            | Op::Upsample(_)
+            | Op::Deconv(_) => None,
         };
         match free {
             Some(flag) if uses == 1 && fits => {

@@ -4,7 +4,14 @@
 //! The rules (DSL.md, and ground_truth.json's conventions):
 //! - conv and dwconv: params `K (Fh Fw Cin/g + 1)` (no `+ 1` without bias),
 //!   MACs = FLOPs = `Hout Wout K Fh Fw Cin/g`;
+//! - deconv (transposed conv): params `Cin K Fh Fw + K` (no `+ K` without
+//!   bias), MACs = FLOPs = `H W Cin K Fh Fw` over its input's `H x W`: each
+//!   input value meets each tap of each output channel once, the taps the
+//!   padding crops included;
 //! - dense: params `N (Nin + 1)`, MACs = FLOPs = `N Nin`;
+//! - upsample: nearest 0 (a copy, as concat), bilinear `4 Hout Wout C`
+//!   FLOPs (four weighted inputs per output value, as a 2x2 pool window) and
+//!   no MAC;
 //! - pools: FLOPs `Hout Wout C Fh Fw` (a global pool: `H W C`), no MAC;
 //! - bn: `2C` learnable parameters, and `2C` running statistics counted
 //!   apart as buffers; activations, adds, concat and scale count nothing;
@@ -19,8 +26,10 @@
 //!   the backward pass: all but activation functions (softmax included),
 //!   dropout, identity, flatten and slice, which run in place or as views
 //!   (a slice is PyTorch's `narrow` or `chunk`, a view; a shuffle's
-//!   `contiguous()` copies, and is stored as a concat is);
-//! - `train_macs` is the forward MACs plus, for every conv, dwconv and dense,
+//!   `contiguous()` copies, and is stored as a concat is, as are a deconv's
+//!   and an upsample's outputs);
+//! - `train_macs` is the forward MACs plus, for every conv, dwconv, deconv
+//!   and dense,
 //!   the gradient with respect to its weights (its forward MACs again) and,
 //!   unless no learnable layer lies upstream of it (the first weighted layer
 //!   of a chain), the gradient with respect to its input (again as many);
@@ -140,7 +149,9 @@ pub fn is_stored(op: &Op) -> bool {
         | Op::Concat
         | Op::Add
         | Op::Scale
-        | Op::Shuffle { .. } => true,
+        | Op::Shuffle { .. }
+        | Op::Upsample(_)
+        | Op::Deconv(_) => true,
     }
 }
 
@@ -170,6 +181,34 @@ pub fn layer_cost(op: &Op, inputs: &[Shape], output: Shape) -> Result<LayerCost,
                 macs,
             }
         }
+        // Each input value times each tap of each output channel's kernel,
+        // taps the padding crops included: the scatter a transposed conv
+        // computes (`H W Cin K Fh Fw`), also the count of the conv whose
+        // gradient it is.
+        Op::Deconv(d) => {
+            let per_input =
+                product(&[d.out_channels as u64, d.kernel.h as u64, d.kernel.w as u64])?;
+            let weights = product(&[input.channels() as u64, per_input])?;
+            let bias = if d.bias { d.out_channels as u64 } else { 0 };
+            let macs = product(&[input.len(), per_input])?;
+            LayerCost {
+                params: weights.checked_add(bias).ok_or(o)?,
+                buffers: 0,
+                flops: macs,
+                macs,
+            }
+        }
+        // Bilinear: each output value a weighted sum of 4 inputs, 4 FLOPs
+        // (as a 2x2 average pool's window counts 4); no MAC, as pools.
+        // Nearest copies, as concat: nothing.
+        Op::Upsample(u) => LayerCost {
+            flops: if u.bilinear {
+                product(&[output.len(), 4])?
+            } else {
+                0
+            },
+            ..LayerCost::default()
+        },
         Op::Dense(d) => {
             let macs = product(&[d.out_features as u64, input.len()])?;
             let bias = if d.bias { d.out_features as u64 } else { 0 };

@@ -222,6 +222,35 @@ pub struct Pool2d {
     pub count_include_pad: bool,
 }
 
+/// `upsample(s)`: each pixel repeated `s x s` times (nearest, PyTorch's
+/// `nn.Upsample(scale_factor = s)`), or bilinear interpolation with
+/// `align_corners = False` (ONNX `Resize` linear, `half_pixel`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Upsample {
+    /// The integer factor along both axes.
+    pub scale: u32,
+    /// Bilinear rather than nearest.
+    pub bilinear: bool,
+}
+
+/// `deconv(K, FhxFw, stride = s, pad = p)`: a transposed convolution
+/// (PyTorch's `nn.ConvTranspose2d`, one group, no output padding). Output
+/// `(H - 1) s - 2p + Fh` by `(W - 1) s - 2p + Fw`; the weights are
+/// `[Cin, K, Fh, Fw]`, PyTorch's layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Deconv {
+    /// Output channels (K).
+    pub out_channels: u32,
+    /// Kernel size (Fh x Fw).
+    pub kernel: Hw,
+    /// Stride.
+    pub stride: Hw,
+    /// Rows and columns cropped from each side of the full output.
+    pub padding: u32,
+    /// Whether a bias is added.
+    pub bias: bool,
+}
+
 /// An `f32` that is equal, hashed and ordered by its bits, so that a value
 /// carrying one (a kernel spec, an activation) can key a map or be compared
 /// for identity: `NaN` equals a `NaN` of the same bits, `0.0` and `-0.0`
@@ -379,6 +408,10 @@ pub enum Op {
         /// How many channels are taken.
         count: u32,
     },
+    /// `upsample(s)`, nearest or bilinear.
+    Upsample(Upsample),
+    /// `deconv`: a transposed convolution.
+    Deconv(Deconv),
 }
 
 impl Op {
@@ -418,6 +451,8 @@ impl Op {
             Op::Scale => "scale",
             Op::Shuffle { .. } => "shuffle",
             Op::Slice { .. } => "slice",
+            Op::Upsample(_) => "upsample",
+            Op::Deconv(_) => "deconv",
         }
     }
 
@@ -476,6 +511,25 @@ impl Op {
                 "channels [{first}, {})",
                 first as u64 + count as u64
             )),
+            Op::Upsample(u) => {
+                out.push_str(&format!("s={}", u.scale));
+                if u.bilinear {
+                    out.push_str(", bilinear");
+                }
+            }
+            Op::Deconv(d) => {
+                out.push_str(&format!("K={}, ", d.out_channels));
+                let padding = Padding {
+                    top: d.padding,
+                    left: d.padding,
+                    bottom: d.padding,
+                    right: d.padding,
+                };
+                window(&mut out, d.kernel, d.stride, padding, None);
+                if !d.bias {
+                    out.push_str(", no bias");
+                }
+            }
             Op::Input
             | Op::GlobalPool(_)
             | Op::Flatten

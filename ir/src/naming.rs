@@ -1,7 +1,8 @@
 //! The weight-naming contract: which tensors a graph needs, by name and shape.
 //!
 //! DSL.md's names and PyTorch's shapes: `conv1.weight` `[K, Cin/g, Fh, Fw]`,
-//! `conv1.bias`, `dense1.weight` `[N, Nin]`,
+//! `conv1.bias`, `deconv1.weight` `[Cin, K, Fh, Fw]` (PyTorch's
+//! `ConvTranspose2d`), `dense1.weight` `[N, Nin]`,
 //! `bn1.weight/bias/running_mean/running_var`, `prelu1.weight` `[C]` (its
 //! slopes, PyTorch's `nn.PReLU(num_parameters = C)`). The runtime checks a weights
 //! file against this list and the importer names the tensors it writes by it,
@@ -49,6 +50,22 @@ pub fn tensor_specs(graph: &Graph) -> Vec<TensorSpec> {
                     push("bias", vec![k], fan_in);
                 }
             }
+            // PyTorch's `ConvTranspose2d` layout, input channels first; each
+            // output value sums `Cin Fh Fw / (stride_h stride_w)` terms on
+            // average, but PyTorch's init reads fan-in off dimension 1: `K Fh Fw`.
+            Op::Deconv(d) => {
+                let (cin, k, fh, fw) = (
+                    input.channels() as usize,
+                    d.out_channels as usize,
+                    d.kernel.h as usize,
+                    d.kernel.w as usize,
+                );
+                let fan_in = k * fh * fw;
+                push("weight", vec![cin, k, fh, fw], fan_in);
+                if d.bias {
+                    push("bias", vec![k], fan_in);
+                }
+            }
             Op::Dense(d) => {
                 let (n, nin) = (d.out_features as usize, input.len() as usize);
                 push("weight", vec![n, nin], nin);
@@ -76,7 +93,8 @@ pub fn tensor_specs(graph: &Graph) -> Vec<TensorSpec> {
             | Op::Add
             | Op::Scale
             | Op::Shuffle { .. }
-            | Op::Slice { .. } => {}
+            | Op::Slice { .. }
+            | Op::Upsample(_) => {}
         }
     }
     specs

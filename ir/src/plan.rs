@@ -162,7 +162,9 @@ impl Fusion {
             | Op::Add
             | Op::Scale
             | Op::Shuffle { .. }
-            | Op::Slice { .. } => false,
+            | Op::Slice { .. }
+            | Op::Upsample(_)
+            | Op::Deconv(_) => false,
         }
     }
 }
@@ -203,7 +205,9 @@ pub fn is_per_channel(op: &Op) -> bool {
         | Op::Add
         | Op::Scale
         | Op::Shuffle { .. }
-        | Op::Slice { .. } => false,
+        | Op::Slice { .. }
+        | Op::Upsample(_)
+        | Op::Deconv(_) => false,
     }
 }
 
@@ -242,7 +246,9 @@ fn is_epilogue(op: &Op) -> bool {
         | Op::Concat
         | Op::Scale
         | Op::Shuffle { .. }
-        | Op::Slice { .. } => false,
+        | Op::Slice { .. }
+        | Op::Upsample(_)
+        | Op::Deconv(_) => false,
     }
 }
 
@@ -281,7 +287,9 @@ fn separable(graph: &Graph, fusion: &Fusion, consumers: &[u32], a: &Step, b: &St
         | Op::Add
         | Op::Scale
         | Op::Shuffle { .. }
-        | Op::Slice { .. } => false,
+        | Op::Slice { .. }
+        | Op::Upsample(_)
+        | Op::Deconv(_) => false,
     };
     let per_channel = a.nodes[1..]
         .iter()

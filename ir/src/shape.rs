@@ -6,7 +6,7 @@
 //! and later importers all share one set of rules. All arithmetic is checked:
 //! a shape that does not fit a `u32` is [`ShapeError::Overflow`], never a wrap.
 
-use crate::{Conv2d, Hw, Op, Padding, Pool2d, Shape};
+use crate::{Conv2d, Deconv, Hw, Op, Padding, Pool2d, Shape, Upsample};
 use thiserror::Error;
 
 /// Why an op cannot be applied to its inputs.
@@ -86,6 +86,16 @@ pub enum ShapeError {
         /// The input's channels.
         channels: u32,
     },
+    /// A `deconv` whose padding crops away its whole output.
+    #[error("pad = {padding} crops the whole output: (H - 1) stride + kernel gives {full_h}x{full_w} before 2 x {padding} rows and columns are cut")]
+    DeconvCrop {
+        /// The padding cut from each side.
+        padding: u32,
+        /// The uncropped output's height.
+        full_h: u64,
+        /// The uncropped output's width.
+        full_w: u64,
+    },
     /// A figure does not fit the integer type.
     #[error("arithmetic overflows: the network is too large")]
     Overflow,
@@ -132,6 +142,8 @@ pub fn output_shape(op: &Op, inputs: &[Shape]) -> Result<Shape, ShapeError> {
         | Op::Identity
         | Op::Lrn(_) => first(),
         Op::Concat => concat_shape(inputs),
+        Op::Upsample(up) => upsample_shape(up, first()?),
+        Op::Deconv(deconv) => deconv_shape(deconv, first()?),
         Op::Shuffle { groups } => {
             let (_, _, c) = volume(first()?)?;
             if *groups == 0 {
@@ -377,6 +389,59 @@ fn conv_shape(conv: &Conv2d, input: Shape) -> Result<Shape, ShapeError> {
     )
 }
 
+fn upsample_shape(up: &Upsample, input: Shape) -> Result<Shape, ShapeError> {
+    let (h, w, c) = volume(input)?;
+    if up.scale == 0 {
+        return Err(ShapeError::ZeroOutput {
+            what: "a scale of zero",
+        });
+    }
+    Ok(Shape::Volume {
+        h: h.checked_mul(up.scale).ok_or(ShapeError::Overflow)?,
+        w: w.checked_mul(up.scale).ok_or(ShapeError::Overflow)?,
+        c,
+    })
+}
+
+/// PyTorch's `ConvTranspose2d` size, `(H - 1) stride - 2 pad + kernel` (no
+/// output padding, no dilation), at least 1.
+fn deconv_shape(deconv: &Deconv, input: Shape) -> Result<Shape, ShapeError> {
+    let (h, w, _) = volume(input)?;
+    if deconv.out_channels == 0 {
+        return Err(ShapeError::ZeroOutput {
+            what: "zero output channels",
+        });
+    }
+    let (kernel, stride) = (deconv.kernel, deconv.stride);
+    if kernel.h == 0 || kernel.w == 0 {
+        return Err(ShapeError::ZeroOutput {
+            what: "a kernel of size zero",
+        });
+    }
+    if stride.h == 0 || stride.w == 0 {
+        return Err(ShapeError::ZeroOutput {
+            what: "a stride of zero",
+        });
+    }
+    // In u64 every term fits: (2^32 - 1)^2 + 2^32 < 2^64.
+    let full = |n: u32, s: u32, k: u32| (n as u64 - 1) * s as u64 + k as u64;
+    let (full_h, full_w) = (full(h, stride.h, kernel.h), full(w, stride.w, kernel.w));
+    let cut = 2 * deconv.padding as u64;
+    if full_h <= cut || full_w <= cut {
+        return Err(ShapeError::DeconvCrop {
+            padding: deconv.padding,
+            full_h,
+            full_w,
+        });
+    }
+    let fit = |n: u64| u32::try_from(n).map_err(|_| ShapeError::Overflow);
+    Ok(Shape::Volume {
+        h: fit(full_h - cut)?,
+        w: fit(full_w - cut)?,
+        c: deconv.out_channels,
+    })
+}
+
 fn pool_shape(pool: &Pool2d, input: Shape) -> Result<Shape, ShapeError> {
     let (_, _, c) = volume(input)?;
     window_shape(
@@ -564,6 +629,61 @@ mod tests {
             output_shape(&Op::Concat, &[vol(28, 28, 64), vol(14, 14, 128)]),
             Err(ShapeError::Concat { index: 2, .. })
         ));
+    }
+
+    /// U-Net's up-convolution, `ConvTranspose2d(128, 64, 2, stride = 2)` on
+    /// 8x8 gives 16x16 ((8 - 1) 2 + 2); a 3x3 of stride 2 and padding 1 on
+    /// 8x8 gives (8 - 1) 2 - 2 + 3 = 15; FPN's nearest `upsample(2)` doubles
+    /// each side. PyTorch's sizes, by the formula in its documentation.
+    #[test]
+    fn deconv_and_upsample_shapes() {
+        let deconv = |k: u32, s: u32, padding: u32| Deconv {
+            out_channels: 64,
+            kernel: Hw::square(k),
+            stride: Hw::square(s),
+            padding,
+            bias: true,
+        };
+        assert_eq!(
+            output_shape(&Op::Deconv(deconv(2, 2, 0)), &[vol(8, 8, 128)]),
+            Ok(vol(16, 16, 64))
+        );
+        assert_eq!(
+            output_shape(&Op::Deconv(deconv(3, 2, 1)), &[vol(8, 8, 128)]),
+            Ok(vol(15, 15, 64))
+        );
+        // A 1x1 input and a 2x2 kernel give 2x2; cropping 1 each side leaves nothing.
+        assert_eq!(
+            output_shape(&Op::Deconv(deconv(2, 2, 1)), &[vol(1, 1, 4)]),
+            Err(ShapeError::DeconvCrop {
+                padding: 1,
+                full_h: 2,
+                full_w: 2
+            })
+        );
+        assert!(matches!(
+            output_shape(&Op::Deconv(deconv(2, 0, 0)), &[vol(2, 2, 4)]),
+            Err(ShapeError::ZeroOutput { .. })
+        ));
+        assert!(matches!(
+            output_shape(&Op::Deconv(deconv(2, 2, 0)), &[Shape::Flat(4)]),
+            Err(ShapeError::ExpectedVolume { .. })
+        ));
+        let up = |scale: u32| {
+            Op::Upsample(Upsample {
+                scale,
+                bilinear: false,
+            })
+        };
+        assert_eq!(output_shape(&up(2), &[vol(7, 5, 3)]), Ok(vol(14, 10, 3)));
+        assert!(matches!(
+            output_shape(&up(0), &[vol(7, 5, 3)]),
+            Err(ShapeError::ZeroOutput { .. })
+        ));
+        assert_eq!(
+            output_shape(&up(u32::MAX), &[vol(2, 1, 3)]),
+            Err(ShapeError::Overflow)
+        );
     }
 
     /// ShuffleNetV2's shapes: a 116-channel unit shuffles in 2 groups and

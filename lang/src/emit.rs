@@ -253,6 +253,22 @@ fn op(op: &Op) -> TokenStream {
         Op::Slice { first, count } => {
             quote!(::cnnjit::ir::Op::Slice { first: #first, count: #count })
         }
+        Op::Upsample(u) => {
+            let (scale, bilinear) = (u.scale, u.bilinear);
+            quote!(::cnnjit::ir::Op::Upsample(::cnnjit::ir::Upsample { scale: #scale, bilinear: #bilinear }))
+        }
+        Op::Deconv(d) => {
+            let (k, kernel, stride, pad, bias) = (
+                d.out_channels,
+                hw(d.kernel),
+                hw(d.stride),
+                d.padding,
+                d.bias,
+            );
+            quote!(::cnnjit::ir::Op::Deconv(::cnnjit::ir::Deconv {
+                out_channels: #k, kernel: #kernel, stride: #stride, padding: #pad, bias: #bias,
+            }))
+        }
     }
 }
 

@@ -604,6 +604,17 @@ fn reference_step(
         ) => {
             r::dense(dense, input(0)?, weight, bias.as_deref(), out).map_err(fail)?;
         }
+        (
+            Op::Deconv(deconv),
+            LayerParams::Linear {
+                weight: Weight::Loaded(weight),
+                bias,
+            },
+        ) => {
+            r::deconv2d(deconv, input(0)?, in_dims(0), weight, bias.as_deref(), out)
+                .map_err(fail)?;
+        }
+        (Op::Upsample(up), _) => r::upsample(up, input(0)?, in_dims(0), out).map_err(fail)?,
         (Op::Pool2d(pool), _) => {
             r::pool2d(pool, input(0)?, in_dims(0), out).map_err(fail)?;
         }
@@ -651,7 +662,7 @@ fn reference_step(
             out.copy_from_slice(input);
             in_place(anchor, layer, out, None)?;
         }
-        (op @ (Op::Input | Op::Conv2d(_) | Op::Dense(_)), _) => {
+        (op @ (Op::Input | Op::Conv2d(_) | Op::Dense(_) | Op::Deconv(_)), _) => {
             return Err(node_error(
                 anchor,
                 InternalError::NoParams { kind: op.kind() },
@@ -738,7 +749,9 @@ fn in_place(
             | Op::Concat
             | Op::Scale
             | Op::Shuffle { .. }
-            | Op::Slice { .. }),
+            | Op::Slice { .. }
+            | Op::Upsample(_)
+            | Op::Deconv(_)),
             _,
         ) => Err(fail(KernelError::Invalid(format!(
             "{} cannot run in place",

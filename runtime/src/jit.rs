@@ -373,7 +373,9 @@ fn pack_vectors(graph: &Graph, params: &Params, part: &Part, packed: &mut Vec<f3
             | Op::Add
             | Op::Scale
             | Op::Shuffle { .. }
-            | Op::Slice { .. } => return Err(broken()),
+            | Op::Slice { .. }
+            | Op::Upsample(_)
+            | Op::Deconv(_) => return Err(broken()),
         }
     }
     Ok(())

@@ -38,10 +38,11 @@ use std::collections::BTreeSet;
 pub enum LayerParams {
     /// No parameter (pools, activations, ...).
     None,
-    /// A conv or dense: weights in PyTorch's layout (a dense's columns in HWC
-    /// order), and a bias when the layer has one or a bn was folded into it.
+    /// A conv, deconv or dense: weights in PyTorch's layout (a dense's
+    /// columns in HWC order), and a bias when the layer has one or a bn was
+    /// folded into it (never into a deconv).
     Linear {
-        /// `[K, Cin/g, Fh, Fw]` or `[N, Nin]`, row-major.
+        /// `[K, Cin/g, Fh, Fw]`, `[Cin, K, Fh, Fw]` or `[N, Nin]`, row-major.
         weight: Weight,
         /// `[K]` or `[N]`.
         bias: Option<Vec<f32>>,
@@ -150,6 +151,11 @@ pub fn load_params(
             }
         };
         layers[spec.node.index()] = match node.op {
+            // A deconv's weights are never packed: always copied.
+            Op::Deconv(_) => LayerParams::Linear {
+                weight: Weight::Loaded(data),
+                bias: take_next(".bias"),
+            },
             Op::Conv2d(_) | Op::Dense(_) => LayerParams::Linear {
                 weight: if stays_in_file(graph, spec, options.in_file) {
                     Weight::InFile {
@@ -186,7 +192,8 @@ pub fn load_params(
             | Op::Add
             | Op::Scale
             | Op::Shuffle { .. }
-            | Op::Slice { .. } => LayerParams::None,
+            | Op::Slice { .. }
+            | Op::Upsample(_) => LayerParams::None,
         };
     }
     reorder_flattened(graph, &mut layers)?;
@@ -229,7 +236,9 @@ fn stays_in_file(graph: &Graph, spec: &TensorSpec, in_file: &[NodeId]) -> bool {
             | Op::Add
             | Op::Scale
             | Op::Shuffle { .. }
-            | Op::Slice { .. } => false,
+            | Op::Slice { .. }
+            | Op::Upsample(_)
+            | Op::Deconv(_) => false,
         }
 }
 
@@ -357,7 +366,9 @@ fn flattened_from(graph: &Graph, mut id: NodeId) -> Option<(usize, usize, usize)
             | Op::Add
             | Op::Scale
             | Op::Shuffle { .. }
-            | Op::Slice { .. } => return None,
+            | Op::Slice { .. }
+            | Op::Upsample(_)
+            | Op::Deconv(_) => return None,
         }
     }
 }

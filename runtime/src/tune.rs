@@ -371,7 +371,9 @@ pub fn convolutions(graph: &Graph, caps: &Capabilities) -> Result<Vec<ConvSpec>>
             | Op::Add
             | Op::Scale
             | Op::Shuffle { .. }
-            | Op::Slice { .. } => false,
+            | Op::Slice { .. }
+            | Op::Upsample(_)
+            | Op::Deconv(_) => false,
         });
         if let Some(spec) = choice::conv_spec(&step.kernel).filter(|_| is_conv) {
             if seen.insert(ChoiceKey::of(&spec)) {

@@ -39,6 +39,12 @@ mod nets {
     pub mod efficientnet {
         cnnjit::cnn!(file = "examples/nets/efficientnet_b0.cnn");
     }
+    pub mod unet {
+        cnnjit::cnn!(file = "examples/nets/unet.cnn");
+    }
+    pub mod fpn {
+        cnnjit::cnn!(file = "examples/nets/fpn.cnn");
+    }
 }
 
 fn truth() -> Value {
@@ -188,6 +194,28 @@ fn params_macs_and_flops_equal_pytorch() {
         if let Some(out) = t.get("output_shape") {
             assert_eq!(net.output, shape_of(out), "{}: output shape", net.truth_key);
         }
+    }
+}
+
+/// U-Net and FPN against tests/data/dense_prediction.json: PyTorch's
+/// parameters and hook-counted MACs of the same nets built from torch.nn
+/// modules (scripts/dense_prediction_truth.py), by ground_truth.json's
+/// conventions, a transposed conv counting `Hin Win Cin Cout Fh Fw`.
+#[test]
+fn unet_and_fpn_equal_pytorchs_counts() {
+    let truth: Value = serde_json::from_str(include_str!("../data/dense_prediction.json"))
+        .expect("dense_prediction.json parses");
+    for net in [net!("unet", unet::UNet), net!("fpn", fpn::FPN)] {
+        let t = &truth["networks"][net.truth_key];
+        assert_eq!(net.params, number(t, "params_total"), "{}", net.truth_key);
+        assert_eq!(net.macs, number(t, "macs_conv_fc"), "{}", net.truth_key);
+        assert_eq!(net.flops, number(t, "macs_lecture"), "{}", net.truth_key);
+        assert_eq!(
+            net.output,
+            shape_of(&t["output_shape"]),
+            "{}",
+            net.truth_key
+        );
     }
 }
 

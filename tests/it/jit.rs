@@ -306,6 +306,35 @@ proptest! {
     }
 
     #[test]
+    fn deconvs_and_upsamples_between_kernels_equal_reference(
+        (h, w) in (1u32..6, 1u32..6),
+        (c, k) in (1u32..9, 1u32..9),
+        (f, stride, pad) in (1u32..4, 1u32..3, 0u32..2),
+        (scale, bilinear) in (1u32..4, any::<bool>()),
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        // U-Net's and FPN's patterns around compiled kernels: a deconv of
+        // a conv's output; a concat of a compiled 1x1 conv (written in place)
+        // with branches that go down a level and back up (bilinear
+        // upsample, and a deconv whose stride is its kernel); an upsample
+        // added to a lateral 1x1 conv. `deconv` and `upsample` run on the
+        // reference kernels between compiled steps, their bn and activations
+        // after them.
+        let (out_h, out_w) = ((h - 1) * stride + f, (w - 1) * stride + f);
+        prop_assume!(out_h > 2 * pad && out_w > 2 * pad);
+        prop_assume!((out_h - 2 * pad) % scale == 0 && (out_w - 2 * pad) % scale == 0);
+        let s = scale;
+        let source = format!(
+            "Net({h}x{w}x3) {{ conv({c}, 3x3, pad = 1){}, deconv({k}, {f}x{f}, stride = {stride}, pad = {pad}){}, \
+             concat {{ [conv({c}, 1x1){}], [maxpool({s}x{s}), upsample({s}, bilinear = {bilinear})], [maxpool({s}x{s}), deconv({k}, {s}x{s}, stride = {s})] }}, \
+             residual(shortcut = [conv({k}, 1x1)]) {{ maxpool({s}x{s}), conv({k}, 1x1), upsample({s}) }} }}",
+            EPILOGUES[epilogue], EPILOGUES[(epilogue + 1) % EPILOGUES.len()], EPILOGUES[(epilogue + 2) % EPILOGUES.len()]
+        );
+        assert_agrees(&source, seed, 2)?;
+    }
+
+    #[test]
     fn softmax_after_a_kernel_equals_reference(
         (h, w) in (1u32..6, 1u32..6),
         (c, k) in (1u32..13, 1u32..40),

@@ -10,7 +10,7 @@
 use cnnjit::{Model, Options, Weights};
 use std::path::{Path, PathBuf};
 
-const FIXTURES: [&str; 11] = [
+const FIXTURES: [&str; 12] = [
     "resnet_basic",
     "mobilenet_se",
     "squeeze_fire",
@@ -22,6 +22,7 @@ const FIXTURES: [&str; 11] = [
     "regnet_small",
     "resnet_basic_dynamo",
     "mobilenet_se_dynamo",
+    "up_down",
 ];
 
 fn dir() -> PathBuf {
@@ -75,6 +76,11 @@ fn fixtures_import_to_their_snapshots_and_match_onnx_runtime() {
         let io = Weights::from_file(dir().join(format!("{name}.io.safetensors"))).unwrap();
         let (input, expected) = (io.get("input").unwrap(), io.get("output").unwrap());
         let input = nchw_to_hwc(&input.data, &input.shape);
+        // A classifier's `[N, classes]` as it is; an image's NCHW as HWC.
+        let expected = match expected.shape.len() {
+            4 => nchw_to_hwc(&expected.data, &expected.shape),
+            _ => expected.data.clone(),
+        };
         for reference in [false, true] {
             let options = Options {
                 reference,
@@ -82,9 +88,9 @@ fn fixtures_import_to_their_snapshots_and_match_onnx_runtime() {
             };
             let mut model = Model::with_options(imported.net.graph.clone(), &weights, options)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
-            let mut output = vec![0.0; expected.data.len()];
+            let mut output = vec![0.0; expected.len()];
             model.forward_batch(&input, &mut output).unwrap();
-            assert_close(name, &output, &expected.data);
+            assert_close(name, &output, &expected);
         }
     }
 }
@@ -100,6 +106,7 @@ cnnjit::cnn!(file = "tests/fixtures/onnx/resnext_small.cnn");
 cnnjit::cnn!(file = "tests/fixtures/onnx/regnet_small.cnn");
 cnnjit::cnn!(file = "tests/fixtures/onnx/resnet_basic_dynamo.cnn");
 cnnjit::cnn!(file = "tests/fixtures/onnx/mobilenet_se_dynamo.cnn");
+cnnjit::cnn!(file = "tests/fixtures/onnx/up_down.cnn");
 
 #[test]
 fn snapshots_compile_through_the_macro_with_the_imported_figures() {
@@ -155,6 +162,12 @@ fn snapshots_compile_through_the_macro_with_the_imported_figures() {
         figures("mobilenet_se_dynamo"),
         (MobilenetSeDynamo::PARAMS, MobilenetSeDynamo::MACS)
     );
+    assert_eq!(figures("up_down"), (UpDown::PARAMS, UpDown::MACS));
+    // torch counts UpDown's parameters (scripts/export_onnx.py) as: convs
+    // 3 x 8 x 9 + 8 = 224, 8 x 16 x 9 + 16 = 1,168, lateral 16 x 8 + 8 = 136,
+    // coarse 16 x 8 x 9 + 8 = 1,160; bn 2 x 8 = 16; ConvTranspose2d 16 x 8
+    // x 4 + 8 = 520 and 8 x 4 x 9 = 288 (no bias): 3,512.
+    assert_eq!(UpDown::PARAMS, 3_512);
     // torch's `sum(p.numel() for p in model.parameters())` of
     // `ShuffleNetV2([2, 1, 1], [8, 16, 24, 32, 64], num_classes = 10)`.
     assert_eq!(ShufflenetSmall::PARAMS, 6_190);

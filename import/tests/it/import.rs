@@ -10,7 +10,7 @@ use cnnjit_import::{import_bytes, import_bytes_as, Error, Imported, Names};
 use cnnjit_ir::Shape;
 use common::{model, node, weight};
 
-fn attr_ints(name: &str, ints: &[i64]) -> Attribute {
+pub(crate) fn attr_ints(name: &str, ints: &[i64]) -> Attribute {
     Attribute {
         name: name.into(),
         ints: ints.to_vec(),
@@ -945,7 +945,7 @@ fn an_explicit_zero_pad_before_a_conv_is_the_convs_padding() {
     }
 }
 
-fn int64s(name: &str, values: &[i64]) -> TensorProto {
+pub(crate) fn int64s(name: &str, values: &[i64]) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: vec![values.len() as i64],

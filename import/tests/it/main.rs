@@ -7,3 +7,4 @@ mod common;
 mod external_data;
 mod fuzz;
 mod import;
+mod resize;

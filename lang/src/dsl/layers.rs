@@ -16,7 +16,9 @@
 //! ops by the row's name; a test checks that they agree.
 
 use super::ast::Call;
-use cnnjit_ir::{Activation, Conv2d, Dense, Hw, Lrn, Op, Padding, Pool2d, PoolKind, Shape};
+use cnnjit_ir::{
+    Activation, Conv2d, Deconv, Dense, Hw, Lrn, Op, Padding, Pool2d, PoolKind, Shape, Upsample,
+};
 
 /// What an argument's value must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -386,6 +388,50 @@ pub const LAYERS: &[Layer] = &[
             })
         },
     },
+    Layer {
+        name: "upsample",
+        aliases: &[],
+        usage: "upsample(s, bilinear = true)",
+        positional: &[param("scale", Ty::Int, Omitted::Needed)],
+        required: 1,
+        keys: &[param("bilinear", Ty::Bool, Omitted::Bool(false))],
+        build: |args| {
+            args.volume()?;
+            let scale = args.int("scale")?.expect("scale is required");
+            if scale == 0 {
+                return Err(args.error(
+                    "scale",
+                    format!(
+                        "{}: `scale` must be an integer of at least 1, found 0",
+                        args.call()
+                    ),
+                ));
+            }
+            Ok(Op::Upsample(Upsample {
+                scale,
+                bilinear: args.bool("bilinear")?.expect("bilinear has a default"),
+            }))
+        },
+    },
+    Layer {
+        name: "deconv",
+        aliases: &[],
+        usage: "deconv(K, FhxFw, stride = s, pad = p, bias = false)",
+        positional: &[param("K", Ty::Int, Omitted::Needed), KERNEL],
+        required: 2,
+        keys: &[STRIDE, param("pad", Ty::Int, Omitted::Int(0)), BIAS],
+        build: |args| {
+            args.volume()?;
+            let k = args.int("K")?.expect("K is required");
+            Ok(Op::Deconv(Deconv {
+                out_channels: args.width(k),
+                kernel: args.dims("kernel")?.expect("kernel is required"),
+                stride: args.dims("stride")?.expect("stride has a default"),
+                padding: args.int("pad")?.expect("pad has a default"),
+                bias: args.bool("bias")?.expect("bias has a default"),
+            }))
+        },
+    },
 ];
 
 const LRN_SIZE: Param = param("size", Ty::Int, Omitted::Needed);
@@ -537,6 +583,17 @@ pub fn written(op: &Op, input: Shape) -> Option<(&'static Layer, Vec<(&'static s
         ],
         Op::Shuffle { groups } => vec![("groups", Val::Int(groups))],
         Op::Slice { first, count } => vec![("first", Val::Int(first)), ("count", Val::Int(count))],
+        Op::Upsample(u) => vec![
+            ("scale", Val::Int(u.scale)),
+            ("bilinear", Val::Bool(u.bilinear)),
+        ],
+        Op::Deconv(d) => vec![
+            ("K", Val::Int(d.out_channels)),
+            ("kernel", Val::Dims(d.kernel)),
+            ("stride", Val::Dims(d.stride)),
+            ("pad", Val::Int(d.padding)),
+            ("bias", Val::Bool(d.bias)),
+        ],
         Op::GlobalPool(_)
         | Op::Flatten
         | Op::Activation(
@@ -591,7 +648,7 @@ mod tests {
         for (i, w) in all.iter().enumerate() {
             assert!(!all[..i].contains(w), "`{w}` is written twice");
         }
-        assert_eq!(all.len(), 32);
+        assert_eq!(all.len(), 34);
     }
 
     /// [`written`] names each argument of its row exactly once.
@@ -615,6 +672,17 @@ mod tests {
             Op::Dropout { p: 0.5 },
             Op::Shuffle { groups: 2 },
             Op::Slice { first: 1, count: 2 },
+            Op::Upsample(Upsample {
+                scale: 2,
+                bilinear: true,
+            }),
+            Op::Deconv(Deconv {
+                out_channels: 3,
+                kernel: Hw::square(2),
+                stride: Hw::square(2),
+                padding: 1,
+                bias: false,
+            }),
             Op::Lrn(Lrn {
                 size: 5,
                 alpha: 1e-4,

@@ -443,6 +443,8 @@ fn trails(op: &Op) -> bool {
         | Op::Add
         | Op::Scale
         | Op::Shuffle { .. }
-        | Op::Slice { .. } => false,
+        | Op::Slice { .. }
+        | Op::Upsample(_)
+        | Op::Deconv(_) => false,
     }
 }

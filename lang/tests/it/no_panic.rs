@@ -205,6 +205,8 @@ fn layer() -> impl Strategy<Value = String> {
         "prelu",
         "shuffle",
         "slice",
+        "upsample",
+        "deconv",
         "dropout",
         "identity",
         "lrn",

@@ -148,6 +148,21 @@ fn layers_are_written_with_the_arguments_that_differ_from_their_defaults() {
         ("shuffle(2)", "shuffle(2)"),
         ("slice(1, 3)", "slice(1, 3)"),
         ("slice(0, (1 + 1) * 2)", "slice(0, 4)"),
+        ("upsample(2)", "upsample(2)"),
+        (
+            "upsample(3, bilinear = true)",
+            "upsample(3, bilinear = true)",
+        ),
+        ("upsample(2, bilinear = false)", "upsample(2)"),
+        ("deconv(8, 2x2, stride = 2)", "deconv(8, 2x2, stride = 2)"),
+        (
+            "deconv(8, 3x3, stride = 2, pad = 1, bias = false)",
+            "deconv(8, 3x3, stride = 2, pad = 1, bias = false)",
+        ),
+        (
+            "deconv(8, 3, stride = (2, 1), pad = 0)",
+            "deconv(8, 3x3, stride = 2x1)",
+        ),
     ];
     for (source, expected) in cases {
         let expanded = expand_all(&format!("N(9x9x4) {{ {source} }}"))
@@ -223,6 +238,9 @@ fn leaf() -> impl Strategy<Value = String> {
         1 => (1u32..9, 1u32..3).prop_map(|(c, s)| format!("blk({c}, {s})")),
         1 => (1u32..4).prop_map(|g| format!("shuffle({g})")),
         1 => (0u32..3, 1u32..4).prop_map(|(f, n)| format!("slice({f}, {n})")),
+        1 => (1u32..3, any::<bool>()).prop_map(|(s, b)| format!("upsample({s}, bilinear = {b})")),
+        1 => (1u32..9, 1u32..4, 1u32..3, 0u32..2)
+            .prop_map(|(k, f, s, p)| format!("deconv({k}, {f}x{f}, stride = {s}, pad = {p})")),
     ]
 }
 

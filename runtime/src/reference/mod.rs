@@ -16,8 +16,9 @@
 //!   `MaxPool2d`, `AvgPool2d` (with `ceil_mode` and `count_include_pad`),
 //!   `AdaptiveAvgPool2d(1)`/`AdaptiveMaxPool2d(1)`, `BatchNorm2d` with running
 //!   statistics, `LocalResponseNorm`, the element-wise activations, `PReLU`,
-//!   `Softmax` over the channels of each pixel, and ShuffleNet's
-//!   `channel_shuffle` and channel `narrow`. Where PyTorch has only
+//!   `Softmax` over the channels of each pixel, ShuffleNet's
+//!   `channel_shuffle` and channel `narrow`, `ConvTranspose2d` (one group)
+//!   and `Upsample` (nearest, and bilinear without `align_corners`). Where PyTorch has only
 //!   symmetric padding, the asymmetric [`Padding`](crate::ir::Padding) of
 //!   the IR generalises it in the obvious way (top/left wherever PyTorch uses
 //!   `pad` before the input, bottom/right wherever it uses `pad` after it).
@@ -40,11 +41,13 @@ mod batchnorm;
 mod channels;
 mod concat;
 mod conv;
+mod deconv;
 mod dense;
 mod lrn;
 mod pool;
 mod prelu;
 mod scale;
+mod upsample;
 
 pub use activation::{activate, activation, activation_in_place, softmax, softmax_in_place};
 pub use add::{add, add_in_place};
@@ -52,11 +55,13 @@ pub use batchnorm::{batch_norm, batch_norm_in_place, Affine, BatchNorm};
 pub use channels::{shuffle, slice};
 pub use concat::{concat, concat_part};
 pub use conv::{conv2d, conv2d_output_dims};
+pub use deconv::{deconv2d, deconv2d_output_dims};
 pub use dense::{dense, permute_dense_weight_chw_to_hwc};
 pub use lrn::lrn;
 pub use pool::{global_pool, pool2d, pool2d_output_dims};
 pub use prelu::prelu_in_place;
 pub use scale::scale;
+pub use upsample::upsample;
 
 use crate::ir::Shape;
 

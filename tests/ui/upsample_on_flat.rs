@@ -1,0 +1,7 @@
+cnnjit::cnn! {
+    Net(8x8x3) {
+        flatten, upsample(2),
+    }
+}
+
+fn main() {}
