@@ -44,7 +44,9 @@ pub fn to_dot(graph: &Graph) -> String {
             | Op::Identity
             | Op::Lrn(_)
             | Op::Shuffle { .. }
-            | Op::Slice { .. } => "",
+            | Op::Slice { .. }
+            | Op::LayerNorm { .. }
+            | Op::Affine { .. } => "",
         };
         let _ = writeln!(out, "  n{i} [label=\"{label}\"{shape}];");
         for input in node.inputs.iter() {

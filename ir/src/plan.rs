@@ -162,7 +162,9 @@ impl Fusion {
             | Op::Add
             | Op::Scale
             | Op::Shuffle { .. }
-            | Op::Slice { .. } => false,
+            | Op::Slice { .. }
+            | Op::LayerNorm { .. }
+            | Op::Affine { .. } => false,
         }
     }
 }
@@ -187,6 +189,7 @@ pub fn folded_bn(graph: &Graph, step: &Step) -> Option<NodeId> {
 pub fn is_per_channel(op: &Op) -> bool {
     match op {
         Op::BatchNorm { .. }
+        | Op::Affine { .. }
         | Op::Activation(_)
         | Op::PRelu
         | Op::Dropout { .. }
@@ -203,7 +206,8 @@ pub fn is_per_channel(op: &Op) -> bool {
         | Op::Add
         | Op::Scale
         | Op::Shuffle { .. }
-        | Op::Slice { .. } => false,
+        | Op::Slice { .. }
+        | Op::LayerNorm { .. } => false,
     }
 }
 
@@ -226,6 +230,7 @@ pub struct Plan {
 fn is_epilogue(op: &Op) -> bool {
     match op {
         Op::BatchNorm { .. }
+        | Op::Affine { .. }
         | Op::Activation(_)
         | Op::PRelu
         | Op::Softmax
@@ -242,7 +247,8 @@ fn is_epilogue(op: &Op) -> bool {
         | Op::Concat
         | Op::Scale
         | Op::Shuffle { .. }
-        | Op::Slice { .. } => false,
+        | Op::Slice { .. }
+        | Op::LayerNorm { .. } => false,
     }
 }
 
@@ -281,7 +287,9 @@ fn separable(graph: &Graph, fusion: &Fusion, consumers: &[u32], a: &Step, b: &St
         | Op::Add
         | Op::Scale
         | Op::Shuffle { .. }
-        | Op::Slice { .. } => false,
+        | Op::Slice { .. }
+        | Op::LayerNorm { .. }
+        | Op::Affine { .. } => false,
     };
     let per_channel = a.nodes[1..]
         .iter()

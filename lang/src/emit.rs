@@ -228,6 +228,7 @@ fn op(op: &Op) -> TokenStream {
                 Activation::Swish => quote!(Swish),
                 Activation::HardSwish => quote!(HardSwish),
                 Activation::HardSigmoid => quote!(HardSigmoid),
+                Activation::Gelu => quote!(Gelu),
                 Activation::LeakyRelu(s) => {
                     let s = float(s);
                     quote!(LeakyRelu(#s))
@@ -252,6 +253,13 @@ fn op(op: &Op) -> TokenStream {
         Op::Shuffle { groups } => quote!(::cnnjit::ir::Op::Shuffle { groups: #groups }),
         Op::Slice { first, count } => {
             quote!(::cnnjit::ir::Op::Slice { first: #first, count: #count })
+        }
+        Op::LayerNorm { eps } => {
+            let eps = float(eps);
+            quote!(::cnnjit::ir::Op::LayerNorm { eps: #eps })
+        }
+        Op::Affine { weight, bias } => {
+            quote!(::cnnjit::ir::Op::Affine { weight: #weight, bias: #bias })
         }
     }
 }

@@ -358,6 +358,13 @@ fn pack_vectors(graph: &Graph, params: &Params, part: &Part, packed: &mut Vec<f3
                 };
                 packed.extend(part.kernel.pack_vector(slopes));
             }
+            Op::Affine { .. } => {
+                let LayerParams::Affine { scale, shift } = layer else {
+                    return Err(broken());
+                };
+                packed.extend(part.kernel.pack_vector(scale));
+                packed.extend(part.kernel.pack_vector(shift));
+            }
             Op::Input
             | Op::Conv2d(_)
             | Op::Dense(_)
@@ -373,7 +380,8 @@ fn pack_vectors(graph: &Graph, params: &Params, part: &Part, packed: &mut Vec<f3
             | Op::Add
             | Op::Scale
             | Op::Shuffle { .. }
-            | Op::Slice { .. } => return Err(broken()),
+            | Op::Slice { .. }
+            | Op::LayerNorm { .. } => return Err(broken()),
         }
     }
     Ok(())

@@ -371,7 +371,9 @@ pub fn convolutions(graph: &Graph, caps: &Capabilities) -> Result<Vec<ConvSpec>>
             | Op::Add
             | Op::Scale
             | Op::Shuffle { .. }
-            | Op::Slice { .. } => false,
+            | Op::Slice { .. }
+            | Op::LayerNorm { .. }
+            | Op::Affine { .. } => false,
         });
         if let Some(spec) = choice::conv_spec(&step.kernel).filter(|_| is_conv) {
             if seen.insert(ChoiceKey::of(&spec)) {
