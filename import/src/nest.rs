@@ -246,7 +246,9 @@ impl Nester<'_> {
                 | Op::Identity
                 | Op::Lrn(_)
                 | Op::Shuffle { .. }
-                | Op::Slice { .. } => layer.inputs.first().copied(),
+                | Op::Slice { .. }
+                | Op::LayerNorm { .. }
+                | Op::Affine { .. } => layer.inputs.first().copied(),
             };
             let Some(fork) = fork.filter(|&f| f >= start && f < cur) else {
                 return Err(Error::layer(
@@ -316,7 +318,9 @@ impl Nester<'_> {
                 | Op::Identity
                 | Op::Lrn(_)
                 | Op::Shuffle { .. }
-                | Op::Slice { .. } => Item::Layer(cur),
+                | Op::Slice { .. }
+                | Op::LayerNorm { .. }
+                | Op::Affine { .. } => Item::Layer(cur),
             });
             cur = fork;
         }
