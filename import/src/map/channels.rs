@@ -398,13 +398,12 @@ impl Mapper<'_> {
         shift: Option<Vec<f32>>,
     ) -> Result<Value> {
         let c = self.shape(x).channels() as usize;
-        let mergeable = matches!(self.layers[x].op, Op::Affine { .. }) && self.reads[x] == 1;
-        if !mergeable {
+        let params = |weight: Option<Vec<f32>>, bias: Option<Vec<f32>>| {
             let op = Op::Affine {
-                weight: scale.is_some(),
-                bias: shift.is_some(),
+                weight: weight.is_some(),
+                bias: bias.is_some(),
             };
-            let params = [("weight", scale), ("bias", shift)]
+            let params = [("weight", weight), ("bias", bias)]
                 .into_iter()
                 .filter_map(|(suffix, values)| {
                     values.map(|values| Param {
@@ -414,46 +413,34 @@ impl Mapper<'_> {
                     })
                 })
                 .collect();
+            (op, params)
+        };
+        let mergeable = matches!(self.layers[x].op, Op::Affine { .. }) && self.reads[x] == 1;
+        if !mergeable {
+            let (op, params) = params(scale, shift);
             return self.push(node, op, vec![x], params);
         }
         let layer = &mut self.layers[x];
-        let part = |layer: &super::Layer, suffix: &str| {
+        let part = |suffix: &str| {
             (layer.params.iter())
                 .find(|p| p.suffix == suffix)
                 .map(|p| p.values.clone())
         };
-        let (old_w, old_b) = (part(layer, "weight"), part(layer, "bias"));
         // (x w + b) s + a = x (w s) + (b s + a).
-        let times = |v: Option<Vec<f32>>, s: &Option<Vec<f32>>| match (v, s) {
-            (Some(v), Some(s)) => Some(v.iter().zip(s).map(|(v, s)| v * s).collect()),
-            (v, None) => v,
-            (None, Some(s)) => Some(s.clone()),
-        };
-        let weight = times(old_w, &scale);
-        let bias = match (old_b.map(|b| match &scale {
-            Some(s) => b.iter().zip(s).map(|(b, s)| b * s).collect(),
-            None => b,
-        }), shift)
-        {
-            (Some(b), Some(a)) => Some(b.iter().zip(&a).map(|(b, a)| b + a).collect::<Vec<f32>>()),
-            (b, a) => b.or(a),
-        };
-        layer.op = Op::Affine {
-            weight: weight.is_some(),
-            bias: bias.is_some(),
-        };
-        layer.params = [("weight", weight), ("bias", bias)]
-            .into_iter()
-            .filter_map(|(suffix, values)| {
-                values.map(|values| Param {
-                    suffix,
-                    dims: vec![c],
-                    values,
-                })
-            })
-            .collect();
+        let weight = combine(part("weight"), scale.as_deref(), |w, s| w * s);
+        let bias = part("bias").map(|b| combine(Some(b), scale.as_deref(), |b, s| b * s));
+        let bias = combine(bias.flatten(), shift.as_deref(), |b, a| b + a);
+        (layer.op, layer.params) = params(weight, bias);
         layer.node = node.name.clone();
         layer.onnx_op = format!("{}+{}", layer.onnx_op, node.op_type);
         Ok(self.absorb(x))
+    }
+}
+
+/// `f(a_c, b_c)` per channel where both are given, else whichever is.
+fn combine(a: Option<Vec<f32>>, b: Option<&[f32]>, f: fn(f32, f32) -> f32) -> Option<Vec<f32>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.iter().zip(b).map(|(&a, &b)| f(a, b)).collect()),
+        (a, b) => a.or_else(|| b.map(<[f32]>::to_vec)),
     }
 }

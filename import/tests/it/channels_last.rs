@@ -5,34 +5,8 @@
 //! Numerics against ONNX Runtime are the top level's (tests/onnx_import.rs,
 //! the `convnext_small` fixture).
 
-use crate::common::{model, node, weight};
+use crate::common::{body, import, model, node, node_error, weight};
 use cnnjit_import::onnx::{data_type, Attribute, NodeProto, TensorProto};
-use cnnjit_import::{import_bytes, Error, Imported};
-
-fn import(bytes: &[u8]) -> Result<Imported, Error> {
-    import_bytes(bytes, None, "Net", "net.onnx", "net.safetensors")
-}
-
-/// The net's body: the source's lines between the braces, trimmed.
-fn body(imported: &Imported) -> Vec<String> {
-    let lines: Vec<&str> = imported.source.lines().collect();
-    let start = lines
-        .iter()
-        .position(|l| l.starts_with("pub Net("))
-        .unwrap();
-    lines[start + 1..lines.len() - 1]
-        .iter()
-        .map(|l| l.trim().to_string())
-        .collect()
-}
-
-fn node_error(result: Result<Imported, Error>) -> (String, String, String) {
-    match result {
-        Err(Error::Node { node, op, why }) => (node, op, why),
-        Err(other) => panic!("expected an error naming a node, got: {other}"),
-        Ok(imported) => panic!("expected an error, imported:\n{}", imported.source),
-    }
-}
 
 fn floats(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
     TensorProto {
@@ -198,7 +172,10 @@ fn gelu_in_every_order_exporters_write_is_gelu() {
     let mut nodes = vec![node("Transpose", "", &["x"], "t", perm(&[0, 2, 3, 1]))];
     nodes.extend(gelu_legacy("t", "g"));
     nodes.push(node("Transpose", "", &["g"], "y", perm(&[0, 3, 1, 2])));
-    assert_eq!(body(&import(&arithmetic(nodes, vec![])).unwrap()), ["gelu,"]);
+    assert_eq!(
+        body(&import(&arithmetic(nodes, vec![])).unwrap()),
+        ["gelu,"]
+    );
 }
 
 #[test]
@@ -236,7 +213,10 @@ fn input_normalisation_is_one_affine() {
     let imported = import(&arithmetic(nodes, weights)).unwrap();
     assert_eq!(body(&imported), ["normalise: affine,"]);
     let (w, b) = (&imported.tensors[0], &imported.tensors[1]);
-    assert_eq!((w.name.as_str(), b.name.as_str()), ("normalise.weight", "normalise.bias"));
+    assert_eq!(
+        (w.name.as_str(), b.name.as_str()),
+        ("normalise.weight", "normalise.bias")
+    );
     assert_eq!(w.values, [0.5, 0.25, 0.2, 0.125]);
     for (got, want) in b.values.iter().zip([-0.5, -0.5, -0.6, -0.5]) {
         assert!((got - want).abs() < 1e-6, "{:?}", b.values);
@@ -280,7 +260,13 @@ fn a_layer_norm_over_flat_features_and_a_convnext_head() {
     let nodes = vec![
         node("GlobalAveragePool", "", &["x"], "p", vec![]),
         node("Transpose", "", &["p"], "t", perm(&[0, 2, 3, 1])),
-        node("LayerNormalization", "", &["t", "ln_w", "ln_b"], "n", eps(1e-6)),
+        node(
+            "LayerNormalization",
+            "",
+            &["t", "ln_w", "ln_b"],
+            "n",
+            eps(1e-6),
+        ),
         node("Transpose", "", &["n"], "b", perm(&[0, 3, 1, 2])),
         node("Flatten", "", &["b"], "f", vec![]),
         node("Gemm", "", &["f", "w", "bias"], "y", vec![]),
@@ -294,7 +280,11 @@ fn a_layer_norm_over_flat_features_and_a_convnext_head() {
     let imported = import(&arithmetic(nodes, weights)).unwrap();
     assert_eq!(
         body(&imported),
-        ["global_avgpool, layernorm(eps = 1e-6),", "flatten,", "dense(2),"]
+        [
+            "global_avgpool, layernorm(eps = 1e-6),",
+            "flatten,",
+            "dense(2),"
+        ]
     );
     // A LayerNormalization over flat features.
     let bytes = model(

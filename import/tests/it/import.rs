@@ -6,9 +6,9 @@
 use crate::common;
 
 use cnnjit_import::onnx::{data_type, Attribute, NodeProto, TensorProto};
-use cnnjit_import::{import_bytes, import_bytes_as, Error, Imported, Names};
+use cnnjit_import::{import_bytes_as, Error, Imported, Names};
 use cnnjit_ir::Shape;
-use common::{model, node, weight};
+use common::{body, import, model, node, node_error, weight};
 
 fn attr_ints(name: &str, ints: &[i64]) -> Attribute {
     Attribute {
@@ -34,34 +34,9 @@ fn attr_i(name: &str, i: i64) -> Attribute {
     }
 }
 
-fn import(bytes: &[u8]) -> Result<Imported, Error> {
-    import_bytes(bytes, None, "Net", "net.onnx", "net.safetensors")
-}
-
-/// The net's body: the source's lines between the braces, trimmed.
-fn body(imported: &Imported) -> Vec<String> {
-    let lines: Vec<&str> = imported.source.lines().collect();
-    let start = lines
-        .iter()
-        .position(|l| l.starts_with("pub Net("))
-        .unwrap();
-    lines[start + 1..lines.len() - 1]
-        .iter()
-        .map(|l| l.trim().to_string())
-        .collect()
-}
-
 fn import_error(result: Result<Imported, Error>) -> Error {
     match result {
         Err(e) => e,
-        Ok(imported) => panic!("expected an error, imported:\n{}", imported.source),
-    }
-}
-
-fn node_error(result: Result<Imported, Error>) -> (String, String, String) {
-    match result {
-        Err(Error::Node { node, op, why }) => (node, op, why),
-        Err(other) => panic!("expected an error naming a node, got: {other}"),
         Ok(imported) => panic!("expected an error, imported:\n{}", imported.source),
     }
 }
