@@ -5,6 +5,7 @@ Usage (from the repository root):
 
     /work/.venv/bin/python scripts/export_onnx.py            # the fixtures
     /work/.venv/bin/python scripts/export_onnx.py --full DIR # torchvision nets
+    /work/.venv/bin/python scripts/export_onnx.py --only NAME... # some fixtures
 
 The first form writes, to tests/fixtures/onnx/, for each fixture NAME:
 
@@ -151,12 +152,27 @@ def shufflenet_small():
     return torchvision.models.ShuffleNetV2([2, 1, 1], [8, 16, 24, 32, 64], num_classes=10)
 
 
+def convnext_small():
+    """torchvision's ConvNeXt at reduced width and depth: a 4x4 stride-4 stem
+    and LayerNorm2d, one CNBlock per stage (7x7 depthwise conv, permute to
+    NHWC, LayerNorm, Linear, GELU, Linear, permute back, layer scale,
+    residual), a LayerNorm2d + 2x2 stride-2 downsampling, the head's
+    LayerNorm2d, flatten and Linear."""
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+    return ConvNeXt([CNBlockConfig(8, 16, 1), CNBlockConfig(16, None, 1)], num_classes=10)
+
+
 FIXTURES = [
     ("resnet_basic", ResNetBasic, (3, 16, 16)),
     ("mobilenet_se", MobileNetSE, (3, 32, 32)),
     ("squeeze_fire", SqueezeFire, (3, 33, 31)),
     ("shufflenet_small", shufflenet_small, (3, 32, 32)),
+    ("convnext_small", convnext_small, (3, 32, 32)),
 ]
+
+# Fixtures whose operators need a later opset than OPSET
+# (LayerNormalization: 17).
+OPSET_OF = {"convnext_small": 17}
 
 
 def randomise(model, gen):
@@ -171,26 +187,28 @@ def randomise(model, gen):
                 m.weight.add_(1.0)
 
 
-def export(model, shape, path, batch):
+def export(model, shape, path, batch, opset=OPSET):
     """ONNX with batch norm kept (TrainingMode.PRESERVE on an eval() model does
     not fuse it into the convs, as EVAL does) and a dynamic batch."""
     model.eval()
     x = torch.zeros((batch,) + shape)
     torch.onnx.export(
-        model, (x,), path, opset_version=OPSET, dynamo=False,
+        model, (x,), path, opset_version=opset, dynamo=False,
         training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False,
         input_names=["input"], output_names=["output"],
         dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
 
 
-def fixtures(out_dir):
+def fixtures(out_dir, only=None):
     os.makedirs(out_dir, exist_ok=True)
     for index, (name, make, shape) in enumerate(FIXTURES):
+        if only and name not in only:
+            continue
         gen = torch.Generator().manual_seed(SEED + index)
         model = make()
         randomise(model, gen)
         path = os.path.join(out_dir, f"{name}.onnx")
-        export(model, shape, path, 2)
+        export(model, shape, path, 2, OPSET_OF.get(name, OPSET))
         x = torch.randn((2,) + shape, generator=gen).numpy()
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         (y,) = session.run(None, {"input": x})
@@ -258,4 +276,8 @@ if __name__ == "__main__":
         full(sys.argv[2])
     else:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        fixtures(sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "tests/fixtures/onnx"))
+        default = os.path.join(root, "tests/fixtures/onnx")
+        if len(sys.argv) > 2 and sys.argv[1] == "--only":
+            fixtures(default, sys.argv[2:])
+        else:
+            fixtures(sys.argv[1] if len(sys.argv) > 1 else default)
