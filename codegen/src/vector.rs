@@ -286,7 +286,7 @@ fn tanh(b: &mut FunctionBuilder, x: Value) -> Value {
 /// `x` clamped to +-4. Its largest error, measured against `f64` erf on
 /// 200001 points of [-6, 6], is 3.3e-7 (a few ulp of 1); gelu built on it
 /// (`x (erf(x / sqrt 2) / 2 + 1/2)`) errs by at most 1.9e-7 max(1, |x|)
-/// (`codegen/tests/it/gelu.rs` bounds it by 3e-7 max(1, |x|) everywhere).
+/// (`runtime/tests/it/gelu.rs` bounds it by 3e-7 max(1, |x|) everywhere).
 fn erf(b: &mut FunctionBuilder, x: Value) -> Value {
     odd_rational(b, x, ERF_LIMIT, &ERF_P, &ERF_Q)
 }
