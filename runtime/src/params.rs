@@ -429,10 +429,7 @@ fn reorder_flattened(graph: &Graph, layers: &mut [LayerParams]) -> Result<()> {
             LayerParams::PRelu { slopes } => {
                 *slopes = permute_dense_weight_chw_to_hwc(slopes, 1, h, w, c).map_err(internal)?;
             }
-            LayerParams::LayerNorm {
-                gamma: a,
-                beta: b,
-            }
+            LayerParams::LayerNorm { gamma: a, beta: b }
             | LayerParams::Affine { scale: a, shift: b } => {
                 for v in [a, b] {
                     *v = permute_dense_weight_chw_to_hwc(v, 1, h, w, c).map_err(internal)?;

@@ -269,7 +269,11 @@ pub const LAYERS: &[Layer] = &[
         positional: NO_ARGS,
         required: 0,
         keys: &[param("eps", Ty::Float, Omitted::Float(BN_EPS))],
-        build: |args| Ok(Op::BatchNorm { eps: eps(args)? }),
+        build: |args| {
+            Ok(Op::BatchNorm {
+                eps: eps(args, "sqrt(running_var + eps)")?,
+            })
+        },
     },
     Layer {
         name: "layernorm",
@@ -278,7 +282,11 @@ pub const LAYERS: &[Layer] = &[
         positional: NO_ARGS,
         required: 0,
         keys: &[param("eps", Ty::Float, Omitted::Float(LAYERNORM_EPS))],
-        build: |args| Ok(Op::LayerNorm { eps: eps(args)? }),
+        build: |args| {
+            Ok(Op::LayerNorm {
+                eps: eps(args, "sqrt(var + eps)")?,
+            })
+        },
     },
     Layer {
         name: "affine",
@@ -293,7 +301,10 @@ pub const LAYERS: &[Layer] = &[
             if !weight && !bias {
                 return Err(args.error(
                     "bias",
-                    format!("{}: an affine without weight and bias does nothing; write `identity`", args.call()),
+                    format!(
+                        "{}: an affine without weight and bias does nothing; write `identity`",
+                        args.call()
+                    ),
                 ));
             }
             Ok(Op::Affine { weight, bias })
@@ -413,13 +424,17 @@ const LRN_SIZE: Param = param("size", Ty::Int, Omitted::Needed);
 /// `layernorm`'s default eps, PyTorch's `nn.LayerNorm`'s.
 pub const LAYERNORM_EPS: f32 = 1e-5;
 
-/// `eps` of a normalisation, which must be positive.
-fn eps(args: &dyn Args) -> syn::Result<f32> {
+/// `eps` of a normalisation, which must be positive: it keeps `root`, the
+/// square root it is added under, away from zero.
+fn eps(args: &dyn Args, root: &str) -> syn::Result<f32> {
     let eps = args.float("eps")?.expect("eps has a default");
     if eps <= 0.0 {
         return Err(args.error(
             "eps",
-            format!("{}: `eps` must be greater than 0, found {eps}; it keeps the square root of the variance plus eps away from zero", args.call()),
+            format!(
+                "{}: `eps` must be greater than 0, found {eps}; it keeps `{root}` away from zero",
+                args.call()
+            ),
         ));
     }
     Ok(eps)
@@ -562,7 +577,9 @@ pub fn written(op: &Op, input: Shape) -> Option<(&'static Layer, Vec<(&'static s
             v
         }
         Op::BatchNorm { eps } | Op::LayerNorm { eps } => vec![("eps", Val::Float(eps))],
-        Op::Affine { weight, bias } => vec![("weight", Val::Bool(weight)), ("bias", Val::Bool(bias))],
+        Op::Affine { weight, bias } => {
+            vec![("weight", Val::Bool(weight)), ("bias", Val::Bool(bias))]
+        }
         Op::Activation(Activation::LeakyRelu(a)) => vec![("a", Val::Float(a))],
         Op::Dropout { p } => vec![("p", Val::Float(p))],
         Op::Lrn(l) => vec![

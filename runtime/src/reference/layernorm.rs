@@ -59,7 +59,14 @@ mod tests {
         // Pixel [5, 5, 5, 5]: variance 0, all normalised to 0: beta.
         let input = [1.0, 2.0, 3.0, 6.0, 5.0, 5.0, 5.0, 5.0];
         let mut out = [0.0; 8];
-        layer_norm(&[1.0, 2.0, -1.0, 4.0], &[0.0, 1.0, 0.5, -1.0], 0.5, &input, &mut out).unwrap();
+        layer_norm(
+            &[1.0, 2.0, -1.0, 4.0],
+            &[0.0, 1.0, 0.5, -1.0],
+            0.5,
+            &input,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out, [-1.0, 0.0, 0.5, 5.0, 0.0, 1.0, 0.5, -1.0]);
     }
 
