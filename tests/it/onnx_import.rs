@@ -6,7 +6,7 @@
 use cnnjit::{Model, Options, Weights};
 use std::path::{Path, PathBuf};
 
-const FIXTURES: [&str; 4] = [
+const FIXTURES: [&str; 5] = [
     "resnet_basic",
     "mobilenet_se",
     "squeeze_fire",
