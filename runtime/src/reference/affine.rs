@@ -32,11 +32,11 @@ mod tests {
     #[test]
     fn each_channel_has_its_factor_and_shift() {
         // Two pixels of two channels, factors [2, -0.5], shifts [1, 0]:
-        // [3, 4] -> [7, -2]; [-1, 0] -> [-1, -0 (negative zero, 0 * -0.5)].
+        // [3, 4] -> [7, -2]; [-1, 0] -> [-1, 0 (0 * -0.5 is -0, plus 0 is +0)].
         let mut data = [3.0, 4.0, -1.0, 0.0];
         affine_in_place(&[2.0, -0.5], &[1.0, 0.0], &mut data).unwrap();
         assert_eq!(data, [7.0, -2.0, -1.0, 0.0]);
-        assert!(data[3].is_sign_negative());
+        assert!(data[3].is_sign_positive());
     }
 
     #[test]
