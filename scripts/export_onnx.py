@@ -3,8 +3,9 @@
 
 Usage (from the repository root):
 
-    /work/.venv/bin/python scripts/export_onnx.py            # the fixtures
-    /work/.venv/bin/python scripts/export_onnx.py --full DIR # torchvision nets
+    python scripts/export_onnx.py            # the fixtures
+    python scripts/export_onnx.py --full DIR # torchvision nets
+    python scripts/export_onnx.py --only NAME... # some fixtures
 
 The first form writes, to tests/fixtures/onnx/, for each fixture NAME:
 
@@ -251,6 +252,16 @@ class UpDown(nn.Module):
         return self.head(self.bilinear(z))
 
 
+def convnext_small():
+    """torchvision's ConvNeXt at reduced width and depth: a 4x4 stride-4 stem
+    and LayerNorm2d, one CNBlock per stage (7x7 depthwise conv, permute to
+    NHWC, LayerNorm, Linear, GELU, Linear, permute back, layer scale,
+    residual), a LayerNorm2d + 2x2 stride-2 downsampling, the head's
+    LayerNorm2d, flatten and Linear."""
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+    return ConvNeXt([CNBlockConfig(8, 16, 1), CNBlockConfig(16, None, 1)], num_classes=10)
+
+
 # (name, model, input shape, exporter): "legacy" is torch.onnx's TorchScript
 # exporter at opset 13 with batch norm kept; "dynamo" the default exporter at
 # opset 18, which folds batch norm into the convs and writes other forms.
@@ -267,7 +278,12 @@ FIXTURES = [
     ("resnet_basic_dynamo", ResNetBasic, (3, 16, 16), "dynamo"),
     ("mobilenet_se_dynamo", MobileNetSE, (3, 32, 32), "dynamo"),
     ("up_down", UpDown, (3, 12, 10), "legacy"),
+    ("convnext_small", convnext_small, (3, 32, 32), "legacy"),
 ]
+
+# Fixtures whose operators need a later opset than OPSET
+# (LayerNormalization: 17).
+OPSET_OF = {"convnext_small": 17}
 
 
 def randomise(model, gen):
@@ -282,7 +298,7 @@ def randomise(model, gen):
                 m.weight.add_(1.0)
 
 
-def export(model, shape, path, batch, exporter="legacy"):
+def export(model, shape, path, batch, exporter="legacy", opset=OPSET):
     """ONNX with batch norm kept (TrainingMode.PRESERVE on an eval() model does
     not fuse it into the convs, as EVAL does) and a dynamic batch; or, with
     the dynamo exporter, as it writes models by default."""
@@ -296,16 +312,18 @@ def export(model, shape, path, batch, exporter="legacy"):
             dynamic_shapes={"x": {0: batch_dim}})
         return
     torch.onnx.export(
-        model, (x,), path, opset_version=OPSET, dynamo=False,
+        model, (x,), path, opset_version=opset, dynamo=False,
         training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False,
         input_names=["input"], output_names=["output"],
         dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
 
 
-def fixtures(out_dir):
+def fixtures(out_dir, only=None):
     os.makedirs(out_dir, exist_ok=True)
     params = {}
     for index, (name, make, shape, exporter) in enumerate(FIXTURES):
+        if only and name not in only:
+            continue
         gen = torch.Generator().manual_seed(SEED + index)
         model = make()
         randomise(model, gen)
@@ -317,7 +335,7 @@ def fixtures(out_dir):
                                if isinstance(m, nn.BatchNorm2d)),
         }
         path = os.path.join(out_dir, f"{name}.onnx")
-        export(model, shape, path, 2, exporter)
+        export(model, shape, path, 2, exporter, OPSET_OF.get(name, OPSET))
         x = torch.randn((2,) + shape, generator=gen).numpy()
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         (y,) = session.run(None, {"input": x})
@@ -327,7 +345,12 @@ def fixtures(out_dir):
         save_file({"input": np.ascontiguousarray(x), "output": np.ascontiguousarray(y)},
                   os.path.join(out_dir, f"{name}.io.safetensors"))
         print(name, os.path.getsize(path), "bytes")
-    with open(os.path.join(out_dir, "torch_params.json"), "w") as f:
+    # With --only, the other fixtures' counts stay as they were.
+    counts = os.path.join(out_dir, "torch_params.json")
+    if only and os.path.exists(counts):
+        with open(counts) as f:
+            params = {**json.load(f), **params}
+    with open(counts, "w") as f:
         json.dump(params, f, indent=1)
         f.write("\n")
 
@@ -388,4 +411,8 @@ if __name__ == "__main__":
         full(sys.argv[2])
     else:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        fixtures(sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "tests/fixtures/onnx"))
+        default = os.path.join(root, "tests/fixtures/onnx")
+        if len(sys.argv) > 2 and sys.argv[1] == "--only":
+            fixtures(default, sys.argv[2:])
+        else:
+            fixtures(sys.argv[1] if len(sys.argv) > 1 else default)

@@ -11,8 +11,8 @@ e.g. `... target/release/cnnjit ~/.cache/cnnjit-zoo shufflenet_v2_x1_0`;
 without models, the 20 classifiers of ZOO. For each torchvision model name
 and each export mode (`legacy`:
 torch.onnx.export(dynamo=False); `dynamo`: the default exporter), opset 17,
-random weights (seeded; batch norm statistics drawn at random so they
-matter), batch 1, 224x224, it
+random weights (seeded; batch norm statistics, ConvNeXt's layer scale and
+layer norms drawn at random so they matter), batch 1, 224x224, it
 
 - exports CACHE_DIR/MODEL.MODE.onnx (kept there, never in the repository),
   and ONNX Runtime's output for one seeded random image, saved beside it
@@ -79,6 +79,14 @@ def make(name):
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.normal_(0.0, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
+            # ConvNeXt's layer scale starts at 1e-6, which would make every
+            # block's branch invisible in the comparison, and its layer norms
+            # at gamma 1, beta 0, which would not test their parameters.
+            if isinstance(getattr(m, "layer_scale", None), torch.nn.Parameter):
+                m.layer_scale.uniform_(0.5, 1.5)
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0.0, 0.1)
     return model
 
 

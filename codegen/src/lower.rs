@@ -13,7 +13,8 @@
 //!   first node the kernel cannot apply per channel (a softmax, a second
 //!   residual add, a bn or prelu past a flatten, whose vectors are per
 //!   feature); a bn right after a conv or dense is folded into its
-//!   weights ([`plan::folded_bn`]), any other is an affine epilogue, and a
+//!   weights ([`plan::folded_bn`]), any other is an affine epilogue, as is
+//!   an `affine` layer (its factor and shift), and a
 //!   prelu is an epilogue reading its slopes per channel; a pointwise
 //!   convolution that is a kernel of its own runs over runs of pixels
 //!   spanning image rows ([`ConvSpec::over_pixels`], applied last);
@@ -380,7 +381,9 @@ fn lower_step(
         | Op::Shuffle { .. }
         | Op::Slice { .. }
         | Op::Upsample(_)
-        | Op::Deconv(_) => None,
+        | Op::Deconv(_)
+        | Op::LayerNorm { .. }
+        | Op::Affine { .. } => None,
     };
     let mut extra = binary.map(|_| value(anchor.inputs[1]));
     // The fusable prefix of the epilogue.
@@ -396,8 +399,8 @@ fn lower_step(
         match &node.op {
             Op::BatchNorm { .. } if folded == Some(*id) => {}
             Op::Dropout { .. } | Op::Identity | Op::Flatten => {}
-            Op::BatchNorm { .. } | Op::PRelu if !per_anchor_channel => break,
-            Op::BatchNorm { .. } => {
+            Op::BatchNorm { .. } | Op::PRelu | Op::Affine { .. } if !per_anchor_channel => break,
+            Op::BatchNorm { .. } | Op::Affine { .. } => {
                 vectors.push(*id);
                 epilogue.push(Epilogue::Affine);
             }
@@ -423,7 +426,8 @@ fn lower_step(
             | Op::Shuffle { .. }
             | Op::Slice { .. }
             | Op::Upsample(_)
-            | Op::Deconv(_) => break,
+            | Op::Deconv(_)
+            | Op::LayerNorm { .. } => break,
         }
         fused = i + 1;
     }
@@ -478,7 +482,9 @@ fn lower_step(
         | Op::Shuffle { .. }
         | Op::Slice { .. }
         | Op::Upsample(_)
-        | Op::Deconv(_) => Err(FallbackReason::NoFamily { kind }),
+        | Op::Deconv(_)
+        | Op::LayerNorm { .. }
+        | Op::Affine { .. } => Err(FallbackReason::NoFamily { kind }),
     };
     // A slice of a concat's output is written in place, by the strided form
     // of the kernel, which must then be the whole step.

@@ -58,7 +58,7 @@
 //! and `at_most` are `maxps`/`minps` with the bound first (a NaN `x` stays
 //! NaN, `-0` stays `-0`), `mul_add` one FMA, `exp` the same clamps, round to
 //! nearest even, two-part ln 2, degree-6 Horner polynomial and exponent bits,
-//! sigmoid `1 / (1 + exp(-x))`, tanh Eigen's rational. Every operation is
+//! sigmoid `1 / (1 + exp(-x))`, tanh and gelu's erf Eigen's rationals. Every operation is
 //! lane-wise and IEEE-exact, so a lane's result does not depend on the vector
 //! width: AVX2, AVX-512 and the Cranelift epilogue agree bit for bit, NaN
 //! payloads aside (an operation on two NaNs may keep either's payload). One
@@ -73,7 +73,9 @@
 
 use super::native::Isa;
 #[cfg(target_arch = "x86_64")]
-use super::vector::{EXP_LN2, EXP_POLY, EXP_RANGE, SIXTH, TANH_LIMIT, TANH_P, TANH_Q};
+use super::vector::{
+    ERF_LIMIT, ERF_P, ERF_Q, EXP_LN2, EXP_POLY, EXP_RANGE, SIXTH, TANH_LIMIT, TANH_P, TANH_Q,
+};
 use super::Epilogue;
 use cnnjit_ir::Activation;
 use cranelift_codegen::ir::{types, InstBuilder, StackSlot, StackSlotData, StackSlotKind, Type};
@@ -101,6 +103,8 @@ pub const SWISH: u32 = 8;
 pub const HARD_SIGMOID: u32 = 9;
 /// hard_swish.
 pub const HARD_SWISH: u32 = 10;
+/// gelu.
+pub const GELU: u32 = 11;
 
 /// One epilogue step as plain data: a code (the constants above) and
 /// leaky_relu's slope (0 for any other step).
@@ -129,6 +133,7 @@ impl Step {
                 Activation::Swish => (SWISH, 0.0),
                 Activation::HardSigmoid => (HARD_SIGMOID, 0.0),
                 Activation::HardSwish => (HARD_SWISH, 0.0),
+                Activation::Gelu => (GELU, 0.0),
             },
         };
         Step { code, slope }
@@ -176,7 +181,9 @@ impl Use {
         let transcendental = |step: &Epilogue| {
             matches!(
                 step,
-                Epilogue::Act(Activation::Sigmoid | Activation::Tanh | Activation::Swish)
+                Epilogue::Act(
+                    Activation::Sigmoid | Activation::Tanh | Activation::Swish | Activation::Gelu
+                )
             )
         };
         match self {
@@ -317,14 +324,35 @@ fn sigmoid<V: Lanes>(x: V) -> V {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn tanh<V: Lanes>(x: V) -> V {
-    let x = at_most(at_least(x, -TANH_LIMIT), TANH_LIMIT);
+    odd_rational(x, TANH_LIMIT, &TANH_P, &TANH_Q)
+}
+
+/// vector.rs's `gelu` (its `erf` inlined).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn gelu<V: Lanes>(x: V) -> V {
+    let e = odd_rational(
+        x.mul(V::splat(std::f32::consts::FRAC_1_SQRT_2)),
+        ERF_LIMIT,
+        &ERF_P,
+        &ERF_Q,
+    );
+    let half = V::splat(0.5);
+    x.mul(e.mul_add(half, half))
+}
+
+/// vector.rs's `odd_rational`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn odd_rational<V: Lanes>(x: V, limit: f32, p: &[f32], q: &[f32]) -> V {
+    let x = at_most(at_least(x, -limit), limit);
     let x2 = x.mul(x);
     let horner = |c: &[f32]| {
         c[1..]
             .iter()
             .fold(V::splat(c[0]), |acc, &c| acc.mul_add(x2, V::splat(c)))
     };
-    horner(&TANH_P).mul(x).div(horner(&TANH_Q))
+    horner(p).mul(x).div(horner(q))
 }
 
 /// vector.rs's `leaky`.
@@ -409,6 +437,7 @@ pub(crate) fn apply<V: Lanes>(
             SWISH => each!(|x| x.mul(sigmoid(x))),
             HARD_SIGMOID => each!(|x| hard_sigmoid(x)),
             HARD_SWISH => each!(|x| x.mul(hard_sigmoid(x))),
+            GELU => each!(|x| gelu(x)),
             _ => {}
         }
     }
@@ -516,7 +545,7 @@ pub(crate) unsafe fn finish<V: Lanes>(xs: &mut [V], sink: &Sink, n: usize) {
     // by row).
     if steps
         .iter()
-        .any(|step| matches!(step.code, SIGMOID | TANH | SWISH))
+        .any(|step| matches!(step.code, SIGMOID | TANH | SWISH | GELU))
     {
         for (i, x) in xs.iter_mut().enumerate() {
             apply(std::slice::from_mut(x), steps, param, |_| extra(i));
@@ -1028,7 +1057,7 @@ mod tests {
             4 => -10.0f32..10.0,
             1 => prop::sample::select(vec![f32::NAN, f32::INFINITY, -f32::INFINITY, -0.0, 1e30]),
         ];
-        let step = (AFFINE..=HARD_SWISH, -1.0f32..1.0).prop_map(|(code, slope)| Step {
+        let step = (AFFINE..=GELU, -1.0f32..1.0).prop_map(|(code, slope)| Step {
             code,
             slope: if code == LEAKY_RELU { slope } else { 0.0 },
         });

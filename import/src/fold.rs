@@ -28,6 +28,7 @@ pub const FOLDABLE: &[&str] = &[
     "Sub",
     "Mul",
     "Div",
+    "Transpose",
 ];
 
 /// The most elements a folded constant that is larger than its inputs
@@ -94,6 +95,26 @@ pub fn fold(node: &NodeProto, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     match node.op_type.as_str() {
         "Constant" => constant(node),
         "Identity" => Ok(input(0)?.clone()),
+        // A matrix's transpose (the legacy exporter's `Linear` weight on
+        // NHWC data, with constant folding off).
+        "Transpose" => {
+            let t = input(0)?;
+            let perm = attr(node, "perm").map_or_else(|| vec![1, 0], |a| a.ints.clone());
+            match (&t.dims[..], &perm[..]) {
+                (&[r, c], [1, 0]) => {
+                    let v = t.floats();
+                    let values = (0..c)
+                        .flat_map(|j| (0..r).map(move |i| (i, j)))
+                        .map(|(i, j)| v[i * c + j])
+                        .collect();
+                    Tensor::f32(vec![c, r], values)
+                }
+                _ => Err(node_error(
+                    node,
+                    format!("only a matrix's transpose is folded, not perm {perm:?} of a constant of dimensions {:?}", t.dims),
+                )),
+            }
+        }
         "Cast" => {
             let t = input(0)?;
             let to = attr(node, "to").map_or(0, |a| a.i as i32);

@@ -28,6 +28,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 
+mod channels;
+
 /// A weight tensor of a layer: PyTorch's suffix (`weight`, `running_mean`),
 /// dimensions and values.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,6 +85,10 @@ enum Value {
     Padded(usize, Padding),
     /// A step of a channel shuffle, to be finished by the nodes that follow.
     Grouped(Grouped),
+    /// Layer `.0` viewed channels-last, `[N, H, W, C]`, after a
+    /// `Transpose(0, 2, 3, 1)` and until a `Transpose(0, 3, 1, 2)` (which move
+    /// nothing: cnnjit's tensors are channels-last; [`channels`]).
+    Nhwc(usize),
 }
 
 /// Layer `x`'s channels viewed as `[N, groups, C / groups, H, W]` (a
@@ -110,12 +116,14 @@ impl Grouped {
     }
 }
 
-/// An unfinished `relu6(x + 3) / 6` (hard-sigmoid) or `x * relu6(x + 3) / 6`
-/// (hard-swish) of layer `x`.
+/// An unfinished `relu6(x + 3) / 6` (hard-sigmoid), `x * relu6(x + 3) / 6`
+/// (hard-swish) or `x (1 + erf(x / sqrt 2)) / 2` (gelu) of layer `x`, in an
+/// NHWC region ([`Value::Nhwc`]) if `nhwc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Partial {
     x: usize,
     form: Form,
+    nhwc: bool,
 }
 
 /// How far a [`Partial`] has come.
@@ -127,14 +135,41 @@ enum Form {
     Clipped,
     /// `x * relu6(x + 3)`.
     Times,
+    /// `x / sqrt 2`.
+    GeluScaled,
+    /// `erf(x / sqrt 2)`.
+    GeluErf,
+    /// `1 + erf(x / sqrt 2)`.
+    GeluOnePlus,
+    /// `(1 + erf(x / sqrt 2)) / 2`.
+    GeluHalf,
+    /// `x (1 + erf(x / sqrt 2))`.
+    GeluTimes,
 }
 
 impl Form {
+    /// Whether this is a step of gelu.
+    fn is_gelu(self) -> bool {
+        match self {
+            Form::PlusThree | Form::Clipped | Form::Times => false,
+            Form::GeluScaled
+            | Form::GeluErf
+            | Form::GeluOnePlus
+            | Form::GeluHalf
+            | Form::GeluTimes => true,
+        }
+    }
+
     /// The nodes of this form that read `x`, each counted in its reads.
     fn reads_of_x(self) -> usize {
         match self {
-            Form::PlusThree | Form::Clipped => 1,
-            Form::Times => 2,
+            Form::PlusThree
+            | Form::Clipped
+            | Form::GeluScaled
+            | Form::GeluErf
+            | Form::GeluOnePlus
+            | Form::GeluHalf => 1,
+            Form::Times | Form::GeluTimes => 2,
         }
     }
 }
@@ -194,6 +229,12 @@ pub fn map(
         *uses.entry(name.as_str()).or_default() += 1;
     }
     let input_reads = uses.get(input.name.as_str()).copied().unwrap_or(0);
+    let mut reader_ops = HashMap::new();
+    for node in &graph.node {
+        for name in &node.input {
+            reader_ops.insert(name.as_str(), node.op_type.as_str());
+        }
+    }
     let mut mapper = Mapper {
         reads: vec![input_reads],
         layers: vec![Layer {
@@ -206,6 +247,7 @@ pub fn map(
         }],
         values,
         uses,
+        reader_ops,
         opset,
     };
     for node in &graph.node {
@@ -227,7 +269,7 @@ pub fn map(
             output: output.name.clone(),
         }
         .into()),
-        Some(Value::Partial(_) | Value::Padded(..) | Value::Grouped(_)) => {
+        Some(Value::Partial(_) | Value::Padded(..) | Value::Grouped(_) | Value::Nhwc(_)) => {
             Err(DecodeError::PartialOutput {
                 output: output.name.clone(),
             }
@@ -304,6 +346,9 @@ struct Mapper<'g> {
     layers: Vec<Layer>,
     values: HashMap<String, Value>,
     uses: HashMap<&'g str, usize>,
+    /// The operator of a node that reads each value (of the last one, where
+    /// several do).
+    reader_ops: HashMap<&'g str, &'g str>,
     /// Per layer: how many node inputs and graph outputs read it, under
     /// every name it has, less the reads a fusion absorbed.
     reads: Vec<usize>,
@@ -328,6 +373,9 @@ pub const LAYER_OPS: &[&str] = &[
     "Mul",
     "Div",
     "Add",
+    "Sub",
+    "Erf",
+    "LayerNormalization",
     "Pad",
     "MaxPool",
     "AveragePool",
@@ -375,7 +423,13 @@ impl Mapper<'_> {
         let reads_layer = (inputs.iter()).any(|v| {
             matches!(
                 v,
-                Some(Value::Layer(_) | Value::Partial(_) | Value::Padded(..) | Value::Grouped(_))
+                Some(
+                    Value::Layer(_)
+                        | Value::Partial(_)
+                        | Value::Padded(..)
+                        | Value::Grouped(_)
+                        | Value::Nhwc(_)
+                )
             )
         });
         if node.op_type == "Split" && reads_layer {
@@ -387,6 +441,10 @@ impl Mapper<'_> {
                 Some(Some(Value::Const(t))) => t.dims.clone(),
                 Some(Some(Value::Partial(p))) => nchw(self.layers[p.x].shape),
                 Some(Some(Value::Grouped(g))) => g.dims(self.layers[g.x].shape),
+                Some(Some(Value::Nhwc(x))) => {
+                    let d = nchw(self.layers[*x].shape);
+                    vec![d[0], d[2], d[3], d[1]]
+                }
                 Some(Some(Value::Padded(..))) => return Err(padded_error(node, 0)),
                 _ => return Err(node_error(node, "input 0 is missing")),
             };
@@ -404,7 +462,7 @@ impl Mapper<'_> {
                 .collect();
             Value::Const(Rc::new(fold::fold(node, &consts)?))
         } else if LAYER_OPS.contains(&node.op_type.as_str()) {
-            self.layer(node, &inputs)?
+            self.layer_in_region(node, &inputs)?
         } else if fold::FOLDABLE.contains(&node.op_type.as_str()) {
             return Err(node_error(
                 node,
@@ -430,7 +488,7 @@ impl Mapper<'_> {
                 ));
             }
         }
-        if let Value::Layer(id) = value {
+        if let Value::Layer(id) | Value::Nhwc(id) = value {
             self.reads[id] += self.uses.get(first.as_str()).copied().unwrap_or(0);
         }
         self.values.insert(first.clone(), value);
@@ -448,6 +506,10 @@ impl Mapper<'_> {
             Some(Some(Value::Partial(_))) => Err(partial_error(node, i)),
             Some(Some(Value::Padded(..))) => Err(padded_error(node, i)),
             Some(Some(Value::Grouped(_))) => Err(grouped_error(node, i)),
+            Some(Some(Value::Nhwc(_))) => Err(node_error(
+                node,
+                format!("input {i} is channels-last (after a Transpose(0, 2, 3, 1)), which this operator does not read; cnnjit reads it only in LayerNormalization over the last axis, MatMul by a constant and element-wise operators, until a Transpose(0, 3, 1, 2)"),
+            )),
             _ => Err(node_error(node, format!("input {i} is missing"))),
         }
     }
@@ -461,7 +523,11 @@ impl Mapper<'_> {
         match inputs.get(i) {
             Some(Some(Value::Const(t))) => Ok(Some(&**t)),
             Some(Some(
-                Value::Layer(_) | Value::Partial(_) | Value::Padded(..) | Value::Grouped(_),
+                Value::Layer(_)
+                | Value::Partial(_)
+                | Value::Padded(..)
+                | Value::Grouped(_)
+                | Value::Nhwc(_),
             )) => Err(node_error(
                 node,
                 format!(
@@ -701,6 +767,10 @@ impl Mapper<'_> {
                 self.dense(node, x, weight, alpha, bias.map(|t| (t, beta)))
             }
             "MatMul" => {
+                if let Some(Some(Value::Nhwc(x))) = inputs.first() {
+                    let b = self.required(node, inputs, 1)?;
+                    return self.pointwise(node, *x, b);
+                }
                 let x = self.layer_input(node, inputs, 0)?;
                 let b = self.required(node, inputs, 1)?;
                 let weight = self.dense_weight(node, x, b, false)?;
@@ -710,6 +780,9 @@ impl Mapper<'_> {
                 self.ungroup(node, inputs)
             }
             "Transpose" => self.transpose(node, inputs),
+            "LayerNormalization" => self.layer_norm(node, inputs),
+            "Erf" => self.erf(node, inputs),
+            "Sub" => self.sub(node, inputs),
             "Slice" => self.slice(node, inputs),
             "Flatten" | "Reshape" => {
                 let x = self.layer_input(node, inputs, 0)?;
@@ -1302,29 +1375,8 @@ impl Mapper<'_> {
                 vec![],
             );
         }
-        let dims = nchw(self.shape(x));
-        let c = dims[1];
-        // The slope's axes right-aligned with the input's: the channel axis
-        // (1) holds C, every other axis 1.
-        let per_channel = slope.dims.len() <= dims.len()
-            && slope.dims.iter().rev().enumerate().all(|(i, &d)| {
-                let axis = dims.len() - 1 - i;
-                d == if axis == 1 { c } else { 1 }
-            })
-            && slope.dims.len() >= dims.len() - 1;
-        if !per_channel {
-            let expected = match self.shape(x) {
-                Shape::Volume { .. } => format!("[{c}, 1, 1] or [1, {c}, 1, 1]"),
-                Shape::Flat(_) => format!("[{c}] or [1, {c}]"),
-            };
-            return Err(node_error(
-                node,
-                format!(
-                    "slope of dimensions {:?} is neither one value nor one per channel of the input {:?}; expected {expected}",
-                    slope.dims, dims
-                ),
-            ));
-        }
+        let c = self.shape(x).channels() as usize;
+        let values = self.per_channel(node, x, slope, "slope")?;
         let params = vec![Param {
             suffix: "weight",
             dims: vec![c],
@@ -1339,7 +1391,12 @@ impl Mapper<'_> {
         let activation = match p.form {
             Form::Clipped => Activation::HardSigmoid,
             Form::Times => Activation::HardSwish,
-            Form::PlusThree => return Err(partial_error(node, 0)),
+            Form::PlusThree
+            | Form::GeluScaled
+            | Form::GeluErf
+            | Form::GeluOnePlus
+            | Form::GeluHalf
+            | Form::GeluTimes => return Err(partial_error(node, 0)),
         };
         if (divisor - 6.0).abs() > 6.0 * 1e-6 {
             return Err(node_error(
@@ -1356,10 +1413,14 @@ impl Mapper<'_> {
     /// must be read by one node only, which goes on with it.
     fn partial(&self, node: &NodeProto, x: usize, form: Form) -> Result<Value> {
         match self.readers(node) {
-            1 => Ok(Value::Partial(Partial { x, form })),
+            1 => Ok(Value::Partial(Partial {
+                x,
+                form,
+                nhwc: false,
+            })),
             n => Err(node_error(
                 node,
-                format!("its output is read {n} times; cnnjit reads x + 3 and relu6(x + 3) only as steps of hard_sigmoid (relu6(x + 3) / 6) and hard_swish (x * relu6(x + 3) / 6)"),
+                format!("its output is read {n} times; cnnjit reads x + 3 and relu6(x + 3) only as steps of hard_sigmoid (relu6(x + 3) / 6) and hard_swish (x * relu6(x + 3) / 6), and x / sqrt 2 and erf(x / sqrt 2) only as steps of gelu (x (1 + erf(x / sqrt 2)) / 2)"),
             )),
         }
     }
@@ -1372,26 +1433,6 @@ impl Mapper<'_> {
             n => Err(node_error(
                 node,
                 format!("its output is read {n} times; cnnjit reads a Reshape to [N, G, C/G, H, W] and its Transpose only as steps of a channel shuffle, shuffle(G)"),
-            )),
-        }
-    }
-
-    /// `Transpose`: only the middle step of a channel shuffle,
-    /// `[N, G, C/G, H, W]` to `[N, C/G, G, H, W]`.
-    fn transpose(&self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
-        let perm = Self::ints(node, "perm", &[]);
-        match inputs.first() {
-            Some(Some(Value::Grouped(g))) if !g.transposed && perm == [0, 2, 1, 3, 4] => self
-                .grouped(
-                    node,
-                    Grouped {
-                        transposed: true,
-                        ..*g
-                    },
-                ),
-            _ => Err(node_error(
-                node,
-                format!("transposes with perm {perm:?}; cnnjit reads Transpose only in a channel shuffle: Reshape to [N, G, C/G, H, W], Transpose(perm = [0, 2, 1, 3, 4]), Reshape back to [N, C, H, W]"),
             )),
         }
     }
@@ -1522,21 +1563,46 @@ impl Mapper<'_> {
         Ok(())
     }
 
-    /// `Div` of data: a hard-sigmoid or hard-swish partial by 6.
+    /// `Div` of data: a hard-sigmoid or hard-swish partial by 6, a step of
+    /// gelu, or data by a constant (an affine's factor, its inverse).
     fn div(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
         match (inputs.first(), inputs.get(1)) {
+            (Some(Some(Value::Partial(p))), Some(Some(Value::Const(t)))) if p.form.is_gelu() => {
+                self.gelu_step(node, *p, Some((t, true)), None)
+            }
             (Some(Some(Value::Partial(p))), Some(Some(Value::Const(t)))) if t.len() == 1 => {
                 self.finish(node, *p, t.floats()[0])
             }
+            (Some(Some(Value::Layer(x))), Some(Some(Value::Const(t)))) => {
+                self.times_constant(node, *x, t, true)
+            }
             _ => Err(node_error(
                 node,
-                "divides the network's data; cnnjit reads Div only as the / 6 of hard_sigmoid (relu6(x + 3) / 6) and hard_swish (x * relu6(x + 3) / 6)",
+                "divides the network's data; cnnjit reads Div only as the / 6 of hard_sigmoid (relu6(x + 3) / 6) and hard_swish (x * relu6(x + 3) / 6), a step of gelu, or data divided by a constant of one value or one per channel",
             )),
         }
     }
 
     fn mul(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
         match (inputs.first(), inputs.get(1)) {
+            // Steps of gelu.
+            (Some(Some(Value::Partial(p))), Some(Some(Value::Const(t))))
+            | (Some(Some(Value::Const(t))), Some(Some(Value::Partial(p))))
+                if p.form.is_gelu() =>
+            {
+                return self.gelu_step(node, *p, Some((t, false)), None);
+            }
+            (Some(Some(Value::Layer(x))), Some(Some(Value::Partial(p))))
+            | (Some(Some(Value::Partial(p))), Some(Some(Value::Layer(x))))
+                if p.form.is_gelu() =>
+            {
+                return self.gelu_step(node, *p, None, Some(*x));
+            }
+            // Data times a constant.
+            (Some(Some(Value::Layer(x))), Some(Some(Value::Const(t))))
+            | (Some(Some(Value::Const(t))), Some(Some(Value::Layer(x)))) => {
+                return self.times_constant(node, *x, t, false);
+            }
             // A partial times 1/6, or x times relu6(x + 3).
             (Some(Some(Value::Partial(p))), Some(Some(Value::Const(t))))
             | (Some(Some(Value::Const(t))), Some(Some(Value::Partial(p))))
@@ -1589,7 +1655,10 @@ impl Mapper<'_> {
                 | Op::Shuffle { .. }
                 | Op::Slice { .. }
                 | Op::Upsample(_)
-                | Op::Deconv(_) => continue,
+                | Op::Deconv(_)
+                | Op::LayerNorm { .. }
+                | Op::Affine { .. }
+                | Op::Activation(Activation::Gelu) => continue,
             };
             if g.inputs == [x] && self.reads[gate] == 1 {
                 let layer = &mut self.layers[gate];
@@ -1615,8 +1684,16 @@ impl Mapper<'_> {
             | (Some(Some(Value::Const(t))), Some(Some(Value::Layer(l)))) => Some((*l, t.clone())),
             _ => None,
         };
+        if let (Some(Some(Value::Partial(p))), Some(Some(Value::Const(one))))
+        | (Some(Some(Value::Const(one))), Some(Some(Value::Partial(p)))) =
+            (inputs.first(), inputs.get(1))
+        {
+            if p.form == Form::GeluErf && one.len() == 1 && one.floats()[0] == 1.0 {
+                return self.partial(node, p.x, Form::GeluOnePlus);
+            }
+        }
         if let Some((x, three)) = &layer_and_const {
-            if three.len() == 1 && three.floats()[0] == 3.0 {
+            if three.len() == 1 && three.floats()[0] == 3.0 && self.read_by(node, "Clip") {
                 return self.partial(node, *x, Form::PlusThree);
             }
         }
@@ -1658,7 +1735,9 @@ impl Mapper<'_> {
             | Op::Shuffle { .. }
             | Op::Slice { .. }
             | Op::Upsample(_)
-            | Op::Deconv(_) => None,
+            | Op::Deconv(_)
+            | Op::LayerNorm { .. }
+            | Op::Affine { .. } => None,
         };
         match free {
             Some(flag) if uses == 1 && fits => {
@@ -1671,10 +1750,10 @@ impl Mapper<'_> {
                 self.reads[l] -= 1;
                 Ok(Value::Layer(l))
             }
-            _ => Err(node_error(
-                node,
-                format!("adds a constant of dimensions {:?}; cnnjit adds constants only as the bias of the dense or conv right before", bias.dims),
-            )),
+            _ => {
+                let shift = self.per_channel(node, l, &bias, "addend")?;
+                self.affine(node, l, None, Some(shift))
+            }
         }
     }
 }
@@ -1724,7 +1803,7 @@ fn grouping(from: &[usize], to: &[usize]) -> Option<usize> {
 fn partial_error(node: &NodeProto, i: usize) -> Error {
     node_error(
         node,
-        format!("input {i} is x + 3, relu6(x + 3) or x * relu6(x + 3), which cnnjit reads only as steps of hard_sigmoid (relu6(x + 3) / 6) and hard_swish (x * relu6(x + 3) / 6)"),
+        format!("input {i} is x + 3, relu6(x + 3) or x * relu6(x + 3), which cnnjit reads only as steps of hard_sigmoid (relu6(x + 3) / 6) and hard_swish (x * relu6(x + 3) / 6), or a step of gelu's x (1 + erf(x / sqrt 2)) / 2 that this node does not continue"),
     )
 }
 

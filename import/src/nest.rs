@@ -248,7 +248,9 @@ impl Nester<'_> {
                 | Op::Shuffle { .. }
                 | Op::Slice { .. }
                 | Op::Upsample(_)
-                | Op::Deconv(_) => layer.inputs.first().copied(),
+                | Op::Deconv(_)
+                | Op::LayerNorm { .. }
+                | Op::Affine { .. } => layer.inputs.first().copied(),
             };
             let Some(fork) = fork.filter(|&f| f >= start && f < cur) else {
                 return Err(Error::layer(
@@ -320,7 +322,9 @@ impl Nester<'_> {
                 | Op::Shuffle { .. }
                 | Op::Slice { .. }
                 | Op::Upsample(_)
-                | Op::Deconv(_) => Item::Layer(cur),
+                | Op::Deconv(_)
+                | Op::LayerNorm { .. }
+                | Op::Affine { .. } => Item::Layer(cur),
             });
             cur = fork;
         }

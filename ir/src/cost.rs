@@ -140,6 +140,7 @@ pub fn is_stored(op: &Op) -> bool {
         | Op::Identity
         | Op::Flatten
         | Op::Slice { .. } => false,
+        Op::LayerNorm { .. } | Op::Affine { .. } => true,
         Op::Conv2d(_)
         | Op::Dense(_)
         | Op::Pool2d(_)
@@ -241,6 +242,21 @@ pub fn layer_cost(op: &Op, inputs: &[Shape], output: Shape) -> Result<LayerCost,
         // counts no FLOP for an activation, so prelu counts none either.
         Op::PRelu => LayerCost {
             params: output.channels() as u64,
+            ..LayerCost::default()
+        },
+        // gamma and beta per channel. At inference bn is an affine map and
+        // counts no FLOP; layernorm also computes each pixel's statistics,
+        // a reduction over its channels, which counts as global pooling's
+        // does (one FLOP per element reduced): one for the mean, one for
+        // the variance. Normalising, scaling and shifting count none, as bn's.
+        Op::LayerNorm { .. } => LayerCost {
+            params: 2 * output.channels() as u64,
+            flops: input.len().checked_mul(2).ok_or(o)?,
+            ..LayerCost::default()
+        },
+        // A factor and a shift per channel, each where present; no FLOP, as bn.
+        Op::Affine { weight, bias } => LayerCost {
+            params: (u64::from(*weight) + u64::from(*bias)) * output.channels() as u64,
             ..LayerCost::default()
         },
         Op::Input

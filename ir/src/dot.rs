@@ -46,7 +46,9 @@ pub fn to_dot(graph: &Graph) -> String {
             | Op::Shuffle { .. }
             | Op::Slice { .. }
             | Op::Upsample(_)
-            | Op::Deconv(_) => "",
+            | Op::Deconv(_)
+            | Op::LayerNorm { .. }
+            | Op::Affine { .. } => "",
         };
         let _ = writeln!(out, "  n{i} [label=\"{label}\"{shape}];");
         for input in node.inputs.iter() {

@@ -303,6 +303,9 @@ pub enum Activation {
     HardSigmoid,
     /// x for x >= 0, else slope * x.
     LeakyRelu(f32),
+    /// `x Phi(x) = x (1 + erf(x / sqrt 2)) / 2`, the exact (erf) form of
+    /// PyTorch's `nn.GELU()`.
+    Gelu,
 }
 
 impl Activation {
@@ -316,7 +319,8 @@ impl Activation {
             | Activation::Sigmoid
             | Activation::Swish
             | Activation::HardSwish
-            | Activation::HardSigmoid => None,
+            | Activation::HardSigmoid
+            | Activation::Gelu => None,
         };
         (std::mem::discriminant(self), parameter)
     }
@@ -412,6 +416,25 @@ pub enum Op {
     Upsample(Upsample),
     /// `deconv`: a transposed convolution.
     Deconv(Deconv),
+    /// `layernorm(eps)`: each pixel normalised over its channels, then
+    /// scaled and shifted per channel: `(x - mean) / sqrt(var + eps) gamma_c
+    /// + beta_c`, the mean and (biased) variance over the pixel's `C`
+    /// channels (PyTorch's `nn.LayerNorm(C)` on channels-last data,
+    /// ConvNeXt's `LayerNorm2d`).
+    LayerNorm {
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// `affine(weight, bias)`: `x w_c + b_c` with a learned factor and a
+    /// learned shift per channel, either of which may be absent (ConvNeXt's
+    /// layer scale is the factor alone; an input normalisation `(x - mean) /
+    /// std` baked into a model is both).
+    Affine {
+        /// Whether the factor `w_c` is there (else 1).
+        weight: bool,
+        /// Whether the shift `b_c` is there (else 0).
+        bias: bool,
+    },
 }
 
 impl Op {
@@ -440,6 +463,7 @@ impl Op {
                 Activation::HardSwish => "hard_swish",
                 Activation::HardSigmoid => "hard_sigmoid",
                 Activation::LeakyRelu(_) => "leaky_relu",
+                Activation::Gelu => "gelu",
             },
             Op::PRelu => "prelu",
             Op::Softmax => "softmax",
@@ -453,6 +477,8 @@ impl Op {
             Op::Slice { .. } => "slice",
             Op::Upsample(_) => "upsample",
             Op::Deconv(_) => "deconv",
+            Op::LayerNorm { .. } => "layernorm",
+            Op::Affine { .. } => "affine",
         }
     }
 
@@ -499,7 +525,13 @@ impl Op {
                     out.push_str(", ceil");
                 }
             }
-            Op::BatchNorm { eps } => out.push_str(&format!("eps={eps}")),
+            Op::BatchNorm { eps } | Op::LayerNorm { eps } => out.push_str(&format!("eps={eps}")),
+            Op::Affine { weight, bias } => out.push_str(match (weight, bias) {
+                (true, true) => "",
+                (true, false) => "no bias",
+                (false, true) => "no weight",
+                (false, false) => "no weight, no bias",
+            }),
             Op::Activation(Activation::LeakyRelu(a)) => out.push_str(&format!("a={a}")),
             Op::Dropout { p } => out.push_str(&format!("p={p}")),
             Op::Lrn(l) => out.push_str(&format!(
@@ -540,7 +572,8 @@ impl Op {
                 | Activation::Sigmoid
                 | Activation::Swish
                 | Activation::HardSwish
-                | Activation::HardSigmoid,
+                | Activation::HardSigmoid
+                | Activation::Gelu,
             )
             | Op::PRelu
             | Op::Softmax

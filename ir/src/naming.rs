@@ -4,7 +4,9 @@
 //! `conv1.bias`, `deconv1.weight` `[Cin, K, Fh, Fw]` (PyTorch's
 //! `ConvTranspose2d`), `dense1.weight` `[N, Nin]`,
 //! `bn1.weight/bias/running_mean/running_var`, `prelu1.weight` `[C]` (its
-//! slopes, PyTorch's `nn.PReLU(num_parameters = C)`). The runtime checks a weights
+//! slopes, PyTorch's `nn.PReLU(num_parameters = C)`), `layernorm1.weight/bias`
+//! `[C]` (PyTorch's `nn.LayerNorm(C)`), `affine1.weight` and `affine1.bias`
+//! `[C]` (each only where the layer has it). The runtime checks a weights
 //! file against this list and the importer names the tensors it writes by it,
 //! so both sides of a `.safetensors` file read one definition.
 
@@ -19,7 +21,8 @@ pub struct TensorSpec {
     pub name: String,
     /// PyTorch's shape.
     pub shape: Vec<usize>,
-    /// Fan-in of the layer (for initialisation), 0 for bn and prelu tensors.
+    /// Fan-in of the layer (for initialisation), 0 for bn, prelu, layernorm
+    /// and affine tensors.
     pub fan_in: usize,
 }
 
@@ -80,6 +83,20 @@ pub fn tensor_specs(graph: &Graph) -> Vec<TensorSpec> {
                 }
             }
             Op::PRelu => push("weight", vec![node.output.channels() as usize], 0),
+            Op::LayerNorm { .. } => {
+                let c = node.output.channels() as usize;
+                push("weight", vec![c], 0);
+                push("bias", vec![c], 0);
+            }
+            Op::Affine { weight, bias } => {
+                let c = node.output.channels() as usize;
+                if weight {
+                    push("weight", vec![c], 0);
+                }
+                if bias {
+                    push("bias", vec![c], 0);
+                }
+            }
             Op::Input
             | Op::Pool2d(_)
             | Op::GlobalPool(_)

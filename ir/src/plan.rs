@@ -164,7 +164,9 @@ impl Fusion {
             | Op::Shuffle { .. }
             | Op::Slice { .. }
             | Op::Upsample(_)
-            | Op::Deconv(_) => false,
+            | Op::Deconv(_)
+            | Op::LayerNorm { .. }
+            | Op::Affine { .. } => false,
         }
     }
 }
@@ -189,6 +191,7 @@ pub fn folded_bn(graph: &Graph, step: &Step) -> Option<NodeId> {
 pub fn is_per_channel(op: &Op) -> bool {
     match op {
         Op::BatchNorm { .. }
+        | Op::Affine { .. }
         | Op::Activation(_)
         | Op::PRelu
         | Op::Dropout { .. }
@@ -207,7 +210,8 @@ pub fn is_per_channel(op: &Op) -> bool {
         | Op::Shuffle { .. }
         | Op::Slice { .. }
         | Op::Upsample(_)
-        | Op::Deconv(_) => false,
+        | Op::Deconv(_)
+        | Op::LayerNorm { .. } => false,
     }
 }
 
@@ -230,6 +234,7 @@ pub struct Plan {
 fn is_epilogue(op: &Op) -> bool {
     match op {
         Op::BatchNorm { .. }
+        | Op::Affine { .. }
         | Op::Activation(_)
         | Op::PRelu
         | Op::Softmax
@@ -248,7 +253,8 @@ fn is_epilogue(op: &Op) -> bool {
         | Op::Shuffle { .. }
         | Op::Slice { .. }
         | Op::Upsample(_)
-        | Op::Deconv(_) => false,
+        | Op::Deconv(_)
+        | Op::LayerNorm { .. } => false,
     }
 }
 
@@ -289,7 +295,9 @@ fn separable(graph: &Graph, fusion: &Fusion, consumers: &[u32], a: &Step, b: &St
         | Op::Shuffle { .. }
         | Op::Slice { .. }
         | Op::Upsample(_)
-        | Op::Deconv(_) => false,
+        | Op::Deconv(_)
+        | Op::LayerNorm { .. }
+        | Op::Affine { .. } => false,
     };
     let per_channel = a.nodes[1..]
         .iter()

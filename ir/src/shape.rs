@@ -135,6 +135,8 @@ pub fn output_shape(op: &Op, inputs: &[Shape]) -> Result<Shape, ShapeError> {
             first()
         }
         Op::BatchNorm { .. }
+        | Op::LayerNorm { .. }
+        | Op::Affine { .. }
         | Op::Activation(_)
         | Op::PRelu
         | Op::Softmax

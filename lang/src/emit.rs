@@ -228,6 +228,7 @@ fn op(op: &Op) -> TokenStream {
                 Activation::Swish => quote!(Swish),
                 Activation::HardSwish => quote!(HardSwish),
                 Activation::HardSigmoid => quote!(HardSigmoid),
+                Activation::Gelu => quote!(Gelu),
                 Activation::LeakyRelu(s) => {
                     let s = float(s);
                     quote!(LeakyRelu(#s))
@@ -268,6 +269,13 @@ fn op(op: &Op) -> TokenStream {
             quote!(::cnnjit::ir::Op::Deconv(::cnnjit::ir::Deconv {
                 out_channels: #k, kernel: #kernel, stride: #stride, padding: #pad, bias: #bias,
             }))
+        }
+        Op::LayerNorm { eps } => {
+            let eps = float(eps);
+            quote!(::cnnjit::ir::Op::LayerNorm { eps: #eps })
+        }
+        Op::Affine { weight, bias } => {
+            quote!(::cnnjit::ir::Op::Affine { weight: #weight, bias: #bias })
         }
     }
 }

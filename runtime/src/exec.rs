@@ -622,6 +622,9 @@ fn reference_step(
             r::global_pool(*kind, input(0)?, in_dims(0), out).map_err(fail)?
         }
         (Op::Lrn(lrn), _) => r::lrn(lrn, input(0)?, in_dims(0).c, out).map_err(fail)?,
+        (Op::LayerNorm { eps }, LayerParams::LayerNorm { gamma, beta }) => {
+            r::layer_norm(gamma, beta, *eps, input(0)?, out).map_err(fail)?
+        }
         (Op::Concat, _) => {
             let total = Dims::from(anchor.output);
             let mut offset = 0;
@@ -643,6 +646,7 @@ fn reference_step(
         // An epilogue op that could not run in place: copy, then apply in place.
         (
             Op::BatchNorm { .. }
+            | Op::Affine { .. }
             | Op::Activation(_)
             | Op::PRelu
             | Op::Softmax
@@ -662,7 +666,7 @@ fn reference_step(
             out.copy_from_slice(input);
             in_place(anchor, layer, out, None)?;
         }
-        (op @ (Op::Input | Op::Conv2d(_) | Op::Dense(_) | Op::Deconv(_)), _) => {
+        (op @ (Op::Input | Op::Conv2d(_) | Op::Dense(_) | Op::Deconv(_) | Op::LayerNorm { .. }), _) => {
             return Err(node_error(
                 anchor,
                 InternalError::NoParams { kind: op.kind() },
@@ -728,6 +732,9 @@ fn in_place(
             Ok(())
         }
         (Op::PRelu, LayerParams::PRelu { slopes }) => r::prelu_in_place(slopes, data).map_err(fail),
+        (Op::Affine { .. }, LayerParams::Affine { scale, shift }) => {
+            r::affine_in_place(scale, shift, data).map_err(fail)
+        }
         (Op::Softmax, _) => {
             r::softmax_in_place(data, node.output.channels() as usize).map_err(fail)
         }
@@ -751,7 +758,9 @@ fn in_place(
             | Op::Shuffle { .. }
             | Op::Slice { .. }
             | Op::Upsample(_)
-            | Op::Deconv(_)),
+            | Op::Deconv(_)
+            | Op::LayerNorm { .. }
+            | Op::Affine { .. }),
             _,
         ) => Err(fail(KernelError::Invalid(format!(
             "{} cannot run in place",

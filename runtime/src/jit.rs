@@ -358,6 +358,13 @@ fn pack_vectors(graph: &Graph, params: &Params, part: &Part, packed: &mut Vec<f3
                 };
                 packed.extend(part.kernel.pack_vector(slopes));
             }
+            Op::Affine { .. } => {
+                let LayerParams::Affine { scale, shift } = layer else {
+                    return Err(broken());
+                };
+                packed.extend(part.kernel.pack_vector(scale));
+                packed.extend(part.kernel.pack_vector(shift));
+            }
             Op::Input
             | Op::Conv2d(_)
             | Op::Dense(_)
@@ -375,7 +382,8 @@ fn pack_vectors(graph: &Graph, params: &Params, part: &Part, packed: &mut Vec<f3
             | Op::Shuffle { .. }
             | Op::Slice { .. }
             | Op::Upsample(_)
-            | Op::Deconv(_) => return Err(broken()),
+            | Op::Deconv(_)
+            | Op::LayerNorm { .. } => return Err(broken()),
         }
     }
     Ok(())

@@ -65,6 +65,21 @@ pub enum LayerParams {
         /// `[C]`.
         slopes: Vec<f32>,
     },
+    /// A layernorm's gamma and beta.
+    LayerNorm {
+        /// `[C]`.
+        gamma: Vec<f32>,
+        /// `[C]`.
+        beta: Vec<f32>,
+    },
+    /// An affine's factor and shift: all ones where the layer has no
+    /// weight, all zeros where it has no bias.
+    Affine {
+        /// `[C]`.
+        scale: Vec<f32>,
+        /// `[C]`.
+        shift: Vec<f32>,
+    },
 }
 
 /// A conv's or dense's weights.
@@ -179,6 +194,22 @@ pub fn load_params(
                 }
             }
             Op::PRelu => LayerParams::PRelu { slopes: data },
+            Op::LayerNorm { .. } => LayerParams::LayerNorm {
+                gamma: data,
+                beta: take_next(".bias").unwrap_or_default(),
+            },
+            Op::Affine { weight, .. } => {
+                let c = node.output.channels() as usize;
+                let (scale, shift) = if weight {
+                    (data, take_next(".bias"))
+                } else {
+                    (vec![1.0; c], Some(data))
+                };
+                LayerParams::Affine {
+                    scale,
+                    shift: shift.unwrap_or_else(|| vec![0.0; c]),
+                }
+            }
             Op::Input
             | Op::Pool2d(_)
             | Op::GlobalPool(_)
@@ -238,7 +269,9 @@ fn stays_in_file(graph: &Graph, spec: &TensorSpec, in_file: &[NodeId]) -> bool {
             | Op::Shuffle { .. }
             | Op::Slice { .. }
             | Op::Upsample(_)
-            | Op::Deconv(_) => false,
+            | Op::Deconv(_)
+            | Op::LayerNorm { .. }
+            | Op::Affine { .. } => false,
         }
 }
 
@@ -354,7 +387,9 @@ fn flattened_from(graph: &Graph, mut id: NodeId) -> Option<(usize, usize, usize)
             | Op::PRelu
             | Op::Dropout { .. }
             | Op::Identity
-            | Op::BatchNorm { .. } => id = node.inputs[0],
+            | Op::BatchNorm { .. }
+            | Op::LayerNorm { .. }
+            | Op::Affine { .. } => id = node.inputs[0],
             Op::Input
             | Op::Conv2d(_)
             | Op::Dense(_)
@@ -373,7 +408,7 @@ fn flattened_from(graph: &Graph, mut id: NodeId) -> Option<(usize, usize, usize)
     }
 }
 
-/// Reorders a dense's columns, and a flat bn's or prelu's vectors, from PyTorch's
+/// Reorders a dense's columns, and a flat bn's, prelu's, layernorm's or affine's vectors, from PyTorch's
 /// flatten order to ours, where they read a flattened volume.
 fn reorder_flattened(graph: &Graph, layers: &mut [LayerParams]) -> Result<()> {
     for (id, node) in graph.layers() {
@@ -404,6 +439,12 @@ fn reorder_flattened(graph: &Graph, layers: &mut [LayerParams]) -> Result<()> {
             }
             LayerParams::PRelu { slopes } => {
                 *slopes = permute_dense_weight_chw_to_hwc(slopes, 1, h, w, c).map_err(internal)?;
+            }
+            LayerParams::LayerNorm { gamma: a, beta: b }
+            | LayerParams::Affine { scale: a, shift: b } => {
+                for v in [a, b] {
+                    *v = permute_dense_weight_chw_to_hwc(v, 1, h, w, c).map_err(internal)?;
+                }
             }
             _ => {}
         }

@@ -373,7 +373,9 @@ pub fn convolutions(graph: &Graph, caps: &Capabilities) -> Result<Vec<ConvSpec>>
             | Op::Shuffle { .. }
             | Op::Slice { .. }
             | Op::Upsample(_)
-            | Op::Deconv(_) => false,
+            | Op::Deconv(_)
+            | Op::LayerNorm { .. }
+            | Op::Affine { .. } => false,
         });
         if let Some(spec) = choice::conv_spec(&step.kernel).filter(|_| is_conv) {
             if seen.insert(ChoiceKey::of(&spec)) {

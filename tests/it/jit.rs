@@ -123,6 +123,10 @@ const EPILOGUES: &[&str] = &[
     ", dropout(0.2), identity, relu",
     ", prelu",
     ", bn, prelu, bn",
+    ", gelu",
+    ", affine",
+    ", affine(bias = false), gelu",
+    ", bn, gelu, affine(weight = false)",
 ];
 
 /// Concat branches on an input of any channels, keeping its height and

@@ -10,7 +10,7 @@
 use cnnjit::{Model, Options, Weights};
 use std::path::{Path, PathBuf};
 
-const FIXTURES: [&str; 12] = [
+const FIXTURES: [&str; 13] = [
     "resnet_basic",
     "mobilenet_se",
     "squeeze_fire",
@@ -23,6 +23,7 @@ const FIXTURES: [&str; 12] = [
     "resnet_basic_dynamo",
     "mobilenet_se_dynamo",
     "up_down",
+    "convnext_small",
 ];
 
 fn dir() -> PathBuf {
@@ -107,6 +108,7 @@ cnnjit::cnn!(file = "tests/fixtures/onnx/regnet_small.cnn");
 cnnjit::cnn!(file = "tests/fixtures/onnx/resnet_basic_dynamo.cnn");
 cnnjit::cnn!(file = "tests/fixtures/onnx/mobilenet_se_dynamo.cnn");
 cnnjit::cnn!(file = "tests/fixtures/onnx/up_down.cnn");
+cnnjit::cnn!(file = "tests/fixtures/onnx/convnext_small.cnn");
 
 #[test]
 fn snapshots_compile_through_the_macro_with_the_imported_figures() {
@@ -171,6 +173,17 @@ fn snapshots_compile_through_the_macro_with_the_imported_figures() {
     // torch's `sum(p.numel() for p in model.parameters())` of
     // `ShuffleNetV2([2, 1, 1], [8, 16, 24, 32, 64], num_classes = 10)`.
     assert_eq!(ShufflenetSmall::PARAMS, 6_190);
+    assert_eq!(
+        figures("convnext_small"),
+        (ConvnextSmall::PARAMS, ConvnextSmall::MACS)
+    );
+    // torch's count of scripts/export_onnx.py's `convnext_small()`: stem 8 x
+    // 3 x 16 + 8 = 392, its LayerNorm2d 16; block 1 (8 channels) dwconv 8 x
+    // 49 + 8 = 400, LayerNorm 16, Linear 8 x 32 + 32 = 288 and 32 x 8 + 8 =
+    // 264, layer scale 8; downsampling LayerNorm2d 16 and conv 16 x 8 x 4 +
+    // 16 = 528; block 2 (16 channels) 800 + 32 + 1,088 + 1,040 + 16; head
+    // LayerNorm2d 32, Linear 16 x 10 + 10 = 170. Sum 5,106.
+    assert_eq!(ConvnextSmall::PARAMS, 5_106);
     // torch counts the ResNet fixture's parameters as 5,266: convs 216 + 576
     // + 576 + 1,152 + 2,304 + 128 = 4,952, bn gamma and beta 2 x (8 + 8 + 8 +
     // 16 + 16 + 16) = 144, fc 16 x 10 + 10 = 170.

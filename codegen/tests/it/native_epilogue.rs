@@ -5,7 +5,7 @@
 //! element compared by its bits (NaN with NaN: an operation on two NaNs may
 //! keep either's payload). The tiles, parameters and shortcuts mix ordinary
 //! values with NaN, infinities, signed zeros, huge values and the edges of
-//! `exp`'s and `tanh`'s clamps; shapes leave partial tiles (rows) and
+//! `exp`'s, `tanh`'s and gelu's erf's clamps; shapes leave partial tiles (rows) and
 //! partial blocks (channels), and some write a channel slice.
 
 use crate::{call_rows, Buffers};
@@ -39,6 +39,9 @@ fn value() -> impl Strategy<Value = f32> {
             89.0,
             7.905_311,
             -7.905_311,
+            // gelu's erf clamp, 4 sqrt 2 either side.
+            5.656_854,
+            -5.656_854,
             1e-30,
         ]),
     ]
@@ -61,6 +64,7 @@ fn step() -> impl Strategy<Value = Epilogue> {
             Activation::Swish,
             Activation::HardSwish,
             Activation::HardSigmoid,
+            Activation::Gelu,
         ])
         .prop_map(Epilogue::Act),
         (-2.0f32..2.0).prop_map(|slope| Epilogue::Act(Activation::LeakyRelu(slope))),

@@ -3,6 +3,7 @@
 use cnnjit_import::onnx::{
     data_type, Attribute, GraphProto, Model, NodeProto, OperatorSetId, TensorProto, ValueInfo,
 };
+use cnnjit_import::{import_bytes, Error, Imported};
 use prost::Message;
 
 pub fn node(
@@ -84,4 +85,31 @@ pub fn model(
         }],
     }
     .encode_to_vec()
+}
+
+/// `bytes` imported as net `Net`.
+pub fn import(bytes: &[u8]) -> Result<Imported, Error> {
+    import_bytes(bytes, None, "Net", "net.onnx", "net.safetensors")
+}
+
+/// The net's body: the source's lines between the braces, trimmed.
+pub fn body(imported: &Imported) -> Vec<String> {
+    let lines: Vec<&str> = imported.source.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("pub Net("))
+        .unwrap();
+    lines[start + 1..lines.len() - 1]
+        .iter()
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// The node, operator and reason of an error naming a node.
+pub fn node_error(result: Result<Imported, Error>) -> (String, String, String) {
+    match result {
+        Err(Error::Node { node, op, why }) => (node, op, why),
+        Err(other) => panic!("expected an error naming a node, got: {other}"),
+        Ok(imported) => panic!("expected an error, imported:\n{}", imported.source),
+    }
 }

@@ -3,6 +3,7 @@
 //! One test binary per crate: each file below was a binary of its own, and
 //! linking each against Cranelift and the workspace was most of CI's time.
 
+mod channels_last;
 mod common;
 mod external_data;
 mod fuzz;

@@ -272,14 +272,44 @@ pub const LAYERS: &[Layer] = &[
         required: 0,
         keys: &[param("eps", Ty::Float, Omitted::Float(BN_EPS))],
         build: |args| {
-            let eps = args.float("eps")?.expect("eps has a default");
-            if eps <= 0.0 {
+            Ok(Op::BatchNorm {
+                eps: eps(args, "sqrt(running_var + eps)")?,
+            })
+        },
+    },
+    Layer {
+        name: "layernorm",
+        aliases: &[],
+        usage: "layernorm(eps = 1e-5)",
+        positional: NO_ARGS,
+        required: 0,
+        keys: &[param("eps", Ty::Float, Omitted::Float(LAYERNORM_EPS))],
+        build: |args| {
+            Ok(Op::LayerNorm {
+                eps: eps(args, "sqrt(var + eps)")?,
+            })
+        },
+    },
+    Layer {
+        name: "affine",
+        aliases: &[],
+        usage: "affine(weight = false, bias = false)",
+        positional: NO_ARGS,
+        required: 0,
+        keys: &[param("weight", Ty::Bool, Omitted::Bool(true)), BIAS],
+        build: |args| {
+            let weight = args.bool("weight")?.expect("weight has a default");
+            let bias = args.bool("bias")?.expect("bias has a default");
+            if !weight && !bias {
                 return Err(args.error(
-                    "eps",
-                    format!("{}: `eps` must be greater than 0, found {eps}; it keeps `sqrt(running_var + eps)` away from zero", args.call()),
+                    "bias",
+                    format!(
+                        "{}: an affine without weight and bias does nothing; write `identity`",
+                        args.call()
+                    ),
                 ));
             }
-            Ok(Op::BatchNorm { eps })
+            Ok(Op::Affine { weight, bias })
         },
     },
     plain("relu", &[], |_| Ok(Op::Activation(Activation::Relu))),
@@ -295,6 +325,7 @@ pub const LAYERS: &[Layer] = &[
     plain("hard_sigmoid", &[], |_| {
         Ok(Op::Activation(Activation::HardSigmoid))
     }),
+    plain("gelu", &[], |_| Ok(Op::Activation(Activation::Gelu))),
     plain("prelu", &[], |_| Ok(Op::PRelu)),
     plain("softmax", &[], |_| Ok(Op::Softmax)),
     Layer {
@@ -436,6 +467,25 @@ pub const LAYERS: &[Layer] = &[
 
 const LRN_SIZE: Param = param("size", Ty::Int, Omitted::Needed);
 
+/// `layernorm`'s default eps, PyTorch's `nn.LayerNorm`'s.
+pub const LAYERNORM_EPS: f32 = 1e-5;
+
+/// `eps` of a normalisation, which must be positive: it keeps `root`, the
+/// square root it is added under, away from zero.
+fn eps(args: &dyn Args, root: &str) -> syn::Result<f32> {
+    let eps = args.float("eps")?.expect("eps has a default");
+    if eps <= 0.0 {
+        return Err(args.error(
+            "eps",
+            format!(
+                "{}: `eps` must be greater than 0, found {eps}; it keeps `{root}` away from zero",
+                args.call()
+            ),
+        ));
+    }
+    Ok(eps)
+}
+
 /// The words that introduce composite layers; with [`LAYERS`]' names and
 /// aliases, the words no block may take.
 pub const COMPOSITES: &[&str] = &["repeat", "concat", "residual", "scale"];
@@ -572,7 +622,10 @@ pub fn written(op: &Op, input: Shape) -> Option<(&'static Layer, Vec<(&'static s
             }
             v
         }
-        Op::BatchNorm { eps } => vec![("eps", Val::Float(eps))],
+        Op::BatchNorm { eps } | Op::LayerNorm { eps } => vec![("eps", Val::Float(eps))],
+        Op::Affine { weight, bias } => {
+            vec![("weight", Val::Bool(weight)), ("bias", Val::Bool(bias))]
+        }
         Op::Activation(Activation::LeakyRelu(a)) => vec![("a", Val::Float(a))],
         Op::Dropout { p } => vec![("p", Val::Float(p))],
         Op::Lrn(l) => vec![
@@ -603,7 +656,8 @@ pub fn written(op: &Op, input: Shape) -> Option<(&'static Layer, Vec<(&'static s
             | Activation::Sigmoid
             | Activation::Swish
             | Activation::HardSwish
-            | Activation::HardSigmoid,
+            | Activation::HardSigmoid
+            | Activation::Gelu,
         )
         | Op::PRelu
         | Op::Softmax
@@ -648,7 +702,7 @@ mod tests {
         for (i, w) in all.iter().enumerate() {
             assert!(!all[..i].contains(w), "`{w}` is written twice");
         }
-        assert_eq!(all.len(), 34);
+        assert_eq!(all.len(), 37);
     }
 
     /// [`written`] names each argument of its row exactly once.

@@ -429,7 +429,12 @@ impl Printer<'_> {
 /// Whether an unlabelled `op` goes on the line of the layer before it.
 fn trails(op: &Op) -> bool {
     match op {
-        Op::BatchNorm { .. } | Op::Activation(_) | Op::PRelu | Op::Dropout { .. } => true,
+        Op::BatchNorm { .. }
+        | Op::LayerNorm { .. }
+        | Op::Affine { .. }
+        | Op::Activation(_)
+        | Op::PRelu
+        | Op::Dropout { .. } => true,
         Op::Input
         | Op::Conv2d(_)
         | Op::Dense(_)

@@ -16,6 +16,7 @@ use crate::ir::Activation;
 /// | `HardSwish` | `x * relu6(x + 3) / 6` |
 /// | `HardSigmoid` | `relu6(x + 3) / 6` |
 /// | `LeakyRelu(a)` | `x` if `x > 0`, else `a * x` |
+/// | `Gelu` | `x (1 + erf(x / sqrt 2)) / 2` (`GELU()`, its exact form) |
 ///
 /// A NaN input gives NaN for every activation (as in PyTorch; note that
 /// `f32::max` would turn it into 0). Transcendental functions are evaluated
@@ -48,6 +49,10 @@ pub fn activate(act: Activation, x: f32) -> f32 {
             } else {
                 x * slope
             }
+        }
+        Activation::Gelu => {
+            let x = f64::from(x);
+            (0.5 * x * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2))) as f32
         }
     }
 }
@@ -156,6 +161,13 @@ mod tests {
             &apply(Activation::Swish, &[0.0, LN3, -LN3]),
             &[0.0, 0.823_959_2, -0.274_653_07],
         );
+        // gelu(x) = x Phi(x), the normal distribution's table: Phi(1) =
+        // 0.8413447461, Phi(2) = 0.9772498681, Phi(-1) = 1 - Phi(1); far left
+        // tail 0 (-20 Phi(-20) is below 1e-88, which f32 rounds to -0).
+        assert_close(
+            &apply(Activation::Gelu, &[0.0, 1.0, -1.0, 2.0, -20.0]),
+            &[0.0, 0.841_344_8, -0.158_655_26, 1.954_499_7, 0.0],
+        );
     }
 
     #[test]
@@ -186,6 +198,7 @@ mod tests {
             Activation::HardSwish,
             Activation::HardSigmoid,
             Activation::LeakyRelu(0.01),
+            Activation::Gelu,
         ] {
             assert!(activate(act, f32::NAN).is_nan(), "{act:?}");
         }

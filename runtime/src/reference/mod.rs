@@ -11,12 +11,14 @@
 //! - Weights are in PyTorch's layouts: conv `[K, Cin/groups, Fh, Fw]` and
 //!   bias `[K]`; dense `[N, Nin]` and bias `[N]`; batch norm `weight`
 //!   (gamma), `bias` (beta), `running_mean`, `running_var`, each `[C]`; all
-//!   row-major; prelu `weight` `[C]`, its slopes.
+//!   row-major; prelu `weight` `[C]`, its slopes; layernorm `weight`
+//!   (gamma) and `bias` (beta), affine `weight` and `bias`, each `[C]`.
 //! - Semantics are PyTorch's (inference mode): `Conv2d`, `Linear`,
 //!   `MaxPool2d`, `AvgPool2d` (with `ceil_mode` and `count_include_pad`),
 //!   `AdaptiveAvgPool2d(1)`/`AdaptiveMaxPool2d(1)`, `BatchNorm2d` with running
 //!   statistics, `LocalResponseNorm`, the element-wise activations, `PReLU`,
-//!   `Softmax` over the channels of each pixel, ShuffleNet's
+//!   `Softmax` over the channels of each pixel, `LayerNorm` over the
+//!   channels of each pixel, a per-channel affine map, ShuffleNet's
 //!   `channel_shuffle` and channel `narrow`, `ConvTranspose2d` (one group)
 //!   and `Upsample` (nearest, and bilinear without `align_corners`). Where PyTorch has only
 //!   symmetric padding, the asymmetric [`Padding`](crate::ir::Padding) of
@@ -37,12 +39,14 @@
 
 mod activation;
 mod add;
+mod affine;
 mod batchnorm;
 mod channels;
 mod concat;
 mod conv;
 mod deconv;
 mod dense;
+mod layernorm;
 mod lrn;
 mod pool;
 mod prelu;
@@ -51,12 +55,14 @@ mod upsample;
 
 pub use activation::{activate, activation, activation_in_place, softmax, softmax_in_place};
 pub use add::{add, add_in_place};
+pub use affine::affine_in_place;
 pub use batchnorm::{batch_norm, batch_norm_in_place, Affine, BatchNorm};
 pub use channels::{shuffle, slice};
 pub use concat::{concat, concat_part};
 pub use conv::{conv2d, conv2d_output_dims};
 pub use deconv::{deconv2d, deconv2d_output_dims};
 pub use dense::{dense, permute_dense_weight_chw_to_hwc};
+pub use layernorm::layer_norm;
 pub use lrn::lrn;
 pub use pool::{global_pool, pool2d, pool2d_output_dims};
 pub use prelu::prelu_in_place;

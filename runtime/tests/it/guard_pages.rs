@@ -254,7 +254,7 @@ struct Case {
 }
 
 fn random_activation(rng: &mut Rng) -> Activation {
-    match rng.range(0, 7) {
+    match rng.range(0, 8) {
         0 => Activation::Relu,
         1 => Activation::Relu6,
         2 => Activation::Tanh,
@@ -262,6 +262,7 @@ fn random_activation(rng: &mut Rng) -> Activation {
         4 => Activation::Swish,
         5 => Activation::HardSwish,
         6 => Activation::HardSigmoid,
+        7 => Activation::Gelu,
         _ => Activation::LeakyRelu(0.01 + rng.value(0.5).abs()),
     }
 }

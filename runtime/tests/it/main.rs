@@ -4,6 +4,7 @@
 //! linking each against Cranelift and the workspace was most of CI's time.
 
 mod depthwise;
+mod gelu;
 mod guard_pages;
 mod memory;
 // Reads nets from source text (`Model::from_source`), which needs the `source` feature.

@@ -1,0 +1,49 @@
+//! `affine`: a learned factor and shift per channel, `x w_c + b_c`
+//! (ConvNeXt's layer scale, `(x - mean) / std` baked into a model).
+
+use super::{KernelError, Result};
+
+/// `x * scale[c] + shift[c]` on every element of `data` (HWC, `scale.len()`
+/// channels), in place, computed in `f64` and rounded once. A layer without
+/// a factor passes `scale` all ones, one without a shift `shift` all zeros
+/// (which change nothing: `x * 1 + 0` is `x`). Preconditions (else an
+/// error): at least one channel, `shift` as long as `scale`, whole pixels.
+pub fn affine_in_place(scale: &[f32], shift: &[f32], data: &mut [f32]) -> Result<()> {
+    let channels = scale.len();
+    if channels == 0 || shift.len() != channels || !data.len().is_multiple_of(channels) {
+        return Err(KernelError::Invalid(format!(
+            "affine: {} elements are not pixels of {channels} channels (shift of {})",
+            data.len(),
+            shift.len()
+        )));
+    }
+    for pixel in data.chunks_exact_mut(channels) {
+        for ((x, &w), &b) in pixel.iter_mut().zip(scale).zip(shift) {
+            *x = (f64::from(*x) * f64::from(w) + f64::from(b)) as f32;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_channel_has_its_factor_and_shift() {
+        // Two pixels of two channels, factors [2, -0.5], shifts [1, 0]:
+        // [3, 4] -> [7, -2]; [-1, 0] -> [-1, 0 (0 * -0.5 is -0, plus 0 is +0)].
+        let mut data = [3.0, 4.0, -1.0, 0.0];
+        affine_in_place(&[2.0, -0.5], &[1.0, 0.0], &mut data).unwrap();
+        assert_eq!(data, [7.0, -2.0, -1.0, 0.0]);
+        assert!(data[3].is_sign_positive());
+    }
+
+    #[test]
+    fn partial_pixels_are_errors() {
+        let mut data = [1.0; 5];
+        assert!(affine_in_place(&[1.0, 1.0], &[0.0, 0.0], &mut data).is_err());
+        assert!(affine_in_place(&[1.0], &[0.0, 0.0], &mut data).is_err());
+        assert!(affine_in_place(&[], &[], &mut data).is_err());
+    }
+}
