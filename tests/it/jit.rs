@@ -1172,6 +1172,54 @@ fn depthwise_layers_are_bitwise_alike_on_every_path() {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Max pools over NaNs, signed zeros and repeated values at random
+    /// places give the reference's bits (a NaN for a NaN) on every path: a
+    /// window without a NaN takes one `maxps` per tap, a window with one
+    /// the exact max. Zeros compare equal whatever their sign: the compiled
+    /// pool adds its zero bias, so a -0 max comes out +0 (as it did before
+    /// the `maxps` path).
+    #[test]
+    fn max_pools_over_nans_and_zeros_equal_reference(
+        (h, w, c) in (1u32..9, 1u32..9, 1u32..21),
+        (f, s, p) in (1u32..4, 1u32..3, 0u32..2),
+        cells in proptest::collection::vec(0u8..24, 8 * 8 * 20),
+        seed in any::<u64>(),
+    ) {
+        let p = p.min(f / 2);
+        let (h, w) = (fitting(h, f, 1, p), fitting(w, f, 1, p));
+        let source = format!("Net({h}x{w}x{c}) {{ maxpool({f}x{f}, stride = {s}, pad = {p}) }}");
+        let graph = graph(&source);
+        let weights = cnnjit::runtime::params::random_weights(&graph, seed);
+        // One in 24 a NaN; zeros of both signs and a few repeated values.
+        let input: Vec<f32> = (0..(h * w * c) as usize)
+            .map(|i| match cells[i % cells.len()] {
+                0 => f32::NAN,
+                1..=5 => 0.0,
+                6..=10 => -0.0,
+                11..=14 => 1.0,
+                v => -f32::from(v),
+            })
+            .collect();
+        let reference = Options { reference: true, ..Options::default() };
+        let want = Model::with_options(graph.clone(), &weights, reference)
+            .unwrap()
+            .forward(&input)
+            .unwrap();
+        for (path, options) in paths() {
+            let mut model = Model::with_options(graph.clone(), &weights, options).unwrap();
+            assert_compiled(model.backend(), None, &path);
+            let got = model.forward(&input).unwrap();
+            let same = |(g, w): (&f32, &f32)| {
+                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()) || (*g == 0.0 && *w == 0.0)
+            };
+            prop_assert!(got.iter().zip(&want).all(same), "{}: {:?} against {:?}", path, got, want);
+        }
+    }
+}
+
 /// A NaN in a max pool's window makes its output NaN wherever in the
 /// window it is met (first, middle or last), as in the reference and
 /// PyTorch, on every path: a plain `maxps` keeps whichever operand comes
