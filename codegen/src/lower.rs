@@ -410,7 +410,8 @@ fn lower_step(
             }
             Op::Activation(a) => epilogue.push(Epilogue::Act(*a)),
             Op::Add if extra.is_none() => {
-                extra = Some(value(node.inputs[1]));
+                let shortcut = plan::operands(node, step.nodes[i - 1]).next();
+                extra = Some(value(shortcut.expect("an add has two inputs")));
                 epilogue.push(Epilogue::Add);
             }
             Op::Input

@@ -4,7 +4,9 @@
 //! (`count_include_pad`, PyTorch's default) or by the taps inside the input.
 //! Windows are classed at compile time by which taps fall inside the input,
 //! so each class's divisor is a constant. The epilogue (a bn or an activation
-//! after the pool) is the shared one; its bias vector is zero.
+//! after the pool) is the shared one; its bias vector is zero. An unrolled
+//! max window runs on `maxps` unless one of its inputs is NaN
+//! (`max_unless_nan`), which gives the same bits as the reference's rule.
 
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, vector, Args, Epilogue, Epilogued, Lengths,
@@ -12,7 +14,7 @@ use super::{
 use super::{epilogue_lengths, pack_padded, padded_channels, ChannelSlice, OutputLayout};
 use cnnjit_ir::{Pool2d, PoolKind, Shape};
 use cranelift_codegen::ir::condcodes::FloatCC;
-use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
 
 /// Everything a pooling kernel is specialised to.
@@ -239,18 +241,25 @@ fn window(
     let left = -(spec.pad[1] as i64) * pixel_bytes;
     let init = vector::splat(b, if spec.max { f32::NEG_INFINITY } else { 0.0 });
     let taps = (px.ky.1 - px.ky.0) * (px.kx.1 - px.kx.0);
-    let sums: Vec<Value> = if taps <= UNROLLED_TAPS {
+    // The window's taps, each an offset from `input`.
+    let offsets: Vec<i64> = (px.ky.0..px.ky.1)
+        .flat_map(|y| (px.kx.0..px.kx.1).map(move |x| (y, x)))
+        .map(|(y, x)| y as i64 * row_bytes + x as i64 * pixel_bytes + left)
+        .collect();
+    let unrolled = |b: &mut FunctionBuilder| {
         let mut acc = vec![init; lanes.len()];
-        for y in px.ky.0..px.ky.1 {
-            for x in px.kx.0..px.kx.1 {
-                let at = y as i64 * row_bytes + x as i64 * pixel_bytes + left;
-                for (v, (acc, &lanes)) in acc.iter_mut().zip(lanes).enumerate() {
-                    let x = vector::load_partial(b, input, at + 16 * v as i64, lanes);
-                    *acc = combine(spec, b, *acc, x);
-                }
+        for &at in &offsets {
+            for (v, (acc, &lanes)) in acc.iter_mut().zip(lanes).enumerate() {
+                let x = vector::load_partial(b, input, at + 16 * v as i64, lanes);
+                *acc = combine(spec, b, *acc, x);
             }
         }
         acc
+    };
+    let sums: Vec<Value> = if spec.max && taps <= UNROLLED_TAPS {
+        max_unless_nan(b, (init, input), &offsets, lanes, unrolled)
+    } else if taps <= UNROLLED_TAPS {
+        unrolled(b)
     } else {
         let acc: Vec<_> = (lanes.iter())
             .map(|_| {
@@ -294,6 +303,56 @@ fn window(
         };
         apply_epilogue(b, &spec.epilogue, x, &at);
     }
+}
+
+/// The max of an unrolled window from `init` (-inf), `lanes[i]` channels at
+/// byte `16 i` of each tap `input + offsets[t]`, one `maxps` per tap and
+/// vector: where no
+/// lane of the window is NaN, `maxps(v, acc)` (`v` if greater, else `acc`)
+/// is exactly [`combine`]'s max, equal values keeping the first. A NaN is
+/// found by one unordered compare per two taps; a window with one takes
+/// `exact` instead, [`combine`] on fresh loads (the fast path's values are
+/// not kept live across the branch, which would spill them).
+fn max_unless_nan(
+    b: &mut FunctionBuilder,
+    (init, input): (Value, Value),
+    offsets: &[i64],
+    lanes: &[usize],
+    exact: impl FnOnce(&mut FunctionBuilder) -> Vec<Value>,
+) -> Vec<Value> {
+    let mut acc = vec![init; lanes.len()];
+    let mut nan: Option<Value> = None;
+    for (v, (acc, &lanes)) in acc.iter_mut().zip(lanes).enumerate() {
+        let taps: Vec<Value> = (offsets.iter())
+            .map(|&at| vector::load_partial(b, input, at + 16 * v as i64, lanes))
+            .collect();
+        for &x in &taps {
+            let greater = b.ins().fcmp(FloatCC::LessThan, *acc, x);
+            let take = b.ins().bitcast(types::F32X4, MemFlagsData::new(), greater);
+            *acc = b.ins().bitselect(take, x, *acc);
+        }
+        for pair in taps.chunks(2) {
+            let either = b
+                .ins()
+                .fcmp(FloatCC::Unordered, pair[0], pair[pair.len() - 1]);
+            nan = Some(nan.map_or(either, |n| b.ins().bor(n, either)));
+        }
+    }
+    let Some(nan) = nan else {
+        return acc;
+    };
+    let (slow, join) = (b.create_block(), b.create_block());
+    let args: Vec<BlockArg> = acc.iter().map(|&v| BlockArg::Value(v)).collect();
+    for _ in &acc {
+        b.append_block_param(join, types::F32X4);
+    }
+    let any = b.ins().vany_true(nan);
+    b.ins().brif(any, slow, &[], join, &args);
+    b.switch_to_block(slow);
+    let exact: Vec<BlockArg> = exact(b).into_iter().map(BlockArg::Value).collect();
+    b.ins().jump(join, &exact);
+    b.switch_to_block(join);
+    b.block_params(join).to_vec()
 }
 
 /// One tap into the window's accumulator: the sum, or the reference's max

@@ -8,7 +8,10 @@
 //! place (bn, activations, softmax, dropout, identity, flatten, and the add of
 //! a residual, which also reads its shortcut). A node joins the step before it
 //! only when it reads that step's tensor and nothing else reads that tensor,
-//! so no value another node needs is ever overwritten.
+//! so no value another node needs is ever overwritten. It reads it as its
+//! first input, or, an add, as either ([`runs_on`]): a projection shortcut
+//! is computed after its block's body, so its step adds the body (its
+//! operand, [`operands`]) with the same bits as the body's step would add it.
 //!
 //! A concat's input may be a [`Slice`] of the concat's output: its step writes
 //! its channels straight into their place in every pixel of the output, and
@@ -48,7 +51,7 @@
 //! lowers the steps it cannot serve to the reference kernels, with a reason.
 
 use crate::shape::ShapeError;
-use crate::{Graph, NodeId, Op, Shape};
+use crate::{Graph, Node, NodeId, Op, Shape};
 
 /// Offsets are multiples of this many `f32`s (64 bytes, a cache line and an AVX-512 vector).
 pub const ALIGN_ELEMENTS: u64 = 16;
@@ -309,6 +312,25 @@ fn separable(graph: &Graph, fusion: &Fusion, consumers: &[u32], a: &Step, b: &St
         && consumers[tail.index()] == 1
 }
 
+/// Whether epilogue node `node` can transform `after`'s tensor in place: it
+/// reads it first, or it is an add that reads it second. An add gives the
+/// same bits in either order, so a residual whose shortcut is computed after
+/// its body (a projection shortcut) joins the shortcut's step, reading the
+/// body as its operand.
+pub fn runs_on(node: &Node, after: NodeId) -> bool {
+    node.inputs.first() == Some(&after)
+        || (node.op == Op::Add && node.inputs.get(1) == Some(&after))
+}
+
+/// The inputs an epilogue node running in place on `after`'s tensor
+/// ([`runs_on`]) reads besides it, in order: a residual add's shortcut.
+pub fn operands(node: &Node, after: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+    let skip = node.inputs.iter().position(|&i| i == after);
+    (node.inputs.iter().enumerate())
+        .filter(move |&(i, _)| Some(i) != skip)
+        .map(|(_, &input)| input)
+}
+
 /// Groups the graph's nodes into steps and assigns each node its value,
 /// marking the separable pairs `fusion` runs as one kernel (`Step::keeps`).
 /// Offsets are left at zero for [`plan_arena`].
@@ -325,16 +347,15 @@ pub fn fuse(graph: &Graph, fusion: &Fusion) -> Plan {
         let joins = steps.last().is_some_and(|step| {
             let tail = *step.nodes.last().expect("a step has an anchor");
             is_epilogue(&node.op)
-                && node.inputs.first() == Some(&tail)
+                && runs_on(node, tail)
                 && consumers[tail.index()] == 1
-                && node.inputs[1..]
-                    .iter()
-                    .all(|other| !step.nodes.contains(other))
+                && operands(node, tail).all(|other| !step.nodes.contains(&other))
         });
         if joins {
             let step = steps.last_mut().expect("checked above");
+            let tail = *step.nodes.last().expect("a step has an anchor");
             step.nodes.push(id);
-            for other in &node.inputs[1..] {
+            for other in operands(node, tail) {
                 step.inputs.push(node_values[other.index()]);
             }
             node_values[id.index()] = step.output;
@@ -665,7 +686,7 @@ impl Plan {
             }
             for pair in step.nodes.windows(2) {
                 let (after, node) = (pair[0], pair[1]);
-                if !is_epilogue(&graph.node(node).op) || graph.node(node).inputs[0] != after {
+                if !is_epilogue(&graph.node(node).op) || !runs_on(graph.node(node), after) {
                     return Err(PlanError::NotInPlace {
                         step: s,
                         node,

@@ -27,7 +27,7 @@ use crate::memory::Budget;
 use crate::params::{LayerParams, Params, Weight};
 use crate::reference::{self as r, BatchNorm, Dims, KernelError};
 use crate::team::Team;
-use cnnjit_ir::plan::{Plan, Slice, Step, Value, ValueId, ALIGN_ELEMENTS};
+use cnnjit_ir::plan::{self, Plan, Slice, Step, Value, ValueId, ALIGN_ELEMENTS};
 use std::ops::Range;
 use std::time::Instant;
 
@@ -525,7 +525,7 @@ fn run_step(
                     crate::jit::run_branch(&compiled.program, branch, input, out, team)
                         .map_err(|e| node_error(anchor, e))?;
                 }
-                return epilogue(engine, &step.nodes[1..], out, &inputs);
+                return epilogue(engine, step, 1, out, &inputs);
             }
         };
         if let Some(lowered) = lowered {
@@ -543,7 +543,8 @@ fn run_step(
                 team,
             )
             .map_err(|e| node_error(anchor, e))?;
-            return epilogue(engine, &lowered.rest, out, &inputs);
+            let first = step.nodes.len() - lowered.rest.len();
+            return epilogue(engine, step, first, out, &inputs);
         }
     }
     #[cfg(not(feature = "jit"))]
@@ -673,21 +674,27 @@ fn reference_step(
             ))
         }
     }
-    epilogue(engine, &step.nodes[1..], out, inputs)
+    epilogue(engine, step, 1, out, inputs)
 }
 
-/// Applies `nodes` in place to `data`, a residual add reading its shortcut
-/// (its second input) among `inputs`.
+/// Applies the step's nodes from the `first`th on (at least 1: the anchor
+/// is no epilogue) in place to `data`, a residual add reading its shortcut
+/// (its input besides the tensor it runs on, [`plan::operands`]) among
+/// `inputs`.
 fn epilogue(
     engine: &Engine,
-    nodes: &[NodeId],
+    step: &Step,
+    first: usize,
     data: &mut [f32],
     inputs: &Inputs<'_>,
 ) -> Result<()> {
-    for id in nodes {
+    for (i, id) in step.nodes.iter().enumerate().skip(first.max(1)) {
         let node = engine.graph.node(*id);
         let shortcut = if node.op == Op::Add {
-            Some(operand(engine, inputs, node, node.inputs[1])?)
+            let other = plan::operands(node, step.nodes[i - 1]).next();
+            let other = other
+                .ok_or_else(|| node_error(node, InternalError::Broken("an add with one input")))?;
+            Some(operand(engine, inputs, node, other)?)
         } else {
             None
         };

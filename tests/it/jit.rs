@@ -271,9 +271,10 @@ proptest! {
         epilogue in 0..EPILOGUES.len(),
         seed in any::<u64>(),
     ) {
-        // A strided `auto` residual adds its projection as a step of its own
-        // (the body's output is not the last step's); a scale multiplies by a
-        // gate per channel (squeeze-excite) or per element.
+        // A strided `auto` residual's projection is computed after its body,
+        // and its step adds the body in its epilogue (no add step of its
+        // own); a scale multiplies by a gate per channel (squeeze-excite) or
+        // per element.
         let gate = if per_channel { "global_avgpool, " } else { "" };
         let source = format!(
             "Net({h}x{w}x{c}) {{ residual(shortcut = auto) {{ conv({k}, 3x3, pad = 1, stride = 2), bn }}{}, scale {{ {gate}conv({k}, 1x1), sigmoid }}{} }}",
@@ -283,7 +284,9 @@ proptest! {
         let weights = cnnjit::runtime::params::random_weights(&net, seed);
         let report = Model::new(net, &weights).unwrap().kernels();
         let algorithms: Vec<&str> = report.steps.iter().map(|s| s.algorithm()).collect();
-        prop_assert!(algorithms.contains(&"add") && algorithms.contains(&"scale"), "{:?}", algorithms);
+        prop_assert!(!algorithms.contains(&"add") && algorithms.contains(&"scale"), "{:?}", algorithms);
+        let projection = report.steps.iter().find(|s| s.kind == "conv" && s.fused.contains(&"residual"));
+        prop_assert!(!JIT_SUPPORTED || projection.is_some(), "{:?}", report.steps);
     }
 
     #[test]
@@ -1202,6 +1205,54 @@ fn depthwise_layers_are_bitwise_alike_on_every_path() {
         .collect();
     for pair in runs.windows(2) {
         assert_eq!(pair[0].1, pair[1].1, "{} against {}", pair[0].0, pair[1].0);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Max pools over NaNs, signed zeros and repeated values at random
+    /// places give the reference's bits (a NaN for a NaN) on every path: a
+    /// window without a NaN takes one `maxps` per tap, a window with one
+    /// the exact max. Zeros compare equal whatever their sign: the compiled
+    /// pool adds its zero bias, so a -0 max comes out +0 (as it did before
+    /// the `maxps` path).
+    #[test]
+    fn max_pools_over_nans_and_zeros_equal_reference(
+        (h, w, c) in (1u32..9, 1u32..9, 1u32..21),
+        (f, s, p) in (1u32..4, 1u32..3, 0u32..2),
+        cells in proptest::collection::vec(0u8..24, 8 * 8 * 20),
+        seed in any::<u64>(),
+    ) {
+        let p = p.min(f / 2);
+        let (h, w) = (fitting(h, f, 1, p), fitting(w, f, 1, p));
+        let source = format!("Net({h}x{w}x{c}) {{ maxpool({f}x{f}, stride = {s}, pad = {p}) }}");
+        let graph = graph(&source);
+        let weights = cnnjit::runtime::params::random_weights(&graph, seed);
+        // One in 24 a NaN; zeros of both signs and a few repeated values.
+        let input: Vec<f32> = (0..(h * w * c) as usize)
+            .map(|i| match cells[i % cells.len()] {
+                0 => f32::NAN,
+                1..=5 => 0.0,
+                6..=10 => -0.0,
+                11..=14 => 1.0,
+                v => -f32::from(v),
+            })
+            .collect();
+        let reference = Options { reference: true, ..Options::default() };
+        let want = Model::with_options(graph.clone(), &weights, reference)
+            .unwrap()
+            .forward(&input)
+            .unwrap();
+        for (path, options) in paths() {
+            let mut model = Model::with_options(graph.clone(), &weights, options).unwrap();
+            assert_compiled(model.backend(), None, &path);
+            let got = model.forward(&input).unwrap();
+            let same = |(g, w): (&f32, &f32)| {
+                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()) || (*g == 0.0 && *w == 0.0)
+            };
+            prop_assert!(got.iter().zip(&want).all(same), "{}: {:?} against {:?}", path, got, want);
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The planner on nets the language built: fusion, slices, the arena, `Plan::verify`.
 
+use cnnjit_ir::plan::ValueId;
 use cnnjit_lang::compile_source;
 
 fn resnet_block() -> (cnnjit_ir::Graph, cnnjit_ir::plan::Plan) {
@@ -33,6 +34,38 @@ fn conv_bn_relu_and_residual_add_fuse_into_one_step() {
     // 8*8*4 = 256 floats a tensor; at most three are live at once
     // (shortcut, body tensor, output of the step).
     assert_eq!(plan.arena_bytes, 3 * 256 * 4);
+}
+
+/// A projection shortcut is computed after its block's body, so the add
+/// reads the shortcut's tensor second: it joins the shortcut's step, which
+/// reads the body's tensor as its operand, and no add runs alone.
+#[test]
+fn a_residual_add_fuses_into_a_projection_shortcut_computed_after_the_body() {
+    let (graph, plan) = net(
+        "Block(8x8x4) { residual(shortcut = auto) { conv(8, 3x3, stride = 2, pad = 1), bn, relu, conv(8, 3x3, pad = 1), bn }, relu }",
+    );
+    let kinds: Vec<Vec<&str>> = (plan.steps.iter())
+        .map(|s| s.nodes.iter().map(|id| graph.node(*id).op.kind()).collect())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            vec!["conv", "bn", "relu"],
+            vec!["conv", "bn"],
+            vec!["conv", "bn", "residual", "relu"],
+        ]
+    );
+    // The shortcut's step reads the block's input, then the body's tensor.
+    assert_eq!(plan.steps[2].inputs, [ValueId(0), plan.steps[1].output]);
+    let add = graph.node(plan.steps[2].nodes[2]);
+    let shortcut_bn = plan.steps[2].nodes[1];
+    assert_eq!(
+        add.inputs[1], shortcut_bn,
+        "the add reads the shortcut second"
+    );
+    assert!(cnnjit_ir::plan::runs_on(add, shortcut_bn));
+    let operands: Vec<_> = cnnjit_ir::plan::operands(add, shortcut_bn).collect();
+    assert_eq!(operands, [plan.steps[1].nodes[1]]);
 }
 
 fn net(source: &str) -> (cnnjit_ir::Graph, cnnjit_ir::plan::Plan) {
