@@ -89,6 +89,11 @@ enum Value {
     /// `Transpose(0, 2, 3, 1)` and until a `Transpose(0, 3, 1, 2)` (which move
     /// nothing: cnnjit's tensors are channels-last; [`channels`]).
     Nhwc(usize),
+    /// Layer `.0`, of batch 1, reshaped to one dimension, `[N C H W]` in
+    /// NCHW order: the first half of the dynamo exporter's `as_strided` view
+    /// of a pooled volume, which a `Gather` of every element in order
+    /// finishes ([`Mapper::unravel`]).
+    Raveled(usize),
 }
 
 /// Layer `x`'s channels viewed as `[N, groups, C / groups, H, W]` (a
@@ -269,12 +274,16 @@ pub fn map(
             output: output.name.clone(),
         }
         .into()),
-        Some(Value::Partial(_) | Value::Padded(..) | Value::Grouped(_) | Value::Nhwc(_)) => {
-            Err(DecodeError::PartialOutput {
-                output: output.name.clone(),
-            }
-            .into())
+        Some(
+            Value::Partial(_)
+            | Value::Padded(..)
+            | Value::Grouped(_)
+            | Value::Nhwc(_)
+            | Value::Raveled(_),
+        ) => Err(DecodeError::PartialOutput {
+            output: output.name.clone(),
         }
+        .into()),
         None => Err(DecodeError::UnknownOutput {
             output: output.name.clone(),
         }
@@ -359,6 +368,7 @@ struct Mapper<'g> {
 pub const LAYER_OPS: &[&str] = &[
     "Conv",
     "ConvTranspose",
+    "Gather",
     "Resize",
     "Upsample",
     "BatchNormalization",
@@ -429,6 +439,7 @@ impl Mapper<'_> {
                         | Value::Padded(..)
                         | Value::Grouped(_)
                         | Value::Nhwc(_)
+                        | Value::Raveled(_)
                 )
             )
         });
@@ -444,6 +455,9 @@ impl Mapper<'_> {
                 Some(Some(Value::Nhwc(x))) => {
                     let d = nchw(self.layers[*x].shape);
                     vec![d[0], d[2], d[3], d[1]]
+                }
+                Some(Some(Value::Raveled(x))) => {
+                    vec![nchw(self.layers[*x].shape).iter().product()]
                 }
                 Some(Some(Value::Padded(..))) => return Err(padded_error(node, 0)),
                 _ => return Err(node_error(node, "input 0 is missing")),
@@ -506,6 +520,7 @@ impl Mapper<'_> {
             Some(Some(Value::Partial(_))) => Err(partial_error(node, i)),
             Some(Some(Value::Padded(..))) => Err(padded_error(node, i)),
             Some(Some(Value::Grouped(_))) => Err(grouped_error(node, i)),
+            Some(Some(Value::Raveled(_))) => Err(raveled_error(node, i)),
             Some(Some(Value::Nhwc(_))) => Err(node_error(
                 node,
                 format!("input {i} is channels-last (after a Transpose(0, 2, 3, 1)), which this operator does not read; cnnjit reads it only in LayerNormalization over the last axis, MatMul by a constant and element-wise operators, until a Transpose(0, 3, 1, 2)"),
@@ -527,7 +542,8 @@ impl Mapper<'_> {
                 | Value::Partial(_)
                 | Value::Padded(..)
                 | Value::Grouped(_)
-                | Value::Nhwc(_),
+                | Value::Nhwc(_)
+                | Value::Raveled(_),
             )) => Err(node_error(
                 node,
                 format!(
@@ -779,6 +795,7 @@ impl Mapper<'_> {
             "Reshape" if matches!(inputs.first(), Some(Some(Value::Grouped(_)))) => {
                 self.ungroup(node, inputs)
             }
+            "Gather" => self.unravel(node, inputs),
             "Transpose" => self.transpose(node, inputs),
             "LayerNormalization" => self.layer_norm(node, inputs),
             "Erf" => self.erf(node, inputs),
@@ -807,6 +824,14 @@ impl Mapper<'_> {
                     Ok(self.absorb(x))
                 } else if to.len() == 2 && to[0] == 1 {
                     self.push(node, Op::Flatten, vec![x], vec![])
+                } else if to.len() == 1 && from[0] == 1 {
+                    match self.readers(node) {
+                        1 => Ok(Value::Raveled(x)),
+                        n => Err(node_error(
+                            node,
+                            format!("reshapes {from:?} to one dimension, read {n} times; cnnjit reads that only as the first step of a view back, a Gather of every element in order"),
+                        )),
+                    }
                 } else if let Some(groups) = grouping(&from, &to) {
                     self.grouped(
                         node,
@@ -1456,6 +1481,37 @@ impl Mapper<'_> {
         self.push(node, Op::Shuffle { groups }, vec![g.x], vec![])
     }
 
+    /// A `Gather` along axis 0 of a [`Value::Raveled`] layer that takes every
+    /// element in order, its indices shaped as the layer's `[N, C, H, W]`
+    /// (the layer itself) or `[N, C H W]` (its flattening): how the dynamo
+    /// exporter writes ConvNeXt's `as_strided` view of its pooled volume.
+    fn unravel(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
+        let Some(Some(Value::Raveled(x))) = inputs.first() else {
+            return Err(node_error(
+                node,
+                "gathers from the network's data; cnnjit reads Gather there only as the view back of a Reshape to one dimension",
+            ));
+        };
+        let x = *x;
+        let dims = nchw(self.shape(x));
+        let n: usize = dims.iter().product();
+        let indices = self.required(node, inputs, 1)?;
+        let in_order = indices.ints().iter().copied().eq(0..n as i64);
+        if Self::int(node, "axis", 0) != 0 || !in_order {
+            return Err(raveled_error(node, 0));
+        }
+        if indices.dims == dims {
+            Ok(self.absorb(x))
+        } else if indices.dims == [1, n] {
+            self.push(node, Op::Flatten, vec![x], vec![])
+        } else {
+            Err(node_error(
+                node,
+                format!("views {dims:?}, raveled, as {:?}; cnnjit reads that view back only as the volume itself or its flattening", indices.dims),
+            ))
+        }
+    }
+
     /// `Slice` of the channels, unit step: `slice(first, count)`; other
     /// axes must be taken whole.
     fn slice(&mut self, node: &NodeProto, inputs: &[Option<Value>]) -> Result<Value> {
@@ -1768,6 +1824,13 @@ fn padded_error(node: &NodeProto, i: usize) -> Error {
 
 /// Input `i` is the Reshape or Transpose of a channel shuffle that this
 /// node does not continue.
+fn raveled_error(node: &NodeProto, i: usize) -> Error {
+    node_error(
+        node,
+        format!("input {i} is a Reshape of the network's data to one dimension, which cnnjit reads only when a Gather along axis 0 of every element in order views it back"),
+    )
+}
+
 fn grouped_error(node: &NodeProto, i: usize) -> Error {
     node_error(
         node,

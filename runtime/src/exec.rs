@@ -667,7 +667,10 @@ fn reference_step(
             out.copy_from_slice(input);
             in_place(anchor, layer, out, None)?;
         }
-        (op @ (Op::Input | Op::Conv2d(_) | Op::Dense(_) | Op::Deconv(_) | Op::LayerNorm { .. }), _) => {
+        (
+            op @ (Op::Input | Op::Conv2d(_) | Op::Dense(_) | Op::Deconv(_) | Op::LayerNorm { .. }),
+            _,
+        ) => {
             return Err(node_error(
                 anchor,
                 InternalError::NoParams { kind: op.kind() },

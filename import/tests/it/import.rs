@@ -1089,3 +1089,81 @@ fn what_is_not_a_channel_split_or_shuffle_is_an_error_naming_the_node() {
     assert_eq!(op, "Slice");
     assert!(why.contains("step 2"), "{why}");
 }
+
+/// The dynamo exporter's head of ConvNeXt: `ReduceMean` keeping dims, a
+/// `Reshape` to one dimension, and a `Gather` along axis 0 whose indices,
+/// `0..n` shaped `indices_dims`, view it back (`as_strided`), then a
+/// `Reshape` to `[1, C]` and a `Gemm`.
+fn raveled_head(indices: &[i64], indices_dims: &[i64]) -> Vec<u8> {
+    let gathered = TensorProto {
+        dims: indices_dims.to_vec(),
+        ..int64s("i", indices)
+    };
+    model(
+        13,
+        &[1, 4, 3, 5],
+        vec![
+            node(
+                "ReduceMean",
+                "mean",
+                &["x"],
+                "m",
+                vec![attr_i("keepdims", 1), attr_ints("axes", &[2, 3])],
+            ),
+            node("Reshape", "ravel", &["m", "flat"], "r", vec![]),
+            node(
+                "Gather",
+                "as_strided",
+                &["r", "i"],
+                "g",
+                vec![attr_i("axis", 0)],
+            ),
+            node("Reshape", "view", &["g", "two"], "v", vec![]),
+            node("Gemm", "fc", &["v", "w"], "y", vec![attr_i("transB", 1)]),
+        ],
+        vec![
+            int64s("flat", &[-1]),
+            gathered,
+            int64s("two", &[1, 4]),
+            weight("w", &[2, 4]),
+        ],
+    )
+}
+
+#[test]
+fn a_raveled_volume_gathered_back_in_order_is_the_volume() {
+    let imported = import(&raveled_head(&[0, 1, 2, 3], &[1, 4, 1, 1])).unwrap();
+    assert_eq!(
+        body(&imported),
+        [
+            "mean: global_avgpool,",
+            "view: flatten,",
+            "dense(2, bias = false),"
+        ]
+    );
+    // Indices shaped as the flattening are the flatten itself.
+    let imported = import(&raveled_head(&[0, 1, 2, 3], &[1, 4])).unwrap();
+    assert_eq!(
+        body(&imported),
+        [
+            "mean: global_avgpool,",
+            "as_strided: flatten,",
+            "dense(2, bias = false),"
+        ]
+    );
+}
+
+#[test]
+fn a_gather_that_is_not_the_raveled_volume_in_order_is_an_error_naming_the_node() {
+    for (indices, dims) in [
+        (&[3, 2, 1, 0][..], &[1, 4, 1, 1][..]),
+        (&[0, 1, 2, 3], &[2, 2]),
+    ] {
+        let (name, op, why) = node_error(import(&raveled_head(indices, dims)));
+        assert_eq!(
+            (name.as_str(), op.as_str()),
+            ("as_strided", "Gather"),
+            "{why}"
+        );
+    }
+}
