@@ -825,13 +825,11 @@ impl Mapper<'_> {
                 } else if to.len() == 2 && to[0] == 1 {
                     self.push(node, Op::Flatten, vec![x], vec![])
                 } else if to.len() == 1 && from[0] == 1 {
-                    match self.readers(node) {
-                        1 => Ok(Value::Raveled(x)),
-                        n => Err(node_error(
-                            node,
-                            format!("reshapes {from:?} to one dimension, read {n} times; cnnjit reads that only as the first step of a view back, a Gather of every element in order"),
-                        )),
-                    }
+                    self.sole_step(
+                        node,
+                        Value::Raveled(x),
+                        "a Reshape of the data to one dimension only as the first step of a view back, a Gather of every element in order",
+                    )
                 } else if let Some(groups) = grouping(&from, &to) {
                     self.grouped(
                         node,
@@ -1434,32 +1432,37 @@ impl Mapper<'_> {
         self.push(node, Op::Activation(activation), vec![p.x], vec![])
     }
 
-    /// A step of hard-sigmoid or hard-swish written in arithmetic: its output
-    /// must be read by one node only, which goes on with it.
-    fn partial(&self, node: &NodeProto, x: usize, form: Form) -> Result<Value> {
+    /// `step`, `node`'s output when it is only a step of a layer that the
+    /// nodes after it finish: it must be read by one node only, which goes
+    /// on with it; else an error saying how cnnjit reads such steps
+    /// (`reads`).
+    fn sole_step(&self, node: &NodeProto, step: Value, reads: &str) -> Result<Value> {
         match self.readers(node) {
-            1 => Ok(Value::Partial(Partial {
-                x,
-                form,
-                nhwc: false,
-            })),
+            1 => Ok(step),
             n => Err(node_error(
                 node,
-                format!("its output is read {n} times; cnnjit reads x + 3 and relu6(x + 3) only as steps of hard_sigmoid (relu6(x + 3) / 6) and hard_swish (x * relu6(x + 3) / 6), and x / sqrt 2 and erf(x / sqrt 2) only as steps of gelu (x (1 + erf(x / sqrt 2)) / 2)"),
+                format!("its output is read {n} times; cnnjit reads {reads}"),
             )),
         }
     }
 
-    /// A step of a channel shuffle: its output must be read by one node
-    /// only, which goes on with it.
+    /// A step of hard-sigmoid or hard-swish written in arithmetic.
+    fn partial(&self, node: &NodeProto, x: usize, form: Form) -> Result<Value> {
+        let partial = Value::Partial(Partial {
+            x,
+            form,
+            nhwc: false,
+        });
+        self.sole_step(node, partial, "x + 3 and relu6(x + 3) only as steps of hard_sigmoid (relu6(x + 3) / 6) and hard_swish (x * relu6(x + 3) / 6), and x / sqrt 2 and erf(x / sqrt 2) only as steps of gelu (x (1 + erf(x / sqrt 2)) / 2)")
+    }
+
+    /// A step of a channel shuffle.
     fn grouped(&self, node: &NodeProto, g: Grouped) -> Result<Value> {
-        match self.readers(node) {
-            1 => Ok(Value::Grouped(g)),
-            n => Err(node_error(
-                node,
-                format!("its output is read {n} times; cnnjit reads a Reshape to [N, G, C/G, H, W] and its Transpose only as steps of a channel shuffle, shuffle(G)"),
-            )),
-        }
+        self.sole_step(
+            node,
+            Value::Grouped(g),
+            "a Reshape to [N, G, C/G, H, W] and its Transpose only as steps of a channel shuffle, shuffle(G)",
+        )
     }
 
     /// The `Reshape` that ends a channel shuffle: back to `[N, C, H, W]`.

@@ -1166,4 +1166,15 @@ fn a_gather_that_is_not_the_raveled_volume_in_order_is_an_error_naming_the_node(
             "{why}"
         );
     }
+    // The raveled volume read by a second node besides the Gather.
+    use prost::Message;
+    let bytes = raveled_head(&[0, 1, 2, 3], &[1, 4, 1, 1]);
+    let mut twice = cnnjit_import::onnx::Model::decode(&bytes[..]).unwrap();
+    let graph = twice.graph.as_mut().unwrap();
+    graph
+        .node
+        .push(node("Relu", "also", &["r"], "unused", vec![]));
+    let (name, op, why) = node_error(import(&twice.encode_to_vec()));
+    assert_eq!((name.as_str(), op.as_str()), ("ravel", "Reshape"), "{why}");
+    assert!(why.contains("read 2 times"), "{why}");
 }
