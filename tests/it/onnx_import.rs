@@ -270,10 +270,12 @@ fn torchvision_zoo_matches_onnx_runtime() {
         let mut output = vec![0.0; expected.data.len()];
         model.forward_batch(&input, &mut output).unwrap();
         let scale = expected.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        // A NaN difference is the error (`f32::max` would drop it).
         let error = output
             .iter()
             .zip(&expected.data)
-            .fold(0.0f32, |m, (a, e)| m.max((a - e).abs()))
+            .map(|(a, e)| (a - e).abs())
+            .fold(0.0f32, |m, d| if d > m || d.is_nan() { d } else { m })
             / scale;
         let top1 = |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j]));
         eprintln!(
