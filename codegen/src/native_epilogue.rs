@@ -387,11 +387,12 @@ pub(crate) fn apply<V: Lanes>(
     extra: impl Fn(usize) -> V,
 ) {
     let bias = param(0);
-    // The bias alone, or with one ReLU or ReLU6 (MobileNet's layers): the
-    // same operations as the loop below, without its dispatch.
+    // The bias alone, or with a residual's add and one ReLU or ReLU6
+    // (MobileNet's and ResNet's layers): the same operations as the loop
+    // below, without its dispatch.
     if let Some(plain) = Plain::of(steps) {
-        for x in xs.iter_mut() {
-            *x = plain.apply(*x, bias);
+        for (i, x) in xs.iter_mut().enumerate() {
+            *x = plain.apply(*x, bias, || extra(i));
         }
         return;
     }
@@ -444,11 +445,21 @@ pub(crate) fn apply<V: Lanes>(
     }
 }
 
-/// The epilogues most layers end in, the bias alone or then one ReLU or
-/// ReLU6: [`apply`]'s operations for them, without its dispatch over steps.
+/// The epilogues most layers end in, the bias alone or then a residual's
+/// add, and then at most one ReLU or ReLU6: [`apply`]'s operations for them,
+/// without its dispatch over steps.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Plain {
-    Bias,
+struct Plain {
+    /// Whether the steps begin with an `ADD` (ResNet's blocks end in one).
+    add: bool,
+    /// The activation after it, if any.
+    clamp: Clamp,
+}
+
+/// A [`Plain`] epilogue's activation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Clamp {
+    None,
     Relu,
     Relu6,
 }
@@ -456,24 +467,31 @@ enum Plain {
 impl Plain {
     /// The plain epilogue `steps` are (after the bias), if they are one.
     fn of(steps: &[Step]) -> Option<Plain> {
-        match steps {
-            [] => Some(Plain::Bias),
-            [Step { code: RELU, .. }] => Some(Plain::Relu),
-            [Step { code: RELU6, .. }] => Some(Plain::Relu6),
-            _ => None,
-        }
+        let (add, rest) = match steps {
+            [Step { code: ADD, .. }, rest @ ..] => (true, rest),
+            _ => (false, steps),
+        };
+        let clamp = match rest {
+            [] => Clamp::None,
+            [Step { code: RELU, .. }] => Clamp::Relu,
+            [Step { code: RELU6, .. }] => Clamp::Relu6,
+            _ => return None,
+        };
+        Some(Plain { add, clamp })
     }
 
-    /// `x + bias`, then the activation: the operations of the module doc's
-    /// formula for these steps.
+    /// `x + bias`, then `+ extra()` with an add, then the activation: the
+    /// operations of the module doc's formula for these steps. `extra` is
+    /// called only with an add.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn apply<V: Lanes>(self, x: V, bias: V) -> V {
+    fn apply<V: Lanes>(self, x: V, bias: V, extra: impl FnOnce() -> V) -> V {
         let x = x.add(bias);
-        match self {
-            Plain::Bias => x,
-            Plain::Relu => at_least(x, 0.0),
-            Plain::Relu6 => at_most(at_least(x, 0.0), 6.0),
+        let x = if self.add { x.add(extra()) } else { x };
+        match self.clamp {
+            Clamp::None => x,
+            Clamp::Relu => at_least(x, 0.0),
+            Clamp::Relu6 => at_most(at_least(x, 0.0), 6.0),
         }
     }
 }
@@ -585,17 +603,22 @@ pub(crate) unsafe fn finish_tile<V: Lanes, const R: usize, const B: usize>(
     let steps = unsafe { std::slice::from_raw_parts(sink.steps, sink.count.max(0) as usize) };
     match Plain::of(steps) {
         Some(plain) if sink.columns >= (B * V::LANES) as i64 => {
-            let (params, output, pixel) = (sink.params, sink.output, sink.pixel as isize);
+            let (params, extra, output) = (sink.params, sink.extra, sink.output);
+            let pixel = sink.pixel as isize;
             for v in 0..B {
                 // SAFETY: every column is written, so `P(0, ..)` of all of
-                // them is readable and `O(r, ..)` writable (the contract).
+                // them is readable, `O(r, ..)` writable and, with an `ADD`
+                // step (the only case `extra` is called), `E(r, ..)`
+                // readable (the contract).
                 unsafe {
                     let bias = V::load(params.add(v * V::LANES), V::LANES);
                     for (r, row) in acc.iter().enumerate() {
-                        let at = output.wrapping_byte_offset(r as isize * pixel);
+                        let at = r as isize * pixel;
+                        let shortcut =
+                            || V::load(extra.wrapping_byte_offset(at).add(v * V::LANES), V::LANES);
                         plain
-                            .apply(row[v], bias)
-                            .store(at.add(v * V::LANES), V::LANES);
+                            .apply(row[v], bias, shortcut)
+                            .store(output.wrapping_byte_offset(at).add(v * V::LANES), V::LANES);
                     }
                 }
             }

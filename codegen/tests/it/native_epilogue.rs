@@ -194,9 +194,10 @@ proptest! {
         agree_bitwise(&spec, &buffers)?;
     }
 
-    /// The bias alone or then one ReLU or ReLU6, which a fused tile whose
-    /// columns are all written applies in registers (`finish_tile`): up to
-    /// 80 channels, so whole 16- and 32-column tiles are common.
+    /// The bias alone or then a residual's add, and then at most one ReLU
+    /// or ReLU6, which a fused tile whose columns are all written applies
+    /// in registers (`finish_tile`): up to 80 channels, so whole 16- and
+    /// 32-column tiles are common.
     #[test]
     fn plain_epilogues_in_registers_equal_the_generated_one_bitwise(
         (spec, buffers) in case(spec(
@@ -204,6 +205,9 @@ proptest! {
                 Vec::new(),
                 vec![Epilogue::Act(Activation::Relu)],
                 vec![Epilogue::Act(Activation::Relu6)],
+                vec![Epilogue::Add],
+                vec![Epilogue::Add, Epilogue::Act(Activation::Relu)],
+                vec![Epilogue::Add, Epilogue::Act(Activation::Relu6)],
             ]),
             80,
         )),
