@@ -464,6 +464,11 @@ struct Fused {
     /// The call's [`Sink`]: its steps, their count and the vector stride
     /// stored once where the kernel starts, the rest before each call.
     sink: StackSlot,
+    /// Where the weights end and the output starts, where the kernel's
+    /// weights stay still ([`ConvSpec::weights_stationary`]): each tile then
+    /// prefetches its share of the next blocks' weights ([`prefetch_ahead`]).
+    /// Elsewhere the sink asks for no lines.
+    ahead: Option<[Value; 2]>,
 }
 
 impl Fused {
@@ -473,10 +478,11 @@ impl Fused {
     fn new(
         spec: &ConvSpec,
         b: &mut FunctionBuilder,
-        ptr: types::Type,
+        a: &Args,
         isa: Isa,
         vector: i64,
     ) -> Option<Fused> {
+        let ptr = b.func.dfg.value_type(a.input);
         let (tiles, wide) = isa.fused_tiles()?;
         let steps = native_epilogue::store_steps(b, ptr, &spec.epilogue)?;
         let bytes = size_of::<Sink>() as u32;
@@ -491,11 +497,24 @@ impl Fused {
         let vector = int(b, vector);
         b.ins()
             .stack_store(ptr, vector, sink, offset_of!(Sink, vector) as i32);
+        let ahead = if spec.weights_stationary() {
+            let end = b
+                .ins()
+                .iadd_imm_s(a.weights, (spec.weights_len() * 4) as i64);
+            Some([end, spec.layout().start(b, a.output)])
+        } else {
+            let none = int(b, 0);
+            for field in [offset_of!(Sink, prefetch), offset_of!(Sink, lines)] {
+                b.ins().stack_store(ptr, none, sink, field as i32);
+            }
+            None
+        };
         Some(Fused {
             tiles,
             wide,
             signature: native::import_fused_signature(b, ptr),
             sink,
+            ahead,
         })
     }
 }
@@ -526,7 +545,7 @@ impl Native {
                 a.native_epilogue
                     .native(spec.kernel, spec.in_per_group(), &spec.epilogue)
             })
-            .and_then(|isa| Fused::new(spec, b, ptr, isa, vector));
+            .and_then(|isa| Fused::new(spec, b, a, isa, vector));
         Native {
             tiles,
             fused,
@@ -1052,6 +1071,42 @@ fn native_taps(l: &Layout, ky: (usize, usize), kx: (usize, usize)) -> (Vec<Tap>,
     (taps, cg)
 }
 
+/// The lines a tile of a kernel whose weights stay still prefetches
+/// ([`native_epilogue::Sink::prefetch`]): of the weights of the blocks
+/// after this tile's (as many as it computes), the share its pixels are of
+/// the image, so the block's tiles together ask for the next blocks' weights
+/// once, spread over the block's time. Without it the next block's first
+/// tile reads them from memory alone, at the FMAs' pace, as fast as one
+/// core streams memory (ResNet's deep layers, whose weights come from
+/// memory on every image). Clamped to the weights buffer: the last blocks
+/// ask for none. `ahead` is [`Fused::ahead`].
+fn prefetch_ahead(
+    l: &Layout,
+    b: &mut FunctionBuilder,
+    t: &Tile,
+    [weights_end, output_start]: [Value; 2],
+) -> (Value, Value) {
+    let spec = l.spec;
+    let blocks = if t.lanes > native::WIDTH { 2 } else { 1 };
+    let next_bytes = l.weight_block * blocks;
+    let pixels = (spec.output[0] * spec.output[1]).max(1) as i64;
+    let per_pixel = (next_bytes + pixels - 1) / pixels;
+    // The tile's first pixel: its output offset over the pixel's bytes (the
+    // block's channels are within the pixel).
+    let offset = b.ins().isub(t.output, output_start);
+    let pixel = b.ins().udiv_imm_s(offset, l.out.pixel_bytes());
+    let share = b.ins().imul_imm_s(pixel, per_pixel);
+    let next = b.ins().iadd_imm_s(t.weights, next_bytes);
+    let start = b.ins().iadd(next, share);
+    let start = b.ins().umin(start, weights_end);
+    let end = b.ins().iadd_imm_s(start, per_pixel * t.pixels as i64);
+    let end = b.ins().umin(end, weights_end);
+    let bytes = b.ins().isub(end, start);
+    let bytes = b.ins().iadd_imm_s(bytes, 63);
+    let lines = b.ins().ushr_imm_u(bytes, 6);
+    (start, lines)
+}
+
 /// The tile by a call to the native micro-kernel, with the class's
 /// [`native_taps`]: its fused form where there is one, which stores the
 /// outputs itself (no accumulators returned), else the slot loaded for the
@@ -1092,6 +1147,13 @@ fn native_tile(
             (offset_of!(Sink, columns), columns),
         ] {
             b.ins().stack_store(ptr, value, sink, field as i32);
+        }
+        if let Some(ahead) = fused.ahead {
+            let (at, lines) = prefetch_ahead(l, b, t, ahead);
+            b.ins()
+                .stack_store(ptr, at, sink, offset_of!(Sink, prefetch) as i32);
+            b.ins()
+                .stack_store(ptr, lines, sink, offset_of!(Sink, lines) as i32);
         }
         let tiles = match fused.wide {
             Some(wide_tiles) if wide => wide_tiles,

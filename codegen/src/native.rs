@@ -127,6 +127,8 @@
 use super::native_epilogue::Sink;
 use cranelift_codegen::ir::{types, AbiParam, SigRef, Signature, Type};
 use cranelift_frontend::FunctionBuilder;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
 use std::fmt;
 
 /// Output columns of a tile: two 256-bit or one 512-bit vector of `f32`.
@@ -329,6 +331,46 @@ pub fn available() -> bool {
 #[cfg(target_arch = "x86_64")]
 const UNROLL: usize = 4;
 
+/// 64-byte lines a tile asks the cache for while it sums, a hint that
+/// changes no result: a fused tile's [`Sink::prefetch`] and
+/// [`Sink::lines`], where its caller reads those weights next; none for
+/// the other tiles.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Prefetch {
+    /// The first line.
+    at: *const f32,
+    /// Lines from `at` on.
+    lines: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Prefetch {
+    /// No lines.
+    const NONE: Prefetch = Prefetch {
+        at: std::ptr::null(),
+        lines: 0,
+    };
+
+    /// A sink's lines.
+    fn of(sink: &Sink) -> Prefetch {
+        Prefetch {
+            at: sink.prefetch,
+            lines: sink.lines.max(0) as usize,
+        }
+    }
+
+    /// Asks for line `i` into every level of the cache. A prefetch never
+    /// faults and reads nothing architecturally, so any address is sound.
+    #[inline(always)]
+    fn line(self, i: usize) {
+        let at = self.at.wrapping_byte_add(64 * i).cast::<i8>();
+        // SAFETY: `prefetcht0` (SSE, in every x86-64) only hints at the
+        // cache; it neither faults nor reads architecturally.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at) };
+    }
+}
+
 /// The module doc's loops around one step: `step(rows, u, w)` for every tap
 /// `t < count` and channel `k < depth` in order, where `rows[r] + u` is
 /// `A(r, t, k)` and `w` is `B(t, k, 0)`. Inlined into each ISA's tile, whose
@@ -345,9 +387,19 @@ unsafe fn for_each_k<const R: usize>(
     b: *const f32,
     (taps, count): (*const Tap, i64),
     depth: i64,
+    prefetch: Prefetch,
     mut step: impl FnMut(&[*const f32; R], usize, *const f32),
 ) {
     let depth = depth.max(0) as usize;
+    // The prefetch's next line: one per step of `k` until all are asked
+    // for, so the lines come in while the FMAs run.
+    let mut line = 0;
+    let mut ask = || {
+        if line < prefetch.lines {
+            prefetch.line(line);
+            line += 1;
+        }
+    };
     for t in 0..count.max(0) as usize {
         // SAFETY: `t < count`, and the caller passes `count` initialised,
         // aligned `Tap`s at `taps`, so `taps + t` is one of them.
@@ -364,10 +416,12 @@ unsafe fn for_each_k<const R: usize>(
         for k in (0..main).step_by(UNROLL) {
             let rows = rows(k);
             for u in 0..UNROLL {
+                ask();
                 step(&rows, u, w.wrapping_add(WIDTH * (k + u)));
             }
         }
         for k in main..depth {
+            ask();
             step(&rows(k), 0, w.wrapping_add(WIDTH * k));
         }
     }
@@ -375,7 +429,7 @@ unsafe fn for_each_k<const R: usize>(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{for_each_k, FusedTileFn, Tap, TileFn, WIDTH};
+    use super::{for_each_k, FusedTileFn, Prefetch, Tap, TileFn, WIDTH};
     use crate::native_epilogue::{avx2::Ymm, finish_tile, Sink};
     use std::arch::x86_64::{
         __m256, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
@@ -402,6 +456,7 @@ mod avx2 {
         b: *const f32,
         (taps, count): (*const Tap, i64),
         depth: i64,
+        prefetch: Prefetch,
     ) -> [[__m256; 2]; R] {
         // SAFETY: the entry points that inline this have AVX2 and FMA.
         let mut acc: [[__m256; 2]; R] = [[unsafe { _mm256_setzero_ps() }; 2]; R];
@@ -422,7 +477,7 @@ mod avx2 {
         };
         // SAFETY: `taps`, `count` and the formula's addresses are as
         // `for_each_k` needs, by the caller's contract.
-        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, step) };
+        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, prefetch, step) };
         acc
     }
 
@@ -444,7 +499,7 @@ mod avx2 {
         c: *mut f32,
     ) {
         // SAFETY: this function's contract is `sums`'s.
-        let acc = unsafe { sums::<R>(a, a_stride, b, (taps, count), depth) };
+        let acc = unsafe { sums::<R>(a, a_stride, b, (taps, count), depth, Prefetch::NONE) };
         for (r, acc) in acc.iter().enumerate() {
             // SAFETY: the host has AVX2 (this function's contract); `c` has
             // `R x 16` writable floats, so for `r < R` the two unaligned
@@ -477,7 +532,7 @@ mod avx2 {
         // SAFETY: this function's contract is `sums`'s, and `sink` points to
         // a readable `Sink` whose addresses are as `finish` needs.
         unsafe {
-            let acc = sums::<R>(a, a_stride, b, (taps, count), depth);
+            let acc = sums::<R>(a, a_stride, b, (taps, count), depth, Prefetch::of(&*sink));
             // Plain loops, not `array::map`: a closure not inlined would be
             // compiled without this function's features, and the sums
             // would go through memory to reach it.
@@ -492,7 +547,9 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{for_each_k, FusedTileFn, Tap, TileFn, WideTileFn, AVX512_ROWS, WIDE_ROWS, WIDTH};
+    use super::{
+        for_each_k, FusedTileFn, Prefetch, Tap, TileFn, WideTileFn, AVX512_ROWS, WIDE_ROWS, WIDTH,
+    };
     use crate::native_epilogue::{avx512::Zmm, finish_tile, Sink};
     use std::arch::x86_64::{
         __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
@@ -557,6 +614,7 @@ mod avx512 {
         (taps, count): (*const Tap, i64),
         depth: i64,
         b_block: i64,
+        prefetch: Prefetch,
     ) -> [[__m512; 2]; R] {
         // SAFETY: the entry points that inline this have AVX-512F.
         let mut acc: [[__m512; 2]; R] = [[unsafe { _mm512_setzero_ps() }; 2]; R];
@@ -579,7 +637,7 @@ mod avx512 {
         };
         // SAFETY: `taps`, `count` and the formula's addresses are as
         // `for_each_k` needs, by the caller's contract.
-        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, step) };
+        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, prefetch, step) };
         acc
     }
 
@@ -603,7 +661,17 @@ mod avx512 {
         c_block: i64,
     ) {
         // SAFETY: this function's contract is `wide_sums`'s.
-        let acc = unsafe { wide_sums::<R>(a, a_stride, b, (taps, count), depth, b_block) };
+        let acc = unsafe {
+            wide_sums::<R>(
+                a,
+                a_stride,
+                b,
+                (taps, count),
+                depth,
+                b_block,
+                Prefetch::NONE,
+            )
+        };
         for (r, acc) in acc.iter().enumerate() {
             for (j, acc) in acc.iter().enumerate() {
                 // SAFETY: the host has AVX-512F (this function's contract);
@@ -640,7 +708,15 @@ mod avx512 {
         // SAFETY: this function's contract is `wide_sums`'s, and `sink`
         // points to a readable `Sink` whose addresses are as `finish` needs.
         unsafe {
-            let acc = wide_sums::<R>(a, a_stride, b, (taps, count), depth, b_block);
+            let acc = wide_sums::<R>(
+                a,
+                a_stride,
+                b,
+                (taps, count),
+                depth,
+                b_block,
+                Prefetch::of(&*sink),
+            );
             // Plain loops, as the AVX2 tile's.
             let mut blocks = [[Zmm(_mm512_setzero_ps()); 2]; R];
             for (row, [first, second]) in blocks.iter_mut().zip(acc) {
@@ -661,6 +737,7 @@ mod avx512 {
         b: *const f32,
         (taps, count): (*const Tap, i64),
         depth: i64,
+        prefetch: Prefetch,
     ) -> [__m512; R] {
         // SAFETY: the entry points that inline this have AVX-512F.
         let mut acc: [__m512; R] = [unsafe { _mm512_setzero_ps() }; R];
@@ -680,7 +757,7 @@ mod avx512 {
         };
         // SAFETY: `taps`, `count` and the formula's addresses are as
         // `for_each_k` needs, by the caller's contract.
-        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, step) };
+        unsafe { for_each_k(a, a_stride, b, (taps, count), depth, prefetch, step) };
         acc
     }
 
@@ -699,7 +776,7 @@ mod avx512 {
         c: *mut f32,
     ) {
         // SAFETY: this function's contract is `sums`'s.
-        let acc = unsafe { sums::<R>(a, a_stride, b, (taps, count), depth) };
+        let acc = unsafe { sums::<R>(a, a_stride, b, (taps, count), depth, Prefetch::NONE) };
         for (r, acc) in acc.iter().enumerate() {
             // SAFETY: the host has AVX-512F (this function's contract); `c`
             // has `R x 16` writable floats, so for `r < R` the unaligned
@@ -729,10 +806,14 @@ mod avx512 {
         // a readable `Sink` whose addresses are as `finish` needs.
         unsafe {
             let mut xs = [[Zmm(_mm512_setzero_ps()); 1]; R];
-            for (x, sum) in xs
-                .iter_mut()
-                .zip(sums::<R>(a, a_stride, b, (taps, count), depth))
-            {
+            for (x, sum) in xs.iter_mut().zip(sums::<R>(
+                a,
+                a_stride,
+                b,
+                (taps, count),
+                depth,
+                Prefetch::of(&*sink),
+            )) {
                 *x = [Zmm(sum)];
             }
             finish_tile(xs, &*sink);

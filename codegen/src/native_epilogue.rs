@@ -520,6 +520,15 @@ pub struct Sink {
     /// Columns (output channels) to write, from the tile's first; the
     /// columns past them are computed and dropped.
     pub columns: i64,
+    /// The first of `lines` 64-byte lines the tile asks the cache for while
+    /// it sums, one per step of its depth loop: a hint, never read, so it
+    /// changes no result (a kernel whose weights stay still points it at
+    /// the part of the next blocks' weights this tile's share is, so they
+    /// come from memory while this block computes, not at the next block's
+    /// first tile).
+    pub prefetch: *const f32,
+    /// Lines at `prefetch`; 0 for none.
+    pub lines: i64,
 }
 
 /// The module doc's formula on `xs`, rows `0..xs.len()` of the tile's
@@ -675,6 +684,8 @@ unsafe fn run<V: Lanes>(
             output: output.wrapping_byte_offset(r * pixel as isize),
             pixel,
             columns,
+            prefetch: std::ptr::null(),
+            lines: 0,
         };
         for n in (0..columns.max(0) as usize).step_by(V::LANES) {
             let lanes = V::LANES.min(columns as usize - n);
