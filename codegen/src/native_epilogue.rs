@@ -521,8 +521,8 @@ pub struct Sink {
     /// columns past them are computed and dropped.
     pub columns: i64,
     /// The first of `lines` 64-byte lines the tile asks the cache for while
-    /// it sums, one per step of its depth loop: a hint, never read, so it
-    /// changes no result (a kernel whose weights stay still points it at
+    /// it sums, one per step of its depth loop (lines past its last step
+    /// are not asked for): a hint, never read, so it changes no result (a kernel whose weights stay still points it at
     /// the part of the next blocks' weights this tile's share is, so they
     /// come from memory while this block computes, not at the next block's
     /// first tile).
