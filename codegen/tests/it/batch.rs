@@ -18,6 +18,27 @@ fn batch_plan(source: &str, native: Option<Isa>) -> BatchPlan {
 /// The batch plan of `source`'s first net, Winograd tiles up to `tile`
 /// (lowering is pure, so any ISA lowers on any host).
 fn batch_plan_up_to(source: &str, native: Option<Isa>, tile: usize) -> BatchPlan {
+    let (net, steps) = lowered(source, native, tile);
+    plan_batch(&net.graph, &net.plan, &steps, tile)
+}
+
+/// The image's kernels of `source`'s first net, lowered as [`batch_plan_up_to`].
+fn image_kernels(source: &str, native: Option<Isa>, tile: usize) -> Vec<Option<Kernel>> {
+    (lowered(source, native, tile).1.into_iter())
+        .map(|step| match step {
+            LoweredStep::Kernel(k) => Some(k.kernel),
+            LoweredStep::InNext | LoweredStep::Concat(_) | LoweredStep::Reference(_) => None,
+        })
+        .collect()
+}
+
+/// `source`'s first net and its steps lowered on `native`, Winograd tiles up
+/// to `tile`.
+fn lowered(
+    source: &str,
+    native: Option<Isa>,
+    tile: usize,
+) -> (cnnjit_lang::CompiledNet, Vec<LoweredStep>) {
     let net = cnnjit_lang::compile_source(source).unwrap().remove(0);
     let caps = Capabilities {
         native,
@@ -25,23 +46,7 @@ fn batch_plan_up_to(source: &str, native: Option<Isa>, tile: usize) -> BatchPlan
         fusion: Fusion::DEFAULT,
     };
     let steps = lower(&net.graph, &net.plan, &caps);
-    plan_batch(&net.graph, &net.plan, &steps, caps.winograd_tile)
-}
-
-/// The image's kernels of `source`'s first net, lowered as [`batch_plan_up_to`].
-fn image_kernels(source: &str, native: Option<Isa>, tile: usize) -> Vec<Option<Kernel>> {
-    let net = cnnjit_lang::compile_source(source).unwrap().remove(0);
-    let caps = Capabilities {
-        native,
-        winograd_tile: tile,
-        fusion: Fusion::DEFAULT,
-    };
-    (lower(&net.graph, &net.plan, &caps).into_iter())
-        .map(|step| match step {
-            LoweredStep::Kernel(k) => Some(k.kernel),
-            LoweredStep::InNext | LoweredStep::Concat(_) | LoweredStep::Reference(_) => None,
-        })
-        .collect()
+    (net, steps)
 }
 
 /// AlexNet's conv4 shape at 256 channels: 13x13x256 -> 256, 3x3, pad 1.
