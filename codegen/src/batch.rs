@@ -1,18 +1,23 @@
 //! Lowering's decisions for a batch of images ([`BatchPlan`]): which dense
-//! tail runs once per chunk on the batched dense kernel, how many images a
-//! thread runs as a group, and which steps a group runs step by step rather
-//! than image by image. [`plan_batch`] makes them from the graph, its plan
-//! and the lowered steps alone, as [`lower`](crate::lower::lower) makes a
-//! step's kernel: it is pure, and the runtime's batch executor reads the
-//! answers as data and decides nothing.
+//! tail runs once per chunk on the batched dense kernel, the kernel each
+//! step runs in a batch where it differs from the image's, how many images
+//! a thread runs as a group, and which steps a group runs step by step
+//! rather than image by image. [`plan_batch`] makes them from the graph,
+//! its plan and the lowered steps alone, as [`lower`](crate::lower::lower)
+//! makes a step's kernel: it is pure, and the runtime's batch executor
+//! reads the answers as data and decides nothing.
 //!
-//! Invariant: every decision here is a loop order, or a kernel that sums
-//! each output in the order the image's own kernel does (the batched dense
-//! kernel, `native_dense_batch`): none changes a value, so a batch gives
-//! each image bitwise its output alone.
+//! Invariant: every decision but the batch's kernels is a loop order, or a
+//! kernel that sums each output in the order the image's own kernel does
+//! (the batched dense kernel, `native_dense_batch`). The batch's kernels
+//! ([`BatchPlan::kernels`], [`choice::batch_kernel`]: Winograd where the
+//! weights stay warm from one image to the next) compute the same
+//! convolution in another order, so a batch's outputs are each image's run
+//! through the batch plan alone, bitwise, and within rounding of its
+//! `forward` (the image's plan).
 
-use crate::choice::MEASURED;
-use crate::lower::LoweredStep;
+use crate::choice::{self, MEASURED};
+use crate::lower::{KernelStep, LoweredStep, Part};
 use crate::native_dense_batch::DenseBatch;
 use crate::Kernel;
 use cnnjit_ir::batch::{dense_tail, DenseTail};
@@ -32,12 +37,16 @@ use cnnjit_ir::Graph;
 pub const GROUP: usize = 4;
 
 /// How a batch runs, decided once per model.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct BatchPlan {
     /// The plan's dense tail, if every step of it lowered to a native GEMV
     /// with its whole epilogue fused (a [`DenseBatch`] each): it runs once
     /// per chunk of images, the steps before it once per image.
     pub tail: Option<DenseTail>,
+    /// Per step of the plan, the kernel a batch runs in place of the
+    /// image's, where they differ ([`choice::batch_kernel`]); the same step
+    /// otherwise (its parts, operands and epilogue).
+    pub kernels: Vec<Option<KernelStep>>,
     /// Images a thread runs as a group: [`GROUP`] where the packed weights
     /// of the steps before the tail outgrow the outer caches
     /// ([`CostModel::outer_cache_bytes`](crate::choice::CostModel::outer_cache_bytes)),
@@ -56,21 +65,52 @@ pub struct BatchPlan {
     pub step_by_step: Vec<bool>,
 }
 
-/// The batch decisions for `graph`'s `plan`, its steps lowered as `steps`
-/// (module doc).
-pub fn plan_batch(graph: &Graph, plan: &Plan, steps: &[LoweredStep]) -> BatchPlan {
+/// The batch decisions for `graph`'s `plan`, its steps lowered as `steps`,
+/// Winograd tiles no larger than `largest_tile` (module doc).
+pub fn plan_batch(
+    graph: &Graph,
+    plan: &Plan,
+    steps: &[LoweredStep],
+    largest_tile: usize,
+) -> BatchPlan {
     let tail = dense_tail(graph, plan).filter(|tail| steps[tail.first..].iter().all(batched));
     let first = tail.as_ref().map_or(steps.len(), |t| t.first);
-    let floats: usize = steps[..first].iter().map(packed_weights).sum();
+    let kernels: Vec<Option<KernelStep>> = (steps.iter().enumerate())
+        .map(|(i, step)| match step {
+            // A step of one layer, which packs by the step's kernel.
+            LoweredStep::Kernel(k) if i < first && k.parts.len() == 1 => {
+                let kernel = choice::batch_kernel(&k.kernel, largest_tile)?;
+                let part = Part {
+                    kernel: kernel.clone(),
+                    ..k.parts[0].clone()
+                };
+                Some(KernelStep {
+                    kernel,
+                    parts: vec![part],
+                    ..(**k).clone()
+                })
+            }
+            LoweredStep::Kernel(_)
+            | LoweredStep::InNext
+            | LoweredStep::Concat(_)
+            | LoweredStep::Reference(_) => None,
+        })
+        .collect();
+    let packed = |i: usize| match &kernels[i] {
+        Some(k) => k.kernel.lengths().weights,
+        None => packed_weights(&steps[i]),
+    };
+    let floats: usize = (0..first).map(packed).sum();
     let group = match floats.saturating_mul(4) > MEASURED.outer_cache_bytes {
         true => GROUP,
         false => 1,
     };
-    let step_by_step = (steps.iter().zip(&plan.steps))
-        .map(|(lowered, step)| packed_weights(lowered) > values(plan, step))
+    let step_by_step = (plan.steps.iter().enumerate())
+        .map(|(i, step)| packed(i) > values(plan, step))
         .collect();
     BatchPlan {
         tail,
+        kernels,
         group,
         step_by_step,
     }

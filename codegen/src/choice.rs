@@ -74,6 +74,11 @@ pub struct CostModel {
     pub memory_bytes_per_ns: f64,
     /// Bytes per nanosecond of every later read, from the outer caches.
     pub reread_bytes_per_ns: f64,
+    /// Whether weights that fit the outer caches are there before the
+    /// kernel's first pass, so it too reads them at
+    /// [`CostModel::reread_bytes_per_ns`]: in a batch, where the thread's
+    /// previous image ran the same step moments before ([`BATCH_AVX512`]).
+    pub warm: bool,
 }
 
 /// The model measured on the development machine (BENCHMARKS.md), for
@@ -93,6 +98,7 @@ pub const MEASURED: CostModel = CostModel {
     outer_cache_bytes: 32 << 20,
     memory_bytes_per_ns: 8.5,
     reread_bytes_per_ns: 25.0,
+    warm: false,
 };
 
 /// [`MEASURED`] with the AVX-512 tile's rates: `cnnjit tune --threads 1`
@@ -106,6 +112,33 @@ pub const MEASURED: CostModel = CostModel {
 pub const MEASURED_AVX512: CostModel = CostModel {
     native_direct_macs_per_ns: 70.0,
     native_gemm_macs_per_ns: 35.0,
+    ..MEASURED
+};
+
+/// The AVX-512 tile in a batch, where each image runs on one thread after
+/// another image ran the same steps (`crate::batch::plan_batch`), with the
+/// rates of the 2-core AVX-512 EPYC (Zen 5) host this project's batch
+/// targets are measured on (2026-12-06, builds paused, `cnnjit bench
+/// --profile --threads 1` of AlexNet's 13x13 3x3 layers, each way in turn):
+/// the direct kernel 1.057 / 1.569 / 1.037 ms for 149.5M / 224.3M / 149.5M
+/// MACs, 141-144 MACs/ns, so 143; F(2x2) 0.984 / 1.384 / 0.899 ms, which
+/// less its transforms at [`MEASURED`]'s rate leaves its GEMMs 97-108
+/// MACs/ns, so 100; F(2x2)'s 9.4 MB of weights read 7 times (once per tile
+/// row) within those 1.384 ms is at least 47 bytes/ns from the outer
+/// caches. [`MEASURED_AVX512`]'s rates, older and from a loaded Xeon, are
+/// half these and in another ratio (2 to 1 rather than 1.43 to 1). In a
+/// batch the weights are warm ([`CostModel::warm`]). A batch of 32
+/// AlexNet images on two threads ran at 264 images/s on F(2x2) against 240
+/// on the direct kernel and 225 on F(4x4) (medians of 3, interleaved),
+/// which this model picks (F(4x4)'s 21 MB read 4 times outlast the direct
+/// kernel); a single image (its dense layers flushing the caches between
+/// images) did not gain (13.3 ms direct, 14.0 F(2x2), one thread), so the
+/// image's own choice stays [`MEASURED_AVX512`]'s.
+pub const BATCH_AVX512: CostModel = CostModel {
+    native_direct_macs_per_ns: 143.0,
+    native_gemm_macs_per_ns: 100.0,
+    reread_bytes_per_ns: 47.0,
+    warm: true,
     ..MEASURED
 };
 
@@ -166,8 +199,13 @@ impl CostModel {
         } else {
             self.reread_bytes_per_ns
         };
+        let first = if self.warm {
+            reread
+        } else {
+            self.memory_bytes_per_ns
+        };
         let bytes = bytes as f64;
-        bytes / self.memory_bytes_per_ns + (passes.max(1) - 1) as f64 * bytes / reread
+        bytes / first + (passes.max(1) - 1) as f64 * bytes / reread
     }
 
     /// The cheapest algorithm for `spec`, Winograd tiles no larger than
@@ -229,6 +267,17 @@ pub fn candidates(spec: &ConvSpec, largest_tile: usize) -> Vec<(Pick, Kernel)> {
         .filter(|p| p.tile() <= largest_tile)
         .filter_map(|p| Some((p, p.kernel(spec)?)))
         .collect()
+}
+
+/// The kernel a batch runs for `image`, a step's kernel for one image
+/// (lowering's, static or tuned), where it differs: the convolution `image`
+/// computes on the algorithm [`BATCH_AVX512`] picks, Winograd tiles no
+/// larger than `largest_tile`, for a convolution on the AVX-512 tile (the
+/// only one whose batch rates are measured); `None` elsewhere.
+pub fn batch_kernel(image: &Kernel, largest_tile: usize) -> Option<Kernel> {
+    let spec = conv_spec(image).filter(|s| s.native == Some(Isa::Avx512))?;
+    let pick = Pick::of(BATCH_AVX512.choose(&spec, largest_tile))?;
+    pick.kernel(&spec).filter(|k| k != image)
 }
 
 /// The convolution a kernel [`kernel`] or [`tuned_kernel`] returned

@@ -10,7 +10,8 @@
 //! buffer; then each dense step runs once for the whole chunk
 //! ([`DenseBatch`]: each block of output channels' weights read once for
 //! every image, the blocks split across the threads), its softmax, if any,
-//! image by image after it. A chunk of one image runs as [`exec::run`] does.
+//! image by image after it. A chunk of one image runs as [`exec::run_on`]
+//! does on the batch plan's kernels.
 //!
 //! The images of a chunk (their steps before the tail, or all of them
 //! without a tail) run one after another, each kernel's rows split across
@@ -35,7 +36,7 @@
 //! says how much before.
 
 use crate::error::{Error, InternalError, Result};
-use crate::exec::{self, Arena, Engine};
+use crate::exec::{self, Arena, Engine, Kernels};
 use crate::jit::{CallError, Lowering};
 use crate::memory::Budget;
 use crate::team::Team;
@@ -262,7 +263,7 @@ pub fn run(
     {
         let images = x.len() / n_in;
         if images <= 1 {
-            exec::run(engine, arena, scratch, x, y)?;
+            exec::run_on(engine, Kernels::Batch, arena, scratch, x, y)?;
             continue;
         }
         let lanes = batch.lanes_for(engine, images);

@@ -293,6 +293,17 @@ impl Engine {
     }
 }
 
+/// Which kernel a compiled step runs: the image's (lowering's, for
+/// `forward`) or the one the batch plan runs in its place, where it has one
+/// (`cnnjit_codegen::batch::BatchPlan::kernels`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    /// Lowering's kernel for one image.
+    Image,
+    /// The batch plan's.
+    Batch,
+}
+
 /// Runs one image: `input` in, `output` out; lengths are the caller's to
 /// check. `scratch` is the compiled kernels' working memory
 /// ([`Engine::scratch_len`] elements).
@@ -303,31 +314,24 @@ pub fn run(
     input: &[f32],
     output: &mut [f32],
 ) -> Result<()> {
-    run_on(
-        engine,
-        engine.team.as_deref(),
-        arena,
-        scratch,
-        input,
-        output,
-    )
+    run_on(engine, Kernels::Image, arena, scratch, input, output)
 }
 
-/// [`run`] with each compiled kernel's rows split across `team` rather than
-/// the engine's threads: `None` runs the image on the calling thread alone
-/// (a batch whose threads each run whole images, `crate::batch`).
+/// [`run`] on `kernels`: an image of a batch (a chunk's last, alone) runs
+/// the batch plan's, so it agrees bitwise with the same image in any chunk.
 pub fn run_on(
     engine: &Engine,
-    team: Option<&Team>,
+    kernels: Kernels,
     arena: &mut Arena,
     scratch: &mut [f32],
     input: &[f32],
     output: &mut [f32],
 ) -> Result<()> {
     let arena = arena.as_mut_slice();
+    let team = engine.team.as_deref();
     for (i, step) in engine.plan.steps.iter().enumerate() {
         let out = output_of(engine, i, output);
-        run_step(engine, team, i, step, arena, scratch, input, out)?;
+        run_step(engine, (team, kernels), i, step, arena, scratch, input, out)?;
     }
     store_output(engine, arena, input, output)
 }
@@ -342,7 +346,8 @@ pub fn run_on(
 /// from the cache for its other images; any other run goes image by image,
 /// each image's values staying in cache from one step to the next. Each image runs the kernels [`run_on`] runs, each
 /// kernel's rows split across `team` (`None`: the calling thread), in its
-/// own order of steps, so its values are bitwise its own run's.
+/// own order of steps, on the batch plan's kernels, so its values are
+/// bitwise its own run's through [`run_on`] with [`Kernels::Batch`].
 #[allow(clippy::too_many_arguments)]
 pub fn run_group(
     engine: &Engine,
@@ -371,7 +376,7 @@ pub fn run_group(
             .and_then(|y| output_of(engine, i, y));
         run_step(
             engine,
-            team,
+            (team, Kernels::Batch),
             i,
             &engine.plan.steps[i],
             arena.as_mut_slice(),
@@ -444,7 +449,7 @@ pub fn run_timed(
         let out = output_of(engine, i, output);
         run_step(
             engine,
-            engine.team.as_deref(),
+            (engine.team.as_deref(), Kernels::Image),
             i,
             step,
             arena,
@@ -494,7 +499,7 @@ fn store_output(engine: &Engine, arena: &[f32], input: &[f32], output: &mut [f32
 #[allow(clippy::too_many_arguments)]
 fn run_step(
     engine: &Engine,
-    team: Option<&Team>,
+    (team, kernels): (Option<&Team>, Kernels),
     index: usize,
     step: &Step,
     arena: &mut [f32],
@@ -515,7 +520,7 @@ fn run_step(
     #[cfg(feature = "jit")]
     if let Some(compiled) = &engine.compiled {
         use crate::jit::Lowering;
-        let lowered = match &compiled.steps[index] {
+        let lowered = match compiled.step(index, kernels) {
             Lowering::Reference(_) => None,
             Lowering::Kernel(lowered) => Some(lowered),
             Lowering::InNext => return Ok(()),
@@ -548,7 +553,7 @@ fn run_step(
         }
     }
     #[cfg(not(feature = "jit"))]
-    let _ = (index, team);
+    let _ = (index, team, kernels);
     match engine.plan.values[step.output.0 as usize].slice {
         None => reference_step(engine, step, out, &inputs),
         Some(slice) => {

@@ -12,6 +12,7 @@
 //! output is the same for any thread count.
 
 use crate::error::{Error, InternalError, Result};
+use crate::exec::Kernels;
 use crate::ir::{Graph, NodeId, Op};
 use crate::memory::Budget;
 use crate::params::{LayerParams, Params, Weight};
@@ -104,6 +105,9 @@ pub struct Compiled {
     pub program: Arc<Program>,
     /// Per step, how it runs.
     pub steps: Vec<Lowering>,
+    /// Per step, how it runs in a batch where that differs (lowering's
+    /// `BatchPlan::kernels`), else `None`: [`Compiled::step`].
+    pub batch: Vec<Option<Lowering>>,
     /// Distinct kernels compiled.
     pub kernels: usize,
     /// Wall time of packing and compiling, in milliseconds.
@@ -131,10 +135,19 @@ impl Lowered {
 }
 
 impl Compiled {
-    /// The scratch, in `f32`s, that [`run`] needs for any step on `team`.
+    /// How step `index` runs on `kernels`.
+    pub fn step(&self, index: usize, kernels: Kernels) -> &Lowering {
+        let own = self.batch.get(index).and_then(Option::as_ref);
+        match (kernels, own) {
+            (Kernels::Batch, Some(lowering)) => lowering,
+            (Kernels::Batch, None) | (Kernels::Image, _) => &self.steps[index],
+        }
+    }
+
+    /// The scratch, in `f32`s, that [`run`] needs for any step, alone or in
+    /// a batch, on `team`.
     pub fn scratch_len(&self, team: Option<&Team>) -> usize {
-        self.steps
-            .iter()
+        (self.steps.iter().chain(self.batch.iter().flatten()))
             .filter_map(|step| match step {
                 Lowering::Kernel(l) => Some(scratch_len(&l.lengths, l.team(team))),
                 Lowering::Reference(_) | Lowering::InNext | Lowering::Concat(_) => None,
@@ -151,7 +164,8 @@ fn internal(graph: &Graph, id: NodeId, source: impl Into<InternalError>) -> Erro
     }
 }
 
-/// Compiles the `lowered` steps of `graph`'s plan: packs each compiled
+/// Compiles the `lowered` steps of `graph`'s plan, and per step the kernel
+/// a batch runs in its place where `batch` has one: packs each compiled
 /// step's weights and per-channel vectors from `params`, where `params` left
 /// a layer's weights in the file ([`Weight::InFile`]) from `file`, folding
 /// their bn as they are packed. The packed weights' bytes are taken from
@@ -167,6 +181,7 @@ fn internal(graph: &Graph, id: NodeId, source: impl Into<InternalError>) -> Erro
 pub fn compile(
     graph: &Graph,
     lowered: &[LoweredStep],
+    batch: &[Option<KernelStep>],
     params: &Params,
     file: &Weights,
     budget: &mut Budget,
@@ -184,10 +199,15 @@ pub fn compile(
             LoweredStep::InNext | LoweredStep::Concat(_) | LoweredStep::Reference(_) => None,
         }
     }
+    let extra: Vec<LoweredStep> = (batch.iter().flatten())
+        .map(|k| LoweredStep::Kernel(Box::new(k.clone())))
+        .collect();
+    let images = lowered.len();
+    let lowered: Vec<&LoweredStep> = lowered.iter().chain(&extra).collect();
     let sources = (lowered.iter())
         .map(|step| kernel(step).map_or(Ok(Vec::new()), |k| sources(graph, params, file, k)))
         .collect::<Result<Vec<_>>>()?;
-    let packed_bytes = (lowered.iter().filter_map(kernel))
+    let packed_bytes = (lowered.iter().copied().filter_map(kernel))
         .map(|k| (k.kernel.lengths().weights as u64).saturating_mul(4))
         .fold(0u64, u64::saturating_add);
     budget.take(packed_bytes, || {
@@ -219,7 +239,7 @@ pub fn compile(
         let program = jit.finish_on(threads).map_err(whole)?;
         Ok::<_, Error>((steps, program, kernels, start.elapsed().as_secs_f64() * 1e3))
     })?;
-    let steps = (steps.into_iter().zip(weights).zip(lowered))
+    let mut steps = (steps.into_iter().zip(weights).zip(lowered))
         .map(|((mut lowering, weights), step)| {
             if let (Lowering::Kernel(compiled), LoweredStep::Kernel(step)) = (&mut lowering, step) {
                 if weights.len() != compiled.lengths.weights {
@@ -234,9 +254,14 @@ pub fn compile(
             Ok(lowering)
         })
         .collect::<Result<Vec<_>>>()?;
+    let mut own = steps.split_off(images).into_iter();
+    let batch = (batch.iter())
+        .map(|k| k.as_ref().and_then(|_| own.next()))
+        .collect();
     Ok(Compiled {
         program: Arc::new(program),
         steps,
+        batch,
         kernels,
         compile_ms: start.elapsed().as_secs_f64() * 1e3,
         phases: Phases {

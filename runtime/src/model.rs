@@ -35,7 +35,7 @@ use cnnjit_codegen::batch::plan_batch;
 #[cfg(feature = "jit")]
 use cnnjit_codegen::choice::Tuned;
 #[cfg(feature = "jit")]
-use cnnjit_codegen::lower::{lower_tuned, Capabilities, LoweredStep};
+use cnnjit_codegen::lower::{lower_tuned, Capabilities, KernelStep, LoweredStep};
 use cnnjit_ir::plan::{self, Plan};
 #[cfg(feature = "source")]
 use std::path::Path;
@@ -312,8 +312,13 @@ impl Model {
             tuning: Tuning::Static,
         };
         #[cfg(feature = "jit")]
-        if let Some(lowered) = &lowered {
-            model.compile(options, lowered, weights, budget)?;
+        let batch = (lowered.as_ref()).map(|lowered| {
+            let e = &model.engine;
+            plan_batch(&e.graph, &e.plan, lowered, caps.winograd_tile)
+        });
+        #[cfg(feature = "jit")]
+        if let (Some(lowered), Some(batch)) = (&lowered, &batch) {
+            model.compile(options, lowered, &batch.kernels, weights, budget)?;
         }
         #[cfg(not(feature = "jit"))]
         if !options.reference {
@@ -324,15 +329,15 @@ impl Model {
             format!("the working memory of net `{name}`")
         })?;
         #[cfg(feature = "jit")]
-        if let Some(lowered) = &lowered {
-            let plan = plan_batch(&model.engine.graph, &model.engine.plan, lowered);
-            model.batch = crate::batch::Batch::new(&model.engine, lowered, plan);
+        if let (Some(lowered), Some(batch)) = (&lowered, batch) {
+            model.batch = crate::batch::Batch::new(&model.engine, lowered, batch);
         }
         model.spare = *budget;
         Ok(model)
     }
 
-    /// Compiles the plan; on a host the JIT cannot serve, keeps the
+    /// Compiles the plan and the kernels a batch runs in place of its
+    /// steps' (`batch`); on a host the JIT cannot serve, keeps the
     /// reference kernels ([`Model::fall_back`]) and says why in
     /// [`Backend::Reference`]: the library prints nothing, its caller decides
     /// whether to warn (the `cnnjit` CLI does).
@@ -341,6 +346,7 @@ impl Model {
         &mut self,
         options: Options,
         lowered: &[LoweredStep],
+        batch: &[Option<KernelStep>],
         weights: &Weights,
         budget: &mut Budget,
     ) -> Result<()> {
@@ -350,7 +356,9 @@ impl Model {
         } else {
             options.threads
         };
-        match crate::jit::compile(&e.graph, lowered, &e.params, weights, budget, threads) {
+        match crate::jit::compile(
+            &e.graph, lowered, batch, &e.params, weights, budget, threads,
+        ) {
             Ok(compiled) => {
                 self.backend = Backend::Jit {
                     kernels: compiled.kernels,
@@ -590,8 +598,15 @@ impl Model {
     }
 
     /// Runs a batch: `inputs` holds whole images one after another (NHWC),
-    /// `outputs` as many outputs, each bitwise what [`Model::forward`] gives
-    /// for its image. Where the network ends in dense layers the JIT
+    /// `outputs` as many outputs. A batch of one image is exactly
+    /// [`Model::forward`]. A larger batch runs the batch plan (lowering's
+    /// `BatchPlan`, with the `jit` feature), which may run a convolution on
+    /// another algorithm than the image's (Winograd F(2x2) where its weights
+    /// stay warm from one image to the next): each output is then bitwise
+    /// what its image gives through the batch plan alone, whatever the other
+    /// images, the thread count and the chunking, and within rounding of
+    /// [`Model::forward`]'s (ARCHITECTURE.md, "A batch is its images run
+    /// alone"). Where the network ends in dense layers the JIT
     /// compiled, the batch runs in chunks and each dense layer once per
     /// chunk (`batch.rs`, with the `jit` feature); its buffers, allocated on the first batch
     /// that needs them ([`Model::batch_bytes`]), are weighed against what the
@@ -626,11 +641,18 @@ impl Model {
                 (n_in, n_out),
             );
         }
+        // One image is `forward`'s latency: the batch plan's kernels are
+        // chosen for images that follow one another.
+        let kernels = match batch {
+            1 => exec::Kernels::Image,
+            _ => exec::Kernels::Batch,
+        };
         for (x, y) in inputs
             .chunks_exact(n_in)
             .zip(outputs.chunks_exact_mut(n_out))
         {
-            exec::run(&self.engine, &mut self.arena, &mut self.scratch, x, y)?;
+            let (arena, scratch) = (&mut self.arena, &mut self.scratch);
+            exec::run_on(&self.engine, kernels, arena, scratch, x, y)?;
         }
         Ok(())
     }

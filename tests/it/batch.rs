@@ -1,6 +1,8 @@
 //! Batches run as batches (`cnnjit::runtime::batch`): each output of a batch
-//! is bitwise what the image gives alone, for any thread count and across
-//! chunks; the memory a batch takes is known before, and a batch whose
+//! is bitwise what the image gives alone through the batch plan, for any
+//! thread count and across chunks, and within rounding of `forward`'s (the
+//! same bits where the batch plan keeps the image's kernels); a batch of one
+//! is `forward`; the memory a batch takes is known before, and a batch whose
 //! buffers do not fit what the budget left is an error.
 
 use cnnjit::runtime::memory::Budget;
@@ -49,6 +51,9 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+// The nets above keep the image's kernels in a batch (no convolution the
+// batch plan runs otherwise, `a_batch_only_kernel_*` below), so a batch is
+// bitwise `forward`.
 #[test]
 fn a_batch_gives_each_image_its_own_output_bitwise_on_any_threads() {
     for graph in nets() {
@@ -122,6 +127,88 @@ fn images_run_in_groups_give_each_its_own_output_bitwise_on_any_threads() {
     // Groups of at most 4, fewer where the threads would go short: 9 images
     // on 2 threads in groups of 4, 4 and 1, 5 on 3 threads in 2, 2 and 1.
     batches_are_their_images_alone(&graph, &mut alone, &[2, 5, 9]);
+}
+
+/// A layer the batch plan runs on Winograd F(2x2) where the image runs the
+/// direct kernel, on the AVX-512 tile (`codegen/tests/it/batch.rs` derives
+/// the choice); elsewhere both run the same kernel and the checks below
+/// hold bitwise.
+const WARM: &str = "Warm(13x13x256) { conv(256, 3x3, pad = 1), relu }";
+
+#[test]
+fn a_batch_only_kernel_gives_each_image_one_output_on_any_threads_and_chunks() {
+    let graph = cnnjit::lang::compile_source(WARM).unwrap().remove(0).graph;
+    let mut one = model(&graph, 1);
+    let (n_in, n_out) = (one.input_len(), one.output_len());
+    let images = 34;
+    let inputs = cnnjit::check::random_input(images * n_in, 5);
+    // Each image through the batch plan alone: a batch of it twice (a batch
+    // of one is `forward`), whose two outputs agree.
+    let mut alone = Vec::new();
+    for x in inputs.chunks_exact(n_in) {
+        let mut y = vec![f32::NAN; 2 * n_out];
+        one.forward_batch(&[x, x].concat(), &mut y).unwrap();
+        assert_eq!(bits(&y[..n_out]), bits(&y[n_out..]));
+        alone.extend(bits(&y[..n_out]));
+    }
+    // Any batch, any threads, across chunks (34: 32 and 2; 33: 32 and 1).
+    for batch in [2, 5, 33, 34] {
+        for threads in [1, 2, 3] {
+            let mut model = model(&graph, threads);
+            let mut y = vec![f32::NAN; batch * n_out];
+            model
+                .forward_batch(&inputs[..batch * n_in], &mut y)
+                .unwrap();
+            let expected = &alone[..batch * n_out];
+            assert_eq!(bits(&y), expected, "batch {batch} on {threads} threads");
+        }
+    }
+    // On AVX-512 the batch plan runs F(2x2), which sums in another order
+    // than `forward`'s direct kernel; elsewhere both run the same kernel.
+    let forward: Vec<u32> = (inputs.chunks_exact(n_in))
+        .flat_map(|x| bits(&one.forward(x).unwrap()))
+        .collect();
+    let avx512 = cnnjit::codegen::native::Isa::best() == Some(cnnjit::codegen::native::Isa::Avx512);
+    assert_eq!(alone != forward, avx512);
+    // A batch of one is `forward`.
+    let x = &inputs[..n_in];
+    let mut y = vec![f32::NAN; n_out];
+    one.forward_batch(x, &mut y).unwrap();
+    assert_eq!(bits(&y), bits(&one.forward(x).unwrap()));
+    // Within rounding of `forward`: each of the two is within the bound of
+    // `codegen::winograd`'s "Numerics" of the exact convolution, so they
+    // differ by at most their sum, `(γ(C + 20) · 16 + γ(9C + 1)) · (P ·
+    // W_k + |b_k|)` (F(2x2), then the direct kernel; `γ(n) = n u / (1 - n
+    // u)`, `u = 2^-24`, `C` = 256 input channels, `P` the image's largest
+    // `|input|`, at least its patch's, `W_k` the sum of output channel `k`'s
+    // `|weights|` and `|b_k|` its bias, which the rounding of its addition
+    // weighs); the ReLU after them moves no output apart.
+    let weights = cnnjit::runtime::params::random_weights(&graph, 11);
+    let tensor = |suffix: &str| {
+        (weights.iter())
+            .find(|(name, _)| name.ends_with(suffix))
+            .map(|(_, t)| t.data.clone())
+            .unwrap()
+    };
+    let (w, b) = (tensor(".weight"), tensor(".bias"));
+    let c = 256.0;
+    let gamma = |n: f64| n * 2f64.powi(-24) / (1.0 - n * 2f64.powi(-24));
+    let factor = gamma(c + 20.0) * 16.0 + gamma(9.0 * c + 1.0);
+    let per_channel = w.len() / b.len();
+    for (x, y) in inputs.chunks_exact(n_in).zip(alone.chunks_exact(n_out)) {
+        let p = x.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+        let direct = one.forward(x).unwrap();
+        for (i, (&batch, &image)) in y.iter().zip(&direct).enumerate() {
+            let k = i % b.len();
+            let w_k: f64 = w[k * per_channel..(k + 1) * per_channel]
+                .iter()
+                .map(|v| v.abs() as f64)
+                .sum();
+            let bound = factor * (p * w_k + (b[k] as f64).abs());
+            let error = (f32::from_bits(batch) as f64 - image as f64).abs();
+            assert!(error <= bound, "output {i}: {error} > {bound}");
+        }
+    }
 }
 
 #[test]

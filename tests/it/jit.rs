@@ -948,7 +948,7 @@ fn every_step_runs_compiled_and_large_kernels_split() {
         let mut budget = cnnjit::runtime::memory::Budget::new(None);
         let winograd = Options::default().winograd.largest_tile();
         let lowered = lower(&graph, &plan, &Capabilities::host(None, winograd, true));
-        let compiled = jit::compile(&graph, &lowered, &params, &weights, &mut budget, 2);
+        let compiled = jit::compile(&graph, &lowered, &[], &params, &weights, &mut budget, 2);
         let compiled = compiled.unwrap();
         let reference = compiled
             .steps
@@ -1010,7 +1010,16 @@ fn the_program_is_the_same_for_any_compile_thread_count() {
     let lowered = lower(&graph, &plan, &Capabilities::host(None, winograd, true));
     let compile = |threads| {
         let mut budget = cnnjit::runtime::memory::Budget::new(None);
-        jit::compile(&graph, &lowered, &params, &weights, &mut budget, threads).unwrap()
+        jit::compile(
+            &graph,
+            &lowered,
+            &[],
+            &params,
+            &weights,
+            &mut budget,
+            threads,
+        )
+        .unwrap()
     };
     let (one, three) = (compile(1), compile(3));
     assert!(one.kernels > 20, "{} distinct kernels", one.kernels);

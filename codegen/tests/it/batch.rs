@@ -2,21 +2,136 @@
 //! each figure derived by hand in a comment.
 
 use cnnjit_codegen::batch::{plan_batch, BatchPlan, GROUP};
-use cnnjit_codegen::lower::{lower, Capabilities};
+use cnnjit_codegen::choice::{batch_kernel, conv_spec};
+use cnnjit_codegen::lower::{lower, Capabilities, LoweredStep};
 use cnnjit_codegen::native::Isa;
+use cnnjit_codegen::Kernel;
 use cnnjit_ir::plan::Fusion;
+use proptest::prelude::*;
 
 fn batch_plan(source: &str, native: Option<Isa>) -> BatchPlan {
-    let net = cnnjit_lang::compile_source(source).unwrap().remove(0);
     // Direct convolutions only, so the packed lengths below are the direct
-    // kernel's; lowering is pure, so any ISA lowers on any host.
+    // kernel's.
+    batch_plan_up_to(source, native, 0)
+}
+
+/// The batch plan of `source`'s first net, Winograd tiles up to `tile`
+/// (lowering is pure, so any ISA lowers on any host).
+fn batch_plan_up_to(source: &str, native: Option<Isa>, tile: usize) -> BatchPlan {
+    let (net, steps) = lowered(source, native, tile);
+    plan_batch(&net.graph, &net.plan, &steps, tile)
+}
+
+/// The image's kernels of `source`'s first net, lowered as [`batch_plan_up_to`].
+fn image_kernels(source: &str, native: Option<Isa>, tile: usize) -> Vec<Option<Kernel>> {
+    (lowered(source, native, tile).1.into_iter())
+        .map(|step| match step {
+            LoweredStep::Kernel(k) => Some(k.kernel),
+            LoweredStep::InNext | LoweredStep::Concat(_) | LoweredStep::Reference(_) => None,
+        })
+        .collect()
+}
+
+/// `source`'s first net and its steps lowered on `native`, Winograd tiles up
+/// to `tile`.
+fn lowered(
+    source: &str,
+    native: Option<Isa>,
+    tile: usize,
+) -> (cnnjit_lang::CompiledNet, Vec<LoweredStep>) {
+    let net = cnnjit_lang::compile_source(source).unwrap().remove(0);
     let caps = Capabilities {
         native,
-        winograd_tile: 0,
+        winograd_tile: tile,
         fusion: Fusion::DEFAULT,
     };
     let steps = lower(&net.graph, &net.plan, &caps);
-    plan_batch(&net.graph, &net.plan, &steps)
+    (net, steps)
+}
+
+/// AlexNet's conv4 shape at 256 channels: 13x13x256 -> 256, 3x3, pad 1.
+const WARM: &str = "Warm(13x13x256) { conv(256, 3x3, pad = 1), relu }";
+
+#[test]
+fn a_batch_runs_winograd_f2_where_warm_weights_make_it_cheaper() {
+    // 99,680,256 MACs direct (13 x 13 x 256 x 256 x 9); F(2x2): 7 x 7
+    // tiles of 16 points, 784 x 256 x 256 = 51,380,224 MACs and 784 x (64 +
+    // 64) = 100,352 transformed vectors at 1.5 ns; F(4x4): 4 x 4 tiles of 36
+    // points, 37,748,736 MACs and 73,728 vectors. Packed weights: 2.36 MB
+    // direct (read once: they outweigh the 173 KB input), 4.19 MB F(2x2)
+    // read per tile row (7), 9.44 MB F(4x4) (4 rows).
+    // For one image (`MEASURED_AVX512`, cold weights at 8.5 B/ns, rereads at
+    // 25): direct 99.68M / 70 = 1.424 ms; F(2x2) 51.38M / 35 + 0.151 =
+    // 1.619 ms (its weights 0.493 + 6 x 0.168 = 1.50 ms); F(4x4) weights
+    // 1.110 + 3 x 0.378 = 2.243 ms: direct.
+    // In a batch (`BATCH_AVX512`, warm weights at 47 B/ns): direct 99.68M /
+    // 143 = 0.697 ms; F(2x2) 51.38M / 100 + 0.151 = 0.664 ms (weights 7 x
+    // 4.19 MB / 47 = 0.624 ms); F(4x4) 0.377 + 0.111 = 0.488 ms but its
+    // weights 4 x 9.44 MB / 47 = 0.803 ms: F(2x2).
+    let image = image_kernels(WARM, Some(Isa::Avx512), 4);
+    assert!(matches!(image[..], [Some(Kernel::Conv(_))]), "{image:?}");
+    let plan = batch_plan_up_to(WARM, Some(Isa::Avx512), 4);
+    let Some(step) = &plan.kernels[0] else {
+        panic!("no batch kernel: {plan:?}")
+    };
+    let Kernel::Winograd(w) = &step.kernel else {
+        panic!("{:?}", step.kernel)
+    };
+    assert_eq!(w.tile, 2);
+    // It packs by its own kernel, and computes the image's convolution.
+    assert_eq!(step.parts[0].kernel, step.kernel);
+    assert_eq!(
+        conv_spec(&step.kernel),
+        image[0].as_ref().and_then(conv_spec)
+    );
+    // Only the AVX-512 tile has batch rates; Winograd only where allowed.
+    assert_eq!(batch_plan_up_to(WARM, Some(Isa::Avx2), 4).kernels, [None]);
+    assert_eq!(batch_plan_up_to(WARM, None, 4).kernels, [None]);
+    assert_eq!(batch_plan_up_to(WARM, Some(Isa::Avx512), 0).kernels, [None]);
+}
+
+proptest! {
+    // Lowering is pure and cheap; about one case in twenty draws a shape a
+    // batch runs on its own kernel (3x3, stride 1, AVX-512, many channels).
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A batch kernel, where there is one (`choice::batch_kernel`'s),
+    /// computes the image kernel's convolution on the AVX-512 tile by
+    /// another algorithm, within the Winograd bound; there is none on any
+    /// other tile.
+    #[test]
+    fn a_batch_kernel_computes_the_images_convolution(
+        size in 4usize..28,
+        channels in 1usize..512,
+        outputs in 1usize..512,
+        kernel in prop::sample::select(vec![1usize, 3, 3, 3, 5]),
+        stride in prop::sample::select(vec![1usize, 1, 1, 2]),
+        pad in 0usize..2,
+        tile in prop::sample::select(vec![0usize, 2, 4, 4]),
+        isa in prop::sample::select(vec![None, Some(Isa::Avx2), Some(Isa::Avx512), Some(Isa::Avx512)]),
+    ) {
+        prop_assume!(size + 2 * pad >= kernel);
+        let source = format!(
+            "P({size}x{size}x{channels}) {{ conv({outputs}, {kernel}x{kernel}, stride = {stride}, pad = {pad}), relu }}"
+        );
+        let image = image_kernels(&source, isa, tile);
+        for (own, image) in batch_plan_up_to(&source, isa, tile).kernels.iter().zip(&image) {
+            let (Some(own), Some(image)) = (own, image) else {
+                prop_assert!(own.is_none());
+                continue;
+            };
+            prop_assert_eq!(isa, Some(Isa::Avx512));
+            prop_assert_eq!(Some(own.kernel.clone()), batch_kernel(image, tile));
+            prop_assert_ne!(&own.kernel, image);
+            prop_assert_eq!(conv_spec(&own.kernel), conv_spec(image));
+            let within = match &own.kernel {
+                Kernel::Winograd(w) => w.tile <= tile,
+                _ => true,
+            };
+            prop_assert!(within, "{:?}", own.kernel);
+            prop_assert_eq!(&own.parts[0].kernel, &own.kernel);
+        }
+    }
 }
 
 #[test]
