@@ -606,7 +606,8 @@ impl Model {
     /// what its image gives through the batch plan alone, whatever the other
     /// images, the thread count and the chunking, and within rounding of
     /// [`Model::forward`]'s (ARCHITECTURE.md, "A batch is its images run
-    /// alone"). Where the network ends in dense layers the JIT
+    /// alone"); with [`Options::winograd`] `Off` it is [`Model::forward`]'s
+    /// bitwise. Where the network ends in dense layers the JIT
     /// compiled, the batch runs in chunks and each dense layer once per
     /// chunk (`batch.rs`, with the `jit` feature); its buffers, allocated on the first batch
     /// that needs them ([`Model::batch_bytes`]), are weighed against what the

@@ -212,6 +212,28 @@ fn a_batch_only_kernel_gives_each_image_one_output_on_any_threads_and_chunks() {
 }
 
 #[test]
+fn without_winograd_a_batch_is_forward_bitwise() {
+    // `Winograd::Off`, the option for the direct convolution's accuracy,
+    // leaves the batch plan no other kernel to choose: the batch is then
+    // bitwise each image's `forward`.
+    let graph = cnnjit::lang::compile_source(WARM).unwrap().remove(0).graph;
+    let weights = cnnjit::runtime::params::random_weights(&graph, 11);
+    let options = Options {
+        threads: 2,
+        winograd: cnnjit::Winograd::Off,
+        ..Options::default()
+    };
+    let mut model = Model::with_options(graph, &weights, options).unwrap();
+    let (n_in, n_out) = (model.input_len(), model.output_len());
+    let inputs = cnnjit::check::random_input(3 * n_in, 5);
+    let mut y = vec![f32::NAN; 3 * n_out];
+    model.forward_batch(&inputs, &mut y).unwrap();
+    for (x, y) in inputs.chunks_exact(n_in).zip(y.chunks_exact(n_out)) {
+        assert_eq!(bits(y), bits(&model.forward(x).unwrap()));
+    }
+}
+
+#[test]
 fn the_dense_tail_runs_batched_where_the_host_has_a_native_isa() {
     // The claim the test above checks is only about the batched path if the
     // model takes it: the memory it reports for a batch says so.
