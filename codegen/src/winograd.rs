@@ -27,10 +27,11 @@
 //!
 //! The weights are transformed once, at packing time, in `f64`:
 //! `U = G g Gᵀ`, packed `[alpha²][block][ci][width]` (zero past `K`). Each run
-//! reads all of `U` once, so runs are as long as `RUN_BYTES` of `V` and `M`
-//! allow, and of equal length to a tile, an even count, so two threads get
-//! equal shares: 28x28's 7 x 7 tiles of F(4x4) are two runs of 24 and 25,
-//! not 7 tile rows split 4 : 3.
+//! reads all of `U` once, so where `U` is large (`LONG_RUNS_FROM`) runs are
+//! as long as `RUN_BYTES` of `V` and `M` allow, and of equal length to a
+//! tile, an even count, so two threads get equal shares: 28x28x256's 7 x 7
+//! tiles of F(4x4) are two runs of 24 and 25, not 7 tile rows split 4 : 3.
+//! Otherwise the runs are the tile rows.
 //!
 //! Numerics: the transforms' constants make F(4x4) lose about three more
 //! bits than the direct convolution on inputs of one scale; the error
@@ -83,6 +84,13 @@ const UNROLL: usize = 4;
 /// 2 (1.8 MB); the 56x56x128 one (196 tiles) 0.701 in 14 tile rows, 0.650 in
 /// 4 runs (1.8 MB), 0.665 in 2 (3.6 MB).
 const RUN_BYTES: usize = 2 << 20;
+
+/// The fewest bytes of `U` for which a kernel runs in [`RUN_BYTES`] runs;
+/// below, its runs are its tile rows. ResNet-18's 3x3 layers (`U` of 0.6 to
+/// 4.2 MB) in long runs were faster alone (layer3's, one thread, 0.472 to
+/// 0.437 ms) but 5-25% slower inside the net, one thread (interleaved: the
+/// net 11.06 ms in tile rows, 12.04 in long runs).
+const LONG_RUNS_FROM: usize = 8 << 20;
 
 /// F(2x2, 3x3): `Bᵀ`, `G`, `Aᵀ` (Lavin and Gray, 2016).
 const F2: Transforms = Transforms {
@@ -242,14 +250,19 @@ impl WinogradSpec {
         super::padded_channels(self.input[2])
     }
 
-    /// The kernel's rows: runs of consecutive tiles in row-major order, the
-    /// fewest whose `V` and `M` fit `RUN_BYTES`, and an even count (two at
-    /// least) where there are several tiles, so two threads take equal
-    /// shares. Run `r` is tiles `[r T / n, (r + 1) T / n)` of the `T` tiles,
-    /// so runs differ in length by one tile at most.
+    /// The kernel's rows: runs of consecutive tiles in row-major order. Where
+    /// `U` takes `LONG_RUNS_FROM` bytes or more, the fewest whose `V` and `M`
+    /// fit `RUN_BYTES`, and an even count (two at least) where there are
+    /// several tiles, so two threads take equal shares; else the tile rows.
+    /// Run `r` is tiles `[r T / n, (r + 1) T / n)` of the `T` tiles, so runs
+    /// differ in length by one tile at most.
     pub fn runs(&self) -> usize {
         let [th, tw] = self.tiles();
         let tiles = th * tw;
+        let u_bytes = self.alpha().pow(2) * self.vector_len() * self.input[2] * 4;
+        if u_bytes < LONG_RUNS_FROM {
+            return th;
+        }
         let per_tile = self.alpha().pow(2) * (self.channels() + self.vector_len()) * 4;
         let fewest = (tiles * per_tile).div_ceil(RUN_BYTES);
         fewest.max(2).next_multiple_of(2).min(tiles)
@@ -954,30 +967,35 @@ mod tests {
 
     #[test]
     fn runs_are_even_balanced_and_bounded() {
-        // By hand. 28x28x256, F(4x4): 7 x 7 = 49 tiles of 36 (256 + 256) x 4
-        // = 73,728 bytes of V and M, 3.6 MB in all: two runs of 24 and 25
-        // (1.8 MB, within 2 MiB).
+        // By hand. 28x28x256, F(4x4): U is 36 x 256 x 256 x 4 = 9.4 MB, so
+        // long runs; 7 x 7 = 49 tiles of 36 (256 + 256) x 4 = 73,728 bytes
+        // of V and M, 3.6 MB in all: two runs of 24 and 25 (1.8 MB, within
+        // 2 MiB).
         let s = spec(4, 28, 256, Some(Isa::Avx512));
         assert_eq!(s.runs(), 2);
         assert_eq!(s.run_lengths(), (24, 25));
         assert_eq!(s.lengths().rows, 2);
         assert_eq!(s.lengths().scratch, 36 * 25 * 512);
-        // 56x56x128: 196 tiles of 36,864 bytes, 7.2 MB: 3.4 runs' worth,
-        // so four of 49 (even counts only).
-        let s = spec(4, 56, 128, Some(Isa::Avx512));
-        assert_eq!((s.runs(), s.run_lengths()), (4, (49, 49)));
-        // 14x14x512, F(2x2): 49 tiles of 16 (512 + 512) x 4 = 65,536 bytes,
-        // 3.2 MB: two runs.
+        // 56x56x256: 196 tiles, 14.4 MB: 6.9 runs' worth, so eight (even
+        // counts only) of 24 or 25.
+        let s = spec(4, 56, 256, Some(Isa::Avx512));
+        assert_eq!((s.runs(), s.run_lengths()), (8, (24, 25)));
+        // 14x14x512, F(2x2) on Cranelift's blocks: U is 16 x 512 x 512 x 4 =
+        // 16.8 MB; 49 tiles of 16 (512 + 512) x 4 = 65,536 bytes, 3.2 MB:
+        // two runs.
         let s = spec(2, 14, 512, None);
         assert_eq!((s.runs(), s.run_lengths()), (2, (24, 25)));
-        // Small layers still take two runs, for two threads; one tile, one.
-        let s = spec(4, 8, 16, None);
-        assert_eq!((s.runs(), s.run_lengths()), (2, (2, 2)));
+        // U below 8 MiB: the tile rows, odd counts included.
+        let s = spec(4, 28, 128, Some(Isa::Avx512));
+        assert_eq!((s.runs(), s.run_lengths()), (7, (7, 7)));
+        let s = spec(4, 56, 128, Some(Isa::Avx512));
+        assert_eq!((s.runs(), s.run_lengths()), (14, (14, 14)));
         let s = spec(4, 3, 16, None);
         assert_eq!((s.runs(), s.run_lengths()), (1, (1, 1)));
-        // Cranelift's blocks of 8: 5 channels pad to 8 per tile and 8 in.
+        // Cranelift's blocks of 8: 5 channels pad to 8 per tile and 8 in, a
+        // run is a row of 3 tiles.
         let s = spec(2, 6, 5, None);
-        assert_eq!(s.lengths().scratch, 16 * 5 * (8 + 8));
+        assert_eq!(s.lengths().scratch, 16 * 3 * (8 + 8));
     }
 
     #[test]
