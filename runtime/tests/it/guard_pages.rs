@@ -523,9 +523,9 @@ fn random_conv(
     epilogue: Vec<Epilogue>,
 ) -> Option<(Dims, Dims, Op, Kernel)> {
     let depthwise = kind == ConvKind::Depthwise;
-    // One Winograd conv in three has 256 to 300 channels in and out: `U` of
-    // F(4x4) then takes over 8 MiB, and its rows are runs of tiles across
-    // tile rows (`WinogradSpec::runs`).
+    // One Winograd conv in three has 362 to 400 channels in and out: `U`
+    // then takes over 8 MiB (F(2x2): 16 x 368 x 362 x 4 bytes at least), and
+    // its rows are runs of tiles across tile rows (`WinogradSpec::runs`).
     let wide = kind == ConvKind::Winograd && on.is_none() && rng.range(0, 2) == 0;
     let (h, w, groups, in_per_group, out_per_group) = match (kind, on) {
         (ConvKind::Depthwise, Some(d)) => (d.h, d.w, d.c, 1, 1),
@@ -539,8 +539,8 @@ fn random_conv(
             rng.range(1, 9),
             rng.range(1, 9),
             1,
-            rng.range(256, 300),
-            rng.range(256, 300),
+            rng.range(362, 400),
+            rng.range(362, 400),
         ),
         (ConvKind::Winograd, None) => (
             rng.range(1, 13),
