@@ -173,7 +173,7 @@ impl SeparableSpec {
     /// a `1x1` second half's single row is a one-pixel GEMV, which packs its
     /// weights in wider blocks ([`ConvSpec::block`]), or a `1xk` first half
     /// with padded columns calls a native tile: its padded border columns
-    /// are then one-pixel tile calls on every row ([`super::conv::emit_ring_rows`]),
+    /// are then one-pixel tile calls on every row (`conv::emit_ring_rows`),
     /// each bound by the FMA latency, where the kernel on its own runs them
     /// down the column in full tiles. Such a pair runs as two kernels
     /// (measured on 28x28x192, 1x3 to 128 then 3x1, one thread, AVX-512:
