@@ -164,7 +164,7 @@ impl Kernel {
             }
             Kernel::Winograd(spec) => {
                 let (pixels, channels) = spec.widest_tile();
-                (pixels, channels, spec.tiles()[1], spec.native)
+                (pixels, channels, spec.run_lengths().1, spec.native)
             }
             Kernel::Depthwise(spec) => match spec.native {
                 Some(isa) => (

@@ -2,16 +2,16 @@
 //! (m = 2 or 4, tiles of `alpha = m + 2` inputs), with the epilogue fused
 //! into the output transform.
 //!
-//! Per tile row of the output (the kernel's rows are tile rows, so threads
-//! never share a tile):
+//! The kernel's rows are runs of consecutive output tiles in row-major
+//! order ([`WinogradSpec::runs`]), so threads never share a tile. Per run:
 //! 1. input transform: each tile's `alpha x alpha` input patch, four channels
 //!    at a time, becomes `V = Bᵀ d B`, stored in `scratch` as
-//!    `[alpha²][tiles_w][C rounded up to 4]`. Interior tiles read the patch
+//!    `[alpha²][run][C rounded up to 4]`. Interior tiles read the patch
 //!    straight from the HWC input; border tiles first copy the part of it
 //!    inside the input into a zeroed `alpha x alpha` tile on the stack, so
 //!    the padding is never read and the transform is emitted only twice;
 //! 2. `alpha²` GEMMs in the transformed domain, `M[ξ] = V[ξ] U[ξ]`, stored in
-//!    `scratch` as `[alpha²][block][tiles_w][width]`: on the native AVX2 or
+//!    `scratch` as `[alpha²][block][run][width]`: on the native AVX2 or
 //!    AVX-512 tile ([`super::native`], blocks of 16 channels, up to
 //!    [`Isa::rows`] tiles a call; on AVX-512 two blocks a call through the
 //!    wide tile, an odd last block alone) where the spec asks for it and the
@@ -26,8 +26,12 @@
 //! vectors, and only the whole tiles' epilogue is unrolled.
 //!
 //! The weights are transformed once, at packing time, in `f64`:
-//! `U = G g Gᵀ`, packed `[alpha²][block][ci][width]` (zero past `K`). A row of
-//! `V` and `M` is about 0.5 MB for 56x56x128, so it stays in L2.
+//! `U = G g Gᵀ`, packed `[alpha²][block][ci][width]` (zero past `K`). Each run
+//! reads all of `U` once, so where `U` is large (`LONG_RUNS_FROM`) runs are
+//! as long as `RUN_BYTES` of `V` and `M` allow, and of equal length to a
+//! tile, an even count, so two threads get equal shares: 28x28x256's 7 x 7
+//! tiles of F(4x4) are two runs of 24 and 25, not 7 tile rows split 4 : 3.
+//! Otherwise the runs are the tile rows.
 //!
 //! Numerics: the transforms' constants make F(4x4) lose about three more
 //! bits than the direct convolution on inputs of one scale; the error
@@ -70,6 +74,23 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 
 /// Input channels per iteration of the GEMM's channel loop.
 const UNROLL: usize = 4;
+
+/// The most bytes of `V` and `M` one run of tiles keeps in `scratch`
+/// ([`WinogradSpec::runs`]). Every run reads all of `U` (9.4 MB for F(4x4)
+/// at 256 channels, beyond L2), so fewer, longer runs read it fewer times
+/// and fill the GEMM tiles. Measured, AVX-512, two threads, interleaved (one
+/// thread within noise either way): the 28x28x256 3x3 conv (F(4x4), 49
+/// tiles) 0.694 ms in 7 tile rows, 0.639 in 4 runs (0.96 MB each), 0.598 in
+/// 2 (1.8 MB); the 56x56x128 one (196 tiles) 0.701 in 14 tile rows, 0.650 in
+/// 4 runs (1.8 MB), 0.665 in 2 (3.6 MB).
+const RUN_BYTES: usize = 2 << 20;
+
+/// The fewest bytes of `U` for which a kernel runs in [`RUN_BYTES`] runs;
+/// below, its runs are its tile rows. ResNet-18's 3x3 layers (`U` of 0.6 to
+/// 4.2 MB) in long runs were faster alone (layer3's, one thread, 0.472 to
+/// 0.437 ms) but 5-25% slower inside the net, one thread (interleaved: the
+/// net 11.06 ms in tile rows, 12.04 in long runs).
+const LONG_RUNS_FROM: usize = 8 << 20;
 
 /// F(2x2, 3x3): `Bᵀ`, `G`, `Aᵀ` (Lavin and Gray, 2016).
 const F2: Transforms = Transforms {
@@ -229,26 +250,52 @@ impl WinogradSpec {
         super::padded_channels(self.input[2])
     }
 
-    /// `f32`s of `V` in scratch (one tile row); `M` follows, `alpha² tiles_w
-    /// vector_len` of them.
-    fn v_len(&self) -> usize {
-        self.alpha().pow(2) * self.tiles()[1] * self.channels()
+    /// The kernel's rows: runs of consecutive tiles in row-major order. Where
+    /// `U` takes `LONG_RUNS_FROM` bytes or more, the fewest whose `V` and `M`
+    /// fit `RUN_BYTES`, and an even count (two at least) where there are
+    /// several tiles, so two threads take equal shares; else the tile rows.
+    /// Run `r` is tiles `[r T / n, (r + 1) T / n)` of the `T` tiles, so runs
+    /// differ in length by one tile at most.
+    pub fn runs(&self) -> usize {
+        let [th, tw] = self.tiles();
+        let tiles = th * tw;
+        let u_bytes = self.alpha().pow(2) * self.vector_len() * self.input[2] * 4;
+        if u_bytes < LONG_RUNS_FROM {
+            return th;
+        }
+        let per_tile = self.alpha().pow(2) * (self.channels() + self.vector_len()) * 4;
+        let fewest = (tiles * per_tile).div_ceil(RUN_BYTES);
+        fewest.max(2).next_multiple_of(2).min(tiles)
     }
 
-    /// The buffer lengths of the kernel's safety contract. Its rows are tile rows.
+    /// The shortest and the longest run, in tiles.
+    pub(super) fn run_lengths(&self) -> (usize, usize) {
+        let [th, tw] = self.tiles();
+        let (tiles, runs) = (th * tw, self.runs());
+        (tiles / runs, tiles.div_ceil(runs))
+    }
+
+    /// `f32`s of `V` in scratch (the longest run); `M` follows,
+    /// `alpha² run vector_len` of them.
+    fn v_len(&self) -> usize {
+        self.alpha().pow(2) * self.run_lengths().1 * self.channels()
+    }
+
+    /// The buffer lengths of the kernel's safety contract. Its rows are
+    /// runs of tiles ([`Self::runs`]).
     pub fn lengths(&self) -> Lengths {
         let [h, w, c] = self.input;
         let [ho, wo, k] = self.output;
         let (params, extra) = epilogue_lengths(&self.epilogue, self.vector_len(), ho * wo * k);
-        let tw = self.tiles()[1];
+        let run = self.run_lengths().1;
         Lengths {
             input: h * w * c,
             weights: self.alpha().pow(2) * self.vector_len() * c,
             params,
             extra,
             output: OutputLayout::new(self.slice, k).len(ho * wo),
-            scratch: self.v_len() + self.alpha().pow(2) * tw * self.vector_len(),
-            rows: self.tiles()[0],
+            scratch: self.v_len() + self.alpha().pow(2) * run * self.vector_len(),
+            rows: self.runs(),
         }
     }
 
@@ -406,16 +453,45 @@ fn channel_vectors(
     }
 }
 
-/// Emits the kernel body for tile rows `[begin, end)`.
+/// Emits the kernel body for runs of tiles `[begin, end)` ([`WinogradSpec::runs`]).
 pub(crate) fn emit(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
-    let [th, _] = spec.tiles();
-    let begin = clamp(b, a.begin, 0, th as i64);
-    let end = clamp(b, a.end, 0, th as i64);
-    for_range(b, begin, end, 1, |b, ty| {
-        input_row(spec, b, a, ty);
-        gemm(spec, b, a);
-        output_row(spec, b, a, ty);
+    let [th, tw] = spec.tiles();
+    let runs = spec.runs() as i64;
+    let (short, long) = spec.run_lengths();
+    let begin = clamp(b, a.begin, 0, runs);
+    let end = clamp(b, a.end, 0, runs);
+    // The first tile of run `r`: `r T / n`.
+    let start = |b: &mut FunctionBuilder, r: Value| {
+        let t = b.ins().imul_imm_s(r, (th * tw) as i64);
+        b.ins().udiv_imm_s(t, runs)
+    };
+    for_range(b, begin, end, 1, |b, r| {
+        let first = start(b, r);
+        let next = b.ins().iadd_imm_s(r, 1);
+        let next = start(b, next);
+        input_run(spec, b, a, first, next);
+        if short == long {
+            gemm(spec, b, a, long);
+        } else {
+            let tiles = b.ins().isub(next, first);
+            let is_long = b.ins().icmp_imm_s(IntCC::Equal, tiles, long as i64);
+            if_else(
+                b,
+                is_long,
+                |b| gemm(spec, b, a, long),
+                |b| gemm(spec, b, a, short),
+            );
+        }
+        output_run(spec, b, a, first, next);
     });
+}
+
+/// Tile `t`'s tile row and column, `(t / tiles_w, t % tiles_w)`.
+fn tile_at(spec: &WinogradSpec, b: &mut FunctionBuilder, t: Value) -> (Value, Value) {
+    let tw = spec.tiles()[1] as i64;
+    let ty = b.ins().udiv_imm_s(t, tw);
+    let row = b.ins().imul_imm_s(ty, tw);
+    (ty, b.ins().isub(t, row))
 }
 
 /// The tiles, along one side, whose whole patch lies inside the input:
@@ -455,7 +531,7 @@ fn in_range(b: &mut FunctionBuilder, x: Value, (start, end): (i64, i64)) -> Valu
     b.ins().band(above, below)
 }
 
-/// Transforms tile row `ty` of the input into `V`.
+/// Transforms the input patches of tiles `[first, next)` into `V`.
 ///
 /// The transform is emitted once for the interior tiles, which read their
 /// patch straight from the input, and once for all the border tiles, which
@@ -463,13 +539,13 @@ fn in_range(b: &mut FunctionBuilder, x: Value, (start, end): (i64, i64)) -> Valu
 /// `alpha x alpha` stack tile of one channel vector: two copies of the
 /// transform instead of one per class of border (up to nine), which is most
 /// of the kernel's compile time, for a little more work on the border tiles.
-fn input_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value) {
+fn input_run(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, first: Value, next: Value) {
     let [h, w, c] = spec.input;
     let (m, alpha) = (spec.tile, spec.alpha());
     let [th, tw] = spec.tiles();
     let cp = spec.channels();
     let (pixel, in_row) = ((c * 4) as i64, (w * c * 4) as i64);
-    let row_inside = in_range(b, ty, interior(th, h, m, spec.pad[0]));
+    let rows = interior(th, h, m, spec.pad[0]);
     let columns = interior(tw, w, m, spec.pad[1]);
     let staging = b.create_sized_stack_slot(StackSlotData::new(
         StackSlotKind::ExplicitSlot,
@@ -477,21 +553,23 @@ fn input_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value) 
         4,
     ));
     let ptr = b.func.dfg.value_type(a.input);
-    // The input row of patch row 0: ty m - pad, possibly negative.
-    let iy = b.ins().imul_imm_s(ty, m as i64);
-    let iy = b.ins().iadd_imm_s(iy, -(spec.pad[0] as i64));
-    let off = b.ins().imul_imm_s(iy, in_row);
-    let row = b.ins().iadd(a.input, off);
-    let zero = int(b, 0);
-    let tiles = int(b, tw as i64);
-    for_range(b, zero, tiles, 1, |b, tx| {
+    for_range(b, first, next, 1, |b, t| {
+        let (ty, tx) = tile_at(spec, b, t);
+        // The input row of patch row 0: ty m - pad, possibly negative.
+        let iy = b.ins().imul_imm_s(ty, m as i64);
+        let iy = b.ins().iadd_imm_s(iy, -(spec.pad[0] as i64));
+        let off = b.ins().imul_imm_s(iy, in_row);
+        let row = b.ins().iadd(a.input, off);
         // Patch column 0 of this tile: tx m - pad, possibly negative.
         let ix = b.ins().imul_imm_s(tx, m as i64);
         let ix = b.ins().iadd_imm_s(ix, -(spec.pad[1] as i64));
         let off = b.ins().imul_imm_s(ix, pixel);
         let patch = b.ins().iadd(row, off);
-        let off = b.ins().imul_imm_s(tx, (cp * 4) as i64);
+        // This tile's place in the run.
+        let slot = b.ins().isub(t, first);
+        let off = b.ins().imul_imm_s(slot, (cp * 4) as i64);
         let v = b.ins().iadd(a.scratch, off);
+        let row_inside = in_range(b, ty, rows);
         let column_inside = in_range(b, tx, columns);
         let inside = b.ins().band(row_inside, column_inside);
         if_else(
@@ -557,7 +635,7 @@ fn transform_patch(
     v: Value,
 ) {
     let alpha = spec.alpha();
-    let stride = (spec.tiles()[1] * spec.channels() * 4) as i64;
+    let stride = (spec.run_lengths().1 * spec.channels() * 4) as i64;
     let d: Vec<Option<Value>> = (0..alpha * alpha)
         .map(|p| {
             let (i, j) = ((p / alpha) as i64, (p % alpha) as i64);
@@ -584,10 +662,11 @@ struct Native {
     tap: StackSlot,
 }
 
-/// `M[ξ] = V[ξ] U[ξ]` for every `ξ` of the tile row in scratch.
-fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
+/// `M[ξ] = V[ξ] U[ξ]` for every `ξ` of a run of `tiles` tiles in scratch.
+fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, tiles: usize) {
     let c = spec.input[2];
-    let tw = spec.tiles()[1];
+    // Rows of `V` and `M` are a run apart, whatever this run's length.
+    let run = spec.run_lengths().1;
     let (cp, width, blocks) = (spec.channels(), spec.width(), spec.blocks());
     let ptr = b.func.dfg.value_type(a.input);
     // Where the host lacks the native tile (a spec built by hand), the
@@ -629,11 +708,11 @@ fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
                 let index = b.ins().iadd(index, blk);
                 let off = b.ins().imul_imm_s(index, (c * width * 4) as i64);
                 let u = b.ins().iadd(a.weights, off);
-                // M[ξ][block] holds tiles_w rows of `width`.
-                let off = b.ins().imul_imm_s(index, (tw * width * 4) as i64);
+                // M[ξ][block] holds `run` rows of `width`.
+                let off = b.ins().imul_imm_s(index, (run * width * 4) as i64);
                 let m = b.ins().iadd(m_base, off);
                 let at = |b: &mut FunctionBuilder, tx: Value| {
-                    let pixel = b.ins().imul_imm_s(xi, tw as i64);
+                    let pixel = b.ins().imul_imm_s(xi, run as i64);
                     let pixel = b.ins().iadd(pixel, tx);
                     let off = b.ins().imul_imm_s(pixel, (cp * 4) as i64);
                     let v = b.ins().iadd(v_base, off);
@@ -654,7 +733,7 @@ fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
                             let (signature, callee) = match native.wide {
                                 Some((wide, signature)) if step == 2 => {
                                     let b_block = int(b, (c * width * 4) as i64);
-                                    let c_block = int(b, (tw * width * 4) as i64);
+                                    let c_block = int(b, (run * width * 4) as i64);
                                     args.extend([b_block, c_block]);
                                     (signature, wide[pixels - 1] as usize)
                                 }
@@ -667,15 +746,15 @@ fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
                     }
                 };
                 let rows = if step == 2 { native::WIDE_ROWS } else { rows };
-                let full = tw / rows * rows;
+                let full = tiles / rows * rows;
                 if full > 0 {
                     let zero = int(b, 0);
                     let end = int(b, full as i64);
                     for_range(b, zero, end, rows as i64, |b, tx| tile(b, tx, rows));
                 }
-                if tw > full {
+                if tiles > full {
                     let tx = int(b, full as i64);
-                    tile(b, tx, tw - full);
+                    tile(b, tx, tiles - full);
                 }
             });
         }
@@ -753,18 +832,18 @@ fn gemm_tile(b: &mut FunctionBuilder, g: &Gemm, v: Value, u: Value, out: Value, 
     }
 }
 
-/// Transforms tile row `ty` of `M` back, applies the epilogue and stores the
-/// output pixels that exist.
+/// Transforms tiles `[first, next)` of `M` back, applies the epilogue and
+/// stores the output pixels that exist.
 ///
 /// The transform is emitted once; whole tiles then store all `m x m`
 /// pixels unrolled, while the tiles cut by the bottom or right edge stage
 /// the transformed tile on the stack and store the pixels that exist in a
 /// loop, so a kernel holds two copies of the epilogue rather than one per
 /// class of edge tile.
-fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value) {
+fn output_run(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, first: Value, next: Value) {
     let [ho, wo, k] = spec.output;
     let m = spec.tile;
-    let tw = spec.tiles()[1];
+    let run = spec.run_lengths().1;
     let (kp, width) = (spec.vector_len(), spec.width());
     let out = OutputLayout::new(spec.slice, k);
     let (pixel, out_row) = (out.pixel_bytes(), wo as i64 * out.pixel_bytes());
@@ -775,24 +854,24 @@ fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value)
         4,
     ));
     let ptr = b.func.dfg.value_type(a.input);
-    let row_whole = in_range(b, ty, (0, (ho / m) as i64));
-    // The output rows of this tile row that exist.
-    let first = b.ins().imul_imm_s(ty, m as i64);
-    let left = b.ins().ineg(first);
-    let left = b.ins().iadd_imm_s(left, ho as i64);
-    let rows = clamp(b, left, 0, m as i64);
-    // The first output element of the tile row.
-    let oy = b.ins().imul_imm_s(first, out_row);
     let output = out.start(b, a.output);
-    let out_row_base = b.ins().iadd(output, oy);
-    let extra_row = b.ins().iadd(a.extra, oy);
-    let zero = int(b, 0);
-    let tiles = int(b, tw as i64);
-    for_range(b, zero, tiles, 1, |b, tx| {
+    for_range(b, first, next, 1, |b, t| {
+        let (ty, tx) = tile_at(spec, b, t);
+        let row_whole = in_range(b, ty, (0, (ho / m) as i64));
+        // The output rows of this tile that exist.
+        let top = b.ins().imul_imm_s(ty, m as i64);
+        let left = b.ins().ineg(top);
+        let left = b.ins().iadd_imm_s(left, ho as i64);
+        let rows = clamp(b, left, 0, m as i64);
+        // The tile's first output element.
+        let oy = b.ins().imul_imm_s(top, out_row);
         let ox = b.ins().imul_imm_s(tx, m as i64 * pixel);
-        let output = b.ins().iadd(out_row_base, ox);
-        let extra = b.ins().iadd(extra_row, ox);
-        let off = b.ins().imul_imm_s(tx, (width * 4) as i64);
+        let at = b.ins().iadd(oy, ox);
+        let extra = b.ins().iadd(a.extra, at);
+        let output = b.ins().iadd(output, at);
+        // This tile's place in the run.
+        let slot = b.ins().isub(t, first);
+        let off = b.ins().imul_imm_s(slot, (width * 4) as i64);
         let mt = b.ins().iadd(m_base, off);
         let column_whole = in_range(b, tx, (0, (wo / m) as i64));
         let whole = b.ins().band(row_whole, column_whole);
@@ -801,17 +880,17 @@ fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value)
         let left = b.ins().iadd_imm_s(left, wo as i64);
         let cols = clamp(b, left, 0, m as i64);
         channel_vectors(b, k, |b, ch, lanes| {
-            // Vector ch / 4 is vector `sub` of block `blk`: M[ξ][blk][tx][4 sub..].
+            // Vector ch / 4 is vector `sub` of block `blk`: M[ξ][blk][slot][4 sub..].
             let q = b.ins().ushr_imm_s(ch, 2);
             let per_block = (width / 4) as i64;
             let blk = b.ins().ushr_imm_s(q, i64::from(per_block.trailing_zeros()));
             let sub = b.ins().band_imm_s(q, per_block - 1);
-            let off = b.ins().imul_imm_s(blk, (tw * width * 4) as i64);
+            let off = b.ins().imul_imm_s(blk, (run * width * 4) as i64);
             let mt = b.ins().iadd(mt, off);
             let off = b.ins().imul_imm_s(sub, 16);
             let mt = b.ins().iadd(mt, off);
             let x: Vec<Option<Value>> = (0..spec.alpha().pow(2))
-                .map(|xi| Some(vector::load4(b, mt, (xi * tw * kp * 4) as i64)))
+                .map(|xi| Some(vector::load4(b, mt, (xi * run * kp * 4) as i64)))
                 .collect();
             let y: Vec<Value> = transform(b, spec.transforms().at, (m, m), &x)
                 .into_iter()
@@ -870,7 +949,54 @@ fn output_row(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, ty: Value)
 
 #[cfg(test)]
 mod tests {
-    use super::interior;
+    use super::{interior, WinogradSpec};
+    use crate::native::Isa;
+
+    /// F(`tile`) of a 3x3 `same` conv on `side x side x c` to `c` channels.
+    fn spec(tile: usize, side: usize, c: usize, native: Option<Isa>) -> WinogradSpec {
+        WinogradSpec {
+            tile,
+            input: [side, side, c],
+            output: [side, side, c],
+            pad: [1, 1],
+            epilogue: Vec::new(),
+            native,
+            slice: None,
+        }
+    }
+
+    #[test]
+    fn runs_are_even_balanced_and_bounded() {
+        // By hand. 28x28x256, F(4x4): U is 36 x 256 x 256 x 4 = 9.4 MB, so
+        // long runs; 7 x 7 = 49 tiles of 36 (256 + 256) x 4 = 73,728 bytes
+        // of V and M, 3.6 MB in all: two runs of 24 and 25 (1.8 MB, within
+        // 2 MiB).
+        let s = spec(4, 28, 256, Some(Isa::Avx512));
+        assert_eq!(s.runs(), 2);
+        assert_eq!(s.run_lengths(), (24, 25));
+        assert_eq!(s.lengths().rows, 2);
+        assert_eq!(s.lengths().scratch, 36 * 25 * 512);
+        // 56x56x256: 196 tiles, 14.4 MB: 6.9 runs' worth, so eight (even
+        // counts only) of 24 or 25.
+        let s = spec(4, 56, 256, Some(Isa::Avx512));
+        assert_eq!((s.runs(), s.run_lengths()), (8, (24, 25)));
+        // 14x14x512, F(2x2) on Cranelift's blocks: U is 16 x 512 x 512 x 4 =
+        // 16.8 MB; 49 tiles of 16 (512 + 512) x 4 = 65,536 bytes, 3.2 MB:
+        // two runs.
+        let s = spec(2, 14, 512, None);
+        assert_eq!((s.runs(), s.run_lengths()), (2, (24, 25)));
+        // U below 8 MiB: the tile rows, odd counts included.
+        let s = spec(4, 28, 128, Some(Isa::Avx512));
+        assert_eq!((s.runs(), s.run_lengths()), (7, (7, 7)));
+        let s = spec(4, 56, 128, Some(Isa::Avx512));
+        assert_eq!((s.runs(), s.run_lengths()), (14, (14, 14)));
+        let s = spec(4, 3, 16, None);
+        assert_eq!((s.runs(), s.run_lengths()), (1, (1, 1)));
+        // Cranelift's blocks of 8: 5 channels pad to 8 per tile and 8 in, a
+        // run is a row of 3 tiles.
+        let s = spec(2, 6, 5, None);
+        assert_eq!(s.lengths().scratch, 16 * 3 * (8 + 8));
+    }
 
     #[test]
     fn interior_tiles_read_only_inside_the_input() {

@@ -523,6 +523,10 @@ fn random_conv(
     epilogue: Vec<Epilogue>,
 ) -> Option<(Dims, Dims, Op, Kernel)> {
     let depthwise = kind == ConvKind::Depthwise;
+    // One Winograd conv in three has 362 to 400 channels in and out: `U`
+    // then takes over 8 MiB (F(2x2): 16 x 368 x 362 x 4 bytes at least), and
+    // its rows are runs of tiles across tile rows (`WinogradSpec::runs`).
+    let wide = kind == ConvKind::Winograd && on.is_none() && rng.range(0, 2) == 0;
     let (h, w, groups, in_per_group, out_per_group) = match (kind, on) {
         (ConvKind::Depthwise, Some(d)) => (d.h, d.w, d.c, 1, 1),
         // Up to seven native blocks after a pair's first half: a small
@@ -531,6 +535,13 @@ fn random_conv(
         (_, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 40)),
         (ConvKind::Dense, None) => (1, 1, 1, rng.range(1, 64), rng.range(1, 140)),
         (ConvKind::Depthwise, None) => (rng.range(1, 9), rng.range(1, 20), rng.range(1, 19), 1, 1),
+        (ConvKind::Winograd, None) if wide => (
+            rng.range(1, 9),
+            rng.range(1, 9),
+            1,
+            rng.range(362, 400),
+            rng.range(362, 400),
+        ),
         (ConvKind::Winograd, None) => (
             rng.range(1, 13),
             rng.range(1, 13),
@@ -912,7 +923,7 @@ fn run_kernel(
     let mut output = Guarded::new(lengths.output);
     let rows = lengths.rows;
     // The kernel's rows are output rows (runs of pixels of a pointwise
-    // convolution), tile rows of a Winograd kernel, blocks of rows of a
+    // convolution), runs of tiles of a Winograd kernel, blocks of rows of a
     // pointwise separable pair, or blocks of output channels, at every
     // pixel, of a convolution with one output pixel or whose weights
     // outweigh its input, or of a pair run whole (from the slice's first
@@ -927,16 +938,27 @@ fn run_kernel(
     };
     let row_len = match kernel {
         _ if by_channels.is_some() => by_channels.map_or(1, ConvSpec::block),
-        Kernel::Winograd(spec) => spec.tile * dims.w * dims.c,
         Kernel::Separable(spec) => spec.block_rows() * dims.w * dims.c,
         Kernel::Conv(spec) => spec.output[1] * dims.c,
         _ => dims.w * dims.c,
     };
     let first = by_channels.map_or(0, |spec| spec.slice.map_or(0, |s| s.first));
-    let row_of = |i: usize| match by_channels {
+    let row_of = |i: usize| match (by_channels, kernel) {
         // A block's channels at every pixel.
-        Some(_) => (i % dims.c).saturating_sub(first) / row_len,
-        None => i / row_len,
+        (Some(_), _) => (i % dims.c).saturating_sub(first) / row_len,
+        // Run `r` of `n` holds tiles `[r T / n, (r + 1) T / n)` of the `T`
+        // tiles, row-major (`WinogradSpec::runs`).
+        (None, Kernel::Winograd(spec)) => {
+            let (pixel, [th, tw]) = (i / dims.c, spec.tiles());
+            let (y, x) = (pixel / dims.w, pixel % dims.w);
+            let tile = y / spec.tile * tw + x / spec.tile;
+            let (tiles, runs) = (th * tw, spec.runs());
+            (0..runs)
+                .rev()
+                .find(|r| r * tiles / runs <= tile)
+                .expect("run 0 starts at tile 0")
+        }
+        (None, _) => i / row_len,
     };
 
     // All rows through the runtime's entry point, alone and on two threads.

@@ -174,6 +174,12 @@ fn every_algorithm_is_within_its_tolerance_of_f64() {
     error_of_every_algorithm([28, 28, 128], 128, 1, 1);
     error_of_every_algorithm([13, 11, 37], 19, 0, 2);
     error_of_every_algorithm([7, 9, 5], 3, 1, 3);
+    // `U` of 8 MiB or more, so runs of tiles across tile rows
+    // (`WinogradSpec::runs`): F(4x4) on 9x11x256 has 3 x 3 tiles in runs of
+    // 4 and 5, cut by the bottom and right edges; on 5x7x512 to 256, F(2x2)'s
+    // 3 x 4 tiles are two runs of 6, F(4x4)'s 2 x 2 two of 2.
+    error_of_every_algorithm([9, 11, 256], 256, 1, 4);
+    error_of_every_algorithm([5, 7, 512], 256, 1, 5);
 }
 
 #[test]
