@@ -273,11 +273,20 @@ pub fn candidates(spec: &ConvSpec, largest_tile: usize) -> Vec<(Pick, Kernel)> {
 /// (lowering's, static or tuned), where it differs: the convolution `image`
 /// computes on the algorithm [`BATCH_AVX512`] picks, Winograd tiles no
 /// larger than `largest_tile`, for a convolution on the AVX-512 tile (the
-/// only one whose batch rates are measured); `None` elsewhere.
+/// only one whose batch rates are measured), a Winograd kernel's rows its
+/// tile rows (`WinogradSpec::tile_rows`); `None` elsewhere.
 pub fn batch_kernel(image: &Kernel, largest_tile: usize) -> Option<Kernel> {
     let spec = conv_spec(image).filter(|s| s.native == Some(Isa::Avx512))?;
     let pick = Pick::of(BATCH_AVX512.choose(&spec, largest_tile))?;
-    pick.kernel(&spec).filter(|k| k != image)
+    let kernel = match pick.kernel(&spec)? {
+        // `BATCH_AVX512` counts a pass over `U` per tile row.
+        Kernel::Winograd(w) => Kernel::Winograd(WinogradSpec {
+            tile_rows: true,
+            ..w
+        }),
+        kernel => kernel,
+    };
+    (kernel != *image).then_some(kernel)
 }
 
 /// The convolution a kernel [`kernel`] or [`tuned_kernel`] returned

@@ -31,7 +31,10 @@
 //! as long as `RUN_BYTES` of `V` and `M` allow, and of equal length to a
 //! tile, an even count, so two threads get equal shares: 28x28x256's 7 x 7
 //! tiles of F(4x4) are two runs of 24 and 25, not 7 tile rows split 4 : 3.
-//! Otherwise the runs are the tile rows.
+//! Otherwise, and in a kernel lowering marks `tile_rows` (a batch's: each
+//! image on one thread, `U` warm in the outer cache from the image before,
+//! where AlexNet's 13x13x384 F(2x2) layer in two runs of 1.2 MB of `V` and
+//! `M` each, beyond L2, made batch 32 4% slower), the runs are the tile rows.
 //!
 //! Numerics: the transforms' constants make F(4x4) lose about three more
 //! bits than the direct convolution on inputs of one scale; the error
@@ -165,6 +168,10 @@ pub struct WinogradSpec {
     /// The channel slice of a wider tensor the output is written into, if
     /// not a tensor of its own ([`super::Kernel::sliced`]).
     pub slice: Option<ChannelSlice>,
+    /// The kernel's rows are its tile rows whatever `U`'s size (lowering's
+    /// choice for a batch's kernel, `choice::batch_kernel`); else
+    /// [`Self::runs`]' rule.
+    pub tile_rows: bool,
 }
 
 impl WinogradSpec {
@@ -184,6 +191,7 @@ impl WinogradSpec {
             epilogue: conv.epilogue.clone(),
             native: conv.native,
             slice: conv.slice,
+            tile_rows: false,
         })
     }
 
@@ -253,14 +261,15 @@ impl WinogradSpec {
     /// The kernel's rows: runs of consecutive tiles in row-major order. Where
     /// `U` takes `LONG_RUNS_FROM` bytes or more, the fewest whose `V` and `M`
     /// fit `RUN_BYTES`, and an even count (two at least) where there are
-    /// several tiles, so two threads take equal shares; else the tile rows.
+    /// several tiles, so two threads take equal shares; else, or where the
+    /// spec asks for `tile_rows`, the tile rows.
     /// Run `r` is tiles `[r T / n, (r + 1) T / n)` of the `T` tiles, so runs
     /// differ in length by one tile at most.
     pub fn runs(&self) -> usize {
         let [th, tw] = self.tiles();
         let tiles = th * tw;
         let u_bytes = self.alpha().pow(2) * self.vector_len() * self.input[2] * 4;
-        if u_bytes < LONG_RUNS_FROM {
+        if self.tile_rows || u_bytes < LONG_RUNS_FROM {
             return th;
         }
         let per_tile = self.alpha().pow(2) * (self.channels() + self.vector_len()) * 4;
@@ -962,6 +971,7 @@ mod tests {
             epilogue: Vec::new(),
             native,
             slice: None,
+            tile_rows: false,
         }
     }
 

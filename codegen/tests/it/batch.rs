@@ -5,6 +5,7 @@ use cnnjit_codegen::batch::{plan_batch, BatchPlan, GROUP};
 use cnnjit_codegen::choice::{batch_kernel, conv_spec};
 use cnnjit_codegen::lower::{lower, Capabilities, LoweredStep};
 use cnnjit_codegen::native::Isa;
+use cnnjit_codegen::winograd::WinogradSpec;
 use cnnjit_codegen::Kernel;
 use cnnjit_ir::plan::Fusion;
 use proptest::prelude::*;
@@ -84,6 +85,19 @@ fn a_batch_runs_winograd_f2_where_warm_weights_make_it_cheaper() {
         conv_spec(&step.kernel),
         image[0].as_ref().and_then(conv_spec)
     );
+    // AlexNet's conv4 itself, 13x13x384: `U` is 16 x 384 x 384 x 4 = 9.44
+    // MB, over the 8 MiB from which the image's Winograd kernels run in
+    // long runs of tiles (49 tiles of 16 x (384 + 384) x 4 = 49,152 bytes of
+    // `V` and `M`, 2.41 MB, over the 2 MiB of a run: two runs); the batch's
+    // runs in its 7 tile rows, the passes over `U` its cost model counts.
+    let wide = "Wide(13x13x384) { conv(384, 3x3, pad = 1), relu }";
+    let plan = batch_plan_up_to(wide, Some(Isa::Avx512), 4);
+    let Some(Kernel::Winograd(w)) = plan.kernels[0].as_ref().map(|s| &s.kernel) else {
+        panic!("no batch Winograd kernel: {plan:?}")
+    };
+    assert_eq!((w.tile, w.runs()), (2, 7));
+    let image = WinogradSpec::of_conv(&conv_spec(&Kernel::Winograd(w.clone())).unwrap(), 2);
+    assert_eq!(image.map(|s| s.runs()), Some(2));
     // Only the AVX-512 tile has batch rates; Winograd only where allowed.
     assert_eq!(batch_plan_up_to(WARM, Some(Isa::Avx2), 4).kernels, [None]);
     assert_eq!(batch_plan_up_to(WARM, None, 4).kernels, [None]);
