@@ -522,10 +522,10 @@ pub struct Sink {
     pub columns: i64,
     /// The first of `lines` 64-byte lines the tile asks the cache for while
     /// it sums, one per step of its depth loop (lines past its last step
-    /// are not asked for): a hint, never read, so it changes no result (a kernel whose weights stay still points it at
-    /// the part of the next blocks' weights this tile's share is, so they
-    /// come from memory while this block computes, not at the next block's
-    /// first tile).
+    /// are not asked for): a hint, never read, so it changes no result (a
+    /// kernel whose weights stay still points it at the part of the next
+    /// blocks' weights this tile's share is, so they come from memory while
+    /// this block computes, not at the next block's first tile).
     pub prefetch: *const f32,
     /// Lines at `prefetch`; 0 for none.
     pub lines: i64,

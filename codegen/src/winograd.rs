@@ -253,6 +253,11 @@ impl WinogradSpec {
         self.blocks() * self.width()
     }
 
+    /// `f32`s of the transformed weights `U`, `[alpha²][block][ci][width]`.
+    fn u_len(&self) -> usize {
+        self.alpha().pow(2) * self.vector_len() * self.input[2]
+    }
+
     /// Input channels rounded up to whole `f32x4`: one transformed input pixel in scratch.
     fn channels(&self) -> usize {
         super::padded_channels(self.input[2])
@@ -268,8 +273,7 @@ impl WinogradSpec {
     pub fn runs(&self) -> usize {
         let [th, tw] = self.tiles();
         let tiles = th * tw;
-        let u_bytes = self.alpha().pow(2) * self.vector_len() * self.input[2] * 4;
-        if self.tile_rows || u_bytes < LONG_RUNS_FROM {
+        if self.tile_rows || self.u_len() * 4 < LONG_RUNS_FROM {
             return th;
         }
         let per_tile = self.alpha().pow(2) * (self.channels() + self.vector_len()) * 4;
@@ -299,7 +303,7 @@ impl WinogradSpec {
         let run = self.run_lengths().1;
         Lengths {
             input: h * w * c,
-            weights: self.alpha().pow(2) * self.vector_len() * c,
+            weights: self.u_len(),
             params,
             extra,
             output: OutputLayout::new(self.slice, k).len(ho * wo),
