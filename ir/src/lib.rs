@@ -187,6 +187,23 @@ pub struct Conv2d {
     pub depthwise: bool,
 }
 
+impl Conv2d {
+    /// `conv(out_channels, 1x1, stride, bias = false)`: a projection of
+    /// each pixel's channels, one group, no padding.
+    pub fn pointwise(out_channels: u32, stride: Hw) -> Conv2d {
+        Conv2d {
+            out_channels,
+            kernel: Hw::square(1),
+            stride,
+            dilation: Hw::square(1),
+            padding: Padding::default(),
+            groups: 1,
+            bias: false,
+            depthwise: false,
+        }
+    }
+}
+
 /// A fully connected layer (`dense`, `fc`) on a flat input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Dense {

@@ -37,19 +37,11 @@ pub const MAX_EXPANSION_STEPS: usize = 10 * MAX_LAYERS;
 /// that maps the input's size onto the target's (a `bn` with the default eps
 /// follows it).
 pub fn auto_projection([h, w]: [u32; 2], [ho, wo, c]: [u32; 3]) -> Conv2d {
-    Conv2d {
-        out_channels: c,
-        kernel: Hw::square(1),
-        stride: Hw {
-            h: h.div_ceil(ho.max(1)),
-            w: w.div_ceil(wo.max(1)),
-        },
-        dilation: Hw::square(1),
-        padding: Padding::default(),
-        groups: 1,
-        bias: false,
-        depthwise: false,
-    }
+    let stride = Hw {
+        h: h.div_ceil(ho.max(1)),
+        w: w.div_ceil(wo.max(1)),
+    };
+    Conv2d::pointwise(c, stride)
 }
 
 /// A net expanded to a graph, with the span of every node.

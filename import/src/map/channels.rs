@@ -23,7 +23,7 @@ use super::{Form, Mapper, Param, Partial, Value};
 use crate::error::Result;
 use crate::fold::{node_error, normalise_axis};
 use crate::onnx::{NodeProto, Tensor};
-use cnnjit_ir::{Activation, Conv2d, Hw, Op, Padding, Shape};
+use cnnjit_ir::{Activation, Conv2d, Hw, Op, Shape};
 use std::rc::Rc;
 
 /// The operators read inside an NHWC region as they are read outside it,
@@ -239,16 +239,7 @@ impl Mapper<'_> {
             .collect();
         let out_channels =
             u32::try_from(d).map_err(|_| node_error(node, "too many output channels"))?;
-        let op = Op::Conv2d(Conv2d {
-            out_channels,
-            kernel: Hw::square(1),
-            stride: Hw::square(1),
-            dilation: Hw::square(1),
-            padding: Padding::default(),
-            groups: 1,
-            bias: false,
-            depthwise: false,
-        });
+        let op = Op::Conv2d(Conv2d::pointwise(out_channels, Hw::square(1)));
         let params = vec![Param {
             suffix: "weight",
             dims: vec![d, c, 1, 1],
