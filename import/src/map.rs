@@ -1421,7 +1421,7 @@ impl Mapper<'_> {
             | Form::GeluHalf
             | Form::GeluTimes => return Err(partial_error(node, 0)),
         };
-        if (divisor - 6.0).abs() > 6.0 * 1e-6 {
+        if !near(divisor, 6.0) {
             return Err(node_error(
                 node,
                 format!("divides by {divisor}; cnnjit reads relu6(x + 3) / 6 as hard_sigmoid and x * relu6(x + 3) / 6 as hard_swish"),
@@ -1866,6 +1866,12 @@ fn grouping(from: &[usize], to: &[usize]) -> Option<usize> {
 
 /// Input `i` is a step of hard-sigmoid or hard-swish written in arithmetic
 /// that this node does not continue.
+/// Whether `value`, a constant an exporter wrote, is within a relative 1e-6
+/// of `wanted` (hard-swish's 6, GELU's sqrt 2 and halves).
+fn near(value: f32, wanted: f32) -> bool {
+    (value - wanted).abs() <= 1e-6 * wanted.abs()
+}
+
 fn partial_error(node: &NodeProto, i: usize) -> Error {
     node_error(
         node,

@@ -19,7 +19,7 @@
 //! sqrt 2)` and a final `Div 2` are read too. Each step is a
 //! [`Partial`] read by one node only, which continues it.
 
-use super::{Form, Mapper, Param, Partial, Value};
+use super::{near, Form, Mapper, Param, Partial, Value};
 use crate::error::Result;
 use crate::fold::{node_error, normalise_axis};
 use crate::onnx::{NodeProto, Tensor};
@@ -88,11 +88,6 @@ fn channels_first_constant(node: &NodeProto, t: &Tensor) -> Result<Tensor> {
             format!("a constant of dimensions {:?} in a channels-last region (after Transpose(0, 2, 3, 1)); cnnjit reads constants there as one value or one per channel ([C] on the last axis)", t.dims),
         )),
     }
-}
-
-/// Whether `value` is within a relative 1e-6 of `wanted`.
-fn near(value: f32, wanted: f32) -> bool {
-    (value - wanted).abs() <= 1e-6 * wanted.abs()
 }
 
 impl Mapper<'_> {

@@ -791,6 +791,7 @@ fn arithmetic(nodes: Vec<cnnjit_import::onnx::NodeProto>) -> Vec<u8> {
             scalar("zero", 0.0),
             scalar("six", 6.0),
             scalar("sixth", 1.0 / 6.0),
+            scalar("nan", f32::NAN),
         ],
     )
 }
@@ -848,6 +849,15 @@ fn arithmetic_that_is_not_hard_swish_is_an_error_naming_the_node() {
                 node("Div", "d", &["c", "three"], "y", vec![]),
             ],
             "d",
+        ),
+        // A NaN divisor is no 6 (a NaN compares false with any bound).
+        (
+            vec![
+                plus_three(),
+                clip(),
+                node("Div", "n", &["c", "nan"], "y", vec![]),
+            ],
+            "n",
         ),
         (
             vec![plus_three(), clip(), node("Relu", "r", &["c"], "y", vec![])],
