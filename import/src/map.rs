@@ -714,7 +714,9 @@ impl Mapper<'_> {
                     Self::float(node, "alpha", 0.2),
                     Self::float(node, "beta", 0.5),
                 );
-                if (alpha - 1.0 / 6.0).abs() > 1e-6 || (beta - 0.5).abs() > 1e-6 {
+                // Within 1e-6 of each, written so a NaN is outside.
+                let within = |v: f32, w: f32| (v - w).abs() <= 1e-6;
+                if !(within(alpha, 1.0 / 6.0) && within(beta, 0.5)) {
                     return Err(node_error(
                         node,
                         format!("alpha {alpha}, beta {beta}: cnnjit's hard_sigmoid is relu6(x + 3) / 6 (alpha 1/6, beta 0.5)"),

@@ -837,6 +837,26 @@ fn hard_swish_and_hard_sigmoid_written_in_arithmetic_are_the_activations() {
 }
 
 #[test]
+fn hard_sigmoid_is_the_activation_only_with_pytorchs_alpha_and_beta() {
+    let hard_sigmoid = |alpha: Option<f32>| {
+        let attributes = alpha.map(|a| attr_f("alpha", a)).into_iter().collect();
+        model(
+            13,
+            &[1, 2, 3, 3],
+            vec![node("HardSigmoid", "h", &["x"], "y", attributes)],
+            vec![],
+        )
+    };
+    let imported = import(&hard_sigmoid(Some(1.0 / 6.0))).unwrap();
+    assert_eq!(body(&imported), ["h: hard_sigmoid,"]);
+    // ONNX's default alpha (0.2) is not PyTorch's; a NaN is no alpha.
+    for alpha in [None, Some(f32::NAN)] {
+        let (node, _, why) = node_error(import(&hard_sigmoid(alpha)));
+        assert_eq!(node, "h", "{why}");
+    }
+}
+
+#[test]
 fn arithmetic_that_is_not_hard_swish_is_an_error_naming_the_node() {
     // (x + 3 read by anything but a Clip, or x / 6, is an affine.)
     let plus_three = || node("Add", "", &["x", "three"], "p", vec![]);
