@@ -1,7 +1,7 @@
 //! `affine`: a learned factor and shift per channel, `x w_c + b_c`
 //! (ConvNeXt's layer scale, `(x - mean) / std` baked into a model).
 
-use super::{KernelError, Result};
+use super::{check_len, Affine, Result};
 
 /// `x * scale[c] + shift[c]` on every element of `data` (HWC, `scale.len()`
 /// channels), in place, computed in `f64` and rounded once. A layer without
@@ -9,20 +9,16 @@ use super::{KernelError, Result};
 /// (which change nothing: `x * 1 + 0` is `x`). Preconditions (else an
 /// error): at least one channel, `shift` as long as `scale`, whole pixels.
 pub fn affine_in_place(scale: &[f32], shift: &[f32], data: &mut [f32]) -> Result<()> {
-    let channels = scale.len();
-    if channels == 0 || shift.len() != channels || !data.len().is_multiple_of(channels) {
-        return Err(KernelError::Invalid(format!(
-            "affine: {} elements are not pixels of {channels} channels (shift of {})",
-            data.len(),
-            shift.len()
-        )));
-    }
-    for pixel in data.chunks_exact_mut(channels) {
-        for ((x, &w), &b) in pixel.iter_mut().zip(scale).zip(shift) {
-            *x = (f64::from(*x) * f64::from(w) + f64::from(b)) as f32;
-        }
-    }
-    Ok(())
+    check_len("affine shift", scale.len(), shift.len())?;
+    let maps: Vec<Affine> = scale
+        .iter()
+        .zip(shift)
+        .map(|(&w, &b)| Affine {
+            scale: f64::from(w),
+            shift: f64::from(b),
+        })
+        .collect();
+    Affine::apply_in_place(&maps, "affine", data)
 }
 
 #[cfg(test)]

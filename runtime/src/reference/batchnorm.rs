@@ -39,6 +39,26 @@ impl Affine {
     pub fn to_f32(self) -> (f32, f32) {
         (self.scale as f32, self.shift as f32)
     }
+
+    /// `x * scale + shift` on every element of `data` (whole pixels of
+    /// `maps.len()` channels, else an error naming `layer`), in `f64`,
+    /// rounded once: the one loop of every per-channel affine reference
+    /// kernel (`bn`, `affine`).
+    pub(super) fn apply_in_place(maps: &[Affine], layer: &str, data: &mut [f32]) -> Result<()> {
+        let channels = maps.len();
+        if channels == 0 || !data.len().is_multiple_of(channels) {
+            return Err(KernelError::Invalid(format!(
+                "{layer}: {} elements are not pixels of {channels} channels",
+                data.len()
+            )));
+        }
+        for pixel in data.chunks_exact_mut(channels) {
+            for (x, a) in pixel.iter_mut().zip(maps) {
+                *x = (f64::from(*x) * a.scale + a.shift) as f32;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<'a> BatchNorm<'a> {
@@ -124,20 +144,7 @@ pub fn batch_norm(bn: &BatchNorm<'_>, input: &[f32], output: &mut [f32]) -> Resu
 
 /// [`batch_norm`] in place on `data` (as the executor runs a `bn` epilogue).
 pub fn batch_norm_in_place(bn: &BatchNorm<'_>, data: &mut [f32]) -> Result<()> {
-    let affine = bn.affine()?;
-    let channels = affine.len();
-    if channels == 0 || !data.len().is_multiple_of(channels) {
-        return Err(KernelError::Invalid(format!(
-            "bn: {} elements are not pixels of {channels} channels",
-            data.len()
-        )));
-    }
-    for pixel in data.chunks_exact_mut(channels) {
-        for (x, a) in pixel.iter_mut().zip(&affine) {
-            *x = (f64::from(*x) * a.scale + a.shift) as f32;
-        }
-    }
-    Ok(())
+    Affine::apply_in_place(&bn.affine()?, "bn", data)
 }
 
 #[cfg(test)]
