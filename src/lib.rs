@@ -38,6 +38,8 @@ pub use cnnjit_ir as ir;
 pub use cnnjit_lang as lang;
 pub use cnnjit_macros::cnn;
 pub use cnnjit_runtime as runtime;
+#[cfg(feature = "jit")]
+pub use cnnjit_runtime::BatchKernels;
 pub use cnnjit_runtime::{
     Error, Graph, LayerInfo, Model, Options, Shape, Summary, Tensor, Weights, Winograd,
 };

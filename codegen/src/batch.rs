@@ -10,11 +10,14 @@
 //! Invariant: every decision but the batch's kernels is a loop order, or a
 //! kernel that sums each output in the order the image's own kernel does
 //! (the batched dense kernel, `native_dense_batch`). The batch's kernels
-//! ([`BatchPlan::kernels`], [`choice::batch_kernel`]: Winograd where the
-//! weights stay warm from one image to the next) compute the same
-//! convolution in another order, so a batch's outputs are each image's run
-//! through the batch plan alone, bitwise, and within rounding of its
-//! `forward` (the image's plan).
+//! ([`BatchPlan::kernels`]) are the image's unless the model asks for
+//! [`BatchKernels::Fastest`], so by default a batch's outputs are each
+//! image's `forward` (the image's plan), bitwise. With `Fastest` a step may
+//! run another kernel ([`choice::batch_kernel`]: Winograd where the weights
+//! stay warm from one image to the next), which computes the same
+//! convolution in another order: a batch's outputs are then each image's
+//! run through the batch plan alone, bitwise, and within rounding of its
+//! `forward`.
 
 use crate::choice::{self, MEASURED};
 use crate::lower::{KernelStep, LoweredStep, Part};
@@ -36,6 +39,22 @@ use cnnjit_ir::Graph;
 /// has most of it for half the memory of 8.
 pub const GROUP: usize = 4;
 
+/// Which kernels a batch of two or more images may run: the image's own
+/// (the default, so a batch is bitwise each image's `forward`), or, where
+/// it measures faster, a kernel of another algorithm, within its rounding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BatchKernels {
+    /// Each step runs the kernel it runs for one image: a batch's outputs
+    /// are bitwise each image's `forward`.
+    #[default]
+    Image,
+    /// A step may run a kernel of another algorithm where a batch runs it
+    /// faster ([`choice::batch_kernel`]: today Winograd F(2x2) on
+    /// AlexNet's 13x13 3x3 layers on the AVX-512 tile), within that
+    /// algorithm's rounding of `forward`'s (`winograd`'s "Numerics").
+    Fastest,
+}
+
 /// How a batch runs, decided once per model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchPlan {
@@ -44,8 +63,10 @@ pub struct BatchPlan {
     /// per chunk of images, the steps before it once per image.
     pub tail: Option<DenseTail>,
     /// Per step of the plan, the kernel a batch runs in place of the
-    /// image's, where they differ ([`choice::batch_kernel`]); the same step
-    /// otherwise (its parts, operands and epilogue).
+    /// image's, where they differ ([`choice::batch_kernel`], with
+    /// [`BatchKernels::Fastest`] only; `None` everywhere with
+    /// [`BatchKernels::Image`]); the same step otherwise (its parts,
+    /// operands and epilogue).
     pub kernels: Vec<Option<KernelStep>>,
     /// Images a thread runs as a group: [`GROUP`] where the packed weights
     /// of the steps before the tail outgrow the outer caches
@@ -66,11 +87,13 @@ pub struct BatchPlan {
 }
 
 /// The batch decisions for `graph`'s `plan`, its steps lowered as `steps`,
-/// Winograd tiles no larger than `largest_tile` (module doc).
+/// a batch's kernels as `allowed` says, Winograd tiles no larger than
+/// `largest_tile` (module doc).
 pub fn plan_batch(
     graph: &Graph,
     plan: &Plan,
     steps: &[LoweredStep],
+    allowed: BatchKernels,
     largest_tile: usize,
 ) -> BatchPlan {
     let tail = dense_tail(graph, plan).filter(|tail| steps[tail.first..].iter().all(batched));
@@ -78,7 +101,9 @@ pub fn plan_batch(
     let kernels: Vec<Option<KernelStep>> = (steps.iter().enumerate())
         .map(|(i, step)| match step {
             // A step of one layer, which packs by the step's kernel.
-            LoweredStep::Kernel(k) if i < first && k.parts.len() == 1 => {
+            LoweredStep::Kernel(k)
+                if allowed == BatchKernels::Fastest && i < first && k.parts.len() == 1 =>
+            {
                 let kernel = choice::batch_kernel(&k.kernel, largest_tile)?;
                 let part = Part {
                     kernel: kernel.clone(),

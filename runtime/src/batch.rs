@@ -25,10 +25,12 @@
 //! [`BatchPlan::step_by_step`] marks step by step, so their weights are
 //! read from memory once per group, and the others image by image.
 //!
-//! Outputs are bitwise those of each image run alone ([`DenseBatch`]'s
-//! module doc: the same chain of FMAs and the same epilogue; a kernel's
-//! output does not depend on how its rows are split), so also the same for
-//! any thread count and any chunking (`tests/it/batch.rs`).
+//! Outputs are bitwise those of each image run alone through the batch
+//! plan's kernels, by default the image's own, so its `forward`
+//! ([`DenseBatch`]'s module doc: the same chain of FMAs and the same
+//! epilogue; a kernel's output does not depend on how its rows are split),
+//! so also the same for any thread count and any chunking
+//! (`tests/it/batch.rs`).
 //!
 //! The tail's buffers and the lanes are allocated on the first batch that
 //! needs them, weighed against what the model's memory budget had left

@@ -41,6 +41,8 @@ pub mod team;
 pub mod tune;
 pub mod weights;
 
+#[cfg(feature = "jit")]
+pub use cnnjit_codegen::batch::BatchKernels;
 pub use error::{Corruption, Error, InternalError, Result};
 pub use model::{Model, Options, Winograd};
 pub use weights::{Tensor, Weights};

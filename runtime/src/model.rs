@@ -92,6 +92,13 @@ pub struct Options {
     /// [`Model::with_budget`] reads the cache file once; the choice is a pure
     /// function of the spec and the file's contents.
     pub tuned: bool,
+    /// Which kernels a batch of two or more images runs
+    /// ([`Model::forward_batch`]): the image's own (the default), so each
+    /// output is bitwise the image's [`Model::forward`], or with
+    /// `BatchKernels::Fastest` a kernel of another algorithm where a batch
+    /// runs it faster, within that algorithm's rounding.
+    #[cfg(feature = "jit")]
+    pub batch_kernels: cnnjit_codegen::batch::BatchKernels,
 }
 
 /// Which Winograd convolutions a model may use for its 3x3 stride-1
@@ -146,6 +153,8 @@ impl Default for Options {
             memory_limit: None,
             winograd: Winograd::Any,
             tuned: true,
+            #[cfg(feature = "jit")]
+            batch_kernels: cnnjit_codegen::batch::BatchKernels::Image,
         }
     }
 }
@@ -314,7 +323,8 @@ impl Model {
         #[cfg(feature = "jit")]
         let batch = (lowered.as_ref()).map(|lowered| {
             let e = &model.engine;
-            plan_batch(&e.graph, &e.plan, lowered, caps.winograd_tile)
+            let allowed = options.batch_kernels;
+            plan_batch(&e.graph, &e.plan, lowered, allowed, caps.winograd_tile)
         });
         #[cfg(feature = "jit")]
         if let (Some(lowered), Some(batch)) = (&lowered, &batch) {
@@ -600,14 +610,16 @@ impl Model {
     /// Runs a batch: `inputs` holds whole images one after another (NHWC),
     /// `outputs` as many outputs. A batch of one image is exactly
     /// [`Model::forward`]. A larger batch runs the batch plan (lowering's
-    /// `BatchPlan`, with the `jit` feature), which may run a convolution on
-    /// another algorithm than the image's (Winograd F(2x2) where its weights
-    /// stay warm from one image to the next): each output is then bitwise
-    /// what its image gives through the batch plan alone, whatever the other
-    /// images, the thread count and the chunking, and within rounding of
-    /// [`Model::forward`]'s (ARCHITECTURE.md, "A batch is its images run
-    /// alone"); with [`Options::winograd`] `Off` it is [`Model::forward`]'s
-    /// bitwise. Where the network ends in dense layers the JIT
+    /// `BatchPlan`, with the `jit` feature), whose kernels are by default
+    /// the image's: each output is bitwise its image's [`Model::forward`],
+    /// whatever the other images, the thread count and the chunking. With
+    /// `Options::batch_kernels` `BatchKernels::Fastest` the plan may run a
+    /// convolution on another algorithm than the image's (Winograd F(2x2)
+    /// where its weights stay warm from one image to the next): each output
+    /// is then bitwise what its image gives through the batch plan alone,
+    /// and within rounding of [`Model::forward`]'s (ARCHITECTURE.md, "A
+    /// batch is its images run alone"); with [`Options::winograd`] `Off` it
+    /// is [`Model::forward`]'s bitwise either way. Where the network ends in dense layers the JIT
     /// compiled, the batch runs in chunks and each dense layer once per
     /// chunk (`batch.rs`, with the `jit` feature); its buffers, allocated on the first batch
     /// that needs them ([`Model::batch_bytes`]), are weighed against what the

@@ -1,12 +1,13 @@
-//! Batches run as batches (`cnnjit::runtime::batch`): each output of a batch
-//! is bitwise what the image gives alone through the batch plan, for any
-//! thread count and across chunks, and within rounding of `forward`'s (the
-//! same bits where the batch plan keeps the image's kernels); a batch of one
-//! is `forward`; the memory a batch takes is known before, and a batch whose
-//! buffers do not fit what the budget left is an error.
+//! Batches run as batches (`cnnjit::runtime::batch`): by default each
+//! output of a batch is bitwise the image's `forward`, for any thread
+//! count, across chunks and in groups; with `BatchKernels::Fastest` it is
+//! bitwise what the image gives alone through the batch plan and within
+//! rounding of `forward`'s; a batch of one is `forward`; the memory a
+//! batch takes is known before, and a batch whose buffers do not fit what
+//! the budget left is an error.
 
 use cnnjit::runtime::memory::Budget;
-use cnnjit::{cnn, Error, Graph, Model, Options};
+use cnnjit::{cnn, BatchKernels, Error, Graph, Model, Options};
 
 cnn! {
     LeNet5(32x32x1) {
@@ -38,10 +39,17 @@ fn nets() -> Vec<Graph> {
     graphs
 }
 
+/// `graph` with random weights on `threads`, the default options.
 fn model(graph: &Graph, threads: usize) -> Model {
+    model_with(graph, threads, BatchKernels::default())
+}
+
+/// [`model`], a batch's kernels as `batch_kernels` says.
+fn model_with(graph: &Graph, threads: usize, batch_kernels: BatchKernels) -> Model {
     let weights = cnnjit::runtime::params::random_weights(graph, 11);
     let options = Options {
         threads,
+        batch_kernels,
         ..Options::default()
     };
     Model::with_options(graph.clone(), &weights, options).unwrap()
@@ -72,7 +80,8 @@ fn a_batch_gives_each_image_its_own_output_bitwise_on_any_threads() {
 }
 
 /// Asserts that `graph`'s batches of each size in `batches` give, on 1, 2
-/// and 3 threads, bitwise the outputs `alone` gives each image.
+/// and 3 threads with the default options, bitwise the outputs `alone`
+/// gives each image with `forward`.
 fn batches_are_their_images_alone(graph: &Graph, alone: &mut Model, batches: &[usize]) {
     let (n_in, n_out) = (alone.input_len(), alone.output_len());
     for &batch in batches {
@@ -95,6 +104,14 @@ fn batches_are_their_images_alone(graph: &Graph, alone: &mut Model, batches: &[u
     }
 }
 
+/// The deep convolutions of [`GROUPS`] and [`WARM_GROUPS`], whose weights
+/// make a thread run its images in groups.
+macro_rules! deep_convs {
+    () => {
+        "conv(1024, 3x3), relu, conv(1024, 3x3), relu, conv(16, 1x1)"
+    };
+}
+
 /// A net with no dense tail, so each thread writes its images' outputs, and
 /// 40 MB of packed weights, more than the outer caches hold, so a thread
 /// runs its images in groups (`codegen::batch::GROUP`, 4): the first conv
@@ -102,12 +119,11 @@ fn batches_are_their_images_alone(graph: &Graph, alone: &mut Model, batches: &[u
 /// the three convs after them step by step (conv(1024, 3x3) on 6x6x64:
 /// 589,824 weights against 2,304 + 16,384 values; on 4x4x1024: 9,437,184,
 /// 37.7 MB; conv(16, 1x1): 16,384 against 4,096 + 64) (`exec::run_group`).
-const GROUPS: &str = "
-    Groups(12x12x3) {
-        conv(64, 3x3, pad = 1), relu, maxpool(2x2),
-        conv(1024, 3x3), relu, conv(1024, 3x3), relu, conv(16, 1x1),
-    }
-";
+const GROUPS: &str = concat!(
+    "Groups(12x12x3) { conv(64, 3x3, pad = 1), relu, maxpool(2x2), ",
+    deep_convs!(),
+    " }"
+);
 
 #[test]
 fn images_run_in_groups_give_each_its_own_output_bitwise_on_any_threads() {
@@ -116,29 +132,72 @@ fn images_run_in_groups_give_each_its_own_output_bitwise_on_any_threads() {
         .remove(0)
         .graph;
     let mut alone = model(&graph, 1);
-    // On two threads a batch of 8 takes eight arenas: the model's, 3 beside
-    // it and the other thread's 4, where one image a group would take two.
-    let two = model(&graph, 2);
-    assert!(
-        two.batch_bytes(8) >= 8 * two.arena_bytes(),
-        "{}",
-        two.batch_bytes(8)
-    );
+    runs_in_groups(&graph);
     // Groups of at most 4, fewer where the threads would go short: 9 images
     // on 2 threads in groups of 4, 4 and 1, 5 on 3 threads in 2, 2 and 1.
     batches_are_their_images_alone(&graph, &mut alone, &[2, 5, 9]);
 }
 
-/// A layer the batch plan runs on Winograd F(2x2) where the image runs the
-/// direct kernel, on the AVX-512 tile (`codegen/tests/it/batch.rs` derives
-/// the choice); elsewhere both run the same kernel and the checks below
-/// hold bitwise.
+/// Asserts that `graph` runs a batch in groups: on two threads a batch of 8
+/// takes eight arenas (the model's, 3 beside it and the other thread's 4),
+/// where one image a group would take two.
+fn runs_in_groups(graph: &Graph) {
+    let two = model(graph, 2);
+    assert!(
+        two.batch_bytes(8) >= 8 * two.arena_bytes(),
+        "{}: {}",
+        graph.name,
+        two.batch_bytes(8)
+    );
+}
+
+/// A layer the batch plan runs on Winograd F(2x2) with
+/// `BatchKernels::Fastest` where the image runs the direct kernel, on the
+/// AVX-512 tile (`codegen/tests/it/batch.rs` derives the choice); elsewhere
+/// both run the same kernel and the checks below hold bitwise.
 const WARM: &str = "Warm(13x13x256) { conv(256, 3x3, pad = 1), relu }";
+
+/// [`WARM`]'s layer, then [`GROUPS`]'s deep convolutions (after a pool,
+/// 6x6x256): 49.6 MB of packed weights (2.36 + 9.44 + 37.7 MB and the 1x1's
+/// 64 KB), more than the outer caches hold, so a thread runs its images in
+/// groups of 4.
+const WARM_GROUPS: &str = concat!(
+    "WarmGroups(13x13x256) { conv(256, 3x3, pad = 1), relu, maxpool(2x2), ",
+    deep_convs!(),
+    " }"
+);
+
+// Issue #17 asks that a batch's outputs be within 1e-6 of the output's
+// scale of each image run alone; by default they are its bits.
+#[test]
+fn by_default_a_batch_is_forward_bitwise_where_another_kernel_would_be_faster() {
+    let graph = (cnnjit::lang::compile_source(WARM_GROUPS).unwrap())
+        .remove(0)
+        .graph;
+    let mut alone = model(&graph, 1);
+    runs_in_groups(&graph);
+    // 9 images on 2 threads in groups of 4, 4 and 1; 33 across the chunk of
+    // 32.
+    batches_are_their_images_alone(&graph, &mut alone, &[2, 9, 33]);
+    // The same net with `Fastest` runs F(2x2) on the first layer on
+    // AVX-512, so its batch is not `forward`'s bits: the check above is of
+    // the default, not of a net where every choice agrees.
+    let (n_in, n_out) = (alone.input_len(), alone.output_len());
+    let inputs = cnnjit::check::random_input(2 * n_in, 3);
+    let forward: Vec<u32> = (inputs.chunks_exact(n_in))
+        .flat_map(|x| bits(&alone.forward(x).unwrap()))
+        .collect();
+    let mut fastest = model_with(&graph, 2, BatchKernels::Fastest);
+    let mut y = vec![f32::NAN; 2 * n_out];
+    fastest.forward_batch(&inputs, &mut y).unwrap();
+    let avx512 = cnnjit::codegen::native::Isa::best() == Some(cnnjit::codegen::native::Isa::Avx512);
+    assert_eq!(bits(&y) != forward, avx512);
+}
 
 #[test]
 fn a_batch_only_kernel_gives_each_image_one_output_on_any_threads_and_chunks() {
     let graph = cnnjit::lang::compile_source(WARM).unwrap().remove(0).graph;
-    let mut one = model(&graph, 1);
+    let mut one = model_with(&graph, 1, BatchKernels::Fastest);
     let (n_in, n_out) = (one.input_len(), one.output_len());
     let images = 34;
     let inputs = cnnjit::check::random_input(images * n_in, 5);
@@ -154,7 +213,7 @@ fn a_batch_only_kernel_gives_each_image_one_output_on_any_threads_and_chunks() {
     // Any batch, any threads, across chunks (34: 32 and 2; 33: 32 and 1).
     for batch in [2, 5, 33, 34] {
         for threads in [1, 2, 3] {
-            let mut model = model(&graph, threads);
+            let mut model = model_with(&graph, threads, BatchKernels::Fastest);
             let mut y = vec![f32::NAN; batch * n_out];
             model
                 .forward_batch(&inputs[..batch * n_in], &mut y)
@@ -214,13 +273,14 @@ fn a_batch_only_kernel_gives_each_image_one_output_on_any_threads_and_chunks() {
 #[test]
 fn without_winograd_a_batch_is_forward_bitwise() {
     // `Winograd::Off`, the option for the direct convolution's accuracy,
-    // leaves the batch plan no other kernel to choose: the batch is then
-    // bitwise each image's `forward`.
+    // leaves the batch plan no other kernel to choose, even with
+    // `Fastest`: the batch is then bitwise each image's `forward`.
     let graph = cnnjit::lang::compile_source(WARM).unwrap().remove(0).graph;
     let weights = cnnjit::runtime::params::random_weights(&graph, 11);
     let options = Options {
         threads: 2,
         winograd: cnnjit::Winograd::Off,
+        batch_kernels: BatchKernels::Fastest,
         ..Options::default()
     };
     let mut model = Model::with_options(graph, &weights, options).unwrap();

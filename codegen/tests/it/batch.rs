@@ -1,7 +1,7 @@
 //! Lowering's batch decisions (`cnnjit_codegen::batch`) on example nets,
 //! each figure derived by hand in a comment.
 
-use cnnjit_codegen::batch::{plan_batch, BatchPlan, GROUP};
+use cnnjit_codegen::batch::{plan_batch, BatchKernels, BatchPlan, GROUP};
 use cnnjit_codegen::choice::{batch_kernel, conv_spec};
 use cnnjit_codegen::lower::{lower, Capabilities, LoweredStep};
 use cnnjit_codegen::native::Isa;
@@ -16,11 +16,22 @@ fn batch_plan(source: &str, native: Option<Isa>) -> BatchPlan {
     batch_plan_up_to(source, native, 0)
 }
 
-/// The batch plan of `source`'s first net, Winograd tiles up to `tile`
-/// (lowering is pure, so any ISA lowers on any host).
+/// The batch plan of `source`'s first net, a batch's kernels the fastest
+/// (`BatchKernels::Fastest`), Winograd tiles up to `tile` (lowering is
+/// pure, so any ISA lowers on any host).
 fn batch_plan_up_to(source: &str, native: Option<Isa>, tile: usize) -> BatchPlan {
+    batch_plan_allowing(source, native, tile, BatchKernels::Fastest)
+}
+
+/// [`batch_plan_up_to`], a batch's kernels as `allowed` says.
+fn batch_plan_allowing(
+    source: &str,
+    native: Option<Isa>,
+    tile: usize,
+    allowed: BatchKernels,
+) -> BatchPlan {
     let (net, steps) = lowered(source, native, tile);
-    plan_batch(&net.graph, &net.plan, &steps, tile)
+    plan_batch(&net.graph, &net.plan, &steps, allowed, tile)
 }
 
 /// The image's kernels of `source`'s first net, lowered as [`batch_plan_up_to`].
@@ -104,15 +115,26 @@ fn a_batch_runs_winograd_f2_where_warm_weights_make_it_cheaper() {
     assert_eq!(batch_plan_up_to(WARM, Some(Isa::Avx512), 0).kernels, [None]);
 }
 
+#[test]
+fn by_default_a_batch_runs_the_images_kernels() {
+    // The layer above, where `Fastest` runs F(2x2): by default the batch
+    // keeps the image's direct kernel, and every other decision is the same.
+    let image = batch_plan_allowing(WARM, Some(Isa::Avx512), 4, BatchKernels::default());
+    assert_eq!(image.kernels, [None]);
+    let fastest = batch_plan_up_to(WARM, Some(Isa::Avx512), 4);
+    assert!(fastest.kernels[0].is_some(), "{fastest:?}");
+    assert_eq!((image.tail, image.group), (fastest.tail, fastest.group));
+}
+
 proptest! {
     // Lowering is pure and cheap; about one case in twenty draws a shape a
     // batch runs on its own kernel (3x3, stride 1, AVX-512, many channels).
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// A batch kernel, where there is one (`choice::batch_kernel`'s),
-    /// computes the image kernel's convolution on the AVX-512 tile by
-    /// another algorithm, within the Winograd bound; there is none on any
-    /// other tile.
+    /// A batch kernel, where `BatchKernels::Fastest` gives one
+    /// (`choice::batch_kernel`'s), computes the image kernel's convolution
+    /// on the AVX-512 tile by another algorithm, within the Winograd bound;
+    /// there is none on any other tile, and none by default.
     #[test]
     fn a_batch_kernel_computes_the_images_convolution(
         size in 4usize..28,
@@ -129,6 +151,8 @@ proptest! {
             "P({size}x{size}x{channels}) {{ conv({outputs}, {kernel}x{kernel}, stride = {stride}, pad = {pad}), relu }}"
         );
         let image = image_kernels(&source, isa, tile);
+        let default = batch_plan_allowing(&source, isa, tile, BatchKernels::Image);
+        prop_assert!(default.kernels.iter().all(Option::is_none));
         for (own, image) in batch_plan_up_to(&source, isa, tile).kernels.iter().zip(&image) {
             let (Some(own), Some(image)) = (own, image) else {
                 prop_assert!(own.is_none());

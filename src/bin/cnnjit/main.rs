@@ -99,6 +99,12 @@ enum Command {
         /// convolution's accuracy, `f2` for F(2x2) at most, `any` (default).
         #[arg(long, value_enum, default_value_t = WinogradArg::Any)]
         winograd: WinogradArg,
+        /// Which kernels a batch of two or more images runs: `image` (default:
+        /// each image's own, so a batch is bitwise each image run alone) or
+        /// `fastest` (another algorithm where a batch runs it faster, within
+        /// its rounding).
+        #[arg(long, value_enum, default_value_t = BatchKernelsArg::Image)]
+        batch_kernels: BatchKernelsArg,
     },
     /// Run a net with random weights through the JIT and the reference kernels; compare.
     Check {
@@ -169,6 +175,12 @@ enum Command {
         /// convolution's accuracy, `f2` for F(2x2) at most, `any` (default).
         #[arg(long, value_enum, default_value_t = WinogradArg::Any)]
         winograd: WinogradArg,
+        /// Which kernels a batch of two or more images runs: `image` (default:
+        /// each image's own, so a batch is bitwise each image run alone) or
+        /// `fastest` (another algorithm where a batch runs it faster, within
+        /// its rounding).
+        #[arg(long, value_enum, default_value_t = BatchKernelsArg::Image)]
+        batch_kernels: BatchKernelsArg,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -251,6 +263,25 @@ enum Optimizer {
     Momentum,
     /// Adam: two copies (first and second moments).
     Adam,
+}
+
+/// `--batch-kernels`: which kernels a batch of two or more images runs
+/// (`cnnjit::BatchKernels`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BatchKernelsArg {
+    /// Each image's own: a batch is bitwise each image run alone.
+    Image,
+    /// Another algorithm where a batch runs it faster, within its rounding.
+    Fastest,
+}
+
+impl From<BatchKernelsArg> for cnnjit::BatchKernels {
+    fn from(arg: BatchKernelsArg) -> cnnjit::BatchKernels {
+        match arg {
+            BatchKernelsArg::Image => cnnjit::BatchKernels::Image,
+            BatchKernelsArg::Fastest => cnnjit::BatchKernels::Fastest,
+        }
+    }
 }
 
 /// `--winograd`: which Winograd convolutions the JIT may use.
@@ -886,6 +917,7 @@ fn run(cli: Cli) -> Result<String, String> {
             output,
             top,
             winograd,
+            batch_kernels,
         } => run_model(
             &file,
             net.as_deref(),
@@ -903,6 +935,7 @@ fn run(cli: Cli) -> Result<String, String> {
             top as usize,
             cnnjit::Options {
                 winograd: winograd.into(),
+                batch_kernels: batch_kernels.into(),
                 ..cnnjit::Options::default()
             },
         ),
@@ -955,6 +988,7 @@ fn run(cli: Cli) -> Result<String, String> {
             separate_pairs,
             no_reference,
             winograd,
+            batch_kernels,
             json,
         } => {
             let (native_tile, native_isa) = native_options(pure_cranelift, isa);
@@ -967,6 +1001,7 @@ fn run(cli: Cli) -> Result<String, String> {
                         native_isa,
                         fuse_separable: !separate_pairs,
                         winograd: winograd.into(),
+                        batch_kernels: batch_kernels.into(),
                         ..cnnjit::Options::default()
                     },
                     batches: batch.into_iter().map(|b| b as usize).collect(),
