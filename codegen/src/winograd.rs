@@ -277,7 +277,7 @@ impl WinogradSpec {
     /// `U` takes `LONG_RUNS_FROM` bytes or more, the fewest whose `V` and `M`
     /// fit `RUN_BYTES`, and an even count (two at least) where there are
     /// several tiles, so two threads take equal shares; else as many as the
-    /// tile rows, one fewer where they are odd ([`LONG_RUNS_FROM`]); where
+    /// tile rows, one fewer where they are odd (`LONG_RUNS_FROM`); where
     /// the spec asks for `tile_rows`, the tile rows.
     /// Run `r` is tiles `[r T / n, (r + 1) T / n)` of the `T` tiles, so runs
     /// differ in length by one tile at most.
