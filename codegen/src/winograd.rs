@@ -31,7 +31,9 @@
 //! as long as `RUN_BYTES` of `V` and `M` allow, and of equal length to a
 //! tile, an even count, so two threads get equal shares: 28x28x256's 7 x 7
 //! tiles of F(4x4) are two runs of 24 and 25, not 7 tile rows split 4 : 3.
-//! Otherwise, and in a kernel lowering marks `tile_rows` (a batch's: each
+//! Otherwise the runs are the tile rows, one fewer where those are odd, so
+//! two threads still take equal shares (7 tile rows are six runs of 8 or 9
+//! tiles); in a kernel lowering marks `tile_rows` (a batch's: each
 //! image on one thread, `U` warm in the outer cache from the image before,
 //! where AlexNet's 13x13x384 F(2x2) layer in two runs of 1.2 MB of `V` and
 //! `M` each, beyond L2, made batch 32 4% slower), the runs are the tile rows.
@@ -89,10 +91,18 @@ const UNROLL: usize = 4;
 const RUN_BYTES: usize = 2 << 20;
 
 /// The fewest bytes of `U` for which a kernel runs in [`RUN_BYTES`] runs;
-/// below, its runs are its tile rows. ResNet-18's 3x3 layers (`U` of 0.6 to
-/// 4.2 MB) in long runs were faster alone (layer3's, one thread, 0.472 to
-/// 0.437 ms) but 5-25% slower inside the net, one thread (interleaved: the
-/// net 11.06 ms in tile rows, 12.04 in long runs).
+/// below, its runs are about its tile rows. ResNet-18's 3x3
+/// layers (`U` of 0.6 to 4.2 MB) in long runs were faster alone (layer3's,
+/// one thread, 0.472 to 0.437 ms) but 5-25% slower inside the net, one
+/// thread (interleaved: the net 11.06 ms in tile rows, 12.04 in long runs).
+///
+/// Below it, an odd count of tile rows (7 at 28x28 for F(4x4),
+/// at 14x14 for F(2x2)) is one fewer runs, so two threads take equal shares
+/// rather than 4 : 3 rows, and one thread reads `U` once less, in runs of 8
+/// or 9 tiles (`V` and `M` of at most 0.29 MB at 14x14x256 for F(2x2), 0.33
+/// MB at 28x28x128 for F(4x4)). Measured on ResNet-18, interleaved, 5 rounds, medians:
+/// one thread 12.51 to 12.07 ms, two 6.60 to 6.39 (one more run than the
+/// tile rows: 12.20 and 6.41).
 const LONG_RUNS_FROM: usize = 8 << 20;
 
 /// F(2x2, 3x3): `Bᵀ`, `G`, `Aᵀ` (Lavin and Gray, 2016).
@@ -266,15 +276,19 @@ impl WinogradSpec {
     /// The kernel's rows: runs of consecutive tiles in row-major order. Where
     /// `U` takes `LONG_RUNS_FROM` bytes or more, the fewest whose `V` and `M`
     /// fit `RUN_BYTES`, and an even count (two at least) where there are
-    /// several tiles, so two threads take equal shares; else, or where the
-    /// spec asks for `tile_rows`, the tile rows.
+    /// several tiles, so two threads take equal shares; else as many as the
+    /// tile rows, one fewer where they are odd (`LONG_RUNS_FROM`); where
+    /// the spec asks for `tile_rows`, the tile rows.
     /// Run `r` is tiles `[r T / n, (r + 1) T / n)` of the `T` tiles, so runs
     /// differ in length by one tile at most.
     pub fn runs(&self) -> usize {
         let [th, tw] = self.tiles();
         let tiles = th * tw;
-        if self.tile_rows || self.u_len() * 4 < LONG_RUNS_FROM {
+        if self.tile_rows {
             return th;
+        }
+        if self.u_len() * 4 < LONG_RUNS_FROM {
+            return (th - th % 2).max(1);
         }
         let per_tile = self.alpha().pow(2) * (self.channels() + self.vector_len()) * 4;
         let fewest = (tiles * per_tile).div_ceil(RUN_BYTES);
@@ -999,17 +1013,22 @@ mod tests {
         // two runs.
         let s = spec(2, 14, 512, None);
         assert_eq!((s.runs(), s.run_lengths()), (2, (24, 25)));
-        // U below 8 MiB: the tile rows, odd counts included.
+        // U below 8 MiB: the tile rows, an odd count one fewer: 7 rows of
+        // 7 tiles are six runs, 49 / 6 = 8.2 tiles, of 8 or 9.
         let s = spec(4, 28, 128, Some(Isa::Avx512));
-        assert_eq!((s.runs(), s.run_lengths()), (7, (7, 7)));
+        assert_eq!((s.runs(), s.run_lengths()), (6, (8, 9)));
+        let mut rows = s.clone();
+        rows.tile_rows = true;
+        assert_eq!((rows.runs(), rows.run_lengths()), (7, (7, 7)));
         let s = spec(4, 56, 128, Some(Isa::Avx512));
         assert_eq!((s.runs(), s.run_lengths()), (14, (14, 14)));
         let s = spec(4, 3, 16, None);
         assert_eq!((s.runs(), s.run_lengths()), (1, (1, 1)));
-        // Cranelift's blocks of 8: 5 channels pad to 8 per tile and 8 in, a
-        // run is a row of 3 tiles.
+        // Cranelift's blocks of 8: 5 channels pad to 8 per tile and 8 in;
+        // 3 rows of 3 tiles are two runs, of 4 and 5 tiles.
         let s = spec(2, 6, 5, None);
-        assert_eq!(s.lengths().scratch, 16 * 3 * (8 + 8));
+        assert_eq!((s.runs(), s.run_lengths()), (2, (4, 5)));
+        assert_eq!(s.lengths().scratch, 16 * 5 * (8 + 8));
     }
 
     #[test]
