@@ -68,7 +68,8 @@ pub struct BatchPlan {
     /// ResNet-50's 28x28 F(4x4) layers ran step by step, their 2.4 MB of
     /// weights against 0.8 MB of values and 1.6 MB of shortcut, and the
     /// shortcut's residual adds read it from memory (two threads, batch 32,
-    /// interleaved, medians of 3: 62.2 -> 64.8 and 63.6 -> 65.0 images/s).
+    /// interleaved, medians of 3, three runs: 62.2 -> 64.8, 61.1 -> 63.6 and
+    /// 58.6 -> 62.2 images/s).
     pub step_by_step: Vec<bool>,
 }
 
