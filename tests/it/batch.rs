@@ -151,6 +151,33 @@ fn runs_in_groups(graph: &Graph) {
     );
 }
 
+/// A net whose groups switch from step by step to image by image and back
+/// with a residual block's shortcut live across the switch: the conv and
+/// pool image by image (1,728 weights against 432 + 9,216 values),
+/// conv(1024, 3x3) on 6x6x64 and the block's conv(64, 1x1) step by step
+/// (589,824 against 2,304 + 16,384; 65,536 against 16,384 + 1,024), the
+/// block's conv(16, 3x3) image by image (9,216 weights against 1,024 + 256
+/// values and the 16,384 of the shortcut live across it) and its
+/// conv(1024, 1x1) with the add (16,384 against 256 + 16,384 + 16,384),
+/// then conv(1024, 3x3) on 4x4x1024 (9,437,184, 37.7 MB: groups of 4) and
+/// conv(16, 1x1) (16,384 against 4,096 + 64) step by step
+/// (`codegen::batch::plan_batch`).
+const LIVE: &str = "
+    Live(12x12x3) {
+        conv(64, 3x3, pad = 1), relu, maxpool(2x2), conv(1024, 3x3), relu,
+        residual { conv(64, 1x1), relu, conv(16, 3x3, pad = 1), relu, conv(1024, 1x1) }, relu,
+        conv(1024, 3x3), relu, conv(16, 1x1),
+    }
+";
+
+#[test]
+fn groups_that_switch_around_a_live_shortcut_give_each_image_its_own_output_bitwise() {
+    let graph = cnnjit::lang::compile_source(LIVE).unwrap().remove(0).graph;
+    let mut alone = model(&graph, 1);
+    runs_in_groups(&graph);
+    batches_are_their_images_alone(&graph, &mut alone, &[2, 5, 9]);
+}
+
 /// A layer the batch plan runs on Winograd F(2x2) with
 /// `BatchKernels::Fastest` where the image runs the direct kernel, on the
 /// AVX-512 tile (`codegen/tests/it/batch.rs` derives the choice); elsewhere

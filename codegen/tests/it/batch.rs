@@ -204,6 +204,38 @@ fn deep_convolutions_on_small_images_run_step_by_step_in_groups() {
 }
 
 #[test]
+fn values_live_across_a_step_count_against_its_weights() {
+    // Four steps: conv(256, 1x1) + relu on 8x8x3; the body's conv(32, 1x1)
+    // + relu, conv(32, 3x3) + relu and conv(256, 1x1), which ends in the
+    // residual add and relu. The 3x3 conv packs 9 x 32 x 32 = 9,216 weights
+    // against 2,048 + 2,048 values it reads and writes, but the block's
+    // 8x8x256 input (16,384) lives across it, from step 0 to the add of step
+    // 3: 9,216 < 20,480, so it runs image by image. Step 0: 3 x 256 = 768
+    // against 192 + 16,384; step 1: 256 x 32 = 8,192 against 16,384 + 2,048;
+    // step 3: 32 x 256 = 8,192 against 2,048 + 16,384 + 16,384 written.
+    let residual = batch_plan(
+        "Live(8x8x3) {
+            conv(256, 1x1), relu,
+            residual { conv(32, 1x1), relu, conv(32, 3x3, pad = 1), relu, conv(256, 1x1) },
+            relu,
+        }",
+        None,
+    );
+    assert_eq!(residual.step_by_step, [false, false, false, false]);
+    // The same body without the shortcut: nothing lives across the 3x3 conv
+    // (9,216 > 4,096), which then runs step by step; conv(256, 1x1) reads
+    // 2,048 and writes 16,384.
+    let chain = batch_plan(
+        "Chain(8x8x3) {
+            conv(256, 1x1), relu,
+            conv(32, 1x1), relu, conv(32, 3x3, pad = 1), relu, conv(256, 1x1), relu,
+        }",
+        None,
+    );
+    assert_eq!(chain.step_by_step, [false, false, true, false]);
+}
+
+#[test]
 fn a_dense_tail_runs_batched_only_on_native_gemvs() {
     const NET: &str =
         "Net(6x6x4) { conv(5, 3x3), relu, flatten, dense(70), tanh, dense(9), softmax }";
