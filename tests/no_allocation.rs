@@ -34,6 +34,7 @@ static GLOBAL: Counting = Counting;
 const NET: &str = "Net(9x9x3) {
     conv(8, 3x3, pad = 1), bn, relu,
     concat { [conv(4, 1x1)], [maxpool(3x3, stride = 1, pad = 1)], [dwconv(3x3, pad = 1), relu6] },
+    affine, bn,
     residual { conv(20, 3x3, pad = 1), bn }, relu,
     scale { global_avgpool, conv(4, 1x1), relu, conv(20, 1x1), sigmoid },
     lrn(size = 3), avgpool(2x2), flatten, dense(10), softmax,

@@ -10,15 +10,11 @@ use super::{check_len, Affine, Result};
 /// error): at least one channel, `shift` as long as `scale`, whole pixels.
 pub fn affine_in_place(scale: &[f32], shift: &[f32], data: &mut [f32]) -> Result<()> {
     check_len("affine shift", scale.len(), shift.len())?;
-    let maps: Vec<Affine> = scale
-        .iter()
-        .zip(shift)
-        .map(|(&w, &b)| Affine {
-            scale: f64::from(w),
-            shift: f64::from(b),
-        })
-        .collect();
-    Affine::apply_in_place(&maps, "affine", data)
+    let map = |c: usize| Affine {
+        scale: f64::from(scale[c]),
+        shift: f64::from(shift[c]),
+    };
+    Affine::apply_in_place(scale.len(), map, "affine", data)
 }
 
 #[cfg(test)]

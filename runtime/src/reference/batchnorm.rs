@@ -41,11 +41,16 @@ impl Affine {
     }
 
     /// `x * scale + shift` on every element of `data` (whole pixels of
-    /// `maps.len()` channels, else an error naming `layer`), in `f64`,
-    /// rounded once: the one loop of every per-channel affine reference
-    /// kernel (`bn`, `affine`).
-    pub(super) fn apply_in_place(maps: &[Affine], layer: &str, data: &mut [f32]) -> Result<()> {
-        let channels = maps.len();
+    /// `channels` channels, else an error naming `layer`), channel `c`'s map
+    /// `map(c)`, in `f64`, rounded once: the one loop of every per-channel
+    /// affine reference kernel (`bn`, `affine`). It allocates nothing (the
+    /// executor calls it per image).
+    pub(super) fn apply_in_place(
+        channels: usize,
+        map: impl Fn(usize) -> Affine,
+        layer: &str,
+        data: &mut [f32],
+    ) -> Result<()> {
         if channels == 0 || !data.len().is_multiple_of(channels) {
             return Err(KernelError::Invalid(format!(
                 "{layer}: {} elements are not pixels of {channels} channels",
@@ -53,7 +58,8 @@ impl Affine {
             )));
         }
         for pixel in data.chunks_exact_mut(channels) {
-            for (x, a) in pixel.iter_mut().zip(maps) {
+            for (c, x) in pixel.iter_mut().enumerate() {
+                let a = map(c);
                 *x = (f64::from(*x) * a.scale + a.shift) as f32;
             }
         }
@@ -106,22 +112,18 @@ impl<'a> BatchNorm<'a> {
     /// a user that needs `f32` rounds each once ([`Affine::to_f32`]). Errors
     /// if the four tensors differ in length.
     pub fn affine(&self) -> Result<Vec<Affine>> {
-        self.channels()?;
-        let eps = f64::from(self.eps);
-        Ok(self
-            .gamma
-            .iter()
-            .zip(self.beta)
-            .zip(self.running_mean)
-            .zip(self.running_var)
-            .map(|(((&gamma, &beta), &mean), &var)| {
-                let scale = f64::from(gamma) / (f64::from(var) + eps).sqrt();
-                Affine {
-                    scale,
-                    shift: f64::from(beta) - f64::from(mean) * scale,
-                }
-            })
-            .collect())
+        let channels = self.channels()?;
+        Ok((0..channels).map(|c| self.channel(c)).collect())
+    }
+
+    /// Channel `c`'s [`Affine`] map (`c` below [`BatchNorm::channels`]).
+    fn channel(&self, c: usize) -> Affine {
+        let scale = f64::from(self.gamma[c])
+            / (f64::from(self.running_var[c]) + f64::from(self.eps)).sqrt();
+        Affine {
+            scale,
+            shift: f64::from(self.beta[c]) - f64::from(self.running_mean[c]) * scale,
+        }
     }
 }
 
@@ -144,7 +146,8 @@ pub fn batch_norm(bn: &BatchNorm<'_>, input: &[f32], output: &mut [f32]) -> Resu
 
 /// [`batch_norm`] in place on `data` (as the executor runs a `bn` epilogue).
 pub fn batch_norm_in_place(bn: &BatchNorm<'_>, data: &mut [f32]) -> Result<()> {
-    Affine::apply_in_place(&bn.affine()?, "bn", data)
+    let channels = bn.channels()?;
+    Affine::apply_in_place(channels, |c| bn.channel(c), "bn", data)
 }
 
 #[cfg(test)]
