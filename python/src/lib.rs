@@ -8,9 +8,10 @@
 //! ```
 //!
 //! What it binds (nothing here computes a figure or runs a kernel itself):
-//! - `Model(path_or_source, net=None, weights=None, threads=0, input_shape=None)`:
-//!   a [`cnnjit::Model`] from a `.cnn` file, `.cnn` source text, or an
-//!   `.onnx` file (imported by [`cnnjit::import`] as `cnnjit import` does);
+//! - `Model(path_or_source, net=None, weights=None, threads=0, input_shape=None,
+//!   batch_kernels="image")`: a [`cnnjit::Model`] from a `.cnn` file, `.cnn`
+//!   source text, or an `.onnx` file (imported by [`cnnjit::import`] as
+//!   `cnnjit import` does);
 //! - `model(x, layout="NHWC")`: [`cnnjit::Model::forward_batch`] on a float32
 //!   NumPy array of one image or a batch;
 //! - `model.summary()` and the figures of [`cnnjit::Summary`]
@@ -55,7 +56,7 @@ mod image;
 
 use cnnjit::import::Error as ImportError;
 use cnnjit::ir::{cost, summary::Summary};
-use cnnjit::{Error as RuntimeError, Options, Shape, Weights};
+use cnnjit::{BatchKernels, Error as RuntimeError, Options, Shape, Weights};
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{
     PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
@@ -212,6 +213,17 @@ enum Layout {
     Nchw,
 }
 
+/// `batch_kernels=`'s value as the runtime's option.
+fn batch_kernels_arg(text: &str) -> PyResult<BatchKernels> {
+    match text {
+        "image" => Ok(BatchKernels::Image),
+        "fastest" => Ok(BatchKernels::Fastest),
+        _ => Err(PyValueError::new_err(format!(
+            "batch_kernels must be \"image\" or \"fastest\", got {text:?}"
+        ))),
+    }
+}
+
 impl Layout {
     fn parse(text: &str) -> PyResult<Layout> {
         match text {
@@ -267,7 +279,8 @@ fn tuple_text(dims: &[usize]) -> String {
 
 /// A network with its weights, compiled for this CPU.
 ///
-/// `Model(path_or_source, net=None, weights=None, threads=0, input_shape=None)`:
+/// `Model(path_or_source, net=None, weights=None, threads=0, input_shape=None,
+/// batch_kernels="image")`:
 /// `path_or_source` is a `.cnn` file, an `.onnx` file (imported as
 /// `cnnjit import` does; `input_shape` sizes a model whose input sizes are
 /// open), or `.cnn` source text (a `str` holding a newline or `{`). `net`
@@ -275,7 +288,11 @@ fn tuple_text(dims: &[usize]) -> String {
 /// file's path or bytes (PyTorch names and layouts), or None for a net
 /// without parameters or an ONNX model (which brings its own). `threads`
 /// splits each kernel's rows (0: every core); outputs are bitwise identical
-/// for any count.
+/// for any count. `batch_kernels` is which kernels a batch of two or more
+/// images runs: `"image"`, each image's own, so every output is bitwise what
+/// its image gives alone; or `"fastest"`, another algorithm where a batch
+/// runs it faster (Winograd on AlexNet's 13x13 layers), within its rounding
+/// (the Rust `Options::batch_kernels`).
 ///
 /// Calling it runs the net; one model may be called from several Python
 /// threads (calls take turns on its one arena, with the GIL released).
@@ -289,7 +306,7 @@ struct PyModel {
 #[pymethods]
 impl PyModel {
     #[new]
-    #[pyo3(signature = (path_or_source, net=None, weights=None, threads=0, input_shape=None))]
+    #[pyo3(signature = (path_or_source, net=None, weights=None, threads=0, input_shape=None, batch_kernels="image"))]
     fn new(
         py: Python<'_>,
         path_or_source: &Bound<'_, PyAny>,
@@ -297,9 +314,11 @@ impl PyModel {
         weights: Option<&Bound<'_, PyAny>>,
         threads: usize,
         input_shape: Option<&Bound<'_, PyAny>>,
+        batch_kernels: &str,
     ) -> PyResult<PyModel> {
         let options = Options {
             threads,
+            batch_kernels: batch_kernels_arg(batch_kernels)?,
             ..Options::default()
         };
         let input_shape = input_shape.map(shape_arg).transpose()?;
