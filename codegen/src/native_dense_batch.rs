@@ -76,7 +76,10 @@ pub const DEPTH_CHUNK: usize = 128;
 pub const MAX_IMAGES: usize = 32;
 
 /// The batch kernel's entry point: `(x, x_stride, images, w, k0, k1,
-/// ahead, y)`, see the module doc.
+/// ahead, y)`, see the module doc. Besides the reads and writes it names,
+/// `w` must have `WIDTH (k1 + min(ahead, k1 - k0))` floats: the rows it may
+/// prefetch (pointer arithmetic past them would be undefined behaviour even
+/// for a prefetch).
 pub type AccumulateFn =
     unsafe extern "C" fn(*const f32, i64, i64, *const f32, i64, i64, i64, *mut f32);
 
@@ -194,7 +197,9 @@ impl DenseBatch {
             // `w[block C WIDTH..][..C WIDTH]` lie in the packed weights
             // (`vector C` floats), and its params and outputs below lie in
             // theirs; `images <= MAX_IMAGES` rows of `tile`; each input
-            // row `i < images` has `depth` floats at `x + depth i`.
+            // row `i < images` has `depth` floats at `x + depth i`; the
+            // rows a chunk may prefetch, `k1..k1 + min(depth - k1,
+            // DEPTH_CHUNK)`, end at `depth` at the most, inside the block.
             unsafe {
                 let w = ptrs.weights.add(block * depth * WIDTH);
                 for k0 in (0..depth).step_by(DEPTH_CHUNK) {
@@ -357,7 +362,8 @@ mod avx512 {
     ///
     /// # Safety
     /// The host has AVX-512F; the module doc's reads and writes are in
-    /// bounds for `G` images.
+    /// bounds for `G` images; `w` has `WIDTH (k1 + to)` floats and `to -
+    /// from <= k1 - k0` (the rows it prefetches, one a `k`).
     #[target_feature(enable = "avx512f")]
     unsafe fn group<const G: usize>(
         x: *const f32,
@@ -406,7 +412,7 @@ mod avx512 {
     ///
     /// # Safety
     /// The host has AVX-512F; the module doc's reads and writes are in
-    /// bounds.
+    /// bounds, and `w` has the rows it may prefetch (`AccumulateFn`'s doc).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe extern "C" fn accumulate(
         x: *const f32,

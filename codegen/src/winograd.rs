@@ -96,13 +96,13 @@ const RUN_BYTES: usize = 2 << 20;
 /// one thread, 0.472 to 0.437 ms) but 5-25% slower inside the net, one
 /// thread (interleaved: the net 11.06 ms in tile rows, 12.04 in long runs).
 ///
-/// Below it, an odd count of tile rows (7 at 28x28 for F(4x4),
-/// at 14x14 for F(2x2)) is one fewer runs, so two threads take equal shares
-/// rather than 4 : 3 rows, and one thread reads `U` once less, in runs of 8
-/// or 9 tiles (`V` and `M` of at most 0.29 MB at 14x14x256 for F(2x2), 0.33
-/// MB at 28x28x128 for F(4x4)). Measured on ResNet-18, interleaved, 5 rounds, medians:
-/// one thread 12.51 to 12.07 ms, two 6.60 to 6.39 (one more run than the
-/// tile rows: 12.20 and 6.41).
+/// Below it, an odd count of tile rows (7 at 28x28 for F(4x4), at 14x14
+/// for F(2x2)) is one fewer runs, so two threads take equal shares rather
+/// than 4 : 3 rows, and one thread reads `U` once less, in runs of 8 or 9
+/// tiles (`V` and `M` of at most 0.29 MB at 14x14x256 for F(2x2), 0.33 MB
+/// at 28x28x128 for F(4x4)). Measured on ResNet-18, interleaved, 5 rounds,
+/// medians: one thread 12.51 to 12.07 ms, two 6.60 to 6.39 (one more run
+/// than the tile rows: 12.20 and 6.41).
 const LONG_RUNS_FROM: usize = 8 << 20;
 
 /// F(2x2, 3x3): `Bᵀ`, `G`, `Aᵀ` (Lavin and Gray, 2016).
