@@ -1866,14 +1866,14 @@ fn grouping(from: &[usize], to: &[usize]) -> Option<usize> {
     }
 }
 
-/// Input `i` is a step of hard-sigmoid or hard-swish written in arithmetic
-/// that this node does not continue.
 /// Whether `value`, a constant an exporter wrote, is within a relative 1e-6
 /// of `wanted` (hard-swish's 6, GELU's sqrt 2 and halves).
 fn near(value: f32, wanted: f32) -> bool {
     (value - wanted).abs() <= 1e-6 * wanted.abs()
 }
 
+/// Input `i` is a step of hard-sigmoid or hard-swish written in arithmetic
+/// that this node does not continue.
 fn partial_error(node: &NodeProto, i: usize) -> Error {
     node_error(
         node,
