@@ -331,13 +331,14 @@ pub fn available() -> bool {
 #[cfg(target_arch = "x86_64")]
 const UNROLL: usize = 4;
 
-/// 64-byte lines a tile asks the cache for while it sums, a hint that
+/// 64-byte lines a kernel asks the cache for while it computes, a hint that
 /// changes no result: a fused tile's [`Sink::prefetch`] and
-/// [`Sink::lines`], where its caller reads those weights next; none for
-/// the other tiles.
+/// [`Sink::lines`], where its caller reads those weights next (none for
+/// the other tiles); the batched dense kernel's next chunk of weights
+/// (`native_dense_batch`).
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
-struct Prefetch {
+pub(crate) struct Prefetch {
     /// The first line.
     at: *const f32,
     /// Lines from `at` on.
@@ -352,6 +353,18 @@ impl Prefetch {
         lines: 0,
     };
 
+    /// `lines` lines from `at` on. Any address will do: the lines are only
+    /// asked for ([`Prefetch::line`]).
+    pub(crate) fn new(at: *const f32, lines: usize) -> Prefetch {
+        Prefetch { at, lines }
+    }
+
+    /// Whether line `i` is one of its lines.
+    #[inline(always)]
+    pub(crate) fn has(self, i: usize) -> bool {
+        i < self.lines
+    }
+
     /// A sink's lines.
     fn of(sink: &Sink) -> Prefetch {
         Prefetch {
@@ -360,10 +373,12 @@ impl Prefetch {
         }
     }
 
-    /// Asks for line `i` into every level of the cache. A prefetch never
-    /// faults and reads nothing architecturally, so any address is sound.
+    /// Asks for line `i` into every level of the cache (the caller keeps
+    /// `i` below `lines`). A prefetch never faults and reads nothing
+    /// architecturally, and the address is formed by wrapping arithmetic,
+    /// so any address is sound.
     #[inline(always)]
-    fn line(self, i: usize) {
+    pub(crate) fn line(self, i: usize) {
         let at = self.at.wrapping_byte_add(64 * i).cast::<i8>();
         // SAFETY: `prefetcht0` (SSE, in every x86-64) only hints at the
         // cache; it neither faults nor reads architecturally.
@@ -395,7 +410,7 @@ unsafe fn for_each_k<const R: usize>(
     // for, so the lines come in while the FMAs run.
     let mut line = 0;
     let mut ask = || {
-        if line < prefetch.lines {
+        if prefetch.has(line) {
             prefetch.line(line);
             line += 1;
         }

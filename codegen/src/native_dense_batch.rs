@@ -40,17 +40,17 @@
 //! `w[WIDTH k0..WIDTH k1]` and `y[0..WIDTH images]`, and writes exactly
 //! `y[0..WIDTH images]` (`runtime/tests/it/guard_pages.rs` runs every ISA
 //! between guard pages). It may prefetch the next chunk's weights, the
-//! first `min(ahead, k1 - k0)` rows from `w[WIDTH k1..]` (the caller's
-//! `ahead` rows there are in bounds): on AVX-512 every group prefetches its
-//! images' share of them, so memory has the whole chunk's time to bring
-//! them rather than the first group's pass alone (AlexNet's classifier at
-//! batch 32 on two threads, 2,524 to 3,238 images/s, interleaved medians
-//! of 5: a chunk's compute and the next chunk's weights from memory
-//! overlapped where they had run one after the other). Inside, images go
-//! in groups of [`GROUP`] (the registers: AVX-512 keeps 6 images x 64
-//! channels in 24 `zmm`, AVX2 6 images x 16 channels in 12 `ymm` per
-//! quarter of the block), each group's sums in registers across the
-//! chunk.
+//! first `min(ahead, k1 - k0)` rows from `w[WIDTH k1..]` (a hint through
+//! `native::Prefetch`, whose addresses need not be in bounds; the caller
+//! keeps them inside the block, so none is wasted): on AVX-512 every group
+//! prefetches its images' share of them, so memory has the whole chunk's
+//! time to bring them rather than the first group's pass alone (AlexNet's
+//! classifier at batch 32 on two threads, 2,524 to 3,238 images/s,
+//! interleaved medians of 5: a chunk's compute and the next chunk's weights
+//! from memory overlapped where they had run one after the other). Inside,
+//! images go in groups of [`GROUP`] (the registers: AVX-512 keeps 6 images
+//! x 64 channels in 24 `zmm`, AVX2 6 images x 16 channels in 12 `ymm` per
+//! quarter of the block), each group's sums in registers across the chunk.
 //!
 //! [`DenseBatch::blocks`] is the driver: for each block of output channels
 //! in a range, the tile of every image zeroed, the chunks accumulated, then
@@ -76,10 +76,7 @@ pub const DEPTH_CHUNK: usize = 128;
 pub const MAX_IMAGES: usize = 32;
 
 /// The batch kernel's entry point: `(x, x_stride, images, w, k0, k1,
-/// ahead, y)`, see the module doc. Besides the reads and writes it names,
-/// `w` must have `WIDTH (k1 + min(ahead, k1 - k0))` floats: the rows it may
-/// prefetch (pointer arithmetic past them would be undefined behaviour even
-/// for a prefetch).
+/// ahead, y)`, see the module doc.
 pub type AccumulateFn =
     unsafe extern "C" fn(*const f32, i64, i64, *const f32, i64, i64, i64, *mut f32);
 
@@ -197,9 +194,7 @@ impl DenseBatch {
             // `w[block C WIDTH..][..C WIDTH]` lie in the packed weights
             // (`vector C` floats), and its params and outputs below lie in
             // theirs; `images <= MAX_IMAGES` rows of `tile`; each input
-            // row `i < images` has `depth` floats at `x + depth i`; the
-            // rows a chunk may prefetch, `k1..k1 + min(depth - k1,
-            // DEPTH_CHUNK)`, end at `depth` at the most, inside the block.
+            // row `i < images` has `depth` floats at `x + depth i`.
             unsafe {
                 let w = ptrs.weights.add(block * depth * WIDTH);
                 for k0 in (0..depth).step_by(DEPTH_CHUNK) {
@@ -350,9 +345,9 @@ mod avx2 {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{GROUP, WIDTH};
+    use crate::native::Prefetch;
     use std::arch::x86_64::{
-        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps, _mm_prefetch,
-        _MM_HINT_T0,
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
     };
 
     /// `zmm` per image: the whole block.
@@ -362,8 +357,8 @@ mod avx512 {
     ///
     /// # Safety
     /// The host has AVX-512F; the module doc's reads and writes are in
-    /// bounds for `G` images; `w` has `WIDTH (k1 + to)` floats and `to -
-    /// from <= k1 - k0` (the rows it prefetches, one a `k`).
+    /// bounds for `G` images. It prefetches rows `k1 + from..k1 + to` of
+    /// `w`, one a `k` (`to - from <= k1 - k0`).
     #[target_feature(enable = "avx512f")]
     unsafe fn group<const G: usize>(
         x: *const f32,
@@ -373,9 +368,9 @@ mod avx512 {
         y: *mut f32,
         (from, to): (usize, usize),
     ) {
+        let prefetch = Prefetch::new(w.wrapping_add(WIDTH * (k1 + from)), (to - from) * VECTORS);
         // SAFETY: the caller's contract: `y` has `WIDTH G` floats, `x` row
-        // `g < G` has `k1` floats at `x + xs g`, `w` `WIDTH (k1 + to)`
-        // floats, and `to - from <= k1 - k0`.
+        // `g < G` has `k1` floats at `x + xs g`, `w` `WIDTH k1` floats.
         unsafe {
             let mut acc: [[__m512; VECTORS]; G] = [[_mm512_loadu_ps(y); VECTORS]; G];
             for (g, acc) in acc.iter_mut().enumerate() {
@@ -385,10 +380,11 @@ mod avx512 {
             }
             for k in k0..k1 {
                 let row = w.add(WIDTH * k);
-                if from + k - k0 < to {
-                    let next = w.add(WIDTH * (k1 + from + k - k0));
-                    for line in 0..VECTORS {
-                        _mm_prefetch::<_MM_HINT_T0>(next.add(16 * line).cast());
+                // A row is `VECTORS` lines of 64 bytes.
+                let first = VECTORS * (k - k0);
+                if prefetch.has(first) {
+                    for line in first..first + VECTORS {
+                        prefetch.line(line);
                     }
                 }
                 let ws: [__m512; VECTORS] =
@@ -412,7 +408,7 @@ mod avx512 {
     ///
     /// # Safety
     /// The host has AVX-512F; the module doc's reads and writes are in
-    /// bounds, and `w` has the rows it may prefetch (`AccumulateFn`'s doc).
+    /// bounds.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe extern "C" fn accumulate(
         x: *const f32,
