@@ -85,22 +85,37 @@ const FEW: usize = 4;
 /// Channel vectors a block of fewer than [`FEW`] pixels sums at once.
 const VECTORS: usize = 4;
 
-/// Channel vectors a block of [`FEW`] or more pixels of a sliding kernel
-/// of stride 2 sums at once where the ISA has 32 vector registers
-/// (AVX-512: 2 x 8 accumulators beside a kernel row's weights). Such a
-/// block reads 17 input pixels a kernel row; with two vectors each call
-/// reads two adjacent cache lines of every pixel rather than one, and
-/// MobileNetV1's stride-2 3x3 layers on one thread took 52, 26 and 14 µs
-/// instead of 79, 39 and 18 (112x112x64, 56x56x128, 28x28x256 in). Its
-/// stride-1 layers measured 8-14% slower so (they read each pixel's
-/// vector for three outputs), and keep one vector. AVX2's 16 registers
-/// hold one vector's 8 accumulators.
+/// Channel vectors a block of [`FEW`] or more pixels sums at once where
+/// [`pairs`] says so: two, whose accumulators fit beside a kernel row's
+/// weights in AVX-512's 32 registers (2 x 8) and, for a 3-wide kernel, in
+/// AVX2's 16 (2 x 8 spill a few to the stack, which costs less than what
+/// pairs save there).
 #[cfg(target_arch = "x86_64")]
-const fn pair(isa: Isa) -> usize {
-    match isa {
-        Isa::Avx2 => 1,
-        Isa::Avx512 => 2,
-    }
+const PAIR: usize = 2;
+
+/// Whether a block of [`FEW`] or more pixels of kernel width `k` (0: not
+/// sliding) and stride `s` over `channels` sums [`pair`] vectors at once on
+/// an ISA of `lanes` channels a vector.
+///
+/// Stride 2: such a block reads 17 input pixels a kernel row; with two
+/// vectors each call reads two adjacent cache lines of every pixel rather
+/// than one, and MobileNetV1's stride-2 3x3 layers on one thread took 52,
+/// 26 and 14 µs instead of 79, 39 and 18 (112x112x64, 56x56x128,
+/// 28x28x256 in; AVX-512, Zen 5), on AVX2 (Zen 3, in the net) 92-111
+/// instead of 148-156 µs (56x56x128), 49-57 instead of 80-83 (28x28x256),
+/// 29-30 instead of 42 (14x14x512).
+///
+/// Stride 1 on AVX2, 3 wide, 256 channels or more: a `ymm` is half a cache
+/// line, so one vector a pass leaves each line's other half to the next
+/// pass, and where pixels are 1 KB apart or more a block's 30 lines (3
+/// rows of 10 pixels) fall into a few L1 sets and are gone by then; a pair
+/// uses each line whole in one pass (Zen 3, one thread, in MobileNetV1:
+/// 14x14x512 93-109 to 68-73 µs, 7x7x1024 67 to 48-49, 28x28x256 129-130
+/// to 120-126). Fewer channels measured no faster, and AVX-512's stride-1
+/// layers 8-14% slower (a `zmm` is a whole line already).
+#[cfg(target_arch = "x86_64")]
+const fn pairs(lanes: usize, k: usize, s: usize, channels: usize) -> bool {
+    s == 2 || (lanes == 8 && k == 3 && channels >= 256)
 }
 
 // The kernels' tail covers blocks of 1 to 7 pixels.
@@ -325,7 +340,7 @@ macro_rules! kernels {
                     };
                     v += VECTORS;
                 }
-            } else if S == 2 {
+            } else if pairs(LANES, K, S, channels) {
                 while v + PAIR <= whole {
                     // SAFETY: channels `v LANES .. (v + PAIR) LANES` are
                     // whole vectors inside `C`.
@@ -455,7 +470,7 @@ struct Call<'s> {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::native_epilogue::{self, avx2::Ymm as E};
-    use super::{Call, RowShape, Step, FEW, PIXELS, VECTORS};
+    use super::{pairs, Call, RowShape, Step, FEW, PAIR, PIXELS, VECTORS};
     use std::arch::x86_64::{
         __m256, __m256i, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_maskstore_ps,
         _mm256_setr_epi32, _mm256_setzero_ps, _mm256_storeu_ps,
@@ -464,7 +479,6 @@ mod avx2 {
     type V = __m256;
     type Mask = __m256i;
     const LANES: usize = super::lanes(super::Isa::Avx2);
-    const PAIR: usize = super::pair(super::Isa::Avx2);
 
     /// Lanes `0 .. n` set.
     #[target_feature(enable = "avx2,fma")]
@@ -528,7 +542,7 @@ mod avx2 {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::native_epilogue::{self, avx512::Zmm as E};
-    use super::{Call, RowShape, Step, FEW, PIXELS, VECTORS};
+    use super::{pairs, Call, RowShape, Step, FEW, PAIR, PIXELS, VECTORS};
     use std::arch::x86_64::{
         __m512, __mmask16, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
         _mm512_setzero_ps,
@@ -537,7 +551,6 @@ mod avx512 {
     type V = __m512;
     type Mask = __mmask16;
     const LANES: usize = super::lanes(super::Isa::Avx512);
-    const PAIR: usize = super::pair(super::Isa::Avx512);
 
     /// Lanes `0 .. n` set.
     #[target_feature(enable = "avx512f")]
@@ -672,6 +685,10 @@ mod tests {
             // on AVX-512, then one alone), and over a pair and a tail.
             (48, 3, [0, 3], 2, 1, 16, vec![step(RELU)]),
             (40, 3, [0, 3], 1, 1, 9, vec![step(AFFINE)]),
+            // Stride 1 over 256 channels or more: pairs on AVX2 (33 whole
+            // vectors: 16 pairs and one alone), single vectors and a tail
+            // on AVX-512.
+            (264, 3, [0, 3], 1, 1, 12, vec![step(AFFINE), step(RELU)]),
         ];
         for (channels, kw, kx, stride, dilation, pixels, steps) in shapes {
             let padded = channels.div_ceil(4) * 4;
