@@ -255,6 +255,11 @@ pub(crate) fn store_steps(
 pub(crate) trait Lanes: Copy {
     /// Lanes per vector.
     const LANES: usize;
+    /// How many rows of a tile's column [`finish`] takes through a
+    /// transcendental step at once: enough independent chains to hide the
+    /// `exp` and the division's latency, few enough that the temporaries
+    /// stay in registers.
+    const TRANSCENDENTAL_ROWS: usize;
     fn splat(x: f32) -> Self;
     /// The first `n` (at most [`Lanes::LANES`]) `f32`s at `p`, zero elsewhere;
     /// reads only those.
@@ -568,15 +573,16 @@ pub(crate) unsafe fn finish<V: Lanes>(xs: &mut [V], sink: &Sink, n: usize) {
     };
     // Step-major over all rows keeps each per-channel vector in a register
     // for the cheap steps; a transcendental step's temporaries beside every
-    // row's accumulator would spill, so those go row by row (EfficientNet's
-    // bn + swish 1x1 convs of 24 channels in: 0.69 ms step-major, 0.38 row
-    // by row).
+    // row's accumulator would spill, so those go `TRANSCENDENTAL_ROWS` rows
+    // at a time (AVX-512, EfficientNet's bn + swish 1x1 convs of 24
+    // channels in: 0.69 ms step-major over 14 rows, 0.38 row by row).
     if steps
         .iter()
         .any(|step| matches!(step.code, SIGMOID | TANH | SWISH | GELU))
     {
-        for (i, x) in xs.iter_mut().enumerate() {
-            apply(std::slice::from_mut(x), steps, param, |_| extra(i));
+        let rows = V::TRANSCENDENTAL_ROWS;
+        for (c, chunk) in xs.chunks_mut(rows).enumerate() {
+            apply(chunk, steps, param, |i| extra(c * rows + i));
         }
     } else {
         apply(xs, steps, param, extra);
@@ -741,6 +747,11 @@ pub(crate) mod avx2 {
     // features.
     impl Lanes for Ymm {
         const LANES: usize = 8;
+        // An AVX2 tile's whole column (6 rows): one row at a time, swish
+        // was latency-bound (EfficientNet-B0's 112x112x16 to 96 1x1 conv
+        // with bn + swish, one thread, Zen 3: 2.2-2.6 ms a row at a time,
+        // 1.8-2.5 three rows, 1.6 all six; the whole net 17.9 to 17.5 ms).
+        const TRANSCENDENTAL_ROWS: usize = 6;
         #[inline(always)]
         fn splat(x: f32) -> Self {
             // SAFETY: see the impl.
@@ -889,6 +900,8 @@ pub(crate) mod avx512 {
     // the intrinsics' features.
     impl Lanes for Zmm {
         const LANES: usize = 16;
+        // 14 rows of 16 lanes: all at once spilled (`finish`'s comment).
+        const TRANSCENDENTAL_ROWS: usize = 1;
         #[inline(always)]
         fn splat(x: f32) -> Self {
             // SAFETY: see the impl.
