@@ -57,7 +57,7 @@
 //! operation and constant for constant (the constants are shared): `at_least`
 //! and `at_most` are `maxps`/`minps` with the bound first (a NaN `x` stays
 //! NaN, `-0` stays `-0`), `mul_add` one FMA, `exp` the same clamps, round to
-//! nearest even, two-part ln 2, degree-6 Horner polynomial and exponent bits,
+//! nearest even, two-part ln 2 by multiply-adds, degree-6 polynomial in Estrin's form and exponent bits,
 //! sigmoid `1 / (1 + exp(-x))`, tanh and gelu's erf Eigen's rationals. Every operation is
 //! lane-wise and IEEE-exact, so a lane's result does not depend on the vector
 //! width: AVX2, AVX-512 and the Cranelift epilogue agree bit for bit, NaN
@@ -310,12 +310,17 @@ fn at_most<V: Lanes>(x: V, hi: f32) -> V {
 fn exp<V: Lanes>(x: V) -> V {
     let x = at_most(at_least(x, EXP_RANGE[0]), EXP_RANGE[1]);
     let n = x.mul(V::splat(std::f32::consts::LOG2_E)).nearest();
-    let r = x.sub(n.mul(V::splat(EXP_LN2[0])));
-    let r = r.sub(n.mul(V::splat(EXP_LN2[1])));
-    let p = EXP_POLY[1..]
-        .iter()
-        .fold(V::splat(EXP_POLY[0]), |p, &c| p.mul_add(r, V::splat(c)));
-    p.mul(n.pow2())
+    let r = n.mul_add(V::splat(-EXP_LN2[0]), x);
+    let r = n.mul_add(V::splat(-EXP_LN2[1]), r);
+    let c = |degree: usize| V::splat(EXP_POLY[6 - degree]);
+    let a0 = r.mul_add(c(1), c(0));
+    let a1 = r.mul_add(c(3), c(2));
+    let a2 = r.mul_add(c(5), c(4));
+    let r2 = r.mul(r);
+    let b0 = a1.mul_add(r2, a0);
+    let b1 = r2.mul_add(c(6), a2);
+    let r4 = r2.mul(r2);
+    b1.mul_add(r4, b0).mul(n.pow2())
 }
 
 /// vector.rs's `sigmoid`.

@@ -124,7 +124,7 @@ pub fn at_most(b: &mut FunctionBuilder, x: Value, hi: Value) -> Value {
 pub(crate) const EXP_RANGE: [f32; 2] = [-87.0, 88.0];
 /// [`exp`]'s ln 2 in two parts, `hi` exact in few bits, then `lo`.
 pub(crate) const EXP_LN2: [f32; 2] = [0.693_359_4, -2.121_944_4e-4];
-/// [`exp`]'s Taylor coefficients of `e^r`, highest degree first (Horner's order).
+/// [`exp`]'s Taylor coefficients of `e^r`, highest degree first.
 pub(crate) const EXP_POLY: [f32; 7] = [
     1.0 / 720.0,
     1.0 / 120.0,
@@ -180,7 +180,8 @@ pub(crate) const ERF_Q: [f32; 5] = [
 pub(crate) const SIXTH: f32 = 1.0 / 6.0;
 
 /// e^x, lane-wise: `x = n ln2 + r`, `2^n` built in the exponent bits, `e^r`
-/// by its Taylor polynomial to degree 6 (relative error below 2e-7 on |r| <= ln2/2).
+/// by its Taylor polynomial to degree 6 in Estrin's form (relative error below
+/// 2e-7 on |r| <= ln2/2); `r = x - n ln2` by two multiply-adds.
 pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
     let lo = splat(b, EXP_RANGE[0]);
     let hi = splat(b, EXP_RANGE[1]);
@@ -189,17 +190,31 @@ pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
     let log2e = splat(b, std::f32::consts::LOG2_E);
     let t = b.ins().fmul(x, log2e);
     let n = b.ins().nearest(t);
-    let ln2_hi = splat(b, EXP_LN2[0]);
-    let ln2_lo = splat(b, EXP_LN2[1]);
-    let r = b.ins().fmul(n, ln2_hi);
-    let r = b.ins().fsub(x, r);
-    let r2 = b.ins().fmul(n, ln2_lo);
-    let r = b.ins().fsub(r, r2);
-    let mut p = splat(b, EXP_POLY[0]);
-    for &c in &EXP_POLY[1..] {
-        let c = splat(b, c);
-        p = mul_add(b, p, r, c);
-    }
+    let ln2_hi = splat(b, -EXP_LN2[0]);
+    let ln2_lo = splat(b, -EXP_LN2[1]);
+    let r = mul_add(b, n, ln2_hi, x);
+    let r = mul_add(b, n, ln2_lo, r);
+    // Estrin's form: (1 + r) + r^2 (1/2 + r/6) + r^4 (1/24 + r/120 + r^2/720),
+    // three multiply-adds deep where Horner's form is six, so the chain an
+    // activation's latency is made of is shorter.
+    let c = |b: &mut FunctionBuilder, degree: usize| splat(b, EXP_POLY[6 - degree]);
+    let (c0, c1, c2, c3, c4, c5, c6) = (
+        c(b, 0),
+        c(b, 1),
+        c(b, 2),
+        c(b, 3),
+        c(b, 4),
+        c(b, 5),
+        c(b, 6),
+    );
+    let a0 = mul_add(b, r, c1, c0);
+    let a1 = mul_add(b, r, c3, c2);
+    let a2 = mul_add(b, r, c5, c4);
+    let r2 = b.ins().fmul(r, r);
+    let b0 = mul_add(b, a1, r2, a0);
+    let b1 = mul_add(b, r2, c6, a2);
+    let r4 = b.ins().fmul(r2, r2);
+    let p = mul_add(b, b1, r4, b0);
     let ni = b.ins().fcvt_to_sint_sat(types::I32X4, n);
     let bias = b.ins().iconst(types::I32, 127);
     let bias = b.ins().splat(types::I32X4, bias);
