@@ -94,7 +94,7 @@ const VECTORS: usize = 4;
 const PAIR: usize = 2;
 
 /// Whether a block of [`FEW`] or more pixels of kernel width `k` (0: not
-/// sliding) and stride `s` over `channels` sums [`pair`] vectors at once on
+/// sliding) and stride `s` over `channels` sums [`PAIR`] vectors at once on
 /// an ISA of `lanes` channels a vector.
 ///
 /// Stride 2: such a block reads 17 input pixels a kernel row; with two
