@@ -213,26 +213,32 @@ enum Layout {
     Nchw,
 }
 
-/// `batch_kernels=`'s value as the runtime's option.
-fn batch_kernels_arg(text: &str) -> PyResult<BatchKernels> {
-    match text {
-        "image" => Ok(BatchKernels::Image),
-        "fastest" => Ok(BatchKernels::Fastest),
-        _ => Err(PyValueError::new_err(format!(
-            "batch_kernels must be \"image\" or \"fastest\", got {text:?}"
-        ))),
+/// The value `choices` pairs with `text`, else a `ValueError` naming
+/// `argument` and every choice: how a keyword argument spelled as a word
+/// becomes an option.
+fn one_of<T: Copy>(argument: &str, text: &str, choices: &[(&str, T)]) -> PyResult<T> {
+    match choices.iter().find(|(name, _)| *name == text) {
+        Some(&(_, value)) => Ok(value),
+        None => {
+            let names: Vec<String> = choices
+                .iter()
+                .map(|(name, _)| format!("{name:?}"))
+                .collect();
+            Err(PyValueError::new_err(format!(
+                "{argument} must be {}, got {text:?}",
+                names.join(" or ")
+            )))
+        }
     }
 }
 
 impl Layout {
     fn parse(text: &str) -> PyResult<Layout> {
-        match text {
-            "NHWC" => Ok(Layout::Nhwc),
-            "NCHW" => Ok(Layout::Nchw),
-            _ => Err(PyValueError::new_err(format!(
-                "layout must be \"NHWC\" or \"NCHW\", got {text:?}"
-            ))),
-        }
+        one_of(
+            "layout",
+            text,
+            &[("NHWC", Layout::Nhwc), ("NCHW", Layout::Nchw)],
+        )
     }
 
     /// `shape` (a model's, HWC) as this layout writes one image.
@@ -318,7 +324,14 @@ impl PyModel {
     ) -> PyResult<PyModel> {
         let options = Options {
             threads,
-            batch_kernels: batch_kernels_arg(batch_kernels)?,
+            batch_kernels: one_of(
+                "batch_kernels",
+                batch_kernels,
+                &[
+                    ("image", BatchKernels::Image),
+                    ("fastest", BatchKernels::Fastest),
+                ],
+            )?,
             ..Options::default()
         };
         let input_shape = input_shape.map(shape_arg).transpose()?;
