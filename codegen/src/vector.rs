@@ -197,22 +197,14 @@ pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
     // Estrin's form: (1 + r) + r^2 (1/2 + r/6) + r^4 (1/24 + r/120 + r^2/720),
     // three multiply-adds deep where Horner's form is six, so the chain an
     // activation's latency is made of is shorter.
-    let c = |b: &mut FunctionBuilder, degree: usize| splat(b, EXP_POLY[6 - degree]);
-    let (c0, c1, c2, c3, c4, c5, c6) = (
-        c(b, 0),
-        c(b, 1),
-        c(b, 2),
-        c(b, 3),
-        c(b, 4),
-        c(b, 5),
-        c(b, 6),
-    );
-    let a0 = mul_add(b, r, c1, c0);
-    let a1 = mul_add(b, r, c3, c2);
-    let a2 = mul_add(b, r, c5, c4);
+    // `c[d]`: the coefficient of `r^d`.
+    let c: [Value; 7] = std::array::from_fn(|d| splat(b, EXP_POLY[6 - d]));
+    let a0 = mul_add(b, r, c[1], c[0]);
+    let a1 = mul_add(b, r, c[3], c[2]);
+    let a2 = mul_add(b, r, c[5], c[4]);
     let r2 = b.ins().fmul(r, r);
     let b0 = mul_add(b, a1, r2, a0);
-    let b1 = mul_add(b, r2, c6, a2);
+    let b1 = mul_add(b, r2, c[6], a2);
     let r4 = b.ins().fmul(r2, r2);
     let p = mul_add(b, b1, r4, b0);
     let ni = b.ins().fcvt_to_sint_sat(types::I32X4, n);
