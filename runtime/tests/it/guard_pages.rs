@@ -510,7 +510,8 @@ enum ConvKind {
 /// group (up to three native blocks of 16 and a tail: on AVX-512 an even or
 /// odd number of full blocks, paired on the wide tile, with or without a
 /// partial one; 1..=40 after `on`, 1..=99 for a 1x1 after `on`), kernel
-/// 1..=4 (depthwise: 1..=5, on inputs up to 20 wide; pointwise: 1x1 over
+/// 1..=4 (depthwise: 1..=5, on inputs up to 20 wide, one in two 3 wide
+/// at stride 1 along the rows with 256..=280 channels; pointwise: 1x1 over
 /// runs of pixels, inputs up to 15 a side), stride 1..=3, dilation 1..=2,
 /// symmetric padding 0..=2 per axis; a dense one 1..=64 inputs to 1..=140
 /// outputs (the native GEMV's two blocks of 64 and a tail); direct, dense,
@@ -527,6 +528,11 @@ fn random_conv(
     // then takes over 8 MiB (F(2x2): 16 x 368 x 362 x 4 bytes at least), and
     // its rows are runs of tiles across tile rows (`WinogradSpec::runs`).
     let wide = kind == ConvKind::Winograd && on.is_none() && rng.range(0, 2) == 0;
+    // One depthwise conv in two has 256 to 280 channels and a 3-wide
+    // kernel at stride 1 along the rows: AVX2's kernel then sums two channel
+    // vectors per block (`native_depthwise`'s pairs), a path fewer channels
+    // never take.
+    let deep = kind == ConvKind::Depthwise && on.is_none() && rng.range(0, 1) == 0;
     let (h, w, groups, in_per_group, out_per_group) = match (kind, on) {
         (ConvKind::Depthwise, Some(d)) => (d.h, d.w, d.c, 1, 1),
         // Up to seven native blocks after a pair's first half: a small
@@ -534,6 +540,9 @@ fn random_conv(
         (ConvKind::Dense, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 100)),
         (_, Some(d)) => (d.h, d.w, 1, d.c, rng.range(1, 40)),
         (ConvKind::Dense, None) => (1, 1, 1, rng.range(1, 64), rng.range(1, 140)),
+        (ConvKind::Depthwise, None) if deep => {
+            (rng.range(3, 8), rng.range(3, 12), rng.range(256, 280), 1, 1)
+        }
         (ConvKind::Depthwise, None) => (rng.range(1, 9), rng.range(1, 20), rng.range(1, 19), 1, 1),
         (ConvKind::Winograd, None) if wide => (
             rng.range(1, 9),
@@ -572,9 +581,14 @@ fn random_conv(
         // Depthwise up to 5 wide: the native kernel's sliding window is for
         // widths 3 and 5.
         let widest = if depthwise { 5 } else { 4 };
+        let (kernel_width, stride_x) = if deep {
+            (3, 1)
+        } else {
+            (rng.range(1, widest), rng.range(1, 3))
+        };
         (
-            [rng.range(1, widest), rng.range(1, widest)],
-            [rng.range(1, 3), rng.range(1, 3)],
+            [rng.range(1, widest), kernel_width],
+            [rng.range(1, 3), stride_x],
             [rng.range(1, 2), rng.range(1, 2)],
             [rng.range(0, 2), rng.range(0, 2)],
         )
