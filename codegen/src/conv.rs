@@ -50,8 +50,8 @@ use super::native_epilogue::{self as native_epilogue, Sink};
 use super::native_gemv::{self, GemvFn};
 use super::vector;
 use super::{
-    apply_epilogue, clamp, for_range, int, tap_classes, Args, ChannelSlice, Epilogue, Epilogued,
-    Lengths, OutputLayout,
+    apply_epilogue, clamp, even_tiles, for_range, int, tap_classes, Args, ChannelSlice, Epilogue,
+    Epilogued, Lengths, OutputLayout,
 };
 use cnnjit_ir::{Conv2d, Dense, Shape};
 use cranelift_codegen::ir::{
@@ -998,8 +998,8 @@ fn shift(b: &mut FunctionBuilder, base: &Tile, steps: Steps, i: Value) -> Tile {
     }
 }
 
-/// The tiles of `n` pixels from `first`, each `first.steps` after the last:
-/// full tiles in a loop, then the partial one.
+/// The tiles of `n` pixels from `first`, each `first.steps` after the last,
+/// sized by [`even_tiles`].
 fn tiles(
     l: &Layout,
     b: &mut FunctionBuilder,
@@ -1008,26 +1008,18 @@ fn tiles(
     ky: (usize, usize),
     kx: (usize, usize),
 ) {
-    let per_tile = per_tile(l, first);
-    let (full, rest) = (n / per_tile, n % per_tile);
-    if full > 0 {
-        let lo = int(b, 0);
-        let hi = int(b, (full * per_tile) as i64);
-        for_range(b, lo, hi, per_tile as i64, |b, i| {
+    let mut from = 0;
+    for (rows, count) in even_tiles(n, per_tile(l, first)) {
+        let lo = int(b, from as i64);
+        from += rows * count;
+        let hi = int(b, from as i64);
+        for_range(b, lo, hi, rows as i64, |b, i| {
             let t = Tile {
-                pixels: per_tile,
+                pixels: rows,
                 ..shift(b, first, first.steps, i)
             };
             tile(l, b, &t, ky, kx);
         });
-    }
-    if rest > 0 {
-        let i = int(b, (full * per_tile) as i64);
-        let t = Tile {
-            pixels: rest,
-            ..shift(b, first, first.steps, i)
-        };
-        tile(l, b, &t, ky, kx);
     }
 }
 

@@ -830,6 +830,21 @@ pub(crate) fn tap_classes(
     classes
 }
 
+/// `n` pixels (or Winograd tiles) as GEMM tiles of at most `most` rows: as
+/// few tiles as cover them, their sizes as even as they can be, as
+/// `(rows, count)` runs, the larger rows first, empty runs left out. A tile
+/// of few rows waits on its accumulators' latency (AVX2's 6-row tile has
+/// two FMA chains a row, so a 1-row tile takes as long per `k` as a 4-row
+/// one): 7 pixels run as 4 + 3, not 6 + 1, and 49 as 4 x 6 + 5 x 5, not
+/// 8 x 6 + 1. Each output is the same sum in the same order either way.
+pub(crate) fn even_tiles(n: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
+    let calls = n.div_ceil(most.max(1)).max(1);
+    let (rows, larger) = (n / calls, n % calls);
+    [(rows + 1, larger), (rows, calls - larger)]
+        .into_iter()
+        .filter(|&(rows, count)| rows > 0 && count > 0)
+}
+
 /// `for iv in (start..end).step_by(step) { body(iv) }`, a top-tested loop over
 /// `I64` values.
 pub(crate) fn for_range(
@@ -874,7 +889,8 @@ pub(crate) fn clamp(b: &mut FunctionBuilder, x: Value, lo: i64, hi: i64) -> Valu
 
 #[cfg(test)]
 mod tests {
-    use super::{on_threads, tap_classes};
+    use super::{even_tiles, on_threads, tap_classes};
+    use proptest::prelude::*;
 
     #[test]
     fn on_threads_keeps_the_items_order_for_any_thread_count() {
@@ -899,5 +915,28 @@ mod tests {
         );
         // 7 taps, stride 2, pad 3 on 8 inputs (4 outputs): output 0 reads inputs -3..=3 -> taps 3..7.
         assert_eq!(tap_classes(4, 8, 7, 2, 1, 3)[0], (0, 1, 3, 7));
+    }
+
+    #[test]
+    fn even_tiles_split_a_remainder_across_the_tiles() {
+        // ResNet's 7x7 maps on AVX2's 6-row tile: two calls for a row of 7,
+        // nine for 49 pixels (ceil(49 / 6)), 49 = 4 x 6 + 5 x 5.
+        assert_eq!(even_tiles(7, 6).collect::<Vec<_>>(), [(4, 1), (3, 1)]);
+        assert_eq!(even_tiles(49, 6).collect::<Vec<_>>(), [(6, 4), (5, 5)]);
+        assert_eq!(even_tiles(12, 6).collect::<Vec<_>>(), [(6, 2)]);
+        assert_eq!(even_tiles(0, 6).count(), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn even_tiles_cover_n_in_the_fewest_tiles_of_sizes_one_apart(n in 0usize..400, most in 1usize..20) {
+            let runs: Vec<(usize, usize)> = even_tiles(n, most).collect();
+            let covered: usize = runs.iter().map(|(rows, count)| rows * count).sum();
+            let calls: usize = runs.iter().map(|(_, count)| count).sum();
+            prop_assert_eq!(covered, n);
+            prop_assert_eq!(calls, n.div_ceil(most));
+            prop_assert!(runs.iter().all(|&(rows, _)| (1..=most).contains(&rows)));
+            prop_assert!(runs.windows(2).all(|w| w[0].0 == w[1].0 + 1));
+        }
     }
 }

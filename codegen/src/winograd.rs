@@ -68,7 +68,7 @@ use super::conv::{ConvSpec, BLOCK, TILE};
 use super::fold;
 use super::native::{self, Isa, Tap, TileFn, WideTileFn};
 use super::{
-    apply_epilogue, clamp, epilogue_lengths, for_range, int, tap_classes, vector, Args,
+    apply_epilogue, clamp, epilogue_lengths, even_tiles, for_range, int, tap_classes, vector, Args,
     ChannelSlice, Epilogue, Epilogued, Lengths, OutputLayout,
 };
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -772,16 +772,13 @@ fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, tiles: usize) {
                         None => gemm_tile(b, &shape, v, u, out, pixels),
                     }
                 };
-                let rows = if step == 2 { native::WIDE_ROWS } else { rows };
-                let full = tiles / rows * rows;
-                if full > 0 {
-                    let zero = int(b, 0);
-                    let end = int(b, full as i64);
-                    for_range(b, zero, end, rows as i64, |b, tx| tile(b, tx, rows));
-                }
-                if tiles > full {
-                    let tx = int(b, full as i64);
-                    tile(b, tx, tiles - full);
+                let most = if step == 2 { native::WIDE_ROWS } else { rows };
+                let mut from = 0;
+                for (rows, count) in even_tiles(tiles, most) {
+                    let lo = int(b, from as i64);
+                    from += rows * count;
+                    let hi = int(b, from as i64);
+                    for_range(b, lo, hi, rows as i64, |b, tx| tile(b, tx, rows));
                 }
             });
         }
