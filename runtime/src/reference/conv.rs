@@ -104,20 +104,16 @@ pub fn conv2d(
     check_len("conv output", out.len(), output.len())?;
 
     for oy in 0..out.h {
+        let rows = taps_inside(oy, fh, sh, dh, top, dims.h);
         for ox in 0..out.w {
+            let columns = taps_inside(ox, fw, sw, dw, left, dims.w);
             for k in 0..k_total {
                 let group = k / k_per_group;
                 let mut acc = bias.map_or(0.0, |b| f64::from(b[k]));
                 for ci in 0..cin_per_group {
                     let channel = group * cin_per_group + ci;
-                    for fy in 0..fh {
-                        let Some(iy) = input_coord(oy, fy, sh, dh, top, dims.h) else {
-                            continue;
-                        };
-                        for fx in 0..fw {
-                            let Some(ix) = input_coord(ox, fx, sw, dw, left, dims.w) else {
-                                continue;
-                            };
+                    for &(fy, iy) in &rows {
+                        for &(fx, ix) in &columns {
                             let w = weight[((k * cin_per_group + ci) * fh + fy) * fw + fx];
                             let x = input[(iy * dims.w + ix) * dims.c + channel];
                             acc += f64::from(w) * f64::from(x);
@@ -129,6 +125,23 @@ pub fn conv2d(
         }
     }
     Ok(out)
+}
+
+/// The taps `0..kernel` of output position `out` along one axis that fall
+/// inside the input, with the input coordinate each reads ([`input_coord`]),
+/// in tap order: the same for every channel, so [`conv2d`] finds them once
+/// per output row and column.
+fn taps_inside(
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    before: usize,
+    n: usize,
+) -> Vec<(usize, usize)> {
+    (0..kernel)
+        .filter_map(|tap| Some((tap, input_coord(out, tap, stride, dilation, before, n)?)))
+        .collect()
 }
 
 #[cfg(test)]
