@@ -112,8 +112,8 @@ pub fn conv2d(
                 let mut acc = bias.map_or(0.0, |b| f64::from(b[k]));
                 for ci in 0..cin_per_group {
                     let channel = group * cin_per_group + ci;
-                    for &(fy, iy) in &rows {
-                        for &(fx, ix) in &columns {
+                    for (fy, iy) in rows.clone() {
+                        for (fx, ix) in columns.clone() {
                             let w = weight[((k * cin_per_group + ci) * fh + fy) * fw + fx];
                             let x = input[(iy * dims.w + ix) * dims.c + channel];
                             acc += f64::from(w) * f64::from(x);
@@ -127,10 +127,11 @@ pub fn conv2d(
     Ok(out)
 }
 
-/// The taps `0..kernel` of output position `out` along one axis that fall
-/// inside the input, with the input coordinate each reads ([`input_coord`]),
-/// in tap order: the same for every channel, so [`conv2d`] finds them once
-/// per output row and column.
+/// The taps of output position `out` along one axis that fall inside the
+/// input, each with the input coordinate it reads ([`input_coord`]): a
+/// range of taps, as the coordinate grows with the tap. The same for every
+/// channel, so [`conv2d`] finds them once per output row and column
+/// (without allocating: the reference path allocates nothing per image).
 fn taps_inside(
     out: usize,
     kernel: usize,
@@ -138,10 +139,17 @@ fn taps_inside(
     dilation: usize,
     before: usize,
     n: usize,
-) -> Vec<(usize, usize)> {
-    (0..kernel)
-        .filter_map(|tap| Some((tap, input_coord(out, tap, stride, dilation, before, n)?)))
-        .collect()
+) -> impl Iterator<Item = (usize, usize)> + Clone {
+    let coord = |tap: usize| input_coord(out, tap, stride, dilation, before, n);
+    let first = (0..kernel)
+        .find(|&tap| coord(tap).is_some())
+        .unwrap_or(kernel);
+    let end = (first..kernel)
+        .find(|&tap| coord(tap).is_none())
+        .unwrap_or(kernel);
+    let at = coord(first).unwrap_or(0);
+    // `conv2d_output_dims` has checked the dilation is positive.
+    (first..end).zip((at..).step_by(dilation.max(1)))
 }
 
 #[cfg(test)]
