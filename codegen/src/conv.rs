@@ -50,8 +50,8 @@ use super::native_epilogue::{self as native_epilogue, Sink};
 use super::native_gemv::{self, GemvFn};
 use super::vector;
 use super::{
-    apply_epilogue, clamp, even_tiles, for_range, int, tap_classes, Args, ChannelSlice, Epilogue,
-    Epilogued, Lengths, OutputLayout,
+    apply_epilogue, clamp, for_even_tiles, for_range, int, tap_classes, Args, ChannelSlice,
+    Epilogue, Epilogued, Lengths, OutputLayout,
 };
 use cnnjit_ir::{Conv2d, Dense, Shape};
 use cranelift_codegen::ir::{
@@ -999,7 +999,7 @@ fn shift(b: &mut FunctionBuilder, base: &Tile, steps: Steps, i: Value) -> Tile {
 }
 
 /// The tiles of `n` pixels from `first`, each `first.steps` after the last,
-/// sized by [`even_tiles`].
+/// sized by [`super::even_tiles`] ([`for_even_tiles`]).
 fn tiles(
     l: &Layout,
     b: &mut FunctionBuilder,
@@ -1008,19 +1008,13 @@ fn tiles(
     ky: (usize, usize),
     kx: (usize, usize),
 ) {
-    let mut from = 0;
-    for (rows, count) in even_tiles(n, per_tile(l, first)) {
-        let lo = int(b, from as i64);
-        from += rows * count;
-        let hi = int(b, from as i64);
-        for_range(b, lo, hi, rows as i64, |b, i| {
-            let t = Tile {
-                pixels: rows,
-                ..shift(b, first, first.steps, i)
-            };
-            tile(l, b, &t, ky, kx);
-        });
-    }
+    for_even_tiles(b, n, per_tile(l, first), |b, i, rows| {
+        let t = Tile {
+            pixels: rows,
+            ..shift(b, first, first.steps, i)
+        };
+        tile(l, b, &t, ky, kx);
+    });
 }
 
 /// One tile: its accumulators (per pixel, per `f32x4` of channels), then the

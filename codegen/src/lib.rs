@@ -845,6 +845,23 @@ pub(crate) fn even_tiles(n: usize, most: usize) -> impl Iterator<Item = (usize, 
         .filter(|&(rows, count)| rows > 0 && count > 0)
 }
 
+/// A loop per run of [`even_tiles`]`(n, most)`: `body(b, first, rows)` for
+/// each tile, `first` the index of its first item.
+pub(crate) fn for_even_tiles(
+    b: &mut FunctionBuilder,
+    n: usize,
+    most: usize,
+    mut body: impl FnMut(&mut FunctionBuilder, Value, usize),
+) {
+    let mut from = 0;
+    for (rows, count) in even_tiles(n, most) {
+        let lo = int(b, from as i64);
+        from += rows * count;
+        let hi = int(b, from as i64);
+        for_range(b, lo, hi, rows as i64, |b, first| body(b, first, rows));
+    }
+}
+
 /// `for iv in (start..end).step_by(step) { body(iv) }`, a top-tested loop over
 /// `I64` values.
 pub(crate) fn for_range(

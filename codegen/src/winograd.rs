@@ -68,8 +68,8 @@ use super::conv::{ConvSpec, BLOCK, TILE};
 use super::fold;
 use super::native::{self, Isa, Tap, TileFn, WideTileFn};
 use super::{
-    apply_epilogue, clamp, epilogue_lengths, even_tiles, for_range, int, tap_classes, vector, Args,
-    ChannelSlice, Epilogue, Epilogued, Lengths, OutputLayout,
+    apply_epilogue, clamp, epilogue_lengths, for_even_tiles, for_range, int, tap_classes, vector,
+    Args, ChannelSlice, Epilogue, Epilogued, Lengths, OutputLayout,
 };
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
@@ -773,13 +773,7 @@ fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, tiles: usize) {
                     }
                 };
                 let most = if step == 2 { native::WIDE_ROWS } else { rows };
-                let mut from = 0;
-                for (rows, count) in even_tiles(tiles, most) {
-                    let lo = int(b, from as i64);
-                    from += rows * count;
-                    let hi = int(b, from as i64);
-                    for_range(b, lo, hi, rows as i64, |b, tx| tile(b, tx, rows));
-                }
+                for_even_tiles(b, tiles, most, tile);
             });
         }
     });
