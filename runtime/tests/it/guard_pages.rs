@@ -510,9 +510,9 @@ enum ConvKind {
 /// group (up to three native blocks of 16 and a tail: on AVX-512 an even or
 /// odd number of full blocks, paired on the wide tile, with or without a
 /// partial one; 1..=40 after `on`, 1..=99 for a 1x1 after `on`), kernel
-/// 1..=4 (depthwise: 1..=5, on inputs up to 20 wide, one in two 3 wide
-/// at stride 1 along the rows with 256..=280 channels; pointwise: 1x1 over
-/// runs of pixels, inputs up to 15 a side), stride 1..=3, dilation 1..=2,
+/// 1..=4 (depthwise: 1..=5, on inputs up to 20 wide, one in two 3 wide,
+/// undilated at stride 1 along the rows with 256..=280 channels; pointwise:
+/// 1x1 over runs of pixels, inputs up to 15 a side), stride 1..=3, dilation 1..=2,
 /// symmetric padding 0..=2 per axis; a dense one 1..=64 inputs to 1..=140
 /// outputs (the native GEMV's two blocks of 64 and a tail); direct, dense,
 /// pointwise and depthwise ones on each native ISA the host has (a dense one
@@ -529,9 +529,9 @@ fn random_conv(
     // its rows are runs of tiles across tile rows (`WinogradSpec::runs`).
     let wide = kind == ConvKind::Winograd && on.is_none() && rng.range(0, 2) == 0;
     // One depthwise conv in two has 256 to 280 channels and a 3-wide
-    // kernel at stride 1 along the rows: AVX2's kernel then sums two channel
-    // vectors per block (`native_depthwise`'s pairs), a path fewer channels
-    // never take.
+    // undilated kernel at stride 1 along the rows: AVX2's kernel then sums
+    // two channel vectors per block (`native_depthwise`'s pairs), a path
+    // fewer channels never take.
     let deep = kind == ConvKind::Depthwise && on.is_none() && rng.range(0, 1) == 0;
     let (h, w, groups, in_per_group, out_per_group) = match (kind, on) {
         (ConvKind::Depthwise, Some(d)) => (d.h, d.w, d.c, 1, 1),
@@ -581,15 +581,16 @@ fn random_conv(
         // Depthwise up to 5 wide: the native kernel's sliding window is for
         // widths 3 and 5.
         let widest = if depthwise { 5 } else { 4 };
-        let (kernel_width, stride_x) = if deep {
-            (3, 1)
+        // The pairs slide their window: undilated along the rows.
+        let (kernel_width, stride_x, dilation_x) = if deep {
+            (3, 1, 1)
         } else {
-            (rng.range(1, widest), rng.range(1, 3))
+            (rng.range(1, widest), rng.range(1, 3), rng.range(1, 2))
         };
         (
             [rng.range(1, widest), kernel_width],
             [rng.range(1, 3), stride_x],
-            [rng.range(1, 2), rng.range(1, 2)],
+            [rng.range(1, 2), dilation_x],
             [rng.range(0, 2), rng.range(0, 2)],
         )
     };
