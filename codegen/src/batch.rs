@@ -50,7 +50,7 @@ pub enum BatchKernels {
     Image,
     /// A step may run a kernel of another algorithm where a batch runs it
     /// faster ([`choice::batch_kernel`]: today Winograd F(2x2) on
-    /// AlexNet's 13x13 3x3 layers on the AVX-512 tile), within that
+    /// AlexNet's 13x13 3x3 layers on a native tile), within that
     /// algorithm's rounding of `forward`'s (`winograd`'s "Numerics").
     Fastest,
 }

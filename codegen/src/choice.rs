@@ -142,6 +142,25 @@ pub const BATCH_AVX512: CostModel = CostModel {
     ..MEASURED
 };
 
+/// The AVX2 tile in a batch, as [`BATCH_AVX512`] is AVX-512's, with the
+/// rates of the 2-core AVX2-only EPYC (Zen 3) host (2026-12-07, builds
+/// paused, `cnnjit tune --threads 1` of AlexNet's 13x13 3x3 layers, which
+/// times each candidate repeatedly, so with warm weights): the direct
+/// kernel 2.812 / 4.249 / 2.827 ms for 149.5M / 224.3M / 149.5M MACs, so
+/// 53 MACs/ns; F(2x2) 1.730 / 2.520 / 1.759 ms, which less its transforms
+/// at [`MEASURED`]'s rate (0.188 / 0.226 / 0.188 ms) leaves its GEMMs
+/// (77.1M / 115.6M / 77.1M MACs) 49-50 MACs/ns, so 50; F(4x4) of
+/// 13x13x384 -> 384, 1.702 / 3.298 / 1.721 ms, read its 21.2 MB of weights
+/// 4 times at 25.8 B/ns, so rereads at 26. Here too the image's own choice
+/// stays [`MEASURED`]'s (its weights cold after the dense layers).
+pub const BATCH_AVX2: CostModel = CostModel {
+    native_direct_macs_per_ns: 53.0,
+    native_gemm_macs_per_ns: 50.0,
+    reread_bytes_per_ns: 26.0,
+    warm: true,
+    ..MEASURED
+};
+
 impl CostModel {
     /// The model of the native tile of `isa` (Cranelift's rates serve
     /// every spec without one).
@@ -149,6 +168,18 @@ impl CostModel {
         match isa {
             Some(Isa::Avx512) => &MEASURED_AVX512,
             Some(Isa::Avx2) | None => &MEASURED,
+        }
+    }
+
+    /// The model of the native tile of `isa` in a batch, where the
+    /// thread's previous image ran the same step ([`BATCH_AVX512`],
+    /// [`BATCH_AVX2`]); `None` for Cranelift's tile, whose batch rates are
+    /// not measured.
+    pub const fn batch(isa: Option<Isa>) -> Option<&'static CostModel> {
+        match isa {
+            Some(Isa::Avx512) => Some(&BATCH_AVX512),
+            Some(Isa::Avx2) => Some(&BATCH_AVX2),
+            None => None,
         }
     }
 
@@ -271,15 +302,29 @@ pub fn candidates(spec: &ConvSpec, largest_tile: usize) -> Vec<(Pick, Kernel)> {
 
 /// The kernel a batch runs for `image`, a step's kernel for one image
 /// (lowering's, static or tuned), where it differs: the convolution `image`
-/// computes on the algorithm [`BATCH_AVX512`] picks, Winograd tiles no
-/// larger than `largest_tile`, for a convolution on the AVX-512 tile (the
-/// only one whose batch rates are measured), a Winograd kernel's rows its
-/// tile rows (`WinogradSpec::tile_rows`); `None` elsewhere.
+/// computes on the algorithm its tile's batch model
+/// ([`CostModel::batch`]) picks, Winograd tiles no larger than
+/// `largest_tile`, for a convolution on a native tile (the ones whose batch
+/// rates are measured), a Winograd kernel's rows its tile rows
+/// (`WinogradSpec::tile_rows`); `None` elsewhere, and where that algorithm
+/// is the image's own. A batch that keeps the image's algorithm keeps its
+/// kernel too: VGG16's and ResNet-50's Winograd layers in tile rows rather
+/// than the image's long runs read `U` more often, and a batch of 32 on
+/// two threads ran 8-13% (VGG16) and 1-2% (ResNet-50) slower so (Zen 3,
+/// AVX2).
 pub fn batch_kernel(image: &Kernel, largest_tile: usize) -> Option<Kernel> {
-    let spec = conv_spec(image).filter(|s| s.native == Some(Isa::Avx512))?;
-    let pick = Pick::of(BATCH_AVX512.choose(&spec, largest_tile))?;
+    let spec = conv_spec(image)?;
+    let model = CostModel::batch(spec.native)?;
+    let pick = Pick::of(model.choose(&spec, largest_tile))?;
+    let own = match image {
+        Kernel::Winograd(w) => Pick::of(Algorithm::Winograd { tile: w.tile }),
+        _ => Some(Pick::Direct),
+    };
+    if own == Some(pick) {
+        return None;
+    }
     let kernel = match pick.kernel(&spec)? {
-        // `BATCH_AVX512` counts a pass over `U` per tile row.
+        // A batch model counts a pass over `U` per tile row.
         Kernel::Winograd(w) => Kernel::Winograd(WinogradSpec {
             tile_rows: true,
             ..w
