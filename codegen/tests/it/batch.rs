@@ -72,70 +72,89 @@ fn lowered(
 /// AlexNet's conv4 shape at 256 channels: 13x13x256 -> 256, 3x3, pad 1.
 const WARM: &str = "Warm(13x13x256) { conv(256, 3x3, pad = 1), relu }";
 
+/// A 9x9x512 -> 512 3x3 layer, which a batch on the AVX2 tile runs on
+/// F(2x2) where the image runs the direct kernel.
+const WARM_AVX2: &str = "WarmAvx2(9x9x512) { conv(512, 3x3, pad = 1), relu }";
+
 #[test]
 fn a_batch_runs_winograd_f2_where_warm_weights_make_it_cheaper() {
-    // 99,680,256 MACs direct (13 x 13 x 256 x 256 x 9); F(2x2): 7 x 7
-    // tiles of 16 points, 784 x 256 x 256 = 51,380,224 MACs and 784 x (64 +
-    // 64) = 100,352 transformed vectors at 1.5 ns; F(4x4): 4 x 4 tiles of 36
-    // points, 37,748,736 MACs and 73,728 vectors. Packed weights: 2.36 MB
-    // direct (read once: they outweigh the 173 KB input), 4.19 MB F(2x2)
-    // read per tile row (7), 9.44 MB F(4x4) (4 rows).
+    // [`WARM`]: 99,680,256 MACs direct (13 x 13 x 256 x 256 x 9); F(2x2):
+    // 7 x 7 tiles of 16 points, 784 x 256 x 256 = 51,380,224 MACs and 784 x
+    // (64 + 64) = 100,352 transformed vectors at 1.5 ns; F(4x4): 4 x 4
+    // tiles of 36 points, 37,748,736 MACs and 73,728 vectors. Packed
+    // weights: 2.36 MB direct (read once: they outweigh the 173 KB input),
+    // 4.19 MB F(2x2) read per tile row (7), 9.44 MB F(4x4) (4 rows).
     // For one image on AVX-512 (`MEASURED_AVX512`, cold weights at 8.5
     // B/ns, rereads at 25): direct 99.68M / 70 = 1.424 ms; F(2x2) 51.38M /
     // 35 + 0.151 = 1.619 ms (its weights 0.493 + 6 x 0.168 = 1.50 ms);
-    // F(4x4) weights 1.110 + 3 x 0.378 = 2.243 ms: direct. On AVX2
-    // (`MEASURED`): direct 99.68M / 54 = 1.846 ms; F(2x2) 51.38M / 29 +
-    // 0.151 = 1.923 ms; F(4x4) 2.243 ms: direct.
+    // F(4x4) weights 1.110 + 3 x 0.378 = 2.243 ms: direct.
     // In a batch on AVX-512 (`BATCH_AVX512`, warm weights at 47 B/ns):
     // direct 99.68M / 143 = 0.697 ms; F(2x2) 51.38M / 100 + 0.151 = 0.664 ms
     // (weights 7 x 4.19 MB / 47 = 0.624 ms); F(4x4) 0.377 + 0.111 = 0.488
-    // ms but its weights 4 x 9.44 MB / 47 = 0.803 ms: F(2x2). On AVX2
-    // (`BATCH_AVX2`, 26 B/ns): direct 99.68M / 53 = 1.881 ms; F(2x2)
-    // 51.38M / 50 + 0.151 = 1.179 ms (weights 7 x 4.19 MB / 26 = 1.129 ms);
-    // F(4x4) 0.755 + 0.111 = 0.866 ms but its weights 4 x 9.44 MB / 26 =
-    // 1.452 ms: F(2x2).
-    for isa in [Isa::Avx512, Isa::Avx2] {
+    // ms but its weights 4 x 9.44 MB / 47 = 0.803 ms: F(2x2).
+    // On AVX2 (`MEASURED_AVX2`, Winograd's GEMMs at 50) one image takes
+    // F(2x2) already: direct 99.68M / 54 = 1.846 ms; F(2x2) 51.38M / 50 +
+    // 0.151 = 1.179 ms, its weights 1.499 ms; F(4x4) 2.243 ms. So does a
+    // batch (`BATCH_AVX2`, 26 B/ns): F(2x2) 1.179 ms, its weights 7 x 4.19
+    // / 26 = 1.129 ms, against direct 99.68M / 53 = 1.881 ms and F(4x4)'s
+    // weights 4 x 9.44 / 26 = 1.452 ms; the batch keeps the image's kernel.
+    // [`WARM_AVX2`]: 191,102,976 MACs direct (9 x 9 x 512 x 512 x 9), 9.44
+    // MB of weights read once; F(2x2): 5 x 5 tiles, 400 x 512 x 512 =
+    // 104,857,600 MACs and 400 x 256 = 102,400 vectors (0.154 ms), `U`
+    // 16.78 MB read per tile row (5); F(4x4): 3 x 3 tiles, 324 x 512 x 512
+    // = 84,934,656 MACs, `U` 37.75 MB, over the 32 MiB of the outer caches.
+    // One image on AVX2: direct 191.1M / 54 = 3.539 ms; F(2x2) 104.9M / 50
+    // + 0.154 = 2.251 ms but its weights 16.78 / 8.5 + 4 x 16.78 / 25 =
+    // 4.658 ms; F(4x4) its weights 3 x 37.75 / 8.5 = 13.3 ms: direct. A
+    // batch: direct 191.1M / 53 = 3.606 ms; F(2x2) its weights 5 x 16.78 /
+    // 26 = 3.227 ms; F(4x4) 13.3 ms: F(2x2).
+    for (isa, layer, runs) in [(Isa::Avx512, WARM, 7), (Isa::Avx2, WARM_AVX2, 5)] {
         if !isa.detected() {
-            // Lowering names only an ISA the host has (`ConvSpec::of_conv`):
-            // here the spec is on a narrower tile or Cranelift's, so this
-            // ISA's case is the other one's or Cranelift's, below.
+            // Lowering names only an ISA the host has (`ConvSpec::of_conv`).
             continue;
         }
-        let image = image_kernels(WARM, Some(isa), 4);
+        let image = image_kernels(layer, Some(isa), 4);
         assert!(matches!(image[..], [Some(Kernel::Conv(_))]), "{image:?}");
-        let plan = batch_plan_up_to(WARM, Some(isa), 4);
+        let plan = batch_plan_up_to(layer, Some(isa), 4);
         let Some(step) = &plan.kernels[0] else {
             panic!("no batch kernel on {isa:?}: {plan:?}")
         };
         let Kernel::Winograd(w) = &step.kernel else {
             panic!("{:?}", step.kernel)
         };
-        assert_eq!(w.tile, 2);
+        // In its tile rows, the passes over `U` its cost model counts.
+        assert_eq!((w.tile, w.tile_rows, w.runs()), (2, true, runs));
         // It packs by its own kernel, and computes the image's convolution.
         assert_eq!(step.parts[0].kernel, step.kernel);
         assert_eq!(
             conv_spec(&step.kernel),
             image[0].as_ref().and_then(conv_spec)
         );
+        // Winograd only where allowed.
+        assert_eq!(batch_plan_up_to(layer, Some(isa), 0).kernels, [None]);
+    }
+    if Isa::Avx512.detected() {
         // AlexNet's conv4 itself, 13x13x384: `U` is 16 x 384 x 384 x 4 =
         // 9.44 MB, over the 8 MiB from which the image's Winograd kernels
         // run in long runs of tiles (49 tiles of 16 x (384 + 384) x 4 =
         // 49,152 bytes of `V` and `M`, 2.41 MB, over the 2 MiB of a run: two
-        // runs); the batch's runs in its 7 tile rows, the passes over `U`
-        // its cost model counts. On AVX2: direct 224.3M / 53 = 4.23 ms;
-        // F(2x2) 115.6M / 50 + 0.226 = 2.54 ms, its weights 7 x 9.44 MB / 26
-        // = 2.54 ms; F(4x4) 84.9M / 50 + 0.138 = 1.84 ms but its weights 4 x
-        // 21.2 MB / 26 = 3.26 ms: F(2x2) (on AVX-512 too).
+        // runs); the batch's runs in its 7 tile rows.
         let wide = "Wide(13x13x384) { conv(384, 3x3, pad = 1), relu }";
-        let plan = batch_plan_up_to(wide, Some(isa), 4);
+        let plan = batch_plan_up_to(wide, Some(Isa::Avx512), 4);
         let Some(Kernel::Winograd(w)) = plan.kernels[0].as_ref().map(|s| &s.kernel) else {
             panic!("no batch Winograd kernel: {plan:?}")
         };
         assert_eq!((w.tile, w.runs()), (2, 7));
         let image = WinogradSpec::of_conv(&conv_spec(&Kernel::Winograd(w.clone())).unwrap(), 2);
         assert_eq!(image.map(|s| s.runs()), Some(2));
-        // Winograd only where allowed.
-        assert_eq!(batch_plan_up_to(WARM, Some(isa), 0).kernels, [None]);
+    }
+    if Isa::Avx2.detected() {
+        let image = image_kernels(WARM, Some(Isa::Avx2), 4);
+        assert!(
+            matches!(&image[..], [Some(Kernel::Winograd(w))] if w.tile == 2),
+            "{image:?}"
+        );
+        assert_eq!(batch_plan_up_to(WARM, Some(Isa::Avx2), 4).kernels, [None]);
     }
     // Cranelift's tile has no batch rates.
     assert_eq!(batch_plan_up_to(WARM, None, 4).kernels, [None]);
@@ -145,11 +164,11 @@ fn a_batch_runs_winograd_f2_where_warm_weights_make_it_cheaper() {
 fn a_batch_keeps_the_images_kernel_where_it_keeps_its_algorithm() {
     // VGG16's 14x14x512 layer: `U` of F(2x2) is 16 x 512 x 512 x 4 = 16.8
     // MB, over `LONG_RUNS_FROM` (8 MiB), so the image runs it in long runs
-    // (`MEASURED`: direct 462.4M / 54 = 8.56 ms; F(2x2) 784 x 512 x 512 =
-    // 205.5M / 29 + 784 x 256 x 1.5 ns = 7.39 ms, its weights 16.8 / 8.5 +
-    // 6 x 16.8 / 25 = 6.00 ms; F(4x4) 16 x 36 x 512 x 512 = 151.0M / 29 +
-    // 0.221 = 5.43 ms but its weights 37.7 / 8.5 + 3 x 37.7 / 8.5 (over the
-    // 32 MiB of the outer caches) = 17.8 ms: F(2x2)). A batch on AVX2 picks
+    // (`MEASURED_AVX2`: direct 462.4M / 54 = 8.56 ms; F(2x2) 784 x 512 x
+    // 512 = 205.5M / 50 + 784 x 256 x 1.5 ns = 4.41 ms, its weights 16.8 /
+    // 8.5 + 6 x 16.8 / 25 = 6.00 ms; F(4x4) 16 x 36 x 512 x 512 = 151.0M /
+    // 50 + 0.221 = 3.24 ms but its weights 37.7 / 8.5 + 3 x 37.7 / 8.5 (over
+    // the 32 MiB of the outer caches) = 17.8 ms: F(2x2)). A batch on AVX2 picks
     // F(2x2) too (direct 8.72 ms; F(2x2) 4.11 + 0.301 = 4.41 ms, its
     // weights 7 x 16.8 / 26 = 4.52 ms; F(4x4) 4 x 37.7 / 8.5 = 17.8 ms), so
     // it keeps the image's kernel, long runs and all, rather than one in
