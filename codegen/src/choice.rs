@@ -3,7 +3,8 @@
 //! Winograd F(2x2, 3x3) / F(4x4, 3x3).
 //!
 //! A static cost model per ISA ([`CostModel::of`]: [`MEASURED`] for
-//! Cranelift's tile and AVX2's, [`MEASURED_AVX512`] for AVX-512's), from
+//! Cranelift's tile, [`MEASURED_AVX2`] for AVX2's, [`MEASURED_AVX512`] for
+//! AVX-512's), from
 //! one-thread throughputs measured on the development machines
 //! (BENCHMARKS.md, "Winograd"): the direct convolution
 //! runs at [`CostModel::direct_macs_per_ns`] over its MACs (output channels

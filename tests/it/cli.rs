@@ -339,8 +339,8 @@ fn import_writes_the_net_and_its_weights_and_prints_the_summary() {
 fn winograd_option_bounds_the_algorithm() {
     // VGG's 56x56x128 layer: F(4x4) by default, F(2x2) with `f2`, direct
     // (`direct` or `direct-avx2`) with `off`; on AVX2's or Cranelift's rates
-    // (`choice::MEASURED`: on AVX-512's, bounded to F(2x2), the direct
-    // kernel wins).
+    // (`choice::MEASURED_AVX2`, `MEASURED`: on AVX-512's, bounded to F(2x2),
+    // the direct kernel wins).
     let path = temp_file(
         "winograd.cnn",
         "Net(56x56x128) { conv(128, 3x3, pad = 1) }\n",
