@@ -336,11 +336,12 @@ pub fn batch_kernel(image: &Kernel, largest_tile: usize) -> Option<Kernel> {
     let spec = conv_spec(image)?;
     let model = CostModel::batch(spec.native)?;
     let pick = Pick::of(model.choose(&spec, largest_tile))?;
+    // The image's Winograd tile, 0 for its direct kernel, as `Pick::tile`.
     let own = match image {
-        Kernel::Winograd(w) => Pick::of(Algorithm::Winograd { tile: w.tile }),
-        _ => Some(Pick::Direct),
+        Kernel::Winograd(w) => w.tile,
+        _ => 0,
     };
-    if own == Some(pick) {
+    if pick.tile() == own {
         return None;
     }
     let kernel = match pick.kernel(&spec)? {
