@@ -67,7 +67,11 @@ pub struct Options {
     /// The native tile's instruction set: `None` (the default) the widest
     /// the host has; an ISA it lacks gives the widest it has below that
     /// (`Isa::at_most`). The kernel report names each step's ISA
-    /// ([`Model::kernels`]); outputs are bitwise identical on every ISA.
+    /// ([`Model::kernels`]). A kernel's outputs are bitwise identical on
+    /// every ISA, but each ISA has its own cost model, so a 3x3 convolution
+    /// may take Winograd on one and the direct kernel on another:
+    /// `Winograd::Off`, or the same measured choices, makes a network's
+    /// outputs bitwise alike on every ISA.
     #[cfg(feature = "jit")]
     pub native_isa: Option<cnnjit_codegen::native::Isa>,
     /// Run each separable pair the plan marks (depthwise + pointwise, `1xk` +
