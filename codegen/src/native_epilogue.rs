@@ -57,7 +57,7 @@
 //! operation and constant for constant (the constants are shared): `at_least`
 //! and `at_most` are `maxps`/`minps` with the bound first (a NaN `x` stays
 //! NaN, `-0` stays `-0`), `mul_add` one FMA, `exp` the same clamps, round to
-//! nearest even, two-part ln 2 by multiply-adds, degree-6 polynomial in Estrin's form and exponent bits,
+//! nearest even, two-part ln 2 by multiply-adds, a tiny reduced argument taken as 0, degree-6 polynomial in Estrin's form and exponent bits,
 //! sigmoid `1 / (1 + exp(-x))`, tanh and gelu's erf Eigen's rationals. Every operation is
 //! lane-wise and IEEE-exact, so a lane's result does not depend on the vector
 //! width: AVX2, AVX-512 and the Cranelift epilogue agree bit for bit, NaN
@@ -74,7 +74,8 @@
 use super::native::Isa;
 #[cfg(target_arch = "x86_64")]
 use super::vector::{
-    ERF_LIMIT, ERF_P, ERF_Q, EXP_LN2, EXP_POLY, EXP_RANGE, SIXTH, TANH_LIMIT, TANH_P, TANH_Q,
+    ERF_LIMIT, ERF_P, ERF_Q, EXP_LN2, EXP_POLY, EXP_RANGE, EXP_TINY, SIXTH, TANH_LIMIT, TANH_P,
+    TANH_Q,
 };
 use super::Epilogue;
 use cnnjit_ir::Activation;
@@ -282,6 +283,8 @@ pub(crate) trait Lanes: Copy {
     /// `self < y ? self : y` (`minps`): with the bound as `self`, vector.rs's `at_most`.
     fn min(self, y: Self) -> Self;
     fn neg(self) -> Self;
+    /// `|self| < tiny ? +0 : self` (a NaN stays).
+    fn zero_if_tiny(self, tiny: f32) -> Self;
     /// Round to nearest, ties to even.
     fn nearest(self) -> Self;
     /// `2^self` for integral `self` in `[-126, 127]` by the exponent bits,
@@ -310,7 +313,7 @@ fn exp<V: Lanes>(x: V) -> V {
     let x = at_most(at_least(x, EXP_RANGE[0]), EXP_RANGE[1]);
     let n = x.mul(V::splat(std::f32::consts::LOG2_E)).nearest();
     let r = n.mul_add(V::splat(-EXP_LN2[0]), x);
-    let r = n.mul_add(V::splat(-EXP_LN2[1]), r);
+    let r = n.mul_add(V::splat(-EXP_LN2[1]), r).zero_if_tiny(EXP_TINY);
     let c = |degree: usize| V::splat(EXP_POLY[6 - degree]);
     let a0 = r.mul_add(c(1), c(0));
     let a1 = r.mul_add(c(3), c(2));
@@ -821,6 +824,15 @@ pub(crate) mod avx2 {
             Ymm(unsafe { _mm256_xor_ps(self.0, _mm256_set1_ps(-0.0)) })
         }
         #[inline(always)]
+        fn zero_if_tiny(self, tiny: f32) -> Self {
+            // SAFETY: see the impl.
+            Ymm(unsafe {
+                let magnitude = _mm256_andnot_ps(_mm256_set1_ps(-0.0), self.0);
+                let is_tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(magnitude, _mm256_set1_ps(tiny));
+                _mm256_andnot_ps(is_tiny, self.0)
+            })
+        }
+        #[inline(always)]
         fn nearest(self) -> Self {
             // SAFETY: see the impl.
             Ymm(unsafe {
@@ -968,6 +980,15 @@ pub(crate) mod avx512 {
                     _mm512_castps_si512(self.0),
                     _mm512_set1_epi32(i32::MIN),
                 ))
+            })
+        }
+        #[inline(always)]
+        fn zero_if_tiny(self, tiny: f32) -> Self {
+            // SAFETY: see the impl.
+            Zmm(unsafe {
+                let magnitude = _mm512_abs_ps(self.0);
+                let is_tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(magnitude, _mm512_set1_ps(tiny));
+                _mm512_mask_mov_ps(self.0, is_tiny, _mm512_setzero_ps())
             })
         }
         #[inline(always)]
