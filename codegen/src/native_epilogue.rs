@@ -57,12 +57,13 @@
 //! operation and constant for constant (the constants are shared): `at_least`
 //! and `at_most` are `maxps`/`minps` with the bound first (a NaN `x` stays
 //! NaN, `-0` stays `-0`), `mul_add` one FMA, `exp` the same clamps, round to
-//! nearest even, two-part ln 2 by multiply-adds, a tiny reduced argument taken as 0, degree-6 polynomial in Estrin's form and exponent bits,
-//! sigmoid `1 / (1 + exp(-x))`, tanh and gelu's erf Eigen's rationals. Every operation is
-//! lane-wise and IEEE-exact, so a lane's result does not depend on the vector
-//! width: AVX2, AVX-512 and the Cranelift epilogue agree bit for bit, NaN
-//! payloads aside (an operation on two NaNs may keep either's payload). One
-//! difference is argued rather than shared: Cranelift's saturating float to
+//! nearest even, two-part ln 2 by multiply-adds, a tiny reduced argument
+//! taken as 0, degree-6 polynomial in Estrin's form and exponent bits,
+//! sigmoid `1 / (1 + exp(-x))`, tanh and gelu's erf Eigen's rationals. Every
+//! operation is lane-wise and IEEE-exact, so a lane's result does not depend
+//! on the vector width: AVX2, AVX-512 and the Cranelift epilogue agree bit
+//! for bit, NaN payloads aside (an operation on two NaNs may keep either's
+//! payload). One difference is argued rather than shared: Cranelift's saturating float to
 //! int conversion of `exp`'s `n` gives 0 for NaN, `cvtps2dq` gives
 //! `i32::MIN`; both build the scale 1.0 from it (`(n + 127) << 23`
 //! wraps to `127 << 23`), and `n` is otherwise an integer in `[-126, 127]`
