@@ -191,7 +191,7 @@ pub(crate) const SIXTH: f32 = 1.0 / 6.0;
 /// e^x, lane-wise: `x = n ln2 + r`, `2^n` built in the exponent bits, `e^r`
 /// by its Taylor polynomial to degree 6 in Estrin's form (relative error below
 /// 2e-7 on |r| <= ln2/2); `r = x - n ln2` by two multiply-adds, and 0 where
-/// it is below [`EXP_TINY`], so no step's result is subnormal.
+/// it is below `EXP_TINY`, so no step's result is subnormal.
 pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
     let lo = splat(b, EXP_RANGE[0]);
     let hi = splat(b, EXP_RANGE[1]);
