@@ -50,8 +50,8 @@ use super::native_epilogue::{self as native_epilogue, Sink};
 use super::native_gemv::{self, GemvFn};
 use super::vector;
 use super::{
-    apply_epilogue, clamp, for_even_tiles, for_range, int, tap_classes, Args, ChannelSlice,
-    Epilogue, Epilogued, Lengths, OutputLayout,
+    apply_epilogue, clamp, for_range, for_tiles, int, tap_classes, Args, ChannelSlice, Epilogue,
+    Epilogued, Lengths, OutputLayout, TileSplit,
 };
 use cnnjit_ir::{Conv2d, Dense, Shape};
 use cranelift_codegen::ir::{
@@ -953,7 +953,7 @@ fn down_columns(
             if l.spec.rows_are_blocks() {
                 return tiles(l, b, &column, height, ky, kx);
             }
-            let full = per_tile(l, &column);
+            let (full, _) = per_tile(l, &column);
             let mut next = top.row;
             for size in [full, full.min(4), 1] {
                 let zero = int(b, 0);
@@ -978,11 +978,12 @@ fn down_columns(
 
 /// Pixels in a full tile of `t`'s block: the wide tile's rows for a pair
 /// of blocks, else the spec's tile's.
-fn per_tile(l: &Layout, t: &Tile) -> usize {
+fn per_tile(l: &Layout, t: &Tile) -> (usize, TileSplit) {
+    let split = l.spec.native.map_or(TileSplit::Even, Isa::split);
     if t.lanes > l.spec.block() {
-        native::WIDE_ROWS
+        (native::WIDE_ROWS, split)
     } else {
-        l.spec.tile()
+        (l.spec.tile(), split)
     }
 }
 
@@ -999,7 +1000,7 @@ fn shift(b: &mut FunctionBuilder, base: &Tile, steps: Steps, i: Value) -> Tile {
 }
 
 /// The tiles of `n` pixels from `first`, each `first.steps` after the last,
-/// sized by [`super::even_tiles`] ([`for_even_tiles`]).
+/// cut as the ISA cuts a run ([`native::Isa::split`], [`for_tiles`]).
 fn tiles(
     l: &Layout,
     b: &mut FunctionBuilder,
@@ -1008,7 +1009,7 @@ fn tiles(
     ky: (usize, usize),
     kx: (usize, usize),
 ) {
-    for_even_tiles(b, n, per_tile(l, first), |b, i, rows| {
+    for_tiles(b, n, per_tile(l, first), |b, i, rows| {
         let t = Tile {
             pixels: rows,
             ..shift(b, first, first.steps, i)

@@ -830,31 +830,47 @@ pub(crate) fn tap_classes(
     classes
 }
 
-/// `n` pixels (or Winograd tiles) as GEMM tiles of at most `most` rows: as
-/// few tiles as cover them, their sizes as even as they can be, as
-/// `(rows, count)` runs, the larger rows first, empty runs left out. A tile
-/// of few rows waits on its accumulators' latency (AVX2's 6-row tile has
-/// two FMA chains a row, so a 1-row tile takes as long per `k` as a 4-row
-/// one): 7 pixels run as 4 + 3, not 6 + 1, and 49 as 4 x 6 + 5 x 5, not
-/// 8 x 6 + 1. Each output is the same sum in the same order either way.
-pub(crate) fn even_tiles(n: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
-    let calls = n.div_ceil(most.max(1)).max(1);
-    let (rows, larger) = (n / calls, n % calls);
-    [(rows + 1, larger), (rows, calls - larger)]
-        .into_iter()
-        .filter(|&(rows, count)| rows > 0 && count > 0)
+/// How a run of pixels (or Winograd tiles) is cut into GEMM tiles of at
+/// most `most` rows ([`native::Isa::split`]). Each output is the same sum
+/// in the same order either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TileSplit {
+    /// As few tiles as cover the run, their sizes as even as they can be:
+    /// with AVX2's 6 rows, 7 pixels run as 4 + 3, not 6 + 1, and 49 as
+    /// 4 x 6 + 5 x 5, not 8 x 6 + 1.
+    Even,
+    /// Full tiles, then one of the rest: 49 as 3 x 14 + 7.
+    FullFirst,
 }
 
-/// A loop per run of [`even_tiles`]`(n, most)`: `body(b, first, rows)` for
+impl TileSplit {
+    /// `n` items as `(rows, count)` runs of tiles of at most `most` rows,
+    /// the larger rows first, empty runs left out.
+    pub(crate) fn runs(self, n: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
+        let most = most.max(1);
+        let runs = match self {
+            TileSplit::Even => {
+                let calls = n.div_ceil(most).max(1);
+                let (rows, larger) = (n / calls, n % calls);
+                [(rows + 1, larger), (rows, calls - larger)]
+            }
+            TileSplit::FullFirst => [(most, n / most), (n % most, 1)],
+        };
+        runs.into_iter()
+            .filter(|&(rows, count)| rows > 0 && count > 0)
+    }
+}
+
+/// A loop per run of `split.runs(n, most)`: `body(b, first, rows)` for
 /// each tile, `first` the index of its first item.
-pub(crate) fn for_even_tiles(
+pub(crate) fn for_tiles(
     b: &mut FunctionBuilder,
     n: usize,
-    most: usize,
+    (most, split): (usize, TileSplit),
     mut body: impl FnMut(&mut FunctionBuilder, Value, usize),
 ) {
     let mut from = 0;
-    for (rows, count) in even_tiles(n, most) {
+    for (rows, count) in split.runs(n, most) {
         let lo = int(b, from as i64);
         from += rows * count;
         let hi = int(b, from as i64);
@@ -906,7 +922,7 @@ pub(crate) fn clamp(b: &mut FunctionBuilder, x: Value, lo: i64, hi: i64) -> Valu
 
 #[cfg(test)]
 mod tests {
-    use super::{even_tiles, on_threads, tap_classes};
+    use super::{on_threads, tap_classes, TileSplit};
     use proptest::prelude::*;
 
     #[test]
@@ -935,25 +951,41 @@ mod tests {
     }
 
     #[test]
-    fn even_tiles_split_a_remainder_across_the_tiles() {
+    fn tile_splits_cut_a_run_evenly_or_full_tiles_first() {
         // ResNet's 7x7 maps on AVX2's 6-row tile: two calls for a row of 7,
         // nine for 49 pixels (ceil(49 / 6)), 49 = 4 x 6 + 5 x 5.
-        assert_eq!(even_tiles(7, 6).collect::<Vec<_>>(), [(4, 1), (3, 1)]);
-        assert_eq!(even_tiles(49, 6).collect::<Vec<_>>(), [(6, 4), (5, 5)]);
-        assert_eq!(even_tiles(12, 6).collect::<Vec<_>>(), [(6, 2)]);
-        assert_eq!(even_tiles(0, 6).count(), 0);
+        let even = |n, most| TileSplit::Even.runs(n, most).collect::<Vec<_>>();
+        assert_eq!(even(7, 6), [(4, 1), (3, 1)]);
+        assert_eq!(even(49, 6), [(6, 4), (5, 5)]);
+        assert_eq!(even(12, 6), [(6, 2)]);
+        assert_eq!(TileSplit::Even.runs(0, 6).count(), 0);
+        // On AVX-512's 14 rows: 49 = 3 x 14 + 7, 169 = 12 x 14 + 1, 28 = 2 x 14.
+        let full = |n, most| TileSplit::FullFirst.runs(n, most).collect::<Vec<_>>();
+        assert_eq!(full(49, 14), [(14, 3), (7, 1)]);
+        assert_eq!(full(169, 14), [(14, 12), (1, 1)]);
+        assert_eq!(full(28, 14), [(14, 2)]);
+        assert_eq!(TileSplit::FullFirst.runs(0, 14).count(), 0);
     }
 
     proptest! {
         #[test]
-        fn even_tiles_cover_n_in_the_fewest_tiles_of_sizes_one_apart(n in 0usize..400, most in 1usize..20) {
-            let runs: Vec<(usize, usize)> = even_tiles(n, most).collect();
-            let covered: usize = runs.iter().map(|(rows, count)| rows * count).sum();
-            let calls: usize = runs.iter().map(|(_, count)| count).sum();
-            prop_assert_eq!(covered, n);
-            prop_assert_eq!(calls, n.div_ceil(most));
-            prop_assert!(runs.iter().all(|&(rows, _)| (1..=most).contains(&rows)));
-            prop_assert!(runs.windows(2).all(|w| w[0].0 == w[1].0 + 1));
+        fn tile_splits_cover_n_in_the_fewest_tiles(n in 0usize..400, most in 1usize..20) {
+            for split in [TileSplit::Even, TileSplit::FullFirst] {
+                let runs: Vec<(usize, usize)> = split.runs(n, most).collect();
+                let covered: usize = runs.iter().map(|(rows, count)| rows * count).sum();
+                let calls: usize = runs.iter().map(|(_, count)| count).sum();
+                prop_assert_eq!(covered, n);
+                prop_assert_eq!(calls, n.div_ceil(most));
+                prop_assert!(runs.iter().all(|&(rows, _)| (1..=most).contains(&rows)));
+                prop_assert!(runs.windows(2).all(|w| w[0].0 > w[1].0));
+                let sizes: Vec<usize> = runs.iter().flat_map(|&(rows, count)| vec![rows; count]).collect();
+                match split {
+                    TileSplit::Even => prop_assert!(runs.windows(2).all(|w| w[0].0 == w[1].0 + 1)),
+                    TileSplit::FullFirst => {
+                        prop_assert!(sizes.iter().rev().skip(1).all(|&rows| rows == most))
+                    }
+                }
+            }
         }
     }
 }

@@ -180,6 +180,23 @@ impl Isa {
         }
     }
 
+    /// How a run of pixels (or Winograd tiles) is cut into its tiles
+    /// ([`super::TileSplit`]). AVX2's tile of 6 rows has two FMA chains a
+    /// row, so a short tile waits on their latency: as few tiles as cover
+    /// the run, of even sizes (7 = 4 + 3, not 6 + 1; Zen 3, session 14).
+    /// AVX-512's 14-row tiles run full, then one tile of the rest: on an
+    /// Intel Xeon (Emerald Rapids, session 16) its fused wide tiles of 12
+    /// and 13 rows ran 25-40% slower than of 14, and the even split made
+    /// 1x1 convolutions of 13x13 and 7x7 pixels 35-60% slower (one thread,
+    /// 13x13x1024 -> 256: 104 GFLOP/s split evenly into tiles of 13, 165 in
+    /// tiles of 14 and one of 1; 26x26x256 -> 256: 124 against 167).
+    pub(crate) const fn split(self) -> super::TileSplit {
+        match self {
+            Isa::Avx2 => super::TileSplit::Even,
+            Isa::Avx512 => super::TileSplit::FullFirst,
+        }
+    }
+
     /// Whether this host runs it (detected at run time; false off x86-64).
     pub fn detected(self) -> bool {
         self.tiles().is_some()

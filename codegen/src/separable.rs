@@ -248,7 +248,7 @@ impl SeparableSpec {
                 return whole;
             }
             // Rows per block: the fewest whose pixels fill whole tiles
-            // (112 pixels a row are 17 tiles of 6 and 2 of 5, `even_tiles`;
+            // (112 pixels a row are 17 tiles of 6 and 2 of 5, `TileSplit::Even`;
             // 3 rows are 56 tiles of 6), but no more than the tensor has.
             let tile = conv.tile();
             let rows = (tile / gcd(width, tile)).min(height);

@@ -68,8 +68,8 @@ use super::conv::{ConvSpec, BLOCK, TILE};
 use super::fold;
 use super::native::{self, Isa, Tap, TileFn, WideTileFn};
 use super::{
-    apply_epilogue, clamp, epilogue_lengths, for_even_tiles, for_range, int, tap_classes, vector,
-    Args, ChannelSlice, Epilogue, Epilogued, Lengths, OutputLayout,
+    apply_epilogue, clamp, epilogue_lengths, for_range, for_tiles, int, tap_classes, vector, Args,
+    ChannelSlice, Epilogue, Epilogued, Lengths, OutputLayout, TileSplit,
 };
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
@@ -773,7 +773,8 @@ fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, tiles: usize) {
                     }
                 };
                 let most = if step == 2 { native::WIDE_ROWS } else { rows };
-                for_even_tiles(b, tiles, most, tile);
+                let split = spec.native.map_or(TileSplit::Even, Isa::split);
+                for_tiles(b, tiles, (most, split), tile);
             });
         }
     });
