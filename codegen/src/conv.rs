@@ -979,12 +979,12 @@ fn down_columns(
 /// Pixels in a full tile of `t`'s block: the wide tile's rows for a pair
 /// of blocks, else the spec's tile's.
 fn per_tile(l: &Layout, t: &Tile) -> (usize, TileSplit) {
-    let split = l.spec.native.map_or(TileSplit::Even, Isa::split);
-    if t.lanes > l.spec.block() {
-        (native::WIDE_ROWS, split)
+    let rows = if t.lanes > l.spec.block() {
+        native::WIDE_ROWS
     } else {
-        (l.spec.tile(), split)
-    }
+        l.spec.tile()
+    };
+    (rows, TileSplit::of(l.spec.native))
 }
 
 /// `base` moved `i` pixels on by `steps`.

@@ -844,6 +844,12 @@ pub(crate) enum TileSplit {
 }
 
 impl TileSplit {
+    /// How `native`'s tiles cut a run ([`native::Isa::split`]); Cranelift's
+    /// tile, evenly.
+    pub(crate) fn of(native: Option<native::Isa>) -> TileSplit {
+        native.map_or(TileSplit::Even, native::Isa::split)
+    }
+
     /// `n` items as `(rows, count)` runs of tiles of at most `most` rows,
     /// the larger rows first, empty runs left out.
     pub(crate) fn runs(self, n: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {

@@ -773,8 +773,7 @@ fn gemm(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, tiles: usize) {
                     }
                 };
                 let most = if step == 2 { native::WIDE_ROWS } else { rows };
-                let split = spec.native.map_or(TileSplit::Even, Isa::split);
-                for_tiles(b, tiles, (most, split), tile);
+                for_tiles(b, tiles, (most, TileSplit::of(spec.native)), tile);
             });
         }
     });
