@@ -11,6 +11,7 @@
 use cnnjit::codegen::choice;
 use cnnjit::codegen::conv::ConvSpec;
 use cnnjit::codegen::elementwise::{Binary, ElementwiseSpec};
+use cnnjit::codegen::lower::Capabilities;
 use cnnjit::codegen::{native, Epilogue, Jit, Kernel, KernelId, Lengths, Program};
 use cnnjit::ir::Activation;
 use cnnjit::ir::Shape;
@@ -89,10 +90,11 @@ fn conv_add_relu(c: &mut Criterion) {
         let mut output = vec![0.0; side * side * k];
         let mut sum = vec![0.0; side * side * k];
         let bias = vec![0.1; k];
+        let caps = Capabilities::host(native::Isa::best(), 4, true);
         let fused_spec = conv(side, channels, k, kernel, vec![Epilogue::Add, relu]);
-        let mut fused = Compiled::new(choice::kernel(fused_spec, 4), &weight, &bias);
+        let mut fused = Compiled::new(choice::kernel(fused_spec, &caps), &weight, &bias);
         let alone_spec = conv(side, channels, k, kernel, Vec::new());
-        let mut alone = Compiled::new(choice::kernel(alone_spec, 4), &weight, &bias);
+        let mut alone = Compiled::new(choice::kernel(alone_spec, &caps), &weight, &bias);
         let shape = Shape::Volume {
             h: side as u32,
             w: side as u32,

@@ -45,6 +45,7 @@
 
 use super::algorithm::Algorithm;
 use super::conv::{ConvSpec, BLOCK};
+use super::lower::Capabilities;
 use super::native::Isa;
 use super::winograd::WinogradSpec;
 use super::Kernel;
@@ -289,34 +290,35 @@ pub fn static_pick(spec: &ConvSpec, largest_tile: usize) -> Pick {
 }
 
 /// The kernel that computes `spec` by the algorithm the static model of its
-/// ISA chooses ([`static_pick`]), Winograd tiles no larger than
-/// `largest_tile` (0: no Winograd).
-pub fn kernel(spec: ConvSpec, largest_tile: usize) -> Kernel {
-    let pick = Some(static_pick(&spec, largest_tile));
-    pick.and_then(|p| p.kernel(&spec))
+/// ISA chooses ([`static_pick`]), Winograd tiles no larger than `caps`'
+/// `winograd_tile` (0: no Winograd), cut for `caps`' L2.
+pub fn kernel(spec: ConvSpec, caps: &Capabilities) -> Kernel {
+    let pick = Some(static_pick(&spec, caps.winograd_tile));
+    pick.and_then(|p| p.kernel(&spec, caps.l2_bytes))
         .unwrap_or(Kernel::Conv(spec))
 }
 
 /// The kernel that computes `spec` by the algorithm `tuned` names for it,
 /// where that algorithm computes it with Winograd tiles no larger than
-/// `largest_tile`; else [`kernel`]'s.
-pub fn tuned_kernel(spec: ConvSpec, largest_tile: usize, tuned: &Tuned) -> Kernel {
-    let allowed = |p: &Pick| p.tile() <= largest_tile;
+/// `caps`' `winograd_tile`; else [`kernel`]'s.
+pub fn tuned_kernel(spec: ConvSpec, caps: &Capabilities, tuned: &Tuned) -> Kernel {
+    let allowed = |p: &Pick| p.tile() <= caps.winograd_tile;
     match tuned.get(&ChoiceKey::of(&spec)).filter(allowed) {
         Some(pick) => pick
-            .kernel(&spec)
-            .unwrap_or_else(|| kernel(spec, largest_tile)),
-        None => kernel(spec, largest_tile),
+            .kernel(&spec, caps.l2_bytes)
+            .unwrap_or_else(|| kernel(spec, caps)),
+        None => kernel(spec, caps),
     }
 }
 
 /// Every algorithm that computes `spec` with Winograd tiles no larger than
-/// `largest_tile`, and its kernel: what `cnnjit tune` times.
-pub fn candidates(spec: &ConvSpec, largest_tile: usize) -> Vec<(Pick, Kernel)> {
+/// `caps`' `winograd_tile`, and its kernel as lowering would build it:
+/// what `cnnjit tune` times.
+pub fn candidates(spec: &ConvSpec, caps: &Capabilities) -> Vec<(Pick, Kernel)> {
     Pick::ALL
         .into_iter()
-        .filter(|p| p.tile() <= largest_tile)
-        .filter_map(|p| Some((p, p.kernel(spec)?)))
+        .filter(|p| p.tile() <= caps.winograd_tile)
+        .filter_map(|p| Some((p, p.kernel(spec, caps.l2_bytes)?)))
         .collect()
 }
 
@@ -344,7 +346,7 @@ pub fn batch_kernel(image: &Kernel, largest_tile: usize) -> Option<Kernel> {
     if pick.tile() == own {
         return None;
     }
-    let kernel = match pick.kernel(&spec)? {
+    let kernel = match pick.kernel(&spec, None)? {
         // A batch model counts a pass over `U` per tile row.
         Kernel::Winograd(w) => Kernel::Winograd(WinogradSpec {
             tile_rows: true,
@@ -425,11 +427,13 @@ impl Pick {
         }
     }
 
-    /// Its kernel for `spec`, if it computes `spec`.
-    pub fn kernel(self, spec: &ConvSpec) -> Option<Kernel> {
+    /// Its kernel for `spec`, if it computes `spec`, on a host whose cores'
+    /// L2 takes `l2_bytes` (how Winograd cuts its runs).
+    pub fn kernel(self, spec: &ConvSpec, l2_bytes: Option<usize>) -> Option<Kernel> {
         match self {
             Pick::Direct => Some(Kernel::Conv(spec.clone())),
-            Pick::F2 | Pick::F4 => WinogradSpec::of_conv(spec, self.tile()).map(Kernel::Winograd),
+            Pick::F2 | Pick::F4 => WinogradSpec::of_conv(spec, self.tile())
+                .map(|w| Kernel::Winograd(WinogradSpec { l2_bytes, ..w })),
         }
     }
 }
@@ -574,6 +578,17 @@ impl Tuned {
 mod tests {
     use super::*;
     use crate::native::Isa;
+    use cnnjit_ir::plan::Fusion;
+
+    /// Lowering's capabilities with Winograd tiles up to `tile`, on a host whose L2 is unknown.
+    fn upto(tile: usize) -> Capabilities {
+        Capabilities {
+            native: None,
+            winograd_tile: tile,
+            fusion: Fusion::DEFAULT,
+            l2_bytes: None,
+        }
+    }
 
     fn conv(input: [usize; 3], k: usize, kernel: usize, stride: usize, pad: usize) -> ConvSpec {
         let out = |n: usize| (n + 2 * pad - kernel) / stride + 1;
@@ -600,7 +615,7 @@ mod tests {
         // 12544 points: 205.5M MACs, 13.7 ms (native: 7.1 ms) + 1.2 ms.
         let vgg = conv([56, 56, 128], 128, 3, 1, 1);
         assert_eq!(MEASURED.choose(&vgg, 4), Algorithm::Winograd { tile: 4 });
-        assert!(matches!(kernel(vgg.clone(), 4), Kernel::Winograd(w) if w.tile == 4));
+        assert!(matches!(kernel(vgg.clone(), &upto(4)), Kernel::Winograd(w) if w.tile == 4));
         let native = ConvSpec {
             native: Some(Isa::Avx2),
             ..vgg
@@ -610,7 +625,7 @@ mod tests {
         // native against the direct kernel's 8.6 ms, or the direct kernel.
         assert_eq!(MEASURED.choose(&native, 2), Algorithm::Winograd { tile: 2 });
         assert_eq!(MEASURED.choose(&native, 0), Algorithm::Direct);
-        assert!(matches!(kernel(native.clone(), 0), Kernel::Conv(_)));
+        assert!(matches!(kernel(native.clone(), &upto(0)), Kernel::Conv(_)));
         // On AVX-512's rates: direct 462.4M / 70 = 6.6 ms; F(4x4) 115.6M / 35
         // = 3.3 + 0.68 ms; F(2x2) 205.5M / 35 = 5.9 + 1.2 = 7.1 ms. F(4x4)
         // still wins, but bounded to F(2x2) the direct kernel does (on AVX2's
@@ -622,7 +637,7 @@ mod tests {
         assert_eq!(CostModel::of(wide.native), &MEASURED_AVX512);
         assert_eq!(static_pick(&wide, 4), Pick::F4);
         assert_eq!(static_pick(&wide, 2), Pick::Direct);
-        assert!(matches!(kernel(wide, 2), Kernel::Conv(_)));
+        assert!(matches!(kernel(wide, &upto(2)), Kernel::Conv(_)));
         // ResNet's stem, 7x7 stride 2: only the direct kernel computes it.
         // VGG's first layer, 3 input channels: direct 224² 64 3 9 = 86.7M MACs
         // / 54 = 1.6 ms native; F(4x4) 56² 36 = 112896 points: 21.7M MACs / 29
@@ -635,7 +650,7 @@ mod tests {
         assert_eq!(MEASURED.choose(&first, 4), Algorithm::Direct);
         let stem = conv([224, 224, 3], 64, 7, 2, 3);
         assert_eq!(MEASURED.choose(&stem, 4), Algorithm::Direct);
-        assert!(matches!(kernel(stem, 4), Kernel::Conv(_)));
+        assert!(matches!(kernel(stem, &upto(4)), Kernel::Conv(_)));
         // A 1x1 convolution is a GEMM.
         let pointwise = conv([28, 28, 256], 128, 1, 1, 0);
         assert_eq!(MEASURED.choose(&pointwise, 4), Algorithm::Gemm);
@@ -741,24 +756,30 @@ mod tests {
             Kernel::Winograd(w) => w.tile,
             _ => 0,
         };
-        assert_eq!(tile(tuned_kernel(vgg.clone(), 4, &Tuned::new())), 4);
-        assert_eq!(tile(tuned_kernel(vgg.clone(), 4, &tuned)), 2);
+        assert_eq!(tile(tuned_kernel(vgg.clone(), &upto(4), &Tuned::new())), 4);
+        assert_eq!(tile(tuned_kernel(vgg.clone(), &upto(4), &tuned)), 2);
         // Bounded to no Winograd, the pick is not allowed: the model's.
-        assert_eq!(tile(tuned_kernel(vgg.clone(), 0, &tuned)), 0);
+        assert_eq!(tile(tuned_kernel(vgg.clone(), &upto(0), &tuned)), 0);
         tuned.insert(ChoiceKey::of(&vgg), Pick::Direct);
-        assert_eq!(tile(tuned_kernel(vgg.clone(), 4, &tuned)), 0);
+        assert_eq!(tile(tuned_kernel(vgg.clone(), &upto(4), &tuned)), 0);
         // A Winograd pick for a stride-2 conv (a hand-edited cache) cannot
         // compute it: the model's direct kernel.
         let strided = conv([56, 56, 64], 128, 3, 2, 1);
         tuned.insert(ChoiceKey::of(&strided), Pick::F4);
-        assert_eq!(tile(tuned_kernel(strided.clone(), 4, &tuned)), 0);
-        assert_eq!(candidates(&strided, 4).len(), 1);
-        let all: Vec<Pick> = candidates(&vgg, 4).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(tile(tuned_kernel(strided.clone(), &upto(4), &tuned)), 0);
+        assert_eq!(candidates(&strided, &upto(4)).len(), 1);
+        let all: Vec<Pick> = candidates(&vgg, &upto(4))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         assert_eq!(all, Pick::ALL);
-        let bounded: Vec<Pick> = candidates(&vgg, 2).into_iter().map(|(p, _)| p).collect();
+        let bounded: Vec<Pick> = candidates(&vgg, &upto(2))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         assert_eq!(bounded, [Pick::Direct, Pick::F2]);
         // The Winograd kernel's convolution is the spec it was made from.
-        let w = Pick::F4.kernel(&vgg).unwrap();
+        let w = Pick::F4.kernel(&vgg, None).unwrap();
         assert_eq!(conv_spec(&w), Some(vgg));
     }
 }

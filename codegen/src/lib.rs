@@ -59,6 +59,7 @@ pub mod concat;
 pub mod conv;
 pub mod depthwise;
 pub mod elementwise;
+pub mod host;
 pub mod lower;
 pub mod lrn;
 pub mod native;

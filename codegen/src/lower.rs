@@ -65,13 +65,17 @@ pub struct Capabilities {
     pub winograd_tile: usize,
     /// What the kernel families fuse: slices they write, pairs they run as one.
     pub fusion: Fusion,
+    /// The L2 of one of the host's cores in bytes, if known
+    /// ([`crate::host::l2_bytes`]): how Winograd kernels cut their tiles into
+    /// runs ([`crate::winograd::WinogradSpec::runs`]).
+    pub l2_bytes: Option<usize>,
 }
 
 impl Capabilities {
     /// cnnjit's code generator on this host: the native tile of `native`
     /// where the host has that ISA (none otherwise), Winograd tiles up to
-    /// `winograd_tile`, and separable pairs fused into one kernel if
-    /// `fuse_separable`.
+    /// `winograd_tile`, separable pairs fused into one kernel if
+    /// `fuse_separable`, and the host's L2.
     pub fn host(
         native: Option<native::Isa>,
         winograd_tile: usize,
@@ -85,6 +89,7 @@ impl Capabilities {
                 row_pairs: fuse_separable,
                 ..Fusion::DEFAULT
             },
+            l2_bytes: crate::host::l2_bytes(),
         }
     }
 }
@@ -441,7 +446,7 @@ fn lower_step(
                 Some(spec) => Kernel::Depthwise(spec),
                 None => choice::tuned_kernel(
                     ConvSpec::of_conv(conv, input, anchor.output, epilogue, caps.native),
-                    caps.winograd_tile,
+                    caps,
                     tuned,
                 ),
             },

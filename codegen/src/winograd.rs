@@ -26,17 +26,20 @@
 //! vectors, and only the whole tiles' epilogue is unrolled.
 //!
 //! The weights are transformed once, at packing time, in `f64`:
-//! `U = G g Gᵀ`, packed `[alpha²][block][ci][width]` (zero past `K`). Each run
-//! reads all of `U` once, so where `U` is large (`LONG_RUNS_FROM`) runs are
-//! as long as `RUN_BYTES` of `V` and `M` allow, and of equal length to a
+//! `U = G g Gᵀ`, packed `[alpha²][block][ci][width]` (zero past `K`). Each
+//! run reads all of `U` once, so where `U` is large (`LONG_RUNS_FROM`) runs
+//! are as long as `RUN_BYTES` of `V` and `M` allow, and of equal length to a
 //! tile, an even count, so two threads get equal shares: 28x28x256's 7 x 7
 //! tiles of F(4x4) are two runs of 24 and 25, not 7 tile rows split 4 : 3.
-//! Otherwise the runs are the tile rows, one fewer where those are odd, so
-//! two threads still take equal shares (7 tile rows are six runs of 8 or 9
-//! tiles); in a kernel lowering marks `tile_rows` (a batch's: each
-//! image on one thread, `U` warm in the outer cache from the image before,
-//! where AlexNet's 13x13x384 F(2x2) layer in two runs of 1.2 MB of `V` and
-//! `M` each, beyond L2, made batch 32 4% slower), the runs are the tile rows.
+//! Where `U` outgrows a large L2 (`LARGE_L2`: 2 MB and more, the host's by
+//! `crate::host`), runs are as long as half the L2 allows, so `U` comes from
+//! L3 fewer times while `V` and `M` stay in L2. Otherwise the runs are the
+//! tile rows, one fewer where those are odd, so two threads still take equal
+//! shares (7 tile rows are six runs of 8 or 9 tiles); in a kernel lowering
+//! marks `tile_rows` (a batch's: each image on one thread, `U` warm in the
+//! outer cache from the image before, where AlexNet's 13x13x384 F(2x2) layer
+//! in two runs of 1.2 MB of `V` and `M` each, beyond L2, made batch 32 4%
+//! slower), the runs are the tile rows.
 //!
 //! Numerics: the transforms' constants make F(4x4) lose about three more
 //! bits than the direct convolution on inputs of one scale; the error
@@ -91,10 +94,11 @@ const UNROLL: usize = 4;
 const RUN_BYTES: usize = 2 << 20;
 
 /// The fewest bytes of `U` for which a kernel runs in [`RUN_BYTES`] runs;
-/// below, its runs are about its tile rows. ResNet-18's 3x3
-/// layers (`U` of 0.6 to 4.2 MB) in long runs were faster alone (layer3's,
+/// below, its runs are about its tile rows but on a [`LARGE_L2`]. ResNet-18's
+/// 3x3 layers (`U` of 0.6 to 4.2 MB) in long runs were faster alone (layer3's,
 /// one thread, 0.472 to 0.437 ms) but 5-25% slower inside the net, one
-/// thread (interleaved: the net 11.06 ms in tile rows, 12.04 in long runs).
+/// thread (interleaved: the net 11.06 ms in tile rows, 12.04 in long runs;
+/// Zen 5, 1 MB of L2).
 ///
 /// Below it, an odd count of tile rows (7 at 28x28 for F(4x4), at 14x14
 /// for F(2x2)) is one fewer runs, so two threads take equal shares rather
@@ -104,6 +108,20 @@ const RUN_BYTES: usize = 2 << 20;
 /// medians: one thread 12.51 to 12.07 ms, two 6.60 to 6.39 (one more run
 /// than the tile rows: 12.20 and 6.41).
 const LONG_RUNS_FROM: usize = 8 << 20;
+
+/// The smallest L2 (per core, [`crate::host::l2_bytes`]) on which a kernel
+/// whose `U` outgrows the L2 but not [`LONG_RUNS_FROM`] runs in the fewest
+/// runs whose `V` and `M` take half the L2, where those are fewer than its
+/// tile rows. On an Emerald Rapids Xeon (2 MB of L2; 2026-12-07, one
+/// thread, interleaved, 5 rounds, medians): ResNet-50 55.5 to 52.4 ms,
+/// ResNet-18 21.5 to 20.5, VGG16 148.1 and 147.2 (its 112x112x128 layer
+/// keeps its tile rows of 28 tiles). ResNet's 28x28x128 F(4x4) and
+/// 14x14x256 F(2x2) layers, `U` of 2.4 and 4.2 MB, go from six runs of 8
+/// or 9 tiles, each reading `U` from L3, to two of 24 or 25. The same rule
+/// for a 1 MB L2, tried on that Xeon, measured within noise of the tile
+/// rows (ResNet-50 58.0, ResNet-18 20.6 ms), and Zen 5's 1 MB L2 measured
+/// long runs slower ([`LONG_RUNS_FROM`]), so smaller L2s keep the tile rows.
+const LARGE_L2: usize = 2 << 20;
 
 /// F(2x2, 3x3): `Bᵀ`, `G`, `Aᵀ` (Lavin and Gray, 2016).
 const F2: Transforms = Transforms {
@@ -182,6 +200,10 @@ pub struct WinogradSpec {
     /// choice for a batch's kernel, `choice::batch_kernel`); else
     /// [`Self::runs`]' rule.
     pub tile_rows: bool,
+    /// The L2 of one of the host's cores, in bytes, if known
+    /// ([`crate::lower::Capabilities::l2_bytes`]): [`Self::runs`]' rule
+    /// depends on it. [`Self::of_conv`] leaves it unknown.
+    pub l2_bytes: Option<usize>,
 }
 
 impl WinogradSpec {
@@ -202,6 +224,7 @@ impl WinogradSpec {
             native: conv.native,
             slice: conv.slice,
             tile_rows: false,
+            l2_bytes: None,
         })
     }
 
@@ -276,7 +299,9 @@ impl WinogradSpec {
     /// The kernel's rows: runs of consecutive tiles in row-major order. Where
     /// `U` takes `LONG_RUNS_FROM` bytes or more, the fewest whose `V` and `M`
     /// fit `RUN_BYTES`, and an even count (two at least) where there are
-    /// several tiles, so two threads take equal shares; else as many as the
+    /// several tiles, so two threads take equal shares; where it outgrows
+    /// an L2 of `LARGE_L2` or more, the same with half the L2 in place of
+    /// `RUN_BYTES`, if that is fewer than the tile rows; else as many as the
     /// tile rows, one fewer where they are odd (`LONG_RUNS_FROM`); where
     /// the spec asks for `tile_rows`, the tile rows.
     /// Run `r` is tiles `[r T / n, (r + 1) T / n)` of the `T` tiles, so runs
@@ -287,12 +312,21 @@ impl WinogradSpec {
         if self.tile_rows {
             return th;
         }
-        if self.u_len() * 4 < LONG_RUNS_FROM {
-            return (th - th % 2).max(1);
-        }
+        let u = self.u_len() * 4;
+        let row_runs = (th - th % 2).max(1);
         let per_tile = self.alpha().pow(2) * (self.channels() + self.vector_len()) * 4;
-        let fewest = (tiles * per_tile).div_ceil(RUN_BYTES);
-        fewest.max(2).next_multiple_of(2).min(tiles)
+        let fewest = |bytes: usize| {
+            (tiles * per_tile)
+                .div_ceil(bytes)
+                .max(2)
+                .next_multiple_of(2)
+                .min(tiles)
+        };
+        match self.l2_bytes {
+            _ if u >= LONG_RUNS_FROM => fewest(RUN_BYTES),
+            Some(l2) if l2 >= LARGE_L2 && u > l2 => fewest(l2 / 2).min(row_runs),
+            _ => row_runs,
+        }
     }
 
     /// The shortest and the longest run, in tiles.
@@ -981,6 +1015,7 @@ mod tests {
             native,
             slice: None,
             tile_rows: false,
+            l2_bytes: None,
         }
     }
 
@@ -1013,6 +1048,40 @@ mod tests {
         assert_eq!((rows.runs(), rows.run_lengths()), (7, (7, 7)));
         let s = spec(4, 56, 128, Some(Isa::Avx512));
         assert_eq!((s.runs(), s.run_lengths()), (14, (14, 14)));
+        // On a 2 MB L2, where U (36 x 128 x 128 x 4 = 2.4 MB) outgrows it,
+        // 28x28x128's 49 tiles of 36 (128 + 128) x 4 = 36,864 bytes (1.8 MB)
+        // are two runs of half the L2 at most; on 1 MB, the tile rows.
+        let large = WinogradSpec {
+            l2_bytes: Some(2 << 20),
+            ..spec(4, 28, 128, Some(Isa::Avx512))
+        };
+        assert_eq!((large.runs(), large.run_lengths()), (2, (24, 25)));
+        let small = WinogradSpec {
+            l2_bytes: Some(1 << 20),
+            ..large.clone()
+        };
+        assert_eq!(small.runs(), 6);
+        // 14x14x256, F(2x2): U is 16 x 256 x 256 x 4 = 4.2 MB, 49 tiles of
+        // 16 (256 + 256) x 4 = 32,768 bytes (1.6 MB): two runs on 2 MB.
+        let s = WinogradSpec {
+            l2_bytes: Some(2 << 20),
+            ..spec(2, 14, 256, Some(Isa::Avx512))
+        };
+        assert_eq!((s.runs(), s.run_lengths()), (2, (24, 25)));
+        // U within the L2 (56x56x64: 36 x 64 x 64 x 4 = 0.6 MB): tile rows.
+        let s = WinogradSpec {
+            l2_bytes: Some(2 << 20),
+            ..spec(4, 56, 64, Some(Isa::Avx512))
+        };
+        assert_eq!(s.runs(), 14);
+        // Never more runs than the tile rows: 120x120x128's 900 tiles of
+        // 36,864 bytes (33.2 MB) would take 32 runs of 1 MB; it keeps its
+        // 30 tile rows.
+        let s = WinogradSpec {
+            l2_bytes: Some(2 << 20),
+            ..spec(4, 120, 128, Some(Isa::Avx512))
+        };
+        assert_eq!((s.runs(), s.run_lengths()), (30, (30, 30)));
         let s = spec(4, 3, 16, None);
         assert_eq!((s.runs(), s.run_lengths()), (1, (1, 1)));
         // Cranelift's blocks of 8: 5 channels pad to 8 per tile and 8 in;

@@ -402,20 +402,20 @@ pub fn team(threads: usize) -> Result<Option<Team>> {
     Ok((threads > 1).then(|| Team::new(threads).ok()).flatten())
 }
 
-/// Times every candidate of `spec` (Winograd tiles up to `largest_tile`) on
-/// `team` (one thread if `None`): each kernel compiled alone, called once
-/// to warm up, then five times; the median. Buffers are taken from
-/// `budget` and filled with random numbers.
+/// Times every candidate of `spec` (Winograd tiles up to `caps`'
+/// `winograd_tile`, cut for its L2) on `team` (one thread if `None`): each
+/// kernel compiled alone, called once to warm up, then five times; the
+/// median. Buffers are taken from `budget` and filled with random numbers.
 pub fn time_spec(
     spec: &ConvSpec,
-    largest_tile: usize,
+    caps: &Capabilities,
     team: Option<&Team>,
     budget: &mut Budget,
 ) -> Result<Timing> {
     let key = ChoiceKey::of(spec);
-    let static_pick = choice::static_pick(spec, largest_tile);
+    let static_pick = choice::static_pick(spec, caps.winograd_tile);
     let mut times = Vec::new();
-    for (pick, kernel) in choice::candidates(spec, largest_tile) {
+    for (pick, kernel) in choice::candidates(spec, caps) {
         times.push((pick, time_kernel(&kernel, team, &mut budget.clone())?));
     }
     Ok(Timing {

@@ -64,6 +64,7 @@ fn lowered(
         native,
         winograd_tile: tile,
         fusion: Fusion::DEFAULT,
+        l2_bytes: None,
     };
     let steps = lower(&net.graph, &net.plan, &caps);
     (net, steps)

@@ -11,9 +11,13 @@ fn net(source: &str) -> (Graph, Plan) {
     (net.graph, net.plan)
 }
 
-/// cnnjit's code generator without the native tile (the same on any host).
+/// cnnjit's code generator without the native tile, on a host whose L2 is
+/// unknown (the same on any host).
 fn caps() -> Capabilities {
-    Capabilities::host(None, 4, true)
+    Capabilities {
+        l2_bytes: None,
+        ..Capabilities::host(None, 4, true)
+    }
 }
 
 fn reasons(graph: &Graph, plan: &Plan, caps: &Capabilities) -> Vec<Option<FallbackReason>> {

@@ -36,8 +36,7 @@ pub fn tune(graph: &cnnjit::Graph, args: &TuneArgs) -> Result<String, String> {
     let mut budget = Budget::new(options.memory_limit);
     let mut timings = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
-        let timing =
-            tune::time_spec(spec, largest_tile, team.as_ref(), &mut budget).map_err(fail)?;
+        let timing = tune::time_spec(spec, &caps, team.as_ref(), &mut budget).map_err(fail)?;
         eprintln!("[{}/{}] {}", i + 1, specs.len(), progress(&timing));
         timings.push(timing);
     }
