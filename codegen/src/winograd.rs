@@ -1048,40 +1048,6 @@ mod tests {
         assert_eq!((rows.runs(), rows.run_lengths()), (7, (7, 7)));
         let s = spec(4, 56, 128, Some(Isa::Avx512));
         assert_eq!((s.runs(), s.run_lengths()), (14, (14, 14)));
-        // On a 2 MB L2, where U (36 x 128 x 128 x 4 = 2.4 MB) outgrows it,
-        // 28x28x128's 49 tiles of 36 (128 + 128) x 4 = 36,864 bytes (1.8 MB)
-        // are two runs of half the L2 at most; on 1 MB, the tile rows.
-        let large = WinogradSpec {
-            l2_bytes: Some(2 << 20),
-            ..spec(4, 28, 128, Some(Isa::Avx512))
-        };
-        assert_eq!((large.runs(), large.run_lengths()), (2, (24, 25)));
-        let small = WinogradSpec {
-            l2_bytes: Some(1 << 20),
-            ..large.clone()
-        };
-        assert_eq!(small.runs(), 6);
-        // 14x14x256, F(2x2): U is 16 x 256 x 256 x 4 = 4.2 MB, 49 tiles of
-        // 16 (256 + 256) x 4 = 32,768 bytes (1.6 MB): two runs on 2 MB.
-        let s = WinogradSpec {
-            l2_bytes: Some(2 << 20),
-            ..spec(2, 14, 256, Some(Isa::Avx512))
-        };
-        assert_eq!((s.runs(), s.run_lengths()), (2, (24, 25)));
-        // U within the L2 (56x56x64: 36 x 64 x 64 x 4 = 0.6 MB): tile rows.
-        let s = WinogradSpec {
-            l2_bytes: Some(2 << 20),
-            ..spec(4, 56, 64, Some(Isa::Avx512))
-        };
-        assert_eq!(s.runs(), 14);
-        // Never more runs than the tile rows: 120x120x128's 900 tiles of
-        // 36,864 bytes (33.2 MB) would take 32 runs of 1 MB; it keeps its
-        // 30 tile rows.
-        let s = WinogradSpec {
-            l2_bytes: Some(2 << 20),
-            ..spec(4, 120, 128, Some(Isa::Avx512))
-        };
-        assert_eq!((s.runs(), s.run_lengths()), (30, (30, 30)));
         let s = spec(4, 3, 16, None);
         assert_eq!((s.runs(), s.run_lengths()), (1, (1, 1)));
         // Cranelift's blocks of 8: 5 channels pad to 8 per tile and 8 in;
@@ -1089,6 +1055,35 @@ mod tests {
         let s = spec(2, 6, 5, None);
         assert_eq!((s.runs(), s.run_lengths()), (2, (4, 5)));
         assert_eq!(s.lengths().scratch, 16 * 5 * (8 + 8));
+    }
+
+    #[test]
+    fn runs_on_a_large_l2_fit_half_of_it() {
+        let on_l2 = |l2: usize, tile, side, c| WinogradSpec {
+            l2_bytes: Some(l2),
+            ..spec(tile, side, c, Some(Isa::Avx512))
+        };
+        // On a 2 MB L2, where U (36 x 128 x 128 x 4 = 2.4 MB) outgrows it,
+        // 28x28x128's 49 tiles of 36 (128 + 128) x 4 = 36,864 bytes (1.8 MB)
+        // are two runs of half the L2 at most; on 1 MB, the tile rows.
+        let s = on_l2(2 << 20, 4, 28, 128);
+        assert_eq!((s.runs(), s.run_lengths()), (2, (24, 25)));
+        assert_eq!(on_l2(1 << 20, 4, 28, 128).runs(), 6);
+        // 14x14x256, F(2x2): U is 16 x 256 x 256 x 4 = 4.2 MB, 49 tiles of
+        // 16 (256 + 256) x 4 = 32,768 bytes (1.6 MB): two runs on 2 MB.
+        let s = on_l2(2 << 20, 2, 14, 256);
+        assert_eq!((s.runs(), s.run_lengths()), (2, (24, 25)));
+        // U within the L2 (56x56x64: 36 x 64 x 64 x 4 = 0.6 MB): tile rows.
+        assert_eq!(on_l2(2 << 20, 4, 56, 64).runs(), 14);
+        // Never more runs than the tile rows: 120x120x128's 900 tiles of
+        // 36,864 bytes (33.2 MB) would take 32 runs of 1 MB; it keeps its
+        // 30 tile rows.
+        let s = on_l2(2 << 20, 4, 120, 128);
+        assert_eq!((s.runs(), s.run_lengths()), (30, (30, 30)));
+        // U of 8 MiB or more keeps its runs of 2 MiB whatever the L2
+        // (28x28x256, F(4x4): two runs, as without an L2).
+        assert_eq!(on_l2(2 << 20, 4, 28, 256).runs(), 2);
+        assert_eq!(on_l2(4 << 20, 4, 28, 256).runs(), 2);
     }
 
     #[test]

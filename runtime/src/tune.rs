@@ -6,7 +6,7 @@
 //! convolution a net lowers to ([`convolutions`]), on the ISA and threads
 //! the model would use, warm-up then the median of five calls, each kernel
 //! alone on random data, its weights evicted from every cache before each
-//! call ([`evict`]) as a network's are when its layer comes round again.
+//! call (`evict`) as a network's are when its layer comes round again.
 //! [`write()`] records the winners in the cache file ([`cache_path`]: the
 //! folder of [`CACHE_ENV`], else `$XDG_CACHE_HOME/cnnjit`, else
 //! `~/.cache/cnnjit`), one line per (CPU model, [`ChoiceKey`]), merged with
