@@ -45,6 +45,22 @@ fn cli_prints_json_with_every_width() {
         assert_sane(key, object[key].as_f64().expect("a number"));
     }
     assert_eq!(object["triad_array_bytes"].as_u64(), Some(16 << 20));
+    // The L2 as glibc's sysconf finds it (CPUID), beside the sysfs cnnjit reads.
+    let l2 = &object["l2_bytes"];
+    match getconf_l2() {
+        Some(bytes) => assert_eq!(l2.as_u64(), Some(bytes), "l2_bytes: {l2}"),
+        None => assert!(l2.is_null() || l2.as_u64().is_some_and(|b| b > 0), "{l2}"),
+    }
+}
+
+/// `getconf LEVEL2_CACHE_SIZE`, where it runs and names a size.
+fn getconf_l2() -> Option<u64> {
+    let out = std::process::Command::new("getconf")
+        .arg("LEVEL2_CACHE_SIZE")
+        .output()
+        .ok()?;
+    let bytes: u64 = String::from_utf8(out.stdout).ok()?.trim().parse().ok()?;
+    (out.status.success() && bytes > 0).then_some(bytes)
 }
 
 /// Whether this CPU has FMA at `bits` wide (AVX2 for 256, AVX-512F for 512).
@@ -73,7 +89,7 @@ fn cli_prints_one_line_per_width() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines.len(), 5, "{text}");
     assert!(lines[0].starts_with("128-bit FMA: ") && lines[0].ends_with(" GFLOP/s per core"));
     assert!(lines[1].starts_with("256-bit FMA: "));
     assert!(lines[2].starts_with("512-bit FMA: "));
@@ -82,4 +98,5 @@ fn cli_prints_one_line_per_width() {
             && lines[3].contains(" GB/s on "),
         "{text}"
     );
+    assert!(lines[4].starts_with("L2 cache: "), "{text}");
 }

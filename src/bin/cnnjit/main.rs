@@ -215,7 +215,8 @@ enum Command {
         dry_run: bool,
     },
     /// Measure this CPU's peak fp32 FMA throughput per core (one thread) and
-    /// its memory bandwidth (a stream triad, on one thread and on all).
+    /// its memory bandwidth (a stream triad, on one thread and on all), and
+    /// print the L2 cache size lowering reads (sysfs).
     Peak {
         /// Print one JSON object instead of text.
         #[arg(long)]
@@ -1109,6 +1110,7 @@ fn peak_report(peak: &peak::Peak, bandwidth: &peak::Bandwidth, json: bool) -> St
             "triad_gbs_all_threads": bandwidth.gbs_all,
             "triad_threads": bandwidth.threads,
             "triad_array_bytes": bandwidth.array_bytes,
+            "l2_bytes": cnnjit::codegen::host::l2_bytes(),
         });
         return format!("{value:#}\n");
     }
@@ -1126,6 +1128,13 @@ fn peak_report(peak: &peak::Peak, bandwidth: &peak::Bandwidth, json: bool) -> St
         bandwidth.gbs_all,
         bandwidth.threads,
     ));
+    out.push_str(&match cnnjit::codegen::host::l2_bytes() {
+        Some(bytes) => format!(
+            "L2 cache: {} KiB per core (Winograd's runs are cut for it)\n",
+            bytes >> 10
+        ),
+        None => "L2 cache: unknown (Winograd's runs as on a small L2)\n".to_string(),
+    });
     out
 }
 
