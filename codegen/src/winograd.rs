@@ -118,9 +118,9 @@ const LONG_RUNS_FROM: usize = 8 << 20;
 /// keeps its tile rows of 28 tiles). ResNet's 28x28x128 F(4x4) and
 /// 14x14x256 F(2x2) layers, `U` of 2.4 and 4.2 MB, go from six runs of 8
 /// or 9 tiles, each reading `U` from L3, to two of 24 or 25. The same rule
-/// for a 1 MB L2, tried on that Xeon, measured within noise of the tile
-/// rows (ResNet-50 58.0, ResNet-18 20.6 ms), and Zen 5's 1 MB L2 measured
-/// long runs slower ([`LONG_RUNS_FROM`]), so smaller L2s keep the tile rows.
+/// for a 1 MB L2 (runs of 0.5 MB), tried on that Xeon, was mixed (ResNet-50
+/// 58.0 ms, ResNet-18 20.6), and Zen 5's 1 MB L2 measured long runs slower
+/// ([`LONG_RUNS_FROM`]), so smaller L2s keep the tile rows.
 const LARGE_L2: usize = 2 << 20;
 
 /// F(2x2, 3x3): `Bᵀ`, `G`, `Aᵀ` (Lavin and Gray, 2016).
