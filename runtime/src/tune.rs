@@ -499,12 +499,17 @@ fn evict(data: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_clflush, _mm_mfence};
-        // A cache line holds 16 floats; a line flushed twice costs nothing more.
-        for line in data.chunks(16) {
-            // SAFETY: `line` is a non-empty part of the live slice `data`,
-            // so its first float's address is valid; `clflush` (SSE2, part
-            // of x86-64) neither changes memory nor faults on a valid address.
-            unsafe { _mm_clflush(line.as_ptr().cast()) };
+        // One address every 64 bytes (a cache line) meets every line `data`
+        // starts in but the one its last byte lies in where `data` is not
+        // line-aligned, so that byte too.
+        let bytes = std::mem::size_of_val(data);
+        let start = data.as_ptr().cast::<u8>();
+        let last = bytes.checked_sub(1);
+        for offset in (0..bytes).step_by(64).chain(last) {
+            // SAFETY: `offset < bytes`, so `start + offset` is inside the
+            // live slice `data`; `clflush` (SSE2, part of x86-64) neither
+            // changes memory nor faults on a valid address.
+            unsafe { _mm_clflush(start.add(offset)) };
         }
         // SAFETY: SSE2 is part of x86-64; a fence has no operands.
         unsafe { _mm_mfence() };
