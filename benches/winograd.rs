@@ -1,11 +1,18 @@
 //! Every algorithm for the 3x3 convolution + ReLU of benches/nets/layers.cnn
 //! (56x56x128 -> 128 and 28x28x256 -> 256), one thread, kernel alone:
 //! direct, Winograd F(2x2, 3x3) and F(4x4, 3x3). Throughput is effective
-//! FLOPs (the direct convolution's `2 MACs`), so the figures compare.
+//! FLOPs (the direct convolution's `2 MACs`), so the figures compare. Then
+//! the native transforms alone (`codegen::native_winograd`), on each ISA
+//! the host has: one tile row of the 56x56x128 layer's F(4x4) input and
+//! output transforms (14 tiles, with the ReLU), the part of a Winograd
+//! kernel outside its GEMMs.
 //!
 //! `cargo bench --bench winograd`.
 
 use cnnjit::codegen::conv::ConvSpec;
+use cnnjit::codegen::native::Isa;
+use cnnjit::codegen::native_epilogue::{Step, RELU};
+use cnnjit::codegen::native_winograd::{self, InputShape, OutputShape};
 use cnnjit::codegen::winograd::WinogradSpec;
 use cnnjit::codegen::{Epilogue, Jit, Kernel};
 use cnnjit::ir::Activation;
@@ -63,7 +70,10 @@ fn algorithms(c: &mut Criterion) {
             let weights = kernel.pack_weights(&weight, None);
             let params = kernel.pack_vector(&vec![0.1; channels]);
             let mut output = vec![0.0; lengths.output];
-            let mut scratch = vec![0.0; scratch_len(&lengths, None)];
+            // 64-byte aligned, as a model's working memory.
+            let mut scratch = vec![0.0; scratch_len(&lengths, None) + 16];
+            let at = scratch.as_ptr().align_offset(64).min(16);
+            let scratch = &mut scratch[at..at + scratch_len(&lengths, None)];
             group.bench_function(format!("{name}/{side}x{side}x{channels}"), |b| {
                 b.iter(|| {
                     let buffers = Buffers {
@@ -72,7 +82,7 @@ fn algorithms(c: &mut Criterion) {
                         params: &params,
                         extra: &[],
                         output: &mut output,
-                        scratch: &mut scratch,
+                        scratch: &mut *scratch,
                     };
                     call_kernel(&program, id, &lengths, buffers, None).expect("the buffers fit")
                 })
@@ -82,5 +92,96 @@ fn algorithms(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, algorithms);
+/// F(4x4)'s transforms over one tile row of 56x56x128 (14 tiles): `V` and
+/// `M` of the row in a 64-byte aligned buffer, as in a kernel's scratch.
+fn transforms(c: &mut Criterion) {
+    const TILES: usize = 14;
+    let (side, channels, alpha) = (56, 128, 6);
+    let mut group = c.benchmark_group("winograd_transforms");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    let input = cnnjit::check::random_input(side * side * channels, 1);
+    let plane = TILES * channels;
+    let mut buffer = vec![0.0f32; alpha * alpha * plane + 16];
+    let at = buffer.as_ptr().align_offset(64).min(16);
+    let scratch = &mut buffer[at..at + alpha * alpha * plane];
+    let bias = vec![0.1f32; channels];
+    let mut output = vec![0.0f32; side * side * channels];
+    let steps = [Step {
+        code: RELU,
+        slope: 0.0,
+    }];
+    let pixel = (channels * 4) as i64;
+    let input_shape = InputShape {
+        channels: channels as i64,
+        row: side as i64 * pixel,
+        pixel,
+        point: (plane * 4) as i64,
+    };
+    let output_shape = OutputShape {
+        channels: channels as i64,
+        point: (plane * 4) as i64,
+        block: (TILES * 16 * 4) as i64,
+        vector: pixel,
+        row: side as i64 * pixel,
+        pixel,
+        steps: 1,
+    };
+    for isa in Isa::on_host() {
+        let Some((input_fn, output_fn)) = native_winograd::transforms(isa, 4) else {
+            continue;
+        };
+        // The second tile row: interior tiles but the first and last.
+        group.bench_function(format!("input-{isa}/56x56x128"), |b| {
+            b.iter(|| {
+                for t in 0..TILES {
+                    let (ix, j_lo) = if t == 0 { (0, 1) } else { (4 * t - 1, 0) };
+                    let j_hi = (side + 1 - 4 * t).min(alpha) as i64;
+                    let patch = &input[(3 * side + ix) * channels..];
+                    // SAFETY: the host runs `isa`; the patch's rows 3 to 8
+                    // and columns within the bounds are inside `input`, and
+                    // tile `t`'s `V` inside the scratch.
+                    unsafe {
+                        input_fn(
+                            patch.as_ptr().wrapping_sub(j_lo as usize * channels),
+                            scratch.as_mut_ptr().add(t * channels),
+                            &input_shape,
+                            0,
+                            alpha as i64,
+                            j_lo,
+                            j_hi,
+                        )
+                    }
+                }
+            })
+        });
+        group.bench_function(format!("output-{isa}/56x56x128"), |b| {
+            b.iter(|| {
+                for t in 0..TILES {
+                    let out = &mut output[(4 * side + 4 * t) * channels..];
+                    // SAFETY: the host runs `isa`; tile `t`'s `M`, the bias
+                    // and its 4 x 4 output pixels are inside `scratch`,
+                    // `bias` and `output`; no `ADD` step reads `extra`.
+                    unsafe {
+                        output_fn(
+                            scratch.as_ptr().add(t * 16),
+                            out.as_mut_ptr(),
+                            std::ptr::null(),
+                            4,
+                            4,
+                            bias.as_ptr(),
+                            steps.as_ptr(),
+                            &output_shape,
+                        )
+                    }
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, algorithms, transforms);
 criterion_main!(benches);

@@ -9,7 +9,8 @@
 //! [`softmax`], in place; [`mod@concat`], a branch into its channel slice;
 //! [`lrn`], local response normalisation), and [`native`], the precompiled AVX2 and AVX-512 GEMM tiles
 //! that convolution kernels call for their innermost tile where the host has
-//! them, with [`native_epilogue`], their fused epilogue at the same width. [`lower`] decides, once, what each step of a plan runs
+//! them, with [`native_epilogue`], their fused epilogue at the same width,
+//! and [`native_winograd`], Winograd's transforms at that width. [`lower`] decides, once, what each step of a plan runs
 //! (a kernel spec with its named operands, or the reference kernels and
 //! why). Each family
 //! has a `Spec` (every shape and hyper-parameter, baked into the code as
@@ -67,6 +68,7 @@ pub mod native_dense_batch;
 pub mod native_depthwise;
 pub mod native_epilogue;
 pub mod native_gemv;
+pub mod native_winograd;
 pub mod pool;
 pub mod separable;
 pub mod softmax;

@@ -275,6 +275,7 @@ pub(crate) trait Lanes: Copy {
     /// The `n` floats at `p` are writable.
     unsafe fn store(self, p: *mut f32, n: usize);
     fn add(self, y: Self) -> Self;
+    fn sub(self, y: Self) -> Self;
     fn mul(self, y: Self) -> Self;
     fn div(self, y: Self) -> Self;
     /// `self * y + z`, one rounding.
@@ -795,6 +796,11 @@ pub(crate) mod avx2 {
             Ymm(unsafe { _mm256_add_ps(self.0, y.0) })
         }
         #[inline(always)]
+        fn sub(self, y: Self) -> Self {
+            // SAFETY: see the impl.
+            Ymm(unsafe { _mm256_sub_ps(self.0, y.0) })
+        }
+        #[inline(always)]
         fn mul(self, y: Self) -> Self {
             // SAFETY: see the impl.
             Ymm(unsafe { _mm256_mul_ps(self.0, y.0) })
@@ -947,6 +953,11 @@ pub(crate) mod avx512 {
         fn add(self, y: Self) -> Self {
             // SAFETY: see the impl.
             Zmm(unsafe { _mm512_add_ps(self.0, y.0) })
+        }
+        #[inline(always)]
+        fn sub(self, y: Self) -> Self {
+            // SAFETY: see the impl.
+            Zmm(unsafe { _mm512_sub_ps(self.0, y.0) })
         }
         #[inline(always)]
         fn mul(self, y: Self) -> Self {

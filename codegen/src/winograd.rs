@@ -9,7 +9,11 @@
 //!    `[alpha²][run][C rounded up to 4]`. Interior tiles read the patch
 //!    straight from the HWC input; border tiles first copy the part of it
 //!    inside the input into a zeroed `alpha x alpha` tile on the stack, so
-//!    the padding is never read and the transform is emitted only twice;
+//!    the padding is never read and the transform is emitted only twice.
+//!    Where the spec's native ISA is on the host, one call a tile to its
+//!    native input transform ([`super::native_winograd`], 8 or 16 channels
+//!    a vector, reading only the patch's rows and columns inside the
+//!    input) does it instead;
 //! 2. `alpha²` GEMMs in the transformed domain, `M[ξ] = V[ξ] U[ξ]`, stored in
 //!    `scratch` as `[alpha²][block][run][width]`: on the native AVX2 or
 //!    AVX-512 tile ([`super::native`], blocks of 16 channels, up to
@@ -19,7 +23,11 @@
 //!    convolution's Cranelift register tile (blocks of 8, 4 tiles);
 //! 3. output transform `Y = Aᵀ M A`, then the epilogue, storing only the
 //!    output pixels and channels that exist (tiles cut by the bottom or right
-//!    edge through a stack tile and a loop over the pixels that exist).
+//!    edge through a stack tile and a loop over the pixels that exist), or
+//!    one call a tile to the native output transform, which applies the
+//!    epilogue with [`super::native_epilogue`]'s code. The native transforms
+//!    are the generated ones' operations, so either way the outputs are
+//!    bitwise the same.
 //!
 //! Compile time is what shapes the code: Cranelift's time grows with the
 //! code, so each transform is emitted once per path and loops over channel
@@ -70,6 +78,8 @@
 use super::conv::{ConvSpec, BLOCK, TILE};
 use super::fold;
 use super::native::{self, Isa, Tap, TileFn, WideTileFn};
+use super::native_epilogue;
+use super::native_winograd::{self, InputFn, InputShape, OutputFn, OutputShape};
 use super::{
     apply_epilogue, clamp, epilogue_lengths, for_range, for_tiles, int, tap_classes, vector, Args,
     ChannelSlice, Epilogue, Epilogued, Lengths, OutputLayout, TileSplit,
@@ -124,7 +134,7 @@ const LONG_RUNS_FROM: usize = 8 << 20;
 const LARGE_L2: usize = 2 << 20;
 
 /// F(2x2, 3x3): `Bᵀ`, `G`, `Aᵀ` (Lavin and Gray, 2016).
-const F2: Transforms = Transforms {
+pub(crate) const F2: Transforms = Transforms {
     bt: &[
         &[1.0, 0.0, -1.0, 0.0],
         &[0.0, 1.0, 1.0, 0.0],
@@ -141,7 +151,7 @@ const F2: Transforms = Transforms {
 };
 
 /// F(4x4, 3x3) with the points 0, ±1, ±2 and infinity (Lavin and Gray, 2016).
-const F4: Transforms = Transforms {
+pub(crate) const F4: Transforms = Transforms {
     bt: &[
         &[4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
         &[0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
@@ -167,13 +177,13 @@ const F4: Transforms = Transforms {
 };
 
 /// The three matrices of one F(m x m, 3 x 3).
-struct Transforms {
+pub(crate) struct Transforms {
     /// `alpha x alpha`: input tile to transformed domain.
-    bt: &'static [&'static [f64]],
+    pub(crate) bt: &'static [&'static [f64]],
     /// `alpha x 3`: kernel to transformed domain.
     g: &'static [&'static [f64]],
     /// `m x alpha`: transformed domain to output tile.
-    at: &'static [&'static [f64]],
+    pub(crate) at: &'static [&'static [f64]],
 }
 
 /// Everything a Winograd kernel is specialised to.
@@ -519,6 +529,10 @@ pub(crate) fn emit(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
     let [th, tw] = spec.tiles();
     let runs = spec.runs() as i64;
     let (short, long) = spec.run_lengths();
+    let native = spec
+        .native
+        .and_then(|isa| native_winograd::transforms(isa, spec.tile))
+        .and_then(|(input, output)| NativeTransforms::new(spec, b, a, input, output));
     let begin = clamp(b, a.begin, 0, runs);
     let end = clamp(b, a.end, 0, runs);
     // The first tile of run `r`: `r T / n`.
@@ -530,7 +544,7 @@ pub(crate) fn emit(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
         let first = start(b, r);
         let next = b.ins().iadd_imm_s(r, 1);
         let next = start(b, next);
-        input_run(spec, b, a, first, next);
+        input_run(spec, b, a, native.as_ref(), first, next);
         if short == long {
             gemm(spec, b, a, long);
         } else {
@@ -543,8 +557,80 @@ pub(crate) fn emit(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args) {
                 |b| gemm(spec, b, a, short),
             );
         }
-        output_run(spec, b, a, first, next);
+        output_run(spec, b, a, native.as_ref(), first, next);
     });
+}
+
+/// What the generated code needs to call the native transforms
+/// ([`native_winograd`]): their entry points and signatures, and the
+/// constants of every call, stored once where the kernel sets up.
+struct NativeTransforms {
+    input: InputFn,
+    input_signature: SigRef,
+    input_shape: StackSlot,
+    output: OutputFn,
+    output_signature: SigRef,
+    output_shape: StackSlot,
+    /// The fused epilogue's steps ([`native_epilogue::Step`]s).
+    steps: StackSlot,
+}
+
+impl NativeTransforms {
+    /// The native transforms of `spec`, or `None` where its steps do not
+    /// fit a stack slot.
+    fn new(
+        spec: &WinogradSpec,
+        b: &mut FunctionBuilder,
+        a: &Args,
+        input: InputFn,
+        output: OutputFn,
+    ) -> Option<NativeTransforms> {
+        let ptr = b.func.dfg.value_type(a.input);
+        let [_, w, c] = spec.input;
+        let [_, wo, k] = spec.output;
+        let run = spec.run_lengths().1;
+        let out = OutputLayout::new(spec.slice, k);
+        let input_words = InputShape {
+            channels: c as i64,
+            row: (w * c * 4) as i64,
+            pixel: (c * 4) as i64,
+            point: (run * spec.channels() * 4) as i64,
+        }
+        .words();
+        let output_words = OutputShape {
+            channels: k as i64,
+            point: (run * spec.vector_len() * 4) as i64,
+            block: (run * spec.width() * 4) as i64,
+            vector: (spec.vector_len() * 4) as i64,
+            row: wo as i64 * out.pixel_bytes(),
+            pixel: out.pixel_bytes(),
+            steps: spec.epilogue.len() as i64,
+        }
+        .words();
+        let mut slot = |words: &[i64]| {
+            let bytes = (words.len() * 8) as u32;
+            let slot = b.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                bytes,
+                3,
+            ));
+            for (i, &word) in words.iter().enumerate() {
+                let word = int(b, word);
+                b.ins().stack_store(types::I64, word, slot, (i * 8) as i32);
+            }
+            slot
+        };
+        let (input_shape, output_shape) = (slot(&input_words), slot(&output_words));
+        Some(NativeTransforms {
+            input,
+            input_signature: native_winograd::import_input_signature(b, ptr),
+            input_shape,
+            output,
+            output_signature: native_winograd::import_output_signature(b, ptr),
+            output_shape,
+            steps: native_epilogue::store_steps(b, ptr, &spec.epilogue)?,
+        })
+    }
 }
 
 /// Tile `t`'s tile row and column, `(t / tiles_w, t % tiles_w)`.
@@ -600,7 +686,14 @@ fn in_range(b: &mut FunctionBuilder, x: Value, (start, end): (i64, i64)) -> Valu
 /// `alpha x alpha` stack tile of one channel vector: two copies of the
 /// transform instead of one per class of border (up to nine), which is most
 /// of the kernel's compile time, for a little more work on the border tiles.
-fn input_run(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, first: Value, next: Value) {
+fn input_run(
+    spec: &WinogradSpec,
+    b: &mut FunctionBuilder,
+    a: &Args,
+    native: Option<&NativeTransforms>,
+    first: Value,
+    next: Value,
+) {
     let [h, w, c] = spec.input;
     let (m, alpha) = (spec.tile, spec.alpha());
     let [th, tw] = spec.tiles();
@@ -630,6 +723,25 @@ fn input_run(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, first: Valu
         let slot = b.ins().isub(t, first);
         let off = b.ins().imul_imm_s(slot, (cp * 4) as i64);
         let v = b.ins().iadd(a.scratch, off);
+        // The patch rows and columns inside the input.
+        let bounds = |b: &mut FunctionBuilder, first: Value, n: usize| {
+            let neg = b.ins().ineg(first);
+            let lo = clamp(b, neg, 0, alpha as i64);
+            let rest = b.ins().iadd_imm_s(neg, n as i64);
+            (lo, clamp(b, rest, 0, alpha as i64))
+        };
+        if let Some(native) = native {
+            let (i_lo, i_hi) = bounds(b, iy, h);
+            let (j_lo, j_hi) = bounds(b, ix, w);
+            let shape = b.ins().stack_addr(ptr, native.input_shape, 0);
+            let callee = int(b, native.input as usize as i64);
+            b.ins().call_indirect(
+                native.input_signature,
+                callee,
+                &[patch, v, shape, i_lo, i_hi, j_lo, j_hi],
+            );
+            return;
+        }
         let row_inside = in_range(b, ty, rows);
         let column_inside = in_range(b, tx, columns);
         let inside = b.ins().band(row_inside, column_inside);
@@ -645,13 +757,6 @@ fn input_run(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, first: Valu
                 })
             },
             |b| {
-                // The patch rows and columns inside the input.
-                let bounds = |b: &mut FunctionBuilder, first: Value, n: usize| {
-                    let neg = b.ins().ineg(first);
-                    let lo = clamp(b, neg, 0, alpha as i64);
-                    let rest = b.ins().iadd_imm_s(neg, n as i64);
-                    (lo, clamp(b, rest, 0, alpha as i64))
-                };
                 let (i_lo, i_hi) = bounds(b, iy, h);
                 let (j_lo, j_hi) = bounds(b, ix, w);
                 let tile = b.ins().stack_addr(ptr, staging, 0);
@@ -892,7 +997,14 @@ fn gemm_tile(b: &mut FunctionBuilder, g: &Gemm, v: Value, u: Value, out: Value, 
 /// the transformed tile on the stack and store the pixels that exist in a
 /// loop, so a kernel holds two copies of the epilogue rather than one per
 /// class of edge tile.
-fn output_run(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, first: Value, next: Value) {
+fn output_run(
+    spec: &WinogradSpec,
+    b: &mut FunctionBuilder,
+    a: &Args,
+    native: Option<&NativeTransforms>,
+    first: Value,
+    next: Value,
+) {
     let [ho, wo, k] = spec.output;
     let m = spec.tile;
     let run = spec.run_lengths().1;
@@ -931,6 +1043,17 @@ fn output_run(spec: &WinogradSpec, b: &mut FunctionBuilder, a: &Args, first: Val
         let left = b.ins().ineg(first);
         let left = b.ins().iadd_imm_s(left, wo as i64);
         let cols = clamp(b, left, 0, m as i64);
+        if let Some(native) = native {
+            let steps = b.ins().stack_addr(ptr, native.steps, 0);
+            let shape = b.ins().stack_addr(ptr, native.output_shape, 0);
+            let callee = int(b, native.output as usize as i64);
+            b.ins().call_indirect(
+                native.output_signature,
+                callee,
+                &[mt, output, extra, rows, cols, a.params, steps, shape],
+            );
+            return;
+        }
         channel_vectors(b, k, |b, ch, lanes| {
             // Vector ch / 4 is vector `sub` of block `blk`: M[ξ][blk][slot][4 sub..].
             let q = b.ins().ushr_imm_s(ch, 2);

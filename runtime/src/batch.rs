@@ -88,7 +88,8 @@ impl Clone for Batch {
 struct Lane {
     arena: Arena,
     extra: Vec<Arena>,
-    scratch: Vec<f32>,
+    /// 64-byte aligned, as the model's.
+    scratch: Arena,
 }
 
 /// Whether a model of `engine` shares a batch's images out among its
@@ -170,7 +171,7 @@ impl Batch {
         while self.lanes.len() < lanes {
             let first = arena(budget)?;
             let extra = (1..group).map(|_| arena(budget)).collect::<Result<_>>()?;
-            let scratch = budget.zeroed(engine.scratch_len(), || {
+            let scratch = Arena::new(engine.scratch_len() as u64 * 4, budget, || {
                 format!("the working memory of a batch's thread of net `{net}`")
             })?;
             self.lanes.push(Mutex::new(Lane {
@@ -419,7 +420,7 @@ fn each_group(
                     extra,
                     scratch,
                 } = &mut *lane;
-                break on(arena, extra, scratch);
+                break on(arena, extra, scratch.as_mut_slice());
             }
             std::hint::spin_loop();
         };

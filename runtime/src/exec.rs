@@ -32,7 +32,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 /// A zeroed `f32` buffer whose first element is 64-byte aligned.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Arena {
     buf: Vec<f32>,
     start: usize,
@@ -41,8 +41,12 @@ pub struct Arena {
 
 impl Arena {
     /// An arena of `bytes` bytes (rounded up to whole `f32`s), taken from
-    /// `budget` (as `what`) and allocated fallibly.
+    /// `budget` (as `what`) with 64 more to align it, and allocated
+    /// fallibly; none at all for 0 bytes.
     pub fn new(bytes: u64, budget: &mut Budget, what: impl Fn() -> String) -> Result<Arena> {
+        if bytes == 0 {
+            return Ok(Arena::default());
+        }
         let len = usize::try_from(bytes.div_ceil(4))
             .ok()
             .filter(|len| len.checked_add(ALIGN_ELEMENTS as usize).is_some())

@@ -194,8 +194,10 @@ pub enum Backend {
 pub struct Model {
     engine: exec::Engine,
     arena: Arena,
-    /// The compiled kernels' working memory, allocated once with the arena.
-    scratch: Vec<f32>,
+    /// The compiled kernels' working memory, allocated once with the arena,
+    /// 64-byte aligned as the arena is: each call's part starts a cache
+    /// line, so the native kernels' full-width stores never split one.
+    scratch: Arena,
     backend: Backend,
     /// How it runs a batch (`batch.rs`, with the `jit` feature): its dense tail, once per
     /// chunk, and its threads across images.
@@ -314,7 +316,7 @@ impl Model {
         let mut model = Model {
             engine: exec::Engine::new(graph, plan, params),
             arena,
-            scratch: Vec::new(),
+            scratch: Arena::default(),
             backend: Backend::Reference {
                 reason: "asked for with `Options::reference`".into(),
             },
@@ -339,7 +341,8 @@ impl Model {
             model.compile()
         }
         let name = &model.engine.graph.name;
-        model.scratch = budget.zeroed(model.engine.scratch_len(), || {
+        let scratch_bytes = model.engine.scratch_len() as u64 * 4;
+        model.scratch = Arena::new(scratch_bytes, budget, || {
             format!("the working memory of net `{name}`")
         })?;
         #[cfg(feature = "jit")]
@@ -523,7 +526,7 @@ impl Model {
         exec::run(
             &self.engine,
             &mut self.arena,
-            &mut self.scratch,
+            self.scratch.as_mut_slice(),
             input,
             &mut output,
         )?;
@@ -531,7 +534,7 @@ impl Model {
             exec::run_timed(
                 &self.engine,
                 &mut self.arena,
-                &mut self.scratch,
+                self.scratch.as_mut_slice(),
                 input,
                 &mut output,
                 &mut seconds,
@@ -583,7 +586,7 @@ impl Model {
         exec::run(
             &self.engine,
             &mut self.arena,
-            &mut self.scratch,
+            self.scratch.as_mut_slice(),
             input,
             output,
         )
@@ -601,7 +604,7 @@ impl Model {
         #[cfg(feature = "jit")]
         return self.batch.bytes(
             &self.engine,
-            (self.arena_bytes(), self.scratch.len() as u64 * 4),
+            (self.arena_bytes(), self.scratch.bytes()),
             batch,
         );
         #[cfg(not(feature = "jit"))]
@@ -652,7 +655,7 @@ impl Model {
                 &mut self.batch,
                 &mut self.spare,
                 &mut self.arena,
-                &mut self.scratch,
+                self.scratch.as_mut_slice(),
                 inputs,
                 outputs,
                 (n_in, n_out),
@@ -668,7 +671,7 @@ impl Model {
             .chunks_exact(n_in)
             .zip(outputs.chunks_exact_mut(n_out))
         {
-            let (arena, scratch) = (&mut self.arena, &mut self.scratch);
+            let (arena, scratch) = (&mut self.arena, self.scratch.as_mut_slice());
             exec::run_on(&self.engine, kernels, arena, scratch, x, y)?;
         }
         Ok(())

@@ -28,6 +28,7 @@
 //! ```
 
 use crate::error::Result;
+use crate::exec::Arena;
 use crate::jit::{call_kernel, scratch_len, Buffers};
 use crate::memory::Budget;
 use crate::team::Team;
@@ -445,10 +446,12 @@ fn time_kernel(kernel: &Kernel, team: Option<&Team>, budget: &mut Budget) -> Res
     let id = jit.compile(kernel).map_err(internal)?;
     let program = jit.finish().map_err(internal)?;
     let what = || format!("timing a {} kernel", kernel.algorithm().name());
-    let mut random = |len: usize, seed: u64| -> Result<Vec<f32>> {
-        let mut v: Vec<f32> = budget.zeroed(len, what)?;
+    // 64-byte aligned, as a model's arena and working memory are: the
+    // native kernels' full-width accesses split no cache line.
+    let mut random = |len: usize, seed: u64| -> Result<Arena> {
+        let mut v = Arena::new(len as u64 * 4, budget, what)?;
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        for x in &mut v {
+        for x in v.as_mut_slice() {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
@@ -463,15 +466,15 @@ fn time_kernel(kernel: &Kernel, team: Option<&Team>, budget: &mut Budget) -> Res
     let mut output = random(lengths.output, 5)?;
     let mut scratch = random(scratch_len(&lengths, team), 6)?;
     let mut call = || -> Result<f64> {
-        evict(&weights);
+        evict(weights.as_slice());
         let start = Instant::now();
         let buffers = Buffers {
-            input: std::hint::black_box(&input),
-            weights: &weights,
-            params: &params,
-            extra: &extra,
-            output: &mut output,
-            scratch: &mut scratch,
+            input: std::hint::black_box(input.as_slice()),
+            weights: weights.as_slice(),
+            params: params.as_slice(),
+            extra: extra.as_slice(),
+            output: output.as_mut_slice(),
+            scratch: scratch.as_mut_slice(),
         };
         call_kernel(&program, id, &lengths, buffers, team).map_err(|e| crate::Error::Internal {
             layer: layer(),

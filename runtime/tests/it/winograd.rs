@@ -16,6 +16,10 @@
 //! `Options::winograd` against its effect: without Winograd an outlier moves
 //! only the outputs of its 3x3 window, with F(4x4) those of its tiles.
 //!
+//! The native ISAs run the same operations as the Cranelift kernel (the
+//! GEMM tiles and the transforms, `codegen::native_winograd`), so each
+//! agrees with it bitwise on random kernels.
+//!
 //! Run with `--nocapture` to see the measured errors.
 
 #![cfg(feature = "jit")]
@@ -31,6 +35,7 @@ use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers};
 use cnnjit_runtime::params::random_weights;
 use cnnjit_runtime::report::Path;
 use cnnjit_runtime::{Model, Options, Winograd};
+use proptest::prelude::*;
 
 /// A 3x3 stride-1 convolution of `[h, w, c]` to `k` channels with padding `pad`.
 fn spec(input: [usize; 3], k: usize, pad: usize, epilogue: Vec<Epilogue>) -> ConvSpec {
@@ -395,4 +400,73 @@ fn an_outlier_moves_its_window_without_winograd_and_its_tiles_with_it() {
         moved > 0,
         "no output of the outlier's tiles outside its window moved"
     );
+}
+
+/// A random Winograd kernel's spec (no native ISA yet) and its buffers:
+/// F(2x2) or F(4x4) on images whose tiles the bottom and right edges cut,
+/// channel counts with tails of every ISA's vectors, padding 0 or 1, and
+/// a fused epilogue of the kinds networks put after a 3x3 conv.
+fn winograd_cases() -> impl Strategy<Value = (WinogradSpec, [Vec<f32>; 4])> {
+    let epilogues = prop::sample::select(vec![
+        vec![],
+        vec![Epilogue::Act(Activation::Relu)],
+        vec![Epilogue::Affine, Epilogue::Act(Activation::Relu6)],
+        vec![Epilogue::Add, Epilogue::Act(Activation::Relu)],
+        vec![Epilogue::Affine, Epilogue::Act(Activation::Swish)],
+        vec![Epilogue::PRelu],
+    ]);
+    (
+        prop::sample::select(vec![2usize, 4]),
+        (3usize..12, 3usize..12, 1usize..40),
+        1usize..40,
+        0usize..2,
+        epilogues,
+        any::<u64>(),
+    )
+        .prop_map(|(tile, (h, w, c), k, pad, epilogue, seed)| {
+            let conv = spec([h, w, c], k, pad, epilogue);
+            let winograd = WinogradSpec::of_conv(&conv, tile).expect("a 3x3 stride-1 conv");
+            // The bias and each step's per-channel vectors, unpadded: each
+            // kernel pads them to its own blocks.
+            let vectors = 1 + winograd
+                .epilogue
+                .iter()
+                .map(|step| match step {
+                    Epilogue::Affine => 2,
+                    Epilogue::PRelu => 1,
+                    _ => 0,
+                })
+                .sum::<usize>();
+            let buffers = [
+                values(h * w * c, seed, 1.0),
+                values(k * c * 9, seed ^ 1, 0.3),
+                values(vectors * k, seed ^ 2, 1.0),
+                values(winograd.output.iter().product(), seed ^ 3, 1.0),
+            ];
+            (winograd, buffers)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Each native ISA the host has, its GEMM tiles and its transforms,
+    /// equals the Cranelift kernel bitwise.
+    #[test]
+    fn the_isas_agree_with_cranelift_bitwise((spec, [input, weight, vectors, extra]) in winograd_cases()) {
+        let k = spec.output[2];
+        let bits = |native: Option<Isa>| {
+            let kernel = Kernel::Winograd(WinogradSpec { native, ..spec.clone() });
+            let params: Vec<f32> = vectors.chunks(k).flat_map(|v| kernel.pack_vector(v)).collect();
+            let extra = &extra[..kernel.lengths().extra];
+            run(&kernel, &input, &weight, &params, extra)
+                .into_iter()
+                .map(f32::to_bits)
+                .collect::<Vec<_>>()
+        };
+        let cranelift = bits(None);
+        for isa in Isa::on_host() {
+            prop_assert_eq!(&bits(Some(isa)), &cranelift, "{}", isa);
+        }
+    }
 }
