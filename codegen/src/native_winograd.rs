@@ -60,8 +60,8 @@
 //! `native_epilogue::finish`, which is the generated epilogue's. Every
 //! operation is lane-wise and IEEE-exact, so the ISAs and Cranelift agree
 //! bit for bit, NaN payloads aside (`runtime/tests/it/winograd.rs`,
-//! `the_isas_agree_with_cranelift_bitwise`; `tests::transforms_compute_the_formula`
-//! here checks the formula itself against a scalar twin).
+//! `the_isas_agree_with_cranelift_bitwise`; here, `tests` checks each
+//! transform's formula against a scalar twin, bit for bit).
 //!
 //! Invariant: a call reads exactly the `D` (within the bounds), `M`, `P`
 //! and `E` elements the formulas name (`P(j, ..)` only for the `j` the
@@ -196,9 +196,8 @@ pub fn transforms(isa: Isa, tile: usize) -> Option<(InputFn, OutputFn)> {
 /// coefficients skipped. Written out by hand per matrix, since a loop over
 /// a table left its branches in the code (twice as slow as the generated
 /// transforms), and implemented on types rather than passed as functions,
-/// which were compiled apart from the ISA's features;
-/// `tests::transforms_compute_the_formula` checks each against
-/// [`super::winograd`]'s tables.
+/// which were compiled apart from the ISA's features; `tests` holds each
+/// to a scalar twin built from [`super::winograd`]'s tables.
 #[cfg(target_arch = "x86_64")]
 trait Rows<const R: usize, const A: usize> {
     fn rows<V: Lanes>(x: [V; A]) -> [V; R];
@@ -422,86 +421,69 @@ macro_rules! entry_points {
             }
         }
 
-        /// F(2x2)'s input transform ([`super::InputFn`]).
-        ///
-        /// # Safety
-        /// As `input`'s.
-        #[target_feature(enable = $feature)]
-        pub(super) unsafe extern "C" fn input_f2(
-            patch: *const f32,
-            v: *mut f32,
-            shape: *const InputShape,
-            i_lo: i64,
-            i_hi: i64,
-            j_lo: i64,
-            j_hi: i64,
-        ) {
-            // SAFETY: the same contract.
-            unsafe { input::<Bt2, 4>(patch, v, shape, [i_lo, i_hi, j_lo, j_hi]) }
+        /// Each tile size's input transform, [`super::InputFn`].
+        macro_rules! input_fn {
+            ($name:ident, $rows:ty, $alpha:literal, $what:literal) => {
+                #[doc = concat!($what, "'s input transform ([`super::InputFn`]).")]
+                ///
+                /// # Safety
+                /// As `input`'s.
+                #[target_feature(enable = $feature)]
+                pub(super) unsafe extern "C" fn $name(
+                    patch: *const f32,
+                    v: *mut f32,
+                    shape: *const InputShape,
+                    i_lo: i64,
+                    i_hi: i64,
+                    j_lo: i64,
+                    j_hi: i64,
+                ) {
+                    // SAFETY: the same contract.
+                    unsafe { input::<$rows, $alpha>(patch, v, shape, [i_lo, i_hi, j_lo, j_hi]) }
+                }
+            };
         }
 
-        /// F(4x4)'s input transform ([`super::InputFn`]).
-        ///
-        /// # Safety
-        /// As `input`'s.
-        #[target_feature(enable = $feature)]
-        pub(super) unsafe extern "C" fn input_f4(
-            patch: *const f32,
-            v: *mut f32,
-            shape: *const InputShape,
-            i_lo: i64,
-            i_hi: i64,
-            j_lo: i64,
-            j_hi: i64,
-        ) {
-            // SAFETY: the same contract.
-            unsafe { input::<Bt4, 6>(patch, v, shape, [i_lo, i_hi, j_lo, j_hi]) }
+        /// Each tile size's output transform, [`super::OutputFn`].
+        macro_rules! output_fn {
+            ($name:ident, $rows:ty, $m:literal, $alpha:literal, $what:literal) => {
+                #[doc = concat!($what, "'s output transform ([`super::OutputFn`]).")]
+                ///
+                /// # Safety
+                /// The host has this module's ISA and FMA; `shape` points to a
+                /// valid [`OutputShape`]; otherwise as `super::output`'s.
+                #[target_feature(enable = $feature)]
+                #[allow(clippy::too_many_arguments)]
+                pub(super) unsafe extern "C" fn $name(
+                    m: *const f32,
+                    out: *mut f32,
+                    extra: *const f32,
+                    rows: i64,
+                    cols: i64,
+                    params: *const f32,
+                    steps: *const Step,
+                    shape: *const OutputShape,
+                ) {
+                    // SAFETY: the same contract.
+                    unsafe {
+                        super::output::<$v, $rows, $m, $alpha>(
+                            m,
+                            out,
+                            extra,
+                            (rows, cols),
+                            params,
+                            steps,
+                            &*shape,
+                        )
+                    }
+                }
+            };
         }
 
-        /// F(2x2)'s output transform ([`super::OutputFn`]).
-        ///
-        /// # Safety
-        /// The host has this module's ISA and FMA; `shape` points to a
-        /// valid [`OutputShape`]; otherwise as `super::output`'s.
-        #[target_feature(enable = $feature)]
-        #[allow(clippy::too_many_arguments)]
-        pub(super) unsafe extern "C" fn output_f2(
-            m: *const f32,
-            out: *mut f32,
-            extra: *const f32,
-            rows: i64,
-            cols: i64,
-            params: *const f32,
-            steps: *const Step,
-            shape: *const OutputShape,
-        ) {
-            // SAFETY: the same contract.
-            unsafe {
-                super::output::<$v, At2, 2, 4>(m, out, extra, (rows, cols), params, steps, &*shape)
-            }
-        }
-
-        /// F(4x4)'s output transform ([`super::OutputFn`]).
-        ///
-        /// # Safety
-        /// As `output_f2`'s.
-        #[target_feature(enable = $feature)]
-        #[allow(clippy::too_many_arguments)]
-        pub(super) unsafe extern "C" fn output_f4(
-            m: *const f32,
-            out: *mut f32,
-            extra: *const f32,
-            rows: i64,
-            cols: i64,
-            params: *const f32,
-            steps: *const Step,
-            shape: *const OutputShape,
-        ) {
-            // SAFETY: the same contract.
-            unsafe {
-                super::output::<$v, At4, 4, 6>(m, out, extra, (rows, cols), params, steps, &*shape)
-            }
-        }
+        input_fn!(input_f2, Bt2, 4, "F(2x2)");
+        input_fn!(input_f4, Bt4, 6, "F(4x4)");
+        output_fn!(output_f2, At2, 2, 4, "F(2x2)");
+        output_fn!(output_f4, At4, 4, 6, "F(4x4)");
     };
 }
 

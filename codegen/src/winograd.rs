@@ -686,6 +686,8 @@ fn in_range(b: &mut FunctionBuilder, x: Value, (start, end): (i64, i64)) -> Valu
 /// `alpha x alpha` stack tile of one channel vector: two copies of the
 /// transform instead of one per class of border (up to nine), which is most
 /// of the kernel's compile time, for a little more work on the border tiles.
+/// With `native`, each tile is one call to the native input transform,
+/// given the patch rows and columns inside the input.
 fn input_run(
     spec: &WinogradSpec,
     b: &mut FunctionBuilder,
@@ -996,7 +998,8 @@ fn gemm_tile(b: &mut FunctionBuilder, g: &Gemm, v: Value, u: Value, out: Value, 
 /// pixels unrolled, while the tiles cut by the bottom or right edge stage
 /// the transformed tile on the stack and store the pixels that exist in a
 /// loop, so a kernel holds two copies of the epilogue rather than one per
-/// class of edge tile.
+/// class of edge tile. With `native`, each tile is one call to the native
+/// output transform, given the rows and columns of it that exist.
 fn output_run(
     spec: &WinogradSpec,
     b: &mut FunctionBuilder,
