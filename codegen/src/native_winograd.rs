@@ -216,13 +216,17 @@ fn fma<V: Lanes>(x: V, c: f32, acc: V) -> V {
 }
 
 /// F(2x2)'s `Bᵀ`: `[1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`.
+#[cfg(target_arch = "x86_64")]
 struct Bt2;
 /// F(2x2)'s `Aᵀ`: `[1 1 1 0; 0 1 -1 -1]`.
+#[cfg(target_arch = "x86_64")]
 struct At2;
 /// F(4x4)'s `Bᵀ`: `[4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0;
 /// 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]`.
+#[cfg(target_arch = "x86_64")]
 struct Bt4;
 /// F(4x4)'s `Aᵀ`: `[1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]`.
+#[cfg(target_arch = "x86_64")]
 struct At4;
 
 #[cfg(target_arch = "x86_64")]
