@@ -166,6 +166,9 @@ pub enum Use {
     /// The fused tiles wherever the host has them.
     Always,
     /// The generated `f32x4` epilogue on the tile's slot, as every other tile.
+    /// (A Winograd kernel whose transforms are native,
+    /// [`super::native_winograd`], applies its epilogue in its native output
+    /// transform whatever this says: bitwise the same.)
     Never,
 }
 
@@ -743,7 +746,8 @@ pub(crate) mod avx2 {
     /// The mask of the first `n` (0 to 8) lanes.
     #[inline(always)]
     fn mask(n: usize) -> __m256i {
-        // SAFETY: the only caller, `run` inlined into `epilogue`, runs with AVX2.
+        // SAFETY: inlined only where `Ymm`'s operations are (see the impl
+        // below), all of which run with AVX2.
         unsafe {
             let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), iota)
@@ -751,9 +755,9 @@ pub(crate) mod avx2 {
     }
 
     // SAFETY (every block below): these are inlined only into the AVX2
-    // fused tiles, the AVX2 depthwise row kernel and `epilogue`,
-    // whose contracts are that the host has AVX2 and FMA, the intrinsics'
-    // features.
+    // fused tiles, the AVX2 depthwise row kernel, the AVX2 Winograd
+    // transforms (`native_winograd`) and `epilogue`, whose contracts are
+    // that the host has AVX2 and FMA, the intrinsics' features.
     impl Lanes for Ymm {
         const LANES: usize = 8;
         // An AVX2 tile's whole column (6 rows): one row at a time, swish
@@ -913,9 +917,9 @@ pub(crate) mod avx512 {
     }
 
     // SAFETY (every block below): these are inlined only into the AVX-512
-    // fused tiles, the AVX-512 depthwise row kernel and `epilogue`, whose
-    // contracts are that the host has AVX-512F and FMA,
-    // the intrinsics' features.
+    // fused tiles, the AVX-512 depthwise row kernel, the AVX-512 Winograd
+    // transforms (`native_winograd`) and `epilogue`, whose contracts are
+    // that the host has AVX-512F and FMA, the intrinsics' features.
     impl Lanes for Zmm {
         const LANES: usize = 16;
         // 14 rows of 16 lanes: all at once spilled (`finish`'s comment).

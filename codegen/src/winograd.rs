@@ -10,7 +10,7 @@
 //!    straight from the HWC input; border tiles first copy the part of it
 //!    inside the input into a zeroed `alpha x alpha` tile on the stack, so
 //!    the padding is never read and the transform is emitted only twice.
-//!    Where the spec's native ISA is on the host, one call a tile to its
+//!    Where the spec's native ISA is on the host (with FMA), one call a tile to its
 //!    native input transform ([`super::native_winograd`], 8 or 16 channels
 //!    a vector, reading only the patch's rows and columns inside the
 //!    input) does it instead;
@@ -1024,7 +1024,6 @@ fn output_run(
     let output = out.start(b, a.output);
     for_range(b, first, next, 1, |b, t| {
         let (ty, tx) = tile_at(spec, b, t);
-        let row_whole = in_range(b, ty, (0, (ho / m) as i64));
         // The output rows of this tile that exist.
         let top = b.ins().imul_imm_s(ty, m as i64);
         let left = b.ins().ineg(top);
@@ -1040,8 +1039,6 @@ fn output_run(
         let slot = b.ins().isub(t, first);
         let off = b.ins().imul_imm_s(slot, (width * 4) as i64);
         let mt = b.ins().iadd(m_base, off);
-        let column_whole = in_range(b, tx, (0, (wo / m) as i64));
-        let whole = b.ins().band(row_whole, column_whole);
         let first = b.ins().imul_imm_s(tx, m as i64);
         let left = b.ins().ineg(first);
         let left = b.ins().iadd_imm_s(left, wo as i64);
@@ -1057,6 +1054,9 @@ fn output_run(
             );
             return;
         }
+        let row_whole = in_range(b, ty, (0, (ho / m) as i64));
+        let column_whole = in_range(b, tx, (0, (wo / m) as i64));
+        let whole = b.ins().band(row_whole, column_whole);
         channel_vectors(b, k, |b, ch, lanes| {
             // Vector ch / 4 is vector `sub` of block `blk`: M[ξ][blk][slot][4 sub..].
             let q = b.ins().ushr_imm_s(ch, 2);

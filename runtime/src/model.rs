@@ -196,7 +196,9 @@ pub struct Model {
     arena: Arena,
     /// The compiled kernels' working memory, allocated once with the arena,
     /// 64-byte aligned as the arena is: each call's part starts a cache
-    /// line, so the native kernels' full-width stores never split one.
+    /// line, so the native kernels' 64-byte accesses to their own lines of
+    /// it (Winograd's `M`, and `V` where the channels are a multiple of 16)
+    /// split none.
     scratch: Arena,
     backend: Backend,
     /// How it runs a batch (`batch.rs`, with the `jit` feature): its dense tail, once per

@@ -446,8 +446,8 @@ fn time_kernel(kernel: &Kernel, team: Option<&Team>, budget: &mut Budget) -> Res
     let id = jit.compile(kernel).map_err(internal)?;
     let program = jit.finish().map_err(internal)?;
     let what = || format!("timing a {} kernel", kernel.algorithm().name());
-    // 64-byte aligned, as a model's arena and working memory are: the
-    // native kernels' full-width accesses split no cache line.
+    // 64-byte aligned, as a model's arena and working memory are, so the
+    // kernels are timed on the alignment they run on.
     let mut random = |len: usize, seed: u64| -> Result<Arena> {
         let mut v = Arena::new(len as u64 * 4, budget, what)?;
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

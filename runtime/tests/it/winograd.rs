@@ -29,7 +29,7 @@ use cnnjit_codegen::conv::ConvSpec;
 use cnnjit_codegen::native::Isa;
 
 use cnnjit_codegen::winograd::WinogradSpec;
-use cnnjit_codegen::{Epilogue, Jit, Kernel};
+use cnnjit_codegen::{ChannelSlice, Epilogue, Jit, Kernel};
 use cnnjit_ir::Activation;
 use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers};
 use cnnjit_runtime::params::random_weights;
@@ -405,7 +405,9 @@ fn an_outlier_moves_its_window_without_winograd_and_its_tiles_with_it() {
 /// A random Winograd kernel's spec (no native ISA yet) and its buffers:
 /// F(2x2) or F(4x4) on images whose tiles the bottom and right edges cut,
 /// channel counts with tails of every ISA's vectors, padding 0 or 1, and
-/// a fused epilogue of the kinds networks put after a 3x3 conv.
+/// a fused epilogue of the kinds networks put after a 3x3 conv, and, one
+/// time in two where the epilogue has no add, the output written into a
+/// channel slice of a wider tensor (as a concat's branch).
 fn winograd_cases() -> impl Strategy<Value = (WinogradSpec, [Vec<f32>; 4])> {
     let epilogues = prop::sample::select(vec![
         vec![],
@@ -421,30 +423,39 @@ fn winograd_cases() -> impl Strategy<Value = (WinogradSpec, [Vec<f32>; 4])> {
         1usize..40,
         0usize..2,
         epilogues,
+        (any::<bool>(), 0usize..3, 0usize..3),
         any::<u64>(),
     )
-        .prop_map(|(tile, (h, w, c), k, pad, epilogue, seed)| {
-            let conv = spec([h, w, c], k, pad, epilogue);
-            let winograd = WinogradSpec::of_conv(&conv, tile).expect("a 3x3 stride-1 conv");
-            // The bias and each step's per-channel vectors, unpadded: each
-            // kernel pads them to its own blocks.
-            let vectors = 1 + winograd
-                .epilogue
-                .iter()
-                .map(|step| match step {
-                    Epilogue::Affine => 2,
-                    Epilogue::PRelu => 1,
-                    _ => 0,
-                })
-                .sum::<usize>();
-            let buffers = [
-                values(h * w * c, seed, 1.0),
-                values(k * c * 9, seed ^ 1, 0.3),
-                values(vectors * k, seed ^ 2, 1.0),
-                values(winograd.output.iter().product(), seed ^ 3, 1.0),
-            ];
-            (winograd, buffers)
-        })
+        .prop_map(
+            |(tile, (h, w, c), k, pad, epilogue, (sliced, first, after), seed)| {
+                let conv = spec([h, w, c], k, pad, epilogue);
+                let mut winograd = WinogradSpec::of_conv(&conv, tile).expect("a 3x3 stride-1 conv");
+                if sliced && !winograd.epilogue.contains(&Epilogue::Add) {
+                    winograd.slice = Some(ChannelSlice {
+                        first,
+                        total: first + k + after,
+                    });
+                }
+                // The bias and each step's per-channel vectors, unpadded: each
+                // kernel pads them to its own blocks.
+                let vectors = 1 + winograd
+                    .epilogue
+                    .iter()
+                    .map(|step| match step {
+                        Epilogue::Affine => 2,
+                        Epilogue::PRelu => 1,
+                        _ => 0,
+                    })
+                    .sum::<usize>();
+                let buffers = [
+                    values(h * w * c, seed, 1.0),
+                    values(k * c * 9, seed ^ 1, 0.3),
+                    values(vectors * k, seed ^ 2, 1.0),
+                    values(winograd.output.iter().product(), seed ^ 3, 1.0),
+                ];
+                (winograd, buffers)
+            },
+        )
 }
 
 proptest! {
