@@ -35,6 +35,14 @@ fn conv3x3(side: usize, channels: usize) -> ConvSpec {
     }
 }
 
+/// `len` zeros of `buffer` from a 64-byte boundary, as a model's working
+/// memory is aligned (`buffer` grows by a line's 16 floats to allow it).
+fn line_aligned(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buffer.resize(len + 16, 0.0);
+    let at = buffer.as_ptr().align_offset(64).min(16);
+    &mut buffer[at..at + len]
+}
+
 fn algorithms(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv3x3_relu");
     group
@@ -70,10 +78,8 @@ fn algorithms(c: &mut Criterion) {
             let weights = kernel.pack_weights(&weight, None);
             let params = kernel.pack_vector(&vec![0.1; channels]);
             let mut output = vec![0.0; lengths.output];
-            // 64-byte aligned, as a model's working memory.
-            let mut scratch = vec![0.0; scratch_len(&lengths, None) + 16];
-            let at = scratch.as_ptr().align_offset(64).min(16);
-            let scratch = &mut scratch[at..at + scratch_len(&lengths, None)];
+            let mut buffer = Vec::new();
+            let scratch = line_aligned(&mut buffer, scratch_len(&lengths, None));
             group.bench_function(format!("{name}/{side}x{side}x{channels}"), |b| {
                 b.iter(|| {
                     let buffers = Buffers {
@@ -104,9 +110,8 @@ fn transforms(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(1));
     let input = cnnjit::check::random_input(side * side * channels, 1);
     let plane = TILES * channels;
-    let mut buffer = vec![0.0f32; alpha * alpha * plane + 16];
-    let at = buffer.as_ptr().align_offset(64).min(16);
-    let scratch = &mut buffer[at..at + alpha * alpha * plane];
+    let mut buffer = Vec::new();
+    let scratch = line_aligned(&mut buffer, alpha * alpha * plane);
     let bias = vec![0.1f32; channels];
     let mut output = vec![0.0f32; side * side * channels];
     let steps = [Step {

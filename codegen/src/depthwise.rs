@@ -23,11 +23,11 @@ use super::native_epilogue;
 use super::{
     apply_epilogue, clamp, for_range, int, tap_classes, vector, Args, Epilogue, Epilogued, Lengths,
 };
-use super::{epilogue_lengths, pack_padded, padded_channels, ChannelSlice, OutputLayout};
-use cnnjit_ir::{Conv2d, Shape};
-use cranelift_codegen::ir::{
-    types, InstBuilder, SigRef, StackSlot, StackSlotData, StackSlotKind, Value,
+use super::{
+    epilogue_lengths, pack_padded, padded_channels, store_words, ChannelSlice, OutputLayout,
 };
+use cnnjit_ir::{Conv2d, Shape};
+use cranelift_codegen::ir::{InstBuilder, SigRef, StackSlot, StackSlotData, StackSlotKind, Value};
 use cranelift_frontend::FunctionBuilder;
 
 /// Output pixels per register tile.
@@ -260,11 +260,7 @@ fn native_columns(
         steps: spec.epilogue.len() as i64,
     };
     let ptr = b.func.dfg.value_type(a.input);
-    for (i, word) in shape.words().into_iter().enumerate() {
-        let word = int(b, word);
-        b.ins()
-            .stack_store(types::I64, word, native.shape, (i * 8) as i32);
-    }
+    store_words(b, native.shape, &shape.words());
     let first = (ox.0 * spec.stride[1]) as i64 - spec.pad[1] as i64;
     let input = b.ins().iadd_imm_s(row.input, first * c * 4);
     let output = b.ins().iadd_imm_s(row.output, ox.0 as i64 * pixel_bytes);

@@ -80,7 +80,7 @@ use cnnjit_ir::Activation;
 
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{
-    types, AbiParam, BlockArg, Function, InstBuilder, Signature, UserFuncName, Value,
+    types, AbiParam, BlockArg, Function, InstBuilder, Signature, StackSlot, UserFuncName, Value,
 };
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::{settings, settings::Configurable, Context};
@@ -919,6 +919,15 @@ pub(crate) fn for_range(
 /// A constant `I64`.
 pub(crate) fn int(b: &mut FunctionBuilder, n: i64) -> Value {
     b.ins().iconst(types::I64, n)
+}
+
+/// Stores `words` into `slot`, 8 bytes apart from its start: a native
+/// kernel's `#[repr(C)]` struct of `i64`s, in field order.
+pub(crate) fn store_words(b: &mut FunctionBuilder, slot: StackSlot, words: &[i64]) {
+    for (i, &word) in words.iter().enumerate() {
+        let word = int(b, word);
+        b.ins().stack_store(types::I64, word, slot, (i * 8) as i32);
+    }
 }
 
 /// `max(lo, min(x, hi))` of runtime `x` and constants.

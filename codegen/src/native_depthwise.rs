@@ -204,7 +204,6 @@ pub type RowFn = unsafe extern "C" fn(
 /// The row kernel of `isa`, where the host runs it (the ISA's tiles and the
 /// FMA its epilogue needs: [`native_epilogue::available`]).
 pub fn row(isa: Isa) -> Option<RowFn> {
-    isa.tiles()?;
     native_epilogue::available(isa).then_some(())?;
     #[cfg(target_arch = "x86_64")]
     return Some(match isa {

@@ -175,7 +175,6 @@ fn signature(b: &mut FunctionBuilder, params: &[Type]) -> SigRef {
 /// where the host runs them (the ISA's tiles and the FMA the epilogue and
 /// the transforms' multiply-adds need: [`native_epilogue::available`]).
 pub fn transforms(isa: Isa, tile: usize) -> Option<(InputFn, OutputFn)> {
-    isa.tiles()?;
     native_epilogue::available(isa).then_some(())?;
     #[cfg(target_arch = "x86_64")]
     return match (isa, tile) {

@@ -81,8 +81,8 @@ use super::native::{self, Isa, Tap, TileFn, WideTileFn};
 use super::native_epilogue;
 use super::native_winograd::{self, InputFn, InputShape, OutputFn, OutputShape};
 use super::{
-    apply_epilogue, clamp, epilogue_lengths, for_range, for_tiles, int, tap_classes, vector, Args,
-    ChannelSlice, Epilogue, Epilogued, Lengths, OutputLayout, TileSplit,
+    apply_epilogue, clamp, epilogue_lengths, for_range, for_tiles, int, store_words, tap_classes,
+    vector, Args, ChannelSlice, Epilogue, Epilogued, Lengths, OutputLayout, TileSplit,
 };
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
@@ -614,10 +614,7 @@ impl NativeTransforms {
                 bytes,
                 3,
             ));
-            for (i, &word) in words.iter().enumerate() {
-                let word = int(b, word);
-                b.ins().stack_store(types::I64, word, slot, (i * 8) as i32);
-            }
+            store_words(b, slot, words);
             slot
         };
         let (input_shape, output_shape) = (slot(&input_words), slot(&output_words));
