@@ -18,7 +18,9 @@
 //! one call of the wide tile ([`native::WIDE_ROWS`] pixels by 32 channels,
 //! [`Isa::wide_tiles`]), an odd last block the 16-column one. Where
 //! `native_epilogue::Use` says (by default a 1x1 kernel, a short reduction
-//! such as a stem's over RGB, or a transcendental activation) each tile is
+//! such as a stem's over RGB, a transcendental activation, or weights that
+//! stream from memory over short rows, which only the fused tiles
+//! prefetch) each tile is
 //! called in its fused form ([`Isa::fused_tiles`]): the native epilogue of the same ISA
 //! ([`super::native_epilogue`]) applies the fused epilogue to the sums in
 //! registers and stores the outputs, with no slot in between; elsewhere the
@@ -309,6 +311,12 @@ impl ConvSpec {
         self.weights_len() > h * w * c
     }
 
+    /// Whether its weights stay still over short output rows
+    /// ([`native_epilogue::Tiles::streams_weights`]).
+    pub(super) fn streams_weights(&self) -> bool {
+        self.weights_stationary() && self.output[1] <= native_epilogue::STREAMING_ROW
+    }
+
     /// `f32`s of the packed weights.
     fn weights_len(&self) -> usize {
         self.vector_len() * self.kernel[0] * self.kernel[1] * self.in_per_group()
@@ -542,8 +550,12 @@ impl Native {
         let fused = spec
             .native
             .filter(|_| {
-                a.native_epilogue
-                    .native(spec.kernel, spec.in_per_group(), &spec.epilogue)
+                a.native_epilogue.native(native_epilogue::Tiles {
+                    kernel: spec.kernel,
+                    depth: spec.in_per_group(),
+                    steps: &spec.epilogue,
+                    streams_weights: spec.streams_weights(),
+                })
             })
             .and_then(|isa| Fused::new(spec, b, a, isa, vector));
         Native {

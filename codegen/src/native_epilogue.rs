@@ -161,6 +161,12 @@ pub enum Use {
     /// channels (27 terms) spends as long on the slot's round trip as on
     /// its FMAs; fused, MobileNetV2's 224x224x3 stem went 0.166-0.194 to
     /// 0.128-0.133 ms on one thread (AMD EPYC Zen 5, AVX-512, interleaved).
+    /// And a kernel that streams its weights ([`Tiles::streams_weights`]):
+    /// only the fused tiles prefetch the next blocks' weights while they
+    /// compute. ResNet-18's 7x7x512 3x3 convs went 2.21-2.26 to 1.87-1.95 ms
+    /// inside the net on one thread (Xeon, interleaved; fused without the
+    /// prefetch, 2.15-2.29), the net 19.2 to 18.5 ms and ResNet-50 52.4 to
+    /// 49.9.
     #[default]
     ByKernel,
     /// The fused tiles wherever the host has them.
@@ -179,11 +185,37 @@ pub enum Use {
 /// convs (2304 and up), which measured slower fused.
 pub const SHORT_REDUCTION: usize = 160;
 
+/// What [`Use::native`] asks of a convolution's native tiles.
+#[derive(Clone, Copy, Debug)]
+pub struct Tiles<'a> {
+    /// The kernel's rows and columns.
+    pub kernel: [usize; 2],
+    /// Input channels per group, summed at each tap.
+    pub depth: usize,
+    /// The fused epilogue's steps.
+    pub steps: &'a [Epilogue],
+    /// Whether the kernel keeps its weights still, one block at a time
+    /// across every output row, and those rows are short (at most
+    /// [`STREAMING_ROW`] pixels): its weights, which outweigh its input,
+    /// come from memory block by block while few FMAs per row hide them.
+    pub streams_weights: bool,
+}
+
+/// The widest output row of a kernel that [`Tiles::streams_weights`]:
+/// ResNet's 7x7 layers. Not AlexNet's 13x13 3x3 convs, whose 13-pixel
+/// fused tiles measured slower than the plain ones even with the prefetch
+/// (conv3 2.01 to 2.35 ms, one thread, Xeon, interleaved).
+pub const STREAMING_ROW: usize = 7;
+
 impl Use {
-    /// Whether a native tile of a `kernel`-sized convolution summing over
-    /// `depth` input channels per group, with `steps`, gets the fused
-    /// epilogue.
-    pub fn native(self, kernel: [usize; 2], depth: usize, steps: &[Epilogue]) -> bool {
+    /// Whether a convolution's native tiles get the fused epilogue.
+    pub fn native(self, tiles: Tiles) -> bool {
+        let Tiles {
+            kernel,
+            depth,
+            steps,
+            streams_weights,
+        } = tiles;
         let transcendental = |step: &Epilogue| {
             matches!(
                 step,
@@ -197,6 +229,7 @@ impl Use {
                 kernel == [1, 1]
                     || kernel[0] * kernel[1] * depth <= SHORT_REDUCTION
                     || steps.iter().any(transcendental)
+                    || streams_weights
             }
             Use::Always => true,
             Use::Never => false,
@@ -1072,23 +1105,36 @@ mod tests {
     const UNTOUCHED: u32 = 0x7fc0_dead;
 
     #[test]
-    fn by_kernel_fuses_1x1_short_reductions_and_transcendentals_only() {
+    fn by_kernel_fuses_1x1_short_reductions_transcendentals_and_streams_only() {
         let relu = [Epilogue::Act(Activation::Relu)];
         let swish = [Epilogue::Act(Activation::Swish)];
-        let by_kernel = Use::ByKernel;
+        let tiles = |kernel, depth, steps| Tiles {
+            kernel,
+            depth,
+            steps,
+            streams_weights: false,
+        };
+        let by_kernel = |tiles| Use::ByKernel.native(tiles);
         // A 3x3 stem over RGB sums 9 x 3 = 27 terms, a 5x5 over 2 channels
         // 50, ResNet's 7x7 stem over RGB 147, a 3x3 over 17 channels 153.
-        assert!(by_kernel.native([3, 3], 3, &relu));
-        assert!(by_kernel.native([5, 5], 2, &relu));
-        assert!(by_kernel.native([7, 7], 3, &[]));
-        assert!(by_kernel.native([3, 3], 17, &relu));
+        assert!(by_kernel(tiles([3, 3], 3, &relu)));
+        assert!(by_kernel(tiles([5, 5], 2, &relu)));
+        assert!(by_kernel(tiles([7, 7], 3, &[])));
+        assert!(by_kernel(tiles([3, 3], 17, &relu)));
         // 3x3 over 18 channels is 162 terms, AlexNet's 3x3 over 256 is 2304.
-        assert!(!by_kernel.native([3, 3], 18, &relu));
-        assert!(!by_kernel.native([3, 3], 256, &relu));
-        assert!(by_kernel.native([1, 1], 1024, &relu));
-        assert!(by_kernel.native([3, 3], 256, &swish));
-        assert!(Use::Always.native([3, 3], 256, &relu));
-        assert!(!Use::Never.native([3, 3], 3, &swish));
+        assert!(!by_kernel(tiles([3, 3], 18, &relu)));
+        assert!(!by_kernel(tiles([3, 3], 256, &relu)));
+        assert!(by_kernel(tiles([1, 1], 1024, &relu)));
+        assert!(by_kernel(tiles([3, 3], 256, &swish)));
+        assert!(by_kernel(Tiles {
+            streams_weights: true,
+            ..tiles([3, 3], 512, &relu)
+        }));
+        assert!(Use::Always.native(tiles([3, 3], 256, &relu)));
+        assert!(!Use::Never.native(Tiles {
+            streams_weights: true,
+            ..tiles([3, 3], 3, &swish)
+        }));
     }
 
     /// One call's operands, in floats: `rows x columns` of a tile
