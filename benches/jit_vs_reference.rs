@@ -2,7 +2,7 @@
 //! the layers of benches/nets/layers.cnn (the 3x3 conv + ReLU on 56x56x128
 //! and on 28x28x256, MobileNet's depthwise-separable block, the 1x3 + 3x1
 //! pair, two 1x1 convs, the small-image 1x1 convs on 7x7x1024 and
-//! 14x14x256 and the 7x7x1024 separable block, a squeeze-excite scale and an unfused add, a dense +
+//! 14x14x256, the 7x7x512 3x3 conv and the 7x7x1024 separable block, a squeeze-excite scale and an unfused add, a dense +
 //! softmax head, a four-branch concat, GoogLeNet's lrn, AlexNet's fc6) and
 //! whole LeNet-5, MobileNetV1, ResNet-18, ResNet-50 and VGG16. The JIT runs with the widest native GEMM tile the
 //! host has (group `native`: AVX-512 or AVX2; pure Cranelift where the host
@@ -119,9 +119,10 @@ fn jit_vs_reference(c: &mut Criterion) {
     for layer in ["DwSep112", "Conv1x3_3x1"] {
         bench(c, LAYERS, layer, PAIRS);
     }
-    // The small-image layers: pointwise ones over runs of pixels, the pair
-    // run whole by blocks of channels; too slow for the reference's loops.
-    for layer in ["Conv1x1_7", "Conv1x1_14"] {
+    // The small-image layers: pointwise ones over runs of pixels, the 3x3
+    // on a padded copy, the pair run whole by blocks of channels; too slow
+    // for the reference's loops.
+    for layer in ["Conv1x1_7", "Conv1x1_14", "Conv3x3_7"] {
         bench(c, LAYERS, layer, JIT);
         bench(c, LAYERS, layer, ISAS);
     }
