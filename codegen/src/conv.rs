@@ -58,8 +58,8 @@ use super::native_epilogue::{self as native_epilogue, Sink};
 use super::native_gemv::{self, GemvFn};
 use super::vector;
 use super::{
-    apply_epilogue, clamp, for_range, for_tiles, int, tap_classes, Args, ChannelSlice, Epilogue,
-    Epilogued, Lengths, OutputLayout, TileSplit,
+    apply_epilogue, clamp, copy_floats, for_range, for_tiles, int, tap_classes, Args, ChannelSlice,
+    Epilogue, Epilogued, Lengths, OutputLayout, TileSplit,
 };
 use cnnjit_ir::{Conv2d, Dense, Shape};
 use cranelift_codegen::ir::{
@@ -686,12 +686,13 @@ pub(crate) fn emit(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
         return emit_gemv(spec, b, a, gemv);
     }
     if spec.pads_input() {
-        copy_padded(spec, b, a);
+        let padded = spec.padded();
+        copy_padded(spec, padded.input, b, a);
         let args = Args {
             input: a.scratch,
             ..*a
         };
-        return emit_blocks(&spec.padded(), b, &args);
+        return emit_blocks(&padded, b, &args);
     }
     emit_blocks(spec, b, a)
 }
@@ -720,42 +721,20 @@ fn emit_blocks(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
     });
 }
 
-/// Copies the input into the scratch as [`ConvSpec::padded`]'s input: each
-/// of its rows the input's row moved by the padding, zeros around it. Every
-/// call copies all of it (the rows are blocks, and every block reads every
-/// pixel): 166 KB for ResNet's 7x7x512 layers, against their 9.4 MB of
-/// weights.
-fn copy_padded(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
+/// Copies the input into the scratch as [`ConvSpec::padded`]'s input
+/// (`[hp, wp, c]`): each of its rows the input's row moved by the padding,
+/// zeros around it. Every call copies all of it (the rows are blocks, and
+/// every block reads every pixel): 166 KB for ResNet's 7x7x512 layers,
+/// against their 9.4 MB of weights.
+fn copy_padded(spec: &ConvSpec, [hp, wp, _]: [usize; 3], b: &mut FunctionBuilder, a: &Args) {
     let [h, w, c] = spec.input;
-    let [hp, wp, _] = spec.padded().input;
     // The zero rows above and columns left of the input, then its rows and
     // columns inside the copy: those the kernel reaches.
     let [top, left] = [spec.pad[0].min(hp), spec.pad[1].min(wp)];
     let rows = h.min(hp - top);
     let columns = w.min(wp - left);
-    let vectors = |pixels: usize| (pixels * c / 4) as i64;
-    // `vectors` f32x4 at `to`, from `from` or zeros.
-    let fill = |b: &mut FunctionBuilder, to: Value, from: Option<Value>, n: i64| {
-        if n == 0 {
-            return;
-        }
-        let zero = int(b, 0);
-        let end = int(b, n * 16);
-        let zeros = vector::splat(b, 0.0);
-        for_range(b, zero, end, 16, |b, at| {
-            let v = match from {
-                Some(from) => {
-                    let from = b.ins().iadd(from, at);
-                    vector::load4(b, from, 0)
-                }
-                None => zeros,
-            };
-            let to = b.ins().iadd(to, at);
-            vector::store_partial(b, v, to, 0, 4);
-        });
-    };
     let row_bytes = (wp * c * 4) as i64;
-    fill(b, a.scratch, None, vectors(top * wp));
+    copy_floats(b, None, a.scratch, top * wp * c);
     let (first, end) = (int(b, 0), int(b, rows as i64));
     for_range(b, first, end, 1, |b, y| {
         let to = b.ins().imul_imm_s(y, row_bytes);
@@ -763,16 +742,16 @@ fn copy_padded(spec: &ConvSpec, b: &mut FunctionBuilder, a: &Args) {
         let to = b.ins().iadd(a.scratch, to);
         let from = b.ins().imul_imm_s(y, (w * c * 4) as i64);
         let from = b.ins().iadd(a.input, from);
-        fill(b, to, None, vectors(left));
+        copy_floats(b, None, to, left * c);
         let middle = b.ins().iadd_imm_s(to, (left * c * 4) as i64);
-        fill(b, middle, Some(from), vectors(columns));
+        copy_floats(b, Some(from), middle, columns * c);
         let right = b.ins().iadd_imm_s(middle, (columns * c * 4) as i64);
-        fill(b, right, None, vectors(wp - left - columns));
+        copy_floats(b, None, right, (wp - left - columns) * c);
     });
     let below = b
         .ins()
         .iadd_imm_s(a.scratch, (top + rows) as i64 * row_bytes);
-    fill(b, below, None, vectors((hp - top - rows) * wp));
+    copy_floats(b, None, below, (hp - top - rows) * wp * c);
 }
 
 /// Emits the native GEMV's kernel body for blocks `[begin, end)`: a call

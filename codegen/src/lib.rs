@@ -930,6 +930,36 @@ pub(crate) fn store_words(b: &mut FunctionBuilder, slot: StackSlot, words: &[i64
     }
 }
 
+/// Copies `len` `f32`s from `from` to `to`, or zeroes them if `from` is
+/// `None`. Ascending, each vector loaded before it is stored, so `to` may
+/// overlap `from` if it is the lower address.
+pub(crate) fn copy_floats(b: &mut FunctionBuilder, from: Option<Value>, to: Value, len: usize) {
+    const UNROLL: usize = 4;
+    let chunk = 4 * UNROLL;
+    let full = len / chunk;
+    let load = |b: &mut FunctionBuilder, at: Option<Value>, offset: i64, lanes: usize| match at {
+        Some(at) => vector::load_partial(b, at, offset, lanes),
+        None => vector::splat(b, 0.0),
+    };
+    if full > 0 {
+        let zero = int(b, 0);
+        let end = int(b, (full * chunk * 4) as i64);
+        for_range(b, zero, end, (chunk * 4) as i64, |b, offset| {
+            let src = from.map(|from| b.ins().iadd(from, offset));
+            let dst = b.ins().iadd(to, offset);
+            for v in 0..UNROLL as i64 {
+                let x = load(b, src, 16 * v, 4);
+                vector::store_partial(b, x, dst, 16 * v, 4);
+            }
+        });
+    }
+    for at in (full * chunk..len).step_by(4) {
+        let lanes = (len - at).min(4);
+        let x = load(b, from, at as i64 * 4, lanes);
+        vector::store_partial(b, x, to, at as i64 * 4, lanes);
+    }
+}
+
 /// `max(lo, min(x, hi))` of runtime `x` and constants.
 pub(crate) fn clamp(b: &mut FunctionBuilder, x: Value, lo: i64, hi: i64) -> Value {
     let lo = int(b, lo);

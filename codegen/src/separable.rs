@@ -75,7 +75,7 @@
 
 use super::conv::ConvSpec;
 use super::depthwise::DepthwiseSpec;
-use super::{clamp, for_range, int, vector, Args, Epilogue, Lengths};
+use super::{clamp, copy_floats, for_range, int, Args, Epilogue, Lengths};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
@@ -427,7 +427,7 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
             // the two overlap). In the call's first block they are garbage,
             // then overwritten below.
             let last = b.ins().iadd_imm_s(a.scratch, per_block * row_bytes);
-            copy(b, Some(last), a.scratch, shared as usize * row_len);
+            copy_floats(b, Some(last), a.scratch, shared as usize * row_len);
             let kept = b.ins().iadd_imm_s(top, shared);
             let first = b.ins().icmp(IntCC::Equal, block, lo);
             b.ins().select(first, top, kept)
@@ -438,7 +438,7 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
             for_range(b, from, to, 1, |b, r| {
                 let offset = b.ins().imul_imm_s(r, row_bytes);
                 let at = b.ins().iadd(rows, offset);
-                copy(b, None, at, row_len);
+                copy_floats(b, None, at, row_len);
             });
         };
         if pad > 0 {
@@ -537,7 +537,7 @@ fn emit_rows(spec: &SeparableSpec, b: &mut FunctionBuilder, a: &Args) {
             spec.first.emit(b, &args);
             if window > 1 {
                 let twin = b.ins().iadd_imm_s(slot, window * row_bytes);
-                copy(b, Some(slot), twin, spec.row_len());
+                copy_floats(b, Some(slot), twin, spec.row_len());
             }
         });
         let computed = b.ins().smax(computed, bottom);
@@ -566,36 +566,6 @@ fn slot(b: &mut FunctionBuilder, r: Value, window: i64, row_bytes: i64, scratch:
     let index = b.ins().urem_imm_s(r, window);
     let offset = b.ins().imul_imm_s(index, row_bytes);
     b.ins().iadd(scratch, offset)
-}
-
-/// Copies `len` `f32`s from `from` to `to`, or zeroes them if `from` is
-/// `None`. Ascending, each vector loaded before it is stored, so `to` may
-/// overlap `from` if it is the lower address.
-fn copy(b: &mut FunctionBuilder, from: Option<Value>, to: Value, len: usize) {
-    const UNROLL: usize = 4;
-    let chunk = 4 * UNROLL;
-    let full = len / chunk;
-    let load = |b: &mut FunctionBuilder, at: Option<Value>, offset: i64, lanes: usize| match at {
-        Some(at) => vector::load_partial(b, at, offset, lanes),
-        None => vector::splat(b, 0.0),
-    };
-    if full > 0 {
-        let zero = int(b, 0);
-        let end = int(b, (full * chunk * 4) as i64);
-        for_range(b, zero, end, (chunk * 4) as i64, |b, offset| {
-            let src = from.map(|from| b.ins().iadd(from, offset));
-            let dst = b.ins().iadd(to, offset);
-            for v in 0..UNROLL as i64 {
-                let x = load(b, src, 16 * v, 4);
-                vector::store_partial(b, x, dst, 16 * v, 4);
-            }
-        });
-    }
-    for at in (full * chunk..len).step_by(4) {
-        let lanes = (len - at).min(4);
-        let x = load(b, from, at as i64 * 4, lanes);
-        vector::store_partial(b, x, to, at as i64 * 4, lanes);
-    }
 }
 
 #[cfg(test)]
