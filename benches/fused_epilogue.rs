@@ -15,7 +15,7 @@ use cnnjit::codegen::lower::Capabilities;
 use cnnjit::codegen::{native, Epilogue, Jit, Kernel, KernelId, Lengths, Program};
 use cnnjit::ir::Activation;
 use cnnjit::ir::Shape;
-use cnnjit::runtime::jit::{call_kernel, scratch_len, Buffers};
+use cnnjit::runtime::jit::{call_kernel, scratch_len, Buffers, Extra};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use std::time::Duration;
 
@@ -69,7 +69,7 @@ impl Compiled {
             input: std::hint::black_box(input),
             weights: &self.weights,
             params: &self.params,
-            extra,
+            extra: Extra::Buffer(extra),
             output,
             scratch: &mut self.scratch,
         };

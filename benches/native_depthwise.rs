@@ -15,7 +15,7 @@ use cnnjit::codegen::depthwise::DepthwiseSpec;
 use cnnjit::codegen::native::Isa;
 use cnnjit::codegen::{Epilogue, Jit, Kernel};
 use cnnjit::ir::Activation;
-use cnnjit::runtime::jit::{call_kernel, scratch_len, Buffers};
+use cnnjit::runtime::jit::{call_kernel, scratch_len, Buffers, Extra};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use std::time::Duration;
 
@@ -93,7 +93,7 @@ fn depthwise(c: &mut Criterion) {
                         input: &input,
                         weights: &weights,
                         params: &params,
-                        extra: &[],
+                        extra: Extra::NONE,
                         output: &mut output,
                         scratch: &mut scratch,
                     };

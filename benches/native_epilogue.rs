@@ -14,7 +14,7 @@ use cnnjit::codegen::conv::ConvSpec;
 use cnnjit::codegen::native_epilogue::Use;
 use cnnjit::codegen::{native, Epilogue, Jit, Kernel, KernelId, Lengths, Program};
 use cnnjit::ir::Activation;
-use cnnjit::runtime::jit::{call_kernel, scratch_len, Buffers};
+use cnnjit::runtime::jit::{call_kernel, scratch_len, Buffers, Extra};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use std::time::Duration;
 
@@ -67,7 +67,7 @@ impl Compiled {
             input: std::hint::black_box(input),
             weights: &self.weights,
             params: &self.params,
-            extra,
+            extra: Extra::Buffer(extra),
             output,
             scratch: &mut self.scratch,
         };

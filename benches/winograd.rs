@@ -16,7 +16,7 @@ use cnnjit::codegen::native_winograd::{self, InputShape, OutputShape};
 use cnnjit::codegen::winograd::WinogradSpec;
 use cnnjit::codegen::{Epilogue, Jit, Kernel};
 use cnnjit::ir::Activation;
-use cnnjit::runtime::jit::{call_kernel, scratch_len, Buffers};
+use cnnjit::runtime::jit::{call_kernel, scratch_len, Buffers, Extra};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use std::time::Duration;
 
@@ -86,7 +86,7 @@ fn algorithms(c: &mut Criterion) {
                         input: std::hint::black_box(&input),
                         weights: &weights,
                         params: &params,
-                        extra: &[],
+                        extra: Extra::NONE,
                         output: &mut output,
                         scratch: &mut *scratch,
                     };

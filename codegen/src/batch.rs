@@ -175,7 +175,8 @@ fn packed_weights(step: &LoweredStep) -> usize {
 
 /// The `f32`s of the arena a step writes and reads: its output (a slice's
 /// whole parent), its inputs and the value it keeps (a slice as nothing:
-/// its concat finds it in place).
+/// its concat finds it in place; the shortcut its output is written over
+/// as the output).
 fn values(plan: &Plan, step: &Step) -> usize {
     let len = |v: ValueId| plan.values[v.0 as usize].len as usize;
     let output = match plan.values[step.output.0 as usize].slice {
@@ -183,7 +184,7 @@ fn values(plan: &Plan, step: &Step) -> usize {
         None => len(step.output),
     };
     let inputs = (step.inputs.iter().chain(&step.keeps))
-        .filter(|v| plan.values[v.0 as usize].slice.is_none())
+        .filter(|v| plan.values[v.0 as usize].slice.is_none() && step.over != Some(**v))
         .map(|v| len(*v));
     output + inputs.sum::<usize>()
 }

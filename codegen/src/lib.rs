@@ -40,6 +40,14 @@
 //! too), for any `0 <= begin <= end <= rows`. Every bound
 //! is a constant derived from the spec; there is no data-dependent address.
 //!
+//! A second promise, which lets a step write its output over the shortcut it
+//! adds (`plan::Step::over`): `extra` may be `output` itself. Every kernel
+//! reads `extra` only in its epilogue's add, at the element of the output it
+//! then stores (`apply_epilogue`, `native_epilogue`'s `finish`, each once per
+//! output element), so each shortcut element is read just before the output
+//! element in its place is written, and never after. The guard-page test
+//! runs every family with an add both ways.
+//!
 //! Every kernel's machine code is logged (the `log` crate) at debug level
 //! with target [`DISASM_TARGET`], and only formatted when a logger takes it;
 //! the `cnnjit` CLI prints it to stderr when `CNNJIT_DISASM` is set.

@@ -29,7 +29,10 @@
 //! A step whose output the plan makes a slice of a concat's output
 //! (`plan::Slice`) gets its kernel's strided form ([`Kernel::sliced`]); a
 //! family the capabilities say cannot write one, or a kernel that would leave
-//! epilogue nodes to run after it, falls back to the reference kernels.
+//! epilogue nodes to run after it, falls back to the reference kernels. A
+//! step the plan writes over its shortcut (`plan::Step::over`) must fuse the
+//! add of that shortcut (its `extra`), which every kernel family reads in
+//! place (the kernel contract in the crate root), or falls back too.
 //!
 //! Invariant: any step may lower to [`LoweredStep::Reference`], and the
 //! runtime then runs it with its weights loaded; only the layers of
@@ -138,6 +141,13 @@ pub enum FallbackReason {
     /// the family cannot write.
     #[error("the {kind} kernel cannot write its slice of the concat's output")]
     SlicedOutput {
+        /// The anchor's kind.
+        kind: &'static str,
+    },
+    /// The plan writes the step's output over the shortcut its add reads
+    /// (`plan::Step::over`), but its kernel would not add that shortcut.
+    #[error("the {kind} kernel cannot add the shortcut its output is written over")]
+    OverShortcut {
         /// The anchor's kind.
         kind: &'static str,
     },
@@ -504,6 +514,12 @@ fn lower_step(
             })
             .ok_or(FallbackReason::SlicedOutput { kind }),
         Some(_) => Err(FallbackReason::SlicedOutput { kind }),
+    });
+    // An output written over its shortcut needs the kernel to read the
+    // shortcut there, element by element before writing it: to add it.
+    let kernel = kernel.and_then(|kernel| match step.over {
+        Some(over) if extra != Some(over) => Err(FallbackReason::OverShortcut { kind }),
+        _ => Ok(kernel),
     });
     let kernel = match kernel {
         Ok(kernel) => kernel,

@@ -1,7 +1,8 @@
 //! Planning: which nodes run together as one kernel ([`fuse`]), which
 //! concat inputs are written straight into the concat's output
-//! ([`concat_in_place`]), and where every tensor lives in one arena
-//! ([`plan_arena`]).
+//! ([`concat_in_place`]), which steps write their output over the residual
+//! shortcut they add ([`shortcut_in_place`]), and where every tensor lives
+//! in one arena ([`plan_arena`]).
 //!
 //! A [`Step`] is one kernel: an anchor node that reads its inputs and writes a
 //! fresh tensor, followed by epilogue nodes that transform that tensor in
@@ -17,6 +18,11 @@
 //! its channels straight into their place in every pixel of the output, and
 //! the concat copies only its other inputs. A slice has no memory of its own.
 //!
+//! A step whose epilogue adds a shortcut that no later step reads may write
+//! its output over it ([`Step::over`]): the output has no memory of its own
+//! either, and the kernel reads each element of the shortcut just before it
+//! writes the output element in its place.
+//!
 //! Invariants of a [`Plan`]:
 //! - every node of the graph but the input belongs to exactly one step, and
 //!   steps are in graph order;
@@ -31,6 +37,11 @@
 //!   conv, dwconv or pool by default) and whose epilogue is per channel
 //!   (bn, activations, dropout, identity: no shortcut, no softmax), and its
 //!   offset is that of the value it is a slice of, which is no slice itself;
+//! - a step writes its output over a value only where [`over_shortcut`]
+//!   allows (the shortcut of its one add, read by no later step, neither
+//!   the network's input nor its output, no slice, one length, an anchor
+//!   [`Plan::fusion`] lets add in place), and the output's offset is the
+//!   shortcut's;
 //! - offsets are multiples of [`ALIGN_ELEMENTS`] (64 bytes), and
 //!   [`Plan::arena_bytes`] is the end of the highest value (slices aside): exactly the arena
 //!   the runtime allocates, and `PEAK_INFERENCE_BYTES`.
@@ -103,6 +114,12 @@ pub struct Step {
     /// reader of its output, and [`Plan::fusion`] runs such a pair as one
     /// kernel, which then never writes over what it reads.
     pub keeps: Option<ValueId>,
+    /// The shortcut the step writes its output over, if any
+    /// ([`shortcut_in_place`]): the value its residual add reads, which dies
+    /// at this step; the output has no memory of its own but that value's.
+    /// A kernel reads each shortcut element before it writes the output
+    /// element in its place.
+    pub over: Option<ValueId>,
 }
 
 /// What a code generator can run as one kernel, which the planner asks
@@ -126,6 +143,10 @@ pub struct Fusion {
     /// and only splits the first's GEMM into the second's rows (EfficientNet-B0's
     /// 7x7 projection and head, fused: 2.1 ms; apart: 1.2 ms, one thread).
     pub row_pairs: bool,
+    /// A convolution whose epilogue adds a residual's shortcut reads each
+    /// element of the shortcut before writing the output element at the same
+    /// place, so a shortcut that dies there can lend the output its memory.
+    pub conv_adds_in_place: bool,
 }
 
 impl Fusion {
@@ -135,6 +156,7 @@ impl Fusion {
         pool_writes_slice: true,
         depthwise_pairs: true,
         row_pairs: true,
+        conv_adds_in_place: true,
     };
 
     /// Nothing: every step writes a tensor of its own, every pair runs apart.
@@ -143,7 +165,14 @@ impl Fusion {
         pool_writes_slice: false,
         depthwise_pairs: false,
         row_pairs: false,
+        conv_adds_in_place: false,
     };
+
+    /// Whether a step anchored at `op` whose epilogue adds a shortcut can
+    /// write its output over that shortcut.
+    pub fn adds_in_place(&self, op: &Op) -> bool {
+        matches!(op, Op::Conv2d(_)) && self.conv_adds_in_place
+    }
 
     /// Whether a step anchored at `op`, with a per-channel epilogue, can write
     /// a channel slice of a concat's output.
@@ -371,6 +400,7 @@ pub fn fuse(graph: &Graph, fusion: &Fusion) -> Plan {
                 inputs: node.inputs.iter().map(|i| node_values[i.index()]).collect(),
                 output,
                 keeps: None,
+                over: None,
             });
             node_values[id.index()] = output;
         }
@@ -445,9 +475,25 @@ pub fn concat_in_place(graph: &Graph, mut plan: Plan) -> Plan {
     plan
 }
 
+/// The value whose memory each value lives in: a slice's parent's, an
+/// output written over its shortcut ([`Step::over`]) the shortcut's, else
+/// its own.
+fn owners(plan: &Plan) -> Vec<usize> {
+    let mut owner: Vec<usize> = (plan.values.iter().enumerate())
+        .map(|(v, value)| value.slice.map_or(v, |slice| slice.of.0 as usize))
+        .collect();
+    for step in &plan.steps {
+        if let Some(shortcut) = step.over {
+            owner[step.output.0 as usize] = owner[shortcut.0 as usize];
+        }
+    }
+    owner
+}
+
 /// Each value's lifetime as (first, last) step, shifted by one: the input is
 /// written at 0, step `s` writes at `s + 1`, the output is read after the last
-/// step. A value with slices is live from the first write of any of them.
+/// step. A value whose memory others live in ([`owners`]) is live from the
+/// first write of any of them to the last read of any.
 fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
     let n = plan.values.len();
     let (mut first, mut last) = (vec![0usize; n], vec![0usize; n]);
@@ -461,11 +507,10 @@ fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
     if let Some(out) = plan.steps.last().map(|s| s.output) {
         last[out.0 as usize] = plan.steps.len() + 1;
     }
-    for (v, value) in plan.values.iter().enumerate() {
-        if let Some(slice) = value.slice {
-            let of = slice.of.0 as usize;
-            first[of] = first[of].min(first[v]);
-            last[of] = last[of].max(last[v]);
+    for (v, owner) in owners(plan).into_iter().enumerate() {
+        if owner != v {
+            first[owner] = first[owner].min(first[v]);
+            last[owner] = last[owner].max(last[v]);
         }
     }
     (first, last)
@@ -473,11 +518,13 @@ fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
 
 /// Places every value of `plan` in one arena, reusing memory between values
 /// whose lifetimes do not overlap (greedy by size, as TensorFlow Lite does);
-/// a slice takes the offset of the value it lives in.
+/// a slice, and an output written over its shortcut, take the offset of the
+/// value they live in.
 pub fn plan_arena(mut plan: Plan) -> Result<Plan, ShapeError> {
     let n = plan.values.len();
     let (first, last) = lifetimes(&plan);
-    let mut order: Vec<usize> = (0..n).filter(|&v| plan.values[v].slice.is_none()).collect();
+    let owner = owners(&plan);
+    let mut order: Vec<usize> = (0..n).filter(|&v| owner[v] == v).collect();
     order.sort_by(|&a, &b| plan.values[b].len.cmp(&plan.values[a].len).then(a.cmp(&b)));
     let mut placed: Vec<usize> = Vec::new();
     let mut arena: u64 = 0;
@@ -515,25 +562,101 @@ pub fn plan_arena(mut plan: Plan) -> Result<Plan, ShapeError> {
         arena = arena.max(offset.checked_add(len).ok_or(ShapeError::Overflow)?);
         placed.push(v);
     }
-    for v in 0..n {
-        if let Some(slice) = plan.values[v].slice {
-            plan.values[v].offset = plan.values[slice.of.0 as usize].offset;
-        }
+    for (v, owner) in owner.into_iter().enumerate() {
+        plan.values[v].offset = plan.values[owner].offset;
     }
     plan.arena_bytes = arena.checked_mul(4).ok_or(ShapeError::Overflow)?;
     Ok(plan)
 }
 
-/// [`fuse`], then [`concat_in_place`], then [`plan_arena`], with what
-/// cnnjit's code generator fuses ([`Fusion::DEFAULT`]): the plan of
-/// `PEAK_INFERENCE_BYTES`.
+/// [`fuse`], then [`concat_in_place`], then [`shortcut_in_place`], then
+/// [`plan_arena`], with what cnnjit's code generator fuses
+/// ([`Fusion::DEFAULT`]): the plan of `PEAK_INFERENCE_BYTES`.
 pub fn plan(graph: &Graph) -> Result<Plan, ShapeError> {
     plan_for(graph, &Fusion::DEFAULT)
 }
 
-/// [`fuse`], then [`concat_in_place`], then [`plan_arena`], with `fusion`.
+/// [`fuse`], then [`concat_in_place`], then [`shortcut_in_place`], then
+/// [`plan_arena`], with `fusion`.
 pub fn plan_for(graph: &Graph, fusion: &Fusion) -> Result<Plan, ShapeError> {
-    plan_arena(concat_in_place(graph, fuse(graph, fusion)))
+    plan_arena(shortcut_in_place(
+        graph,
+        concat_in_place(graph, fuse(graph, fusion)),
+    ))
+}
+
+/// Writes the output of each step that can over the shortcut its residual
+/// adds ([`Step::over`]; [`over_shortcut`] says when). The shortcut's memory
+/// is then the output's, so the kernel reads the shortcut from the lines it
+/// writes and the arena holds one tensor fewer there (ResNet-50's layer1
+/// adds a 3.2 MB shortcut). Offsets are left for [`plan_arena`].
+pub fn shortcut_in_place(graph: &Graph, mut plan: Plan) -> Plan {
+    for s in 0..plan.steps.len() {
+        let shortcut = (plan.steps[s].inputs.iter())
+            .copied()
+            .find(|&v| over_shortcut(graph, &plan, s, v).is_ok());
+        plan.steps[s].over = shortcut;
+    }
+    plan
+}
+
+/// Whether step `s` of `plan` can write its output over value `shortcut`, or
+/// why not: its anchor is one [`Plan::fusion`] says adds in place (a
+/// convolution by default); its epilogue has one add, whose shortcut is
+/// `shortcut`, which the anchor does not read and the step does not keep;
+/// the shortcut is not the network's input (the caller's buffer), the
+/// output not the network's output (written where the caller says); neither
+/// is a slice or has slices; they have one length; and no later step reads
+/// or keeps the shortcut.
+pub fn over_shortcut(
+    graph: &Graph,
+    plan: &Plan,
+    s: usize,
+    shortcut: ValueId,
+) -> Result<(), OverError> {
+    let step = &plan.steps[s];
+    let anchor = graph.node(step.nodes[0]);
+    if !plan.fusion.adds_in_place(&anchor.op) {
+        return Err(OverError::Anchor);
+    }
+    let mut adds = (1..step.nodes.len()).filter(|&i| graph.node(step.nodes[i]).op == Op::Add);
+    let add = adds.next().filter(|_| adds.next().is_none());
+    let added = add.and_then(|i| operands(graph.node(step.nodes[i]), step.nodes[i - 1]).next());
+    let anchor_reads =
+        step.inputs[..anchor.inputs.len().min(step.inputs.len())].contains(&shortcut);
+    if added.map(|id| plan.node_values[id.index()]) != Some(shortcut)
+        || anchor_reads
+        || step.keeps == Some(shortcut)
+    {
+        return Err(OverError::NotShortcut);
+    }
+    let last = plan.steps.last().map(|last| last.output);
+    if shortcut == ValueId(0) || last == Some(step.output) {
+        return Err(OverError::NetworkBuffer);
+    }
+    let sliced = |v: ValueId| {
+        plan.values[v.0 as usize].slice.is_some()
+            || plan
+                .values
+                .iter()
+                .any(|w| w.slice.is_some_and(|slice| slice.of == v))
+    };
+    if sliced(shortcut) || sliced(step.output) {
+        return Err(OverError::Slice);
+    }
+    if plan.values[shortcut.0 as usize].len != plan.values[step.output.0 as usize].len {
+        return Err(OverError::Length);
+    }
+    match (plan.steps.iter().enumerate().skip(s + 1)).find(|(_, later)| {
+        later
+            .inputs
+            .iter()
+            .chain(&later.keeps)
+            .any(|&v| v == shortcut)
+    }) {
+        Some((later, _)) => Err(OverError::ReadLater { step: later }),
+        None => Ok(()),
+    }
 }
 
 /// Which invariant of a [`Plan`] (this module's documentation) does not hold.
@@ -589,6 +712,18 @@ pub enum PlanError {
         #[source]
         source: SliceError,
     },
+    /// A step writes its output over a value it cannot ([`over_shortcut`]),
+    /// or elsewhere than over it.
+    #[error("step {step} writes its output over value {shortcut}, which {source}")]
+    Over {
+        /// The step's index.
+        step: usize,
+        /// The value it writes over.
+        shortcut: u32,
+        /// What is wrong.
+        #[source]
+        source: OverError,
+    },
     /// A value's offset is not a multiple of [`ALIGN_ELEMENTS`].
     #[error("value {value} at offset {offset} is not aligned to {ALIGN_ELEMENTS} floats")]
     Unaligned {
@@ -616,6 +751,42 @@ pub enum PlanError {
         bytes: u64,
         /// The end of the highest value, in `f32`s.
         end: u64,
+    },
+}
+
+/// Why a step cannot write its output over a shortcut ([`over_shortcut`],
+/// [`PlanError::Over`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OverError {
+    /// The fusion does not let the step's anchor add in place.
+    #[error("its anchor does not add a shortcut in place")]
+    Anchor,
+    /// The value is not the shortcut of the step's one add, or the anchor
+    /// reads it, or the step keeps it.
+    #[error("is not the shortcut of its one add alone")]
+    NotShortcut,
+    /// The value is the network's input, or the output the network's.
+    #[error("is the network's input, or the step writes the network's output")]
+    NetworkBuffer,
+    /// The value or the output is a slice or has slices.
+    #[error("is a slice or has slices, or the output does")]
+    Slice,
+    /// The value and the output differ in length.
+    #[error("is not as long as the output")]
+    Length,
+    /// A later step reads or keeps the value.
+    #[error("step {step} reads later")]
+    ReadLater {
+        /// That step's index.
+        step: usize,
+    },
+    /// The output does not live at the value's offset.
+    #[error("is at offset {shortcut}, the output at {output}")]
+    Offset {
+        /// The shortcut's offset.
+        shortcut: u64,
+        /// The output's.
+        output: u64,
     },
 }
 
@@ -710,15 +881,35 @@ impl Plan {
                     })?;
             }
         }
+        for (s, step) in self.steps.iter().enumerate() {
+            if let Some(shortcut) = step.over {
+                let (at, output) = (
+                    self.values[shortcut.0 as usize].offset,
+                    self.values[step.output.0 as usize].offset,
+                );
+                over_shortcut(graph, self, s, shortcut)
+                    .and((at == output).then_some(()).ok_or(OverError::Offset {
+                        shortcut: at,
+                        output,
+                    }))
+                    .map_err(|source| PlanError::Over {
+                        step: s,
+                        shortcut: shortcut.0,
+                        source,
+                    })?;
+            }
+        }
         // Overlapping lifetimes must not share memory; a slice's memory is
-        // its parent's, whose lifetime covers it.
+        // its parent's, an output's over its shortcut the shortcut's, and
+        // that value's lifetime covers theirs.
         let (first, last) = lifetimes(self);
+        let owner = owners(self);
         let mut end = 0;
         let owned = || {
             self.values
                 .iter()
                 .enumerate()
-                .filter(|(_, v)| v.slice.is_none())
+                .filter(|&(v, _)| owner[v] == v)
         };
         for (a, va) in owned() {
             if va.offset % ALIGN_ELEMENTS != 0 {

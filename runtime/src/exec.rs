@@ -6,7 +6,12 @@
 //! epilogue nodes then run in place on that output, a residual's add reading
 //! the step's extra input. The plan guarantees that a step's inputs and its
 //! output never share memory, and this module checks it before every step
-//! (an overlap is an internal error, never aliasing).
+//! (an overlap is an internal error, never aliasing). The one exception is
+//! the shortcut a step writes its output over (`plan::Step::over`), which is
+//! not among the inputs checked: the output holds it when the step starts. A
+//! compiled kernel adds it from there (`jit::Extra::Output`); the reference
+//! kernels, whose anchor would write over it before the add reads it, add a
+//! copy of it made in the working memory first.
 //!
 //! The image is never copied into the arena: steps read the plan's first
 //! value from the caller's input buffer. The last step writes the caller's
@@ -104,12 +109,18 @@ struct Inputs<'a> {
     ranges: &'a [(ValueId, Range<usize>)],
     /// The caller's input image, read in place of the plan's first value.
     image: &'a [f32],
+    /// A copy of the shortcut the step's output is written over, if the
+    /// reference kernels run it.
+    staged: Option<(ValueId, &'a [f32])>,
 }
 
 impl<'a> Inputs<'a> {
     /// Value `value`, or `None` if the step does not read it; `carve`
     /// checked that every range lies on one side of the output.
     fn get(&self, value: ValueId) -> Option<&'a [f32]> {
+        if let Some((_, staged)) = self.staged.filter(|(v, _)| *v == value) {
+            return Some(staged);
+        }
         let (_, r) = self.ranges.iter().find(|(v, _)| *v == value)?;
         Some(if value == IMAGE {
             self.image
@@ -162,6 +173,7 @@ fn carve<'a>(
             out,
             ranges,
             image,
+            staged: None,
         },
     ))
 }
@@ -182,6 +194,7 @@ fn view<'a>(
         out: arena.len()..arena.len(),
         ranges,
         image,
+        staged: None,
     })
 }
 
@@ -207,7 +220,8 @@ fn writes_output_directly(plan: &Plan) -> bool {
 /// Every step's output range and the ranges of the values it reads (and
 /// the value it keeps, if any) in the arena, computed once. A slice, which
 /// only its concat reads and which is already in place there, is read as
-/// nothing.
+/// nothing; the shortcut the output is written over is the output's range
+/// and not listed.
 fn step_ranges(plan: &Plan) -> Vec<StepRanges> {
     plan.steps
         .iter()
@@ -216,6 +230,7 @@ fn step_ranges(plan: &Plan) -> Vec<StepRanges> {
                 .inputs
                 .iter()
                 .chain(&step.keeps)
+                .filter(|v| step.over != Some(**v))
                 .map(|v| {
                     let range = if is_slice(plan, *v) {
                         0..0
@@ -272,10 +287,13 @@ impl Engine {
 
     /// The working memory, in `f32`s, that [`run`] needs: the compiled
     /// kernels' scratch, or the output of the largest step that writes a
-    /// slice on the reference kernels, whichever is longer.
+    /// slice or over its shortcut on the reference kernels, whichever is
+    /// longer.
     pub fn scratch_len(&self) -> usize {
         let staging = (self.plan.steps.iter().enumerate())
-            .filter(|(i, step)| is_slice(&self.plan, step.output) && self.on_reference(*i))
+            .filter(|(i, step)| {
+                (is_slice(&self.plan, step.output) || step.over.is_some()) && self.on_reference(*i)
+            })
             .map(|(_, step)| self.plan.values[step.output.0 as usize].len as usize)
             .max()
             .unwrap_or(0);
@@ -538,10 +556,13 @@ fn run_step(
             }
         };
         if let Some(lowered) = lowered {
+            use crate::jit::Extra;
             let operands = &lowered.operands;
-            let extra = (operands.extra)
-                .map(|v| value(&inputs, anchor, v))
-                .transpose()?;
+            let extra = match operands.extra {
+                Some(v) if step.over == Some(v) => Extra::Output,
+                Some(v) => Extra::Buffer(value(&inputs, anchor, v)?),
+                None => Extra::NONE,
+            };
             crate::jit::run(
                 &compiled.program,
                 lowered,
@@ -558,9 +579,20 @@ fn run_step(
     }
     #[cfg(not(feature = "jit"))]
     let _ = (index, team, kernels);
-    match engine.plan.values[step.output.0 as usize].slice {
-        None => reference_step(engine, step, out, &inputs),
-        Some(slice) => {
+    match (engine.plan.values[step.output.0 as usize].slice, step.over) {
+        (None, None) => reference_step(engine, step, out, &inputs),
+        (None, Some(shortcut)) => {
+            let staging = scratch
+                .get_mut(..out.len())
+                .ok_or_else(|| internal(engine, "the working memory is short of a shortcut"))?;
+            staging.copy_from_slice(out);
+            let inputs = Inputs {
+                staged: Some((shortcut, staging)),
+                ..inputs
+            };
+            reference_step(engine, step, out, &inputs)
+        }
+        (Some(slice), _) => {
             let len = engine.plan.values[step.output.0 as usize].len as usize;
             let staging = scratch
                 .get_mut(..len)

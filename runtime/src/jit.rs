@@ -543,7 +543,7 @@ pub fn run(
     program: &Program,
     lowered: &Lowered,
     input: &[f32],
-    extra: Option<&[f32]>,
+    extra: Extra<'_>,
     output: &mut [f32],
     scratch: &mut [f32],
     team: Option<&Team>,
@@ -552,7 +552,7 @@ pub fn run(
         input,
         weights: &lowered.weights,
         params: &lowered.params,
-        extra: extra.unwrap_or(&[]),
+        extra,
         output: &mut *output,
         scratch,
     };
@@ -579,7 +579,7 @@ pub fn run_then(
             input: &[],
             weights: &[],
             params: &[],
-            extra: &[],
+            extra: Extra::NONE,
             output,
             scratch: &mut [],
         };
@@ -603,7 +603,7 @@ pub fn run_branch(
         input,
         weights: &[],
         params: &[],
-        extra: &[],
+        extra: Extra::NONE,
         output,
         scratch: &mut [],
     };
@@ -625,6 +625,23 @@ pub struct CallError {
     pub has: usize,
 }
 
+/// Where a kernel call's `extra` operand, a residual's shortcut, is.
+#[derive(Clone, Copy, Debug)]
+pub enum Extra<'a> {
+    /// In a buffer of its own (empty if the kernel reads none).
+    Buffer(&'a [f32]),
+    /// In the output, which holds the shortcut when the call starts: a step
+    /// written over the shortcut it adds (`plan::Step::over`). The kernel
+    /// reads each element before it writes the output element there
+    /// (codegen's kernel contract).
+    Output,
+}
+
+impl Extra<'_> {
+    /// No `extra` operand.
+    pub const NONE: Extra<'static> = Extra::Buffer(&[]);
+}
+
 /// The buffers of one kernel call.
 pub struct Buffers<'a> {
     /// The input tensor.
@@ -633,8 +650,8 @@ pub struct Buffers<'a> {
     pub weights: &'a [f32],
     /// Packed per-channel vectors.
     pub params: &'a [f32],
-    /// A residual's shortcut (empty if the kernel has none).
-    pub extra: &'a [f32],
+    /// A residual's shortcut.
+    pub extra: Extra<'a>,
     /// The output tensor.
     pub output: &'a mut [f32],
     /// Working memory: [`scratch_len`] for the team the kernel runs on.
@@ -698,11 +715,15 @@ pub fn call_kernel(
         scratch,
     } = buffers;
     let team = team.filter(|team| parts(l, Some(team)) > 1);
+    let extra_len = match extra {
+        Extra::Buffer(extra) => extra.len(),
+        Extra::Output => output.len(),
+    };
     let short = [
         ("input", input.len(), l.input),
         ("weights", weights.len(), l.weights),
         ("params", params.len(), l.params),
-        ("extra", extra.len(), l.extra),
+        ("extra", extra_len, l.extra),
         ("output", output.len(), l.output),
         ("scratch", scratch.len(), scratch_len(l, team)),
     ]
@@ -711,16 +732,17 @@ pub fn call_kernel(
     if let Some((buffer, has, needs)) = short {
         return Err(CallError { buffer, needs, has });
     }
+    let output = output.as_mut_ptr();
     let call = Call {
         input: input.as_ptr(),
         weights: weights.as_ptr(),
         params: params.as_ptr(),
-        extra: if l.extra > 0 {
-            extra.as_ptr()
-        } else {
-            std::ptr::null()
+        extra: match extra {
+            _ if l.extra == 0 => std::ptr::null(),
+            Extra::Buffer(extra) => extra.as_ptr(),
+            Extra::Output => output.cast_const(),
         },
-        output: output.as_mut_ptr(),
+        output,
         scratch: scratch.as_mut_ptr(),
     };
     let function = program.function(kernel);
@@ -729,7 +751,10 @@ pub fn call_kernel(
     let run_rows = move |part: usize, begin: i64, end: i64| {
         // SAFETY: every buffer was checked above to be at least as long as the
         // kernel's `Lengths` require, the scratch for every part; the row
-        // ranges and parts given here are disjoint; `program` outlives the calls.
+        // ranges and parts given here are disjoint; `program` outlives the
+        // calls. Where `extra` is the output, a call reads it only at the
+        // elements of its own rows, each before writing it (codegen's kernel
+        // contract), so no other call's writes race with its reads.
         unsafe { call.rows(function, part, per_call, begin, end) }
     };
     match team {
@@ -745,7 +770,7 @@ pub fn call_kernel(
 
 #[cfg(test)]
 mod tests {
-    use super::{call_kernel, unfolded_affine, Buffers, CallError};
+    use super::{call_kernel, unfolded_affine, Buffers, CallError, Extra};
     use crate::error::Error;
     use crate::ir::NodeId;
     use crate::params::{fold_batch_norm, LayerParams, Weight};
@@ -768,7 +793,7 @@ mod tests {
             input: &[],
             weights: &[],
             params: &[],
-            extra: &[],
+            extra: Extra::NONE,
             output: &mut output,
             scratch: &mut [],
         };

@@ -29,7 +29,7 @@
 
 use crate::error::Result;
 use crate::exec::Arena;
-use crate::jit::{call_kernel, scratch_len, Buffers};
+use crate::jit::{call_kernel, scratch_len, Buffers, Extra};
 use crate::memory::Budget;
 use crate::team::Team;
 use cnnjit_codegen::choice::{self, ChoiceKey, Pick, Tuned};
@@ -472,7 +472,7 @@ fn time_kernel(kernel: &Kernel, team: Option<&Team>, budget: &mut Budget) -> Res
             input: std::hint::black_box(input.as_slice()),
             weights: weights.as_slice(),
             params: params.as_slice(),
-            extra: extra.as_slice(),
+            extra: Extra::Buffer(extra.as_slice()),
             output: output.as_mut_slice(),
             scratch: scratch.as_mut_slice(),
         };

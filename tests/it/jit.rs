@@ -465,6 +465,44 @@ proptest! {
         assert_agrees(&source, seed, 2)?;
     }
 
+    /// A block whose add's shortcut dies there (the output of the layer
+    /// before it: not the image, not read by the add's anchor, and the
+    /// block's step not the net's last)
+    /// writes its output over the shortcut (`plan::Step::over`), for each
+    /// kernel family that adds a shortcut: a direct 3x3 (or Winograd, as
+    /// the cost model picks), a 1x1 over runs of pixels, a depthwise conv,
+    /// a fused depthwise + pointwise pair. The step is compiled and the
+    /// kernel reads the shortcut from its output; the reference kernels add
+    /// a copy of it; both agree on every path.
+    #[test]
+    fn a_block_written_over_its_shortcut_equals_reference(
+        (h, w) in (2u32..12, 2u32..12),
+        c in 1u32..48,
+        body in 0usize..4,
+        epilogue in 0..EPILOGUES.len(),
+        seed in any::<u64>(),
+    ) {
+        let ep = EPILOGUES[epilogue];
+        let body = match body {
+            0 => format!("conv({c}, 3x3, pad = 1){ep}"),
+            1 => format!("conv({c}, 1x1){ep}"),
+            2 => format!("dwconv(3x3, pad = 1){ep}"),
+            _ => format!("dwconv(3x3, pad = 1), relu, conv({c}, 1x1){ep}"),
+        };
+        // The body's first layer reads the shortcut, so its add is in a later step.
+        let source = format!(
+            "Net({h}x{w}x{c}) {{ conv({c}, 1x1), relu, residual {{ conv({c}, 1x1), relu, {body} }}{}, conv({c}, 1x1) }}",
+            EPILOGUES[(epilogue + 1) % EPILOGUES.len()]
+        );
+        let net = assert_agrees(&source, seed, 2)?;
+        let plan = cnnjit::ir::plan::plan(&net).unwrap();
+        prop_assert!(plan.steps.iter().any(|s| s.over.is_some()), "{source}: no step over its shortcut");
+        let weights = cnnjit::runtime::params::random_weights(&net, seed);
+        let report = Model::new(net, &weights).unwrap().kernels();
+        let compiled = report.steps.iter().any(|s| s.fused.contains(&"residual"));
+        prop_assert!(!JIT_SUPPORTED || compiled, "{source}: {report}");
+    }
+
     #[test]
     fn conv_add_relu_fuses_and_equals_reference(
         (h, w) in (2u32..10, 2u32..10),

@@ -224,3 +224,90 @@ fn verify_rejects_shared_memory_between_live_values() {
         "{err:?}"
     );
 }
+
+/// Two residuals on one shortcut `A` (a conv and relu's output, 8x8x4 = 256
+/// floats a tensor), then a 1x1 conv: the inner add's step cannot write over
+/// `A`, which the outer add reads later; the outer add's step can.
+const NESTED: &str = "Nested(8x8x4) { conv(4, 1x1), relu, residual { residual { conv(4, 3x3, pad = 1) }, conv(4, 3x3, pad = 1) }, conv(4, 1x1) }";
+
+#[test]
+fn a_step_writes_its_output_over_a_shortcut_no_later_step_reads() {
+    let (_, plan) = net(NESTED);
+    let a = plan.steps[0].output;
+    // Steps: conv+relu -> A; conv(A)+A -> B; conv(B)+A -> C; conv(C) -> out.
+    assert_eq!(plan.steps[1].inputs, [a, a]);
+    assert_eq!(plan.steps[2].inputs, [plan.steps[1].output, a]);
+    assert_eq!(plan.steps[1].over, None);
+    assert_eq!(plan.steps[2].over, Some(a));
+    let (c, a) = (plan.steps[2].output.0 as usize, a.0 as usize);
+    assert_eq!(plan.values[c].offset, plan.values[a].offset);
+    // Live at each step: image and A; A and B; B and C (in A's memory); C
+    // and the output: two tensors. Without writing over A, step 2 holds A,
+    // B and C: three.
+    assert_eq!(plan.arena_bytes, 2 * 256 * 4);
+    let graph = compile_source(NESTED).unwrap().remove(0).graph;
+    let apart = cnnjit_ir::plan::Fusion {
+        conv_adds_in_place: false,
+        ..cnnjit_ir::plan::Fusion::DEFAULT
+    };
+    let apart = cnnjit_ir::plan::plan_for(&graph, &apart).unwrap();
+    apart.verify(&graph).unwrap();
+    assert!(apart.steps.iter().all(|s| s.over.is_none()));
+    assert_eq!(apart.arena_bytes, 3 * 256 * 4);
+}
+
+#[test]
+fn no_step_writes_over_the_image_or_into_the_networks_output() {
+    // The block's add reads the image: its step writes a tensor of its own.
+    let (_, plan) = net("Block(8x8x4) { residual { conv(4, 3x3, pad = 1) }, conv(4, 1x1) }");
+    assert_eq!(plan.steps[0].inputs, [ValueId(0), ValueId(0)]);
+    assert_eq!(plan.steps[0].over, None);
+    // The last step's add: the output goes to the caller's buffer.
+    let (_, plan) = resnet_block();
+    assert!(plan.steps.iter().all(|s| s.over.is_none()));
+}
+
+/// A block's shortcut `A` that a concat reads after the block's add.
+const REUSED: &str = "Reused(8x8x4) { conv(4, 1x1), relu, concat { [residual { conv(4, 3x3, pad = 1), relu, conv(4, 3x3, pad = 1) }], [identity] }, conv(4, 1x1) }";
+
+#[test]
+fn verify_rejects_writing_over_a_shortcut_read_later() {
+    let (graph, mut plan) = net(REUSED);
+    let a = plan.steps[0].output;
+    let add = (plan.steps.iter())
+        .position(|s| s.inputs.len() == 2 && s.inputs[1] == a)
+        .expect("the block's add reads A second");
+    assert_eq!(plan.steps[add].over, None);
+    plan.steps[add].over = Some(a);
+    let err = plan.verify(&graph).unwrap_err();
+    assert!(err.to_string().contains("reads later"), "{err}");
+    assert!(
+        matches!(
+            err,
+            cnnjit_ir::plan::PlanError::Over {
+                source: cnnjit_ir::plan::OverError::ReadLater { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn verify_rejects_an_output_elsewhere_than_over_its_shortcut() {
+    let (graph, mut plan) = net(NESTED);
+    let c = plan.steps[2].output.0 as usize;
+    plan.values[c].offset += 256;
+    let err = plan.verify(&graph).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            cnnjit_ir::plan::PlanError::Over {
+                step: 2,
+                source: cnnjit_ir::plan::OverError::Offset { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}

@@ -11,7 +11,7 @@ use cnnjit_codegen::depthwise::DepthwiseSpec;
 use cnnjit_codegen::native::Isa;
 use cnnjit_codegen::{Epilogue, Jit, Kernel};
 use cnnjit_ir::{Activation, Conv2d, Hw, Padding};
-use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers};
+use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers, Extra};
 use cnnjit_runtime::reference::{self, Dims};
 use proptest::prelude::*;
 
@@ -161,7 +161,7 @@ impl Case {
             input: &self.input,
             weights: &weights,
             params: &params,
-            extra: &self.extra[..lengths.extra],
+            extra: Extra::Buffer(&self.extra[..lengths.extra]),
             output: &mut output,
             scratch: &mut scratch,
         };

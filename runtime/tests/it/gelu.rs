@@ -12,7 +12,7 @@ use cnnjit_codegen::depthwise::DepthwiseSpec;
 use cnnjit_codegen::native::Isa;
 use cnnjit_codegen::{Epilogue, Jit, Kernel};
 use cnnjit_ir::Activation;
-use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers};
+use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers, Extra};
 use cnnjit_runtime::reference::activate;
 use proptest::prelude::*;
 
@@ -44,7 +44,7 @@ fn compiled(xs: &[f32], native: Option<Isa>) -> Vec<f32> {
         input: xs,
         weights: &weights,
         params: &params,
-        extra: &extra,
+        extra: Extra::Buffer(&extra),
         output: &mut output,
         scratch: &mut scratch,
     };

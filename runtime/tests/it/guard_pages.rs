@@ -58,7 +58,7 @@ use cnnjit_codegen::softmax::SoftmaxSpec;
 use cnnjit_codegen::winograd::WinogradSpec;
 use cnnjit_codegen::{ChannelSlice, Epilogue, Jit, Kernel, Lengths};
 use cnnjit_runtime::ir::{self, Activation, Conv2d, Hw, Padding, Pool2d, PoolKind};
-use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers};
+use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers, Extra};
 use cnnjit_runtime::reference::{self, Dims};
 use cnnjit_runtime::team::Team;
 use std::ptr::NonNull;
@@ -860,8 +860,8 @@ fn pack(case: &Case, data: &Data) -> (Vec<f32>, Vec<f32>) {
     (kernel.pack_weights(&data.weight, None), params)
 }
 
-/// Compiles, runs and checks one case.
-fn run_case(index: usize, case: &Case, rng: &mut Rng, team: &Team) {
+/// Compiles, runs and checks one case; whether it ran over its shortcut.
+fn run_case(index: usize, case: &Case, rng: &mut Rng, team: &Team) -> bool {
     let data = random_data(case, &case.kernel.lengths(), rng);
     let want = expected(case, &data);
     let (weights, params) = pack(case, &data);
@@ -873,17 +873,18 @@ fn run_case(index: usize, case: &Case, rng: &mut Rng, team: &Team) {
     };
     let what = format!("case {index}: {case:?}");
     let (want, dims) = widen(want, case.output, case.slice);
-    run_kernel(&what, &case.kernel, buffers, &want, dims, rng, team);
+    run_kernel(&what, &case.kernel, buffers, &want, dims, rng, team)
 }
 
 /// Compiles, runs and checks one separable pair against the two
-/// convolutions' references, one after the other.
+/// convolutions' references, one after the other; whether it ran over its
+/// shortcut.
 fn run_pair(
     index: usize,
     (first, second, kernel): &(Case, Case, Kernel),
     rng: &mut Rng,
     team: &Team,
-) {
+) -> bool {
     let data = random_data(first, &first.kernel.lengths(), rng);
     let mut then = random_data(second, &second.kernel.lengths(), rng);
     then.input = expected(first, &data);
@@ -899,7 +900,7 @@ fn run_pair(
     };
     let what = format!("pair {index}: {kernel:?}");
     let (want, dims) = widen(want, second.output, second.slice);
-    run_kernel(&what, kernel, buffers, &want, dims, rng, team);
+    run_kernel(&what, kernel, buffers, &want, dims, rng, team)
 }
 
 /// A kernel's read-only buffers, packed.
@@ -911,7 +912,8 @@ struct Packed<'a> {
 }
 
 /// Compiles `kernel`, runs it on `data` in guarded buffers over all rows and
-/// sub-ranges of rows, and checks its output (`dims`) against `want`.
+/// sub-ranges of rows, and checks its output (`dims`) against `want`; and,
+/// if it adds a shortcut, over the shortcut (which it then says).
 fn run_kernel(
     what: &str,
     kernel: &Kernel,
@@ -920,7 +922,7 @@ fn run_kernel(
     dims: Dims,
     rng: &mut Rng,
     team: &Team,
-) {
+) -> bool {
     let lengths = kernel.lengths();
     let mut jit = Jit::new().expect("a JIT for this host");
     let id = jit.compile(kernel).expect("the kernel compiles");
@@ -984,7 +986,7 @@ fn run_kernel(
             input: input.as_slice(),
             weights: weights.as_slice(),
             params: params.as_slice(),
-            extra: extra.as_slice(),
+            extra: Extra::Buffer(extra.as_slice()),
             output: output.as_mut_slice(),
             scratch: scratch.as_mut_slice(),
         };
@@ -996,6 +998,38 @@ fn run_kernel(
             (0, rows),
             &format!("{what}, {label}"),
         );
+    }
+
+    // Over its shortcut (`plan::Step::over`): a kernel whose epilogue adds
+    // one reads it from the output, which holds it when the call starts,
+    // alone and on two threads, and writes bitwise what it wrote from a
+    // shortcut of its own above.
+    let adds_shortcut = lengths.extra > 0 && !matches!(kernel, Kernel::Elementwise(_));
+    if adds_shortcut {
+        assert_eq!(lengths.extra, lengths.output, "{what}");
+        let apart = output.as_slice().to_vec();
+        for (split, label) in [
+            (None, "over its shortcut"),
+            (Some(team), "over its shortcut, 2 threads"),
+        ] {
+            output.as_mut_slice().copy_from_slice(extra.as_slice());
+            let mut scratch = Guarded::new(scratch_len(&lengths, split));
+            let buffers = Buffers {
+                input: input.as_slice(),
+                weights: weights.as_slice(),
+                params: params.as_slice(),
+                extra: Extra::Output,
+                output: output.as_mut_slice(),
+                scratch: scratch.as_mut_slice(),
+            };
+            call_kernel(&program, id, &lengths, buffers, split).expect("the buffers fit");
+            let differs = (output.as_slice().iter().zip(&apart))
+                .position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(
+                differs, None,
+                "{what}, {label}: the first element that differs"
+            );
+        }
     }
 
     // Sub-ranges of rows, straight to the code, out-of-range and reversed ones
@@ -1052,6 +1086,7 @@ fn run_kernel(
             &format!("{what}, rows [{begin}, {end})"),
         );
     }
+    adds_shortcut
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -1067,23 +1102,24 @@ fn generated_code_touches_only_its_own_buffers() {
     let cases = env_u64("GUARD_PAGES_CASES", 128) as usize;
     let team = Team::new(2).expect("a 2-thread team");
     let mut rng = Rng(seed);
-    let (mut run, mut skipped, mut padded) = (0, 0, 0);
+    let (mut run, mut skipped, mut padded, mut over) = (0, 0, 0, 0);
     while run < cases {
         let Some(case) = random_case(&mut rng) else {
             skipped += 1;
             continue;
         };
         eprintln!("seed {seed:#x}, case {run}: {case:?}");
-        run_case(run, &case, &mut rng, &team);
+        over += usize::from(run_case(run, &case, &mut rng, &team));
         run += 1;
         // A kernel that copies its input, padded, into its scratch.
         padded += usize::from(matches!(&case.kernel, Kernel::Conv(spec) if spec.pads_input()));
     }
-    eprintln!("{run} cases run ({padded} on a padded copy), {skipped} configurations skipped (empty output)");
+    eprintln!("{run} cases run ({padded} on a padded copy, {over} over their shortcut), {skipped} configurations skipped (empty output)");
     assert!(
         cases < 32 || padded > 0,
         "no kernel drawn runs on a padded copy"
     );
+    assert!(cases < 32 || over > 0, "no kernel drawn adds a shortcut");
 }
 
 #[test]
@@ -1092,18 +1128,21 @@ fn fused_separable_pairs_touch_only_their_own_buffers() {
     let cases = env_u64("GUARD_PAGES_CASES", 128) as usize / 2;
     let team = Team::new(2).expect("a 2-thread team");
     let mut rng = Rng(seed);
-    let (mut run, mut whole) = (0, 0);
+    let (mut run, mut whole, mut over) = (0, 0, 0);
     while run < cases {
         let Some(pair) = random_pair(&mut rng) else {
             continue;
         };
         eprintln!("seed {seed:#x}, pair {run}: {:?}", pair.2);
-        run_pair(run, &pair, &mut rng, &team);
+        over += usize::from(run_pair(run, &pair, &mut rng, &team));
         whole += matches!(&pair.2, Kernel::Separable(s) if s.rows_are_blocks()) as usize;
         run += 1;
     }
-    eprintln!("{run} pairs run, {whole} of them whole by blocks of channels");
+    eprintln!(
+        "{run} pairs run, {whole} of them whole by blocks of channels, {over} over their shortcut"
+    );
     assert!(cases < 32 || whole > 0, "no pair drawn runs whole");
+    assert!(cases < 32 || over > 0, "no pair drawn adds a shortcut");
 }
 
 #[test]

@@ -31,7 +31,7 @@ use cnnjit_codegen::native::Isa;
 use cnnjit_codegen::winograd::WinogradSpec;
 use cnnjit_codegen::{ChannelSlice, Epilogue, Jit, Kernel};
 use cnnjit_ir::Activation;
-use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers};
+use cnnjit_runtime::jit::{call_kernel, scratch_len, Buffers, Extra};
 use cnnjit_runtime::params::random_weights;
 use cnnjit_runtime::report::Path;
 use cnnjit_runtime::{Model, Options, Winograd};
@@ -110,7 +110,7 @@ fn run(kernel: &Kernel, input: &[f32], weight: &[f32], params: &[f32], extra: &[
         input,
         weights: &weights,
         params,
-        extra,
+        extra: Extra::Buffer(extra),
         output: &mut output,
         scratch: &mut scratch,
     };
