@@ -27,22 +27,22 @@
 //!   padding and no ragged tile but the block's last. The rows two blocks
 //!   share are moved to the front of the ring, not recomputed.
 //!
-//!   **Whole image**: where the ring of every row fits [`WHOLE_IMAGE`], the
-//!   second half's weights outweigh that ring (MobileNet's 7x7x1024 pair:
-//!   4 MB of weights, 200 KB of intermediate) and the first half is cheap
-//!   beside the second (`CHEAP` times fewer MACs), the one block holds
-//!   every row and the kernel's rows are instead the second half's blocks
-//!   of output channels, as a convolution's are when its weights stay
-//!   still ([`ConvSpec::rows_are_blocks`]): each call computes the whole
-//!   intermediate into its ring, then its blocks of output channels over
-//!   every pixel, so the weights are read once per call (not once per
-//!   block of rows, four times at 7x7 with tiles of 14) and threads share
-//!   them out. The trade: each thread recomputes the whole first half, at
-//!   most `1 / CHEAP` of the second's MACs (a 3x3 depthwise half before
-//!   1024 output channels: 9 / 1024). Measured on MobileNet's 7x7x1024
-//!   pair alone, one thread, AVX-512: 1.18 ms by blocks of two rows, 1.02
-//!   ms whole. Outputs are the same sums in the same order either way, so
-//!   any thread count gives the same bits.
+//!   **Small images run apart**: where the ring of every row fits
+//!   [`SMALL_IMAGE`], the second half's weights outweigh that ring
+//!   (MobileNet's 7x7x1024 pair: 4 MB of weights, 200 KB of intermediate)
+//!   and the first half is cheap beside the second (`CHEAP` times fewer
+//!   MACs), there is no pair ([`SeparableSpec::new`]): blocks of rows
+//!   would read the weights once per block (four times at 7x7 with tiles
+//!   of 14), and the two halves apart are a convolution whose rows are
+//!   blocks of output channels over every pixel
+//!   ([`ConvSpec::rows_are_blocks`]), which threads share out, after a
+//!   first half that threads split by rows. The pair used to run such an
+//!   image whole, every call computing all the intermediate and then its
+//!   blocks of output channels: on one thread level with the halves apart
+//!   (MobileNetV1's 14x14x512 pairs 0.64-0.67 ms against 0.65-0.68,
+//!   Emerald Rapids Xeon, AVX-512), on two threads slower, each thread
+//!   recomputing the whole first half (0.37-0.40 against 0.36; the net 4.57
+//!   against 4.31 ms).
 //! - **Row by row** otherwise (a strided or depthwise second half). Output row
 //!   `oy` reads the `window` rows `oy * stride - pad ..`, clipped to the
 //!   intermediate. The ring holds `window` rows, row `r` in slot
@@ -185,21 +185,40 @@ impl SeparableSpec {
         };
         let packs_alike = match &second {
             Half::Conv(conv) if conv.input[1] == 1 => {
-                let one_row = Blocks {
-                    conv,
-                    rows: 1,
-                    by_channels: false,
-                }
-                .flat(1);
+                let one_row = Blocks { conv, rows: 1 }.flat(1);
                 one_row.block() == conv.block()
             }
             Half::Conv(_) | Half::Depthwise(_) => true,
         };
-        (first.output() == second.input()
-            && !first.epilogue().contains(&Epilogue::Add)
+        let spec = SeparableSpec { first, second };
+        (spec.first.output() == spec.second.input()
+            && !spec.first.epilogue().contains(&Epilogue::Add)
             && packs_alike
-            && no_one_pixel_calls)
-            .then_some(SeparableSpec { first, second })
+            && no_one_pixel_calls
+            && !spec.runs_apart())
+        .then_some(spec)
+    }
+
+    /// Whether the halves run apart on a small image (module doc): the
+    /// second a `kx1` convolution of stride 1 whose ring over every row fits
+    /// [`SMALL_IMAGE`] and whose weights outweigh it, the first `CHEAP`
+    /// beside it.
+    fn runs_apart(&self) -> bool {
+        let Half::Conv(conv) = &self.second else {
+            return false;
+        };
+        let height = conv.output[0];
+        let whole = Blocks { conv, rows: height };
+        self.blocks_fit()
+            && whole.ring_rows() * self.row_len() <= SMALL_IMAGE
+            && whole.flat(height).rows_are_blocks()
+            && self.first.macs() * CHEAP <= self.second.macs()
+    }
+
+    /// Whether the second half is a `kx1` convolution of stride 1 (a
+    /// pointwise `1x1` one included), which runs over blocks of rows.
+    fn blocks_fit(&self) -> bool {
+        matches!(&self.second, Half::Conv(conv) if conv.kernel[1] == 1 && conv.stride == [1, 1] && conv.pad[1] == 0)
     }
 
     /// Intermediate rows one output row reads: the second's dilated kernel height.
@@ -234,54 +253,27 @@ impl SeparableSpec {
         let Half::Conv(conv) = &self.second else {
             return None;
         };
-        (conv.kernel[1] == 1 && conv.stride == [1, 1] && conv.pad[1] == 0).then(|| {
+        self.blocks_fit().then(|| {
             let [height, width, _] = conv.output;
-            let whole = Blocks {
-                conv,
-                rows: height,
-                by_channels: true,
-            };
-            if whole.ring_rows() * self.row_len() <= WHOLE_IMAGE
-                && whole.flat(height).rows_are_blocks()
-                && self.first.macs() * CHEAP <= self.second.macs()
-            {
-                return whole;
-            }
             // Rows per block: the fewest whose pixels fill whole tiles
             // (112 pixels a row are 17 tiles of 6 and 2 of 5, `TileSplit::Even`;
             // 3 rows are 56 tiles of 6), but no more than the tensor has.
             let tile = conv.tile();
             let rows = (tile / gcd(width, tile)).min(height);
-            Blocks {
-                conv,
-                rows,
-                by_channels: false,
-            }
+            Blocks { conv, rows }
         })
     }
 
     /// Output rows per block of rows (the kernel's rows are such blocks, the
-    /// last one possibly shorter, unless [`SeparableSpec::rows_are_blocks`]).
+    /// last one possibly shorter).
     pub fn block_rows(&self) -> usize {
         self.blocks().map_or(1, |blocks| blocks.rows)
-    }
-
-    /// Whether the kernel's rows are blocks of the second half's output
-    /// channels, each call computing the whole image's intermediate: a
-    /// small image whose second half's weights outweigh it (see the module
-    /// doc, "whole image").
-    pub fn rows_are_blocks(&self) -> bool {
-        self.blocks().is_some_and(|blocks| blocks.by_channels)
     }
 
     /// The buffer lengths of the kernel's safety contract.
     pub fn lengths(&self) -> Lengths {
         let (first, second) = (self.first.lengths(), self.second.lengths());
         let (scratch, rows) = match self.blocks() {
-            Some(blocks) if blocks.by_channels => (
-                blocks.ring_rows() * self.row_len(),
-                blocks.flat(blocks.rows).lengths().rows,
-            ),
             Some(blocks) => (blocks.ring_rows() * self.row_len(), blocks.count()),
             None => (self.ring_rows() * self.row_len(), self.second.output()[0]),
         };
@@ -299,12 +291,10 @@ impl SeparableSpec {
 
 /// A `kx1` second half run over blocks of `rows` output rows: the kernel's
 /// rows are these blocks (the last one has the rows left over), so threads
-/// split whole blocks; or, `by_channels`, one block of every row, the
-/// kernel's rows the second half's blocks of output channels.
+/// split whole blocks.
 struct Blocks<'s> {
     conv: &'s ConvSpec,
     rows: usize,
-    by_channels: bool,
 }
 
 impl Blocks<'_> {
@@ -346,16 +336,15 @@ impl Blocks<'_> {
     }
 }
 
-/// `f32`s of the ring beyond which a pair does not run the whole image as
-/// one block (see the module doc, "whole image"): 512 KB, a quarter of the 2 MB L2
-/// per core of the Xeon measured, so the ring stays in L2 beside a block
-/// of the second half's weights.
-pub const WHOLE_IMAGE: usize = 1 << 17;
+/// `f32`s of a ring over every row up to which a pair whose second half's
+/// weights outweigh it runs apart (see the module doc, "small images run
+/// apart"): 512 KB, a quarter of the 2 MB L2 per core of the Xeon measured.
+pub const SMALL_IMAGE: usize = 1 << 17;
 
 /// How many times fewer MACs than the second half the first must have for
-/// a pair to run whole ([`Blocks::by_channels`]), every thread then
-/// recomputing it: a 3x3 depthwise half is cheap from 72 output channels
-/// of the pointwise one; a `1x1` first half, a GEMM of its own, rarely is.
+/// the halves of a small image to run apart ([`SeparableSpec::new`]): a
+/// 3x3 depthwise half is cheap from 72 output channels of the pointwise
+/// one; a `1x1` first half, a GEMM of its own, rarely is.
 const CHEAP: usize = 8;
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -405,14 +394,8 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
     // of a wider one, its pixels further apart.
     let extra_row_bytes = (blocks.conv.output[1] * blocks.conv.output[2] * 4) as i64;
     let out_row_bytes = blocks.conv.output[1] as i64 * blocks.conv.layout().pixel_bytes();
-    // By channels, every call computes the one block of rows, and the
-    // second half the blocks of output channels `[begin, end)`.
-    let (lo, hi) = if blocks.by_channels {
-        (int(b, 0), int(b, 1))
-    } else {
-        let count = blocks.count() as i64;
-        (clamp(b, a.begin, 0, count), clamp(b, a.end, 0, count))
-    };
+    let count = blocks.count() as i64;
+    let (lo, hi) = (clamp(b, a.begin, 0, count), clamp(b, a.end, 0, count));
     for_range(b, lo, hi, 1, |b, block| {
         let first_row = b.ins().imul_imm_s(block, per_block);
         let top = b.ins().iadd_imm_s(first_row, -pad);
@@ -465,7 +448,7 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
         }
         let extra_offset = b.ins().imul_imm_s(first_row, extra_row_bytes);
         let offset = b.ins().imul_imm_s(first_row, out_row_bytes);
-        let mut args = Args {
+        let args = Args {
             input: a.scratch,
             weights,
             params,
@@ -476,13 +459,7 @@ fn emit_blocks(spec: &SeparableSpec, blocks: &Blocks, b: &mut FunctionBuilder, a
             ..*a
         };
         let rest = blocks.height() % blocks.rows;
-        if blocks.by_channels {
-            // Its rows are the blocks of output channels (the flat
-            // convolution's weights outweigh its input, as `blocks` checked).
-            args.begin = a.begin;
-            args.end = a.end;
-            super::conv::emit(&blocks.flat(blocks.rows), b, &args);
-        } else if rest == 0 {
+        if rest == 0 {
             super::conv::emit_rows(&blocks.flat(blocks.rows), b, &args);
         } else {
             // Every block but the last is whole.
@@ -627,7 +604,6 @@ mod tests {
         ] {
             let spec = pair(height, width, kernel, native);
             let what = format!("{height}x{width}, {kernel}x1, native {native:?}");
-            assert!(!spec.rows_are_blocks(), "{what}");
             assert_eq!(spec.block_rows(), rows, "{what}");
             let lengths = spec.lengths();
             assert_eq!(lengths.rows, blocks, "{what}");
@@ -693,51 +669,38 @@ mod tests {
     }
 
     #[test]
-    fn small_images_run_whole_by_blocks_of_channels() {
-        // `pair` with `k` output channels.
-        let wide = |height, width, kernel, native, k| {
-            let mut spec = pair(height, width, kernel, native);
-            let Half::Conv(second) = &mut spec.second else {
-                unreachable!("the second half is a convolution")
+    fn small_images_run_apart() {
+        // `halves` with `k` output channels and `c` channels between them.
+        let make = |height, width, kernel, native, c, k| {
+            let (mut first, mut second) = halves(height, width, kernel, native);
+            let (Half::Depthwise(dw), Half::Conv(pw)) = (&mut first, &mut second) else {
+                unreachable!("the halves are depthwise then pointwise")
             };
-            second.output[2] = k;
-            spec
+            dw.channels = c;
+            pw.input[2] = c;
+            pw.output[2] = k;
+            SeparableSpec::new(first, second)
         };
-        // By hand, 80 output channels: the second half's packed weights are
-        // 8 x 80 x kernel `f32`s (5 native blocks of 16, or 10 of 8), its
-        // MACs 8 x 80 x kernel a pixel against the depthwise half's 8 x 9,
-        // at least 8 times more; the ring of the whole image is
-        // (height + kernel - 1) x width x 8. 2x3, 1x1: ring 48 < 640, so one
-        // block of both rows, the kernel's rows its blocks of channels.
-        // 3x3, 3x1: ring 120 < 1920.
-        for (height, width, kernel, native, rows) in [
-            (2, 3, 1, Some(Isa::Avx2), 5),
-            (2, 3, 1, None, 10),
-            (3, 3, 3, None, 10),
-        ] {
-            let spec = wide(height, width, kernel, native, 80);
+        // By hand, 8 channels to 80: the second half's packed weights are
+        // 8 x 80 x kernel `f32`s, its MACs 8 x 80 x kernel a pixel against
+        // the depthwise half's 8 x 9, at least 8 times more; the ring of
+        // the whole image is (height + kernel - 1) x width x 8. 2x3, 1x1:
+        // ring 48 < 640, apart. 3x3, 3x1: ring 120 < 1920, apart.
+        for (height, width, kernel, native) in
+            [(2, 3, 1, Some(Isa::Avx2)), (2, 3, 1, None), (3, 3, 3, None)]
+        {
             let what = format!("{height}x{width}, {kernel}x1, native {native:?}");
-            assert!(spec.rows_are_blocks(), "{what}");
-            assert_eq!(spec.block_rows(), height, "{what}");
-            let lengths = spec.lengths();
-            assert_eq!(lengths.rows, rows, "{what}");
-            let ring = (height + kernel - 1) * width * 8;
-            assert_eq!(lengths.scratch, ring, "{what}");
+            assert_eq!(make(height, width, kernel, native, 8, 80), None, "{what}");
         }
-        // 9x9: ring 648, more than the weights. 16 channels: the depthwise
-        // half's 72 MACs a pixel are more than an eighth of the 128.
-        assert!(!wide(9, 9, 1, None, 80).rows_are_blocks());
-        assert!(!wide(2, 3, 1, None, 16).rows_are_blocks());
+        // 9x9: ring 648, more than the weights. 16 channels out: the
+        // depthwise half's 72 MACs a pixel are more than an eighth of the 128.
+        assert!(make(9, 9, 1, None, 8, 80).is_some());
+        assert!(make(2, 3, 1, None, 8, 16).is_some());
         // MobileNet's last pair, 7x7x1024 -> 1024 on AVX-512: 200 KB of ring.
-        let mut last = wide(7, 7, 1, Some(Isa::Avx512), 1024);
-        let (Half::Depthwise(first), Half::Conv(second)) = (&mut last.first, &mut last.second)
-        else {
-            unreachable!("the pair is depthwise then pointwise")
-        };
-        first.channels = 1024;
-        second.input[2] = 1024;
-        assert!(last.rows_are_blocks());
-        assert_eq!(last.lengths().rows, 64);
-        assert_eq!(last.lengths().scratch, 49 * 1024);
+        assert_eq!(make(7, 7, 1, Some(Isa::Avx512), 1024, 1024), None);
+        // Its 14x14x512 pairs: a ring of 14 x 14 x 512 = 100,352 <= 131,072.
+        assert_eq!(make(14, 14, 1, Some(Isa::Avx512), 512, 512), None);
+        // Its 28x28x256 pairs: 200,704, a pair by blocks of rows.
+        assert!(make(28, 28, 1, Some(Isa::Avx512), 256, 256).is_some());
     }
 }

@@ -583,8 +583,12 @@ proptest! {
         // One fused kernel, but where the intermediate is one pixel wide: a
         // row of the 1x1 is then a one-pixel GEMV, packed unlike the 1x1 on a
         // native ISA, and the pair runs as two kernels (`SeparableSpec::new`).
+        // Nor where a small image's halves may run apart, which needs the
+        // depthwise half's `c f^2` MACs a pixel to be at most an eighth of
+        // the pointwise half's `c k` (`f = 1`, `k >= 8`): then any count.
         let one_pixel_wide = (if residual { w } else { w.div_ceil(s) }) == 1;
-        let kernels = (!one_pixel_wide).then_some(1);
+        let cheap = 8 * f * f <= if residual { c } else { k };
+        let kernels = (!one_pixel_wide && !cheap).then_some(1);
         assert_agrees_in(&fits(&source)?, &source, seed, 2, kernels);
     }
 
@@ -608,8 +612,14 @@ proptest! {
         );
         // One fused kernel, unless the first half's columns are padded and
         // it calls a native tile (`SeparableSpec::new`, tested there): then
-        // two wherever lowering gives it the native tile.
-        let kernels = |options: &Options| (!padded || options.native().is_none()).then_some(1);
+        // two wherever lowering gives it the native tile. Nor where a small
+        // image's halves may run apart, which needs the first half's MACs
+        // (`h` rows of `k c m` a pixel) to be at most an eighth of the
+        // second's (at most `h + 2 pad` rows of `k m n`): then any count.
+        let cheap = 8 * c * h <= n * (h + 2 * pad);
+        let kernels = |options: &Options| {
+            ((!padded || options.native().is_none()) && !cheap).then_some(1)
+        };
         assert_agrees_on(&fits(&source)?, &source, seed, threads, &kernels);
     }
 }
@@ -671,10 +681,9 @@ proptest! {
     }
 
     /// A depthwise + pointwise pair on a small image whose pointwise
-    /// weights outweigh the intermediate runs the whole image by blocks of
-    /// output channels (`SeparableSpec::rows_are_blocks`), threads each
-    /// recomputing the depthwise half; larger images, or fewer output
-    /// channels, by blocks of rows.
+    /// weights outweigh the intermediate runs apart (`SeparableSpec::new`),
+    /// the pointwise half by blocks of output channels; larger images, or
+    /// fewer output channels, as a pair by blocks of rows.
     #[test]
     fn small_image_pairs_equal_reference(
         (h, w) in (1u32..=16, 1u32..=16),
@@ -700,8 +709,8 @@ proptest! {
 /// Layers large enough that threads split them (`jit::PARALLEL_WORK`), in
 /// each form: a 7x7 pointwise convolution as one run of 49 pixels by blocks
 /// of channels, a 14x14 one whose runs are merged rows (AVX-512: runs of
-/// 98, two rows to split), a residual one, and the depthwise + pointwise
-/// pair on a 7x7 image run whole by blocks of channels.
+/// 98, two rows to split), a residual one, and a depthwise + pointwise
+/// pair on a 7x7 image, which runs apart.
 #[test]
 fn small_spatial_layers_split_across_threads_bitwise() {
     for (i, source) in [
