@@ -819,3 +819,45 @@ fn in_place(
         )))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{run, Arena, Engine};
+    use crate::memory::Budget;
+    use crate::params::{load_params, random_weights, LoadOptions};
+    use cnnjit_ir::plan::{plan_for, Fusion};
+
+    /// On the reference kernels, a step written over its shortcut adds a
+    /// copy of it staged in the working memory: bitwise what the same
+    /// kernels give where the plan keeps the shortcut in memory of its own.
+    #[test]
+    fn a_step_over_its_shortcut_adds_a_staged_copy_on_the_reference_kernels() {
+        let net = cnnjit_lang::compile_source(
+            "Net(4x4x8) { conv(8, 1x1), relu, residual { conv(8, 1x1), relu, conv(8, 3x3, pad = 1) }, relu, conv(8, 1x1) }",
+        )
+        .unwrap()
+        .remove(0);
+        let weights = random_weights(&net.graph, 3);
+        let input: Vec<f32> = (0..128).map(|i| (i * 37 % 17) as f32 / 8.0 - 1.0).collect();
+        let forward = |fusion: Fusion| {
+            let plan = plan_for(&net.graph, &fusion).unwrap();
+            let params = load_params(&net.graph, &plan, &weights, LoadOptions::default()).unwrap();
+            let over = plan.steps.iter().filter(|s| s.over.is_some()).count();
+            let mut budget = Budget::new(None);
+            let mut arena = Arena::new(plan.arena_bytes, &mut budget, || "arena".into()).unwrap();
+            let engine = Engine::new(net.graph.clone(), plan, params);
+            let mut scratch = vec![f32::NAN; engine.scratch_len()];
+            let mut output = vec![0.0; 128];
+            run(&engine, &mut arena, &mut scratch, &input, &mut output).unwrap();
+            (over, output.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+        };
+        let (over, staged) = forward(Fusion::DEFAULT);
+        let apart = Fusion {
+            conv_adds_in_place: false,
+            ..Fusion::DEFAULT
+        };
+        let (none, own) = forward(apart);
+        assert_eq!((over, none), (1, 0));
+        assert_eq!(staged, own);
+    }
+}

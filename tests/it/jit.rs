@@ -766,6 +766,18 @@ fn separable_pairs_run_over_blocks_of_rows() {
     }
 }
 
+/// A step written over its shortcut that its kernel would not add (a
+/// softmax before the add) runs on the reference kernels beside compiled
+/// ones, adding a copy of the shortcut staged in the working memory (which
+/// `exec`'s tests check against a plan that keeps the shortcut apart).
+#[test]
+fn a_step_over_its_shortcut_on_the_reference_kernels_agrees() {
+    let source = "Net(4x4x8) { conv(8, 1x1), relu, residual { conv(8, 1x1), relu, conv(8, 1x1), softmax }, relu, conv(8, 1x1) }";
+    for threads in 1..=2 {
+        assert_agrees_on(&graph(source), source, 7, threads, &|_| None);
+    }
+}
+
 #[test]
 fn separable_pairs_run_unfused_when_asked() {
     // The 1x3 unpadded: padded, it runs apart on a native tile anyway

@@ -174,6 +174,35 @@ fn the_kernel_families_do_what_the_default_fusion_says() {
             LoweredStep::Kernel(_)
         ));
     }
+    // A convolution adds a dying shortcut in place: the step written over
+    // it reads it as its `extra`, from its output.
+    let (graph, plan) = net(
+        "Net(8x8x4) { conv(4, 1x1), relu, residual { conv(4, 1x1), relu, conv(4, 3x3, pad = 1) }, relu, conv(4, 1x1) }",
+    );
+    let over = plan.steps[2].over.expect("the add's step writes over A");
+    assert_eq!(over, plan.steps[0].output);
+    let LoweredStep::Kernel(step) = &lower(&graph, &plan, &caps())[2] else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(step.operands.extra, Some(over));
+}
+
+/// A step the plan writes over its shortcut whose kernel would not add it
+/// (its fused epilogue stops at a softmax, before the add) runs on the
+/// reference kernels, which add a copy of the shortcut.
+#[test]
+fn a_step_over_its_shortcut_that_would_not_add_it_falls_back() {
+    let (graph, plan) = net(
+        "Net(4x4x8) { conv(8, 1x1), relu, residual { conv(8, 1x1), relu, conv(8, 1x1), softmax }, relu, conv(8, 1x1) }",
+    );
+    let add = (plan.steps.iter())
+        .position(|s| s.inputs.len() == 2)
+        .expect("the add's step");
+    assert_eq!(plan.steps[add].over, Some(plan.steps[0].output));
+    assert_eq!(
+        lower(&graph, &plan, &caps())[add],
+        LoweredStep::Reference(FallbackReason::OverShortcut { kind: "conv" })
+    );
 }
 
 #[test]
