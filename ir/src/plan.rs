@@ -50,9 +50,10 @@
 //! step, node or value and what was expected and found.
 //!
 //! What a step may fuse beyond running in place is the code generator's to
-//! say, not the plan's: [`fuse`] and [`concat_in_place`] ask a [`Fusion`],
-//! plain data (which anchors write a channel slice, which separable pairs
-//! run as one kernel), and the plan records the answers it was made with
+//! say, not the plan's: [`fuse`], [`concat_in_place`] and
+//! [`shortcut_in_place`] ask a [`Fusion`], plain data (which anchors write a
+//! channel slice, which separable pairs run as one kernel, which add a
+//! shortcut in place), and the plan records the answers it was made with
 //! ([`Plan::fusion`]) so that lowering can check its code generator agrees.
 //! The `cnn!` macro plans at build time, where no code generator is linked,
 //! so [`Fusion::DEFAULT`] holds the answers of cnnjit's own (Cranelift)
