@@ -592,13 +592,43 @@ pub fn plan_for(graph: &Graph, fusion: &Fusion) -> Result<Plan, ShapeError> {
 /// writes and the arena holds one tensor fewer there (ResNet-50's layer1
 /// adds a 3.2 MB shortcut). Offsets are left for [`plan_arena`].
 pub fn shortcut_in_place(graph: &Graph, mut plan: Plan) -> Plan {
+    let uses = ValueUses::of(&plan);
     for s in 0..plan.steps.len() {
         let shortcut = (plan.steps[s].inputs.iter())
             .copied()
-            .find(|&v| over_shortcut(graph, &plan, s, v).is_ok());
+            .find(|&v| over_shortcut(graph, &plan, &uses, s, v).is_ok());
         plan.steps[s].over = shortcut;
     }
     plan
+}
+
+/// What [`over_shortcut`] asks of a plan's values, found in one pass over
+/// it rather than once per step asked about (a net may have 100,000 layers).
+pub struct ValueUses {
+    /// Per value, the last step that reads or keeps it, if any.
+    last_reader: Vec<Option<usize>>,
+    /// Per value, whether it is a slice or has slices.
+    sliced: Vec<bool>,
+}
+
+impl ValueUses {
+    /// The uses of `plan`'s values.
+    pub fn of(plan: &Plan) -> ValueUses {
+        let mut last_reader = vec![None; plan.values.len()];
+        for (s, step) in plan.steps.iter().enumerate() {
+            for v in step.inputs.iter().chain(&step.keeps) {
+                last_reader[v.0 as usize] = Some(s);
+            }
+        }
+        let mut sliced: Vec<bool> = plan.values.iter().map(|v| v.slice.is_some()).collect();
+        for slice in plan.values.iter().filter_map(|v| v.slice) {
+            sliced[slice.of.0 as usize] = true;
+        }
+        ValueUses {
+            last_reader,
+            sliced,
+        }
+    }
 }
 
 /// Whether step `s` of `plan` can write its output over value `shortcut`, or
@@ -608,10 +638,11 @@ pub fn shortcut_in_place(graph: &Graph, mut plan: Plan) -> Plan {
 /// the shortcut is not the network's input (the caller's buffer), the
 /// output not the network's output (written where the caller says); neither
 /// is a slice or has slices; they have one length; and no later step reads
-/// or keeps the shortcut.
+/// or keeps the shortcut. `uses` are `plan`'s ([`ValueUses::of`]).
 pub fn over_shortcut(
     graph: &Graph,
     plan: &Plan,
+    uses: &ValueUses,
     s: usize,
     shortcut: ValueId,
 ) -> Result<(), OverError> {
@@ -635,28 +666,15 @@ pub fn over_shortcut(
     if shortcut == ValueId(0) || last == Some(step.output) {
         return Err(OverError::NetworkBuffer);
     }
-    let sliced = |v: ValueId| {
-        plan.values[v.0 as usize].slice.is_some()
-            || plan
-                .values
-                .iter()
-                .any(|w| w.slice.is_some_and(|slice| slice.of == v))
-    };
-    if sliced(shortcut) || sliced(step.output) {
+    if uses.sliced[shortcut.0 as usize] || uses.sliced[step.output.0 as usize] {
         return Err(OverError::Slice);
     }
     if plan.values[shortcut.0 as usize].len != plan.values[step.output.0 as usize].len {
         return Err(OverError::Length);
     }
-    match (plan.steps.iter().enumerate().skip(s + 1)).find(|(_, later)| {
-        later
-            .inputs
-            .iter()
-            .chain(&later.keeps)
-            .any(|&v| v == shortcut)
-    }) {
-        Some((later, _)) => Err(OverError::ReadLater { step: later }),
-        None => Ok(()),
+    match uses.last_reader[shortcut.0 as usize] {
+        Some(later) if later > s => Err(OverError::ReadLater { step: later }),
+        _ => Ok(()),
     }
 }
 
@@ -775,7 +793,7 @@ pub enum OverError {
     /// The value and the output differ in length.
     #[error("is not as long as the output")]
     Length,
-    /// A later step reads or keeps the value.
+    /// A later step reads or keeps the value (the last that does).
     #[error("step {step} reads later")]
     ReadLater {
         /// That step's index.
@@ -882,17 +900,22 @@ impl Plan {
                     })?;
             }
         }
+        let uses = ValueUses::of(self);
         for (s, step) in self.steps.iter().enumerate() {
             if let Some(shortcut) = step.over {
                 let (at, output) = (
                     self.values[shortcut.0 as usize].offset,
                     self.values[step.output.0 as usize].offset,
                 );
-                over_shortcut(graph, self, s, shortcut)
-                    .and((at == output).then_some(()).ok_or(OverError::Offset {
+                let placed = match at == output {
+                    true => Ok(()),
+                    false => Err(OverError::Offset {
                         shortcut: at,
                         output,
-                    }))
+                    }),
+                };
+                over_shortcut(graph, self, &uses, s, shortcut)
+                    .and(placed)
                     .map_err(|source| PlanError::Over {
                         step: s,
                         shortcut: shortcut.0,
